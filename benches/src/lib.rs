@@ -1,0 +1,1 @@
+//! Benchmarks for berth; see benches/benches/ and benches/run.sh.

@@ -1,0 +1,220 @@
+//! The stack file: a YAML (or JSON) document listing resources for `berth apply`.
+//!
+//! ```yaml
+//! clusters: [{clusterName: default}]
+//! taskDefinitions: [{family: web, containerDefinitions: [...]}]
+//! targetGroups: [{targetGroupName: web, healthCheckPath: /health}]
+//! loadBalancers: [{loadBalancerName: web, listeners: [...]}]
+//! services: [{serviceName: web, taskDefinition: web, desiredCount: 3}]
+//! ```
+//!
+//! Parsing reports the path of a bad field (`services[0].desiredCnt`); [`Stack::validate`]
+//! checks every resource and the references between them that the file itself resolves.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ecs::{Cluster, Service, TaskDefinition};
+use crate::elb::{LoadBalancer, TargetGroup};
+use crate::error::{Result, ValidationError};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Stack {
+    #[serde(default)]
+    pub clusters: Vec<Cluster>,
+    #[serde(default)]
+    pub task_definitions: Vec<TaskDefinition>,
+    #[serde(default)]
+    pub target_groups: Vec<TargetGroup>,
+    #[serde(default)]
+    pub load_balancers: Vec<LoadBalancer>,
+    #[serde(default)]
+    pub services: Vec<Service>,
+}
+
+impl Stack {
+    /// Parses YAML (JSON is YAML too), naming the path of a field that does not fit.
+    pub fn from_yaml(text: &str) -> Result<Stack> {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            ValidationError::new(path, e.into_inner().to_string())
+        })
+    }
+
+    /// Validates every resource, then the references the stack resolves on its own:
+    /// duplicate names, and services' load balancer containers and ports.
+    pub fn validate(&self) -> Result<()> {
+        let mut seen = BTreeSet::new();
+        for (i, c) in self.clusters.iter().enumerate() {
+            let at = format!("clusters[{i}]");
+            c.validate().map_err(|e| e.within(&at))?;
+            if !seen.insert(c.cluster_name.as_str()) {
+                return Err(dup(&at, "clusterName", &c.cluster_name));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for (i, t) in self.task_definitions.iter().enumerate() {
+            let at = format!("taskDefinitions[{i}]");
+            if t.revision != 0 || !t.task_definition_arn.is_empty() {
+                return Err(ValidationError::new(
+                    format!("{at}.revision"),
+                    "revisions are assigned by berth; remove revision and taskDefinitionArn",
+                ));
+            }
+            t.validate().map_err(|e| e.within(&at))?;
+            if !seen.insert(t.family.as_str()) {
+                return Err(dup(&at, "family", &t.family));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for (i, t) in self.target_groups.iter().enumerate() {
+            let at = format!("targetGroups[{i}]");
+            t.validate().map_err(|e| e.within(&at))?;
+            if !seen.insert(t.target_group_name.as_str()) {
+                return Err(dup(&at, "targetGroupName", &t.target_group_name));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for (i, l) in self.load_balancers.iter().enumerate() {
+            let at = format!("loadBalancers[{i}]");
+            l.validate().map_err(|e| e.within(&at))?;
+            if !seen.insert(l.load_balancer_name.as_str()) {
+                return Err(dup(&at, "loadBalancerName", &l.load_balancer_name));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for (i, s) in self.services.iter().enumerate() {
+            let at = format!("services[{i}]");
+            s.validate().map_err(|e| e.within(&at))?;
+            if !seen.insert((s.cluster_name(), s.service_name.as_str())) {
+                return Err(dup(&at, "serviceName", &s.service_name));
+            }
+            // When the stack holds the task definition, check the load balancer mappings.
+            let family = crate::arn::parse_family_revision(&s.task_definition)
+                .map(|(f, _)| f)
+                .unwrap_or_default();
+            if let Some(td) = self.task_definitions.iter().find(|t| t.family == family) {
+                check_service_against_task_definition(s, td).map_err(|e| e.within(&at))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks that each of a service's load balancer mappings names a container of the task
+/// definition and a port that container maps.
+pub fn check_service_against_task_definition(s: &Service, td: &TaskDefinition) -> Result<()> {
+    for (j, lb) in s.load_balancers.iter().enumerate() {
+        let c = td.container(&lb.container_name).ok_or_else(|| {
+            ValidationError::new(
+                format!("loadBalancers[{j}].containerName"),
+                format!(
+                    "task definition {} has no container named {:?}",
+                    td.family, lb.container_name
+                ),
+            )
+        })?;
+        if !c
+            .port_mappings
+            .iter()
+            .any(|p| p.container_port == lb.container_port)
+        {
+            return Err(ValidationError::new(
+                format!("loadBalancers[{j}].containerPort"),
+                format!(
+                    "container {:?} maps no port {}",
+                    lb.container_name, lb.container_port
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn dup(at: &str, field: &str, name: &str) -> ValidationError {
+    ValidationError::new(
+        format!("{at}.{field}"),
+        format!("{name:?} appears twice in this stack"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+clusters:
+  - clusterName: default
+taskDefinitions:
+  - family: web
+    containerDefinitions:
+      - name: app
+        image: whoami
+        portMappings: [{containerPort: 8080}]
+targetGroups:
+  - targetGroupName: web
+loadBalancers:
+  - loadBalancerName: web
+    listeners:
+      - port: 80
+        protocol: HTTP
+        defaultActions: [{type: forward, targetGroupName: web}]
+services:
+  - serviceName: web
+    taskDefinition: web
+    desiredCount: 3
+    loadBalancers: [{targetGroupName: web, containerName: app, containerPort: 8080}]
+"#;
+
+    #[test]
+    fn parses_and_validates() {
+        let s = Stack::from_yaml(GOOD).unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.services[0].desired_count, 3);
+    }
+
+    #[test]
+    fn unknown_key_names_its_path() {
+        let bad = GOOD.replace("desiredCount: 3", "desiredCnt: 3");
+        let e = Stack::from_yaml(&bad).unwrap_err();
+        assert_eq!(e.field, "services[0].desiredCnt");
+        assert!(e.message.contains("desiredCnt"), "{e}");
+    }
+
+    #[test]
+    fn negative_count_and_bad_port() {
+        let bad = GOOD.replace("desiredCount: 3", "desiredCount: -2");
+        let e = Stack::from_yaml(&bad).unwrap().validate().unwrap_err();
+        assert_eq!(e.field, "services[0].desiredCount");
+        let bad = GOOD.replace(
+            "containerPort: 8080}]\ntarget",
+            "containerPort: 70000}]\ntarget",
+        );
+        let e = Stack::from_yaml(&bad).unwrap().validate().unwrap_err();
+        assert_eq!(
+            e.field,
+            "taskDefinitions[0].containerDefinitions[0].portMappings[0].containerPort"
+        );
+    }
+
+    #[test]
+    fn service_port_must_be_mapped() {
+        let bad = GOOD.replace(
+            "containerName: app, containerPort: 8080",
+            "containerName: app, containerPort: 9090",
+        );
+        let e = Stack::from_yaml(&bad).unwrap().validate().unwrap_err();
+        assert_eq!(e.field, "services[0].loadBalancers[0].containerPort");
+    }
+
+    #[test]
+    fn type_errors_name_the_field() {
+        let bad = GOOD.replace("desiredCount: 3", "desiredCount: many");
+        let e = Stack::from_yaml(&bad).unwrap_err();
+        assert_eq!(e.field, "services[0].desiredCount");
+    }
+}
