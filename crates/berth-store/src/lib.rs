@@ -1,1 +1,149 @@
-//! berth-store
+//! berth-store: a versioned key-value store with watches, the one place berth keeps
+//! accepted state.
+//!
+//! Every write bumps a store-wide revision (as etcd does); each entry remembers the
+//! revision that created it and the one that last changed it, so callers can do
+//! compare-and-put and watch for changes from a revision on. Keys are `/`-separated
+//! strings; values are bytes (berth stores JSON).
+//!
+//! What it does not do: interpret values, or know about berth's resources.
+//!
+//! Layout:
+//! - [`Store`]: the trait every backend implements.
+//! - [`memory`]: an in-memory backend for tests.
+//! - [`redb_store`]: the embedded default, one redb file under `--data-dir`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub mod memory;
+pub mod redb_store;
+
+pub use memory::MemoryStore;
+pub use redb_store::RedbStore;
+
+/// A store-wide revision number; 0 means "before any write".
+pub type Revision = u64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: String,
+    pub value: Vec<u8>,
+    /// The revision of the write that created the key (since its last deletion).
+    pub create_revision: Revision,
+    /// The revision of the write that last changed the key.
+    pub mod_revision: Revision,
+}
+
+/// What a watch reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Put(Entry),
+    Delete { key: String, mod_revision: Revision },
+}
+
+impl Event {
+    pub fn key(&self) -> &str {
+        match self {
+            Event::Put(e) => &e.key,
+            Event::Delete { key, .. } => key,
+        }
+    }
+
+    pub fn revision(&self) -> Revision {
+        match self {
+            Event::Put(e) => e.mod_revision,
+            Event::Delete { mod_revision, .. } => *mod_revision,
+        }
+    }
+}
+
+/// A precondition on one key, checked atomically with a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// The key must not exist.
+    Absent,
+    /// The key must exist with exactly this `mod_revision`.
+    ModRevision(Revision),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Put {
+        key: String,
+        value: Vec<u8>,
+        expect: Option<Expect>,
+    },
+    Delete {
+        key: String,
+        expect: Option<Expect>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("compare failed on {key}: expected {expected:?}, found mod revision {actual:?}")]
+    Conflict {
+        key: String,
+        expected: Expect,
+        actual: Option<Revision>,
+    },
+    #[error("watch from revision {requested} is no longer possible: history starts at {oldest}")]
+    Compacted {
+        requested: Revision,
+        oldest: Revision,
+    },
+    #[error("store backend error: {0}")]
+    Backend(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A stream of events for keys under a prefix, in revision order.
+pub type Watch = tokio::sync::mpsc::Receiver<Event>;
+
+/// A versioned key-value store. All methods are atomic; a write that returned `Ok` is
+/// durable (it survives a crash of the process right after).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn get(&self, key: &str) -> Result<Option<Entry>>;
+
+    /// Puts `value` at `key`; returns the new revision.
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<Revision> {
+        self.batch(vec![Op::Put {
+            key: key.to_string(),
+            value,
+            expect: None,
+        }])
+        .await
+    }
+
+    /// Puts `value` at `key` only if `expect` holds; returns the new revision.
+    async fn compare_and_put(&self, key: &str, expect: Expect, value: Vec<u8>) -> Result<Revision> {
+        self.batch(vec![Op::Put {
+            key: key.to_string(),
+            value,
+            expect: Some(expect),
+        }])
+        .await
+    }
+
+    /// Deletes `key`; returns the new revision, or `None` when the key did not exist.
+    async fn delete(&self, key: &str) -> Result<Option<Revision>>;
+
+    /// Applies all `ops` in one atomic write, or none of them if any expectation fails.
+    /// Returns the revision of the write (every op shares it).
+    async fn batch(&self, ops: Vec<Op>) -> Result<Revision>;
+
+    /// All entries whose key starts with `prefix`, sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<Entry>>;
+
+    /// The latest revision.
+    async fn revision(&self) -> Result<Revision>;
+
+    /// Events for keys under `prefix` with revision greater than `after`, then live ones.
+    async fn watch(&self, prefix: &str, after: Revision) -> Result<Watch>;
+}
+
+pub type DynStore = Arc<dyn Store>;

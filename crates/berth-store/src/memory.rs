@@ -1,0 +1,2 @@
+//! In-memory backend (for tests).
+pub struct MemoryStore;

@@ -1,0 +1,2 @@
+//! redb backend.
+pub struct RedbStore;
