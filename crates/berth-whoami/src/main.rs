@@ -1,1 +1,477 @@
-fn main() {}
+//! `whoami`: the demo HTTP app berth's quickstart and tests run as tasks.
+//!
+//! It answers every request with who it is (task id, hostname, listen port) and what it
+//! was asked (request line and headers), and can be told to misbehave in the ways a
+//! scheduler and a load balancer must cope with: start slowly, fail or stop passing its
+//! health check, exit, ignore SIGTERM, use memory, hold requests open.
+//!
+//! ```text
+//! whoami [--listen ADDR] [--start-delay SECS] [--fail-health] [--unhealthy-after SECS]
+//!        [--exit-after SECS [--exit-code N]] [--signal-file PATH] [--ignore-sigterm]
+//!        [--alloc-mb N]
+//! whoami check URL          exit 0 when GET URL answers 2xx, else 1 (a healthCheck command)
+//! ```
+//!
+//! Without `--listen` it listens on `0.0.0.0:$PORT` (default 8080). Paths: `/health` (200
+//! "ok", or 500 when unhealthy), `/sleep?ms=N` (answers after N ms), `/exit?code=N` (exits
+//! the process after answering), anything else: the description. Every response carries
+//! `x-berth-task: <task id>`. On SIGTERM or SIGINT it records the signal's name in the
+//! `--signal-file` (one line each), stops accepting, lets in-flight requests finish and
+//! exits 0; with `--ignore-sigterm` it records SIGTERM and carries on.
+//!
+//! Dependencies are kept to tokio and hyper so it links statically into a `FROM scratch`
+//! image.
+
+use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+
+const USAGE: &str = "usage: whoami [--listen ADDR] [--start-delay SECS] [--fail-health] \
+[--unhealthy-after SECS] [--exit-after SECS [--exit-code N]] [--signal-file PATH] \
+[--ignore-sigterm] [--alloc-mb N]\n       whoami check URL";
+
+/// Command-line options of the server.
+#[derive(Debug, Default)]
+struct Options {
+    listen: Option<SocketAddr>,
+    start_delay: Option<Duration>,
+    fail_health: bool,
+    unhealthy_after: Option<Duration>,
+    exit_after: Option<Duration>,
+    exit_code: i32,
+    signal_file: Option<String>,
+    ignore_sigterm: bool,
+    alloc_mb: usize,
+}
+
+fn parse_secs(flag: &str, v: &str) -> Result<Duration, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{flag}: expected a number of seconds, got {v:?}"))
+}
+
+fn parse_options(args: &[String]) -> Result<Options, String> {
+    let mut o = Options::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |flag: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match a.as_str() {
+            "--listen" => {
+                let v = value(a)?;
+                o.listen = Some(
+                    v.parse()
+                        .map_err(|_| format!("--listen: expected ADDR:PORT, got {v:?}"))?,
+                );
+            }
+            "--start-delay" => o.start_delay = Some(parse_secs(a, &value(a)?)?),
+            "--fail-health" => o.fail_health = true,
+            "--unhealthy-after" => o.unhealthy_after = Some(parse_secs(a, &value(a)?)?),
+            "--exit-after" => o.exit_after = Some(parse_secs(a, &value(a)?)?),
+            "--exit-code" => {
+                let v = value(a)?;
+                o.exit_code = v
+                    .parse()
+                    .map_err(|_| format!("--exit-code: expected an integer, got {v:?}"))?;
+            }
+            "--signal-file" => o.signal_file = Some(value(a)?),
+            "--ignore-sigterm" => o.ignore_sigterm = true,
+            "--alloc-mb" => {
+                let v = value(a)?;
+                o.alloc_mb = v
+                    .parse()
+                    .map_err(|_| format!("--alloc-mb: expected an integer, got {v:?}"))?;
+            }
+            "-h" | "--help" => return Err(USAGE.to_string()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    Ok(o)
+}
+
+/// What every request handler needs to know.
+struct App {
+    task_id: String,
+    hostname: String,
+    port: u16,
+    started: Instant,
+    fail_health: bool,
+    unhealthy_after: Option<Duration>,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// `BERTH_TASK_ID`, else the last segment of `BERTH_TASK_ARN` or of ECS's metadata URI,
+/// else the hostname (a container's hostname is its id).
+fn task_id(hostname: &str) -> String {
+    if let Ok(id) = std::env::var("BERTH_TASK_ID") {
+        if !id.is_empty() {
+            return id;
+        }
+    }
+    for var in ["BERTH_TASK_ARN", "ECS_CONTAINER_METADATA_URI_V4"] {
+        if let Ok(v) = std::env::var(var) {
+            if let Some(last) = v.rsplit('/').next().filter(|s| !s.is_empty()) {
+                return last.split('-').next().unwrap_or(last).to_string();
+            }
+        }
+    }
+    hostname.to_string()
+}
+
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn text(status: StatusCode, task_id: &str, body: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain; charset=utf-8")
+        .header("x-berth-task", task_id)
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response parts are valid")
+}
+
+async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path();
+    let query = req.uri().query();
+    let resp = match path {
+        "/health" => {
+            let unhealthy = app.fail_health
+                || app
+                    .unhealthy_after
+                    .is_some_and(|after| app.started.elapsed() >= after);
+            if unhealthy {
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &app.task_id,
+                    "unhealthy\n".into(),
+                )
+            } else {
+                text(StatusCode::OK, &app.task_id, "ok\n".into())
+            }
+        }
+        "/exit" => {
+            let code: i32 = query_param(query, "code")
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            tokio::spawn(async move {
+                // Let the response go out first.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                std::process::exit(code);
+            });
+            text(
+                StatusCode::OK,
+                &app.task_id,
+                format!("exiting with {code}\n"),
+            )
+        }
+        _ => {
+            if path == "/sleep" {
+                let ms: u64 = query_param(query, "ms")
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0);
+                println!("whoami: sleeping {ms} ms");
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            let mut body = format!(
+                "task: {}\nhostname: {}\nport: {}\n{} {} {:?}\n",
+                app.task_id,
+                app.hostname,
+                app.port,
+                req.method(),
+                req.uri(),
+                req.version()
+            );
+            for (name, value) in req.headers() {
+                body.push_str(name.as_str());
+                body.push_str(": ");
+                body.push_str(&String::from_utf8_lossy(value.as_bytes()));
+                body.push('\n');
+            }
+            text(StatusCode::OK, &app.task_id, body)
+        }
+    };
+    Ok(resp)
+}
+
+fn record_signal(file: Option<&str>, name: &str) {
+    println!("whoami: got {name}");
+    if let Some(path) = file {
+        let res = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| {
+                f.write_all(format!("{name}\n").as_bytes())?;
+                f.sync_all()
+            });
+        if let Err(e) = res {
+            eprintln!("whoami: cannot write {path}: {e}");
+        }
+    }
+}
+
+/// Allocates `mb` MiB and writes to every page so it counts as resident.
+fn allocate(mb: usize) -> Vec<u8> {
+    let len = mb * 1024 * 1024;
+    let mut v = vec![0u8; len];
+    for i in (0..len).step_by(4096) {
+        v[i] = 1;
+    }
+    v
+}
+
+async fn serve(o: Options) -> ExitCode {
+    let _ballast = std::hint::black_box(allocate(o.alloc_mb));
+    if o.alloc_mb > 0 {
+        println!("whoami: allocated {} MiB", o.alloc_mb);
+    }
+    if let Some(after) = o.exit_after {
+        let code = o.exit_code;
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            println!("whoami: exiting with {code} after {after:?}");
+            std::process::exit(code);
+        });
+    }
+    let mut sigterm = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut sigint = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    if let Some(delay) = o.start_delay {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = sigterm.recv(), if !o.ignore_sigterm => {
+                record_signal(o.signal_file.as_deref(), "SIGTERM");
+                return ExitCode::SUCCESS;
+            }
+            _ = sigint.recv() => {
+                record_signal(o.signal_file.as_deref(), "SIGINT");
+                return ExitCode::SUCCESS;
+            }
+        }
+    }
+    let addr = o.listen.unwrap_or_else(|| {
+        let port = std::env::var("PORT")
+            .ok()
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or(8080);
+        SocketAddr::from(([0, 0, 0, 0], port))
+    });
+    let listener = match TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("whoami: cannot listen on {addr}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let local = listener
+        .local_addr()
+        .expect("bound listener has an address");
+    let host = hostname();
+    let app = Arc::new(App {
+        task_id: task_id(&host),
+        hostname: host,
+        port: local.port(),
+        started: Instant::now(),
+        fail_health: o.fail_health,
+        unhealthy_after: o.unhealthy_after,
+    });
+    println!("whoami: task {} listening on {local}", app.task_id);
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let signal_name = loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("whoami: accept: {e}");
+                        continue;
+                    }
+                };
+                let app = app.clone();
+                let conn = http1::Builder::new().serve_connection(
+                    TokioIo::new(stream),
+                    service_fn(move |req| handle(app.clone(), req)),
+                );
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = sigterm.recv() => {
+                record_signal(o.signal_file.as_deref(), "SIGTERM");
+                if o.ignore_sigterm {
+                    println!("whoami: ignoring SIGTERM");
+                    continue;
+                }
+                break "SIGTERM";
+            }
+            _ = sigint.recv() => {
+                record_signal(o.signal_file.as_deref(), "SIGINT");
+                break "SIGINT";
+            }
+        }
+    };
+    drop(listener);
+    graceful.shutdown().await;
+    println!("whoami: {signal_name}: in-flight requests done, exiting");
+    ExitCode::SUCCESS
+}
+
+/// `whoami check URL`: a health-check client for images without curl.
+fn check(url: &str) -> ExitCode {
+    match get_status(url) {
+        Ok(status) if (200..300).contains(&status) => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("whoami check: {url} answered {status}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("whoami check: {url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn get_status(url: &str) -> Result<u16, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or("only http:// URLs are supported")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let timeout = Duration::from_secs(5);
+    let sock = std::net::ToSocketAddrs::to_socket_addrs(&addr)
+        .map_err(|e| format!("resolve {addr}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{addr} resolves to nothing"))?;
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&sock, timeout).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: whoami-check\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 512];
+    while !head.contains(&b'\n') {
+        let n = stream.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&head);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("not an HTTP response: {:?}", line.lines().next()))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("check") {
+        return match args.get(1) {
+            Some(url) if args.len() == 2 => check(url),
+            _ => {
+                eprintln!("{USAGE}");
+                ExitCode::from(64)
+            }
+        };
+    }
+    let o = match parse_options(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(64);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(serve(o))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_flags() {
+        let args: Vec<String> = [
+            "--listen",
+            "127.0.0.1:0",
+            "--exit-after",
+            "1.5",
+            "--exit-code",
+            "3",
+            "--ignore-sigterm",
+            "--alloc-mb",
+            "2",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let o = parse_options(&args).unwrap();
+        assert_eq!(o.listen, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(o.exit_after, Some(Duration::from_millis(1500)));
+        assert_eq!(o.exit_code, 3);
+        assert!(o.ignore_sigterm);
+        assert_eq!(o.alloc_mb, 2);
+        assert!(parse_options(&["--bogus".to_string()]).is_err());
+        assert!(parse_options(&["--start-delay".to_string()]).is_err());
+    }
+
+    #[test]
+    fn query_params() {
+        assert_eq!(query_param(Some("a=1&ms=250"), "ms"), Some("250"));
+        assert_eq!(query_param(Some("a=1"), "ms"), None);
+        assert_eq!(query_param(None, "ms"), None);
+    }
+}
