@@ -217,3 +217,55 @@ impl Store for MemoryStore {
         watch::start(&self.inner, prefix, after).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    async fn until_no_watch_task(store: &MemoryStore) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while store.inner.commits.receiver_count() > 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the watch task did not end");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_watch_ends_its_task() {
+        let store = MemoryStore::new();
+        let watch = store.watch("", 0).await.unwrap();
+        assert_eq!(store.inner.commits.receiver_count(), 1);
+        drop(watch);
+        until_no_watch_task(&store).await;
+        assert_eq!(store.put("k", b"v".to_vec()).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_watch_dropped_while_its_task_is_blocked_sending_ends_it() {
+        let store = MemoryStore::new();
+        let watch = store.watch("", 0).await.unwrap();
+        // More than the watch buffer: the task waits on a full channel.
+        for i in 0..(watch::WATCH_BUFFER as u64 + 10) {
+            store.put("k", i.to_string().into_bytes()).await.unwrap();
+        }
+        tokio::task::yield_now().await;
+        drop(watch);
+        until_no_watch_task(&store).await;
+    }
+
+    #[tokio::test]
+    async fn history_keeps_only_the_last_revisions() {
+        let store = MemoryStore::with_history(3);
+        for i in 0..10u8 {
+            store.put("k", vec![i]).await.unwrap();
+        }
+        let state = store.inner.lock();
+        let kept: Vec<Revision> = state.log.iter().map(|c| c.revision).collect();
+        assert_eq!(kept, [8, 9, 10]);
+        assert_eq!(state.compacted, 7);
+    }
+}

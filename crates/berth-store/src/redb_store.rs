@@ -2,7 +2,7 @@
 //!
 //! Tables:
 //! - `kv`: key → create revision (u64 LE), mod revision (u64 LE), then the value bytes.
-//! - `log`: revision → the events of that revision (see [`encode_events`]); the last
+//! - `log`: revision → the events of that revision (see `encode_events`); the last
 //!   `history` revisions are kept, older ones are removed by the write that passes them.
 //! - `meta`: `revision` (the store-wide counter) and `compacted` (the newest revision
 //!   removed from `log`).

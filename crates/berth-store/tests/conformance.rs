@@ -438,35 +438,43 @@ mod cases {
         assert_eq!(next(&mut watch).await.revision(), revision);
     }
 
-    /// Watches opened while writers run see exactly the revisions after their start,
-    /// each once, in order.
+    /// Watches opened while a writer runs see exactly the revisions after their start,
+    /// each once, in order. The writer writes in chunks; watches are opened while each
+    /// chunk is being written, and the writer waits for them only at the chunk's end.
     pub async fn watch_has_no_gap_or_duplicate_under_concurrent_writes<B: Backend>() {
         let (store, _guard) = B::open(HISTORY);
-        const WRITES: u64 = 400;
+        const CHUNKS: u64 = 8;
+        const CHUNK: u64 = 100;
+        const WATCHES_PER_CHUNK: u64 = 4;
+        const WRITES: u64 = CHUNKS * CHUNK;
+        let (chunk_started, mut started) = tokio::sync::mpsc::channel::<u64>(1);
+        let (watch_opened, mut opened) = tokio::sync::mpsc::channel::<()>(1);
         let writer = {
             let store = store.clone();
             tokio::spawn(async move {
-                for i in 0..WRITES {
-                    store
-                        .put(&format!("c/{}", i % 7), i.to_string().into_bytes())
-                        .await
-                        .unwrap();
+                for chunk in 0..CHUNKS {
+                    chunk_started.send(chunk).await.unwrap();
+                    for i in chunk * CHUNK..(chunk + 1) * CHUNK {
+                        store
+                            .put(&format!("c/{}", i % 7), i.to_string().into_bytes())
+                            .await
+                            .unwrap();
+                    }
+                    opened.recv().await.unwrap();
                 }
             })
         };
         let mut watches = Vec::new();
-        while watches.len() < 8 {
-            let after = store.revision().await.unwrap();
-            watches.push((after, store.watch("c/", after).await.unwrap()));
-            tokio::task::yield_now().await;
+        while let Some(chunk) = started.recv().await {
+            for _ in 0..WATCHES_PER_CHUNK {
+                let after = store.revision().await.unwrap();
+                assert!(after >= chunk * CHUNK && after <= (chunk + 1) * CHUNK);
+                watches.push((after, store.watch("c/", after).await.unwrap()));
+            }
+            watch_opened.send(()).await.unwrap();
         }
         writer.await.unwrap();
-        assert!(
-            watches
-                .iter()
-                .any(|(after, _)| *after > 0 && *after < WRITES),
-            "some watch started mid-stream"
-        );
+        assert_eq!(watches.len() as u64, CHUNKS * WATCHES_PER_CHUNK);
         for (after, mut watch) in watches {
             for expected in after + 1..=WRITES {
                 let e = next(&mut watch).await;
