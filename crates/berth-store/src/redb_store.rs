@@ -9,7 +9,8 @@
 //!
 //! Each write is one redb write transaction committed with redb's default durability
 //! (fsync before `commit` returns), so an acknowledged write survives `kill -9` and power
-//! loss. redb calls block, so they run on tokio's blocking pool.
+//! loss. redb calls block, so they run on tokio's blocking pool; a write whose future is
+//! dropped after it started still completes (or fails) as a whole.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
