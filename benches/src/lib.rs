@@ -1,1 +1,177 @@
-//! Benchmarks for berth; see benches/benches/ and benches/run.sh.
+//! berth-benches: benchmarks of berth's load balancer against its peers.
+//!
+//! What it holds: the configuration the standalone proxy runner hands `berth-proxy`
+//! ([`proxy_config`]), built only from the proxy's public API and berth's ELBv2 model, so
+//! the benchmark measures exactly what the control plane would configure.
+//!
+//! What it does not do: it does not install or start nginx, HAProxy or wrk; `run.sh`
+//! checks for them and drives every run.
+//!
+//! Layout:
+//! - `src/lib.rs`: [`BenchConfig`] and [`proxy_config`].
+//! - `src/bin/berth-bench-proxy.rs`: one ALB listener forwarding to one target, on a
+//!   runtime with a chosen number of worker threads; prints `ready <addr>` once the
+//!   listener is bound and the target is healthy.
+//! - `src/bin/berth-bench-backend.rs`: the backend every run uses (HTTP/1.1 keep-alive,
+//!   a small fixed response, one thread).
+//! - `run.sh`: the peer comparison (direct, berth, nginx, HAProxy), one markdown table.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use berth_model::arn;
+use berth_model::elb::{LoadBalancer, TargetGroup};
+use berth_proxy::{ProxyConfig, ProxyTarget, TargetGroupConfig};
+use serde_json::json;
+
+/// The load balancer's name in every benchmark configuration.
+pub const LB_NAME: &str = "bench";
+/// The target group's name in every benchmark configuration.
+pub const TG_NAME: &str = "bench-backend";
+
+/// What the benchmark listener looks like.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// The listener's port (0 for one chosen by the system).
+    pub listen_port: u16,
+    /// The one target every request is forwarded to.
+    pub backend: SocketAddr,
+    /// Path-pattern rules placed before the default action that never match a benchmark
+    /// request, so every request is evaluated against all of them first.
+    pub rules: usize,
+    /// PEM certificate chain and private key: an HTTPS listener instead of HTTP.
+    pub tls: Option<(String, String)>,
+    /// The target group's health check interval (ALB allows 5–300 s).
+    pub health_interval_seconds: u32,
+}
+
+impl BenchConfig {
+    pub fn new(listen_port: u16, backend: SocketAddr) -> BenchConfig {
+        BenchConfig {
+            listen_port,
+            backend,
+            rules: 0,
+            tls: None,
+            health_interval_seconds: 5,
+        }
+    }
+}
+
+/// The ARN of the benchmark listener.
+pub fn listener_arn(port: u16) -> String {
+    arn::listener("app", LB_NAME, port as u32)
+}
+
+/// One application load balancer with one listener whose default action forwards to one
+/// target group holding `c.backend`, preceded by `c.rules` non-matching path-pattern rules.
+pub fn proxy_config(c: &BenchConfig) -> Result<ProxyConfig> {
+    let tg_arn = arn::target_group(TG_NAME);
+    let lb_arn = arn::load_balancer("app", LB_NAME);
+    let port = c.listen_port as u32;
+
+    let mut group: TargetGroup = serde_json::from_value(json!({
+        "targetGroupName": TG_NAME,
+        "protocol": "HTTP",
+        "port": c.backend.port(),
+        "targetType": "ip",
+        "healthCheckPath": "/",
+        "healthCheckIntervalSeconds": c.health_interval_seconds,
+        "healthCheckTimeoutSeconds": 2,
+        "healthyThresholdCount": 2,
+        "unhealthyThresholdCount": 2,
+        "attributes": { "deregistration_delay.timeout_seconds": "0" },
+    }))
+    .context("building the target group")?;
+    group.target_group_arn = tg_arn.clone();
+    group.load_balancer_arns = vec![lb_arn.clone()];
+
+    let forward = json!([{ "type": "forward", "targetGroupArn": tg_arn }]);
+    let rules: Vec<serde_json::Value> = (0..c.rules)
+        .map(|i| {
+            json!({
+                "priority": i + 1,
+                "conditions": [{ "field": "path-pattern", "values": [format!("/svc{i}/*")] }],
+                "actions": forward,
+            })
+        })
+        .collect();
+    let (protocol, certificates) = match &c.tls {
+        Some((cert, key)) => (
+            "HTTPS",
+            json!([{ "certificateFile": cert, "privateKeyFile": key }]),
+        ),
+        None => ("HTTP", json!([])),
+    };
+    let mut lb: LoadBalancer = serde_json::from_value(json!({
+        "loadBalancerName": LB_NAME,
+        "type": "application",
+        "scheme": "internal",
+        "listeners": [{
+            "port": port,
+            "protocol": protocol,
+            "certificates": certificates,
+            "defaultActions": forward,
+            "rules": rules,
+        }],
+    }))
+    .context("building the load balancer")?;
+    lb.load_balancer_arn = lb_arn;
+    for l in &mut lb.listeners {
+        l.listener_arn = listener_arn(c.listen_port);
+        for r in &mut l.rules {
+            r.rule_arn = arn::listener_rule("app", LB_NAME, port, r.priority);
+        }
+    }
+
+    Ok(ProxyConfig {
+        load_balancers: vec![lb],
+        target_groups: vec![TargetGroupConfig {
+            group,
+            targets: vec![ProxyTarget {
+                id: c.backend.ip().to_string(),
+                port: c.backend.port() as u32,
+                addr: c.backend,
+                draining: false,
+            }],
+        }],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_validates_with_100_rules() {
+        let mut c = BenchConfig::new(0, "127.0.0.1:9".parse().unwrap());
+        c.rules = 100;
+        let cfg = proxy_config(&c).unwrap();
+        for lb in &cfg.load_balancers {
+            lb.validate().unwrap();
+        }
+        for tg in &cfg.target_groups {
+            tg.group.validate().unwrap();
+        }
+        let l = &cfg.load_balancers[0].listeners[0];
+        assert_eq!(l.rules.len(), 100);
+        assert!(!l.listener_arn.is_empty());
+        assert_eq!(
+            l.default_actions[0].target_group_arn,
+            cfg.target_groups[0].group.target_group_arn
+        );
+    }
+
+    #[tokio::test]
+    async fn proxy_accepts_the_config() {
+        let mut c = BenchConfig::new(0, "127.0.0.1:9".parse().unwrap());
+        c.rules = 100;
+        let proxy = berth_proxy::Proxy::new(berth_proxy::ProxyOptions {
+            bind_ip: "127.0.0.1".parse().unwrap(),
+            registry: prometheus::Registry::new(),
+        });
+        let bound = proxy.apply(proxy_config(&c).unwrap()).await.unwrap();
+        assert_eq!(bound.len(), 1);
+        assert!(bound.contains_key(&listener_arn(0)));
+        proxy.shutdown().await;
+    }
+}
