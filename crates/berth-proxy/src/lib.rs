@@ -1,1 +1,380 @@
-//! berth-proxy
+//! berth-proxy: the data plane. An ALB-class HTTP load balancer that berth's control
+//! plane configures with immutable snapshots ([`ProxyConfig`]) and that reports target
+//! health back ([`Proxy::target_statuses`], [`Proxy::subscribe`]).
+//!
+//! What it does: HTTP listeners (HTTP/1.1 keep-alive and h2c) bound and closed at run time;
+//! rules in priority order with host, path, header, method, query and source-ip conditions;
+//! forward (weighted target groups), redirect and fixed-response actions; target groups with
+//! active HTTP/TCP health checks and ALB's states and reason codes, fail-open, draining with
+//! a deregistration delay that ends early, passive ejection and retry on connection failure,
+//! round robin, least outstanding requests, weighted random and peak-EWMA balancing, slow
+//! start, cookie stickiness, pooled keep-alive connections to targets, X-Forwarded-* and
+//! hop-by-hop handling, WebSocket upgrades, and Prometheus metrics mirroring ALB's
+//! CloudWatch metrics.
+//!
+//! What it does not do: it never reads the store or talks to the control plane; it does not
+//! register targets (the control plane hands it targets); HTTPS/TLS listeners and NLB
+//! TCP listeners are not served yet ([`ProxyError::Unsupported`]).
+//!
+//! The request path takes no lock: listeners route on an arc-swap snapshot of their rules,
+//! target groups publish their routable targets as an arc-swap snapshot, and per-target
+//! counters are atomics.
+//!
+//! Layout:
+//! - [`config`]: [`ProxyConfig`] in, [`TargetStatus`] out.
+//! - `http`: listeners, the request handler, forwarding and retries.
+//! - `rules`: rule conditions and actions compiled for matching.
+//! - `group`: target groups: settings, routable snapshot, algorithms.
+//! - `target`: one target's atomics: health, draining gate, in-flight, ejection, latency.
+//! - `health`: active health checks.
+//! - `pool`: pooled upstream connections.
+//! - `body`: the response body streamed back to clients.
+//! - `metrics`: Prometheus metrics and their ALB counterparts.
+
+mod body;
+mod clock;
+pub mod config;
+mod error;
+mod group;
+mod health;
+mod http;
+mod metrics;
+mod notify;
+mod pool;
+mod rules;
+mod target;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use berth_model::elb::{LoadBalancerType, Protocol};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use crate::config::{ProxyConfig, ProxyTarget, TargetGroupConfig, TargetStatus};
+pub use crate::error::ProxyError;
+
+use crate::clock::Clock;
+use crate::group::{GroupRuntime, GroupSettings};
+use crate::http::{ListenerShared, Routes, RunningListener, XffMode};
+use crate::metrics::Metrics;
+use crate::notify::Notifier;
+use crate::rules::RuleSet;
+
+/// How the proxy is set up.
+pub struct ProxyOptions {
+    /// The address every listener binds on.
+    pub bind_ip: IpAddr,
+    /// Where the proxy registers its metrics.
+    pub registry: prometheus::Registry,
+}
+
+/// The data plane. Cheap to share as `Arc<Proxy>`.
+pub struct Proxy {
+    bind_ip: IpAddr,
+    metrics: Metrics,
+    notifier: Notifier,
+    clock: Clock,
+    state: tokio::sync::Mutex<State>,
+    /// The target groups, for [`Proxy::target_statuses`] without the state lock.
+    groups_view: ArcSwap<Vec<Arc<GroupRuntime>>>,
+    shut_down: AtomicBool,
+}
+
+#[derive(Default)]
+struct State {
+    listeners: HashMap<String, ListenerEntry>,
+    groups: HashMap<String, Arc<GroupRuntime>>,
+    closing: Vec<tokio::task::JoinHandle<()>>,
+}
+
+struct ListenerEntry {
+    running: RunningListener,
+    /// The configured port and protocol: a change of either rebinds.
+    port: u32,
+    lb_name: String,
+}
+
+/// A listener compiled from the configuration, not yet installed.
+struct PlannedListener {
+    arn: String,
+    lb_name: String,
+    port: u32,
+    routes: Routes,
+}
+
+impl Proxy {
+    pub fn new(opts: ProxyOptions) -> Arc<Proxy> {
+        Arc::new(Proxy {
+            bind_ip: opts.bind_ip,
+            metrics: Metrics::new(&opts.registry),
+            notifier: Notifier::new(),
+            clock: Clock::new(),
+            state: tokio::sync::Mutex::new(State::default()),
+            groups_view: ArcSwap::from_pointee(Vec::new()),
+            shut_down: AtomicBool::new(false),
+        })
+    }
+
+    /// Reconciles to `cfg`: binds listeners that are new, closes removed ones (after
+    /// in-flight requests finish), swaps the routing snapshot, starts and stops health
+    /// checks. Returns the bound address of every listener by listener ARN (a listener
+    /// with port 0 binds an ephemeral port). An invalid `cfg` changes nothing.
+    pub async fn apply(
+        &self,
+        cfg: ProxyConfig,
+    ) -> Result<BTreeMap<String, SocketAddr>, ProxyError> {
+        if self.shut_down.load(Ordering::Acquire) {
+            return Err(ProxyError::ShutDown);
+        }
+        let mut state = self.state.lock().await;
+        if self.shut_down.load(Ordering::Acquire) {
+            return Err(ProxyError::ShutDown);
+        }
+
+        // 1. Validate and compile, touching nothing.
+        let mut groups: HashMap<String, (Arc<GroupRuntime>, GroupSettings, bool)> = HashMap::new();
+        for tg in &cfg.target_groups {
+            let g = &tg.group;
+            g.validate().map_err(|source| ProxyError::Invalid {
+                resource: "target group",
+                name: g.target_group_name.clone(),
+                source,
+            })?;
+            if g.target_group_arn.is_empty() {
+                return Err(ProxyError::config(
+                    format!("target group {}", g.target_group_name),
+                    "targetGroupArn must be set",
+                ));
+            }
+            let mut seen = HashSet::new();
+            for t in &tg.targets {
+                if !seen.insert(t.addr) {
+                    return Err(ProxyError::config(
+                        format!("target group {}", g.target_group_arn),
+                        format!("target {} is listed twice", t.addr),
+                    ));
+                }
+            }
+            let settings = GroupSettings::from_model(g)?;
+            let (rt, new) = match state.groups.get(&g.target_group_arn) {
+                Some(rt) => (rt.clone(), false),
+                None => (
+                    GroupRuntime::new(
+                        &g.target_group_arn,
+                        settings.clone(),
+                        &self.metrics,
+                        self.notifier.clone(),
+                        self.clock.clone(),
+                    ),
+                    true,
+                ),
+            };
+            if groups
+                .insert(g.target_group_arn.clone(), (rt, settings, new))
+                .is_some()
+            {
+                return Err(ProxyError::config(
+                    format!("target group {}", g.target_group_arn),
+                    "is listed twice",
+                ));
+            }
+        }
+        let lookup = |arn: &str| groups.get(arn).map(|g| g.0.clone());
+        let mut planned: Vec<PlannedListener> = Vec::new();
+        let mut seen_arns = HashSet::new();
+        for lb in &cfg.load_balancers {
+            lb.validate().map_err(|source| ProxyError::Invalid {
+                resource: "load balancer",
+                name: lb.load_balancer_name.clone(),
+                source,
+            })?;
+            let xff = match lb
+                .attributes
+                .get("routing.http.xff_header_processing.mode")
+                .map(String::as_str)
+            {
+                Some("preserve") => XffMode::Preserve,
+                Some("remove") => XffMode::Remove,
+                _ => XffMode::Append,
+            };
+            let idle_timeout = Duration::from_secs(lb.idle_timeout_seconds() as u64);
+            for l in &lb.listeners {
+                if l.listener_arn.is_empty() {
+                    return Err(ProxyError::config(
+                        format!(
+                            "load balancer {} listener on port {}",
+                            lb.load_balancer_name, l.port
+                        ),
+                        "listenerArn must be set",
+                    ));
+                }
+                if !seen_arns.insert(l.listener_arn.clone()) {
+                    return Err(ProxyError::config(
+                        format!("listener {}", l.listener_arn),
+                        "is listed twice",
+                    ));
+                }
+                if lb.kind != LoadBalancerType::Application || l.protocol != Protocol::Http {
+                    return Err(ProxyError::Unsupported {
+                        listener_arn: l.listener_arn.clone(),
+                        protocol: l.protocol.as_str(),
+                    });
+                }
+                let rules = RuleSet::compile(&l.rules, &l.default_actions, &lookup).map_err(
+                    |e| match e {
+                        ProxyError::Config { what, message } => ProxyError::Config {
+                            what: format!("listener {}: {what}", l.listener_arn),
+                            message,
+                        },
+                        e => e,
+                    },
+                )?;
+                planned.push(PlannedListener {
+                    arn: l.listener_arn.clone(),
+                    lb_name: lb.load_balancer_name.clone(),
+                    port: l.port,
+                    routes: Routes {
+                        rules,
+                        xff,
+                        idle_timeout,
+                    },
+                });
+            }
+        }
+
+        // 2. Bind what is new or moved; a failure here still changes nothing.
+        let mut bound: HashMap<String, TcpListener> = HashMap::new();
+        for p in &planned {
+            // A listener keeps its socket unless its port changed.
+            if state
+                .listeners
+                .get(&p.arn)
+                .is_some_and(|e| e.port == p.port)
+            {
+                continue;
+            }
+            let addr = SocketAddr::new(self.bind_ip, p.port as u16);
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ProxyError::Bind {
+                    listener_arn: p.arn.clone(),
+                    addr,
+                    source,
+                })?;
+            bound.insert(p.arn.clone(), l);
+        }
+
+        // 3. Commit.
+        for (arn, (rt, settings, _new)) in &groups {
+            let targets = cfg
+                .target_groups
+                .iter()
+                .find(|t| &t.group.target_group_arn == arn)
+                .map(|t| t.targets.as_slice())
+                .unwrap_or(&[]);
+            rt.update(settings.clone(), targets);
+        }
+        let removed_groups: Vec<String> = state
+            .groups
+            .keys()
+            .filter(|k| !groups.contains_key(*k))
+            .cloned()
+            .collect();
+        for arn in removed_groups {
+            if let Some(g) = state.groups.remove(&arn) {
+                g.stop();
+            }
+        }
+        for (arn, (rt, _, _)) in &groups {
+            state.groups.insert(arn.clone(), rt.clone());
+        }
+
+        let mut out = BTreeMap::new();
+        let planned_arns: HashSet<String> = planned.iter().map(|p| p.arn.clone()).collect();
+        let removed_listeners: Vec<String> = state
+            .listeners
+            .keys()
+            .filter(|k| !planned_arns.contains(*k))
+            .cloned()
+            .collect();
+        for arn in removed_listeners {
+            if let Some(e) = state.listeners.remove(&arn) {
+                self.metrics.remove_listener(&e.lb_name, &arn);
+                let h = e.running.close();
+                state.closing.push(h);
+            }
+        }
+        for p in planned {
+            if let Some(listener) = bound.remove(&p.arn) {
+                if let Some(old) = state.listeners.remove(&p.arn) {
+                    state.closing.push(old.running.close());
+                }
+                let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+                let shared = Arc::new(ListenerShared {
+                    routes: ArcSwap::from_pointee(p.routes),
+                    metrics: self.metrics.listener(&p.lb_name, &p.arn),
+                    port,
+                    scheme: "http",
+                    clock: self.clock.clone(),
+                });
+                let running = RunningListener::start(listener, shared);
+                out.insert(p.arn.clone(), running.addr);
+                state.listeners.insert(
+                    p.arn,
+                    ListenerEntry {
+                        running,
+                        port: p.port,
+                        lb_name: p.lb_name,
+                    },
+                );
+            } else if let Some(e) = state.listeners.get_mut(&p.arn) {
+                e.running.shared.routes.store(Arc::new(p.routes));
+                e.lb_name = p.lb_name;
+                out.insert(p.arn, e.running.addr);
+            }
+        }
+        state.closing.retain(|h| !h.is_finished());
+        self.groups_view
+            .store(Arc::new(state.groups.values().cloned().collect()));
+        self.notifier.notify();
+        Ok(out)
+    }
+
+    /// Health and draining state of every target in every target group.
+    pub fn target_statuses(&self) -> Vec<TargetStatus> {
+        let mut out = Vec::new();
+        for g in self.groups_view.load().iter() {
+            g.statuses(&mut out);
+        }
+        out
+    }
+
+    /// Fires whenever any [`TargetStatus`] changes (health transition, drained).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.notifier.subscribe()
+    }
+
+    /// Stops accepting, lets in-flight requests finish (bounded), stops health checks.
+    pub async fn shutdown(&self) {
+        self.shut_down.store(true, Ordering::Release);
+        let mut state = self.state.lock().await;
+        let mut handles: Vec<_> = state.closing.drain(..).collect();
+        for (arn, e) in state.listeners.drain() {
+            self.metrics.remove_listener(&e.lb_name, &arn);
+            handles.push(e.running.close());
+        }
+        for h in handles {
+            let _ = h.await;
+        }
+        for (_, g) in state.groups.drain() {
+            g.stop();
+        }
+        self.groups_view.store(Arc::new(Vec::new()));
+        self.notifier.notify();
+    }
+}

@@ -1,0 +1,48 @@
+//! The proxy's error type.
+
+use std::net::SocketAddr;
+
+/// Why [`crate::Proxy::apply`] refused a configuration. A refused configuration changes
+/// nothing: the previous one keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// A load balancer, listener or target group failed model validation.
+    #[error("invalid {resource} {name:?}: {source}")]
+    Invalid {
+        /// `load balancer` or `target group`.
+        resource: &'static str,
+        name: String,
+        #[source]
+        source: berth_model::ValidationError,
+    },
+    /// The configuration is consistent with the model but not with itself, e.g. an action
+    /// names a target group that is not in the configuration.
+    #[error("{what}: {message}")]
+    Config { what: String, message: String },
+    /// A listener's port could not be bound.
+    #[error("listener {listener_arn} could not bind {addr}: {source}")]
+    Bind {
+        listener_arn: String,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The listener's protocol is not served by this proxy yet.
+    #[error("listener {listener_arn}: protocol {protocol} is not supported")]
+    Unsupported {
+        listener_arn: String,
+        protocol: &'static str,
+    },
+    /// The proxy was shut down.
+    #[error("the proxy is shut down")]
+    ShutDown,
+}
+
+impl ProxyError {
+    pub(crate) fn config(what: impl Into<String>, message: impl Into<String>) -> Self {
+        ProxyError::Config {
+            what: what.into(),
+            message: message.into(),
+        }
+    }
+}

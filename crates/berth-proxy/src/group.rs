@@ -1,0 +1,550 @@
+//! A target group at run time: its compiled settings, its targets, the routable subset
+//! (recomputed on every health or draining change and published with arc-swap) and target
+//! selection by the group's algorithm.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use berth_model::elb::{parse_matcher, Protocol, TargetGroup, TRAFFIC_PORT};
+use rand::Rng;
+use tokio::task::AbortHandle;
+
+use crate::clock::Clock;
+use crate::config::{ProxyTarget, TargetStatus};
+use crate::error::ProxyError;
+use crate::health;
+use crate::metrics::{GroupMetrics, Metrics};
+use crate::notify::Notifier;
+use crate::pool::Pool;
+use crate::target::{Health, InFlight, TargetState};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Algorithm {
+    RoundRobin,
+    LeastOutstandingRequests,
+    WeightedRandom,
+    /// Power of two choices over peak-EWMA latency × outstanding requests.
+    PeakEwma,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stickiness {
+    /// `AWSALB` cookie set by the load balancer.
+    LbCookie { duration: Duration },
+    /// Follows an application cookie of this name; the load balancer's own cookie is
+    /// `AWSALBAPP`.
+    AppCookie { name: String, duration: Duration },
+    /// By client address (NLB).
+    SourceIp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HealthProtocol {
+    Http,
+    Https,
+    Tcp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HealthSettings {
+    pub(crate) enabled: bool,
+    pub(crate) protocol: HealthProtocol,
+    /// None: the target's traffic port.
+    pub(crate) port: Option<u16>,
+    pub(crate) path: String,
+    pub(crate) interval: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) healthy_threshold: u32,
+    pub(crate) unhealthy_threshold: u32,
+    pub(crate) matcher: Vec<(u16, u16)>,
+}
+
+impl HealthSettings {
+    pub(crate) fn matches(&self, status: u16) -> bool {
+        self.matcher
+            .iter()
+            .any(|&(lo, hi)| (lo..=hi).contains(&status))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct GroupSettings {
+    pub(crate) name: String,
+    pub(crate) protocol: Protocol,
+    pub(crate) algorithm: Algorithm,
+    pub(crate) slow_start: Duration,
+    pub(crate) deregistration_delay: Duration,
+    pub(crate) stickiness: Option<Stickiness>,
+    pub(crate) health: HealthSettings,
+    /// Fewer healthy targets than this and the group fails open to all.
+    pub(crate) min_healthy: usize,
+    pub(crate) proxy_protocol_v2: bool,
+}
+
+impl GroupSettings {
+    pub(crate) fn from_model(g: &TargetGroup) -> Result<GroupSettings, ProxyError> {
+        let bad = |m: String| ProxyError::config(format!("target group {}", g.target_group_arn), m);
+        let algorithm = match g.attribute("load_balancing.algorithm.type") {
+            None | Some("round_robin") => Algorithm::RoundRobin,
+            Some("least_outstanding_requests") => Algorithm::LeastOutstandingRequests,
+            Some("weighted_random") => Algorithm::WeightedRandom,
+            Some("peak_ewma") => Algorithm::PeakEwma,
+            Some(o) => return Err(bad(format!("unknown algorithm {o:?}"))),
+        };
+        let secs =
+            |k: &str, d: u64| -> u64 { g.attribute(k).and_then(|v| v.parse().ok()).unwrap_or(d) };
+        let stickiness = if g.attribute("stickiness.enabled") == Some("true") {
+            Some(
+                match g.attribute("stickiness.type").unwrap_or("lb_cookie") {
+                    "app_cookie" => Stickiness::AppCookie {
+                        name: g
+                            .attribute("stickiness.app_cookie.cookie_name")
+                            .ok_or_else(|| {
+                                bad(
+                                    "app_cookie stickiness needs stickiness.app_cookie.cookie_name"
+                                        .into(),
+                                )
+                            })?
+                            .to_string(),
+                        duration: Duration::from_secs(secs(
+                            "stickiness.app_cookie.duration_seconds",
+                            berth_model::elb::DEFAULT_STICKINESS_DURATION_SECONDS as u64,
+                        )),
+                    },
+                    "source_ip" => Stickiness::SourceIp,
+                    _ => Stickiness::LbCookie {
+                        duration: Duration::from_secs(secs(
+                            "stickiness.lb_cookie.duration_seconds",
+                            berth_model::elb::DEFAULT_STICKINESS_DURATION_SECONDS as u64,
+                        )),
+                    },
+                },
+            )
+        } else {
+            None
+        };
+        let protocol = match g.health_check_protocol() {
+            Protocol::Http => HealthProtocol::Http,
+            Protocol::Https => HealthProtocol::Https,
+            _ => HealthProtocol::Tcp,
+        };
+        let port = if g.health_check_port == TRAFFIC_PORT {
+            None
+        } else {
+            Some(
+                g.health_check_port
+                    .parse()
+                    .map_err(|_| bad(format!("bad healthCheckPort {:?}", g.health_check_port)))?,
+            )
+        };
+        let matcher = match &g.matcher.http_code {
+            Some(m) => parse_matcher(m).map_err(bad)?,
+            None => vec![(200, 200)],
+        };
+        Ok(GroupSettings {
+            name: g.target_group_name.clone(),
+            protocol: g.protocol,
+            algorithm,
+            slow_start: Duration::from_secs(g.slow_start_seconds() as u64),
+            deregistration_delay: Duration::from_secs(g.deregistration_delay_seconds() as u64),
+            stickiness,
+            health: HealthSettings {
+                enabled: g.health_check_enabled,
+                protocol,
+                port,
+                path: g.health_check_path.clone(),
+                interval: Duration::from_secs(g.health_check_interval_seconds as u64),
+                timeout: Duration::from_secs(g.health_check_timeout_seconds as u64),
+                healthy_threshold: g.healthy_threshold_count,
+                unhealthy_threshold: g.unhealthy_threshold_count,
+                matcher,
+            },
+            min_healthy: secs(
+                "target_group_health.unhealthy_state_routing.minimum_healthy_targets.count",
+                1,
+            ) as usize,
+            proxy_protocol_v2: g.attribute("proxy_protocol_v2.enabled") == Some("true"),
+        })
+    }
+}
+
+/// The targets a request may be sent to, published as one snapshot.
+pub(crate) struct Routable {
+    pub(crate) targets: Vec<Arc<TargetState>>,
+    /// No target (or fewer than the minimum) is healthy: routing to every live target.
+    pub(crate) fail_open: bool,
+    pub(crate) algorithm: Algorithm,
+    pub(crate) slow_start_ms: u64,
+}
+
+#[derive(Default)]
+struct TargetTasks {
+    checker: Option<AbortHandle>,
+    drain_timer: Option<AbortHandle>,
+}
+
+impl TargetTasks {
+    fn abort(&mut self) {
+        if let Some(h) = self.checker.take() {
+            h.abort();
+        }
+        if let Some(h) = self.drain_timer.take() {
+            h.abort();
+        }
+    }
+}
+
+pub(crate) struct GroupRuntime {
+    pub(crate) arn: Arc<str>,
+    pub(crate) settings: ArcSwap<GroupSettings>,
+    targets: ArcSwap<Vec<Arc<TargetState>>>,
+    routable: ArcSwap<Routable>,
+    rr: AtomicUsize,
+    recompute_lock: Mutex<()>,
+    tasks: Mutex<HashMap<SocketAddr, TargetTasks>>,
+    pub(crate) metrics: GroupMetrics,
+    all_metrics: Metrics,
+    notifier: Notifier,
+    pub(crate) clock: Clock,
+}
+
+impl GroupRuntime {
+    pub(crate) fn new(
+        arn: &str,
+        settings: GroupSettings,
+        metrics: &Metrics,
+        notifier: Notifier,
+        clock: Clock,
+    ) -> Arc<GroupRuntime> {
+        let gm = metrics.group(&settings.name);
+        let routable = Routable {
+            targets: Vec::new(),
+            fail_open: false,
+            algorithm: settings.algorithm,
+            slow_start_ms: settings.slow_start.as_millis() as u64,
+        };
+        Arc::new(GroupRuntime {
+            arn: arn.into(),
+            settings: ArcSwap::from_pointee(settings),
+            targets: ArcSwap::from_pointee(Vec::new()),
+            routable: ArcSwap::from_pointee(routable),
+            rr: AtomicUsize::new(0),
+            recompute_lock: Mutex::new(()),
+            tasks: Mutex::new(HashMap::new()),
+            metrics: gm,
+            all_metrics: metrics.clone(),
+            notifier,
+            clock,
+        })
+    }
+
+    pub(crate) fn name(&self) -> String {
+        self.settings.load().name.clone()
+    }
+
+    /// Applies new settings and a new target list. Starts health checks for new targets,
+    /// drain timers for newly draining ones, and forgets removed ones.
+    pub(crate) fn update(self: &Arc<Self>, settings: GroupSettings, cfg: &[ProxyTarget]) {
+        let old_settings = self.settings.load_full();
+        let health_changed = old_settings.health.enabled != settings.health.enabled;
+        self.settings.store(Arc::new(settings));
+        let settings = self.settings.load_full();
+        let initial = if settings.health.enabled {
+            Health::Initial
+        } else {
+            Health::Unavailable
+        };
+
+        let old = self.targets.load_full();
+        let mut by_addr: HashMap<SocketAddr, Arc<TargetState>> =
+            old.iter().map(|t| (t.addr, t.clone())).collect();
+        let mut next = Vec::with_capacity(cfg.len());
+        let mut tasks = self.tasks.lock().expect("tasks lock");
+        for pt in cfg {
+            let t = match by_addr.remove(&pt.addr) {
+                Some(t) => {
+                    if health_changed && !t.is_draining() {
+                        let e = tasks.entry(t.addr).or_default();
+                        if let Some(h) = e.checker.take() {
+                            h.abort();
+                        }
+                        t.set_health(initial, 0);
+                        if settings.health.enabled {
+                            e.checker = Some(health::spawn(Arc::downgrade(self), t.clone()));
+                        }
+                    }
+                    t
+                }
+                None => {
+                    let t = Arc::new(TargetState::new(
+                        pt.addr,
+                        Pool::new(pt.addr),
+                        self.all_metrics.target(
+                            &settings.name,
+                            &pt.addr.to_string(),
+                            &self.metrics,
+                        ),
+                        self.notifier.clone(),
+                        self.clock.clone(),
+                        initial,
+                    ));
+                    let e = tasks.entry(t.addr).or_default();
+                    if settings.health.enabled {
+                        e.checker = Some(health::spawn(Arc::downgrade(self), t.clone()));
+                    }
+                    self.notifier.notify();
+                    t
+                }
+            };
+            if pt.draining && !t.is_draining() {
+                t.start_draining();
+                t.pool.clear();
+                let e = tasks.entry(t.addr).or_default();
+                let delay = settings.deregistration_delay;
+                let weak = Arc::downgrade(&t);
+                e.drain_timer = Some(
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        if let Some(t) = weak.upgrade() {
+                            t.force_drained();
+                        }
+                    })
+                    .abort_handle(),
+                );
+            } else if !pt.draining && t.is_draining() {
+                let e = tasks.entry(t.addr).or_default();
+                if let Some(h) = e.drain_timer.take() {
+                    h.abort();
+                }
+                t.stop_draining(initial);
+                if settings.health.enabled && e.checker.is_none() {
+                    e.checker = Some(health::spawn(Arc::downgrade(self), t.clone()));
+                }
+            }
+            next.push(t);
+        }
+        for (addr, t) in by_addr {
+            if let Some(mut e) = tasks.remove(&addr) {
+                e.abort();
+            }
+            t.mark_removed();
+            t.pool.clear();
+            self.all_metrics.remove_target(&settings.name, &t.label);
+            self.notifier.notify();
+        }
+        drop(tasks);
+        self.targets.store(Arc::new(next));
+        self.recompute();
+    }
+
+    /// Stops every health check and timer: the group was removed.
+    pub(crate) fn stop(&self) {
+        let mut tasks = self.tasks.lock().expect("tasks lock");
+        for (_, mut e) in tasks.drain() {
+            e.abort();
+        }
+        let name = self.name();
+        for t in self.targets.load().iter() {
+            t.mark_removed();
+            t.pool.clear();
+            self.all_metrics.remove_target(&name, &t.label);
+        }
+        self.all_metrics.remove_group(&name);
+    }
+
+    /// Rebuilds the routable snapshot from the targets' current states.
+    pub(crate) fn recompute(&self) {
+        let _g = self.recompute_lock.lock().expect("recompute lock");
+        let settings = self.settings.load();
+        let all = self.targets.load();
+        let live: Vec<Arc<TargetState>> = all
+            .iter()
+            .filter(|t| !t.is_draining() && !t.is_removed())
+            .cloned()
+            .collect();
+        let healthy: Vec<Arc<TargetState>> = live
+            .iter()
+            .filter(|t| t.health().is_routable())
+            .cloned()
+            .collect();
+        let unhealthy = live.iter().filter(|t| t.health().is_unhealthy()).count();
+        self.metrics.healthy_hosts.set(healthy.len() as i64);
+        self.metrics.unhealthy_hosts.set(unhealthy as i64);
+        let min = settings.min_healthy.max(1);
+        let (targets, fail_open) = if healthy.len() >= min || live.is_empty() {
+            (healthy, false)
+        } else {
+            (live, true)
+        };
+        self.routable.store(Arc::new(Routable {
+            targets,
+            fail_open,
+            algorithm: settings.algorithm,
+            slow_start_ms: settings.slow_start.as_millis() as u64,
+        }));
+    }
+
+    pub(crate) fn statuses(&self, out: &mut Vec<TargetStatus>) {
+        for t in self.targets.load().iter() {
+            out.push(TargetStatus {
+                target_group_arn: self.arn.to_string(),
+                addr: t.addr,
+                health: t.target_health(),
+                in_flight: t.in_flight(),
+                drained: t.is_drained(),
+            });
+        }
+    }
+
+    /// Picks a target by the group's algorithm and counts a request in on it. `exclude`
+    /// lists targets this request already failed on; `preferred` is a sticky target.
+    pub(crate) fn pick(
+        &self,
+        exclude: &[SocketAddr],
+        preferred: Option<SocketAddr>,
+    ) -> Option<InFlight> {
+        let r = self.routable.load();
+        let n = r.targets.len();
+        if n == 0 {
+            return None;
+        }
+        if r.fail_open {
+            self.metrics.unhealthy_routing.inc();
+        }
+        if let Some(p) = preferred {
+            if let Some(t) = r.targets.iter().find(|t| t.addr == p) {
+                if !exclude.contains(&t.addr) && !t.is_ejected() {
+                    if let Some(g) = t.try_acquire() {
+                        return Some(g);
+                    }
+                }
+            }
+        }
+        let usable = |t: &Arc<TargetState>, pass: u8| {
+            !exclude.contains(&t.addr) && (pass == 1 || !t.is_ejected())
+        };
+        let now = if r.slow_start_ms > 0 {
+            self.clock.now_ms()
+        } else {
+            0
+        };
+        let weight = |t: &TargetState| -> f64 {
+            if r.slow_start_ms == 0 {
+                return 1.0;
+            }
+            let since = t.healthy_since_ms();
+            if since == 0 {
+                return 1.0;
+            }
+            let elapsed = now.saturating_sub(since);
+            if elapsed >= r.slow_start_ms {
+                1.0
+            } else {
+                // ALB ramps linearly; a small floor keeps a new target reachable.
+                (elapsed as f64 / r.slow_start_ms as f64).max(0.05)
+            }
+        };
+        for pass in 0..2u8 {
+            match r.algorithm {
+                Algorithm::RoundRobin => {
+                    let start = self.rr.fetch_add(1, Ordering::Relaxed);
+                    let mut fallback = None;
+                    for i in 0..n {
+                        let t = &r.targets[(start + i) % n];
+                        if !usable(t, pass) {
+                            continue;
+                        }
+                        if r.slow_start_ms > 0 {
+                            let w = weight(t);
+                            if w < 1.0 && rand::rng().random::<f64>() >= w {
+                                fallback.get_or_insert(t);
+                                continue;
+                            }
+                        }
+                        if let Some(g) = t.try_acquire() {
+                            return Some(g);
+                        }
+                    }
+                    if let Some(g) = fallback.and_then(|t| t.try_acquire()) {
+                        return Some(g);
+                    }
+                }
+                Algorithm::LeastOutstandingRequests => {
+                    let start = self.rr.fetch_add(1, Ordering::Relaxed);
+                    let mut best: Option<&Arc<TargetState>> = None;
+                    for i in 0..n {
+                        let t = &r.targets[(start + i) % n];
+                        if !usable(t, pass) {
+                            continue;
+                        }
+                        if best.is_none_or(|b| t.in_flight() < b.in_flight()) {
+                            best = Some(t);
+                        }
+                    }
+                    if let Some(g) = best.and_then(|t| t.try_acquire()) {
+                        return Some(g);
+                    }
+                }
+                Algorithm::WeightedRandom => {
+                    let cands: Vec<(&Arc<TargetState>, f64)> = r
+                        .targets
+                        .iter()
+                        .filter(|t| usable(t, pass))
+                        .map(|t| (t, weight(t)))
+                        .collect();
+                    let total: f64 = cands.iter().map(|c| c.1).sum();
+                    if total > 0.0 {
+                        let mut x = rand::rng().random::<f64>() * total;
+                        for (t, w) in &cands {
+                            if x < *w {
+                                if let Some(g) = t.try_acquire() {
+                                    return Some(g);
+                                }
+                                break;
+                            }
+                            x -= w;
+                        }
+                        for (t, _) in &cands {
+                            if let Some(g) = t.try_acquire() {
+                                return Some(g);
+                            }
+                        }
+                    }
+                }
+                Algorithm::PeakEwma => {
+                    let cands: Vec<&Arc<TargetState>> =
+                        r.targets.iter().filter(|t| usable(t, pass)).collect();
+                    let chosen = match cands.len() {
+                        0 => None,
+                        1 => Some(cands[0]),
+                        m => {
+                            let mut rng = rand::rng();
+                            let a = rng.random_range(0..m);
+                            let mut b = rng.random_range(0..m - 1);
+                            if b >= a {
+                                b += 1;
+                            }
+                            let (ta, tb) = (cands[a], cands[b]);
+                            let ca = ta.ewma_cost() / weight(ta);
+                            let cb = tb.ewma_cost() / weight(tb);
+                            Some(if ca <= cb { ta } else { tb })
+                        }
+                    };
+                    if let Some(g) = chosen.and_then(|t| t.try_acquire()) {
+                        return Some(g);
+                    }
+                    for t in cands {
+                        if let Some(g) = t.try_acquire() {
+                            return Some(g);
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,220 @@
+//! Active health checks: one task per target, probing at the group's interval and moving
+//! the target between initial, healthy and unhealthy by the group's thresholds.
+//!
+//! As on an ALB, a new target becomes healthy after one passing check; a healthy target
+//! becomes unhealthy after `unhealthyThresholdCount` consecutive failures and comes back
+//! after `healthyThresholdCount` consecutive passes. Draining targets are not checked.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use http_body_util::{Either, Full};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use crate::group::{GroupRuntime, HealthProtocol, HealthSettings};
+use crate::pool::UpBody;
+use crate::target::{Health, TargetState};
+
+/// The result of one probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Pass,
+    /// The target answered with a status the matcher does not accept.
+    Mismatch(u16),
+    Timeout,
+    /// Connection refused, reset or a malformed response.
+    Failed,
+}
+
+/// Consecutive results, and the state they lead to.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Counter {
+    passes: u32,
+    fails: u32,
+}
+
+impl Counter {
+    /// Folds `o` in; returns the new state if it changes.
+    pub(crate) fn observe(
+        &mut self,
+        current: Health,
+        o: Outcome,
+        s: &HealthSettings,
+    ) -> Option<(Health, u16)> {
+        if o == Outcome::Pass {
+            self.passes += 1;
+            self.fails = 0;
+            let needed = if current == Health::Initial {
+                1
+            } else {
+                s.healthy_threshold
+            };
+            if current != Health::Healthy && self.passes >= needed {
+                return Some((Health::Healthy, 0));
+            }
+            return None;
+        }
+        self.passes = 0;
+        self.fails += 1;
+        let (bad, status) = match o {
+            Outcome::Mismatch(c) => (Health::UnhealthyMismatch, c),
+            Outcome::Timeout => (Health::UnhealthyTimeout, 0),
+            _ => (Health::UnhealthyFailed, 0),
+        };
+        if current.is_unhealthy() {
+            // Keep the reason current.
+            return (current != bad).then_some((bad, status));
+        }
+        if self.fails >= s.unhealthy_threshold {
+            return Some((bad, status));
+        }
+        None
+    }
+}
+
+pub(crate) fn spawn(group: Weak<GroupRuntime>, target: Arc<TargetState>) -> AbortHandle {
+    tokio::spawn(run(group, target)).abort_handle()
+}
+
+async fn run(group: Weak<GroupRuntime>, target: Arc<TargetState>) {
+    let mut counter = Counter::default();
+    loop {
+        let Some(g) = group.upgrade() else { return };
+        let settings = g.settings.load_full();
+        drop(g);
+        let started = Instant::now();
+        if !target.is_draining() && !target.is_removed() {
+            let outcome = probe(&settings.health, target.addr).await;
+            if let Some((h, status)) = counter.observe(target.health(), outcome, &settings.health) {
+                tracing::debug!(target = %target.addr, ?h, ?outcome, "target health changed");
+                target.set_health(h, status);
+                if let Some(g) = group.upgrade() {
+                    g.recompute();
+                }
+            }
+        }
+        tokio::time::sleep_until(started + settings.health.interval).await;
+    }
+}
+
+/// Runs one check against `addr` (or the check port) within the timeout.
+pub(crate) async fn probe(s: &HealthSettings, addr: SocketAddr) -> Outcome {
+    let mut addr = addr;
+    if let Some(p) = s.port {
+        addr.set_port(p);
+    }
+    match tokio::time::timeout(s.timeout, probe_inner(s, addr)).await {
+        Ok(o) => o,
+        Err(_) => Outcome::Timeout,
+    }
+}
+
+async fn probe_inner(s: &HealthSettings, addr: SocketAddr) -> Outcome {
+    let Ok(stream) = TcpStream::connect(addr).await else {
+        return Outcome::Failed;
+    };
+    match s.protocol {
+        // An HTTPS check needs a TLS client; until targets speak TLS the check is a
+        // connection check, like TCP.
+        HealthProtocol::Tcp | HealthProtocol::Https => Outcome::Pass,
+        HealthProtocol::Http => {
+            let _ = stream.set_nodelay(true);
+            let Ok((mut sender, conn)) = http1::Builder::new()
+                .handshake::<_, UpBody>(TokioIo::new(stream))
+                .await
+            else {
+                return Outcome::Failed;
+            };
+            let conn = tokio::spawn(conn);
+            let req = http::Request::get(s.path.as_str())
+                .header(http::header::HOST, addr.to_string())
+                .header(http::header::USER_AGENT, "ELB-HealthChecker/2.0")
+                .header(http::header::CONNECTION, "close")
+                .body(Either::Right(Full::new(Bytes::new())));
+            let Ok(req) = req else {
+                return Outcome::Failed;
+            };
+            let out = match sender.send_request(req).await {
+                Ok(resp) => {
+                    let code = resp.status().as_u16();
+                    if s.matches(code) {
+                        Outcome::Pass
+                    } else {
+                        Outcome::Mismatch(code)
+                    }
+                }
+                Err(_) => Outcome::Failed,
+            };
+            conn.abort();
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn settings() -> HealthSettings {
+        HealthSettings {
+            enabled: true,
+            protocol: HealthProtocol::Http,
+            port: None,
+            path: "/".into(),
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+            healthy_threshold: 5,
+            unhealthy_threshold: 2,
+            matcher: vec![(200, 200)],
+        }
+    }
+
+    #[test]
+    fn initial_target_needs_one_pass() {
+        let s = settings();
+        let mut c = Counter::default();
+        assert_eq!(
+            c.observe(Health::Initial, Outcome::Pass, &s),
+            Some((Health::Healthy, 0))
+        );
+    }
+
+    #[test]
+    fn thresholds() {
+        let s = settings();
+        let mut c = Counter::default();
+        let mut h = Health::Healthy;
+        assert_eq!(c.observe(h, Outcome::Timeout, &s), None);
+        assert_eq!(
+            c.observe(h, Outcome::Mismatch(500), &s),
+            Some((Health::UnhealthyMismatch, 500))
+        );
+        h = Health::UnhealthyMismatch;
+        for _ in 0..4 {
+            assert_eq!(c.observe(h, Outcome::Pass, &s), None);
+        }
+        assert_eq!(c.observe(h, Outcome::Pass, &s), Some((Health::Healthy, 0)));
+        // a failure in between resets the streak
+        let mut c = Counter::default();
+        c.observe(Health::Healthy, Outcome::Failed, &s);
+        c.observe(Health::Healthy, Outcome::Pass, &s);
+        assert_eq!(c.observe(Health::Healthy, Outcome::Failed, &s), None);
+    }
+
+    #[test]
+    fn initial_target_fails_after_unhealthy_threshold() {
+        let s = settings();
+        let mut c = Counter::default();
+        assert_eq!(c.observe(Health::Initial, Outcome::Failed, &s), None);
+        assert_eq!(
+            c.observe(Health::Initial, Outcome::Failed, &s),
+            Some((Health::UnhealthyFailed, 0))
+        );
+    }
+}

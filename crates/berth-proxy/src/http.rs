@@ -1,0 +1,740 @@
+//! HTTP listeners: accepting connections (HTTP/1.1 keep-alive and h2c via hyper-util's
+//! auto server), matching rules, and forwarding to targets with retries on connection
+//! failure.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use rand::Rng;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::body::{ProxyBody, ResponseGuard};
+use crate::clock::Clock;
+use crate::group::{GroupRuntime, Stickiness};
+use crate::metrics::ListenerMetrics;
+use crate::pool::UpBody;
+use crate::rules::{source_ip, CompiledAction, RequestView, RuleSet};
+
+/// How long a connection to a target may take (ALB: 10 s).
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's headers.
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most a request's line and headers may take together (ALB: 64 KiB).
+pub(crate) const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// How many targets one request tries before the client gets a 502.
+const MAX_ATTEMPTS: usize = 3;
+/// How long a closing listener waits for its in-flight requests.
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(30);
+
+/// `routing.http.xff_header_processing.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum XffMode {
+    Append,
+    Preserve,
+    Remove,
+}
+
+/// What a listener routes by: swapped whole when the configuration changes.
+pub(crate) struct Routes {
+    pub(crate) rules: RuleSet,
+    pub(crate) xff: XffMode,
+    pub(crate) idle_timeout: Duration,
+}
+
+pub(crate) struct ListenerShared {
+    pub(crate) routes: ArcSwap<Routes>,
+    pub(crate) metrics: ListenerMetrics,
+    /// The bound port, for X-Forwarded-Port and redirects.
+    pub(crate) port: u16,
+    pub(crate) scheme: &'static str,
+    pub(crate) clock: Clock,
+}
+
+/// A listener being served.
+pub(crate) struct RunningListener {
+    pub(crate) shared: Arc<ListenerShared>,
+    pub(crate) addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl RunningListener {
+    pub(crate) fn start(listener: TcpListener, shared: Arc<ListenerShared>) -> RunningListener {
+        let addr = listener
+            .local_addr()
+            .expect("bound listener has an address");
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, shared.clone(), rx));
+        RunningListener {
+            shared,
+            addr,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops accepting at once; connections finish their requests in the background.
+    /// The returned handle ends when they have (or the grace period ran out).
+    pub(crate) fn close(self) -> JoinHandle<()> {
+        let _ = self.stop.send(true);
+        self.task
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<ListenerShared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    serve_connection(stream, peer, &shared, &builder, graceful.watcher());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(CLOSE_GRACE, graceful.shutdown()).await;
+}
+
+fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<ListenerShared>,
+    builder: &Arc<auto::Builder<TokioExecutor>>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let _ = stream.set_nodelay(true);
+    shared.metrics.new_connections.inc();
+    shared.metrics.active_connections.inc();
+    let idle = shared.routes.load().idle_timeout;
+    let last = Arc::new(AtomicU64::new(shared.clock.now_ms()));
+    let io = IdleIo {
+        inner: stream,
+        last: last.clone(),
+        clock: shared.clock.clone(),
+    };
+    let shared = shared.clone();
+    let builder = builder.clone();
+    tokio::spawn(async move {
+        let cx = Arc::new(ConnCtx {
+            listener: shared.clone(),
+            peer,
+        });
+        let svc = service_fn(move |req| {
+            let cx = cx.clone();
+            async move { Ok::<_, Infallible>(handle(req, cx).await) }
+        });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(io), svc)
+            .into_owned();
+        let conn = watcher.watch(conn);
+        tokio::pin!(conn);
+        let idle_ms = idle.as_millis() as u64;
+        let mut deadline = Instant::now() + idle;
+        loop {
+            tokio::select! {
+                _ = &mut conn => break,
+                _ = tokio::time::sleep_until(deadline) => {
+                    let quiet = shared.clock.now_ms().saturating_sub(last.load(Ordering::Relaxed));
+                    if quiet >= idle_ms {
+                        tracing::debug!(%peer, "closing idle connection");
+                        break;
+                    }
+                    deadline = Instant::now() + Duration::from_millis(idle_ms - quiet);
+                }
+            }
+        }
+        shared.metrics.active_connections.dec();
+    });
+}
+
+/// A client connection that records when it last moved bytes, for the idle timeout.
+struct IdleIo {
+    inner: TcpStream,
+    last: Arc<AtomicU64>,
+    clock: Clock,
+}
+
+impl IdleIo {
+    #[inline]
+    fn touch(&self) {
+        self.last.store(self.clock.now_ms(), Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for IdleIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let me = self.get_mut();
+        let r = Pin::new(&mut me.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) {
+            me.touch();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for IdleIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let me = self.get_mut();
+        let r = Pin::new(&mut me.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(_))) {
+            me.touch();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let me = self.get_mut();
+        let r = Pin::new(&mut me.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(_))) {
+            me.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+struct ConnCtx {
+    listener: Arc<ListenerShared>,
+    peer: SocketAddr,
+}
+
+/// An error response generated by the load balancer, in ALB's format.
+pub(crate) fn elb_error(status: StatusCode, m: &ListenerMetrics) -> Response<ProxyBody> {
+    m.elb_response(status.as_u16());
+    let reason = status.canonical_reason().unwrap_or("");
+    let body = format!(
+        "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n<center><h1>{code} {reason}</h1></center>\r\n</body>\r\n</html>\r\n",
+        code = status.as_u16()
+    );
+    let mut r = Response::new(ProxyBody::full(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    r.headers_mut()
+        .insert(header::SERVER, HeaderValue::from_static("berth"));
+    r
+}
+
+fn request_host(req: &Request<Incoming>) -> &str {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .unwrap_or("")
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| &host[..h.len() + 1]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+async fn handle(req: Request<Incoming>, cx: Arc<ConnCtx>) -> Response<ProxyBody> {
+    let l = &cx.listener;
+    l.metrics.requests.inc();
+    if let Some(n) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        l.metrics.processed_bytes.inc_by(n);
+    }
+    let routes = l.routes.load();
+    let host_full = request_host(&req);
+    let host = strip_port(host_full);
+    let view = RequestView {
+        host,
+        path: req.uri().path(),
+        query: req.uri().query(),
+        method: req.method(),
+        headers: req.headers(),
+        source: source_ip(cx.peer),
+    };
+    let (action, evaluated) = routes.rules.select(&view);
+    if evaluated > 0 {
+        l.metrics.rule_evaluations.inc_by(evaluated as u64);
+    }
+    match action {
+        CompiledAction::Fixed {
+            status,
+            content_type,
+            body,
+        } => {
+            l.metrics.fixed_responses.inc();
+            let mut r = Response::new(ProxyBody::full(body.clone()));
+            *r.status_mut() = *status;
+            if let Some(ct) = content_type {
+                r.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
+            }
+            r
+        }
+        CompiledAction::Redirect(rd) => {
+            l.metrics.redirects.inc();
+            let loc = rd.location(l.scheme, host, l.port, req.uri().path(), req.uri().query());
+            let mut r = Response::new(ProxyBody::empty());
+            *r.status_mut() = rd.status;
+            match HeaderValue::from_str(&loc) {
+                Ok(v) => {
+                    r.headers_mut().insert(header::LOCATION, v);
+                }
+                Err(_) => return elb_error(StatusCode::BAD_REQUEST, &l.metrics),
+            }
+            r
+        }
+        CompiledAction::Forward(f) => {
+            let sticky_group = f.group_stickiness.and_then(|d| {
+                let v = cookie(req.headers(), TG_COOKIE)?;
+                let g = f
+                    .groups
+                    .iter()
+                    .find(|g| g.weight > 0 && group_cookie(&g.group.arn) == v)?;
+                Some((g.group.clone(), d))
+            });
+            let mut set_tg_cookie = None;
+            let group = if let Some((g, _)) = sticky_group {
+                g
+            } else if f.groups.len() == 1 {
+                f.groups[0].group.clone()
+            } else if f.total_weight == 0 {
+                return elb_error(StatusCode::SERVICE_UNAVAILABLE, &l.metrics);
+            } else {
+                let mut x = rand::rng().random_range(0..f.total_weight);
+                let mut chosen = &f.groups[0];
+                for g in &f.groups {
+                    if x < g.weight {
+                        chosen = g;
+                        break;
+                    }
+                    x -= g.weight;
+                }
+                if let Some(d) = f.group_stickiness {
+                    set_tg_cookie = HeaderValue::from_str(&format!(
+                        "{TG_COOKIE}={}; Max-Age={}; Path=/",
+                        group_cookie(&chosen.group.arn),
+                        d.as_secs()
+                    ))
+                    .ok();
+                }
+                chosen.group.clone()
+            };
+            let xff = routes.xff;
+            let idle = routes.idle_timeout;
+            drop(routes);
+            let mut resp = forward(req, group, &cx, xff, idle).await;
+            if let Some(c) = set_tg_cookie {
+                resp.headers_mut().append(header::SET_COOKIE, c);
+            }
+            resp
+        }
+    }
+}
+
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers, including those the Connection header names. Keeps
+/// `Upgrade` (and sets `Connection: upgrade`) when the request is an upgrade.
+fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    if let Some(c) = h.get(header::CONNECTION) {
+        let named: Vec<HeaderName> = c
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|s| HeaderName::from_bytes(s.trim().as_bytes()).ok())
+            .filter(|n| !(keep_upgrade && n == header::UPGRADE))
+            .collect();
+        for n in named {
+            h.remove(n);
+        }
+    }
+    let upgrade = if keep_upgrade {
+        h.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
+    for n in &HOP_BY_HOP {
+        h.remove(n);
+    }
+    if let Some(u) = upgrade {
+        h.insert(header::UPGRADE, u);
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+fn is_upgrade(req: &Request<Incoming>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get(header::CONNECTION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+}
+
+fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+const LB_COOKIE: &str = "AWSALB";
+/// Target-group stickiness across a weighted forward.
+const TG_COOKIE: &str = "AWSALBTG";
+
+/// A short stable token naming a target group in the `AWSALBTG` cookie (FNV-1a of the ARN).
+fn group_cookie(arn: &str) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in arn.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}
+const APP_STICKY_COOKIE: &str = "AWSALBAPP-0";
+
+fn encode_target(addr: SocketAddr) -> String {
+    addr.to_string()
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn decode_target(v: &str) -> Option<SocketAddr> {
+    if v.len() % 2 != 0 || v.len() > 128 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..v.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(v.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()?.parse().ok()
+}
+
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// Prepares the request for a target: origin-form URI, HTTP/1.1, Host, X-Forwarded-*,
+/// no hop-by-hop headers.
+fn prepare(parts: &mut http::request::Parts, cx: &ConnCtx, xff: XffMode, upgrade: bool) {
+    let host = parts.uri.authority().map(|a| a.as_str().to_string());
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(h) = host.and_then(|h| HeaderValue::from_str(&h).ok()) {
+            parts.headers.insert(header::HOST, h);
+        }
+    }
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        if let Ok(u) = pq.parse::<Uri>() {
+            parts.uri = u;
+        }
+    }
+    parts.version = Version::HTTP_11;
+    strip_hop_by_hop(&mut parts.headers, upgrade);
+    const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+    const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    const XFPORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+    let client = source_ip(cx.peer).to_string();
+    match xff {
+        XffMode::Append => {
+            let v = match parts.headers.get(&XFF).and_then(|v| v.to_str().ok()) {
+                Some(prev) => format!("{prev}, {client}"),
+                None => client,
+            };
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                parts.headers.insert(XFF, v);
+            }
+        }
+        XffMode::Preserve => {}
+        XffMode::Remove => {
+            parts.headers.remove(XFF);
+        }
+    }
+    parts
+        .headers
+        .insert(XFP, HeaderValue::from_static(cx.listener.scheme));
+    parts
+        .headers
+        .insert(XFPORT, HeaderValue::from(cx.listener.port));
+}
+
+async fn forward(
+    mut req: Request<Incoming>,
+    group: Arc<GroupRuntime>,
+    cx: &ConnCtx,
+    xff: XffMode,
+    idle: Duration,
+) -> Response<ProxyBody> {
+    let l = &cx.listener;
+    let settings = group.settings.load_full();
+    let sticky = settings.stickiness.clone();
+    let preferred = match &sticky {
+        Some(Stickiness::LbCookie { .. }) => {
+            cookie(req.headers(), LB_COOKIE).and_then(decode_target)
+        }
+        Some(Stickiness::AppCookie { .. }) => {
+            cookie(req.headers(), APP_STICKY_COOKIE).and_then(decode_target)
+        }
+        _ => None,
+    };
+    let upgrade = is_upgrade(&req);
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    prepare(&mut parts, cx, xff, upgrade);
+    let bodyless = body.is_end_stream();
+    let mut req: Option<Request<UpBody>> = Some(Request::from_parts(parts, Either::Left(body)));
+    let mut exclude: Vec<SocketAddr> = Vec::new();
+    let mut picked_any = false;
+    for attempt in 0..MAX_ATTEMPTS {
+        let Some(in_flight) = group.pick(&exclude, preferred) else {
+            break;
+        };
+        picked_any = true;
+        if attempt > 0 {
+            group.metrics.retries.inc();
+        }
+        let target = in_flight.target().clone();
+        let (mut sender, reused) = match target.pool.checkout(CONNECT_TIMEOUT).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(target = %target.addr, error = %e, "target connection failed");
+                target.connect_failed();
+                exclude.push(target.addr);
+                continue;
+            }
+        };
+        target.connect_succeeded();
+        let r = req.take().expect("request present for each attempt");
+        // A kept-alive connection the target closed at the wrong moment fails after the
+        // request was written; a bodyless idempotent request can safely go again.
+        let backup = (reused && bodyless && idempotent(r.method())).then(|| {
+            let mut b = Request::new(Either::Right(Full::new(Bytes::new())));
+            *b.method_mut() = r.method().clone();
+            *b.uri_mut() = r.uri().clone();
+            *b.headers_mut() = r.headers().clone();
+            b
+        });
+        target.metrics.requests.inc();
+        let start = Instant::now();
+        let sent = tokio::time::timeout(idle, sender.try_send_request(r)).await;
+        let mut resp = match sent {
+            Err(_) => return elb_error(StatusCode::GATEWAY_TIMEOUT, &l.metrics),
+            Ok(Ok(resp)) => resp,
+            Ok(Err(mut e)) => {
+                if let Some(r) = e.take_message() {
+                    req = Some(r);
+                    if !reused {
+                        target.connect_failed();
+                        exclude.push(target.addr);
+                    }
+                    continue;
+                }
+                if let Some(b) = backup {
+                    req = Some(b);
+                    continue;
+                }
+                tracing::debug!(target = %target.addr, error = %e.error(), "target request failed");
+                return elb_error(StatusCode::BAD_GATEWAY, &l.metrics);
+            }
+        };
+        let elapsed = start.elapsed();
+        target.observe_latency(elapsed.as_nanos() as f64);
+        let status = resp.status();
+        target
+            .metrics
+            .response(status.as_u16(), elapsed.as_secs_f64());
+
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client_upgrade) = client_upgrade else {
+                return elb_error(StatusCode::BAD_GATEWAY, &l.metrics);
+            };
+            let target_upgrade = hyper::upgrade::on(&mut resp);
+            let (parts, _) = resp.into_parts();
+            tokio::spawn(async move {
+                let _in_flight = in_flight;
+                let _sender = sender;
+                if let (Ok(c), Ok(t)) = (client_upgrade.await, target_upgrade.await) {
+                    let _ =
+                        tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(t))
+                            .await;
+                }
+            });
+            return Response::from_parts(parts, ProxyBody::empty());
+        }
+
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers, false);
+        match &sticky {
+            Some(Stickiness::LbCookie { duration }) if preferred != Some(target.addr) => {
+                let c = format!(
+                    "{LB_COOKIE}={}; Max-Age={}; Path=/",
+                    encode_target(target.addr),
+                    duration.as_secs()
+                );
+                if let Ok(v) = HeaderValue::from_str(&c) {
+                    parts.headers.append(header::SET_COOKIE, v);
+                }
+            }
+            Some(Stickiness::AppCookie { name, duration }) => {
+                let sets_app_cookie = parts
+                    .headers
+                    .get_all(header::SET_COOKIE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .any(|v| v.split_once('=').is_some_and(|(k, _)| k.trim() == name));
+                if sets_app_cookie {
+                    let c = format!(
+                        "{APP_STICKY_COOKIE}={}; Max-Age={}; Path=/",
+                        encode_target(target.addr),
+                        duration.as_secs()
+                    );
+                    if let Ok(v) = HeaderValue::from_str(&c) {
+                        parts.headers.append(header::SET_COOKIE, v);
+                    }
+                }
+            }
+            _ => {}
+        }
+        let guard = ResponseGuard {
+            in_flight,
+            conn: Some(sender),
+        };
+        return Response::from_parts(
+            parts,
+            ProxyBody::upstream(body, guard, l.metrics.processed_bytes.clone()),
+        );
+    }
+    if picked_any {
+        elb_error(StatusCode::BAD_GATEWAY, &l.metrics)
+    } else {
+        elb_error(StatusCode::SERVICE_UNAVAILABLE, &l.metrics)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("gzip"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn target_cookie_round_trips() {
+        let a: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(decode_target(&encode_target(a)), Some(a));
+        let b: SocketAddr = "[::1]:80".parse().unwrap();
+        assert_eq!(decode_target(&encode_target(b)), Some(b));
+        assert_eq!(decode_target("zz"), None);
+    }
+
+    #[test]
+    fn host_port_is_stripped() {
+        assert_eq!(strip_port("example.com:8080"), "example.com");
+        assert_eq!(strip_port("example.com"), "example.com");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+    }
+}
