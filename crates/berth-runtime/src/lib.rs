@@ -11,7 +11,9 @@
 //!
 //! Layout:
 //! - [`Runtime`], [`TaskSpec`], [`TaskState`], [`ContainerState`]: the interface.
-//! - [`process`]: the embedded default; a container's `command` runs as a local process.
+//! - [`process`]: the embedded default; a container's `entryPoint` + `command` runs as a
+//!   local process under a small supervisor ([`process::shim_main`]) that outlives berth.
+//! - `deps` (private): `dependsOn` ordering shared by the backends.
 
 use std::pin::Pin;
 
@@ -19,6 +21,7 @@ use async_trait::async_trait;
 use berth_model::ecs::{HealthStatus, NetworkBinding, TaskDefinition};
 use futures::Stream;
 
+mod deps;
 pub mod process;
 
 /// What the agent asks a runtime to run.
@@ -36,7 +39,8 @@ impl TaskSpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum ContainerStatus {
     /// Created, waiting for its dependencies or being started.
     Pending,
@@ -44,7 +48,8 @@ pub enum ContainerStatus {
     Stopped,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ContainerState {
     pub name: String,
     /// A process id or a Docker container id.
@@ -60,7 +65,8 @@ pub struct ContainerState {
     pub essential: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TaskState {
     pub task_arn: String,
     pub containers: Vec<ContainerState>,

@@ -1,4 +1,4 @@
-//! `whoami`: the demo HTTP app berth's quickstart and tests run as tasks.
+//! `berth-whoami`: the demo HTTP app berth's quickstart and tests run as tasks.
 //!
 //! It answers every request with who it is (task id, hostname, listen port) and what it
 //! was asked (request line and headers), and can be told to misbehave in the ways a
@@ -6,10 +6,10 @@
 //! health check, exit, ignore SIGTERM, use memory, hold requests open.
 //!
 //! ```text
-//! whoami [--listen ADDR] [--start-delay SECS] [--fail-health] [--unhealthy-after SECS]
-//!        [--exit-after SECS [--exit-code N]] [--signal-file PATH] [--ignore-sigterm]
-//!        [--alloc-mb N]
-//! whoami check URL          exit 0 when GET URL answers 2xx, else 1 (a healthCheck command)
+//! berth-whoami [--listen ADDR] [--start-delay SECS] [--fail-health] [--unhealthy-after SECS]
+//!              [--exit-after SECS [--exit-code N]] [--signal-file PATH] [--ignore-sigterm]
+//!              [--alloc-mb N]
+//! berth-whoami check URL          exit 0 when GET URL answers 2xx, else 1 (a healthCheck command)
 //! ```
 //!
 //! Without `--listen` it listens on `0.0.0.0:$PORT` (default 8080). Paths: `/health` (200
@@ -39,9 +39,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
-const USAGE: &str = "usage: whoami [--listen ADDR] [--start-delay SECS] [--fail-health] \
+const USAGE: &str = "usage: berth-whoami [--listen ADDR] [--start-delay SECS] [--fail-health] \
 [--unhealthy-after SECS] [--exit-after SECS [--exit-code N]] [--signal-file PATH] \
-[--ignore-sigterm] [--alloc-mb N]\n       whoami check URL";
+[--ignore-sigterm] [--alloc-mb N]\n       berth-whoami check URL";
 
 /// Command-line options of the server.
 #[derive(Debug, Default)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-const BIN: &str = env!("CARGO_BIN_EXE_whoami");
+const BIN: &str = env!("CARGO_BIN_EXE_berth-whoami");
 
 /// A running whoami whose stdout is read line by line.
 struct App {

@@ -1,0 +1,156 @@
+//! Helpers shared by the runtime tests: the demo app binary, task specs, HTTP probes.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use berth_runtime::{TaskSpec, TaskState};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The `berth-whoami` demo binary, built on first use with the cargo running the tests.
+pub fn whoami() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = workspace_root();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "berth-whoami",
+                "--bin",
+                "berth-whoami",
+            ])
+            .current_dir(&root)
+            .status()
+            .expect("run cargo build -p berth-whoami");
+        assert!(status.success(), "cargo build -p berth-whoami failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let bin = target.join("debug").join("berth-whoami");
+        assert!(bin.is_file(), "{} was not built", bin.display());
+        bin
+    })
+}
+
+/// A task spec from the JSON of its container definitions.
+pub fn spec(id: &str, containers: serde_json::Value) -> TaskSpec {
+    spec_with(
+        id,
+        serde_json::json!({ "containerDefinitions": containers }),
+    )
+}
+
+/// A task spec from a partial task definition (family and ARN are filled in).
+pub fn spec_with(id: &str, mut td: serde_json::Value) -> TaskSpec {
+    td["family"] = "test".into();
+    td["taskDefinitionArn"] = berth_model::arn::task_definition("test", 1).into();
+    td["revision"] = 1.into();
+    TaskSpec {
+        task_arn: berth_model::arn::task("default", id),
+        cluster: "default".into(),
+        task_definition: serde_json::from_value(td).expect("valid task definition"),
+    }
+}
+
+pub fn whoami_str() -> String {
+    whoami().to_string_lossy().into_owned()
+}
+
+/// A unique task id per test.
+pub fn task_id(tag: &str) -> String {
+    format!("{tag}-{}", std::process::id())
+}
+
+/// GET `path` from 127.0.0.1:`port`: (status, body). None if the connection fails.
+pub fn get(port: u32, path: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port as u16)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
+
+/// Retries GET until it answers (the process may still be binding its port).
+pub async fn get_when_up(port: u32, path: &str) -> (u16, String) {
+    for _ in 0..200 {
+        let path = path.to_string();
+        if let Some(r) = tokio::task::spawn_blocking(move || get(port, &path))
+            .await
+            .unwrap()
+        {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing answered on port {port}");
+}
+
+/// Waits (bounded) for a state change of `task_arn` satisfying `f`.
+pub async fn wait_event(
+    rx: &mut tokio::sync::broadcast::Receiver<TaskState>,
+    task_arn: &str,
+    what: &str,
+    f: impl Fn(&TaskState) -> bool,
+) -> TaskState {
+    let fut = async {
+        loop {
+            match rx.recv().await {
+                Ok(s) if s.task_arn == task_arn && f(&s) => return s,
+                Ok(_) => {}
+                Err(e) => panic!("event stream: {e}"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for: {what}"))
+}
+
+/// Kills every process the tasks under `state_dir` still run, so a failed test leaves no
+/// strays behind (the processes live in their own sessions and would outlive the test).
+pub struct Reaper(pub PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(self.0.join("tasks")) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let Ok(bytes) = std::fs::read(e.path().join("task.json")) else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                continue;
+            };
+            for p in v["procs"].as_array().into_iter().flatten() {
+                if let Some(pid) = p["pid"].as_i64() {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+    }
+}
