@@ -82,7 +82,7 @@ impl Pool {
                 Err(_) => return Err(ConnectError::Timeout),
             };
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::Builder::new()
+        let (mut sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
             .map_err(ConnectError::Handshake)?;
@@ -91,6 +91,7 @@ impl Pool {
                 tracing::debug!(error = %e, "upstream connection ended with an error");
             }
         });
+        sender.ready().await.map_err(ConnectError::Handshake)?;
         Ok(sender)
     }
 
