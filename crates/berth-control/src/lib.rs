@@ -1,1 +1,150 @@
-//! berth-control
+//! berth-control: the control plane. It serves the `/v1` API, validates and stores
+//! desired state, and runs the reconcilers that converge the cluster toward it:
+//!
+//! - the service reconciler (placement, desired count, replacement, rolling deployments),
+//! - the target-registration reconciler (register running tasks, drain stopping ones),
+//! - the proxy feed (store → data-plane snapshot, data-plane health → store).
+//!
+//! All of them are level-triggered: one pass reads the store and converges; passes run
+//! whenever the store changes, the proxy reports a health change, or a resync tick fires.
+//!
+//! What it does not do: run tasks (the agent does) or carry traffic (the proxy does).
+//!
+//! Layout:
+//! - [`api`]: the axum router.
+//! - [`apply`]: stack apply, all or nothing.
+//! - [`db`]: key layout and typed store access.
+//! - [`scheduler`], [`services`], [`registration`], [`proxy_feed`]: the reconcilers.
+//! - [`error`]: ECS-named API errors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_model::ecs::Cluster;
+use berth_model::{arn, ecs::DEFAULT_CLUSTER};
+use berth_proxy::Proxy;
+use berth_runtime::DynRuntime;
+use tokio::sync::watch;
+
+pub mod api;
+pub mod apply;
+pub mod db;
+pub mod error;
+pub mod proxy_feed;
+pub mod registration;
+pub mod scheduler;
+pub mod services;
+
+pub use db::Db;
+pub use error::ApiError;
+
+/// How often the reconcilers run with no change to prompt them.
+pub const RESYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Everything the control plane needs to run.
+pub struct ControlPlane {
+    pub db: Db,
+    pub proxy: Arc<Proxy>,
+    pub runtime: Option<DynRuntime>,
+    changes: watch::Sender<u64>,
+    feed: proxy_feed::ProxyFeed,
+}
+
+impl ControlPlane {
+    pub fn new(db: Db, proxy: Arc<Proxy>, runtime: Option<DynRuntime>) -> Arc<Self> {
+        let feed = proxy_feed::ProxyFeed::new(db.clone(), proxy.clone());
+        Arc::new(Self {
+            db,
+            proxy,
+            runtime,
+            changes: watch::channel(0).0,
+            feed,
+        })
+    }
+
+    /// A receiver that changes whenever the store does.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    pub fn router(&self) -> axum::Router {
+        api::router(api::ApiState {
+            db: self.db.clone(),
+            runtime: self.runtime.clone(),
+            bound: self.feed.bound_listeners(),
+        })
+    }
+
+    /// Creates the `default` cluster if it is missing (ECS has one implicitly).
+    pub async fn ensure_default_cluster(&self) -> Result<(), ApiError> {
+        let c = Cluster {
+            cluster_name: DEFAULT_CLUSTER.into(),
+            cluster_arn: arn::cluster(DEFAULT_CLUSTER),
+            status: "ACTIVE".into(),
+            ..Default::default()
+        };
+        match self.db.create(&db::cluster_key(DEFAULT_CLUSTER), &c).await {
+            Ok(_) | Err(berth_store::StoreError::Conflict { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// One pass of every reconciler, in order.
+    pub async fn reconcile_once(&self) {
+        let services = services::ServiceReconciler::new(self.db.clone());
+        if let Err(e) = services.reconcile().await {
+            tracing::warn!(error = %e, "service reconciler");
+        }
+        let reg = registration::RegistrationReconciler::new(self.db.clone());
+        if let Err(e) = reg.reconcile().await {
+            tracing::warn!(error = %e, "registration reconciler");
+        }
+        if let Err(e) = self.feed.push_config().await {
+            tracing::warn!(error = %e, "proxy feed");
+        }
+        if let Err(e) = self.feed.pull_health().await {
+            tracing::warn!(error = %e, "proxy health");
+        }
+    }
+
+    /// Runs the store watcher and the reconcilers until `shutdown` turns true.
+    pub async fn run_reconcilers(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let rev = self.db.store.revision().await.unwrap_or(0);
+        let watcher = {
+            let me = self.clone();
+            tokio::spawn(async move {
+                let mut rev = rev;
+                loop {
+                    match me.db.store.watch("/", rev).await {
+                        Ok(mut w) => {
+                            while let Some(ev) = w.recv().await {
+                                rev = ev.revision();
+                                me.changes.send_modify(|n| *n += 1);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "store watch failed; re-listing");
+                            rev = me.db.store.revision().await.unwrap_or(rev);
+                            me.changes.send_modify(|n| *n += 1);
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        };
+        let mut changes = self.changes();
+        let mut health = self.proxy.subscribe();
+        loop {
+            self.reconcile_once().await;
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() { break; }
+                }
+                _ = changes.changed() => {}
+                _ = health.changed() => {}
+                _ = tokio::time::sleep(RESYNC_INTERVAL) => {}
+            }
+        }
+        watcher.abort();
+    }
+}

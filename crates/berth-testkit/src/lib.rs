@@ -1,1 +1,356 @@
-//! berth-testkit
+//! berth-testkit: helpers for berth's end-to-end tests (a dev-dependency only).
+//!
+//! - [`bin`]: the path of a workspace binary built by `cargo test --workspace`.
+//! - [`Server`]: a `berth server` child process on a private data dir, API and listeners
+//!   on 127.0.0.1 with ports chosen by the system, plus a CLI runner and JSON getters.
+//! - [`wait_until`]: bounded polling for a condition the system reaches on its own.
+//!
+//! Every task process a test server starts inherits `BERTH_DATA_DIR`, so
+//! [`Server::kill_everything`] (run on drop) finds and kills them even after the server
+//! itself was killed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+
+/// The directory holding the workspace's built binaries (`target/debug`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/<test> → target/debug
+    let mut dir = exe.parent().expect("deps dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+/// The path of workspace binary `name`; panics with instructions if it was not built.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`, which builds every binary first",
+        p.display()
+    );
+    p
+}
+
+/// Polls `f` every `step` until it returns `Some`, failing after `timeout` with `what`.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if start.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub struct Server {
+    pub data_dir: PathBuf,
+    pub api: String,
+    child: Option<Child>,
+    _tmp: Option<tempfile::TempDir>,
+    http: reqwest::Client,
+}
+
+impl Server {
+    /// Starts a server on a fresh data dir, optionally applying a stack file.
+    pub async fn start(apply: Option<&Path>) -> Result<Server> {
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path().to_path_buf();
+        let mut s = Server::start_in(&dir, apply).await?;
+        s._tmp = Some(tmp);
+        Ok(s)
+    }
+
+    /// Starts a server on `data_dir` (which may hold an earlier server's state).
+    pub async fn start_in(data_dir: &Path, apply: Option<&Path>) -> Result<Server> {
+        let addr_file = data_dir.join("api.addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let mut cmd = Command::new(bin("berth"));
+        cmd.arg("server")
+            .args(["--api-addr", "127.0.0.1:0", "--listen-ip", "127.0.0.1"])
+            .env("BERTH_DATA_DIR", data_dir)
+            .env("BERTH_LOG", "info,berth=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(data_dir.join("server.log"))
+                    .or_else(|_| {
+                        std::fs::create_dir_all(data_dir)?;
+                        std::fs::File::create(data_dir.join("server.log"))
+                    })?,
+            ));
+        if let Some(p) = apply {
+            cmd.arg("--apply").arg(p);
+        }
+        let mut child = cmd.spawn().context("spawning berth server")?;
+        let api = wait_until(
+            "the server to write api.addr",
+            Duration::from_secs(30),
+            || {
+                let f = addr_file.clone();
+                let exited = child.try_wait().ok().flatten();
+                async move {
+                    if exited.is_some() {
+                        return Some(Err(anyhow!("berth server exited early: {exited:?}")));
+                    }
+                    std::fs::read_to_string(f).ok().map(Ok)
+                }
+            },
+        )
+        .await??;
+        Ok(Server {
+            data_dir: data_dir.to_path_buf(),
+            api,
+            child: Some(child),
+            _tmp: None,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    /// The server log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// Runs the CLI against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin("berth"))
+            .args(args)
+            .env("BERTH_ENDPOINT", &self.api)
+            .output()
+            .expect("running the berth CLI")
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        let r = self.http.get(format!("{}{path}", self.api)).send().await?;
+        let status = r.status();
+        let v: Value = r.json().await?;
+        if !status.is_success() {
+            bail!("GET {path}: {status} {v}");
+        }
+        Ok(v)
+    }
+
+    /// The bound address of the first listener of load balancer `lb`.
+    pub async fn listener_addr(&self, lb: &str) -> Result<String> {
+        let lb_path = format!("/v1/load-balancers/{lb}");
+        wait_until("the listener to bind", Duration::from_secs(30), || {
+            let p = lb_path.clone();
+            async move {
+                let v = self.get(&p).await.ok()?;
+                let port = v["listeners"][0]["boundPort"].as_u64()?;
+                Some(format!("127.0.0.1:{port}"))
+            }
+        })
+        .await
+    }
+
+    /// Tasks of `service` whose desired status is RUNNING.
+    pub async fn service_tasks(&self, service: &str) -> Result<Vec<Value>> {
+        let v = self
+            .get(&format!(
+                "/v1/tasks?service={service}&desiredStatus=RUNNING"
+            ))
+            .await?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
+    /// Targets of a target group.
+    pub async fn targets(&self, tg: &str) -> Result<Vec<Value>> {
+        let v = self.get(&format!("/v1/target-groups/{tg}/targets")).await?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
+    /// Waits until `n` tasks of `service` run and `tg` holds exactly `n` targets, all
+    /// healthy. Returns the task ids.
+    pub async fn wait_healthy(
+        &self,
+        service: &str,
+        tg: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<String>> {
+        wait_until(
+            &format!("{n} healthy tasks of {service} in {tg}"),
+            timeout,
+            || async move {
+                let tasks = self.service_tasks(service).await.ok()?;
+                let running: Vec<String> = tasks
+                    .iter()
+                    .filter(|t| t["lastStatus"] == "RUNNING")
+                    .map(|t| t["taskArn"].as_str().unwrap_or("").to_string())
+                    .collect();
+                let targets = self.targets(tg).await.ok()?;
+                let healthy = targets
+                    .iter()
+                    .filter(|t| t["targetHealth"]["state"] == "healthy")
+                    .count();
+                (running.len() == n && tasks.len() == n && targets.len() == n && healthy == n)
+                    .then_some(running)
+            },
+        )
+        .await
+    }
+
+    /// Sends `signal` to the server process and waits for it to exit.
+    pub fn signal_and_wait(&mut self, signal: nix::sys::signal::Signal) -> Result<()> {
+        let mut child = self.child.take().context("server already stopped")?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal)?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// Pids of every process started under this server's data dir (tasks and shims),
+    /// the server itself excluded.
+    pub fn task_processes(&self) -> Vec<i32> {
+        let needle = format!("BERTH_DATA_DIR={}", self.data_dir.display());
+        let me = self.child.as_ref().map(|c| c.id() as i32);
+        let mut out = Vec::new();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return out;
+        };
+        for e in entries.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if Some(pid) == me {
+                continue;
+            }
+            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                continue;
+            };
+            if env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
+                // Skip zombies.
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                if stat
+                    .rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+                {
+                    continue;
+                }
+                out.push(pid);
+            }
+        }
+        out
+    }
+
+    /// Kills the server and every process it started.
+    pub fn kill_everything(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for pid in self.task_processes() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self._tmp.is_some() {
+            self.kill_everything();
+        } else if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A request loop against `addr` that counts successes and failures until stopped.
+pub struct Load {
+    stop: tokio::sync::watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<LoadReport>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct LoadReport {
+    pub ok: u64,
+    pub failed: u64,
+    /// The first few failures, for the test's message.
+    pub errors: Vec<String>,
+    /// Distinct `x-berth-task` values seen.
+    pub tasks: std::collections::BTreeSet<String>,
+}
+
+impl Load {
+    /// Starts `concurrency` loops of GET http://addr/ with keep-alive.
+    pub fn start(addr: &str, concurrency: usize) -> Load {
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let url = format!("http://{addr}/");
+        let handle = tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("http client");
+            let mut joins = Vec::new();
+            for _ in 0..concurrency {
+                let (client, url, rx) = (client.clone(), url.clone(), rx.clone());
+                joins.push(tokio::spawn(async move {
+                    let mut r = LoadReport::default();
+                    while !*rx.borrow() {
+                        match client.get(&url).send().await {
+                            Ok(resp) if resp.status().is_success() => {
+                                if let Some(t) = resp.headers().get("x-berth-task") {
+                                    r.tasks.insert(t.to_str().unwrap_or("").to_string());
+                                }
+                                let _ = resp.bytes().await;
+                                r.ok += 1;
+                            }
+                            Ok(resp) => {
+                                r.failed += 1;
+                                if r.errors.len() < 5 {
+                                    let st = resp.status();
+                                    let body = resp.text().await.unwrap_or_default();
+                                    r.errors.push(format!("{st}: {body}"));
+                                }
+                            }
+                            Err(e) => {
+                                r.failed += 1;
+                                if r.errors.len() < 5 {
+                                    r.errors.push(format!("{e:#}"));
+                                }
+                            }
+                        }
+                    }
+                    r
+                }));
+            }
+            let mut total = LoadReport::default();
+            for j in joins {
+                let r = j.await.expect("load loop");
+                total.ok += r.ok;
+                total.failed += r.failed;
+                total.errors.extend(r.errors);
+                total.tasks.extend(r.tasks);
+            }
+            total
+        });
+        Load { stop, handle }
+    }
+
+    pub async fn finish(self) -> LoadReport {
+        let _ = self.stop.send(true);
+        self.handle.await.expect("load generator")
+    }
+}

@@ -1,1 +1,239 @@
-fn main() {}
+//! `berth`: a self-hosted Amazon ECS with the load balancer built in.
+//!
+//! `berth server` runs the control plane, a local agent and the proxy with the embedded
+//! store; the other subcommands are clients of a server's API.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod agent_link;
+mod client;
+mod server;
+
+#[derive(Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "A self-hosted ECS with the load balancer built in"
+)]
+struct Cli {
+    /// The berth API to talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_ENDPOINT",
+        default_value = "http://127.0.0.1:7070"
+    )]
+    endpoint: String,
+    /// Output format.
+    #[arg(short = 'o', long, global = true, default_value = "table", value_parser = ["table", "json"])]
+    output: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a whole cluster on this machine: control plane, agent and load balancer.
+    Server(server::ServerArgs),
+    /// Create or update everything a stack file lists (all or nothing).
+    Apply {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Show what would change without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check a stack file without a server.
+    Validate {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// List resources: clusters, services, tasks, task-definitions, target-groups,
+    /// targets, load-balancers, container-instances.
+    Get {
+        kind: String,
+        #[arg(short = 'c', long)]
+        cluster: Option<String>,
+    },
+    /// Show one resource in full.
+    Describe {
+        kind: String,
+        name: String,
+        #[arg(short = 'c', long, default_value = "default")]
+        cluster: String,
+    },
+    /// Delete a resource (a service drains its tasks first; a task definition is
+    /// deregistered).
+    Delete {
+        kind: String,
+        name: String,
+        #[arg(short = 'c', long, default_value = "default")]
+        cluster: String,
+    },
+    /// Stop a task (its targets drain first).
+    Stop {
+        task: String,
+        #[arg(short = 'c', long, default_value = "default")]
+        cluster: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Print a task's output.
+    Logs {
+        task: String,
+        #[arg(short = 'c', long, default_value = "default")]
+        cluster: String,
+        #[arg(long)]
+        container: Option<String>,
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// Supervises one task process (used by the process runtime).
+    #[command(hide = true)]
+    Shim {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// Renders the registry in the Prometheus text format.
+pub fn metrics_text(registry: &prometheus::Registry) -> String {
+    let mut buf = String::new();
+    let encoder = prometheus::TextEncoder::new();
+    if let Err(e) = encoder.encode_utf8(&registry.gather(), &mut buf) {
+        buf = format!("# metrics encoding failed: {e}\n");
+    }
+    buf
+}
+
+/// Puts the directory of the `berth` executable first on PATH, so the process runtime
+/// finds the binaries shipped beside berth (such as `berth-whoami`) by name. Runs before
+/// any thread starts.
+fn prefer_own_directory_on_path() {
+    let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|p| p.to_path_buf()))
+    else {
+        return;
+    };
+    let mut paths = vec![dir];
+    if let Some(old) = std::env::var_os("PATH") {
+        paths.extend(std::env::split_paths(&old));
+    }
+    if let Ok(joined) = std::env::join_paths(paths) {
+        std::env::set_var("PATH", joined);
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Shim { args } = cli.command {
+        berth_runtime::process::shim_main(args);
+    }
+    if matches!(cli.command, Command::Server(_)) {
+        prefer_own_directory_on_path();
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<client::BadConfig>().is_some() {
+                ExitCode::from(64)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let json = cli.output == "json";
+    let c = client::Client::new(&cli.endpoint);
+    match cli.command {
+        Command::Server(args) => server::run(args).await,
+        Command::Apply { file, dry_run } => client::apply(&c, &file, dry_run, json).await,
+        Command::Validate { file } => {
+            let stack = client::read_stack(&file)?;
+            println!(
+                "{}: valid ({} clusters, {} task definitions, {} target groups, {} load balancers, {} services)",
+                file.display(),
+                stack.clusters.len(),
+                stack.task_definitions.len(),
+                stack.target_groups.len(),
+                stack.load_balancers.len(),
+                stack.services.len()
+            );
+            Ok(())
+        }
+        Command::Get { kind, cluster } => client::get(&c, &kind, cluster.as_deref(), json).await,
+        Command::Describe {
+            kind,
+            name,
+            cluster,
+        } => client::describe(&c, &kind, &name, &cluster).await,
+        Command::Delete {
+            kind,
+            name,
+            cluster,
+        } => client::delete(&c, &kind, &name, &cluster).await,
+        Command::Stop {
+            task,
+            cluster,
+            reason,
+        } => {
+            let body = serde_json::json!({ "reason": reason });
+            let t = c
+                .post(&format!("/v1/clusters/{cluster}/tasks/{task}/stop"), &body)
+                .await?;
+            println!(
+                "task {} {} (desired {})",
+                t["taskArn"].as_str().unwrap_or("?"),
+                t["lastStatus"].as_str().unwrap_or("?"),
+                t["desiredStatus"].as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
+        Command::Logs {
+            task,
+            cluster,
+            container,
+            follow,
+        } => {
+            let mut q = vec![];
+            if let Some(cn) = container {
+                q.push(format!("container={cn}"));
+            }
+            if follow {
+                q.push("follow=true".into());
+            }
+            let qs = if q.is_empty() {
+                String::new()
+            } else {
+                format!("?{}", q.join("&"))
+            };
+            c.stream_to_stdout(&format!("/v1/clusters/{cluster}/tasks/{task}/logs{qs}"))
+                .await
+        }
+        Command::Shim { .. } => unreachable!("handled before the runtime starts"),
+    }
+}

@@ -1,0 +1,515 @@
+//! `berth apply`: create or update everything a stack file lists, all or nothing.
+//!
+//! The whole stack is validated and every reference resolved (against the stack itself
+//! and what the store already holds) before anything is written; the writes then go to
+//! the store as one atomic batch guarded by the revisions that were read, so a bad file
+//! or a concurrent change leaves the store exactly as it was.
+
+use std::collections::BTreeMap;
+
+use berth_model::ecs::{Cluster, Service, TaskDefinition};
+use berth_model::elb::{LoadBalancer, TargetGroup};
+use berth_model::stack::{check_service_against_task_definition, Stack};
+use berth_model::{arn, time, ValidationError};
+use berth_store::{Expect, Op};
+use serde::{Deserialize, Serialize};
+
+use crate::db::{self, encode, Db};
+use crate::error::ApiError;
+
+/// One line of what apply did (or would do, in a dry run).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    /// cluster, task-definition, target-group, load-balancer or service.
+    pub kind: String,
+    pub name: String,
+    /// created, updated, registered or unchanged.
+    pub action: String,
+}
+
+fn change(kind: &str, name: impl Into<String>, action: &str) -> Change {
+    Change {
+        kind: kind.into(),
+        name: name.into(),
+        action: action.into(),
+    }
+}
+
+fn invalid(field: String, message: String) -> ApiError {
+    ApiError::from(ValidationError::new(field, message))
+}
+
+/// Applies `stack`. With `dry_run`, computes the changes and writes nothing.
+pub async fn apply(db: &Db, stack: &Stack, dry_run: bool) -> Result<Vec<Change>, ApiError> {
+    stack.validate()?;
+    let now = time::now();
+    let mut ops = Vec::new();
+    let mut changes = Vec::new();
+
+    // Clusters.
+    let mut cluster_names: Vec<String> = db
+        .clusters()
+        .await?
+        .into_iter()
+        .map(|c| c.cluster_name)
+        .collect();
+    for c in &stack.clusters {
+        let key = db::cluster_key(&c.cluster_name);
+        match db.get::<Cluster>(&key).await? {
+            Some(_) => changes.push(change("cluster", &c.cluster_name, "unchanged")),
+            None => {
+                let stored = Cluster {
+                    cluster_arn: arn::cluster(&c.cluster_name),
+                    status: "ACTIVE".into(),
+                    ..c.clone()
+                };
+                ops.push(Op::Put {
+                    key,
+                    value: encode(&stored),
+                    expect: Some(Expect::Absent),
+                });
+                cluster_names.push(c.cluster_name.clone());
+                changes.push(change("cluster", &c.cluster_name, "created"));
+            }
+        }
+    }
+
+    // Task definitions: a new revision only when the content differs from the latest.
+    let mut resolved_tds: BTreeMap<String, TaskDefinition> = BTreeMap::new();
+    for t in &stack.task_definitions {
+        let revisions = db.task_definitions(&t.family).await?;
+        let latest_active = revisions.iter().rev().find(|r| r.status == "ACTIVE");
+        if let Some(latest) = latest_active.filter(|l| l.spec() == t.spec()) {
+            resolved_tds.insert(t.family.clone(), latest.clone());
+            changes.push(change(
+                "task-definition",
+                format!("{}:{}", t.family, latest.revision),
+                "unchanged",
+            ));
+            continue;
+        }
+        let revision = revisions.iter().map(|r| r.revision).max().unwrap_or(0) + 1;
+        let stored = TaskDefinition {
+            task_definition_arn: arn::task_definition(&t.family, revision),
+            revision,
+            status: "ACTIVE".into(),
+            registered_at: Some(now),
+            ..t.spec()
+        };
+        ops.push(Op::Put {
+            key: db::taskdef_key(&t.family, revision),
+            value: encode(&stored),
+            expect: Some(Expect::Absent),
+        });
+        changes.push(change(
+            "task-definition",
+            format!("{}:{revision}", t.family),
+            "registered",
+        ));
+        resolved_tds.insert(t.family.clone(), stored);
+    }
+
+    // Target groups.
+    let mut tg_arns: BTreeMap<String, String> = db
+        .target_groups()
+        .await?
+        .into_iter()
+        .map(|t| (t.target_group_name.clone(), t.target_group_arn))
+        .collect();
+    for t in &stack.target_groups {
+        let key = db::target_group_key(&t.target_group_name);
+        let existing = db.get::<TargetGroup>(&key).await?;
+        let stored = TargetGroup {
+            target_group_arn: arn::target_group(&t.target_group_name),
+            load_balancer_arns: existing
+                .as_ref()
+                .map(|e| e.value.load_balancer_arns.clone())
+                .unwrap_or_default(),
+            ..t.clone()
+        };
+        tg_arns.insert(t.target_group_name.clone(), stored.target_group_arn.clone());
+        match existing {
+            Some(e) if e.value == stored => {
+                changes.push(change("target-group", &t.target_group_name, "unchanged"))
+            }
+            Some(e) => {
+                ops.push(Op::Put {
+                    key,
+                    value: encode(&stored),
+                    expect: Some(Expect::ModRevision(e.mod_revision)),
+                });
+                changes.push(change("target-group", &t.target_group_name, "updated"));
+            }
+            None => {
+                ops.push(Op::Put {
+                    key,
+                    value: encode(&stored),
+                    expect: Some(Expect::Absent),
+                });
+                changes.push(change("target-group", &t.target_group_name, "created"));
+            }
+        }
+    }
+    let resolve_tg =
+        |field: String, arn_in: &str, name: Option<&str>| -> Result<String, ApiError> {
+            let name = name.unwrap_or_else(|| arn::last_segment(arn_in));
+            match tg_arns.get(name) {
+                Some(a) if arn_in.is_empty() || arn_in == a => Ok(a.clone()),
+                _ => Err(invalid(
+                    field,
+                    format!("target group {name:?} does not exist; add it under targetGroups"),
+                )),
+            }
+        };
+
+    // Load balancers: assign listener and rule ARNs, resolve target group references.
+    for (i, l) in stack.load_balancers.iter().enumerate() {
+        let at = format!("loadBalancers[{i}]");
+        let mut stored = l.clone();
+        let kind = l.kind.arn_kind();
+        stored.load_balancer_arn = arn::load_balancer(kind, &l.load_balancer_name);
+        stored.state = "active".into();
+        for (li, listener) in stored.listeners.iter_mut().enumerate() {
+            listener.listener_arn = arn::listener(kind, &l.load_balancer_name, listener.port);
+            listener.bound_port = None;
+            for (ai, a) in listener.default_actions.iter_mut().enumerate() {
+                resolve_action(
+                    a,
+                    &format!("{at}.listeners[{li}].defaultActions[{ai}]"),
+                    &resolve_tg,
+                )?;
+            }
+            for (ri, r) in listener.rules.iter_mut().enumerate() {
+                r.rule_arn =
+                    arn::listener_rule(kind, &l.load_balancer_name, listener.port, r.priority);
+                for (ai, a) in r.actions.iter_mut().enumerate() {
+                    resolve_action(
+                        a,
+                        &format!("{at}.listeners[{li}].rules[{ri}].actions[{ai}]"),
+                        &resolve_tg,
+                    )?;
+                }
+            }
+        }
+        let key = db::load_balancer_key(&l.load_balancer_name);
+        match db.get::<LoadBalancer>(&key).await? {
+            Some(e) => {
+                stored.created_time = e.value.created_time;
+                if e.value == stored {
+                    changes.push(change("load-balancer", &l.load_balancer_name, "unchanged"));
+                } else {
+                    ops.push(Op::Put {
+                        key,
+                        value: encode(&stored),
+                        expect: Some(Expect::ModRevision(e.mod_revision)),
+                    });
+                    changes.push(change("load-balancer", &l.load_balancer_name, "updated"));
+                }
+            }
+            None => {
+                stored.created_time = Some(now);
+                ops.push(Op::Put {
+                    key,
+                    value: encode(&stored),
+                    expect: Some(Expect::Absent),
+                });
+                changes.push(change("load-balancer", &l.load_balancer_name, "created"));
+            }
+        }
+    }
+
+    // Services.
+    for (i, s) in stack.services.iter().enumerate() {
+        let at = format!("services[{i}]");
+        let cluster = s.cluster_name().to_string();
+        if !cluster_names.contains(&cluster) {
+            return Err(invalid(
+                format!("{at}.cluster"),
+                format!("cluster {cluster:?} does not exist; add it under clusters"),
+            ));
+        }
+        let td = resolve_service_td(db, &resolved_tds, &s.task_definition)
+            .await?
+            .ok_or_else(|| {
+                invalid(
+                    format!("{at}.taskDefinition"),
+                    format!(
+                        "task definition {:?} is not registered; add it under taskDefinitions",
+                        s.task_definition
+                    ),
+                )
+            })?;
+        check_service_against_task_definition(s, &td).map_err(|e| ApiError::from(e.within(&at)))?;
+        let mut spec = s.spec();
+        spec.cluster = cluster.clone();
+        spec.task_definition = td.task_definition_arn.clone();
+        for (j, lb) in spec.load_balancers.iter_mut().enumerate() {
+            lb.target_group_arn = resolve_tg(
+                format!("{at}.loadBalancers[{j}].targetGroupName"),
+                &lb.target_group_arn,
+                lb.target_group_name.as_deref(),
+            )?;
+            lb.target_group_name = Some(arn::last_segment(&lb.target_group_arn).to_string());
+        }
+        let key = db::service_key(&cluster, &s.service_name);
+        match db.get::<Service>(&key).await? {
+            Some(e) if e.value.status == "ACTIVE" => {
+                if e.value.spec() == spec {
+                    changes.push(change("service", &s.service_name, "unchanged"));
+                } else {
+                    let stored = Service {
+                        service_arn: e.value.service_arn.clone(),
+                        cluster_arn: e.value.cluster_arn.clone(),
+                        status: e.value.status.clone(),
+                        running_count: e.value.running_count,
+                        pending_count: e.value.pending_count,
+                        deployments: e.value.deployments.clone(),
+                        events: e.value.events.clone(),
+                        created_at: e.value.created_at,
+                        ..spec
+                    };
+                    ops.push(Op::Put {
+                        key,
+                        value: encode(&stored),
+                        expect: Some(Expect::ModRevision(e.mod_revision)),
+                    });
+                    changes.push(change("service", &s.service_name, "updated"));
+                }
+            }
+            Some(e) => {
+                return Err(ApiError::in_use(format!(
+                    "{at}: service {:?} is {} (being deleted); wait until it is gone",
+                    s.service_name, e.value.status
+                )));
+            }
+            None => {
+                let stored = Service {
+                    service_arn: arn::service(&cluster, &s.service_name),
+                    cluster_arn: arn::cluster(&cluster),
+                    status: "ACTIVE".into(),
+                    created_at: Some(now),
+                    ..spec
+                };
+                ops.push(Op::Put {
+                    key,
+                    value: encode(&stored),
+                    expect: Some(Expect::Absent),
+                });
+                changes.push(change("service", &s.service_name, "created"));
+            }
+        }
+    }
+
+    if !dry_run && !ops.is_empty() {
+        db.batch(ops).await?;
+    }
+    Ok(changes)
+}
+
+/// Resolves a target group reference (field path, ARN as written, name) to its ARN.
+type ResolveTargetGroup<'a> = dyn Fn(String, &str, Option<&str>) -> Result<String, ApiError> + 'a;
+
+fn resolve_action(
+    a: &mut berth_model::elb::Action,
+    at: &str,
+    resolve_tg: &ResolveTargetGroup<'_>,
+) -> Result<(), ApiError> {
+    if !a.target_group_arn.is_empty() || a.target_group_name.is_some() {
+        a.target_group_arn = resolve_tg(
+            format!("{at}.targetGroupName"),
+            &a.target_group_arn,
+            a.target_group_name.as_deref(),
+        )?;
+    }
+    if let Some(f) = &mut a.forward_config {
+        for (k, t) in f.target_groups.iter_mut().enumerate() {
+            t.target_group_arn = resolve_tg(
+                format!("{at}.forwardConfig.targetGroups[{k}].targetGroupName"),
+                &t.target_group_arn,
+                t.target_group_name.as_deref(),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+async fn resolve_service_td(
+    db: &Db,
+    in_stack: &BTreeMap<String, TaskDefinition>,
+    reference: &str,
+) -> Result<Option<TaskDefinition>, ApiError> {
+    let Some((family, rev)) = arn::parse_family_revision(reference) else {
+        return Ok(None);
+    };
+    if let Some(td) = in_stack.get(family) {
+        if rev.is_none() || rev == Some(td.revision) {
+            return Ok(Some(td.clone()));
+        }
+    }
+    db.resolve_task_definition(reference).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    const STACK: &str = r#"
+taskDefinitions:
+  - family: web
+    containerDefinitions:
+      - name: app
+        image: whoami
+        entryPoint: [whoami]
+        portMappings: [{containerPort: 8080}]
+targetGroups:
+  - targetGroupName: web
+loadBalancers:
+  - loadBalancerName: web
+    listeners:
+      - port: 80
+        protocol: HTTP
+        defaultActions: [{type: forward, targetGroupName: web}]
+services:
+  - serviceName: web
+    taskDefinition: web
+    desiredCount: 2
+    loadBalancers: [{targetGroupName: web, containerName: app, containerPort: 8080}]
+"#;
+
+    async fn db() -> Db {
+        let db = Db::new(Arc::new(berth_store::MemoryStore::new()));
+        let c = Cluster {
+            cluster_name: "default".into(),
+            cluster_arn: arn::cluster("default"),
+            status: "ACTIVE".into(),
+            ..Default::default()
+        };
+        db.put(&db::cluster_key("default"), &c).await.unwrap();
+        db
+    }
+
+    fn actions(changes: &[Change]) -> Vec<String> {
+        changes
+            .iter()
+            .map(|c| format!("{} {} {}", c.kind, c.name, c.action))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn apply_creates_then_is_idempotent() {
+        let db = db().await;
+        let stack = Stack::from_yaml(STACK).unwrap();
+        let first = apply(&db, &stack, false).await.unwrap();
+        assert_eq!(
+            actions(&first),
+            [
+                "task-definition web:1 registered",
+                "target-group web created",
+                "load-balancer web created",
+                "service web created"
+            ]
+        );
+        let rev = db.store.revision().await.unwrap();
+        let second = apply(&db, &stack, false).await.unwrap();
+        assert!(second.iter().all(|c| c.action == "unchanged"), "{second:?}");
+        assert_eq!(
+            db.store.revision().await.unwrap(),
+            rev,
+            "nothing was written"
+        );
+
+        let svc: Service = db
+            .get(&db::service_key("default", "web"))
+            .await
+            .unwrap()
+            .unwrap()
+            .value;
+        assert_eq!(svc.task_definition, arn::task_definition("web", 1));
+        assert_eq!(
+            svc.load_balancers[0].target_group_arn,
+            arn::target_group("web")
+        );
+        let lb: LoadBalancer = db
+            .get(&db::load_balancer_key("web"))
+            .await
+            .unwrap()
+            .unwrap()
+            .value;
+        assert_eq!(
+            lb.listeners[0].default_actions[0].target_group_arn,
+            arn::target_group("web")
+        );
+    }
+
+    #[tokio::test]
+    async fn changed_task_definition_gets_a_new_revision_and_updates_the_service() {
+        let db = db().await;
+        apply(&db, &Stack::from_yaml(STACK).unwrap(), false)
+            .await
+            .unwrap();
+        let changed = STACK.replace("image: whoami", "image: whoami:2");
+        let out = apply(&db, &Stack::from_yaml(&changed).unwrap(), false)
+            .await
+            .unwrap();
+        let a = actions(&out);
+        assert!(
+            a.contains(&"task-definition web:2 registered".to_string()),
+            "{a:?}"
+        );
+        assert!(a.contains(&"service web updated".to_string()), "{a:?}");
+        assert_eq!(db.task_definitions("web").await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_bad_reference_writes_nothing() {
+        let db = db().await;
+        let rev = db.store.revision().await.unwrap();
+        let bad = STACK.replace("desiredCount: 2", "desiredCount: 2\n    cluster: nope");
+        let e = apply(&db, &Stack::from_yaml(&bad).unwrap(), false)
+            .await
+            .unwrap_err();
+        assert!(e.message.contains("services[0].cluster"), "{e}");
+        let bad = STACK.replace(
+            "targetGroupName: web, containerName",
+            "targetGroupName: other, containerName",
+        );
+        let e = apply(&db, &Stack::from_yaml(&bad).unwrap(), false)
+            .await
+            .unwrap_err();
+        assert!(
+            e.message
+                .contains("services[0].loadBalancers[0].targetGroupName"),
+            "{e}"
+        );
+        let bad = STACK.replace(
+            "defaultActions: [{type: forward, targetGroupName: web}]",
+            "defaultActions: [{type: forward, targetGroupName: gone}]",
+        );
+        let e = apply(&db, &Stack::from_yaml(&bad).unwrap(), false)
+            .await
+            .unwrap_err();
+        assert!(
+            e.message
+                .contains("listeners[0].defaultActions[0].targetGroupName"),
+            "{e}"
+        );
+        assert_eq!(
+            db.store.revision().await.unwrap(),
+            rev,
+            "a rejected stack wrote something"
+        );
+    }
+
+    #[tokio::test]
+    async fn dry_run_writes_nothing() {
+        let db = db().await;
+        let rev = db.store.revision().await.unwrap();
+        let out = apply(&db, &Stack::from_yaml(STACK).unwrap(), true)
+            .await
+            .unwrap();
+        assert_eq!(out.len(), 4);
+        assert_eq!(db.store.revision().await.unwrap(), rev);
+    }
+}

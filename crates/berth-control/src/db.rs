@@ -1,0 +1,270 @@
+//! Typed access to berth's resources in the store: the key layout and JSON encoding.
+//!
+//! Key layout (every value is the resource's JSON):
+//! - `/clusters/<name>`
+//! - `/taskdefs/<family>/<revision, 10 digits>`
+//! - `/services/<cluster>/<name>`
+//! - `/tasks/<cluster>/<task id>`
+//! - `/instances/<cluster>/<instance id>`
+//! - `/targetgroups/<name>`
+//! - `/targets/<target group name>/<ip:port>`
+//! - `/loadbalancers/<name>`
+
+use berth_model::ecs::{Cluster, ContainerInstance, Service, Task, TaskDefinition};
+use berth_model::elb::{LoadBalancer, Target, TargetGroup};
+use berth_store::{DynStore, Entry, Expect, Op, Revision, StoreError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::ApiError;
+
+pub fn cluster_key(name: &str) -> String {
+    format!("/clusters/{name}")
+}
+pub fn taskdef_prefix(family: &str) -> String {
+    format!("/taskdefs/{family}/")
+}
+pub fn taskdef_key(family: &str, revision: u32) -> String {
+    format!("/taskdefs/{family}/{revision:010}")
+}
+pub fn service_prefix(cluster: &str) -> String {
+    format!("/services/{cluster}/")
+}
+pub fn service_key(cluster: &str, name: &str) -> String {
+    format!("/services/{cluster}/{name}")
+}
+pub fn task_prefix(cluster: &str) -> String {
+    format!("/tasks/{cluster}/")
+}
+pub fn task_key(cluster: &str, id: &str) -> String {
+    format!("/tasks/{cluster}/{id}")
+}
+pub fn instance_key(cluster: &str, id: &str) -> String {
+    format!("/instances/{cluster}/{id}")
+}
+pub fn target_group_key(name: &str) -> String {
+    format!("/targetgroups/{name}")
+}
+pub fn target_prefix(tg: &str) -> String {
+    format!("/targets/{tg}/")
+}
+pub fn target_key(tg: &str, endpoint: &str) -> String {
+    format!("/targets/{tg}/{endpoint}")
+}
+pub fn load_balancer_key(name: &str) -> String {
+    format!("/loadbalancers/{name}")
+}
+
+/// A value read from the store with the revision to compare against when writing it back.
+#[derive(Debug, Clone)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub key: String,
+    pub mod_revision: Revision,
+}
+
+/// The typed view of the store the control plane and agent share.
+#[derive(Clone)]
+pub struct Db {
+    pub store: DynStore,
+}
+
+fn decode<T: DeserializeOwned>(e: &Entry) -> Result<T, ApiError> {
+    serde_json::from_slice(&e.value).map_err(|err| {
+        ApiError::server(format!("stored value at {} does not decode: {err}", e.key))
+    })
+}
+
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("resources always serialize")
+}
+
+impl Db {
+    pub fn new(store: DynStore) -> Self {
+        Self { store }
+    }
+
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<Versioned<T>>, ApiError> {
+        match self.store.get(key).await? {
+            Some(e) => Ok(Some(Versioned {
+                value: decode(&e)?,
+                key: e.key,
+                mod_revision: e.mod_revision,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn list<T: DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<Versioned<T>>, ApiError> {
+        let mut out = Vec::new();
+        for e in self.store.list(prefix).await? {
+            out.push(Versioned {
+                value: decode(&e)?,
+                key: e.key.clone(),
+                mod_revision: e.mod_revision,
+            });
+        }
+        Ok(out)
+    }
+
+    pub async fn list_values<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<T>, ApiError> {
+        Ok(self
+            .list(prefix)
+            .await?
+            .into_iter()
+            .map(|v| v.value)
+            .collect())
+    }
+
+    pub async fn put<T: Serialize>(&self, key: &str, v: &T) -> Result<Revision, ApiError> {
+        Ok(self.store.put(key, encode(v)).await?)
+    }
+
+    /// Writes `v` back only if nobody changed the key since it was read.
+    pub async fn put_if<T: Serialize>(
+        &self,
+        old: &Versioned<T>,
+        v: &T,
+    ) -> Result<Revision, StoreError> {
+        self.store
+            .compare_and_put(&old.key, Expect::ModRevision(old.mod_revision), encode(v))
+            .await
+    }
+
+    /// Creates `key` only if it does not exist.
+    pub async fn create<T: Serialize>(&self, key: &str, v: &T) -> Result<Revision, StoreError> {
+        self.store
+            .compare_and_put(key, Expect::Absent, encode(v))
+            .await
+    }
+
+    pub async fn batch(&self, ops: Vec<Op>) -> Result<Revision, ApiError> {
+        Ok(self.store.batch(ops).await?)
+    }
+
+    /// Read-modify-write with retries on conflict. `f` returns false to write nothing.
+    /// Returns the value as written (or as found, when `f` declined), or None if absent.
+    pub async fn update<T, F>(&self, key: &str, mut f: F) -> Result<Option<T>, ApiError>
+    where
+        T: Serialize + DeserializeOwned + Clone,
+        F: FnMut(&mut T) -> bool,
+    {
+        for _ in 0..64 {
+            let Some(cur) = self.get::<T>(key).await? else {
+                return Ok(None);
+            };
+            let mut next = cur.value.clone();
+            if !f(&mut next) {
+                return Ok(Some(cur.value));
+            }
+            match self.put_if(&cur, &next).await {
+                Ok(_) => return Ok(Some(next)),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::server(format!(
+            "too many concurrent updates of {key}"
+        )))
+    }
+
+    // ---- typed helpers ----
+
+    pub async fn clusters(&self) -> Result<Vec<Cluster>, ApiError> {
+        self.list_values("/clusters/").await
+    }
+
+    pub async fn cluster(&self, name: &str) -> Result<Option<Cluster>, ApiError> {
+        Ok(self.get(&cluster_key(name)).await?.map(|v| v.value))
+    }
+
+    /// Every revision of `family`, oldest first.
+    pub async fn task_definitions(&self, family: &str) -> Result<Vec<TaskDefinition>, ApiError> {
+        self.list_values(&taskdef_prefix(family)).await
+    }
+
+    pub async fn all_task_definitions(&self) -> Result<Vec<TaskDefinition>, ApiError> {
+        self.list_values("/taskdefs/").await
+    }
+
+    /// Resolves `family`, `family:revision` or an ARN to a registered task definition;
+    /// a bare family means its latest ACTIVE revision.
+    pub async fn resolve_task_definition(
+        &self,
+        s: &str,
+    ) -> Result<Option<TaskDefinition>, ApiError> {
+        let Some((family, rev)) = berth_model::arn::parse_family_revision(s) else {
+            return Ok(None);
+        };
+        match rev {
+            Some(r) => Ok(self.get(&taskdef_key(family, r)).await?.map(|v| v.value)),
+            None => Ok(self
+                .task_definitions(family)
+                .await?
+                .into_iter()
+                .rev()
+                .find(|t| t.status == "ACTIVE")),
+        }
+    }
+
+    pub async fn services(
+        &self,
+        cluster: Option<&str>,
+    ) -> Result<Vec<Versioned<Service>>, ApiError> {
+        match cluster {
+            Some(c) => self.list(&service_prefix(c)).await,
+            None => self.list("/services/").await,
+        }
+    }
+
+    pub async fn tasks(&self, cluster: Option<&str>) -> Result<Vec<Versioned<Task>>, ApiError> {
+        match cluster {
+            Some(c) => self.list(&task_prefix(c)).await,
+            None => self.list("/tasks/").await,
+        }
+    }
+
+    pub async fn instances(
+        &self,
+        cluster: Option<&str>,
+    ) -> Result<Vec<ContainerInstance>, ApiError> {
+        match cluster {
+            Some(c) => self.list_values(&format!("/instances/{c}/")).await,
+            None => self.list_values("/instances/").await,
+        }
+    }
+
+    pub async fn target_groups(&self) -> Result<Vec<TargetGroup>, ApiError> {
+        self.list_values("/targetgroups/").await
+    }
+
+    pub async fn target_group(&self, name: &str) -> Result<Option<TargetGroup>, ApiError> {
+        Ok(self.get(&target_group_key(name)).await?.map(|v| v.value))
+    }
+
+    /// Finds a target group by name or ARN.
+    pub async fn target_group_by_ref(&self, r: &str) -> Result<Option<TargetGroup>, ApiError> {
+        let name = berth_model::arn::last_segment(r);
+        Ok(self
+            .target_group(name)
+            .await?
+            .filter(|t| !r.starts_with("arn:") || t.target_group_arn == r))
+    }
+
+    pub async fn targets(&self, tg: Option<&str>) -> Result<Vec<Versioned<Target>>, ApiError> {
+        match tg {
+            Some(t) => self.list(&target_prefix(t)).await,
+            None => self.list("/targets/").await,
+        }
+    }
+
+    pub async fn load_balancers(&self) -> Result<Vec<LoadBalancer>, ApiError> {
+        self.list_values("/loadbalancers/").await
+    }
+}

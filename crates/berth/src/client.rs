@@ -1,0 +1,456 @@
+//! The CLI's client side: `apply`, `get`, `describe`, `delete`, `stop`, `logs`, talking
+//! to a server's `/v1` API; tables for people and `-o json` for scripts.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use berth_model::stack::Stack;
+use futures::StreamExt;
+use serde_json::Value;
+
+/// A bad stack file: the binary exits with 64 on it.
+#[derive(Debug)]
+pub struct BadConfig(pub String);
+
+impl std::fmt::Display for BadConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadConfig {}
+
+/// Reads, parses and validates a stack file.
+pub fn read_stack(path: &Path) -> Result<Stack> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let stack =
+        Stack::from_yaml(&text).map_err(|e| BadConfig(format!("{}: {e}", path.display())))?;
+    stack
+        .validate()
+        .map_err(|e| BadConfig(format!("{}: {e}", path.display())))?;
+    Ok(stack)
+}
+
+pub struct Client {
+    pub endpoint: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(endpoint: &str) -> Self {
+        Self {
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let resp = req.send().await.with_context(|| {
+            format!(
+                "cannot reach the berth API at {} (is `berth server` running?)",
+                self.endpoint
+            )
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let kind = body["__type"].as_str().unwrap_or("Error");
+        let msg = body["message"].as_str().unwrap_or("");
+        if kind == "InvalidParameterException" {
+            return Err(BadConfig(format!("{kind}: {msg}")).into());
+        }
+        Err(anyhow!("{kind} ({status}): {msg}"))
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        let url = format!("{}{path}", self.endpoint);
+        Ok(self.send(self.http.get(url)).await?.json().await?)
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        let url = format!("{}{path}", self.endpoint);
+        Ok(self
+            .send(self.http.post(url).json(body))
+            .await?
+            .json()
+            .await?)
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Value> {
+        let url = format!("{}{path}", self.endpoint);
+        Ok(self.send(self.http.delete(url)).await?.json().await?)
+    }
+
+    pub async fn stream_to_stdout(&self, path: &str) -> Result<()> {
+        use std::io::Write;
+        let url = format!("{}{path}", self.endpoint);
+        let resp = self.send(self.http.get(url)).await?;
+        let mut body = resp.bytes_stream();
+        let mut out = std::io::stdout();
+        while let Some(chunk) = body.next().await {
+            out.write_all(&chunk?)?;
+            out.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// Prints rows as an aligned table.
+pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        line(r.clone());
+    }
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(x) => x.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn last(v: &Value) -> String {
+    s(v).rsplit('/').next().unwrap_or("-").to_string()
+}
+
+/// Short task ids, as ECS consoles show them.
+fn short(id: &str) -> String {
+    id.chars().take(12).collect()
+}
+
+pub const KINDS: &[&str] = &[
+    "clusters",
+    "services",
+    "tasks",
+    "task-definitions",
+    "target-groups",
+    "targets",
+    "load-balancers",
+    "container-instances",
+];
+
+fn normalize_kind(kind: &str) -> Result<&'static str> {
+    let k = kind.trim_end_matches('s');
+    for full in KINDS {
+        if full.trim_end_matches('s') == k {
+            return Ok(full);
+        }
+    }
+    match k {
+        "svc" => Ok("services"),
+        "td" | "taskdef" => Ok("task-definitions"),
+        "tg" => Ok("target-groups"),
+        "lb" => Ok("load-balancers"),
+        "instance" | "ci" => Ok("container-instances"),
+        _ => bail!("unknown kind {kind:?}; one of: {}", KINDS.join(", ")),
+    }
+}
+
+pub async fn get(client: &Client, kind: &str, cluster: Option<&str>, json: bool) -> Result<()> {
+    let kind = normalize_kind(kind)?;
+    let q = cluster.map(|c| format!("?cluster={c}")).unwrap_or_default();
+    let data = match kind {
+        "clusters" => client.get("/v1/clusters").await?,
+        "services" => client.get(&format!("/v1/services{q}")).await?,
+        "tasks" => client.get(&format!("/v1/tasks{q}")).await?,
+        "task-definitions" => client.get("/v1/task-definitions").await?,
+        "target-groups" => client.get("/v1/target-groups").await?,
+        "load-balancers" => client.get("/v1/load-balancers").await?,
+        "container-instances" => client.get(&format!("/v1/container-instances{q}")).await?,
+        "targets" => {
+            let tgs = client.get("/v1/target-groups").await?;
+            let mut all = Vec::new();
+            for tg in tgs.as_array().into_iter().flatten() {
+                let name = s(&tg["targetGroupName"]);
+                let ts = client
+                    .get(&format!("/v1/target-groups/{name}/targets"))
+                    .await?;
+                all.extend(ts.as_array().cloned().unwrap_or_default());
+            }
+            Value::Array(all)
+        }
+        _ => unreachable!("normalized kind"),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&data)?);
+        return Ok(());
+    }
+    let items = data.as_array().cloned().unwrap_or_default();
+    let (headers, rows): (&[&str], Vec<Vec<String>>) = match kind {
+        "clusters" => (
+            &[
+                "NAME",
+                "STATUS",
+                "INSTANCES",
+                "SERVICES",
+                "RUNNING",
+                "PENDING",
+            ],
+            items
+                .iter()
+                .map(|c| {
+                    vec![
+                        s(&c["clusterName"]),
+                        s(&c["status"]),
+                        s(&c["registeredContainerInstancesCount"]),
+                        s(&c["activeServicesCount"]),
+                        s(&c["runningTasksCount"]),
+                        s(&c["pendingTasksCount"]),
+                    ]
+                })
+                .collect(),
+        ),
+        "services" => (
+            &[
+                "NAME",
+                "CLUSTER",
+                "STATUS",
+                "DESIRED",
+                "RUNNING",
+                "PENDING",
+                "TASK DEFINITION",
+                "ROLLOUT",
+            ],
+            items
+                .iter()
+                .map(|v| {
+                    let rollout = v["deployments"]
+                        .as_array()
+                        .and_then(|d| d.iter().find(|d| d["status"] == "PRIMARY"))
+                        .map(|d| s(&d["rolloutState"]))
+                        .unwrap_or_else(|| "-".into());
+                    vec![
+                        s(&v["serviceName"]),
+                        s(&v["cluster"]),
+                        s(&v["status"]),
+                        s(&v["desiredCount"]),
+                        s(&v["runningCount"]),
+                        s(&v["pendingCount"]),
+                        last(&v["taskDefinition"]),
+                        rollout,
+                    ]
+                })
+                .collect(),
+        ),
+        "tasks" => (
+            &[
+                "ID",
+                "GROUP",
+                "LAST STATUS",
+                "DESIRED",
+                "HEALTH",
+                "TASK DEFINITION",
+                "PORTS",
+                "STOP CODE",
+            ],
+            items
+                .iter()
+                .map(|t| {
+                    let ports: Vec<String> = t["containers"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|c| c["networkBindings"].as_array().cloned().unwrap_or_default())
+                        .map(|b| format!("{}->{}", s(&b["hostPort"]), s(&b["containerPort"])))
+                        .collect();
+                    vec![
+                        short(&last(&t["taskArn"])),
+                        s(&t["group"]),
+                        s(&t["lastStatus"]),
+                        s(&t["desiredStatus"]),
+                        s(&t["healthStatus"]),
+                        last(&t["taskDefinitionArn"]),
+                        if ports.is_empty() {
+                            "-".into()
+                        } else {
+                            ports.join(",")
+                        },
+                        s(&t["stopCode"]),
+                    ]
+                })
+                .collect(),
+        ),
+        "task-definitions" => (
+            &["TASK DEFINITION", "STATUS", "NETWORK MODE", "CONTAINERS"],
+            items
+                .iter()
+                .map(|t| {
+                    vec![
+                        format!("{}:{}", s(&t["family"]), s(&t["revision"])),
+                        s(&t["status"]),
+                        s(&t["networkMode"]),
+                        t["containerDefinitions"]
+                            .as_array()
+                            .map(|c| {
+                                c.iter()
+                                    .map(|c| s(&c["name"]))
+                                    .collect::<Vec<_>>()
+                                    .join(",")
+                            })
+                            .unwrap_or_default(),
+                    ]
+                })
+                .collect(),
+        ),
+        "target-groups" => (
+            &[
+                "NAME",
+                "PROTOCOL",
+                "PORT",
+                "HEALTH CHECK",
+                "INTERVAL",
+                "LOAD BALANCERS",
+            ],
+            items
+                .iter()
+                .map(|t| {
+                    vec![
+                        s(&t["targetGroupName"]),
+                        s(&t["protocol"]),
+                        s(&t["port"]),
+                        s(&t["healthCheckPath"]),
+                        s(&t["healthCheckIntervalSeconds"]),
+                        t["loadBalancerArns"]
+                            .as_array()
+                            .map(|a| a.iter().map(last).collect::<Vec<_>>().join(","))
+                            .filter(|x| !x.is_empty())
+                            .unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect(),
+        ),
+        "targets" => (
+            &["TARGET GROUP", "TARGET", "STATE", "REASON", "TASK"],
+            items
+                .iter()
+                .map(|t| {
+                    vec![
+                        last(&t["targetGroupArn"]),
+                        format!("{}:{}", s(&t["id"]), s(&t["port"])),
+                        s(&t["targetHealth"]["state"]),
+                        s(&t["targetHealth"]["reason"]),
+                        short(&last(&t["taskArn"])),
+                    ]
+                })
+                .collect(),
+        ),
+        "load-balancers" => (
+            &["NAME", "TYPE", "STATE", "LISTENERS"],
+            items
+                .iter()
+                .map(|l| {
+                    let listeners: Vec<String> = l["listeners"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|x| {
+                            let bound = x["boundPort"]
+                                .as_u64()
+                                .map(|p| format!(" (bound {p})"))
+                                .unwrap_or_default();
+                            format!("{}:{}{bound}", s(&x["protocol"]), s(&x["port"]))
+                        })
+                        .collect();
+                    vec![
+                        s(&l["loadBalancerName"]),
+                        s(&l["type"]),
+                        s(&l["state"]),
+                        listeners.join(", "),
+                    ]
+                })
+                .collect(),
+        ),
+        "container-instances" => (
+            &["ID", "CLUSTER", "STATUS", "AGENT", "RUNTIME", "ADDRESS"],
+            items
+                .iter()
+                .map(|i| {
+                    vec![
+                        s(&i["ec2InstanceId"]),
+                        last(&i["clusterArn"]),
+                        s(&i["status"]),
+                        s(&i["agentConnected"]),
+                        s(&i["runtime"]),
+                        s(&i["attributes"]["berth.address"]),
+                    ]
+                })
+                .collect(),
+        ),
+        _ => unreachable!("normalized kind"),
+    };
+    print_table(headers, &rows);
+    Ok(())
+}
+
+fn object_path(kind: &str, name: &str, cluster: &str) -> Result<String> {
+    Ok(match normalize_kind(kind)? {
+        "clusters" => format!("/v1/clusters/{name}"),
+        "services" => format!("/v1/clusters/{cluster}/services/{name}"),
+        "tasks" => format!("/v1/clusters/{cluster}/tasks/{name}"),
+        "task-definitions" => format!("/v1/task-definitions/{name}"),
+        "target-groups" => format!("/v1/target-groups/{name}"),
+        "targets" => format!("/v1/target-groups/{name}/targets"),
+        "load-balancers" => format!("/v1/load-balancers/{name}"),
+        other => bail!("describe/delete does not take {other}"),
+    })
+}
+
+pub async fn describe(client: &Client, kind: &str, name: &str, cluster: &str) -> Result<()> {
+    let v = client.get(&object_path(kind, name, cluster)?).await?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+pub async fn delete(client: &Client, kind: &str, name: &str, cluster: &str) -> Result<()> {
+    let v = client.delete(&object_path(kind, name, cluster)?).await?;
+    let what = v["status"]
+        .as_str()
+        .map(|st| format!(" ({st})"))
+        .unwrap_or_default();
+    println!(
+        "{} {name} deleted{what}",
+        normalize_kind(kind)?.trim_end_matches('s')
+    );
+    Ok(())
+}
+
+pub async fn apply(client: &Client, path: &Path, dry_run: bool, json: bool) -> Result<()> {
+    let stack = read_stack(path)?;
+    let body = serde_json::to_value(&stack)?;
+    let q = if dry_run { "?dryRun=true" } else { "" };
+    let changes = client.post(&format!("/v1/apply{q}"), &body).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&changes)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = changes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| vec![s(&c["kind"]), s(&c["name"]), s(&c["action"])])
+        .collect();
+    print_table(&["KIND", "NAME", "ACTION"], &rows);
+    Ok(())
+}

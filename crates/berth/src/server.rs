@@ -1,0 +1,178 @@
+//! `berth server`: the control plane, a local agent and the proxy in one process, with
+//! the embedded store under `--data-dir`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use berth_agent::{Agent, AgentConfig};
+use berth_control::{ControlPlane, Db};
+use berth_proxy::{Proxy, ProxyOptions};
+use berth_runtime::DynRuntime;
+use berth_store::RedbStore;
+use tokio::sync::watch;
+
+use crate::agent_link::LocalAgentApi;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// Where berth keeps its state (the store file, task state and logs).
+    #[arg(long, env = "BERTH_DATA_DIR", default_value = ".berth")]
+    pub data_dir: PathBuf,
+    /// Address of the API (and /metrics). Port 0 picks a free port; the address is
+    /// printed and written to <data-dir>/api.addr.
+    #[arg(long, env = "BERTH_API_ADDR", default_value = "127.0.0.1:7070")]
+    pub api_addr: SocketAddr,
+    /// IP the load balancer listeners bind to.
+    #[arg(long, env = "BERTH_LISTEN_IP", default_value = "0.0.0.0")]
+    pub listen_ip: IpAddr,
+    /// The cluster this node's agent joins.
+    #[arg(long, default_value = "default")]
+    pub cluster: String,
+    /// The address load balancer targets on this node use.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub advertise_address: String,
+    /// How tasks run: `process` (local processes) or `docker`; `auto` picks docker when
+    /// the Docker socket answers.
+    #[arg(long, default_value = "process", value_parser = ["auto", "process", "docker"])]
+    pub runtime: String,
+    /// A stack file to apply once the server is up (e.g. configs/quickstart.yaml).
+    #[arg(long)]
+    pub apply: Option<PathBuf>,
+}
+
+fn instance_id(data_dir: &Path) -> Result<String> {
+    let path = data_dir.join("instance-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim().to_string();
+        if !id.is_empty() {
+            return Ok(id);
+        }
+    }
+    let id = format!("i-{}", &uuid_like()[..17]);
+    std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
+}
+
+fn uuid_like() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = String::new();
+    while out.len() < 32 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out
+}
+
+async fn make_runtime(args: &ServerArgs) -> Result<DynRuntime> {
+    let kind = args.runtime.as_str();
+    if kind == "docker" {
+        bail!("--runtime docker is not available in this build yet; use --runtime process");
+    }
+    let exe = std::env::current_exe().context("locating the berth executable")?;
+    let cfg = berth_runtime::process::ProcessRuntimeConfig {
+        state_dir: args.data_dir.join("runtime"),
+        shim: vec![exe.to_string_lossy().into_owned(), "shim".into()],
+    };
+    let rt =
+        berth_runtime::process::ProcessRuntime::new(cfg).context("starting the process runtime")?;
+    Ok(rt)
+}
+
+/// Runs the server until SIGINT or SIGTERM. Tasks keep running when the server stops;
+/// the next server adopts them.
+pub async fn run(args: ServerArgs) -> Result<()> {
+    // Validate the stack to apply before anything starts (exit 64 on a bad one).
+    let stack = match &args.apply {
+        Some(p) => Some(crate::client::read_stack(p)?),
+        None => None,
+    };
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let store = RedbStore::open(&args.data_dir.join("berth.redb"))
+        .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+    let db = Db::new(Arc::new(store));
+    let registry = prometheus::Registry::new();
+    let proxy = Proxy::new(ProxyOptions {
+        bind_ip: args.listen_ip,
+        registry: registry.clone(),
+    });
+    let runtime = make_runtime(&args).await?;
+    let control = ControlPlane::new(db, proxy.clone(), Some(runtime.clone()));
+    control.ensure_default_cluster().await?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let listener = tokio::net::TcpListener::bind(args.api_addr)
+        .await
+        .with_context(|| format!("binding the API to {}", args.api_addr))?;
+    let api_addr = listener.local_addr()?;
+    let metrics_registry = registry.clone();
+    let app = control.router().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let r = metrics_registry.clone();
+            async move { crate::metrics_text(&r) }
+        }),
+    );
+    let mut api_stop = stop_rx.clone();
+    let api = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = api_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+
+    let agent = Arc::new(Agent::new(
+        Arc::new(LocalAgentApi {
+            control: control.clone(),
+        }),
+        runtime,
+        AgentConfig {
+            cluster: args.cluster.clone(),
+            instance_id: instance_id(&args.data_dir)?,
+            address: args.advertise_address.clone(),
+            resync: Duration::from_secs(2),
+        },
+    ));
+    let agent_task = tokio::spawn(agent.clone().run(stop_rx.clone()));
+    let reconcilers = tokio::spawn(control.clone().run_reconcilers(stop_rx.clone()));
+
+    if let Some(stack) = stack {
+        let changes = berth_control::apply::apply(&control.db, &stack, false)
+            .await
+            .context("applying the stack")?;
+        for c in changes {
+            println!("{} {} {}", c.kind, c.name, c.action);
+        }
+    }
+    std::fs::write(args.data_dir.join("api.addr"), format!("http://{api_addr}"))?;
+    println!("berth api listening on http://{api_addr}");
+
+    wait_for_signal().await;
+    tracing::info!("shutting down; tasks keep running and are adopted on restart");
+    let _ = stop_tx.send(true);
+    let _ = reconcilers.await;
+    let _ = agent_task.await;
+    proxy.shutdown().await;
+    let _ = api.await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
