@@ -434,3 +434,37 @@ async fn logs_and_describe_show_a_task() -> Result<()> {
     assert_ne!(again, ids);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_service_drains_and_stops_its_tasks() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(Some(&quickstart(dir.path(), 2))).await?;
+    server.wait_healthy("whoami", "whoami", 2, SETTLE).await?;
+    let out = server.cli(&["delete", "service", "whoami"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until("the service to go away", SETTLE, || async {
+        let r = server.get("/v1/clusters/default/services/whoami").await;
+        r.is_err().then_some(())
+    })
+    .await?;
+    let tasks = server.get("/v1/tasks?service=whoami").await?;
+    let tasks = tasks.as_array().unwrap();
+    assert_eq!(tasks.len(), 2);
+    for t in tasks {
+        assert_eq!(t["lastStatus"], "STOPPED");
+        assert_eq!(
+            t["containers"][0]["exitCode"], 0,
+            "stopped with SIGTERM, not killed"
+        );
+    }
+    assert!(server.targets("whoami").await?.is_empty());
+    // The target group is free again and can be deleted; the load balancer still uses it.
+    let out = server.cli(&["delete", "target-group", "whoami"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ResourceInUseException"));
+    Ok(())
+}
