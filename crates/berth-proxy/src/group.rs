@@ -548,3 +548,14 @@ impl GroupRuntime {
         None
     }
 }
+
+impl GroupRuntime {
+    /// The routable target a hash maps to (source-IP stickiness).
+    pub(crate) fn target_by_hash(&self, h: u64) -> Option<SocketAddr> {
+        let r = self.routable.load();
+        if r.targets.is_empty() {
+            return None;
+        }
+        Some(r.targets[(h % r.targets.len() as u64) as usize].addr)
+    }
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
@@ -27,6 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 use crate::body::{ProxyBody, ResponseGuard};
 use crate::clock::Clock;
@@ -43,6 +44,10 @@ pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// How many targets one request tries before the client gets a 502.
 const MAX_ATTEMPTS: usize = 3;
+/// Replays after a pooled connection turned out closed before the request went out.
+const MAX_STALE_REPLAYS: usize = 4;
+/// How long a client may take to complete a TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing listener waits for its in-flight requests.
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(30);
 
@@ -61,12 +66,21 @@ pub(crate) struct Routes {
     pub(crate) idle_timeout: Duration,
 }
 
+/// Whether a listener speaks HTTP (ALB) or forwards byte streams (NLB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Http,
+    Stream,
+}
+
 pub(crate) struct ListenerShared {
     pub(crate) routes: ArcSwap<Routes>,
+    /// Set for HTTPS and TLS listeners; swapped when certificates change.
+    pub(crate) tls: ArcSwapOption<TlsAcceptor>,
+    pub(crate) mode: Mode,
     pub(crate) metrics: ListenerMetrics,
     /// The bound port, for X-Forwarded-Port and redirects.
     pub(crate) port: u16,
-    pub(crate) scheme: &'static str,
     pub(crate) clock: Clock,
 }
 
@@ -144,50 +158,29 @@ fn serve_connection(
     let _ = stream.set_nodelay(true);
     shared.metrics.new_connections.inc();
     shared.metrics.active_connections.inc();
-    let idle = shared.routes.load().idle_timeout;
-    let last = Arc::new(AtomicU64::new(shared.clock.now_ms()));
-    let io = IdleIo {
-        inner: stream,
-        last: last.clone(),
-        clock: shared.clock.clone(),
-    };
     let shared = shared.clone();
     let builder = builder.clone();
+    let tls = shared.tls.load_full();
     tokio::spawn(async move {
-        let cx = Arc::new(ConnCtx {
-            listener: shared.clone(),
-            peer,
-            active: AtomicU64::new(0),
-        });
-        let svc_cx = cx.clone();
-        let svc = service_fn(move |req| {
-            let cx = svc_cx.clone();
-            async move {
-                let _active = Active::new(&cx.active);
-                Ok::<_, Infallible>(handle(req, cx.clone()).await)
+        let local = stream.local_addr().unwrap_or(peer);
+        match (tls, shared.mode) {
+            (None, Mode::Http) => {
+                serve_http(stream, peer, "http", &shared, &builder, watcher).await
             }
-        });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(io), svc)
-            .into_owned();
-        let conn = watcher.watch(conn);
-        tokio::pin!(conn);
-        let idle_ms = idle.as_millis() as u64;
-        let mut deadline = Instant::now() + idle;
-        loop {
-            tokio::select! {
-                _ = &mut conn => break,
-                _ = tokio::time::sleep_until(deadline) => {
-                    let quiet = shared.clock.now_ms().saturating_sub(last.load(Ordering::Relaxed));
-                    if quiet < idle_ms {
-                        deadline = Instant::now() + Duration::from_millis(idle_ms - quiet);
-                    } else if cx.active.load(Ordering::Relaxed) == 0 {
-                        tracing::debug!(%peer, "closing idle connection");
-                        break;
-                    } else {
-                        // A request is being answered; its own timeout bounds it.
-                        deadline = Instant::now() + idle;
-                    }
+            (None, Mode::Stream) => {
+                crate::stream::forward(stream, peer, local, shared.clone()).await
+            }
+            (Some(acceptor), mode) => {
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => match mode {
+                        Mode::Http => {
+                            serve_http(tls, peer, "https", &shared, &builder, watcher).await
+                        }
+                        Mode::Stream => {
+                            crate::stream::forward(tls, peer, local, shared.clone()).await
+                        }
+                    },
+                    _ => tracing::debug!(%peer, "TLS handshake failed"),
                 }
             }
         }
@@ -195,21 +188,78 @@ fn serve_connection(
     });
 }
 
+async fn serve_http<T>(
+    io: T,
+    peer: SocketAddr,
+    scheme: &'static str,
+    shared: &Arc<ListenerShared>,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let idle = shared.routes.load().idle_timeout;
+    let last = Arc::new(AtomicU64::new(shared.clock.now_ms()));
+    let io = IdleIo {
+        inner: io,
+        last: last.clone(),
+        clock: shared.clock.clone(),
+    };
+    let cx = Arc::new(ConnCtx {
+        listener: shared.clone(),
+        peer,
+        scheme,
+        active: AtomicU64::new(0),
+    });
+    let svc_cx = cx.clone();
+    let svc = service_fn(move |req| {
+        let cx = svc_cx.clone();
+        async move {
+            let _active = Active::new(&cx.active);
+            Ok::<_, Infallible>(handle(req, cx.clone()).await)
+        }
+    });
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), svc)
+        .into_owned();
+    let conn = watcher.watch(conn);
+    tokio::pin!(conn);
+    let idle_ms = idle.as_millis() as u64;
+    let mut deadline = Instant::now() + idle;
+    loop {
+        tokio::select! {
+            _ = &mut conn => break,
+            _ = tokio::time::sleep_until(deadline) => {
+                let quiet = shared.clock.now_ms().saturating_sub(last.load(Ordering::Relaxed));
+                if quiet < idle_ms {
+                    deadline = Instant::now() + Duration::from_millis(idle_ms - quiet);
+                } else if cx.active.load(Ordering::Relaxed) == 0 {
+                    tracing::debug!(%peer, "closing idle connection");
+                    break;
+                } else {
+                    // A request is being answered; its own timeout bounds it.
+                    deadline = Instant::now() + idle;
+                }
+            }
+        }
+    }
+}
+
 /// A client connection that records when it last moved bytes, for the idle timeout.
-struct IdleIo {
-    inner: TcpStream,
+struct IdleIo<T> {
+    inner: T,
     last: Arc<AtomicU64>,
     clock: Clock,
 }
 
-impl IdleIo {
+impl<T> IdleIo<T> {
     #[inline]
     fn touch(&self) {
         self.last.store(self.clock.now_ms(), Ordering::Relaxed);
     }
 }
 
-impl AsyncRead for IdleIo {
+impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -224,7 +274,7 @@ impl AsyncRead for IdleIo {
     }
 }
 
-impl AsyncWrite for IdleIo {
+impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -267,6 +317,8 @@ impl AsyncWrite for IdleIo {
 struct ConnCtx {
     listener: Arc<ListenerShared>,
     peer: SocketAddr,
+    /// `http` or `https`, for X-Forwarded-Proto and redirects.
+    scheme: &'static str,
     /// Requests on this connection not yet answered: the idle timeout waits for them.
     active: AtomicU64,
 }
@@ -367,7 +419,7 @@ async fn handle(req: Request<Incoming>, cx: Arc<ConnCtx>) -> Response<ProxyBody>
         }
         CompiledAction::Redirect(rd) => {
             l.metrics.redirects.inc();
-            let loc = rd.location(l.scheme, host, l.port, req.uri().path(), req.uri().query());
+            let loc = rd.location(cx.scheme, host, l.port, req.uri().path(), req.uri().query());
             let mut r = Response::new(ProxyBody::empty());
             *r.status_mut() = rd.status;
             match HeaderValue::from_str(&loc) {
@@ -570,7 +622,7 @@ fn prepare(parts: &mut http::request::Parts, cx: &ConnCtx, xff: XffMode, upgrade
     }
     parts
         .headers
-        .insert(XFP, HeaderValue::from_static(cx.listener.scheme));
+        .insert(XFP, HeaderValue::from_static(cx.scheme));
     parts
         .headers
         .insert(XFPORT, HeaderValue::from(cx.listener.port));
@@ -603,7 +655,11 @@ async fn forward(
     let mut req: Option<Request<UpBody>> = Some(Request::from_parts(parts, Either::Left(body)));
     let mut exclude: Vec<SocketAddr> = Vec::new();
     let mut picked_any = false;
-    for attempt in 0..MAX_ATTEMPTS {
+    // Attempts that reached a target (or failed to connect to one), and replays after a
+    // stale pooled connection, which never reached the target and are bounded apart.
+    let mut attempt = 0;
+    let mut stale = 0;
+    while attempt < MAX_ATTEMPTS {
         let Some(in_flight) = group.pick(&exclude, preferred) else {
             break;
         };
@@ -611,6 +667,7 @@ async fn forward(
         if attempt > 0 {
             group.metrics.retries.inc();
         }
+        attempt += 1;
         let target = in_flight.target().clone();
         let (mut sender, reused) = match target.pool.checkout(CONNECT_TIMEOUT).await {
             Ok(c) => c,
@@ -623,9 +680,11 @@ async fn forward(
         };
         target.connect_succeeded();
         let r = req.take().expect("request present for each attempt");
-        // A kept-alive connection the target closed at the wrong moment fails after the
-        // request was written; a bodyless idempotent request can safely go again.
-        let backup = (reused && bodyless && idempotent(r.method())).then(|| {
+        // A request can fail after it was written: a kept-alive connection the target
+        // closed at the wrong moment, or a target that died mid-request. A bodyless
+        // idempotent request can safely go again, to another target (as nginx's
+        // `proxy_next_upstream error` does for idempotent methods).
+        let backup = (bodyless && idempotent(r.method())).then(|| {
             let mut b = Request::new(Either::Right(Full::new(Bytes::new())));
             *b.method_mut() = r.method().clone();
             *b.uri_mut() = r.uri().clone();
@@ -640,14 +699,26 @@ async fn forward(
             Ok(Ok(resp)) => resp,
             Ok(Err(mut e)) => {
                 if let Some(r) = e.take_message() {
+                    // Not sent. A pooled connection found closed means the target closed
+                    // its idle connections (or died): drop the rest of them and go again
+                    // without spending an attempt.
                     req = Some(r);
-                    if !reused {
+                    if reused && stale < MAX_STALE_REPLAYS {
+                        stale += 1;
+                        attempt -= 1;
+                        target.pool.clear();
+                    } else {
                         target.connect_failed();
                         exclude.push(target.addr);
                     }
                     continue;
                 }
                 if let Some(b) = backup {
+                    if !reused {
+                        // A fresh connection failing mid-request: the target is in trouble.
+                        target.connect_failed();
+                    }
+                    exclude.push(target.addr);
                     req = Some(b);
                     continue;
                 }

@@ -42,7 +42,9 @@ mod metrics;
 mod notify;
 mod pool;
 mod rules;
+mod stream;
 mod target;
+mod tls;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -60,7 +62,7 @@ pub use crate::error::ProxyError;
 
 use crate::clock::Clock;
 use crate::group::{GroupRuntime, GroupSettings};
-use crate::http::{ListenerShared, Routes, RunningListener, XffMode};
+use crate::http::{ListenerShared, Mode, Routes, RunningListener, XffMode};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::rules::RuleSet;
@@ -104,6 +106,8 @@ struct PlannedListener {
     arn: String,
     lb_name: String,
     port: u32,
+    mode: Mode,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     routes: Routes,
 }
 
@@ -219,12 +223,33 @@ impl Proxy {
                         "is listed twice",
                     ));
                 }
-                if lb.kind != LoadBalancerType::Application || l.protocol != Protocol::Http {
-                    return Err(ProxyError::Unsupported {
-                        listener_arn: l.listener_arn.clone(),
-                        protocol: l.protocol.as_str(),
-                    });
-                }
+                let mode = match (lb.kind, l.protocol) {
+                    (LoadBalancerType::Application, Protocol::Http | Protocol::Https) => Mode::Http,
+                    (LoadBalancerType::Network, Protocol::Tcp | Protocol::Tls) => Mode::Stream,
+                    _ => {
+                        return Err(ProxyError::Unsupported {
+                            listener_arn: l.listener_arn.clone(),
+                            protocol: l.protocol.as_str(),
+                        })
+                    }
+                };
+                let tls = match l.protocol {
+                    Protocol::Https => {
+                        let h2 = lb
+                            .attributes
+                            .get("routing.http2.enabled")
+                            .map(String::as_str)
+                            != Some("false");
+                        let alpn: &[&[u8]] = if h2 {
+                            &[b"h2", b"http/1.1"]
+                        } else {
+                            &[b"http/1.1"]
+                        };
+                        Some(tls::acceptor(&l.certificates, &l.listener_arn, alpn)?)
+                    }
+                    Protocol::Tls => Some(tls::acceptor(&l.certificates, &l.listener_arn, &[])?),
+                    _ => None,
+                };
                 let rules = RuleSet::compile(&l.rules, &l.default_actions, &lookup).map_err(
                     |e| match e {
                         ProxyError::Config { what, message } => ProxyError::Config {
@@ -238,6 +263,8 @@ impl Proxy {
                     arn: l.listener_arn.clone(),
                     lb_name: lb.load_balancer_name.clone(),
                     port: l.port,
+                    mode,
+                    tls,
                     routes: Routes {
                         rules,
                         xff,
@@ -254,7 +281,7 @@ impl Proxy {
             if state
                 .listeners
                 .get(&p.arn)
-                .is_some_and(|e| e.port == p.port)
+                .is_some_and(|e| e.port == p.port && e.running.shared.mode == p.mode)
             {
                 continue;
             }
@@ -317,9 +344,10 @@ impl Proxy {
                 let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
                 let shared = Arc::new(ListenerShared {
                     routes: ArcSwap::from_pointee(p.routes),
+                    tls: arc_swap::ArcSwapOption::from_pointee(p.tls),
+                    mode: p.mode,
                     metrics: self.metrics.listener(&p.lb_name, &p.arn),
                     port,
-                    scheme: "http",
                     clock: self.clock.clone(),
                 });
                 let running = RunningListener::start(listener, shared);
@@ -334,6 +362,7 @@ impl Proxy {
                 );
             } else if let Some(e) = state.listeners.get_mut(&p.arn) {
                 e.running.shared.routes.store(Arc::new(p.routes));
+                e.running.shared.tls.store(p.tls.map(Arc::new));
                 e.lb_name = p.lb_name;
                 out.insert(p.arn, e.running.addr);
             }
