@@ -99,6 +99,17 @@ async fn quickstart_is_served_by_three_tasks() -> Result<()> {
         3,
         "{table}"
     );
+
+    // Metrics: the service's task counts and the proxy's per-target-group counters.
+    let metrics = reqwest::get(format!("{}/metrics", server.api))
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics.contains(r#"berth_service_running_tasks{cluster="default",service="whoami"} 3"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("target_group=\"whoami\""), "{metrics}");
     Ok(())
 }
 

@@ -30,6 +30,7 @@ pub mod api;
 pub mod apply;
 pub mod db;
 pub mod error;
+pub mod metrics;
 pub mod proxy_feed;
 pub mod registration;
 pub mod scheduler;
@@ -40,6 +41,8 @@ pub use error::ApiError;
 
 /// How often the reconcilers run with no change to prompt them.
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// How often task resource use is sampled for the utilization metrics.
+pub const USAGE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Everything the control plane needs to run.
 pub struct ControlPlane {
@@ -48,10 +51,18 @@ pub struct ControlPlane {
     pub runtime: Option<DynRuntime>,
     changes: watch::Sender<u64>,
     feed: proxy_feed::ProxyFeed,
+    metrics: metrics::ControlMetrics,
+    last_usage: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl ControlPlane {
-    pub fn new(db: Db, proxy: Arc<Proxy>, runtime: Option<DynRuntime>) -> Arc<Self> {
+    /// `registry` receives the control plane's metrics (see [`metrics`]).
+    pub fn new(
+        db: Db,
+        proxy: Arc<Proxy>,
+        runtime: Option<DynRuntime>,
+        registry: &prometheus::Registry,
+    ) -> Arc<Self> {
         let feed = proxy_feed::ProxyFeed::new(db.clone(), proxy.clone());
         Arc::new(Self {
             db,
@@ -59,6 +70,8 @@ impl ControlPlane {
             runtime,
             changes: watch::channel(0).0,
             feed,
+            metrics: metrics::ControlMetrics::new(registry),
+            last_usage: Default::default(),
         })
     }
 
@@ -105,6 +118,62 @@ impl ControlPlane {
         if let Err(e) = self.feed.pull_health().await {
             tracing::warn!(error = %e, "proxy health");
         }
+        if let Err(e) = self.observe().await {
+            tracing::warn!(error = %e, "metrics");
+        }
+    }
+
+    /// Updates the service metrics; resource use at most every [`USAGE_INTERVAL`].
+    async fn observe(&self) -> Result<(), ApiError> {
+        let services: Vec<_> = self
+            .db
+            .services(None)
+            .await?
+            .into_iter()
+            .map(|v| v.value)
+            .collect();
+        let tasks: Vec<_> = self
+            .db
+            .tasks(None)
+            .await?
+            .into_iter()
+            .map(|v| v.value)
+            .collect();
+        self.metrics.observe_services(&services, &tasks);
+        let Some(rt) = &self.runtime else {
+            return Ok(());
+        };
+        {
+            let mut last = self.last_usage.lock().expect("usage clock");
+            if last.is_some_and(|t| t.elapsed() < USAGE_INTERVAL) {
+                return Ok(());
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        let mut usage = std::collections::BTreeMap::new();
+        let mut defs = std::collections::BTreeMap::new();
+        for t in tasks
+            .iter()
+            .filter(|t| t.last_status == berth_model::ecs::TaskStatus::Running)
+        {
+            if let Ok(st) = rt.stats(&t.task_arn).await {
+                usage.insert(
+                    t.task_arn.clone(),
+                    (st.cpu_units, st.memory_bytes as f64 / (1024.0 * 1024.0)),
+                );
+            }
+            if !defs.contains_key(&t.task_definition_arn) {
+                if let Some(d) = self
+                    .db
+                    .resolve_task_definition(&t.task_definition_arn)
+                    .await?
+                {
+                    defs.insert(t.task_definition_arn.clone(), d);
+                }
+            }
+        }
+        self.metrics.observe_usage(&services, &tasks, &defs, &usage);
+        Ok(())
     }
 
     /// Runs the store watcher and the reconcilers until `shutdown` turns true.

@@ -106,7 +106,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         registry: registry.clone(),
     });
     let runtime = make_runtime(&args).await?;
-    let control = ControlPlane::new(db, proxy.clone(), Some(runtime.clone()));
+    let control = ControlPlane::new(db, proxy.clone(), Some(runtime.clone()), &registry);
     control.ensure_default_cluster().await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
