@@ -372,17 +372,31 @@ measure() {
         /Socket errors:/ {gsub(/,/, ""); e += $4 + $6 + $8 + $10}
         END {print e + 0}' "$out")
     [[ -n $requests && -n $rps ]] || die "could not read wrk's output for $run: $(cat "$out")"
+    local busy=-
     if [[ $run == direct ]]; then
         cpu=-
         rss=-
     else
         cpu=$(awk -v d=$((after - before)) -v hz="$CLK_TCK" -v n="$requests" \
             'BEGIN {printf "%.2f", d * 1000000 / hz / n}')
+        # How much of its core the proxy used: well under 100 % means something else
+        # (another process on the core, or the load side) limited req/s in this run.
+        busy=$(awk -v d=$((after - before)) -v hz="$CLK_TCK" -v t="$DURATION" \
+            'BEGIN {printf "%.0f%%", d * 100 / hz / t}')
     fi
     echo "$rps $p50 $p99 $rss $cpu $errors" >>"$TMP/results/$run"
-    log "  round $round  ${LABEL_OF[$run]}: $rps req/s, p50 ${p50} us, p99 ${p99} us, CPU/req ${cpu} us, errors $errors"
+    log "  round $round  ${LABEL_OF[$run]}: $rps req/s, p50 ${p50} us, p99 ${p99} us, CPU/req ${cpu} us, proxy core use $busy, errors $errors"
 }
 
+threads_of() {
+    local n=0 pid
+    for pid in $(proc_tree "$1"); do
+        n=$((n + $(find "/proc/$pid/task" -mindepth 1 -maxdepth 1 | wc -l)))
+    done
+    echo "$n"
+}
+log "threads: berth $(threads_of "${PID_OF[berth]}"), nginx $(threads_of "${PID_OF[nginx]}") (master + worker)," \
+    "HAProxy $(threads_of "${PID_OF[haproxy]}")"
 log "measuring: ${#RUNS[@]} configurations x $ROUNDS rounds x ${DURATION} s (+${WARMUP} s warm-up each);" \
     "proxies on core $PROXY_CORE, backend and wrk on core $LOAD_CORE"
 for ((round = 1; round <= ROUNDS; round++)); do
@@ -405,6 +419,13 @@ median() {
         }'
 }
 
+# spread COLUMN RUN: "min–max" of one column over the rounds.
+spread() {
+    awk -v c="$1" '{print $c}' "$TMP/results/$2" | sort -g | awk '
+        NR == 1 {lo = $1} {hi = $1}
+        END {if (lo == "-" || NR < 2) print ""; else printf " (%.1f–%.1f)", lo, hi}'
+}
+
 declare -A RPS P50 P99 RSS CPU ERR
 for run in "${RUNS[@]}"; do
     RPS[$run]=$(median 1 "$run")
@@ -423,13 +444,13 @@ ratio() { [[ $1 == - || $2 == - ]] && echo "-" || awk -v a="$1" -v b="$2" 'BEGIN
 echo
 echo "### berth load balancer vs peers ($(date -u +%Y-%m-%d), median of $ROUNDS × ${DURATION} s, wrk $CONNECTIONS connections HTTP/1.1 keep-alive)"
 echo
-echo "| run | req/s | req/s vs direct | p50 | p99 | proxy RSS | proxy CPU µs/req | CPU/req vs best peer | errors |"
+echo "| run | req/s | req/s vs direct | p50 | p99 | proxy RSS | proxy CPU µs/req (min–max) | CPU/req vs best peer | errors |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for run in "${RUNS[@]}"; do
     peer=$best_http_peer
     [[ $run == *-tls ]] && peer=${CPU[nginx-tls]}
     cpu_cell=${CPU[$run]}
-    [[ $cpu_cell != - ]] && cpu_cell=$(awk -v c="$cpu_cell" 'BEGIN {printf "%.1f", c}')
+    [[ $cpu_cell != - ]] && cpu_cell="$(awk -v c="$cpu_cell" 'BEGIN {printf "%.1f", c}')$(spread 5 "$run")"
     printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n' \
         "${LABEL_OF[$run]}" "${RPS[$run]}" "$(ratio "${RPS[$run]}" "${RPS[direct]}")" \
         "$(fmt_ms "${P50[$run]}")" "$(fmt_ms "${P99[$run]}")" "$(fmt_mib "${RSS[$run]}")" \
@@ -438,11 +459,20 @@ done
 echo
 echo "Best peer CPU/req (HTTP): $best_http_peer µs. Rule cost: $RULES_MANY non-matching path-pattern rules" \
     "vs 1 add $(awk -v a="${CPU[berth-many]}" -v b="${CPU[berth-1]}" -v n="$RULES_MANY" \
-        'BEGIN {d = a - b; r = (n > 1) ? n - 1 : 1; printf "%.2f µs/request (%.0f ns per rule)", d, d * 1000 / r}') of proxy CPU."
+        'BEGIN {d = a - b; r = (n > 1) ? n - 1 : 1; printf "%.2f µs/request (%.0f ns per rule)", d, d * 1000 / r
+               if (d <= 0) printf ", i.e. less than this run'"'"'s noise"}') of proxy CPU."
 echo "Layout: proxies pinned to core $PROXY_CORE, single-threaded (berth 1 worker thread, nginx 1 worker," \
     "HAProxy nbthread 1); backend and wrk pinned to core $LOAD_CORE. RSS is read at the end of each run;" \
     "for nginx it is master + worker. CPU/req is the proxy's utime+stime during the run ÷ requests."
 echo "Versions: $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(haproxy -v 2>/dev/null | head -1 | awk '{print "HAProxy " $3}'), $(wrk -v 2>&1 | head -1 | awk '{print "wrk " $2}'); $ncpu cores, load average at end: $(cut -d' ' -f1-3 /proc/loadavg)."
 if [[ -n $HTTPS_NOTE ]]; then
     echo "$HTTPS_NOTE"
+else
+    # What each side negotiated with an OpenSSL client (wrk uses OpenSSL too).
+    negotiated() {
+        timeout 5 openssl s_client -connect "127.0.0.1:$1" -servername localhost </dev/null 2>/dev/null |
+            awk '/^New, / {sub(/^New, /, ""); sub(/, Cipher is /, " "); print; exit}'
+    }
+    echo "HTTPS: ECDSA P-256 certificate, client keep-alive (no handshakes during the run); negotiated:" \
+        "berth $(negotiated "$BERTH_TLS_PORT"), nginx $(negotiated "$NGINX_TLS_PORT")."
 fi
