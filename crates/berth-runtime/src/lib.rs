@@ -13,6 +13,8 @@
 //! - [`Runtime`], [`TaskSpec`], [`TaskState`], [`ContainerState`]: the interface.
 //! - [`process`]: the embedded default; a container's `entryPoint` + `command` runs as a
 //!   local process under a small supervisor ([`process::shim_main`]) that outlives berth.
+//! - [`docker`]: containers on the local Docker engine (bollard), with ECS's
+//!   task-definition semantics; also builds `FROM scratch` images from static binaries.
 //! - `deps` (private): `dependsOn` ordering shared by the backends.
 
 use std::pin::Pin;
@@ -22,6 +24,7 @@ use berth_model::ecs::{HealthStatus, NetworkBinding, TaskDefinition};
 use futures::Stream;
 
 mod deps;
+pub mod docker;
 pub mod process;
 
 /// What the agent asks a runtime to run.
