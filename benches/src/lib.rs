@@ -8,7 +8,7 @@
 //! checks for them and drives every run.
 //!
 //! Layout:
-//! - `src/lib.rs`: [`BenchConfig`] and [`proxy_config`].
+//! - `src/lib.rs`: [`BenchConfig`], [`proxy_config`] and the backend ([`serve_backend`]).
 //! - `src/bin/berth-bench-proxy.rs`: one ALB listener forwarding to one target, on a
 //!   runtime with a chosen number of worker threads; prints `ready <addr>` once the
 //!   listener is bound and the target is healthy.
@@ -16,13 +16,61 @@
 //!   a small fixed response, one thread).
 //! - `run.sh`: the peer comparison (direct, berth, nginx, HAProxy), one markdown table.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
 use berth_model::arn;
 use berth_model::elb::{LoadBalancer, TargetGroup};
 use berth_proxy::{ProxyConfig, ProxyTarget, TargetGroupConfig};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
 use serde_json::json;
+use tokio::net::TcpListener;
+
+/// The backend's response body: 100 bytes, a typical small API response.
+pub const BACKEND_BODY: &[u8] =
+    b"{\"service\":\"berth-bench-backend\",\"status\":\"ok\",\"padding\":\"0123456789abcdef0123456789abcdef0123456\"}\n";
+
+/// Serves [`BACKEND_BODY`] to every request on `listener` over HTTP/1.1 with keep-alive,
+/// on whatever runtime it is polled on (the backend binary uses one thread). Runs until
+/// dropped.
+pub async fn serve_backend(listener: TcpListener) {
+    let body = Bytes::from_static(BACKEND_BODY);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                eprintln!("accept: {e}");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let body = body.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |_req: Request<Incoming>| {
+                let body = body.clone();
+                async move {
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .header("content-type", "application/json")
+                            .body(Full::new(body))
+                            .expect("static response"),
+                    )
+                }
+            });
+            let _ = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
 
 /// The load balancer's name in every benchmark configuration.
 pub const LB_NAME: &str = "bench";
@@ -159,6 +207,58 @@ mod tests {
             l.default_actions[0].target_group_arn,
             cfg.target_groups[0].group.target_group_arn
         );
+    }
+
+    #[test]
+    fn backend_body_is_100_bytes() {
+        assert_eq!(BACKEND_BODY.len(), 100);
+    }
+
+    /// The benchmark path end to end: backend, berth with 100 rules, one request.
+    #[tokio::test]
+    async fn forwards_through_100_rules_to_the_backend() {
+        use berth_model::elb::TargetHealthState;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let backend = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let backend_addr = backend.local_addr().unwrap();
+        tokio::spawn(serve_backend(backend));
+
+        let mut c = BenchConfig::new(0, backend_addr);
+        c.rules = 100;
+        let proxy = berth_proxy::Proxy::new(berth_proxy::ProxyOptions {
+            bind_ip: "127.0.0.1".parse().unwrap(),
+            registry: prometheus::Registry::new(),
+        });
+        let bound = proxy.apply(proxy_config(&c).unwrap()).await.unwrap();
+        let addr = bound[&listener_arn(0)];
+
+        let healthy = async {
+            while !proxy
+                .target_statuses()
+                .iter()
+                .all(|s| s.health.state == TargetHealthState::Healthy)
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(30), healthy)
+            .await
+            .expect("the backend becomes healthy");
+
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).await.unwrap();
+        let resp = String::from_utf8_lossy(&resp);
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        assert!(
+            resp.ends_with(std::str::from_utf8(BACKEND_BODY).unwrap()),
+            "{resp}"
+        );
+        proxy.shutdown().await;
     }
 
     #[tokio::test]
