@@ -83,6 +83,8 @@ pub(crate) struct GroupSettings {
     /// Fewer healthy targets than this and the group fails open to all.
     pub(crate) min_healthy: usize,
     pub(crate) proxy_protocol_v2: bool,
+    /// `protocolVersion` HTTP2 or GRPC: HTTP/2 to the targets.
+    pub(crate) h2: bool,
 }
 
 impl GroupSettings {
@@ -168,6 +170,7 @@ impl GroupSettings {
                 1,
             ) as usize,
             proxy_protocol_v2: g.attribute("proxy_protocol_v2.enabled") == Some("true"),
+            h2: matches!(g.protocol_version.as_deref(), Some("HTTP2") | Some("GRPC")),
         })
     }
 }
@@ -325,6 +328,7 @@ impl GroupRuntime {
                     e.checker = Some(health::spawn(Arc::downgrade(self), t.clone()));
                 }
             }
+            t.pool.set_h2(settings.h2);
             next.push(t);
         }
         for (addr, t) in by_addr {

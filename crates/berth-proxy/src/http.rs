@@ -573,6 +573,29 @@ fn decode_target(v: &str) -> Option<SocketAddr> {
     String::from_utf8(bytes?).ok()?.parse().ok()
 }
 
+/// Adapts a request prepared for HTTP/1.1 to an HTTP/2 target: absolute URI from the
+/// Host header, `te: trailers` kept for gRPC.
+fn to_h2(r: &mut Request<UpBody>, wants_trailers: bool) {
+    if r.version() == Version::HTTP_2 {
+        return;
+    }
+    *r.version_mut() = Version::HTTP_2;
+    let host = r
+        .headers_mut()
+        .remove(header::HOST)
+        .and_then(|h| h.to_str().ok().map(str::to_string))
+        .or_else(|| r.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| "localhost".into());
+    let pq = r.uri().path_and_query().map_or("/", |p| p.as_str());
+    if let Ok(u) = format!("http://{host}{pq}").parse::<Uri>() {
+        *r.uri_mut() = u;
+    }
+    if wants_trailers {
+        r.headers_mut()
+            .insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
 fn idempotent(m: &Method) -> bool {
     matches!(
         *m,
@@ -649,6 +672,10 @@ async fn forward(
     };
     let upgrade = is_upgrade(&req);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let wants_trailers = req
+        .headers()
+        .get(header::TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     let (mut parts, body) = req.into_parts();
     prepare(&mut parts, cx, xff, upgrade);
     let bodyless = body.is_end_stream();
@@ -679,7 +706,10 @@ async fn forward(
             }
         };
         target.connect_succeeded();
-        let r = req.take().expect("request present for each attempt");
+        let mut r = req.take().expect("request present for each attempt");
+        if sender.is_h2() {
+            to_h2(&mut r, wants_trailers);
+        }
         // A request can fail after it was written: a kept-alive connection the target
         // closed at the wrong moment, or a target that died mid-request. A bodyless
         // idempotent request can safely go again, to another target (as nginx's

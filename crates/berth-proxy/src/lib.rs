@@ -1,33 +1,44 @@
-//! berth-proxy: the data plane. An ALB-class HTTP load balancer that berth's control
+//! berth-proxy: the data plane. An ALB/NLB-class load balancer that berth's control
 //! plane configures with immutable snapshots ([`ProxyConfig`]) and that reports target
 //! health back ([`Proxy::target_statuses`], [`Proxy::subscribe`]).
 //!
-//! What it does: HTTP listeners (HTTP/1.1 keep-alive and h2c) bound and closed at run time;
-//! rules in priority order with host, path, header, method, query and source-ip conditions;
-//! forward (weighted target groups), redirect and fixed-response actions; target groups with
-//! active HTTP/TCP health checks and ALB's states and reason codes, fail-open, draining with
-//! a deregistration delay that ends early, passive ejection and retry on connection failure,
-//! round robin, least outstanding requests, weighted random and peak-EWMA balancing, slow
-//! start, cookie stickiness, pooled keep-alive connections to targets, X-Forwarded-* and
-//! hop-by-hop handling, WebSocket upgrades, and Prometheus metrics mirroring ALB's
-//! CloudWatch metrics.
+//! What it does:
+//! - Listeners bound, changed and closed at run time without touching the others: HTTP
+//!   (HTTP/1.1 keep-alive and h2c), HTTPS (rustls, certificate by SNI, ALPN h2/http1.1,
+//!   TLS 1.2/1.3), and NLB TCP and TLS listeners forwarding byte streams, optionally with a
+//!   proxy protocol v2 header.
+//! - Rules in priority order with host-header, path-pattern, http-header,
+//!   http-request-method, query-string and source-ip conditions; forward (weighted target
+//!   groups, `AWSALBTG` group stickiness), redirect and fixed-response actions.
+//! - Target groups with active HTTP/TCP health checks and ALB's states and reason codes,
+//!   fail-open, draining that ends when nothing is in flight or the deregistration delay
+//!   runs out, passive ejection and retry on connection failure, round robin, least
+//!   outstanding requests, weighted random and peak-EWMA (P2C) balancing, slow start,
+//!   `AWSALB`/app-cookie/source-IP stickiness, pooled keep-alive HTTP/1.1 or multiplexed
+//!   HTTP/2 connections to targets (`protocolVersion` HTTP2/GRPC, trailers passed through).
+//! - X-Forwarded-For (append/preserve/remove), -Proto and -Port; hop-by-hop headers
+//!   removed; idle timeout, header read timeout and header size limit; WebSocket upgrades;
+//!   ELB-generated 502/503/504.
+//! - Prometheus metrics mirroring ALB's CloudWatch metrics (see the `metrics` module).
 //!
-//! What it does not do: it never reads the store or talks to the control plane; it does not
-//! register targets (the control plane hands it targets); HTTPS/TLS listeners and NLB
-//! TCP listeners are not served yet ([`ProxyError::Unsupported`]).
+//! What it does not do: it never reads the store or talks to the control plane, and it does
+//! not register targets (the control plane hands it targets). UDP listeners, HTTPS health
+//! checks (an HTTPS check is a connection check) and TLS to targets are not implemented.
 //!
 //! The request path takes no lock: listeners route on an arc-swap snapshot of their rules,
-//! target groups publish their routable targets as an arc-swap snapshot, and per-target
-//! counters are atomics.
+//! target groups publish their routable targets as an arc-swap snapshot, per-target
+//! counters are atomics and idle upstream connections sit in a lock-free queue.
 //!
 //! Layout:
 //! - [`config`]: [`ProxyConfig`] in, [`TargetStatus`] out.
 //! - `http`: listeners, the request handler, forwarding and retries.
+//! - `stream`: NLB listeners: byte-stream forwarding and proxy protocol v2.
+//! - `tls`: certificates, SNI selection, ALPN.
 //! - `rules`: rule conditions and actions compiled for matching.
 //! - `group`: target groups: settings, routable snapshot, algorithms.
 //! - `target`: one target's atomics: health, draining gate, in-flight, ejection, latency.
 //! - `health`: active health checks.
-//! - `pool`: pooled upstream connections.
+//! - `pool`: upstream connections.
 //! - `body`: the response body streamed back to clients.
 //! - `metrics`: Prometheus metrics and their ALB counterparts.
 

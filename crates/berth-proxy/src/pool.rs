@@ -1,23 +1,52 @@
-//! Upstream connections: a per-target pool of idle HTTP/1.1 keep-alive connections.
+//! Upstream connections: a per-target pool of idle HTTP/1.1 keep-alive connections, or
+//! one shared HTTP/2 connection for target groups whose `protocolVersion` is HTTP2 or
+//! GRPC.
 //!
-//! A connection is taken out for one request and put back once the response body has been
-//! read to its end, so a pooled connection is always idle. The idle set is a lock-free
-//! queue; a connection the target closed is noticed and dropped at checkout.
+//! An HTTP/1.1 connection is taken out for one request and put back once the response
+//! body has been read to its end, so a pooled connection is always idle. The idle set is a
+//! lock-free queue; a connection the target closed is noticed and dropped at checkout.
+//! The HTTP/2 connection is multiplexed and published with arc-swap.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
 
 use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2, TrySendError};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 /// The body of a request sent to a target: the client's, or one the proxy made.
 pub(crate) type UpBody = Either<Incoming, Full<Bytes>>;
-pub(crate) type UpSender = http1::SendRequest<UpBody>;
+
+/// A connection to a target, ready for one request.
+pub(crate) enum UpSender {
+    H1(http1::SendRequest<UpBody>),
+    H2(http2::SendRequest<UpBody>),
+}
+
+impl UpSender {
+    pub(crate) fn is_h2(&self) -> bool {
+        matches!(self, UpSender::H2(_))
+    }
+
+    /// Sends the request; gives it back in the error if it was not sent.
+    pub(crate) async fn try_send_request(
+        &mut self,
+        req: http::Request<UpBody>,
+    ) -> Result<http::Response<Incoming>, TrySendError<http::Request<UpBody>>> {
+        match self {
+            UpSender::H1(s) => s.try_send_request(req).await,
+            UpSender::H2(s) => s.try_send_request(req).await,
+        }
+    }
+}
 
 /// Idle connections kept per target; more are closed when returned.
 const MAX_IDLE_PER_TARGET: usize = 256;
@@ -42,7 +71,10 @@ impl std::fmt::Display for ConnectError {
 
 pub(crate) struct Pool {
     addr: SocketAddr,
-    idle: ArrayQueue<UpSender>,
+    idle: ArrayQueue<http1::SendRequest<UpBody>>,
+    /// Speak HTTP/2 to the target.
+    h2: AtomicBool,
+    h2_conn: ArcSwapOption<http2::SendRequest<UpBody>>,
 }
 
 impl Pool {
@@ -50,6 +82,15 @@ impl Pool {
         Pool {
             addr,
             idle: ArrayQueue::new(MAX_IDLE_PER_TARGET),
+            h2: AtomicBool::new(false),
+            h2_conn: ArcSwapOption::empty(),
+        }
+    }
+
+    /// Switches between HTTP/1.1 and HTTP/2 to the target, dropping idle connections.
+    pub(crate) fn set_h2(&self, h2: bool) {
+        if self.h2.swap(h2, Ordering::AcqRel) != h2 {
+            self.clear();
         }
     }
 
@@ -59,22 +100,41 @@ impl Pool {
         &self,
         connect_timeout: Duration,
     ) -> Result<(UpSender, bool), ConnectError> {
+        if self.h2.load(Ordering::Acquire) {
+            if let Some(s) = self.h2_conn.load_full() {
+                if !s.is_closed() {
+                    let mut s = (*s).clone();
+                    if s.ready().await.is_ok() {
+                        return Ok((UpSender::H2(s), true));
+                    }
+                }
+            }
+            let stream = self.tcp(connect_timeout).await?;
+            let (mut sender, conn) = http2::Builder::new(TokioExecutor::new())
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(ConnectError::Handshake)?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "upstream h2 connection ended with an error");
+                }
+            });
+            sender.ready().await.map_err(ConnectError::Handshake)?;
+            self.h2_conn.store(Some(Arc::new(sender.clone())));
+            return Ok((UpSender::H2(sender), false));
+        }
         while let Some(mut s) = self.idle.pop() {
             if s.is_closed() {
                 continue;
             }
             if s.ready().await.is_ok() {
-                return Ok((s, true));
+                return Ok((UpSender::H1(s), true));
             }
         }
-        Ok((self.connect(connect_timeout).await?, false))
+        Ok((UpSender::H1(self.connect(connect_timeout).await?), false))
     }
 
-    /// Opens a new connection.
-    pub(crate) async fn connect(
-        &self,
-        connect_timeout: Duration,
-    ) -> Result<UpSender, ConnectError> {
+    async fn tcp(&self, connect_timeout: Duration) -> Result<TcpStream, ConnectError> {
         let stream =
             match tokio::time::timeout(connect_timeout, TcpStream::connect(self.addr)).await {
                 Ok(Ok(s)) => s,
@@ -82,6 +142,15 @@ impl Pool {
                 Err(_) => return Err(ConnectError::Timeout),
             };
         let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    /// Opens a new connection.
+    pub(crate) async fn connect(
+        &self,
+        connect_timeout: Duration,
+    ) -> Result<http1::SendRequest<UpBody>, ConnectError> {
+        let stream = self.tcp(connect_timeout).await?;
         let (mut sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -97,13 +166,16 @@ impl Pool {
 
     /// Returns an idle connection to the pool.
     pub(crate) fn checkin(&self, s: UpSender) {
-        if !s.is_closed() {
-            let _ = self.idle.push(s);
+        if let UpSender::H1(s) = s {
+            if !s.is_closed() {
+                let _ = self.idle.push(s);
+            }
         }
     }
 
-    /// Closes every idle connection.
+    /// Closes every idle connection (and forgets the HTTP/2 one).
     pub(crate) fn clear(&self) {
         while self.idle.pop().is_some() {}
+        self.h2_conn.store(None);
     }
 }

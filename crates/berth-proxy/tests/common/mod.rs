@@ -85,16 +85,31 @@ impl Backend {
                         async move {
                             if req.uri().path() == "/health" {
                                 let code = h.load(Ordering::SeqCst);
-                                let mut resp = Response::new(Full::new(Bytes::from("ok")));
+                                let mut resp = Response::new(http_body_util::Either::Left(
+                                    Full::new(Bytes::from("ok")),
+                                ));
                                 *resp.status_mut() = hyper::StatusCode::from_u16(code).unwrap();
                                 return Ok::<_, Infallible>(resp);
                             }
                             r.fetch_add(1, Ordering::SeqCst);
-                            let mut hs = String::new();
+                            let mut hs = format!("version: {:?}\n", req.version());
                             for (k, v) in req.headers() {
                                 hs.push_str(&format!("{}: {}\n", k, v.to_str().unwrap_or("?")));
                             }
                             *lh.lock().unwrap() = hs;
+                            if req.uri().path() == "/trailers" {
+                                let mut t = hyper::HeaderMap::new();
+                                t.insert("grpc-status", "0".parse().unwrap());
+                                let frames = vec![
+                                    Ok::<_, Infallible>(hyper::body::Frame::data(Bytes::from(
+                                        n.clone(),
+                                    ))),
+                                    Ok(hyper::body::Frame::trailers(t)),
+                                ];
+                                let body =
+                                    http_body_util::StreamBody::new(futures::stream::iter(frames));
+                                return Ok(Response::new(http_body_util::Either::Right(body)));
+                            }
                             if req.uri().path() == "/slow" {
                                 sa.notify_one();
                                 rel.notified().await;
@@ -111,7 +126,9 @@ impl Backend {
                             } else {
                                 format!("{n}:{}", String::from_utf8_lossy(&body))
                             };
-                            let mut resp = Response::new(Full::new(Bytes::from(text)));
+                            let mut resp = Response::new(http_body_util::Either::Left(Full::new(
+                                Bytes::from(text),
+                            )));
                             if path == "/setcookie" {
                                 resp.headers_mut()
                                     .insert("set-cookie", "session=abc".parse().unwrap());
