@@ -633,6 +633,14 @@ impl LoadBalancer {
                     })?;
                     check_range(&at, n, 1, 4000)?;
                 }
+                // berth's own: open client connections per listener before new ones are
+                // refused (RejectedConnectionCount).
+                "berth.max_connections" => {
+                    let n: u32 = v.parse().map_err(|_| {
+                        ValidationError::new(&at, format!("must be a whole number, got {v:?}"))
+                    })?;
+                    check_range(&at, n, 1, 10_000_000)?;
+                }
                 "routing.http.xff_header_processing.mode" => {
                     if !matches!(v.as_str(), "append" | "preserve" | "remove") {
                         return Err(ValidationError::new(
@@ -649,7 +657,7 @@ impl LoadBalancer {
                 _ => {
                     return Err(ValidationError::new(
                         at,
-                        "unknown attribute; allowed: idle_timeout.timeout_seconds, routing.http.xff_header_processing.mode, routing.http.drop_invalid_header_fields.enabled, routing.http2.enabled, deletion_protection.enabled",
+                        "unknown attribute; allowed: idle_timeout.timeout_seconds, routing.http.xff_header_processing.mode, routing.http.drop_invalid_header_fields.enabled, routing.http2.enabled, deletion_protection.enabled, berth.max_connections",
                     ))
                 }
             }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +21,15 @@ use crate::metrics::{GroupMetrics, Metrics};
 use crate::notify::Notifier;
 use crate::pool::Pool;
 use crate::target::{Health, InFlight, TargetState};
+
+/// Tokens a request adds to its group's retry budget.
+const RETRY_DEPOSIT: i64 = 1;
+/// Tokens a retry takes: one retry per five requests (20%, linkerd2-proxy's and Envoy's
+/// default ratio).
+const RETRY_COST: i64 = 5;
+/// The budget a group starts with (ten retries) and the most it accumulates.
+const RETRY_RESERVE: i64 = 10 * RETRY_COST;
+const RETRY_MAX: i64 = 100 * RETRY_COST;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Algorithm {
@@ -207,6 +216,9 @@ pub(crate) struct GroupRuntime {
     targets: ArcSwap<Vec<Arc<TargetState>>>,
     routable: ArcSwap<Routable>,
     rr: AtomicUsize,
+    /// Retry tokens: each request adds [`RETRY_DEPOSIT`], each retry costs
+    /// [`RETRY_COST`], so retries stay within 20% of requests (plus a small reserve).
+    retry_budget: AtomicI64,
     recompute_lock: Mutex<()>,
     tasks: Mutex<HashMap<SocketAddr, TargetTasks>>,
     pub(crate) metrics: GroupMetrics,
@@ -236,6 +248,7 @@ impl GroupRuntime {
             targets: ArcSwap::from_pointee(Vec::new()),
             routable: ArcSwap::from_pointee(routable),
             rr: AtomicUsize::new(0),
+            retry_budget: AtomicI64::new(RETRY_RESERVE),
             recompute_lock: Mutex::new(()),
             tasks: Mutex::new(HashMap::new()),
             metrics: gm,
@@ -561,5 +574,111 @@ impl GroupRuntime {
             return None;
         }
         Some(r.targets[(h % r.targets.len() as u64) as usize].addr)
+    }
+}
+
+impl GroupRuntime {
+    /// A request arrived: it adds to the retry budget.
+    #[inline]
+    pub(crate) fn deposit_retry_budget(&self) {
+        if self.retry_budget.load(Ordering::Relaxed) < RETRY_MAX {
+            self.retry_budget
+                .fetch_add(RETRY_DEPOSIT, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes one retry from the budget; false when the budget is spent, so failures do
+    /// not multiply the load on the remaining targets.
+    pub(crate) fn take_retry(&self) -> bool {
+        self.retry_budget
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                (b >= RETRY_COST).then_some(b - RETRY_COST)
+            })
+            .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(attrs: serde_json::Value) -> Arc<GroupRuntime> {
+        let tg: TargetGroup = serde_json::from_value(serde_json::json!({
+            "targetGroupName": "web", "targetGroupArn": "arn:tg", "attributes": attrs
+        }))
+        .unwrap();
+        GroupRuntime::new(
+            "arn:tg",
+            GroupSettings::from_model(&tg).unwrap(),
+            &Metrics::new(&prometheus::Registry::new()),
+            Notifier::new(),
+            Clock::new(),
+        )
+    }
+
+    #[test]
+    fn retries_stay_within_a_fifth_of_requests() {
+        let g = group(serde_json::json!({}));
+        let mut reserve = 0;
+        while g.take_retry() {
+            reserve += 1;
+        }
+        assert_eq!(reserve, 10, "the reserve");
+        for _ in 0..100 {
+            g.deposit_retry_budget();
+        }
+        let mut more = 0;
+        while g.take_retry() {
+            more += 1;
+        }
+        assert_eq!(more, 20);
+    }
+
+    #[test]
+    fn settings_follow_the_model() {
+        let g = group(serde_json::json!({
+            "load_balancing.algorithm.type": "peak_ewma",
+            "stickiness.enabled": "true",
+            "stickiness.type": "app_cookie",
+            "stickiness.app_cookie.cookie_name": "sid",
+            "deregistration_delay.timeout_seconds": "7",
+        }));
+        let s = g.settings.load();
+        assert_eq!(s.algorithm, Algorithm::PeakEwma);
+        assert_eq!(s.deregistration_delay, Duration::from_secs(7));
+        assert!(matches!(&s.stickiness, Some(Stickiness::AppCookie { name, .. }) if name == "sid"));
+        assert_eq!(s.health.interval, Duration::from_secs(30));
+        assert!(s.health.matches(200) && !s.health.matches(204));
+    }
+
+    #[tokio::test]
+    async fn routable_excludes_initial_and_draining_targets_until_fail_open() {
+        let g = group(serde_json::json!({}));
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        let pt = |addr, draining| ProxyTarget {
+            id: "127.0.0.1".into(),
+            port: addr_port(addr),
+            addr,
+            draining,
+        };
+        fn addr_port(a: SocketAddr) -> u32 {
+            a.port() as u32
+        }
+        let settings = g.settings.load_full();
+        g.update((*settings).clone(), &[pt(a, false), pt(b, false)]);
+        // Both initial: fail open to both.
+        assert!(g.routable.load().fail_open);
+        let ta = g.targets.load()[0].clone();
+        ta.set_health(Health::Healthy, 0);
+        g.recompute();
+        let r = g.routable.load();
+        assert!(!r.fail_open);
+        assert_eq!(r.targets.len(), 1);
+        assert_eq!(g.pick(&[], None).unwrap().target().addr, a);
+        // a drains: b (initial) is all there is, so the group fails open to it.
+        g.update((*settings).clone(), &[pt(a, true), pt(b, false)]);
+        assert_eq!(g.pick(&[], None).unwrap().target().addr, b);
+        assert_eq!(g.pick(&[b], None).map(|f| f.target().addr), None);
     }
 }

@@ -64,6 +64,8 @@ pub(crate) struct Routes {
     pub(crate) rules: RuleSet,
     pub(crate) xff: XffMode,
     pub(crate) idle_timeout: Duration,
+    /// Open client connections beyond which new ones are refused.
+    pub(crate) max_connections: i64,
 }
 
 /// Whether a listener speaks HTTP (ALB) or forwards byte streams (NLB).
@@ -134,6 +136,11 @@ async fn accept_loop(
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
+                    if shared.metrics.active_connections.get() >= shared.routes.load().max_connections {
+                        shared.metrics.rejected_connections.inc();
+                        drop(stream);
+                        continue;
+                    }
                     serve_connection(stream, peer, &shared, &builder, graceful.watcher());
                 }
                 Err(e) => {
@@ -686,12 +693,16 @@ async fn forward(
     // stale pooled connection, which never reached the target and are bounded apart.
     let mut attempt = 0;
     let mut stale = 0;
+    group.deposit_retry_budget();
     while attempt < MAX_ATTEMPTS {
         let Some(in_flight) = group.pick(&exclude, preferred) else {
             break;
         };
         picked_any = true;
         if attempt > 0 {
+            if !group.take_retry() {
+                break;
+            }
             group.metrics.retries.inc();
         }
         attempt += 1;

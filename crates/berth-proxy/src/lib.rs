@@ -78,6 +78,9 @@ use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::rules::RuleSet;
 
+/// Open client connections per listener when `berth.max_connections` is not set.
+pub const DEFAULT_MAX_CONNECTIONS: i64 = 100_000;
+
 /// How the proxy is set up.
 pub struct ProxyOptions {
     /// The address every listener binds on.
@@ -218,6 +221,11 @@ impl Proxy {
                 _ => XffMode::Append,
             };
             let idle_timeout = Duration::from_secs(lb.idle_timeout_seconds() as u64);
+            let max_connections = lb
+                .attributes
+                .get("berth.max_connections")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS);
             for l in &lb.listeners {
                 if l.listener_arn.is_empty() {
                     return Err(ProxyError::config(
@@ -280,6 +288,7 @@ impl Proxy {
                         rules,
                         xff,
                         idle_timeout,
+                        max_connections,
                     },
                 });
             }

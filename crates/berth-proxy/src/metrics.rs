@@ -9,6 +9,7 @@
 //! | `berth_lb_rule_evaluations_total` | load_balancer, listener | RuleEvaluations |
 //! | `berth_lb_active_connections` | load_balancer, listener | ActiveConnectionCount |
 //! | `berth_lb_new_connections_total` | load_balancer, listener | NewConnectionCount |
+//! | `berth_lb_rejected_connections_total` | load_balancer, listener | RejectedConnectionCount |
 //! | `berth_lb_processed_bytes_total` | load_balancer, listener | ProcessedBytes |
 //! | `berth_lb_target_requests_total` | target_group, target | RequestCountPerTarget |
 //! | `berth_lb_target_responses_total` | target_group, target, code (2xx..5xx) | HTTPCode_Target_2XX..5XX_Count |
@@ -36,6 +37,7 @@ pub(crate) struct Metrics {
     rule_evaluations: IntCounterVec,
     active_connections: IntGaugeVec,
     new_connections: IntCounterVec,
+    rejected_connections: IntCounterVec,
     processed_bytes: IntCounterVec,
     target_requests: IntCounterVec,
     target_responses: IntCounterVec,
@@ -97,6 +99,7 @@ impl Metrics {
             rule_evaluations: counter(r, "berth_lb_rule_evaluations_total", "Listener rules evaluated (RuleEvaluations).", LB),
             active_connections: gauge(r, "berth_lb_active_connections", "Open client connections (ActiveConnectionCount).", LB),
             new_connections: counter(r, "berth_lb_new_connections_total", "Client connections accepted (NewConnectionCount).", LB),
+            rejected_connections: counter(r, "berth_lb_rejected_connections_total", "Client connections refused because the listener had berth.max_connections open (RejectedConnectionCount).", LB),
             processed_bytes: counter(r, "berth_lb_processed_bytes_total", "Request and response body bytes passed through (ProcessedBytes).", LB),
             target_requests: counter(r, "berth_lb_target_requests_total", "Requests sent to a target (RequestCountPerTarget).", TGT),
             target_responses: counter(
@@ -129,6 +132,7 @@ impl Metrics {
             rule_evaluations: self.rule_evaluations.with_label_values(&l),
             active_connections: self.active_connections.with_label_values(&l),
             new_connections: self.new_connections.with_label_values(&l),
+            rejected_connections: self.rejected_connections.with_label_values(&l),
             processed_bytes: self.processed_bytes.with_label_values(&l),
         }
     }
@@ -141,6 +145,7 @@ impl Metrics {
             &self.redirects,
             &self.rule_evaluations,
             &self.new_connections,
+            &self.rejected_connections,
             &self.processed_bytes,
         ] {
             let _ = v.remove_label_values(&l);
@@ -205,6 +210,7 @@ pub(crate) struct ListenerMetrics {
     pub(crate) rule_evaluations: IntCounter,
     pub(crate) active_connections: IntGauge,
     pub(crate) new_connections: IntCounter,
+    pub(crate) rejected_connections: IntCounter,
     pub(crate) processed_bytes: IntCounter,
 }
 

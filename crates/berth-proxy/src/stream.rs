@@ -80,11 +80,15 @@ pub(crate) async fn forward<C>(
         _ => None,
     };
     let mut exclude = Vec::new();
+    group.deposit_retry_budget();
     for attempt in 0..MAX_ATTEMPTS {
         let Some(in_flight) = group.pick(&exclude, preferred) else {
             return;
         };
         if attempt > 0 {
+            if !group.take_retry() {
+                return;
+            }
             group.metrics.retries.inc();
         }
         let target = in_flight.target().clone();

@@ -414,3 +414,26 @@ async fn metrics_count_requests_connections_and_target_responses() {
     assert!(metric(&r, "berth_lb_processed_bytes_total", &[]) >= 9.0);
     p.shutdown().await;
 }
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_refused() {
+    let (p, addr, _web, _api, r) =
+        two_groups(json!([]), json!({"berth.max_connections": "2"})).await;
+    let c1 = client();
+    let c2 = client();
+    assert_eq!(send(&c1, req(addr, "GET", "/", &[])).await.0, 200);
+    assert_eq!(send(&c2, req(addr, "GET", "/", &[])).await.0, 200);
+    // Two kept-alive connections are open: a third is closed without an answer.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await.ok();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert_eq!(metric(&r, "berth_lb_rejected_connections_total", &[]), 1.0);
+    // The kept-alive ones still work.
+    assert_eq!(send(&c1, req(addr, "GET", "/", &[])).await.0, 200);
+    p.shutdown().await;
+}
