@@ -6,40 +6,15 @@
 //! listener bind port 0 on 127.0.0.1.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
-use berth_testkit::{wait_until, Load, Server};
+use berth_testkit::{quickstart, wait_until, Load, Server};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
 const SETTLE: Duration = Duration::from_secs(60);
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The quickstart with its listener on a port the system chooses and `desired` tasks.
-fn quickstart(dir: &Path, desired: u32) -> PathBuf {
-    let text = std::fs::read_to_string(repo_root().join("configs/quickstart.yaml")).unwrap();
-    let text = text
-        .replace(
-            "      - port: 8080\n        protocol: HTTP",
-            "      - port: 0\n        protocol: HTTP",
-        )
-        .replace("desiredCount: 3", &format!("desiredCount: {desired}"));
-    assert!(
-        text.contains("port: 0\n"),
-        "the quickstart listener moved; update this test"
-    );
-    let p = dir.join(format!("quickstart-{desired}.yaml"));
-    std::fs::write(&p, text).unwrap();
-    p
-}
 
 async fn distinct_tasks(addr: &str, requests: usize) -> BTreeSet<String> {
     let client = reqwest::Client::new();
@@ -236,7 +211,7 @@ async fn restart_adopts(signal: Signal) -> Result<()> {
             "task {pid} died with the server"
         );
     }
-    let mut server = Server::start_in(&data, None).await?;
+    let server = Server::start_in(&data, None).await?;
     let after_ids = server.wait_healthy("whoami", "whoami", 3, SETTLE).await?;
     let after = task_pids(&server.service_tasks("whoami").await?);
     let mut b = before.clone();
@@ -249,7 +224,6 @@ async fn restart_adopts(signal: Signal) -> Result<()> {
     assert_eq!(server.task_processes().len(), procs_before);
     let addr = server.listener_addr("web").await?;
     assert_eq!(distinct_tasks(&addr, 30).await.len(), 3);
-    server.kill_everything();
     Ok(())
 }
 

@@ -239,7 +239,7 @@ async fn docker_depends_on_healthy_waits_for_the_health_check() {
     let rt = runtime(&cluster).await;
     let mut db = app("db", &[]);
     db["healthCheck"] = json!({
-        "command": ["CMD", "/berth-whoami", "check", "http://127.0.0.1:8080/health"],
+        "command": ["CMD", "berth-whoami", "check", "http://127.0.0.1:8080/health"],
         "interval": 1, "timeout": 2, "retries": 1,
     });
     let mut web = app("web", &[]);
@@ -361,7 +361,7 @@ async fn docker_host_and_awsvpc_modes_serve() {
     side["portMappings"] = json!([]);
     // Healthy only if it reaches the web container on localhost.
     side["healthCheck"] = json!({
-        "command": ["CMD", "/berth-whoami", "check", "http://127.0.0.1:8080/health"],
+        "command": ["CMD", "berth-whoami", "check", "http://127.0.0.1:8080/health"],
         "interval": 1, "timeout": 2, "retries": 1,
     });
     let vpc = dspec(

@@ -5,9 +5,9 @@
 //!   on 127.0.0.1 with ports chosen by the system, plus a CLI runner and JSON getters.
 //! - [`wait_until`]: bounded polling for a condition the system reaches on its own.
 //!
-//! Every task process a test server starts inherits `BERTH_DATA_DIR`, so
-//! [`Server::kill_everything`] (run on drop) finds and kills them even after the server
-//! itself was killed.
+//! Every task process a test server starts inherits `BERTH_DATA_DIR`, and every
+//! container carries the server's instance id, so [`Server::kill_everything`] (run on
+//! drop) finds and removes them even after the server itself was killed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -65,22 +65,53 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts a server on a fresh data dir, optionally applying a stack file.
+    /// Starts a server on a fresh data dir, optionally applying a stack file; tasks run
+    /// as local processes.
     pub async fn start(apply: Option<&Path>) -> Result<Server> {
+        Server::start_with("process", apply).await
+    }
+
+    /// The id of this server's container instance.
+    pub fn instance_id(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("instance-id"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
+    /// Ids of the Docker containers this server's instance started (running or not).
+    pub fn containers(&self) -> Vec<String> {
+        docker_ids(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=berth.container-instance={}", self.instance_id()),
+        ])
+    }
+
+    /// Starts a server on a fresh data dir with tasks on `runtime` (`process`/`docker`).
+    pub async fn start_with(runtime: &str, apply: Option<&Path>) -> Result<Server> {
         let tmp = tempfile::tempdir()?;
         let dir = tmp.path().to_path_buf();
-        let mut s = Server::start_in(&dir, apply).await?;
+        let mut s = Server::launch(&dir, apply, runtime).await?;
         s._tmp = Some(tmp);
         Ok(s)
     }
 
-    /// Starts a server on `data_dir` (which may hold an earlier server's state).
+    /// Starts a server on `data_dir` (which may hold an earlier server's state), tasks
+    /// running as local processes.
     pub async fn start_in(data_dir: &Path, apply: Option<&Path>) -> Result<Server> {
+        Server::launch(data_dir, apply, "process").await
+    }
+
+    /// Starts a server on `data_dir` with tasks on `runtime`.
+    pub async fn launch(data_dir: &Path, apply: Option<&Path>, runtime: &str) -> Result<Server> {
         let addr_file = data_dir.join("api.addr");
         let _ = std::fs::remove_file(&addr_file);
         let mut cmd = Command::new(bin("berth"));
         cmd.arg("server")
             .args(["--api-addr", "127.0.0.1:0", "--listen-ip", "127.0.0.1"])
+            .args(["--runtime", runtime])
             .env("BERTH_DATA_DIR", data_dir)
             .env("BERTH_LOG", "info,berth=debug")
             .stdin(Stdio::null())
@@ -251,11 +282,22 @@ impl Server {
         out
     }
 
-    /// Kills the server and every process it started.
+    /// Kills the server and every process and container it started.
     pub fn kill_everything(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        let containers = if self.data_dir.join("instance-id").exists() {
+            self.containers()
+        } else {
+            Vec::new()
+        };
+        if !containers.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&containers)
+                .output();
         }
         for pid in self.task_processes() {
             let _ = nix::sys::signal::kill(
@@ -267,13 +309,10 @@ impl Server {
 }
 
 impl Drop for Server {
+    /// Leaves nothing running: the server, its task processes and its containers. (A
+    /// test that restarts a server keeps the first `Server` alive until its end.)
     fn drop(&mut self) {
-        if self._tmp.is_some() {
-            self.kill_everything();
-        } else if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.kill_everything();
     }
 }
 
@@ -353,4 +392,102 @@ impl Load {
         let _ = self.stop.send(true);
         self.handle.await.expect("load generator")
     }
+}
+
+/// Runs `docker <args>` and returns the ids it prints, one per line.
+pub fn docker_ids(args: &[&str]) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// Asserts the Docker engine answers: Docker tests fail, never skip, without it.
+pub fn require_docker() {
+    let ok = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "the Docker engine does not answer (`docker info`); these tests need it"
+    );
+}
+
+/// Builds the statically linked demo app and the image `berth-whoami:latest` from it,
+/// once per test process, through `berth image build-demo`.
+pub fn demo_image() {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        require_docker();
+        let root = repo_root();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let triple = "x86_64-unknown-linux-gnu";
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "berth-whoami",
+                "--bin",
+                "berth-whoami",
+            ])
+            .args(["--target", triple])
+            .env("RUSTFLAGS", "-C target-feature=+crt-static")
+            .current_dir(&root)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "the static build of berth-whoami failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let binary = target.join(triple).join("debug").join("berth-whoami");
+        let out = Command::new(bin("berth"))
+            .args([
+                "image",
+                "build-demo",
+                "--tag",
+                "berth-whoami:latest",
+                "--binary",
+            ])
+            .arg(&binary)
+            .output()
+            .expect("run berth image build-demo");
+        assert!(
+            out.status.success(),
+            "berth image build-demo failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Writes the quickstart stack into `dir` with its listener on a port the system
+/// chooses and `desired` tasks; returns its path.
+pub fn quickstart(dir: &Path, desired: u32) -> PathBuf {
+    let text = std::fs::read_to_string(repo_root().join("configs/quickstart.yaml"))
+        .expect("configs/quickstart.yaml");
+    let text = text
+        .replace(
+            "      - port: 8080\n        protocol: HTTP",
+            "      - port: 0\n        protocol: HTTP",
+        )
+        .replace("desiredCount: 3", &format!("desiredCount: {desired}"));
+    assert!(
+        text.contains("port: 0\n"),
+        "the quickstart listener moved; update berth_testkit::quickstart"
+    );
+    let p = dir.join(format!("quickstart-{desired}.yaml"));
+    std::fs::write(&p, text).expect("write the stack");
+    p
 }

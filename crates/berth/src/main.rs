@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod agent_link;
 mod client;
+mod image;
 mod server;
 
 #[derive(Parser)]
@@ -91,11 +92,28 @@ enum Command {
         #[arg(short = 'f', long)]
         follow: bool,
     },
+    /// Build images locally (nothing can be pulled without a registry).
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
     /// Supervises one task process (used by the process runtime).
     #[command(hide = true)]
     Shim {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Build the demo app's image (`FROM scratch` plus a statically linked berth-whoami).
+    BuildDemo {
+        /// The static binary; default: target/x86_64-unknown-linux-gnu/{release,debug}/berth-whoami.
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        #[arg(long, default_value = "berth-whoami:latest")]
+        tag: String,
     },
 }
 
@@ -234,6 +252,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             c.stream_to_stdout(&format!("/v1/clusters/{cluster}/tasks/{task}/logs{qs}"))
                 .await
         }
+        Command::Image {
+            command: ImageCommand::BuildDemo { binary, tag },
+        } => image::build_demo(binary.as_deref(), &tag).await,
         Command::Shim { .. } => unreachable!("handled before the runtime starts"),
     }
 }

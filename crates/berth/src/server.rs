@@ -34,9 +34,9 @@ pub struct ServerArgs {
     /// The address load balancer targets on this node use.
     #[arg(long, default_value = "127.0.0.1")]
     pub advertise_address: String,
-    /// How tasks run: `process` (local processes) or `docker`; `auto` picks docker when
-    /// the Docker socket answers.
-    #[arg(long, default_value = "process", value_parser = ["auto", "process", "docker"])]
+    /// How tasks run: `docker` (containers) or `process` (local processes); `auto` picks
+    /// Docker when its socket answers.
+    #[arg(long, env = "BERTH_RUNTIME", default_value = "auto", value_parser = ["auto", "process", "docker"])]
     pub runtime: String,
     /// A stack file to apply once the server is up (e.g. configs/quickstart.yaml).
     #[arg(long)]
@@ -72,10 +72,26 @@ fn uuid_like() -> String {
     out
 }
 
-async fn make_runtime(args: &ServerArgs) -> Result<DynRuntime> {
+/// The runtime `--runtime` asks for: `auto` is Docker when the engine answers, else local
+/// processes.
+async fn make_runtime(args: &ServerArgs, instance: &str) -> Result<DynRuntime> {
     let kind = args.runtime.as_str();
-    if kind == "docker" {
-        bail!("--runtime docker is not available in this build yet; use --runtime process");
+    if kind != "process" {
+        let cfg = berth_runtime::docker::DockerRuntimeConfig {
+            cluster: Some(args.cluster.clone()),
+            instance: Some(instance.to_string()),
+            ..Default::default()
+        };
+        match berth_runtime::docker::DockerRuntime::connect(cfg).await {
+            Ok(rt) => {
+                tracing::info!("tasks run as Docker containers");
+                return Ok(rt);
+            }
+            Err(e) if kind == "docker" => {
+                bail!("--runtime docker: the Docker engine does not answer: {e}")
+            }
+            Err(e) => tracing::info!("Docker does not answer ({e}); tasks run as local processes"),
+        }
     }
     let exe = std::env::current_exe().context("locating the berth executable")?;
     let cfg = berth_runtime::process::ProcessRuntimeConfig {
@@ -105,7 +121,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         bind_ip: args.listen_ip,
         registry: registry.clone(),
     });
-    let runtime = make_runtime(&args).await?;
+    let instance = instance_id(&args.data_dir)?;
+    let runtime = make_runtime(&args, &instance).await?;
     let control = ControlPlane::new(db, proxy.clone(), Some(runtime.clone()), &registry);
     control.ensure_default_cluster().await?;
 
@@ -138,7 +155,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         runtime,
         AgentConfig {
             cluster: args.cluster.clone(),
-            instance_id: instance_id(&args.data_dir)?,
+            instance_id: instance,
             address: args.advertise_address.clone(),
             resync: Duration::from_secs(2),
         },

@@ -8,18 +8,22 @@ use futures::StreamExt;
 
 use crate::{Result, RuntimeError};
 
-/// The Dockerfile of an image holding only `binary_name` as its entry point.
+/// The Dockerfile of an image holding only `binary_name` as its entry point, in
+/// `/usr/local/bin` so that it is also found by name on the container's default PATH
+/// (a task definition's `entryPoint: ["<binary_name>"]` then works on both runtimes).
 pub fn scratch_dockerfile(binary_name: &str) -> String {
-    format!("FROM scratch\nCOPY {binary_name} /{binary_name}\nENTRYPOINT [\"/{binary_name}\"]\n")
+    format!(
+        "FROM scratch\nCOPY {binary_name} /usr/local/bin/{binary_name}\nENTRYPOINT [\"/usr/local/bin/{binary_name}\"]\n"
+    )
 }
 
 /// Builds image `tag` as `FROM scratch` plus the binary at `binary_path` (which must be
 /// statically linked, e.g. built with `RUSTFLAGS="-C target-feature=+crt-static" cargo
-/// build --target x86_64-unknown-linux-gnu`), its entry point `/<file name>`. Nothing is
+/// build --target x86_64-unknown-linux-gnu`), its entry point `/usr/local/bin/<file name>`. Nothing is
 /// pulled: the build context is a tar archive sent through the engine's build API.
 ///
 /// `berth image build-demo` uses it for the demo app: the image `berth-whoami:latest`
-/// with entry point `/berth-whoami`.
+/// with entry point `/usr/local/bin/berth-whoami`.
 pub async fn build_image_from_binary(docker: &Docker, tag: &str, binary_path: &Path) -> Result<()> {
     let name = binary_path
         .file_name()
@@ -96,6 +100,6 @@ mod tests {
                 ("app".to_string(), 0o755)
             ]
         );
-        assert!(scratch_dockerfile("app").contains("ENTRYPOINT [\"/app\"]"));
+        assert!(scratch_dockerfile("app").contains("ENTRYPOINT [\"/usr/local/bin/app\"]"));
     }
 }

@@ -18,7 +18,7 @@
 //!   `stopTimeout` (Docker's stop: SIGTERM, then SIGKILL).
 //! - `essential`, `dependsOn` (START, COMPLETE, SUCCESS, HEALTHY; stop in reverse order).
 //!
-//! Every container carries the labels [`LABEL_MANAGED`], [`LABEL_CLUSTER`],
+//! Every container carries the labels [`LABEL_MANAGED`], [`LABEL_CLUSTER`], [`LABEL_INSTANCE`],
 //! [`LABEL_TASK_ARN`], [`LABEL_TASK_DEFINITION`], [`LABEL_CONTAINER`] and the task spec
 //! ([`LABEL_SPEC`]), so [`DockerRuntime::connect`] adopts what runs after a restart;
 //! the agent removes (with [`Runtime::remove`]) listed tasks the store does not know.
@@ -65,6 +65,8 @@ use crate::{
 pub const OOM_REASON: &str = "OutOfMemoryError: Container killed due to memory usage";
 pub const LABEL_MANAGED: &str = "berth.managed";
 pub const LABEL_CLUSTER: &str = "berth.cluster";
+/// The container instance (node) that started the container.
+pub const LABEL_INSTANCE: &str = "berth.container-instance";
 pub const LABEL_TASK_ARN: &str = "berth.task-arn";
 /// `family:revision`.
 pub const LABEL_TASK_DEFINITION: &str = "berth.task-definition";
@@ -87,6 +89,10 @@ pub struct DockerRuntimeConfig {
     /// Adopt only the containers of this cluster (a node's agent serves one cluster);
     /// `None` adopts every container berth labelled.
     pub cluster: Option<String>,
+    /// The container instance this runtime serves: its containers carry it as
+    /// [`LABEL_INSTANCE`] and only those are adopted, so several berth nodes can share one
+    /// Docker engine. `None` neither sets nor filters the label.
+    pub instance: Option<String>,
 }
 
 impl Default for DockerRuntimeConfig {
@@ -96,6 +102,7 @@ impl Default for DockerRuntimeConfig {
             awsvpc_network: "berth-awsvpc".into(),
             name_prefix: "berth-".into(),
             cluster: None,
+            instance: None,
         }
     }
 }
@@ -272,6 +279,9 @@ impl Inner {
         let mut labels = vec![format!("{LABEL_MANAGED}=true")];
         if let Some(cluster) = &self.config.cluster {
             labels.push(format!("{LABEL_CLUSTER}={cluster}"));
+        }
+        if let Some(instance) = &self.config.instance {
+            labels.push(format!("{LABEL_INSTANCE}={instance}"));
         }
         let mut filters = HashMap::new();
         filters.insert("label".to_string(), labels);
@@ -741,6 +751,9 @@ impl Inner {
         let mut labels: HashMap<String, String> = def.docker_labels.clone().into_iter().collect();
         labels.insert(LABEL_MANAGED.into(), "true".into());
         labels.insert(LABEL_CLUSTER.into(), task.cluster.clone());
+        if let Some(instance) = &self.config.instance {
+            labels.insert(LABEL_INSTANCE.into(), instance.clone());
+        }
         labels.insert(LABEL_TASK_ARN.into(), task.arn.clone());
         labels.insert(
             LABEL_TASK_DEFINITION.into(),
