@@ -280,3 +280,55 @@ async fn bad_images_memory_and_network_modes_leave_nothing_behind() -> Result<()
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oom_kill_is_recorded_and_logs_stream_from_containers() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let stack = quickstart(dir.path(), 1);
+    let server = docker_server(Some(&stack)).await?;
+    let arns = server.wait_healthy("whoami", "whoami", 1, SETTLE).await?;
+    let id = arns[0].rsplit('/').next().unwrap().to_string();
+    let out = server.cli(&["logs", &id, "--container", "web"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("listening"));
+
+    // A second service whose container allocates more than its hard limit.
+    let text = std::fs::read_to_string(&stack)?
+        .replace("family: whoami", "family: hungry")
+        .replace("taskDefinition: whoami", "taskDefinition: hungry")
+        .replace("serviceName: whoami", "serviceName: hungry")
+        .replace(
+            "entryPoint: [\"berth-whoami\"]",
+            "entryPoint: [\"berth-whoami\", \"--alloc-mb\", \"64\"]\n        memory: 16",
+        )
+        .replace("memoryReservation: 64", "memoryReservation: 8")
+        .replace("    loadBalancers:\n      - targetGroupName: whoami\n        containerName: web\n        containerPort: 8080\n", "");
+    let p = dir.path().join("hungry.yaml");
+    std::fs::write(&p, text)?;
+    let out = server.cli(&["apply", "-f", p.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dead = wait_until("the hungry task to be OOM-killed", SETTLE, || async {
+        let tasks = server.get("/v1/tasks?service=hungry").await.ok()?;
+        tasks
+            .as_array()?
+            .iter()
+            .find(|t| t["lastStatus"] == "STOPPED")
+            .cloned()
+    })
+    .await?;
+    assert_eq!(dead["stopCode"], "EssentialContainerExited", "{dead}");
+    assert_eq!(
+        dead["containers"][0]["reason"], "OutOfMemoryError: Container killed due to memory usage",
+        "{dead}"
+    );
+    assert_eq!(dead["containers"][0]["exitCode"], 137);
+    Ok(())
+}
