@@ -100,7 +100,7 @@ trap 'exit 130' INT TERM
 ON_PROXY_CORE=(taskset -c "$PROXY_CORE")
 ON_LOAD_CORE=(taskset -c "$LOAD_CORE")
 
-# wait_line FILE PID: waits for a line starting with "ready" in FILE while PID lives.
+# wait_ready_line FILE PID: waits for a line starting with "ready" in FILE while PID lives.
 wait_ready_line() {
     local file=$1 pid=$2 i
     for ((i = 0; i < 600; i++)); do
@@ -157,6 +157,7 @@ start_berth() {
     STARTED_PID=$!
     if ! wait_ready_line "$TMP/$name.out" "$STARTED_PID"; then
         local rc=0
+        kill "$STARTED_PID" 2>/dev/null || true # still starting after a minute
         wait "$STARTED_PID" 2>/dev/null || rc=$?
         if ((rc == 69)); then
             return 69
