@@ -42,6 +42,8 @@
 //! - `body`: the response body streamed back to clients.
 //! - `metrics`: Prometheus metrics and their ALB counterparts.
 
+#[doc(hidden)]
+pub mod bench;
 mod body;
 mod clock;
 pub mod config;

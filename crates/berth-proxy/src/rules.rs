@@ -26,14 +26,60 @@ pub(crate) struct RequestView<'a> {
     pub(crate) source: IpAddr,
 }
 
-/// A compiled wildcard pattern.
-type Pattern = Box<[u8]>;
+/// A wildcard pattern compiled to the cheapest matcher that decides it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Pattern {
+    /// `*`
+    Any,
+    Exact(Box<[u8]>),
+    /// `abc*`
+    Prefix(Box<[u8]>),
+    /// `*abc`
+    Suffix(Box<[u8]>),
+    Glob(Box<[u8]>),
+}
+
+impl Pattern {
+    pub(crate) fn new(p: &str) -> Pattern {
+        let b = p.as_bytes();
+        let wild = |x: &[u8]| x.iter().any(|&c| c == b'*' || c == b'?');
+        if b == b"*" {
+            Pattern::Any
+        } else if !wild(b) {
+            Pattern::Exact(b.into())
+        } else if b.len() > 1 && b[b.len() - 1] == b'*' && !wild(&b[..b.len() - 1]) {
+            Pattern::Prefix(b[..b.len() - 1].into())
+        } else if b.len() > 1 && b[0] == b'*' && !wild(&b[1..]) {
+            Pattern::Suffix(b[1..].into())
+        } else {
+            Pattern::Glob(b.into())
+        }
+    }
+
+    #[inline]
+    pub(crate) fn matches(&self, s: &[u8], ci: bool) -> bool {
+        let eq = |a: &[u8], b: &[u8]| {
+            if ci {
+                a.eq_ignore_ascii_case(b)
+            } else {
+                a == b
+            }
+        };
+        match self {
+            Pattern::Any => true,
+            Pattern::Exact(p) => p.len() == s.len() && eq(p, s),
+            Pattern::Prefix(p) => s.len() >= p.len() && eq(p, &s[..p.len()]),
+            Pattern::Suffix(p) => s.len() >= p.len() && eq(p, &s[s.len() - p.len()..]),
+            Pattern::Glob(p) => wildcard(p, s, ci),
+        }
+    }
+}
 
 #[derive(Debug)]
 pub(crate) enum Condition {
-    Host(Vec<Box<[u8]>>),
-    Path(Vec<Box<[u8]>>),
-    Header(http::HeaderName, Vec<Box<[u8]>>),
+    Host(Vec<Pattern>),
+    Path(Vec<Pattern>),
+    Header(http::HeaderName, Vec<Pattern>),
     Method(Vec<Method>),
     /// (key pattern or any key, value pattern)
     Query(Vec<(Option<Pattern>, Pattern)>),
@@ -41,24 +87,34 @@ pub(crate) enum Condition {
 }
 
 impl Condition {
+    fn cost(&self) -> u8 {
+        match self {
+            Condition::Method(_) => 0,
+            Condition::Path(_) => 1,
+            Condition::Host(_) => 2,
+            Condition::SourceIp(_) => 3,
+            Condition::Header(..) => 4,
+            Condition::Query(_) => 5,
+        }
+    }
+
     fn matches(&self, r: &RequestView<'_>) -> bool {
         match self {
-            Condition::Host(pats) => pats.iter().any(|p| wildcard(p, r.host.as_bytes(), true)),
-            Condition::Path(pats) => pats.iter().any(|p| wildcard(p, r.path.as_bytes(), false)),
+            Condition::Host(pats) => pats.iter().any(|p| p.matches(r.host.as_bytes(), true)),
+            Condition::Path(pats) => pats.iter().any(|p| p.matches(r.path.as_bytes(), false)),
             Condition::Header(name, pats) => r
                 .headers
                 .get_all(name)
                 .iter()
-                .any(|v| pats.iter().any(|p| wildcard(p, v.as_bytes(), true))),
+                .any(|v| pats.iter().any(|p| p.matches(v.as_bytes(), true))),
             Condition::Method(ms) => ms.iter().any(|m| m == r.method),
             Condition::Query(pairs) => {
                 let Some(q) = r.query else { return false };
                 q.split('&').any(|kv| {
                     let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
                     pairs.iter().any(|(pk, pv)| {
-                        pk.as_ref()
-                            .is_none_or(|pk| wildcard(pk, k.as_bytes(), true))
-                            && wildcard(pv, v.as_bytes(), true)
+                        pk.as_ref().is_none_or(|pk| pk.matches(k.as_bytes(), true))
+                            && pv.matches(v.as_bytes(), true)
                     })
                 })
             }
@@ -92,6 +148,57 @@ fn in_cidr(ip: IpAddr, net: IpAddr, len: u8) -> bool {
         }
         _ => false,
     }
+}
+
+/// The first 8 bytes of a path, zero padded, as a little-endian word.
+#[inline]
+fn path_word(p: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = p.len().min(8);
+    b[..n].copy_from_slice(&p[..n]);
+    u64::from_le_bytes(b)
+}
+
+/// The literal bytes every match of `p` starts with.
+fn literal_prefix(p: &Pattern) -> &[u8] {
+    match p {
+        Pattern::Any | Pattern::Suffix(_) => &[],
+        Pattern::Exact(b) | Pattern::Prefix(b) => b,
+        Pattern::Glob(b) => {
+            let end = b
+                .iter()
+                .position(|&c| c == b'*' || c == b'?')
+                .unwrap_or(b.len());
+            &b[..end]
+        }
+    }
+}
+
+/// (mask, value) such that any path a rule's path condition matches has
+/// `path_word(path) & mask == value`; (0, 0) when the rule has no usable path prefix.
+fn quick_filter(conditions: &[Condition]) -> (u64, u64) {
+    let Some(pats) = conditions.iter().find_map(|c| match c {
+        Condition::Path(p) => Some(p),
+        _ => None,
+    }) else {
+        return (0, 0);
+    };
+    let mut common: Option<&[u8]> = None;
+    for p in pats {
+        let lit = literal_prefix(p);
+        common = Some(match common {
+            None => lit,
+            Some(c) => {
+                let n = c.iter().zip(lit).take_while(|(a, b)| a == b).count();
+                &c[..n]
+            }
+        });
+    }
+    let lit = common.unwrap_or(&[]);
+    let n = lit.len().min(8);
+    let mut m = [0u8; 8];
+    m[..n].fill(0xff);
+    (u64::from_le_bytes(m), path_word(&lit[..n]))
 }
 
 /// Glob match with `*` (any run) and `?` (one byte), iterative with single backtrack point.
@@ -160,6 +267,9 @@ pub(crate) enum CompiledAction {
 }
 
 pub(crate) struct CompiledRule {
+    /// A quick reject kept inline: the first bytes every path this rule can match starts
+    /// with, as (mask, value) over the path's first 8 bytes.
+    quick: (u64, u64),
     pub(crate) priority: u32,
     pub(crate) conditions: Vec<Condition>,
     pub(crate) action: CompiledAction,
@@ -175,8 +285,9 @@ impl RuleSet {
     /// The action for a request and the number of rules evaluated.
     #[inline]
     pub(crate) fn select(&self, r: &RequestView<'_>) -> (&CompiledAction, usize) {
+        let word = path_word(r.path.as_bytes());
         for (i, rule) in self.rules.iter().enumerate() {
-            if rule.conditions.iter().all(|c| c.matches(r)) {
+            if word & rule.quick.0 == rule.quick.1 && rule.conditions.iter().all(|c| c.matches(r)) {
                 return (&rule.action, i + 1);
             }
         }
@@ -200,6 +311,8 @@ impl RuleSet {
             for c in &r.conditions {
                 conditions.push(compile_condition(c)?);
             }
+            // All must match, so the cheapest and most selective go first.
+            conditions.sort_by_key(Condition::cost);
             let action = compile_action(
                 r.actions.first().ok_or_else(|| {
                     ProxyError::config(format!("rule {}", r.priority), "a rule needs an action")
@@ -207,6 +320,7 @@ impl RuleSet {
                 group,
             )?;
             out.push(CompiledRule {
+                quick: quick_filter(&conditions),
                 priority: r.priority,
                 conditions,
                 action,
@@ -220,8 +334,8 @@ impl RuleSet {
     }
 }
 
-fn pats(values: &[String]) -> Vec<Box<[u8]>> {
-    values.iter().map(|v| v.as_bytes().into()).collect()
+fn pats(values: &[String]) -> Vec<Pattern> {
+    values.iter().map(|v| Pattern::new(v)).collect()
 }
 
 fn compile_condition(c: &berth_model::elb::RuleCondition) -> Result<Condition, ProxyError> {
@@ -251,12 +365,7 @@ fn compile_condition(c: &berth_model::elb::RuleCondition) -> Result<Condition, P
                 .as_ref()
                 .ok_or_else(|| bad("needs queryStringConfig".into()))?
                 .iter()
-                .map(|kv| {
-                    (
-                        kv.key.as_ref().map(|k| k.as_bytes().into()),
-                        kv.value.as_bytes().into(),
-                    )
-                })
+                .map(|kv| (kv.key.as_deref().map(Pattern::new), Pattern::new(&kv.value)))
                 .collect(),
         ),
         "source-ip" => Condition::SourceIp(
@@ -431,6 +540,56 @@ mod tests {
         assert!(!wildcard(b"*a*b*c", b"xxaxxcxxb", false));
         assert!(wildcard(b"*", b"", false));
         assert!(!wildcard(b"", b"x", false));
+    }
+
+    #[test]
+    fn compiled_patterns_agree_with_the_glob() {
+        let cases = [
+            ("*", "anything"),
+            ("*", ""),
+            ("/api/*", "/api/x"),
+            ("/api/*", "/apx"),
+            ("*.example.com", "a.EXAMPLE.com"),
+            ("*.example.com", "example.com"),
+            ("exact", "exact"),
+            ("exact", "exact2"),
+            ("a*b", "axxb"),
+            ("a?c", "abc"),
+        ];
+        for (p, s) in cases {
+            for ci in [false, true] {
+                assert_eq!(
+                    Pattern::new(p).matches(s.as_bytes(), ci),
+                    wildcard(p.as_bytes(), s.as_bytes(), ci),
+                    "{p} {s} {ci}"
+                );
+            }
+        }
+        assert_eq!(Pattern::new("/api/*"), Pattern::Prefix((*b"/api/").into()));
+        assert!(matches!(Pattern::new("*.x"), Pattern::Suffix(_)));
+        assert!(matches!(Pattern::new("a*b"), Pattern::Glob(_)));
+    }
+
+    #[test]
+    fn quick_filter_never_rejects_a_match() {
+        let cond = |v: &[&str]| vec![Condition::Path(v.iter().map(|p| Pattern::new(p)).collect())];
+        let check = |pats: &[&str], path: &str, expect: bool| {
+            let (m, v) = quick_filter(&cond(pats));
+            assert_eq!(
+                path_word(path.as_bytes()) & m == v,
+                expect,
+                "{pats:?} {path}"
+            );
+        };
+        check(&["/api/v1/*"], "/api/v1/users", true);
+        check(&["/api/v1/*"], "/api/v2/users", false);
+        check(&["/api/v1/*"], "/ap", false);
+        check(&["/a", "/b"], "/b", true);
+        check(&["/api/*", "/apx"], "/apx", true);
+        check(&["*.js"], "/x.js", true);
+        check(&["/v?/x"], "/v9/x", true);
+        check(&["/exact"], "/exact", true);
+        assert_eq!(quick_filter(&[]), (0, 0));
     }
 
     #[test]
