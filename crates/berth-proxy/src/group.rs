@@ -341,7 +341,8 @@ impl GroupRuntime {
                     e.checker = Some(health::spawn(Arc::downgrade(self), t.clone()));
                 }
             }
-            t.pool.set_h2(settings.h2);
+            t.pool
+                .set_mode(settings.h2, settings.protocol == Protocol::Https);
             next.push(t);
         }
         for (addr, t) in by_addr {

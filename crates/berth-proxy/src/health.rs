@@ -118,42 +118,55 @@ async fn probe_inner(s: &HealthSettings, addr: SocketAddr) -> Outcome {
     let Ok(stream) = TcpStream::connect(addr).await else {
         return Outcome::Failed;
     };
+    let _ = stream.set_nodelay(true);
     match s.protocol {
-        // An HTTPS check needs a TLS client; until targets speak TLS the check is a
-        // connection check, like TCP.
-        HealthProtocol::Tcp | HealthProtocol::Https => Outcome::Pass,
-        HealthProtocol::Http => {
-            let _ = stream.set_nodelay(true);
-            let Ok((mut sender, conn)) = http1::Builder::new()
-                .handshake::<_, UpBody>(TokioIo::new(stream))
+        HealthProtocol::Tcp => Outcome::Pass,
+        HealthProtocol::Http => http_check(s, addr, stream).await,
+        HealthProtocol::Https => {
+            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            match crate::tls::target_connector(false)
+                .connect(name, stream)
                 .await
-            else {
-                return Outcome::Failed;
-            };
-            let conn = tokio::spawn(conn);
-            let req = http::Request::get(s.path.as_str())
-                .header(http::header::HOST, addr.to_string())
-                .header(http::header::USER_AGENT, "ELB-HealthChecker/2.0")
-                .header(http::header::CONNECTION, "close")
-                .body(Either::Right(Full::new(Bytes::new())));
-            let Ok(req) = req else {
-                return Outcome::Failed;
-            };
-            let out = match sender.send_request(req).await {
-                Ok(resp) => {
-                    let code = resp.status().as_u16();
-                    if s.matches(code) {
-                        Outcome::Pass
-                    } else {
-                        Outcome::Mismatch(code)
-                    }
-                }
+            {
+                Ok(tls) => http_check(s, addr, tls).await,
                 Err(_) => Outcome::Failed,
-            };
-            conn.abort();
-            out
+            }
         }
     }
+}
+
+async fn http_check<T>(s: &HealthSettings, addr: SocketAddr, io: T) -> Outcome
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let Ok((mut sender, conn)) = http1::Builder::new()
+        .handshake::<_, UpBody>(TokioIo::new(io))
+        .await
+    else {
+        return Outcome::Failed;
+    };
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get(s.path.as_str())
+        .header(http::header::HOST, addr.to_string())
+        .header(http::header::USER_AGENT, "ELB-HealthChecker/2.0")
+        .header(http::header::CONNECTION, "close")
+        .body(Either::Right(Full::new(Bytes::new())));
+    let Ok(req) = req else {
+        return Outcome::Failed;
+    };
+    let out = match sender.send_request(req).await {
+        Ok(resp) => {
+            let code = resp.status().as_u16();
+            if s.matches(code) {
+                Outcome::Pass
+            } else {
+                Outcome::Mismatch(code)
+            }
+        }
+        Err(_) => Outcome::Failed,
+    };
+    conn.abort();
+    out
 }
 
 #[cfg(test)]

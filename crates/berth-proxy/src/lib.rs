@@ -15,15 +15,17 @@
 //!   runs out, passive ejection and retry on connection failure, round robin, least
 //!   outstanding requests, weighted random and peak-EWMA (P2C) balancing, slow start,
 //!   `AWSALB`/app-cookie/source-IP stickiness, pooled keep-alive HTTP/1.1 or multiplexed
-//!   HTTP/2 connections to targets (`protocolVersion` HTTP2/GRPC, trailers passed through).
+//!   HTTP/2 connections to targets (`protocolVersion` HTTP2/GRPC, trailers passed through),
+//!   TLS to HTTPS target groups (target certificates are not validated, as on an ALB),
+//!   a retry budget of 20% of requests.
 //! - X-Forwarded-For (append/preserve/remove), -Proto and -Port; hop-by-hop headers
 //!   removed; idle timeout, header read timeout and header size limit; WebSocket upgrades;
-//!   ELB-generated 502/503/504.
+//!   ELB-generated 502/503/504; a per-listener connection limit (`berth.max_connections`).
 //! - Prometheus metrics mirroring ALB's CloudWatch metrics (see the `metrics` module).
 //!
 //! What it does not do: it never reads the store or talks to the control plane, and it does
-//! not register targets (the control plane hands it targets). UDP listeners, HTTPS health
-//! checks (an HTTPS check is a connection check) and TLS to targets are not implemented.
+//! not register targets (the control plane hands it targets). UDP listeners and gRPC
+//! health checks (`matcher.grpcCode`) are not implemented.
 //!
 //! The request path takes no lock: listeners route on an arc-swap snapshot of their rules,
 //! target groups publish their routable targets as an arc-swap snapshot, per-target

@@ -57,6 +57,7 @@ pub(crate) enum ConnectError {
     Io(std::io::Error),
     Timeout,
     Handshake(hyper::Error),
+    Tls(std::io::Error),
 }
 
 impl std::fmt::Display for ConnectError {
@@ -65,6 +66,7 @@ impl std::fmt::Display for ConnectError {
             ConnectError::Io(e) => write!(f, "connect: {e}"),
             ConnectError::Timeout => write!(f, "connect timed out"),
             ConnectError::Handshake(e) => write!(f, "handshake: {e}"),
+            ConnectError::Tls(e) => write!(f, "TLS: {e}"),
         }
     }
 }
@@ -74,6 +76,8 @@ pub(crate) struct Pool {
     idle: ArrayQueue<http1::SendRequest<UpBody>>,
     /// Speak HTTP/2 to the target.
     h2: AtomicBool,
+    /// Speak TLS to the target (HTTPS target groups).
+    tls: AtomicBool,
     h2_conn: ArcSwapOption<http2::SendRequest<UpBody>>,
 }
 
@@ -83,13 +87,16 @@ impl Pool {
             addr,
             idle: ArrayQueue::new(MAX_IDLE_PER_TARGET),
             h2: AtomicBool::new(false),
+            tls: AtomicBool::new(false),
             h2_conn: ArcSwapOption::empty(),
         }
     }
 
-    /// Switches between HTTP/1.1 and HTTP/2 to the target, dropping idle connections.
-    pub(crate) fn set_h2(&self, h2: bool) {
-        if self.h2.swap(h2, Ordering::AcqRel) != h2 {
+    /// Switches between HTTP/1.1 and HTTP/2, plain or TLS, dropping idle connections.
+    pub(crate) fn set_mode(&self, h2: bool, tls: bool) {
+        let a = self.h2.swap(h2, Ordering::AcqRel) != h2;
+        let b = self.tls.swap(tls, Ordering::AcqRel) != tls;
+        if a || b {
             self.clear();
         }
     }
@@ -110,16 +117,11 @@ impl Pool {
                 }
             }
             let stream = self.tcp(connect_timeout).await?;
-            let (mut sender, conn) = http2::Builder::new(TokioExecutor::new())
-                .handshake(TokioIo::new(stream))
-                .await
-                .map_err(ConnectError::Handshake)?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "upstream h2 connection ended with an error");
-                }
-            });
-            sender.ready().await.map_err(ConnectError::Handshake)?;
+            let sender = if self.tls.load(Ordering::Acquire) {
+                h2_over(self.tls_over(stream, true).await?).await?
+            } else {
+                h2_over(stream).await?
+            };
             self.h2_conn.store(Some(Arc::new(sender.clone())));
             return Ok((UpSender::H2(sender), false));
         }
@@ -151,17 +153,23 @@ impl Pool {
         connect_timeout: Duration,
     ) -> Result<http1::SendRequest<UpBody>, ConnectError> {
         let stream = self.tcp(connect_timeout).await?;
-        let (mut sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
+        if self.tls.load(Ordering::Acquire) {
+            h1_over(self.tls_over(stream, false).await?).await
+        } else {
+            h1_over(stream).await
+        }
+    }
+
+    async fn tls_over(
+        &self,
+        stream: TcpStream,
+        h2: bool,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ConnectError> {
+        let name = rustls::pki_types::ServerName::IpAddress(self.addr.ip().into());
+        crate::tls::target_connector(h2)
+            .connect(name, stream)
             .await
-            .map_err(ConnectError::Handshake)?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
-            }
-        });
-        sender.ready().await.map_err(ConnectError::Handshake)?;
-        Ok(sender)
+            .map_err(ConnectError::Tls)
     }
 
     /// Returns an idle connection to the pool.
@@ -178,4 +186,38 @@ impl Pool {
         while self.idle.pop().is_some() {}
         self.h2_conn.store(None);
     }
+}
+
+async fn h1_over<T>(io: T) -> Result<http1::SendRequest<UpBody>, ConnectError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(ConnectError::Handshake)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    sender.ready().await.map_err(ConnectError::Handshake)?;
+    Ok(sender)
+}
+
+async fn h2_over<T>(io: T) -> Result<http2::SendRequest<UpBody>, ConnectError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(ConnectError::Handshake)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "upstream h2 connection ended with an error");
+        }
+    });
+    sender.ready().await.map_err(ConnectError::Handshake)?;
+    Ok(sender)
 }

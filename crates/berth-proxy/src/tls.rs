@@ -91,3 +91,75 @@ pub(crate) fn acceptor(
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
+
+/// Accepts any target certificate while still checking the handshake signatures: as on
+/// an ALB, targets' certificates are not validated (they are usually self-signed).
+#[derive(Debug)]
+struct AnyTargetCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyTargetCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The connector for HTTPS targets, offering `h2` or `http/1.1` by ALPN.
+pub(crate) fn target_connector(h2: bool) -> tokio_rustls::TlsConnector {
+    static H1: std::sync::OnceLock<tokio_rustls::TlsConnector> = std::sync::OnceLock::new();
+    static H2: std::sync::OnceLock<tokio_rustls::TlsConnector> = std::sync::OnceLock::new();
+    let make = |alpn: &[u8]| {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .expect("ring supports TLS 1.2 and 1.3")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyTargetCertificate(provider)))
+            .with_no_client_auth();
+        cfg.alpn_protocols = vec![alpn.to_vec()];
+        tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    };
+    if h2 {
+        H2.get_or_init(|| make(b"h2")).clone()
+    } else {
+        H1.get_or_init(|| make(b"http/1.1")).clone()
+    }
+}

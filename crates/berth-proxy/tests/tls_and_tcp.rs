@@ -292,3 +292,67 @@ async fn nlb_tls_listener_terminates_tls_and_forwards_bytes() {
     drop(tls);
     p.shutdown().await;
 }
+
+/// A backend serving HTTP/1.1 and h2 over TLS with a self-signed certificate.
+async fn tls_backend(c: &Certs) -> SocketAddr {
+    use hyper::service::service_fn;
+    use rustls::pki_types::pem::PemObject;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let cert = c.ders[0].clone();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&c.files[0].1).unwrap();
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .unwrap();
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = l.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let svc = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                    let body = format!("secure {:?} {}", req.version(), req.uri().path());
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(Bytes::from(body)),
+                    ))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn https_target_groups_are_reached_over_tls_and_health_checked() {
+    let c = certs(&["target.internal"]);
+    let backend = tls_backend(&c).await;
+    for (version, expect) in [("HTTP1", "HTTP/1.1"), ("HTTP2", "HTTP/2.0")] {
+        let (p, _) = proxy();
+        let tg = target_group(
+            TG,
+            "secure",
+            json!({"protocol": "HTTPS", "protocolVersion": version, "healthCheckPath": "/"}),
+        );
+        let addr = p
+            .apply(simple_config(tg, vec![target(backend)]))
+            .await
+            .unwrap()[LISTENER];
+        wait_for(&p, |s| all_healthy(s, 1)).await;
+        let (status, body) = get(&client(), addr, "/x").await;
+        assert_eq!(status, 200);
+        assert_eq!(body, format!("secure {expect} /x"));
+        p.shutdown().await;
+    }
+}
