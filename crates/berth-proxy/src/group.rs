@@ -508,17 +508,19 @@ impl GroupRuntime {
                     }
                 }
                 Algorithm::WeightedRandom => {
-                    let cands: Vec<(&Arc<TargetState>, f64)> = r
+                    // Two passes over the snapshot instead of collecting candidates: no
+                    // allocation on the request path.
+                    let total: f64 = r
                         .targets
                         .iter()
                         .filter(|t| usable(t, pass))
-                        .map(|t| (t, weight(t)))
-                        .collect();
-                    let total: f64 = cands.iter().map(|c| c.1).sum();
+                        .map(|t| weight(t))
+                        .sum();
                     if total > 0.0 {
                         let mut x = rand::rng().random::<f64>() * total;
-                        for (t, w) in &cands {
-                            if x < *w {
+                        for t in r.targets.iter().filter(|t| usable(t, pass)) {
+                            let w = weight(t);
+                            if x < w {
                                 if let Some(g) = t.try_acquire() {
                                     return Some(g);
                                 }
@@ -526,7 +528,7 @@ impl GroupRuntime {
                             }
                             x -= w;
                         }
-                        for (t, _) in &cands {
+                        for t in r.targets.iter().filter(|t| usable(t, pass)) {
                             if let Some(g) = t.try_acquire() {
                                 return Some(g);
                             }
@@ -534,28 +536,29 @@ impl GroupRuntime {
                     }
                 }
                 Algorithm::PeakEwma => {
-                    let cands: Vec<&Arc<TargetState>> =
-                        r.targets.iter().filter(|t| usable(t, pass)).collect();
-                    let chosen = match cands.len() {
-                        0 => None,
-                        1 => Some(cands[0]),
-                        m => {
-                            let mut rng = rand::rng();
-                            let a = rng.random_range(0..m);
-                            let mut b = rng.random_range(0..m - 1);
-                            if b >= a {
-                                b += 1;
+                    // Power of two choices: two distinct random targets, the cheaper one
+                    // wins. Unusable draws are redrawn a few times before a scan.
+                    let mut rng = rand::rng();
+                    let mut draw = |not: Option<&Arc<TargetState>>| {
+                        (0..8)
+                            .map(|_| &r.targets[rng.random_range(0..n)])
+                            .find(|t| usable(t, pass) && not.is_none_or(|o| !Arc::ptr_eq(o, t)))
+                    };
+                    let chosen = match draw(None) {
+                        Some(a) if n > 1 => match draw(Some(a)) {
+                            Some(b) => {
+                                let ca = a.ewma_cost() / weight(a);
+                                let cb = b.ewma_cost() / weight(b);
+                                Some(if ca <= cb { a } else { b })
                             }
-                            let (ta, tb) = (cands[a], cands[b]);
-                            let ca = ta.ewma_cost() / weight(ta);
-                            let cb = tb.ewma_cost() / weight(tb);
-                            Some(if ca <= cb { ta } else { tb })
-                        }
+                            None => Some(a),
+                        },
+                        other => other,
                     };
                     if let Some(g) = chosen.and_then(|t| t.try_acquire()) {
                         return Some(g);
                     }
-                    for t in cands {
+                    for t in r.targets.iter().filter(|t| usable(t, pass)) {
                         if let Some(g) = t.try_acquire() {
                             return Some(g);
                         }
