@@ -70,6 +70,9 @@ pub(crate) struct HealthSettings {
     pub(crate) healthy_threshold: u32,
     pub(crate) unhealthy_threshold: u32,
     pub(crate) matcher: Vec<(u16, u16)>,
+    /// GRPC target groups: the gRPC status codes that pass (`matcher.grpcCode`, ALB
+    /// default 12); the check is a gRPC call over HTTP/2.
+    pub(crate) grpc: Option<Vec<(u16, u16)>>,
 }
 
 impl HealthSettings {
@@ -152,6 +155,11 @@ impl GroupSettings {
                     .map_err(|_| bad(format!("bad healthCheckPort {:?}", g.health_check_port)))?,
             )
         };
+        let grpc = if g.protocol_version.as_deref() == Some("GRPC") {
+            Some(parse_grpc_matcher(g.matcher.grpc_code.as_deref().unwrap_or("12")).map_err(bad)?)
+        } else {
+            None
+        };
         let matcher = match &g.matcher.http_code {
             Some(m) => parse_matcher(m).map_err(bad)?,
             None => vec![(200, 200)],
@@ -173,6 +181,7 @@ impl GroupSettings {
                 healthy_threshold: g.healthy_threshold_count,
                 unhealthy_threshold: g.unhealthy_threshold_count,
                 matcher,
+                grpc,
             },
             min_healthy: secs(
                 "target_group_health.unhealthy_state_routing.minimum_healthy_targets.count",
@@ -182,6 +191,30 @@ impl GroupSettings {
             h2: matches!(g.protocol_version.as_deref(), Some("HTTP2") | Some("GRPC")),
         })
     }
+}
+
+/// Parses a gRPC matcher such as `12`, `0,12` or `0-99`.
+fn parse_grpc_matcher(s: &str) -> Result<Vec<(u16, u16)>, String> {
+    s.split(',')
+        .map(|part| {
+            let part = part.trim();
+            let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+            let lo: u16 = lo
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad grpcCode {s:?}"))?;
+            let hi: u16 = hi
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad grpcCode {s:?}"))?;
+            if lo > hi || hi > 99 {
+                return Err(format!(
+                    "grpcCode must be codes between 0 and 99, got {s:?}"
+                ));
+            }
+            Ok((lo, hi))
+        })
+        .collect()
 }
 
 /// The targets a request may be sent to, published as one snapshot.

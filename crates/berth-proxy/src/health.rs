@@ -119,20 +119,73 @@ async fn probe_inner(s: &HealthSettings, addr: SocketAddr) -> Outcome {
         return Outcome::Failed;
     };
     let _ = stream.set_nodelay(true);
-    match s.protocol {
-        HealthProtocol::Tcp => Outcome::Pass,
-        HealthProtocol::Http => http_check(s, addr, stream).await,
-        HealthProtocol::Https => {
+    match (&s.protocol, &s.grpc) {
+        (HealthProtocol::Tcp, _) => Outcome::Pass,
+        (HealthProtocol::Http, None) => http_check(s, addr, stream).await,
+        (HealthProtocol::Http, Some(codes)) => grpc_check(s, codes, addr, stream).await,
+        (HealthProtocol::Https, grpc) => {
             let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
-            match crate::tls::target_connector(false)
+            match crate::tls::target_connector(grpc.is_some())
                 .connect(name, stream)
                 .await
             {
-                Ok(tls) => http_check(s, addr, tls).await,
+                Ok(tls) => match grpc {
+                    None => http_check(s, addr, tls).await,
+                    Some(codes) => grpc_check(s, codes, addr, tls).await,
+                },
                 Err(_) => Outcome::Failed,
             }
         }
     }
+}
+
+/// A gRPC health check: an empty unary call to the check path over HTTP/2; passes when
+/// the `grpc-status` (trailer, or header for a trailers-only answer) is in `codes`.
+async fn grpc_check<T>(s: &HealthSettings, codes: &[(u16, u16)], addr: SocketAddr, io: T) -> Outcome
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use http_body_util::BodyExt;
+    let Ok((mut sender, conn)) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake::<_, UpBody>(TokioIo::new(io))
+            .await
+    else {
+        return Outcome::Failed;
+    };
+    let conn = tokio::spawn(conn);
+    let req = http::Request::post(format!("http://{addr}{}", s.path))
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header(http::header::TE, "trailers")
+        .header(http::header::USER_AGENT, "ELB-HealthChecker/2.0")
+        .body(Either::Right(Full::new(Bytes::from_static(&[
+            0, 0, 0, 0, 0,
+        ]))));
+    let Ok(req) = req else {
+        return Outcome::Failed;
+    };
+    let out = match sender.send_request(req).await {
+        Ok(resp) => {
+            let header_status = resp.headers().get("grpc-status").cloned();
+            let status = match header_status {
+                Some(v) => Some(v),
+                None => match resp.into_body().collect().await {
+                    Ok(c) => c.trailers().and_then(|t| t.get("grpc-status").cloned()),
+                    Err(_) => None,
+                },
+            };
+            match status.and_then(|v| v.to_str().ok()?.parse::<u16>().ok()) {
+                Some(code) if codes.iter().any(|&(lo, hi)| (lo..=hi).contains(&code)) => {
+                    Outcome::Pass
+                }
+                Some(code) => Outcome::Mismatch(code),
+                None => Outcome::Failed,
+            }
+        }
+        Err(_) => Outcome::Failed,
+    };
+    conn.abort();
+    out
 }
 
 async fn http_check<T>(s: &HealthSettings, addr: SocketAddr, io: T) -> Outcome
@@ -185,6 +238,7 @@ mod tests {
             healthy_threshold: 5,
             unhealthy_threshold: 2,
             matcher: vec![(200, 200)],
+            grpc: None,
         }
     }
 

@@ -10,7 +10,7 @@
 //! - Rules in priority order with host-header, path-pattern, http-header,
 //!   http-request-method, query-string and source-ip conditions; forward (weighted target
 //!   groups, `AWSALBTG` group stickiness), redirect and fixed-response actions.
-//! - Target groups with active HTTP/TCP health checks and ALB's states and reason codes,
+//! - Target groups with active HTTP, HTTPS, TCP and gRPC health checks and ALB's states and reason codes,
 //!   fail-open, draining that ends when nothing is in flight or the deregistration delay
 //!   runs out, passive ejection and retry on connection failure, round robin, least
 //!   outstanding requests, weighted random and peak-EWMA (P2C) balancing, slow start,
@@ -24,8 +24,8 @@
 //! - Prometheus metrics mirroring ALB's CloudWatch metrics (see the `metrics` module).
 //!
 //! What it does not do: it never reads the store or talks to the control plane, and it does
-//! not register targets (the control plane hands it targets). UDP listeners and gRPC
-//! health checks (`matcher.grpcCode`) are not implemented.
+//! not register targets (the control plane hands it targets). UDP listeners are not
+//! implemented.
 //!
 //! The request path takes no lock: listeners route on an arc-swap snapshot of their rules,
 //! target groups publish their routable targets as an arc-swap snapshot, per-target

@@ -71,3 +71,33 @@ async fn http1_clients_reach_http2_targets() {
         .contains("version: HTTP/2.0\n"));
     p.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn grpc_health_checks_match_grpc_status_codes() {
+    use berth_model::elb::TargetHealthState;
+    let backend = Backend::start("grpc").await;
+    // The backend answers grpc-status 0 on /trailers.
+    let (p, _) = proxy();
+    let tg = |code: &str| {
+        target_group(
+            TG,
+            "grpc",
+            json!({"protocolVersion": "GRPC", "healthCheckPath": "/trailers", "matcher": {"grpcCode": code}}),
+        )
+    };
+    p.apply(simple_config(tg("0"), vec![target(backend.addr)]))
+        .await
+        .unwrap();
+    wait_for(&p, |s| all_healthy(s, 1)).await;
+    // The default gRPC matcher (12) does not accept status 0.
+    p.apply(simple_config(tg("12"), vec![target(backend.addr)]))
+        .await
+        .unwrap();
+    let s = wait_for(&p, |s| s[0].health.state == TargetHealthState::Unhealthy).await;
+    assert_eq!(
+        s[0].health.reason.as_deref(),
+        Some("Target.ResponseCodeMismatch")
+    );
+    assert!(s[0].health.description.as_deref().unwrap().contains("[0]"));
+    p.shutdown().await;
+}
