@@ -10,8 +10,8 @@
 //! - Rules in priority order with host-header, path-pattern, http-header,
 //!   http-request-method, query-string and source-ip conditions; forward (weighted target
 //!   groups, `AWSALBTG` group stickiness), redirect and fixed-response actions.
-//! - Target groups with active HTTP, HTTPS, TCP and gRPC health checks and ALB's states and reason codes,
-//!   fail-open, draining that ends when nothing is in flight or the deregistration delay
+//! - Target groups with active HTTP, HTTPS, TCP and gRPC health checks and ALB's states
+//!   and reason codes, fail-open, draining that ends when nothing is in flight or the deregistration delay
 //!   runs out, passive ejection and retry on connection failure, round robin, least
 //!   outstanding requests, weighted random and peak-EWMA (P2C) balancing, slow start,
 //!   `AWSALB`/app-cookie/source-IP stickiness, pooled keep-alive HTTP/1.1 or multiplexed
