@@ -253,6 +253,23 @@ async fn forwarded_headers_and_hop_by_hop_removal() {
     .await;
     assert!(!web.last_headers.lock().unwrap().contains("x-forwarded-for"));
     p.shutdown().await;
+
+    let (p, addr, web, _, _) = two_groups(
+        json!([]),
+        json!({"routing.http.xff_header_processing.mode": "preserve"}),
+    )
+    .await;
+    send(
+        &c,
+        req(addr, "GET", "/", &[("x-forwarded-for", "203.0.113.9")]),
+    )
+    .await;
+    assert!(web
+        .last_headers
+        .lock()
+        .unwrap()
+        .contains("x-forwarded-for: 203.0.113.9\n"));
+    p.shutdown().await;
 }
 
 #[tokio::test]
