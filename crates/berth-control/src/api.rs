@@ -108,6 +108,34 @@ pub fn router(state: ApiState) -> Router {
 
 type St = State<Arc<ApiState>>;
 
+/// Applies a one-resource stack for a `PUT .../{name}`: the body's name must match the
+/// path's.
+async fn apply_named(
+    s: &ApiState,
+    field: &str,
+    path_name: &str,
+    body_name: &str,
+    stack: Stack,
+) -> Result<(), ApiError> {
+    if body_name != path_name {
+        return Err(ApiError::invalid(format!(
+            "{field}: must match the path ({path_name:?}), got {body_name:?}"
+        )));
+    }
+    apply(&s.db, &stack, false).await?;
+    Ok(())
+}
+
+/// Whether any listener action of `lb` forwards to the target group `tg_arn`.
+fn forwards_to(lb: &LoadBalancer, tg_arn: &str) -> bool {
+    lb.listeners.iter().any(|l| {
+        l.default_actions
+            .iter()
+            .chain(l.rules.iter().flat_map(|r| r.actions.iter()))
+            .any(|a| a.target_groups().iter().any(|(arn, _)| *arn == tg_arn))
+    })
+}
+
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct ApplyQuery {
@@ -287,22 +315,13 @@ async fn put_service(
     body: axum::body::Bytes,
 ) -> ApiResult<Service> {
     let mut svc: Service = parse_body(&body)?;
-    if svc.service_name != name {
-        return Err(ApiError::invalid(format!(
-            "serviceName: must match the path ({name:?}), got {:?}",
-            svc.service_name
-        )));
-    }
     svc.cluster = cluster.clone();
-    apply(
-        &s.db,
-        &Stack {
-            services: vec![svc],
-            ..Default::default()
-        },
-        false,
-    )
-    .await?;
+    let body_name = svc.service_name.clone();
+    let stack = Stack {
+        services: vec![svc],
+        ..Default::default()
+    };
+    apply_named(&s, "serviceName", &name, &body_name, stack).await?;
     get_service(State(s), Path((cluster, name))).await
 }
 
@@ -430,18 +449,7 @@ async fn list_target_groups(State(s): St) -> ApiResult<Vec<TargetGroup>> {
     for tg in &mut tgs {
         tg.load_balancer_arns = lbs
             .iter()
-            .filter(|lb| {
-                lb.listeners.iter().any(|l| {
-                    l.default_actions
-                        .iter()
-                        .chain(l.rules.iter().flat_map(|r| r.actions.iter()))
-                        .any(|a| {
-                            a.target_groups()
-                                .iter()
-                                .any(|(arn, _)| *arn == tg.target_group_arn)
-                        })
-                })
-            })
+            .filter(|lb| forwards_to(lb, &tg.target_group_arn))
             .map(|lb| lb.load_balancer_arn.clone())
             .collect();
     }
@@ -463,21 +471,12 @@ async fn put_target_group(
     body: axum::body::Bytes,
 ) -> ApiResult<TargetGroup> {
     let tg: TargetGroup = parse_body(&body)?;
-    if tg.target_group_name != name {
-        return Err(ApiError::invalid(format!(
-            "targetGroupName: must match the path ({name:?}), got {:?}",
-            tg.target_group_name
-        )));
-    }
-    apply(
-        &s.db,
-        &Stack {
-            target_groups: vec![tg],
-            ..Default::default()
-        },
-        false,
-    )
-    .await?;
+    let body_name = tg.target_group_name.clone();
+    let stack = Stack {
+        target_groups: vec![tg],
+        ..Default::default()
+    };
+    apply_named(&s, "targetGroupName", &name, &body_name, stack).await?;
     get_target_group(State(s), Path(name)).await
 }
 
@@ -503,17 +502,7 @@ async fn delete_target_group(
         }
     }
     for lb in s.db.load_balancers().await? {
-        let used = lb.listeners.iter().any(|l| {
-            l.default_actions
-                .iter()
-                .chain(l.rules.iter().flat_map(|r| r.actions.iter()))
-                .any(|a| {
-                    a.target_groups()
-                        .iter()
-                        .any(|(arn, _)| *arn == tg.target_group_arn)
-                })
-        });
-        if used {
+        if forwards_to(&lb, &tg.target_group_arn) {
             return Err(ApiError::in_use(format!(
                 "target group {name:?} is used by load balancer {:?}; change its listeners first",
                 lb.load_balancer_name
@@ -578,21 +567,12 @@ async fn put_load_balancer(
     body: axum::body::Bytes,
 ) -> ApiResult<LoadBalancer> {
     let lb: LoadBalancer = parse_body(&body)?;
-    if lb.load_balancer_name != name {
-        return Err(ApiError::invalid(format!(
-            "loadBalancerName: must match the path ({name:?}), got {:?}",
-            lb.load_balancer_name
-        )));
-    }
-    apply(
-        &s.db,
-        &Stack {
-            load_balancers: vec![lb],
-            ..Default::default()
-        },
-        false,
-    )
-    .await?;
+    let body_name = lb.load_balancer_name.clone();
+    let stack = Stack {
+        load_balancers: vec![lb],
+        ..Default::default()
+    };
+    apply_named(&s, "loadBalancerName", &name, &body_name, stack).await?;
     get_load_balancer(State(s), Path(name)).await
 }
 

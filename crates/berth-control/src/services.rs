@@ -195,23 +195,7 @@ impl ServiceReconciler {
             });
             // Keep the healthiest, oldest `desired`; stop the rest.
             let victims: Vec<&Task> = surplus.split_off(desired);
-            for t in &victims {
-                self.stop_task(t, StopCode::ServiceSchedulerInitiated, &scale_reason(svc))
-                    .await?;
-            }
-            stopped_now += victims.len();
-            if !victims.is_empty() {
-                self.event(
-                    svc,
-                    format!(
-                        "(service {}) has stopped {} running tasks: {}.",
-                        svc.service_name,
-                        victims.len(),
-                        task_list(&victims)
-                    ),
-                )
-                .await?;
-            }
+            stopped_now += self.scale_in(svc, &victims).await?;
         }
 
         // Start tasks of the current definition up to desired, within maximumPercent.
@@ -242,23 +226,7 @@ impl ServiceReconciler {
                     victims.push(t);
                 }
             }
-            for t in &victims {
-                self.stop_task(t, StopCode::ServiceSchedulerInitiated, &scale_reason(svc))
-                    .await?;
-            }
-            stopped_now += victims.len();
-            if !victims.is_empty() {
-                self.event(
-                    svc,
-                    format!(
-                        "(service {}) has stopped {} running tasks: {}.",
-                        svc.service_name,
-                        victims.len(),
-                        task_list(&victims)
-                    ),
-                )
-                .await?;
-            }
+            stopped_now += self.scale_in(svc, &victims).await?;
         }
 
         // Counts, deployments and steady state.
@@ -465,6 +433,28 @@ impl ServiceReconciler {
         )
         .await?;
         Ok(())
+    }
+
+    /// Stops `victims` for the scheduler and records one service event; returns how many.
+    async fn scale_in(&self, svc: &Service, victims: &[&Task]) -> Result<usize, ApiError> {
+        if victims.is_empty() {
+            return Ok(0);
+        }
+        for t in victims {
+            self.stop_task(t, StopCode::ServiceSchedulerInitiated, &scale_reason(svc))
+                .await?;
+        }
+        self.event(
+            svc,
+            format!(
+                "(service {}) has stopped {} running tasks: {}.",
+                svc.service_name,
+                victims.len(),
+                task_list(victims)
+            ),
+        )
+        .await?;
+        Ok(victims.len())
     }
 
     /// Asks a task to stop the safe way (see the module docs).

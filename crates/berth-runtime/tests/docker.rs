@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,32 +16,6 @@ use support::*;
 use tokio::sync::OnceCell;
 
 const IMAGE: &str = "berth-whoami:test";
-
-/// Builds the statically linked demo app (debug profile) for the scratch image.
-fn static_whoami() -> PathBuf {
-    let root = workspace_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let target = "x86_64-unknown-linux-gnu";
-    let status = std::process::Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "berth-whoami",
-            "--bin",
-            "berth-whoami",
-        ])
-        .args(["--target", target])
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .current_dir(&root)
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "static build of berth-whoami failed");
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    dir.join(target).join("debug").join("berth-whoami")
-}
 
 /// A runtime that adopts only the containers of `cluster`: tests run side by side on one
 /// engine, each in its own cluster, as separate berth nodes would.
@@ -57,7 +30,9 @@ async fn runtime(cluster: &str) -> Arc<DockerRuntime> {
     .expect("the Docker engine must be reachable for these tests");
     IMAGE_BUILT
         .get_or_init(|| async {
-            let bin = tokio::task::spawn_blocking(static_whoami).await.unwrap();
+            let bin = tokio::task::spawn_blocking(berth_testkit::static_whoami)
+                .await
+                .unwrap();
             docker::build_image_from_binary(rt.docker(), IMAGE, &bin)
                 .await
                 .expect("build the demo image");

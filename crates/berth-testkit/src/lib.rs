@@ -420,34 +420,40 @@ pub fn require_docker() {
     );
 }
 
-/// Builds the statically linked demo app and the image `berth-whoami:latest` from it,
-/// once per test process, through `berth image build-demo`.
+/// Builds `berth-whoami` statically linked (debug profile, for a `FROM scratch` image)
+/// and returns its path.
+pub fn static_whoami() -> PathBuf {
+    let root = repo_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let triple = "x86_64-unknown-linux-gnu";
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "berth-whoami",
+            "--bin",
+            "berth-whoami",
+        ])
+        .args(["--target", triple])
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .current_dir(&root)
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "the static build of berth-whoami failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    target.join(triple).join("debug").join("berth-whoami")
+}
+
+/// Builds the image `berth-whoami:latest` from [`static_whoami`] through
+/// `berth image build-demo`, once per test process.
 pub fn demo_image() {
     static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     BUILT.get_or_init(|| {
         require_docker();
-        let root = repo_root();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let triple = "x86_64-unknown-linux-gnu";
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "berth-whoami",
-                "--bin",
-                "berth-whoami",
-            ])
-            .args(["--target", triple])
-            .env("RUSTFLAGS", "-C target-feature=+crt-static")
-            .current_dir(&root)
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "the static build of berth-whoami failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        let binary = target.join(triple).join("debug").join("berth-whoami");
+        let binary = static_whoami();
         let out = Command::new(bin("berth"))
             .args([
                 "image",
