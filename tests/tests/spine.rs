@@ -453,3 +453,60 @@ async fn deleting_a_service_drains_and_stops_its_tasks() -> Result<()> {
     assert!(String::from_utf8_lossy(&out.stderr).contains("ResourceInUseException"));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_that_cannot_bind_fails_alone() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // A port someone else holds.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = taken.local_addr()?.port();
+    let text = std::fs::read_to_string(quickstart(dir.path(), 2))?;
+    let text = text.replace(
+        "services:",
+        &format!(
+            "  - loadBalancerName: blocked\n    listeners:\n      - port: {port}\n        protocol: HTTP\n        defaultActions: [{{type: forward, targetGroupName: whoami}}]\nservices:"
+        ),
+    );
+    let p = dir.path().join("two-lbs.yaml");
+    std::fs::write(&p, text)?;
+    let server = Server::start(Some(&p)).await?;
+    // The good load balancer serves, and targets keep flowing.
+    server.wait_healthy("whoami", "whoami", 2, SETTLE).await?;
+    let addr = server.listener_addr("web").await?;
+    assert_eq!(distinct_tasks(&addr, 10).await.len(), 2);
+    let lb = wait_until(
+        "the blocked load balancer to be reported",
+        SETTLE,
+        || async {
+            let lb = server.get("/v1/load-balancers/blocked").await.ok()?;
+            (lb["state"] == "failed").then_some(lb)
+        },
+    )
+    .await?;
+    let reason = lb["stateReason"].as_str().unwrap();
+    assert!(reason.contains(&port.to_string()), "{reason}");
+
+    // Once the port is free, the next pass binds it.
+    drop(taken);
+    wait_until("the load balancer to recover", SETTLE, || async {
+        let lb = server.get("/v1/load-balancers/blocked").await.ok()?;
+        (lb["state"] == "active" && lb["listeners"][0]["boundPort"] == port).then_some(())
+    })
+    .await?;
+
+    // A certificate file that does not load is refused before anything is stored.
+    let bad = dir.path().join("https.yaml");
+    std::fs::write(
+        &bad,
+        "loadBalancers:\n  - loadBalancerName: secure\n    listeners:\n      - port: 0\n        protocol: HTTPS\n        certificates: [{certificateFile: /nonexistent/cert.pem, privateKeyFile: /nonexistent/key.pem}]\n        defaultActions: [{type: fixed-response, fixedResponseConfig: {statusCode: \"200\"}}]\n",
+    )?;
+    let out = server.cli(&["apply", "-f", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(
+        err.contains("loadBalancers[0].listeners[0].certificates"),
+        "{err}"
+    );
+    assert!(server.get("/v1/load-balancers/secure").await.is_err());
+    Ok(())
+}

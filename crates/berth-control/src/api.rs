@@ -540,10 +540,15 @@ async fn list_targets(
     ))
 }
 
+/// Adds what the data plane reports: bound ports, and `failed` with its reason.
 fn with_bound(s: &ApiState, mut lb: LoadBalancer) -> LoadBalancer {
-    let bound = s.bound.read().expect("bound listeners lock");
+    let st = s.bound.read().expect("proxy state lock");
     for l in &mut lb.listeners {
-        l.bound_port = bound.get(&l.listener_arn).map(|a| u32::from(a.port()));
+        l.bound_port = st.bound.get(&l.listener_arn).map(|a| u32::from(a.port()));
+    }
+    if let Some(why) = st.failed.get(&lb.load_balancer_name) {
+        lb.state = "failed".into();
+        lb.state_reason = Some(why.clone());
     }
     lb
 }

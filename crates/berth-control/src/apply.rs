@@ -173,6 +173,9 @@ pub async fn apply(db: &Db, stack: &Stack, dry_run: bool) -> Result<Vec<Change>,
         for (li, listener) in stored.listeners.iter_mut().enumerate() {
             listener.listener_arn = arn::listener(kind, &l.load_balancer_name, listener.port);
             listener.bound_port = None;
+            berth_proxy::check_certificates(listener).map_err(|e| {
+                invalid(format!("{at}.listeners[{li}].certificates"), e.to_string())
+            })?;
             for (ai, a) in listener.default_actions.iter_mut().enumerate() {
                 resolve_action(
                     a,
@@ -196,6 +199,7 @@ pub async fn apply(db: &Db, stack: &Stack, dry_run: bool) -> Result<Vec<Change>,
         match db.get::<LoadBalancer>(&key).await? {
             Some(e) => {
                 stored.created_time = e.value.created_time;
+                stored.state_reason = None;
                 if e.value == stored {
                     changes.push(change("load-balancer", &l.load_balancer_name, "unchanged"));
                 } else {

@@ -6,15 +6,45 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
-use berth_model::elb::{Target, TargetHealthState};
+use berth_model::elb::{LoadBalancer, Target, TargetHealthState};
 use berth_model::time;
-use berth_proxy::{Proxy, ProxyConfig, ProxyTarget, TargetGroupConfig};
+use berth_proxy::{Proxy, ProxyConfig, ProxyError, ProxyTarget, TargetGroupConfig};
 
 use crate::db::{self, Db};
 use crate::error::ApiError;
 
-/// Listener ARN → the address it is bound to.
-pub type BoundListeners = Arc<RwLock<BTreeMap<String, SocketAddr>>>;
+/// What the data plane made of the load balancers: listener ARN → bound address, and
+/// load balancer name → why it could not be served.
+#[derive(Debug, Default)]
+pub struct ProxyState {
+    pub bound: BTreeMap<String, SocketAddr>,
+    pub failed: BTreeMap<String, String>,
+}
+
+pub type BoundListeners = Arc<RwLock<ProxyState>>;
+
+/// The load balancer a refused configuration blames, if the error names one.
+fn culprit(err: &ProxyError, lbs: &[LoadBalancer]) -> Option<usize> {
+    let by_listener = |arn: &str| {
+        lbs.iter()
+            .position(|lb| lb.listeners.iter().any(|l| l.listener_arn == arn))
+    };
+    match err {
+        ProxyError::Bind { listener_arn, .. } | ProxyError::Unsupported { listener_arn, .. } => {
+            by_listener(listener_arn)
+        }
+        ProxyError::Invalid {
+            resource: "load balancer",
+            name,
+            ..
+        } => lbs.iter().position(|lb| &lb.load_balancer_name == name),
+        ProxyError::Config { what, .. } => lbs.iter().position(|lb| {
+            what.contains(&lb.load_balancer_arn)
+                || lb.listeners.iter().any(|l| what.contains(&l.listener_arn))
+        }),
+        _ => None,
+    }
+}
 
 pub struct ProxyFeed {
     pub db: Db,
@@ -63,18 +93,38 @@ impl ProxyFeed {
                 targets: list,
             });
         }
-        let cfg = ProxyConfig {
-            load_balancers: lbs,
-            target_groups: groups,
-        };
-        match self.proxy.apply(cfg).await {
-            Ok(bound) => {
-                *self.bound.write().expect("bound listeners lock") = bound;
-                Ok(())
+        // A load balancer the data plane cannot serve (its port is taken, say) is left
+        // out and reported as failed; the others, and every target change, go on.
+        let mut lbs = lbs;
+        let mut failed = BTreeMap::new();
+        loop {
+            let cfg = ProxyConfig {
+                load_balancers: lbs.clone(),
+                target_groups: groups.clone(),
+            };
+            match self.proxy.apply(cfg).await {
+                Ok(bound) => {
+                    let mut st = self.bound.write().expect("proxy state lock");
+                    for (name, why) in &failed {
+                        if st.failed.get(name) != Some(why) {
+                            tracing::warn!(load_balancer = %name, reason = %why, "load balancer failed");
+                        }
+                    }
+                    *st = ProxyState { bound, failed };
+                    return Ok(());
+                }
+                Err(e) => match culprit(&e, &lbs) {
+                    Some(i) => {
+                        let lb = lbs.remove(i);
+                        failed.insert(lb.load_balancer_name, e.to_string());
+                    }
+                    None => {
+                        return Err(ApiError::server(format!(
+                            "proxy rejected its configuration: {e}"
+                        )))
+                    }
+                },
             }
-            Err(e) => Err(ApiError::server(format!(
-                "proxy rejected its configuration: {e}"
-            ))),
         }
     }
 

@@ -61,8 +61,11 @@ pub struct LoadBalancer {
     // ---- filled in by berth ----
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub load_balancer_arn: String,
+    /// `active`, or `failed` when the data plane could not serve it (see `stateReason`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_time: Option<Timestamp>,
 }

@@ -73,6 +73,15 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use crate::config::{ProxyConfig, ProxyTarget, TargetGroupConfig, TargetStatus};
+
+/// Loads every certificate of `listener` as [`Proxy::apply`] would, binding nothing, so
+/// a control plane can refuse certificates that do not load before it stores them.
+pub fn check_certificates(listener: &berth_model::elb::Listener) -> Result<(), ProxyError> {
+    for c in &listener.certificates {
+        tls::load(c, &listener.listener_arn)?;
+    }
+    Ok(())
+}
 pub use crate::error::ProxyError;
 
 use crate::clock::Clock;

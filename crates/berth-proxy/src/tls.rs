@@ -50,7 +50,7 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
-fn load(c: &Certificate, listener_arn: &str) -> Result<Arc<CertifiedKey>, ProxyError> {
+pub(crate) fn load(c: &Certificate, listener_arn: &str) -> Result<Arc<CertifiedKey>, ProxyError> {
     let bad = |m: String| ProxyError::config(format!("listener {listener_arn} certificate"), m);
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&c.certificate_file)
         .map_err(|e| bad(format!("{}: {e}", c.certificate_file)))?
