@@ -510,3 +510,56 @@ async fn a_listener_that_cannot_bind_fails_alone() -> Result<()> {
     assert!(server.get("/v1/load-balancers/secure").await.is_err());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_blue_green_example_routes_by_weight_and_rule() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let text = std::fs::read_to_string(berth_testkit::repo_root().join("configs/blue-green.yaml"))?
+        .replace("      - port: 8081", "      - port: 0");
+    let p = dir.path().join("bg.yaml");
+    std::fs::write(&p, text)?;
+    let server = Server::start(Some(&p)).await?;
+    let blue: BTreeSet<String> = server
+        .wait_healthy("blue", "blue", 2, SETTLE)
+        .await?
+        .iter()
+        .map(|a| a.rsplit('/').next().unwrap().to_string())
+        .collect();
+    let green: BTreeSet<String> = server
+        .wait_healthy("green", "green", 2, SETTLE)
+        .await?
+        .iter()
+        .map(|a| a.rsplit('/').next().unwrap().to_string())
+        .collect();
+    let addr = server.listener_addr("bluegreen").await?;
+    let client = reqwest::Client::new();
+    let (mut to_blue, mut to_green) = (0, 0);
+    for _ in 0..200 {
+        let r = client.get(format!("http://{addr}/")).send().await?;
+        let t = r.headers()["x-berth-task"].to_str()?.to_string();
+        if blue.contains(&t) {
+            to_blue += 1;
+        } else if green.contains(&t) {
+            to_green += 1;
+        } else {
+            panic!("answered by an unknown task {t}");
+        }
+    }
+    // 90/10 by weight: green gets some, blue most (binomial; bounds far outside noise).
+    assert!(
+        to_green >= 5 && to_green <= 50,
+        "blue {to_blue}, green {to_green}"
+    );
+    for _ in 0..20 {
+        let r = client.get(format!("http://{addr}/green/x")).send().await?;
+        assert!(green.contains(r.headers()["x-berth-task"].to_str()?));
+    }
+    let r = client
+        .get(format!("http://{addr}/health-of-lb"))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-berth-task").is_none());
+    assert_eq!(r.text().await?, "ok");
+    Ok(())
+}
