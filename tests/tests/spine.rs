@@ -547,7 +547,7 @@ async fn the_blue_green_example_routes_by_weight_and_rule() -> Result<()> {
     }
     // 90/10 by weight: green gets some, blue most (binomial; bounds far outside noise).
     assert!(
-        to_green >= 5 && to_green <= 50,
+        (5..=50).contains(&to_green),
         "blue {to_blue}, green {to_green}"
     );
     for _ in 0..20 {
