@@ -174,6 +174,31 @@ impl ServiceReconciler {
             }
         }
 
+        // The deployment of the current task definition: its id marks the tasks it starts.
+        let current = svc
+            .deployments
+            .iter()
+            .find(|d| d.task_definition == td.task_definition_arn);
+        let deployment_id = current
+            .map(|d| d.id.clone())
+            .unwrap_or_else(|| format!("ecs-svc/{}", short_id()));
+        let rollout_failed = current.is_some_and(|d| d.rollout_state == "FAILED");
+        if let (Some(cb), Some(d)) = (
+            &svc.deployment_configuration.deployment_circuit_breaker,
+            current,
+        ) {
+            let failures = tasks
+                .iter()
+                .filter(|t| t.started_by.as_deref() == Some(d.id.as_str()) && deployment_failure(t))
+                .count();
+            if cb.enable
+                && d.rollout_state == "IN_PROGRESS"
+                && failures >= breaker_threshold(desired)
+            {
+                return self.trip_breaker(svc, d, failures, cb.rollback).await;
+            }
+        }
+
         let active: Vec<&Task> = tasks.iter().copied().filter(|t| is_active(t)).collect();
         let (new, old): (Vec<&Task>, Vec<&Task>) = active
             .iter()
@@ -202,11 +227,12 @@ impl ServiceReconciler {
         let room = max_total.saturating_sub(alive);
         let want = desired.saturating_sub(new.len());
         let to_start = want.min(room);
-        if to_start > 0 && !deleting {
+        // A deployment the circuit breaker failed (without rollback) starts nothing more.
+        if to_start > 0 && !deleting && !rollout_failed {
             if let Some(wait) = throttle(&tasks, &td, now) {
                 tracing::debug!(service = %svc.service_name, wait, "start throttled");
             } else {
-                self.start_tasks(svc, &td, &cluster, &group, to_start)
+                self.start_tasks(svc, &td, &cluster, &group, to_start, &deployment_id)
                     .await?;
             }
         }
@@ -277,7 +303,7 @@ impl ServiceReconciler {
                 s.pending_count = pending;
                 let primary_id = match s.deployments.iter().find(|d| d.task_definition == td_arn) {
                     Some(d) => d.id.clone(),
-                    None => format!("ecs-svc/{}", short_id()),
+                    None => deployment_id.clone(),
                 };
                 let was_steady = s
                     .deployments
@@ -324,6 +350,24 @@ impl ServiceReconciler {
                     d.pending_count = *p;
                     deployments.push(d);
                 }
+                // Until the new deployment completes, the last completed one stays listed:
+                // it is what a circuit-breaker rollback returns to.
+                if deployments[0].rollout_state != "COMPLETED" {
+                    let last_ok = s
+                        .deployments
+                        .iter()
+                        .filter(|d| d.rollout_state == "COMPLETED")
+                        .filter(|d| !deployments.iter().any(|x| x.id == d.id))
+                        .max_by(|a, b| a.created_at.total_cmp(&b.created_at));
+                    if let Some(d) = last_ok {
+                        let mut d = d.clone();
+                        d.status = "ACTIVE".into();
+                        d.desired_count = 0;
+                        d.running_count = 0;
+                        d.pending_count = 0;
+                        deployments.push(d);
+                    }
+                }
                 s.deployments = deployments;
                 if steady && !was_steady && !deleting {
                     s.push_event(
@@ -345,6 +389,7 @@ impl ServiceReconciler {
         cluster: &str,
         group: &str,
         count: usize,
+        deployment: &str,
     ) -> Result<(), ApiError> {
         let instances = self.db.instances(Some(cluster)).await?;
         let existing = self.db.tasks(Some(cluster)).await?;
@@ -359,12 +404,6 @@ impl ServiceReconciler {
             }
         }
         let mut new_tasks: Vec<Task> = Vec::new();
-        let deployment = svc
-            .deployments
-            .iter()
-            .find(|d| d.task_definition == td.task_definition_arn)
-            .map(|d| d.id.clone())
-            .unwrap_or_else(|| "ecs-svc".into());
         for n in 0..count {
             let mut placed: Vec<Placed> = existing
                 .iter()
@@ -398,7 +437,7 @@ impl ServiceReconciler {
                 &svc.placement_strategy,
                 seed,
             ) {
-                Ok(inst) => new_tasks.push(new_task(svc, td, cluster, group, &inst, &deployment)),
+                Ok(inst) => new_tasks.push(new_task(svc, td, cluster, group, &inst, deployment)),
                 Err(f) => {
                     self.event(svc, format!(
                         "(service {}) was unable to place a task because no container instance met all of its requirements. {}",
@@ -432,6 +471,55 @@ impl ServiceReconciler {
             ),
         )
         .await?;
+        Ok(())
+    }
+
+    /// Fails the deployment `d`; with `rollback`, points the service back at the last
+    /// completed deployment's task definition (the next pass rolls back to it).
+    async fn trip_breaker(
+        &self,
+        svc: &Service,
+        d: &Deployment,
+        failures: usize,
+        rollback: bool,
+    ) -> Result<(), ApiError> {
+        let key = db::service_key(svc.cluster_name(), &svc.service_name);
+        let (id, name) = (d.id.clone(), svc.service_name.clone());
+        let now = time::now();
+        self.db
+            .update::<Service, _>(&key, |s| {
+                let target = s
+                    .deployments
+                    .iter()
+                    .filter(|x| x.id != id && x.rollout_state == "COMPLETED")
+                    .max_by(|a, b| a.created_at.total_cmp(&b.created_at))
+                    .map(|x| x.task_definition.clone());
+                let Some(dep) = s.deployments.iter_mut().find(|x| x.id == id) else {
+                    return false;
+                };
+                dep.rollout_state = "FAILED".into();
+                dep.rollout_state_reason = format!(
+                    "ECS deployment circuit breaker: {failures} tasks failed to start or stay healthy."
+                );
+                dep.updated_at = now;
+                s.push_event(
+                    short_id(),
+                    now,
+                    format!("(service {name}) (deployment {id}) deployment failed: tasks failed to start."),
+                );
+                if rollback {
+                    if let Some(td) = target {
+                        s.push_event(
+                            short_id(),
+                            now,
+                            format!("(service {name}) rolling back to {td}."),
+                        );
+                        s.task_definition = td;
+                    }
+                }
+                true
+            })
+            .await?;
         Ok(())
     }
 
@@ -519,6 +607,32 @@ pub async fn stop_task(db: &Db, t: &Task, code: StopCode, reason: &str) -> Resul
     })
     .await?;
     Ok(())
+}
+
+/// The deployment circuit breaker's failure threshold, as ECS computes it.
+pub fn breaker_threshold(desired: usize) -> usize {
+    desired.div_ceil(2).clamp(10, 200)
+}
+
+/// Whether a stopped task counts against its deployment: it never started, failed its
+/// health checks, or an essential container exited with a non-zero code (ECS counts only
+/// the first two; a crash loop after RUNNING is a failed deployment too).
+fn deployment_failure(t: &Task) -> bool {
+    if t.last_status != TaskStatus::Stopped {
+        return false;
+    }
+    match t.stop_code {
+        Some(StopCode::TaskFailedToStart) => true,
+        Some(StopCode::EssentialContainerExited) => t
+            .containers
+            .iter()
+            .any(|c| c.exit_code.is_some_and(|x| x != 0)),
+        Some(StopCode::ServiceSchedulerInitiated) => t
+            .stopped_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("health checks")),
+        _ => false,
+    }
 }
 
 fn scale_reason(svc: &Service) -> String {
@@ -611,4 +725,181 @@ fn now_nanos() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_model::ecs::{ContainerInstance, DeploymentCircuitBreaker, Resource};
+    use std::sync::Arc;
+
+    fn td(family: &str, revision: u32) -> TaskDefinition {
+        let mut t: TaskDefinition = serde_json::from_value(serde_json::json!({
+            "family": family,
+            "containerDefinitions": [{"name": "web", "image": "x", "entryPoint": ["x"]}]
+        }))
+        .unwrap();
+        t.revision = revision;
+        t.task_definition_arn = arn::task_definition(family, revision);
+        t.status = "ACTIVE".into();
+        t
+    }
+
+    async fn setup(rollback: bool) -> (Db, Service) {
+        let db = Db::new(Arc::new(berth_store::MemoryStore::new()));
+        for r in [1, 2] {
+            db.put(&db::taskdef_key("web", r), &td("web", r))
+                .await
+                .unwrap();
+        }
+        let inst = ContainerInstance {
+            container_instance_arn: arn::container_instance("default", "i-1"),
+            cluster_arn: arn::cluster("default"),
+            status: "ACTIVE".into(),
+            agent_connected: true,
+            registered_resources: vec![
+                Resource {
+                    name: "CPU".into(),
+                    integer_value: 4096,
+                    ..Default::default()
+                },
+                Resource {
+                    name: "MEMORY".into(),
+                    integer_value: 4096,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        db.put(&db::instance_key("default", "i-1"), &inst)
+            .await
+            .unwrap();
+        let mut svc: Service = serde_json::from_value(serde_json::json!({
+            "serviceName": "web", "taskDefinition": arn::task_definition("web", 2),
+            "desiredCount": 2
+        }))
+        .unwrap();
+        svc.status = "ACTIVE".into();
+        svc.deployment_configuration.deployment_circuit_breaker = Some(DeploymentCircuitBreaker {
+            enable: true,
+            rollback,
+        });
+        svc.deployments = vec![
+            Deployment {
+                id: "ecs-svc/new".into(),
+                status: "PRIMARY".into(),
+                task_definition: arn::task_definition("web", 2),
+                rollout_state: "IN_PROGRESS".into(),
+                created_at: 2.0,
+                ..Default::default()
+            },
+            Deployment {
+                id: "ecs-svc/old".into(),
+                status: "ACTIVE".into(),
+                task_definition: arn::task_definition("web", 1),
+                rollout_state: "COMPLETED".into(),
+                created_at: 1.0,
+                ..Default::default()
+            },
+        ];
+        db.put(&db::service_key("default", "web"), &svc)
+            .await
+            .unwrap();
+        // Ten tasks of the new deployment that never started.
+        for i in 0..10 {
+            let t = Task {
+                task_arn: arn::task("default", &format!("failed{i}")),
+                cluster_arn: arn::cluster("default"),
+                task_definition_arn: arn::task_definition("web", 2),
+                group: "service:web".into(),
+                started_by: Some("ecs-svc/new".into()),
+                last_status: TaskStatus::Stopped,
+                desired_status: TaskStatus::Stopped,
+                stop_code: Some(StopCode::TaskFailedToStart),
+                stopped_at: Some(time::now()),
+                ..Default::default()
+            };
+            db.put(&db::task_key("default", t.id()), &t).await.unwrap();
+        }
+        (db, svc)
+    }
+
+    async fn service(db: &Db) -> Service {
+        db.get::<Service>(&db::service_key("default", "web"))
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+    }
+
+    #[test]
+    fn threshold_is_ecs_formula() {
+        assert_eq!(breaker_threshold(1), 10);
+        assert_eq!(breaker_threshold(30), 15);
+        assert_eq!(breaker_threshold(1000), 200);
+    }
+
+    #[tokio::test]
+    async fn breaker_fails_the_deployment_and_rolls_back() {
+        let (db, _) = setup(true).await;
+        let r = ServiceReconciler::new(db.clone());
+        r.reconcile().await.unwrap();
+        let svc = service(&db).await;
+        assert_eq!(svc.task_definition, arn::task_definition("web", 1));
+        let failed = svc
+            .deployments
+            .iter()
+            .find(|d| d.id == "ecs-svc/new")
+            .unwrap();
+        assert_eq!(failed.rollout_state, "FAILED");
+        assert!(svc
+            .events
+            .iter()
+            .any(|e| e.message.contains("deployment failed")));
+        // The next pass makes the old deployment primary and starts its tasks.
+        r.reconcile().await.unwrap();
+        let svc = service(&db).await;
+        assert_eq!(svc.deployments[0].id, "ecs-svc/old");
+        assert_eq!(svc.deployments[0].status, "PRIMARY");
+        let tasks = db.tasks(Some("default")).await.unwrap();
+        let started: Vec<_> = tasks
+            .iter()
+            .filter(|t| t.value.last_status == TaskStatus::Provisioning)
+            .collect();
+        assert_eq!(started.len(), 2);
+        assert!(started
+            .iter()
+            .all(|t| t.value.task_definition_arn == arn::task_definition("web", 1)));
+    }
+
+    #[tokio::test]
+    async fn without_rollback_a_failed_deployment_starts_nothing() {
+        let (db, _) = setup(false).await;
+        let r = ServiceReconciler::new(db.clone());
+        r.reconcile().await.unwrap();
+        r.reconcile().await.unwrap();
+        let svc = service(&db).await;
+        assert_eq!(svc.task_definition, arn::task_definition("web", 2));
+        assert_eq!(svc.deployments[0].rollout_state, "FAILED");
+        let tasks = db.tasks(Some("default")).await.unwrap();
+        assert!(tasks
+            .iter()
+            .all(|t| t.value.last_status == TaskStatus::Stopped));
+    }
+
+    #[tokio::test]
+    async fn nine_failures_do_not_trip_it() {
+        let (db, _) = setup(true).await;
+        db.store
+            .delete(&db::task_key("default", "failed0"))
+            .await
+            .unwrap();
+        ServiceReconciler::new(db.clone())
+            .reconcile()
+            .await
+            .unwrap();
+        let svc = service(&db).await;
+        assert_eq!(svc.task_definition, arn::task_definition("web", 2));
+        assert_ne!(svc.deployments[0].rollout_state, "FAILED");
+    }
 }
