@@ -215,8 +215,12 @@ async fn serve_http<T>(
     let cx = Arc::new(ConnCtx {
         listener: shared.clone(),
         peer,
+        client_ip: HeaderValue::from_str(&source_ip(peer).to_string())
+            .expect("an IP address is a valid header value"),
+        port_value: HeaderValue::from(shared.port),
         scheme,
         active: AtomicU64::new(0),
+        expired: tokio::sync::Notify::new(),
     });
     let svc_cx = cx.clone();
     let svc = service_fn(move |req| {
@@ -244,7 +248,9 @@ async fn serve_http<T>(
                     tracing::debug!(%peer, "closing idle connection");
                     break;
                 } else {
-                    // A request is being answered; its own timeout bounds it.
+                    // Requests are waiting on a target and nothing moved on the
+                    // connection for the idle timeout: they get a 504.
+                    cx.expired.notify_waiters();
                     deadline = Instant::now() + idle;
                 }
             }
@@ -324,10 +330,18 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
 struct ConnCtx {
     listener: Arc<ListenerShared>,
     peer: SocketAddr,
+    /// The client's address as an X-Forwarded-For value, formatted once per connection.
+    client_ip: HeaderValue,
+    /// The listener's port as an X-Forwarded-Port value.
+    port_value: HeaderValue,
     /// `http` or `https`, for X-Forwarded-Proto and redirects.
     scheme: &'static str,
     /// Requests on this connection not yet answered: the idle timeout waits for them.
     active: AtomicU64,
+    /// Woken when the connection was idle for the idle timeout while requests waited on a
+    /// target: those requests end with a 504. One connection-wide deadline instead of a
+    /// timer per request.
+    expired: tokio::sync::Notify,
 }
 
 /// Counts a request on its connection while it is being handled.
@@ -474,9 +488,8 @@ async fn handle(req: Request<Incoming>, cx: Arc<ConnCtx>) -> Response<ProxyBody>
                 chosen.group.clone()
             };
             let xff = routes.xff;
-            let idle = routes.idle_timeout;
             drop(routes);
-            let mut resp = forward(req, group, &cx, xff, idle).await;
+            let mut resp = forward(req, group, &cx, xff).await;
             if let Some(c) = set_tg_cookie {
                 resp.headers_mut().append(header::SET_COOKIE, c);
             }
@@ -498,6 +511,10 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 /// Removes hop-by-hop headers, including those the Connection header names. Keeps
 /// `Upgrade` (and sets `Connection: upgrade`) when the request is an upgrade.
 fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none: one pass over the names instead of a lookup per name.
+    if !h.keys().any(|n| HOP_BY_HOP.contains(n)) {
+        return;
+    }
     if let Some(c) = h.get(header::CONNECTION) {
         let named: Vec<HeaderName> = c
             .to_str()
@@ -603,6 +620,39 @@ fn to_h2(r: &mut Request<UpBody>, wants_trailers: bool) {
     }
 }
 
+/// What it takes to send a bodyless request again after it failed mid-way: its method,
+/// URI and headers, kept in one allocation (header values are reference-counted, so
+/// copying them copies no bytes). A `HeaderMap` is only built again when a replay happens.
+struct Replay {
+    method: Method,
+    uri: Uri,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Replay {
+    fn of<B>(r: &Request<B>) -> Replay {
+        let mut headers = Vec::with_capacity(r.headers().len());
+        headers.extend(r.headers().iter().map(|(n, v)| (n.clone(), v.clone())));
+        Replay {
+            method: r.method().clone(),
+            uri: r.uri().clone(),
+            headers,
+        }
+    }
+
+    fn into_request(self) -> Request<UpBody> {
+        let mut b = Request::new(Either::Right(Full::new(Bytes::new())));
+        *b.method_mut() = self.method;
+        *b.uri_mut() = self.uri;
+        let h = b.headers_mut();
+        h.reserve(self.headers.len());
+        for (n, v) in self.headers {
+            h.append(n, v);
+        }
+        b
+    }
+}
+
 fn idempotent(m: &Method) -> bool {
     matches!(
         *m,
@@ -634,14 +684,16 @@ fn prepare(parts: &mut http::request::Parts, cx: &ConnCtx, xff: XffMode, upgrade
     const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
     const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
     const XFPORT: HeaderName = HeaderName::from_static("x-forwarded-port");
-    let client = source_ip(cx.peer).to_string();
     match xff {
         XffMode::Append => {
             let v = match parts.headers.get(&XFF).and_then(|v| v.to_str().ok()) {
-                Some(prev) => format!("{prev}, {client}"),
-                None => client,
+                None => Some(cx.client_ip.clone()),
+                Some(prev) => {
+                    let client = cx.client_ip.to_str().unwrap_or_default();
+                    HeaderValue::from_str(&format!("{prev}, {client}")).ok()
+                }
             };
-            if let Ok(v) = HeaderValue::from_str(&v) {
+            if let Some(v) = v {
                 parts.headers.insert(XFF, v);
             }
         }
@@ -653,9 +705,7 @@ fn prepare(parts: &mut http::request::Parts, cx: &ConnCtx, xff: XffMode, upgrade
     parts
         .headers
         .insert(XFP, HeaderValue::from_static(cx.scheme));
-    parts
-        .headers
-        .insert(XFPORT, HeaderValue::from(cx.listener.port));
+    parts.headers.insert(XFPORT, cx.port_value.clone());
 }
 
 async fn forward(
@@ -663,7 +713,6 @@ async fn forward(
     group: Arc<GroupRuntime>,
     cx: &ConnCtx,
     xff: XffMode,
-    idle: Duration,
 ) -> Response<ProxyBody> {
     let l = &cx.listener;
     let settings = group.settings.load_full();
@@ -725,20 +774,19 @@ async fn forward(
         // closed at the wrong moment, or a target that died mid-request. A bodyless
         // idempotent request can safely go again, to another target (as nginx's
         // `proxy_next_upstream error` does for idempotent methods).
-        let backup = (bodyless && idempotent(r.method())).then(|| {
-            let mut b = Request::new(Either::Right(Full::new(Bytes::new())));
-            *b.method_mut() = r.method().clone();
-            *b.uri_mut() = r.uri().clone();
-            *b.headers_mut() = r.headers().clone();
-            b
-        });
+        let backup = (bodyless && idempotent(r.method())).then(|| Replay::of(&r));
         target.metrics.requests.inc();
         let start = Instant::now();
-        let sent = tokio::time::timeout(idle, sender.try_send_request(r)).await;
+        // The idle timeout is watched per connection (serve_http), which wakes `expired`.
+        let sent = tokio::select! {
+            biased;
+            r = sender.try_send_request(r) => Some(r),
+            _ = cx.expired.notified() => None,
+        };
         let mut resp = match sent {
-            Err(_) => return elb_error(StatusCode::GATEWAY_TIMEOUT, &l.metrics),
-            Ok(Ok(resp)) => resp,
-            Ok(Err(mut e)) => {
+            None => return elb_error(StatusCode::GATEWAY_TIMEOUT, &l.metrics),
+            Some(Ok(resp)) => resp,
+            Some(Err(mut e)) => {
                 if let Some(r) = e.take_message() {
                     // Not sent. A pooled connection found closed means the target closed
                     // its idle connections (or died): drop the rest of them and go again
@@ -760,7 +808,7 @@ async fn forward(
                         target.connect_failed();
                     }
                     exclude.push(target.addr);
-                    req = Some(b);
+                    req = Some(b.into_request());
                     continue;
                 }
                 tracing::debug!(target = %target.addr, error = %e.error(), "target request failed");
