@@ -447,6 +447,24 @@ async fn deleting_a_service_drains_and_stops_its_tasks() -> Result<()> {
         );
     }
     assert!(server.targets("whoami").await?.is_empty());
+    // A load balancer with deletion protection cannot be deleted.
+    let protected = std::fs::read_to_string(quickstart(dir.path(), 0))?.replace(
+        "    type: application\n",
+        "    type: application\n    attributes:\n      deletion_protection.enabled: \"true\"\n",
+    );
+    let p = dir.path().join("protected.yaml");
+    std::fs::write(&p, protected)?;
+    let out = server.cli(&["apply", "-f", p.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = server.cli(&["delete", "load-balancer", "web"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("OperationNotPermittedException"));
+    assert!(server.get("/v1/load-balancers/web").await.is_ok());
+
     // The target group is free again and can be deleted; the load balancer still uses it.
     let out = server.cli(&["delete", "target-group", "whoami"]);
     assert!(!out.status.success());

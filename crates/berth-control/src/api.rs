@@ -586,6 +586,25 @@ async fn delete_load_balancer(
     Path(name): Path<String>,
 ) -> ApiResult<serde_json::Value> {
     let n = arn::last_segment(&name);
+    let protected =
+        s.db.get::<LoadBalancer>(&db::load_balancer_key(n))
+            .await?
+            .is_some_and(|v| {
+                v.value
+                    .attributes
+                    .get("deletion_protection.enabled")
+                    .map(String::as_str)
+                    == Some("true")
+            });
+    if protected {
+        return Err(ApiError::new(
+            "OperationNotPermittedException",
+            409,
+            format!(
+                "load balancer {name:?} has deletion_protection.enabled; set it to false first"
+            ),
+        ));
+    }
     match s.db.store.delete(&db::load_balancer_key(n)).await? {
         Some(_) => Ok(Json(
             serde_json::json!({"deleted": name, "at": time::now()}),

@@ -12,7 +12,8 @@
 use std::collections::BTreeMap;
 
 use berth_model::ecs::{
-    Container, Deployment, HealthStatus, Service, StopCode, Task, TaskDefinition, TaskStatus,
+    Container, Deployment, HealthStatus, SchedulingStrategy, Service, StopCode, Task,
+    TaskDefinition, TaskStatus,
 };
 use berth_model::elb::{Target, TargetHealthState};
 use berth_model::{arn, time};
@@ -89,8 +90,17 @@ impl ServiceReconciler {
             .filter(|t| t.group == group && t.cluster_arn == cluster_arn)
             .collect();
         let deleting = svc.status != "ACTIVE";
+        let daemon = svc.scheduling_strategy == SchedulingStrategy::Daemon;
         let desired = if deleting {
             0
+        } else if daemon {
+            // One task on each ACTIVE instance with a connected agent.
+            self.db
+                .instances(Some(&cluster))
+                .await?
+                .iter()
+                .filter(|i| i.status == "ACTIVE" && i.agent_connected)
+                .count()
         } else {
             svc.desired_count.max(0) as usize
         };
@@ -205,8 +215,17 @@ impl ServiceReconciler {
             .partition(|t| t.task_definition_arn == td.task_definition_arn);
         let alive = tasks.iter().filter(|t| is_alive(t)).count();
         let dc = &svc.deployment_configuration;
-        let max_total = desired * dc.maximum_percent as usize / 100;
-        let min_healthy = (desired * dc.minimum_healthy_percent as usize).div_ceil(100);
+        // DAEMON services replace in place: at most one task per instance, none kept.
+        let (max_pct, min_pct) = if daemon {
+            (100, 0)
+        } else {
+            (
+                dc.maximum_percent as usize,
+                dc.minimum_healthy_percent as usize,
+            )
+        };
+        let max_total = desired * max_pct / 100;
+        let min_healthy = (desired * min_pct).div_ceil(100);
 
         // Scale in: stop surplus tasks of the current definition, least useful first.
         let mut stopped_now = 0usize;
@@ -404,6 +423,13 @@ impl ServiceReconciler {
             }
         }
         let mut new_tasks: Vec<Task> = Vec::new();
+        let mut constraints = svc.placement_constraints.clone();
+        if svc.scheduling_strategy == SchedulingStrategy::Daemon {
+            constraints.push(berth_model::ecs::PlacementConstraint {
+                kind: "distinctInstance".into(),
+                expression: None,
+            });
+        }
         for n in 0..count {
             let mut placed: Vec<Placed> = existing
                 .iter()
@@ -433,7 +459,7 @@ impl ServiceReconciler {
                 &placed,
                 td,
                 group,
-                &svc.placement_constraints,
+                &constraints,
                 &svc.placement_strategy,
                 seed,
             ) {
@@ -885,6 +911,43 @@ mod tests {
         assert!(tasks
             .iter()
             .all(|t| t.value.last_status == TaskStatus::Stopped));
+    }
+
+    #[tokio::test]
+    async fn a_daemon_service_runs_one_task_per_instance() {
+        let (db, mut svc) = setup(false).await;
+        let mut second: ContainerInstance = db
+            .get(&db::instance_key("default", "i-1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .value;
+        second.container_instance_arn = arn::container_instance("default", "i-2");
+        db.put(&db::instance_key("default", "i-2"), &second)
+            .await
+            .unwrap();
+        svc.service_name = "agent".into();
+        svc.desired_count = 0;
+        svc.scheduling_strategy = SchedulingStrategy::Daemon;
+        svc.deployments.clear();
+        svc.deployment_configuration.deployment_circuit_breaker = None;
+        svc.validate().unwrap();
+        db.put(&db::service_key("default", "agent"), &svc)
+            .await
+            .unwrap();
+        let r = ServiceReconciler::new(db.clone());
+        r.reconcile().await.unwrap();
+        r.reconcile().await.unwrap();
+        let placed: Vec<String> = db
+            .tasks(Some("default"))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.value.group == "service:agent")
+            .filter_map(|t| t.value.container_instance_arn)
+            .collect();
+        assert_eq!(placed.len(), 2, "{placed:?}");
+        assert_ne!(placed[0], placed[1], "one task on each instance");
     }
 
     #[tokio::test]

@@ -893,12 +893,27 @@ impl Service {
             }
         }
         for (i, c) in self.placement_constraints.iter().enumerate() {
-            if !matches!(c.kind.as_str(), "distinctInstance" | "memberOf") {
-                return Err(ValidationError::new(
-                    format!("placementConstraints[{i}].type"),
-                    format!("must be distinctInstance or memberOf, got {:?}", c.kind),
-                ));
+            match c.kind.as_str() {
+                "distinctInstance" => {}
+                "memberOf" => {
+                    return Err(ValidationError::new(
+                        format!("placementConstraints[{i}].type"),
+                        "memberOf (cluster query language) is not supported by berth yet; use distinctInstance",
+                    ))
+                }
+                other => {
+                    return Err(ValidationError::new(
+                        format!("placementConstraints[{i}].type"),
+                        format!("must be distinctInstance, got {other:?}"),
+                    ))
+                }
             }
+        }
+        if self.scheduling_strategy == SchedulingStrategy::Daemon && self.desired_count != 0 {
+            return Err(ValidationError::new(
+                "desiredCount",
+                "a DAEMON service runs one task on each container instance; remove desiredCount",
+            ));
         }
         Ok(())
     }
@@ -1010,6 +1025,24 @@ mod tests {
             "serviceName": "web", "taskDefinition": "web", "desiredCnt": 3
         }));
         assert!(r.unwrap_err().to_string().contains("desiredCnt"));
+    }
+
+    #[test]
+    fn daemon_and_member_of() {
+        let s: Service = serde_json::from_value(serde_json::json!({
+            "serviceName": "web", "taskDefinition": "web", "schedulingStrategy": "DAEMON",
+            "desiredCount": 2
+        }))
+        .unwrap();
+        assert_eq!(s.validate().unwrap_err().field, "desiredCount");
+        let s: Service = serde_json::from_value(serde_json::json!({
+            "serviceName": "web", "taskDefinition": "web",
+            "placementConstraints": [{"type": "memberOf", "expression": "attribute:x == y"}]
+        }))
+        .unwrap();
+        let e = s.validate().unwrap_err();
+        assert_eq!(e.field, "placementConstraints[0].type");
+        assert!(e.message.contains("not supported"), "{e}");
     }
 
     #[test]
