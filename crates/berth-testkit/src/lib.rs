@@ -479,7 +479,9 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// Writes the quickstart stack into `dir` with its listener on a port the system
-/// chooses and `desired` tasks; returns its path.
+/// chooses and `desired` tasks; returns its path. Health checks get more slack than the
+/// quickstart's (4 s timeout, 3 failures to turn unhealthy), so that a test machine busy
+/// with parallel builds and tests does not have tasks replaced under the test.
 pub fn quickstart(dir: &Path, desired: u32) -> PathBuf {
     let text = std::fs::read_to_string(repo_root().join("configs/quickstart.yaml"))
         .expect("configs/quickstart.yaml");
@@ -488,10 +490,15 @@ pub fn quickstart(dir: &Path, desired: u32) -> PathBuf {
             "      - port: 8080\n        protocol: HTTP",
             "      - port: 0\n        protocol: HTTP",
         )
-        .replace("desiredCount: 3", &format!("desiredCount: {desired}"));
+        .replace("desiredCount: 3", &format!("desiredCount: {desired}"))
+        .replace(
+            "healthCheckTimeoutSeconds: 2",
+            "healthCheckTimeoutSeconds: 4",
+        )
+        .replace("unhealthyThresholdCount: 2", "unhealthyThresholdCount: 3");
     assert!(
-        text.contains("port: 0\n"),
-        "the quickstart listener moved; update berth_testkit::quickstart"
+        text.contains("port: 0\n") && text.contains("healthCheckTimeoutSeconds: 4"),
+        "the quickstart changed; update berth_testkit::quickstart"
     );
     let p = dir.join(format!("quickstart-{desired}.yaml"));
     std::fs::write(&p, text).expect("write the stack");
