@@ -31,6 +31,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::body::{ProxyBody, ResponseGuard};
 use crate::clock::Clock;
+use crate::framing::{Conflict, Guarded};
 use crate::group::{GroupRuntime, Stickiness};
 use crate::metrics::ListenerMetrics;
 use crate::pool::UpBody;
@@ -207,8 +208,9 @@ async fn serve_http<T>(
 {
     let idle = shared.routes.load().idle_timeout;
     let last = Arc::new(AtomicU64::new(shared.clock.now_ms()));
+    let conflict = Conflict::default();
     let io = IdleIo {
-        inner: io,
+        inner: Guarded::new(io, conflict.clone()),
         last: last.clone(),
         clock: shared.clock.clone(),
     };
@@ -221,6 +223,7 @@ async fn serve_http<T>(
         scheme,
         active: AtomicU64::new(0),
         expired: tokio::sync::Notify::new(),
+        conflict,
     });
     let svc_cx = cx.clone();
     let svc = service_fn(move |req| {
@@ -342,6 +345,9 @@ struct ConnCtx {
     /// target: those requests end with a 504. One connection-wide deadline instead of a
     /// timer per request.
     expired: tokio::sync::Notify,
+    /// Raised when a request head on this connection carried both Content-Length and
+    /// Transfer-Encoding (see [`crate::framing`]).
+    conflict: Conflict,
 }
 
 /// Counts a request on its connection while it is being handled.
@@ -401,6 +407,14 @@ fn strip_port(host: &str) -> &str {
 async fn handle(req: Request<Incoming>, cx: Arc<ConnCtx>) -> Response<ProxyBody> {
     let l = &cx.listener;
     l.metrics.requests.inc();
+    if cx.conflict.load(Ordering::Acquire) {
+        // Ambiguous framing (a request-smuggling attempt): refused, and the connection
+        // closes after the answer.
+        let mut r = elb_error(StatusCode::BAD_REQUEST, &l.metrics);
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
     if let Some(n) = req
         .headers()
         .get(header::CONTENT_LENGTH)

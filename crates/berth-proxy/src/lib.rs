@@ -50,6 +50,7 @@ mod body;
 mod clock;
 pub mod config;
 mod error;
+mod framing;
 mod group;
 mod health;
 mod http;
