@@ -64,6 +64,9 @@ pub(crate) enum XffMode {
 pub(crate) struct Routes {
     pub(crate) rules: RuleSet,
     pub(crate) xff: XffMode,
+    /// `routing.http.drop_invalid_header_fields.enabled`: header names other than
+    /// letters, digits and hyphens are removed before a request goes to a target.
+    pub(crate) drop_invalid_headers: bool,
     pub(crate) idle_timeout: Duration,
     /// Open client connections beyond which new ones are refused.
     pub(crate) max_connections: i64,
@@ -502,8 +505,9 @@ async fn handle(req: Request<Incoming>, cx: Arc<ConnCtx>) -> Response<ProxyBody>
                 chosen.group.clone()
             };
             let xff = routes.xff;
+            let drop_invalid = routes.drop_invalid_headers;
             drop(routes);
-            let mut resp = forward(req, group, &cx, xff).await;
+            let mut resp = forward(req, group, &cx, xff, drop_invalid).await;
             if let Some(c) = set_tg_cookie {
                 resp.headers_mut().append(header::SET_COOKIE, c);
             }
@@ -676,7 +680,31 @@ fn idempotent(m: &Method) -> bool {
 
 /// Prepares the request for a target: origin-form URI, HTTP/1.1, Host, X-Forwarded-*,
 /// no hop-by-hop headers.
-fn prepare(parts: &mut http::request::Parts, cx: &ConnCtx, xff: XffMode, upgrade: bool) {
+fn prepare(
+    parts: &mut http::request::Parts,
+    cx: &ConnCtx,
+    xff: XffMode,
+    drop_invalid: bool,
+    upgrade: bool,
+) {
+    if drop_invalid {
+        let valid = |n: &HeaderName| {
+            n.as_str()
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        if parts.headers.keys().any(|n| !valid(n)) {
+            let bad: Vec<HeaderName> = parts
+                .headers
+                .keys()
+                .filter(|n| !valid(n))
+                .cloned()
+                .collect();
+            for n in bad {
+                parts.headers.remove(n);
+            }
+        }
+    }
     let host = parts.uri.authority().map(|a| a.as_str().to_string());
     if !parts.headers.contains_key(header::HOST) {
         if let Some(h) = host.and_then(|h| HeaderValue::from_str(&h).ok()) {
@@ -727,6 +755,7 @@ async fn forward(
     group: Arc<GroupRuntime>,
     cx: &ConnCtx,
     xff: XffMode,
+    drop_invalid: bool,
 ) -> Response<ProxyBody> {
     let l = &cx.listener;
     let settings = group.settings.load_full();
@@ -747,7 +776,7 @@ async fn forward(
         .get(header::TE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     let (mut parts, body) = req.into_parts();
-    prepare(&mut parts, cx, xff, upgrade);
+    prepare(&mut parts, cx, xff, drop_invalid, upgrade);
     let bodyless = body.is_end_stream();
     let mut req: Option<Request<UpBody>> = Some(Request::from_parts(parts, Either::Left(body)));
     let mut exclude: Vec<SocketAddr> = Vec::new();

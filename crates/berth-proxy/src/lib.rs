@@ -234,6 +234,10 @@ impl Proxy {
                 Some("remove") => XffMode::Remove,
                 _ => XffMode::Append,
             };
+            let drop_invalid_headers = lb
+                .attributes
+                .get("routing.http.drop_invalid_header_fields.enabled")
+                .is_some_and(|v| v == "true");
             let idle_timeout = Duration::from_secs(lb.idle_timeout_seconds() as u64);
             let max_connections = lb
                 .attributes
@@ -301,6 +305,7 @@ impl Proxy {
                     routes: Routes {
                         rules,
                         xff,
+                        drop_invalid_headers,
                         idle_timeout,
                         max_connections,
                     },

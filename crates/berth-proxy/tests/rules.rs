@@ -270,6 +270,31 @@ async fn forwarded_headers_and_hop_by_hop_removal() {
         .unwrap()
         .contains("x-forwarded-for: 203.0.113.9\n"));
     p.shutdown().await;
+
+    // Invalid header names (anything but letters, digits and hyphens) pass by default and
+    // are dropped when the load balancer asks for it.
+    let odd = [("x_under_score", "1"), ("x.dotted", "2"), ("x-fine", "3")];
+    let (p, addr, web, _, _) = two_groups(json!([]), json!({})).await;
+    send(&c, req(addr, "GET", "/", &odd)).await;
+    let h = web.last_headers.lock().unwrap().clone();
+    assert!(
+        h.contains("x_under_score: 1") && h.contains("x.dotted: 2"),
+        "{h}"
+    );
+    p.shutdown().await;
+    let (p, addr, web, _, _) = two_groups(
+        json!([]),
+        json!({"routing.http.drop_invalid_header_fields.enabled": "true"}),
+    )
+    .await;
+    send(&c, req(addr, "GET", "/", &odd)).await;
+    let h = web.last_headers.lock().unwrap().clone();
+    assert!(
+        !h.contains("x_under_score") && !h.contains("x.dotted"),
+        "{h}"
+    );
+    assert!(h.contains("x-fine: 3"), "{h}");
+    p.shutdown().await;
 }
 
 #[tokio::test]
