@@ -122,8 +122,34 @@ impl ServiceReconciler {
         let now = time::now();
         let grace = f64::from(svc.health_check_grace_period_seconds.unwrap_or(0));
 
+        // Task definitions whose essential containers have health checks: their tasks
+        // count as healthy only once the checks pass (ECS does the same).
+        let mut checked_defs = std::collections::BTreeSet::new();
+        for arn in tasks
+            .iter()
+            .map(|t| t.task_definition_arn.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            let def = if arn == td.task_definition_arn {
+                Some(td.clone())
+            } else {
+                self.db.resolve_task_definition(arn).await?
+            };
+            if def.is_some_and(|d| {
+                d.container_definitions
+                    .iter()
+                    .any(|c| c.essential && c.health_check.is_some())
+            }) {
+                checked_defs.insert(arn.to_string());
+            }
+        }
         let healthy = |t: &Task| -> bool {
             if t.last_status != TaskStatus::Running || t.health_status == HealthStatus::Unhealthy {
+                return false;
+            }
+            if checked_defs.contains(&t.task_definition_arn)
+                && t.health_status != HealthStatus::Healthy
+            {
                 return false;
             }
             if svc.load_balancers.is_empty() {
@@ -948,6 +974,78 @@ mod tests {
             .collect();
         assert_eq!(placed.len(), 2, "{placed:?}");
         assert_ne!(placed[0], placed[1], "one task on each instance");
+    }
+
+    #[tokio::test]
+    async fn a_rollout_waits_for_container_health_checks() {
+        let (db, mut svc) = setup(false).await;
+        // web:2 gets a container health check; the ten failed tasks are not wanted here.
+        for i in 0..10 {
+            db.store
+                .delete(&db::task_key("default", &format!("failed{i}")))
+                .await
+                .unwrap();
+        }
+        let mut v2 = td("web", 2);
+        v2.container_definitions[0].health_check = Some(berth_model::ecs::HealthCheck {
+            command: vec!["CMD".into(), "true".into()],
+            interval: 5,
+            timeout: 2,
+            retries: 3,
+            start_period: 0,
+        });
+        db.put(&db::taskdef_key("web", 2), &v2).await.unwrap();
+        svc.desired_count = 1;
+        svc.deployment_configuration.deployment_circuit_breaker = None;
+        db.put(&db::service_key("default", "web"), &svc)
+            .await
+            .unwrap();
+        let task = |id: &str, rev: u32, health: HealthStatus| Task {
+            task_arn: arn::task("default", id),
+            cluster_arn: arn::cluster("default"),
+            task_definition_arn: arn::task_definition("web", rev),
+            container_instance_arn: Some(arn::container_instance("default", "i-1")),
+            group: "service:web".into(),
+            last_status: TaskStatus::Running,
+            desired_status: TaskStatus::Running,
+            health_status: health,
+            ..Default::default()
+        };
+        db.put(
+            &db::task_key("default", "old"),
+            &task("old", 1, HealthStatus::Unknown),
+        )
+        .await
+        .unwrap();
+        db.put(
+            &db::task_key("default", "new"),
+            &task("new", 2, HealthStatus::Unknown),
+        )
+        .await
+        .unwrap();
+        let r = ServiceReconciler::new(db.clone());
+        let old_desired = |db: Db| async move {
+            db.get::<Task>(&db::task_key("default", "old"))
+                .await
+                .unwrap()
+                .unwrap()
+                .value
+                .desired_status
+        };
+        r.reconcile().await.unwrap();
+        assert_eq!(
+            old_desired(db.clone()).await,
+            TaskStatus::Running,
+            "new task not healthy yet"
+        );
+        db.put(
+            &db::task_key("default", "new"),
+            &task("new", 2, HealthStatus::Healthy),
+        )
+        .await
+        .unwrap();
+        r.reconcile().await.unwrap();
+        assert_eq!(old_desired(db.clone()).await, TaskStatus::Stopped);
     }
 
     #[tokio::test]
