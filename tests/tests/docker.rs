@@ -223,21 +223,8 @@ async fn bad_images_memory_and_network_modes_leave_nothing_behind() -> Result<()
         .replace("image: berth-whoami:latest", "image: berth-no-such-image:1");
     let p = dir.path().join("missing.yaml");
     std::fs::write(&p, text)?;
-    let out = server.cli(&["apply", "-f", p.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let failed = wait_until("the task to fail", SETTLE, || async {
-        let tasks = server.get("/v1/tasks?service=whoami").await.ok()?;
-        tasks
-            .as_array()?
-            .iter()
-            .find(|t| t["lastStatus"] == "STOPPED")
-            .cloned()
-    })
-    .await?;
+    server.apply_ok(&p);
+    let failed = server.first_stopped("whoami", SETTLE).await?;
     assert_eq!(failed["stopCode"], "TaskFailedToStart");
     let reason = failed["stoppedReason"].as_str().unwrap();
     assert!(
@@ -309,21 +296,8 @@ async fn an_oom_kill_is_recorded_and_logs_stream_from_containers() -> Result<()>
         .replace("    loadBalancers:\n      - targetGroupName: whoami\n        containerName: web\n        containerPort: 8080\n", "");
     let p = dir.path().join("hungry.yaml");
     std::fs::write(&p, text)?;
-    let out = server.cli(&["apply", "-f", p.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dead = wait_until("the hungry task to be OOM-killed", SETTLE, || async {
-        let tasks = server.get("/v1/tasks?service=hungry").await.ok()?;
-        tasks
-            .as_array()?
-            .iter()
-            .find(|t| t["lastStatus"] == "STOPPED")
-            .cloned()
-    })
-    .await?;
+    server.apply_ok(&p);
+    let dead = server.first_stopped("hungry", SETTLE).await?;
     assert_eq!(dead["stopCode"], "EssentialContainerExited", "{dead}");
     assert_eq!(
         dead["containers"][0]["reason"], "OutOfMemoryError: Container killed due to memory usage",

@@ -139,13 +139,7 @@ async fn scaling_through_apply_follows_without_failed_requests() -> Result<()> {
     server.wait_healthy("whoami", "whoami", 3, SETTLE).await?;
     let addr = server.listener_addr("web").await?;
 
-    let out = server.cli(&["apply", "-f", quickstart(dir.path(), 5).to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout)?;
+    let text = server.apply_ok(&quickstart(dir.path(), 5));
     assert!(
         text.lines()
             .any(|l| l.contains("service") && l.contains("updated")),
@@ -159,8 +153,7 @@ async fn scaling_through_apply_follows_without_failed_requests() -> Result<()> {
     server.wait_healthy("whoami", "whoami", 5, SETTLE).await?;
 
     let load = Load::start(&addr, 4);
-    let out = server.cli(&["apply", "-f", quickstart(dir.path(), 2).to_str().unwrap()]);
-    assert!(out.status.success());
+    server.apply_ok(&quickstart(dir.path(), 2));
     let remaining = server.wait_healthy("whoami", "whoami", 2, SETTLE).await?;
     // The scaled-in tasks stopped only after draining: their stop reason says so.
     let all = server.get("/v1/tasks?service=whoami").await?;
@@ -192,8 +185,7 @@ async fn scaling_through_apply_follows_without_failed_requests() -> Result<()> {
     assert_eq!(report.failed, 0, "failed requests: {:?}", report.errors);
 
     // Applying the same file again changes nothing.
-    let out = server.cli(&["apply", "-f", quickstart(dir.path(), 2).to_str().unwrap()]);
-    let text = String::from_utf8(out.stdout)?;
+    let text = server.apply_ok(&quickstart(dir.path(), 2));
     assert!(
         text.lines()
             .skip(1)
@@ -338,8 +330,7 @@ async fn new_task_definition_rolls_out_without_failed_requests() -> Result<()> {
         .replace("value: hello from berth", "value: hello again");
     let v2 = dir.path().join("v2.yaml");
     std::fs::write(&v2, text)?;
-    let out = server.cli(&["apply", "-f", v2.to_str().unwrap()]);
-    let changes = String::from_utf8(out.stdout)?;
+    let changes = server.apply_ok(&v2);
     assert!(
         changes.contains("whoami:2") && changes.contains("registered"),
         "{changes}"
@@ -465,12 +456,7 @@ async fn deleting_a_service_drains_and_stops_its_tasks() -> Result<()> {
     );
     let p = dir.path().join("protected.yaml");
     std::fs::write(&p, protected)?;
-    let out = server.cli(&["apply", "-f", p.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    server.apply_ok(&p);
     let out = server.cli(&["delete", "load-balancer", "web"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("OperationNotPermittedException"));

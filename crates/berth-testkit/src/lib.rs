@@ -154,6 +154,35 @@ impl Server {
         })
     }
 
+    /// `berth apply -f path`, which must succeed; returns what it printed.
+    pub fn apply_ok(&self, path: &Path) -> String {
+        let out = self.cli(&["apply", "-f", &path.to_string_lossy()]);
+        assert!(
+            out.status.success(),
+            "berth apply -f {} failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits for a task of `service` to reach STOPPED and returns it.
+    pub async fn first_stopped(&self, service: &str, timeout: Duration) -> Result<Value> {
+        let path = format!("/v1/tasks?service={service}");
+        wait_until(&format!("a task of {service} to stop"), timeout, || {
+            let path = path.clone();
+            async move {
+                let tasks = self.get(&path).await.ok()?;
+                tasks
+                    .as_array()?
+                    .iter()
+                    .find(|t| t["lastStatus"] == "STOPPED")
+                    .cloned()
+            }
+        })
+        .await
+    }
+
     /// The server log so far (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()
@@ -420,31 +449,42 @@ pub fn require_docker() {
     );
 }
 
-/// Builds `berth-whoami` statically linked (debug profile, for a `FROM scratch` image)
-/// and returns its path.
-pub fn static_whoami() -> PathBuf {
+/// Builds `berth-whoami` (debug profile) with the cargo running the tests and returns its
+/// path; `statically` links it statically, for a `FROM scratch` image.
+pub fn build_whoami(statically: bool) -> PathBuf {
     let root = repo_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let triple = "x86_64-unknown-linux-gnu";
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "berth-whoami",
-            "--bin",
-            "berth-whoami",
-        ])
-        .args(["--target", triple])
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .current_dir(&root)
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "the static build of berth-whoami failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+    let mut cmd = Command::new(cargo);
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        "berth-whoami",
+        "--bin",
+        "berth-whoami",
+    ])
+    .current_dir(&root);
+    if statically {
+        cmd.args(["--target", triple])
+            .env("RUSTFLAGS", "-C target-feature=+crt-static");
+    }
+    let status = cmd.status().expect("run cargo build");
+    assert!(status.success(), "building berth-whoami failed");
+    let mut bin = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    target.join(triple).join("debug").join("berth-whoami")
+    if statically {
+        bin.push(triple);
+    }
+    let bin = bin.join("debug").join("berth-whoami");
+    assert!(bin.is_file(), "{} was not built", bin.display());
+    bin
+}
+
+/// [`build_whoami`], statically linked.
+pub fn static_whoami() -> PathBuf {
+    build_whoami(true)
 }
 
 /// Builds the image `berth-whoami:latest` from [`static_whoami`] through

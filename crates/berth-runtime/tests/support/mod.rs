@@ -4,7 +4,6 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -21,29 +20,7 @@ pub fn workspace_root() -> PathBuf {
 /// The `berth-whoami` demo binary, built on first use with the cargo running the tests.
 pub fn whoami() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = workspace_root();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "berth-whoami",
-                "--bin",
-                "berth-whoami",
-            ])
-            .current_dir(&root)
-            .status()
-            .expect("run cargo build -p berth-whoami");
-        assert!(status.success(), "cargo build -p berth-whoami failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        let bin = target.join("debug").join("berth-whoami");
-        assert!(bin.is_file(), "{} was not built", bin.display());
-        bin
-    })
+    BIN.get_or_init(|| berth_testkit::build_whoami(false))
 }
 
 /// A task spec from the JSON of its container definitions.
