@@ -183,3 +183,23 @@ pub trait Runtime: Send + Sync + 'static {
 }
 
 pub type DynRuntime = std::sync::Arc<dyn Runtime>;
+
+/// The index of the container named `container` in `def` (the first one when `None`),
+/// as the runtimes' `logs` take it.
+pub(crate) fn container_index(
+    def: &TaskDefinition,
+    task_arn: &str,
+    container: Option<&str>,
+) -> Result<usize> {
+    match container {
+        None => Ok(0),
+        Some(name) => def
+            .container_definitions
+            .iter()
+            .position(|c| c.name == name)
+            .ok_or_else(|| RuntimeError::UnknownContainer {
+                task: task_arn.to_string(),
+                container: name.to_string(),
+            }),
+    }
+}

@@ -1183,18 +1183,7 @@ impl Runtime for DockerRuntime {
         follow: bool,
     ) -> Result<LogStream> {
         let task = self.inner.task(task_arn)?;
-        let idx = match container {
-            None => 0,
-            Some(name) => task
-                .def
-                .container_definitions
-                .iter()
-                .position(|c| c.name == name)
-                .ok_or_else(|| RuntimeError::UnknownContainer {
-                    task: task_arn.to_string(),
-                    container: name.to_string(),
-                })?,
-        };
+        let idx = crate::container_index(&task.def, task_arn, container)?;
         let Some(id) = task.id(idx) else {
             return Ok(Box::pin(futures::stream::empty()));
         };

@@ -1023,18 +1023,7 @@ impl Runtime for ProcessRuntime {
         follow: bool,
     ) -> Result<LogStream> {
         let task = self.inner.task(task_arn)?;
-        let idx = match container {
-            None => 0,
-            Some(name) => task
-                .def
-                .container_definitions
-                .iter()
-                .position(|c| c.name == name)
-                .ok_or_else(|| RuntimeError::UnknownContainer {
-                    task: task_arn.to_string(),
-                    container: name.to_string(),
-                })?,
-        };
+        let idx = crate::container_index(&task.def, task_arn, container)?;
         let path = task.container_dir(idx).join(LOG_FILE);
         let file = match tokio::fs::File::open(&path).await {
             Ok(f) => Some(f),
