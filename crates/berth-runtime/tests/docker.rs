@@ -375,3 +375,64 @@ async fn docker_host_and_awsvpc_modes_serve() {
     assert_eq!(shared.containers[1].health, HealthStatus::Healthy);
     rt.stop(&vpc.task_arn).await.unwrap();
 }
+
+#[tokio::test]
+async fn docker_awsvpc_survives_a_duplicate_network() {
+    let cluster = task_id("dup_network");
+    // Make sure the image exists (built once per test binary).
+    let _ = runtime(&cluster).await;
+    let net = format!("berth-test-{cluster}");
+    let rt = DockerRuntime::connect(DockerRuntimeConfig {
+        resync_interval: Duration::from_secs(2),
+        cluster: Some(cluster.clone()),
+        awsvpc_network: net.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let networks = || {
+        let out = std::process::Command::new("docker")
+            .args(["network", "ls", "-q", "--filter"])
+            .arg(format!("name=^{net}$"))
+            .output()
+            .expect("docker CLI");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    // Clients creating the network at the same moment can leave several of the same
+    // name (the engine checks names only one create at a time), which makes it refuse
+    // to start containers on that name.
+    let creators: Vec<_> = (0..4)
+        .map(|_| {
+            let net = net.clone();
+            std::thread::spawn(move || {
+                std::process::Command::new("docker")
+                    .args(["network", "create", &net])
+                    .output()
+                    .unwrap()
+            })
+        })
+        .collect();
+    for c in creators {
+        c.join().unwrap();
+    }
+    assert!(networks().len() >= 2, "concurrent creates made duplicates");
+    let vpc = dspec(
+        &cluster,
+        &task_id("dupvpc"),
+        json!({"networkMode": "awsvpc", "containerDefinitions": [app("web", &[])]}),
+    );
+    let _c = Cleanup(vpc.task_arn.clone());
+    let s = rt.start(&vpc).await.unwrap();
+    assert!(s.containers[0].private_ip.is_some(), "{s:?}");
+    assert_eq!(networks().len(), 1, "the unused duplicate was removed");
+    rt.stop(&vpc.task_arn).await.unwrap();
+    rt.remove(&vpc.task_arn).await.unwrap();
+    for id in networks() {
+        let _ = std::process::Command::new("docker")
+            .args(["network", "rm", &id])
+            .output();
+    }
+}

@@ -120,6 +120,8 @@ struct Inner {
     shutdown: CancellationToken,
     /// Tasks to stop because an essential container exited (handled by `stopper`).
     stop_requests: tokio::sync::mpsc::UnboundedSender<Arc<Task>>,
+    /// The ID of the awsvpc network, once found or created.
+    awsvpc_id: Mutex<Option<String>>,
 }
 
 /// What [`LABEL_SPEC`] holds.
@@ -222,6 +224,7 @@ impl DockerRuntime {
             events,
             shutdown: CancellationToken::new(),
             stop_requests,
+            awsvpc_id: Mutex::new(None),
         });
         tokio::spawn(inner.clone().stopper(stop_rx));
         inner.adopt().await?;
@@ -690,39 +693,72 @@ impl Inner {
         self.refresh(task, idx).await;
     }
 
+    /// Finds or creates the awsvpc network and remembers its ID. Two clients of one
+    /// engine creating the network at the same moment can leave two networks of that
+    /// name, and the engine then refuses to start any container on it ("ambiguous").
+    /// Every caller settles on the same one (the lowest ID) and removes the others that
+    /// no container uses (the engine refuses to remove one in use).
     async fn ensure_awsvpc_network(&self) -> Result<()> {
         let name = &self.config.awsvpc_network;
-        match self
+        let id = match self.find_awsvpc_network().await? {
+            Some(id) => id,
+            None => {
+                let mut labels = HashMap::new();
+                labels.insert(LABEL_MANAGED.to_string(), "true".to_string());
+                let res = self
+                    .docker
+                    .create_network(NetworkCreateRequest {
+                        name: name.clone(),
+                        driver: Some("bridge".into()),
+                        labels: Some(labels),
+                        ..Default::default()
+                    })
+                    .await;
+                match res {
+                    Ok(_) => {}
+                    // Created concurrently by another start.
+                    Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 409,
+                        ..
+                    }) => {}
+                    Err(e) => return Err(err(format!("cannot create network {name}"), e)),
+                }
+                self.find_awsvpc_network().await?.ok_or_else(|| {
+                    RuntimeError::StartFailed(format!(
+                        "network {name} vanished after it was created"
+                    ))
+                })?
+            }
+        };
+        *self.awsvpc_id.lock().expect("awsvpc lock") = Some(id);
+        Ok(())
+    }
+
+    /// The lowest ID among the networks named exactly like the awsvpc network.
+    async fn find_awsvpc_network(&self) -> Result<Option<String>> {
+        let name = &self.config.awsvpc_network;
+        let mut filters = HashMap::new();
+        filters.insert("name".to_string(), vec![name.clone()]);
+        let nets = self
             .docker
-            .inspect_network(
-                name,
-                None::<bollard::query_parameters::InspectNetworkOptions>,
-            )
+            .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+                filters: Some(filters),
+            }))
             .await
-        {
-            Ok(_) => return Ok(()),
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(err(format!("cannot inspect network {name}"), e)),
+            .map_err(|e| err(format!("cannot list networks named {name}"), e))?;
+        let mut ids: Vec<String> = nets
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some(name.as_str()))
+            .filter_map(|n| n.id)
+            .collect();
+        ids.sort();
+        for extra in ids.iter().skip(1) {
+            match self.docker.remove_network(extra).await {
+                Ok(()) => tracing::info!(network = %extra, "removed a duplicate {name} network"),
+                Err(e) => tracing::debug!(network = %extra, "duplicate {name} network kept: {e}"),
+            }
         }
-        let mut labels = HashMap::new();
-        labels.insert(LABEL_MANAGED.to_string(), "true".to_string());
-        let res = self
-            .docker
-            .create_network(NetworkCreateRequest {
-                name: name.clone(),
-                driver: Some("bridge".into()),
-                labels: Some(labels),
-                ..Default::default()
-            })
-            .await;
-        match res {
-            Ok(_) => Ok(()),
-            // Created concurrently by another start.
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            }) => Ok(()),
-            Err(e) => Err(err(format!("cannot create network {name}"), e)),
-        }
+        Ok(ids.into_iter().next())
     }
 
     /// The create request of container `idx`.
@@ -830,12 +866,15 @@ impl Inner {
             NetworkMode::Awsvpc => match netns_owner {
                 Some(owner) => host.network_mode = Some(format!("container:{owner}")),
                 None => {
-                    host.network_mode = Some(self.config.awsvpc_network.clone());
+                    let net = self
+                        .awsvpc_id
+                        .lock()
+                        .expect("awsvpc lock")
+                        .clone()
+                        .unwrap_or_else(|| self.config.awsvpc_network.clone());
+                    host.network_mode = Some(net.clone());
                     let mut endpoints = HashMap::new();
-                    endpoints.insert(
-                        self.config.awsvpc_network.clone(),
-                        EndpointSettings::default(),
-                    );
+                    endpoints.insert(net, EndpointSettings::default());
                     networking = Some(NetworkingConfig {
                         endpoints_config: Some(endpoints),
                     });
