@@ -58,7 +58,7 @@ impl Rules {
             path,
             query,
             method,
-            headers,
+            headers: crate::rules::ViewHeaders::Map(headers),
             source,
         };
         self.rules.select(&view).1

@@ -20,7 +20,6 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use rand::Rng;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -33,9 +32,10 @@ use crate::body::{ProxyBody, ResponseGuard};
 use crate::clock::Clock;
 use crate::framing::{Conflict, Guarded};
 use crate::group::{GroupRuntime, Stickiness};
+use crate::h1;
 use crate::metrics::ListenerMetrics;
 use crate::pool::UpBody;
-use crate::rules::{source_ip, CompiledAction, RequestView, RuleSet};
+use crate::rules::{source_ip, CompiledAction, Forward, RequestView, RuleSet, ViewHeaders};
 
 /// How long a connection to a target may take (ALB: 10 s).
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,9 +44,9 @@ pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// The most a request's line and headers may take together (ALB: 64 KiB).
 pub(crate) const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// How many targets one request tries before the client gets a 502.
-const MAX_ATTEMPTS: usize = 3;
+pub(crate) const MAX_ATTEMPTS: usize = 3;
 /// Replays after a pooled connection turned out closed before the request went out.
-const MAX_STALE_REPLAYS: usize = 4;
+pub(crate) const MAX_STALE_REPLAYS: usize = 4;
 /// How long a client may take to complete a TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing listener waits for its in-flight requests.
@@ -126,7 +126,7 @@ async fn accept_loop(
     shared: Arc<ListenerShared>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let graceful = GracefulShutdown::new();
+    let tracker = Arc::new(ConnTracker::default());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -145,7 +145,7 @@ async fn accept_loop(
                         drop(stream);
                         continue;
                     }
-                    serve_connection(stream, peer, &shared, &builder, graceful.watcher());
+                    serve_connection(stream, peer, &shared, &builder, &stop, &tracker);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -156,7 +156,43 @@ async fn accept_loop(
         }
     }
     drop(listener);
-    let _ = tokio::time::timeout(CLOSE_GRACE, graceful.shutdown()).await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, tracker.wait_closed()).await;
+}
+
+/// A listener's open HTTP connections, so that closing it can wait for them.
+#[derive(Default)]
+struct ConnTracker {
+    open: std::sync::atomic::AtomicUsize,
+    closed: tokio::sync::Notify,
+}
+
+struct ConnGuard(Arc<ConnTracker>);
+
+impl ConnTracker {
+    fn enter(self: &Arc<Self>) -> ConnGuard {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        ConnGuard(self.clone())
+    }
+
+    async fn wait_closed(&self) {
+        loop {
+            let closed = self.closed.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            if self.open.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            closed.await;
+        }
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.closed.notify_waiters();
+        }
+    }
 }
 
 fn serve_connection(
@@ -164,7 +200,8 @@ fn serve_connection(
     peer: SocketAddr,
     shared: &Arc<ListenerShared>,
     builder: &Arc<auto::Builder<TokioExecutor>>,
-    watcher: hyper_util::server::graceful::Watcher,
+    stop: &watch::Receiver<bool>,
+    tracker: &Arc<ConnTracker>,
 ) {
     let _ = stream.set_nodelay(true);
     shared.metrics.new_connections.inc();
@@ -172,20 +209,26 @@ fn serve_connection(
     let shared = shared.clone();
     let builder = builder.clone();
     let tls = shared.tls.load_full();
+    let stop = stop.clone();
+    let guard = (shared.mode == Mode::Http).then(|| tracker.enter());
     tokio::spawn(async move {
-        let local = stream.local_addr().unwrap_or(peer);
+        let _guard = guard;
         match (tls, shared.mode) {
-            (None, Mode::Http) => {
-                serve_http(stream, peer, "http", &shared, &builder, watcher).await
-            }
+            (None, Mode::Http) => serve_http1(stream, peer, "http", &shared, &builder, stop).await,
             (None, Mode::Stream) => {
+                let local = stream.local_addr().unwrap_or(peer);
                 crate::stream::forward(stream, peer, local, shared.clone()).await
             }
             (Some(acceptor), mode) => {
+                let local = stream.local_addr().unwrap_or(peer);
                 match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(tls)) => match mode {
+                        Mode::Http if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                            let cx = ConnCtx::new(&shared, peer, "https");
+                            serve_http(tls, cx, &builder, stop).await
+                        }
                         Mode::Http => {
-                            serve_http(tls, peer, "https", &shared, &builder, watcher).await
+                            serve_http1(tls, peer, "https", &shared, &builder, stop).await
                         }
                         Mode::Stream => {
                             crate::stream::forward(tls, peer, local, shared.clone()).await
@@ -199,35 +242,45 @@ fn serve_connection(
     });
 }
 
-async fn serve_http<T>(
+/// Serves an HTTP/1 connection: the fast path first, hyper for whatever it declines.
+async fn serve_http1<T>(
     io: T,
     peer: SocketAddr,
     scheme: &'static str,
     shared: &Arc<ListenerShared>,
     builder: &auto::Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
+    mut stop: watch::Receiver<bool>,
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let cx = ConnCtx::new(shared, peer, scheme);
+    let idle = shared.routes.load().idle_timeout;
+    match h1::serve(io, &cx, &mut stop, idle).await {
+        h1::Exit::Closed => {}
+        h1::Exit::Fallback(io, read) => {
+            serve_http(h1::Prefixed::new(read, io), cx, builder, stop).await
+        }
+    }
+}
+
+/// Serves a connection with hyper: HTTP/1.1, h2c and HTTP/2 over TLS.
+async fn serve_http<T>(
+    io: T,
+    cx: Arc<ConnCtx>,
+    builder: &auto::Builder<TokioExecutor>,
+    mut stop: watch::Receiver<bool>,
+) where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let shared = &cx.listener;
+    let peer = cx.peer;
     let idle = shared.routes.load().idle_timeout;
     let last = Arc::new(AtomicU64::new(shared.clock.now_ms()));
-    let conflict = Conflict::default();
     let io = IdleIo {
-        inner: Guarded::new(io, conflict.clone()),
+        inner: Guarded::new(io, cx.conflict.clone()),
         last: last.clone(),
         clock: shared.clock.clone(),
     };
-    let cx = Arc::new(ConnCtx {
-        listener: shared.clone(),
-        peer,
-        client_ip: HeaderValue::from_str(&source_ip(peer).to_string())
-            .expect("an IP address is a valid header value"),
-        port_value: HeaderValue::from(shared.port),
-        scheme,
-        active: AtomicU64::new(0),
-        expired: tokio::sync::Notify::new(),
-        conflict,
-    });
     let svc_cx = cx.clone();
     let svc = service_fn(move |req| {
         let cx = svc_cx.clone();
@@ -239,13 +292,21 @@ async fn serve_http<T>(
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(io), svc)
         .into_owned();
-    let conn = watcher.watch(conn);
     tokio::pin!(conn);
+    let mut stopping = *stop.borrow();
+    if stopping {
+        conn.as_mut().graceful_shutdown();
+    }
     let idle_ms = idle.as_millis() as u64;
     let mut deadline = Instant::now() + idle;
     loop {
         tokio::select! {
             _ = &mut conn => break,
+            _ = stop.changed(), if !stopping => {
+                // The listener is closing: finish the requests in flight, then close.
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
             _ = tokio::time::sleep_until(deadline) => {
                 let quiet = shared.clock.now_ms().saturating_sub(last.load(Ordering::Relaxed));
                 if quiet < idle_ms {
@@ -333,15 +394,15 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
     }
 }
 
-struct ConnCtx {
-    listener: Arc<ListenerShared>,
-    peer: SocketAddr,
+pub(crate) struct ConnCtx {
+    pub(crate) listener: Arc<ListenerShared>,
+    pub(crate) peer: SocketAddr,
     /// The client's address as an X-Forwarded-For value, formatted once per connection.
-    client_ip: HeaderValue,
+    pub(crate) client_ip: HeaderValue,
     /// The listener's port as an X-Forwarded-Port value.
-    port_value: HeaderValue,
+    pub(crate) port_value: HeaderValue,
     /// `http` or `https`, for X-Forwarded-Proto and redirects.
-    scheme: &'static str,
+    pub(crate) scheme: &'static str,
     /// Requests on this connection not yet answered: the idle timeout waits for them.
     active: AtomicU64,
     /// Woken when the connection was idle for the idle timeout while requests waited on a
@@ -351,6 +412,22 @@ struct ConnCtx {
     /// Raised when a request head on this connection carried both Content-Length and
     /// Transfer-Encoding (see [`crate::framing`]).
     conflict: Conflict,
+}
+
+impl ConnCtx {
+    fn new(shared: &Arc<ListenerShared>, peer: SocketAddr, scheme: &'static str) -> Arc<ConnCtx> {
+        Arc::new(ConnCtx {
+            listener: shared.clone(),
+            peer,
+            client_ip: HeaderValue::from_str(&source_ip(peer).to_string())
+                .expect("an IP address is a valid header value"),
+            port_value: HeaderValue::from(shared.port),
+            scheme,
+            active: AtomicU64::new(0),
+            expired: tokio::sync::Notify::new(),
+            conflict: Conflict::default(),
+        })
+    }
 }
 
 /// Counts a request on its connection while it is being handled.
@@ -372,18 +449,22 @@ impl Drop for Active<'_> {
 /// An error response generated by the load balancer, in ALB's format.
 pub(crate) fn elb_error(status: StatusCode, m: &ListenerMetrics) -> Response<ProxyBody> {
     m.elb_response(status.as_u16());
-    let reason = status.canonical_reason().unwrap_or("");
-    let body = format!(
-        "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n<center><h1>{code} {reason}</h1></center>\r\n</body>\r\n</html>\r\n",
-        code = status.as_u16()
-    );
-    let mut r = Response::new(ProxyBody::full(body));
+    let mut r = Response::new(ProxyBody::full(elb_error_body(status)));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
     r.headers_mut()
         .insert(header::SERVER, HeaderValue::from_static("berth"));
     r
+}
+
+/// The HTML body of a response the load balancer generates.
+pub(crate) fn elb_error_body(status: StatusCode) -> String {
+    let reason = status.canonical_reason().unwrap_or("");
+    format!(
+        "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n<center><h1>{code} {reason}</h1></center>\r\n</body>\r\n</html>\r\n",
+        code = status.as_u16()
+    )
 }
 
 fn request_host(req: &Request<Incoming>) -> &str {
@@ -398,7 +479,7 @@ fn request_host(req: &Request<Incoming>) -> &str {
         .unwrap_or("")
 }
 
-fn strip_port(host: &str) -> &str {
+pub(crate) fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host
             .split_once(']')
@@ -434,7 +515,7 @@ async fn handle(req: Request<Incoming>, cx: Arc<ConnCtx>) -> Response<ProxyBody>
         path: req.uri().path(),
         query: req.uri().query(),
         method: req.method(),
-        headers: req.headers(),
+        headers: ViewHeaders::Map(req.headers()),
         source: source_ip(cx.peer),
     };
     let (action, evaluated) = routes.rules.select(&view);
@@ -469,41 +550,11 @@ async fn handle(req: Request<Incoming>, cx: Arc<ConnCtx>) -> Response<ProxyBody>
             r
         }
         CompiledAction::Forward(f) => {
-            let sticky_group = f.group_stickiness.and_then(|d| {
-                let v = cookie(req.headers(), TG_COOKIE)?;
-                let g = f
-                    .groups
-                    .iter()
-                    .find(|g| g.weight > 0 && group_cookie(&g.group.arn) == v)?;
-                Some((g.group.clone(), d))
-            });
-            let mut set_tg_cookie = None;
-            let group = if let Some((g, _)) = sticky_group {
-                g
-            } else if f.groups.len() == 1 {
-                f.groups[0].group.clone()
-            } else if f.total_weight == 0 {
+            let Some((group, set_tg_cookie)) = choose_group(f, || cookie(req.headers(), TG_COOKIE))
+            else {
                 return elb_error(StatusCode::SERVICE_UNAVAILABLE, &l.metrics);
-            } else {
-                let mut x = rand::rng().random_range(0..f.total_weight);
-                let mut chosen = &f.groups[0];
-                for g in &f.groups {
-                    if x < g.weight {
-                        chosen = g;
-                        break;
-                    }
-                    x -= g.weight;
-                }
-                if let Some(d) = f.group_stickiness {
-                    set_tg_cookie = HeaderValue::from_str(&format!(
-                        "{TG_COOKIE}={}; Max-Age={}; Path=/",
-                        group_cookie(&chosen.group.arn),
-                        d.as_secs()
-                    ))
-                    .ok();
-                }
-                chosen.group.clone()
             };
+            let set_tg_cookie = set_tg_cookie.and_then(|c| HeaderValue::from_str(&c).ok());
             let xff = routes.xff;
             let drop_invalid = routes.drop_invalid_headers;
             drop(routes);
@@ -514,6 +565,49 @@ async fn handle(req: Request<Incoming>, cx: Arc<ConnCtx>) -> Response<ProxyBody>
             resp
         }
     }
+}
+
+/// The target group a forward action sends a request to: the one its `AWSALBTG` cookie
+/// names under target-group stickiness, else one chosen by weight. With it, the cookie to
+/// set when stickiness is on and the choice was by weight. `None` when every weight is 0.
+pub(crate) fn choose_group<'a>(
+    f: &Forward,
+    tg_cookie: impl FnOnce() -> Option<&'a str>,
+) -> Option<(Arc<GroupRuntime>, Option<String>)> {
+    if f.group_stickiness.is_some() {
+        if let Some(v) = tg_cookie() {
+            if let Some(g) = f
+                .groups
+                .iter()
+                .find(|g| g.weight > 0 && group_cookie(&g.group.arn) == v)
+            {
+                return Some((g.group.clone(), None));
+            }
+        }
+    }
+    if f.groups.len() == 1 {
+        return Some((f.groups[0].group.clone(), None));
+    }
+    if f.total_weight == 0 {
+        return None;
+    }
+    let mut x = rand::rng().random_range(0..f.total_weight);
+    let mut chosen = &f.groups[0];
+    for g in &f.groups {
+        if x < g.weight {
+            chosen = g;
+            break;
+        }
+        x -= g.weight;
+    }
+    let cookie = f.group_stickiness.map(|d| {
+        format!(
+            "{TG_COOKIE}={}; Max-Age={}; Path=/",
+            group_cookie(&chosen.group.arn),
+            d.as_secs()
+        )
+    });
+    Some((chosen.group.clone(), cookie))
 }
 
 const HOP_BY_HOP: [HeaderName; 7] = [
@@ -582,9 +676,9 @@ fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-const LB_COOKIE: &str = "AWSALB";
+pub(crate) const LB_COOKIE: &str = "AWSALB";
 /// Target-group stickiness across a weighted forward.
-const TG_COOKIE: &str = "AWSALBTG";
+pub(crate) const TG_COOKIE: &str = "AWSALBTG";
 
 /// A short stable token naming a target group in the `AWSALBTG` cookie (FNV-1a of the ARN).
 fn group_cookie(arn: &str) -> String {
@@ -595,16 +689,16 @@ fn group_cookie(arn: &str) -> String {
     }
     format!("{h:016x}")
 }
-const APP_STICKY_COOKIE: &str = "AWSALBAPP-0";
+pub(crate) const APP_STICKY_COOKIE: &str = "AWSALBAPP-0";
 
-fn encode_target(addr: SocketAddr) -> String {
+pub(crate) fn encode_target(addr: SocketAddr) -> String {
     addr.to_string()
         .bytes()
         .map(|b| format!("{b:02x}"))
         .collect()
 }
 
-fn decode_target(v: &str) -> Option<SocketAddr> {
+pub(crate) fn decode_target(v: &str) -> Option<SocketAddr> {
     if v.len() % 2 != 0 || v.len() > 128 {
         return None;
     }
@@ -671,7 +765,7 @@ impl Replay {
     }
 }
 
-fn idempotent(m: &Method) -> bool {
+pub(crate) fn idempotent(m: &Method) -> bool {
     matches!(
         *m,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE

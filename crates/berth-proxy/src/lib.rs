@@ -52,6 +52,7 @@ pub mod config;
 mod error;
 mod framing;
 mod group;
+mod h1;
 mod health;
 mod http;
 mod metrics;

@@ -74,6 +74,9 @@ impl std::fmt::Display for ConnectError {
 pub(crate) struct Pool {
     addr: SocketAddr,
     idle: ArrayQueue<http1::SendRequest<UpBody>>,
+    /// Idle plain HTTP/1.1 connections of the fast path ([`crate::h1`]), which speaks
+    /// HTTP/1.1 on the socket itself.
+    raw: ArrayQueue<TcpStream>,
     /// Speak HTTP/2 to the target.
     h2: AtomicBool,
     /// Speak TLS to the target (HTTPS target groups).
@@ -86,6 +89,7 @@ impl Pool {
         Pool {
             addr,
             idle: ArrayQueue::new(MAX_IDLE_PER_TARGET),
+            raw: ArrayQueue::new(MAX_IDLE_PER_TARGET),
             h2: AtomicBool::new(false),
             tls: AtomicBool::new(false),
             h2_conn: ArcSwapOption::empty(),
@@ -181,9 +185,44 @@ impl Pool {
         }
     }
 
+    /// Whether the target speaks plain HTTP/1.1, which the fast path serves.
+    pub(crate) fn is_plain_h1(&self) -> bool {
+        !self.h2.load(Ordering::Acquire) && !self.tls.load(Ordering::Acquire)
+    }
+
+    /// An idle fast-path connection that is still open, if any. A connection the target
+    /// closed (or wrote to unasked) is dropped; the check reads the socket only when the
+    /// runtime has seen it become readable, so an open idle connection costs no syscall.
+    pub(crate) fn checkout_raw(&self) -> Option<TcpStream> {
+        while let Some(s) = self.raw.pop() {
+            let mut b = [0u8; 1];
+            match s.try_read(&mut b) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(s),
+                _ => continue,
+            }
+        }
+        None
+    }
+
+    /// A new plain connection for the fast path.
+    pub(crate) async fn connect_raw(
+        &self,
+        connect_timeout: Duration,
+    ) -> Result<TcpStream, ConnectError> {
+        self.tcp(connect_timeout).await
+    }
+
+    /// Returns an idle fast-path connection.
+    pub(crate) fn checkin_raw(&self, s: TcpStream) {
+        if self.is_plain_h1() {
+            let _ = self.raw.push(s);
+        }
+    }
+
     /// Closes every idle connection (and forgets the HTTP/2 one).
     pub(crate) fn clear(&self) {
         while self.idle.pop().is_some() {}
+        while self.raw.pop().is_some() {}
         self.h2_conn.store(None);
     }
 }

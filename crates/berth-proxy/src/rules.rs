@@ -22,8 +22,29 @@ pub(crate) struct RequestView<'a> {
     pub(crate) path: &'a str,
     pub(crate) query: Option<&'a str>,
     pub(crate) method: &'a Method,
-    pub(crate) headers: &'a HeaderMap,
+    pub(crate) headers: ViewHeaders<'a>,
     pub(crate) source: IpAddr,
+}
+
+/// A request's headers as the rules see them: hyper's map, or the raw headers the
+/// HTTP/1.1 fast path parsed (see [`crate::h1`]).
+#[derive(Clone, Copy)]
+pub(crate) enum ViewHeaders<'a> {
+    Map(&'a HeaderMap),
+    Raw(&'a [httparse::Header<'a>]),
+}
+
+impl ViewHeaders<'_> {
+    /// Whether any value of the header `name` satisfies `f`.
+    fn any(&self, name: &http::HeaderName, mut f: impl FnMut(&[u8]) -> bool) -> bool {
+        match self {
+            ViewHeaders::Map(m) => m.get_all(name).iter().any(|v| f(v.as_bytes())),
+            ViewHeaders::Raw(hs) => hs
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case(name.as_str()))
+                .any(|h| f(h.value)),
+        }
+    }
 }
 
 /// A wildcard pattern compiled to the cheapest matcher that decides it.
@@ -104,9 +125,7 @@ impl Condition {
             Condition::Path(pats) => pats.iter().any(|p| p.matches(r.path.as_bytes(), false)),
             Condition::Header(name, pats) => r
                 .headers
-                .get_all(name)
-                .iter()
-                .any(|v| pats.iter().any(|p| p.matches(v.as_bytes(), true))),
+                .any(name, |v| pats.iter().any(|p| p.matches(v, true))),
             Condition::Method(ms) => ms.iter().any(|m| m == r.method),
             Condition::Query(pairs) => {
                 let Some(q) = r.query else { return false };
@@ -887,7 +906,7 @@ mod tests {
                             path,
                             query: None,
                             method: &method,
-                            headers: &headers,
+                            headers: ViewHeaders::Map(&headers),
                             source: IpAddr::from([10, 0, 0, 1]),
                         };
                         let (a, n1) = set.select(&view);
