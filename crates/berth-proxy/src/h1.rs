@@ -445,16 +445,10 @@ enum Framing {
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
     async fn read_client(&mut self) -> Wait<io::Result<usize>> {
-        reserve(&mut self.buf);
-        let r = tokio::select! {
-            biased;
-            r = self.io.read_buf(&mut self.buf) => Wait::Done(r),
-            _ = Expired(&mut self.idle) => Wait::Idle,
-        };
-        if matches!(r, Wait::Done(Ok(n)) if n > 0) {
-            self.idle.touch();
+        match read_idle(&mut self.io, &mut self.buf, &mut self.idle).await {
+            Some(r) => Wait::Done(r),
+            None => Wait::Idle,
         }
-        r
     }
 
     async fn read_client_or_stop(
@@ -587,13 +581,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         }
         self.up.clear();
         loop {
-            reserve(&mut self.up);
-            let r = tokio::select! {
-                biased;
-                r = up.read_buf(&mut self.up) => Some(r),
-                _ = Expired(&mut self.idle) => None,
-            };
-            match r {
+            match read_idle(up, &mut self.up, &mut self.idle).await {
                 None => return Err(Exchange::Idle),
                 Some(Ok(0)) | Some(Err(_)) => {
                     return Err(if self.up.is_empty() {
@@ -602,7 +590,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
                         Exchange::Bad
                     });
                 }
-                Some(Ok(_)) => self.idle.touch(),
+                Some(Ok(_)) => {}
             }
             match parse_response(&self.up) {
                 Parsed::More if self.up.len() > MAX_HEADER_BYTES => return Err(Exchange::Bad),
@@ -745,14 +733,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             if remaining == 0 {
                 break;
             }
-            reserve(&mut self.up);
-            let r = tokio::select! {
-                biased;
-                r = up.read_buf(&mut self.up) => Some(r),
-                _ = Expired(&mut self.idle) => None,
-            };
-            match r {
-                Some(Ok(n)) if n > 0 => self.idle.touch(),
+            match read_idle(&mut up, &mut self.up, &mut self.idle).await {
+                Some(Ok(n)) if n > 0 => {}
                 Some(Ok(_)) if framing == Framing::Close => break,
                 // The target went away mid-body, or nothing moved for the idle timeout.
                 _ => return Err(()),
@@ -931,6 +913,24 @@ fn elb_error(out: &mut Vec<u8>, status: StatusCode, m: &ListenerMetrics, close: 
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body.as_bytes());
+}
+
+/// Reads more bytes into `buf`, unless nothing moves for the idle timeout (`None`).
+async fn read_idle<T: AsyncRead + Unpin>(
+    io: &mut T,
+    buf: &mut BytesMut,
+    idle: &mut Idle,
+) -> Option<io::Result<usize>> {
+    reserve(buf);
+    let r = tokio::select! {
+        biased;
+        r = io.read_buf(buf) => Some(r),
+        _ = Expired(idle) => None,
+    };
+    if matches!(r, Some(Ok(n)) if n > 0) {
+        idle.touch();
+    }
+    r
 }
 
 /// Writes all of `data` and flushes it (a TLS stream may hold records back until then),
