@@ -17,6 +17,8 @@
 #   ROUNDS [3]  DURATION [10] seconds per measured run  WARMUP [2] seconds before each run
 #   CONNECTIONS [50]  PROXY_CORE [0]  LOAD_CORE [1]  BASE_PORT [18080]  RULES_MANY [100]
 #   KEEP_TMP=1 keeps the working directory (configs, wrk outputs, proxy logs).
+#   BASELINE=/path/to/berth-bench-proxy adds a "berth (baseline)" row served by that binary
+#   (an earlier build, say), interleaved with the others, to compare two builds in one run.
 #
 # Needs: wrk, nginx, haproxy, taskset, curl, cargo (openssl for the HTTPS rows). On
 # Debian/Ubuntu: apt-get install -y wrk nginx-light haproxy util-linux curl openssl
@@ -48,6 +50,7 @@ NGINX_PORT=$((BASE_PORT + 4))
 HAPROXY_PORT=$((BASE_PORT + 5))
 BERTH_TLS_PORT=$((BASE_PORT + 6))
 NGINX_TLS_PORT=$((BASE_PORT + 7))
+BASELINE_PORT=$((BASE_PORT + 8))
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "run.sh: $*"; exit 1; }
@@ -152,7 +155,7 @@ fi
 start_berth() {
     local name=$1 port=$2
     shift 2
-    "${ON_PROXY_CORE[@]}" "$BIN/berth-bench-proxy" --listen "$port" \
+    "${ON_PROXY_CORE[@]}" "${PROXY_BIN:-$BIN/berth-bench-proxy}" --listen "$port" \
         --backend "127.0.0.1:$BACKEND_PORT" --threads 1 "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
     STARTED_PID=$!
     if ! wait_ready_line "$TMP/$name.out" "$STARTED_PID"; then
@@ -174,6 +177,11 @@ start_berth berth-1 "$BERTH_1_PORT" --rules 1
 PID_OF[berth-1]=$STARTED_PID
 start_berth berth-many "$BERTH_MANY_PORT" --rules "$RULES_MANY"
 PID_OF[berth-many]=$STARTED_PID
+if [[ -n ${BASELINE:-} ]]; then
+    [[ -x $BASELINE ]] || die "BASELINE=$BASELINE is not an executable"
+    PROXY_BIN=$BASELINE start_berth berth-baseline "$BASELINE_PORT"
+    PID_OF[berth-baseline]=$STARTED_PID
+fi
 if [[ -z $HTTPS_NOTE ]]; then
     rc=0
     start_berth berth-tls "$BERTH_TLS_PORT" --tls "$TMP/cert.pem" "$TMP/key.pem" || rc=$?
@@ -286,11 +294,13 @@ URL_OF[berth-1]="http://127.0.0.1:$BERTH_1_PORT/"
 URL_OF[berth-many]="http://127.0.0.1:$BERTH_MANY_PORT/"
 URL_OF[nginx]="http://127.0.0.1:$NGINX_PORT/"
 URL_OF[haproxy]="http://127.0.0.1:$HAPROXY_PORT/"
+URL_OF[berth-baseline]="http://127.0.0.1:$BASELINE_PORT/"
 URL_OF[berth-tls]="https://127.0.0.1:$BERTH_TLS_PORT/"
 URL_OF[nginx-tls]="https://127.0.0.1:$NGINX_TLS_PORT/"
 declare -A LABEL_OF=(
     [direct]="direct (no proxy)"
     [berth]="berth"
+    [berth-baseline]="berth (baseline)"
     [nginx]="nginx"
     [haproxy]="HAProxy"
     [berth-1]="berth, 1 rule"
@@ -299,6 +309,9 @@ declare -A LABEL_OF=(
     [nginx-tls]="nginx HTTPS"
 )
 RUNS=(direct berth nginx haproxy berth-1 berth-many)
+if [[ -n ${BASELINE:-} ]]; then
+    RUNS=(direct berth berth-baseline nginx haproxy berth-1 berth-many)
+fi
 if ((HTTPS)); then
     RUNS+=(berth-tls nginx-tls)
 fi
