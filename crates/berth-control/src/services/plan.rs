@@ -1,0 +1,478 @@
+//! The service planner: from one service's desired and observed state, the plan of what
+//! one reconciler pass changes. Pure: no store, no clock, no randomness of its own (the
+//! time, the placement seed and new ids come in with the input), so every branch is
+//! tested with plain values.
+//!
+//! In order, as the pass decides:
+//! 1. tasks the load balancer (or their container health check) finds unhealthy past the
+//!    grace period are replaced;
+//! 2. a deployment that lost too many tasks trips the circuit breaker (and the pass ends);
+//! 3. surplus tasks of the current definition are stopped, the healthy and newest kept;
+//! 4. tasks of the current definition are started up to `desiredCount`, within
+//!    `maximumPercent` (rounded down) of it counting every task not yet STOPPED, unless
+//!    the deployment failed or recent tasks never started (throttle);
+//! 5. tasks of older definitions are stopped while `minimumHealthyPercent` (rounded up)
+//!    of `desiredCount` stays healthy; unhealthy ones go first and always;
+//! 6. counts and deployments are recorded, with an event at steady state.
+
+use std::collections::BTreeMap;
+
+use berth_model::ecs::{
+    ContainerInstance, Deployment, RolloutState, SchedulingStrategy, Service, StopCode, Task,
+    TaskDefinition, TaskStatus,
+};
+use berth_model::elb::Target;
+use berth_model::time::Timestamp;
+
+use super::breaker;
+use super::deployments::{self, RolloutProgress};
+use super::health::TaskHealth;
+use super::starts::{self, StartRequest};
+
+/// Everything the planner decides one service from.
+pub struct PlanInput<'a> {
+    pub service: &'a Service,
+    /// What `service.task_definition` resolves to; None when it is not registered.
+    pub task_definition: Option<&'a TaskDefinition>,
+    /// Every task of the service's cluster (placement counts what all of them hold).
+    pub cluster_tasks: &'a [&'a Task],
+    /// The task definitions of those tasks (and the current one), by ARN.
+    pub definitions: &'a BTreeMap<String, TaskDefinition>,
+    /// Targets, with the task each belongs to.
+    pub targets: &'a [Target],
+    /// The container instances of the cluster.
+    pub instances: &'a [ContainerInstance],
+    pub now: Timestamp,
+    /// Seeds the `random` placement strategy.
+    pub placement_seed: u64,
+}
+
+/// A task to stop, the way the scheduler stops it (see [`super::apply_stop`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskStop {
+    pub task_arn: String,
+    pub code: StopCode,
+    pub reason: String,
+}
+
+/// An event for the service's event list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedEvent {
+    pub message: String,
+    /// Skip it when the service's latest event already says the same (ECS also
+    /// suppresses repeats).
+    pub unless_repeated: bool,
+}
+
+impl PlannedEvent {
+    /// An event recorded even when the latest one says the same.
+    pub fn always(message: String) -> Self {
+        Self {
+            message,
+            unless_repeated: false,
+        }
+    }
+
+    /// An event skipped when the latest one says the same.
+    pub fn unless_repeated(message: String) -> Self {
+        Self {
+            message,
+            unless_repeated: true,
+        }
+    }
+}
+
+/// The fields of the service record a pass writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceUpdate {
+    /// Changes only when the circuit breaker rolls back.
+    pub task_definition: String,
+    pub running_count: u32,
+    pub pending_count: u32,
+    pub deployments: Vec<Deployment>,
+}
+
+/// What becomes of the service record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServiceRecord {
+    /// Only the plan's events (if any) are added.
+    Keep,
+    /// These fields change (and the plan's events are added).
+    Update(ServiceUpdate),
+    /// The service was being deleted and has no task left: its record goes.
+    Delete,
+}
+
+/// What one pass changes for one service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServicePlan {
+    /// Tasks to stop, in order; a task may appear twice (the first stop wins).
+    pub stops: Vec<TaskStop>,
+    /// New tasks, already placed on an instance.
+    pub starts: Vec<Task>,
+    /// Events, oldest first.
+    pub events: Vec<PlannedEvent>,
+    pub record: ServiceRecord,
+    /// Seconds until starts may resume when they were held back after failed starts.
+    pub start_throttled_for: Option<f64>,
+}
+
+impl ServicePlan {
+    fn new() -> Self {
+        Self {
+            stops: Vec::new(),
+            starts: Vec::new(),
+            events: Vec::new(),
+            record: ServiceRecord::Keep,
+            start_throttled_for: None,
+        }
+    }
+
+    fn stop(&mut self, t: &Task, code: StopCode, reason: String) {
+        self.stops.push(TaskStop {
+            task_arn: t.task_arn.clone(),
+            code,
+            reason,
+        });
+    }
+
+    /// Stops `victims` for the scheduler with one event; returns how many.
+    fn scale_in(&mut self, svc: &Service, victims: &[&Task]) -> usize {
+        if victims.is_empty() {
+            return 0;
+        }
+        let reason = scale_reason(svc);
+        for t in victims {
+            self.stop(t, StopCode::ServiceSchedulerInitiated, reason.clone());
+        }
+        self.events.push(PlannedEvent::unless_repeated(format!(
+            "(service {}) has stopped {} running tasks: {}.",
+            svc.service_name,
+            victims.len(),
+            task_list(victims)
+        )));
+        victims.len()
+    }
+
+    /// The service record after this plan, or None when it does not change (or goes:
+    /// see [`ServiceRecord::Delete`]). `new_short_id` names the events.
+    pub fn next_service(
+        &self,
+        svc: &Service,
+        now: Timestamp,
+        new_short_id: &mut dyn FnMut() -> String,
+    ) -> Option<Service> {
+        let mut next = svc.clone();
+        for e in &self.events {
+            if e.unless_repeated && next.events.first().is_some_and(|x| x.message == e.message) {
+                continue;
+            }
+            next.push_event(new_short_id(), now, e.message.clone());
+        }
+        match &self.record {
+            ServiceRecord::Keep => {}
+            ServiceRecord::Delete => return None,
+            ServiceRecord::Update(u) => {
+                next.task_definition = u.task_definition.clone();
+                next.running_count = u.running_count;
+                next.pending_count = u.pending_count;
+                next.deployments = u.deployments.clone();
+            }
+        }
+        (next != *svc).then_some(next)
+    }
+}
+
+/// Whether the task is wanted RUNNING.
+fn is_active(t: &Task) -> bool {
+    t.desired_status == TaskStatus::Running
+}
+
+/// Whether the task has not reached STOPPED yet.
+fn is_alive(t: &Task) -> bool {
+    t.last_status != TaskStatus::Stopped
+}
+
+/// Plans one pass for `input.service`. `new_id` returns a fresh 32-hex-digit id for each
+/// new task and deployment.
+pub fn plan_service(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> String) -> ServicePlan {
+    let svc = input.service;
+    let now = input.now;
+    let mut plan = ServicePlan::new();
+    let cluster = svc.cluster_name();
+    let group = format!("service:{}", svc.service_name);
+    let cluster_arn = berth_model::arn::cluster(cluster);
+    let tasks: Vec<&Task> = input
+        .cluster_tasks
+        .iter()
+        .copied()
+        .filter(|t| t.group == group && t.cluster_arn == cluster_arn)
+        .collect();
+    let deleting = svc.status != "ACTIVE";
+    let daemon = svc.scheduling_strategy == SchedulingStrategy::Daemon;
+    let desired = if deleting {
+        0
+    } else if daemon {
+        // One task on each ACTIVE instance with a connected agent.
+        input
+            .instances
+            .iter()
+            .filter(|i| i.status == "ACTIVE" && i.agent_connected)
+            .count()
+    } else {
+        svc.desired_count.max(0) as usize
+    };
+    let Some(td) = input.task_definition else {
+        plan.events.push(PlannedEvent::unless_repeated(format!(
+            "(service {}) cannot start tasks: task definition {} is not registered.",
+            svc.service_name, svc.task_definition
+        )));
+        return plan;
+    };
+    let grace = f64::from(svc.health_check_grace_period_seconds.unwrap_or(0));
+    let health = TaskHealth::new(svc, &tasks, input.definitions, input.targets);
+
+    // 1. Replace tasks the load balancer finds unhealthy, after the grace period.
+    for t in tasks
+        .iter()
+        .filter(|t| is_active(t) && t.last_status == TaskStatus::Running)
+    {
+        let started = t.started_at.unwrap_or(t.created_at);
+        if now - started < grace {
+            continue;
+        }
+        if let Some(bad) = health.unhealthy_target(t) {
+            plan.stop(
+                t,
+                StopCode::ServiceSchedulerInitiated,
+                format!(
+                    "Task failed ELB health checks in (target-group {})",
+                    bad.target_group_arn
+                ),
+            );
+            plan.events.push(PlannedEvent::unless_repeated(format!(
+                "(service {}) (port {}) is unhealthy in (target-group {}) due to (reason {}).",
+                svc.service_name,
+                bad.port,
+                bad.target_group_arn,
+                bad.target_health
+                    .reason
+                    .as_deref()
+                    .unwrap_or("Health checks failed")
+            )));
+        } else if t.health_status == berth_model::ecs::HealthStatus::Unhealthy {
+            plan.stop(
+                t,
+                StopCode::ServiceSchedulerInitiated,
+                "Task failed container health checks".into(),
+            );
+        }
+    }
+
+    // 2. The deployment of the current task definition (its id marks the tasks it
+    // starts) and the circuit breaker.
+    let current = svc
+        .deployments
+        .iter()
+        .find(|d| d.task_definition == td.task_definition_arn);
+    let deployment_id = current
+        .map(|d| d.id.clone())
+        .unwrap_or_else(|| format!("ecs-svc/{}", short(new_id())));
+    let rollout_failed = current.is_some_and(|d| d.rollout_state == RolloutState::Failed);
+    if let Some(d) = current {
+        let failures = breaker::failure_count(&tasks, &d.id);
+        if breaker::trips(svc, d, failures, desired) {
+            let rollback = svc
+                .deployment_configuration
+                .deployment_circuit_breaker
+                .as_ref()
+                .is_some_and(|cb| cb.rollback);
+            let (update, events) = breaker::trip(svc, &d.id, failures, rollback, now);
+            plan.events.extend(events);
+            plan.record = ServiceRecord::Update(update);
+            return plan;
+        }
+    }
+
+    let active: Vec<&Task> = tasks.iter().copied().filter(|t| is_active(t)).collect();
+    let (new, old): (Vec<&Task>, Vec<&Task>) = active
+        .iter()
+        .partition(|t| t.task_definition_arn == td.task_definition_arn);
+    let alive = tasks.iter().filter(|t| is_alive(t)).count();
+    let dc = &svc.deployment_configuration;
+    // DAEMON services replace in place: at most one task per instance, none kept.
+    let (max_pct, min_pct) = if daemon {
+        (100, 0)
+    } else {
+        (
+            dc.maximum_percent as usize,
+            dc.minimum_healthy_percent as usize,
+        )
+    };
+    // ECS rounds maximumPercent down and minimumHealthyPercent up.
+    let max_total = desired * max_pct / 100;
+    let min_healthy = (desired * min_pct).div_ceil(100);
+
+    // 3. Scale in: stop surplus tasks of the current definition, keeping the healthy
+    // ones, newest first.
+    let mut stopped_now = 0usize;
+    if new.len() > desired {
+        let mut surplus: Vec<&Task> = new.clone();
+        surplus.sort_by(|a, b| {
+            (health.is_healthy(a), a.created_at)
+                .partial_cmp(&(health.is_healthy(b), b.created_at))
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .reverse()
+        });
+        let victims: Vec<&Task> = surplus.split_off(desired);
+        stopped_now += plan.scale_in(svc, &victims);
+    }
+
+    // 4. Start tasks of the current definition up to desired, within maximumPercent.
+    let room = max_total.saturating_sub(alive);
+    let want = desired.saturating_sub(new.len());
+    let to_start = want.min(room);
+    // A deployment the circuit breaker failed (without rollback) starts nothing more.
+    if to_start > 0 && !deleting && !rollout_failed {
+        if let Some(wait) = starts::throttle(&tasks, td, now) {
+            plan.start_throttled_for = Some(wait);
+        } else {
+            let req = StartRequest {
+                service: svc,
+                task_definition: td,
+                cluster,
+                group: &group,
+                deployment_id: &deployment_id,
+                count: to_start,
+                now,
+                placement_seed: input.placement_seed,
+            };
+            let (placed, failure) = starts::place_new_tasks(
+                &req,
+                input.instances,
+                input.cluster_tasks,
+                input.definitions,
+                new_id,
+            );
+            if let Some(f) = failure {
+                plan.events.push(PlannedEvent::unless_repeated(format!(
+                    "(service {}) was unable to place a task because no container instance met all of its requirements. {}",
+                    svc.service_name, f.0
+                )));
+            }
+            if !placed.is_empty() {
+                let refs: Vec<&Task> = placed.iter().collect();
+                plan.events.push(PlannedEvent::unless_repeated(format!(
+                    "(service {}) has started {} tasks: {}.",
+                    svc.service_name,
+                    placed.len(),
+                    task_list(&refs)
+                )));
+            }
+            plan.starts = placed;
+        }
+    }
+
+    // 5. Stop old-definition tasks while enough healthy ones remain.
+    if !old.is_empty() {
+        let healthy_count = active.iter().filter(|t| health.is_healthy(t)).count();
+        let mut can_stop = healthy_count.saturating_sub(min_healthy);
+        let mut victims = Vec::new();
+        let mut olds = old.clone();
+        olds.sort_by_key(|t| health.is_healthy(t));
+        for t in olds {
+            if !health.is_healthy(t) {
+                victims.push(t);
+            } else if can_stop > 0 {
+                can_stop -= 1;
+                victims.push(t);
+            }
+        }
+        stopped_now += plan.scale_in(svc, &victims);
+    }
+
+    // 6. Counts, deployments and steady state.
+    if deleting && tasks.iter().all(|t| !is_alive(t)) {
+        plan.record = ServiceRecord::Delete;
+        return plan;
+    }
+    let running = active
+        .iter()
+        .filter(|t| t.last_status == TaskStatus::Running)
+        .count() as u32;
+    let pending = active
+        .iter()
+        .filter(|t| t.last_status < TaskStatus::Running)
+        .count() as u32;
+    let steady = stopped_now == 0
+        && old.is_empty()
+        && new.len() == desired
+        && new.iter().all(|t| health.is_healthy(t))
+        && tasks.iter().filter(|t| is_alive(t)).all(|t| is_active(t));
+    let mut older: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+    for t in &old {
+        let e = older.entry(t.task_definition_arn.clone()).or_default();
+        if t.last_status == TaskStatus::Running {
+            e.0 += 1;
+        } else {
+            e.1 += 1;
+        }
+    }
+    let progress = RolloutProgress {
+        task_definition: &td.task_definition_arn,
+        deployment_id: &deployment_id,
+        desired: desired as u32,
+        running: new
+            .iter()
+            .filter(|t| t.last_status == TaskStatus::Running)
+            .count() as u32,
+        pending: new
+            .iter()
+            .filter(|t| t.last_status < TaskStatus::Running)
+            .count() as u32,
+        steady,
+        older,
+        now,
+    };
+    let was_steady = deployments::was_steady(&svc.deployments);
+    let deployments =
+        deployments::next_deployments(&svc.deployments, &progress, &mut || short(new_id()));
+    if steady && !was_steady && !deleting {
+        plan.events.push(PlannedEvent::always(format!(
+            "(service {}) has reached a steady state.",
+            svc.service_name
+        )));
+    }
+    plan.record = ServiceRecord::Update(ServiceUpdate {
+        task_definition: svc.task_definition.clone(),
+        running_count: running,
+        pending_count: pending,
+        deployments,
+    });
+    plan
+}
+
+/// The first 12 characters of an id, as deployment and event ids use.
+pub fn short(id: String) -> String {
+    id.chars().take(12).collect()
+}
+
+fn scale_reason(svc: &Service) -> String {
+    let dep = svc
+        .deployments
+        .iter()
+        .find(|d| d.status == berth_model::ecs::DeploymentStatus::Primary)
+        .map(|d| d.id.as_str())
+        .unwrap_or("ecs-svc");
+    format!("Scaling activity initiated by (deployment {dep})")
+}
+
+fn task_list(ts: &[&Task]) -> String {
+    ts.iter()
+        .map(|t| format!("(task {})", t.id()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests;
