@@ -30,7 +30,7 @@ pub fn is_deployment_failure(t: &Task) -> bool {
         Some(StopCode::ServiceSchedulerInitiated) => t
             .stopped_reason
             .as_deref()
-            .is_some_and(|r| r.contains("health checks")),
+            .is_some_and(super::health::is_health_check_failure),
         _ => false,
     }
 }

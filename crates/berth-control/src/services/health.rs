@@ -93,6 +93,21 @@ impl<'a> TaskHealth<'a> {
     }
 }
 
+/// The stopped reason of a task replaced because its container health check failed.
+pub const CONTAINER_HEALTH_CHECK_FAILURE: &str = "Task failed container health checks";
+
+/// The stopped reason of a task replaced because it failed the health checks of the
+/// target group `target_group_arn`.
+pub fn target_health_check_failure(target_group_arn: &str) -> String {
+    format!("Task failed ELB health checks in (target-group {target_group_arn})")
+}
+
+/// Whether a scheduler's stopped reason is one of the two above: the task was replaced
+/// for failing health checks (the circuit breaker counts it).
+pub fn is_health_check_failure(stopped_reason: &str) -> bool {
+    stopped_reason.contains("health checks")
+}
+
 /// Whether an essential container of `td` has a health check.
 pub fn has_container_health_check(td: &TaskDefinition) -> bool {
     td.container_definitions
@@ -132,6 +147,15 @@ mod tests {
             deregistering_at: None,
             drained_at: None,
         }
+    }
+
+    #[test]
+    fn both_replacement_reasons_are_health_check_failures() {
+        assert!(is_health_check_failure(CONTAINER_HEALTH_CHECK_FAILURE));
+        assert!(is_health_check_failure(&target_health_check_failure("tg")));
+        assert!(!is_health_check_failure(
+            "Scaling activity initiated by (deployment d)"
+        ));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use berth_model::time::Timestamp;
 
 use super::breaker;
 use super::deployments::{self, RolloutProgress};
-use super::health::TaskHealth;
+use super::health::{self, TaskHealth};
 use super::starts::{self, StartRequest};
 
 /// Everything the planner decides one service from.
@@ -245,10 +245,7 @@ pub fn plan_service(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> String) -
             plan.stop(
                 t,
                 StopCode::ServiceSchedulerInitiated,
-                format!(
-                    "Task failed ELB health checks in (target-group {})",
-                    bad.target_group_arn
-                ),
+                health::target_health_check_failure(&bad.target_group_arn),
             );
             plan.events.push(PlannedEvent::unless_repeated(format!(
                 "(service {}) (port {}) is unhealthy in (target-group {}) due to (reason {}).",
@@ -264,7 +261,7 @@ pub fn plan_service(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> String) -
             plan.stop(
                 t,
                 StopCode::ServiceSchedulerInitiated,
-                "Task failed container health checks".into(),
+                health::CONTAINER_HEALTH_CHECK_FAILURE.into(),
             );
         }
     }
