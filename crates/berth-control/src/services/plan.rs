@@ -18,8 +18,8 @@
 use std::collections::BTreeMap;
 
 use berth_model::ecs::{
-    ContainerInstance, Deployment, RolloutState, SchedulingStrategy, Service, StopCode, Task,
-    TaskDefinition, TaskStatus,
+    ContainerInstance, Deployment, DeploymentStatus, HealthStatus, RolloutState,
+    SchedulingStrategy, Service, StopCode, Task, TaskDefinition, TaskStatus,
 };
 use berth_model::elb::Target;
 use berth_model::time::Timestamp;
@@ -196,32 +196,8 @@ fn is_alive(t: &Task) -> bool {
 /// Plans one pass for `input.service`. `new_id` returns a fresh 32-hex-digit id for each
 /// new task and deployment.
 pub fn plan_service(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> String) -> ServicePlan {
-    let svc = input.service;
-    let now = input.now;
     let mut plan = ServicePlan::new();
-    let cluster = svc.cluster_name();
-    let group = format!("service:{}", svc.service_name);
-    let cluster_arn = berth_model::arn::cluster(cluster);
-    let tasks: Vec<&Task> = input
-        .cluster_tasks
-        .iter()
-        .copied()
-        .filter(|t| t.group == group && t.cluster_arn == cluster_arn)
-        .collect();
-    let deleting = svc.status != "ACTIVE";
-    let daemon = svc.scheduling_strategy == SchedulingStrategy::Daemon;
-    let desired = if deleting {
-        0
-    } else if daemon {
-        // One task on each ACTIVE instance with a connected agent.
-        input
-            .instances
-            .iter()
-            .filter(|i| i.status == "ACTIVE" && i.agent_connected)
-            .count()
-    } else {
-        svc.desired_count.max(0) as usize
-    };
+    let svc = input.service;
     let Some(td) = input.task_definition else {
         plan.events.push(PlannedEvent::unless_repeated(format!(
             "(service {}) cannot start tasks: task definition {} is not registered.",
@@ -229,42 +205,10 @@ pub fn plan_service(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> String) -
         )));
         return plan;
     };
-    let grace = f64::from(svc.health_check_grace_period_seconds.unwrap_or(0));
-    let health = TaskHealth::new(svc, &tasks, input.definitions, input.targets);
+    let pass = Pass::new(input, td);
 
-    // 1. Replace tasks the load balancer finds unhealthy, after the grace period.
-    for t in tasks
-        .iter()
-        .filter(|t| is_active(t) && t.last_status == TaskStatus::Running)
-    {
-        let started = t.started_at.unwrap_or(t.created_at);
-        if now - started < grace {
-            continue;
-        }
-        if let Some(bad) = health.unhealthy_target(t) {
-            plan.stop(
-                t,
-                StopCode::ServiceSchedulerInitiated,
-                health::target_health_check_failure(&bad.target_group_arn),
-            );
-            plan.events.push(PlannedEvent::unless_repeated(format!(
-                "(service {}) (port {}) is unhealthy in (target-group {}) due to (reason {}).",
-                svc.service_name,
-                bad.port,
-                bad.target_group_arn,
-                bad.target_health
-                    .reason
-                    .as_deref()
-                    .unwrap_or("Health checks failed")
-            )));
-        } else if t.health_status == berth_model::ecs::HealthStatus::Unhealthy {
-            plan.stop(
-                t,
-                StopCode::ServiceSchedulerInitiated,
-                health::CONTAINER_HEALTH_CHECK_FAILURE.into(),
-            );
-        }
-    }
+    // 1. Replace tasks the load balancer finds unhealthy.
+    pass.replace_unhealthy(&mut plan);
 
     // 2. The deployment of the current task definition (its id marks the tasks it
     // starts) and the circuit breaker.
@@ -272,181 +216,360 @@ pub fn plan_service(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> String) -
         .deployments
         .iter()
         .find(|d| d.task_definition == td.task_definition_arn);
+    if let Some((update, events)) = current.and_then(|d| pass.breaker_trip(d)) {
+        plan.events.extend(events);
+        plan.record = ServiceRecord::Update(update);
+        return plan;
+    }
     let deployment_id = current
         .map(|d| d.id.clone())
         .unwrap_or_else(|| format!("ecs-svc/{}", short(new_id())));
     let rollout_failed = current.is_some_and(|d| d.rollout_state == RolloutState::Failed);
-    if let Some(d) = current {
-        let failures = breaker::failure_count(&tasks, &d.id);
-        if breaker::trips(svc, d, failures, desired) {
-            let rollback = svc
-                .deployment_configuration
-                .deployment_circuit_breaker
-                .as_ref()
-                .is_some_and(|cb| cb.rollback);
-            let (update, events) = breaker::trip(svc, &d.id, failures, rollback, now);
-            plan.events.extend(events);
-            plan.record = ServiceRecord::Update(update);
-            return plan;
-        }
-    }
 
-    let active: Vec<&Task> = tasks.iter().copied().filter(|t| is_active(t)).collect();
-    let (new, old): (Vec<&Task>, Vec<&Task>) = active
-        .iter()
-        .partition(|t| t.task_definition_arn == td.task_definition_arn);
-    let alive = tasks.iter().filter(|t| is_alive(t)).count();
-    let dc = &svc.deployment_configuration;
-    // DAEMON services replace in place: at most one task per instance, none kept.
-    let (max_pct, min_pct) = if daemon {
-        (100, 0)
-    } else {
-        (
-            dc.maximum_percent as usize,
-            dc.minimum_healthy_percent as usize,
-        )
-    };
-    // ECS rounds maximumPercent down and minimumHealthyPercent up.
-    let max_total = desired * max_pct / 100;
-    let min_healthy = (desired * min_pct).div_ceil(100);
+    let wanted = pass.wanted();
 
-    // 3. Scale in: stop surplus tasks of the current definition, keeping the healthy
-    // ones, newest first.
-    let mut stopped_now = 0usize;
-    if new.len() > desired {
-        let mut surplus: Vec<&Task> = new.clone();
-        surplus.sort_by(|a, b| {
-            (health.is_healthy(a), a.created_at)
-                .partial_cmp(&(health.is_healthy(b), b.created_at))
-                .unwrap_or(std::cmp::Ordering::Equal)
-                .reverse()
-        });
-        let victims: Vec<&Task> = surplus.split_off(desired);
-        stopped_now += plan.scale_in(svc, &victims);
-    }
+    // 3. Scale in surplus tasks of the current definition.
+    let mut stopped_now = pass.scale_in_surplus(&wanted.current, &mut plan);
 
-    // 4. Start tasks of the current definition up to desired, within maximumPercent.
-    let room = max_total.saturating_sub(alive);
-    let want = desired.saturating_sub(new.len());
-    let to_start = want.min(room);
-    // A deployment the circuit breaker failed (without rollback) starts nothing more.
-    if to_start > 0 && !deleting && !rollout_failed {
-        if let Some(wait) = starts::throttle(&tasks, td, now) {
-            plan.start_throttled_for = Some(wait);
-        } else {
-            let req = StartRequest {
-                service: svc,
-                task_definition: td,
-                cluster,
-                group: &group,
-                deployment_id: &deployment_id,
-                count: to_start,
-                now,
-                placement_seed: input.placement_seed,
-            };
-            let (placed, failure) = starts::place_new_tasks(
-                &req,
-                input.instances,
-                input.cluster_tasks,
-                input.definitions,
-                new_id,
-            );
-            if let Some(f) = failure {
-                plan.events.push(PlannedEvent::unless_repeated(format!(
-                    "(service {}) was unable to place a task because no container instance met all of its requirements. {}",
-                    svc.service_name, f.0
-                )));
-            }
-            if !placed.is_empty() {
-                let refs: Vec<&Task> = placed.iter().collect();
-                plan.events.push(PlannedEvent::unless_repeated(format!(
-                    "(service {}) has started {} tasks: {}.",
-                    svc.service_name,
-                    placed.len(),
-                    task_list(&refs)
-                )));
-            }
-            plan.starts = placed;
-        }
+    // 4. Start tasks of the current definition. A deployment the circuit breaker
+    // failed (without rollback) starts nothing more.
+    if !pass.deleting && !rollout_failed {
+        pass.start_missing(wanted.current.len(), &deployment_id, &mut plan, new_id);
     }
 
     // 5. Stop old-definition tasks while enough healthy ones remain.
-    if !old.is_empty() {
-        let healthy_count = active.iter().filter(|t| health.is_healthy(t)).count();
-        let mut can_stop = healthy_count.saturating_sub(min_healthy);
+    stopped_now += pass.stop_older(&wanted, &mut plan);
+
+    // 6. Counts, deployments and steady state.
+    if pass.deleting && pass.tasks.iter().all(|t| !is_alive(t)) {
+        plan.record = ServiceRecord::Delete;
+        return plan;
+    }
+    let steady = stopped_now == 0
+        && wanted.older.is_empty()
+        && wanted.current.len() == pass.desired
+        && wanted.current.iter().all(|t| pass.health.is_healthy(t))
+        && pass
+            .tasks
+            .iter()
+            .filter(|t| is_alive(t))
+            .all(|t| is_active(t));
+    pass.record_progress(&wanted, &deployment_id, steady, &mut plan, new_id);
+    plan
+}
+
+/// The service's tasks wanted RUNNING, as they stood when the pass began.
+struct WantedTasks<'a> {
+    all: Vec<&'a Task>,
+    /// Those of the current task definition.
+    current: Vec<&'a Task>,
+    /// Those of older definitions.
+    older: Vec<&'a Task>,
+}
+
+/// One pass's view of the service, shared by the planner's steps.
+struct Pass<'a> {
+    input: &'a PlanInput<'a>,
+    svc: &'a Service,
+    /// The current task definition.
+    td: &'a TaskDefinition,
+    /// `service:<name>`, the group of the service's tasks.
+    group: String,
+    /// The service's tasks, in every state.
+    tasks: Vec<&'a Task>,
+    health: TaskHealth<'a>,
+    desired: usize,
+    /// The service is being deleted: it wants no task.
+    deleting: bool,
+    /// The most tasks that may exist at once (maximumPercent, rounded down).
+    max_total: usize,
+    /// The fewest healthy tasks to keep (minimumHealthyPercent, rounded up).
+    min_healthy: usize,
+}
+
+impl<'a> Pass<'a> {
+    fn new(input: &'a PlanInput<'a>, td: &'a TaskDefinition) -> Self {
+        let svc = input.service;
+        let group = format!("service:{}", svc.service_name);
+        let cluster_arn = berth_model::arn::cluster(svc.cluster_name());
+        let tasks: Vec<&Task> = input
+            .cluster_tasks
+            .iter()
+            .copied()
+            .filter(|t| t.group == group && t.cluster_arn == cluster_arn)
+            .collect();
+        let deleting = svc.status != "ACTIVE";
+        let daemon = svc.scheduling_strategy == SchedulingStrategy::Daemon;
+        let desired = if deleting {
+            0
+        } else if daemon {
+            // One task on each ACTIVE instance with a connected agent.
+            input
+                .instances
+                .iter()
+                .filter(|i| i.status == "ACTIVE" && i.agent_connected)
+                .count()
+        } else {
+            svc.desired_count.max(0) as usize
+        };
+        // DAEMON services replace in place: at most one task per instance, none kept.
+        let dc = &svc.deployment_configuration;
+        let (max_pct, min_pct) = if daemon {
+            (100, 0)
+        } else {
+            (
+                dc.maximum_percent as usize,
+                dc.minimum_healthy_percent as usize,
+            )
+        };
+        let health = TaskHealth::new(svc, &tasks, input.definitions, input.targets);
+        Self {
+            input,
+            svc,
+            td,
+            group,
+            tasks,
+            health,
+            desired,
+            deleting,
+            // ECS rounds maximumPercent down and minimumHealthyPercent up.
+            max_total: desired * max_pct / 100,
+            min_healthy: (desired * min_pct).div_ceil(100),
+        }
+    }
+
+    fn wanted(&self) -> WantedTasks<'a> {
+        let all: Vec<&Task> = self
+            .tasks
+            .iter()
+            .copied()
+            .filter(|t| is_active(t))
+            .collect();
+        let (current, older) = all
+            .iter()
+            .partition(|t| t.task_definition_arn == self.td.task_definition_arn);
+        WantedTasks {
+            all,
+            current,
+            older,
+        }
+    }
+
+    /// Stops RUNNING tasks that fail a target group's health checks (with an event) or
+    /// their container health check, once past the grace period.
+    fn replace_unhealthy(&self, plan: &mut ServicePlan) {
+        let svc = self.svc;
+        let grace = f64::from(svc.health_check_grace_period_seconds.unwrap_or(0));
+        for t in self
+            .tasks
+            .iter()
+            .filter(|t| is_active(t) && t.last_status == TaskStatus::Running)
+        {
+            let started = t.started_at.unwrap_or(t.created_at);
+            if self.input.now - started < grace {
+                continue;
+            }
+            if let Some(bad) = self.health.unhealthy_target(t) {
+                plan.stop(
+                    t,
+                    StopCode::ServiceSchedulerInitiated,
+                    health::target_health_check_failure(&bad.target_group_arn),
+                );
+                plan.events.push(PlannedEvent::unless_repeated(format!(
+                    "(service {}) (port {}) is unhealthy in (target-group {}) due to (reason {}).",
+                    svc.service_name,
+                    bad.port,
+                    bad.target_group_arn,
+                    bad.target_health
+                        .reason
+                        .as_deref()
+                        .unwrap_or("Health checks failed")
+                )));
+            } else if t.health_status == HealthStatus::Unhealthy {
+                plan.stop(
+                    t,
+                    StopCode::ServiceSchedulerInitiated,
+                    health::CONTAINER_HEALTH_CHECK_FAILURE.into(),
+                );
+            }
+        }
+    }
+
+    /// The service record and events when the circuit breaker trips for `current`.
+    fn breaker_trip(&self, current: &Deployment) -> Option<(ServiceUpdate, Vec<PlannedEvent>)> {
+        let failures = breaker::failure_count(&self.tasks, &current.id);
+        if !breaker::trips(self.svc, current, failures, self.desired) {
+            return None;
+        }
+        let rollback = self
+            .svc
+            .deployment_configuration
+            .deployment_circuit_breaker
+            .as_ref()
+            .is_some_and(|cb| cb.rollback);
+        Some(breaker::trip(
+            self.svc,
+            &current.id,
+            failures,
+            rollback,
+            self.input.now,
+        ))
+    }
+
+    /// Stops tasks of the current definition beyond `desired`, keeping the healthy
+    /// ones, newest first. Returns how many.
+    fn scale_in_surplus(&self, new: &[&Task], plan: &mut ServicePlan) -> usize {
+        if new.len() <= self.desired {
+            return 0;
+        }
+        let mut surplus: Vec<&Task> = new.to_vec();
+        surplus.sort_by(|a, b| {
+            (self.health.is_healthy(a), a.created_at)
+                .partial_cmp(&(self.health.is_healthy(b), b.created_at))
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .reverse()
+        });
+        let victims: Vec<&Task> = surplus.split_off(self.desired);
+        plan.scale_in(self.svc, &victims)
+    }
+
+    /// Starts tasks of the current definition up to `desired`, within maximumPercent
+    /// (counting every task not yet STOPPED), unless recent starts failed.
+    fn start_missing(
+        &self,
+        current_count: usize,
+        deployment_id: &str,
+        plan: &mut ServicePlan,
+        new_id: &mut dyn FnMut() -> String,
+    ) {
+        let alive = self.tasks.iter().filter(|t| is_alive(t)).count();
+        let room = self.max_total.saturating_sub(alive);
+        let want = self.desired.saturating_sub(current_count);
+        let count = want.min(room);
+        if count == 0 {
+            return;
+        }
+        if let Some(wait) = starts::throttle(&self.tasks, self.td, self.input.now) {
+            plan.start_throttled_for = Some(wait);
+            return;
+        }
+        let req = StartRequest {
+            service: self.svc,
+            task_definition: self.td,
+            cluster: self.svc.cluster_name(),
+            group: &self.group,
+            deployment_id,
+            count,
+            now: self.input.now,
+            placement_seed: self.input.placement_seed,
+        };
+        let (placed, failure) = starts::place_new_tasks(
+            &req,
+            self.input.instances,
+            self.input.cluster_tasks,
+            self.input.definitions,
+            new_id,
+        );
+        let name = &self.svc.service_name;
+        if let Some(f) = failure {
+            plan.events.push(PlannedEvent::unless_repeated(format!(
+                "(service {name}) was unable to place a task because no container instance met all of its requirements. {}",
+                f.0
+            )));
+        }
+        if !placed.is_empty() {
+            let refs: Vec<&Task> = placed.iter().collect();
+            plan.events.push(PlannedEvent::unless_repeated(format!(
+                "(service {name}) has started {} tasks: {}.",
+                placed.len(),
+                task_list(&refs)
+            )));
+        }
+        plan.starts = placed;
+    }
+
+    /// Stops tasks of older definitions: the unhealthy ones always, healthy ones while
+    /// more than minimumHealthyPercent of the wanted tasks stay healthy. Returns how many.
+    fn stop_older(&self, wanted: &WantedTasks<'_>, plan: &mut ServicePlan) -> usize {
+        if wanted.older.is_empty() {
+            return 0;
+        }
+        let healthy_count = wanted
+            .all
+            .iter()
+            .filter(|t| self.health.is_healthy(t))
+            .count();
+        let mut can_stop = healthy_count.saturating_sub(self.min_healthy);
         let mut victims = Vec::new();
-        let mut olds = old.clone();
-        olds.sort_by_key(|t| health.is_healthy(t));
+        let mut olds = wanted.older.clone();
+        olds.sort_by_key(|t| self.health.is_healthy(t));
         for t in olds {
-            if !health.is_healthy(t) {
+            if !self.health.is_healthy(t) {
                 victims.push(t);
             } else if can_stop > 0 {
                 can_stop -= 1;
                 victims.push(t);
             }
         }
-        stopped_now += plan.scale_in(svc, &victims);
+        plan.scale_in(self.svc, &victims)
     }
 
-    // 6. Counts, deployments and steady state.
-    if deleting && tasks.iter().all(|t| !is_alive(t)) {
-        plan.record = ServiceRecord::Delete;
-        return plan;
-    }
-    let running = active
-        .iter()
-        .filter(|t| t.last_status == TaskStatus::Running)
-        .count() as u32;
-    let pending = active
-        .iter()
-        .filter(|t| t.last_status < TaskStatus::Running)
-        .count() as u32;
-    let steady = stopped_now == 0
-        && old.is_empty()
-        && new.len() == desired
-        && new.iter().all(|t| health.is_healthy(t))
-        && tasks.iter().filter(|t| is_alive(t)).all(|t| is_active(t));
-    let mut older: BTreeMap<String, (u32, u32)> = BTreeMap::new();
-    for t in &old {
-        let e = older.entry(t.task_definition_arn.clone()).or_default();
-        if t.last_status == TaskStatus::Running {
-            e.0 += 1;
-        } else {
-            e.1 += 1;
+    /// Records the counts and deployments, and an event when the service reaches its
+    /// steady state.
+    fn record_progress(
+        &self,
+        wanted: &WantedTasks<'_>,
+        deployment_id: &str,
+        steady: bool,
+        plan: &mut ServicePlan,
+        new_id: &mut dyn FnMut() -> String,
+    ) {
+        let running = |ts: &[&Task]| {
+            ts.iter()
+                .filter(|t| t.last_status == TaskStatus::Running)
+                .count() as u32
+        };
+        let pending = |ts: &[&Task]| {
+            ts.iter()
+                .filter(|t| t.last_status < TaskStatus::Running)
+                .count() as u32
+        };
+        let mut older: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+        for t in &wanted.older {
+            let e = older.entry(t.task_definition_arn.clone()).or_default();
+            if t.last_status == TaskStatus::Running {
+                e.0 += 1;
+            } else {
+                e.1 += 1;
+            }
         }
+        let progress = RolloutProgress {
+            task_definition: &self.td.task_definition_arn,
+            deployment_id,
+            desired: self.desired as u32,
+            running: running(&wanted.current),
+            pending: pending(&wanted.current),
+            steady,
+            older,
+            now: self.input.now,
+        };
+        let svc = self.svc;
+        let was_steady = deployments::was_steady(&svc.deployments);
+        let deployments =
+            deployments::next_deployments(&svc.deployments, &progress, &mut || short(new_id()));
+        if steady && !was_steady && !self.deleting {
+            plan.events.push(PlannedEvent::always(format!(
+                "(service {}) has reached a steady state.",
+                svc.service_name
+            )));
+        }
+        plan.record = ServiceRecord::Update(ServiceUpdate {
+            task_definition: svc.task_definition.clone(),
+            running_count: running(&wanted.all),
+            pending_count: pending(&wanted.all),
+            deployments,
+        });
     }
-    let progress = RolloutProgress {
-        task_definition: &td.task_definition_arn,
-        deployment_id: &deployment_id,
-        desired: desired as u32,
-        running: new
-            .iter()
-            .filter(|t| t.last_status == TaskStatus::Running)
-            .count() as u32,
-        pending: new
-            .iter()
-            .filter(|t| t.last_status < TaskStatus::Running)
-            .count() as u32,
-        steady,
-        older,
-        now,
-    };
-    let was_steady = deployments::was_steady(&svc.deployments);
-    let deployments =
-        deployments::next_deployments(&svc.deployments, &progress, &mut || short(new_id()));
-    if steady && !was_steady && !deleting {
-        plan.events.push(PlannedEvent::always(format!(
-            "(service {}) has reached a steady state.",
-            svc.service_name
-        )));
-    }
-    plan.record = ServiceRecord::Update(ServiceUpdate {
-        task_definition: svc.task_definition.clone(),
-        running_count: running,
-        pending_count: pending,
-        deployments,
-    });
-    plan
 }
 
 /// The first 12 characters of an id, as deployment and event ids use.
@@ -458,7 +581,7 @@ fn scale_reason(svc: &Service) -> String {
     let dep = svc
         .deployments
         .iter()
-        .find(|d| d.status == berth_model::ecs::DeploymentStatus::Primary)
+        .find(|d| d.status == DeploymentStatus::Primary)
         .map(|d| d.id.as_str())
         .unwrap_or("ecs-svc");
     format!("Scaling activity initiated by (deployment {dep})")
