@@ -279,3 +279,98 @@ async fn nine_failures_do_not_trip_it() {
     assert_eq!(svc.task_definition, arn::task_definition("web", 2));
     assert_ne!(svc.deployments[0].rollout_state, RolloutState::Failed);
 }
+
+#[tokio::test]
+async fn a_plan_raced_by_a_task_change_writes_nothing_and_the_next_pass_converges() {
+    let (db, mut svc) = setup(false).await;
+    for i in 0..10 {
+        db.store
+            .delete(&db::task_key("default", &format!("failed{i}")))
+            .await
+            .unwrap();
+    }
+    svc.desired_count = 1;
+    svc.deployment_configuration.deployment_circuit_breaker = None;
+    let service_key = db::service_key("default", "web");
+    db.put(&service_key, &svc).await.unwrap();
+    // Two RUNNING tasks of the current definition for a desired count of one.
+    for id in ["a", "b"] {
+        let t = Task {
+            task_arn: arn::task("default", id),
+            cluster_arn: arn::cluster("default"),
+            task_definition_arn: arn::task_definition("web", 2),
+            container_instance_arn: Some(arn::container_instance("default", "i-1")),
+            group: "service:web".into(),
+            last_status: TaskStatus::Running,
+            desired_status: TaskStatus::Running,
+            created_at: if id == "a" { 1.0 } else { 2.0 },
+            ..Default::default()
+        };
+        db.put(&db::task_key("default", id), &t).await.unwrap();
+    }
+    let service = db.get::<Service>(&service_key).await.unwrap().unwrap();
+    let tasks = db.tasks(Some("default")).await.unwrap();
+    let task_refs: Vec<&Task> = tasks.iter().map(|v| &v.value).collect();
+    let definitions: BTreeMap<String, TaskDefinition> = [td("web", 2)]
+        .into_iter()
+        .map(|d| (d.task_definition_arn.clone(), d))
+        .collect();
+    let instances = db.instances(Some("default")).await.unwrap();
+    let current = td("web", 2);
+    let input = plan::PlanInput {
+        service: &service.value,
+        task_definition: Some(&current),
+        cluster_tasks: &task_refs,
+        definitions: &definitions,
+        targets: &[],
+        instances: &instances,
+        now: time::now(),
+        placement_seed: 0,
+    };
+    let plan = plan::plan_service(&input, &mut new_id);
+    assert_eq!(plan.stops.len(), 1, "{plan:?}");
+    assert_eq!(plan.stops[0].task_arn, arn::task("default", "a"));
+
+    // The agent reports on task a between the reads and the write.
+    let mut moved = tasks
+        .iter()
+        .find(|t| t.value.id() == "a")
+        .unwrap()
+        .value
+        .clone();
+    moved.version += 1;
+    db.put(&db::task_key("default", "a"), &moved).await.unwrap();
+    let revision = db.store.revision().await.unwrap();
+    let ops = execute::plan_ops(&plan, &service, &tasks, time::now(), &mut new_id);
+    let err = db.batch(ops).await.unwrap_err();
+    assert!(matches!(err, ControlError::Conflict { .. }), "{err:?}");
+    assert_eq!(
+        db.store.revision().await.unwrap(),
+        revision,
+        "nothing of the plan was written"
+    );
+
+    // A pass plans again from fresh reads and lands.
+    ServiceReconciler::new(db.clone())
+        .reconcile()
+        .await
+        .unwrap();
+    let a: Task = db
+        .get(&db::task_key("default", "a"))
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    assert_eq!(a.desired_status, TaskStatus::Stopped);
+    assert_eq!(a.last_status, TaskStatus::Deactivating);
+    let svc = db
+        .get::<Service>(&service_key)
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    assert!(svc
+        .events
+        .iter()
+        .any(|e| e.message == "(service web) has stopped 1 running tasks: (task a)."));
+}
