@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
+use berth_model::ecs::{Deployment, RolloutState};
 use berth_testkit::{quickstart, wait_until, Load, Server};
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -341,11 +342,12 @@ async fn new_task_definition_rolls_out_without_failed_requests() -> Result<()> {
             .get("/v1/clusters/default/services/whoami")
             .await
             .ok()?;
-        let deployments = svc["deployments"].as_array()?;
+        let deployments: Vec<Deployment> =
+            serde_json::from_value(svc["deployments"].clone()).ok()?;
         let done = deployments.len() == 1
-            && deployments[0]["rolloutState"] == "COMPLETED"
-            && deployments[0]["taskDefinition"]
-                .as_str()?
+            && deployments[0].rollout_state == RolloutState::Completed
+            && deployments[0]
+                .task_definition
                 .ends_with("task-definition/whoami:2");
         if !done {
             return None;

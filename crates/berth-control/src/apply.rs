@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 use berth_model::ecs::{Cluster, Service, TaskDefinition};
 use berth_model::elb::{LoadBalancer, TargetGroup};
 use berth_model::stack::{check_service_against_task_definition, Stack};
-use berth_model::{arn, time, ValidationError};
+use berth_model::{arn, time};
 use berth_store::{Expect, Op};
 use serde::{Deserialize, Serialize};
 
 use crate::db::{self, encode, Db};
-use crate::error::ApiError;
+use crate::error::ControlError;
 
 /// One line of what apply did (or would do, in a dry run).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,12 +36,12 @@ fn change(kind: &str, name: impl Into<String>, action: &str) -> Change {
     }
 }
 
-fn invalid(field: String, message: String) -> ApiError {
-    ApiError::from(ValidationError::new(field, message))
+fn invalid(field: String, message: String) -> ControlError {
+    ControlError::invalid(field, message)
 }
 
 /// Applies `stack`. With `dry_run`, computes the changes and writes nothing.
-pub async fn apply(db: &Db, stack: &Stack, dry_run: bool) -> Result<Vec<Change>, ApiError> {
+pub async fn apply(db: &Db, stack: &Stack, dry_run: bool) -> Result<Vec<Change>, ControlError> {
     stack.validate()?;
     let now = time::now();
     let mut ops = Vec::new();
@@ -152,7 +152,7 @@ pub async fn apply(db: &Db, stack: &Stack, dry_run: bool) -> Result<Vec<Change>,
         }
     }
     let resolve_tg =
-        |field: String, arn_in: &str, name: Option<&str>| -> Result<String, ApiError> {
+        |field: String, arn_in: &str, name: Option<&str>| -> Result<String, ControlError> {
             let name = name.unwrap_or_else(|| arn::last_segment(arn_in));
             match tg_arns.get(name) {
                 Some(a) if arn_in.is_empty() || arn_in == a => Ok(a.clone()),
@@ -244,7 +244,8 @@ pub async fn apply(db: &Db, stack: &Stack, dry_run: bool) -> Result<Vec<Change>,
                     ),
                 )
             })?;
-        check_service_against_task_definition(s, &td).map_err(|e| ApiError::from(e.within(&at)))?;
+        check_service_against_task_definition(s, &td)
+            .map_err(|e| ControlError::from(e.within(&at)))?;
         let mut spec = s.spec();
         spec.cluster = cluster.clone();
         spec.task_definition = td.task_definition_arn.clone();
@@ -282,7 +283,7 @@ pub async fn apply(db: &Db, stack: &Stack, dry_run: bool) -> Result<Vec<Change>,
                 }
             }
             Some(e) => {
-                return Err(ApiError::in_use(format!(
+                return Err(ControlError::in_use(format!(
                     "{at}: service {:?} is {} (being deleted); wait until it is gone",
                     s.service_name, e.value.status
                 )));
@@ -312,13 +313,14 @@ pub async fn apply(db: &Db, stack: &Stack, dry_run: bool) -> Result<Vec<Change>,
 }
 
 /// Resolves a target group reference (field path, ARN as written, name) to its ARN.
-type ResolveTargetGroup<'a> = dyn Fn(String, &str, Option<&str>) -> Result<String, ApiError> + 'a;
+type ResolveTargetGroup<'a> =
+    dyn Fn(String, &str, Option<&str>) -> Result<String, ControlError> + 'a;
 
 fn resolve_action(
     a: &mut berth_model::elb::Action,
     at: &str,
     resolve_tg: &ResolveTargetGroup<'_>,
-) -> Result<(), ApiError> {
+) -> Result<(), ControlError> {
     if !a.target_group_arn.is_empty() || a.target_group_name.is_some() {
         a.target_group_arn = resolve_tg(
             format!("{at}.targetGroupName"),
@@ -342,7 +344,7 @@ async fn resolve_service_td(
     db: &Db,
     in_stack: &BTreeMap<String, TaskDefinition>,
     reference: &str,
-) -> Result<Option<TaskDefinition>, ApiError> {
+) -> Result<Option<TaskDefinition>, ControlError> {
     let Some((family, rev)) = arn::parse_family_revision(reference) else {
         return Ok(None);
     };
@@ -474,7 +476,7 @@ services:
         let e = apply(&db, &Stack::from_yaml(&bad).unwrap(), false)
             .await
             .unwrap_err();
-        assert!(e.message.contains("services[0].cluster"), "{e}");
+        assert!(e.to_string().contains("services[0].cluster"), "{e}");
         let bad = STACK.replace(
             "targetGroupName: web, containerName",
             "targetGroupName: other, containerName",
@@ -483,7 +485,7 @@ services:
             .await
             .unwrap_err();
         assert!(
-            e.message
+            e.to_string()
                 .contains("services[0].loadBalancers[0].targetGroupName"),
             "{e}"
         );
@@ -495,7 +497,7 @@ services:
             .await
             .unwrap_err();
         assert!(
-            e.message
+            e.to_string()
                 .contains("listeners[0].defaultActions[0].targetGroupName"),
             "{e}"
         );

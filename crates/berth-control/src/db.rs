@@ -16,7 +16,7 @@ use berth_store::{DynStore, Entry, Expect, Op, Revision, StoreError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::error::ApiError;
+use crate::error::ControlError;
 
 pub fn cluster_key(name: &str) -> String {
     format!("/clusters/{name}")
@@ -69,9 +69,10 @@ pub struct Db {
     pub store: DynStore,
 }
 
-fn decode<T: DeserializeOwned>(e: &Entry) -> Result<T, ApiError> {
-    serde_json::from_slice(&e.value).map_err(|err| {
-        ApiError::server(format!("stored value at {} does not decode: {err}", e.key))
+fn decode<T: DeserializeOwned>(e: &Entry) -> Result<T, ControlError> {
+    serde_json::from_slice(&e.value).map_err(|err| ControlError::Decode {
+        key: e.key.clone(),
+        message: err.to_string(),
     })
 }
 
@@ -87,7 +88,7 @@ impl Db {
     pub async fn get<T: DeserializeOwned>(
         &self,
         key: &str,
-    ) -> Result<Option<Versioned<T>>, ApiError> {
+    ) -> Result<Option<Versioned<T>>, ControlError> {
         match self.store.get(key).await? {
             Some(e) => Ok(Some(Versioned {
                 value: decode(&e)?,
@@ -101,7 +102,7 @@ impl Db {
     pub async fn list<T: DeserializeOwned>(
         &self,
         prefix: &str,
-    ) -> Result<Vec<Versioned<T>>, ApiError> {
+    ) -> Result<Vec<Versioned<T>>, ControlError> {
         let mut out = Vec::new();
         for e in self.store.list(prefix).await? {
             out.push(Versioned {
@@ -113,7 +114,10 @@ impl Db {
         Ok(out)
     }
 
-    pub async fn list_values<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<T>, ApiError> {
+    pub async fn list_values<T: DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<T>, ControlError> {
         Ok(self
             .list(prefix)
             .await?
@@ -122,7 +126,7 @@ impl Db {
             .collect())
     }
 
-    pub async fn put<T: Serialize>(&self, key: &str, v: &T) -> Result<Revision, ApiError> {
+    pub async fn put<T: Serialize>(&self, key: &str, v: &T) -> Result<Revision, ControlError> {
         Ok(self.store.put(key, encode(v)).await?)
     }
 
@@ -144,13 +148,13 @@ impl Db {
             .await
     }
 
-    pub async fn batch(&self, ops: Vec<Op>) -> Result<Revision, ApiError> {
+    pub async fn batch(&self, ops: Vec<Op>) -> Result<Revision, ControlError> {
         Ok(self.store.batch(ops).await?)
     }
 
     /// Read-modify-write with retries on conflict. `f` returns false to write nothing.
     /// Returns the value as written (or as found, when `f` declined), or None if absent.
-    pub async fn update<T, F>(&self, key: &str, mut f: F) -> Result<Option<T>, ApiError>
+    pub async fn update<T, F>(&self, key: &str, mut f: F) -> Result<Option<T>, ControlError>
     where
         T: Serialize + DeserializeOwned + Clone,
         F: FnMut(&mut T) -> bool,
@@ -169,27 +173,30 @@ impl Db {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::server(format!(
-            "too many concurrent updates of {key}"
-        )))
+        Err(ControlError::Contended {
+            key: key.to_string(),
+        })
     }
 
     // ---- typed helpers ----
 
-    pub async fn clusters(&self) -> Result<Vec<Cluster>, ApiError> {
+    pub async fn clusters(&self) -> Result<Vec<Cluster>, ControlError> {
         self.list_values("/clusters/").await
     }
 
-    pub async fn cluster(&self, name: &str) -> Result<Option<Cluster>, ApiError> {
+    pub async fn cluster(&self, name: &str) -> Result<Option<Cluster>, ControlError> {
         Ok(self.get(&cluster_key(name)).await?.map(|v| v.value))
     }
 
     /// Every revision of `family`, oldest first.
-    pub async fn task_definitions(&self, family: &str) -> Result<Vec<TaskDefinition>, ApiError> {
+    pub async fn task_definitions(
+        &self,
+        family: &str,
+    ) -> Result<Vec<TaskDefinition>, ControlError> {
         self.list_values(&taskdef_prefix(family)).await
     }
 
-    pub async fn all_task_definitions(&self) -> Result<Vec<TaskDefinition>, ApiError> {
+    pub async fn all_task_definitions(&self) -> Result<Vec<TaskDefinition>, ControlError> {
         self.list_values("/taskdefs/").await
     }
 
@@ -198,7 +205,7 @@ impl Db {
     pub async fn resolve_task_definition(
         &self,
         s: &str,
-    ) -> Result<Option<TaskDefinition>, ApiError> {
+    ) -> Result<Option<TaskDefinition>, ControlError> {
         let Some((family, rev)) = berth_model::arn::parse_family_revision(s) else {
             return Ok(None);
         };
@@ -216,14 +223,14 @@ impl Db {
     pub async fn services(
         &self,
         cluster: Option<&str>,
-    ) -> Result<Vec<Versioned<Service>>, ApiError> {
+    ) -> Result<Vec<Versioned<Service>>, ControlError> {
         match cluster {
             Some(c) => self.list(&service_prefix(c)).await,
             None => self.list("/services/").await,
         }
     }
 
-    pub async fn tasks(&self, cluster: Option<&str>) -> Result<Vec<Versioned<Task>>, ApiError> {
+    pub async fn tasks(&self, cluster: Option<&str>) -> Result<Vec<Versioned<Task>>, ControlError> {
         match cluster {
             Some(c) => self.list(&task_prefix(c)).await,
             None => self.list("/tasks/").await,
@@ -233,23 +240,23 @@ impl Db {
     pub async fn instances(
         &self,
         cluster: Option<&str>,
-    ) -> Result<Vec<ContainerInstance>, ApiError> {
+    ) -> Result<Vec<ContainerInstance>, ControlError> {
         match cluster {
             Some(c) => self.list_values(&format!("/instances/{c}/")).await,
             None => self.list_values("/instances/").await,
         }
     }
 
-    pub async fn target_groups(&self) -> Result<Vec<TargetGroup>, ApiError> {
+    pub async fn target_groups(&self) -> Result<Vec<TargetGroup>, ControlError> {
         self.list_values("/targetgroups/").await
     }
 
-    pub async fn target_group(&self, name: &str) -> Result<Option<TargetGroup>, ApiError> {
+    pub async fn target_group(&self, name: &str) -> Result<Option<TargetGroup>, ControlError> {
         Ok(self.get(&target_group_key(name)).await?.map(|v| v.value))
     }
 
     /// Finds a target group by name or ARN.
-    pub async fn target_group_by_ref(&self, r: &str) -> Result<Option<TargetGroup>, ApiError> {
+    pub async fn target_group_by_ref(&self, r: &str) -> Result<Option<TargetGroup>, ControlError> {
         let name = berth_model::arn::last_segment(r);
         Ok(self
             .target_group(name)
@@ -257,14 +264,14 @@ impl Db {
             .filter(|t| !r.starts_with("arn:") || t.target_group_arn == r))
     }
 
-    pub async fn targets(&self, tg: Option<&str>) -> Result<Vec<Versioned<Target>>, ApiError> {
+    pub async fn targets(&self, tg: Option<&str>) -> Result<Vec<Versioned<Target>>, ControlError> {
         match tg {
             Some(t) => self.list(&target_prefix(t)).await,
             None => self.list("/targets/").await,
         }
     }
 
-    pub async fn load_balancers(&self) -> Result<Vec<LoadBalancer>, ApiError> {
+    pub async fn load_balancers(&self) -> Result<Vec<LoadBalancer>, ControlError> {
         self.list_values("/loadbalancers/").await
     }
 }

@@ -19,7 +19,7 @@ use berth_model::{arn, time};
 use berth_store::{Expect, Op};
 
 use crate::db::{self, Db};
-use crate::error::ApiError;
+use crate::error::ControlError;
 
 /// The attribute an agent sets on its instance with the address targets use.
 pub const ADDRESS_ATTRIBUTE: &str = "berth.address";
@@ -55,7 +55,7 @@ impl RegistrationReconciler {
         Self { db }
     }
 
-    pub async fn reconcile(&self) -> Result<(), ApiError> {
+    pub async fn reconcile(&self) -> Result<(), ControlError> {
         let services: BTreeMap<String, Service> = self
             .db
             .services(None)
@@ -217,7 +217,7 @@ impl RegistrationReconciler {
         if !ops.is_empty() {
             match self.db.batch(ops).await {
                 Ok(_) => {}
-                Err(e) if e.code == "ConflictException" => {
+                Err(ControlError::Conflict { .. }) => {
                     tracing::debug!(
                         "registration pass raced a concurrent write; retrying next pass"
                     )

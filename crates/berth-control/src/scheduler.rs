@@ -64,6 +64,7 @@ fn registered(inst: &ContainerInstance, name: &str) -> i64 {
 }
 
 /// A task already placed, with what it reserves.
+#[derive(Clone)]
 pub struct Placed<'a> {
     pub task: &'a Task,
     pub cpu: i64,

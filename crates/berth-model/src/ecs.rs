@@ -735,20 +735,66 @@ pub struct PlacementConstraint {
     pub expression: Option<String>,
 }
 
+/// A deployment's place in its service, spelled as ECS spells it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum DeploymentStatus {
+    /// The deployment of the service's current task definition.
+    #[default]
+    Primary,
+    /// An older deployment whose tasks are still being replaced.
+    Active,
+    /// A deployment that is over.
+    Inactive,
+}
+
+impl DeploymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentStatus::Primary => "PRIMARY",
+            DeploymentStatus::Active => "ACTIVE",
+            DeploymentStatus::Inactive => "INACTIVE",
+        }
+    }
+}
+
+/// How a deployment's rollout stands, spelled as ECS spells it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RolloutState {
+    /// Tasks are still being started or replaced. Also what an empty value written by
+    /// earlier versions of berth (an older deployment recorded without a state) reads as.
+    #[default]
+    #[serde(alias = "")]
+    InProgress,
+    /// The deployment reached its desired count of healthy tasks.
+    Completed,
+    /// The deployment circuit breaker stopped the deployment.
+    Failed,
+}
+
+impl RolloutState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutState::InProgress => "IN_PROGRESS",
+            RolloutState::Completed => "COMPLETED",
+            RolloutState::Failed => "FAILED",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Deployment {
     pub id: String,
-    /// PRIMARY or ACTIVE (an older deployment still draining).
-    pub status: String,
+    pub status: DeploymentStatus,
     pub task_definition: String,
     pub desired_count: u32,
     pub pending_count: u32,
     pub running_count: u32,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
-    /// IN_PROGRESS, COMPLETED or FAILED.
-    pub rollout_state: String,
+    pub rollout_state: RolloutState,
     #[serde(default)]
     pub rollout_state_reason: String,
 }
@@ -1043,6 +1089,44 @@ mod tests {
         let e = s.validate().unwrap_err();
         assert_eq!(e.field, "placementConstraints[0].type");
         assert!(e.message.contains("not supported"), "{e}");
+    }
+
+    #[test]
+    fn deployment_states_use_ecs_spellings() {
+        for (status, text) in [
+            (DeploymentStatus::Primary, "PRIMARY"),
+            (DeploymentStatus::Active, "ACTIVE"),
+            (DeploymentStatus::Inactive, "INACTIVE"),
+        ] {
+            assert_eq!(serde_json::to_value(status).unwrap(), text);
+            assert_eq!(status.as_str(), text);
+            let back: DeploymentStatus = serde_json::from_value(text.into()).unwrap();
+            assert_eq!(back, status);
+        }
+        for (state, text) in [
+            (RolloutState::InProgress, "IN_PROGRESS"),
+            (RolloutState::Completed, "COMPLETED"),
+            (RolloutState::Failed, "FAILED"),
+        ] {
+            assert_eq!(serde_json::to_value(state).unwrap(), text);
+            assert_eq!(state.as_str(), text);
+            let back: RolloutState = serde_json::from_value(text.into()).unwrap();
+            assert_eq!(back, state);
+        }
+        assert!(serde_json::from_value::<RolloutState>("DONE".into()).is_err());
+    }
+
+    #[test]
+    fn a_deployment_serializes_as_before() {
+        let text = r#"{"id":"ecs-svc/1","status":"PRIMARY","taskDefinition":"web:2","desiredCount":2,"pendingCount":0,"runningCount":2,"createdAt":1.0,"updatedAt":2.0,"rolloutState":"COMPLETED","rolloutStateReason":"ECS deployment completed."}"#;
+        let d: Deployment = serde_json::from_str(text).unwrap();
+        assert_eq!(d.status, DeploymentStatus::Primary);
+        assert_eq!(d.rollout_state, RolloutState::Completed);
+        assert_eq!(serde_json::to_string(&d).unwrap(), text);
+        // A stored older deployment without a rollout state still reads.
+        let old = text.replace(r#""rolloutState":"COMPLETED""#, r#""rolloutState":"""#);
+        let d: Deployment = serde_json::from_str(&old).unwrap();
+        assert_eq!(d.rollout_state, RolloutState::InProgress);
     }
 
     #[test]

@@ -15,8 +15,8 @@ pub struct LocalAgentApi {
     pub control: Arc<ControlPlane>,
 }
 
-fn api_err(e: berth_control::ApiError) -> AgentError {
-    AgentError::Api(e.to_string())
+fn api_err(e: berth_control::error::ControlError) -> AgentError {
+    AgentError::Api(berth_control::ApiError::from(e).to_string())
 }
 
 impl LocalAgentApi {

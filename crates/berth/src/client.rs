@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
+use berth_model::ecs::{Deployment, DeploymentStatus};
 use berth_model::stack::Stack;
 use futures::StreamExt;
 use serde_json::Value;
@@ -236,11 +237,15 @@ pub async fn get(client: &Client, kind: &str, cluster: Option<&str>, json: bool)
             items
                 .iter()
                 .map(|v| {
-                    let rollout = v["deployments"]
-                        .as_array()
-                        .and_then(|d| d.iter().find(|d| d["status"] == "PRIMARY"))
-                        .map(|d| s(&d["rolloutState"]))
-                        .unwrap_or_else(|| "-".into());
+                    let rollout =
+                        serde_json::from_value::<Vec<Deployment>>(v["deployments"].clone())
+                            .ok()
+                            .and_then(|ds| {
+                                ds.into_iter()
+                                    .find(|d| d.status == DeploymentStatus::Primary)
+                            })
+                            .map(|d| d.rollout_state.as_str().to_string())
+                            .unwrap_or_else(|| "-".into());
                     vec![
                         s(&v["serviceName"]),
                         s(&v["cluster"]),

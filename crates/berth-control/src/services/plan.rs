@@ -1,0 +1,598 @@
+//! The service planner: from one service's desired and observed state, the plan of what
+//! one reconciler pass changes. Pure: no store, no clock, no randomness of its own (the
+//! time, the placement seed and new ids come in with the input), so every branch is
+//! tested with plain values.
+//!
+//! In order, as the pass decides:
+//! 1. tasks the load balancer (or their container health check) finds unhealthy past the
+//!    grace period are replaced;
+//! 2. a deployment that lost too many tasks trips the circuit breaker (and the pass ends);
+//! 3. surplus tasks of the current definition are stopped, the healthy and newest kept;
+//! 4. tasks of the current definition are started up to `desiredCount`, within
+//!    `maximumPercent` (rounded down) of it counting every task not yet STOPPED, unless
+//!    the deployment failed or recent tasks never started (throttle);
+//! 5. tasks of older definitions are stopped while `minimumHealthyPercent` (rounded up)
+//!    of `desiredCount` stays healthy; unhealthy ones go first and always;
+//! 6. counts and deployments are recorded, with an event at steady state.
+
+use std::collections::BTreeMap;
+
+use berth_model::ecs::{
+    ContainerInstance, Deployment, DeploymentStatus, HealthStatus, RolloutState,
+    SchedulingStrategy, Service, StopCode, Task, TaskDefinition, TaskStatus,
+};
+use berth_model::elb::Target;
+use berth_model::time::Timestamp;
+
+use super::breaker;
+use super::deployments::{self, RolloutProgress};
+use super::health::{self, TaskHealth};
+use super::starts::{self, StartRequest};
+
+/// Everything the planner decides one service from.
+pub struct PlanInput<'a> {
+    pub service: &'a Service,
+    /// What `service.task_definition` resolves to; None when it is not registered.
+    pub task_definition: Option<&'a TaskDefinition>,
+    /// Every task of the service's cluster (placement counts what all of them hold).
+    pub cluster_tasks: &'a [&'a Task],
+    /// The task definitions of those tasks (and the current one), by ARN.
+    pub definitions: &'a BTreeMap<String, TaskDefinition>,
+    /// Targets, with the task each belongs to.
+    pub targets: &'a [Target],
+    /// The container instances of the cluster.
+    pub instances: &'a [ContainerInstance],
+    pub now: Timestamp,
+    /// Seeds the `random` placement strategy.
+    pub placement_seed: u64,
+}
+
+/// A task to stop, the way the scheduler stops it (see [`super::apply_stop`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskStop {
+    pub task_arn: String,
+    pub code: StopCode,
+    pub reason: String,
+}
+
+/// An event for the service's event list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedEvent {
+    pub message: String,
+    /// Skip it when the service's latest event already says the same (ECS also
+    /// suppresses repeats).
+    pub unless_repeated: bool,
+}
+
+impl PlannedEvent {
+    /// An event recorded even when the latest one says the same.
+    pub fn always(message: String) -> Self {
+        Self {
+            message,
+            unless_repeated: false,
+        }
+    }
+
+    /// An event skipped when the latest one says the same.
+    pub fn unless_repeated(message: String) -> Self {
+        Self {
+            message,
+            unless_repeated: true,
+        }
+    }
+}
+
+/// The fields of the service record a pass writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceUpdate {
+    /// Changes only when the circuit breaker rolls back.
+    pub task_definition: String,
+    pub running_count: u32,
+    pub pending_count: u32,
+    pub deployments: Vec<Deployment>,
+}
+
+/// What becomes of the service record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServiceRecord {
+    /// Only the plan's events (if any) are added.
+    Keep,
+    /// These fields change (and the plan's events are added).
+    Update(ServiceUpdate),
+    /// The service was being deleted and has no task left: its record goes.
+    Delete,
+}
+
+/// What one pass changes for one service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServicePlan {
+    /// Tasks to stop, in order; a task may appear twice (the first stop wins).
+    pub stops: Vec<TaskStop>,
+    /// New tasks, already placed on an instance.
+    pub starts: Vec<Task>,
+    /// Events, oldest first.
+    pub events: Vec<PlannedEvent>,
+    pub record: ServiceRecord,
+    /// Seconds until starts may resume when they were held back after failed starts.
+    pub start_throttled_for: Option<f64>,
+}
+
+impl ServicePlan {
+    fn new() -> Self {
+        Self {
+            stops: Vec::new(),
+            starts: Vec::new(),
+            events: Vec::new(),
+            record: ServiceRecord::Keep,
+            start_throttled_for: None,
+        }
+    }
+
+    fn stop(&mut self, t: &Task, code: StopCode, reason: String) {
+        self.stops.push(TaskStop {
+            task_arn: t.task_arn.clone(),
+            code,
+            reason,
+        });
+    }
+
+    /// Stops `victims` for the scheduler with one event; returns how many.
+    fn scale_in(&mut self, svc: &Service, victims: &[&Task]) -> usize {
+        if victims.is_empty() {
+            return 0;
+        }
+        let reason = scale_reason(svc);
+        for t in victims {
+            self.stop(t, StopCode::ServiceSchedulerInitiated, reason.clone());
+        }
+        self.events.push(PlannedEvent::unless_repeated(format!(
+            "(service {}) has stopped {} running tasks: {}.",
+            svc.service_name,
+            victims.len(),
+            task_list(victims)
+        )));
+        victims.len()
+    }
+
+    /// The service record after this plan, or None when it does not change (or goes:
+    /// see [`ServiceRecord::Delete`]). `new_short_id` names the events.
+    pub fn next_service(
+        &self,
+        svc: &Service,
+        now: Timestamp,
+        new_short_id: &mut dyn FnMut() -> String,
+    ) -> Option<Service> {
+        let mut next = svc.clone();
+        for e in &self.events {
+            if e.unless_repeated && next.events.first().is_some_and(|x| x.message == e.message) {
+                continue;
+            }
+            next.push_event(new_short_id(), now, e.message.clone());
+        }
+        match &self.record {
+            ServiceRecord::Keep => {}
+            ServiceRecord::Delete => return None,
+            ServiceRecord::Update(u) => {
+                next.task_definition = u.task_definition.clone();
+                next.running_count = u.running_count;
+                next.pending_count = u.pending_count;
+                next.deployments = u.deployments.clone();
+            }
+        }
+        (next != *svc).then_some(next)
+    }
+}
+
+/// Whether the task is wanted RUNNING.
+fn is_active(t: &Task) -> bool {
+    t.desired_status == TaskStatus::Running
+}
+
+/// Whether the task has not reached STOPPED yet.
+fn is_alive(t: &Task) -> bool {
+    t.last_status != TaskStatus::Stopped
+}
+
+/// Plans one pass for `input.service`. `new_id` returns a fresh 32-hex-digit id for each
+/// new task and deployment.
+pub fn plan_service(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> String) -> ServicePlan {
+    let mut plan = ServicePlan::new();
+    let svc = input.service;
+    let Some(td) = input.task_definition else {
+        plan.events.push(PlannedEvent::unless_repeated(format!(
+            "(service {}) cannot start tasks: task definition {} is not registered.",
+            svc.service_name, svc.task_definition
+        )));
+        return plan;
+    };
+    let pass = Pass::new(input, td);
+
+    // 1. Replace tasks the load balancer finds unhealthy.
+    pass.replace_unhealthy(&mut plan);
+
+    // 2. The deployment of the current task definition (its id marks the tasks it
+    // starts) and the circuit breaker.
+    let current = svc
+        .deployments
+        .iter()
+        .find(|d| d.task_definition == td.task_definition_arn);
+    if let Some((update, events)) = current.and_then(|d| pass.breaker_trip(d)) {
+        plan.events.extend(events);
+        plan.record = ServiceRecord::Update(update);
+        return plan;
+    }
+    let deployment_id = current
+        .map(|d| d.id.clone())
+        .unwrap_or_else(|| format!("ecs-svc/{}", short(new_id())));
+    let rollout_failed = current.is_some_and(|d| d.rollout_state == RolloutState::Failed);
+
+    let wanted = pass.wanted();
+
+    // 3. Scale in surplus tasks of the current definition.
+    let mut stopped_now = pass.scale_in_surplus(&wanted.current, &mut plan);
+
+    // 4. Start tasks of the current definition. A deployment the circuit breaker
+    // failed (without rollback) starts nothing more.
+    if !pass.deleting && !rollout_failed {
+        pass.start_missing(wanted.current.len(), &deployment_id, &mut plan, new_id);
+    }
+
+    // 5. Stop old-definition tasks while enough healthy ones remain.
+    stopped_now += pass.stop_older(&wanted, &mut plan);
+
+    // 6. Counts, deployments and steady state.
+    if pass.deleting && pass.tasks.iter().all(|t| !is_alive(t)) {
+        plan.record = ServiceRecord::Delete;
+        return plan;
+    }
+    let steady = stopped_now == 0
+        && wanted.older.is_empty()
+        && wanted.current.len() == pass.desired
+        && wanted.current.iter().all(|t| pass.health.is_healthy(t))
+        && pass
+            .tasks
+            .iter()
+            .filter(|t| is_alive(t))
+            .all(|t| is_active(t));
+    pass.record_progress(&wanted, &deployment_id, steady, &mut plan, new_id);
+    plan
+}
+
+/// The service's tasks wanted RUNNING, as they stood when the pass began.
+struct WantedTasks<'a> {
+    all: Vec<&'a Task>,
+    /// Those of the current task definition.
+    current: Vec<&'a Task>,
+    /// Those of older definitions.
+    older: Vec<&'a Task>,
+}
+
+/// One pass's view of the service, shared by the planner's steps.
+struct Pass<'a> {
+    input: &'a PlanInput<'a>,
+    svc: &'a Service,
+    /// The current task definition.
+    td: &'a TaskDefinition,
+    /// `service:<name>`, the group of the service's tasks.
+    group: String,
+    /// The service's tasks, in every state.
+    tasks: Vec<&'a Task>,
+    health: TaskHealth<'a>,
+    desired: usize,
+    /// The service is being deleted: it wants no task.
+    deleting: bool,
+    /// The most tasks that may exist at once (maximumPercent, rounded down).
+    max_total: usize,
+    /// The fewest healthy tasks to keep (minimumHealthyPercent, rounded up).
+    min_healthy: usize,
+}
+
+impl<'a> Pass<'a> {
+    fn new(input: &'a PlanInput<'a>, td: &'a TaskDefinition) -> Self {
+        let svc = input.service;
+        let group = format!("service:{}", svc.service_name);
+        let cluster_arn = berth_model::arn::cluster(svc.cluster_name());
+        let tasks: Vec<&Task> = input
+            .cluster_tasks
+            .iter()
+            .copied()
+            .filter(|t| t.group == group && t.cluster_arn == cluster_arn)
+            .collect();
+        let deleting = svc.status != "ACTIVE";
+        let daemon = svc.scheduling_strategy == SchedulingStrategy::Daemon;
+        let desired = if deleting {
+            0
+        } else if daemon {
+            // One task on each ACTIVE instance with a connected agent.
+            input
+                .instances
+                .iter()
+                .filter(|i| i.status == "ACTIVE" && i.agent_connected)
+                .count()
+        } else {
+            svc.desired_count.max(0) as usize
+        };
+        // DAEMON services replace in place: at most one task per instance, none kept.
+        let dc = &svc.deployment_configuration;
+        let (max_pct, min_pct) = if daemon {
+            (100, 0)
+        } else {
+            (
+                dc.maximum_percent as usize,
+                dc.minimum_healthy_percent as usize,
+            )
+        };
+        let health = TaskHealth::new(svc, &tasks, input.definitions, input.targets);
+        Self {
+            input,
+            svc,
+            td,
+            group,
+            tasks,
+            health,
+            desired,
+            deleting,
+            // ECS rounds maximumPercent down and minimumHealthyPercent up.
+            max_total: desired * max_pct / 100,
+            min_healthy: (desired * min_pct).div_ceil(100),
+        }
+    }
+
+    fn wanted(&self) -> WantedTasks<'a> {
+        let all: Vec<&Task> = self
+            .tasks
+            .iter()
+            .copied()
+            .filter(|t| is_active(t))
+            .collect();
+        let (current, older) = all
+            .iter()
+            .partition(|t| t.task_definition_arn == self.td.task_definition_arn);
+        WantedTasks {
+            all,
+            current,
+            older,
+        }
+    }
+
+    /// Stops RUNNING tasks that fail a target group's health checks (with an event) or
+    /// their container health check, once past the grace period.
+    fn replace_unhealthy(&self, plan: &mut ServicePlan) {
+        let svc = self.svc;
+        let grace = f64::from(svc.health_check_grace_period_seconds.unwrap_or(0));
+        for t in self
+            .tasks
+            .iter()
+            .filter(|t| is_active(t) && t.last_status == TaskStatus::Running)
+        {
+            let started = t.started_at.unwrap_or(t.created_at);
+            if self.input.now - started < grace {
+                continue;
+            }
+            if let Some(bad) = self.health.unhealthy_target(t) {
+                plan.stop(
+                    t,
+                    StopCode::ServiceSchedulerInitiated,
+                    health::target_health_check_failure(&bad.target_group_arn),
+                );
+                plan.events.push(PlannedEvent::unless_repeated(format!(
+                    "(service {}) (port {}) is unhealthy in (target-group {}) due to (reason {}).",
+                    svc.service_name,
+                    bad.port,
+                    bad.target_group_arn,
+                    bad.target_health
+                        .reason
+                        .as_deref()
+                        .unwrap_or("Health checks failed")
+                )));
+            } else if t.health_status == HealthStatus::Unhealthy {
+                plan.stop(
+                    t,
+                    StopCode::ServiceSchedulerInitiated,
+                    health::CONTAINER_HEALTH_CHECK_FAILURE.into(),
+                );
+            }
+        }
+    }
+
+    /// The service record and events when the circuit breaker trips for `current`.
+    fn breaker_trip(&self, current: &Deployment) -> Option<(ServiceUpdate, Vec<PlannedEvent>)> {
+        let failures = breaker::failure_count(&self.tasks, &current.id);
+        if !breaker::trips(self.svc, current, failures, self.desired) {
+            return None;
+        }
+        let rollback = self
+            .svc
+            .deployment_configuration
+            .deployment_circuit_breaker
+            .as_ref()
+            .is_some_and(|cb| cb.rollback);
+        Some(breaker::trip(
+            self.svc,
+            &current.id,
+            failures,
+            rollback,
+            self.input.now,
+        ))
+    }
+
+    /// Stops tasks of the current definition beyond `desired`, keeping the healthy
+    /// ones, newest first. Returns how many.
+    fn scale_in_surplus(&self, new: &[&Task], plan: &mut ServicePlan) -> usize {
+        if new.len() <= self.desired {
+            return 0;
+        }
+        let mut surplus: Vec<&Task> = new.to_vec();
+        surplus.sort_by(|a, b| {
+            (self.health.is_healthy(a), a.created_at)
+                .partial_cmp(&(self.health.is_healthy(b), b.created_at))
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .reverse()
+        });
+        let victims: Vec<&Task> = surplus.split_off(self.desired);
+        plan.scale_in(self.svc, &victims)
+    }
+
+    /// Starts tasks of the current definition up to `desired`, within maximumPercent
+    /// (counting every task not yet STOPPED), unless recent starts failed.
+    fn start_missing(
+        &self,
+        current_count: usize,
+        deployment_id: &str,
+        plan: &mut ServicePlan,
+        new_id: &mut dyn FnMut() -> String,
+    ) {
+        let alive = self.tasks.iter().filter(|t| is_alive(t)).count();
+        let room = self.max_total.saturating_sub(alive);
+        let want = self.desired.saturating_sub(current_count);
+        let count = want.min(room);
+        if count == 0 {
+            return;
+        }
+        if let Some(wait) = starts::throttle(&self.tasks, self.td, self.input.now) {
+            plan.start_throttled_for = Some(wait);
+            return;
+        }
+        let req = StartRequest {
+            service: self.svc,
+            task_definition: self.td,
+            cluster: self.svc.cluster_name(),
+            group: &self.group,
+            deployment_id,
+            count,
+            now: self.input.now,
+            placement_seed: self.input.placement_seed,
+        };
+        let (placed, failure) = starts::place_new_tasks(
+            &req,
+            self.input.instances,
+            self.input.cluster_tasks,
+            self.input.definitions,
+            new_id,
+        );
+        let name = &self.svc.service_name;
+        if let Some(f) = failure {
+            plan.events.push(PlannedEvent::unless_repeated(format!(
+                "(service {name}) was unable to place a task because no container instance met all of its requirements. {}",
+                f.0
+            )));
+        }
+        if !placed.is_empty() {
+            let refs: Vec<&Task> = placed.iter().collect();
+            plan.events.push(PlannedEvent::unless_repeated(format!(
+                "(service {name}) has started {} tasks: {}.",
+                placed.len(),
+                task_list(&refs)
+            )));
+        }
+        plan.starts = placed;
+    }
+
+    /// Stops tasks of older definitions: the unhealthy ones always, healthy ones while
+    /// more than minimumHealthyPercent of the wanted tasks stay healthy. Returns how many.
+    fn stop_older(&self, wanted: &WantedTasks<'_>, plan: &mut ServicePlan) -> usize {
+        if wanted.older.is_empty() {
+            return 0;
+        }
+        let healthy_count = wanted
+            .all
+            .iter()
+            .filter(|t| self.health.is_healthy(t))
+            .count();
+        let mut can_stop = healthy_count.saturating_sub(self.min_healthy);
+        let mut victims = Vec::new();
+        let mut olds = wanted.older.clone();
+        olds.sort_by_key(|t| self.health.is_healthy(t));
+        for t in olds {
+            if !self.health.is_healthy(t) {
+                victims.push(t);
+            } else if can_stop > 0 {
+                can_stop -= 1;
+                victims.push(t);
+            }
+        }
+        plan.scale_in(self.svc, &victims)
+    }
+
+    /// Records the counts and deployments, and an event when the service reaches its
+    /// steady state.
+    fn record_progress(
+        &self,
+        wanted: &WantedTasks<'_>,
+        deployment_id: &str,
+        steady: bool,
+        plan: &mut ServicePlan,
+        new_id: &mut dyn FnMut() -> String,
+    ) {
+        let running = |ts: &[&Task]| {
+            ts.iter()
+                .filter(|t| t.last_status == TaskStatus::Running)
+                .count() as u32
+        };
+        let pending = |ts: &[&Task]| {
+            ts.iter()
+                .filter(|t| t.last_status < TaskStatus::Running)
+                .count() as u32
+        };
+        let mut older: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+        for t in &wanted.older {
+            let e = older.entry(t.task_definition_arn.clone()).or_default();
+            if t.last_status == TaskStatus::Running {
+                e.0 += 1;
+            } else {
+                e.1 += 1;
+            }
+        }
+        let progress = RolloutProgress {
+            task_definition: &self.td.task_definition_arn,
+            deployment_id,
+            desired: self.desired as u32,
+            running: running(&wanted.current),
+            pending: pending(&wanted.current),
+            steady,
+            older,
+            now: self.input.now,
+        };
+        let svc = self.svc;
+        let was_steady = deployments::was_steady(&svc.deployments);
+        let deployments =
+            deployments::next_deployments(&svc.deployments, &progress, &mut || short(new_id()));
+        if steady && !was_steady && !self.deleting {
+            plan.events.push(PlannedEvent::always(format!(
+                "(service {}) has reached a steady state.",
+                svc.service_name
+            )));
+        }
+        plan.record = ServiceRecord::Update(ServiceUpdate {
+            task_definition: svc.task_definition.clone(),
+            running_count: running(&wanted.all),
+            pending_count: pending(&wanted.all),
+            deployments,
+        });
+    }
+}
+
+/// The first 12 characters of an id, as deployment and event ids use.
+pub fn short(id: String) -> String {
+    id.chars().take(12).collect()
+}
+
+fn scale_reason(svc: &Service) -> String {
+    let dep = svc
+        .deployments
+        .iter()
+        .find(|d| d.status == DeploymentStatus::Primary)
+        .map(|d| d.id.as_str())
+        .unwrap_or("ecs-svc");
+    format!("Scaling activity initiated by (deployment {dep})")
+}
+
+fn task_list(ts: &[&Task]) -> String {
+    ts.iter()
+        .map(|t| format!("(task {})", t.id()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests;
