@@ -15,7 +15,10 @@
 //!   local process under a small supervisor ([`process::shim_main`]) that outlives berth.
 //! - [`docker`]: containers on the local Docker engine (bollard), with ECS's
 //!   task-definition semantics; also builds `FROM scratch` images from static binaries.
-//! - `deps` (private): `dependsOn` ordering shared by the backends.
+//! - Shared by both backends (private): `task_core` (a task's spec, state, stop flag and
+//!   lifecycle lock; the start walk), `task_table` (the tasks a runtime knows, their
+//!   state broadcast, the stop walk), `dependencies` (`dependsOn` order and the wait for
+//!   START/COMPLETE/SUCCESS/HEALTHY), `task_env` (the environment every container gets).
 
 use std::pin::Pin;
 
@@ -23,9 +26,14 @@ use async_trait::async_trait;
 use berth_model::ecs::{HealthStatus, NetworkBinding, TaskDefinition};
 use futures::Stream;
 
-mod deps;
+mod dependencies;
 pub mod docker;
 pub mod process;
+mod task_core;
+mod task_env;
+mod task_table;
+#[cfg(test)]
+mod test_support;
 
 /// What the agent asks a runtime to run.
 #[derive(Debug, Clone)]
