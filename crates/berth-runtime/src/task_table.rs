@@ -54,15 +54,23 @@ impl<T: RuntimeTask> TaskTable<T> {
             .ok_or_else(|| RuntimeError::UnknownTask(arn.to_string()))
     }
 
-    /// Adds a task being started, unless one of its ARN is already known: then that one
-    /// wins and its state comes back.
+    /// The state of the task, if the runtime knows it (a start of a known task returns it).
+    pub(crate) fn state_of(&self, arn: &str) -> Option<TaskState> {
+        self.lock().get(arn).map(|t| t.core().snapshot())
+    }
+
+    /// Adds a task being started and tells subscribers, unless one of its ARN is already
+    /// known (started concurrently): then that one wins and its state comes back.
     pub(crate) fn insert_new(&self, task: Arc<T>) -> std::result::Result<(), TaskState> {
-        let mut tasks = self.lock();
-        let arn = task.core().arn();
-        if let Some(existing) = tasks.get(arn) {
-            return Err(existing.core().snapshot());
+        {
+            let mut tasks = self.lock();
+            let arn = task.core().arn();
+            if let Some(existing) = tasks.get(arn) {
+                return Err(existing.core().snapshot());
+            }
+            tasks.insert(arn.to_string(), task.clone());
         }
-        tasks.insert(arn.to_string(), task);
+        self.publish(&task);
         Ok(())
     }
 

@@ -44,6 +44,19 @@ fn exited(code: i32) -> impl FnOnce(&mut ContainerState) {
     }
 }
 
+/// Waits for `web`'s dependencies, which must fail: the error and how long (in paused
+/// time) the wait took.
+async fn failure(
+    td: &TaskDefinition,
+    tx: &watch::Sender<TaskState>,
+) -> (DependencyWaitError, Duration) {
+    let started = tokio::time::Instant::now();
+    let err = wait_for_dependencies(td, 0, tx.subscribe())
+        .await
+        .unwrap_err();
+    (err, started.elapsed())
+}
+
 fn container(status: ContainerStatus, started: bool) -> ContainerState {
     let spec = task_spec("t1", web_on_db("START", None));
     let mut c = crate::task_core::pending_state(&spec, Vec::new()).containers[1].clone();
@@ -114,9 +127,7 @@ async fn success_fails_on_a_non_zero_exit_and_names_it() {
     let td = web_on_db("SUCCESS", None);
     let tx = states(&td);
     set_db(&tx, exited(2));
-    let err = wait_for_dependencies(&td, 0, tx.subscribe())
-        .await
-        .unwrap_err();
+    let (err, _) = failure(&td, &tx).await;
     assert_eq!(
         err,
         DependencyWaitError::Unsatisfiable {
@@ -136,11 +147,8 @@ async fn success_fails_on_a_non_zero_exit_and_names_it() {
 async fn a_dependency_stopped_before_it_ran_is_not_waited_for() {
     let td = web_on_db("START", None);
     let tx = states(&td);
-    let started = tokio::time::Instant::now();
     set_db(&tx, |c| c.status = ContainerStatus::Stopped);
-    let err = wait_for_dependencies(&td, 0, tx.subscribe())
-        .await
-        .unwrap_err();
+    let (err, waited) = failure(&td, &tx).await;
     assert!(
         matches!(
             err,
@@ -151,7 +159,7 @@ async fn a_dependency_stopped_before_it_ran_is_not_waited_for() {
         ),
         "{err:?}"
     );
-    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert_eq!(waited, Duration::ZERO);
     assert_eq!(
         err.to_string(),
         "container web did not start: its dependency db never started (condition Start)"
@@ -172,9 +180,7 @@ async fn healthy_waits_for_the_health_check_and_fails_when_it_stops_first() {
 
     let tx = states(&td);
     set_db(&tx, exited(0));
-    let err = wait_for_dependencies(&td, 0, tx.subscribe())
-        .await
-        .unwrap_err();
+    let (err, _) = failure(&td, &tx).await;
     assert!(
         err.to_string().contains("stopped before it was healthy"),
         "{err}"
@@ -182,34 +188,24 @@ async fn healthy_waits_for_the_health_check_and_fails_when_it_stops_first() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn gives_up_at_the_start_timeout() {
-    let td = web_on_db("COMPLETE", Some(5));
-    let tx = states(&td);
+async fn gives_up_at_the_start_timeout_else_the_ecs_default() {
+    let with_timeout = web_on_db("COMPLETE", Some(5));
+    let tx = states(&with_timeout);
     set_db(&tx, running);
-    let started = tokio::time::Instant::now();
-    let err = wait_for_dependencies(&td, 0, tx.subscribe())
-        .await
-        .unwrap_err();
-    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    let (err, waited) = failure(&with_timeout, &tx).await;
+    assert_eq!(waited, Duration::from_secs(5));
     assert_eq!(
         err.to_string(),
         "container web did not start: dependency db not Complete within 5s"
     );
-}
 
-#[tokio::test(start_paused = true)]
-async fn without_a_start_timeout_the_ecs_default_applies() {
-    let td = web_on_db("START", None);
-    let tx = states(&td);
-    let started = tokio::time::Instant::now();
-    let err = wait_for_dependencies(&td, 0, tx.subscribe())
-        .await
-        .unwrap_err();
+    let without = web_on_db("START", None);
+    let (err, waited) = failure(&without, &states(&without)).await;
+    assert_eq!(waited, DEFAULT_DEPENDENCY_TIMEOUT);
     assert!(
         matches!(err, DependencyWaitError::TimedOut { limit, .. } if limit == DEFAULT_DEPENDENCY_TIMEOUT),
         "{err:?}"
     );
-    assert_eq!(started.elapsed(), DEFAULT_DEPENDENCY_TIMEOUT);
 }
 
 #[tokio::test(start_paused = true)]

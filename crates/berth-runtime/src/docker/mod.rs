@@ -45,18 +45,15 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bollard::query_parameters::LogsOptions;
 use bollard::Docker;
-use futures::StreamExt;
-use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub use image::{build_image_from_binary, scratch_dockerfile};
 
-use crate::task_core::{check_startable, pending_state, TaskCore};
+use crate::task_core::{pending_state, TaskCore};
+use crate::task_runtime::impl_runtime;
 use crate::task_table::{RuntimeTask, TaskTable};
-use crate::{LogStream, Result, Runtime, RuntimeError, TaskSpec, TaskState, TaskStats};
+use crate::{Result, RuntimeError, TaskSpec};
 
 /// The stopped reason of a container the kernel killed for exceeding its memory limit
 /// (ECS's wording).
@@ -105,7 +102,11 @@ impl Default for DockerRuntimeConfig {
 /// The Docker backend of [`Runtime`]. Create it with [`DockerRuntime::connect`].
 pub struct DockerRuntime {
     inner: Arc<Inner>,
+    /// Cancels the background work when the runtime is dropped.
+    _shutdown_on_drop: DropGuard,
 }
+
+impl_runtime!(DockerRuntime, inner, "docker");
 
 struct Inner {
     docker: Docker,
@@ -222,115 +223,14 @@ impl DockerRuntime {
         inner.adopt().await?;
         tokio::spawn(inner.clone().follow_events());
         tokio::spawn(inner.clone().resync_loop());
-        Ok(Arc::new(DockerRuntime { inner }))
+        Ok(Arc::new(DockerRuntime {
+            _shutdown_on_drop: inner.shutdown.clone().drop_guard(),
+            inner,
+        }))
     }
 
     /// The engine client (to build images, for example).
     pub fn docker(&self) -> &Docker {
         &self.inner.docker
-    }
-}
-
-impl Drop for DockerRuntime {
-    fn drop(&mut self) {
-        self.inner.shutdown.cancel();
-    }
-}
-
-#[async_trait]
-impl Runtime for DockerRuntime {
-    fn kind(&self) -> &'static str {
-        "docker"
-    }
-
-    async fn start(&self, spec: &TaskSpec) -> Result<TaskState> {
-        let inner = &self.inner;
-        if let Ok(task) = inner.tasks.get(&spec.task_arn) {
-            return Ok(task.core.snapshot());
-        }
-        // Everything that can be checked before creating anything.
-        check_startable(&spec.task_definition)?;
-        inner.check_images_present(&spec.task_definition).await?;
-        for idx in 0..spec.task_definition.container_definitions.len() {
-            inner.create_body(spec, idx, None)?;
-        }
-        if spec.task_definition.network_mode == berth_model::ecs::NetworkMode::Awsvpc {
-            inner.ensure_awsvpc_network().await?;
-        }
-        let task = Task::new(spec.clone());
-        if let Err(existing) = inner.tasks.insert_new(task.clone()) {
-            return Ok(existing);
-        }
-        inner.tasks.publish(&task);
-        match inner.start_task(&task).await {
-            // An essential container that already exited shows in the state (and the
-            // task is being stopped): the start itself succeeded.
-            Ok(()) => Ok(task.core.snapshot()),
-            Err(e) => {
-                // Nothing half-created: the task's containers go, and so does the task.
-                task.core
-                    .stopping
-                    .store(true, std::sync::atomic::Ordering::SeqCst);
-                if let Err(re) = inner.remove_containers(&task).await {
-                    tracing::warn!(task = %task.core.arn(), "cleanup after a failed start: {re}");
-                }
-                inner.tasks.remove(task.core.arn());
-                Err(e)
-            }
-        }
-    }
-
-    async fn stop(&self, task_arn: &str) -> Result<TaskState> {
-        let task = self.inner.tasks.get(task_arn)?;
-        Ok(self.inner.stop_task(&task).await)
-    }
-
-    async fn remove(&self, task_arn: &str) -> Result<()> {
-        let task = self.inner.tasks.get_stopped(task_arn)?;
-        self.inner.remove_containers(&task).await?;
-        self.inner.tasks.remove(task_arn);
-        Ok(())
-    }
-
-    async fn list(&self) -> Result<Vec<TaskState>> {
-        Ok(self.inner.tasks.snapshots())
-    }
-
-    fn subscribe(&self) -> broadcast::Receiver<TaskState> {
-        self.inner.tasks.subscribe()
-    }
-
-    /// With no `container`, the task's first container.
-    async fn logs(
-        &self,
-        task_arn: &str,
-        container: Option<&str>,
-        follow: bool,
-    ) -> Result<LogStream> {
-        let task = self.inner.tasks.get(task_arn)?;
-        let idx = crate::container_index(task.core.def(), task_arn, container)?;
-        let Some(id) = task.id(idx) else {
-            return Ok(Box::pin(futures::stream::empty()));
-        };
-        let stream = self
-            .inner
-            .docker
-            .logs(
-                &id,
-                Some(LogsOptions {
-                    follow,
-                    stdout: true,
-                    stderr: true,
-                    tail: "all".into(),
-                    ..Default::default()
-                }),
-            )
-            .map(|item| item.map(|o| o.into_bytes()).map_err(std::io::Error::other));
-        Ok(Box::pin(stream))
-    }
-
-    async fn stats(&self, task_arn: &str) -> Result<TaskStats> {
-        let task = self.inner.tasks.get(task_arn)?;
-        Ok(self.inner.task_stats(&task).await)
     }
 }

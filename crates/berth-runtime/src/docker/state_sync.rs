@@ -13,6 +13,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::container_state::container_state;
 use super::{is_not_found, Inner, Task, LABEL_MANAGED, LABEL_TASK_ARN};
+use crate::task_runtime::Backend;
 use crate::ContainerStatus;
 
 /// How long to wait before reconnecting to a broken event stream.

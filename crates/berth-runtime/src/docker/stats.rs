@@ -10,7 +10,8 @@ use super::{Inner, Task};
 use crate::{ContainerStatus, TaskStats};
 
 impl Inner {
-    pub(super) async fn task_stats(&self, task: &Task) -> TaskStats {
+    /// The task's use now: one stats sample per running container, summed.
+    pub(super) async fn measure(&self, task: &Task) -> TaskStats {
         let state = task.core.snapshot();
         let mut total = TaskStats::default();
         for (idx, c) in state.containers.iter().enumerate() {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::supervise::exit_outcome;
 use super::{procfs, Inner, Task, TaskRecord, TASK_FILE};
+use crate::task_runtime::Backend;
 use crate::{ContainerStatus, Result, RuntimeError, TaskSpec};
 
 impl Inner {

@@ -50,18 +50,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use async_trait::async_trait;
-use berth_model::ecs::{ContainerDefinition, TaskDefinition};
+use berth_model::ecs::TaskDefinition;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub use crate::dependencies::DEFAULT_DEPENDENCY_TIMEOUT;
 pub use shim::shim_main;
 
-use crate::task_core::{check_startable, pending_state, TaskCore};
+use crate::task_core::TaskCore;
+use crate::task_runtime::impl_runtime;
 use crate::task_table::{RuntimeTask, TaskTable};
-use crate::{LogStream, Result, Runtime, RuntimeError, TaskSpec, TaskState, TaskStats};
+use crate::{Result, RuntimeError, TaskSpec, TaskState};
 use supervise::StopMarks;
 
 const LOG_FILE: &str = "output.log";
@@ -93,7 +92,11 @@ impl ProcessRuntimeConfig {
 /// The process backend of [`Runtime`]. Create it with [`ProcessRuntime::new`].
 pub struct ProcessRuntime {
     inner: Arc<Inner>,
+    /// Cancels the background work when the runtime is dropped.
+    _shutdown_on_drop: DropGuard,
 }
+
+impl_runtime!(ProcessRuntime, inner, "process");
 
 struct Inner {
     tasks_dir: PathBuf,
@@ -213,32 +216,6 @@ fn safe_name(name: &str) -> String {
         .collect()
 }
 
-fn argv(c: &ContainerDefinition) -> Vec<String> {
-    c.entry_point.iter().chain(&c.command).cloned().collect()
-}
-
-/// What the process runtime refuses before it creates anything, besides what both
-/// runtimes refuse: a container without a program to run, a missing working directory.
-fn check_runnable(td: &TaskDefinition) -> Result<()> {
-    for c in &td.container_definitions {
-        if argv(c).is_empty() {
-            return Err(RuntimeError::StartFailed(format!(
-                "container {} has neither entryPoint nor command: the process runtime runs a container's entryPoint + command",
-                c.name
-            )));
-        }
-        if let Some(wd) = &c.working_directory {
-            if !Path::new(wd).is_dir() {
-                return Err(RuntimeError::StartFailed(format!(
-                    "container {}: workingDirectory {wd} is not a directory",
-                    c.name
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
 // === impl ProcessRuntime ===
 
 impl ProcessRuntime {
@@ -270,93 +247,14 @@ impl ProcessRuntime {
             page_size: procfs::page_size(),
         });
         inner.adopt_all()?;
-        Ok(Arc::new(ProcessRuntime { inner }))
+        Ok(Arc::new(ProcessRuntime {
+            _shutdown_on_drop: inner.shutdown.clone().drop_guard(),
+            inner,
+        }))
     }
 
     /// The state directory's `tasks` subdirectory (absolute).
     pub fn tasks_dir(&self) -> &Path {
         &self.inner.tasks_dir
-    }
-}
-
-impl Drop for ProcessRuntime {
-    fn drop(&mut self) {
-        self.inner.shutdown.cancel();
-    }
-}
-
-#[async_trait]
-impl Runtime for ProcessRuntime {
-    fn kind(&self) -> &'static str {
-        "process"
-    }
-
-    async fn start(&self, spec: &TaskSpec) -> Result<TaskState> {
-        let inner = &self.inner;
-        if let Ok(task) = inner.tasks.get(&spec.task_arn) {
-            return Ok(task.core.snapshot());
-        }
-        let td = &spec.task_definition;
-        check_startable(td)?;
-        check_runnable(td)?;
-        let bindings = ports::allocate_ports(td)?;
-
-        let id = spec.task_id();
-        if id.is_empty() || id.contains('/') || id == "." || id == ".." {
-            return Err(RuntimeError::StartFailed(format!(
-                "task ARN {} has no usable id",
-                spec.task_arn
-            )));
-        }
-        let dir = inner.tasks_dir.join(id);
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            RuntimeError::StartFailed(format!("cannot create {}: {e}", dir.display()))
-        })?;
-        let n = td.container_definitions.len();
-        let state = pending_state(spec, bindings);
-        let task = Task::new(spec.clone(), dir, state, vec![None; n]);
-        if let Err(existing) = inner.tasks.insert_new(task.clone()) {
-            return Ok(existing);
-        }
-        task.persist();
-        inner.tasks.publish(&task);
-        inner.start_task(&task).await
-    }
-
-    async fn stop(&self, task_arn: &str) -> Result<TaskState> {
-        let task = self.inner.tasks.get(task_arn)?;
-        Ok(self.inner.stop_task(&task).await)
-    }
-
-    async fn remove(&self, task_arn: &str) -> Result<()> {
-        let task = self.inner.tasks.get_stopped(task_arn)?;
-        self.inner.tasks.remove(task_arn);
-        std::fs::remove_dir_all(&task.dir)
-            .map_err(|e| RuntimeError::Other(format!("cannot remove {}: {e}", task.dir.display())))
-    }
-
-    async fn list(&self) -> Result<Vec<TaskState>> {
-        Ok(self.inner.tasks.snapshots())
-    }
-
-    fn subscribe(&self) -> broadcast::Receiver<TaskState> {
-        self.inner.tasks.subscribe()
-    }
-
-    /// With no `container`, the task's first container.
-    async fn logs(
-        &self,
-        task_arn: &str,
-        container: Option<&str>,
-        follow: bool,
-    ) -> Result<LogStream> {
-        let task = self.inner.tasks.get(task_arn)?;
-        let idx = crate::container_index(task.core.def(), task_arn, container)?;
-        logs::container_log(&task, idx, follow).await
-    }
-
-    async fn stats(&self, task_arn: &str) -> Result<TaskStats> {
-        let task = self.inner.tasks.get(task_arn)?;
-        Ok(self.inner.task_stats(&task))
     }
 }

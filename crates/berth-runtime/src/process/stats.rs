@@ -9,7 +9,8 @@ use super::{procfs, Inner, Task};
 use crate::{ContainerStatus, TaskStats};
 
 impl Inner {
-    pub(super) fn task_stats(&self, task: &Task) -> TaskStats {
+    /// The task's use now, from `/proc`.
+    pub(super) fn measure(&self, task: &Task) -> TaskStats {
         let state = task.core.snapshot();
         let mut ticks = 0;
         let mut pages = 0;

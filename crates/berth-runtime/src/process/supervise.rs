@@ -1,4 +1,4 @@
-//! A container as a supervised local process: spawning it under its shim (the shim's
+//! The process [`Backend`]: a container as a supervised local process: spawning it under its shim (the shim's
 //! `started <pid>` handshake), watching the shim end and recording how the process
 //! ended, and stopping it (SIGTERM to its process group, SIGKILL after `stopTimeout`).
 //! The order containers start and stop in is the shared walks'; the shim itself is
@@ -13,10 +13,16 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::AsyncBufReadExt;
 
-use super::{argv, procfs, shim, Inner, ProcRecord, Task, LOG_FILE};
-use crate::task_core::{start_in_dependency_order, stopped_during_start};
+use super::{logs, procfs, shim, Inner, ProcRecord, Task, LOG_FILE};
+use berth_model::ecs::{ContainerDefinition, TaskDefinition};
+
+use crate::task_core::{
+    check_startable, pending_state, start_in_dependency_order, stopped_during_start,
+};
 use crate::task_env::container_environment;
-use crate::{ContainerStatus, Result, RuntimeError, TaskState};
+use crate::task_runtime::Backend;
+use crate::task_table::TaskTable;
+use crate::{ContainerStatus, LogStream, Result, RuntimeError, TaskSpec, TaskState, TaskStats};
 
 /// How long the shim has to report that it started the process.
 const SHIM_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,9 +49,35 @@ pub(super) fn container_env(task: &Task, idx: usize) -> Vec<(String, String)> {
     container_environment(&task.core.spec, idx, &listen_ports)
 }
 
+fn argv(c: &ContainerDefinition) -> Vec<String> {
+    c.entry_point.iter().chain(&c.command).cloned().collect()
+}
+
+/// What the process runtime refuses before it creates anything, besides what both
+/// runtimes refuse: a container without a program to run, a missing working directory.
+fn check_runnable(td: &TaskDefinition) -> Result<()> {
+    for c in &td.container_definitions {
+        if argv(c).is_empty() {
+            return Err(RuntimeError::StartFailed(format!(
+                "container {} has neither entryPoint nor command: the process runtime runs a container's entryPoint + command",
+                c.name
+            )));
+        }
+        if let Some(wd) = &c.working_directory {
+            if !Path::new(wd).is_dir() {
+                return Err(RuntimeError::StartFailed(format!(
+                    "container {}: workingDirectory {wd} is not a directory",
+                    c.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Inner {
     /// Starts the containers in dependency order; on failure stops what started.
-    pub(super) async fn start_task(self: &Arc<Self>, task: &Arc<Task>) -> Result<TaskState> {
+    async fn start_task(self: &Arc<Self>, task: &Arc<Task>) -> Result<TaskState> {
         let started =
             start_in_dependency_order(&task.core, |idx| self.spawn_container(task, idx)).await;
         if let Err(e) = started {
@@ -58,13 +90,6 @@ impl Inner {
             )));
         }
         Ok(task.core.snapshot())
-    }
-
-    /// Stops every container in reverse dependency order and returns the final state.
-    pub(super) async fn stop_task(self: &Arc<Self>, task: &Arc<Task>) -> TaskState {
-        self.tasks
-            .stop_task(task, |idx| self.stop_container(task, idx))
-            .await
     }
 
     async fn spawn_container(self: &Arc<Self>, task: &Arc<Task>, idx: usize) -> Result<()> {
@@ -188,8 +213,45 @@ impl Inner {
             self.stop_task(&task).await;
         }
     }
+}
 
-    async fn stop_container(&self, task: &Task, idx: usize) {
+impl Backend for Inner {
+    type Task = Task;
+
+    fn tasks(&self) -> &TaskTable<Task> {
+        &self.tasks
+    }
+
+    /// Checks a task this runtime does not know yet, chooses its host ports, creates its
+    /// directory and starts it.
+    async fn start_new(self: &Arc<Self>, spec: &TaskSpec) -> Result<TaskState> {
+        let td = &spec.task_definition;
+        check_startable(td)?;
+        check_runnable(td)?;
+        let bindings = super::ports::allocate_ports(td)?;
+
+        let id = spec.task_id();
+        if id.is_empty() || id.contains('/') || id == "." || id == ".." {
+            return Err(RuntimeError::StartFailed(format!(
+                "task ARN {} has no usable id",
+                spec.task_arn
+            )));
+        }
+        let dir = self.tasks_dir.join(id);
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            RuntimeError::StartFailed(format!("cannot create {}: {e}", dir.display()))
+        })?;
+        let n = td.container_definitions.len();
+        let state = pending_state(spec, bindings);
+        let task = Task::new(spec.clone(), dir, state, vec![None; n]);
+        if let Err(existing) = self.tasks.insert_new(task.clone()) {
+            return Ok(existing);
+        }
+        task.persist();
+        self.start_task(&task).await
+    }
+
+    async fn stop_container(self: &Arc<Self>, task: &Arc<Task>, idx: usize) {
         if task.core.snapshot().containers[idx].status != ContainerStatus::Running {
             return;
         }
@@ -216,6 +278,20 @@ impl Inner {
         {
             tracing::warn!(task = %task.core.arn(), container = %def.name, pid = p.pid, "process did not end after SIGKILL");
         }
+    }
+
+    async fn remove_stopped(&self, task: &Arc<Task>) -> Result<()> {
+        self.tasks.remove(task.core.arn());
+        std::fs::remove_dir_all(&task.dir)
+            .map_err(|e| RuntimeError::Other(format!("cannot remove {}: {e}", task.dir.display())))
+    }
+
+    async fn log(&self, task: &Arc<Task>, idx: usize, follow: bool) -> Result<LogStream> {
+        logs::container_log(task, idx, follow).await
+    }
+
+    async fn task_stats(&self, task: &Arc<Task>) -> TaskStats {
+        self.measure(task)
     }
 }
 
