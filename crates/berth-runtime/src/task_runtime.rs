@@ -170,3 +170,7 @@ fn container_index(def: &TaskDefinition, task_arn: &str, container: Option<&str>
             }),
     }
 }
+
+#[cfg(test)]
+#[path = "task_runtime_tests.rs"]
+mod tests;

@@ -1,64 +1,12 @@
 //! The table, the start walk ([`crate::task_core`]) and the stop walk, with a fake task
 //! whose containers "start" and "stop" by changing their state.
 
-use std::sync::atomic::AtomicUsize;
-
 use berth_model::ecs::NetworkBinding;
 use serde_json::json;
 
 use super::*;
 use crate::task_core::{check_startable, pending_state, start_in_dependency_order};
-use crate::test_support::{task_definition, task_spec};
-use crate::TaskSpec;
-
-struct FakeTask {
-    core: TaskCore,
-    changes: AtomicUsize,
-}
-
-impl RuntimeTask for FakeTask {
-    fn core(&self) -> &TaskCore {
-        &self.core
-    }
-    fn state_changed(&self) {
-        self.changes.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-fn fake(spec: TaskSpec) -> Arc<FakeTask> {
-    let state = pending_state(&spec, Vec::new());
-    Arc::new(FakeTask {
-        core: TaskCore::new(spec, state),
-        changes: AtomicUsize::new(0),
-    })
-}
-
-/// app needs db and init, db needs init; side needs nothing.
-fn layered() -> TaskSpec {
-    let c = |name: &str, on: &[&str]| {
-        let deps: Vec<_> = on
-            .iter()
-            .map(|d| json!({"containerName": d, "condition": "START"}))
-            .collect();
-        json!({"name": name, "image": "x", "dependsOn": deps})
-    };
-    task_spec(
-        "layered",
-        task_definition(json!([
-            c("app", &["db", "init"]),
-            c("db", &["init"]),
-            c("init", &[]),
-            c("side", &[]),
-        ])),
-    )
-}
-
-fn set_status(table: &TaskTable<FakeTask>, task: &FakeTask, idx: usize, to: ContainerStatus) {
-    table.update(task, |s| {
-        s.containers[idx].status = to;
-        s.containers[idx].runtime_id = Some(format!("id-{idx}"));
-    });
-}
+use crate::test_support::{fake, layered, set_status, task_definition, task_spec, FakeTask};
 
 #[test]
 fn pending_state_takes_known_bindings_and_essential_flags() {
