@@ -1,4 +1,4 @@
-//! The [`Runtime`] trait implemented once for both backends: what a runtime does with its
+//! The [`crate::Runtime`] trait implemented once for both backends: what a runtime does with its
 //! table of tasks (idempotent start, stop, remove once stopped, list, subscribe, look up a
 //! container's logs and a task's use) is the same on Docker and as processes; a
 //! [`Backend`] supplies only how a new task starts, a task stops, a stopped task is freed,

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 
 use berth_model::ecs::{ContainerDefinition, NetworkMode, TaskDefinition};
+use berth_model::ValidationError;
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, NetworkingConfig, PortBinding,
     ResourcesUlimits,
@@ -63,8 +64,8 @@ pub(crate) struct NodeContext<'a> {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub(crate) enum ContainerSpecError {
     /// The task-level `cpu` or `memory` does not parse.
-    #[error("{message}")]
-    TaskSize { message: String },
+    #[error("{0}")]
+    TaskSize(#[from] ValidationError),
     #[error(
         "container {container}: memory {mib} MiB is below Docker's minimum of {DOCKER_MIN_MEMORY_MIB} MiB"
     )]
@@ -178,14 +179,11 @@ fn limit_resources(
     td: &TaskDefinition,
     def: &ContainerDefinition,
 ) -> Result<(), ContainerSpecError> {
-    let task_size = |e: berth_model::error::ValidationError| ContainerSpecError::TaskSize {
-        message: e.to_string(),
-    };
     if def.cpu > 0 {
         host.cpu_shares = Some(i64::from(def.cpu.max(2)));
     }
     if let Some(units) = td.cpu.as_deref() {
-        let units = berth_model::ecs::parse_cpu_units("cpu", units).map_err(task_size)?;
+        let units = berth_model::ecs::parse_cpu_units("cpu", units)?;
         host.cpu_period = Some(CPU_PERIOD_US);
         host.cpu_quota = Some(i64::from(units) * CPU_PERIOD_US / 1024);
     }
@@ -193,8 +191,7 @@ fn limit_resources(
         .memory
         .as_deref()
         .map(|m| berth_model::ecs::parse_memory_mib("memory", m))
-        .transpose()
-        .map_err(task_size)?;
+        .transpose()?;
     if let Some(mib) = def.memory.or(task_memory) {
         if mib < DOCKER_MIN_MEMORY_MIB {
             return Err(ContainerSpecError::MemoryBelowDockerMinimum {

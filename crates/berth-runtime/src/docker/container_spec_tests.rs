@@ -218,7 +218,7 @@ fn what_docker_would_run_differently_is_refused() {
     let s = spec(json!({"cpu": "lots", "containerDefinitions": [web(json!({}))]}));
     assert!(matches!(
         container_create_body(&s, 0, &NODE),
-        Err(ContainerSpecError::TaskSize { .. })
+        Err(ContainerSpecError::TaskSize(ValidationError { field, .. })) if field == "cpu"
     ));
 }
 

@@ -14,24 +14,27 @@
 //!   of containers without their own; `memoryReservation` → soft limit.
 //! - `environment` (plus berth's variables, as on the process runtime: `BERTH_TASK_ARN`,
 //!   `BERTH_TASK_ID`, `BERTH_CLUSTER`, `BERTH_CONTAINER_NAME`, `PORT` = the first
-//!   mapping's container port and `PORT_<NAME>` each named mapping's), `command`, `entryPoint`, `workingDirectory`,
-//!   `user`, `dockerLabels`, `ulimits`, `healthCheck` (Docker's own health check),
-//!   `stopTimeout` (Docker's stop: SIGTERM, then SIGKILL).
+//!   mapping's container port and `PORT_<NAME>` each named mapping's), `command`,
+//!   `entryPoint`, `workingDirectory`, `user`, `dockerLabels`, `ulimits`, `healthCheck`
+//!   (Docker's own health check), `stopTimeout` (Docker's stop: SIGTERM, then SIGKILL).
 //! - `essential`, `dependsOn` (START, COMPLETE, SUCCESS, HEALTHY; stop in reverse order).
 //!
 //! Every container carries the labels [`LABEL_MANAGED`], [`LABEL_CLUSTER`], [`LABEL_INSTANCE`],
 //! [`LABEL_TASK_ARN`], [`LABEL_TASK_DEFINITION`], [`LABEL_CONTAINER`] and the task spec
 //! ([`LABEL_SPEC`]), so [`DockerRuntime::connect`] adopts what runs after a restart;
-//! the agent removes (with [`Runtime::remove`]) listed tasks the store does not know.
+//! the agent removes (with [`crate::Runtime::remove`]) listed tasks the store does not know.
 //!
 //! State follows the engine's event stream (start, die, oom, health_status), and a
 //! periodic resync ([`DockerRuntimeConfig::resync_interval`]) catches missed events.
-
 //!
 //! Layout: `container_spec` (the create request, a pure function of the task spec),
-//! `container_state` (inspect output → [`crate::ContainerState`]), `containers` (create, start,
-//! stop, remove on the engine), `network` (the awsvpc network), `adopt` (rebuilding tasks
-//! from labels), `state_sync` (events and resync), `stats`, `image` (building images).
+//! `container_state` (inspect output → [`crate::ContainerState`], also pure),
+//! `containers` (the backend: create, start, stop, remove and read logs on the engine),
+//! `network` (the awsvpc network), `adopt` (rebuilding tasks from labels), `state_sync`
+//! (events and resync), `stats`, `image` (building images). Starting and stopping in
+//! `dependsOn` order, the environment and the [`crate::Runtime`] methods are shared with
+//! the process runtime.
+
 mod adopt;
 mod container_spec;
 mod container_state;
@@ -99,7 +102,7 @@ impl Default for DockerRuntimeConfig {
     }
 }
 
-/// The Docker backend of [`Runtime`]. Create it with [`DockerRuntime::connect`].
+/// The Docker backend of [`crate::Runtime`]. Create it with [`DockerRuntime::connect`].
 pub struct DockerRuntime {
     inner: Arc<Inner>,
     /// Cancels the background work when the runtime is dropped.

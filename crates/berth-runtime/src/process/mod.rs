@@ -3,7 +3,7 @@
 //! The embedded default when no Docker engine answers. A container's `entryPoint` +
 //! `command` is the argv (its `image` is informational here); its `environment` and
 //! `workingDirectory` apply, on top of berth's own environment, plus `BERTH_TASK_ARN`,
-//! `BERTH_TASK_ID`, `BERTH_CLUSTER` and `BERTH_CONTAINER_NAME`.
+//! `BERTH_TASK_ID`, `BERTH_CLUSTER` and `BERTH_CONTAINER_NAME` (as on Docker).
 //!
 //! Ports: a process listens on the host itself, so each port mapping gets a host port
 //! (its `hostPort`, or with 0 or none a free port; in `host` network mode the
@@ -29,13 +29,12 @@
 //! Not supported by this runtime (Docker's job): `user`, `ulimits`, memory and CPU limits
 //! (they only count for placement), network isolation (`awsvpc` and `bridge` behave like
 //! dynamic host ports, `none` like no ports).
-
 //!
-//! Layout: `supervise` (spawning a container under its shim, watching it end, stopping
-//! it), `adopt` (reading the state directory back), `ports` (choosing host ports),
+//! Layout: `supervise` (the backend: spawning a container under its shim, watching it
+//! end, stopping it), `adopt` (reading the state directory back), `ports` (choosing host ports),
 //! `health` (running health-check commands), `logs`, `stats` and `procfs` (reading
-//! `/proc`), `shim` (the supervisor itself). The environment, `dependsOn` and the start
-//! and stop walks are shared with the Docker runtime.
+//! `/proc`), `shim` (the supervisor itself). The environment, `dependsOn`, the start and
+//! stop walks and the [`crate::Runtime`] methods are shared with the Docker runtime.
 
 mod adopt;
 mod health;
@@ -47,6 +46,7 @@ mod stats;
 mod supervise;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -61,7 +61,6 @@ use crate::task_core::TaskCore;
 use crate::task_runtime::impl_runtime;
 use crate::task_table::{RuntimeTask, TaskTable};
 use crate::{Result, RuntimeError, TaskSpec, TaskState};
-use supervise::StopMarks;
 
 const LOG_FILE: &str = "output.log";
 const TASK_FILE: &str = "task.json";
@@ -89,7 +88,7 @@ impl ProcessRuntimeConfig {
     }
 }
 
-/// The process backend of [`Runtime`]. Create it with [`ProcessRuntime::new`].
+/// The process backend of [`crate::Runtime`]. Create it with [`ProcessRuntime::new`].
 pub struct ProcessRuntime {
     inner: Arc<Inner>,
     /// Cancels the background work when the runtime is dropped.
@@ -128,6 +127,13 @@ struct TaskRecord {
     task_definition: TaskDefinition,
     state: TaskState,
     procs: Vec<Option<ProcRecord>>,
+}
+
+/// Per container: what berth did to it, to explain its exit.
+#[derive(Default)]
+struct StopMarks {
+    term_sent: AtomicBool,
+    kill_sent: AtomicBool,
 }
 
 struct Task {

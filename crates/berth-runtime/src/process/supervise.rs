@@ -5,7 +5,7 @@
 //! [`super::shim`].
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::AsyncBufReadExt;
 
-use super::{logs, procfs, shim, Inner, ProcRecord, Task, LOG_FILE};
+use super::{logs, procfs, shim, Inner, ProcRecord, StopMarks, Task, LOG_FILE};
 use berth_model::ecs::{ContainerDefinition, TaskDefinition};
 
 use crate::task_core::{
@@ -30,13 +30,6 @@ const SHIM_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const ADOPTED_POLL: Duration = Duration::from_millis(200);
 /// How long to wait for a process to go after SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(10);
-
-/// Per container: what berth did to it, to explain its exit.
-#[derive(Default)]
-pub(super) struct StopMarks {
-    term_sent: AtomicBool,
-    kill_sent: AtomicBool,
-}
 
 /// The environment of container `idx`: the shared task environment, the listen ports
 /// being the host ports chosen for its mappings (a process listens on the host).
