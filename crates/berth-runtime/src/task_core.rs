@@ -1,10 +1,10 @@
 //! The task skeleton both runtimes share: a task's spec and observed state, its stop flag
-//! and lifecycle lock, the checks before a start, and the start and stop walks in
-//! `dependsOn` order.
+//! and lifecycle lock, the checks before a start, and the start walk in `dependsOn`
+//! order.
 //!
-//! How one container starts or stops (a Docker container, a supervised process) is the
-//! runtime's: the walks take it as a closure. Which tasks a runtime knows is
-//! [`crate::task_table`].
+//! How one container starts (a Docker container, a supervised process) is the runtime's:
+//! the walk takes it as a closure. Which tasks a runtime knows, and the stop walk, are
+//! [`crate::task_table`]'s.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};

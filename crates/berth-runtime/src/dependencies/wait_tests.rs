@@ -1,3 +1,6 @@
+//! The dependency waiter against a fake status source (a `watch` channel the test
+//! drives) and a paused tokio clock, so timeouts take no real time.
+
 use std::time::Duration;
 
 use berth_model::ecs::{DependencyCondition as C, HealthStatus};

@@ -1,7 +1,8 @@
 //! A task's containers on the engine, as the Docker [`Backend`]: the checks before a
 //! start, then create and start in dependency order, stop (Docker's SIGTERM then SIGKILL
-//! after `stopTimeout`) in reverse, remove, read logs. What a request holds is [`super::container_spec`]'s; the order and
-//! the waits are [`crate::task_core`]'s and [`crate::task_table`]'s.
+//! after `stopTimeout`) in reverse, remove, read logs. What a request holds is
+//! `container_spec`'s; the order and the waits are [`crate::task_core`]'s and
+//! [`crate::task_table`]'s.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,7 +13,6 @@ use bollard::query_parameters::{
     CreateContainerOptions, LogsOptions, RemoveContainerOptions, StartContainerOptions,
     StopContainerOptions,
 };
-
 use futures::StreamExt;
 
 use super::container_spec::{container_create_body, container_name, NodeContext};

@@ -1,21 +1,20 @@
-//! The process [`Backend`]: a container as a supervised local process: spawning it under its shim (the shim's
-//! `started <pid>` handshake), watching the shim end and recording how the process
-//! ended, and stopping it (SIGTERM to its process group, SIGKILL after `stopTimeout`).
-//! The order containers start and stop in is the shared walks'; the shim itself is
-//! [`super::shim`].
+//! The process [`Backend`]: a container as a supervised local process. Checking a task
+//! before its start, spawning each container under its shim (the shim's `started <pid>`
+//! handshake), watching the shim end and recording how the process ended, and stopping
+//! it (SIGTERM to its process group, SIGKILL after `stopTimeout`). The order containers
+//! start and stop in is the shared walks'; the shim itself is `shim`.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_model::ecs::{ContainerDefinition, TaskDefinition};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::AsyncBufReadExt;
 
 use super::{logs, procfs, shim, Inner, ProcRecord, StopMarks, Task, LOG_FILE};
-use berth_model::ecs::{ContainerDefinition, TaskDefinition};
-
 use crate::task_core::{
     check_startable, pending_state, start_in_dependency_order, stopped_during_start,
 };
