@@ -15,7 +15,11 @@
 //!   local process under a small supervisor ([`process::shim_main`]) that outlives berth.
 //! - [`docker`]: containers on the local Docker engine (bollard), with ECS's
 //!   task-definition semantics; also builds `FROM scratch` images from static binaries.
-//! - `deps` (private): `dependsOn` ordering shared by the backends.
+//! - Shared by both backends (private): `task_core` (a task's spec, state, stop flag and
+//!   lifecycle lock; the start walk), `task_table` (the tasks a runtime knows, their
+//!   state broadcast, the stop walk), `task_runtime` (the [`Runtime`] trait implemented
+//!   once over both backends), `dependencies` (`dependsOn` order and the wait for
+//!   START/COMPLETE/SUCCESS/HEALTHY), `task_env` (the environment every container gets).
 
 use std::pin::Pin;
 
@@ -23,9 +27,15 @@ use async_trait::async_trait;
 use berth_model::ecs::{HealthStatus, NetworkBinding, TaskDefinition};
 use futures::Stream;
 
-mod deps;
+mod dependencies;
 pub mod docker;
 pub mod process;
+mod task_core;
+mod task_env;
+mod task_runtime;
+mod task_table;
+#[cfg(test)]
+mod test_support;
 
 /// What the agent asks a runtime to run.
 #[derive(Debug, Clone)]
@@ -183,23 +193,3 @@ pub trait Runtime: Send + Sync + 'static {
 }
 
 pub type DynRuntime = std::sync::Arc<dyn Runtime>;
-
-/// The index of the container named `container` in `def` (the first one when `None`),
-/// as the runtimes' `logs` take it.
-pub(crate) fn container_index(
-    def: &TaskDefinition,
-    task_arn: &str,
-    container: Option<&str>,
-) -> Result<usize> {
-    match container {
-        None => Ok(0),
-        Some(name) => def
-            .container_definitions
-            .iter()
-            .position(|c| c.name == name)
-            .ok_or_else(|| RuntimeError::UnknownContainer {
-                task: task_arn.to_string(),
-                container: name.to_string(),
-            }),
-    }
-}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use berth_model::ecs::HealthStatus;
 use berth_runtime::docker::{self, DockerRuntime, DockerRuntimeConfig, OOM_REASON};
-use berth_runtime::{ContainerStatus, Runtime, RuntimeError, TaskState};
+use berth_runtime::{ContainerStatus, Runtime};
 use futures::StreamExt;
 use serde_json::json;
 use support::*;
@@ -88,10 +88,6 @@ fn app(name: &str, args: &[&str]) -> serde_json::Value {
     })
 }
 
-fn port(s: &TaskState, idx: usize) -> u32 {
-    s.containers[idx].network_bindings[0].host_port
-}
-
 async fn all_logs(rt: &DockerRuntime, arn: &str, container: Option<&str>) -> String {
     let mut s = rt.logs(arn, container, false).await.unwrap();
     let mut out = Vec::new();
@@ -112,7 +108,7 @@ async fn docker_serves_on_a_dynamic_port_and_stops_with_sigterm() {
     let c = &s.containers[0];
     assert_eq!(c.status, ContainerStatus::Running);
     assert_eq!(c.network_bindings[0].container_port, 8080);
-    let (status, body) = get_when_up(port(&s, 0), "/").await;
+    let (status, body) = get_when_up(host_port(&s, 0), "/").await;
     assert_eq!(status, 200);
     assert!(body.contains(&format!("task: {id}")), "{body}");
 
@@ -145,7 +141,7 @@ async fn docker_sigkill_after_stop_timeout() {
     let spec = dspec(&cluster, &task_id("dkkill"), json!([c]));
     let _c = Cleanup(spec.task_arn.clone());
     let s = rt.start(&spec).await.unwrap();
-    get_when_up(port(&s, 0), "/").await;
+    get_when_up(host_port(&s, 0), "/").await;
     let t0 = Instant::now();
     let stopped = rt.stop(&spec.task_arn).await.unwrap();
     assert!(t0.elapsed() >= Duration::from_secs(1), "{:?}", t0.elapsed());
@@ -188,18 +184,13 @@ async fn docker_non_essential_exit_leaves_the_task_running_and_essential_exit_st
     side["essential"] = json!(false);
     let spec = dspec(&cluster, &task_id("dkess"), json!([app("main", &[]), side]));
     let _c = Cleanup(spec.task_arn.clone());
+    let (s, after) = start_and_exit_the_side_container(&*rt, &spec).await;
     let mut events = rt.subscribe();
-    let s = rt.start(&spec).await.unwrap();
-    get_when_up(port(&s, 1), "/exit?code=5").await;
-    let after = wait_event(&mut events, &spec.task_arn, "side stopped", |s| {
-        s.containers[1].status == ContainerStatus::Stopped
-    })
-    .await;
     assert_eq!(after.containers[1].exit_code, Some(5));
     assert_eq!(after.containers[0].status, ContainerStatus::Running);
-    assert_eq!(get_when_up(port(&s, 0), "/").await.0, 200);
+    assert_eq!(get_when_up(host_port(&s, 0), "/").await.0, 200);
 
-    get_when_up(port(&s, 0), "/exit?code=3").await;
+    get_when_up(host_port(&s, 0), "/exit?code=3").await;
     let end = wait_event(&mut events, &spec.task_arn, "all stopped", |s| {
         s.all_stopped()
     })
@@ -221,13 +212,7 @@ async fn docker_depends_on_healthy_waits_for_the_health_check() {
     web["dependsOn"] = json!([{"containerName": "db", "condition": "HEALTHY"}]);
     let spec = dspec(&cluster, &task_id("dkhealthy"), json!([web, db]));
     let _c = Cleanup(spec.task_arn.clone());
-    let mut events = rt.subscribe();
-    let s = rt.start(&spec).await.unwrap();
-    assert!(s.all_essential_running());
-    let first = wait_event(&mut events, &spec.task_arn, "web running", |s| {
-        s.containers[0].status == ContainerStatus::Running
-    })
-    .await;
+    let first = start_until_running(&*rt, &spec, 0, "web running").await;
     assert_eq!(first.containers[1].health, HealthStatus::Healthy);
     rt.stop(&spec.task_arn).await.unwrap();
 }
@@ -244,25 +229,19 @@ async fn docker_bad_specs_fail_clearly_and_leave_nothing() {
         json!([app("ok", &[]), missing]),
     );
     let _c1 = Cleanup(spec1.task_arn.clone());
-    match rt.start(&spec1).await {
-        Err(RuntimeError::StartFailed(m)) => {
-            assert!(
-                m.contains("berth-no-such-image:1") && m.contains("not present locally"),
-                "{m}"
-            )
-        }
-        other => panic!("{other:?}"),
-    }
+    let m = start_failure(&*rt, &spec1).await;
+    assert!(
+        m.contains("berth-no-such-image:1") && m.contains("not present locally"),
+        "{m}"
+    );
     assert!(containers_of(&spec1.task_arn).is_empty());
 
     let mut tiny = app("web", &[]);
     tiny["memory"] = json!(4);
     let spec2 = dspec(&cluster, &task_id("dkmem"), json!([tiny]));
     let _c2 = Cleanup(spec2.task_arn.clone());
-    match rt.start(&spec2).await {
-        Err(RuntimeError::StartFailed(m)) => assert!(m.contains("memory 4 MiB"), "{m}"),
-        other => panic!("{other:?}"),
-    }
+    let m = start_failure(&*rt, &spec2).await;
+    assert!(m.contains("memory 4 MiB"), "{m}");
     assert!(containers_of(&spec2.task_arn).is_empty());
 
     let mut host = app("web", &[]);
@@ -273,10 +252,8 @@ async fn docker_bad_specs_fail_clearly_and_leave_nothing() {
         json!({"networkMode": "host", "containerDefinitions": [host]}),
     );
     let _c3 = Cleanup(spec3.task_arn.clone());
-    match rt.start(&spec3).await {
-        Err(RuntimeError::StartFailed(m)) => assert!(m.contains("must equal containerPort"), "{m}"),
-        other => panic!("{other:?}"),
-    }
+    let m = start_failure(&*rt, &spec3).await;
+    assert!(m.contains("must equal containerPort"), "{m}");
     assert!(containers_of(&spec3.task_arn).is_empty());
     let listed = rt.list().await.unwrap();
     for s in [&spec1, &spec2, &spec3] {
@@ -302,7 +279,7 @@ async fn docker_restart_adopts_running_containers() {
         s.containers[0].network_bindings
     );
     assert_eq!(containers_of(&spec.task_arn).len(), 1);
-    assert_eq!(get_when_up(port(t, 0), "/").await.0, 200);
+    assert_eq!(get_when_up(host_port(t, 0), "/").await.0, 200);
     let stopped = rt.stop(&spec.task_arn).await.unwrap();
     assert_eq!(stopped.containers[0].exit_code, Some(0));
     rt.remove(&spec.task_arn).await.unwrap();
@@ -326,7 +303,7 @@ async fn docker_host_and_awsvpc_modes_serve() {
     );
     let _c1 = Cleanup(host.task_arn.clone());
     let s = rt.start(&host).await.unwrap();
-    assert_eq!(port(&s, 0), u32::from(free));
+    assert_eq!(host_port(&s, 0), u32::from(free));
     let (status, body) = get_when_up(free.into(), "/").await;
     assert_eq!(status, 200);
     assert!(body.contains(&format!("port: {free}")), "{body}");

@@ -2,12 +2,13 @@
 
 mod support;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_model::ecs::HealthStatus;
 use berth_runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
-use berth_runtime::{ContainerStatus, Runtime, RuntimeError};
+use berth_runtime::{ContainerStatus, Runtime, RuntimeError, TaskSpec, TaskState};
 use futures::StreamExt;
 use serde_json::json;
 use support::*;
@@ -46,8 +47,27 @@ fn web(name: &str, extra: &[&str]) -> serde_json::Value {
     })
 }
 
-fn host_port(s: &berth_runtime::TaskState, container: usize) -> u32 {
-    s.containers[container].network_bindings[0].host_port
+/// Starts a one-container `web` task (plus `extra` arguments) whose app writes the
+/// signals it receives to a file, and waits until it serves: the spec, the state and
+/// the file.
+async fn start_recording_signals(
+    f: &Fixture,
+    rt: &ProcessRuntime,
+    tag: &str,
+    extra: &[&str],
+    stop_timeout: Option<u32>,
+) -> (TaskSpec, TaskState, PathBuf) {
+    let signals = f.dir.path().join("signals");
+    let mut args = extra.to_vec();
+    args.extend(["--signal-file", signals.to_str().unwrap()]);
+    let mut c = web("web", &args);
+    if let Some(t) = stop_timeout {
+        c["stopTimeout"] = json!(t);
+    }
+    let spec = spec(&task_id(tag), json!([c]));
+    let s = rt.start(&spec).await.unwrap();
+    get_when_up(host_port(&s, 0), "/").await;
+    (spec, s, signals)
 }
 
 #[tokio::test]
@@ -117,13 +137,7 @@ async fn serves_on_a_dynamic_port_with_task_environment() {
 async fn stop_sends_sigterm_and_records_the_exit_code() {
     let f = fixture();
     let rt = runtime(&f);
-    let signals = f.dir.path().join("signals");
-    let spec = spec(
-        &task_id("sigterm"),
-        json!([web("web", &["--signal-file", signals.to_str().unwrap()])]),
-    );
-    let s = rt.start(&spec).await.unwrap();
-    get_when_up(host_port(&s, 0), "/").await;
+    let (spec, _, signals) = start_recording_signals(&f, &rt, "sigterm", &[], None).await;
     let t0 = Instant::now();
     let stopped = rt.stop(&spec.task_arn).await.unwrap();
     assert!(
@@ -142,19 +156,8 @@ async fn stop_sends_sigterm_and_records_the_exit_code() {
 async fn ignored_sigterm_is_followed_by_sigkill_after_stop_timeout() {
     let f = fixture();
     let rt = runtime(&f);
-    let signals = f.dir.path().join("signals");
-    let mut c = web(
-        "web",
-        &[
-            "--ignore-sigterm",
-            "--signal-file",
-            signals.to_str().unwrap(),
-        ],
-    );
-    c["stopTimeout"] = json!(1);
-    let spec = spec(&task_id("sigkill"), json!([c]));
-    let s = rt.start(&spec).await.unwrap();
-    get_when_up(host_port(&s, 0), "/").await;
+    let (spec, _, signals) =
+        start_recording_signals(&f, &rt, "sigkill", &["--ignore-sigterm"], Some(1)).await;
     let t0 = Instant::now();
     let stopped = rt.stop(&spec.task_arn).await.unwrap();
     assert!(t0.elapsed() >= Duration::from_secs(1), "{:?}", t0.elapsed());
@@ -196,13 +199,7 @@ async fn non_essential_exit_leaves_the_task_running() {
     let mut side = web("side", &[]);
     side["essential"] = json!(false);
     let spec = spec(&task_id("nonessential"), json!([web("app", &[]), side]));
-    let mut events = rt.subscribe();
-    let s = rt.start(&spec).await.unwrap();
-    get_when_up(host_port(&s, 1), "/exit?code=5").await;
-    let after = wait_event(&mut events, &spec.task_arn, "side stopped", |s| {
-        s.containers[1].status == ContainerStatus::Stopped
-    })
-    .await;
+    let (s, after) = start_and_exit_the_side_container(&*rt, &spec).await;
     assert_eq!(after.containers[1].exit_code, Some(5));
     assert_eq!(after.containers[0].status, ContainerStatus::Running);
     assert!(after.essential_stopped().is_none());
@@ -250,13 +247,7 @@ async fn depends_on_healthy_waits_for_the_dependency() {
     let mut app = web("app", &[]);
     app["dependsOn"] = json!([{"containerName": "db", "condition": "HEALTHY"}]);
     let spec = spec(&task_id("dephealthy"), json!([app, db]));
-    let mut events = rt.subscribe();
-    let s = rt.start(&spec).await.unwrap();
-    assert!(s.all_essential_running());
-    let first_app_run = wait_event(&mut events, &spec.task_arn, "app running", |s| {
-        s.containers[0].status == ContainerStatus::Running
-    })
-    .await;
+    let first_app_run = start_until_running(&*rt, &spec, 0, "app running").await;
     assert_eq!(first_app_run.containers[1].health, HealthStatus::Healthy);
     rt.stop(&spec.task_arn).await.unwrap();
 }
@@ -304,46 +295,30 @@ async fn start_failures_name_the_container() {
     let f = fixture();
     let rt = runtime(&f);
     let none = spec(&task_id("nocmd"), json!([{"name": "web", "image": "x"}]));
-    match rt.start(&none).await {
-        Err(RuntimeError::StartFailed(m)) => {
-            assert!(m.contains("web") && m.contains("entryPoint"), "{m}")
-        }
-        other => panic!("{other:?}"),
-    }
+    let m = start_failure(&*rt, &none).await;
+    assert!(m.contains("web") && m.contains("entryPoint"), "{m}");
     let missing = spec(
         &task_id("noexe"),
         json!([{"name": "web", "image": "x", "command": ["/nonexistent/program"]}]),
     );
-    match rt.start(&missing).await {
-        Err(RuntimeError::StartFailed(m)) => {
-            assert!(
-                m.contains("web") && m.contains("/nonexistent/program"),
-                "{m}"
-            )
-        }
-        other => panic!("{other:?}"),
-    }
+    let m = start_failure(&*rt, &missing).await;
+    assert!(
+        m.contains("web") && m.contains("/nonexistent/program"),
+        "{m}"
+    );
     let busy = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
     let port = busy.local_addr().unwrap().port();
     let mut c = web("web", &[]);
     c["portMappings"] = json!([{"containerPort": 8080, "hostPort": port}]);
-    match rt.start(&spec(&task_id("busy"), json!([c]))).await {
-        Err(RuntimeError::StartFailed(m)) => assert!(m.contains("already in use"), "{m}"),
-        other => panic!("{other:?}"),
-    }
+    let m = start_failure(&*rt, &spec(&task_id("busy"), json!([c]))).await;
+    assert!(m.contains("already in use"), "{m}");
 }
 
 #[tokio::test]
 async fn a_new_runtime_adopts_running_tasks() {
     let f = fixture();
     let rt = runtime(&f);
-    let signals = f.dir.path().join("signals");
-    let spec = spec(
-        &task_id("adopt"),
-        json!([web("web", &["--signal-file", signals.to_str().unwrap()])]),
-    );
-    let s = rt.start(&spec).await.unwrap();
-    get_when_up(host_port(&s, 0), "/").await;
+    let (spec, s, signals) = start_recording_signals(&f, &rt, "adopt", &[], None).await;
     drop(rt);
 
     let rt = runtime(&f);

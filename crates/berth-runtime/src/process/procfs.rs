@@ -70,22 +70,22 @@ pub(crate) fn group_usage(pgrp: i32) -> (u64, u64) {
     (ticks, pages)
 }
 
-pub(crate) fn clock_ticks_per_second() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+/// A positive `sysconf` value, or `default` when the system does not say.
+fn sysconf_or(var: nix::unistd::SysconfVar, default: u64) -> u64 {
+    nix::unistd::sysconf(var)
         .ok()
         .flatten()
         .and_then(|v| u64::try_from(v).ok())
         .filter(|v| *v > 0)
-        .unwrap_or(100)
+        .unwrap_or(default)
+}
+
+pub(crate) fn clock_ticks_per_second() -> u64 {
+    sysconf_or(nix::unistd::SysconfVar::CLK_TCK, 100)
 }
 
 pub(crate) fn page_size() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .and_then(|v| u64::try_from(v).ok())
-        .filter(|v| *v > 0)
-        .unwrap_or(4096)
+    sysconf_or(nix::unistd::SysconfVar::PAGE_SIZE, 4096)
 }
 
 /// Seconds since boot, from `/proc/uptime`.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use berth_runtime::{TaskSpec, TaskState};
+use berth_runtime::{ContainerStatus, Runtime, RuntimeError, TaskSpec, TaskState};
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -102,6 +102,53 @@ pub async fn wait_event(
     tokio::time::timeout(Duration::from_secs(30), fut)
         .await
         .unwrap_or_else(|_| panic!("timed out waiting for: {what}"))
+}
+
+/// Starts `spec` (every essential container runs when the start returns) and waits until
+/// container `idx` is reported running: the task's state at that moment.
+pub async fn start_until_running<R: Runtime + ?Sized>(
+    rt: &R,
+    spec: &TaskSpec,
+    idx: usize,
+    what: &str,
+) -> TaskState {
+    let mut events = rt.subscribe();
+    let s = rt.start(spec).await.unwrap();
+    assert!(s.all_essential_running());
+    wait_event(&mut events, &spec.task_arn, what, |s| {
+        s.containers[idx].status == ContainerStatus::Running
+    })
+    .await
+}
+
+/// Starts `spec`, which must fail with [`RuntimeError::StartFailed`]: its message.
+pub async fn start_failure<R: Runtime + ?Sized>(rt: &R, spec: &TaskSpec) -> String {
+    match rt.start(spec).await {
+        Err(RuntimeError::StartFailed(m)) => m,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The host port of container `idx`'s first network binding.
+pub fn host_port(s: &TaskState, idx: usize) -> u32 {
+    s.containers[idx].network_bindings[0].host_port
+}
+
+/// Starts `spec`, whose container 1 is a non-essential demo app, makes that app exit
+/// with code 5 and waits until it is reported stopped: the state the start returned and
+/// the state then.
+pub async fn start_and_exit_the_side_container<R: Runtime + ?Sized>(
+    rt: &R,
+    spec: &TaskSpec,
+) -> (TaskState, TaskState) {
+    let mut events = rt.subscribe();
+    let s = rt.start(spec).await.unwrap();
+    get_when_up(host_port(&s, 1), "/exit?code=5").await;
+    let after = wait_event(&mut events, &spec.task_arn, "side stopped", |s| {
+        s.containers[1].status == ContainerStatus::Stopped
+    })
+    .await;
+    (s, after)
 }
 
 /// Kills every process the tasks under `state_dir` still run, so a failed test leaves no

@@ -1,4 +1,5 @@
-//! `dependsOn` ordering: containers start in dependency order and stop in reverse.
+//! `dependsOn` ordering: containers start in dependency order and stop in reverse. It
+//! orders; it does not wait (that is [`super::wait`]).
 
 use berth_model::ecs::TaskDefinition;
 

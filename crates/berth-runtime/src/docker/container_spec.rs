@@ -1,0 +1,283 @@
+//! The Docker create-container request of one container of a task, as a pure function of
+//! the task spec: image, entry point and command, environment ([`crate::task_env`]),
+//! labels (berth's own and the task's `dockerLabels`), port bindings and network mode,
+//! health check, CPU and memory limits, ulimits, stop timeout.
+//!
+//! It talks to no engine: what it needs from one (the awsvpc network, the container whose
+//! network namespace to join) comes in a [`NodeContext`]. It refuses, with a
+//! [`ContainerSpecError`], what Docker would run differently from ECS.
+
+use std::collections::HashMap;
+
+use berth_model::ecs::{ContainerDefinition, NetworkMode, TaskDefinition};
+use berth_model::ValidationError;
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, NetworkingConfig, PortBinding,
+    ResourcesUlimits,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    LABEL_CLUSTER, LABEL_CONTAINER, LABEL_INSTANCE, LABEL_MANAGED, LABEL_SPEC, LABEL_TASK_ARN,
+    LABEL_TASK_DEFINITION,
+};
+use crate::task_env::{container_environment, protocol_name};
+use crate::{RuntimeError, TaskSpec};
+
+/// Docker refuses memory limits below 6 MiB.
+pub(crate) const DOCKER_MIN_MEMORY_MIB: u32 = 6;
+/// The CFS period a task-level `cpu` quota is expressed in.
+const CPU_PERIOD_US: i64 = 100_000;
+
+/// What [`super::LABEL_SPEC`] holds: enough to rebuild the task after a restart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SpecLabel {
+    pub(crate) task_arn: String,
+    pub(crate) cluster: String,
+    pub(crate) task_definition: TaskDefinition,
+}
+
+impl From<SpecLabel> for TaskSpec {
+    fn from(l: SpecLabel) -> Self {
+        TaskSpec {
+            task_arn: l.task_arn,
+            cluster: l.cluster,
+            task_definition: l.task_definition,
+        }
+    }
+}
+
+/// What a container's request depends on besides the task: the node and the network.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NodeContext<'a> {
+    /// The container instance, labelled as [`super::LABEL_INSTANCE`] when set.
+    pub(crate) instance: Option<&'a str>,
+    /// awsvpc mode: the network (ID or name) the task's first container joins.
+    pub(crate) awsvpc_network: &'a str,
+    /// awsvpc mode: the container whose network namespace the others share; `None` for
+    /// the first container started.
+    pub(crate) netns_owner: Option<&'a str>,
+}
+
+/// A task definition Docker cannot run as ECS would.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub(crate) enum ContainerSpecError {
+    /// The task-level `cpu` or `memory` does not parse.
+    #[error("{0}")]
+    TaskSize(#[from] ValidationError),
+    #[error(
+        "container {container}: memory {mib} MiB is below Docker's minimum of {DOCKER_MIN_MEMORY_MIB} MiB"
+    )]
+    MemoryBelowDockerMinimum { container: String, mib: u32 },
+    #[error(
+        "container {container}: in host network mode hostPort ({host_port}) must equal containerPort ({container_port})"
+    )]
+    HostPortNotContainerPort {
+        container: String,
+        host_port: u32,
+        container_port: u32,
+    },
+}
+
+impl From<ContainerSpecError> for RuntimeError {
+    fn from(e: ContainerSpecError) -> Self {
+        RuntimeError::StartFailed(e.to_string())
+    }
+}
+
+/// The engine's name of container `idx`: `<prefix><task id>-<container name>`.
+pub(crate) fn container_name(prefix: &str, spec: &TaskSpec, idx: usize) -> String {
+    format!(
+        "{prefix}{}-{}",
+        spec.task_id(),
+        spec.task_definition.container_definitions[idx].name
+    )
+}
+
+/// The create request of container `idx` of `spec` on `node`.
+pub(crate) fn container_create_body(
+    spec: &TaskSpec,
+    idx: usize,
+    node: &NodeContext<'_>,
+) -> Result<ContainerCreateBody, ContainerSpecError> {
+    let td = &spec.task_definition;
+    let def = &td.container_definitions[idx];
+    // Inside its container a program listens on the container port.
+    let listen_ports: Vec<u32> = def
+        .port_mappings
+        .iter()
+        .map(|pm| pm.container_port)
+        .collect();
+    let env = container_environment(spec, idx, &listen_ports)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let mut host = HostConfig::default();
+    limit_resources(&mut host, td, def)?;
+    let (exposed, networking) = connect_network(&mut host, td, def, node)?;
+    Ok(ContainerCreateBody {
+        image: Some(def.image.clone()),
+        entrypoint: (!def.entry_point.is_empty()).then(|| def.entry_point.clone()),
+        cmd: (!def.command.is_empty()).then(|| def.command.clone()),
+        env: Some(env),
+        working_dir: def.working_directory.clone(),
+        user: def.user.clone(),
+        labels: Some(labels(spec, idx, node)),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        healthcheck: def.health_check.as_ref().map(|hc| HealthConfig {
+            test: Some(hc.command.clone()),
+            interval: Some(secs_to_ns(hc.interval)),
+            timeout: Some(secs_to_ns(hc.timeout)),
+            retries: Some(i64::from(hc.retries)),
+            start_period: Some(secs_to_ns(hc.start_period)),
+            start_interval: None,
+        }),
+        stop_timeout: Some(i64::from(def.stop_timeout_seconds())),
+        host_config: Some(host),
+        networking_config: networking,
+        ..Default::default()
+    })
+}
+
+fn secs_to_ns(s: u32) -> i64 {
+    i64::from(s) * 1_000_000_000
+}
+
+/// The task's `dockerLabels`, then berth's labels (which win).
+fn labels(spec: &TaskSpec, idx: usize, node: &NodeContext<'_>) -> HashMap<String, String> {
+    let td = &spec.task_definition;
+    let def = &td.container_definitions[idx];
+    let mut labels: HashMap<String, String> = def.docker_labels.clone().into_iter().collect();
+    labels.insert(LABEL_MANAGED.into(), "true".into());
+    labels.insert(LABEL_CLUSTER.into(), spec.cluster.clone());
+    if let Some(instance) = node.instance {
+        labels.insert(LABEL_INSTANCE.into(), instance.to_string());
+    }
+    labels.insert(LABEL_TASK_ARN.into(), spec.task_arn.clone());
+    labels.insert(
+        LABEL_TASK_DEFINITION.into(),
+        format!("{}:{}", td.family, td.revision),
+    );
+    labels.insert(LABEL_CONTAINER.into(), def.name.clone());
+    labels.insert(
+        LABEL_SPEC.into(),
+        serde_json::to_string(&SpecLabel {
+            task_arn: spec.task_arn.clone(),
+            cluster: spec.cluster.clone(),
+            task_definition: td.clone(),
+        })
+        .expect("spec serializes"),
+    );
+    labels
+}
+
+/// `cpu` → CPU shares; task `cpu` → a CPU quota; `memory` (else the task's) → a hard
+/// limit without swap; `memoryReservation` → a soft limit; `ulimits`.
+fn limit_resources(
+    host: &mut HostConfig,
+    td: &TaskDefinition,
+    def: &ContainerDefinition,
+) -> Result<(), ContainerSpecError> {
+    if def.cpu > 0 {
+        host.cpu_shares = Some(i64::from(def.cpu.max(2)));
+    }
+    if let Some(units) = td.cpu.as_deref() {
+        let units = berth_model::ecs::parse_cpu_units("cpu", units)?;
+        host.cpu_period = Some(CPU_PERIOD_US);
+        host.cpu_quota = Some(i64::from(units) * CPU_PERIOD_US / 1024);
+    }
+    let task_memory = td
+        .memory
+        .as_deref()
+        .map(|m| berth_model::ecs::parse_memory_mib("memory", m))
+        .transpose()?;
+    if let Some(mib) = def.memory.or(task_memory) {
+        if mib < DOCKER_MIN_MEMORY_MIB {
+            return Err(ContainerSpecError::MemoryBelowDockerMinimum {
+                container: def.name.clone(),
+                mib,
+            });
+        }
+        let bytes = i64::from(mib) * 1024 * 1024;
+        host.memory = Some(bytes);
+        host.memory_swap = Some(bytes);
+    }
+    if let Some(mib) = def.memory_reservation {
+        host.memory_reservation = Some(i64::from(mib) * 1024 * 1024);
+    }
+    if !def.ulimits.is_empty() {
+        host.ulimits = Some(
+            def.ulimits
+                .iter()
+                .map(|u| ResourcesUlimits {
+                    name: Some(u.name.clone()),
+                    soft: Some(u.soft_limit),
+                    hard: Some(u.hard_limit),
+                })
+                .collect(),
+        );
+    }
+    Ok(())
+}
+
+type ExposedPorts = HashMap<String, HashMap<(), ()>>;
+
+/// Sets the network mode (and, in bridge mode, the published ports); returns the exposed
+/// ports and the network to connect at create time.
+fn connect_network(
+    host: &mut HostConfig,
+    td: &TaskDefinition,
+    def: &ContainerDefinition,
+    node: &NodeContext<'_>,
+) -> Result<(ExposedPorts, Option<NetworkingConfig>), ContainerSpecError> {
+    let mut exposed = HashMap::new();
+    let mut networking = None;
+    match td.network_mode {
+        NetworkMode::None => host.network_mode = Some("none".into()),
+        NetworkMode::Host => {
+            for pm in &def.port_mappings {
+                if let Some(h) = pm.host_port.filter(|h| *h != 0 && *h != pm.container_port) {
+                    return Err(ContainerSpecError::HostPortNotContainerPort {
+                        container: def.name.clone(),
+                        host_port: h,
+                        container_port: pm.container_port,
+                    });
+                }
+            }
+            host.network_mode = Some("host".into());
+        }
+        NetworkMode::Awsvpc => match node.netns_owner {
+            Some(owner) => host.network_mode = Some(format!("container:{owner}")),
+            None => {
+                let net = node.awsvpc_network.to_string();
+                host.network_mode = Some(net.clone());
+                networking = Some(NetworkingConfig {
+                    endpoints_config: Some(HashMap::from([(net, EndpointSettings::default())])),
+                });
+            }
+        },
+        NetworkMode::Bridge => {
+            host.network_mode = Some("bridge".into());
+            let mut bindings = HashMap::new();
+            for pm in &def.port_mappings {
+                let key = format!("{}/{}", pm.container_port, protocol_name(pm.protocol));
+                exposed.insert(key.clone(), HashMap::new());
+                let host_port = pm.host_port.filter(|p| *p != 0).map(|p| p.to_string());
+                bindings.insert(
+                    key,
+                    Some(vec![PortBinding {
+                        host_ip: Some("0.0.0.0".into()),
+                        host_port: Some(host_port.unwrap_or_default()),
+                    }]),
+                );
+            }
+            host.port_bindings = Some(bindings);
+        }
+    }
+    Ok((exposed, networking))
+}
+
+#[cfg(test)]
+#[path = "container_spec_tests.rs"]
+mod tests;

@@ -1,0 +1,229 @@
+//! The create request as data: no engine needed.
+
+use serde_json::json;
+
+use super::*;
+use crate::test_support::{task_definition, task_spec};
+
+const NODE: NodeContext<'static> = NodeContext {
+    instance: Some("i-1"),
+    awsvpc_network: "net-id",
+    netns_owner: None,
+};
+
+fn spec(td: serde_json::Value) -> TaskSpec {
+    task_spec("abc", task_definition(td))
+}
+
+fn web(extra: serde_json::Value) -> serde_json::Value {
+    let mut c = json!({
+        "name": "web", "image": "berth-whoami:test",
+        "entryPoint": ["berth-whoami"], "command": ["--listen", "0.0.0.0:8080"],
+        "portMappings": [{"containerPort": 8080, "name": "http"}],
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
+}
+
+fn body(spec: &TaskSpec, node: &NodeContext<'_>) -> ContainerCreateBody {
+    container_create_body(spec, 0, node).unwrap()
+}
+
+fn host(b: &ContainerCreateBody) -> &HostConfig {
+    b.host_config.as_ref().unwrap()
+}
+
+#[test]
+fn bridge_mode_publishes_each_mapping_with_static_or_dynamic_host_ports() {
+    let s = spec(json!([web(json!({"portMappings": [
+        {"containerPort": 8080},
+        {"containerPort": 53, "hostPort": 5353, "protocol": "Udp"},
+    ]}))]));
+    let b = body(&s, &NODE);
+    assert_eq!(b.image.as_deref(), Some("berth-whoami:test"));
+    assert_eq!(b.entrypoint, Some(vec!["berth-whoami".to_string()]));
+    assert_eq!(
+        b.cmd,
+        Some(vec!["--listen".to_string(), "0.0.0.0:8080".to_string()])
+    );
+    let h = host(&b);
+    assert_eq!(h.network_mode.as_deref(), Some("bridge"));
+    let ports = h.port_bindings.as_ref().unwrap();
+    let published = |key: &str| {
+        ports[key].as_ref().unwrap()[0]
+            .host_port
+            .clone()
+            .unwrap_or_default()
+    };
+    assert_eq!(published("8080/tcp"), "", "dynamic: the engine chooses");
+    assert_eq!(published("53/udp"), "5353");
+    let exposed = b.exposed_ports.as_ref().unwrap();
+    assert!(exposed.contains_key("8080/tcp") && exposed.contains_key("53/udp"));
+    assert!(b.networking_config.is_none());
+}
+
+#[test]
+fn environment_is_the_shared_task_environment_with_container_ports() {
+    let s = spec(json!([web(
+        json!({"environment": [{"name": "MODE", "value": "x"}]})
+    )]));
+    let env = body(&s, &NODE).env.unwrap();
+    for want in [
+        "MODE=x".to_string(),
+        format!("BERTH_TASK_ARN={}", s.task_arn),
+        "BERTH_TASK_ID=abc".into(),
+        "BERTH_CLUSTER=default".into(),
+        "BERTH_CONTAINER_NAME=web".into(),
+        "PORT=8080".into(),
+        "PORT_HTTP=8080".into(),
+    ] {
+        assert!(env.contains(&want), "{want} missing from {env:?}");
+    }
+}
+
+#[test]
+fn labels_carry_ownership_and_a_spec_that_reads_back() {
+    let s = spec(json!([web(
+        json!({"dockerLabels": {"team": "a", "berth.cluster": "spoof"}})
+    )]));
+    let labels = body(&s, &NODE).labels.unwrap();
+    assert_eq!(labels["team"], "a");
+    assert_eq!(labels[LABEL_CLUSTER], "default", "berth's labels win");
+    assert_eq!(labels[LABEL_MANAGED], "true");
+    assert_eq!(labels[LABEL_INSTANCE], "i-1");
+    assert_eq!(labels[LABEL_TASK_ARN], s.task_arn);
+    assert_eq!(labels[LABEL_TASK_DEFINITION], "f:3");
+    assert_eq!(labels[LABEL_CONTAINER], "web");
+    let back: TaskSpec = serde_json::from_str::<SpecLabel>(&labels[LABEL_SPEC])
+        .unwrap()
+        .into();
+    assert_eq!(back.task_arn, s.task_arn);
+    assert_eq!(back.task_definition, s.task_definition);
+
+    let anonymous = NodeContext {
+        instance: None,
+        ..NODE
+    };
+    assert!(!body(&s, &anonymous)
+        .labels
+        .unwrap()
+        .contains_key(LABEL_INSTANCE));
+}
+
+#[test]
+fn limits_follow_container_then_task_sizes() {
+    let s = spec(json!({
+        "cpu": "512", "memory": "1 GB",
+        "containerDefinitions": [
+            web(json!({"cpu": 1, "memoryReservation": 64,
+                       "ulimits": [{"name": "nofile", "softLimit": 1024, "hardLimit": 2048}]})),
+            web(json!({"name": "side", "memory": 128})),
+        ],
+    }));
+    let b = body(&s, &NODE);
+    let h = host(&b);
+    assert_eq!(h.cpu_shares, Some(2), "Docker's minimum share");
+    assert_eq!(h.cpu_period, Some(100_000));
+    assert_eq!(h.cpu_quota, Some(50_000), "half a core");
+    assert_eq!(h.memory, Some(1024 * 1024 * 1024), "the task's memory");
+    assert_eq!(h.memory_swap, h.memory, "no swap");
+    assert_eq!(h.memory_reservation, Some(64 * 1024 * 1024));
+    let ulimit = &h.ulimits.as_ref().unwrap()[0];
+    assert_eq!(
+        (ulimit.name.as_deref(), ulimit.soft, ulimit.hard),
+        (Some("nofile"), Some(1024), Some(2048))
+    );
+    let side = container_create_body(&s, 1, &NODE).unwrap();
+    assert_eq!(host(&side).memory, Some(128 * 1024 * 1024));
+    assert_eq!(host(&side).cpu_shares, None);
+}
+
+#[test]
+fn health_check_and_stop_timeout_in_engine_units() {
+    let s = spec(json!([web(json!({
+        "stopTimeout": 7,
+        "healthCheck": {"command": ["CMD", "true"], "interval": 5, "timeout": 2,
+                        "retries": 4, "startPeriod": 10},
+    }))]));
+    let b = body(&s, &NODE);
+    let hc = b.healthcheck.unwrap();
+    assert_eq!(hc.test, Some(vec!["CMD".to_string(), "true".to_string()]));
+    assert_eq!(hc.interval, Some(5_000_000_000));
+    assert_eq!(hc.timeout, Some(2_000_000_000));
+    assert_eq!(hc.retries, Some(4));
+    assert_eq!(hc.start_period, Some(10_000_000_000));
+    assert_eq!(b.stop_timeout, Some(7));
+}
+
+#[test]
+fn awsvpc_first_container_joins_the_network_and_the_rest_its_namespace() {
+    let s = spec(json!({"networkMode": "awsvpc", "containerDefinitions": [web(json!({}))]}));
+    let first = body(&s, &NODE);
+    assert_eq!(host(&first).network_mode.as_deref(), Some("net-id"));
+    let endpoints = first.networking_config.unwrap().endpoints_config.unwrap();
+    assert!(endpoints.contains_key("net-id"));
+    assert!(first.exposed_ports.is_none());
+
+    let joined = NodeContext {
+        netns_owner: Some("c0ffee"),
+        ..NODE
+    };
+    let second = body(&s, &joined);
+    assert_eq!(
+        host(&second).network_mode.as_deref(),
+        Some("container:c0ffee")
+    );
+    assert!(second.networking_config.is_none());
+}
+
+#[test]
+fn host_and_none_modes() {
+    let s = spec(json!({"networkMode": "host", "containerDefinitions": [
+        web(json!({"portMappings": [{"containerPort": 8080, "hostPort": 8080}]}))
+    ]}));
+    let b = body(&s, &NODE);
+    assert_eq!(host(&b).network_mode.as_deref(), Some("host"));
+    assert!(host(&b).port_bindings.is_none());
+
+    let s = spec(json!({"networkMode": "none", "containerDefinitions": [web(json!({}))]}));
+    assert_eq!(host(&body(&s, &NODE)).network_mode.as_deref(), Some("none"));
+}
+
+#[test]
+fn what_docker_would_run_differently_is_refused() {
+    let s = spec(json!({"networkMode": "host", "containerDefinitions": [
+        web(json!({"portMappings": [{"containerPort": 8080, "hostPort": 9090}]}))
+    ]}));
+    let err = container_create_body(&s, 0, &NODE).unwrap_err();
+    assert_eq!(
+        err,
+        ContainerSpecError::HostPortNotContainerPort {
+            container: "web".into(),
+            host_port: 9090,
+            container_port: 8080,
+        }
+    );
+    assert!(err.to_string().contains("must equal containerPort"));
+
+    let s = spec(json!([web(json!({"memory": 4}))]));
+    let err = container_create_body(&s, 0, &NODE).unwrap_err();
+    assert!(err.to_string().contains("memory 4 MiB"), "{err}");
+    assert!(matches!(
+        RuntimeError::from(err),
+        RuntimeError::StartFailed(m) if m.contains("below Docker's minimum")
+    ));
+
+    let s = spec(json!({"cpu": "lots", "containerDefinitions": [web(json!({}))]}));
+    assert!(matches!(
+        container_create_body(&s, 0, &NODE),
+        Err(ContainerSpecError::TaskSize(ValidationError { field, .. })) if field == "cpu"
+    ));
+}
+
+#[test]
+fn container_names_are_prefix_task_id_and_container() {
+    let s = spec(json!([web(json!({}))]));
+    assert_eq!(container_name("berth-", &s, 0), "berth-abc-web");
+}

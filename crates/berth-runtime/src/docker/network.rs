@@ -1,0 +1,90 @@
+//! The berth-managed Docker network awsvpc tasks get their IPs on: found or created
+//! once, and settled on one when concurrent creates left several of its name. It creates
+//! no containers.
+
+use std::collections::HashMap;
+
+use bollard::models::NetworkCreateRequest;
+
+use super::{err, Inner, LABEL_MANAGED};
+use crate::{Result, RuntimeError};
+
+impl Inner {
+    /// The awsvpc network to connect a task's first container to: its ID once known,
+    /// else its name.
+    pub(super) fn awsvpc_network(&self) -> String {
+        self.awsvpc_id
+            .lock()
+            .expect("awsvpc lock")
+            .clone()
+            .unwrap_or_else(|| self.config.awsvpc_network.clone())
+    }
+
+    /// Finds or creates the awsvpc network and remembers its ID. Two clients of one
+    /// engine creating the network at the same moment can leave two networks of that
+    /// name, and the engine then refuses to start any container on it ("ambiguous").
+    /// Every caller settles on the same one (the lowest ID) and removes the others that
+    /// no container uses (the engine refuses to remove one in use).
+    pub(super) async fn ensure_awsvpc_network(&self) -> Result<()> {
+        let name = &self.config.awsvpc_network;
+        let id = match self.find_awsvpc_network().await? {
+            Some(id) => id,
+            None => {
+                let mut labels = HashMap::new();
+                labels.insert(LABEL_MANAGED.to_string(), "true".to_string());
+                let res = self
+                    .docker
+                    .create_network(NetworkCreateRequest {
+                        name: name.clone(),
+                        driver: Some("bridge".into()),
+                        labels: Some(labels),
+                        ..Default::default()
+                    })
+                    .await;
+                match res {
+                    Ok(_) => {}
+                    // Created concurrently by another start.
+                    Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 409,
+                        ..
+                    }) => {}
+                    Err(e) => return Err(err(format!("cannot create network {name}"), e)),
+                }
+                self.find_awsvpc_network().await?.ok_or_else(|| {
+                    RuntimeError::StartFailed(format!(
+                        "network {name} vanished after it was created"
+                    ))
+                })?
+            }
+        };
+        *self.awsvpc_id.lock().expect("awsvpc lock") = Some(id);
+        Ok(())
+    }
+
+    /// The lowest ID among the networks named exactly like the awsvpc network.
+    async fn find_awsvpc_network(&self) -> Result<Option<String>> {
+        let name = &self.config.awsvpc_network;
+        let mut filters = HashMap::new();
+        filters.insert("name".to_string(), vec![name.clone()]);
+        let nets = self
+            .docker
+            .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .map_err(|e| err(format!("cannot list networks named {name}"), e))?;
+        let mut ids: Vec<String> = nets
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some(name.as_str()))
+            .filter_map(|n| n.id)
+            .collect();
+        ids.sort();
+        for extra in ids.iter().skip(1) {
+            match self.docker.remove_network(extra).await {
+                Ok(()) => tracing::info!(network = %extra, "removed a duplicate {name} network"),
+                Err(e) => tracing::debug!(network = %extra, "duplicate {name} network kept: {e}"),
+            }
+        }
+        Ok(ids.into_iter().next())
+    }
+}
