@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::group::{GroupRuntime, HealthProtocol, HealthSettings};
+use crate::group_settings::{GroupSettings, HealthProtocol, HealthSettings};
 use crate::pool::UpBody;
 use crate::target::{Health, TargetState};
 
@@ -77,15 +77,24 @@ impl Counter {
     }
 }
 
-pub(crate) fn spawn(group: Weak<GroupRuntime>, target: Arc<TargetState>) -> AbortHandle {
+/// What a health check needs of the target group its target belongs to. The group
+/// implements it; the check holds the group weakly and ends when the group is gone.
+pub(crate) trait HealthChecked: Send + Sync + 'static {
+    /// The group's settings as they are now (the check interval may change).
+    fn current_settings(&self) -> Arc<GroupSettings>;
+    /// A target's health changed: the group recomputes what is routable.
+    fn health_changed(&self);
+}
+
+pub(crate) fn spawn<G: HealthChecked>(group: Weak<G>, target: Arc<TargetState>) -> AbortHandle {
     tokio::spawn(run(group, target)).abort_handle()
 }
 
-async fn run(group: Weak<GroupRuntime>, target: Arc<TargetState>) {
+async fn run<G: HealthChecked>(group: Weak<G>, target: Arc<TargetState>) {
     let mut counter = Counter::default();
     loop {
         let Some(g) = group.upgrade() else { return };
-        let settings = g.settings.load_full();
+        let settings = g.current_settings();
         drop(g);
         let started = Instant::now();
         if !target.is_draining() && !target.is_removed() {
@@ -94,7 +103,7 @@ async fn run(group: Weak<GroupRuntime>, target: Arc<TargetState>) {
                 tracing::debug!(target = %target.addr, ?h, ?outcome, "target health changed");
                 target.set_health(h, status);
                 if let Some(g) = group.upgrade() {
-                    g.recompute();
+                    g.health_changed();
                 }
             }
         }

@@ -44,21 +44,30 @@
 //! - `body`: the response body streamed back to clients.
 //! - `metrics`: Prometheus metrics and their ALB counterparts.
 
+mod attempt;
 #[doc(hidden)]
 pub mod bench;
 mod body;
 mod clock;
 pub mod config;
+mod context;
+mod elb_error;
 mod error;
+mod fast_h1;
+mod forwarded;
 mod framing;
 mod group;
-mod h1;
+mod group_settings;
+mod h1_codec;
 mod health;
-mod http;
+mod hyper_path;
+mod listener;
 mod metrics;
 mod notify;
 mod pool;
+mod retry_budget;
 mod rules;
+mod sticky;
 mod stream;
 mod target;
 mod tls;
@@ -87,8 +96,11 @@ pub fn check_certificates(listener: &berth_model::elb::Listener) -> Result<(), P
 pub use crate::error::ProxyError;
 
 use crate::clock::Clock;
-use crate::group::{GroupRuntime, GroupSettings};
-use crate::http::{ListenerShared, Mode, Routes, RunningListener, XffMode};
+use crate::context::{ListenerShared, Mode, Routes};
+use crate::forwarded::XffMode;
+use crate::group::GroupRuntime;
+use crate::group_settings::GroupSettings;
+use crate::listener::RunningListener;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::rules::RuleSet;

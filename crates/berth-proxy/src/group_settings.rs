@@ -1,0 +1,195 @@
+//! A target group's settings compiled from the model: balancing algorithm, stickiness,
+//! health-check settings, slow start, deregistration delay, fail-open minimum and the
+//! protocol spoken to targets. Pure data: no targets, no tasks, no I/O.
+
+use std::time::Duration;
+
+use berth_model::elb::{parse_matcher, Protocol, TargetGroup, TRAFFIC_PORT};
+
+use crate::error::ProxyError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Algorithm {
+    RoundRobin,
+    LeastOutstandingRequests,
+    WeightedRandom,
+    /// Power of two choices over peak-EWMA latency × outstanding requests.
+    PeakEwma,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stickiness {
+    /// `AWSALB` cookie set by the load balancer.
+    LbCookie { duration: Duration },
+    /// Follows an application cookie of this name; the load balancer's own cookie is
+    /// `AWSALBAPP`.
+    AppCookie { name: String, duration: Duration },
+    /// By client address (NLB).
+    SourceIp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HealthProtocol {
+    Http,
+    Https,
+    Tcp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HealthSettings {
+    pub(crate) enabled: bool,
+    pub(crate) protocol: HealthProtocol,
+    /// None: the target's traffic port.
+    pub(crate) port: Option<u16>,
+    pub(crate) path: String,
+    pub(crate) interval: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) healthy_threshold: u32,
+    pub(crate) unhealthy_threshold: u32,
+    pub(crate) matcher: Vec<(u16, u16)>,
+    /// GRPC target groups: the gRPC status codes that pass (`matcher.grpcCode`, ALB
+    /// default 12); the check is a gRPC call over HTTP/2.
+    pub(crate) grpc: Option<Vec<(u16, u16)>>,
+}
+
+impl HealthSettings {
+    pub(crate) fn matches(&self, status: u16) -> bool {
+        self.matcher
+            .iter()
+            .any(|&(lo, hi)| (lo..=hi).contains(&status))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct GroupSettings {
+    pub(crate) name: String,
+    pub(crate) protocol: Protocol,
+    pub(crate) algorithm: Algorithm,
+    pub(crate) slow_start: Duration,
+    pub(crate) deregistration_delay: Duration,
+    pub(crate) stickiness: Option<Stickiness>,
+    pub(crate) health: HealthSettings,
+    /// Fewer healthy targets than this and the group fails open to all.
+    pub(crate) min_healthy: usize,
+    pub(crate) proxy_protocol_v2: bool,
+    /// `protocolVersion` HTTP2 or GRPC: HTTP/2 to the targets.
+    pub(crate) h2: bool,
+}
+
+impl GroupSettings {
+    pub(crate) fn from_model(g: &TargetGroup) -> Result<GroupSettings, ProxyError> {
+        let bad = |m: String| ProxyError::config(format!("target group {}", g.target_group_arn), m);
+        let algorithm = match g.attribute("load_balancing.algorithm.type") {
+            None | Some("round_robin") => Algorithm::RoundRobin,
+            Some("least_outstanding_requests") => Algorithm::LeastOutstandingRequests,
+            Some("weighted_random") => Algorithm::WeightedRandom,
+            Some("peak_ewma") => Algorithm::PeakEwma,
+            Some(o) => return Err(bad(format!("unknown algorithm {o:?}"))),
+        };
+        let secs =
+            |k: &str, d: u64| -> u64 { g.attribute(k).and_then(|v| v.parse().ok()).unwrap_or(d) };
+        let stickiness = if g.attribute("stickiness.enabled") == Some("true") {
+            Some(
+                match g.attribute("stickiness.type").unwrap_or("lb_cookie") {
+                    "app_cookie" => Stickiness::AppCookie {
+                        name: g
+                            .attribute("stickiness.app_cookie.cookie_name")
+                            .ok_or_else(|| {
+                                bad(
+                                    "app_cookie stickiness needs stickiness.app_cookie.cookie_name"
+                                        .into(),
+                                )
+                            })?
+                            .to_string(),
+                        duration: Duration::from_secs(secs(
+                            "stickiness.app_cookie.duration_seconds",
+                            berth_model::elb::DEFAULT_STICKINESS_DURATION_SECONDS as u64,
+                        )),
+                    },
+                    "source_ip" => Stickiness::SourceIp,
+                    _ => Stickiness::LbCookie {
+                        duration: Duration::from_secs(secs(
+                            "stickiness.lb_cookie.duration_seconds",
+                            berth_model::elb::DEFAULT_STICKINESS_DURATION_SECONDS as u64,
+                        )),
+                    },
+                },
+            )
+        } else {
+            None
+        };
+        let protocol = match g.health_check_protocol() {
+            Protocol::Http => HealthProtocol::Http,
+            Protocol::Https => HealthProtocol::Https,
+            _ => HealthProtocol::Tcp,
+        };
+        let port = if g.health_check_port == TRAFFIC_PORT {
+            None
+        } else {
+            Some(
+                g.health_check_port
+                    .parse()
+                    .map_err(|_| bad(format!("bad healthCheckPort {:?}", g.health_check_port)))?,
+            )
+        };
+        let grpc = if g.protocol_version.as_deref() == Some("GRPC") {
+            Some(parse_grpc_matcher(g.matcher.grpc_code.as_deref().unwrap_or("12")).map_err(bad)?)
+        } else {
+            None
+        };
+        let matcher = match &g.matcher.http_code {
+            Some(m) => parse_matcher(m).map_err(bad)?,
+            None => vec![(200, 200)],
+        };
+        Ok(GroupSettings {
+            name: g.target_group_name.clone(),
+            protocol: g.protocol,
+            algorithm,
+            slow_start: Duration::from_secs(g.slow_start_seconds() as u64),
+            deregistration_delay: Duration::from_secs(g.deregistration_delay_seconds() as u64),
+            stickiness,
+            health: HealthSettings {
+                enabled: g.health_check_enabled,
+                protocol,
+                port,
+                path: g.health_check_path.clone(),
+                interval: Duration::from_secs(g.health_check_interval_seconds as u64),
+                timeout: Duration::from_secs(g.health_check_timeout_seconds as u64),
+                healthy_threshold: g.healthy_threshold_count,
+                unhealthy_threshold: g.unhealthy_threshold_count,
+                matcher,
+                grpc,
+            },
+            min_healthy: secs(
+                "target_group_health.unhealthy_state_routing.minimum_healthy_targets.count",
+                1,
+            ) as usize,
+            proxy_protocol_v2: g.attribute("proxy_protocol_v2.enabled") == Some("true"),
+            h2: matches!(g.protocol_version.as_deref(), Some("HTTP2") | Some("GRPC")),
+        })
+    }
+}
+
+/// Parses a gRPC matcher such as `12`, `0,12` or `0-99`.
+fn parse_grpc_matcher(s: &str) -> Result<Vec<(u16, u16)>, String> {
+    s.split(',')
+        .map(|part| {
+            let part = part.trim();
+            let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+            let lo: u16 = lo
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad grpcCode {s:?}"))?;
+            let hi: u16 = hi
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad grpcCode {s:?}"))?;
+            if lo > hi || hi > 99 {
+                return Err(format!(
+                    "grpcCode must be codes between 0 and 99, got {s:?}"
+                ));
+            }
+            Ok((lo, hi))
+        })
+        .collect()
+}
