@@ -31,18 +31,29 @@
 //! target groups publish their routable targets as an arc-swap snapshot, per-target
 //! counters are atomics and idle upstream connections sit in a lock-free queue.
 //!
-//! Layout:
-//! - [`config`]: [`ProxyConfig`] in, [`TargetStatus`] out.
-//! - `http`: listeners, the request handler, forwarding and retries.
-//! - `stream`: NLB listeners: byte-stream forwarding and proxy protocol v2.
-//! - `tls`: certificates, SNI selection, ALPN.
+//! Layout, from the top down (a module uses only modules on lines below its own):
+//! - [`config`]: [`ProxyConfig`] in, [`TargetStatus`] out; this file applies it.
+//! - `listener`: bind, accept, connection limit and tracking, TLS and ALPN dispatch.
+//! - `fast_h1`: the HTTP/1.1 fast path (its own codec, one task per connection);
+//!   `hyper_path`: every other HTTP request (HTTP/2, upgrades, streamed bodies, fixed
+//!   responses, redirects); `stream`: NLB listeners, byte streams, proxy protocol v2.
+//! - `attempt`: the request engine the three paths share: excluded targets, attempt
+//!   count, retry budget, failure classification.
+//! - `sticky`: stickiness cookies and source-IP affinity; `elb_error`: responses the
+//!   load balancer generates.
+//! - `context`: what requests see of their listener and client connection.
+//! - `forwarded`: X-Forwarded-* and hop-by-hop headers; `framing`: the
+//!   request-smuggling guard; `h1_codec`: HTTP/1.1 at the byte level.
 //! - `rules`: rule conditions and actions compiled for matching.
-//! - `group`: target groups: settings, routable snapshot, algorithms.
-//! - `target`: one target's atomics: health, draining gate, in-flight, ejection, latency.
+//! - `group`: target groups: targets, routable snapshot, algorithms.
 //! - `health`: active health checks.
-//! - `pool`: upstream connections.
+//! - `group_settings`: a group's settings compiled from the model; `retry_budget`: a
+//!   group's retry tokens.
 //! - `body`: the response body streamed back to clients.
-//! - `metrics`: Prometheus metrics and their ALB counterparts.
+//! - `target`: one target's atomics: health, draining gate, in-flight, ejection, latency.
+//! - `pool`: upstream connections.
+//! - `tls`: certificates, SNI selection, ALPN; `metrics`: Prometheus metrics and their
+//!   ALB counterparts; `clock`, `notify`, `error`.
 
 mod attempt;
 #[doc(hidden)]
