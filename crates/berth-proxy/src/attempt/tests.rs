@@ -61,25 +61,14 @@ fn every_failure_is_classified() {
     use Retry::*;
     use Side::*;
     use Stage::*;
+    let sent = SentWithoutResponse;
     let table = [
         (Failure::Connect, NotSent, Upstream, Safe, 502),
         (Failure::Unsent, NotSent, Upstream, Safe, 502),
-        (
-            Failure::NoResponse,
-            SentWithoutResponse,
-            Upstream,
-            IfReplayable,
-            502,
-        ),
+        (Failure::NoResponse, sent, Upstream, IfReplayable, 502),
         (Failure::BadResponse, Answered, Upstream, Never, 502),
-        (Failure::Timeout, SentWithoutResponse, Upstream, Never, 504),
-        (
-            Failure::ClientGone,
-            SentWithoutResponse,
-            Downstream,
-            Never,
-            502,
-        ),
+        (Failure::Timeout, sent, Upstream, Never, 504),
+        (Failure::ClientGone, sent, Downstream, Never, 502),
     ];
     assert_eq!(table.len(), ALL.len());
     for (f, stage, side, retry, status) in table {
