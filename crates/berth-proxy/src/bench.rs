@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use berth_model::elb::{Listener, TargetGroup};
+use berth_model::elb_attributes::TargetGroupAttributes;
 use http::{HeaderMap, Method};
 
 use crate::clock::Clock;
@@ -17,9 +18,15 @@ use crate::notify::Notifier;
 use crate::rules::{RequestView, RuleSet};
 
 fn runtime(tg: &TargetGroup) -> Result<Arc<GroupRuntime>, ProxyError> {
+    let attributes =
+        TargetGroupAttributes::parse(&tg.attributes).map_err(|source| ProxyError::Invalid {
+            resource: "target group",
+            name: tg.target_group_name.clone(),
+            source,
+        })?;
     Ok(GroupRuntime::new(
         &tg.target_group_arn,
-        GroupSettings::from_model(tg)?,
+        GroupSettings::from_model(tg, &attributes)?,
         &Metrics::new(&prometheus::Registry::new()),
         Notifier::new(),
         Clock::new(),

@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 
+use berth_model::elb_attributes::XffHeaderProcessing;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -23,6 +24,16 @@ pub(crate) enum XffMode {
     Append,
     Preserve,
     Remove,
+}
+
+impl From<XffHeaderProcessing> for XffMode {
+    fn from(m: XffHeaderProcessing) -> XffMode {
+        match m {
+            XffHeaderProcessing::Append => XffMode::Append,
+            XffHeaderProcessing::Preserve => XffMode::Preserve,
+            XffHeaderProcessing::Remove => XffMode::Remove,
+        }
+    }
 }
 
 /// A client connection's X-Forwarded-* values, formatted once per connection.

@@ -442,7 +442,7 @@ mod tests {
         .unwrap();
         GroupRuntime::new(
             "arn:tg",
-            GroupSettings::from_model(&tg).unwrap(),
+            GroupSettings::from_model(&tg, &tg.validate().unwrap()).unwrap(),
             &Metrics::new(&prometheus::Registry::new()),
             Notifier::new(),
             Clock::new(),

@@ -5,17 +5,13 @@
 use std::time::Duration;
 
 use berth_model::elb::{parse_matcher, Protocol, TargetGroup, TRAFFIC_PORT};
+use berth_model::elb_attributes::{self, TargetGroupAttributes};
 
 use crate::error::ProxyError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Algorithm {
-    RoundRobin,
-    LeastOutstandingRequests,
-    WeightedRandom,
-    /// Power of two choices over peak-EWMA latency × outstanding requests.
-    PeakEwma,
-}
+/// The balancing algorithm, as the model types it (peak-EWMA: power of two choices over
+/// latency × outstanding requests).
+pub(crate) use berth_model::elb_attributes::LoadBalancingAlgorithm as Algorithm;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Stickiness {
@@ -77,47 +73,26 @@ pub(crate) struct GroupSettings {
 }
 
 impl GroupSettings {
-    pub(crate) fn from_model(g: &TargetGroup) -> Result<GroupSettings, ProxyError> {
+    /// Compiles `g`, whose attributes `attrs` its validation produced.
+    pub(crate) fn from_model(
+        g: &TargetGroup,
+        attrs: &TargetGroupAttributes,
+    ) -> Result<GroupSettings, ProxyError> {
         let bad = |m: String| ProxyError::config(format!("target group {}", g.target_group_arn), m);
-        let algorithm = match g.attribute("load_balancing.algorithm.type") {
-            None | Some("round_robin") => Algorithm::RoundRobin,
-            Some("least_outstanding_requests") => Algorithm::LeastOutstandingRequests,
-            Some("weighted_random") => Algorithm::WeightedRandom,
-            Some("peak_ewma") => Algorithm::PeakEwma,
-            Some(o) => return Err(bad(format!("unknown algorithm {o:?}"))),
-        };
-        let secs =
-            |k: &str, d: u64| -> u64 { g.attribute(k).and_then(|v| v.parse().ok()).unwrap_or(d) };
-        let stickiness = if g.attribute("stickiness.enabled") == Some("true") {
-            Some(
-                match g.attribute("stickiness.type").unwrap_or("lb_cookie") {
-                    "app_cookie" => Stickiness::AppCookie {
-                        name: g
-                            .attribute("stickiness.app_cookie.cookie_name")
-                            .ok_or_else(|| {
-                                bad(
-                                    "app_cookie stickiness needs stickiness.app_cookie.cookie_name"
-                                        .into(),
-                                )
-                            })?
-                            .to_string(),
-                        duration: Duration::from_secs(secs(
-                            "stickiness.app_cookie.duration_seconds",
-                            berth_model::elb::DEFAULT_STICKINESS_DURATION_SECONDS as u64,
-                        )),
-                    },
-                    "source_ip" => Stickiness::SourceIp,
-                    _ => Stickiness::LbCookie {
-                        duration: Duration::from_secs(secs(
-                            "stickiness.lb_cookie.duration_seconds",
-                            berth_model::elb::DEFAULT_STICKINESS_DURATION_SECONDS as u64,
-                        )),
-                    },
-                },
-            )
-        } else {
-            None
-        };
+        let secs = |n: u32| Duration::from_secs(u64::from(n));
+        let stickiness = attrs.stickiness.as_ref().map(|s| match s {
+            elb_attributes::Stickiness::LbCookie { duration_seconds } => Stickiness::LbCookie {
+                duration: secs(*duration_seconds),
+            },
+            elb_attributes::Stickiness::AppCookie {
+                cookie_name,
+                duration_seconds,
+            } => Stickiness::AppCookie {
+                name: cookie_name.clone(),
+                duration: secs(*duration_seconds),
+            },
+            elb_attributes::Stickiness::SourceIp => Stickiness::SourceIp,
+        });
         let protocol = match g.health_check_protocol() {
             Protocol::Http => HealthProtocol::Http,
             Protocol::Https => HealthProtocol::Https,
@@ -144,9 +119,9 @@ impl GroupSettings {
         Ok(GroupSettings {
             name: g.target_group_name.clone(),
             protocol: g.protocol,
-            algorithm,
-            slow_start: Duration::from_secs(g.slow_start_seconds() as u64),
-            deregistration_delay: Duration::from_secs(g.deregistration_delay_seconds() as u64),
+            algorithm: attrs.algorithm,
+            slow_start: secs(attrs.slow_start_seconds),
+            deregistration_delay: secs(attrs.deregistration_delay_seconds),
             stickiness,
             health: HealthSettings {
                 enabled: g.health_check_enabled,
@@ -160,11 +135,8 @@ impl GroupSettings {
                 matcher,
                 grpc,
             },
-            min_healthy: secs(
-                "target_group_health.unhealthy_state_routing.minimum_healthy_targets.count",
-                1,
-            ) as usize,
-            proxy_protocol_v2: g.attribute("proxy_protocol_v2.enabled") == Some("true"),
+            min_healthy: attrs.minimum_healthy_targets as usize,
+            proxy_protocol_v2: attrs.proxy_protocol_v2,
             h2: matches!(g.protocol_version.as_deref(), Some("HTTP2") | Some("GRPC")),
         })
     }

@@ -196,7 +196,7 @@ impl Proxy {
         let mut groups: HashMap<String, (Arc<GroupRuntime>, GroupSettings, bool)> = HashMap::new();
         for tg in &cfg.target_groups {
             let g = &tg.group;
-            g.validate().map_err(|source| ProxyError::Invalid {
+            let attributes = g.validate().map_err(|source| ProxyError::Invalid {
                 resource: "target group",
                 name: g.target_group_name.clone(),
                 source,
@@ -216,7 +216,7 @@ impl Proxy {
                     ));
                 }
             }
-            let settings = GroupSettings::from_model(g)?;
+            let settings = GroupSettings::from_model(g, &attributes)?;
             let (rt, new) = match state.groups.get(&g.target_group_arn) {
                 Some(rt) => (rt.clone(), false),
                 None => (
@@ -244,30 +244,17 @@ impl Proxy {
         let mut planned: Vec<PlannedListener> = Vec::new();
         let mut seen_arns = HashSet::new();
         for lb in &cfg.load_balancers {
-            lb.validate().map_err(|source| ProxyError::Invalid {
+            let attributes = lb.validate().map_err(|source| ProxyError::Invalid {
                 resource: "load balancer",
                 name: lb.load_balancer_name.clone(),
                 source,
             })?;
-            let xff = match lb
-                .attributes
-                .get("routing.http.xff_header_processing.mode")
-                .map(String::as_str)
-            {
-                Some("preserve") => XffMode::Preserve,
-                Some("remove") => XffMode::Remove,
-                _ => XffMode::Append,
-            };
-            let drop_invalid_headers = lb
-                .attributes
-                .get("routing.http.drop_invalid_header_fields.enabled")
-                .is_some_and(|v| v == "true");
-            let idle_timeout = Duration::from_secs(lb.idle_timeout_seconds() as u64);
-            let max_connections = lb
-                .attributes
-                .get("berth.max_connections")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+            let xff = XffMode::from(attributes.xff_header_processing);
+            let drop_invalid_headers = attributes.drop_invalid_header_fields;
+            let idle_timeout = Duration::from_secs(u64::from(attributes.idle_timeout_seconds));
+            let max_connections = attributes
+                .max_connections
+                .map_or(DEFAULT_MAX_CONNECTIONS, i64::from);
             for l in &lb.listeners {
                 if l.listener_arn.is_empty() {
                     return Err(ProxyError::config(
@@ -296,12 +283,7 @@ impl Proxy {
                 };
                 let tls = match l.protocol {
                     Protocol::Https => {
-                        let h2 = lb
-                            .attributes
-                            .get("routing.http2.enabled")
-                            .map(String::as_str)
-                            != Some("false");
-                        let alpn: &[&[u8]] = if h2 {
+                        let alpn: &[&[u8]] = if attributes.http2_enabled {
                             &[b"h2", b"http/1.1"]
                         } else {
                             &[b"http/1.1"]

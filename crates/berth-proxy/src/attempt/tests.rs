@@ -19,7 +19,7 @@ fn group(n: u8) -> (Arc<GroupRuntime>, Vec<SocketAddr>) {
         "targetGroupName": "web", "targetGroupArn": "arn:tg", "healthCheckEnabled": false
     }))
     .unwrap();
-    let settings = GroupSettings::from_model(&tg).unwrap();
+    let settings = GroupSettings::from_model(&tg, &tg.validate().unwrap()).unwrap();
     let g = GroupRuntime::new(
         "arn:tg",
         settings.clone(),
