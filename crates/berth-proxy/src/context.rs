@@ -108,3 +108,20 @@ impl Drop for ActiveRequest<'_> {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_counts_while_it_is_handled() {
+        let active = AtomicU64::new(0);
+        let first = {
+            active.fetch_add(1, Ordering::Relaxed);
+            ActiveRequest(&active)
+        };
+        assert_eq!(active.load(Ordering::Relaxed), 1);
+        drop(first);
+        assert_eq!(active.load(Ordering::Relaxed), 0);
+    }
+}

@@ -165,3 +165,69 @@ fn parse_grpc_matcher(s: &str) -> Result<Vec<(u16, u16)>, String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(json: serde_json::Value) -> TargetGroup {
+        let mut base = serde_json::json!({"targetGroupName": "web", "targetGroupArn": "arn:tg"});
+        base.as_object_mut()
+            .unwrap()
+            .extend(json.as_object().unwrap().clone());
+        serde_json::from_value(base).unwrap()
+    }
+
+    fn settings(tg: &TargetGroup) -> GroupSettings {
+        GroupSettings::from_model(tg, &tg.validate().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn typed_attributes_become_settings() {
+        let tg = group(serde_json::json!({"attributes": {
+            "deregistration_delay.timeout_seconds": "7",
+            "slow_start.duration_seconds": "30",
+            "stickiness.enabled": "true",
+            "stickiness.lb_cookie.duration_seconds": "60",
+            "proxy_protocol_v2.enabled": "true",
+            "target_group_health.unhealthy_state_routing.minimum_healthy_targets.count": "3",
+        }}));
+        let s = settings(&tg);
+        assert_eq!(s.deregistration_delay, Duration::from_secs(7));
+        assert_eq!(s.slow_start, Duration::from_secs(30));
+        assert_eq!(
+            s.stickiness,
+            Some(Stickiness::LbCookie {
+                duration: Duration::from_secs(60)
+            })
+        );
+        assert!(s.proxy_protocol_v2);
+        assert_eq!(s.min_healthy, 3);
+        assert_eq!(s.algorithm, Algorithm::RoundRobin);
+    }
+
+    #[test]
+    fn defaults_are_the_models() {
+        let s = settings(&group(serde_json::json!({})));
+        assert_eq!(s.deregistration_delay, Duration::from_secs(300));
+        assert_eq!(s.slow_start, Duration::ZERO);
+        assert_eq!(s.stickiness, None);
+        assert_eq!(s.min_healthy, 1);
+        assert!(!s.proxy_protocol_v2 && !s.h2);
+        assert_eq!(s.health.port, None);
+        assert_eq!(s.health.grpc, None);
+    }
+
+    #[test]
+    fn grpc_groups_check_grpc_codes_over_http2() {
+        let s = settings(&group(serde_json::json!({
+            "protocolVersion": "GRPC", "healthCheckPort": "9000",
+            "matcher": {"grpcCode": "0-2,12"}
+        })));
+        assert!(s.h2);
+        assert_eq!(s.health.port, Some(9000));
+        assert_eq!(s.health.grpc, Some(vec![(0, 2), (12, 12)]));
+        assert!(parse_grpc_matcher("100").is_err());
+        assert!(parse_grpc_matcher("3-1").is_err());
+    }
+}

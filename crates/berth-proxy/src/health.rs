@@ -251,6 +251,73 @@ mod tests {
         }
     }
 
+    /// A group that counts its health changes.
+    struct FakeGroup {
+        settings: Arc<GroupSettings>,
+        changes: std::sync::atomic::AtomicUsize,
+        changed: tokio::sync::Notify,
+    }
+
+    impl HealthChecked for FakeGroup {
+        fn current_settings(&self) -> Arc<GroupSettings> {
+            self.settings.clone()
+        }
+
+        fn health_changed(&self) {
+            self.changes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.changed.notify_one();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_check_reports_to_its_group_and_ends_with_it() {
+        use crate::clock::Clock;
+        use crate::metrics::TargetMetrics;
+        use crate::notify::Notifier;
+        use crate::pool::Pool;
+        use berth_model::elb::TargetGroup;
+
+        // A port nothing listens on.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let tg: TargetGroup = serde_json::from_value(
+            serde_json::json!({"targetGroupName": "web", "protocol": "TCP"}),
+        )
+        .unwrap();
+        let settings = GroupSettings::from_model(&tg, &tg.validate().unwrap()).unwrap();
+        assert_eq!(settings.health.protocol, HealthProtocol::Tcp);
+        let group = Arc::new(FakeGroup {
+            settings: Arc::new(settings),
+            changes: Default::default(),
+            changed: tokio::sync::Notify::new(),
+        });
+        let target = Arc::new(TargetState::new(
+            addr,
+            Pool::new(addr),
+            TargetMetrics::noop(),
+            Notifier::new(),
+            Clock::new(),
+            Health::Initial,
+        ));
+        let check = spawn(Arc::downgrade(&group), target.clone());
+        tokio::time::timeout(Duration::from_secs(300), group.changed.notified())
+            .await
+            .expect("two failed checks make the target unhealthy");
+        assert!(target.health().is_unhealthy());
+        assert_eq!(group.changes.load(std::sync::atomic::Ordering::SeqCst), 1);
+        drop(group);
+        tokio::time::timeout(Duration::from_secs(300), async {
+            while !check.is_finished() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+        .await
+        .expect("the check ends once its group is gone");
+    }
+
     #[test]
     fn initial_target_needs_one_pass() {
         let s = settings();

@@ -331,13 +331,7 @@ impl Proxy {
                 continue;
             }
             let addr = SocketAddr::new(self.bind_ip, p.port as u16);
-            let l = TcpListener::bind(addr)
-                .await
-                .map_err(|source| ProxyError::Bind {
-                    listener_arn: p.arn.clone(),
-                    addr,
-                    source,
-                })?;
+            let l = listener::bind(&p.arn, addr).await?;
             bound.insert(p.arn.clone(), l);
         }
 

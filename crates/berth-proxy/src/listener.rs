@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::context::{ConnCtx, ListenerShared, Mode};
+use crate::error::ProxyError;
 use crate::{fast_h1, hyper_path, stream};
 
 /// How long a client may take to complete a TLS handshake.
@@ -34,7 +35,20 @@ pub(crate) struct RunningListener {
     task: JoinHandle<()>,
 }
 
+/// Binds a listener's socket, before anything about the listener is committed (a
+/// failure leaves the proxy as it was).
+pub(crate) async fn bind(listener_arn: &str, addr: SocketAddr) -> Result<TcpListener, ProxyError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ProxyError::Bind {
+            listener_arn: listener_arn.to_string(),
+            addr,
+            source,
+        })
+}
+
 impl RunningListener {
+    /// Serves a bound socket until [`RunningListener::close`].
     pub(crate) fn start(listener: TcpListener, shared: Arc<ListenerShared>) -> RunningListener {
         let addr = listener
             .local_addr()
@@ -184,5 +198,50 @@ async fn serve_http1<T>(
     match fast_h1::serve(io, &cx, &mut stop, idle).await {
         fast_h1::Exit::Closed => {}
         fast_h1::Exit::Fallback(rest) => hyper_path::serve(rest, cx, builder, stop).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn closing_waits_for_every_open_connection() {
+        let tracker = Arc::new(ConnTracker::default());
+        // Nothing open: closing does not wait.
+        tokio::time::timeout(Duration::from_secs(1), tracker.wait_closed())
+            .await
+            .expect("no connection to wait for");
+        let a = tracker.enter();
+        let b = tracker.enter();
+        let waiting = tokio::spawn({
+            let tracker = tracker.clone();
+            async move { tracker.wait_closed().await }
+        });
+        drop(a);
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "one connection is still open");
+        drop(b);
+        tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("the last connection closing wakes the waiter")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_taken_port_is_a_bind_error_naming_the_listener() {
+        let taken = bind("arn:a", "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = taken.local_addr().unwrap();
+        match bind("arn:b", addr).await {
+            Err(ProxyError::Bind {
+                listener_arn,
+                addr: a,
+                ..
+            }) => {
+                assert_eq!(listener_arn, "arn:b");
+                assert_eq!(a, addr);
+            }
+            other => panic!("expected a bind error, got {:?}", other.map(|_| ())),
+        }
     }
 }
