@@ -11,6 +11,11 @@
 //! group over plain TCP, [`serve`] returns the connection with every byte it has read and
 //! not answered, and hyper serves the rest of the connection from that request on. So
 //! every error answer for malformed input (400, 431) stays hyper's.
+//!
+//! Targets are tried through the shared request engine ([`crate::attempt`]); stickiness
+//! and forwarded headers come from [`crate::sticky`] and [`crate::forwarded`], the bytes
+//! of messages from [`crate::h1_codec`]. It does not accept connections
+//! ([`crate::listener`] does).
 
 use std::future::Future;
 use std::io;
