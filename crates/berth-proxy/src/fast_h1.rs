@@ -36,7 +36,7 @@ use crate::attempt::{is_idempotent, Attempts, Failure, Verdict};
 use crate::clock::Clock;
 use crate::context::{ConnCtx, ListenerShared, HEADER_READ_TIMEOUT, MAX_HEADER_BYTES};
 use crate::elb_error;
-use crate::forwarded::{self, XffMode};
+use crate::forwarded;
 use crate::group::GroupRuntime;
 use crate::h1_codec::{
     parse_len, parse_response, put_header, write_status, ChunkedEnd, Framing, Parsed, RespHead,
@@ -281,31 +281,13 @@ fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let xff = routes.xff;
-    let mut prev_xff: Option<&[u8]> = None;
-    for h in headers {
-        let n = h.name.as_bytes();
-        if forwarded::is_hop_by_hop(n) || forwarded::is_set_by_proxy(n) {
-            continue;
-        }
-        if n.eq_ignore_ascii_case(b"x-forwarded-for") {
-            match xff {
-                XffMode::Preserve => {}
-                XffMode::Append => {
-                    if prev_xff.is_none() {
-                        prev_xff = Some(h.value);
-                    }
-                    continue;
-                }
-                XffMode::Remove => continue,
-            }
-        }
-        if routes.drop_invalid_headers && !forwarded::is_valid_name(n) {
-            continue;
-        }
-        put_header(out, n, h.value);
-    }
-    forwarded::write_forwarded(out, xff, prev_xff, &cx.forwarded);
+    forwarded::write_request_headers(
+        out,
+        headers,
+        routes.xff,
+        routes.drop_invalid_headers,
+        &cx.forwarded,
+    );
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(&buf[head_len..len]);
 

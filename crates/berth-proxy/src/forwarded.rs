@@ -12,6 +12,7 @@ use berth_model::elb_attributes::XffHeaderProcessing;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::h1_codec::put_header;
 use crate::rules::source_ip;
 
 const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -200,15 +201,47 @@ pub(crate) fn set_forwarded(h: &mut HeaderMap, mode: XffMode, v: &ForwardedValue
     h.insert(XFPORT, v.port.clone());
 }
 
-/// Writes X-Forwarded-For (by `mode`), -Proto and -Port header lines for the fast path.
-/// `prev_xff` is the client's first X-Forwarded-For value; under [`XffMode::Append`] the
-/// caller left the client's X-Forwarded-For lines out, under `Preserve` it kept them.
-pub(crate) fn write_forwarded(
+/// Writes a request's header lines as the target gets them, for the fast path:
+/// hop-by-hop headers and the client's X-Forwarded-Proto and -Port left out, the client's
+/// X-Forwarded-For kept, folded into the proxy's (append) or dropped by `mode`, invalid
+/// names dropped when `drop_invalid`, then the proxy's X-Forwarded-* lines.
+pub(crate) fn write_request_headers(
     out: &mut Vec<u8>,
+    headers: &[httparse::Header<'_>],
     mode: XffMode,
-    prev_xff: Option<&[u8]>,
+    drop_invalid: bool,
     v: &ForwardedValues,
 ) {
+    let mut prev_xff: Option<&[u8]> = None;
+    for h in headers {
+        let n = h.name.as_bytes();
+        if is_hop_by_hop(n) || is_set_by_proxy(n) {
+            continue;
+        }
+        if n.eq_ignore_ascii_case(b"x-forwarded-for") {
+            match mode {
+                XffMode::Preserve => {}
+                XffMode::Append => {
+                    if prev_xff.is_none() {
+                        prev_xff = Some(h.value);
+                    }
+                    continue;
+                }
+                XffMode::Remove => continue,
+            }
+        }
+        if drop_invalid && !is_valid_name(n) {
+            continue;
+        }
+        put_header(out, n, h.value);
+    }
+    write_forwarded(out, mode, prev_xff, v);
+}
+
+/// Writes X-Forwarded-For (by `mode`), -Proto and -Port header lines. `prev_xff` is the
+/// client's first X-Forwarded-For value; under [`XffMode::Append`] the client's
+/// X-Forwarded-For lines were left out, under `Preserve` they were kept.
+fn write_forwarded(out: &mut Vec<u8>, mode: XffMode, prev_xff: Option<&[u8]>, v: &ForwardedValues) {
     if mode == XffMode::Append {
         out.extend_from_slice(b"x-forwarded-for: ");
         match prev_xff {
@@ -296,6 +329,26 @@ mod tests {
     }
 
     #[test]
+    fn the_fast_path_drops_invalid_names_when_asked() {
+        let headers = [
+            httparse::Header {
+                name: "x_under",
+                value: b"1",
+            },
+            httparse::Header {
+                name: "x-ok",
+                value: b"2",
+            },
+        ];
+        let mut out = Vec::new();
+        write_request_headers(&mut out, &headers, XffMode::Remove, true, &values());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "x-ok: 2\r\nx-forwarded-proto: https\r\nx-forwarded-port: 8080\r\n"
+        );
+    }
+
+    #[test]
     fn invalid_names_are_dropped() {
         let mut h = HeaderMap::new();
         h.insert("x_under", HeaderValue::from_static("1"));
@@ -308,35 +361,45 @@ mod tests {
     #[test]
     fn both_paths_write_the_same_forwarded_values() {
         let v = values();
-        for (mode, prev) in [
-            (XffMode::Append, None),
-            (XffMode::Append, Some("1.2.3.4")),
-            (XffMode::Preserve, Some("1.2.3.4")),
-            (XffMode::Remove, Some("1.2.3.4")),
-        ] {
-            let mut map = HeaderMap::new();
-            if let Some(p) = prev {
-                map.insert(XFF, HeaderValue::from_static(p));
-            }
-            set_forwarded(&mut map, mode, &v);
-            let mut raw = Vec::new();
-            if mode == XffMode::Preserve {
+        for mode in [XffMode::Append, XffMode::Preserve, XffMode::Remove] {
+            for prev in [None, Some("1.2.3.4")] {
+                let mut raw_in = vec![
+                    httparse::Header {
+                        name: "Connection",
+                        value: b"keep-alive",
+                    },
+                    httparse::Header {
+                        name: "X-Forwarded-Proto",
+                        value: b"gopher",
+                    },
+                ];
+                let mut map = HeaderMap::new();
+                map.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+                map.insert(XFP, HeaderValue::from_static("gopher"));
                 if let Some(p) = prev {
-                    raw.extend_from_slice(format!("x-forwarded-for: {p}\r\n").as_bytes());
+                    raw_in.push(httparse::Header {
+                        name: "x-forwarded-for",
+                        value: p.as_bytes(),
+                    });
+                    map.insert(XFF, HeaderValue::from_static(p));
                 }
-            }
-            write_forwarded(&mut raw, mode, prev.map(str::as_bytes), &v);
-            let mut from_map = String::new();
-            for n in [XFF, XFP, XFPORT] {
-                if let Some(val) = map.get(&n) {
-                    from_map.push_str(&format!("{n}: {}\r\n", val.to_str().unwrap()));
+                strip_hop_by_hop(&mut map, false);
+                set_forwarded(&mut map, mode, &v);
+                let mut raw = Vec::new();
+                write_request_headers(&mut raw, &raw_in, mode, false, &v);
+                let mut from_map = String::new();
+                for n in [XFF, XFP, XFPORT] {
+                    if let Some(val) = map.get(&n) {
+                        from_map.push_str(&format!("{n}: {}\r\n", val.to_str().unwrap()));
+                    }
                 }
+                assert_eq!(map.len(), from_map.lines().count());
+                assert_eq!(
+                    String::from_utf8(raw).unwrap(),
+                    from_map,
+                    "{mode:?} {prev:?}"
+                );
             }
-            assert_eq!(
-                String::from_utf8(raw).unwrap(),
-                from_map,
-                "{mode:?} {prev:?}"
-            );
         }
         let mut map = HeaderMap::new();
         map.insert(XFF, HeaderValue::from_static("1.2.3.4"));

@@ -43,7 +43,7 @@
 //!   load balancer generates.
 //! - `context`: what requests see of their listener and client connection.
 //! - `forwarded`: X-Forwarded-* and hop-by-hop headers; `framing`: the
-//!   request-smuggling guard; `h1_codec`: HTTP/1.1 at the byte level.
+//!   request-smuggling guard.
 //! - `rules`: rule conditions and actions compiled for matching.
 //! - `group`: target groups: targets, routable snapshot, algorithms.
 //! - `health`: active health checks.
@@ -53,7 +53,7 @@
 //! - `target`: one target's atomics: health, draining gate, in-flight, ejection, latency.
 //! - `pool`: upstream connections.
 //! - `tls`: certificates, SNI selection, ALPN; `metrics`: Prometheus metrics and their
-//!   ALB counterparts; `clock`, `notify`, `error`.
+//!   ALB counterparts; `h1_codec`: HTTP/1.1 at the byte level; `clock`, `notify`, `error`.
 
 mod attempt;
 #[doc(hidden)]
