@@ -8,8 +8,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::elb_attributes::{LoadBalancerAttributes, TargetGroupAttributes};
 use crate::error::{check_name, check_range, Result, ValidationError};
 use crate::time::Timestamp;
+
+pub use crate::elb_attributes::{
+    DEFAULT_DEREGISTRATION_DELAY_SECONDS, DEFAULT_IDLE_TIMEOUT_SECONDS,
+    DEFAULT_STICKINESS_DURATION_SECONDS, TARGET_GROUP_ATTRIBUTES,
+};
 
 // ---- defaults (ALB's) ----
 
@@ -19,9 +25,6 @@ pub const DEFAULT_HEALTHY_THRESHOLD: u32 = 5;
 pub const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 2;
 pub const DEFAULT_HEALTH_PATH: &str = "/";
 pub const DEFAULT_MATCHER: &str = "200";
-pub const DEFAULT_DEREGISTRATION_DELAY_SECONDS: u32 = 300;
-pub const DEFAULT_IDLE_TIMEOUT_SECONDS: u32 = 60;
-pub const DEFAULT_STICKINESS_DURATION_SECONDS: u32 = 86400;
 pub const TRAFFIC_PORT: &str = "traffic-port";
 
 // ---- LoadBalancer / Listener / Rule ----
@@ -605,7 +608,9 @@ impl Listener {
 }
 
 impl LoadBalancer {
-    pub fn validate(&self) -> Result<()> {
+    /// Checks the load balancer, its listeners and rules, and returns its attributes
+    /// parsed (see [`crate::elb_attributes`]).
+    pub fn validate(&self) -> Result<LoadBalancerAttributes> {
         check_name("loadBalancerName", &self.load_balancer_name, 32)?;
         if !matches!(self.scheme.as_str(), "internet-facing" | "internal") {
             return Err(ValidationError::new(
@@ -627,64 +632,7 @@ impl LoadBalancer {
                 ));
             }
         }
-        for (k, v) in &self.attributes {
-            let at = format!("attributes.{k}");
-            match k.as_str() {
-                "idle_timeout.timeout_seconds" => {
-                    let n: u32 = v.parse().map_err(|_| {
-                        ValidationError::new(&at, format!("must be a number of seconds, got {v:?}"))
-                    })?;
-                    check_range(&at, n, 1, 4000)?;
-                }
-                // berth's own: open client connections per listener before new ones are
-                // refused (RejectedConnectionCount).
-                "berth.max_connections" => {
-                    let n: u32 = v.parse().map_err(|_| {
-                        ValidationError::new(&at, format!("must be a whole number, got {v:?}"))
-                    })?;
-                    check_range(&at, n, 1, 10_000_000)?;
-                }
-                "routing.http.xff_header_processing.mode" => {
-                    if !matches!(v.as_str(), "append" | "preserve" | "remove") {
-                        return Err(ValidationError::new(
-                            at,
-                            format!("must be append, preserve or remove, got {v:?}"),
-                        ));
-                    }
-                }
-                "routing.http.drop_invalid_header_fields.enabled"
-                | "routing.http2.enabled"
-                | "deletion_protection.enabled" => {
-                    parse_bool(&at, v)?;
-                }
-                _ => {
-                    return Err(ValidationError::new(
-                        at,
-                        "unknown attribute; allowed: idle_timeout.timeout_seconds, routing.http.xff_header_processing.mode, routing.http.drop_invalid_header_fields.enabled, routing.http2.enabled, deletion_protection.enabled, berth.max_connections",
-                    ))
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// `idle_timeout.timeout_seconds`, or the ALB default of 60 s.
-    pub fn idle_timeout_seconds(&self) -> u32 {
-        self.attributes
-            .get("idle_timeout.timeout_seconds")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(DEFAULT_IDLE_TIMEOUT_SECONDS)
-    }
-}
-
-fn parse_bool(field: &str, v: &str) -> Result<bool> {
-    match v {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(ValidationError::new(
-            field,
-            format!("must be true or false, got {v:?}"),
-        )),
+        LoadBalancerAttributes::parse(&self.attributes)
     }
 }
 
@@ -786,22 +734,10 @@ fn d_matcher() -> Matcher {
     }
 }
 
-/// Target group attributes berth understands, with their ranges.
-pub const TARGET_GROUP_ATTRIBUTES: &[&str] = &[
-    "deregistration_delay.timeout_seconds",
-    "slow_start.duration_seconds",
-    "stickiness.enabled",
-    "stickiness.type",
-    "stickiness.lb_cookie.duration_seconds",
-    "stickiness.app_cookie.cookie_name",
-    "stickiness.app_cookie.duration_seconds",
-    "load_balancing.algorithm.type",
-    "proxy_protocol_v2.enabled",
-    "target_group_health.unhealthy_state_routing.minimum_healthy_targets.count",
-];
-
 impl TargetGroup {
-    pub fn validate(&self) -> Result<()> {
+    /// Checks the target group and returns its attributes parsed (see
+    /// [`crate::elb_attributes`]).
+    pub fn validate(&self) -> Result<TargetGroupAttributes> {
         check_name("targetGroupName", &self.target_group_name, 32)?;
         check_range("port", self.port, 1, 65535)?;
         if let Some(v) = &self.protocol_version {
@@ -861,106 +797,11 @@ impl TargetGroup {
         if let Some(code) = &self.matcher.http_code {
             parse_matcher(code).map_err(|m| ValidationError::new("matcher.httpCode", m))?;
         }
-        for (k, v) in &self.attributes {
-            let at = format!("attributes.{k}");
-            let num = |lo: u32, hi: u32| -> Result<u32> {
-                let n: u32 = v.parse().map_err(|_| {
-                    ValidationError::new(&at, format!("must be a whole number, got {v:?}"))
-                })?;
-                check_range(&at, n, lo, hi)?;
-                Ok(n)
-            };
-            match k.as_str() {
-                "deregistration_delay.timeout_seconds" => {
-                    num(0, 3600)?;
-                }
-                "slow_start.duration_seconds" => {
-                    let n = num(0, 900)?;
-                    if n != 0 && n < 30 {
-                        return Err(ValidationError::new(
-                            at,
-                            format!("must be 0 (off) or between 30 and 900, got {n}"),
-                        ));
-                    }
-                }
-                "stickiness.enabled" | "proxy_protocol_v2.enabled" => {
-                    parse_bool(&at, v)?;
-                }
-                "stickiness.type" => {
-                    if !matches!(v.as_str(), "lb_cookie" | "app_cookie" | "source_ip") {
-                        return Err(ValidationError::new(
-                            at,
-                            format!("must be lb_cookie, app_cookie or source_ip, got {v:?}"),
-                        ));
-                    }
-                }
-                "stickiness.lb_cookie.duration_seconds"
-                | "stickiness.app_cookie.duration_seconds" => {
-                    num(1, 604_800)?;
-                }
-                "stickiness.app_cookie.cookie_name" => {
-                    if v.is_empty() || v.starts_with("AWSALB") {
-                        return Err(ValidationError::new(
-                            at,
-                            "must name a cookie not starting with AWSALB",
-                        ));
-                    }
-                }
-                "load_balancing.algorithm.type" => {
-                    const ALGS: &[&str] = &[
-                        "round_robin",
-                        "least_outstanding_requests",
-                        "weighted_random",
-                        "peak_ewma",
-                    ];
-                    if !ALGS.contains(&v.as_str()) {
-                        return Err(ValidationError::new(
-                            at,
-                            format!("must be one of {}, got {v:?}", ALGS.join(", ")),
-                        ));
-                    }
-                }
-                "target_group_health.unhealthy_state_routing.minimum_healthy_targets.count" => {
-                    num(1, 10000)?;
-                }
-                _ => {
-                    return Err(ValidationError::new(
-                        at,
-                        format!(
-                            "unknown attribute; allowed: {}",
-                            TARGET_GROUP_ATTRIBUTES.join(", ")
-                        ),
-                    ))
-                }
-            }
-        }
-        if self.attribute("load_balancing.algorithm.type") == Some("least_outstanding_requests")
-            && self.slow_start_seconds() > 0
-        {
-            return Err(ValidationError::new(
-                "attributes.slow_start.duration_seconds",
-                "cannot be combined with least_outstanding_requests",
-            ));
-        }
-        Ok(())
+        TargetGroupAttributes::parse(&self.attributes)
     }
 
     pub fn attribute(&self, key: &str) -> Option<&str> {
         self.attributes.get(key).map(String::as_str)
-    }
-
-    /// `deregistration_delay.timeout_seconds`, or the ALB default of 300 s.
-    pub fn deregistration_delay_seconds(&self) -> u32 {
-        self.attribute("deregistration_delay.timeout_seconds")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(DEFAULT_DEREGISTRATION_DELAY_SECONDS)
-    }
-
-    /// `slow_start.duration_seconds`, 0 (off) by default.
-    pub fn slow_start_seconds(&self) -> u32 {
-        self.attribute("slow_start.duration_seconds")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
     }
 
     /// The protocol health checks use: `healthCheckProtocol`, or the group's protocol.
@@ -1080,8 +921,7 @@ mod tests {
         assert_eq!(t.health_check_path, "/");
         assert_eq!(t.health_check_port, "traffic-port");
         assert_eq!(t.matcher.http_code.as_deref(), Some("200"));
-        assert_eq!(t.deregistration_delay_seconds(), 300);
-        t.validate().unwrap();
+        assert_eq!(t.validate().unwrap().deregistration_delay_seconds, 300);
     }
 
     #[test]

@@ -10,11 +10,13 @@
 //! - [`error`]: [`ValidationError`], which names the offending field and what is allowed.
 //! - [`ecs`]: Cluster, ContainerInstance, TaskDefinition, Task, Service.
 //! - [`elb`]: LoadBalancer, Listener, Rule, TargetGroup, Target and target health.
+//! - [`elb_attributes`]: load balancer and target group attributes, parsed and typed.
 //! - [`stack`]: the YAML stack file that `berth apply` reads.
 
 pub mod arn;
 pub mod ecs;
 pub mod elb;
+pub mod elb_attributes;
 pub mod error;
 pub mod stack;
 pub mod time;

@@ -18,6 +18,16 @@ fn group(algorithm: &str) -> TargetGroup {
     .unwrap()
 }
 
+/// An HTTP listener with `rules`, forwarding everything else to `TG`.
+fn listener_with(rules: Vec<serde_json::Value>) -> Listener {
+    serde_json::from_value(json!({
+        "port": 80, "protocol": "HTTP", "listenerArn": "l",
+        "defaultActions": [{"type": "forward", "targetGroupArn": TG}],
+        "rules": rules,
+    }))
+    .unwrap()
+}
+
 /// A listener with `n` rules on host names only (no path prefix to reject by).
 fn host_listener(n: u32) -> Listener {
     let rules: Vec<_> = (1..=n)
@@ -27,12 +37,7 @@ fn host_listener(n: u32) -> Listener {
             ], "actions": [{"type": "forward", "targetGroupArn": TG}]})
         })
         .collect();
-    serde_json::from_value(json!({
-        "port": 80, "protocol": "HTTP", "listenerArn": "l",
-        "defaultActions": [{"type": "forward", "targetGroupArn": TG}],
-        "rules": rules,
-    }))
-    .unwrap()
+    listener_with(rules)
 }
 
 /// A listener with `n` path rules (none matching the benchmark request, so every rule is
@@ -46,12 +51,7 @@ fn listener(n: u32) -> Listener {
             ], "actions": [{"type": "forward", "targetGroupArn": TG}]})
         })
         .collect();
-    serde_json::from_value(json!({
-        "port": 80, "protocol": "HTTP", "listenerArn": "l",
-        "defaultActions": [{"type": "forward", "targetGroupArn": TG}],
-        "rules": rules,
-    }))
-    .unwrap()
+    listener_with(rules)
 }
 
 fn rules(c: &mut Criterion) {

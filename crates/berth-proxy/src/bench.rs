@@ -5,20 +5,28 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use berth_model::elb::{Listener, TargetGroup};
+use berth_model::elb_attributes::TargetGroupAttributes;
 use http::{HeaderMap, Method};
 
 use crate::clock::Clock;
 use crate::config::ProxyTarget;
 use crate::error::ProxyError;
-use crate::group::{GroupRuntime, GroupSettings};
+use crate::group::GroupRuntime;
+use crate::group_settings::GroupSettings;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::rules::{RequestView, RuleSet};
 
 fn runtime(tg: &TargetGroup) -> Result<Arc<GroupRuntime>, ProxyError> {
+    let attributes =
+        TargetGroupAttributes::parse(&tg.attributes).map_err(|source| ProxyError::Invalid {
+            resource: "target group",
+            name: tg.target_group_name.clone(),
+            source,
+        })?;
     Ok(GroupRuntime::new(
         &tg.target_group_arn,
-        GroupSettings::from_model(tg)?,
+        GroupSettings::from_model(tg, &attributes)?,
         &Metrics::new(&prometheus::Registry::new()),
         Notifier::new(),
         Clock::new(),

@@ -4,218 +4,23 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use berth_model::elb::{parse_matcher, Protocol, TargetGroup, TRAFFIC_PORT};
+use berth_model::elb::Protocol;
 use rand::Rng;
 use tokio::task::AbortHandle;
 
 use crate::clock::Clock;
 use crate::config::{ProxyTarget, TargetStatus};
-use crate::error::ProxyError;
-use crate::health;
+use crate::group_settings::{Algorithm, GroupSettings};
+use crate::health::{self, HealthChecked};
 use crate::metrics::{GroupMetrics, Metrics};
 use crate::notify::Notifier;
 use crate::pool::Pool;
+use crate::retry_budget::RetryBudget;
 use crate::target::{Health, InFlight, TargetState};
-
-/// Tokens a request adds to its group's retry budget.
-const RETRY_DEPOSIT: i64 = 1;
-/// Tokens a retry takes: one retry per five requests (20%, linkerd2-proxy's and Envoy's
-/// default ratio).
-const RETRY_COST: i64 = 5;
-/// The budget a group starts with (ten retries) and the most it accumulates.
-const RETRY_RESERVE: i64 = 10 * RETRY_COST;
-const RETRY_MAX: i64 = 100 * RETRY_COST;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Algorithm {
-    RoundRobin,
-    LeastOutstandingRequests,
-    WeightedRandom,
-    /// Power of two choices over peak-EWMA latency × outstanding requests.
-    PeakEwma,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Stickiness {
-    /// `AWSALB` cookie set by the load balancer.
-    LbCookie { duration: Duration },
-    /// Follows an application cookie of this name; the load balancer's own cookie is
-    /// `AWSALBAPP`.
-    AppCookie { name: String, duration: Duration },
-    /// By client address (NLB).
-    SourceIp,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum HealthProtocol {
-    Http,
-    Https,
-    Tcp,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct HealthSettings {
-    pub(crate) enabled: bool,
-    pub(crate) protocol: HealthProtocol,
-    /// None: the target's traffic port.
-    pub(crate) port: Option<u16>,
-    pub(crate) path: String,
-    pub(crate) interval: Duration,
-    pub(crate) timeout: Duration,
-    pub(crate) healthy_threshold: u32,
-    pub(crate) unhealthy_threshold: u32,
-    pub(crate) matcher: Vec<(u16, u16)>,
-    /// GRPC target groups: the gRPC status codes that pass (`matcher.grpcCode`, ALB
-    /// default 12); the check is a gRPC call over HTTP/2.
-    pub(crate) grpc: Option<Vec<(u16, u16)>>,
-}
-
-impl HealthSettings {
-    pub(crate) fn matches(&self, status: u16) -> bool {
-        self.matcher
-            .iter()
-            .any(|&(lo, hi)| (lo..=hi).contains(&status))
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct GroupSettings {
-    pub(crate) name: String,
-    pub(crate) protocol: Protocol,
-    pub(crate) algorithm: Algorithm,
-    pub(crate) slow_start: Duration,
-    pub(crate) deregistration_delay: Duration,
-    pub(crate) stickiness: Option<Stickiness>,
-    pub(crate) health: HealthSettings,
-    /// Fewer healthy targets than this and the group fails open to all.
-    pub(crate) min_healthy: usize,
-    pub(crate) proxy_protocol_v2: bool,
-    /// `protocolVersion` HTTP2 or GRPC: HTTP/2 to the targets.
-    pub(crate) h2: bool,
-}
-
-impl GroupSettings {
-    pub(crate) fn from_model(g: &TargetGroup) -> Result<GroupSettings, ProxyError> {
-        let bad = |m: String| ProxyError::config(format!("target group {}", g.target_group_arn), m);
-        let algorithm = match g.attribute("load_balancing.algorithm.type") {
-            None | Some("round_robin") => Algorithm::RoundRobin,
-            Some("least_outstanding_requests") => Algorithm::LeastOutstandingRequests,
-            Some("weighted_random") => Algorithm::WeightedRandom,
-            Some("peak_ewma") => Algorithm::PeakEwma,
-            Some(o) => return Err(bad(format!("unknown algorithm {o:?}"))),
-        };
-        let secs =
-            |k: &str, d: u64| -> u64 { g.attribute(k).and_then(|v| v.parse().ok()).unwrap_or(d) };
-        let stickiness = if g.attribute("stickiness.enabled") == Some("true") {
-            Some(
-                match g.attribute("stickiness.type").unwrap_or("lb_cookie") {
-                    "app_cookie" => Stickiness::AppCookie {
-                        name: g
-                            .attribute("stickiness.app_cookie.cookie_name")
-                            .ok_or_else(|| {
-                                bad(
-                                    "app_cookie stickiness needs stickiness.app_cookie.cookie_name"
-                                        .into(),
-                                )
-                            })?
-                            .to_string(),
-                        duration: Duration::from_secs(secs(
-                            "stickiness.app_cookie.duration_seconds",
-                            berth_model::elb::DEFAULT_STICKINESS_DURATION_SECONDS as u64,
-                        )),
-                    },
-                    "source_ip" => Stickiness::SourceIp,
-                    _ => Stickiness::LbCookie {
-                        duration: Duration::from_secs(secs(
-                            "stickiness.lb_cookie.duration_seconds",
-                            berth_model::elb::DEFAULT_STICKINESS_DURATION_SECONDS as u64,
-                        )),
-                    },
-                },
-            )
-        } else {
-            None
-        };
-        let protocol = match g.health_check_protocol() {
-            Protocol::Http => HealthProtocol::Http,
-            Protocol::Https => HealthProtocol::Https,
-            _ => HealthProtocol::Tcp,
-        };
-        let port = if g.health_check_port == TRAFFIC_PORT {
-            None
-        } else {
-            Some(
-                g.health_check_port
-                    .parse()
-                    .map_err(|_| bad(format!("bad healthCheckPort {:?}", g.health_check_port)))?,
-            )
-        };
-        let grpc = if g.protocol_version.as_deref() == Some("GRPC") {
-            Some(parse_grpc_matcher(g.matcher.grpc_code.as_deref().unwrap_or("12")).map_err(bad)?)
-        } else {
-            None
-        };
-        let matcher = match &g.matcher.http_code {
-            Some(m) => parse_matcher(m).map_err(bad)?,
-            None => vec![(200, 200)],
-        };
-        Ok(GroupSettings {
-            name: g.target_group_name.clone(),
-            protocol: g.protocol,
-            algorithm,
-            slow_start: Duration::from_secs(g.slow_start_seconds() as u64),
-            deregistration_delay: Duration::from_secs(g.deregistration_delay_seconds() as u64),
-            stickiness,
-            health: HealthSettings {
-                enabled: g.health_check_enabled,
-                protocol,
-                port,
-                path: g.health_check_path.clone(),
-                interval: Duration::from_secs(g.health_check_interval_seconds as u64),
-                timeout: Duration::from_secs(g.health_check_timeout_seconds as u64),
-                healthy_threshold: g.healthy_threshold_count,
-                unhealthy_threshold: g.unhealthy_threshold_count,
-                matcher,
-                grpc,
-            },
-            min_healthy: secs(
-                "target_group_health.unhealthy_state_routing.minimum_healthy_targets.count",
-                1,
-            ) as usize,
-            proxy_protocol_v2: g.attribute("proxy_protocol_v2.enabled") == Some("true"),
-            h2: matches!(g.protocol_version.as_deref(), Some("HTTP2") | Some("GRPC")),
-        })
-    }
-}
-
-/// Parses a gRPC matcher such as `12`, `0,12` or `0-99`.
-fn parse_grpc_matcher(s: &str) -> Result<Vec<(u16, u16)>, String> {
-    s.split(',')
-        .map(|part| {
-            let part = part.trim();
-            let (lo, hi) = part.split_once('-').unwrap_or((part, part));
-            let lo: u16 = lo
-                .trim()
-                .parse()
-                .map_err(|_| format!("bad grpcCode {s:?}"))?;
-            let hi: u16 = hi
-                .trim()
-                .parse()
-                .map_err(|_| format!("bad grpcCode {s:?}"))?;
-            if lo > hi || hi > 99 {
-                return Err(format!(
-                    "grpcCode must be codes between 0 and 99, got {s:?}"
-                ));
-            }
-            Ok((lo, hi))
-        })
-        .collect()
-}
 
 /// The targets a request may be sent to, published as one snapshot.
 pub(crate) struct Routable {
@@ -249,9 +54,8 @@ pub(crate) struct GroupRuntime {
     targets: ArcSwap<Vec<Arc<TargetState>>>,
     routable: ArcSwap<Routable>,
     rr: AtomicUsize,
-    /// Retry tokens: each request adds [`RETRY_DEPOSIT`], each retry costs
-    /// [`RETRY_COST`], so retries stay within 20% of requests (plus a small reserve).
-    retry_budget: AtomicI64,
+    /// Keeps retries within a fifth of the group's requests.
+    pub(crate) retry_budget: RetryBudget,
     recompute_lock: Mutex<()>,
     tasks: Mutex<HashMap<SocketAddr, TargetTasks>>,
     pub(crate) metrics: GroupMetrics,
@@ -281,7 +85,7 @@ impl GroupRuntime {
             targets: ArcSwap::from_pointee(Vec::new()),
             routable: ArcSwap::from_pointee(routable),
             rr: AtomicUsize::new(0),
-            retry_budget: AtomicI64::new(RETRY_RESERVE),
+            retry_budget: RetryBudget::default(),
             recompute_lock: Mutex::new(()),
             tasks: Mutex::new(HashMap::new()),
             metrics: gm,
@@ -603,6 +407,16 @@ impl GroupRuntime {
     }
 }
 
+impl HealthChecked for GroupRuntime {
+    fn current_settings(&self) -> Arc<GroupSettings> {
+        self.settings.load_full()
+    }
+
+    fn health_changed(&self) {
+        self.recompute();
+    }
+}
+
 impl GroupRuntime {
     /// The routable target a hash maps to (source-IP stickiness).
     pub(crate) fn target_by_hash(&self, h: u64) -> Option<SocketAddr> {
@@ -614,30 +428,12 @@ impl GroupRuntime {
     }
 }
 
-impl GroupRuntime {
-    /// A request arrived: it adds to the retry budget.
-    #[inline]
-    pub(crate) fn deposit_retry_budget(&self) {
-        if self.retry_budget.load(Ordering::Relaxed) < RETRY_MAX {
-            self.retry_budget
-                .fetch_add(RETRY_DEPOSIT, Ordering::Relaxed);
-        }
-    }
-
-    /// Takes one retry from the budget; false when the budget is spent, so failures do
-    /// not multiply the load on the remaining targets.
-    pub(crate) fn take_retry(&self) -> bool {
-        self.retry_budget
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
-                (b >= RETRY_COST).then_some(b - RETRY_COST)
-            })
-            .is_ok()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::group_settings::Stickiness;
+    use berth_model::elb::TargetGroup;
+    use std::time::Duration;
 
     fn group(attrs: serde_json::Value) -> Arc<GroupRuntime> {
         let tg: TargetGroup = serde_json::from_value(serde_json::json!({
@@ -646,29 +442,11 @@ mod tests {
         .unwrap();
         GroupRuntime::new(
             "arn:tg",
-            GroupSettings::from_model(&tg).unwrap(),
+            GroupSettings::from_model(&tg, &tg.validate().unwrap()).unwrap(),
             &Metrics::new(&prometheus::Registry::new()),
             Notifier::new(),
             Clock::new(),
         )
-    }
-
-    #[test]
-    fn retries_stay_within_a_fifth_of_requests() {
-        let g = group(serde_json::json!({}));
-        let mut reserve = 0;
-        while g.take_retry() {
-            reserve += 1;
-        }
-        assert_eq!(reserve, 10, "the reserve");
-        for _ in 0..100 {
-            g.deposit_retry_budget();
-        }
-        let mut more = 0;
-        while g.take_retry() {
-            more += 1;
-        }
-        assert_eq!(more, 20);
     }
 
     #[test]

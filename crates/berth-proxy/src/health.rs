@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::group::{GroupRuntime, HealthProtocol, HealthSettings};
+use crate::group_settings::{GroupSettings, HealthProtocol, HealthSettings};
 use crate::pool::UpBody;
 use crate::target::{Health, TargetState};
 
@@ -77,15 +77,24 @@ impl Counter {
     }
 }
 
-pub(crate) fn spawn(group: Weak<GroupRuntime>, target: Arc<TargetState>) -> AbortHandle {
+/// What a health check needs of the target group its target belongs to. The group
+/// implements it; the check holds the group weakly and ends when the group is gone.
+pub(crate) trait HealthChecked: Send + Sync + 'static {
+    /// The group's settings as they are now (the check interval may change).
+    fn current_settings(&self) -> Arc<GroupSettings>;
+    /// A target's health changed: the group recomputes what is routable.
+    fn health_changed(&self);
+}
+
+pub(crate) fn spawn<G: HealthChecked>(group: Weak<G>, target: Arc<TargetState>) -> AbortHandle {
     tokio::spawn(run(group, target)).abort_handle()
 }
 
-async fn run(group: Weak<GroupRuntime>, target: Arc<TargetState>) {
+async fn run<G: HealthChecked>(group: Weak<G>, target: Arc<TargetState>) {
     let mut counter = Counter::default();
     loop {
         let Some(g) = group.upgrade() else { return };
-        let settings = g.settings.load_full();
+        let settings = g.current_settings();
         drop(g);
         let started = Instant::now();
         if !target.is_draining() && !target.is_removed() {
@@ -94,7 +103,7 @@ async fn run(group: Weak<GroupRuntime>, target: Arc<TargetState>) {
                 tracing::debug!(target = %target.addr, ?h, ?outcome, "target health changed");
                 target.set_health(h, status);
                 if let Some(g) = group.upgrade() {
-                    g.recompute();
+                    g.health_changed();
                 }
             }
         }
@@ -240,6 +249,73 @@ mod tests {
             matcher: vec![(200, 200)],
             grpc: None,
         }
+    }
+
+    /// A group that counts its health changes.
+    struct FakeGroup {
+        settings: Arc<GroupSettings>,
+        changes: std::sync::atomic::AtomicUsize,
+        changed: tokio::sync::Notify,
+    }
+
+    impl HealthChecked for FakeGroup {
+        fn current_settings(&self) -> Arc<GroupSettings> {
+            self.settings.clone()
+        }
+
+        fn health_changed(&self) {
+            self.changes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.changed.notify_one();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_check_reports_to_its_group_and_ends_with_it() {
+        use crate::clock::Clock;
+        use crate::metrics::TargetMetrics;
+        use crate::notify::Notifier;
+        use crate::pool::Pool;
+        use berth_model::elb::TargetGroup;
+
+        // A port nothing listens on.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let tg: TargetGroup = serde_json::from_value(
+            serde_json::json!({"targetGroupName": "web", "protocol": "TCP"}),
+        )
+        .unwrap();
+        let settings = GroupSettings::from_model(&tg, &tg.validate().unwrap()).unwrap();
+        assert_eq!(settings.health.protocol, HealthProtocol::Tcp);
+        let group = Arc::new(FakeGroup {
+            settings: Arc::new(settings),
+            changes: Default::default(),
+            changed: tokio::sync::Notify::new(),
+        });
+        let target = Arc::new(TargetState::new(
+            addr,
+            Pool::new(addr),
+            TargetMetrics::noop(),
+            Notifier::new(),
+            Clock::new(),
+            Health::Initial,
+        ));
+        let check = spawn(Arc::downgrade(&group), target.clone());
+        tokio::time::timeout(Duration::from_secs(300), group.changed.notified())
+            .await
+            .expect("two failed checks make the target unhealthy");
+        assert!(target.health().is_unhealthy());
+        assert_eq!(group.changes.load(std::sync::atomic::Ordering::SeqCst), 1);
+        drop(group);
+        tokio::time::timeout(Duration::from_secs(300), async {
+            while !check.is_finished() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+        .await
+        .expect("the check ends once its group is gone");
     }
 
     #[test]

@@ -31,34 +31,54 @@
 //! target groups publish their routable targets as an arc-swap snapshot, per-target
 //! counters are atomics and idle upstream connections sit in a lock-free queue.
 //!
-//! Layout:
-//! - [`config`]: [`ProxyConfig`] in, [`TargetStatus`] out.
-//! - `http`: listeners, the request handler, forwarding and retries.
-//! - `stream`: NLB listeners: byte-stream forwarding and proxy protocol v2.
-//! - `tls`: certificates, SNI selection, ALPN.
+//! Layout, from the top down (a module uses only modules on lines below its own):
+//! - [`config`]: [`ProxyConfig`] in, [`TargetStatus`] out; this file applies it.
+//! - `listener`: bind, accept, connection limit and tracking, TLS and ALPN dispatch.
+//! - `fast_h1`: the HTTP/1.1 fast path (its own codec, one task per connection);
+//!   `hyper_path`: every other HTTP request (HTTP/2, upgrades, streamed bodies, fixed
+//!   responses, redirects); `stream`: NLB listeners, byte streams, proxy protocol v2.
+//! - `attempt`: the request engine the three paths share: excluded targets, attempt
+//!   count, retry budget, failure classification.
+//! - `sticky`: stickiness cookies and source-IP affinity; `elb_error`: responses the
+//!   load balancer generates.
+//! - `context`: what requests see of their listener and client connection.
+//! - `forwarded`: X-Forwarded-* and hop-by-hop headers; `framing`: the
+//!   request-smuggling guard.
 //! - `rules`: rule conditions and actions compiled for matching.
-//! - `group`: target groups: settings, routable snapshot, algorithms.
-//! - `target`: one target's atomics: health, draining gate, in-flight, ejection, latency.
+//! - `group`: target groups: targets, routable snapshot, algorithms.
 //! - `health`: active health checks.
-//! - `pool`: upstream connections.
+//! - `group_settings`: a group's settings compiled from the model; `retry_budget`: a
+//!   group's retry tokens.
 //! - `body`: the response body streamed back to clients.
-//! - `metrics`: Prometheus metrics and their ALB counterparts.
+//! - `target`: one target's atomics: health, draining gate, in-flight, ejection, latency.
+//! - `pool`: upstream connections.
+//! - `tls`: certificates, SNI selection, ALPN; `metrics`: Prometheus metrics and their
+//!   ALB counterparts; `h1_codec`: HTTP/1.1 at the byte level; `clock`, `notify`, `error`.
 
+mod attempt;
 #[doc(hidden)]
 pub mod bench;
 mod body;
 mod clock;
 pub mod config;
+mod context;
+mod elb_error;
 mod error;
+mod fast_h1;
+mod forwarded;
 mod framing;
 mod group;
-mod h1;
+mod group_settings;
+mod h1_codec;
 mod health;
-mod http;
+mod hyper_path;
+mod listener;
 mod metrics;
 mod notify;
 mod pool;
+mod retry_budget;
 mod rules;
+mod sticky;
 mod stream;
 mod target;
 mod tls;
@@ -87,8 +107,11 @@ pub fn check_certificates(listener: &berth_model::elb::Listener) -> Result<(), P
 pub use crate::error::ProxyError;
 
 use crate::clock::Clock;
-use crate::group::{GroupRuntime, GroupSettings};
-use crate::http::{ListenerShared, Mode, Routes, RunningListener, XffMode};
+use crate::context::{ListenerShared, Mode, Routes};
+use crate::forwarded::XffMode;
+use crate::group::GroupRuntime;
+use crate::group_settings::GroupSettings;
+use crate::listener::RunningListener;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::rules::RuleSet;
@@ -173,7 +196,7 @@ impl Proxy {
         let mut groups: HashMap<String, (Arc<GroupRuntime>, GroupSettings, bool)> = HashMap::new();
         for tg in &cfg.target_groups {
             let g = &tg.group;
-            g.validate().map_err(|source| ProxyError::Invalid {
+            let attributes = g.validate().map_err(|source| ProxyError::Invalid {
                 resource: "target group",
                 name: g.target_group_name.clone(),
                 source,
@@ -193,7 +216,7 @@ impl Proxy {
                     ));
                 }
             }
-            let settings = GroupSettings::from_model(g)?;
+            let settings = GroupSettings::from_model(g, &attributes)?;
             let (rt, new) = match state.groups.get(&g.target_group_arn) {
                 Some(rt) => (rt.clone(), false),
                 None => (
@@ -221,30 +244,17 @@ impl Proxy {
         let mut planned: Vec<PlannedListener> = Vec::new();
         let mut seen_arns = HashSet::new();
         for lb in &cfg.load_balancers {
-            lb.validate().map_err(|source| ProxyError::Invalid {
+            let attributes = lb.validate().map_err(|source| ProxyError::Invalid {
                 resource: "load balancer",
                 name: lb.load_balancer_name.clone(),
                 source,
             })?;
-            let xff = match lb
-                .attributes
-                .get("routing.http.xff_header_processing.mode")
-                .map(String::as_str)
-            {
-                Some("preserve") => XffMode::Preserve,
-                Some("remove") => XffMode::Remove,
-                _ => XffMode::Append,
-            };
-            let drop_invalid_headers = lb
-                .attributes
-                .get("routing.http.drop_invalid_header_fields.enabled")
-                .is_some_and(|v| v == "true");
-            let idle_timeout = Duration::from_secs(lb.idle_timeout_seconds() as u64);
-            let max_connections = lb
-                .attributes
-                .get("berth.max_connections")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+            let xff = XffMode::from(attributes.xff_header_processing);
+            let drop_invalid_headers = attributes.drop_invalid_header_fields;
+            let idle_timeout = Duration::from_secs(u64::from(attributes.idle_timeout_seconds));
+            let max_connections = attributes
+                .max_connections
+                .map_or(DEFAULT_MAX_CONNECTIONS, i64::from);
             for l in &lb.listeners {
                 if l.listener_arn.is_empty() {
                     return Err(ProxyError::config(
@@ -273,12 +283,7 @@ impl Proxy {
                 };
                 let tls = match l.protocol {
                     Protocol::Https => {
-                        let h2 = lb
-                            .attributes
-                            .get("routing.http2.enabled")
-                            .map(String::as_str)
-                            != Some("false");
-                        let alpn: &[&[u8]] = if h2 {
+                        let alpn: &[&[u8]] = if attributes.http2_enabled {
                             &[b"h2", b"http/1.1"]
                         } else {
                             &[b"http/1.1"]
@@ -326,13 +331,7 @@ impl Proxy {
                 continue;
             }
             let addr = SocketAddr::new(self.bind_ip, p.port as u16);
-            let l = TcpListener::bind(addr)
-                .await
-                .map_err(|source| ProxyError::Bind {
-                    listener_arn: p.arn.clone(),
-                    addr,
-                    source,
-                })?;
+            let l = listener::bind(&p.arn, addr).await?;
             bound.insert(p.arn.clone(), l);
         }
 

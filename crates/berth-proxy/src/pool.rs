@@ -48,6 +48,9 @@ impl UpSender {
     }
 }
 
+/// How long a connection to a target may take (ALB: 10 s).
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Idle connections kept per target; more are closed when returned.
 const MAX_IDLE_PER_TARGET: usize = 256;
 
@@ -74,7 +77,7 @@ impl std::fmt::Display for ConnectError {
 pub(crate) struct Pool {
     addr: SocketAddr,
     idle: ArrayQueue<http1::SendRequest<UpBody>>,
-    /// Idle plain HTTP/1.1 connections of the fast path ([`crate::h1`]), which speaks
+    /// Idle plain HTTP/1.1 connections of the fast path ([`crate::fast_h1`]), which speaks
     /// HTTP/1.1 on the socket itself.
     raw: ArrayQueue<TcpStream>,
     /// Speak HTTP/2 to the target.

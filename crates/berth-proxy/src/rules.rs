@@ -27,7 +27,7 @@ pub(crate) struct RequestView<'a> {
 }
 
 /// A request's headers as the rules see them: hyper's map, or the raw headers the
-/// HTTP/1.1 fast path parsed (see [`crate::h1`]).
+/// HTTP/1.1 fast path parsed (see [`crate::fast_h1`]).
 #[derive(Clone, Copy)]
 pub(crate) enum ViewHeaders<'a> {
     Map(&'a HeaderMap),
@@ -729,6 +729,16 @@ impl Redirect {
     }
 }
 
+/// A Host value without its port, as host-header conditions match it.
+pub(crate) fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| &host[..h.len() + 1]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
 /// The client address a source-ip condition sees.
 pub(crate) fn source_ip(peer: SocketAddr) -> IpAddr {
     match peer.ip() {
@@ -743,6 +753,13 @@ pub(crate) fn source_ip(peer: SocketAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_port_is_stripped() {
+        assert_eq!(strip_port("example.com:8080"), "example.com");
+        assert_eq!(strip_port("example.com"), "example.com");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+    }
 
     #[test]
     fn wildcards() {

@@ -1,18 +1,22 @@
 //! NLB-style stream listeners (TCP, and TLS terminated here): each client connection is
 //! forwarded as a byte stream to one target of the listener's target group, optionally
 //! preceded by a proxy protocol v2 header carrying the client's address.
+//!
+//! Targets are tried through the shared request engine ([`crate::attempt`]): a target
+//! that refuses the connection is ejected and the next one tried. Once bytes flow there
+//! is no retry. It does not accept connections ([`crate::listener`] does).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use crate::group::{GroupRuntime, Stickiness};
-use crate::http::{ListenerShared, CONNECT_TIMEOUT};
+use crate::attempt::{Attempts, Failure, Verdict};
+use crate::context::ListenerShared;
+use crate::group::GroupRuntime;
+use crate::pool::CONNECT_TIMEOUT;
 use crate::rules::CompiledAction;
-
-const MAX_ATTEMPTS: usize = 3;
+use crate::sticky::Affinity;
 
 /// The proxy protocol v2 header for a TCP connection from `src` to `dst`.
 pub(crate) fn proxy_v2_header(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
@@ -75,35 +79,24 @@ pub(crate) async fn forward<C>(
         return;
     };
     let settings = group.settings.load_full();
-    let preferred = match settings.stickiness {
-        Some(Stickiness::SourceIp) => group.target_by_hash(hash_ip(peer.ip())),
-        _ => None,
-    };
-    let mut exclude = Vec::new();
-    group.deposit_retry_budget();
-    for attempt in 0..MAX_ATTEMPTS {
-        let Some(in_flight) = group.pick(&exclude, preferred) else {
+    let affinity = Affinity::of_connection(settings.stickiness.as_ref(), &group, peer.ip());
+    let mut attempts = Attempts::start(&group, affinity.preferred, false);
+    loop {
+        let Ok(in_flight) = attempts.next() else {
             return;
         };
-        if attempt > 0 {
-            if !group.take_retry() {
-                return;
-            }
-            group.metrics.retries.inc();
-        }
-        let target = in_flight.target().clone();
-        let mut upstream =
-            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target.addr)).await {
-                Ok(Ok(s)) => s,
-                _ => {
-                    target.connect_failed();
-                    exclude.push(target.addr);
-                    continue;
+        let target = in_flight.target();
+        let mut upstream = match target.pool.connect_raw(CONNECT_TIMEOUT).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(target = %target.addr, error = %e, "target connection failed");
+                match attempts.failed(target, false, Failure::Connect) {
+                    Verdict::Retry => continue,
+                    Verdict::Answer(_) => return,
                 }
-            };
-        target.connect_succeeded();
-        target.metrics.requests.inc();
-        let _ = upstream.set_nodelay(true);
+            }
+        };
+        attempts.connected(target);
         if settings.proxy_protocol_v2
             && upstream
                 .write_all(&proxy_v2_header(peer, local))
@@ -118,19 +111,6 @@ pub(crate) async fn forward<C>(
         drop(in_flight);
         return;
     }
-}
-
-fn hash_ip(ip: IpAddr) -> u64 {
-    let bytes = match ip {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
-    };
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h
 }
 
 #[cfg(test)]

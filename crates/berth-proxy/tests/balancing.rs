@@ -5,9 +5,7 @@ mod common;
 use std::time::Duration;
 
 use berth_proxy::{ProxyConfig, TargetGroupConfig};
-use bytes::Bytes;
 use common::*;
-use http_body_util::{BodyExt, Full};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -29,24 +27,29 @@ async fn group_of(
         "web",
         json!({"healthCheckEnabled": false, "attributes": attrs}),
     );
-    let addr = p
-        .apply(simple_config(
-            tg,
-            bs.iter().map(|b| target(b.addr)).collect(),
-        ))
-        .await
-        .unwrap()[LISTENER];
+    let addr = serve_group(&p, tg, bs.iter().map(|b| target(b.addr)).collect()).await;
     (p, addr, bs)
 }
 
-#[tokio::test]
-async fn least_outstanding_requests_avoids_the_busy_target() {
-    let (p, addr, bs) = group_of(
-        2,
-        json!({"load_balancing.algorithm.type": "least_outstanding_requests"}),
-    )
-    .await;
-    let c = client();
+/// A group of `n` backends balanced by `algorithm`.
+async fn balanced_by(
+    n: usize,
+    algorithm: &str,
+) -> (
+    std::sync::Arc<berth_proxy::Proxy>,
+    std::net::SocketAddr,
+    Vec<Backend>,
+) {
+    group_of(n, json!({ "load_balancing.algorithm.type": algorithm })).await
+}
+
+/// Sends a `/slow` request and waits until a backend holds it: the request, and the index
+/// of the busy backend.
+async fn hold_a_slow_request(
+    c: &HttpClient,
+    addr: std::net::SocketAddr,
+    bs: &[Backend],
+) -> (tokio::task::JoinHandle<(u16, String)>, usize) {
     let c2 = c.clone();
     let slow = tokio::spawn(async move { get(&c2, addr, "/slow").await });
     tokio::select! {
@@ -54,6 +57,14 @@ async fn least_outstanding_requests_avoids_the_busy_target() {
         _ = bs[1].slow_arrived.notified() => {}
     }
     let busy = if bs[0].count() == 1 { 0 } else { 1 };
+    (slow, busy)
+}
+
+#[tokio::test]
+async fn least_outstanding_requests_avoids_the_busy_target() {
+    let (p, addr, bs) = balanced_by(2, "least_outstanding_requests").await;
+    let c = client();
+    let (slow, busy) = hold_a_slow_request(&c, addr, &bs).await;
     for _ in 0..10 {
         assert_eq!(get(&c, addr, "/").await.1, bs[1 - busy].name);
     }
@@ -64,11 +75,7 @@ async fn least_outstanding_requests_avoids_the_busy_target() {
 
 #[tokio::test]
 async fn weighted_random_spreads_over_all_targets() {
-    let (p, addr, bs) = group_of(
-        3,
-        json!({"load_balancing.algorithm.type": "weighted_random"}),
-    )
-    .await;
+    let (p, addr, bs) = balanced_by(3, "weighted_random").await;
     let c = client();
     for _ in 0..300 {
         assert_eq!(get(&c, addr, "/").await.0, 200);
@@ -86,17 +93,11 @@ async fn weighted_random_spreads_over_all_targets() {
 
 #[tokio::test]
 async fn peak_ewma_prefers_the_faster_target() {
-    let (p, addr, bs) = group_of(2, json!({"load_balancing.algorithm.type": "peak_ewma"})).await;
+    let (p, addr, bs) = balanced_by(2, "peak_ewma").await;
     let c = client();
-    // b0 holds one request for a long time: its outstanding count and then its latency
-    // make it the expensive choice.
-    let c2 = c.clone();
-    let slow = tokio::spawn(async move { get(&c2, addr, "/slow").await });
-    tokio::select! {
-        _ = bs[0].slow_arrived.notified() => {}
-        _ = bs[1].slow_arrived.notified() => {}
-    }
-    let busy = if bs[0].count() == 1 { 0 } else { 1 };
+    // One backend holds one request for a long time: its outstanding count and then its
+    // latency make it the expensive choice.
+    let (slow, busy) = hold_a_slow_request(&c, addr, &bs).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     bs[busy].release.notify_one();
     assert_eq!(slow.await.unwrap().0, 200);
@@ -124,10 +125,7 @@ async fn slow_start_ramps_a_new_target_up() {
         "web",
         json!({"attributes": {"slow_start.duration_seconds": "100"}}),
     );
-    let addr = p
-        .apply(simple_config(tg.clone(), vec![target(a.addr)]))
-        .await
-        .unwrap()[LISTENER];
+    let addr = serve_group(&p, tg.clone(), vec![target(a.addr)]).await;
     wait_for(&p, |s| all_healthy(s, 1)).await;
     tokio::time::advance(Duration::from_secs(200)).await;
     p.apply(simple_config(tg, vec![target(a.addr), target(b.addr)]))
@@ -159,44 +157,16 @@ async fn slow_start_ramps_a_new_target_up() {
 async fn lb_cookie_stickiness_pins_a_client_to_its_target() {
     let (p, addr, bs) = group_of(3, json!({"stickiness.enabled": "true", "stickiness.type": "lb_cookie", "stickiness.lb_cookie.duration_seconds": "60"})).await;
     let c = client();
-    let resp = c
-        .request(
-            hyper::Request::get(format!("http://{addr}/"))
-                .body(Full::new(Bytes::new()))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    let (headers, first) = get_with_cookie(&c, addr, "/", None).await;
+    let cookie = headers["set-cookie"].to_str().unwrap().to_string();
     assert!(
         cookie.starts_with("AWSALB=") && cookie.contains("Max-Age=60"),
         "{cookie}"
     );
-    let first = String::from_utf8(
-        resp.into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
     let pair = cookie.split(';').next().unwrap().to_string();
     for _ in 0..20 {
-        let r = hyper::Request::get(format!("http://{addr}/"))
-            .header("cookie", &pair)
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let body = c
-            .request(r)
-            .await
-            .unwrap()
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes();
-        assert_eq!(String::from_utf8_lossy(&body), first);
+        let (_, body) = get_with_cookie(&c, addr, "/", Some(&pair)).await;
+        assert_eq!(body, first);
     }
     let pinned = bs.iter().find(|b| b.name == first).unwrap();
     assert_eq!(pinned.count(), 21);
@@ -207,28 +177,13 @@ async fn lb_cookie_stickiness_pins_a_client_to_its_target() {
 async fn app_cookie_stickiness_follows_the_application_cookie() {
     let (p, addr, bs) = group_of(2, json!({"stickiness.enabled": "true", "stickiness.type": "app_cookie", "stickiness.app_cookie.cookie_name": "session"})).await;
     let c = client();
-    let resp = c
-        .request(
-            hyper::Request::get(format!("http://{addr}/"))
-                .body(Full::new(Bytes::new()))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let (headers, _) = get_with_cookie(&c, addr, "/", None).await;
     assert!(
-        !resp.headers().contains_key("set-cookie"),
+        !headers.contains_key("set-cookie"),
         "no app cookie, no stickiness cookie"
     );
-    let resp = c
-        .request(
-            hyper::Request::get(format!("http://{addr}/setcookie"))
-                .body(Full::new(Bytes::new()))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let cookies: Vec<String> = resp
-        .headers()
+    let (headers, first) = get_with_cookie(&c, addr, "/setcookie", None).await;
+    let cookies: Vec<String> = headers
         .get_all("set-cookie")
         .iter()
         .map(|v| v.to_str().unwrap().to_string())
@@ -241,30 +196,9 @@ async fn app_cookie_stickiness_follows_the_application_cookie() {
         .next()
         .unwrap()
         .to_string();
-    let first = String::from_utf8(
-        resp.into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
     for _ in 0..10 {
-        let r = hyper::Request::get(format!("http://{addr}/"))
-            .header("cookie", format!("session=abc; {lb}"))
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let body = c
-            .request(r)
-            .await
-            .unwrap()
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes();
-        assert_eq!(String::from_utf8_lossy(&body), first);
+        let (_, body) = get_with_cookie(&c, addr, "/", Some(&format!("session=abc; {lb}"))).await;
+        assert_eq!(body, first);
     }
     assert!(bs.iter().any(|b| b.count() >= 11));
     p.shutdown().await;

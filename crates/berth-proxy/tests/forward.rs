@@ -44,13 +44,7 @@ async fn a_new_target_gets_no_traffic_before_its_first_passing_check() {
     b.health_status
         .store(500, std::sync::atomic::Ordering::SeqCst);
     let (p, _) = proxy();
-    let addr = p
-        .apply(simple_config(
-            target_group(TG, "web", json!({})),
-            vec![target(a.addr)],
-        ))
-        .await
-        .unwrap()[LISTENER];
+    let addr = serve_group(&p, target_group(TG, "web", json!({})), vec![target(a.addr)]).await;
     wait_for(&p, |s| all_healthy(s, 1)).await;
     p.apply(simple_config(
         target_group(TG, "web", json!({})),
@@ -78,10 +72,7 @@ async fn disabled_health_checks_make_targets_unavailable_and_routable() {
     let a = Backend::start("a").await;
     let (p, _) = proxy();
     let tg = target_group(TG, "web", json!({"healthCheckEnabled": false}));
-    let addr = p
-        .apply(simple_config(tg, vec![target(a.addr)]))
-        .await
-        .unwrap()[LISTENER];
+    let addr = serve_group(&p, tg, vec![target(a.addr)]).await;
     let s = p.target_statuses();
     assert_eq!(s[0].health.state, TargetHealthState::Unavailable);
     assert_eq!(
@@ -96,7 +87,7 @@ async fn disabled_health_checks_make_targets_unavailable_and_routable() {
 async fn no_targets_gives_503_and_connection_failures_502() {
     let (p, r) = proxy();
     let tg = target_group(TG, "web", json!({"healthCheckEnabled": false}));
-    let addr = p.apply(simple_config(tg.clone(), vec![])).await.unwrap()[LISTENER];
+    let addr = serve_group(&p, tg.clone(), vec![]).await;
     let c = client();
     let (status, body) = get(&c, addr, "/").await;
     assert_eq!(status, 503);
@@ -135,10 +126,7 @@ async fn a_refused_connection_is_retried_on_another_target_and_ejected() {
     drop(dead);
     let (p, r) = proxy();
     let tg = target_group(TG, "web", json!({"healthCheckEnabled": false}));
-    let addr = p
-        .apply(simple_config(tg, vec![target(dead_addr), target(a.addr)]))
-        .await
-        .unwrap()[LISTENER];
+    let addr = serve_group(&p, tg, vec![target(dead_addr), target(a.addr)]).await;
     let c = client();
     for _ in 0..20 {
         assert_eq!(get(&c, addr, "/").await, (200, "a".to_string()));
@@ -162,13 +150,12 @@ async fn killed_target_process_does_not_fail_requests() {
     let a = Backend::start("a").await;
     let b = Backend::start("b").await;
     let (p, _) = proxy();
-    let addr = p
-        .apply(simple_config(
-            target_group(TG, "web", json!({})),
-            vec![target(a.addr), target(b.addr)],
-        ))
-        .await
-        .unwrap()[LISTENER];
+    let addr = serve_group(
+        &p,
+        target_group(TG, "web", json!({})),
+        vec![target(a.addr), target(b.addr)],
+    )
+    .await;
     wait_for(&p, |s| all_healthy(s, 2)).await;
     let c = client();
     for _ in 0..4 {
@@ -192,13 +179,7 @@ async fn draining_ends_when_the_last_in_flight_request_finishes() {
         "web",
         json!({"healthCheckEnabled": false, "attributes": {"load_balancing.algorithm.type": "least_outstanding_requests"}}),
     );
-    let addr = p
-        .apply(simple_config(
-            tg.clone(),
-            vec![target(a.addr), target(b.addr)],
-        ))
-        .await
-        .unwrap()[LISTENER];
+    let addr = serve_group(&p, tg.clone(), vec![target(a.addr), target(b.addr)]).await;
     // A slow request pinned on a (b has one outstanding below, so LOR picks a).
     let c = client();
     let c2 = c.clone();
@@ -261,10 +242,7 @@ async fn draining_ends_after_the_deregistration_delay() {
         "web",
         json!({"healthCheckEnabled": false, "attributes": {"deregistration_delay.timeout_seconds": "30"}}),
     );
-    let addr = p
-        .apply(simple_config(tg.clone(), vec![target(a.addr)]))
-        .await
-        .unwrap()[LISTENER];
+    let addr = serve_group(&p, tg.clone(), vec![target(a.addr)]).await;
     let c = client();
     let slow = tokio::spawn(async move { get(&c, addr, "/slow").await });
     a.slow_arrived.notified().await;
@@ -343,13 +321,7 @@ async fn all_unhealthy_fails_open() {
     a.health_status
         .store(500, std::sync::atomic::Ordering::SeqCst);
     let (p, r) = proxy();
-    let addr = p
-        .apply(simple_config(
-            target_group(TG, "web", json!({})),
-            vec![target(a.addr)],
-        ))
-        .await
-        .unwrap()[LISTENER];
+    let addr = serve_group(&p, target_group(TG, "web", json!({})), vec![target(a.addr)]).await;
     wait_for(&p, |s| s[0].health.state == TargetHealthState::Unhealthy).await;
     assert_eq!(get(&client(), addr, "/").await, (200, "a".to_string()));
     assert_eq!(
@@ -376,10 +348,7 @@ async fn an_invalid_config_changes_nothing() {
     let a = Backend::start("a").await;
     let (p, _) = proxy();
     let tg = target_group(TG, "web", json!({"healthCheckEnabled": false}));
-    let addr = p
-        .apply(simple_config(tg.clone(), vec![target(a.addr)]))
-        .await
-        .unwrap()[LISTENER];
+    let addr = serve_group(&p, tg.clone(), vec![target(a.addr)]).await;
     // A forward to a target group that is not in the configuration.
     let mut bad = simple_config(tg.clone(), vec![]);
     bad.target_groups.clear();
@@ -450,10 +419,7 @@ async fn targets_change_under_load_without_a_failed_request() {
         "web",
         json!({"attributes": {"deregistration_delay.timeout_seconds": "5"}}),
     );
-    let addr = p
-        .apply(simple_config(tg.clone(), vec![target(backends[0].addr)]))
-        .await
-        .unwrap()[LISTENER];
+    let addr = serve_group(&p, tg.clone(), vec![target(backends[0].addr)]).await;
     wait_for(&p, |s| all_healthy(s, 1)).await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut load = Vec::new();

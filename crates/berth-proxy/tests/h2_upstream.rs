@@ -17,10 +17,7 @@ async fn grpc_target_group_speaks_h2_and_passes_trailers() {
         "grpc",
         json!({"protocolVersion": "GRPC", "healthCheckEnabled": false}),
     );
-    let addr = p
-        .apply(simple_config(tg, vec![target(backend.addr)]))
-        .await
-        .unwrap()[LISTENER];
+    let addr = serve_group(&p, tg, vec![target(backend.addr)]).await;
 
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut send, conn) =
@@ -56,10 +53,7 @@ async fn http1_clients_reach_http2_targets() {
         "h2",
         json!({"protocolVersion": "HTTP2", "healthCheckEnabled": false}),
     );
-    let addr = p
-        .apply(simple_config(tg, vec![target(backend.addr)]))
-        .await
-        .unwrap()[LISTENER];
+    let addr = serve_group(&p, tg, vec![target(backend.addr)]).await;
     let c = client();
     for _ in 0..3 {
         assert_eq!(get(&c, addr, "/").await, (200, "h2".to_string()));

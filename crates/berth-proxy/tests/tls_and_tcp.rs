@@ -345,10 +345,7 @@ async fn https_target_groups_are_reached_over_tls_and_health_checked() {
             "secure",
             json!({"protocol": "HTTPS", "protocolVersion": version, "healthCheckPath": "/"}),
         );
-        let addr = p
-            .apply(simple_config(tg, vec![target(backend)]))
-            .await
-            .unwrap()[LISTENER];
+        let addr = serve_group(&p, tg, vec![target(backend)]).await;
         wait_for(&p, |s| all_healthy(s, 1)).await;
         let (status, body) = get(&client(), addr, "/x").await;
         assert_eq!(status, 200);

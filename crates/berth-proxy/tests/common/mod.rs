@@ -42,99 +42,29 @@ impl Backend {
 
     pub fn serve(name: &str, listener: TcpListener) -> Backend {
         let addr = listener.local_addr().unwrap();
-        let requests = Arc::new(AtomicU64::new(0));
-        let health_status = Arc::new(AtomicU16::new(200));
-        let release = Arc::new(Notify::new());
-        let last_headers = Arc::new(std::sync::Mutex::new(String::new()));
-        let slow_arrived = Arc::new(Notify::new());
+        let shared = BackendShared {
+            name: name.to_string(),
+            requests: Arc::new(AtomicU64::new(0)),
+            health_status: Arc::new(AtomicU16::new(200)),
+            release: Arc::new(Notify::new()),
+            slow_arrived: Arc::new(Notify::new()),
+            last_headers: Arc::new(std::sync::Mutex::new(String::new())),
+        };
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let (n, r, h, rel, lh, sa) = (
-            name.to_string(),
-            requests.clone(),
-            health_status.clone(),
-            release.clone(),
-            last_headers.clone(),
-            slow_arrived.clone(),
-        );
         let mut accept_stop = stop_rx.clone();
+        let backend = shared.clone();
         tokio::spawn(async move {
             loop {
                 let (s, _) = tokio::select! {
                     r = listener.accept() => match r { Ok(x) => x, Err(_) => return },
                     _ = accept_stop.changed() => return,
                 };
-                let (n, r, h, rel, lh, sa) = (
-                    n.clone(),
-                    r.clone(),
-                    h.clone(),
-                    rel.clone(),
-                    lh.clone(),
-                    sa.clone(),
-                );
+                let backend = backend.clone();
                 let mut conn_stop = stop_rx.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
-                        let (n, r, h, rel, lh, sa) = (
-                            n.clone(),
-                            r.clone(),
-                            h.clone(),
-                            rel.clone(),
-                            lh.clone(),
-                            sa.clone(),
-                        );
-                        async move {
-                            if req.uri().path() == "/health" {
-                                let code = h.load(Ordering::SeqCst);
-                                let mut resp = Response::new(http_body_util::Either::Left(
-                                    Full::new(Bytes::from("ok")),
-                                ));
-                                *resp.status_mut() = hyper::StatusCode::from_u16(code).unwrap();
-                                return Ok::<_, Infallible>(resp);
-                            }
-                            r.fetch_add(1, Ordering::SeqCst);
-                            let mut hs = format!("version: {:?}\n", req.version());
-                            for (k, v) in req.headers() {
-                                hs.push_str(&format!("{}: {}\n", k, v.to_str().unwrap_or("?")));
-                            }
-                            *lh.lock().unwrap() = hs;
-                            if req.uri().path() == "/trailers" {
-                                let mut t = hyper::HeaderMap::new();
-                                t.insert("grpc-status", "0".parse().unwrap());
-                                let frames = vec![
-                                    Ok::<_, Infallible>(hyper::body::Frame::data(Bytes::from(
-                                        n.clone(),
-                                    ))),
-                                    Ok(hyper::body::Frame::trailers(t)),
-                                ];
-                                let body =
-                                    http_body_util::StreamBody::new(futures::stream::iter(frames));
-                                return Ok(Response::new(http_body_util::Either::Right(body)));
-                            }
-                            if req.uri().path() == "/slow" {
-                                sa.notify_one();
-                                rel.notified().await;
-                            }
-                            let path = req.uri().path().to_string();
-                            let body = req
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            let text = if body.is_empty() {
-                                n.clone()
-                            } else {
-                                format!("{n}:{}", String::from_utf8_lossy(&body))
-                            };
-                            let mut resp = Response::new(http_body_util::Either::Left(Full::new(
-                                Bytes::from(text),
-                            )));
-                            if path == "/setcookie" {
-                                resp.headers_mut()
-                                    .insert("set-cookie", "session=abc".parse().unwrap());
-                            }
-                            Ok(resp)
-                        }
+                        let backend = backend.clone();
+                        async move { Ok::<_, Infallible>(backend.answer(req).await) }
                     });
                     let builder =
                         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -147,13 +77,13 @@ impl Backend {
             }
         });
         Backend {
-            name: name.to_string(),
+            name: shared.name,
             addr,
-            requests,
-            health_status,
-            release,
-            slow_arrived,
-            last_headers,
+            requests: shared.requests,
+            health_status: shared.health_status,
+            release: shared.release,
+            slow_arrived: shared.slow_arrived,
+            last_headers: shared.last_headers,
             stop,
         }
     }
@@ -166,6 +96,74 @@ impl Backend {
     /// connections are dropped.
     pub fn kill(&self) {
         let _ = self.stop.send(true);
+    }
+}
+
+type BackendBody = http_body_util::Either<
+    Full<Bytes>,
+    http_body_util::StreamBody<
+        futures::stream::Iter<std::vec::IntoIter<Result<hyper::body::Frame<Bytes>, Infallible>>>,
+    >,
+>;
+
+/// What a backend's connections share with the [`Backend`] handle.
+#[derive(Clone)]
+struct BackendShared {
+    name: String,
+    requests: Arc<AtomicU64>,
+    health_status: Arc<AtomicU16>,
+    release: Arc<Notify>,
+    slow_arrived: Arc<Notify>,
+    last_headers: Arc<std::sync::Mutex<String>>,
+}
+
+impl BackendShared {
+    async fn answer(&self, req: Request<Incoming>) -> Response<BackendBody> {
+        if req.uri().path() == "/health" {
+            let code = self.health_status.load(Ordering::SeqCst);
+            let mut resp =
+                Response::new(http_body_util::Either::Left(Full::new(Bytes::from("ok"))));
+            *resp.status_mut() = hyper::StatusCode::from_u16(code).unwrap();
+            return resp;
+        }
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        let mut hs = format!("version: {:?}\n", req.version());
+        for (k, v) in req.headers() {
+            hs.push_str(&format!("{}: {}\n", k, v.to_str().unwrap_or("?")));
+        }
+        *self.last_headers.lock().unwrap() = hs;
+        if req.uri().path() == "/trailers" {
+            let mut t = hyper::HeaderMap::new();
+            t.insert("grpc-status", "0".parse().unwrap());
+            let frames = vec![
+                Ok::<_, Infallible>(hyper::body::Frame::data(Bytes::from(self.name.clone()))),
+                Ok(hyper::body::Frame::trailers(t)),
+            ];
+            let body = http_body_util::StreamBody::new(futures::stream::iter(frames));
+            return Response::new(http_body_util::Either::Right(body));
+        }
+        if req.uri().path() == "/slow" {
+            self.slow_arrived.notify_one();
+            self.release.notified().await;
+        }
+        let path = req.uri().path().to_string();
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let text = if body.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}:{}", self.name, String::from_utf8_lossy(&body))
+        };
+        let mut resp = Response::new(http_body_util::Either::Left(Full::new(Bytes::from(text))));
+        if path == "/setcookie" {
+            resp.headers_mut()
+                .insert("set-cookie", "session=abc".parse().unwrap());
+        }
+        resp
     }
 }
 
@@ -234,6 +232,12 @@ pub fn simple_config(group: TargetGroup, targets: Vec<ProxyTarget>) -> ProxyConf
     }
 }
 
+/// Serves `group` with `targets` behind the listener of [`simple_config`]; returns the
+/// listener's address.
+pub async fn serve_group(p: &Proxy, group: TargetGroup, targets: Vec<ProxyTarget>) -> SocketAddr {
+    p.apply(simple_config(group, targets)).await.unwrap()[LISTENER]
+}
+
 pub type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
 pub fn client() -> HttpClient {
@@ -248,6 +252,27 @@ pub async fn get(c: &HttpClient, addr: SocketAddr, path: &str) -> (u16, String) 
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// GETs `path`, with `cookie` as the Cookie header when given: the response's headers and
+/// body.
+pub async fn get_with_cookie(
+    c: &HttpClient,
+    addr: SocketAddr,
+    path: &str,
+    cookie: Option<&str>,
+) -> (hyper::HeaderMap, String) {
+    let mut req = Request::get(format!("http://{addr}{path}"));
+    if let Some(cookie) = cookie {
+        req = req.header("cookie", cookie);
+    }
+    let resp = c
+        .request(req.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .expect("request");
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (parts.headers, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// Waits (on the proxy's change notifications) until `f` holds for the statuses.

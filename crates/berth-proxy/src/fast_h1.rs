@@ -11,37 +11,44 @@
 //! group over plain TCP, [`serve`] returns the connection with every byte it has read and
 //! not answered, and hyper serves the rest of the connection from that request on. So
 //! every error answer for malformed input (400, 431) stays hyper's.
+//!
+//! Targets are tried through the shared request engine ([`crate::attempt`]); stickiness
+//! and forwarded headers come from [`crate::sticky`] and [`crate::forwarded`], the bytes
+//! of messages from [`crate::h1_codec`]. It does not accept connections
+//! ([`crate::listener`] does).
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use berth_model::elb::Protocol;
 use bytes::{Buf, BytesMut};
-use http::{Method, StatusCode};
+use http::Method;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
+use crate::attempt::{is_idempotent, Attempts, Failure, Verdict};
 use crate::clock::Clock;
-use crate::group::{GroupRuntime, Stickiness};
-use crate::http::{
-    choose_group, decode_target, encode_target, idempotent, strip_port, ConnCtx, XffMode,
-    APP_STICKY_COOKIE, CONNECT_TIMEOUT, HEADER_READ_TIMEOUT, LB_COOKIE, MAX_ATTEMPTS,
-    MAX_HEADER_BYTES, MAX_STALE_REPLAYS, TG_COOKIE,
+use crate::context::{ConnCtx, ListenerShared, HEADER_READ_TIMEOUT, MAX_HEADER_BYTES};
+use crate::elb_error;
+use crate::forwarded;
+use crate::group::GroupRuntime;
+use crate::h1_codec::{
+    parse_len, parse_response, put_header, write_status, ChunkedEnd, Framing, Parsed, RespHead,
+    MAX_RESPONSE_HEADERS,
 };
-use crate::metrics::ListenerMetrics;
-use crate::rules::{source_ip, CompiledAction, RequestView, ViewHeaders};
-use berth_model::elb::Protocol;
+use crate::pool::CONNECT_TIMEOUT;
+use crate::rules::{source_ip, strip_port, CompiledAction, RequestView, ViewHeaders};
+use crate::sticky::{self, Affinity, TG_COOKIE};
+use crate::target::InFlight;
 
 /// Request headers the fast path parses; a request with more goes to hyper.
 const MAX_REQUEST_HEADERS: usize = 64;
-/// Response headers accepted from a target.
-const MAX_RESPONSE_HEADERS: usize = 128;
 /// Requests whose body is larger than this go to hyper, which streams them.
 pub(crate) const MAX_BUFFERED_BODY: usize = 64 * 1024;
 /// Free space below which a read buffer grows before the next read.
@@ -52,9 +59,9 @@ const READ_CHUNK: usize = 16 * 1024;
 pub(crate) enum Exit<T> {
     /// The connection is finished (closed by either side, idle, or the listener stopped).
     Closed,
-    /// Hyper serves the rest: the connection and the bytes read from it not yet served,
-    /// starting with the request the fast path declined.
-    Fallback(T, BytesMut),
+    /// Hyper serves the rest: the connection, reading first the bytes read from it and
+    /// not yet served, starting with the request the fast path declined.
+    Fallback(Prefixed<T>),
 }
 
 /// Serves HTTP/1.1 requests on `io` until the connection ends or a request needs hyper.
@@ -88,11 +95,11 @@ where
             if !c.buf.is_empty() {
                 match prepare(&c.buf, cx, &mut c.out) {
                     Prep::Forward(p) => break p,
-                    Prep::Fallback => return Exit::Fallback(c.io, c.buf),
+                    Prep::Fallback => return Exit::Fallback(Prefixed::new(c.buf, c.io)),
                     Prep::More => {}
                 }
                 if c.buf.len() >= MAX_HEADER_BYTES + MAX_BUFFERED_BODY {
-                    return Exit::Fallback(c.io, c.buf);
+                    return Exit::Fallback(Prefixed::new(c.buf, c.io));
                 }
             }
             let between_requests = c.buf.is_empty();
@@ -132,8 +139,7 @@ struct Plan {
     /// Bytes of the client buffer the request takes (head and body).
     len: usize,
     group: Arc<GroupRuntime>,
-    preferred: Option<SocketAddr>,
-    stickiness: Option<Stickiness>,
+    affinity: Affinity,
     /// `AWSALBTG` to set, after a weighted choice with target-group stickiness.
     tg_cookie: Option<String>,
     head: bool,
@@ -248,7 +254,8 @@ fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
     let CompiledAction::Forward(f) = action else {
         return Prep::Fallback;
     };
-    let Some((group, tg_cookie)) = choose_group(f, || raw_cookie(headers, TG_COOKIE)) else {
+    let Some((group, tg_cookie)) = sticky::choose_group(f, || raw_cookie(headers, TG_COOKIE))
+    else {
         return Prep::Fallback;
     };
     let settings = group.settings.load();
@@ -266,13 +273,7 @@ fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
     if body_len > 0 {
         l.metrics.processed_bytes.inc_by(body_len as u64);
     }
-    let preferred = match &stickiness {
-        Some(Stickiness::LbCookie { .. }) => raw_cookie(headers, LB_COOKIE).and_then(decode_target),
-        Some(Stickiness::AppCookie { .. }) => {
-            raw_cookie(headers, APP_STICKY_COOKIE).and_then(decode_target)
-        }
-        _ => None,
-    };
+    let affinity = Affinity::of_request(stickiness, |name| raw_cookie(headers, name));
 
     // The request as the target gets it.
     out.clear();
@@ -280,103 +281,36 @@ fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let xff = routes.xff;
-    let mut prev_xff: Option<&[u8]> = None;
-    for h in headers {
-        let n = h.name.as_bytes();
-        if skip_request_header(n) {
-            continue;
-        }
-        if n.eq_ignore_ascii_case(b"x-forwarded-for") {
-            match xff {
-                XffMode::Preserve => {}
-                XffMode::Append => {
-                    if prev_xff.is_none() {
-                        prev_xff = Some(h.value);
-                    }
-                    continue;
-                }
-                XffMode::Remove => continue,
-            }
-        }
-        if routes.drop_invalid_headers && !n.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            continue;
-        }
-        put_header(out, n, h.value);
-    }
-    if xff == XffMode::Append {
-        out.extend_from_slice(b"x-forwarded-for: ");
-        if let Some(p) = prev_xff {
-            out.extend_from_slice(p);
-            out.extend_from_slice(b", ");
-        }
-        out.extend_from_slice(cx.client_ip.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"x-forwarded-proto: ");
-    out.extend_from_slice(cx.scheme.as_bytes());
-    out.extend_from_slice(b"\r\nx-forwarded-port: ");
-    out.extend_from_slice(cx.port_value.as_bytes());
-    out.extend_from_slice(b"\r\n\r\n");
+    forwarded::write_request_headers(
+        out,
+        headers,
+        routes.xff,
+        routes.drop_invalid_headers,
+        &cx.forwarded,
+    );
+    out.extend_from_slice(b"\r\n");
     out.extend_from_slice(&buf[head_len..len]);
 
     Prep::Forward(Plan {
         len,
         group,
-        preferred,
-        stickiness,
+        affinity,
         tg_cookie,
         head: method == Method::HEAD,
-        idempotent: idempotent(&method),
+        idempotent: is_idempotent(&method),
         close,
     })
 }
 
-/// A Content-Length value: digits only.
-fn parse_len(v: &[u8]) -> Option<usize> {
-    let v = v.trim_ascii();
-    if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(
-        v.iter()
-            .fold(0usize, |n, &d| n * 10 + usize::from(d - b'0')),
-    )
-}
-
-/// Headers the proxy sets itself or that belong to one hop.
-fn skip_request_header(n: &[u8]) -> bool {
-    match n.len() {
-        2 => n.eq_ignore_ascii_case(b"te"),
-        7 => n.eq_ignore_ascii_case(b"trailer"),
-        10 => n.eq_ignore_ascii_case(b"connection") || n.eq_ignore_ascii_case(b"keep-alive"),
-        16 => {
-            n.eq_ignore_ascii_case(b"proxy-connection")
-                || n.eq_ignore_ascii_case(b"x-forwarded-port")
-        }
-        17 => n.eq_ignore_ascii_case(b"x-forwarded-proto"),
-        _ => false,
-    }
-}
-
-fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
-
 /// The value of cookie `name` in the request's Cookie headers.
 fn raw_cookie<'a>(headers: &'a [httparse::Header<'_>], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
-        .filter_map(|h| std::str::from_utf8(h.value).ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+    sticky::cookie(
+        headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
+            .map(|h| h.value),
+        name,
+    )
 }
 
 /// The connection-wide idle timeout: one timer, moved only when it fires early.
@@ -433,16 +367,6 @@ struct Conn<T> {
     idle: Idle,
 }
 
-/// The framing of a target's response body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    Empty,
-    Length(u64),
-    Chunked,
-    /// Ends when the target closes the connection.
-    Close,
-}
-
 impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
     async fn read_client(&mut self) -> Wait<io::Result<usize>> {
         match read_idle(&mut self.io, &mut self.buf, &mut self.idle).await {
@@ -478,30 +402,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
     async fn forward(&mut self, plan: Plan, cx: &ConnCtx, stop: &watch::Receiver<bool>) -> bool {
         let l = &cx.listener;
         let group = &plan.group;
-        let mut exclude: Vec<SocketAddr> = Vec::new();
-        let mut picked_any = false;
-        let mut attempt = 0;
-        let mut stale = 0;
-        group.deposit_retry_budget();
-        let failure = loop {
-            if attempt >= MAX_ATTEMPTS {
-                break StatusCode::BAD_GATEWAY;
-            }
-            let Some(in_flight) = group.pick(&exclude, plan.preferred) else {
-                break if picked_any {
-                    StatusCode::BAD_GATEWAY
-                } else {
-                    StatusCode::SERVICE_UNAVAILABLE
-                };
+        let mut attempts = Attempts::start(group, plan.affinity.preferred, plan.idempotent);
+        let status = loop {
+            let in_flight = match attempts.next() {
+                Ok(f) => f,
+                Err(status) => break status,
             };
-            picked_any = true;
-            if attempt > 0 {
-                if !group.take_retry() {
-                    break StatusCode::BAD_GATEWAY;
-                }
-                group.metrics.retries.inc();
-            }
-            attempt += 1;
             let target = in_flight.target();
             let (mut up, reused) = match target.pool.checkout_raw() {
                 Some(s) => (s, true),
@@ -509,93 +415,70 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
                     Ok(s) => (s, false),
                     Err(e) => {
                         tracing::debug!(target = %target.addr, error = %e, "target connection failed");
-                        target.connect_failed();
-                        exclude.push(target.addr);
-                        continue;
+                        match attempts.failed(target, false, Failure::Connect) {
+                            Verdict::Retry => continue,
+                            Verdict::Answer(status) => break status,
+                        }
                     }
                 },
             };
-            target.connect_succeeded();
-            target.metrics.requests.inc();
+            attempts.connected(target);
             let start = Instant::now();
             match self.exchange_head(&mut up).await {
                 Ok(head) => {
-                    let elapsed = start.elapsed();
-                    target.observe_latency(elapsed.as_nanos() as f64);
-                    target.metrics.response(head.status, elapsed.as_secs_f64());
+                    attempts.responded(target, head.status, start.elapsed());
                     return self
                         .respond(head, up, &plan, in_flight, l, stop)
                         .await
                         .unwrap_or(false);
                 }
-                Err(Exchange::Unsent) if reused && stale < MAX_STALE_REPLAYS => {
-                    // A pooled connection the target had closed: the request never
-                    // reached it. Go again without spending an attempt.
-                    stale += 1;
-                    attempt -= 1;
-                    target.pool.clear();
-                }
-                Err(Exchange::Unsent) => {
-                    target.connect_failed();
-                    exclude.push(target.addr);
-                }
-                Err(Exchange::NoResponse) if plan.idempotent => {
-                    if reused && stale < MAX_STALE_REPLAYS {
-                        // Most likely the keep-alive race: the target closed the
-                        // connection as the request went out. Replay it.
-                        stale += 1;
-                        attempt -= 1;
-                        target.pool.clear();
-                    } else {
-                        if !reused {
-                            target.connect_failed();
-                        }
-                        exclude.push(target.addr);
+                Err(failure) => {
+                    tracing::debug!(target = %target.addr, ?failure, "target request failed");
+                    match attempts.failed(target, reused, failure) {
+                        Verdict::Retry => {}
+                        Verdict::Answer(status) => break status,
                     }
                 }
-                Err(Exchange::NoResponse | Exchange::Bad) => {
-                    tracing::debug!(target = %target.addr, "target request failed");
-                    break StatusCode::BAD_GATEWAY;
-                }
-                Err(Exchange::Idle) => break StatusCode::GATEWAY_TIMEOUT,
             }
         };
         // Nothing was written to the client yet: it gets an error response.
         let close = plan.close || *stop.borrow();
-        elb_error(&mut self.out, failure, &l.metrics, close);
+        elb_error::write(&mut self.out, status, &l.metrics, close);
         self.write_client().await.is_ok() && !close
     }
 
     /// Writes the request in `out` to the target and reads the response head into `up`,
     /// skipping interim (1xx) responses.
-    async fn exchange_head(&mut self, up: &mut TcpStream) -> Result<RespHead, Exchange> {
+    async fn exchange_head(&mut self, up: &mut TcpStream) -> Result<RespHead, Failure> {
         let w = tokio::select! {
             biased;
             r = up.write_all(&self.out) => Some(r),
             _ = Expired(&mut self.idle) => None,
         };
         match w {
-            None => return Err(Exchange::Idle),
-            Some(Err(_)) => return Err(Exchange::Unsent),
+            None => return Err(Failure::Timeout),
+            Some(Err(_)) => return Err(Failure::Unsent),
             Some(Ok(())) => {}
         }
         self.up.clear();
         loop {
             match read_idle(up, &mut self.up, &mut self.idle).await {
-                None => return Err(Exchange::Idle),
+                None => return Err(Failure::Timeout),
                 Some(Ok(0)) | Some(Err(_)) => {
                     return Err(if self.up.is_empty() {
-                        Exchange::NoResponse
+                        Failure::NoResponse
                     } else {
-                        Exchange::Bad
+                        Failure::BadResponse
                     });
                 }
                 Some(Ok(_)) => {}
             }
             match parse_response(&self.up) {
-                Parsed::More if self.up.len() > MAX_HEADER_BYTES => return Err(Exchange::Bad),
+                Parsed::More if self.up.len() > MAX_HEADER_BYTES => {
+                    return Err(Failure::BadResponse)
+                }
                 Parsed::More => {}
-                Parsed::Bad => return Err(Exchange::Bad),
+                Parsed::Bad => return Err(Failure::BadResponse),
                 Parsed::Interim(n) => {
                     self.up.advance(n);
                     // A whole final head may already be here.
@@ -615,8 +498,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         head: RespHead,
         mut up: TcpStream,
         plan: &Plan,
-        in_flight: crate::target::InFlight,
-        l: &crate::http::ListenerShared,
+        in_flight: InFlight,
+        l: &ListenerShared,
         stop: &watch::Receiver<bool>,
     ) -> Result<bool, ()> {
         let target = in_flight.target();
@@ -638,42 +521,25 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
                 return Err(());
             }
             write_status(&mut self.out, head.status, resp.reason.unwrap_or(""));
-            let named = connection_tokens(resp.headers);
+            let named = forwarded::connection_tokens(resp.headers);
+            let app_cookie = plan.affinity.app_cookie();
             let mut sets_app_cookie = false;
             for h in resp.headers.iter() {
                 let n = h.name.as_bytes();
                 if skip_response_header(n) || named.iter().any(|t| t.eq_ignore_ascii_case(n)) {
                     continue;
                 }
-                if let Some(Stickiness::AppCookie { name, .. }) = &plan.stickiness {
+                if let Some(name) = app_cookie {
                     if n.eq_ignore_ascii_case(b"set-cookie") {
-                        sets_app_cookie |= h
-                            .value
-                            .split(|&b| b == b'=')
-                            .next()
-                            .is_some_and(|k| k.trim_ascii() == name.as_bytes());
+                        sets_app_cookie |= sticky::sets_cookie(h.value, name);
                     }
                 }
                 put_header(&mut self.out, n, h.value);
             }
-            match &plan.stickiness {
-                Some(Stickiness::LbCookie { duration }) if plan.preferred != Some(target.addr) => {
-                    set_cookie(
-                        &mut self.out,
-                        LB_COOKIE,
-                        &encode_target(target.addr),
-                        *duration,
-                    );
-                }
-                Some(Stickiness::AppCookie { duration, .. }) if sets_app_cookie => {
-                    set_cookie(
-                        &mut self.out,
-                        APP_STICKY_COOKIE,
-                        &encode_target(target.addr),
-                        *duration,
-                    );
-                }
-                _ => {}
+            if let Some(c) = plan.affinity.response_cookie(target.addr, sets_app_cookie) {
+                self.out.extend_from_slice(b"set-cookie: ");
+                c.write_value(&mut self.out);
+                self.out.extend_from_slice(b"\r\n");
             }
             if let Some(c) = &plan.tg_cookie {
                 self.out.extend_from_slice(b"set-cookie: ");
@@ -751,168 +617,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
     }
 }
 
-enum Exchange {
-    /// The request could not be written: it never reached the target.
-    Unsent,
-    /// The target closed the connection without answering.
-    NoResponse,
-    /// The target's answer is not HTTP/1.1 the proxy can pass on.
-    Bad,
-    /// Nothing moved for the idle timeout.
-    Idle,
-}
-
-struct RespHead {
-    /// Bytes of the head.
-    len: usize,
-    status: u16,
-    framing: Framing,
-    /// The target keeps the connection open after this response.
-    keep_alive: bool,
-}
-
-enum Parsed {
-    More,
-    Bad,
-    /// An interim (1xx) response of this many bytes, dropped.
-    Interim(usize),
-    Head(RespHead),
-}
-
-fn parse_response(buf: &[u8]) -> Parsed {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Parsed::More,
-        Err(_) => return Parsed::Bad,
-    };
-    let Some(status) = resp.code else {
-        return Parsed::Bad;
-    };
-    if status == 101 {
-        // Nothing the fast path sends asks for an upgrade.
-        return Parsed::Bad;
-    }
-    if (100..200).contains(&status) {
-        return Parsed::Interim(len);
-    }
-    let mut keep_alive = resp.version == Some(1);
-    let mut length: Option<u64> = None;
-    let mut chunked = None;
-    for h in resp.headers.iter() {
-        let n = h.name.as_bytes();
-        if n.eq_ignore_ascii_case(b"content-length") {
-            let Some(v) = parse_len(h.value) else {
-                return Parsed::Bad;
-            };
-            if length.is_some_and(|l| l != v as u64) {
-                return Parsed::Bad;
-            }
-            length = Some(v as u64);
-        } else if n.eq_ignore_ascii_case(b"transfer-encoding") {
-            let last = h.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
-            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if n.eq_ignore_ascii_case(b"connection") {
-            for t in h.value.split(|&b| b == b',') {
-                let t = t.trim_ascii();
-                if t.eq_ignore_ascii_case(b"close") {
-                    keep_alive = false;
-                } else if t.eq_ignore_ascii_case(b"keep-alive") && resp.version == Some(0) {
-                    keep_alive = true;
-                }
-            }
-        }
-    }
-    let framing = match (chunked, length) {
-        (Some(true), _) => Framing::Chunked,
-        (Some(false), _) => Framing::Close,
-        (None, Some(n)) => Framing::Length(n),
-        (None, None) => Framing::Close,
-    };
-    Parsed::Head(RespHead {
-        len,
-        status,
-        framing,
-        keep_alive,
-    })
-}
-
-/// Header names listed in a message's Connection header(s), besides close/keep-alive.
-fn connection_tokens<'a>(headers: &[httparse::Header<'a>]) -> Vec<&'a [u8]> {
-    let mut named = Vec::new();
-    for h in headers {
-        if h.name.eq_ignore_ascii_case("connection") {
-            for t in h.value.split(|&b| b == b',') {
-                let t = t.trim_ascii();
-                if !t.is_empty()
-                    && !t.eq_ignore_ascii_case(b"close")
-                    && !t.eq_ignore_ascii_case(b"keep-alive")
-                {
-                    named.push(t);
-                }
-            }
-        }
-    }
-    named
-}
-
-/// Hop-by-hop response headers. Transfer-Encoding stays: the body passes through as the
-/// target framed it.
+/// Hop-by-hop response headers but Transfer-Encoding, which stays: the body passes
+/// through as the target framed it.
+#[inline]
 fn skip_response_header(n: &[u8]) -> bool {
-    match n.len() {
-        2 => n.eq_ignore_ascii_case(b"te"),
-        7 => n.eq_ignore_ascii_case(b"trailer") || n.eq_ignore_ascii_case(b"upgrade"),
-        10 => n.eq_ignore_ascii_case(b"connection") || n.eq_ignore_ascii_case(b"keep-alive"),
-        16 => n.eq_ignore_ascii_case(b"proxy-connection"),
-        _ => false,
-    }
-}
-
-fn write_status(out: &mut Vec<u8>, status: u16, reason: &str) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    let mut b = itoa::Buffer::new();
-    out.extend_from_slice(b.format(status).as_bytes());
-    out.push(b' ');
-    let reason = if reason.is_empty() {
-        StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or("")
-    } else {
-        reason
-    };
-    out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
-}
-
-fn set_cookie(out: &mut Vec<u8>, name: &str, value: &str, duration: Duration) {
-    out.extend_from_slice(b"set-cookie: ");
-    out.extend_from_slice(name.as_bytes());
-    out.push(b'=');
-    out.extend_from_slice(value.as_bytes());
-    out.extend_from_slice(b"; Max-Age=");
-    let mut b = itoa::Buffer::new();
-    out.extend_from_slice(b.format(duration.as_secs()).as_bytes());
-    out.extend_from_slice(b"; Path=/\r\n");
-}
-
-/// An error response generated by the load balancer, in ALB's format (as
-/// [`crate::http::elb_error`] writes it for hyper).
-fn elb_error(out: &mut Vec<u8>, status: StatusCode, m: &ListenerMetrics, close: bool) {
-    m.elb_response(status.as_u16());
-    let body = crate::http::elb_error_body(status);
-    out.clear();
-    write_status(out, status.as_u16(), "");
-    out.extend_from_slice(b"content-type: text/html\r\nserver: berth\r\ncontent-length: ");
-    let mut b = itoa::Buffer::new();
-    out.extend_from_slice(b.format(body.len()).as_bytes());
-    out.extend_from_slice(b"\r\n");
-    if close {
-        out.extend_from_slice(b"connection: close\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body.as_bytes());
+    forwarded::is_hop_by_hop(n) && !n.eq_ignore_ascii_case(b"transfer-encoding")
 }
 
 /// Reads more bytes into `buf`, unless nothing moves for the idle timeout (`None`).
@@ -956,101 +665,6 @@ fn reserve(buf: &mut BytesMut) {
     if buf.capacity() - buf.len() < MIN_READ_SPACE {
         buf.reserve(READ_CHUNK);
     }
-}
-
-/// Follows a chunked body to find where it ends (after the last chunk and trailers).
-#[derive(Default)]
-struct ChunkedEnd {
-    state: ChunkState,
-}
-
-#[derive(Default, Clone, Copy)]
-enum ChunkState {
-    /// Reading a chunk-size line.
-    #[default]
-    Size,
-    SizeDigits(u64),
-    /// After the size: an extension, until the line ends.
-    Ext(u64),
-    SizeLf(u64),
-    /// Skipping chunk data.
-    Data(u64),
-    DataCr,
-    DataLf,
-    /// After the last chunk: trailer lines until an empty one.
-    TrailerLineStart,
-    TrailerLine,
-    TrailerLf {
-        empty: bool,
-    },
-}
-
-impl ChunkedEnd {
-    /// Follows `bytes`, the next bytes of the body. `Ok(Some(n))` when the body ends
-    /// after `n` of them; `Err` for a malformed body.
-    fn feed(&mut self, bytes: &[u8]) -> Result<Option<usize>, ()> {
-        use ChunkState::*;
-        let mut i = 0;
-        while i < bytes.len() {
-            let b = bytes[i];
-            self.state = match self.state {
-                Size => match hex(b) {
-                    Some(d) => SizeDigits(d),
-                    None => return Err(()),
-                },
-                SizeDigits(n) => match (hex(b), b) {
-                    (Some(d), _) if n <= u64::MAX >> 4 => SizeDigits(n * 16 + d),
-                    (Some(_), _) => return Err(()),
-                    (None, b'\r') => SizeLf(n),
-                    (None, b';' | b' ' | b'\t') => Ext(n),
-                    _ => return Err(()),
-                },
-                Ext(n) => match b {
-                    b'\r' => SizeLf(n),
-                    b'\n' => return Err(()),
-                    _ => Ext(n),
-                },
-                SizeLf(n) => match (b, n) {
-                    (b'\n', 0) => TrailerLineStart,
-                    (b'\n', n) => Data(n),
-                    _ => return Err(()),
-                },
-                Data(n) => {
-                    let k = ((bytes.len() - i) as u64).min(n);
-                    i += k as usize;
-                    self.state = if k == n { DataCr } else { Data(n - k) };
-                    continue;
-                }
-                DataCr => match b {
-                    b'\r' => DataLf,
-                    _ => return Err(()),
-                },
-                DataLf => match b {
-                    b'\n' => Size,
-                    _ => return Err(()),
-                },
-                TrailerLineStart => match b {
-                    b'\r' => TrailerLf { empty: true },
-                    _ => TrailerLine,
-                },
-                TrailerLine => match b {
-                    b'\r' => TrailerLf { empty: false },
-                    _ => TrailerLine,
-                },
-                TrailerLf { empty } => match b {
-                    b'\n' if empty => return Ok(Some(i + 1)),
-                    b'\n' => TrailerLineStart,
-                    _ => return Err(()),
-                },
-            };
-            i += 1;
-        }
-        Ok(None)
-    }
-}
-
-fn hex(b: u8) -> Option<u64> {
-    (b as char).to_digit(16).map(u64::from)
 }
 
 /// A connection whose first bytes were already read: they are read again first.
@@ -1109,87 +723,5 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn end_of(chunks: &[&[u8]]) -> Result<Option<usize>, ()> {
-        let mut c = ChunkedEnd::default();
-        let mut total = 0;
-        for part in chunks {
-            if let Some(n) = c.feed(part)? {
-                return Ok(Some(total + n));
-            }
-            total += part.len();
-        }
-        Ok(None)
-    }
-
-    #[test]
-    fn chunked_end_is_found_across_reads() {
-        let body = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-trailer: 1\r\n\r\nNEXT";
-        assert_eq!(end_of(&[body]), Ok(Some(body.len() - 4)));
-        for cut in 1..body.len() {
-            let (a, b) = body.split_at(cut);
-            assert_eq!(end_of(&[a, b]), Ok(Some(body.len() - 4)), "cut at {cut}");
-        }
-        assert_eq!(end_of(&[b"0\r\n\r\n"]), Ok(Some(5)));
-        assert_eq!(end_of(&[b"5\r\nhel"]), Ok(None));
-    }
-
-    #[test]
-    fn malformed_chunked_bodies_are_refused() {
-        assert_eq!(end_of(&[b"zz\r\n"]), Err(()));
-        assert_eq!(end_of(&[b"5\r\nhelloXX"]), Err(()));
-        assert_eq!(end_of(&[b"5\n"]), Err(()));
-        assert_eq!(end_of(&[b"fffffffffffffffff\r\n"]), Err(()));
-    }
-
-    #[test]
-    fn response_framing() {
-        let h = |s: &[u8]| match parse_response(s) {
-            Parsed::Head(h) => Some((h.status, h.framing, h.keep_alive)),
-            _ => None,
-        };
-        assert_eq!(
-            h(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"),
-            Some((200, Framing::Length(5), true))
-        );
-        assert_eq!(
-            h(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
-            Some((200, Framing::Chunked, true))
-        );
-        assert_eq!(
-            h(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"),
-            Some((200, Framing::Close, false))
-        );
-        assert_eq!(
-            h(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"),
-            Some((200, Framing::Length(0), false))
-        );
-        assert!(matches!(
-            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
-            Parsed::Bad
-        ));
-        assert!(matches!(
-            parse_response(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"),
-            Parsed::Interim(25)
-        ));
-        assert!(matches!(
-            parse_response(b"HTTP/1.1 200 OK\r\n"),
-            Parsed::More
-        ));
-    }
-
-    #[test]
-    fn content_length_is_digits_only() {
-        assert_eq!(parse_len(b"12"), Some(12));
-        assert_eq!(parse_len(b" 7 "), Some(7));
-        assert_eq!(parse_len(b"+7"), None);
-        assert_eq!(parse_len(b"1,2"), None);
-        assert_eq!(parse_len(b""), None);
     }
 }

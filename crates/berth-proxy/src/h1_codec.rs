@@ -1,0 +1,314 @@
+//! HTTP/1.1 at the byte level, as the fast path speaks it to targets and clients:
+//! Content-Length values, response heads and their body framing, where a chunked body
+//! ends, and status and header lines written into a buffer.
+//!
+//! Pure functions over byte slices: no I/O, no routing, no headers policy (which headers
+//! the proxy adds or drops is [`crate::forwarded`]'s).
+
+use http::StatusCode;
+
+/// Response headers accepted from a target.
+pub(crate) const MAX_RESPONSE_HEADERS: usize = 128;
+
+/// A Content-Length value: digits only.
+pub(crate) fn parse_len(v: &[u8]) -> Option<usize> {
+    let v = v.trim_ascii();
+    if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(
+        v.iter()
+            .fold(0usize, |n, &d| n * 10 + usize::from(d - b'0')),
+    )
+}
+
+/// Writes one `name: value` header line.
+pub(crate) fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The framing of a target's response body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Ends when the target closes the connection.
+    Close,
+}
+
+pub(crate) struct RespHead {
+    /// Bytes of the head.
+    pub(crate) len: usize,
+    pub(crate) status: u16,
+    pub(crate) framing: Framing,
+    /// The target keeps the connection open after this response.
+    pub(crate) keep_alive: bool,
+}
+
+/// What [`parse_response`] found at the start of a buffer.
+pub(crate) enum Parsed {
+    More,
+    Bad,
+    /// An interim (1xx) response of this many bytes, dropped.
+    Interim(usize),
+    Head(RespHead),
+}
+
+/// Parses a response head at the start of `buf`.
+pub(crate) fn parse_response(buf: &[u8]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parsed::More,
+        Err(_) => return Parsed::Bad,
+    };
+    let Some(status) = resp.code else {
+        return Parsed::Bad;
+    };
+    if status == 101 {
+        // Nothing the fast path sends asks for an upgrade.
+        return Parsed::Bad;
+    }
+    if (100..200).contains(&status) {
+        return Parsed::Interim(len);
+    }
+    let mut keep_alive = resp.version == Some(1);
+    let mut length: Option<u64> = None;
+    let mut chunked = None;
+    for h in resp.headers.iter() {
+        let n = h.name.as_bytes();
+        if n.eq_ignore_ascii_case(b"content-length") {
+            let Some(v) = parse_len(h.value) else {
+                return Parsed::Bad;
+            };
+            if length.is_some_and(|l| l != v as u64) {
+                return Parsed::Bad;
+            }
+            length = Some(v as u64);
+        } else if n.eq_ignore_ascii_case(b"transfer-encoding") {
+            let last = h.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
+            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if n.eq_ignore_ascii_case(b"connection") {
+            for t in h.value.split(|&b| b == b',') {
+                let t = t.trim_ascii();
+                if t.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") && resp.version == Some(0) {
+                    keep_alive = true;
+                }
+            }
+        }
+    }
+    let framing = match (chunked, length) {
+        (Some(true), _) => Framing::Chunked,
+        (Some(false), _) => Framing::Close,
+        (None, Some(n)) => Framing::Length(n),
+        (None, None) => Framing::Close,
+    };
+    Parsed::Head(RespHead {
+        len,
+        status,
+        framing,
+        keep_alive,
+    })
+}
+
+/// Writes an HTTP/1.1 status line; an empty `reason` is replaced by the canonical one.
+pub(crate) fn write_status(out: &mut Vec<u8>, status: u16, reason: &str) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    let mut b = itoa::Buffer::new();
+    out.extend_from_slice(b.format(status).as_bytes());
+    out.push(b' ');
+    let reason = if reason.is_empty() {
+        StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("")
+    } else {
+        reason
+    };
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Follows a chunked body to find where it ends (after the last chunk and trailers).
+#[derive(Default)]
+pub(crate) struct ChunkedEnd {
+    state: ChunkState,
+}
+
+#[derive(Default, Clone, Copy)]
+enum ChunkState {
+    /// Reading a chunk-size line.
+    #[default]
+    Size,
+    SizeDigits(u64),
+    /// After the size: an extension, until the line ends.
+    Ext(u64),
+    SizeLf(u64),
+    /// Skipping chunk data.
+    Data(u64),
+    DataCr,
+    DataLf,
+    /// After the last chunk: trailer lines until an empty one.
+    TrailerLineStart,
+    TrailerLine,
+    TrailerLf {
+        empty: bool,
+    },
+}
+
+impl ChunkedEnd {
+    /// Follows `bytes`, the next bytes of the body. `Ok(Some(n))` when the body ends
+    /// after `n` of them; `Err` for a malformed body.
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> Result<Option<usize>, ()> {
+        use ChunkState::*;
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            self.state = match self.state {
+                Size => match hex(b) {
+                    Some(d) => SizeDigits(d),
+                    None => return Err(()),
+                },
+                SizeDigits(n) => match (hex(b), b) {
+                    (Some(d), _) if n <= u64::MAX >> 4 => SizeDigits(n * 16 + d),
+                    (Some(_), _) => return Err(()),
+                    (None, b'\r') => SizeLf(n),
+                    (None, b';' | b' ' | b'\t') => Ext(n),
+                    _ => return Err(()),
+                },
+                Ext(n) => match b {
+                    b'\r' => SizeLf(n),
+                    b'\n' => return Err(()),
+                    _ => Ext(n),
+                },
+                SizeLf(n) => match (b, n) {
+                    (b'\n', 0) => TrailerLineStart,
+                    (b'\n', n) => Data(n),
+                    _ => return Err(()),
+                },
+                Data(n) => {
+                    let k = ((bytes.len() - i) as u64).min(n);
+                    i += k as usize;
+                    self.state = if k == n { DataCr } else { Data(n - k) };
+                    continue;
+                }
+                DataCr => match b {
+                    b'\r' => DataLf,
+                    _ => return Err(()),
+                },
+                DataLf => match b {
+                    b'\n' => Size,
+                    _ => return Err(()),
+                },
+                TrailerLineStart => match b {
+                    b'\r' => TrailerLf { empty: true },
+                    _ => TrailerLine,
+                },
+                TrailerLine => match b {
+                    b'\r' => TrailerLf { empty: false },
+                    _ => TrailerLine,
+                },
+                TrailerLf { empty } => match b {
+                    b'\n' if empty => return Ok(Some(i + 1)),
+                    b'\n' => TrailerLineStart,
+                    _ => return Err(()),
+                },
+            };
+            i += 1;
+        }
+        Ok(None)
+    }
+}
+
+fn hex(b: u8) -> Option<u64> {
+    (b as char).to_digit(16).map(u64::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn end_of(chunks: &[&[u8]]) -> Result<Option<usize>, ()> {
+        let mut c = ChunkedEnd::default();
+        let mut total = 0;
+        for part in chunks {
+            if let Some(n) = c.feed(part)? {
+                return Ok(Some(total + n));
+            }
+            total += part.len();
+        }
+        Ok(None)
+    }
+
+    #[test]
+    fn chunked_end_is_found_across_reads() {
+        let body = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-trailer: 1\r\n\r\nNEXT";
+        assert_eq!(end_of(&[body]), Ok(Some(body.len() - 4)));
+        for cut in 1..body.len() {
+            let (a, b) = body.split_at(cut);
+            assert_eq!(end_of(&[a, b]), Ok(Some(body.len() - 4)), "cut at {cut}");
+        }
+        assert_eq!(end_of(&[b"0\r\n\r\n"]), Ok(Some(5)));
+        assert_eq!(end_of(&[b"5\r\nhel"]), Ok(None));
+    }
+
+    #[test]
+    fn malformed_chunked_bodies_are_refused() {
+        assert_eq!(end_of(&[b"zz\r\n"]), Err(()));
+        assert_eq!(end_of(&[b"5\r\nhelloXX"]), Err(()));
+        assert_eq!(end_of(&[b"5\n"]), Err(()));
+        assert_eq!(end_of(&[b"fffffffffffffffff\r\n"]), Err(()));
+    }
+
+    #[test]
+    fn response_framing() {
+        let h = |s: &[u8]| match parse_response(s) {
+            Parsed::Head(h) => Some((h.status, h.framing, h.keep_alive)),
+            _ => None,
+        };
+        assert_eq!(
+            h(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"),
+            Some((200, Framing::Length(5), true))
+        );
+        assert_eq!(
+            h(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            Some((200, Framing::Chunked, true))
+        );
+        assert_eq!(
+            h(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"),
+            Some((200, Framing::Close, false))
+        );
+        assert_eq!(
+            h(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            Some((200, Framing::Length(0), false))
+        );
+        assert!(matches!(
+            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
+            Parsed::Bad
+        ));
+        assert!(matches!(
+            parse_response(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"),
+            Parsed::Interim(25)
+        ));
+        assert!(matches!(
+            parse_response(b"HTTP/1.1 200 OK\r\n"),
+            Parsed::More
+        ));
+    }
+
+    #[test]
+    fn content_length_is_digits_only() {
+        assert_eq!(parse_len(b"12"), Some(12));
+        assert_eq!(parse_len(b" 7 "), Some(7));
+        assert_eq!(parse_len(b"+7"), None);
+        assert_eq!(parse_len(b"1,2"), None);
+        assert_eq!(parse_len(b""), None);
+    }
+}

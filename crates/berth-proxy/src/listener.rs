@@ -1,0 +1,247 @@
+//! Listeners: the accept loop of one bound socket, the per-listener connection limit
+//! (`berth.max_connections`), the count of open HTTP connections that closing a listener
+//! waits for, and the dispatch of each accepted connection: TLS handshake, then by ALPN
+//! and listener mode to the HTTP/1.1 fast path (falling back to hyper), hyper (HTTP/2),
+//! or the NLB stream path.
+//!
+//! It does not parse or route requests; the paths it dispatches to do.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::context::{ConnCtx, ListenerShared, Mode};
+use crate::error::ProxyError;
+use crate::{fast_h1, hyper_path, stream};
+
+/// How long a client may take to complete a TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closing listener waits for its in-flight requests.
+const CLOSE_GRACE: Duration = Duration::from_secs(30);
+
+/// A listener being served.
+pub(crate) struct RunningListener {
+    pub(crate) shared: Arc<ListenerShared>,
+    pub(crate) addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// Binds a listener's socket, before anything about the listener is committed (a
+/// failure leaves the proxy as it was).
+pub(crate) async fn bind(listener_arn: &str, addr: SocketAddr) -> Result<TcpListener, ProxyError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ProxyError::Bind {
+            listener_arn: listener_arn.to_string(),
+            addr,
+            source,
+        })
+}
+
+impl RunningListener {
+    /// Serves a bound socket until [`RunningListener::close`].
+    pub(crate) fn start(listener: TcpListener, shared: Arc<ListenerShared>) -> RunningListener {
+        let addr = listener
+            .local_addr()
+            .expect("bound listener has an address");
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, shared.clone(), rx));
+        RunningListener {
+            shared,
+            addr,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops accepting at once; connections finish their requests in the background.
+    /// The returned handle ends when they have (or the grace period ran out).
+    pub(crate) fn close(self) -> JoinHandle<()> {
+        let _ = self.stop.send(true);
+        self.task
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<ListenerShared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let tracker = Arc::new(ConnTracker::default());
+    let builder = Arc::new(hyper_path::builder());
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    if shared.metrics.active_connections.get() >= shared.routes.load().max_connections {
+                        shared.metrics.rejected_connections.inc();
+                        drop(stream);
+                        continue;
+                    }
+                    serve_connection(stream, peer, &shared, &builder, &stop, &tracker);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(CLOSE_GRACE, tracker.wait_closed()).await;
+}
+
+/// A listener's open HTTP connections, so that closing it can wait for them.
+#[derive(Default)]
+struct ConnTracker {
+    open: std::sync::atomic::AtomicUsize,
+    closed: tokio::sync::Notify,
+}
+
+struct ConnGuard(Arc<ConnTracker>);
+
+impl ConnTracker {
+    fn enter(self: &Arc<Self>) -> ConnGuard {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        ConnGuard(self.clone())
+    }
+
+    async fn wait_closed(&self) {
+        loop {
+            let closed = self.closed.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            if self.open.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            closed.await;
+        }
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.closed.notify_waiters();
+        }
+    }
+}
+
+fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<ListenerShared>,
+    builder: &Arc<auto::Builder<TokioExecutor>>,
+    stop: &watch::Receiver<bool>,
+    tracker: &Arc<ConnTracker>,
+) {
+    let _ = stream.set_nodelay(true);
+    shared.metrics.new_connections.inc();
+    shared.metrics.active_connections.inc();
+    let shared = shared.clone();
+    let builder = builder.clone();
+    let tls = shared.tls.load_full();
+    let stop = stop.clone();
+    let guard = (shared.mode == Mode::Http).then(|| tracker.enter());
+    tokio::spawn(async move {
+        let _guard = guard;
+        match (tls, shared.mode) {
+            (None, Mode::Http) => serve_http1(stream, peer, "http", &shared, &builder, stop).await,
+            (None, Mode::Stream) => {
+                let local = stream.local_addr().unwrap_or(peer);
+                stream::forward(stream, peer, local, shared.clone()).await
+            }
+            (Some(acceptor), mode) => {
+                let local = stream.local_addr().unwrap_or(peer);
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => match mode {
+                        Mode::Http if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                            let cx = ConnCtx::new(&shared, peer, "https");
+                            hyper_path::serve(tls, cx, &builder, stop).await
+                        }
+                        Mode::Http => {
+                            serve_http1(tls, peer, "https", &shared, &builder, stop).await
+                        }
+                        Mode::Stream => stream::forward(tls, peer, local, shared.clone()).await,
+                    },
+                    _ => tracing::debug!(%peer, "TLS handshake failed"),
+                }
+            }
+        }
+        shared.metrics.active_connections.dec();
+    });
+}
+
+/// Serves an HTTP/1 connection: the fast path first, hyper for whatever it declines.
+async fn serve_http1<T>(
+    io: T,
+    peer: SocketAddr,
+    scheme: &'static str,
+    shared: &Arc<ListenerShared>,
+    builder: &auto::Builder<TokioExecutor>,
+    mut stop: watch::Receiver<bool>,
+) where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let cx = ConnCtx::new(shared, peer, scheme);
+    let idle = shared.routes.load().idle_timeout;
+    match fast_h1::serve(io, &cx, &mut stop, idle).await {
+        fast_h1::Exit::Closed => {}
+        fast_h1::Exit::Fallback(rest) => hyper_path::serve(rest, cx, builder, stop).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn closing_waits_for_every_open_connection() {
+        let tracker = Arc::new(ConnTracker::default());
+        // Nothing open: closing does not wait.
+        tokio::time::timeout(Duration::from_secs(1), tracker.wait_closed())
+            .await
+            .expect("no connection to wait for");
+        let a = tracker.enter();
+        let b = tracker.enter();
+        let waiting = tokio::spawn({
+            let tracker = tracker.clone();
+            async move { tracker.wait_closed().await }
+        });
+        drop(a);
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "one connection is still open");
+        drop(b);
+        tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("the last connection closing wakes the waiter")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_taken_port_is_a_bind_error_naming_the_listener() {
+        let taken = bind("arn:a", "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = taken.local_addr().unwrap();
+        match bind("arn:b", addr).await {
+            Err(ProxyError::Bind {
+                listener_arn,
+                addr: a,
+                ..
+            }) => {
+                assert_eq!(listener_arn, "arn:b");
+                assert_eq!(a, addr);
+            }
+            other => panic!("expected a bind error, got {:?}", other.map(|_| ())),
+        }
+    }
+}
