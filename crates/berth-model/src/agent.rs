@@ -66,7 +66,7 @@ pub struct ContainerStateChange {
 ///   whether to start it);
 /// - `RUNNING` moves a task not yet RUNNING to RUNNING (STOPPING when it was asked to
 ///   stop meanwhile: it was never registered anywhere, so it can be signalled at once)
-///   and records `startedAt` unless one is recorded;
+///   and records `startedAt` (or the time it is applied) unless one is recorded;
 /// - `STOPPED` records the task STOPPED with `stopCode` and `stoppedReason` unless the
 ///   control plane already recorded why it stops, with `stoppedAt`; a task already
 ///   STOPPED only takes the container changes.
@@ -100,17 +100,11 @@ impl TaskStateChange {
         Self::new(task_arn, ReportedTaskStatus::Pending)
     }
 
-    /// The task runs; `containers` and `health` are what the runtime reports.
-    pub fn running(
-        task_arn: impl Into<String>,
-        containers: Vec<ContainerStateChange>,
-        health: HealthStatus,
-        started_at: Timestamp,
-    ) -> Self {
+    /// The task runs. `started_at` is when the runtime started it, when the agent knows
+    /// (a start or an adoption); an observation of a running task leaves it `None`.
+    pub fn running(task_arn: impl Into<String>, started_at: Option<Timestamp>) -> Self {
         Self {
-            containers,
-            health_status: Some(health),
-            started_at: Some(started_at),
+            started_at,
             ..Self::new(task_arn, ReportedTaskStatus::Running)
         }
     }

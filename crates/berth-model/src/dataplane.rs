@@ -144,7 +144,10 @@ mod tests {
             load_balancer_name: Some("web".into()),
             reason: "listener x could not bind 0.0.0.0:80: in use".into(),
         };
-        assert_eq!(r.to_string(), "listener x could not bind 0.0.0.0:80: in use");
+        assert_eq!(
+            r.to_string(),
+            "listener x could not bind 0.0.0.0:80: in use"
+        );
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["loadBalancerName"], "web");
     }

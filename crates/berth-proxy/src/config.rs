@@ -6,17 +6,18 @@
 //! build a configuration without knowing the proxy).
 
 pub use berth_model::dataplane::{
-    CertificateRefusal, ConfigRefusal, ProxyConfig, ProxyTarget, TargetGroupConfig,
-    TargetStatus,
+    CertificateRefusal, ConfigRefusal, ProxyConfig, ProxyTarget, TargetGroupConfig, TargetStatus,
 };
+
+use berth_model::elb::LoadBalancer;
 
 use crate::error::ProxyError;
 
 impl ProxyError {
-    /// The contract's view of this refusal of `config`: the load balancer at fault, when
-    /// the error names one (by its name, its ARN or a listener's ARN), and why.
-    pub fn refusal(&self, config: &ProxyConfig) -> ConfigRefusal {
-        let lbs = &config.load_balancers;
+    /// The contract's view of this refusal of a configuration serving `lbs`: the load
+    /// balancer at fault, when the error names one (by its name, its ARN or a listener's
+    /// ARN), and why.
+    pub fn refusal(&self, lbs: &[LoadBalancer]) -> ConfigRefusal {
         let by_listener = |arn: &str| {
             lbs.iter()
                 .find(|lb| lb.listeners.iter().any(|l| l.listener_arn == arn))
@@ -55,7 +56,7 @@ mod tests {
     use super::*;
     use berth_model::stack::Stack;
 
-    fn config() -> ProxyConfig {
+    fn lbs() -> Vec<LoadBalancer> {
         let mut stack = Stack::from_yaml(
             "loadBalancers:\n  - loadBalancerName: a\n    listeners:\n      - port: 80\n        protocol: HTTP\n        defaultActions: [{type: fixed-response, fixedResponseConfig: {statusCode: \"200\"}}]\n  - loadBalancerName: b\n    listeners:\n      - port: 81\n        protocol: HTTP\n        defaultActions: [{type: fixed-response, fixedResponseConfig: {statusCode: \"200\"}}]\n",
         )
@@ -66,10 +67,7 @@ mod tests {
                 l.listener_arn = format!("arn:listener/{}/{}", lb.load_balancer_name, l.port);
             }
         }
-        ProxyConfig {
-            load_balancers: stack.load_balancers,
-            target_groups: Vec::new(),
-        }
+        stack.load_balancers
     }
 
     #[test]
@@ -79,7 +77,7 @@ mod tests {
             addr: "0.0.0.0:81".parse().unwrap(),
             source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
         };
-        let r = e.refusal(&config());
+        let r = e.refusal(&lbs());
         assert_eq!(r.load_balancer_name.as_deref(), Some("b"));
         assert_eq!(r.reason, e.to_string());
     }
@@ -90,24 +88,24 @@ mod tests {
             what: "listener arn:listener/a/80 certificate".into(),
             message: "no file".into(),
         };
-        assert_eq!(e.refusal(&config()).load_balancer_name.as_deref(), Some("a"));
+        assert_eq!(e.refusal(&lbs()).load_balancer_name.as_deref(), Some("a"));
         let e = ProxyError::Config {
             what: "action of arn:lb/b".into(),
             message: "unknown target group".into(),
         };
-        assert_eq!(e.refusal(&config()).load_balancer_name.as_deref(), Some("b"));
+        assert_eq!(e.refusal(&lbs()).load_balancer_name.as_deref(), Some("b"));
     }
 
     #[test]
     fn an_error_naming_no_load_balancer_blames_none() {
-        let r = ProxyError::ShutDown.refusal(&config());
+        let r = ProxyError::ShutDown.refusal(&lbs());
         assert_eq!(r.load_balancer_name, None);
         assert_eq!(r.reason, "the proxy is shut down");
         let e = ProxyError::Config {
             what: "target group arn:tg/x".into(),
             message: "bad".into(),
         };
-        assert_eq!(e.refusal(&config()).load_balancer_name, None);
+        assert_eq!(e.refusal(&lbs()).load_balancer_name, None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod agent_link;
 mod client;
+mod data_plane;
 mod image;
 mod server;
 
@@ -115,16 +116,6 @@ enum ImageCommand {
         #[arg(long, default_value = "berth-whoami:latest")]
         tag: String,
     },
-}
-
-/// Renders the registry in the Prometheus text format.
-pub fn metrics_text(registry: &prometheus::Registry) -> String {
-    let mut buf = String::new();
-    let encoder = prometheus::TextEncoder::new();
-    if let Err(e) = encoder.encode_utf8(&registry.gather(), &mut buf) {
-        buf = format!("# metrics encoding failed: {e}\n");
-    }
-    buf
 }
 
 /// Puts the directory of the `berth` executable first on PATH, so the process runtime
