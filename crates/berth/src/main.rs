@@ -2,6 +2,17 @@
 //!
 //! `berth server` runs the control plane, a local agent and the proxy with the embedded
 //! store; the other subcommands are clients of a server's API.
+//!
+//! The binary only wires the pieces together; it holds no rules of its own.
+//!
+//! Layout:
+//! - `server`: `berth server`: the store, the proxy, the runtime, the control plane and
+//!   the local agent, connected; the API and `/metrics`.
+//! - `data_plane`: the proxy behind the control plane's `DataPlane` seam.
+//! - `agent_link`: the local agent behind control's `AgentService`, and the agent's task
+//!   queries behind control's `TaskNodes`.
+//! - `client`: the API client behind the other subcommands.
+//! - `image`: `berth image build-demo`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
