@@ -35,6 +35,8 @@ pub trait AgentApi: Send + Sync + 'static {
     /// the rules written on [`TaskStateChange`]. Returns the task as stored afterwards,
     /// `None` when there is no such task.
     async fn submit_task_state_change(&self, change: TaskStateChange) -> Result<Option<Task>>;
-    /// Bumps whenever something the agent may care about changed.
+    /// Bumps whenever something the agent may care about changed. A hint only (the
+    /// agent also converges on a timer), so a remote implementation may long-poll for it
+    /// or never bump it.
     fn changes(&self) -> watch::Receiver<u64>;
 }
