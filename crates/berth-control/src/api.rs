@@ -435,11 +435,17 @@ async fn task_logs(
         .nodes
         .logs(&t, q.container.as_deref(), q.follow)
         .await
-        .map_err(|e| match e {
-            NodeError::Unreachable { .. } => ApiError::server(e.to_string()),
-            NodeError::Failed { .. } => ApiError::invalid(format!("logs: {e}")),
-        })?;
+        .map_err(logs_error)?;
     Ok(Body::from_stream(stream).into_response())
+}
+
+/// A node that cannot be reached is the server's fault; a node's refusal (no such task or
+/// container) is the caller's.
+fn logs_error(e: NodeError) -> ApiError {
+    match e {
+        NodeError::Unreachable { .. } => ApiError::server(e.to_string()),
+        NodeError::Failed { .. } => ApiError::invalid(format!("logs: {e}")),
+    }
 }
 
 async fn list_instances(
@@ -616,5 +622,25 @@ async fn delete_load_balancer(
             serde_json::json!({"deleted": name, "at": time::now()}),
         )),
         None => Err(ApiError::load_balancer_not_found(&name)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nodes_refusal_is_the_callers_fault_and_an_unreachable_node_the_servers() {
+        let e = logs_error(NodeError::Failed {
+            task_arn: "t".into(),
+            message: "container web is not part of task t".into(),
+        });
+        assert_eq!(e.status, 400);
+        assert_eq!(e.message, "logs: container web is not part of task t");
+        let e = logs_error(NodeError::Unreachable {
+            task_arn: "t".into(),
+        });
+        assert_eq!(e.status, 500);
+        assert!(e.message.contains("task t"), "{e}");
     }
 }
