@@ -26,19 +26,23 @@ use berth_model::ecs::{Cluster, Service, StopCode, Task, TaskDefinition, TaskSta
 use berth_model::elb::{LoadBalancer, TargetGroup};
 use berth_model::stack::Stack;
 use berth_model::{arn, time};
-use berth_runtime::DynRuntime;
 use serde::Deserialize;
 
 use crate::apply::{apply, Change};
+use crate::data_plane::DataPlane;
 use crate::db::{self, Db};
 use crate::error::ApiError;
 use crate::proxy_feed::BoundListeners;
 use crate::services;
+use crate::task_nodes::{NodeError, TaskNodes};
 
 #[derive(Clone)]
 pub struct ApiState {
     pub db: Db,
-    pub runtime: Option<DynRuntime>,
+    /// Loads listener certificates for apply.
+    pub data_plane: Arc<dyn DataPlane>,
+    /// Answers for the tasks' logs.
+    pub nodes: Arc<dyn TaskNodes>,
     pub bound: BoundListeners,
 }
 
@@ -122,7 +126,7 @@ async fn apply_named(
             "{field}: must match the path ({path_name:?}), got {body_name:?}"
         )));
     }
-    apply(&s.db, &stack, false).await?;
+    apply(&s.db, &*s.data_plane, &stack, false).await?;
     Ok(())
 }
 
@@ -149,7 +153,7 @@ async fn apply_stack(
     body: axum::body::Bytes,
 ) -> ApiResult<Vec<Change>> {
     let stack: Stack = parse_body(&body)?;
-    Ok(Json(apply(&s.db, &stack, q.dry_run).await?))
+    Ok(Json(apply(&s.db, &*s.data_plane, &stack, q.dry_run).await?))
 }
 
 async fn list_clusters(State(s): St) -> ApiResult<Vec<Cluster>> {
@@ -182,6 +186,7 @@ async fn create_cluster(State(s): St, body: axum::body::Bytes) -> ApiResult<Vec<
     Ok(Json(
         apply(
             &s.db,
+            &*s.data_plane,
             &Stack {
                 clusters: vec![c],
                 ..Default::default()
@@ -239,6 +244,7 @@ async fn register_task_definition(
     let family = td.family.clone();
     apply(
         &s.db,
+        &*s.data_plane,
         &Stack {
             task_definitions: vec![td],
             ..Default::default()
@@ -425,15 +431,21 @@ async fn task_logs(
     Query(q): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
     let t = find_task(&s.db, &cluster, &id).await?;
-    let rt = s
-        .runtime
-        .as_ref()
-        .ok_or_else(|| ApiError::server("this server runs no tasks, so it has no logs"))?;
-    let stream = rt
-        .logs(&t.task_arn, q.container.as_deref(), q.follow)
+    let stream = s
+        .nodes
+        .logs(&t, q.container.as_deref(), q.follow)
         .await
-        .map_err(|e| ApiError::invalid(format!("logs: {e}")))?;
+        .map_err(logs_error)?;
     Ok(Body::from_stream(stream).into_response())
+}
+
+/// A node that cannot be reached is the server's fault; a node's refusal (no such task or
+/// container) is the caller's.
+fn logs_error(e: NodeError) -> ApiError {
+    match e {
+        NodeError::Unreachable { .. } => ApiError::server(e.to_string()),
+        NodeError::Failed { .. } => ApiError::invalid(format!("logs: {e}")),
+    }
 }
 
 async fn list_instances(
@@ -610,5 +622,25 @@ async fn delete_load_balancer(
             serde_json::json!({"deleted": name, "at": time::now()}),
         )),
         None => Err(ApiError::load_balancer_not_found(&name)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nodes_refusal_is_the_callers_fault_and_an_unreachable_node_the_servers() {
+        let e = logs_error(NodeError::Failed {
+            task_arn: "t".into(),
+            message: "container web is not part of task t".into(),
+        });
+        assert_eq!(e.status, 400);
+        assert_eq!(e.message, "logs: container web is not part of task t");
+        let e = logs_error(NodeError::Unreachable {
+            task_arn: "t".into(),
+        });
+        assert_eq!(e.status, 500);
+        assert!(e.message.contains("task t"), "{e}");
     }
 }

@@ -14,6 +14,7 @@ use berth_model::{arn, time};
 use berth_store::{Expect, Op};
 use serde::{Deserialize, Serialize};
 
+use crate::data_plane::DataPlane;
 use crate::db::{self, encode, Db};
 use crate::error::ControlError;
 
@@ -40,8 +41,14 @@ fn invalid(field: String, message: String) -> ControlError {
     ControlError::invalid(field, message)
 }
 
-/// Applies `stack`. With `dry_run`, computes the changes and writes nothing.
-pub async fn apply(db: &Db, stack: &Stack, dry_run: bool) -> Result<Vec<Change>, ControlError> {
+/// Applies `stack`. With `dry_run`, computes the changes and writes nothing. Listener
+/// certificates are loaded by `data_plane` as it would serve them.
+pub async fn apply(
+    db: &Db,
+    data_plane: &dyn DataPlane,
+    stack: &Stack,
+    dry_run: bool,
+) -> Result<Vec<Change>, ControlError> {
     stack.validate()?;
     let now = time::now();
     let mut ops = Vec::new();
@@ -173,7 +180,7 @@ pub async fn apply(db: &Db, stack: &Stack, dry_run: bool) -> Result<Vec<Change>,
         for (li, listener) in stored.listeners.iter_mut().enumerate() {
             listener.listener_arn = arn::listener(kind, &l.load_balancer_name, listener.port);
             listener.bound_port = None;
-            berth_proxy::check_certificates(listener).map_err(|e| {
+            data_plane.check_certificates(listener).map_err(|e| {
                 invalid(format!("{at}.listeners[{li}].certificates"), e.to_string())
             })?;
             for (ai, a) in listener.default_actions.iter_mut().enumerate() {
@@ -359,6 +366,7 @@ async fn resolve_service_td(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data_plane::fake::FakeDataPlane;
     use std::sync::Arc;
 
     const STACK: &str = r#"
@@ -407,7 +415,9 @@ services:
     async fn apply_creates_then_is_idempotent() {
         let db = db().await;
         let stack = Stack::from_yaml(STACK).unwrap();
-        let first = apply(&db, &stack, false).await.unwrap();
+        let first = apply(&db, &FakeDataPlane::default(), &stack, false)
+            .await
+            .unwrap();
         assert_eq!(
             actions(&first),
             [
@@ -418,7 +428,9 @@ services:
             ]
         );
         let rev = db.store.revision().await.unwrap();
-        let second = apply(&db, &stack, false).await.unwrap();
+        let second = apply(&db, &FakeDataPlane::default(), &stack, false)
+            .await
+            .unwrap();
         assert!(second.iter().all(|c| c.action == "unchanged"), "{second:?}");
         assert_eq!(
             db.store.revision().await.unwrap(),
@@ -452,13 +464,23 @@ services:
     #[tokio::test]
     async fn changed_task_definition_gets_a_new_revision_and_updates_the_service() {
         let db = db().await;
-        apply(&db, &Stack::from_yaml(STACK).unwrap(), false)
-            .await
-            .unwrap();
+        apply(
+            &db,
+            &FakeDataPlane::default(),
+            &Stack::from_yaml(STACK).unwrap(),
+            false,
+        )
+        .await
+        .unwrap();
         let changed = STACK.replace("image: whoami", "image: whoami:2");
-        let out = apply(&db, &Stack::from_yaml(&changed).unwrap(), false)
-            .await
-            .unwrap();
+        let out = apply(
+            &db,
+            &FakeDataPlane::default(),
+            &Stack::from_yaml(&changed).unwrap(),
+            false,
+        )
+        .await
+        .unwrap();
         let a = actions(&out);
         assert!(
             a.contains(&"task-definition web:2 registered".to_string()),
@@ -473,17 +495,27 @@ services:
         let db = db().await;
         let rev = db.store.revision().await.unwrap();
         let bad = STACK.replace("desiredCount: 2", "desiredCount: 2\n    cluster: nope");
-        let e = apply(&db, &Stack::from_yaml(&bad).unwrap(), false)
-            .await
-            .unwrap_err();
+        let e = apply(
+            &db,
+            &FakeDataPlane::default(),
+            &Stack::from_yaml(&bad).unwrap(),
+            false,
+        )
+        .await
+        .unwrap_err();
         assert!(e.to_string().contains("services[0].cluster"), "{e}");
         let bad = STACK.replace(
             "targetGroupName: web, containerName",
             "targetGroupName: other, containerName",
         );
-        let e = apply(&db, &Stack::from_yaml(&bad).unwrap(), false)
-            .await
-            .unwrap_err();
+        let e = apply(
+            &db,
+            &FakeDataPlane::default(),
+            &Stack::from_yaml(&bad).unwrap(),
+            false,
+        )
+        .await
+        .unwrap_err();
         assert!(
             e.to_string()
                 .contains("services[0].loadBalancers[0].targetGroupName"),
@@ -493,9 +525,14 @@ services:
             "defaultActions: [{type: forward, targetGroupName: web}]",
             "defaultActions: [{type: forward, targetGroupName: gone}]",
         );
-        let e = apply(&db, &Stack::from_yaml(&bad).unwrap(), false)
-            .await
-            .unwrap_err();
+        let e = apply(
+            &db,
+            &FakeDataPlane::default(),
+            &Stack::from_yaml(&bad).unwrap(),
+            false,
+        )
+        .await
+        .unwrap_err();
         assert!(
             e.to_string()
                 .contains("listeners[0].defaultActions[0].targetGroupName"),
@@ -512,9 +549,14 @@ services:
     async fn dry_run_writes_nothing() {
         let db = db().await;
         let rev = db.store.revision().await.unwrap();
-        let out = apply(&db, &Stack::from_yaml(STACK).unwrap(), true)
-            .await
-            .unwrap();
+        let out = apply(
+            &db,
+            &FakeDataPlane::default(),
+            &Stack::from_yaml(STACK).unwrap(),
+            true,
+        )
+        .await
+        .unwrap();
         assert_eq!(out.len(), 4);
         assert_eq!(db.store.revision().await.unwrap(), rev);
     }

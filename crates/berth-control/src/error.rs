@@ -77,6 +77,9 @@ pub enum ControlError {
     /// The store failed for another reason than a conflict.
     #[error("{0}")]
     Store(StoreError),
+    /// The data plane refused a configuration without naming a load balancer to blame.
+    #[error("proxy rejected its configuration: {0}")]
+    DataPlaneRefused(berth_model::dataplane::ConfigRefusal),
 }
 
 impl ControlError {
@@ -209,7 +212,8 @@ impl From<ControlError> for ApiError {
             ControlError::InUse { .. } => ("ResourceInUseException", 409),
             ControlError::Decode { .. }
             | ControlError::Contended { .. }
-            | ControlError::Store(_) => ("ServerException", 500),
+            | ControlError::Store(_)
+            | ControlError::DataPlaneRefused(_) => ("ServerException", 500),
         };
         ApiError::new(code, status, e.to_string())
     }

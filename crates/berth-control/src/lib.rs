@@ -6,15 +6,25 @@
 //! - the proxy feed (store → data-plane snapshot, data-plane health → store).
 //!
 //! All of them are level-triggered: one pass reads the store and converges; passes run
-//! whenever the store changes, the proxy reports a health change, or a resync tick fires.
+//! whenever the store changes, the data plane reports a health change, or a resync tick
+//! fires.
 //!
-//! What it does not do: run tasks (the agent does) or carry traffic (the proxy does).
+//! What it does not do: run tasks (the agent does) or carry traffic (the proxy does). It
+//! knows neither: it depends on the model and the store only, and meets the other planes
+//! through three seams the binary wires up:
+//!
+//! - [`DataPlane`]: publish a [`ProxyConfig`](berth_model::dataplane::ProxyConfig), hear
+//!   target health, check certificates;
+//! - [`AgentService`]: what agents call (register, tasks placed, task state changes);
+//! - [`TaskNodes`]: ask the node running a task for its logs and resource use.
 //!
 //! Layout:
 //! - [`api`]: the axum router.
 //! - [`apply`]: stack apply, all or nothing.
 //! - [`db`]: key layout and typed store access.
 //! - [`scheduler`], [`services`], [`registration`], [`proxy_feed`]: the reconcilers.
+//! - [`data_plane`], [`agent_service`], [`task_nodes`]: the seams to the other planes.
+//! - [`metrics`]: the control plane's Prometheus metrics.
 //! - [`error`]: ECS-named API errors.
 
 use std::sync::Arc;
@@ -22,12 +32,12 @@ use std::time::Duration;
 
 use berth_model::ecs::Cluster;
 use berth_model::{arn, ecs::DEFAULT_CLUSTER};
-use berth_proxy::Proxy;
-use berth_runtime::DynRuntime;
 use tokio::sync::watch;
 
+pub mod agent_service;
 pub mod api;
 pub mod apply;
+pub mod data_plane;
 pub mod db;
 pub mod error;
 pub mod metrics;
@@ -35,9 +45,13 @@ pub mod proxy_feed;
 pub mod registration;
 pub mod scheduler;
 pub mod services;
+pub mod task_nodes;
 
+pub use agent_service::AgentService;
+pub use data_plane::DataPlane;
 pub use db::Db;
-pub use error::ApiError;
+pub use error::{ApiError, ControlError};
+pub use task_nodes::{NodeError, TaskNodes};
 
 /// How often the reconcilers run with no change to prompt them.
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -47,8 +61,8 @@ pub const USAGE_INTERVAL: Duration = Duration::from_secs(10);
 /// Everything the control plane needs to run.
 pub struct ControlPlane {
     pub db: Db,
-    pub proxy: Arc<Proxy>,
-    pub runtime: Option<DynRuntime>,
+    pub data_plane: Arc<dyn DataPlane>,
+    pub nodes: Arc<dyn TaskNodes>,
     changes: watch::Sender<u64>,
     feed: proxy_feed::ProxyFeed,
     metrics: metrics::ControlMetrics,
@@ -59,15 +73,15 @@ impl ControlPlane {
     /// `registry` receives the control plane's metrics (see [`metrics`]).
     pub fn new(
         db: Db,
-        proxy: Arc<Proxy>,
-        runtime: Option<DynRuntime>,
+        data_plane: Arc<dyn DataPlane>,
+        nodes: Arc<dyn TaskNodes>,
         registry: &prometheus::Registry,
     ) -> Arc<Self> {
-        let feed = proxy_feed::ProxyFeed::new(db.clone(), proxy.clone());
+        let feed = proxy_feed::ProxyFeed::new(db.clone(), data_plane.clone());
         Arc::new(Self {
             db,
-            proxy,
-            runtime,
+            data_plane,
+            nodes,
             changes: watch::channel(0).0,
             feed,
             metrics: metrics::ControlMetrics::new(registry),
@@ -80,16 +94,22 @@ impl ControlPlane {
         self.changes.subscribe()
     }
 
+    /// What the agents call: in-process for the local agent, or behind an HTTP API.
+    pub fn agent_service(&self) -> AgentService {
+        AgentService::new(self.db.clone(), self.changes())
+    }
+
     pub fn router(&self) -> axum::Router {
         api::router(api::ApiState {
             db: self.db.clone(),
-            runtime: self.runtime.clone(),
+            data_plane: self.data_plane.clone(),
+            nodes: self.nodes.clone(),
             bound: self.feed.bound_listeners(),
         })
     }
 
     /// Creates the `default` cluster if it is missing (ECS has one implicitly).
-    pub async fn ensure_default_cluster(&self) -> Result<(), ApiError> {
+    pub async fn ensure_default_cluster(&self) -> Result<(), ControlError> {
         let c = Cluster {
             cluster_name: DEFAULT_CLUSTER.into(),
             cluster_arn: arn::cluster(DEFAULT_CLUSTER),
@@ -124,7 +144,7 @@ impl ControlPlane {
     }
 
     /// Updates the service metrics; resource use at most every [`USAGE_INTERVAL`].
-    async fn observe(&self) -> Result<(), ApiError> {
+    async fn observe(&self) -> Result<(), ControlError> {
         let services: Vec<_> = self
             .db
             .services(None)
@@ -140,9 +160,6 @@ impl ControlPlane {
             .map(|v| v.value)
             .collect();
         self.metrics.observe_services(&services, &tasks);
-        let Some(rt) = &self.runtime else {
-            return Ok(());
-        };
         {
             let mut last = self.last_usage.lock().expect("usage clock");
             if last.is_some_and(|t| t.elapsed() < USAGE_INTERVAL) {
@@ -156,7 +173,7 @@ impl ControlPlane {
             .iter()
             .filter(|t| t.last_status == berth_model::ecs::TaskStatus::Running)
         {
-            if let Ok(st) = rt.stats(&t.task_arn).await {
+            if let Ok(st) = self.nodes.usage(t).await {
                 usage.insert(
                     t.task_arn.clone(),
                     (st.cpu_units, st.memory_bytes as f64 / (1024.0 * 1024.0)),
@@ -202,7 +219,7 @@ impl ControlPlane {
             })
         };
         let mut changes = self.changes();
-        let mut health = self.proxy.subscribe();
+        let mut health = self.data_plane.subscribe();
         loop {
             self.reconcile_once().await;
             tokio::select! {

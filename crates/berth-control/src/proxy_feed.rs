@@ -1,17 +1,21 @@
 //! Feeds the data plane: turns the load balancers, target groups and targets in the store
-//! into a [`berth_proxy::ProxyConfig`] snapshot, and copies what the proxy observes
-//! (target health, draining finished) back into the target records.
+//! into a [`ProxyConfig`] snapshot for a [`DataPlane`], and copies what the data plane
+//! observes (target health, draining finished) back into the target records.
+//!
+//! What it does not do: know the proxy. It speaks the contract types of
+//! [`berth_model::dataplane`] through the [`DataPlane`] trait.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
-use berth_model::elb::{LoadBalancer, Target, TargetHealthState};
+use berth_model::dataplane::{ProxyConfig, ProxyTarget, TargetGroupConfig};
+use berth_model::elb::{Target, TargetHealthState};
 use berth_model::time;
-use berth_proxy::{Proxy, ProxyConfig, ProxyError, ProxyTarget, TargetGroupConfig};
 
+use crate::data_plane::DataPlane;
 use crate::db::{self, Db};
-use crate::error::ApiError;
+use crate::error::ControlError;
 
 /// What the data plane made of the load balancers: listener ARN → bound address, and
 /// load balancer name → why it could not be served.
@@ -23,46 +27,23 @@ pub struct ProxyState {
 
 pub type BoundListeners = Arc<RwLock<ProxyState>>;
 
-/// The load balancer a refused configuration blames, if the error names one.
-fn culprit(err: &ProxyError, lbs: &[LoadBalancer]) -> Option<usize> {
-    let by_listener = |arn: &str| {
-        lbs.iter()
-            .position(|lb| lb.listeners.iter().any(|l| l.listener_arn == arn))
-    };
-    match err {
-        ProxyError::Bind { listener_arn, .. } | ProxyError::Unsupported { listener_arn, .. } => {
-            by_listener(listener_arn)
-        }
-        ProxyError::Invalid {
-            resource: "load balancer",
-            name,
-            ..
-        } => lbs.iter().position(|lb| &lb.load_balancer_name == name),
-        ProxyError::Config { what, .. } => lbs.iter().position(|lb| {
-            what.contains(&lb.load_balancer_arn)
-                || lb.listeners.iter().any(|l| what.contains(&l.listener_arn))
-        }),
-        _ => None,
-    }
-}
-
 pub struct ProxyFeed {
     pub db: Db,
-    pub proxy: Arc<Proxy>,
+    pub data_plane: Arc<dyn DataPlane>,
     pub bound: BoundListeners,
 }
 
 impl ProxyFeed {
-    pub fn new(db: Db, proxy: Arc<Proxy>) -> Self {
+    pub fn new(db: Db, data_plane: Arc<dyn DataPlane>) -> Self {
         Self {
             db,
-            proxy,
+            data_plane,
             bound: Arc::default(),
         }
     }
 
     /// Builds the proxy's configuration from the store and applies it.
-    pub async fn push_config(&self) -> Result<(), ApiError> {
+    pub async fn push_config(&self) -> Result<(), ControlError> {
         let lbs = self.db.load_balancers().await?;
         let tgs = self.db.target_groups().await?;
         let targets = self.db.targets(None).await?;
@@ -102,7 +83,7 @@ impl ProxyFeed {
                 load_balancers: lbs.clone(),
                 target_groups: groups.clone(),
             };
-            match self.proxy.apply(cfg).await {
+            match self.data_plane.apply(cfg).await {
                 Ok(bound) => {
                     let mut st = self.bound.write().expect("proxy state lock");
                     for (name, why) in &failed {
@@ -113,24 +94,24 @@ impl ProxyFeed {
                     *st = ProxyState { bound, failed };
                     return Ok(());
                 }
-                Err(e) => match culprit(&e, &lbs) {
+                Err(refusal) => match refusal
+                    .load_balancer_name
+                    .as_ref()
+                    .and_then(|name| lbs.iter().position(|lb| &lb.load_balancer_name == name))
+                {
                     Some(i) => {
                         let lb = lbs.remove(i);
-                        failed.insert(lb.load_balancer_name, e.to_string());
+                        failed.insert(lb.load_balancer_name, refusal.reason);
                     }
-                    None => {
-                        return Err(ApiError::server(format!(
-                            "proxy rejected its configuration: {e}"
-                        )))
-                    }
+                    None => return Err(ControlError::DataPlaneRefused(refusal)),
                 },
             }
         }
     }
 
-    /// Copies target health and drained flags from the proxy into the store.
-    pub async fn pull_health(&self) -> Result<(), ApiError> {
-        let statuses = self.proxy.target_statuses();
+    /// Copies target health and drained flags from the data plane into the store.
+    pub async fn pull_health(&self) -> Result<(), ControlError> {
+        let statuses = self.data_plane.target_statuses();
         if statuses.is_empty() {
             return Ok(());
         }
@@ -165,3 +146,6 @@ impl ProxyFeed {
         self.bound.clone()
     }
 }
+
+#[cfg(test)]
+mod tests;

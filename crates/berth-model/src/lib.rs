@@ -1,19 +1,25 @@
 //! berth's resource model: the ECS and ELBv2 resources berth manages, their defaults
 //! (equal to the ECS/ALB defaults unless a reason is written beside the constant) and
-//! their validation.
+//! their validation; and the contract between the planes: the data-plane configuration
+//! and target status, and the messages between the control plane and the node agents.
 //!
 //! This crate is pure data: serde only, no I/O and no async runtime. JSON is camelCase as
 //! in the ECS and ELBv2 APIs. Identifiers are ARN-shaped (see [`arn`]).
 //!
 //! Layout:
+//! - [`agent`]: control plane <-> agent messages: task state changes, task usage.
 //! - [`arn`]: building and parsing berth ARNs.
+//! - [`dataplane`]: the proxy configuration the control plane publishes and the target
+//!   statuses and refusals the data plane reports.
 //! - [`error`]: [`ValidationError`], which names the offending field and what is allowed.
 //! - [`ecs`]: Cluster, ContainerInstance, TaskDefinition, Task, Service.
 //! - [`elb`]: LoadBalancer, Listener, Rule, TargetGroup, Target and target health.
 //! - [`elb_attributes`]: load balancer and target group attributes, parsed and typed.
 //! - [`stack`]: the YAML stack file that `berth apply` reads.
 
+pub mod agent;
 pub mod arn;
+pub mod dataplane;
 pub mod ecs;
 pub mod elb;
 pub mod elb_attributes;

@@ -1,51 +1,121 @@
-//! The configuration the control plane hands the proxy, and the statuses it hands back.
+//! The configuration the control plane hands the proxy and the statuses it hands back:
+//! the contract types of [`berth_model::dataplane`], re-exported; and the translation of
+//! a [`ProxyError`] into the contract's [`ConfigRefusal`] and [`CertificateRefusal`].
+//!
+//! What it does not do: define those types (the model does, so the control plane can
+//! build a configuration without knowing the proxy).
 
-use std::net::SocketAddr;
+pub use berth_model::dataplane::{
+    CertificateRefusal, ConfigRefusal, ProxyConfig, ProxyTarget, TargetGroupConfig, TargetStatus,
+};
 
-use berth_model::elb::{LoadBalancer, TargetGroup, TargetHealth};
+use berth_model::elb::LoadBalancer;
 
-/// Everything the proxy serves: load balancers with their listeners and rules, and the
-/// target groups those reference with their current targets.
-///
-/// Every listener has `listener_arn` set; every action references its target groups by
-/// `target_group_arn` (names already resolved).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ProxyConfig {
-    pub load_balancers: Vec<LoadBalancer>,
-    pub target_groups: Vec<TargetGroupConfig>,
+use crate::error::ProxyError;
+
+impl ProxyError {
+    /// The contract's view of this refusal of a configuration serving `lbs`: the load
+    /// balancer at fault, when the error names one (by its name, its ARN or a listener's
+    /// ARN), and why.
+    pub fn refusal(&self, lbs: &[LoadBalancer]) -> ConfigRefusal {
+        let by_listener = |arn: &str| {
+            lbs.iter()
+                .find(|lb| lb.listeners.iter().any(|l| l.listener_arn == arn))
+        };
+        let culprit = match self {
+            ProxyError::Bind { listener_arn, .. }
+            | ProxyError::Unsupported { listener_arn, .. } => by_listener(listener_arn),
+            ProxyError::Invalid {
+                resource: "load balancer",
+                name,
+                ..
+            } => lbs.iter().find(|lb| &lb.load_balancer_name == name),
+            ProxyError::Config { what, .. } => lbs.iter().find(|lb| {
+                what.contains(&lb.load_balancer_arn)
+                    || lb.listeners.iter().any(|l| what.contains(&l.listener_arn))
+            }),
+            _ => None,
+        };
+        ConfigRefusal {
+            load_balancer_name: culprit.map(|lb| lb.load_balancer_name.clone()),
+            reason: self.to_string(),
+        }
+    }
+
+    /// The contract's view of a certificate of `listener_arn` that does not load.
+    pub fn certificate_refusal(&self, listener_arn: &str) -> CertificateRefusal {
+        CertificateRefusal {
+            listener_arn: listener_arn.to_string(),
+            reason: self.to_string(),
+        }
+    }
 }
 
-/// A target group (with `target_group_arn` set) and its registered targets.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TargetGroupConfig {
-    pub group: TargetGroup,
-    pub targets: Vec<ProxyTarget>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_model::stack::Stack;
 
-/// One registered target.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProxyTarget {
-    /// The target's IP as registered.
-    pub id: String,
-    pub port: u32,
-    /// Where the proxy connects to.
-    pub addr: SocketAddr,
-    /// Deregistration began: no new requests; reported `drained` once none is in flight
-    /// or the group's deregistration delay ran out.
-    pub draining: bool,
-}
+    fn lbs() -> Vec<LoadBalancer> {
+        let mut stack = Stack::from_yaml(
+            "loadBalancers:\n  - loadBalancerName: a\n    listeners:\n      - port: 80\n        protocol: HTTP\n        defaultActions: [{type: fixed-response, fixedResponseConfig: {statusCode: \"200\"}}]\n  - loadBalancerName: b\n    listeners:\n      - port: 81\n        protocol: HTTP\n        defaultActions: [{type: fixed-response, fixedResponseConfig: {statusCode: \"200\"}}]\n",
+        )
+        .unwrap();
+        for lb in &mut stack.load_balancers {
+            lb.load_balancer_arn = format!("arn:lb/{}", lb.load_balancer_name);
+            for l in &mut lb.listeners {
+                l.listener_arn = format!("arn:listener/{}/{}", lb.load_balancer_name, l.port);
+            }
+        }
+        stack.load_balancers
+    }
 
-/// The proxy's view of one target.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TargetStatus {
-    pub target_group_arn: String,
-    pub addr: SocketAddr,
-    /// ALB state and reason code (`initial`/`Elb.InitialHealthChecking`, `healthy`,
-    /// `unhealthy`/`Target.Timeout`, `draining`/`Target.DeregistrationInProgress`, ...).
-    pub health: TargetHealth,
-    /// Requests sent to the target whose responses have not finished.
-    pub in_flight: u64,
-    /// Draining finished: nothing in flight, or the deregistration delay ran out. The
-    /// control plane may now stop the task and drop the target from the configuration.
-    pub drained: bool,
+    #[test]
+    fn a_bind_failure_blames_the_listeners_load_balancer() {
+        let e = ProxyError::Bind {
+            listener_arn: "arn:listener/b/81".into(),
+            addr: "0.0.0.0:81".parse().unwrap(),
+            source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+        };
+        let r = e.refusal(&lbs());
+        assert_eq!(r.load_balancer_name.as_deref(), Some("b"));
+        assert_eq!(r.reason, e.to_string());
+    }
+
+    #[test]
+    fn a_config_error_naming_an_arn_blames_its_load_balancer() {
+        let e = ProxyError::Config {
+            what: "listener arn:listener/a/80 certificate".into(),
+            message: "no file".into(),
+        };
+        assert_eq!(e.refusal(&lbs()).load_balancer_name.as_deref(), Some("a"));
+        let e = ProxyError::Config {
+            what: "action of arn:lb/b".into(),
+            message: "unknown target group".into(),
+        };
+        assert_eq!(e.refusal(&lbs()).load_balancer_name.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn an_error_naming_no_load_balancer_blames_none() {
+        let r = ProxyError::ShutDown.refusal(&lbs());
+        assert_eq!(r.load_balancer_name, None);
+        assert_eq!(r.reason, "the proxy is shut down");
+        let e = ProxyError::Config {
+            what: "target group arn:tg/x".into(),
+            message: "bad".into(),
+        };
+        assert_eq!(e.refusal(&lbs()).load_balancer_name, None);
+    }
+
+    #[test]
+    fn a_certificate_refusal_keeps_the_message() {
+        let e = ProxyError::Config {
+            what: "listener l certificate".into(),
+            message: "/x.pem: not found".into(),
+        };
+        let r = e.certificate_refusal("l");
+        assert_eq!(r.listener_arn, "l");
+        assert_eq!(r.to_string(), "listener l certificate: /x.pem: not found");
+    }
 }

@@ -15,7 +15,7 @@
 //! ([`Store::list_with_revision`]).
 //!
 //! What it does not do: interpret values, know about berth's resources, expire keys
-//! (no leases), or replicate (the etcd backend is for that).
+//! (no leases), or replicate: both backends keep one server's state on that server.
 //!
 //! Layout:
 //! - [`Store`]: the trait every backend implements, with [`Entry`], [`Event`], [`Op`],

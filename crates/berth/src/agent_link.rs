@@ -1,27 +1,24 @@
-//! The in-process link between the agent and the control plane of `berth server`: the
-//! agent's [`AgentApi`] served straight from the store.
-
-use std::sync::Arc;
+//! The in-process links between `berth server`'s agent and its control plane: the
+//! agent's [`AgentApi`] served by control's [`AgentService`], and control's [`TaskNodes`]
+//! answered by the local agent's [`TaskQueries`]. Both only forward contract types; a
+//! remote agent would put an HTTP client and server where these sit.
 
 use async_trait::async_trait;
-use berth_agent::{AgentApi, AgentError, TaskUpdate};
-use berth_control::db::{self, Db};
-use berth_control::ControlPlane;
-use berth_model::arn;
+use berth_agent::{AgentApi, AgentError, TaskQueries};
+use berth_control::task_nodes::LogStream;
+use berth_control::{AgentService, ApiError, ControlError, NodeError, TaskNodes};
+use berth_model::agent::{TaskStateChange, TaskUsage};
 use berth_model::ecs::{ContainerInstance, Task, TaskDefinition};
 use tokio::sync::watch;
 
+/// The local agent's view of the control plane.
 pub struct LocalAgentApi {
-    pub control: Arc<ControlPlane>,
+    pub service: AgentService,
 }
 
-fn api_err(e: berth_control::error::ControlError) -> AgentError {
-    AgentError::Api(berth_control::ApiError::from(e).to_string())
-}
-
-impl LocalAgentApi {
-    fn db(&self) -> &Db {
-        &self.control.db
+fn control_err(e: ControlError) -> AgentError {
+    AgentError::ControlPlane {
+        message: ApiError::from(e).to_string(),
     }
 }
 
@@ -31,61 +28,68 @@ impl AgentApi for LocalAgentApi {
         &self,
         instance: ContainerInstance,
     ) -> Result<ContainerInstance, AgentError> {
-        let cluster = arn::last_segment(&instance.cluster_arn).to_string();
-        let id = instance.ec2_instance_id.clone();
-        let key = db::instance_key(&cluster, &id);
-        let mut stored = instance;
-        if let Some(old) = self
-            .db()
-            .get::<ContainerInstance>(&key)
+        self.service
+            .register_instance(instance)
             .await
-            .map_err(api_err)?
-        {
-            // Keep the original registration time and a DRAINING status across restarts.
-            stored.registered_at = old.value.registered_at;
-            if old.value.status == "DRAINING" {
-                stored.status = old.value.status;
-            }
-        }
-        self.db().put(&key, &stored).await.map_err(api_err)?;
-        Ok(stored)
+            .map_err(control_err)
     }
 
-    async fn assigned_tasks(&self, instance_arn: &str) -> Result<Vec<Task>, AgentError> {
-        Ok(self
-            .db()
-            .tasks(None)
+    async fn assigned_tasks(&self, container_instance_arn: &str) -> Result<Vec<Task>, AgentError> {
+        self.service
+            .assigned_tasks(container_instance_arn)
             .await
-            .map_err(api_err)?
-            .into_iter()
-            .map(|v| v.value)
-            .filter(|t| t.container_instance_arn.as_deref() == Some(instance_arn))
-            .collect())
+            .map_err(control_err)
     }
 
     async fn task_definition(&self, arn: &str) -> Result<Option<TaskDefinition>, AgentError> {
-        self.db()
-            .resolve_task_definition(arn)
-            .await
-            .map_err(api_err)
+        self.service.task_definition(arn).await.map_err(control_err)
     }
 
-    async fn update_task(&self, task_arn: &str, f: TaskUpdate) -> Result<Option<Task>, AgentError> {
-        let Some(rest) = arn::resource(task_arn).and_then(|r| r.strip_prefix("task/")) else {
-            return Err(AgentError::Api(format!("not a task ARN: {task_arn}")));
-        };
-        let Some((cluster, id)) = rest.split_once('/') else {
-            return Err(AgentError::Api(format!("not a task ARN: {task_arn}")));
-        };
-        let key = db::task_key(cluster, id);
-        let mut f = f;
-        self.db()
-            .update::<Task, _>(&key, move |t| f(t))
+    async fn submit_task_state_change(
+        &self,
+        change: TaskStateChange,
+    ) -> Result<Option<Task>, AgentError> {
+        self.service
+            .submit_task_state_change(change)
             .await
-            .map_err(api_err)
+            .map_err(control_err)
     }
 
     fn changes(&self) -> watch::Receiver<u64> {
-        self.control.changes()
+        self.service.changes()
+    }
+}
+
+/// The control plane's view of the nodes: this server's one agent runs every task.
+pub struct LocalTaskNodes {
+    pub queries: TaskQueries,
+}
+
+fn node_err(task: &Task, e: AgentError) -> NodeError {
+    NodeError::Failed {
+        task_arn: task.task_arn.clone(),
+        message: e.to_string(),
+    }
+}
+
+#[async_trait]
+impl TaskNodes for LocalTaskNodes {
+    async fn logs(
+        &self,
+        task: &Task,
+        container: Option<&str>,
+        follow: bool,
+    ) -> Result<LogStream, NodeError> {
+        self.queries
+            .logs(&task.task_arn, container, follow)
+            .await
+            .map_err(|e| node_err(task, e))
+    }
+
+    async fn usage(&self, task: &Task) -> Result<TaskUsage, NodeError> {
+        self.queries
+            .usage(&task.task_arn)
+            .await
+            .map_err(|e| node_err(task, e))
     }
 }

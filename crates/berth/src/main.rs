@@ -2,6 +2,17 @@
 //!
 //! `berth server` runs the control plane, a local agent and the proxy with the embedded
 //! store; the other subcommands are clients of a server's API.
+//!
+//! The binary only wires the pieces together; it holds no rules of its own.
+//!
+//! Layout:
+//! - `server`: `berth server`: the store, the proxy, the runtime, the control plane and
+//!   the local agent, connected; the API and `/metrics`.
+//! - `data_plane`: the proxy behind the control plane's `DataPlane` seam.
+//! - `agent_link`: the local agent behind control's `AgentService`, and the agent's task
+//!   queries behind control's `TaskNodes`.
+//! - `client`: the API client behind the other subcommands.
+//! - `image`: `berth image build-demo`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +21,7 @@ use clap::{Parser, Subcommand};
 
 mod agent_link;
 mod client;
+mod data_plane;
 mod image;
 mod server;
 
@@ -115,16 +127,6 @@ enum ImageCommand {
         #[arg(long, default_value = "berth-whoami:latest")]
         tag: String,
     },
-}
-
-/// Renders the registry in the Prometheus text format.
-pub fn metrics_text(registry: &prometheus::Registry) -> String {
-    let mut buf = String::new();
-    let encoder = prometheus::TextEncoder::new();
-    if let Err(e) = encoder.encode_utf8(&registry.gather(), &mut buf) {
-        buf = format!("# metrics encoding failed: {e}\n");
-    }
-    buf
 }
 
 /// Puts the directory of the `berth` executable first on PATH, so the process runtime

@@ -7,14 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use berth_agent::{Agent, AgentConfig};
+use berth_agent::{Agent, AgentConfig, TaskQueries};
 use berth_control::{ControlPlane, Db};
 use berth_proxy::{Proxy, ProxyOptions};
 use berth_runtime::DynRuntime;
 use berth_store::RedbStore;
 use tokio::sync::watch;
 
-use crate::agent_link::LocalAgentApi;
+use crate::agent_link::{LocalAgentApi, LocalTaskNodes};
+use crate::data_plane::ProxyDataPlane;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
@@ -51,25 +52,24 @@ fn instance_id(data_dir: &Path) -> Result<String> {
             return Ok(id);
         }
     }
-    let id = format!("i-{}", &uuid_like()[..17]);
+    let id = new_instance_id();
     std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
     Ok(id)
 }
 
-fn uuid_like() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut out = String::new();
-    while out.len() < 32 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0),
-        );
-        out.push_str(&format!("{:016x}", h.finish()));
+/// `i-` and 17 hex digits, as EC2 instance ids look, from a random UUID.
+fn new_instance_id() -> String {
+    format!("i-{}", &uuid::Uuid::new_v4().simple().to_string()[..17])
+}
+
+/// Renders the registry in the Prometheus text format, for `/metrics`.
+fn metrics_text(registry: &prometheus::Registry) -> String {
+    let mut buf = String::new();
+    let encoder = prometheus::TextEncoder::new();
+    if let Err(e) = encoder.encode_utf8(&registry.gather(), &mut buf) {
+        buf = format!("# metrics encoding failed: {e}\n");
     }
-    out
+    buf
 }
 
 /// The runtime `--runtime` asks for: `auto` is Docker when the engine answers, else local
@@ -123,7 +123,22 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     });
     let instance = instance_id(&args.data_dir)?;
     let runtime = make_runtime(&args, &instance).await?;
-    let control = ControlPlane::new(db, proxy.clone(), Some(runtime.clone()), &registry);
+    let agent_config = AgentConfig {
+        cluster: args.cluster.clone(),
+        instance_id: instance,
+        address: args.advertise_address.clone(),
+        resync: Duration::from_secs(2),
+    };
+    let control = ControlPlane::new(
+        db,
+        Arc::new(ProxyDataPlane {
+            proxy: proxy.clone(),
+        }),
+        Arc::new(LocalTaskNodes {
+            queries: TaskQueries::new(runtime.clone()),
+        }),
+        &registry,
+    );
     control.ensure_default_cluster().await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -136,7 +151,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         "/metrics",
         axum::routing::get(move || {
             let r = metrics_registry.clone();
-            async move { crate::metrics_text(&r) }
+            async move { metrics_text(&r) }
         }),
     );
     let mut api_stop = stop_rx.clone();
@@ -150,21 +165,16 @@ pub async fn run(args: ServerArgs) -> Result<()> {
 
     let agent = Arc::new(Agent::new(
         Arc::new(LocalAgentApi {
-            control: control.clone(),
+            service: control.agent_service(),
         }),
         runtime,
-        AgentConfig {
-            cluster: args.cluster.clone(),
-            instance_id: instance,
-            address: args.advertise_address.clone(),
-            resync: Duration::from_secs(2),
-        },
+        agent_config,
     ));
     let agent_task = tokio::spawn(agent.clone().run(stop_rx.clone()));
     let reconcilers = tokio::spawn(control.clone().run_reconcilers(stop_rx.clone()));
 
     if let Some(stack) = stack {
-        let changes = berth_control::apply::apply(&control.db, &stack, false)
+        let changes = berth_control::apply::apply(&control.db, &*control.data_plane, &stack, false)
             .await
             .context("applying the stack")?;
         for c in changes {
@@ -191,5 +201,38 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_ids_look_like_ec2_ids_and_differ() {
+        let a = new_instance_id();
+        let b = new_instance_id();
+        assert_eq!(a.len(), 19, "{a}");
+        assert!(a.starts_with("i-"));
+        assert!(a[2..].chars().all(|c| c.is_ascii_hexdigit()), "{a}");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn an_instance_id_is_kept_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = instance_id(dir.path()).unwrap();
+        assert_eq!(instance_id(dir.path()).unwrap(), first);
+    }
+
+    #[test]
+    fn metrics_render_in_the_text_format() {
+        let registry = prometheus::Registry::new();
+        let c = prometheus::IntCounter::new("berth_test_total", "a test counter").unwrap();
+        registry.register(Box::new(c.clone())).unwrap();
+        c.inc();
+        let text = metrics_text(&registry);
+        assert!(text.contains("# TYPE berth_test_total counter"), "{text}");
+        assert!(text.contains("berth_test_total 1"), "{text}");
     }
 }

@@ -1,0 +1,334 @@
+//! The convergence loop: one agent, one container instance, one runtime.
+//!
+//! Each pass compares the tasks placed on the instance with what the runtime runs and
+//! reports what it did or saw as [`TaskStateChange`]s: start what should run, adopt what
+//! already runs, mark STOPPED what the runtime lost, stop a task once the control plane
+//! moved it to STOPPING (after its targets drained), and stop and remove what the runtime
+//! runs that no task owns.
+//!
+//! What it does not do: decide task states itself beyond what it observes; the control
+//! plane applies each report with the contract's rules.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_model::agent::TaskStateChange;
+use berth_model::ecs::{ContainerInstance, Resource, StopCode, Task, TaskStatus};
+use berth_model::{arn, time};
+use berth_runtime::{DynRuntime, RuntimeError, TaskSpec, TaskState};
+use tokio::sync::watch;
+
+use crate::api::{AgentApi, AgentError, Result};
+use crate::queries::TaskQueries;
+use crate::report;
+
+/// The instance attribute holding the address targets on this instance use.
+pub const ADDRESS_ATTRIBUTE: &str = "berth.address";
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub cluster: String,
+    /// Stable id of this instance (kept across restarts by the caller).
+    pub instance_id: String,
+    /// The address load balancer targets on this instance use.
+    pub address: String,
+    /// How often to converge without any change notification.
+    pub resync: Duration,
+}
+
+pub struct Agent {
+    api: Arc<dyn AgentApi>,
+    runtime: DynRuntime,
+    cfg: AgentConfig,
+    instance_arn: String,
+    busy: Arc<Mutex<BTreeSet<String>>>,
+}
+
+/// Total memory in MiB from /proc/meminfo (0 when unknown).
+fn total_memory_mib() -> i64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<i64>().ok())
+        })
+        .map(|kb| kb / 1024)
+        .unwrap_or(0)
+}
+
+fn resource(name: &str, v: i64) -> Resource {
+    Resource {
+        name: name.into(),
+        integer_value: v,
+        string_set_value: Vec::new(),
+    }
+}
+
+impl Agent {
+    pub fn new(api: Arc<dyn AgentApi>, runtime: DynRuntime, cfg: AgentConfig) -> Self {
+        let instance_arn = arn::container_instance(&cfg.cluster, &cfg.instance_id);
+        Self {
+            api,
+            runtime,
+            cfg,
+            instance_arn,
+            busy: Arc::default(),
+        }
+    }
+
+    pub fn instance_arn(&self) -> &str {
+        &self.instance_arn
+    }
+
+    /// Answers about the tasks this agent's runtime runs (logs, resource use).
+    pub fn queries(&self) -> TaskQueries {
+        TaskQueries::new(self.runtime.clone())
+    }
+
+    /// Registers the instance record (ACTIVE, agent connected).
+    pub async fn register(&self) -> Result<ContainerInstance> {
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get() as i64)
+            .unwrap_or(1);
+        let mut attributes = BTreeMap::new();
+        attributes.insert(ADDRESS_ATTRIBUTE.to_string(), self.cfg.address.clone());
+        attributes.insert("ecs.os-type".to_string(), "linux".to_string());
+        attributes.insert("berth.runtime".to_string(), self.runtime.kind().to_string());
+        let registered = vec![
+            resource("CPU", cpus * 1024),
+            resource("MEMORY", total_memory_mib()),
+            resource("PORTS", 0),
+            resource("PORTS_UDP", 0),
+        ];
+        let inst = ContainerInstance {
+            container_instance_arn: self.instance_arn.clone(),
+            ec2_instance_id: self.cfg.instance_id.clone(),
+            cluster_arn: arn::cluster(&self.cfg.cluster),
+            status: "ACTIVE".into(),
+            agent_connected: true,
+            remaining_resources: registered.clone(),
+            registered_resources: registered,
+            attributes,
+            running_tasks_count: 0,
+            pending_tasks_count: 0,
+            registered_at: time::now(),
+            runtime: self.runtime.kind().to_string(),
+        };
+        self.api.register_instance(inst).await
+    }
+
+    /// Runs until `shutdown` turns true. Tasks keep running when the agent stops: a new
+    /// agent adopts them.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        self.register().await?;
+        let mut changes = self.api.changes();
+        let mut events = self.runtime.subscribe();
+        loop {
+            if let Err(e) = self.reconcile().await {
+                tracing::warn!(error = %e, "agent pass failed");
+            }
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() { return Ok(()); }
+                }
+                r = changes.changed() => {
+                    if r.is_err() { return Ok(()); }
+                }
+                r = events.recv() => {
+                    if let Err(tokio::sync::broadcast::error::RecvError::Closed) = r {
+                        return Ok(());
+                    }
+                }
+                _ = tokio::time::sleep(self.cfg.resync) => {}
+            }
+        }
+    }
+
+    fn claim(&self, task_arn: &str) -> bool {
+        self.busy
+            .lock()
+            .expect("busy set")
+            .insert(task_arn.to_string())
+    }
+
+    fn release(busy: &Mutex<BTreeSet<String>>, task_arn: &str) {
+        busy.lock().expect("busy set").remove(task_arn);
+    }
+
+    /// One convergence pass.
+    pub async fn reconcile(&self) -> Result<()> {
+        let tasks = self.api.assigned_tasks(&self.instance_arn).await?;
+        let running: BTreeMap<String, TaskState> = self
+            .runtime
+            .list()
+            .await?
+            .into_iter()
+            .map(|s| (s.task_arn.clone(), s))
+            .collect();
+        let known: BTreeSet<&str> = tasks.iter().map(|t| t.task_arn.as_str()).collect();
+
+        // What the runtime runs that no task owns: stop and remove.
+        for (arn, st) in &running {
+            if !known.contains(arn.as_str()) && self.claim(arn) {
+                let (rt, busy, arn, stopped) = (
+                    self.runtime.clone(),
+                    self.busy.clone(),
+                    arn.clone(),
+                    st.all_stopped(),
+                );
+                tokio::spawn(async move {
+                    tracing::info!(task = %arn, "removing a task no record owns");
+                    if !stopped {
+                        let _ = rt.stop(&arn).await;
+                    }
+                    let _ = rt.remove(&arn).await;
+                    Self::release(&busy, &arn);
+                });
+            }
+        }
+
+        for task in tasks {
+            let st = running.get(&task.task_arn);
+            if self.busy.lock().expect("busy set").contains(&task.task_arn) {
+                continue;
+            }
+            match (task.desired_status, task.last_status) {
+                (_, TaskStatus::Stopped) => {
+                    if let Some(st) = st {
+                        if !st.all_stopped() && self.claim(&task.task_arn) {
+                            self.spawn_stop(task, false);
+                        }
+                    }
+                }
+                (TaskStatus::Running, last) if last < TaskStatus::Running => match st {
+                    Some(st) if st.all_essential_running() => {
+                        // Started before a restart: adopt.
+                        self.api
+                            .submit_task_state_change(report::running(st, Some(time::now())))
+                            .await?;
+                    }
+                    Some(_) => {
+                        // A start that was interrupted part-way: clean up; the service
+                        // scheduler starts a replacement.
+                        if self.claim(&task.task_arn) {
+                            self.spawn_stop(task, true);
+                        }
+                    }
+                    None => {
+                        if self.claim(&task.task_arn) {
+                            self.spawn_start(task);
+                        }
+                    }
+                },
+                (_, _) => {
+                    // RUNNING, DEACTIVATING or STOPPING.
+                    let stop_now = task.desired_status == TaskStatus::Stopped
+                        && (task.last_status == TaskStatus::Stopping
+                            || task.last_status < TaskStatus::Running);
+                    match st {
+                        None => {
+                            let reason = "Task is not running on its container instance (it ended while berth was down)";
+                            self.api
+                                .submit_task_state_change(TaskStateChange::stopped(
+                                    &task.task_arn,
+                                    StopCode::EssentialContainerExited,
+                                    reason,
+                                    time::now(),
+                                ))
+                                .await?;
+                        }
+                        Some(st) if st.essential_stopped().is_some() || stop_now => {
+                            if self.claim(&task.task_arn) {
+                                self.spawn_stop(task, false);
+                            }
+                        }
+                        Some(st) => {
+                            self.api
+                                .submit_task_state_change(report::running(st, None))
+                                .await?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn spawn_start(&self, task: Task) {
+        let (api, rt, busy) = (self.api.clone(), self.runtime.clone(), self.busy.clone());
+        tokio::spawn(async move {
+            let arn = task.task_arn.clone();
+            let result = start_task(&*api, &rt, &task).await;
+            if let Err(e) = result {
+                tracing::warn!(task = %arn, error = %e, "task failed to start");
+                let reason = format!("Task failed to start: {e}");
+                let _ = rt.remove(&arn).await;
+                let change = TaskStateChange::stopped(
+                    &arn,
+                    StopCode::TaskFailedToStart,
+                    reason,
+                    time::now(),
+                );
+                let _ = api.submit_task_state_change(change).await;
+            }
+            Self::release(&busy, &arn);
+        });
+    }
+
+    /// Stops a task through the runtime and records the outcome. `failed_start` marks an
+    /// interrupted start.
+    fn spawn_stop(&self, task: Task, failed_start: bool) {
+        let (api, rt, busy) = (self.api.clone(), self.runtime.clone(), self.busy.clone());
+        tokio::spawn(async move {
+            let arn = task.task_arn.clone();
+            let result = rt.stop(&arn).await;
+            let change = match result {
+                Ok(st) => report::stopped(&task, &st, failed_start, time::now()),
+                Err(RuntimeError::UnknownTask(_)) => TaskStateChange::stopped(
+                    &arn,
+                    StopCode::EssentialContainerExited,
+                    "Task is gone from its runtime",
+                    time::now(),
+                ),
+                Err(e) => {
+                    tracing::warn!(task = %arn, error = %e, "stopping a task failed; retrying next pass");
+                    Self::release(&busy, &arn);
+                    return;
+                }
+            };
+            let _ = api.submit_task_state_change(change).await;
+            Self::release(&busy, &arn);
+        });
+    }
+}
+
+async fn start_task(api: &dyn AgentApi, rt: &DynRuntime, task: &Task) -> Result<()> {
+    let td = api
+        .task_definition(&task.task_definition_arn)
+        .await?
+        .ok_or_else(|| {
+            AgentError::Runtime(RuntimeError::StartFailed(format!(
+                "task definition {} is not registered",
+                task.task_definition_arn
+            )))
+        })?;
+    // PENDING: the runtime is starting it.
+    let proceed = api
+        .submit_task_state_change(TaskStateChange::pending(&task.task_arn))
+        .await?;
+    if proceed.is_none_or(|t| t.desired_status != TaskStatus::Running) {
+        return Ok(());
+    }
+    let spec = TaskSpec {
+        task_arn: task.task_arn.clone(),
+        cluster: task.cluster_name().to_string(),
+        task_definition: td,
+    };
+    let st = rt.start(&spec).await?;
+    api.submit_task_state_change(report::running(&st, Some(time::now())))
+        .await?;
+    Ok(())
+}

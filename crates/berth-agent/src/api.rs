@@ -1,0 +1,42 @@
+//! What the agent needs from the control plane, as a trait over the contract's messages
+//! ([`berth_model::agent`] and model resources), so it can be served in-process (as
+//! `berth server` does) or over the network without the agent noticing.
+//!
+//! What it does not do: implement that API (berth-control's `AgentService` does; the
+//! binary connects the two).
+
+use async_trait::async_trait;
+use berth_model::agent::TaskStateChange;
+use berth_model::ecs::{ContainerInstance, Task, TaskDefinition};
+use berth_runtime::RuntimeError;
+use tokio::sync::watch;
+
+/// Why an agent operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The control plane refused or could not answer a call.
+    #[error("control plane: {message}")]
+    ControlPlane { message: String },
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+pub type Result<T> = std::result::Result<T, AgentError>;
+
+/// What the agent needs from the control plane.
+#[async_trait]
+pub trait AgentApi: Send + Sync + 'static {
+    /// Creates or refreshes the instance record; returns it as stored.
+    async fn register_instance(&self, instance: ContainerInstance) -> Result<ContainerInstance>;
+    /// Every task placed on the instance, stopped ones included until they are forgotten.
+    async fn assigned_tasks(&self, container_instance_arn: &str) -> Result<Vec<Task>>;
+    async fn task_definition(&self, arn: &str) -> Result<Option<TaskDefinition>>;
+    /// Reports a change in a task's state; the control plane applies it atomically with
+    /// the rules written on [`TaskStateChange`]. Returns the task as stored afterwards,
+    /// `None` when there is no such task.
+    async fn submit_task_state_change(&self, change: TaskStateChange) -> Result<Option<Task>>;
+    /// Bumps whenever something the agent may care about changed. A hint only (the
+    /// agent also converges on a timer), so a remote implementation may long-poll for it
+    /// or never bump it.
+    fn changes(&self) -> watch::Receiver<u64>;
+}

@@ -1,0 +1,182 @@
+//! The control plane's side of the agent contract: registers container instances, lists
+//! the tasks placed on an instance, and applies the agents' task state changes
+//! ([`TaskStateChange`]) to the task records with the rules the contract states.
+//!
+//! Every method takes and returns contract types (model resources and
+//! [`berth_model::agent`] messages), so the same service could be served over HTTP to
+//! remote agents; `berth server` calls it in-process.
+//!
+//! What it does not do: run tasks or talk to a runtime (the agent does), or decide what
+//! runs where (the scheduler does).
+
+use berth_model::agent::{ContainerStateChange, ReportedTaskStatus, TaskStateChange};
+use berth_model::ecs::{ContainerInstance, Task, TaskDefinition, TaskStatus};
+use berth_model::{arn, time};
+use tokio::sync::watch;
+
+use crate::db::{self, Db};
+use crate::error::ControlError;
+
+/// What the agents call. Cheap to clone.
+#[derive(Clone)]
+pub struct AgentService {
+    db: Db,
+    changes: watch::Receiver<u64>,
+}
+
+impl AgentService {
+    /// `changes` bumps whenever the store changes (see
+    /// [`ControlPlane::changes`](crate::ControlPlane::changes)).
+    pub fn new(db: Db, changes: watch::Receiver<u64>) -> Self {
+        Self { db, changes }
+    }
+
+    /// Creates or refreshes an instance record; returns it as stored. A restart keeps
+    /// the original registration time and a DRAINING status.
+    pub async fn register_instance(
+        &self,
+        instance: ContainerInstance,
+    ) -> Result<ContainerInstance, ControlError> {
+        let cluster = arn::last_segment(&instance.cluster_arn).to_string();
+        let key = db::instance_key(&cluster, &instance.ec2_instance_id);
+        let mut stored = instance;
+        if let Some(old) = self.db.get::<ContainerInstance>(&key).await? {
+            stored.registered_at = old.value.registered_at;
+            if old.value.status == "DRAINING" {
+                stored.status = old.value.status;
+            }
+        }
+        self.db.put(&key, &stored).await?;
+        Ok(stored)
+    }
+
+    /// Every task placed on the instance, stopped ones included until they are forgotten.
+    pub async fn assigned_tasks(
+        &self,
+        container_instance_arn: &str,
+    ) -> Result<Vec<Task>, ControlError> {
+        Ok(self
+            .db
+            .tasks(None)
+            .await?
+            .into_iter()
+            .map(|v| v.value)
+            .filter(|t| t.container_instance_arn.as_deref() == Some(container_instance_arn))
+            .collect())
+    }
+
+    /// A task definition by ARN or `family[:revision]`.
+    pub async fn task_definition(&self, arn: &str) -> Result<Option<TaskDefinition>, ControlError> {
+        self.db.resolve_task_definition(arn).await
+    }
+
+    /// Applies `change` to its task atomically (see [`apply_task_state_change`]); returns
+    /// the task as stored afterwards, or `None` when there is no such task.
+    pub async fn submit_task_state_change(
+        &self,
+        change: TaskStateChange,
+    ) -> Result<Option<Task>, ControlError> {
+        let Some((cluster, id)) = task_key_parts(&change.task_arn) else {
+            return Err(ControlError::invalid(
+                "taskArn",
+                format!("not a task ARN: {}", change.task_arn),
+            ));
+        };
+        let key = db::task_key(cluster, id);
+        self.db
+            .update::<Task, _>(&key, |t| apply_task_state_change(t, &change))
+            .await
+    }
+
+    /// A receiver that changes whenever something an agent may care about changed.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
+    }
+}
+
+/// `(cluster, id)` of a task ARN.
+fn task_key_parts(task_arn: &str) -> Option<(&str, &str)> {
+    arn::resource(task_arn)?
+        .strip_prefix("task/")?
+        .split_once('/')
+}
+
+/// Applies an agent's report to a task record; returns whether anything changed. The
+/// rules are the contract's (see [`TaskStateChange`]).
+pub fn apply_task_state_change(task: &mut Task, change: &TaskStateChange) -> bool {
+    let before = task.clone();
+    copy_containers(task, &change.containers);
+    if let Some(health) = change.health_status {
+        task.health_status = health;
+    }
+    match change.status {
+        ReportedTaskStatus::Pending => {
+            if task.desired_status == TaskStatus::Running && task.last_status < TaskStatus::Pending
+            {
+                task.last_status = TaskStatus::Pending;
+                task.version += 1;
+            }
+        }
+        ReportedTaskStatus::Running => {
+            if task.last_status < TaskStatus::Running {
+                task.last_status = if task.desired_status == TaskStatus::Stopped {
+                    // Asked to stop while starting: it was never registered anywhere,
+                    // so it can be signalled right away.
+                    TaskStatus::Stopping
+                } else {
+                    TaskStatus::Running
+                };
+                task.started_at
+                    .get_or_insert(change.started_at.unwrap_or_else(time::now));
+                task.version += 1;
+            }
+        }
+        ReportedTaskStatus::Stopped => {
+            if task.last_status != TaskStatus::Stopped {
+                mark_stopped(task, change);
+            }
+        }
+    }
+    *task != before
+}
+
+/// Copies what the runtime reports into the containers of the same name.
+fn copy_containers(task: &mut Task, reported: &[ContainerStateChange]) {
+    for c in &mut task.containers {
+        let Some(s) = reported.iter().find(|s| s.container_name == c.name) else {
+            continue;
+        };
+        c.runtime_id = s.runtime_id.clone().or(c.runtime_id.take());
+        if !s.network_bindings.is_empty() {
+            c.network_bindings = s.network_bindings.clone();
+        }
+        if s.private_ipv4_address.is_some() {
+            c.private_ipv4_address = s.private_ipv4_address.clone();
+        }
+        c.exit_code = s.exit_code.or(c.exit_code);
+        c.reason = s.reason.clone().or(c.reason.take());
+        c.health_status = s.health_status;
+        c.last_status = s.status;
+    }
+}
+
+/// STOPPED, with the agent's stop code and reason unless the control plane already
+/// recorded why the task stops.
+fn mark_stopped(task: &mut Task, change: &TaskStateChange) {
+    let at = change.stopped_at.unwrap_or_else(time::now);
+    if task.stop_code.is_none() {
+        task.stop_code = change.stop_code;
+        task.stopped_reason = change.stopped_reason.clone();
+    }
+    task.desired_status = TaskStatus::Stopped;
+    task.last_status = TaskStatus::Stopped;
+    task.stopping_at.get_or_insert(at);
+    task.stopped_at = Some(at);
+    for c in &mut task.containers {
+        c.last_status = TaskStatus::Stopped;
+    }
+    task.version += 1;
+}
+
+#[cfg(test)]
+mod tests;
