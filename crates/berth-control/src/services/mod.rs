@@ -210,4 +210,6 @@ fn now_nanos() -> u64 {
 }
 
 #[cfg(test)]
+mod fixtures;
+#[cfg(test)]
 mod tests;

@@ -1,10 +1,11 @@
 //! The service reconciler end to end over a memory store: plan, batch, next pass.
 
+use super::fixtures::instance;
 use super::*;
 use berth_model::arn;
 use berth_model::ecs::{
     ContainerInstance, Deployment, DeploymentCircuitBreaker, DeploymentStatus, HealthStatus,
-    Resource, RolloutState, SchedulingStrategy,
+    RolloutState, SchedulingStrategy,
 };
 use std::sync::Arc;
 
@@ -20,6 +21,16 @@ fn td(family: &str, revision: u32) -> TaskDefinition {
     t
 }
 
+/// Deletes the ten failed tasks `setup` writes, for tests about something else.
+async fn forget_failed_tasks(db: &Db) {
+    for i in 0..10 {
+        db.store
+            .delete(&db::task_key("default", &format!("failed{i}")))
+            .await
+            .unwrap();
+    }
+}
+
 async fn setup(rollback: bool) -> (Db, Service) {
     let db = Db::new(Arc::new(berth_store::MemoryStore::new()));
     for r in [1, 2] {
@@ -27,25 +38,7 @@ async fn setup(rollback: bool) -> (Db, Service) {
             .await
             .unwrap();
     }
-    let inst = ContainerInstance {
-        container_instance_arn: arn::container_instance("default", "i-1"),
-        cluster_arn: arn::cluster("default"),
-        status: "ACTIVE".into(),
-        agent_connected: true,
-        registered_resources: vec![
-            Resource {
-                name: "CPU".into(),
-                integer_value: 4096,
-                ..Default::default()
-            },
-            Resource {
-                name: "MEMORY".into(),
-                integer_value: 4096,
-                ..Default::default()
-            },
-        ],
-        ..Default::default()
-    };
+    let inst = instance("i-1");
     db.put(&db::instance_key("default", "i-1"), &inst)
         .await
         .unwrap();
@@ -196,12 +189,7 @@ async fn a_daemon_service_runs_one_task_per_instance() {
 async fn a_rollout_waits_for_container_health_checks() {
     let (db, mut svc) = setup(false).await;
     // web:2 gets a container health check; the ten failed tasks are not wanted here.
-    for i in 0..10 {
-        db.store
-            .delete(&db::task_key("default", &format!("failed{i}")))
-            .await
-            .unwrap();
-    }
+    forget_failed_tasks(&db).await;
     let mut v2 = td("web", 2);
     v2.container_definitions[0].health_check = Some(berth_model::ecs::HealthCheck {
         command: vec!["CMD".into(), "true".into()],
@@ -283,12 +271,7 @@ async fn nine_failures_do_not_trip_it() {
 #[tokio::test]
 async fn a_plan_raced_by_a_task_change_writes_nothing_and_the_next_pass_converges() {
     let (db, mut svc) = setup(false).await;
-    for i in 0..10 {
-        db.store
-            .delete(&db::task_key("default", &format!("failed{i}")))
-            .await
-            .unwrap();
-    }
+    forget_failed_tasks(&db).await;
     svc.desired_count = 1;
     svc.deployment_configuration.deployment_circuit_breaker = None;
     let service_key = db::service_key("default", "web");

@@ -1,9 +1,10 @@
 //! The planner, branch by branch, with plain values and no store.
 
 use super::*;
+use crate::services::fixtures::instance;
 use berth_model::arn;
 use berth_model::ecs::{
-    DeploymentCircuitBreaker, DeploymentStatus, HealthStatus, Resource, ServiceLoadBalancer,
+    DeploymentCircuitBreaker, DeploymentStatus, HealthStatus, ServiceLoadBalancer,
 };
 use berth_model::elb::{TargetHealth, TargetHealthState};
 
@@ -19,28 +20,6 @@ fn td(revision: u32) -> TaskDefinition {
     t.task_definition_arn = arn::task_definition("web", revision);
     t.status = "ACTIVE".into();
     t
-}
-
-fn instance(id: &str) -> ContainerInstance {
-    ContainerInstance {
-        container_instance_arn: arn::container_instance("default", id),
-        cluster_arn: arn::cluster("default"),
-        status: "ACTIVE".into(),
-        agent_connected: true,
-        registered_resources: vec![
-            Resource {
-                name: "CPU".into(),
-                integer_value: 4096,
-                ..Default::default()
-            },
-            Resource {
-                name: "MEMORY".into(),
-                integer_value: 4096,
-                ..Default::default()
-            },
-        ],
-        ..Default::default()
-    }
 }
 
 fn deployment(
