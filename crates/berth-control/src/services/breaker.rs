@@ -7,7 +7,7 @@
 use berth_model::ecs::{Deployment, RolloutState, Service, StopCode, Task, TaskStatus};
 use berth_model::time::Timestamp;
 
-use super::plan::{PlannedEvent, ServiceUpdate};
+use super::plan_output::{PlannedEvent, ServiceUpdate};
 
 /// The deployment circuit breaker's failure threshold, as ECS computes it.
 pub fn breaker_threshold(desired: usize) -> usize {

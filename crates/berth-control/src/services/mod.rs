@@ -34,6 +34,7 @@ pub mod deployments;
 pub mod execute;
 pub mod health;
 pub mod plan;
+pub mod plan_output;
 pub mod starts;
 
 pub use breaker::breaker_threshold;
