@@ -1,0 +1,428 @@
+//! One evaluation of a scalable target: scheduled actions first, then the clamp into the
+//! capacity bounds, then the scaling policies; the result is the new desired count (or
+//! none) with AWS's description and cause, and the reasons for not scaling as codes.
+//!
+//! The rules, in order:
+//! 1. The latest scheduled action with a firing in `(scheduled_since, now]` sets the
+//!    bounds (unless `scheduledScalingSuspended`); scheduled actions ignore cooldowns.
+//! 2. A desired count outside the bounds is clamped into them, and that is this pass's
+//!    change; the policies act on the next pass.
+//! 3. Each policy assesses its metric. A scale-out acts unless dynamic scale-out is
+//!    suspended, the target is at its maximum, or it falls in the scale-out cooldown: then
+//!    it is computed from the count before the scale-out in flight (the capacity that one
+//!    added counts) and acts only when it asks for more than the desired count now. A
+//!    scale-in acts unless dynamic scale-in is suspended, a deployment is in progress, the
+//!    target is at its minimum, or a scale-in happened less than the scale-in cooldown ago
+//!    with no scale-out since.
+//! 4. Any policy may scale out; the largest capacity wins. Scale-in needs every target
+//!    tracking policy with scale-in enabled to be ready to scale in (step policies only
+//!    vote when their alarm asks for a decrease); the largest of the proposals wins.
+//!
+//! Nothing here reads a clock or the store: `now` and the samples come in as values.
+
+use jiff::Timestamp;
+
+use crate::assessment::Assessment;
+use crate::scheduled::{latest_firing, ScheduledAction};
+use crate::step::StepRule;
+use crate::target::{CapacityBounds, TargetState};
+use crate::target_tracking::TargetTrackingRule;
+use crate::window::MetricSeries;
+
+/// Which way a change goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Out,
+    In,
+}
+
+/// What made a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// A scaling policy: the change starts that direction's cooldown.
+    Policy { name: String },
+    /// A scheduled action's new bounds clamped the desired count.
+    ScheduledAction { name: String },
+    /// The desired count was outside the target's bounds.
+    Bounds,
+}
+
+/// A new desired count, in AWS's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapacityChange {
+    pub from: u32,
+    pub to: u32,
+    pub direction: Direction,
+    pub trigger: Trigger,
+    /// "Setting desired count to 4."
+    pub description: String,
+    /// "monitor alarm ... in state ALARM triggered policy ...", with the metric value.
+    pub cause: String,
+}
+
+/// Why a policy (or the target) did not scale. AWS's `NotScaledReason` codes where AWS
+/// has one (`AlreadyAtMaxCapacity`, `AlreadyAtMinCapacity`, `AlreadyAtDesiredCapacity`),
+/// berth's own for the reasons AWS does not report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NotScaledCode {
+    AlreadyAtMaxCapacity,
+    AlreadyAtMinCapacity,
+    AlreadyAtDesiredCapacity,
+    /// The metric is inside the tolerance band, or the step alarm is not breached.
+    WithinTarget,
+    /// The window held too few samples.
+    MissingData,
+    ScaleOutCooldown,
+    ScaleInCooldown,
+    DynamicScalingOutSuspended,
+    DynamicScalingInSuspended,
+    ScheduledScalingSuspended,
+    DeploymentInProgress,
+    /// The metric is low but the policy has `disableScaleIn`.
+    ScaleInDisabled,
+    /// The policy is ready to scale in but another policy is not.
+    ScaleInNotAgreed,
+    /// The step alarm is breached but the metric falls in no step's interval.
+    NoStepForMetric,
+}
+
+impl NotScaledCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotScaledCode::AlreadyAtMaxCapacity => "AlreadyAtMaxCapacity",
+            NotScaledCode::AlreadyAtMinCapacity => "AlreadyAtMinCapacity",
+            NotScaledCode::AlreadyAtDesiredCapacity => "AlreadyAtDesiredCapacity",
+            NotScaledCode::WithinTarget => "WithinTarget",
+            NotScaledCode::MissingData => "MissingData",
+            NotScaledCode::ScaleOutCooldown => "ScaleOutCooldown",
+            NotScaledCode::ScaleInCooldown => "ScaleInCooldown",
+            NotScaledCode::DynamicScalingOutSuspended => "DynamicScalingOutSuspended",
+            NotScaledCode::DynamicScalingInSuspended => "DynamicScalingInSuspended",
+            NotScaledCode::ScheduledScalingSuspended => "ScheduledScalingSuspended",
+            NotScaledCode::DeploymentInProgress => "DeploymentInProgress",
+            NotScaledCode::ScaleInDisabled => "ScaleInDisabled",
+            NotScaledCode::ScaleInNotAgreed => "ScaleInNotAgreed",
+            NotScaledCode::NoStepForMetric => "NoStepForMetric",
+        }
+    }
+}
+
+impl std::fmt::Display for NotScaledCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One reason for not scaling, naming the policy or scheduled action it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotScaledReason {
+    /// The policy or scheduled action; `None` for the target as a whole.
+    pub source: Option<String>,
+    pub code: NotScaledCode,
+    pub detail: String,
+}
+
+/// A compiled scaling policy.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Policy {
+    TargetTracking(TargetTrackingRule),
+    Step(StepRule),
+}
+
+impl Policy {
+    pub fn name(&self) -> &str {
+        match self {
+            Policy::TargetTracking(rule) => &rule.policy_name,
+            Policy::Step(rule) => &rule.policy_name,
+        }
+    }
+
+    /// Whether the policy must agree before anything scales in.
+    fn votes_on_scale_in(&self) -> bool {
+        matches!(self, Policy::TargetTracking(rule) if !rule.disable_scale_in)
+    }
+}
+
+/// A policy with its metric's recent samples.
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyInput<'a> {
+    pub policy: &'a Policy,
+    pub metric: &'a MetricSeries,
+}
+
+/// Everything one evaluation reads.
+#[derive(Debug, Clone, Copy)]
+pub struct EvaluationInput<'a> {
+    pub target: &'a TargetState,
+    pub policies: &'a [PolicyInput<'a>],
+    pub scheduled_actions: &'a [ScheduledAction],
+    /// The previous evaluation's `now`: scheduled firings in `(scheduled_since, now]` are
+    /// due.
+    pub scheduled_since: Timestamp,
+    pub now: Timestamp,
+}
+
+/// The outcome of one evaluation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evaluation {
+    /// The bounds in force after this pass (a scheduled action may have changed them).
+    pub bounds: CapacityBounds,
+    /// The scheduled action that set `bounds`, when one fired.
+    pub fired_action: Option<String>,
+    /// The new desired count, if any.
+    pub change: Option<CapacityChange>,
+    /// Why each policy (or action) that did not scale did not.
+    pub not_scaled: Vec<NotScaledReason>,
+}
+
+/// Evaluates a scalable target once. See the module documentation for the rules.
+pub fn evaluate(input: &EvaluationInput<'_>) -> Evaluation {
+    let target = input.target;
+    let mut evaluation = Evaluation {
+        bounds: target.bounds,
+        fired_action: None,
+        change: None,
+        not_scaled: Vec::new(),
+    };
+
+    if let Some((action, fired_at)) =
+        latest_firing(input.scheduled_actions, input.scheduled_since, input.now)
+    {
+        if target.suspended.scheduled_scaling_suspended {
+            evaluation.not_scaled.push(NotScaledReason {
+                source: Some(action.name.clone()),
+                code: NotScaledCode::ScheduledScalingSuspended,
+                detail: format!(
+                    "scheduled action {} was due at {fired_at} but scheduled scaling is suspended",
+                    action.name
+                ),
+            });
+        } else {
+            evaluation.bounds = action.apply_to(target.bounds);
+            evaluation.fired_action = Some(action.name.clone());
+        }
+    }
+
+    let bounds = evaluation.bounds;
+    let current = target.desired;
+    let clamped = bounds.clamp(current);
+    if clamped != current {
+        let (trigger, cause) = match &evaluation.fired_action {
+            Some(name) => (
+                Trigger::ScheduledAction { name: name.clone() },
+                format!(
+                    "scheduled action name {name} was triggered: minCapacity {}, maxCapacity {}",
+                    bounds.min, bounds.max
+                ),
+            ),
+            None => (
+                Trigger::Bounds,
+                format!(
+                    "the desired count {current} is outside minCapacity {} and maxCapacity {}",
+                    bounds.min, bounds.max
+                ),
+            ),
+        };
+        evaluation.change = Some(change(current, clamped, trigger, cause));
+        return evaluation;
+    }
+
+    decide_dynamic(input, bounds, &mut evaluation);
+    evaluation
+}
+
+struct Proposal<'a> {
+    to: u32,
+    policy: &'a str,
+    cause: String,
+}
+
+fn decide_dynamic(input: &EvaluationInput<'_>, bounds: CapacityBounds, out: &mut Evaluation) {
+    let target = input.target;
+    let now = input.now;
+    let current = target.desired;
+    let mut scale_outs: Vec<Proposal<'_>> = Vec::new();
+    let mut scale_ins: Vec<Proposal<'_>> = Vec::new();
+    let mut scale_in_holdouts: Vec<&str> = Vec::new();
+
+    for PolicyInput { policy, metric } in input.policies {
+        let name = policy.name();
+        let assessment = match policy {
+            Policy::TargetTracking(rule) => rule.assess(&target.resource_id, metric, now),
+            Policy::Step(rule) => rule.assess(current, metric, now),
+        };
+        let held = match assessment {
+            Assessment::Holds { code, detail } => Some((code, detail)),
+            Assessment::Wants {
+                direction: Direction::Out,
+                computation,
+                cooldown,
+                cause,
+            } => {
+                if target.suspended.dynamic_scaling_out_suspended {
+                    Some((
+                        NotScaledCode::DynamicScalingOutSuspended,
+                        format!("{cause}; dynamic scale-out is suspended"),
+                    ))
+                } else if current >= bounds.max {
+                    Some((
+                        NotScaledCode::AlreadyAtMaxCapacity,
+                        format!(
+                            "{cause}; the desired count {current} is at maxCapacity {}",
+                            bounds.max
+                        ),
+                    ))
+                } else {
+                    let in_flight = target.activity.scale_out_in_cooldown(cooldown, now);
+                    let base = in_flight.map_or(current, |record| record.from.min(current));
+                    let to = computation.capacity(base).min(bounds.max);
+                    if to > current {
+                        scale_outs.push(Proposal {
+                            to,
+                            policy: name,
+                            cause,
+                        });
+                        None
+                    } else if let Some(record) = in_flight {
+                        Some((
+                            NotScaledCode::ScaleOutCooldown,
+                            format!(
+                                "{cause}; in the scale-out cooldown after {} -> {} at {}, it asks for {to}, not more than {current}",
+                                record.from, record.to, record.at
+                            ),
+                        ))
+                    } else {
+                        Some((
+                            NotScaledCode::AlreadyAtDesiredCapacity,
+                            format!("{cause}; it asks for {to}, the desired count is {current}"),
+                        ))
+                    }
+                }
+            }
+            Assessment::Wants {
+                direction: Direction::In,
+                computation,
+                cooldown,
+                cause,
+            } => {
+                if target.suspended.dynamic_scaling_in_suspended {
+                    Some((
+                        NotScaledCode::DynamicScalingInSuspended,
+                        format!("{cause}; dynamic scale-in is suspended"),
+                    ))
+                } else if target.deployment_in_progress {
+                    Some((
+                        NotScaledCode::DeploymentInProgress,
+                        format!("{cause}; a deployment is in progress"),
+                    ))
+                } else if current <= bounds.min {
+                    Some((
+                        NotScaledCode::AlreadyAtMinCapacity,
+                        format!(
+                            "{cause}; the desired count {current} is at minCapacity {}",
+                            bounds.min
+                        ),
+                    ))
+                } else if target.activity.in_scale_in_cooldown(cooldown, now) {
+                    Some((
+                        NotScaledCode::ScaleInCooldown,
+                        format!(
+                            "{cause}; in the scale-in cooldown of {} s",
+                            cooldown.as_secs()
+                        ),
+                    ))
+                } else {
+                    let to = computation.capacity(current).max(bounds.min);
+                    if to < current {
+                        scale_ins.push(Proposal {
+                            to,
+                            policy: name,
+                            cause,
+                        });
+                        None
+                    } else {
+                        Some((
+                            NotScaledCode::AlreadyAtDesiredCapacity,
+                            format!("{cause}; it asks for {to}, the desired count is {current}"),
+                        ))
+                    }
+                }
+            }
+        };
+        if let Some((code, detail)) = held {
+            if policy.votes_on_scale_in() {
+                scale_in_holdouts.push(name);
+            }
+            out.not_scaled.push(NotScaledReason {
+                source: Some(name.to_string()),
+                code,
+                detail,
+            });
+        }
+    }
+
+    if let Some(winner) = largest(scale_outs) {
+        for proposal in scale_ins {
+            out.not_scaled.push(NotScaledReason {
+                source: Some(proposal.policy.to_string()),
+                code: NotScaledCode::ScaleInNotAgreed,
+                detail: format!("policy {} scales out", winner.policy),
+            });
+        }
+        out.change = Some(change(
+            current,
+            winner.to,
+            Trigger::Policy {
+                name: winner.policy.to_string(),
+            },
+            winner.cause,
+        ));
+        return;
+    }
+    if scale_in_holdouts.is_empty() {
+        if let Some(winner) = largest(scale_ins) {
+            out.change = Some(change(
+                current,
+                winner.to,
+                Trigger::Policy {
+                    name: winner.policy.to_string(),
+                },
+                winner.cause,
+            ));
+        }
+        return;
+    }
+    for proposal in scale_ins {
+        out.not_scaled.push(NotScaledReason {
+            source: Some(proposal.policy.to_string()),
+            code: NotScaledCode::ScaleInNotAgreed,
+            detail: format!(
+                "it asks for {}, but policy {} is not ready to scale in",
+                proposal.to,
+                scale_in_holdouts.join(", ")
+            ),
+        });
+    }
+}
+
+/// The proposal with the largest capacity; the first of equals.
+fn largest(proposals: Vec<Proposal<'_>>) -> Option<Proposal<'_>> {
+    proposals
+        .into_iter()
+        .reduce(|best, next| if next.to > best.to { next } else { best })
+}
+
+fn change(from: u32, to: u32, trigger: Trigger, cause: String) -> CapacityChange {
+    CapacityChange {
+        from,
+        to,
+        direction: if to > from {
+            Direction::Out
+        } else {
+            Direction::In
+        },
+        trigger,
+        description: format!("Setting desired count to {to}."),
+        cause,
+    }
+}

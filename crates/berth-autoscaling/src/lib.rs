@@ -1,0 +1,50 @@
+//! berth's scaling engine: Application Auto Scaling's decisions for an ECS service's
+//! desired count, from target tracking policies, step scaling policies and scheduled
+//! actions, with AWS's cooldowns, bounds, suspension flags and wording.
+//!
+//! The engine is pure: no I/O, no store, no clock and no async runtime. Instants, metric
+//! samples and the target's state come in as values; a decision comes out. The
+//! autoscaler reconciler in the control plane maps the stored resources onto the compiled
+//! rules here, collects the samples, calls [`evaluate`] and applies and records what it
+//! returns (updating [`RecentActivity`] with [`RecentActivity::record`]). Parsing stack
+//! files is not done here; [`Schedule::parse`] is public so that validation can use it.
+//!
+//! Layout (each module depends only on those above it, but `decision` for its types):
+//! - [`window`]: sample series and their aggregation over a window; missing data.
+//! - [`error`]: [`RuleError`] and [`ScheduleError`], naming the field and what is allowed.
+//! - [`target`]: a scalable target's bounds, suspension, desired count, recent activity.
+//! - `assessment`: what one policy concludes from its metric, before the target's rules.
+//! - [`target_tracking`]: [`TargetTrackingRule`], the proportional/gradual rule.
+//! - [`step`]: [`StepRule`], step adjustments relative to an alarm threshold.
+//! - [`cron`]: AWS's six-field cron expressions.
+//! - [`schedule`]: [`Schedule`]: `at()`, `rate()`, `cron()` in a time zone.
+//! - [`scheduled`]: [`ScheduledAction`]: a schedule setting min/max capacity.
+//! - [`decision`]: [`evaluate`]: scheduled actions, the clamp, then the policies combined.
+
+mod assessment;
+pub mod cron;
+pub mod decision;
+pub mod error;
+pub mod schedule;
+pub mod scheduled;
+pub mod step;
+pub mod target;
+pub mod target_tracking;
+pub mod window;
+
+pub use decision::{
+    evaluate, CapacityChange, Direction, Evaluation, EvaluationInput, NotScaledCode,
+    NotScaledReason, Policy, PolicyInput, Trigger,
+};
+pub use error::{RuleError, ScheduleError};
+/// Instants in the engine's API are jiff timestamps.
+pub use jiff::Timestamp;
+pub use schedule::Schedule;
+pub use scheduled::ScheduledAction;
+pub use step::{AdjustmentType, Comparison, StepAdjustment, StepRule};
+pub use target::{CapacityBounds, RecentActivity, ScaleOutRecord, SuspendedState, TargetState};
+pub use target_tracking::TargetTrackingRule;
+pub use window::{MetricSeries, MissingData, Sample, Statistic, Window};
+
+#[cfg(test)]
+mod tests;

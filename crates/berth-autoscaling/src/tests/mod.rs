@@ -1,0 +1,1 @@
+//! Engine tests with synthetic metric series.
