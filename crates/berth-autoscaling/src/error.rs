@@ -46,7 +46,7 @@ pub enum ScheduleError {
         unit: String,
         expected: String,
     },
-    #[error("schedule: cron needs 6 fields (minutes hours day-of-month month day-of-week year), found {found}")]
+    #[error("schedule: cron needs 6 fields, found {found} (minutes hours day-of-month month day-of-week year)")]
     CronFieldCount { found: usize },
     #[error("schedule: cron {field} field: {problem}, got {found:?}")]
     CronField {
