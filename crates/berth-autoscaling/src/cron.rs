@@ -21,7 +21,7 @@
 //! back, a repeated time fires once, at its first occurrence.
 
 use jiff::civil::Date;
-use jiff::tz::TimeZone;
+use jiff::tz::{AmbiguousOffset, TimeZone};
 use jiff::Timestamp;
 
 use crate::error::ScheduleError;
@@ -288,18 +288,28 @@ impl CronExpression {
         }
     }
 
-    /// The earliest firing on `date` after `after`. Every time of the day is converted,
-    /// since a time in a skipped hour lands later than the times after it.
+    /// The earliest firing on `date` after `after`. Times are tried in wall-clock order,
+    /// which is time order except for a time in a skipped hour (it lands after the change,
+    /// later than the times right after it), so the search stops at the first time after
+    /// `after` that was not skipped.
     fn first_on(&self, date: Date, after: Timestamp, time_zone: &TimeZone) -> Option<Timestamp> {
         let mut first: Option<Timestamp> = None;
         for hour in self.hours.values() {
             for minute in self.minutes.values() {
                 let wall = date.at(hour as i8, minute as i8, 0, 0);
-                let Ok(instant) = time_zone.to_ambiguous_timestamp(wall).compatible() else {
+                let ambiguous = time_zone.to_ambiguous_timestamp(wall);
+                let skipped = matches!(ambiguous.offset(), AmbiguousOffset::Gap { .. });
+                let Ok(instant) = ambiguous.compatible() else {
                     continue;
                 };
-                if instant > after && first.is_none_or(|first| instant < first) {
+                if instant <= after {
+                    continue;
+                }
+                if first.is_none_or(|first| instant < first) {
                     first = Some(instant);
+                }
+                if !skipped {
+                    return first;
                 }
             }
         }
@@ -371,11 +381,8 @@ fn parse_day_of_month(text: &str) -> Result<DayOfMonth, ScheduleError> {
 fn parse_day_of_week(text: &str) -> Result<DayOfWeek, ScheduleError> {
     match text {
         "?" => return Ok(DayOfWeek::Any),
-        "L" => {
-            let mut days = DAY_OF_WEEK.parse_set("7")?;
-            days.min = 1;
-            return Ok(DayOfWeek::Days(days));
-        }
+        // Quartz's reading of a lone L in day-of-week: Saturday, the week's last day.
+        "L" => return Ok(DayOfWeek::Days(DAY_OF_WEEK.parse_set("7")?)),
         _ => {}
     }
     let alone = |text: &str| !(text.contains(',') || text.contains('-') || text.contains('/'));

@@ -137,10 +137,41 @@ impl Policy {
         }
     }
 
+    /// The policy's metric as the engine reads it at `now` (what the autoscaler's metrics
+    /// show beside the target): the scale-out window's statistic for target tracking, the
+    /// alarm's aggregation for step scaling; `None` on missing data.
+    pub fn observe(&self, metric: &MetricSeries, now: Timestamp) -> PolicyObservation {
+        let (value, target) = match self {
+            Policy::TargetTracking(rule) => (
+                metric.aggregate(now, rule.scale_out_window, rule.statistic),
+                rule.target_value,
+            ),
+            Policy::Step(rule) => (
+                metric.aggregate(now, rule.window, rule.aggregation),
+                rule.threshold,
+            ),
+        };
+        PolicyObservation {
+            policy: self.name().to_string(),
+            value: value.ok(),
+            target,
+        }
+    }
+
     /// Whether the policy must agree before anything scales in.
     fn votes_on_scale_in(&self) -> bool {
         matches!(self, Policy::TargetTracking(rule) if !rule.disable_scale_in)
     }
+}
+
+/// A policy's metric value next to its target value (target tracking) or alarm threshold
+/// (step scaling).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyObservation {
+    pub policy: String,
+    /// `None` when the window holds too few samples.
+    pub value: Option<f64>,
+    pub target: f64,
 }
 
 /// A policy with its metric's recent samples.
@@ -163,7 +194,7 @@ pub struct EvaluationInput<'a> {
 }
 
 /// The outcome of one evaluation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation {
     /// The bounds in force after this pass (a scheduled action may have changed them).
     pub bounds: CapacityBounds,
@@ -173,6 +204,8 @@ pub struct Evaluation {
     pub change: Option<CapacityChange>,
     /// Why each policy (or action) that did not scale did not.
     pub not_scaled: Vec<NotScaledReason>,
+    /// Every policy's metric value and target, in the order of the input.
+    pub observations: Vec<PolicyObservation>,
 }
 
 /// Evaluates a scalable target once. See the module documentation for the rules.
@@ -183,6 +216,11 @@ pub fn evaluate(input: &EvaluationInput<'_>) -> Evaluation {
         fired_action: None,
         change: None,
         not_scaled: Vec::new(),
+        observations: input
+            .policies
+            .iter()
+            .map(|input_policy| input_policy.policy.observe(input_policy.metric, input.now))
+            .collect(),
     };
 
     if let Some((action, fired_at)) =

@@ -34,7 +34,7 @@ pub mod window;
 
 pub use decision::{
     evaluate, CapacityChange, Direction, Evaluation, EvaluationInput, NotScaledCode,
-    NotScaledReason, Policy, PolicyInput, Trigger,
+    NotScaledReason, Policy, PolicyInput, PolicyObservation, Trigger,
 };
 pub use error::{RuleError, ScheduleError};
 /// Instants in the engine's API are jiff timestamps.

@@ -148,6 +148,25 @@ fn cron_follows_daylight_saving_changes() {
         next("cron(30 1 * * ? *)", new_york, "2026-11-01T05:30:00Z").as_deref(),
         Some("2026-11-02T06:30:00Z")
     );
+    // Times in and after the skipped hour each fire once, in time order: 02:00 and 03:00
+    // are both 07:00 UTC that day, 02:30 and 03:30 both 07:30 UTC.
+    let twice_an_hour = "cron(0,30 2,3 * * ? *)";
+    let firings: Vec<Option<String>> = [
+        "2026-03-08T06:00:00Z",
+        "2026-03-08T07:00:00Z",
+        "2026-03-08T07:30:00Z",
+    ]
+    .iter()
+    .map(|after| next(twice_an_hour, new_york, after))
+    .collect();
+    assert_eq!(
+        firings,
+        vec![
+            Some("2026-03-08T07:00:00Z".to_string()),
+            Some("2026-03-08T07:30:00Z".to_string()),
+            Some("2026-03-09T06:00:00Z".to_string()),
+        ]
+    );
     // Paris moves to summer time on 2026-03-29: 08:00 is 07:00 UTC before, 06:00 after.
     assert_eq!(
         next(

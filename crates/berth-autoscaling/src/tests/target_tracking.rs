@@ -392,3 +392,57 @@ fn after_the_load_drops_it_scales_in_once_the_window_is_clear_and_settles() {
     let changes = simulate(|second| if second < 600 { 350.0 } else { 100.0 }, 4, 1800);
     assert_eq!(changes, vec![(659, 4, 2)]);
 }
+
+#[test]
+fn the_evaluation_reports_each_policys_metric_beside_its_target() {
+    let requests = Policy::TargetTracking(tracking("requests-100", 100.0));
+    let cpu = Policy::TargetTracking(TargetTrackingRule::new(
+        "cpu-50",
+        "ECSServiceAverageCPUUtilization",
+        50.0,
+    ));
+    let metric = steady(0, 120, 120.0);
+    let evaluation = run(
+        &target(2, 1, 20),
+        &[(&requests, &metric), (&cpu, &MetricSeries::new())],
+        at(120),
+    );
+    let observed: Vec<(&str, Option<f64>, f64)> = evaluation
+        .observations
+        .iter()
+        .map(|observation| {
+            (
+                observation.policy.as_str(),
+                observation.value,
+                observation.target,
+            )
+        })
+        .collect();
+    assert_eq!(
+        observed,
+        vec![("requests-100", Some(120.0), 100.0), ("cpu-50", None, 50.0)]
+    );
+}
+
+#[test]
+fn invalid_target_tracking_rules_are_refused_naming_the_field() {
+    let mut rule = tracking("requests", 0.0);
+    assert_eq!(
+        rule.validate().unwrap_err().to_string(),
+        "targetValue: must be a number above 0, got 0"
+    );
+    rule.target_value = 100.0;
+    rule.scale_in_tolerance = 1.0;
+    assert_eq!(
+        rule.validate().unwrap_err().to_string(),
+        "scaleInTolerance: must be at least 0 and below 1, got 1"
+    );
+    rule.scale_in_tolerance = 0.1;
+    rule.scale_out_window.length = secs(0);
+    assert_eq!(
+        rule.validate().unwrap_err().to_string(),
+        "scaleOutWindow.length: must be a duration above 0, got 0"
+    );
+    rule.scale_out_window.length = secs(10);
+    assert_eq!(rule.validate(), Ok(()));
+}
