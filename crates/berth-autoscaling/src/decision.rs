@@ -20,107 +20,18 @@
 //!
 //! Nothing here reads a clock or the store: `now` and the samples come in as values.
 
+use std::time::Duration;
+
 use jiff::Timestamp;
 
+use crate::adjustment::Computation;
 use crate::assessment::Assessment;
+use crate::outcome::{CapacityChange, Direction, NotScaledCode, NotScaledReason, Trigger};
 use crate::scheduled::{latest_firing, ScheduledAction};
 use crate::step::StepRule;
 use crate::target::{CapacityBounds, TargetState};
 use crate::target_tracking::TargetTrackingRule;
 use crate::window::MetricSeries;
-
-/// Which way a change goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Out,
-    In,
-}
-
-/// What made a change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Trigger {
-    /// A scaling policy: the change starts that direction's cooldown.
-    Policy { name: String },
-    /// A scheduled action's new bounds clamped the desired count.
-    ScheduledAction { name: String },
-    /// The desired count was outside the target's bounds.
-    Bounds,
-}
-
-/// A new desired count, in AWS's words.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CapacityChange {
-    pub from: u32,
-    pub to: u32,
-    pub direction: Direction,
-    pub trigger: Trigger,
-    /// "Setting desired count to 4."
-    pub description: String,
-    /// "monitor alarm ... in state ALARM triggered policy ...", with the metric value.
-    pub cause: String,
-}
-
-/// Why a policy (or the target) did not scale. AWS's `NotScaledReason` codes where AWS
-/// has one (`AlreadyAtMaxCapacity`, `AlreadyAtMinCapacity`, `AlreadyAtDesiredCapacity`),
-/// berth's own for the reasons AWS does not report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum NotScaledCode {
-    AlreadyAtMaxCapacity,
-    AlreadyAtMinCapacity,
-    AlreadyAtDesiredCapacity,
-    /// The metric is inside the tolerance band, or the step alarm is not breached.
-    WithinTarget,
-    /// The window held too few samples.
-    MissingData,
-    ScaleOutCooldown,
-    ScaleInCooldown,
-    DynamicScalingOutSuspended,
-    DynamicScalingInSuspended,
-    ScheduledScalingSuspended,
-    DeploymentInProgress,
-    /// The metric is low but the policy has `disableScaleIn`.
-    ScaleInDisabled,
-    /// The policy is ready to scale in but another policy is not.
-    ScaleInNotAgreed,
-    /// The step alarm is breached but the metric falls in no step's interval.
-    NoStepForMetric,
-}
-
-impl NotScaledCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NotScaledCode::AlreadyAtMaxCapacity => "AlreadyAtMaxCapacity",
-            NotScaledCode::AlreadyAtMinCapacity => "AlreadyAtMinCapacity",
-            NotScaledCode::AlreadyAtDesiredCapacity => "AlreadyAtDesiredCapacity",
-            NotScaledCode::WithinTarget => "WithinTarget",
-            NotScaledCode::MissingData => "MissingData",
-            NotScaledCode::ScaleOutCooldown => "ScaleOutCooldown",
-            NotScaledCode::ScaleInCooldown => "ScaleInCooldown",
-            NotScaledCode::DynamicScalingOutSuspended => "DynamicScalingOutSuspended",
-            NotScaledCode::DynamicScalingInSuspended => "DynamicScalingInSuspended",
-            NotScaledCode::ScheduledScalingSuspended => "ScheduledScalingSuspended",
-            NotScaledCode::DeploymentInProgress => "DeploymentInProgress",
-            NotScaledCode::ScaleInDisabled => "ScaleInDisabled",
-            NotScaledCode::ScaleInNotAgreed => "ScaleInNotAgreed",
-            NotScaledCode::NoStepForMetric => "NoStepForMetric",
-        }
-    }
-}
-
-impl std::fmt::Display for NotScaledCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One reason for not scaling, naming the policy or scheduled action it concerns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotScaledReason {
-    /// The policy or scheduled action; `None` for the target as a whole.
-    pub source: Option<String>,
-    pub code: NotScaledCode,
-    pub detail: String,
-}
 
 /// A compiled scaling policy.
 #[derive(Debug, Clone, PartialEq)]
@@ -275,6 +186,107 @@ struct Proposal<'a> {
     cause: String,
 }
 
+/// Why a policy's wish is not acted on: a code and its detail.
+type Held = (NotScaledCode, String);
+
+/// The target's rules for a policy that wants to scale out: the capacity it gets, or why
+/// not.
+fn gate_scale_out(
+    target: &TargetState,
+    bounds: CapacityBounds,
+    computation: Computation,
+    cooldown: Duration,
+    cause: &str,
+    now: Timestamp,
+) -> Result<u32, Held> {
+    let current = target.desired;
+    if target.suspended.dynamic_scaling_out_suspended {
+        return Err((
+            NotScaledCode::DynamicScalingOutSuspended,
+            format!("{cause}; dynamic scale-out is suspended"),
+        ));
+    }
+    if current >= bounds.max {
+        return Err((
+            NotScaledCode::AlreadyAtMaxCapacity,
+            format!(
+                "{cause}; the desired count {current} is at maxCapacity {}",
+                bounds.max
+            ),
+        ));
+    }
+    let in_flight = target.activity.scale_out_in_cooldown(cooldown, now);
+    let base = in_flight.map_or(current, |record| record.from.min(current));
+    let to = computation.capacity(base).min(bounds.max);
+    if to > current {
+        return Ok(to);
+    }
+    Err(match in_flight {
+        Some(record) => (
+            NotScaledCode::ScaleOutCooldown,
+            format!(
+                "{cause}; in the scale-out cooldown after {} -> {} at {}, it asks for {to}, not more than {current}",
+                record.from, record.to, record.at
+            ),
+        ),
+        None => (
+            NotScaledCode::AlreadyAtDesiredCapacity,
+            format!("{cause}; it asks for {to}, the desired count is {current}"),
+        ),
+    })
+}
+
+/// The target's rules for a policy that wants to scale in: the capacity it asks for, or
+/// why not. (Whether the other policies agree is decided after.)
+fn gate_scale_in(
+    target: &TargetState,
+    bounds: CapacityBounds,
+    computation: Computation,
+    cooldown: Duration,
+    cause: &str,
+    now: Timestamp,
+) -> Result<u32, Held> {
+    let current = target.desired;
+    if target.suspended.dynamic_scaling_in_suspended {
+        return Err((
+            NotScaledCode::DynamicScalingInSuspended,
+            format!("{cause}; dynamic scale-in is suspended"),
+        ));
+    }
+    if target.deployment_in_progress {
+        return Err((
+            NotScaledCode::DeploymentInProgress,
+            format!("{cause}; a deployment is in progress"),
+        ));
+    }
+    if current <= bounds.min {
+        return Err((
+            NotScaledCode::AlreadyAtMinCapacity,
+            format!(
+                "{cause}; the desired count {current} is at minCapacity {}",
+                bounds.min
+            ),
+        ));
+    }
+    if target.activity.in_scale_in_cooldown(cooldown, now) {
+        return Err((
+            NotScaledCode::ScaleInCooldown,
+            format!(
+                "{cause}; in the scale-in cooldown of {} s",
+                cooldown.as_secs()
+            ),
+        ));
+    }
+    let to = computation.capacity(current).max(bounds.min);
+    if to < current {
+        return Ok(to);
+    }
+    Err((
+        NotScaledCode::AlreadyAtDesiredCapacity,
+        format!("{cause}; it asks for {to}, the desired count is {current}"),
+    ))
+}
+
 fn decide_dynamic(input: &EvaluationInput<'_>, bounds: CapacityBounds, out: &mut Evaluation) {
     let target = input.target;
     let now = input.now;
@@ -292,98 +304,33 @@ fn decide_dynamic(input: &EvaluationInput<'_>, bounds: CapacityBounds, out: &mut
         let held = match assessment {
             Assessment::Holds { code, detail } => Some((code, detail)),
             Assessment::Wants {
-                direction: Direction::Out,
+                direction,
                 computation,
                 cooldown,
                 cause,
             } => {
-                if target.suspended.dynamic_scaling_out_suspended {
-                    Some((
-                        NotScaledCode::DynamicScalingOutSuspended,
-                        format!("{cause}; dynamic scale-out is suspended"),
-                    ))
-                } else if current >= bounds.max {
-                    Some((
-                        NotScaledCode::AlreadyAtMaxCapacity,
-                        format!(
-                            "{cause}; the desired count {current} is at maxCapacity {}",
-                            bounds.max
-                        ),
-                    ))
-                } else {
-                    let in_flight = target.activity.scale_out_in_cooldown(cooldown, now);
-                    let base = in_flight.map_or(current, |record| record.from.min(current));
-                    let to = computation.capacity(base).min(bounds.max);
-                    if to > current {
-                        scale_outs.push(Proposal {
+                let gated = match direction {
+                    Direction::Out => {
+                        gate_scale_out(target, bounds, computation, cooldown, &cause, now)
+                    }
+                    Direction::In => {
+                        gate_scale_in(target, bounds, computation, cooldown, &cause, now)
+                    }
+                };
+                match gated {
+                    Ok(to) => {
+                        let proposals = match direction {
+                            Direction::Out => &mut scale_outs,
+                            Direction::In => &mut scale_ins,
+                        };
+                        proposals.push(Proposal {
                             to,
                             policy: name,
                             cause,
                         });
                         None
-                    } else if let Some(record) = in_flight {
-                        Some((
-                            NotScaledCode::ScaleOutCooldown,
-                            format!(
-                                "{cause}; in the scale-out cooldown after {} -> {} at {}, it asks for {to}, not more than {current}",
-                                record.from, record.to, record.at
-                            ),
-                        ))
-                    } else {
-                        Some((
-                            NotScaledCode::AlreadyAtDesiredCapacity,
-                            format!("{cause}; it asks for {to}, the desired count is {current}"),
-                        ))
                     }
-                }
-            }
-            Assessment::Wants {
-                direction: Direction::In,
-                computation,
-                cooldown,
-                cause,
-            } => {
-                if target.suspended.dynamic_scaling_in_suspended {
-                    Some((
-                        NotScaledCode::DynamicScalingInSuspended,
-                        format!("{cause}; dynamic scale-in is suspended"),
-                    ))
-                } else if target.deployment_in_progress {
-                    Some((
-                        NotScaledCode::DeploymentInProgress,
-                        format!("{cause}; a deployment is in progress"),
-                    ))
-                } else if current <= bounds.min {
-                    Some((
-                        NotScaledCode::AlreadyAtMinCapacity,
-                        format!(
-                            "{cause}; the desired count {current} is at minCapacity {}",
-                            bounds.min
-                        ),
-                    ))
-                } else if target.activity.in_scale_in_cooldown(cooldown, now) {
-                    Some((
-                        NotScaledCode::ScaleInCooldown,
-                        format!(
-                            "{cause}; in the scale-in cooldown of {} s",
-                            cooldown.as_secs()
-                        ),
-                    ))
-                } else {
-                    let to = computation.capacity(current).max(bounds.min);
-                    if to < current {
-                        scale_ins.push(Proposal {
-                            to,
-                            policy: name,
-                            cause,
-                        });
-                        None
-                    } else {
-                        Some((
-                            NotScaledCode::AlreadyAtDesiredCapacity,
-                            format!("{cause}; it asks for {to}, the desired count is {current}"),
-                        ))
-                    }
+                    Err(held) => Some(held),
                 }
             }
         };
@@ -407,27 +354,11 @@ fn decide_dynamic(input: &EvaluationInput<'_>, bounds: CapacityBounds, out: &mut
                 detail: format!("policy {} scales out", winner.policy),
             });
         }
-        out.change = Some(change(
-            current,
-            winner.to,
-            Trigger::Policy {
-                name: winner.policy.to_string(),
-            },
-            winner.cause,
-        ));
+        out.change = Some(policy_change(current, winner));
         return;
     }
     if scale_in_holdouts.is_empty() {
-        if let Some(winner) = largest(scale_ins) {
-            out.change = Some(change(
-                current,
-                winner.to,
-                Trigger::Policy {
-                    name: winner.policy.to_string(),
-                },
-                winner.cause,
-            ));
-        }
+        out.change = largest(scale_ins).map(|winner| policy_change(current, winner));
         return;
     }
     for proposal in scale_ins {
@@ -441,6 +372,17 @@ fn decide_dynamic(input: &EvaluationInput<'_>, bounds: CapacityBounds, out: &mut
             ),
         });
     }
+}
+
+fn policy_change(current: u32, winner: Proposal<'_>) -> CapacityChange {
+    change(
+        current,
+        winner.to,
+        Trigger::Policy {
+            name: winner.policy.to_string(),
+        },
+        winner.cause,
+    )
 }
 
 /// The proposal with the largest capacity; the first of equals.

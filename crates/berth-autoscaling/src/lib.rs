@@ -9,9 +9,11 @@
 //! returns (updating [`RecentActivity`] with [`RecentActivity::record`]). Parsing stack
 //! files is not done here; [`Schedule::parse`] is public so that validation can use it.
 //!
-//! Layout (each module depends only on those above it, but `decision` for its types):
+//! Layout, in dependency order (a module uses only modules above it):
 //! - [`window`]: sample series and their aggregation over a window; missing data.
 //! - [`error`]: [`RuleError`] and [`ScheduleError`], naming the field and what is allowed.
+//! - [`outcome`]: a decision's vocabulary: [`CapacityChange`], [`NotScaledCode`], ...
+//! - [`adjustment`]: capacity arithmetic: proportional, gradual, the adjustment types.
 //! - [`target`]: a scalable target's bounds, suspension, desired count, recent activity.
 //! - `assessment`: what one policy concludes from its metric, before the target's rules.
 //! - [`target_tracking`]: [`TargetTrackingRule`], the proportional/gradual rule.
@@ -21,10 +23,12 @@
 //! - [`scheduled`]: [`ScheduledAction`]: a schedule setting min/max capacity.
 //! - [`decision`]: [`evaluate`]: scheduled actions, the clamp, then the policies combined.
 
+pub mod adjustment;
 mod assessment;
 pub mod cron;
 pub mod decision;
 pub mod error;
+pub mod outcome;
 pub mod schedule;
 pub mod scheduled;
 pub mod step;
@@ -32,13 +36,11 @@ pub mod target;
 pub mod target_tracking;
 pub mod window;
 
-pub use decision::{
-    evaluate, CapacityChange, Direction, Evaluation, EvaluationInput, NotScaledCode,
-    NotScaledReason, Policy, PolicyInput, PolicyObservation, Trigger,
-};
+pub use decision::{evaluate, Evaluation, EvaluationInput, Policy, PolicyInput, PolicyObservation};
 pub use error::{RuleError, ScheduleError};
 /// Instants in the engine's API are jiff timestamps.
 pub use jiff::Timestamp;
+pub use outcome::{CapacityChange, Direction, NotScaledCode, NotScaledReason, Trigger};
 pub use schedule::Schedule;
 pub use scheduled::ScheduledAction;
 pub use step::{AdjustmentType, Comparison, StepAdjustment, StepRule};

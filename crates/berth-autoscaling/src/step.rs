@@ -7,41 +7,24 @@
 //! interval (a gap the user left) changes nothing. The step's `scalingAdjustment` is read
 //! by `adjustmentType`: `ChangeInCapacity` adds it, `ExactCapacity` sets it, and
 //! `PercentChangeInCapacity` adds that percentage of the capacity, rounded toward zero
-//! but at least 1 (see [`crate::assessment::percent_change`]) and at least
+//! but at least 1 (see [`crate::adjustment`]) and at least
 //! `minAdjustmentMagnitude`. The one `cooldown` acts as both cooldowns (AWS: 300 s).
 
 use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::assessment::{Assessment, Computation};
-use crate::decision::{Direction, NotScaledCode};
+pub use crate::adjustment::AdjustmentType;
+use crate::adjustment::Computation;
+use crate::assessment::{missing_data, number, validate_window, Assessment};
 use crate::error::RuleError;
-use crate::target_tracking::{missing_data, number, validate_window};
+use crate::outcome::{Direction, NotScaledCode};
 use crate::window::{MetricSeries, Statistic, Window};
 
 /// AWS's default step scaling cooldown.
 pub const DEFAULT_STEP_COOLDOWN: Duration = Duration::from_secs(300);
 /// berth's default alarm window for step policies: 10 s, at least 3 samples.
 pub const DEFAULT_STEP_WINDOW: Window = Window::new(Duration::from_secs(10), 3);
-
-/// `adjustmentType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdjustmentType {
-    ChangeInCapacity,
-    PercentChangeInCapacity,
-    ExactCapacity,
-}
-
-impl AdjustmentType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AdjustmentType::ChangeInCapacity => "ChangeInCapacity",
-            AdjustmentType::PercentChangeInCapacity => "PercentChangeInCapacity",
-            AdjustmentType::ExactCapacity => "ExactCapacity",
-        }
-    }
-}
 
 /// The alarm's `ComparisonOperator` (CloudWatch's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

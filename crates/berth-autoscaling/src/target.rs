@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::decision::{CapacityChange, Direction, Trigger};
 use crate::error::RuleError;
+use crate::outcome::{CapacityChange, Direction, Trigger};
 
 /// `minCapacity` and `maxCapacity` of a scalable target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

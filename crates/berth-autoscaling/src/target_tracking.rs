@@ -18,9 +18,10 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::assessment::{Assessment, Computation};
-use crate::decision::{Direction, NotScaledCode};
+use crate::adjustment::Computation;
+use crate::assessment::{missing_data, number, validate_window, Assessment};
 use crate::error::RuleError;
+use crate::outcome::{Direction, NotScaledCode};
 use crate::window::{MetricSeries, Statistic, Window};
 
 /// AWS's default scale-out cooldown for ECS services.
@@ -175,50 +176,5 @@ impl TargetTrackingRule {
                 number(target)
             ),
         }
-    }
-}
-
-pub(crate) fn validate_window(field: &str, window: Window) -> Result<(), RuleError> {
-    if window.length.is_zero() {
-        return Err(RuleError::OutOfRange {
-            field: format!("{field}.length"),
-            allowed: "a duration above 0",
-            found: "0".into(),
-        });
-    }
-    if window.min_samples == 0 {
-        return Err(RuleError::OutOfRange {
-            field: format!("{field}.minSamples"),
-            allowed: "1 or more",
-            found: "0".into(),
-        });
-    }
-    Ok(())
-}
-
-pub(crate) fn missing_data(
-    metric_name: &str,
-    window: Window,
-    missing: crate::window::MissingData,
-) -> Assessment {
-    Assessment::Holds {
-        code: NotScaledCode::MissingData,
-        detail: format!(
-            "{metric_name} has {} samples in the last {} s, {} needed",
-            missing.found,
-            window.length.as_secs(),
-            missing.needed
-        ),
-    }
-}
-
-/// A metric value as causes show it: at most two decimals, no trailing zeros.
-pub(crate) fn number(value: f64) -> String {
-    let text = format!("{value:.2}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    if text == "-0" {
-        "0".into()
-    } else {
-        text.into()
     }
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::decision::{evaluate, Evaluation, EvaluationInput, NotScaledCode, Policy, PolicyInput};
+use crate::decision::{evaluate, Evaluation, EvaluationInput, Policy, PolicyInput};
+use crate::outcome::NotScaledCode;
 use crate::scheduled::ScheduledAction;
 use crate::target::{CapacityBounds, RecentActivity, SuspendedState, TargetState};
 use crate::target_tracking::TargetTrackingRule;

@@ -3,8 +3,8 @@
 //! bounds in an evaluation.
 
 use super::*;
-use crate::decision::Trigger;
 use crate::error::ScheduleError;
+use crate::outcome::Trigger;
 use crate::schedule::Schedule;
 use crate::target::ScaleOutRecord;
 

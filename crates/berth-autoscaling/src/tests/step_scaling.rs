@@ -2,8 +2,8 @@
 //! percentages with a minimum magnitude, aggregation, cooldown and validation.
 
 use super::*;
-use crate::decision::Direction;
 use crate::error::RuleError;
+use crate::outcome::Direction;
 use crate::step::{
     AdjustmentType, Comparison, StepAdjustment, StepRule, DEFAULT_STEP_COOLDOWN,
     DEFAULT_STEP_WINDOW,

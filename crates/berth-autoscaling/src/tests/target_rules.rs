@@ -2,8 +2,8 @@
 //! recent activity.
 
 use super::*;
-use crate::decision::{Direction, Trigger};
 use crate::error::RuleError;
+use crate::outcome::{Direction, Trigger};
 
 fn requests_policy() -> Policy {
     Policy::TargetTracking(tracking("requests-100", 100.0))

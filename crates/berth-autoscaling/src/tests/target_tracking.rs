@@ -3,7 +3,7 @@
 //! a noisy load.
 
 use super::*;
-use crate::decision::{Direction, Trigger};
+use crate::outcome::{Direction, Trigger};
 use crate::target::ScaleOutRecord;
 
 #[test]
