@@ -130,19 +130,33 @@ impl TargetTrackingRule {
             };
         }
         let threshold = (1.0 - self.scale_in_tolerance) * target;
+        let window = self.scale_in_window;
+        let highest = metric.aggregate(now, window, Statistic::Maximum);
         if self.disable_scale_in {
-            return Assessment::Holds {
-                code: NotScaledCode::ScaleInDisabled,
-                detail: format!(
-                    "{} {} is not above the target {} and the policy has disableScaleIn",
-                    self.metric_name,
-                    number(value),
-                    number(target)
-                ),
+            return match highest {
+                Ok(highest) if highest < threshold => Assessment::Holds {
+                    code: NotScaledCode::ScaleInDisabled,
+                    detail: format!(
+                        "{} maximum {} over the last {} s is below {}, but the policy has disableScaleIn",
+                        self.metric_name,
+                        number(highest),
+                        window.length.as_secs(),
+                        number(threshold)
+                    ),
+                },
+                _ => Assessment::Holds {
+                    code: NotScaledCode::WithinTarget,
+                    detail: format!(
+                        "{} {} {} is not above the target {}",
+                        self.metric_name,
+                        self.statistic.as_str(),
+                        number(value),
+                        number(target)
+                    ),
+                },
             };
         }
-        let window = self.scale_in_window;
-        let highest = match metric.aggregate(now, window, Statistic::Maximum) {
+        let highest = match highest {
             Ok(value) => value,
             Err(missing) => return missing_data(&self.metric_name, window, missing),
         };

@@ -427,3 +427,41 @@ fn suspended_scheduled_scaling_leaves_the_bounds_alone() {
         vec![NotScaledCode::ScheduledScalingSuspended]
     );
 }
+
+#[test]
+fn a_rate_action_counts_from_its_start_time_or_from_its_creation() {
+    // Created at 2026-01-01T00:00Z without a start time: first one period later.
+    let hourly = action("hourly", "rate(1 hour)", None, Some(2), None);
+    let created = instant("2026-01-01T00:00:00Z");
+    assert_eq!(
+        hourly.next_firing_after(created),
+        Some(instant("2026-01-01T01:00:00Z"))
+    );
+    assert_eq!(
+        hourly.next_firing_after(instant("2026-01-01T01:00:00Z")),
+        Some(instant("2026-01-01T02:00:00Z"))
+    );
+    // With a start time: at the start time, then every period.
+    let started = ScheduledAction {
+        start_time: Some(instant("2026-01-02T08:00:00Z")),
+        ..hourly
+    };
+    assert_eq!(
+        started.next_firing_after(created),
+        Some(instant("2026-01-02T08:00:00Z"))
+    );
+    assert_eq!(
+        started.next_firing_after(instant("2026-01-02T08:00:00Z")),
+        Some(instant("2026-01-02T09:00:00Z"))
+    );
+    // Three firings came due since the last evaluation: the action applies once.
+    let evaluation = run_with_actions(
+        &target(1, 1, 10),
+        &[],
+        std::slice::from_ref(&started),
+        instant("2026-01-02T07:30:00Z"),
+        instant("2026-01-02T10:30:00Z"),
+    );
+    assert_eq!(evaluation.fired_action.as_deref(), Some("hourly"));
+    assert_eq!(new_desired(&evaluation), Some(2));
+}

@@ -244,6 +244,11 @@ fn disable_scale_in_never_scales_in_and_does_not_hold_others_back() {
     assert_eq!(evaluation.change, None);
     assert_eq!(codes(&evaluation), vec![NotScaledCode::ScaleInDisabled]);
 
+    // Inside the band it is simply within its target.
+    let in_band = steady(0, 120, 95.0);
+    let evaluation = run(&target(8, 1, 20), &[(&no_scale_in, &in_band)], at(120));
+    assert_eq!(codes(&evaluation), vec![NotScaledCode::WithinTarget]);
+
     // It still scales out.
     let high = steady(0, 120, 200.0);
     assert_eq!(
