@@ -9,6 +9,49 @@
 //! returns (updating [`RecentActivity`] with [`RecentActivity::record`]). Parsing stack
 //! files is not done here; [`Schedule::parse`] is public so that validation can use it.
 //!
+//! One evaluation, as the reconciler runs it every few seconds:
+//!
+//! ```
+//! use std::time::Duration;
+//! use berth_autoscaling::{
+//!     evaluate, CapacityBounds, EvaluationInput, MetricSeries, Policy, PolicyInput,
+//!     RecentActivity, SuspendedState, TargetState, TargetTrackingRule, Timestamp,
+//! };
+//!
+//! let now = Timestamp::from_second(1_767_571_200).unwrap();
+//! // Ten seconds of 250 requests per target per minute, one sample a second.
+//! let mut requests = MetricSeries::new();
+//! for age in 0..10 {
+//!     requests.push(now.checked_sub(Duration::from_secs(age)).unwrap(), 250.0);
+//! }
+//! let policy = Policy::TargetTracking(TargetTrackingRule::new(
+//!     "requests-100",
+//!     "ALBRequestCountPerTarget",
+//!     100.0,
+//! ));
+//! let mut target = TargetState {
+//!     resource_id: "service/default/web".into(),
+//!     bounds: CapacityBounds::new(1, 10).unwrap(),
+//!     suspended: SuspendedState::default(),
+//!     desired: 3,
+//!     deployment_in_progress: false,
+//!     activity: RecentActivity::default(),
+//! };
+//! let evaluation = evaluate(&EvaluationInput {
+//!     target: &target,
+//!     policies: &[PolicyInput { policy: &policy, metric: &requests }],
+//!     scheduled_actions: &[],
+//!     scheduled_since: now,
+//!     now,
+//! });
+//! let change = evaluation.change.expect("3 tasks at 2.5 x the target scale out");
+//! assert_eq!(change.description, "Setting desired count to 8.");
+//! // The reconciler sets the service's desired count, then notes the change so that the
+//! // cooldowns count from it.
+//! target.activity.record(&change, now);
+//! target.desired = change.to;
+//! ```
+//!
 //! Layout, in dependency order (a module uses only modules above it):
 //! - [`window`]: sample series and their aggregation over a window; missing data.
 //! - [`error`]: [`RuleError`] and [`ScheduleError`], naming the field and what is allowed.
