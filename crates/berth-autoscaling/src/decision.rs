@@ -99,7 +99,8 @@ pub struct EvaluationInput<'a> {
     pub policies: &'a [PolicyInput<'a>],
     pub scheduled_actions: &'a [ScheduledAction],
     /// The previous evaluation's `now`: scheduled firings in `(scheduled_since, now]` are
-    /// due.
+    /// due. On the first evaluation after a start, the last evaluation instant the
+    /// reconciler kept (firings missed while it was away then apply once), or `now`.
     pub scheduled_since: Timestamp,
     pub now: Timestamp,
 }
