@@ -8,12 +8,12 @@
 //! 2. A desired count outside the bounds is clamped into them, and that is this pass's
 //!    change; the policies act on the next pass.
 //! 3. Each policy assesses its metric. A scale-out acts unless dynamic scale-out is
-//!    suspended, the target is at its maximum, or it falls in the scale-out cooldown: then
-//!    it is computed from the count before the scale-out in flight (the capacity that one
-//!    added counts) and acts only when it asks for more than the desired count now. A
+//!    suspended or the target is at its maximum. Inside the scale-out cooldown it is
+//!    computed from the count before the scale-out in flight (so the capacity that one
+//!    added counts), and acts only when it asks for more than the desired count now. A
 //!    scale-in acts unless dynamic scale-in is suspended, a deployment is in progress, the
 //!    target is at its minimum, or a scale-in happened less than the scale-in cooldown ago
-//!    with no scale-out since.
+//!    with no scale-out since. The bounds cap both.
 //! 4. Any policy may scale out; the largest capacity wins. Scale-in needs every target
 //!    tracking policy with scale-in enabled to be ready to scale in (step policies only
 //!    vote when their alarm asks for a decrease); the largest of the proposals wins.
