@@ -63,10 +63,10 @@ impl Computation {
             } => {
                 let new = match adjustment_type {
                     AdjustmentType::ExactCapacity => adjustment,
-                    AdjustmentType::ChangeInCapacity => base as i64 + adjustment,
+                    AdjustmentType::ChangeInCapacity => (base as i64).saturating_add(adjustment),
                     AdjustmentType::PercentChangeInCapacity => {
                         let delta = percent_change(base, adjustment, min_adjustment_magnitude);
-                        base as i64 + delta
+                        (base as i64).saturating_add(delta)
                     }
                 };
                 new.clamp(0, u32::MAX as i64) as u32
@@ -76,9 +76,10 @@ impl Computation {
 }
 
 /// The tasks a `PercentChangeInCapacity` adjustment adds (or removes, when negative),
-/// rounded as Amazon EC2 Auto Scaling documents it: toward zero (12.7 → 12, −6.67 → −6),
-/// except that a change between 0 and 1 in size becomes 1 (0.4 → 1, −0.4 → −1); then, when
-/// `minAdjustmentMagnitude` is set, a change smaller than it becomes it.
+/// rounded as the Amazon EC2 Auto Scaling user guide documents it for step scaling (the
+/// Application Auto Scaling guide gives no rule of its own): toward zero (12.7 → 12,
+/// −6.67 → −6), except that a change between 0 and 1 in size becomes 1 (0.4 → 1,
+/// −0.4 → −1); then, when `minAdjustmentMagnitude` is set, a smaller change becomes it.
 pub(crate) fn percent_change(
     base: u32,
     percent: i64,
@@ -111,6 +112,24 @@ mod tests {
         assert_eq!(percent_change(4, 10, None), 1); // 0.4
         assert_eq!(percent_change(4, -10, None), -1); // -0.4
         assert_eq!(percent_change(0, 50, None), 0);
+    }
+
+    #[test]
+    fn huge_adjustments_saturate_instead_of_overflowing() {
+        let step = |adjustment_type, adjustment| Computation::Step {
+            adjustment_type,
+            adjustment,
+            min_adjustment_magnitude: None,
+        };
+        assert_eq!(
+            step(AdjustmentType::ChangeInCapacity, i64::MAX).capacity(5),
+            u32::MAX
+        );
+        assert_eq!(
+            step(AdjustmentType::ChangeInCapacity, i64::MIN).capacity(5),
+            0
+        );
+        assert_eq!(step(AdjustmentType::ExactCapacity, -3).capacity(5), 0);
     }
 
     #[test]
