@@ -413,3 +413,62 @@ fn parse_day_of_week(text: &str) -> Result<DayOfWeek, ScheduleError> {
     }
     Ok(DayOfWeek::Days(DAY_OF_WEEK.parse_set(text)?))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use jiff::tz::TimeZoneDatabase;
+
+    use super::*;
+
+    /// Whether the wall-clock minute `instant` falls on matches every field.
+    fn matches_minute(cron: &CronExpression, instant: Timestamp, time_zone: &TimeZone) -> bool {
+        let wall = instant.to_zoned_datetime(time_zone.clone()).datetime();
+        cron.minutes.contains(wall.minute() as u32)
+            && cron.hours.contains(wall.hour() as u32)
+            && cron.months.contains(wall.month() as u32)
+            && cron.years.contains(wall.year() as u32)
+            && cron.day_matches(wall.date())
+    }
+
+    #[test]
+    fn next_after_finds_exactly_the_minutes_a_brute_force_walk_finds() {
+        // Zones without DST changes, so every wall-clock minute happens exactly once.
+        let zones = ["UTC", "Asia/Tokyo", "Asia/Kolkata"];
+        let expressions = [
+            "0/20 9-17 ? * MON-FRI *",
+            "15 3 L * ? *",
+            "0 12 15W * ? *",
+            "30 6 ? * 2#1 *",
+            "45 23 ? * SUNL *",
+            "0 0,12 1-7 */2 ? 2026",
+        ];
+        let start: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let minutes = 120 * 24 * 60;
+        for zone in zones {
+            let time_zone = TimeZoneDatabase::bundled().get(zone).unwrap();
+            for expression in expressions {
+                let cron = CronExpression::parse(expression).unwrap();
+                let walked: Vec<Timestamp> = (1..=minutes)
+                    .map(|minute| start.checked_add(Duration::from_secs(60 * minute)).unwrap())
+                    .filter(|instant| matches_minute(&cron, *instant, &time_zone))
+                    .collect();
+                let end = start
+                    .checked_add(Duration::from_secs(60 * minutes))
+                    .unwrap();
+                let mut found = Vec::new();
+                let mut cursor = start;
+                while let Some(next) = cron.next_after(cursor, &time_zone) {
+                    if next > end {
+                        break;
+                    }
+                    found.push(next);
+                    cursor = next;
+                }
+                assert!(!walked.is_empty(), "{expression} in {zone} never fires");
+                assert_eq!(found, walked, "{expression} in {zone}");
+            }
+        }
+    }
+}
