@@ -17,7 +17,9 @@
 //! "ok", or 500 when unhealthy), `/sleep?ms=N` (answers after N ms), `/exit?code=N` (exits
 //! the process after answering), `/hold?mib=N` (holds N MiB from now on, replacing what it
 //! held), anything else: the description. Every response carries
-//! `x-berth-task: <task id>`.
+//! `x-berth-task: <task id>`. On SIGTERM or SIGINT it records the signal's name in the
+//! `--signal-file` (one line each), stops accepting, lets in-flight requests finish and
+//! exits 0; with `--ignore-sigterm` it records SIGTERM and carries on.
 //!
 //! Load knobs, for the autoscaling demo (environment variables, so a task definition's
 //! `environment` sets them; the flags override them):
@@ -27,9 +29,7 @@
 //!   of its own so health checks still answer. A request's `?cpu_ms=N` overrides it for
 //!   that request. At most 10 000 ms.
 //! - `WHOAMI_HOLD_MIB=N` (`--alloc-mb N`): allocate and touch N MiB at start and hold
-//!   them; `/hold?mib=N` changes that at run time (on the task that answers). On SIGTERM or SIGINT it records the signal's name in the
-//! `--signal-file` (one line each), stops accepting, lets in-flight requests finish and
-//! exits 0; with `--ignore-sigterm` it records SIGTERM and carries on.
+//!   them; `/hold?mib=N` changes that at run time (on the task that answers).
 //!
 //! Dependencies are kept to tokio and hyper so it links statically into a `FROM scratch`
 //! image.
