@@ -460,3 +460,101 @@ async fn the_http_client_asks_the_query_api_and_reads_one_sample() {
         "{e}"
     );
 }
+
+/// A node that reports a task's use only when the test lets it.
+struct StuckNodes {
+    asked: tokio::sync::Notify,
+    release: tokio::sync::watch::Receiver<bool>,
+}
+
+#[async_trait]
+impl TaskNodes for StuckNodes {
+    async fn logs(&self, task: &Task, _: Option<&str>, _: bool) -> Result<LogStream, NodeError> {
+        Err(NodeError::Unreachable {
+            task_arn: task.task_arn.clone(),
+        })
+    }
+
+    async fn usage(&self, _: &Task) -> Result<TaskUsage, NodeError> {
+        self.asked.notify_one();
+        let _ = self.release.clone().wait_for(|r| *r).await;
+        Ok(TaskUsage {
+            cpu_units: 128.0,
+            memory_bytes: 256 << 20,
+        })
+    }
+}
+
+#[tokio::test]
+async fn the_reconcile_pass_does_not_wait_for_a_slow_node() {
+    use crate::data_plane::fake::FakeDataPlane;
+    use crate::db;
+    use std::time::Duration;
+
+    let store = crate::Db::new(Arc::new(berth_store::MemoryStore::new()));
+    let td = def(json!({"family": "web", "revision": 1, "status": "ACTIVE",
+        "taskDefinitionArn": arn::task_definition("web", 1), "cpu": "512", "memory": "1024",
+        "containerDefinitions": [{"name": "app", "image": "x"}]}));
+    store.put(&db::taskdef_key("web", 1), &td).await.unwrap();
+    let mut svc = service("web", &[]);
+    svc.task_definition = arn::task_definition("web", 1);
+    svc.service_arn = arn::service("default", "web");
+    store
+        .put(&db::service_key("default", "web"), &svc)
+        .await
+        .unwrap();
+    let mut t = task(
+        "web",
+        "t1",
+        &arn::task_definition("web", 1),
+        TaskStatus::Running,
+    );
+    t.desired_status = TaskStatus::Running;
+    store.put(&db::task_key("default", "t1"), &t).await.unwrap();
+
+    let (release, release_rx) = tokio::sync::watch::channel(false);
+    let nodes = Arc::new(StuckNodes {
+        asked: tokio::sync::Notify::new(),
+        release: release_rx,
+    });
+    let cp = crate::ControlPlane::new(
+        store,
+        Arc::new(FakeDataPlane::default()),
+        nodes.clone(),
+        &::prometheus::Registry::new(),
+    );
+    let bound = Duration::from_secs(10);
+    // The sampling step of a reconcile pass (the service reconciler would stop this
+    // hand-made task, which belongs to no deployment).
+    tokio::time::timeout(bound, cp.observe())
+        .await
+        .expect("the pass returns while the node has not answered")
+        .unwrap();
+    tokio::time::timeout(bound, nodes.asked.notified())
+        .await
+        .expect("the usage round asked the node");
+    let web = ServiceKey::new("default", "web");
+    assert_eq!(
+        cp.service_metrics()
+            .current(&web, &MetricKey::CpuUtilization),
+        None
+    );
+    release.send(true).unwrap();
+    // The round finishes once the node answers: 128 of 512 units, 256 of 1024 MiB.
+    let mut value = None;
+    for _ in 0..1000 {
+        value = cp
+            .service_metrics()
+            .current(&web, &MetricKey::CpuUtilization);
+        if value.is_some() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(value, Some(25.0));
+    assert_eq!(
+        cp.service_metrics()
+            .current(&web, &MetricKey::MemoryUtilization),
+        Some(25.0)
+    );
+}
