@@ -159,6 +159,11 @@ impl ControlPlane {
     /// plane's request counts and berth's own metrics in this pass, task usage and
     /// Prometheus queries in a round of their own, so a slow node never holds the pass.
     async fn observe(&self) -> Result<(), ControlError> {
+        self.observe_at(unix_now()).await
+    }
+
+    /// [`ControlPlane::observe`] with the samples stamped `now` (unix seconds).
+    async fn observe_at(&self, now: f64) -> Result<(), ControlError> {
         let services: Vec<_> = self
             .db
             .services(None)
@@ -174,7 +179,6 @@ impl ControlPlane {
             .map(|v| v.value)
             .collect();
         self.metrics.observe_services(&services, &tasks);
-        let now = unix_now();
         let statuses = self.data_plane.target_statuses();
         if self.service_metrics.sample_fast(now, &services, &statuses) {
             self.metrics

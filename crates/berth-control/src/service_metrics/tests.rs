@@ -558,3 +558,38 @@ async fn the_reconcile_pass_does_not_wait_for_a_slow_node() {
         Some(25.0)
     );
 }
+
+#[tokio::test]
+async fn the_pass_samples_request_counts_from_the_data_planes_statuses() {
+    use crate::data_plane::fake::FakeDataPlane;
+
+    let store = crate::Db::new(Arc::new(berth_store::MemoryStore::new()));
+    let mut svc = service("web", &["web"]);
+    svc.service_arn = arn::service("default", "web");
+    store
+        .put(&crate::db::service_key("default", "web"), &svc)
+        .await
+        .unwrap();
+    let dp = Arc::new(FakeDataPlane::default());
+    let registry = ::prometheus::Registry::new();
+    let cp = crate::ControlPlane::new(store, dp.clone(), Arc::new(FakeNodes::default()), &registry);
+    *dp.statuses.lock().unwrap() =
+        vec![status("web", 1, Healthy, 10), status("web", 2, Healthy, 0)];
+    cp.observe_at(1000.0).await.unwrap();
+    *dp.statuses.lock().unwrap() =
+        vec![status("web", 1, Healthy, 25), status("web", 2, Healthy, 15)];
+    cp.observe_at(1003.0).await.unwrap();
+    let web = ServiceKey::new("default", "web");
+    // 30 requests in 3 s over 2 healthy targets.
+    assert_eq!(
+        values(&cp.service_metrics, &web, &alb("web")),
+        vec![(1003.0, 300.0)]
+    );
+    let text = ::prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap();
+    assert!(
+        text.contains("berth_service_request_count_per_target{cluster=\"default\",service=\"web\",target_group=\"web\"} 300"),
+        "{text}"
+    );
+}
