@@ -3,7 +3,10 @@
 //!
 //! - the service reconciler (placement, desired count, replacement, rolling deployments),
 //! - the target-registration reconciler (register running tasks, drain stopping ones),
-//! - the proxy feed (store → data-plane snapshot, data-plane health → store).
+//! - the proxy feed (store → data-plane snapshot, data-plane health → store),
+//!
+//! and samples, after each pass, the metrics the autoscaler reads
+//! ([`service_metrics`]).
 //!
 //! All of them are level-triggered: one pass reads the store and converges; passes run
 //! whenever the store changes, the data plane reports a health change, or a resync tick
@@ -25,6 +28,7 @@
 //! - [`scheduler`], [`services`], [`registration`], [`proxy_feed`]: the reconcilers.
 //! - [`data_plane`], [`agent_service`], [`task_nodes`]: the seams to the other planes.
 //! - [`metrics`]: the control plane's Prometheus metrics.
+//! - [`service_metrics`]: per-service windows of the metrics scaling policies track.
 //! - [`error`]: ECS-named API errors.
 
 use std::sync::Arc;
@@ -44,6 +48,7 @@ pub mod metrics;
 pub mod proxy_feed;
 pub mod registration;
 pub mod scheduler;
+pub mod service_metrics;
 pub mod services;
 pub mod task_nodes;
 
@@ -55,8 +60,6 @@ pub use task_nodes::{NodeError, TaskNodes};
 
 /// How often the reconcilers run with no change to prompt them.
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(1);
-/// How often task resource use is sampled for the utilization metrics.
-pub const USAGE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Everything the control plane needs to run.
 pub struct ControlPlane {
@@ -66,11 +69,12 @@ pub struct ControlPlane {
     changes: watch::Sender<u64>,
     feed: proxy_feed::ProxyFeed,
     metrics: metrics::ControlMetrics,
-    last_usage: std::sync::Mutex<Option<std::time::Instant>>,
+    service_metrics: Arc<service_metrics::ServiceMetrics>,
 }
 
 impl ControlPlane {
-    /// `registry` receives the control plane's metrics (see [`metrics`]).
+    /// `registry` receives the control plane's metrics (see [`metrics`]); customized
+    /// scaling metrics of berth's own are read from it too.
     pub fn new(
         db: Db,
         data_plane: Arc<dyn DataPlane>,
@@ -85,8 +89,16 @@ impl ControlPlane {
             changes: watch::channel(0).0,
             feed,
             metrics: metrics::ControlMetrics::new(registry),
-            last_usage: Default::default(),
+            service_metrics: Arc::new(service_metrics::ServiceMetrics::new(
+                registry.clone(),
+                Arc::new(service_metrics::HttpPrometheus::default()),
+            )),
         })
+    }
+
+    /// The sampled metrics of every service, which the autoscaler reads.
+    pub fn service_metrics(&self) -> &Arc<service_metrics::ServiceMetrics> {
+        &self.service_metrics
     }
 
     /// A receiver that changes whenever the store does.
@@ -143,8 +155,15 @@ impl ControlPlane {
         }
     }
 
-    /// Updates the service metrics; resource use at most every [`USAGE_INTERVAL`].
+    /// Updates the service metrics and samples what the autoscaler reads: the data
+    /// plane's request counts and berth's own metrics in this pass, task usage and
+    /// Prometheus queries in a round of their own, so a slow node never holds the pass.
     async fn observe(&self) -> Result<(), ControlError> {
+        self.observe_at(unix_now()).await
+    }
+
+    /// [`ControlPlane::observe`] with the samples stamped `now` (unix seconds).
+    async fn observe_at(&self, now: f64) -> Result<(), ControlError> {
         let services: Vec<_> = self
             .db
             .services(None)
@@ -160,36 +179,37 @@ impl ControlPlane {
             .map(|v| v.value)
             .collect();
         self.metrics.observe_services(&services, &tasks);
-        {
-            let mut last = self.last_usage.lock().expect("usage clock");
-            if last.is_some_and(|t| t.elapsed() < USAGE_INTERVAL) {
-                return Ok(());
-            }
-            *last = Some(std::time::Instant::now());
+        let statuses = self.data_plane.target_statuses();
+        if self.service_metrics.sample_fast(now, &services, &statuses) {
+            self.metrics
+                .observe_service_metrics(&services, &self.service_metrics);
         }
-        let mut usage = std::collections::BTreeMap::new();
-        let mut defs = std::collections::BTreeMap::new();
+        let Some(round) = self.service_metrics.slow_round(now) else {
+            return Ok(());
+        };
+        let mut definitions = std::collections::BTreeMap::new();
         for t in tasks
             .iter()
             .filter(|t| t.last_status == berth_model::ecs::TaskStatus::Running)
         {
-            if let Ok(st) = self.nodes.usage(t).await {
-                usage.insert(
-                    t.task_arn.clone(),
-                    (st.cpu_units, st.memory_bytes as f64 / (1024.0 * 1024.0)),
-                );
-            }
-            if !defs.contains_key(&t.task_definition_arn) {
+            if !definitions.contains_key(&t.task_definition_arn) {
                 if let Some(d) = self
                     .db
                     .resolve_task_definition(&t.task_definition_arn)
                     .await?
                 {
-                    defs.insert(t.task_definition_arn.clone(), d);
+                    definitions.insert(t.task_definition_arn.clone(), d);
                 }
             }
         }
-        self.metrics.observe_usage(&services, &tasks, &defs, &usage);
+        let sampler = self.service_metrics.clone();
+        let nodes = self.nodes.clone();
+        tokio::spawn(async move {
+            sampler
+                .sample_slow(now, &services, &tasks, &definitions, &*nodes)
+                .await;
+            drop(round);
+        });
         Ok(())
     }
 
@@ -233,4 +253,12 @@ impl ControlPlane {
         }
         watcher.abort();
     }
+}
+
+/// Seconds since the Unix epoch, the timestamps of the metric samples.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }

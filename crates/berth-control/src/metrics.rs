@@ -8,18 +8,23 @@
 //! | `berth_service_pending_tasks{cluster,service}` | PendingTaskCount |
 //! | `berth_service_cpu_utilization_ratio{cluster,service}` | CPUUtilization (÷100) |
 //! | `berth_service_memory_utilization_ratio{cluster,service}` | MemoryUtilization (÷100) |
+//! | `berth_service_request_count_per_target{cluster,service,target_group}` | ALB RequestCountPerTarget (per minute) |
 //! | `berth_service_deployments{cluster,service}` | DeploymentCount |
 //! | `berth_task_stopped_total{cluster,service,stop_code}` | (task state change events) |
 //!
-//! Utilization is Σ use ÷ Σ reservation over the service's running tasks, as ECS computes
-//! it; a task definition that reserves nothing contributes no reservation.
+//! Utilization and request count per target are the latest samples of
+//! [`crate::service_metrics`] (what target tracking sees), published after each sample;
+//! a series is absent while its metric has no value (no running task, no healthy
+//! target). Utilization is the average over the service's running tasks of use ÷
+//! reservation; request count per target is a target group's requests per healthy target
+//! per minute.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use berth_model::ecs::{Service, Task, TaskStatus};
 use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
-use crate::scheduler;
+use crate::service_metrics::{MetricKey, ServiceKey, ServiceMetrics};
 
 pub struct ControlMetrics {
     desired: IntGaugeVec,
@@ -28,6 +33,7 @@ pub struct ControlMetrics {
     deployments: IntGaugeVec,
     cpu: GaugeVec,
     memory: GaugeVec,
+    request_count_per_target: GaugeVec,
     stopped: IntCounterVec,
     /// Tasks already counted as stopped, so a pass counts each once.
     counted: std::sync::Mutex<BTreeSet<String>>,
@@ -58,6 +64,16 @@ impl ControlMetrics {
         )
         .expect("valid metric");
         r.register(Box::new(stopped.clone()))
+            .expect("metric registered once");
+        let request_count_per_target = GaugeVec::new(
+            Opts::new(
+                "berth_service_request_count_per_target",
+                "Requests per healthy target per minute in a target group of the service (ALBRequestCountPerTarget)",
+            ),
+            &["cluster", "service", "target_group"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(request_count_per_target.clone()))
             .expect("metric registered once");
         Self {
             desired: gauge(
@@ -90,6 +106,7 @@ impl ControlMetrics {
                 "berth_service_memory_utilization_ratio",
                 "Memory used over memory reserved by the service's running tasks",
             ),
+            request_count_per_target,
             stopped,
             counted: Default::default(),
         }
@@ -141,41 +158,70 @@ impl ControlMetrics {
         }
     }
 
-    /// Sets utilization from per-task use: (cpu units, memory MiB) by task ARN.
-    pub fn observe_usage(
-        &self,
-        services: &[Service],
-        tasks: &[Task],
-        definitions: &BTreeMap<String, berth_model::ecs::TaskDefinition>,
-        usage: &BTreeMap<String, (f64, f64)>,
-    ) {
+    /// Publishes the latest sampled utilization and request count per target of each
+    /// service; series without a current value, or of services that are gone, go.
+    pub fn observe_service_metrics(&self, services: &[Service], sampled: &ServiceMetrics) {
+        let mut cpu = BTreeSet::new();
+        let mut memory = BTreeSet::new();
+        let mut requests = BTreeSet::new();
         for s in services {
-            let group = format!("service:{}", s.service_name);
-            let (mut used_cpu, mut used_mem, mut res_cpu, mut res_mem) = (0.0, 0.0, 0.0, 0.0);
-            for t in tasks.iter().filter(|t| {
-                t.group == group
-                    && t.cluster_name() == s.cluster_name()
-                    && t.last_status == TaskStatus::Running
-            }) {
-                let (Some(td), Some((cpu, mem))) = (
-                    definitions.get(&t.task_definition_arn),
-                    usage.get(&t.task_arn),
-                ) else {
-                    continue;
+            let (cluster, service) = (s.cluster_name(), s.service_name.as_str());
+            for (metric, value) in sampled.current_values(&ServiceKey::of(s)) {
+                let (gauge, labels, value) = match &metric {
+                    MetricKey::CpuUtilization => (&self.cpu, vec![cluster, service], value / 100.0),
+                    MetricKey::MemoryUtilization => {
+                        (&self.memory, vec![cluster, service], value / 100.0)
+                    }
+                    MetricKey::AlbRequestCountPerTarget { target_group_arn } => (
+                        &self.request_count_per_target,
+                        vec![
+                            cluster,
+                            service,
+                            berth_model::arn::last_segment(target_group_arn),
+                        ],
+                        value,
+                    ),
+                    MetricKey::Custom(_) => continue,
                 };
-                used_cpu += cpu;
-                used_mem += mem;
-                res_cpu += scheduler::task_cpu(td) as f64;
-                res_mem += scheduler::task_memory(td) as f64;
+                gauge.with_label_values(&labels).set(value);
+                let owned: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
+                match metric {
+                    MetricKey::CpuUtilization => cpu.insert(owned),
+                    MetricKey::MemoryUtilization => memory.insert(owned),
+                    _ => requests.insert(owned),
+                };
             }
-            let labels = [s.cluster_name(), s.service_name.as_str()];
-            if res_cpu > 0.0 {
-                self.cpu.with_label_values(&labels).set(used_cpu / res_cpu);
-            }
-            if res_mem > 0.0 {
-                self.memory
-                    .with_label_values(&labels)
-                    .set(used_mem / res_mem);
+        }
+        remove_unset(&self.cpu, &cpu);
+        remove_unset(&self.memory, &memory);
+        remove_unset(&self.request_count_per_target, &requests);
+    }
+}
+
+/// Removes the series of `g` whose label values (in the vector's label order) are not
+/// in `set`.
+fn remove_unset(g: &GaugeVec, set: &BTreeSet<Vec<String>>) {
+    use prometheus::core::Collector;
+    let names: Vec<String> = g
+        .desc()
+        .first()
+        .map(|d| d.variable_labels.clone())
+        .unwrap_or_default();
+    for mf in g.collect() {
+        for m in mf.get_metric() {
+            let values: Vec<String> = names
+                .iter()
+                .map(|n| {
+                    m.get_label()
+                        .iter()
+                        .find(|l| l.name() == n.as_str())
+                        .map(|l| l.value().to_string())
+                        .unwrap_or_default()
+                })
+                .collect();
+            if !set.contains(&values) {
+                let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+                let _ = g.remove_label_values(&refs);
             }
         }
     }
@@ -236,5 +282,68 @@ mod tests {
             .encode_to_string(&r.gather())
             .unwrap();
         assert!(!text.contains("berth_service_desired_tasks{"), "{text}");
+    }
+}
+
+#[cfg(test)]
+mod service_metric_tests {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use berth_model::dataplane::TargetStatus;
+    use berth_model::elb::{TargetHealth, TargetHealthState};
+
+    use super::*;
+    use crate::service_metrics::prometheus::fake::FakePrometheus;
+
+    fn status(state: TargetHealthState, count: u64) -> TargetStatus {
+        TargetStatus {
+            target_group_arn: berth_model::arn::target_group("web"),
+            addr: SocketAddr::from(([10, 0, 0, 1], 80)),
+            health: TargetHealth {
+                state,
+                reason: None,
+                description: None,
+            },
+            in_flight: 0,
+            request_count: count,
+            drained: false,
+        }
+    }
+
+    #[test]
+    fn sampled_values_show_on_metrics_and_go_when_missing() {
+        let r = Registry::new();
+        let m = ControlMetrics::new(&r);
+        let sampled = ServiceMetrics::new(Registry::new(), Arc::new(FakePrometheus::default()));
+        let svc: Service = serde_json::from_value(serde_json::json!({
+            "serviceName": "web", "taskDefinition": "web",
+            "loadBalancers": [{"targetGroupArn": berth_model::arn::target_group("web"),
+                "containerName": "app", "containerPort": 80}]
+        }))
+        .unwrap();
+        let services = std::slice::from_ref(&svc);
+        sampled.sample_fast(0.0, services, &[status(TargetHealthState::Healthy, 0)]);
+        sampled.sample_fast(2.0, services, &[status(TargetHealthState::Healthy, 10)]);
+        m.observe_service_metrics(services, &sampled);
+        let text = || {
+            prometheus::TextEncoder::new()
+                .encode_to_string(&r.gather())
+                .unwrap()
+        };
+        assert!(
+            text().contains(
+                "berth_service_request_count_per_target{cluster=\"default\",service=\"web\",target_group=\"web\"} 300"
+            ),
+            "{}",
+            text()
+        );
+        sampled.sample_fast(3.0, services, &[status(TargetHealthState::Unhealthy, 10)]);
+        m.observe_service_metrics(services, &sampled);
+        assert!(
+            !text().contains("berth_service_request_count_per_target{"),
+            "{}",
+            text()
+        );
     }
 }

@@ -57,6 +57,12 @@ pub struct TargetStatus {
     pub health: TargetHealth,
     /// Requests sent to the target whose responses have not finished.
     pub in_flight: u64,
+    /// Requests sent to the target since the data plane started serving it (ALB's
+    /// RequestCount, by target): a counter that only grows while the target stays
+    /// registered, and starts again from 0 when a target is removed and registered again.
+    /// The control plane derives ALBRequestCountPerTarget from its deltas.
+    #[serde(default)]
+    pub request_count: u64,
     /// Draining finished: nothing in flight, or the deregistration delay ran out. The
     /// control plane may now stop the task and drop the target from the configuration.
     pub drained: bool,
@@ -103,14 +109,29 @@ mod tests {
                 description: None,
             },
             in_flight: 3,
+            request_count: 42,
             drained: false,
         };
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["targetGroupArn"], "arn:tg");
         assert_eq!(json["addr"], "127.0.0.1:8080");
         assert_eq!(json["inFlight"], 3);
+        assert_eq!(json["requestCount"], 42);
         let back: TargetStatus = serde_json::from_value(json).unwrap();
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn a_status_without_a_request_count_reads_as_zero() {
+        let s: TargetStatus = serde_json::from_value(serde_json::json!({
+            "targetGroupArn": "arn:tg",
+            "addr": "127.0.0.1:8080",
+            "health": {"state": "healthy"},
+            "inFlight": 0,
+            "drained": false,
+        }))
+        .unwrap();
+        assert_eq!(s.request_count, 0);
     }
 
     #[test]

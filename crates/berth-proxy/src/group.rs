@@ -250,6 +250,7 @@ impl GroupRuntime {
                 addr: t.addr,
                 health: t.target_health(),
                 in_flight: t.in_flight(),
+                request_count: t.metrics.requests.get(),
                 drained: t.is_drained(),
             });
         }

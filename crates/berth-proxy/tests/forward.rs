@@ -487,3 +487,34 @@ async fn targets_change_under_load_without_a_failed_request() {
     assert!(backends[2].count() > 0);
     p.shutdown().await;
 }
+
+#[tokio::test]
+async fn target_statuses_carry_request_counts_that_restart_with_the_target() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let (p, _) = proxy();
+    let tg = target_group(TG, "web", json!({}));
+    let addr = serve_group(&p, tg.clone(), vec![target(a.addr), target(b.addr)]).await;
+    wait_for(&p, |s| all_healthy(s, 2)).await;
+    let c = client();
+    for _ in 0..10 {
+        assert_eq!(get(&c, addr, "/").await.0, 200);
+    }
+    let count = |s: &[berth_proxy::TargetStatus], t: std::net::SocketAddr| {
+        s.iter().find(|x| x.addr == t).map(|x| x.request_count)
+    };
+    let s = p.target_statuses();
+    assert_eq!(count(&s, a.addr), Some(a.count()));
+    assert_eq!(count(&s, b.addr), Some(b.count()));
+    assert_eq!(a.count() + b.count(), 10);
+    // Removed and registered again: a new target whose count starts from 0.
+    p.apply(simple_config(tg.clone(), vec![target(a.addr)]))
+        .await
+        .unwrap();
+    p.apply(simple_config(tg, vec![target(a.addr), target(b.addr)]))
+        .await
+        .unwrap();
+    let s = p.target_statuses();
+    assert_eq!(count(&s, b.addr), Some(0));
+    assert_eq!(count(&s, a.addr), Some(a.count()));
+    p.shutdown().await;
+}

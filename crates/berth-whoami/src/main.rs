@@ -3,21 +3,33 @@
 //! It answers every request with who it is (task id, hostname, listen port) and what it
 //! was asked (request line and headers), and can be told to misbehave in the ways a
 //! scheduler and a load balancer must cope with: start slowly, fail or stop passing its
-//! health check, exit, ignore SIGTERM, use memory, hold requests open.
+//! health check, exit, ignore SIGTERM, use memory, hold requests open, and load a
+//! scaling policy's metrics: burn CPU on every request, hold memory.
 //!
 //! ```text
 //! berth-whoami [--listen ADDR] [--start-delay SECS] [--fail-health] [--unhealthy-after SECS]
 //!              [--exit-after SECS [--exit-code N]] [--signal-file PATH] [--ignore-sigterm]
-//!              [--alloc-mb N]
+//!              [--alloc-mb N] [--cpu-ms-per-request N]
 //! berth-whoami check URL          exit 0 when GET URL answers 2xx, else 1 (a healthCheck command)
 //! ```
 //!
 //! Without `--listen` it listens on `0.0.0.0:$PORT` (default 8080). Paths: `/health` (200
 //! "ok", or 500 when unhealthy), `/sleep?ms=N` (answers after N ms), `/exit?code=N` (exits
-//! the process after answering), anything else: the description. Every response carries
+//! the process after answering), `/hold?mib=N` (holds N MiB from now on, replacing what it
+//! held), anything else: the description. Every response carries
 //! `x-berth-task: <task id>`. On SIGTERM or SIGINT it records the signal's name in the
 //! `--signal-file` (one line each), stops accepting, lets in-flight requests finish and
 //! exits 0; with `--ignore-sigterm` it records SIGTERM and carries on.
+//!
+//! Load knobs, for the autoscaling demo (environment variables, so a task definition's
+//! `environment` sets them; the flags override them):
+//!
+//! - `WHOAMI_CPU_MS_PER_REQUEST=N` (`--cpu-ms-per-request N`): every request but
+//!   `/health` keeps a core busy for N ms of CPU time before it is answered, on a thread
+//!   of its own so health checks still answer. A request's `?cpu_ms=N` overrides it for
+//!   that request. At most 10 000 ms.
+//! - `WHOAMI_HOLD_MIB=N` (`--alloc-mb N`): allocate and touch N MiB at start and hold
+//!   them; `/hold?mib=N` changes that at run time (on the task that answers).
 //!
 //! Dependencies are kept to tokio and hyper so it links statically into a `FROM scratch`
 //! image.
@@ -41,7 +53,10 @@ use tokio::signal::unix::{signal, SignalKind};
 
 const USAGE: &str = "usage: berth-whoami [--listen ADDR] [--start-delay SECS] [--fail-health] \
 [--unhealthy-after SECS] [--exit-after SECS [--exit-code N]] [--signal-file PATH] \
-[--ignore-sigterm] [--alloc-mb N]\n       berth-whoami check URL";
+[--ignore-sigterm] [--alloc-mb N] [--cpu-ms-per-request N]\n       berth-whoami check URL";
+
+/// The longest a request may burn CPU for.
+const MAX_CPU_MS: u64 = 10_000;
 
 /// Command-line options of the server.
 #[derive(Debug, Default)]
@@ -55,6 +70,29 @@ struct Options {
     signal_file: Option<String>,
     ignore_sigterm: bool,
     alloc_mb: usize,
+    /// CPU milliseconds every request (but `/health`) burns.
+    cpu_ms_per_request: u64,
+}
+
+fn parse_cpu_ms(name: &str, v: &str) -> Result<u64, String> {
+    v.parse::<u64>()
+        .ok()
+        .filter(|ms| *ms <= MAX_CPU_MS)
+        .ok_or_else(|| format!("{name}: expected milliseconds from 0 to {MAX_CPU_MS}, got {v:?}"))
+}
+
+/// The knobs given as environment variables (`lookup` is `std::env::var` outside tests).
+fn options_from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Options, String> {
+    let mut o = Options::default();
+    if let Some(v) = lookup("WHOAMI_CPU_MS_PER_REQUEST") {
+        o.cpu_ms_per_request = parse_cpu_ms("WHOAMI_CPU_MS_PER_REQUEST", &v)?;
+    }
+    if let Some(v) = lookup("WHOAMI_HOLD_MIB") {
+        o.alloc_mb = v
+            .parse()
+            .map_err(|_| format!("WHOAMI_HOLD_MIB: expected a number of MiB, got {v:?}"))?;
+    }
+    Ok(o)
 }
 
 fn parse_secs(flag: &str, v: &str) -> Result<Duration, String> {
@@ -65,8 +103,8 @@ fn parse_secs(flag: &str, v: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{flag}: expected a number of seconds, got {v:?}"))
 }
 
-fn parse_options(args: &[String]) -> Result<Options, String> {
-    let mut o = Options::default();
+/// Parses the flags over `o` (the environment's knobs).
+fn parse_options(args: &[String], mut o: Options) -> Result<Options, String> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |flag: &str| {
@@ -100,6 +138,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
                     .parse()
                     .map_err(|_| format!("--alloc-mb: expected an integer, got {v:?}"))?;
             }
+            "--cpu-ms-per-request" => o.cpu_ms_per_request = parse_cpu_ms(a, &value(a)?)?,
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -115,6 +154,9 @@ struct App {
     started: Instant,
     fail_health: bool,
     unhealthy_after: Option<Duration>,
+    cpu_ms_per_request: u64,
+    /// The memory `/hold` (or `--alloc-mb`) holds.
+    held: std::sync::Mutex<Vec<u8>>,
 }
 
 fn hostname() -> String {
@@ -198,7 +240,36 @@ async fn handle(
                 format!("exiting with {code}\n"),
             )
         }
+        "/hold" => {
+            let Some(mib) = query_param(query, "mib").and_then(|m| m.parse::<usize>().ok()) else {
+                return Ok(text(
+                    StatusCode::BAD_REQUEST,
+                    &app.task_id,
+                    "hold: expected ?mib=N (MiB to hold)\n".into(),
+                ));
+            };
+            let mut held = app.held.lock().expect("held memory");
+            // Let go of the old ballast before touching the new one.
+            *held = Vec::new();
+            *held = allocate(mib);
+            println!("whoami: holding {mib} MiB");
+            text(StatusCode::OK, &app.task_id, format!("holding {mib} MiB\n"))
+        }
         _ => {
+            let cpu_ms = match query_param(query, "cpu_ms") {
+                Some(v) => match parse_cpu_ms("cpu_ms", v) {
+                    Ok(ms) => ms,
+                    Err(e) => {
+                        return Ok(text(StatusCode::BAD_REQUEST, &app.task_id, e + "\n"));
+                    }
+                },
+                None => app.cpu_ms_per_request,
+            };
+            if cpu_ms > 0 {
+                let cpu = Duration::from_millis(cpu_ms);
+                // A thread of its own: the runtime keeps answering health checks.
+                let _ = tokio::task::spawn_blocking(move || burn_cpu(cpu)).await;
+            }
             if path == "/sleep" {
                 let ms: u64 = query_param(query, "ms")
                     .and_then(|c| c.parse().ok())
@@ -244,6 +315,47 @@ fn record_signal(file: Option<&str>, name: &str) {
     }
 }
 
+/// CPU time the calling thread has run, from `/proc/thread-self/schedstat`
+/// (nanoseconds); `None` where that file does not exist.
+fn thread_cpu_time() -> Option<Duration> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = s.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// Keeps the calling thread busy until it has run for `cpu` of CPU time (of wall time
+/// where the thread's CPU time cannot be read), so a request costs the same CPU however
+/// busy the machine is.
+fn burn_cpu(cpu: Duration) {
+    let wall = Instant::now();
+    let Some(start) = thread_cpu_time() else {
+        while wall.elapsed() < cpu {
+            std::hint::black_box(spin(1_000));
+        }
+        return;
+    };
+    loop {
+        // Check the clock about every 200 µs of spinning.
+        let slice = Instant::now();
+        while slice.elapsed() < Duration::from_micros(200) {
+            std::hint::black_box(spin(1_000));
+        }
+        match thread_cpu_time() {
+            Some(now) if now.saturating_sub(start) < cpu => {}
+            _ => return,
+        }
+    }
+}
+
+/// Some arithmetic the optimizer cannot drop.
+fn spin(n: u64) -> u64 {
+    let mut x = std::hint::black_box(0x9e37_79b9_7f4a_7c15u64);
+    for i in 0..n {
+        x = x.rotate_left(5) ^ i.wrapping_mul(0x2545_f491_4f6c_dd1d);
+    }
+    x
+}
+
 /// Allocates `mb` MiB and writes to every page so it counts as resident.
 fn allocate(mb: usize) -> Vec<u8> {
     let len = mb * 1024 * 1024;
@@ -255,9 +367,15 @@ fn allocate(mb: usize) -> Vec<u8> {
 }
 
 async fn serve(o: Options) -> ExitCode {
-    let _ballast = std::hint::black_box(allocate(o.alloc_mb));
+    let ballast = allocate(o.alloc_mb);
     if o.alloc_mb > 0 {
         println!("whoami: allocated {} MiB", o.alloc_mb);
+    }
+    if o.cpu_ms_per_request > 0 {
+        println!(
+            "whoami: burning {} ms of CPU per request",
+            o.cpu_ms_per_request
+        );
     }
     if let Some(after) = o.exit_after {
         let code = o.exit_code;
@@ -307,6 +425,8 @@ async fn serve(o: Options) -> ExitCode {
         started: Instant::now(),
         fail_health: o.fail_health,
         unhealthy_after: o.unhealthy_after,
+        cpu_ms_per_request: o.cpu_ms_per_request,
+        held: std::sync::Mutex::new(ballast),
     });
     println!("whoami: task {} listening on {local}", app.task_id);
 
@@ -424,7 +544,9 @@ fn main() -> ExitCode {
             }
         };
     }
-    let o = match parse_options(&args) {
+    let o = match options_from_env(|k| std::env::var(k).ok())
+        .and_then(|env| parse_options(&args, env))
+    {
         Ok(o) => o,
         Err(e) => {
             eprintln!("{e}");
@@ -458,14 +580,55 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let o = parse_options(&args).unwrap();
+        let o = parse_options(&args, Options::default()).unwrap();
         assert_eq!(o.listen, Some("127.0.0.1:0".parse().unwrap()));
         assert_eq!(o.exit_after, Some(Duration::from_millis(1500)));
         assert_eq!(o.exit_code, 3);
         assert!(o.ignore_sigterm);
         assert_eq!(o.alloc_mb, 2);
-        assert!(parse_options(&["--bogus".to_string()]).is_err());
-        assert!(parse_options(&["--start-delay".to_string()]).is_err());
+        assert!(parse_options(&["--bogus".to_string()], Options::default()).is_err());
+        assert!(parse_options(&["--start-delay".to_string()], Options::default()).is_err());
+    }
+
+    #[test]
+    fn load_knobs_come_from_the_environment_and_flags_override_them() {
+        let env = |k: &str| match k {
+            "WHOAMI_CPU_MS_PER_REQUEST" => Some("25".to_string()),
+            "WHOAMI_HOLD_MIB" => Some("16".to_string()),
+            _ => None,
+        };
+        let o = options_from_env(env).unwrap();
+        assert_eq!((o.cpu_ms_per_request, o.alloc_mb), (25, 16));
+        let args = ["--cpu-ms-per-request".to_string(), "5".to_string()];
+        let o = parse_options(&args, o).unwrap();
+        assert_eq!((o.cpu_ms_per_request, o.alloc_mb), (5, 16));
+        let o = options_from_env(|_| None).unwrap();
+        assert_eq!((o.cpu_ms_per_request, o.alloc_mb), (0, 0));
+    }
+
+    #[test]
+    fn bad_knobs_name_the_variable_and_what_is_allowed() {
+        let e =
+            options_from_env(|k| (k == "WHOAMI_CPU_MS_PER_REQUEST").then(|| "lots".to_string()))
+                .unwrap_err();
+        assert_eq!(
+            e,
+            "WHOAMI_CPU_MS_PER_REQUEST: expected milliseconds from 0 to 10000, got \"lots\""
+        );
+        let e =
+            options_from_env(|k| (k == "WHOAMI_HOLD_MIB").then(|| "-1".to_string())).unwrap_err();
+        assert!(e.starts_with("WHOAMI_HOLD_MIB: "), "{e}");
+        let args = ["--cpu-ms-per-request".to_string(), "10001".to_string()];
+        assert!(parse_options(&args, Options::default()).is_err());
+    }
+
+    #[test]
+    fn burning_takes_the_cpu_time_asked_for() {
+        let before = thread_cpu_time().expect("linux has schedstat");
+        burn_cpu(Duration::from_millis(60));
+        let used = thread_cpu_time().unwrap() - before;
+        assert!(used >= Duration::from_millis(60), "used {used:?}");
+        assert!(used < Duration::from_millis(600), "used {used:?}");
     }
 
     #[test]

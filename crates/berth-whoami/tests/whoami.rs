@@ -227,3 +227,80 @@ fn bad_flags_exit_64() {
     let status = Command::new(BIN).arg("--nope").status().unwrap();
     assert_eq!(status.code(), Some(64));
 }
+
+/// The process's resident memory, bytes.
+fn rss_bytes(pid: u32) -> u64 {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// CPU time the process used (user + system), in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name: utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(") ").unwrap().1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// /proc reports CPU time in USER_HZ ticks, 100 a second on Linux.
+fn clock_ticks_per_second() -> u64 {
+    100
+}
+
+#[test]
+fn cpu_per_request_from_the_environment_or_the_query() {
+    let app = App::start(&[], &[("WHOAMI_CPU_MS_PER_REQUEST", "40")]);
+    let pid = app.child.id();
+    let hz = clock_ticks_per_second();
+    let before = cpu_ticks(pid);
+    for _ in 0..5 {
+        assert_eq!(get(app.addr, "/").0, 200);
+    }
+    // 5 × 40 ms = 200 ms of CPU at least (ticks round down, allow one per request).
+    let used = cpu_ticks(pid) - before;
+    assert!(
+        used * 1000 / hz >= 200 - 5 * 1000 / hz,
+        "{used} ticks at {hz} Hz"
+    );
+    // Health checks burn nothing.
+    let before = cpu_ticks(pid);
+    for _ in 0..5 {
+        assert_eq!(get(app.addr, "/health").0, 200);
+    }
+    assert!(cpu_ticks(pid) - before <= 2, "health checks stay cheap");
+    // ?cpu_ms= overrides it for one request; a bad value is a 400 naming the parameter.
+    let before = cpu_ticks(pid);
+    assert_eq!(get(app.addr, "/?cpu_ms=300").0, 200);
+    assert!((cpu_ticks(pid) - before) * 1000 / hz >= 300 - 1000 / hz);
+    let (status, _, body) = get(app.addr, "/?cpu_ms=99999");
+    assert_eq!(status, 400);
+    assert!(
+        body.starts_with("cpu_ms: expected milliseconds from 0 to 10000"),
+        "{body}"
+    );
+}
+
+#[test]
+fn holds_memory_from_the_environment_and_on_request() {
+    let app = App::start(&[], &[("WHOAMI_HOLD_MIB", "48")]);
+    let pid = app.child.id();
+    assert!(rss_bytes(pid) >= 48 << 20, "rss {}", rss_bytes(pid));
+    let (status, _, body) = get(app.addr, "/hold?mib=0");
+    assert_eq!((status, body.as_str()), (200, "holding 0 MiB\n"));
+    assert!(rss_bytes(pid) < 40 << 20, "rss {}", rss_bytes(pid));
+    assert_eq!(get(app.addr, "/hold?mib=64").0, 200);
+    assert!(rss_bytes(pid) >= 64 << 20, "rss {}", rss_bytes(pid));
+    assert_eq!(get(app.addr, "/hold").0, 400);
+}
+
+#[test]
+fn a_bad_load_knob_exits_64() {
+    let out = Command::new(BIN)
+        .env("WHOAMI_HOLD_MIB", "lots")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WHOAMI_HOLD_MIB"));
+}

@@ -26,6 +26,7 @@ impl DataPlane for ProxyDataPlane {
             .map_err(|e| e.refusal(&load_balancers))
     }
 
+    /// The proxy's statuses as they are, request counts included.
     fn target_statuses(&self) -> Vec<TargetStatus> {
         self.proxy.target_statuses()
     }

@@ -141,6 +141,7 @@ async fn health_and_drained_flags_flow_back_into_the_targets() {
             description: None,
         },
         in_flight: 0,
+        request_count: 0,
         drained,
     };
     *dp.statuses.lock().unwrap() = vec![
