@@ -12,6 +12,7 @@
 //! | `GET /v1/container-instances[?cluster=]` | container instances |
 //! | `GET /v1/target-groups`, `GET/PUT/DELETE /v1/target-groups/{name}`, `GET /v1/target-groups/{name}/targets` | target groups and their targets' health |
 //! | `GET /v1/load-balancers`, `GET/PUT/DELETE /v1/load-balancers/{name}` | load balancers (listeners carry `boundPort`) |
+//! | `/v1/scalable-targets`, `/v1/scaling-policies`, `/v1/scheduled-actions`, `/v1/clusters/{c}/services/{s}/scaling-activities`, ... | autoscaling: see [`crate::autoscaling_api`] |
 //!
 //! Errors are `{"__type": "<ECS error name>", "message": "..."}`.
 
@@ -49,7 +50,7 @@ pub struct ApiState {
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
 /// Parses a JSON body ourselves so a bad one gets an ECS-style error naming the field.
-fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -78,7 +79,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/services", get(list_services))
         .route(
             "/v1/clusters/{cluster}/services/{name}",
-            get(get_service).put(put_service).delete(delete_service),
+            get(get_service)
+                .put(put_service)
+                .delete(crate::autoscaling_api::delete_service),
         )
         .route("/v1/tasks", get(list_tasks))
         .route("/v1/clusters/{cluster}/tasks/{id}", get(get_task))
@@ -100,6 +103,7 @@ pub fn router(state: ApiState) -> Router {
                 .put(put_load_balancer)
                 .delete(delete_load_balancer),
         )
+        .merge(crate::autoscaling_api::routes())
         .fallback(|| async {
             ApiError::new(
                 "UnknownOperationException",
@@ -331,7 +335,7 @@ async fn put_service(
     get_service(State(s), Path((cluster, name))).await
 }
 
-async fn delete_service(
+pub(crate) async fn delete_service(
     State(s): St,
     Path((cluster, name)): Path<(String, String)>,
 ) -> ApiResult<Service> {

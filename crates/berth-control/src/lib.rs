@@ -20,7 +20,9 @@
 //!
 //! Layout:
 //! - [`api`]: the axum router.
-//! - [`apply`]: stack apply, all or nothing.
+//! - [`apply`]: stack apply, all or nothing (with the autoscaling sections).
+//! - [`autoscaling_api`]: the API of scalable targets, scaling policies, scheduled
+//!   actions and scaling activities.
 //! - [`db`]: key layout and typed store access.
 //! - [`scheduler`], [`services`], [`registration`], [`proxy_feed`]: the reconcilers.
 //! - [`data_plane`], [`agent_service`], [`task_nodes`]: the seams to the other planes.
@@ -37,6 +39,7 @@ use tokio::sync::watch;
 pub mod agent_service;
 pub mod api;
 pub mod apply;
+pub mod autoscaling_api;
 pub mod data_plane;
 pub mod db;
 pub mod error;
