@@ -1,5 +1,7 @@
 //! The CLI's client side: `apply`, `get`, `describe`, `delete`, `stop`, `logs`, talking
-//! to a server's `/v1` API; tables for people and `-o json` for scripts.
+//! to a server's `/v1` API; tables for people and `-o json` for scripts. The autoscaling
+//! kinds (scalable targets, scaling policies, scheduled actions, scaling activities) are
+//! listed and described in `scaling`.
 
 use std::path::Path;
 
@@ -8,6 +10,8 @@ use berth_model::ecs::{Deployment, DeploymentStatus};
 use berth_model::stack::Stack;
 use futures::StreamExt;
 use serde_json::Value;
+
+mod scaling;
 
 /// A bad stack file: the binary exits with 64 on it.
 #[derive(Debug)]
@@ -124,7 +128,7 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-fn s(v: &Value) -> String {
+pub(crate) fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(x) => x.clone(),
@@ -150,6 +154,10 @@ pub const KINDS: &[&str] = &[
     "targets",
     "load-balancers",
     "container-instances",
+    "scalable-targets",
+    "scaling-policies",
+    "scheduled-actions",
+    "scaling-activities",
 ];
 
 fn normalize_kind(kind: &str) -> Result<&'static str> {
@@ -165,12 +173,19 @@ fn normalize_kind(kind: &str) -> Result<&'static str> {
         "tg" => Ok("target-groups"),
         "lb" => Ok("load-balancers"),
         "instance" | "ci" => Ok("container-instances"),
+        "scaling-policy" | "scaling-policie" | "policy" | "policie" => Ok("scaling-policies"),
+        "scaling-activity" | "scaling-activitie" | "activity" | "activitie" => {
+            Ok("scaling-activities")
+        }
         _ => bail!("unknown kind {kind:?}; one of: {}", KINDS.join(", ")),
     }
 }
 
 pub async fn get(client: &Client, kind: &str, cluster: Option<&str>, json: bool) -> Result<()> {
     let kind = normalize_kind(kind)?;
+    if scaling::KINDS.contains(&kind) {
+        return scaling::get(client, kind, cluster, json).await;
+    }
     let q = cluster.map(|c| format!("?cluster={c}")).unwrap_or_default();
     let data = match kind {
         "clusters" => client.get("/v1/clusters").await?,
@@ -418,11 +433,23 @@ fn object_path(kind: &str, name: &str, cluster: &str) -> Result<String> {
         "target-groups" => format!("/v1/target-groups/{name}"),
         "targets" => format!("/v1/target-groups/{name}/targets"),
         "load-balancers" => format!("/v1/load-balancers/{name}"),
+        k @ ("scalable-targets" | "scaling-policies" | "scheduled-actions") => {
+            scaling::object_path(k, name, cluster)?
+        }
         other => bail!("describe/delete does not take {other}"),
     })
 }
 
-pub async fn describe(client: &Client, kind: &str, name: &str, cluster: &str) -> Result<()> {
+pub async fn describe(
+    client: &Client,
+    kind: &str,
+    name: &str,
+    cluster: &str,
+    json: bool,
+) -> Result<()> {
+    if normalize_kind(kind)? == "scaling-activities" {
+        return scaling::describe_activities(client, name, cluster, json).await;
+    }
     let v = client.get(&object_path(kind, name, cluster)?).await?;
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(())

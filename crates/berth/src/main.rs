@@ -65,21 +65,25 @@ enum Command {
         file: PathBuf,
     },
     /// List resources: clusters, services, tasks, task-definitions, target-groups,
-    /// targets, load-balancers, container-instances.
+    /// targets, load-balancers, container-instances, scalable-targets, scaling-policies,
+    /// scheduled-actions.
     Get {
         kind: String,
         #[arg(short = 'c', long)]
         cluster: Option<String>,
     },
-    /// Show one resource in full.
+    /// Show one resource in full; `scaling-activities <service>` lists what the
+    /// autoscaler did to a service and why it did not scale. Scaling policies and
+    /// scheduled actions are named `<service>/<name>`.
     Describe {
         kind: String,
         name: String,
         #[arg(short = 'c', long, default_value = "default")]
         cluster: String,
     },
-    /// Delete a resource (a service drains its tasks first; a task definition is
-    /// deregistered).
+    /// Delete a resource (a service drains its tasks first and loses its autoscaling; a
+    /// task definition is deregistered; a scalable target takes its service's scaling
+    /// policies and scheduled actions with it).
     Delete {
         kind: String,
         name: String,
@@ -195,13 +199,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Validate { file } => {
             let stack = client::read_stack(&file)?;
             println!(
-                "{}: valid ({} clusters, {} task definitions, {} target groups, {} load balancers, {} services)",
+                "{}: valid ({} clusters, {} task definitions, {} target groups, {} load balancers, {} services, {} scalable targets, {} scaling policies, {} scheduled actions)",
                 file.display(),
                 stack.clusters.len(),
                 stack.task_definitions.len(),
                 stack.target_groups.len(),
                 stack.load_balancers.len(),
-                stack.services.len()
+                stack.services.len(),
+                stack.scalable_targets.len(),
+                stack.scaling_policies.len(),
+                stack.scheduled_actions.len()
             );
             Ok(())
         }
@@ -210,7 +217,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             kind,
             name,
             cluster,
-        } => client::describe(&c, &kind, &name, &cluster).await,
+        } => client::describe(&c, &kind, &name, &cluster, json).await,
         Command::Delete {
             kind,
             name,
