@@ -15,7 +15,6 @@ use berth_model::elb::{LoadBalancer, TargetGroup};
 use berth_model::stack::{check_service_against_task_definition, Stack};
 use berth_model::{arn, time};
 use berth_store::{Expect, Op};
-use serde::{Deserialize, Serialize};
 
 use crate::data_plane::DataPlane;
 use crate::db::{self, encode, Db};
@@ -24,26 +23,10 @@ use crate::error::ControlError;
 pub mod autoscaling;
 #[cfg(test)]
 mod autoscaling_tests;
+mod change;
 
-/// One line of what apply did (or would do, in a dry run).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Change {
-    /// cluster, task-definition, target-group, load-balancer, service, scalable-target,
-    /// scaling-policy or scheduled-action.
-    pub kind: String,
-    pub name: String,
-    /// created, updated, registered or unchanged.
-    pub action: String,
-}
-
-fn change(kind: &str, name: impl Into<String>, action: &str) -> Change {
-    Change {
-        kind: kind.into(),
-        name: name.into(),
-        action: action.into(),
-    }
-}
+use change::change;
+pub use change::Change;
 
 fn invalid(field: String, message: String) -> ControlError {
     ControlError::invalid(field, message)

@@ -10,11 +10,11 @@
 //! | `GET /v1/scheduled-actions[?cluster=&service=]` | scheduled actions |
 //! | `GET/PUT/DELETE /v1/clusters/{c}/services/{s}/scheduled-actions/{name}` | one action |
 //! | `GET /v1/clusters/{c}/services/{s}/scaling-activities` | the service's scaling activities, newest first |
-//! | `DELETE /v1/clusters/{c}/services/{s}` | deletes the service's autoscaling resources, then the service as before |
 //!
 //! A PUT goes through apply with a one-resource stack, so it is validated and resolved
 //! exactly as a stack file is; its `resourceId` (and name) must match the path.
-//! Scaling activities are written by the autoscaler, not through the API.
+//! Scaling activities are written by the autoscaler, not through the API. Deleting a
+//! service (`api`) deletes its autoscaling resources too ([`Db::delete_autoscaling`]).
 
 use std::sync::Arc;
 
@@ -29,16 +29,27 @@ use berth_model::stack::Stack;
 use berth_store::Op;
 use serde::Deserialize;
 
-use crate::api::{parse_body, ApiState};
 use crate::apply::apply;
+use crate::data_plane::DataPlane;
 use crate::db::{self, Db};
 use crate::error::ApiError;
+use crate::json_body::parse_body;
 
-type St = State<Arc<ApiState>>;
+/// What the autoscaling routes need.
+struct AutoscalingApi {
+    db: Db,
+    /// For apply (it loads listener certificates; autoscaling resources have none).
+    data_plane: Arc<dyn DataPlane>,
+}
+
+type St = State<Arc<AutoscalingApi>>;
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
-/// The routes above except the service DELETE, which `api` routes to [`delete_service`].
-pub fn routes() -> Router<Arc<ApiState>> {
+/// The routes above, for `api` to merge into its router.
+pub fn routes<S: Clone + Send + Sync + 'static>(
+    db: Db,
+    data_plane: Arc<dyn DataPlane>,
+) -> Router<S> {
     Router::new()
         .route("/v1/scalable-targets", get(list_scalable_targets))
         .route(
@@ -65,11 +76,12 @@ pub fn routes() -> Router<Arc<ApiState>> {
             "/v1/clusters/{cluster}/services/{service}/scaling-activities",
             get(list_scaling_activities),
         )
+        .with_state(Arc::new(AutoscalingApi { db, data_plane }))
 }
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct ScopeQuery {
+struct ScopeQuery {
     cluster: Option<String>,
     service: Option<String>,
 }
@@ -95,14 +107,14 @@ fn check_path(field: &str, path: &str, body: &str) -> Result<(), ApiError> {
     )))
 }
 
-async fn apply_one(s: &ApiState, stack: Stack) -> Result<(), ApiError> {
+async fn apply_one(s: &AutoscalingApi, stack: Stack) -> Result<(), ApiError> {
     apply(&s.db, &*s.data_plane, &stack, false).await?;
     Ok(())
 }
 
 // === scalable targets ===
 
-pub(crate) async fn list_scalable_targets(
+async fn list_scalable_targets(
     State(s): St,
     Query(q): Query<ScopeQuery>,
 ) -> ApiResult<Vec<ScalableTarget>> {
@@ -114,7 +126,7 @@ pub(crate) async fn list_scalable_targets(
     ))
 }
 
-pub(crate) async fn get_scalable_target(
+async fn get_scalable_target(
     State(s): St,
     Path((cluster, service)): Path<(String, String)>,
 ) -> ApiResult<ScalableTarget> {
@@ -124,7 +136,7 @@ pub(crate) async fn get_scalable_target(
         .ok_or_else(|| not_found(&format!("scalable target for service/{cluster}/{service}")))
 }
 
-pub(crate) async fn put_scalable_target(
+async fn put_scalable_target(
     State(s): St,
     Path((cluster, service)): Path<(String, String)>,
     body: axum::body::Bytes,
@@ -145,7 +157,7 @@ pub(crate) async fn put_scalable_target(
 
 /// Deletes the target with the service's scaling policies and scheduled actions (as
 /// DeregisterScalableTarget does); the service keeps its desired count.
-pub(crate) async fn delete_scalable_target(
+async fn delete_scalable_target(
     State(s): St,
     Path((cluster, service)): Path<(String, String)>,
 ) -> ApiResult<serde_json::Value> {
@@ -184,7 +196,7 @@ pub(crate) async fn delete_scalable_target(
 
 // === scaling policies ===
 
-pub(crate) async fn list_scaling_policies(
+async fn list_scaling_policies(
     State(s): St,
     Query(q): Query<ScopeQuery>,
 ) -> ApiResult<Vec<ScalingPolicy>> {
@@ -196,7 +208,7 @@ pub(crate) async fn list_scaling_policies(
     ))
 }
 
-pub(crate) async fn get_scaling_policy(
+async fn get_scaling_policy(
     State(s): St,
     Path((cluster, service, name)): Path<(String, String, String)>,
 ) -> ApiResult<ScalingPolicy> {
@@ -210,7 +222,7 @@ pub(crate) async fn get_scaling_policy(
         })
 }
 
-pub(crate) async fn put_scaling_policy(
+async fn put_scaling_policy(
     State(s): St,
     Path((cluster, service, name)): Path<(String, String, String)>,
     body: axum::body::Bytes,
@@ -230,7 +242,7 @@ pub(crate) async fn put_scaling_policy(
     get_scaling_policy(State(s), Path((cluster, service, name))).await
 }
 
-pub(crate) async fn delete_scaling_policy(
+async fn delete_scaling_policy(
     State(s): St,
     Path((cluster, service, name)): Path<(String, String, String)>,
 ) -> ApiResult<serde_json::Value> {
@@ -247,7 +259,7 @@ pub(crate) async fn delete_scaling_policy(
 
 // === scheduled actions ===
 
-pub(crate) async fn list_scheduled_actions(
+async fn list_scheduled_actions(
     State(s): St,
     Query(q): Query<ScopeQuery>,
 ) -> ApiResult<Vec<ScheduledAction>> {
@@ -259,7 +271,7 @@ pub(crate) async fn list_scheduled_actions(
     ))
 }
 
-pub(crate) async fn get_scheduled_action(
+async fn get_scheduled_action(
     State(s): St,
     Path((cluster, service, name)): Path<(String, String, String)>,
 ) -> ApiResult<ScheduledAction> {
@@ -273,7 +285,7 @@ pub(crate) async fn get_scheduled_action(
         })
 }
 
-pub(crate) async fn put_scheduled_action(
+async fn put_scheduled_action(
     State(s): St,
     Path((cluster, service, name)): Path<(String, String, String)>,
     body: axum::body::Bytes,
@@ -293,7 +305,7 @@ pub(crate) async fn put_scheduled_action(
     get_scheduled_action(State(s), Path((cluster, service, name))).await
 }
 
-pub(crate) async fn delete_scheduled_action(
+async fn delete_scheduled_action(
     State(s): St,
     Path((cluster, service, name)): Path<(String, String, String)>,
 ) -> ApiResult<serde_json::Value> {
@@ -310,7 +322,7 @@ pub(crate) async fn delete_scheduled_action(
 
 // === scaling activities ===
 
-pub(crate) async fn list_scaling_activities(
+async fn list_scaling_activities(
     State(s): St,
     Path((cluster, service)): Path<(String, String)>,
 ) -> ApiResult<Vec<ScalingActivity>> {
@@ -322,29 +334,6 @@ pub(crate) async fn list_scaling_activities(
         return Err(ApiError::service_not_found(&cluster, &service));
     }
     Ok(Json(s.db.scaling_activities(&cluster, &service).await?))
-}
-
-// === deleting a service ===
-
-/// Deletes the service's scalable target, scaling policies, scheduled actions and
-/// scaling activities, then deletes the service as `DELETE` always did (it drains). A
-/// service that does not exist is a 404 and nothing is deleted.
-pub(crate) async fn delete_service(
-    State(s): St,
-    Path((cluster, name)): Path<(String, String)>,
-) -> ApiResult<Service> {
-    if s.db
-        .get::<Service>(&db::service_key(&cluster, &name))
-        .await?
-        .is_none()
-    {
-        return Err(ApiError::service_not_found(&cluster, &name));
-    }
-    let ops = s.db.autoscaling_deletes(&cluster, &name).await?;
-    if !ops.is_empty() {
-        s.db.batch(ops).await?;
-    }
-    crate::api::delete_service(State(s), Path((cluster, name))).await
 }
 
 /// Lists a service's, a cluster's or every resource of one kind. A service without a

@@ -413,25 +413,17 @@ impl Db {
         self.batch(ops).await
     }
 
-    /// The deletes that remove everything autoscaling holds for a service: its scalable
+    /// Deletes everything autoscaling holds for a service, in one batch: its scalable
     /// target, scaling policies, scheduled actions and scaling activities.
-    pub async fn autoscaling_deletes(
+    pub async fn delete_autoscaling(
         &self,
         cluster: &str,
         service: &str,
-    ) -> Result<Vec<Op>, ControlError> {
-        let mut ops = Vec::new();
-        if self
-            .store
-            .get(&scalable_target_key(cluster, service))
-            .await?
-            .is_some()
-        {
-            ops.push(Op::Delete {
-                key: scalable_target_key(cluster, service),
-                expect: None,
-            });
-        }
+    ) -> Result<(), ControlError> {
+        let mut ops = vec![Op::Delete {
+            key: scalable_target_key(cluster, service),
+            expect: None,
+        }];
         for prefix in [
             scaling_policy_prefix(cluster, service),
             scheduled_action_prefix(cluster, service),
@@ -444,6 +436,7 @@ impl Db {
                 });
             }
         }
-        Ok(ops)
+        self.batch(ops).await?;
+        Ok(())
     }
 }

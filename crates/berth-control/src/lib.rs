@@ -27,7 +27,7 @@
 //! - [`scheduler`], [`services`], [`registration`], [`proxy_feed`]: the reconcilers.
 //! - [`data_plane`], [`agent_service`], [`task_nodes`]: the seams to the other planes.
 //! - [`metrics`]: the control plane's Prometheus metrics.
-//! - [`error`]: ECS-named API errors.
+//! - [`error`]: ECS-named API errors; [`json_body`]: request bodies read naming the field.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +43,7 @@ pub mod autoscaling_api;
 pub mod data_plane;
 pub mod db;
 pub mod error;
+pub mod json_body;
 pub mod metrics;
 pub mod proxy_feed;
 pub mod registration;

@@ -1,7 +1,7 @@
 //! The CLI's client side: `apply`, `get`, `describe`, `delete`, `stop`, `logs`, talking
 //! to a server's `/v1` API; tables for people and `-o json` for scripts. The autoscaling
-//! kinds (scalable targets, scaling policies, scheduled actions, scaling activities) are
-//! listed and described in `scaling`.
+//! kinds are named here ([`KINDS`], [`normalize_kind`]) and listed, described and
+//! deleted by `autoscaling_commands`.
 
 use std::path::Path;
 
@@ -10,8 +10,6 @@ use berth_model::ecs::{Deployment, DeploymentStatus};
 use berth_model::stack::Stack;
 use futures::StreamExt;
 use serde_json::Value;
-
-mod scaling;
 
 /// A bad stack file: the binary exits with 64 on it.
 #[derive(Debug)]
@@ -160,7 +158,7 @@ pub const KINDS: &[&str] = &[
     "scaling-activities",
 ];
 
-fn normalize_kind(kind: &str) -> Result<&'static str> {
+pub fn normalize_kind(kind: &str) -> Result<&'static str> {
     let k = kind.trim_end_matches('s');
     for full in KINDS {
         if full.trim_end_matches('s') == k {
@@ -183,9 +181,6 @@ fn normalize_kind(kind: &str) -> Result<&'static str> {
 
 pub async fn get(client: &Client, kind: &str, cluster: Option<&str>, json: bool) -> Result<()> {
     let kind = normalize_kind(kind)?;
-    if scaling::KINDS.contains(&kind) {
-        return scaling::get(client, kind, cluster, json).await;
-    }
     let q = cluster.map(|c| format!("?cluster={c}")).unwrap_or_default();
     let data = match kind {
         "clusters" => client.get("/v1/clusters").await?,
@@ -207,7 +202,7 @@ pub async fn get(client: &Client, kind: &str, cluster: Option<&str>, json: bool)
             }
             Value::Array(all)
         }
-        _ => unreachable!("normalized kind"),
+        other => bail!("{other} are not listed here; see the autoscaling commands"),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&data)?);
@@ -433,23 +428,11 @@ fn object_path(kind: &str, name: &str, cluster: &str) -> Result<String> {
         "target-groups" => format!("/v1/target-groups/{name}"),
         "targets" => format!("/v1/target-groups/{name}/targets"),
         "load-balancers" => format!("/v1/load-balancers/{name}"),
-        k @ ("scalable-targets" | "scaling-policies" | "scheduled-actions") => {
-            scaling::object_path(k, name, cluster)?
-        }
         other => bail!("describe/delete does not take {other}"),
     })
 }
 
-pub async fn describe(
-    client: &Client,
-    kind: &str,
-    name: &str,
-    cluster: &str,
-    json: bool,
-) -> Result<()> {
-    if normalize_kind(kind)? == "scaling-activities" {
-        return scaling::describe_activities(client, name, cluster, json).await;
-    }
+pub async fn describe(client: &Client, kind: &str, name: &str, cluster: &str) -> Result<()> {
     let v = client.get(&object_path(kind, name, cluster)?).await?;
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(())

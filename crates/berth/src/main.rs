@@ -12,6 +12,7 @@
 //! - `agent_link`: the local agent behind control's `AgentService`, and the agent's task
 //!   queries behind control's `TaskNodes`.
 //! - `client`: the API client behind the other subcommands.
+//! - `autoscaling_commands`: `get`, `describe` and `delete` of the autoscaling kinds.
 //! - `image`: `berth image build-demo`.
 
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod agent_link;
+mod autoscaling_commands;
 mod client;
 mod data_plane;
 mod image;
@@ -212,17 +214,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Get { kind, cluster } => client::get(&c, &kind, cluster.as_deref(), json).await,
+        Command::Get { kind, cluster } => {
+            let kind = client::normalize_kind(&kind)?;
+            if autoscaling_commands::KINDS.contains(&kind) {
+                autoscaling_commands::get(&c, kind, cluster.as_deref(), json).await
+            } else {
+                client::get(&c, kind, cluster.as_deref(), json).await
+            }
+        }
         Command::Describe {
             kind,
             name,
             cluster,
-        } => client::describe(&c, &kind, &name, &cluster, json).await,
+        } => {
+            let kind = client::normalize_kind(&kind)?;
+            if autoscaling_commands::KINDS.contains(&kind) {
+                autoscaling_commands::describe(&c, kind, &name, &cluster, json).await
+            } else {
+                client::describe(&c, kind, &name, &cluster).await
+            }
+        }
         Command::Delete {
             kind,
             name,
             cluster,
-        } => client::delete(&c, &kind, &name, &cluster).await,
+        } => {
+            let kind = client::normalize_kind(&kind)?;
+            if autoscaling_commands::KINDS.contains(&kind) {
+                autoscaling_commands::delete(&c, kind, &name, &cluster).await
+            } else {
+                client::delete(&c, kind, &name, &cluster).await
+            }
+        }
         Command::Stop {
             task,
             cluster,

@@ -151,7 +151,24 @@ async fn autoscaling_resources_through_the_cli() -> anyhow::Result<()> {
     );
     assert_eq!(stdout(&server.cli(&["get", "scaling-policies"])), policies);
 
+    // One policy goes alone; a scalable target takes the service's policies and
+    // scheduled actions with it.
+    let out = stdout(&server.cli(&["delete", "scaling-policy", "web/requests"]));
+    assert_eq!(out.trim(), "scaling-policy web/requests deleted");
+    assert!(rows(&stdout(&server.cli(&["get", "scaling-policies"]))).is_empty());
+    server.apply_ok(&scaling);
+    stdout(&server.cli(&["delete", "scalable-target", "web"]));
+    for kind in ["scalable-targets", "scaling-policies", "scheduled-actions"] {
+        let table = stdout(&server.cli(&["get", kind]));
+        assert!(rows(&table).is_empty(), "{kind}: {table}");
+    }
+
     // Deleting the service deletes its autoscaling.
+    server.apply_ok(&scaling);
+    assert_eq!(
+        rows(&stdout(&server.cli(&["get", "scaling-policies"]))).len(),
+        1
+    );
     stdout(&server.cli(&["delete", "service", "web"]));
     for kind in ["scalable-targets", "scaling-policies", "scheduled-actions"] {
         let table = stdout(&server.cli(&["get", kind]));

@@ -24,7 +24,7 @@ use berth_model::stack::{check_label_load_balancer, check_label_target_group, St
 use berth_model::time::Timestamp;
 use berth_store::{Expect, Op};
 
-use super::{change, invalid, Change};
+use super::change::{change, Change};
 use crate::db::{self, encode, Db, Versioned};
 use crate::error::ControlError;
 
@@ -103,7 +103,7 @@ pub(super) async fn apply(
         let svc = ServiceRef::parse(&format!("{at}.resourceId"), &t.resource_id)?;
         let (service, stored_service) = service_after(db, resolved, &svc, &at).await?;
         if service.scheduling_strategy == SchedulingStrategy::Daemon {
-            return Err(invalid(
+            return Err(ControlError::invalid(
                 format!("{at}.resourceId"),
                 format!("{svc} is a DAEMON service (one task per container instance); only REPLICA services scale"),
             ));
@@ -251,14 +251,14 @@ async fn service_after(
         .await?
     {
         Some(v) if v.value.status == "ACTIVE" => Ok((v.value.clone(), Some(v))),
-        Some(v) => Err(invalid(
+        Some(v) => Err(ControlError::invalid(
             format!("{at}.resourceId"),
             format!(
                 "service {:?} is {} (being deleted) in cluster {:?}",
                 svc.service, v.value.status, svc.cluster
             ),
         )),
-        None => Err(invalid(
+        None => Err(ControlError::invalid(
             format!("{at}.resourceId"),
             format!(
                 "service {:?} does not exist in cluster {:?}; add it under services",
@@ -272,7 +272,7 @@ fn require_target(targets: &Targets<'_>, svc: &ServiceRef, at: &str) -> Result<(
     if targets.after(&svc.cluster, &svc.service).is_some() {
         return Ok(());
     }
-    Err(invalid(
+    Err(ControlError::invalid(
         format!("{at}.resourceId"),
         format!("{svc} has no scalable target; register one under scalableTargets"),
     ))
@@ -308,7 +308,7 @@ async fn check_label(
         {
             Some(v) => v.value,
             None => {
-                return Err(invalid(
+                return Err(ControlError::invalid(
                     field.to_string(),
                     format!(
                         "load balancer {:?} does not exist; add it under loadBalancers",

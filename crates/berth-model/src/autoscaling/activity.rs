@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ScalableDimension, ServiceNamespace};
+use super::identity::{ScalableDimension, ServiceNamespace};
 use crate::time::Timestamp;
 
 /// How many activities berth keeps per service; older ones are removed as new ones are

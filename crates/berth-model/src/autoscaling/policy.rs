@@ -13,8 +13,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::step::check_step_adjustments;
-use super::{check_resource_name, ScalableDimension, ServiceNamespace, ServiceRef};
+use super::identity::{
+    check_resource_name, ScalableDimension, ServiceNamespace, ServiceRef, MAX_CAPACITY,
+};
+use super::step::{check_step_adjustments, AdjustmentType, StepAdjustment};
 use crate::error::{check_range, Result, ValidationError};
 use crate::time::Timestamp;
 
@@ -292,33 +294,12 @@ pub struct StepScalingPolicyConfiguration {
     pub alarm: StepScalingAlarm,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AdjustmentType {
-    ChangeInCapacity,
-    PercentChangeInCapacity,
-    ExactCapacity,
-}
-
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetricAggregationType {
     #[default]
     Average,
     Minimum,
     Maximum,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct StepAdjustment {
-    /// Inclusive when the metric is above the threshold, exclusive below it; absent
-    /// means minus infinity.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metric_interval_lower_bound: Option<f64>,
-    /// Exclusive above the threshold, inclusive below it; absent means infinity.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metric_interval_upper_bound: Option<f64>,
-    /// Tasks to add (negative: remove), percent, or the exact count, by adjustment type.
-    pub scaling_adjustment: i64,
 }
 
 /// berth's alarm for a step scaling policy: `metric` compared with `threshold` over the
@@ -515,7 +496,7 @@ impl StepScalingPolicyConfiguration {
                     "only with adjustmentType PercentChangeInCapacity",
                 ));
             }
-            check_range("minAdjustmentMagnitude", m, 1, super::MAX_CAPACITY)?;
+            check_range("minAdjustmentMagnitude", m, 1, MAX_CAPACITY)?;
         }
         check_range("cooldown", self.cooldown, 0, MAX_COOLDOWN_SECONDS)?;
         let a = &self.alarm;

@@ -7,7 +7,9 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{check_capacity, check_resource_name, ScalableDimension, ServiceNamespace, ServiceRef};
+use super::identity::{
+    check_capacity, check_resource_name, ScalableDimension, ServiceNamespace, ServiceRef,
+};
 use crate::error::{Result, ValidationError};
 use crate::time::Timestamp;
 

@@ -11,9 +11,31 @@
 //! Bounds are relative to the alarm's threshold: with a threshold of 50, lower bound 0 and
 //! upper bound 10 apply from 50 (inclusive) to 60 (exclusive).
 
-use super::policy::{AdjustmentType, StepAdjustment};
-use super::MAX_CAPACITY;
+use serde::{Deserialize, Serialize};
+
+use super::identity::MAX_CAPACITY;
 use crate::error::{check_range, Result, ValidationError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdjustmentType {
+    ChangeInCapacity,
+    PercentChangeInCapacity,
+    ExactCapacity,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StepAdjustment {
+    /// Inclusive when the metric is above the threshold, exclusive below it; absent
+    /// means minus infinity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric_interval_lower_bound: Option<f64>,
+    /// Exclusive above the threshold, inclusive below it; absent means infinity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric_interval_upper_bound: Option<f64>,
+    /// Tasks to add (negative: remove), percent, or the exact count, by adjustment type.
+    pub scaling_adjustment: i64,
+}
 
 /// Application Auto Scaling's quota of step adjustments per policy.
 pub const MAX_STEP_ADJUSTMENTS: usize = 20;

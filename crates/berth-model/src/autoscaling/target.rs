@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_capacity, ScalableDimension, ServiceNamespace, ServiceRef};
+use super::identity::{check_capacity, ScalableDimension, ServiceNamespace, ServiceRef};
 use crate::error::{Result, ValidationError};
 use crate::time::Timestamp;
 

@@ -1,6 +1,10 @@
+//! The autoscaling resources read from stack files: defaults, JSON names, and every
+//! rule's error naming its field.
+
 use super::policy::*;
 use super::*;
 use crate::stack::Stack;
+use crate::ValidationError;
 
 fn stack(yaml: &str) -> Stack {
     Stack::from_yaml(yaml).unwrap()

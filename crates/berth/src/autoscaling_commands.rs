@@ -1,15 +1,20 @@
 //! The autoscaling kinds of the CLI: `get scalable-targets|scaling-policies|
-//! scheduled-actions` as tables, `describe scaling-activities <service>`, and the API
-//! paths `describe` and `delete` use for one target (`<service>`), policy or action
+//! scheduled-actions` as tables, `describe scaling-activities <service>` as a table,
+//! and `describe`/`delete` of one target (`<service>`), policy or action
 //! (`<service>/<name>`).
 
 use anyhow::{bail, Result};
 use serde_json::Value;
 
-use super::{print_table, s, Client};
+use crate::client::{print_table, s, Client};
 
-/// The kinds this module lists.
-pub const KINDS: &[&str] = &["scalable-targets", "scaling-policies", "scheduled-actions"];
+/// The kinds (as `client::normalize_kind` names them) these commands handle.
+pub const KINDS: &[&str] = &[
+    "scalable-targets",
+    "scaling-policies",
+    "scheduled-actions",
+    "scaling-activities",
+];
 
 /// The service part of a `resourceId` (`service/<cluster>/<service>`).
 fn service_of(v: &Value) -> String {
@@ -18,6 +23,11 @@ fn service_of(v: &Value) -> String {
 }
 
 pub async fn get(client: &Client, kind: &str, cluster: Option<&str>, json: bool) -> Result<()> {
+    if kind == "scaling-activities" {
+        bail!(
+            "scaling activities belong to one service: berth describe scaling-activities <service>"
+        );
+    }
     let q = cluster.map(|c| format!("?cluster={c}")).unwrap_or_default();
     let data = client.get(&format!("/v1/{kind}{q}")).await?;
     if json {
@@ -180,6 +190,34 @@ fn policy_row(p: &Value) -> Vec<String> {
     ]
 }
 
+/// `berth describe <kind> <name>`: a service's activities as a table, or one target,
+/// policy or action in full.
+pub async fn describe(
+    client: &Client,
+    kind: &str,
+    name: &str,
+    cluster: &str,
+    json: bool,
+) -> Result<()> {
+    if kind == "scaling-activities" {
+        return describe_activities(client, name, cluster, json).await;
+    }
+    let v = client.get(&object_path(kind, name, cluster)?).await?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+/// `berth delete <kind> <name>`: one target (with its policies and actions), policy or
+/// action.
+pub async fn delete(client: &Client, kind: &str, name: &str, cluster: &str) -> Result<()> {
+    client.delete(&object_path(kind, name, cluster)?).await?;
+    println!(
+        "{} {name} deleted",
+        kind.trim_end_matches('s').replace("policie", "policy")
+    );
+    Ok(())
+}
+
 /// The API path of one scalable target (`<service>`), policy or action
 /// (`<service>/<name>`).
 pub fn object_path(kind: &str, name: &str, cluster: &str) -> Result<String> {
@@ -205,7 +243,7 @@ fn last_of(name: &str) -> &str {
 }
 
 /// `berth describe scaling-activities <service>`: newest first.
-pub async fn describe_activities(
+async fn describe_activities(
     client: &Client,
     service: &str,
     cluster: &str,
