@@ -332,3 +332,32 @@ fn the_desired_count_rule() {
     assert_eq!(desired_count(9, None, Some(&t)), 6);
     assert_eq!(desired_count(0, None, Some(&t)), 2);
 }
+
+#[tokio::test]
+async fn daemon_and_draining_services_take_no_scalable_target() {
+    let db = db().await;
+    let daemon = SERVICE
+        .replace("    desiredCount: 2\n", "    schedulingStrategy: DAEMON\n")
+        .replace(
+            "    loadBalancers: [{targetGroupName: web, containerName: app, containerPort: 8080}]\n",
+            "",
+        );
+    run(&db, &daemon).await.unwrap();
+    let only_target =
+        "scalableTargets: [{resourceId: service/default/web, minCapacity: 1, maxCapacity: 2}]\n";
+    let e = run(&db, only_target).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("scalableTargets[0].resourceId: service/default/web is a DAEMON service"),
+        "{e}"
+    );
+    db.update::<Service, _>(&db::service_key("default", "web"), |s| {
+        s.status = "DRAINING".into();
+        true
+    })
+    .await
+    .unwrap();
+    let e = run(&db, only_target).await.unwrap_err();
+    assert!(e.to_string().contains("being deleted"), "{e}");
+    assert!(db.scalable_targets(None).await.unwrap().is_empty());
+}
