@@ -62,3 +62,26 @@ pub enum ScheduleError {
     #[error("timezone: {found:?} is not an IANA time zone name (such as Europe/Paris or UTC)")]
     UnknownTimeZone { found: String },
 }
+
+impl ScheduleError {
+    /// The scheduled action's field at fault: `timezone` or `schedule`.
+    pub fn field(&self) -> &'static str {
+        match self {
+            ScheduleError::UnknownTimeZone { .. } => "timezone",
+            _ => "schedule",
+        }
+    }
+
+    /// The message without its leading field name, for errors that name the field by
+    /// their own path (`scheduledActions[0].schedule: ...`).
+    pub fn detail(&self) -> String {
+        let full = self.to_string();
+        match full
+            .strip_prefix(self.field())
+            .and_then(|r| r.strip_prefix(": "))
+        {
+            Some(rest) => rest.to_string(),
+            None => full,
+        }
+    }
+}

@@ -12,6 +12,7 @@
 //! | `GET /v1/container-instances[?cluster=]` | container instances |
 //! | `GET /v1/target-groups`, `GET/PUT/DELETE /v1/target-groups/{name}`, `GET /v1/target-groups/{name}/targets` | target groups and their targets' health |
 //! | `GET /v1/load-balancers`, `GET/PUT/DELETE /v1/load-balancers/{name}` | load balancers (listeners carry `boundPort`) |
+//! | `/v1/scalable-targets`, `/v1/scaling-policies`, `/v1/scheduled-actions`, `/v1/clusters/{c}/services/{s}/scaling-activities`, ... | autoscaling: see [`crate::autoscaling_api`] (DELETE of a service also deletes its autoscaling resources) |
 //!
 //! Errors are `{"__type": "<ECS error name>", "message": "..."}`.
 
@@ -32,6 +33,7 @@ use crate::apply::{apply, Change};
 use crate::data_plane::DataPlane;
 use crate::db::{self, Db};
 use crate::error::ApiError;
+use crate::json_body::parse_body;
 use crate::proxy_feed::BoundListeners;
 use crate::services;
 use crate::task_nodes::{NodeError, TaskNodes};
@@ -47,20 +49,6 @@ pub struct ApiState {
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
-
-/// Parses a JSON body ourselves so a bad one gets an ECS-style error naming the field.
-fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." {
-            ApiError::invalid(format!("request body: {inner}"))
-        } else {
-            ApiError::invalid(format!("{path}: {inner}"))
-        }
-    })
-}
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
@@ -100,6 +88,10 @@ pub fn router(state: ApiState) -> Router {
                 .put(put_load_balancer)
                 .delete(delete_load_balancer),
         )
+        .merge(crate::autoscaling_api::routes(
+            state.db.clone(),
+            state.data_plane.clone(),
+        ))
         .fallback(|| async {
             ApiError::new(
                 "UnknownOperationException",
@@ -336,17 +328,21 @@ async fn delete_service(
     Path((cluster, name)): Path<(String, String)>,
 ) -> ApiResult<Service> {
     let key = db::service_key(&cluster, &name);
-    s.db.update::<Service, _>(&key, |svc| {
-        if svc.status == "DRAINING" {
-            return false;
-        }
-        svc.status = "DRAINING".into();
-        svc.desired_count = 0;
-        true
-    })
-    .await?
-    .map(Json)
-    .ok_or_else(|| ApiError::service_not_found(&cluster, &name))
+    let svc =
+        s.db.update::<Service, _>(&key, |svc| {
+            if svc.status == "DRAINING" {
+                return false;
+            }
+            svc.status = "DRAINING".into();
+            svc.desired_count = 0;
+            true
+        })
+        .await?
+        .ok_or_else(|| ApiError::service_not_found(&cluster, &name))?;
+    // A draining service is no longer scaled: its autoscaling resources go too (again
+    // on a repeated DELETE, should this step have failed).
+    s.db.delete_autoscaling(&cluster, &name).await?;
+    Ok(Json(svc))
 }
 
 async fn list_tasks(State(s): St, Query(q): Query<ListQuery>) -> ApiResult<Vec<Task>> {

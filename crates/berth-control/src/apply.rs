@@ -4,6 +4,9 @@
 //! and what the store already holds) before anything is written; the writes then go to
 //! the store as one atomic batch guarded by the revisions that were read, so a bad file
 //! or a concurrent change leaves the store exactly as it was.
+//!
+//! The autoscaling sections, and the rule by which a scalable target owns a service's
+//! `desiredCount`, are in [`autoscaling`].
 
 use std::collections::BTreeMap;
 
@@ -12,30 +15,18 @@ use berth_model::elb::{LoadBalancer, TargetGroup};
 use berth_model::stack::{check_service_against_task_definition, Stack};
 use berth_model::{arn, time};
 use berth_store::{Expect, Op};
-use serde::{Deserialize, Serialize};
 
 use crate::data_plane::DataPlane;
 use crate::db::{self, encode, Db};
 use crate::error::ControlError;
 
-/// One line of what apply did (or would do, in a dry run).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Change {
-    /// cluster, task-definition, target-group, load-balancer or service.
-    pub kind: String,
-    pub name: String,
-    /// created, updated, registered or unchanged.
-    pub action: String,
-}
+pub mod autoscaling;
+#[cfg(test)]
+mod autoscaling_tests;
+mod change;
 
-fn change(kind: &str, name: impl Into<String>, action: &str) -> Change {
-    Change {
-        kind: kind.into(),
-        name: name.into(),
-        action: action.into(),
-    }
-}
+use change::change;
+pub use change::Change;
 
 fn invalid(field: String, message: String) -> ControlError {
     ControlError::invalid(field, message)
@@ -171,6 +162,7 @@ pub async fn apply(
         };
 
     // Load balancers: assign listener and rule ARNs, resolve target group references.
+    let mut lbs_after: BTreeMap<String, LoadBalancer> = BTreeMap::new();
     for (i, l) in stack.load_balancers.iter().enumerate() {
         let at = format!("loadBalancers[{i}]");
         let mut stored = l.clone();
@@ -202,6 +194,7 @@ pub async fn apply(
                 }
             }
         }
+        lbs_after.insert(l.load_balancer_name.clone(), stored.clone());
         let key = db::load_balancer_key(&l.load_balancer_name);
         match db.get::<LoadBalancer>(&key).await? {
             Some(e) => {
@@ -230,7 +223,10 @@ pub async fn apply(
         }
     }
 
-    // Services.
+    // Services. A service with a scalable target keeps its desired count (see
+    // `autoscaling`).
+    let targets = autoscaling::Targets::resolve(db, stack).await?;
+    let mut services_after: BTreeMap<(String, String), Service> = BTreeMap::new();
     for (i, s) in stack.services.iter().enumerate() {
         let at = format!("services[{i}]");
         let cluster = s.cluster_name().to_string();
@@ -265,7 +261,18 @@ pub async fn apply(
             lb.target_group_name = Some(arn::last_segment(&lb.target_group_arn).to_string());
         }
         let key = db::service_key(&cluster, &s.service_name);
-        match db.get::<Service>(&key).await? {
+        let existing = db.get::<Service>(&key).await?;
+        let current = existing
+            .as_ref()
+            .filter(|e| e.value.status == "ACTIVE")
+            .map(|e| e.value.desired_count);
+        spec.desired_count = autoscaling::desired_count(
+            spec.desired_count,
+            current,
+            targets.after(&cluster, &s.service_name),
+        );
+        services_after.insert((cluster.clone(), s.service_name.clone()), spec.clone());
+        match existing {
             Some(e) if e.value.status == "ACTIVE" => {
                 if e.value.spec() == spec {
                     changes.push(change("service", &s.service_name, "unchanged"));
@@ -312,6 +319,20 @@ pub async fn apply(
             }
         }
     }
+
+    autoscaling::apply(
+        db,
+        stack,
+        &targets,
+        &autoscaling::Resolved {
+            services: &services_after,
+            load_balancers: &lbs_after,
+        },
+        now,
+        &mut ops,
+        &mut changes,
+    )
+    .await?;
 
     if !dry_run && !ops.is_empty() {
         db.batch(ops).await?;

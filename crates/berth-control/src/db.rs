@@ -9,7 +9,14 @@
 //! - `/targetgroups/<name>`
 //! - `/targets/<target group name>/<ip:port>`
 //! - `/loadbalancers/<name>`
+//! - `/scalabletargets/<cluster>/<service>`
+//! - `/scalingpolicies/<cluster>/<service>/<policy name>`
+//! - `/scheduledactions/<cluster>/<service>/<action name>`
+//! - `/scalingactivities/<cluster>/<service>/<activity id>` (ids sort by time; the newest
+//!   [`MAX_ACTIVITIES_PER_SERVICE`] per service are kept)
 
+use berth_model::autoscaling::activity::MAX_ACTIVITIES_PER_SERVICE;
+use berth_model::autoscaling::{ScalableTarget, ScalingActivity, ScalingPolicy, ScheduledAction};
 use berth_model::ecs::{Cluster, ContainerInstance, Service, Task, TaskDefinition};
 use berth_model::elb::{LoadBalancer, Target, TargetGroup};
 use berth_store::{DynStore, Entry, Expect, Op, Revision, StoreError};
@@ -53,6 +60,46 @@ pub fn target_key(tg: &str, endpoint: &str) -> String {
 }
 pub fn load_balancer_key(name: &str) -> String {
     format!("/loadbalancers/{name}")
+}
+pub fn scalable_target_key(cluster: &str, service: &str) -> String {
+    format!("/scalabletargets/{cluster}/{service}")
+}
+pub fn scaling_policy_prefix(cluster: &str, service: &str) -> String {
+    format!("/scalingpolicies/{cluster}/{service}/")
+}
+pub fn scaling_policy_key(cluster: &str, service: &str, name: &str) -> String {
+    format!("/scalingpolicies/{cluster}/{service}/{name}")
+}
+pub fn scheduled_action_prefix(cluster: &str, service: &str) -> String {
+    format!("/scheduledactions/{cluster}/{service}/")
+}
+pub fn scheduled_action_key(cluster: &str, service: &str, name: &str) -> String {
+    format!("/scheduledactions/{cluster}/{service}/{name}")
+}
+pub fn scaling_activity_prefix(cluster: &str, service: &str) -> String {
+    format!("/scalingactivities/{cluster}/{service}/")
+}
+pub fn scaling_activity_key(cluster: &str, service: &str, activity_id: &str) -> String {
+    format!("/scalingactivities/{cluster}/{service}/{activity_id}")
+}
+
+/// A new scaling activity id: UUID-shaped, its first 48 bits the milliseconds of `at`
+/// (as in a version 7 UUID), so ids and the keys holding them sort by time.
+pub fn new_activity_id(at: berth_model::time::Timestamp) -> String {
+    let mut bytes = *uuid::Uuid::new_v4().as_bytes();
+    let ms = (at.max(0.0) * 1000.0) as u64;
+    bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    bytes[6] = (bytes[6] & 0x0f) | 0x70;
+    uuid::Uuid::from_bytes(bytes).hyphenated().to_string()
+}
+
+/// `/<kind>/` or `/<kind>/<cluster>/` or `/<kind>/<cluster>/<service>/`.
+fn scoped_prefix(kind: &str, cluster: Option<&str>, service: Option<&str>) -> String {
+    match (cluster, service) {
+        (Some(c), Some(s)) => format!("/{kind}/{c}/{s}/"),
+        (Some(c), None) => format!("/{kind}/{c}/"),
+        _ => format!("/{kind}/"),
+    }
 }
 
 /// A value read from the store with the revision to compare against when writing it back.
@@ -273,5 +320,123 @@ impl Db {
 
     pub async fn load_balancers(&self) -> Result<Vec<LoadBalancer>, ControlError> {
         self.list_values("/loadbalancers/").await
+    }
+
+    // ---- autoscaling ----
+
+    /// Scalable targets, of one cluster or all.
+    pub async fn scalable_targets(
+        &self,
+        cluster: Option<&str>,
+    ) -> Result<Vec<Versioned<ScalableTarget>>, ControlError> {
+        self.list(&scoped_prefix("scalabletargets", cluster, None))
+            .await
+    }
+
+    pub async fn scalable_target(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<Option<Versioned<ScalableTarget>>, ControlError> {
+        self.get(&scalable_target_key(cluster, service)).await
+    }
+
+    /// Scaling policies of one service (cluster and service given), one cluster, or all.
+    pub async fn scaling_policies(
+        &self,
+        cluster: Option<&str>,
+        service: Option<&str>,
+    ) -> Result<Vec<Versioned<ScalingPolicy>>, ControlError> {
+        self.list(&scoped_prefix("scalingpolicies", cluster, service))
+            .await
+    }
+
+    /// Scheduled actions of one service (cluster and service given), one cluster, or all.
+    pub async fn scheduled_actions(
+        &self,
+        cluster: Option<&str>,
+        service: Option<&str>,
+    ) -> Result<Vec<Versioned<ScheduledAction>>, ControlError> {
+        self.list(&scoped_prefix("scheduledactions", cluster, service))
+            .await
+    }
+
+    /// A service's scaling activities, newest first.
+    pub async fn scaling_activities(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<Vec<ScalingActivity>, ControlError> {
+        let mut all: Vec<ScalingActivity> = self
+            .list_values(&scaling_activity_prefix(cluster, service))
+            .await?;
+        all.reverse();
+        Ok(all)
+    }
+
+    /// Writes (creates or updates) a service's scaling activity under its `activityId`
+    /// (see [`new_activity_id`]) and removes the oldest beyond
+    /// [`MAX_ACTIVITIES_PER_SERVICE`], in one batch.
+    pub async fn put_scaling_activity(
+        &self,
+        cluster: &str,
+        service: &str,
+        activity: &ScalingActivity,
+    ) -> Result<Revision, ControlError> {
+        let key = scaling_activity_key(cluster, service, &activity.activity_id);
+        let mut keys: Vec<String> = self
+            .store
+            .list(&scaling_activity_prefix(cluster, service))
+            .await?
+            .into_iter()
+            .map(|e| e.key)
+            .filter(|k| *k != key)
+            .collect();
+        keys.push(key.clone());
+        keys.sort();
+        let surplus = keys.len().saturating_sub(MAX_ACTIVITIES_PER_SERVICE);
+        let mut ops: Vec<Op> = keys[..surplus]
+            .iter()
+            .filter(|k| **k != key)
+            .map(|k| Op::Delete {
+                key: k.clone(),
+                expect: None,
+            })
+            .collect();
+        if keys[surplus..].contains(&key) {
+            ops.push(Op::Put {
+                key,
+                value: encode(activity),
+                expect: None,
+            });
+        }
+        self.batch(ops).await
+    }
+
+    /// Deletes everything autoscaling holds for a service, in one batch: its scalable
+    /// target, scaling policies, scheduled actions and scaling activities.
+    pub async fn delete_autoscaling(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<(), ControlError> {
+        let mut ops = vec![Op::Delete {
+            key: scalable_target_key(cluster, service),
+            expect: None,
+        }];
+        for prefix in [
+            scaling_policy_prefix(cluster, service),
+            scheduled_action_prefix(cluster, service),
+            scaling_activity_prefix(cluster, service),
+        ] {
+            for e in self.store.list(&prefix).await? {
+                ops.push(Op::Delete {
+                    key: e.key,
+                    expect: None,
+                });
+            }
+        }
+        self.batch(ops).await?;
+        Ok(())
     }
 }

@@ -23,13 +23,15 @@
 //!
 //! Layout:
 //! - [`api`]: the axum router.
-//! - [`apply`]: stack apply, all or nothing.
+//! - [`apply`]: stack apply, all or nothing (with the autoscaling sections).
+//! - [`autoscaling_api`]: the API of scalable targets, scaling policies, scheduled
+//!   actions and scaling activities.
 //! - [`db`]: key layout and typed store access.
 //! - [`scheduler`], [`services`], [`registration`], [`proxy_feed`]: the reconcilers.
 //! - [`data_plane`], [`agent_service`], [`task_nodes`]: the seams to the other planes.
 //! - [`metrics`]: the control plane's Prometheus metrics.
 //! - [`service_metrics`]: per-service windows of the metrics scaling policies track.
-//! - [`error`]: ECS-named API errors.
+//! - [`error`]: ECS-named API errors; [`json_body`]: request bodies read naming the field.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,9 +43,11 @@ use tokio::sync::watch;
 pub mod agent_service;
 pub mod api;
 pub mod apply;
+pub mod autoscaling_api;
 pub mod data_plane;
 pub mod db;
 pub mod error;
+pub mod json_body;
 pub mod metrics;
 pub mod proxy_feed;
 pub mod registration;

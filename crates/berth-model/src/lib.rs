@@ -1,4 +1,4 @@
-//! berth's resource model: the ECS and ELBv2 resources berth manages, their defaults
+//! berth's resource model: the ECS, ELBv2 and Application Auto Scaling resources berth manages, their defaults
 //! (equal to the ECS/ALB defaults unless a reason is written beside the constant) and
 //! their validation; and the contract between the planes: the data-plane configuration
 //! and target status, and the messages between the control plane and the node agents.
@@ -8,6 +8,8 @@
 //!
 //! Layout:
 //! - [`agent`]: control plane <-> agent messages: task state changes, task usage.
+//! - [`autoscaling`]: Application Auto Scaling: scalable targets, scaling policies,
+//!   scheduled actions, scaling activities.
 //! - [`arn`]: building and parsing berth ARNs.
 //! - [`dataplane`]: the proxy configuration the control plane publishes and the target
 //!   statuses and refusals the data plane reports.
@@ -19,6 +21,7 @@
 
 pub mod agent;
 pub mod arn;
+pub mod autoscaling;
 pub mod dataplane;
 pub mod ecs;
 pub mod elb;

@@ -6,15 +6,22 @@
 //! targetGroups: [{targetGroupName: web, healthCheckPath: /health}]
 //! loadBalancers: [{loadBalancerName: web, listeners: [...]}]
 //! services: [{serviceName: web, taskDefinition: web, desiredCount: 3}]
+//! scalableTargets: [{resourceId: service/default/web, minCapacity: 1, maxCapacity: 10}]
+//! scalingPolicies: [{policyName: cpu, resourceId: service/default/web, ...}]
+//! scheduledActions: [{scheduledActionName: night, resourceId: service/default/web, ...}]
 //! ```
 //!
+//! Every section is optional: a file with only the autoscaling sections is a stack too.
 //! Parsing reports the path of a bad field (`services[0].desiredCnt`); [`Stack::validate`]
-//! checks every resource and the references between them that the file itself resolves.
+//! checks every resource and the references between them that the file itself resolves
+//! (references to what only the store holds are checked by apply).
 
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::autoscaling::policy::AlbResourceLabel;
+use crate::autoscaling::{ScalableTarget, ScalingPolicy, ScheduledAction, ServiceRef};
 use crate::ecs::{Cluster, Service, TaskDefinition};
 use crate::elb::{LoadBalancer, TargetGroup};
 use crate::error::{Result, ValidationError};
@@ -32,6 +39,12 @@ pub struct Stack {
     pub load_balancers: Vec<LoadBalancer>,
     #[serde(default)]
     pub services: Vec<Service>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scalable_targets: Vec<ScalableTarget>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scaling_policies: Vec<ScalingPolicy>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scheduled_actions: Vec<ScheduledAction>,
 }
 
 impl Stack {
@@ -101,8 +114,138 @@ impl Stack {
                 check_service_against_task_definition(s, td).map_err(|e| e.within(&at))?;
             }
         }
+        self.validate_autoscaling()
+    }
+
+    /// The autoscaling sections: each resource, one scalable target per service, unique
+    /// policy and action names per service, and the references this file resolves: a
+    /// policy's or action's service has a scalable target here (or, checked by apply, in
+    /// the store), and an ALBRequestCountPerTarget label names a target group of the
+    /// service and a load balancer of type application forwarding to it, when the file
+    /// holds them.
+    fn validate_autoscaling(&self) -> Result<()> {
+        let mut targets = BTreeSet::new();
+        for (i, t) in self.scalable_targets.iter().enumerate() {
+            let at = format!("scalableTargets[{i}]");
+            let svc = t.validate().map_err(|e| e.within(&at))?;
+            if !targets.insert(svc) {
+                return Err(dup(&at, "resourceId", &t.resource_id));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for (i, p) in self.scaling_policies.iter().enumerate() {
+            let at = format!("scalingPolicies[{i}]");
+            let svc = p.validate().map_err(|e| e.within(&at))?;
+            if !seen.insert((svc.clone(), p.policy_name.as_str())) {
+                return Err(dup(&at, "policyName", &p.policy_name));
+            }
+            for (field, m) in p.predefined_metrics() {
+                let Some(label) = m.alb_resource_label() else {
+                    continue;
+                };
+                self.check_resource_label(&svc, &label)
+                    .map_err(|e| e.within(&format!("{at}.{field}.resourceLabel")))?;
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for (i, a) in self.scheduled_actions.iter().enumerate() {
+            let at = format!("scheduledActions[{i}]");
+            let svc = a.validate().map_err(|e| e.within(&at))?;
+            if !seen.insert((svc, a.scheduled_action_name.as_str())) {
+                return Err(dup(&at, "scheduledActionName", &a.scheduled_action_name));
+            }
+        }
         Ok(())
     }
+
+    /// Checks a resource label against the service and load balancer this stack holds;
+    /// what it does not hold is left to apply.
+    fn check_resource_label(&self, svc: &ServiceRef, label: &AlbResourceLabel) -> Result<()> {
+        if let Some(s) = self
+            .services
+            .iter()
+            .find(|s| s.cluster_name() == svc.cluster && s.service_name == svc.service)
+        {
+            let tgs: Vec<&str> = s
+                .load_balancers
+                .iter()
+                .map(|l| {
+                    l.target_group_name
+                        .as_deref()
+                        .unwrap_or_else(|| crate::arn::last_segment(&l.target_group_arn))
+                })
+                .collect();
+            check_label_target_group(svc, label, &tgs)?;
+        }
+        if let Some(lb) = self
+            .load_balancers
+            .iter()
+            .find(|l| l.load_balancer_name == label.load_balancer)
+        {
+            check_label_load_balancer(label, lb)?;
+        }
+        Ok(())
+    }
+}
+
+/// An ALBRequestCountPerTarget label must name one of the service's target groups
+/// (`tgs`: the names in its `loadBalancers`).
+pub fn check_label_target_group(
+    svc: &ServiceRef,
+    label: &AlbResourceLabel,
+    tgs: &[&str],
+) -> Result<()> {
+    if tgs.contains(&label.target_group.as_str()) {
+        return Ok(());
+    }
+    let listed = if tgs.is_empty() {
+        "none".to_string()
+    } else {
+        tgs.join(", ")
+    };
+    Err(ValidationError::new(
+        "",
+        format!(
+            "target group {:?} is not one of {svc}'s loadBalancers (it has: {listed})",
+            label.target_group
+        ),
+    ))
+}
+
+/// An ALBRequestCountPerTarget label must name an application load balancer that
+/// forwards to its target group (by a default action or a rule).
+pub fn check_label_load_balancer(
+    label: &AlbResourceLabel,
+    lb: &crate::elb::LoadBalancer,
+) -> Result<()> {
+    if lb.kind != crate::elb::LoadBalancerType::Application {
+        return Err(ValidationError::new(
+            "",
+            format!(
+                "load balancer {:?} is a network load balancer; ALBRequestCountPerTarget needs an application load balancer",
+                lb.load_balancer_name
+            ),
+        ));
+    }
+    let forwards = lb.listeners.iter().any(|l| {
+        l.default_actions
+            .iter()
+            .chain(l.rules.iter().flat_map(|r| r.actions.iter()))
+            .flat_map(|a| a.target_groups())
+            .any(|(arn, name)| {
+                name.unwrap_or_else(|| crate::arn::last_segment(arn)) == label.target_group
+            })
+    });
+    if forwards {
+        return Ok(());
+    }
+    Err(ValidationError::new(
+        "",
+        format!(
+            "load balancer {:?} does not forward to target group {:?}",
+            lb.load_balancer_name, label.target_group
+        ),
+    ))
 }
 
 /// Checks that each of a service's load balancer mappings names a container of the task

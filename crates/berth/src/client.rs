@@ -1,5 +1,7 @@
 //! The CLI's client side: `apply`, `get`, `describe`, `delete`, `stop`, `logs`, talking
-//! to a server's `/v1` API; tables for people and `-o json` for scripts.
+//! to a server's `/v1` API; tables for people and `-o json` for scripts. The autoscaling
+//! kinds are named here ([`KINDS`], [`normalize_kind`]) and listed, described and
+//! deleted by `autoscaling_commands`.
 
 use std::path::Path;
 
@@ -124,7 +126,7 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-fn s(v: &Value) -> String {
+pub(crate) fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(x) => x.clone(),
@@ -150,9 +152,13 @@ pub const KINDS: &[&str] = &[
     "targets",
     "load-balancers",
     "container-instances",
+    "scalable-targets",
+    "scaling-policies",
+    "scheduled-actions",
+    "scaling-activities",
 ];
 
-fn normalize_kind(kind: &str) -> Result<&'static str> {
+pub fn normalize_kind(kind: &str) -> Result<&'static str> {
     let k = kind.trim_end_matches('s');
     for full in KINDS {
         if full.trim_end_matches('s') == k {
@@ -165,6 +171,10 @@ fn normalize_kind(kind: &str) -> Result<&'static str> {
         "tg" => Ok("target-groups"),
         "lb" => Ok("load-balancers"),
         "instance" | "ci" => Ok("container-instances"),
+        "scaling-policy" | "scaling-policie" | "policy" | "policie" => Ok("scaling-policies"),
+        "scaling-activity" | "scaling-activitie" | "activity" | "activitie" => {
+            Ok("scaling-activities")
+        }
         _ => bail!("unknown kind {kind:?}; one of: {}", KINDS.join(", ")),
     }
 }
@@ -192,7 +202,7 @@ pub async fn get(client: &Client, kind: &str, cluster: Option<&str>, json: bool)
             }
             Value::Array(all)
         }
-        _ => unreachable!("normalized kind"),
+        other => bail!("{other} are not listed here; see the autoscaling commands"),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&data)?);

@@ -12,6 +12,7 @@
 //! - `agent_link`: the local agent behind control's `AgentService`, and the agent's task
 //!   queries behind control's `TaskNodes`.
 //! - `client`: the API client behind the other subcommands.
+//! - `autoscaling_commands`: `get`, `describe` and `delete` of the autoscaling kinds.
 //! - `image`: `berth image build-demo`.
 
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod agent_link;
+mod autoscaling_commands;
 mod client;
 mod data_plane;
 mod image;
@@ -65,21 +67,25 @@ enum Command {
         file: PathBuf,
     },
     /// List resources: clusters, services, tasks, task-definitions, target-groups,
-    /// targets, load-balancers, container-instances.
+    /// targets, load-balancers, container-instances, scalable-targets, scaling-policies,
+    /// scheduled-actions.
     Get {
         kind: String,
         #[arg(short = 'c', long)]
         cluster: Option<String>,
     },
-    /// Show one resource in full.
+    /// Show one resource in full; `scaling-activities <service>` lists what the
+    /// autoscaler did to a service and why it did not scale. Scaling policies and
+    /// scheduled actions are named `<service>/<name>`.
     Describe {
         kind: String,
         name: String,
         #[arg(short = 'c', long, default_value = "default")]
         cluster: String,
     },
-    /// Delete a resource (a service drains its tasks first; a task definition is
-    /// deregistered).
+    /// Delete a resource (a service drains its tasks first and loses its autoscaling; a
+    /// task definition is deregistered; a scalable target takes its service's scaling
+    /// policies and scheduled actions with it).
     Delete {
         kind: String,
         name: String,
@@ -195,27 +201,51 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Validate { file } => {
             let stack = client::read_stack(&file)?;
             println!(
-                "{}: valid ({} clusters, {} task definitions, {} target groups, {} load balancers, {} services)",
+                "{}: valid ({} clusters, {} task definitions, {} target groups, {} load balancers, {} services, {} scalable targets, {} scaling policies, {} scheduled actions)",
                 file.display(),
                 stack.clusters.len(),
                 stack.task_definitions.len(),
                 stack.target_groups.len(),
                 stack.load_balancers.len(),
-                stack.services.len()
+                stack.services.len(),
+                stack.scalable_targets.len(),
+                stack.scaling_policies.len(),
+                stack.scheduled_actions.len()
             );
             Ok(())
         }
-        Command::Get { kind, cluster } => client::get(&c, &kind, cluster.as_deref(), json).await,
+        Command::Get { kind, cluster } => {
+            let kind = client::normalize_kind(&kind)?;
+            if autoscaling_commands::KINDS.contains(&kind) {
+                autoscaling_commands::get(&c, kind, cluster.as_deref(), json).await
+            } else {
+                client::get(&c, kind, cluster.as_deref(), json).await
+            }
+        }
         Command::Describe {
             kind,
             name,
             cluster,
-        } => client::describe(&c, &kind, &name, &cluster).await,
+        } => {
+            let kind = client::normalize_kind(&kind)?;
+            if autoscaling_commands::KINDS.contains(&kind) {
+                autoscaling_commands::describe(&c, kind, &name, &cluster, json).await
+            } else {
+                client::describe(&c, kind, &name, &cluster).await
+            }
+        }
         Command::Delete {
             kind,
             name,
             cluster,
-        } => client::delete(&c, &kind, &name, &cluster).await,
+        } => {
+            let kind = client::normalize_kind(&kind)?;
+            if autoscaling_commands::KINDS.contains(&kind) {
+                autoscaling_commands::delete(&c, kind, &name, &cluster).await
+            } else {
+                client::delete(&c, kind, &name, &cluster).await
+            }
+        }
         Command::Stop {
             task,
             cluster,

@@ -1,0 +1,23 @@
+//! [`Change`]: one line of apply's report.
+
+use serde::{Deserialize, Serialize};
+
+/// One line of what apply did (or would do, in a dry run).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    /// cluster, task-definition, target-group, load-balancer, service, scalable-target,
+    /// scaling-policy or scheduled-action.
+    pub kind: String,
+    pub name: String,
+    /// created, updated, registered or unchanged.
+    pub action: String,
+}
+
+pub(super) fn change(kind: &str, name: impl Into<String>, action: &str) -> Change {
+    Change {
+        kind: kind.into(),
+        name: name.into(),
+        action: action.into(),
+    }
+}
