@@ -25,6 +25,7 @@
 //! - [`scheduler`], [`services`], [`registration`], [`proxy_feed`]: the reconcilers.
 //! - [`data_plane`], [`agent_service`], [`task_nodes`]: the seams to the other planes.
 //! - [`metrics`]: the control plane's Prometheus metrics.
+//! - [`usage`]: task resource use, sampled beside the reconcilers.
 //! - [`error`]: ECS-named API errors.
 
 use std::sync::Arc;
@@ -46,6 +47,7 @@ pub mod registration;
 pub mod scheduler;
 pub mod services;
 pub mod task_nodes;
+pub mod usage;
 
 pub use agent_service::AgentService;
 pub use data_plane::DataPlane;
@@ -66,7 +68,6 @@ pub struct ControlPlane {
     changes: watch::Sender<u64>,
     feed: proxy_feed::ProxyFeed,
     metrics: metrics::ControlMetrics,
-    last_usage: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl ControlPlane {
@@ -85,7 +86,6 @@ impl ControlPlane {
             changes: watch::channel(0).0,
             feed,
             metrics: metrics::ControlMetrics::new(registry),
-            last_usage: Default::default(),
         })
     }
 
@@ -143,7 +143,7 @@ impl ControlPlane {
         }
     }
 
-    /// Updates the service metrics; resource use at most every [`USAGE_INTERVAL`].
+    /// Updates the service metrics (resource use is sampled apart: see [`usage`]).
     async fn observe(&self) -> Result<(), ControlError> {
         let services: Vec<_> = self
             .db
@@ -160,37 +160,27 @@ impl ControlPlane {
             .map(|v| v.value)
             .collect();
         self.metrics.observe_services(&services, &tasks);
-        {
-            let mut last = self.last_usage.lock().expect("usage clock");
-            if last.is_some_and(|t| t.elapsed() < USAGE_INTERVAL) {
-                return Ok(());
-            }
-            *last = Some(std::time::Instant::now());
-        }
-        let mut usage = std::collections::BTreeMap::new();
-        let mut defs = std::collections::BTreeMap::new();
-        for t in tasks
-            .iter()
-            .filter(|t| t.last_status == berth_model::ecs::TaskStatus::Running)
-        {
-            if let Ok(st) = self.nodes.usage(t).await {
-                usage.insert(
-                    t.task_arn.clone(),
-                    (st.cpu_units, st.memory_bytes as f64 / (1024.0 * 1024.0)),
-                );
-            }
-            if !defs.contains_key(&t.task_definition_arn) {
-                if let Some(d) = self
-                    .db
-                    .resolve_task_definition(&t.task_definition_arn)
-                    .await?
-                {
-                    defs.insert(t.task_definition_arn.clone(), d);
-                }
-            }
-        }
-        self.metrics.observe_usage(&services, &tasks, &defs, &usage);
         Ok(())
+    }
+
+    /// Samples task resource use into the metrics every [`USAGE_INTERVAL`] until
+    /// `shutdown` turns true; runs beside the reconcilers, never inside a pass.
+    async fn run_usage_sampler(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            match usage::sample(&self.db, &*self.nodes).await {
+                Ok(s) => {
+                    self.metrics
+                        .observe_usage(&s.services, &s.tasks, &s.definitions, &s.usage)
+                }
+                Err(e) => tracing::warn!(error = %e, "task resource use"),
+            }
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() { return; }
+                }
+                _ = tokio::time::sleep(USAGE_INTERVAL) => {}
+            }
+        }
     }
 
     /// Runs the store watcher and the reconcilers until `shutdown` turns true.
@@ -218,6 +208,7 @@ impl ControlPlane {
                 }
             })
         };
+        let sampler = tokio::spawn(self.clone().run_usage_sampler(shutdown.clone()));
         let mut changes = self.changes();
         let mut health = self.data_plane.subscribe();
         loop {
@@ -232,5 +223,6 @@ impl ControlPlane {
             }
         }
         watcher.abort();
+        sampler.abort();
     }
 }
