@@ -77,11 +77,41 @@ async fn all_tasks(server: &Server) -> Result<Vec<Value>> {
     Ok(v.as_array().cloned().unwrap_or_default())
 }
 
-/// Runs `berth apply` for `desired` tasks; returns the time just before it was asked.
-fn scale(server: &Server, dir: &Path, desired: u32, cpu_units: i64) -> f64 {
+/// Waits until the service record has caught up with `running` RUNNING tasks (its
+/// counts, and a completed deployment when that is all it wants), so that nothing
+/// writes it while `berth apply` does.
+async fn wait_settled(server: &Server, running: usize) -> Result<()> {
+    wait_until(
+        &format!("the service to record {running} running tasks"),
+        SETTLE,
+        || async {
+            let svc = server
+                .get("/v1/clusters/default/services/whoami")
+                .await
+                .ok()?;
+            let counts = svc["runningCount"].as_u64()? == running as u64
+                && svc["pendingCount"].as_u64()? == 0;
+            let wants_more = svc["desiredCount"].as_u64()? > running as u64;
+            let completed = svc["deployments"][0]["rolloutState"] == "COMPLETED";
+            (counts && (wants_more || completed)).then_some(())
+        },
+    )
+    .await
+}
+
+/// Runs `berth apply` for `desired` tasks once the service record settled with
+/// `running` tasks; returns the time just before it was asked.
+async fn scale(
+    server: &Server,
+    dir: &Path,
+    running: usize,
+    desired: u32,
+    cpu_units: i64,
+) -> Result<f64> {
+    wait_settled(server, running).await?;
     let asked = now();
     server.apply_ok(&stack(dir, desired, cpu_units));
-    asked
+    Ok(asked)
 }
 
 /// Scales out to `desired` (at most `FIT`) and checks the step's timing: the first new
@@ -94,12 +124,16 @@ async fn scale_out(
     desired: u32,
     cpu_units: i64,
 ) -> Result<()> {
-    let before: BTreeSet<String> = all_tasks(server)
-        .await?
+    let tasks = all_tasks(server).await?;
+    let before: BTreeSet<String> = tasks
         .iter()
         .map(|t| t["taskArn"].as_str().unwrap_or("").to_string())
         .collect();
-    let asked = scale(server, dir, desired, cpu_units);
+    let running = tasks
+        .iter()
+        .filter(|t| t["lastStatus"] == "RUNNING")
+        .count();
+    let asked = scale(server, dir, running, desired, cpu_units).await?;
     let clock = Instant::now();
     let healthy = server
         .wait_healthy("whoami", "whoami", desired as usize, SERVES_WITHIN)
@@ -162,8 +196,14 @@ async fn scale_out(
 /// Scales in to `desired` and checks the step's timing: the first stop begun within
 /// `STARTS_WITHIN`, every scaled-in task STOPPED (after draining) within
 /// `SERVES_WITHIN`.
-async fn scale_in(server: &Server, dir: &Path, desired: u32, cpu_units: i64) -> Result<()> {
-    let asked = scale(server, dir, desired, cpu_units);
+async fn scale_in(
+    server: &Server,
+    dir: &Path,
+    running: usize,
+    desired: u32,
+    cpu_units: i64,
+) -> Result<()> {
+    let asked = scale(server, dir, running, desired, cpu_units).await?;
     let clock = Instant::now();
     server
         .wait_healthy("whoami", "whoami", desired as usize, SERVES_WITHIN)
@@ -256,9 +296,9 @@ async fn steps(server: &Server, dir: &Path, cpu_units: i64) -> Result<()> {
     // Back under capacity, then out and in again, each step timed, under load.
     let load = Load::start(&addr, 4);
     let timed = async {
-        scale_in(server, dir, 10, cpu_units).await?;
+        scale_in(server, dir, FIT as usize, 10, cpu_units).await?;
         scale_out(server, dir, &addr, FIT as u32, cpu_units).await?;
-        scale_in(server, dir, 4, cpu_units).await
+        scale_in(server, dir, FIT as usize, 4, cpu_units).await
     }
     .await;
     let report = load.finish().await;
