@@ -175,8 +175,8 @@ impl ControlPlane {
                 Err(e) => tracing::warn!(error = %e, "task resource use"),
             }
             tokio::select! {
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() { return; }
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() { return; }
                 }
                 _ = tokio::time::sleep(USAGE_INTERVAL) => {}
             }
