@@ -159,7 +159,13 @@ impl Agent {
     }
 
     /// One convergence pass.
+    ///
+    /// A task being started or stopped when the pass begins is left to that operation:
+    /// its record and its runtime state may be read half-way through it (a start that
+    /// finishes between the two reads looks like an interrupted start), so the pass does
+    /// not judge it; the operation's own report prompts the next pass.
     pub async fn reconcile(&self) -> Result<()> {
+        let busy_at_start = self.busy.lock().expect("busy set").clone();
         let tasks = self.api.assigned_tasks(&self.instance_arn).await?;
         let running: BTreeMap<String, TaskState> = self
             .runtime
@@ -192,7 +198,9 @@ impl Agent {
 
         for task in tasks {
             let st = running.get(&task.task_arn);
-            if self.busy.lock().expect("busy set").contains(&task.task_arn) {
+            if busy_at_start.contains(&task.task_arn)
+                || self.busy.lock().expect("busy set").contains(&task.task_arn)
+            {
                 continue;
             }
             match (task.desired_status, task.last_status) {

@@ -16,7 +16,7 @@ use berth_runtime::{
     ContainerState, ContainerStatus, LogStream, Runtime, RuntimeError, TaskSpec, TaskState,
     TaskStats,
 };
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch, Notify};
 
 use crate::{Agent, AgentApi, AgentConfig, Result};
 
@@ -32,6 +32,11 @@ struct FakeRuntime {
     tasks: Mutex<BTreeMap<String, TaskState>>,
     calls: mpsc::UnboundedSender<Call>,
     events: broadcast::Sender<TaskState>,
+    /// When set, a start shows its containers PENDING and waits for this to be notified.
+    start_gate: Mutex<Option<Arc<Notify>>>,
+    /// When set, `list` opens this gate right after taking its snapshot and lets the
+    /// started task finish before it returns (a start ending between a pass's reads).
+    list_opens: Mutex<Option<Arc<Notify>>>,
 }
 
 fn container(name: &str, status: ContainerStatus) -> ContainerState {
@@ -62,6 +67,23 @@ impl Runtime for FakeRuntime {
     }
 
     async fn start(&self, spec: &TaskSpec) -> berth_runtime::Result<TaskState> {
+        let gate = self.start_gate.lock().unwrap().clone();
+        if let Some(gate) = gate {
+            let mut starting = running_state(&spec.task_arn);
+            starting.containers[0].status = ContainerStatus::Pending;
+            self.tasks
+                .lock()
+                .unwrap()
+                .insert(spec.task_arn.clone(), starting);
+            self.calls.send(Call::Start(spec.task_arn.clone())).unwrap();
+            gate.notified().await;
+            let st = running_state(&spec.task_arn);
+            self.tasks
+                .lock()
+                .unwrap()
+                .insert(spec.task_arn.clone(), st.clone());
+            return Ok(st);
+        }
         let st = TaskState {
             task_arn: spec.task_arn.clone(),
             containers: spec
@@ -99,7 +121,17 @@ impl Runtime for FakeRuntime {
     }
 
     async fn list(&self) -> berth_runtime::Result<Vec<TaskState>> {
-        Ok(self.tasks.lock().unwrap().values().cloned().collect())
+        let snapshot = self.tasks.lock().unwrap().values().cloned().collect();
+        let opens = self.list_opens.lock().unwrap().take();
+        if let Some(gate) = opens {
+            gate.notify_one();
+            // On the test's one thread, the woken start runs to its end (every fake
+            // call it makes is ready at once) before this returns.
+            for _ in 0..8 {
+                tokio::task::yield_now().await;
+            }
+        }
+        Ok(snapshot)
     }
 
     fn subscribe(&self) -> broadcast::Receiver<TaskState> {
@@ -201,6 +233,8 @@ fn harness() -> Harness {
         tasks: Mutex::default(),
         calls: calls_tx,
         events: broadcast::channel(16).0,
+        start_gate: Mutex::default(),
+        list_opens: Mutex::default(),
     });
     let agent = Agent::new(
         api.clone(),
@@ -292,6 +326,34 @@ async fn a_placed_task_is_started_and_reported_pending_then_running() {
     assert_eq!(running.containers[0].container_name, "app");
     assert_eq!(running.containers[0].status, TaskStatus::Running);
     assert_eq!(running.containers[0].runtime_id.as_deref(), Some("pid-app"));
+}
+
+#[tokio::test]
+async fn a_start_that_ends_during_a_pass_is_not_taken_for_an_interrupted_one() {
+    let mut h = harness();
+    let gate = Arc::new(Notify::new());
+    *h.runtime.start_gate.lock().unwrap() = Some(gate.clone());
+    let task = h.place("t1", TaskStatus::Provisioning, TaskStatus::Running);
+    h.agent.reconcile().await.unwrap();
+    assert_eq!(h.report().await, TaskStateChange::pending(&task));
+    assert_eq!(h.call().await, Call::Start(task.clone()));
+
+    // The next pass reads the record (PENDING) and the runtime (containers PENDING);
+    // the start finishes right after, before the pass looks at the task.
+    h.set_task(&task, |t| t.last_status = TaskStatus::Pending);
+    *h.runtime.list_opens.lock().unwrap() = Some(gate);
+    h.agent.reconcile().await.unwrap();
+    let running = h.report().await;
+    assert_eq!(running.status, ReportedTaskStatus::Running);
+    for _ in 0..8 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        h.no_call_yet(),
+        "the freshly started task was stopped as an interrupted start"
+    );
+    assert!(h.reports.try_recv().is_err(), "nothing more was reported");
+    assert!(h.runtime.tasks.lock().unwrap()[&task].all_essential_running());
 }
 
 #[tokio::test]

@@ -133,6 +133,31 @@ async fn docker_serves_on_a_dynamic_port_and_stops_with_sigterm() {
 }
 
 #[tokio::test]
+async fn docker_stats_sample_a_tasks_containers_at_once() {
+    let cluster = task_id("stats_at_once");
+    let rt = runtime(&cluster).await;
+    let names = ["a", "b", "c", "d"];
+    let containers: Vec<_> = names.iter().map(|n| app(n, &[])).collect();
+    let spec = dspec(&cluster, &task_id("dkstats"), json!(containers));
+    let _c = Cleanup(spec.task_arn.clone());
+    let s = rt.start(&spec).await.unwrap();
+    assert!(s.all_essential_running(), "{s:?}");
+    // The engine answers each container's sample after its next one-second reading:
+    // four containers one after the other take four seconds or more.
+    let clock = Instant::now();
+    let stats = rt.stats(&spec.task_arn).await.unwrap();
+    let took = clock.elapsed();
+    assert!(stats.memory_bytes > 0, "{stats:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "sampling {} containers took {took:?}",
+        names.len()
+    );
+    rt.stop(&spec.task_arn).await.unwrap();
+    rt.remove(&spec.task_arn).await.unwrap();
+}
+
+#[tokio::test]
 async fn docker_sigkill_after_stop_timeout() {
     let cluster = task_id("sigkill_after_stop_t");
     let rt = runtime(&cluster).await;

@@ -10,29 +10,40 @@ use super::{Inner, Task};
 use crate::{ContainerStatus, TaskStats};
 
 impl Inner {
-    /// The task's use now: one stats sample per running container, summed.
+    /// The task's use now: one stats sample per running container, summed. The
+    /// containers are sampled at once: the engine answers each request only after its
+    /// next one-second sample.
     pub(super) async fn measure(&self, task: &Task) -> TaskStats {
         let state = task.core.snapshot();
+        let ids: Vec<String> = state
+            .containers
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.status == ContainerStatus::Running)
+            .filter_map(|(idx, _)| task.id(idx))
+            .collect();
+        let samples = futures::future::join_all(ids.iter().map(|id| self.sample(id))).await;
         let mut total = TaskStats::default();
-        for (idx, c) in state.containers.iter().enumerate() {
-            if c.status != ContainerStatus::Running {
-                continue;
-            }
-            let Some(id) = task.id(idx) else { continue };
-            let mut stream = self.docker.stats(
-                &id,
-                Some(StatsOptions {
-                    stream: false,
-                    one_shot: false,
-                }),
-            );
-            if let Some(Ok(s)) = stream.next().await {
-                let one = container_usage(&s);
-                total.cpu_units += one.cpu_units;
-                total.memory_bytes += one.memory_bytes;
-            }
+        for one in samples.into_iter().flatten() {
+            total.cpu_units += one.cpu_units;
+            total.memory_bytes += one.memory_bytes;
         }
         total
+    }
+
+    /// One container's use from one stats sample; None when the engine gives none.
+    async fn sample(&self, id: &str) -> Option<TaskStats> {
+        let mut stream = self.docker.stats(
+            id,
+            Some(StatsOptions {
+                stream: false,
+                one_shot: false,
+            }),
+        );
+        match stream.next().await {
+            Some(Ok(s)) => Some(container_usage(&s)),
+            _ => None,
+        }
     }
 }
 

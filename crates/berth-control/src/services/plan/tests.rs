@@ -592,3 +592,45 @@ fn a_deleted_service_stops_its_tasks_then_goes() {
     f.tasks = vec![gone];
     assert_eq!(f.plan().record, ServiceRecord::Delete);
 }
+
+#[test]
+fn going_over_capacity_holds_no_later_step_back() {
+    // Room for 16 tasks of 64 MiB; the service asks for 30.
+    let mut f = Fixture::new(30);
+    f.instances[0].registered_resources[1].integer_value = 16 * 64;
+    f.tasks = (0..16)
+        .map(|i| task(&format!("t{i:02}"), 2, TaskStatus::Running, f64::from(i)))
+        .collect();
+    let plan = f.plan();
+    assert!(plan.starts.is_empty(), "nothing fits: {:?}", plan.starts);
+    assert_eq!(
+        plan.start_throttled_for, None,
+        "a placement failure is no failed start"
+    );
+    assert!(
+        messages(&plan)[0].contains("was unable to place a task"),
+        "{:?}",
+        messages(&plan)
+    );
+    assert_eq!(
+        update(&plan).pending_count,
+        0,
+        "no task is held for the 14 that do not fit"
+    );
+
+    // Back under capacity: the surplus is stopped in the same pass.
+    f.service = f.after(&plan);
+    f.service.desired_count = 10;
+    let plan = f.plan();
+    assert_eq!(plan.stops.len(), 6);
+    assert!(plan.starts.is_empty());
+
+    // With 10 left, scaling out starts the 6 missing tasks at once.
+    let stopped: Vec<String> = plan.stops.iter().map(|s| s.task_arn.clone()).collect();
+    f.tasks.retain(|t| !stopped.contains(&t.task_arn));
+    f.service = f.after(&plan);
+    f.service.desired_count = 16;
+    let plan = f.plan();
+    assert_eq!(plan.start_throttled_for, None);
+    assert_eq!(plan.starts.len(), 6);
+}
