@@ -40,6 +40,28 @@ pub async fn apply(
     stack: &Stack,
     dry_run: bool,
 ) -> Result<Vec<Change>, ControlError> {
+    let mut attempt = 1;
+    loop {
+        match apply_once(db, data_plane, stack, dry_run).await {
+            Err(ControlError::Conflict { .. }) if attempt < APPLY_ATTEMPTS => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
+/// How many times apply reads, resolves and writes before a write guarded by what it read
+/// is allowed to fail on a concurrent change. The reconcilers write the records apply reads
+/// (a service's counts and events, every pass), so a write that loses that race is planned
+/// again from fresh reads, as the service reconciler does with its own plans.
+const APPLY_ATTEMPTS: usize = 5;
+
+/// One read-resolve-write round of [`apply`].
+async fn apply_once(
+    db: &Db,
+    data_plane: &dyn DataPlane,
+    stack: &Stack,
+    dry_run: bool,
+) -> Result<Vec<Change>, ControlError> {
     stack.validate()?;
     let now = time::now();
     let mut ops = Vec::new();
@@ -388,6 +410,7 @@ async fn resolve_service_td(
 mod tests {
     use super::*;
     use crate::data_plane::fake::FakeDataPlane;
+    use berth_store::Store;
     use std::sync::Arc;
 
     const STACK: &str = r#"
@@ -509,6 +532,89 @@ services:
         );
         assert!(a.contains(&"service web updated".to_string()), "{a:?}");
         assert_eq!(db.task_definitions("web").await.unwrap().len(), 2);
+    }
+
+    /// A store whose next batch first lets another writer touch `key`, as a reconciler
+    /// pass writing a service's counts between apply's read and its write would.
+    struct RacedStore {
+        inner: berth_store::MemoryStore,
+        key: String,
+        races_left: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl berth_store::Store for RacedStore {
+        async fn get(&self, key: &str) -> berth_store::Result<Option<berth_store::Entry>> {
+            self.inner.get(key).await
+        }
+        async fn delete(&self, key: &str) -> berth_store::Result<Option<berth_store::Revision>> {
+            self.inner.delete(key).await
+        }
+        async fn batch(&self, ops: Vec<Op>) -> berth_store::Result<berth_store::Revision> {
+            use std::sync::atomic::Ordering;
+            if self
+                .races_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                let current = self.inner.get(&self.key).await?.expect("raced key exists");
+                self.inner.put(&self.key, current.value).await?;
+            }
+            self.inner.batch(ops).await
+        }
+        async fn list(&self, prefix: &str) -> berth_store::Result<Vec<berth_store::Entry>> {
+            self.inner.list(prefix).await
+        }
+        async fn revision(&self) -> berth_store::Result<berth_store::Revision> {
+            self.inner.revision().await
+        }
+        async fn watch(
+            &self,
+            prefix: &str,
+            after: berth_store::Revision,
+        ) -> berth_store::Result<berth_store::Watch> {
+            self.inner.watch(prefix, after).await
+        }
+    }
+
+    #[tokio::test]
+    async fn apply_plans_again_when_a_reconciler_wrote_the_service_meanwhile() {
+        let db = db().await;
+        let dp = FakeDataPlane::default();
+        apply(&db, &dp, &Stack::from_yaml(STACK).unwrap(), false)
+            .await
+            .unwrap();
+        let raced = Arc::new(RacedStore {
+            inner: berth_store::MemoryStore::new(),
+            key: db::service_key("default", "web"),
+            races_left: std::sync::atomic::AtomicUsize::new(2),
+        });
+        for e in db.store.list("/").await.unwrap() {
+            raced.inner.put(&e.key, e.value).await.unwrap();
+        }
+        let db = Db::new(raced.clone());
+        let scaled =
+            Stack::from_yaml(&STACK.replace("desiredCount: 2", "desiredCount: 5")).unwrap();
+        let changes = apply(&db, &dp, &scaled, false).await.unwrap();
+        assert!(
+            actions(&changes).contains(&"service web updated".to_string()),
+            "{changes:?}"
+        );
+        assert_eq!(
+            raced.races_left.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "both raced writes happened"
+        );
+        let svc = db.services(None).await.unwrap();
+        assert_eq!(svc[0].value.desired_count, 5);
+
+        // A race on every attempt is reported as the conflict it is.
+        raced
+            .races_left
+            .store(APPLY_ATTEMPTS, std::sync::atomic::Ordering::SeqCst);
+        let again = Stack::from_yaml(&STACK.replace("desiredCount: 2", "desiredCount: 6")).unwrap();
+        let e = apply(&db, &dp, &again, false).await.unwrap_err();
+        assert!(matches!(e, ControlError::Conflict { .. }), "{e:?}");
     }
 
     #[tokio::test]
