@@ -4,6 +4,12 @@
 //! As on an ALB, a new target becomes healthy after one passing check; a healthy target
 //! becomes unhealthy after `unhealthyThresholdCount` consecutive failures and comes back
 //! after `healthyThresholdCount` consecutive passes. Draining targets are not checked.
+//!
+//! Unlike an ALB, a target still `initial` whose check failed is probed again soon (after
+//! 100 ms, doubling up to 1 s) until the interval is up: a task that starts listening a
+//! moment after it was registered serves within a second instead of a whole interval
+//! later. Only the interval's first check counts toward the unhealthy threshold, so a slow
+//! starter is not judged sooner than the interval says; a passing recheck makes it healthy.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
@@ -97,17 +103,64 @@ async fn run<G: HealthChecked>(group: Weak<G>, target: Arc<TargetState>) {
         let settings = g.current_settings();
         drop(g);
         let started = Instant::now();
+        let next = started + settings.health.interval;
         if !target.is_draining() && !target.is_removed() {
             let outcome = probe(&settings.health, target.addr).await;
-            if let Some((h, status)) = counter.observe(target.health(), outcome, &settings.health) {
-                tracing::debug!(target = %target.addr, ?h, ?outcome, "target health changed");
-                target.set_health(h, status);
-                if let Some(g) = group.upgrade() {
-                    g.health_changed();
-                }
+            observe(&group, &target, &mut counter, outcome, &settings.health);
+            if outcome != Outcome::Pass && target.health() == Health::Initial {
+                recheck_initial(&group, &target, &mut counter, &settings.health, next).await;
             }
         }
-        tokio::time::sleep_until(started + settings.health.interval).await;
+        tokio::time::sleep_until(next).await;
+    }
+}
+
+/// The first wait before probing an `initial` target again after a failed check.
+const INITIAL_RECHECK_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
+/// The longest wait between such probes.
+const INITIAL_RECHECK_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Probes an `initial` target again, more and more slowly, until one passes (it becomes
+/// healthy) or `until` (the next regular check) comes. Failures here are not counted.
+async fn recheck_initial<G: HealthChecked>(
+    group: &Weak<G>,
+    target: &TargetState,
+    counter: &mut Counter,
+    s: &HealthSettings,
+    until: Instant,
+) {
+    let mut wait = INITIAL_RECHECK_FIRST;
+    loop {
+        let at = Instant::now() + wait;
+        if at >= until {
+            return;
+        }
+        tokio::time::sleep_until(at).await;
+        if target.is_draining() || target.is_removed() || target.health() != Health::Initial {
+            return;
+        }
+        if probe(s, target.addr).await == Outcome::Pass {
+            observe(group, target, counter, Outcome::Pass, s);
+            return;
+        }
+        wait = (wait * 2).min(INITIAL_RECHECK_MAX);
+    }
+}
+
+/// Folds one counted probe into the target's health, telling the group of a change.
+fn observe<G: HealthChecked>(
+    group: &Weak<G>,
+    target: &TargetState,
+    counter: &mut Counter,
+    outcome: Outcome,
+    s: &HealthSettings,
+) {
+    if let Some((h, status)) = counter.observe(target.health(), outcome, s) {
+        tracing::debug!(target = %target.addr, ?h, ?outcome, "target health changed");
+        target.set_health(h, status);
+        if let Some(g) = group.upgrade() {
+            g.health_changed();
+        }
     }
 }
 
@@ -316,6 +369,85 @@ mod tests {
         })
         .await
         .expect("the check ends once its group is gone");
+    }
+
+    /// A TCP-checked group (30 s interval) and an `initial` target at `addr`.
+    fn tcp_group_and_target(addr: SocketAddr) -> (Arc<FakeGroup>, Arc<TargetState>) {
+        use crate::clock::Clock;
+        use crate::metrics::TargetMetrics;
+        use crate::notify::Notifier;
+        use crate::pool::Pool;
+        use berth_model::elb::TargetGroup;
+
+        let tg: TargetGroup = serde_json::from_value(
+            serde_json::json!({"targetGroupName": "web", "protocol": "TCP"}),
+        )
+        .unwrap();
+        let settings = GroupSettings::from_model(&tg, &tg.validate().unwrap()).unwrap();
+        let group = Arc::new(FakeGroup {
+            settings: Arc::new(settings),
+            changes: Default::default(),
+            changed: tokio::sync::Notify::new(),
+        });
+        let target = Arc::new(TargetState::new(
+            addr,
+            Pool::new(addr),
+            TargetMetrics::noop(),
+            Notifier::new(),
+            Clock::new(),
+            Health::Initial,
+        ));
+        (group, target)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_initial_target_that_starts_listening_late_is_healthy_within_a_second() {
+        let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = reserved.local_addr().unwrap();
+        drop(reserved);
+        let (group, target) = tcp_group_and_target(addr);
+        assert_eq!(group.settings.health.interval, Duration::from_secs(30));
+        let began = Instant::now();
+        let check = spawn(Arc::downgrade(&group), target.clone());
+        // The first check finds nothing listening; the task listens 350 ms later.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(target.health(), Health::Initial);
+        let _listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(30), group.changed.notified())
+            .await
+            .expect("the target turns healthy");
+        assert_eq!(target.health(), Health::Healthy);
+        let took = began.elapsed();
+        assert!(
+            took < Duration::from_secs(1),
+            "healthy after {took:?}, not within a second of listening"
+        );
+        check.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rechecks_of_an_initial_target_do_not_count_toward_unhealthy() {
+        let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = reserved.local_addr().unwrap();
+        drop(reserved);
+        let (group, target) = tcp_group_and_target(addr);
+        let began = Instant::now();
+        let check = spawn(Arc::downgrade(&group), target.clone());
+        tokio::time::timeout(Duration::from_secs(300), group.changed.notified())
+            .await
+            .expect("the target turns unhealthy");
+        assert!(target.health().is_unhealthy());
+        let threshold = group.settings.health.unhealthy_threshold;
+        let interval = group.settings.health.interval;
+        // Counted checks run at 0, interval, 2 x interval...: the threshold's one is the
+        // first that can make it unhealthy, however many rechecks failed in between.
+        assert!(
+            began.elapsed() >= interval * (threshold - 1),
+            "unhealthy after {:?}, before {} counted checks",
+            began.elapsed(),
+            threshold
+        );
+        check.abort();
     }
 
     #[test]
