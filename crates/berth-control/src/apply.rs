@@ -437,15 +437,7 @@ services:
 "#;
 
     async fn db() -> Db {
-        let db = Db::new(Arc::new(berth_store::MemoryStore::new()));
-        let c = Cluster {
-            cluster_name: "default".into(),
-            cluster_arn: arn::cluster("default"),
-            status: "ACTIVE".into(),
-            ..Default::default()
-        };
-        db.put(&db::cluster_key("default"), &c).await.unwrap();
-        db
+        crate::test_fixtures::db_with_default_cluster().await
     }
 
     fn actions(changes: &[Change]) -> Vec<String> {
@@ -621,50 +613,37 @@ services:
     async fn a_bad_reference_writes_nothing() {
         let db = db().await;
         let rev = db.store.revision().await.unwrap();
-        let bad = STACK.replace("desiredCount: 2", "desiredCount: 2\n    cluster: nope");
-        let e = apply(
-            &db,
-            &FakeDataPlane::default(),
-            &Stack::from_yaml(&bad).unwrap(),
-            false,
-        )
-        .await
-        .unwrap_err();
-        assert!(e.to_string().contains("services[0].cluster"), "{e}");
-        let bad = STACK.replace(
-            "targetGroupName: web, containerName",
-            "targetGroupName: other, containerName",
-        );
-        let e = apply(
-            &db,
-            &FakeDataPlane::default(),
-            &Stack::from_yaml(&bad).unwrap(),
-            false,
-        )
-        .await
-        .unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("services[0].loadBalancers[0].targetGroupName"),
-            "{e}"
-        );
-        let bad = STACK.replace(
-            "defaultActions: [{type: forward, targetGroupName: web}]",
-            "defaultActions: [{type: forward, targetGroupName: gone}]",
-        );
-        let e = apply(
-            &db,
-            &FakeDataPlane::default(),
-            &Stack::from_yaml(&bad).unwrap(),
-            false,
-        )
-        .await
-        .unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("listeners[0].defaultActions[0].targetGroupName"),
-            "{e}"
-        );
+        let cases = [
+            (
+                STACK.replace("desiredCount: 2", "desiredCount: 2\n    cluster: nope"),
+                "services[0].cluster",
+            ),
+            (
+                STACK.replace(
+                    "targetGroupName: web, containerName",
+                    "targetGroupName: other, containerName",
+                ),
+                "services[0].loadBalancers[0].targetGroupName",
+            ),
+            (
+                STACK.replace(
+                    "defaultActions: [{type: forward, targetGroupName: web}]",
+                    "defaultActions: [{type: forward, targetGroupName: gone}]",
+                ),
+                "listeners[0].defaultActions[0].targetGroupName",
+            ),
+        ];
+        for (bad, field) in cases {
+            let e = apply(
+                &db,
+                &FakeDataPlane::default(),
+                &Stack::from_yaml(&bad).unwrap(),
+                false,
+            )
+            .await
+            .unwrap_err();
+            assert!(e.to_string().contains(field), "{e}");
+        }
         assert_eq!(
             db.store.revision().await.unwrap(),
             rev,

@@ -55,6 +55,8 @@ pub mod scheduler;
 pub mod service_metrics;
 pub mod services;
 pub mod task_nodes;
+#[cfg(test)]
+mod test_fixtures;
 
 pub use agent_service::AgentService;
 pub use data_plane::DataPlane;

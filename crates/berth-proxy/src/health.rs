@@ -371,6 +371,12 @@ mod tests {
         .expect("the check ends once its group is gone");
     }
 
+    /// A loopback address nothing listens on (yet).
+    fn free_port() -> SocketAddr {
+        let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        reserved.local_addr().unwrap()
+    }
+
     /// A TCP-checked group (30 s interval) and an `initial` target at `addr`.
     fn tcp_group_and_target(addr: SocketAddr) -> (Arc<FakeGroup>, Arc<TargetState>) {
         use crate::clock::Clock;
@@ -402,9 +408,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_initial_target_that_starts_listening_late_is_healthy_within_a_second() {
-        let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = reserved.local_addr().unwrap();
-        drop(reserved);
+        let addr = free_port();
         let (group, target) = tcp_group_and_target(addr);
         assert_eq!(group.settings.health.interval, Duration::from_secs(30));
         let began = Instant::now();
@@ -427,9 +431,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn rechecks_of_an_initial_target_do_not_count_toward_unhealthy() {
-        let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = reserved.local_addr().unwrap();
-        drop(reserved);
+        let addr = free_port();
         let (group, target) = tcp_group_and_target(addr);
         let began = Instant::now();
         let check = spawn(Arc::downgrade(&group), target.clone());

@@ -1,11 +1,8 @@
 //! Apply with autoscaling sections: references checked against the stack and the store,
 //! nothing stored when anything is wrong, and the desired count left to the autoscaler.
 
-use std::sync::Arc;
-
-use berth_model::arn;
 use berth_model::autoscaling::{ScalableTarget, ScalingPolicy, ScheduledAction};
-use berth_model::ecs::{Cluster, Service};
+use berth_model::ecs::Service;
 use berth_model::stack::Stack;
 
 use super::{apply, Change};
@@ -56,15 +53,7 @@ scheduledActions:
 "#;
 
 async fn db() -> Db {
-    let db = Db::new(Arc::new(berth_store::MemoryStore::new()));
-    let c = Cluster {
-        cluster_name: "default".into(),
-        cluster_arn: arn::cluster("default"),
-        status: "ACTIVE".into(),
-        ..Default::default()
-    };
-    db.put(&db::cluster_key("default"), &c).await.unwrap();
-    db
+    crate::test_fixtures::db_with_default_cluster().await
 }
 
 async fn run(db: &Db, yaml: &str) -> Result<Vec<Change>, ControlError> {

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use berth_model::agent::TaskUsage;
 use berth_model::autoscaling::activity::MAX_ACTIVITIES_PER_SERVICE;
 use berth_model::autoscaling::{ScalingActivity, ScalingActivityStatusCode};
-use berth_model::ecs::{Cluster, Service, Task};
+use berth_model::ecs::{Service, Task};
 use berth_model::stack::Stack;
-use berth_model::{agent::TaskUsage, arn};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -50,14 +50,7 @@ struct Api {
 }
 
 async fn start() -> Api {
-    let db = Db::new(Arc::new(berth_store::MemoryStore::new()));
-    let c = Cluster {
-        cluster_name: "default".into(),
-        cluster_arn: arn::cluster("default"),
-        status: "ACTIVE".into(),
-        ..Default::default()
-    };
-    db.put(&db::cluster_key("default"), &c).await.unwrap();
+    let db = crate::test_fixtures::db_with_default_cluster().await;
     let data_plane = Arc::new(FakeDataPlane::default());
     crate::apply::apply(&db, &*data_plane, &Stack::from_yaml(STACK).unwrap(), false)
         .await
