@@ -1,7 +1,17 @@
 //! The Docker create-container request of one container of a task, as a pure function of
 //! the task spec: image, entry point and command, environment ([`crate::task_env`]),
 //! labels (berth's own and the task's `dockerLabels`), port bindings and network mode,
-//! health check, CPU and memory limits, ulimits, stop timeout.
+//! health check, CPU and memory limits, ulimits, stop timeout; and the container
+//! definition's host settings ECS passes to Docker: `user`, `workingDirectory`,
+//! `hostname`, `readonlyRootFilesystem`, `privileged`, `linuxParameters` (capabilities,
+//! init process, tmpfs, `/dev/shm` size, devices, swap), `extraHosts`, `dnsServers`,
+//! `dnsSearchDomains`, `systemControls`, `dockerSecurityOptions`, `interactive`,
+//! `pseudoTerminal`, `disableNetworking`, and the task's `pidMode`/`ipcMode` `host`
+//! (and `ipcMode` `none`).
+//!
+//! Members berth stores without applying (volumes, mount points, log configuration, a
+//! task-shared `pidMode`/`ipcMode`, ...) are not read here; `berth_model::ecs::field_support`
+//! lists them.
 //!
 //! It talks to no engine: what it needs from one (the awsvpc network, the container whose
 //! network namespace to join) comes in a [`NodeContext`]. It refuses, with a
@@ -9,11 +19,13 @@
 
 use std::collections::HashMap;
 
-use berth_model::ecs::{ContainerDefinition, NetworkMode, TaskDefinition};
+use berth_model::ecs::{
+    ContainerDefinition, DeviceCgroupPermission, IpcMode, NetworkMode, PidMode, TaskDefinition,
+};
 use berth_model::ValidationError;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, NetworkingConfig, PortBinding,
-    ResourcesUlimits,
+    ContainerCreateBody, DeviceMapping, EndpointSettings, HealthConfig, HostConfig,
+    NetworkingConfig, PortBinding, ResourcesUlimits,
 };
 use serde::{Deserialize, Serialize};
 
@@ -116,6 +128,7 @@ pub(crate) fn container_create_body(
     let mut host = HostConfig::default();
     limit_resources(&mut host, td, def)?;
     let (exposed, networking) = connect_network(&mut host, td, def, node)?;
+    apply_host_settings(&mut host, td, def);
     Ok(ContainerCreateBody {
         image: Some(def.image.clone()),
         entrypoint: (!def.entry_point.is_empty()).then(|| def.entry_point.clone()),
@@ -134,10 +147,112 @@ pub(crate) fn container_create_body(
             start_interval: None,
         }),
         stop_timeout: Some(i64::from(def.stop_timeout_seconds())),
+        hostname: def.hostname.clone(),
+        open_stdin: def.interactive,
+        tty: def.pseudo_terminal,
+        network_disabled: def.disable_networking,
         host_config: Some(host),
         networking_config: networking,
         ..Default::default()
     })
+}
+
+/// The container definition's host settings, as the ECS agent passes them to Docker.
+fn apply_host_settings(host: &mut HostConfig, td: &TaskDefinition, def: &ContainerDefinition) {
+    let some_vec = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    host.privileged = def.privileged;
+    host.readonly_rootfs = def.readonly_root_filesystem;
+    host.dns = some_vec(&def.dns_servers);
+    host.dns_search = some_vec(&def.dns_search_domains);
+    host.security_opt = some_vec(&def.docker_security_options);
+    if !def.extra_hosts.is_empty() {
+        host.extra_hosts = Some(
+            def.extra_hosts
+                .iter()
+                .map(|h| format!("{}:{}", h.hostname, h.ip_address))
+                .collect(),
+        );
+    }
+    if !def.system_controls.is_empty() {
+        host.sysctls = Some(
+            def.system_controls
+                .iter()
+                .map(|s| (s.namespace.clone(), s.value.clone()))
+                .collect(),
+        );
+    }
+    match td.pid_mode {
+        Some(PidMode::Host) => host.pid_mode = Some("host".into()),
+        // A task-shared PID namespace is reported as not applied.
+        Some(PidMode::Task) | None => {}
+    }
+    match td.ipc_mode {
+        Some(IpcMode::Host) => host.ipc_mode = Some("host".into()),
+        Some(IpcMode::None) => host.ipc_mode = Some("none".into()),
+        // A task-shared IPC namespace is reported as not applied.
+        Some(IpcMode::Task) | None => {}
+    }
+    let Some(lp) = &def.linux_parameters else {
+        return;
+    };
+    if let Some(caps) = &lp.capabilities {
+        host.cap_add = some_vec(&caps.add);
+        host.cap_drop = some_vec(&caps.drop);
+    }
+    host.init = lp.init_process_enabled;
+    host.shm_size = lp.shared_memory_size.map(mib_to_bytes);
+    if !lp.tmpfs.is_empty() {
+        host.tmpfs = Some(
+            lp.tmpfs
+                .iter()
+                .map(|t| {
+                    let mut options = vec![format!("size={}m", t.size)];
+                    options.extend(t.mount_options.iter().cloned());
+                    (t.container_path.clone(), options.join(","))
+                })
+                .collect(),
+        );
+    }
+    if !lp.devices.is_empty() {
+        host.devices = Some(
+            lp.devices
+                .iter()
+                .map(|d| DeviceMapping {
+                    path_on_host: Some(d.host_path.clone()),
+                    path_in_container: Some(
+                        d.container_path
+                            .clone()
+                            .unwrap_or_else(|| d.host_path.clone()),
+                    ),
+                    cgroup_permissions: Some(cgroup_permissions(&d.permissions)),
+                })
+                .collect(),
+        );
+    }
+    if let (Some(swap), Some(memory)) = (lp.max_swap, host.memory) {
+        host.memory_swap = Some(memory + mib_to_bytes(swap));
+    }
+    host.memory_swappiness = lp.swappiness.map(i64::from);
+}
+
+/// Docker's `rwm` spelling of a device's permissions; all three when none are given.
+fn cgroup_permissions(permissions: &[DeviceCgroupPermission]) -> String {
+    if permissions.is_empty() {
+        return "rwm".into();
+    }
+    [
+        (DeviceCgroupPermission::Read, 'r'),
+        (DeviceCgroupPermission::Write, 'w'),
+        (DeviceCgroupPermission::Mknod, 'm'),
+    ]
+    .iter()
+    .filter(|(p, _)| permissions.contains(p))
+    .map(|(_, c)| *c)
+    .collect()
+}
+
+fn mib_to_bytes(mib: u32) -> i64 {
+    i64::from(mib) * 1024 * 1024
 }
 
 fn secs_to_ns(s: u32) -> i64 {
@@ -199,12 +314,12 @@ fn limit_resources(
                 mib,
             });
         }
-        let bytes = i64::from(mib) * 1024 * 1024;
+        let bytes = mib_to_bytes(mib);
         host.memory = Some(bytes);
         host.memory_swap = Some(bytes);
     }
     if let Some(mib) = def.memory_reservation {
-        host.memory_reservation = Some(i64::from(mib) * 1024 * 1024);
+        host.memory_reservation = Some(mib_to_bytes(mib));
     }
     if !def.ulimits.is_empty() {
         host.ulimits = Some(
