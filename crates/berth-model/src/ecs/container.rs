@@ -40,6 +40,8 @@ pub enum ApplicationProtocol {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PortMapping {
+    /// Required unless `containerPortRange` is given (which berth refuses).
+    #[serde(default)]
     pub container_port: u32,
     /// 0 or absent: a dynamic host port chosen when the task starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -332,7 +334,8 @@ pub struct ContainerDefinition {
     /// Soft memory limit in MiB, used for placement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_reservation: Option<u32>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Always written, as ECS describes it (`[]` when empty).
+    #[serde(default)]
     pub port_mappings: Vec<PortMapping>,
     #[serde(default = "d_true")]
     pub essential: bool,
@@ -340,7 +343,8 @@ pub struct ContainerDefinition {
     pub entry_point: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub command: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Always written, as ECS describes it (`[]` when empty).
+    #[serde(default)]
     pub environment: Vec<KeyValuePair>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_directory: Option<String>,
@@ -366,9 +370,11 @@ pub struct ContainerDefinition {
     pub restart_policy: Option<ContainerRestartPolicy>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub environment_files: Vec<EnvironmentFile>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Always written, as ECS describes it (`[]` when empty).
+    #[serde(default)]
     pub mount_points: Vec<MountPoint>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Always written, as ECS describes it (`[]` when empty).
+    #[serde(default)]
     pub volumes_from: Vec<VolumeFrom>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linux_parameters: Option<LinuxParameters>,
@@ -442,6 +448,13 @@ impl TaskDefinition {
         }
         for (j, p) in c.port_mappings.iter().enumerate() {
             let at = format!("portMappings[{j}]");
+            if p.container_port_range.is_some() {
+                return Err(refuse(
+                    format!("{at}.containerPortRange"),
+                    "PortMapping",
+                    "containerPortRange",
+                ));
+            }
             check_range(&format!("{at}.containerPort"), p.container_port, 1, 65535)?;
             let hp = p.host_port.unwrap_or(0);
             check_range(&format!("{at}.hostPort"), hp, 0, 65535)?;
@@ -482,13 +495,6 @@ impl TaskDefinition {
                         format!("host port {effective} is mapped twice in this task definition"),
                     ));
                 }
-            }
-            if p.container_port_range.is_some() {
-                return Err(refuse(
-                    format!("{at}.containerPortRange"),
-                    "PortMapping",
-                    "containerPortRange",
-                ));
             }
             if let Some(n) = &p.name {
                 check_name(&format!("{at}.name"), n, 64)?;

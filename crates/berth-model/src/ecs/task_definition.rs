@@ -196,9 +196,11 @@ pub struct TaskDefinition {
     pub execution_role_arn: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requires_compatibilities: Vec<Compatibility>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Always written, as ECS describes it (`[]` when empty).
+    #[serde(default)]
     pub volumes: Vec<Volume>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Always written, as ECS describes it (`[]` when empty).
+    #[serde(default)]
     pub placement_constraints: Vec<TaskDefinitionPlacementConstraint>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<Tag>,
