@@ -230,6 +230,17 @@ fn with_member(shape: &str, member: &str, value: Value) -> (bool, Value) {
         }
         other => panic!("no sample placement for shape {other}"),
     }
+    // What the member refers to must exist, as ECS checks.
+    match member {
+        "mountPoints" => td["volumes"] = json!([{"name": "data"}]),
+        "volumesFrom" => {
+            td["containerDefinitions"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"name": "other", "image": "img"}));
+        }
+        _ => {}
+    }
     match shape {
         "CreateServiceRequest" | "DeploymentConfiguration" | "LoadBalancer" => (false, svc),
         _ => (true, td),

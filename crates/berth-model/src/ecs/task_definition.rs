@@ -324,6 +324,7 @@ impl TaskDefinition {
                 "at least one container must be essential",
             ));
         }
+        self.validate_volume_references(&names)?;
         for (i, c) in self.container_definitions.iter().enumerate() {
             for (j, d) in c.depends_on.iter().enumerate() {
                 if d.container_name == c.name || !names.contains(d.container_name.as_str()) {
@@ -445,6 +446,53 @@ impl TaskDefinition {
                     at,
                     "may give host or dockerVolumeConfiguration, not both",
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// As ECS checks at registration: each mount point names one of the task's volumes
+    /// and a container path, and each `volumesFrom` names another container.
+    fn validate_volume_references(
+        &self,
+        containers: &std::collections::BTreeSet<&str>,
+    ) -> Result<()> {
+        let volumes: std::collections::BTreeSet<&str> = self
+            .volumes
+            .iter()
+            .filter_map(|v| v.name.as_deref())
+            .collect();
+        for (i, c) in self.container_definitions.iter().enumerate() {
+            for (j, m) in c.mount_points.iter().enumerate() {
+                let at = format!("containerDefinitions[{i}].mountPoints[{j}]");
+                let source = m.source_volume.as_deref().unwrap_or_default();
+                if !volumes.contains(source) {
+                    return Err(ValidationError::new(
+                        format!("{at}.sourceVolume"),
+                        format!("must name a volume of this task definition, got {source:?}"),
+                    ));
+                }
+                if !m
+                    .container_path
+                    .as_deref()
+                    .is_some_and(|p| p.starts_with('/'))
+                {
+                    return Err(ValidationError::new(
+                        format!("{at}.containerPath"),
+                        format!("must be an absolute path, got {:?}", m.container_path),
+                    ));
+                }
+            }
+            for (j, v) in c.volumes_from.iter().enumerate() {
+                let source = v.source_container.as_deref().unwrap_or_default();
+                if source == c.name || !containers.contains(source) {
+                    return Err(ValidationError::new(
+                        format!("containerDefinitions[{i}].volumesFrom[{j}].sourceContainer"),
+                        format!(
+                            "must name another container of this task definition, got {source:?}"
+                        ),
+                    ));
+                }
             }
         }
         Ok(())

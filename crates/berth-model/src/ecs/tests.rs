@@ -137,3 +137,102 @@ fn negative_desired_count() {
     let e = s.validate().unwrap_err();
     assert_eq!(e.field, "desiredCount");
 }
+
+#[test]
+fn mount_points_and_volumes_from_must_name_what_exists() {
+    let td = |extra: serde_json::Value| -> TaskDefinition {
+        let mut v = serde_json::json!({
+            "family": "web",
+            "volumes": [{"name": "data", "host": {"sourcePath": "/srv"}}],
+            "containerDefinitions": [{"name": "app", "image": "img"}, {"name": "side", "image": "img"}]
+        });
+        for (k, x) in extra.as_object().unwrap() {
+            v["containerDefinitions"][0][k] = x.clone();
+        }
+        serde_json::from_value(v).unwrap()
+    };
+    td(serde_json::json!({
+        "mountPoints": [{"sourceVolume": "data", "containerPath": "/data"}],
+        "volumesFrom": [{"sourceContainer": "side"}]
+    }))
+    .validate()
+    .unwrap();
+    let e =
+        td(serde_json::json!({"mountPoints": [{"sourceVolume": "logs", "containerPath": "/l"}]}))
+            .validate()
+            .unwrap_err();
+    assert_eq!(
+        e.field,
+        "containerDefinitions[0].mountPoints[0].sourceVolume"
+    );
+    let e =
+        td(serde_json::json!({"mountPoints": [{"sourceVolume": "data", "containerPath": "rel"}]}))
+            .validate()
+            .unwrap_err();
+    assert_eq!(
+        e.field,
+        "containerDefinitions[0].mountPoints[0].containerPath"
+    );
+    let e = td(serde_json::json!({"volumesFrom": [{"sourceContainer": "app"}]}))
+        .validate()
+        .unwrap_err();
+    assert_eq!(
+        e.field,
+        "containerDefinitions[0].volumesFrom[0].sourceContainer"
+    );
+}
+
+#[test]
+fn network_mode_rules_for_host_settings_follow_ecs() {
+    let td = |mode: &str, member: &str, value: serde_json::Value| -> TaskDefinition {
+        let mut v = serde_json::json!({
+            "family": "web", "networkMode": mode,
+            "containerDefinitions": [{"name": "app", "image": "img"}]
+        });
+        v["containerDefinitions"][0][member] = value;
+        serde_json::from_value(v).unwrap()
+    };
+    let e = td("awsvpc", "hostname", "h".into()).validate().unwrap_err();
+    assert_eq!(e.field, "containerDefinitions[0].hostname");
+    assert!(e.message.contains("awsvpc network mode"), "{e}");
+    td("bridge", "hostname", "h".into()).validate().unwrap();
+    let e = td("awsvpc", "dnsServers", serde_json::json!(["10.0.0.2"]))
+        .validate()
+        .unwrap_err();
+    assert_eq!(e.field, "containerDefinitions[0].dnsServers");
+    td("host", "dnsServers", serde_json::json!(["10.0.0.2"]))
+        .validate()
+        .unwrap();
+    let e = td(
+        "bridge",
+        "ulimits",
+        serde_json::json!([{"name": "files", "softLimit": 1, "hardLimit": 1}]),
+    )
+    .validate()
+    .unwrap_err();
+    assert_eq!(e.field, "containerDefinitions[0].ulimits[0].name");
+    assert!(e.message.contains("nofile"), "{e}");
+    let mut fargate = td("awsvpc", "privileged", true.into());
+    fargate.requires_compatibilities = vec![Compatibility::Fargate];
+    assert_eq!(
+        fargate.validate().unwrap_err().field,
+        "containerDefinitions[0].privileged"
+    );
+}
+
+#[test]
+fn deployment_controller_ecs_is_applied_and_the_others_refused() {
+    let svc = |kind: &str| -> Service {
+        serde_json::from_value(serde_json::json!({
+            "serviceName": "web", "taskDefinition": "web",
+            "deploymentController": {"type": kind}
+        }))
+        .unwrap()
+    };
+    svc("ECS").validate().unwrap();
+    for kind in ["CODE_DEPLOY", "EXTERNAL"] {
+        let e = svc(kind).validate().unwrap_err();
+        assert_eq!(e.field, "deploymentController.type");
+        assert!(e.message.contains("ECS, CODE_DEPLOY and EXTERNAL"), "{e}");
+    }
+}
