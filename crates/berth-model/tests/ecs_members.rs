@@ -596,3 +596,87 @@ fn a_parse_error_names_its_field_path_once() {
     assert_eq!(text.matches("containerDefinitions[0]").count(), 1, "{text}");
     assert!(text.contains("unknown field `essentail`"), "{text}");
 }
+
+#[test]
+fn a_service_as_create_service_takes_it_comes_back_field_for_field() {
+    let given = json!({
+        "serviceName": "web", "cluster": "default", "taskDefinition": "web:3",
+        "desiredCount": 2, "launchType": "FARGATE", "platformVersion": "LATEST",
+        "schedulingStrategy": "REPLICA",
+        "deploymentConfiguration": {
+            "maximumPercent": 200, "minimumHealthyPercent": 50,
+            "deploymentCircuitBreaker": {"enable": true, "rollback": true},
+            "strategy": "ROLLING"
+        },
+        "deploymentController": {"type": "ECS"},
+        "loadBalancers": [{"targetGroupName": "web", "containerName": "app", "containerPort": 80}],
+        "healthCheckGracePeriodSeconds": 30,
+        "placementStrategy": [{"type": "spread", "field": "instanceId"}],
+        "placementConstraints": [{"type": "distinctInstance"}],
+        "networkConfiguration": {"awsvpcConfiguration": {
+            "subnets": ["subnet-1", "subnet-2"], "securityGroups": ["sg-1"], "assignPublicIp": "ENABLED"
+        }},
+        "tags": [{"key": "team", "value": "web"}],
+        "enableECSManagedTags": true,
+        "propagateTags": "SERVICE",
+        "enableExecuteCommand": true,
+        "availabilityZoneRebalancing": "ENABLED"
+    });
+    let s: Service = serde_json::from_value(given.clone()).unwrap();
+    s.validate().unwrap();
+    let back = serde_json::to_value(&s).unwrap();
+    assert!(contains(&back, &given), "{back}");
+    // berth adds the counts it keeps on a service, nothing else.
+    let mut extra: Vec<&str> = back
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| given.get(k.as_str()).is_none())
+        .map(String::as_str)
+        .collect();
+    extra.sort();
+    assert_eq!(extra, ["pendingCount", "runningCount"]);
+    let warned: Vec<String> = s.not_applied().into_iter().map(|w| w.field).collect();
+    assert_eq!(
+        warned,
+        [
+            "availabilityZoneRebalancing",
+            "platformVersion",
+            "networkConfiguration",
+            "enableECSManagedTags",
+            "propagateTags",
+            "enableExecuteCommand",
+        ]
+    );
+}
+
+/// The shape the ECS console's JSON view gives a definition: unset members as `null`.
+#[test]
+fn a_definition_with_nulls_for_unset_members_is_accepted() {
+    let td: TaskDefinition = serde_json::from_value(json!({
+        "family": "console-export", "ipcMode": null, "pidMode": null, "executionRoleArn": null,
+        "taskRoleArn": null, "proxyConfiguration": null, "inferenceAccelerators": null,
+        "volumes": [], "placementConstraints": [], "requiresCompatibilities": ["FARGATE"],
+        "networkMode": "awsvpc", "cpu": "256", "memory": "512", "tags": null,
+        "containerDefinitions": [{
+            "name": "web", "image": "httpd:2.4", "cpu": 0, "essential": true,
+            "dnsSearchDomains": null, "environmentFiles": null, "logConfiguration": null,
+            "entryPoint": ["sh", "-c"], "command": ["httpd-foreground"],
+            "portMappings": [{"hostPort": 80, "protocol": "tcp", "containerPort": 80}],
+            "linuxParameters": null, "environment": [], "ulimits": null, "dnsServers": null,
+            "mountPoints": [], "workingDirectory": null, "secrets": null,
+            "dockerSecurityOptions": null, "memory": null, "memoryReservation": null,
+            "volumesFrom": [], "stopTimeout": null, "startTimeout": null,
+            "firelensConfiguration": null, "dependsOn": null, "disableNetworking": null,
+            "interactive": null, "healthCheck": null, "hostname": null, "user": null,
+            "readonlyRootFilesystem": null, "dockerLabels": null, "systemControls": null,
+            "privileged": null, "pseudoTerminal": null, "links": null,
+            "resourceRequirements": null, "extraHosts": null, "repositoryCredentials": null
+        }]
+    }))
+    .unwrap();
+    td.validate().unwrap();
+    assert!(td.not_applied().is_empty(), "{:?}", td.not_applied());
+    let c = &td.container_definitions[0];
+    assert!(c.secrets.is_empty() && c.docker_labels.is_empty() && c.ulimits.is_empty());
+}

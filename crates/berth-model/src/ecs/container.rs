@@ -141,7 +141,11 @@ pub struct RepositoryCredentials {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerRestartPolicy {
     pub enabled: bool,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub ignored_exit_codes: Vec<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_attempt_period: Option<u32>,
@@ -179,9 +183,17 @@ pub struct VolumeFrom {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KernelCapabilities {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub add: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub drop: Vec<String>,
 }
 
@@ -202,7 +214,11 @@ pub struct Device {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_path: Option<String>,
     /// All three when empty.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub permissions: Vec<DeviceCgroupPermission>,
 }
 
@@ -212,7 +228,11 @@ pub struct Tmpfs {
     pub container_path: String,
     /// MiB.
     pub size: u32,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub mount_options: Vec<String>,
 }
 
@@ -221,14 +241,22 @@ pub struct Tmpfs {
 pub struct LinuxParameters {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<KernelCapabilities>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub devices: Vec<Device>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_process_enabled: Option<bool>,
     /// `/dev/shm` size in MiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared_memory_size: Option<u32>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub tmpfs: Vec<Tmpfs>,
     /// MiB of swap on top of `memory`; 0 turns swap off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -279,9 +307,17 @@ pub enum LogDriver {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LogConfiguration {
     pub log_driver: LogDriver,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub options: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub secret_options: Vec<Secret>,
 }
 
@@ -315,7 +351,11 @@ pub struct FirelensConfiguration {
     /// `fluentd` or `fluentbit`.
     #[serde(rename = "type")]
     pub kind: String,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub options: BTreeMap<String, String>,
 }
 
@@ -335,28 +375,48 @@ pub struct ContainerDefinition {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_reservation: Option<u32>,
     /// Always written, as ECS describes it (`[]` when empty).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub port_mappings: Vec<PortMapping>,
     #[serde(default = "d_true")]
     pub essential: bool,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub entry_point: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub command: Vec<String>,
     /// Always written, as ECS describes it (`[]` when empty).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub environment: Vec<KeyValuePair>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_directory: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub docker_labels: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub ulimits: Vec<Ulimit>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub depends_on: Vec<ContainerDependency>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_timeout: Option<u32>,
@@ -364,21 +424,33 @@ pub struct ContainerDefinition {
     pub stop_timeout: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository_credentials: Option<RepositoryCredentials>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub links: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_policy: Option<ContainerRestartPolicy>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub environment_files: Vec<EnvironmentFile>,
     /// Always written, as ECS describes it (`[]` when empty).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub mount_points: Vec<MountPoint>,
     /// Always written, as ECS describes it (`[]` when empty).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub volumes_from: Vec<VolumeFrom>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linux_parameters: Option<LinuxParameters>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub secrets: Vec<Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_consistency: Option<VersionConsistency>,
@@ -390,13 +462,29 @@ pub struct ContainerDefinition {
     pub privileged: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readonly_root_filesystem: Option<bool>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub dns_servers: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub dns_search_domains: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub extra_hosts: Vec<HostEntry>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub docker_security_options: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interactive: Option<bool>,
@@ -404,13 +492,25 @@ pub struct ContainerDefinition {
     pub pseudo_terminal: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_configuration: Option<LogConfiguration>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub system_controls: Vec<SystemControl>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub resource_requirements: Vec<ResourceRequirement>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firelens_configuration: Option<FirelensConfiguration>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub credential_specs: Vec<String>,
 }
 

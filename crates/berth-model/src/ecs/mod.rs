@@ -43,6 +43,16 @@ pub const DEFAULT_MINIMUM_HEALTHY_PERCENT: u32 = 100;
 /// Ports a task definition may not claim as host ports (ECS reserves them on instances).
 pub const RESERVED_PORTS: &[u32] = &[22, 2375, 2376, 51678, 51679, 51680];
 
+/// Reads `null` as the empty value, as ECS does for lists and maps: task definitions
+/// copied from the ECS console write `"mountPoints": null` and the like.
+fn null_as_empty<'de, D, T>(de: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + serde::Deserialize<'de>,
+{
+    Ok(<Option<T> as serde::Deserialize>::deserialize(de)?.unwrap_or_default())
+}
+
 fn d_true() -> bool {
     true
 }

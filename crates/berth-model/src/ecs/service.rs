@@ -42,7 +42,11 @@ pub struct DeploymentConfiguration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bake_time_in_minutes: Option<u32>,
     /// Kept as written only to refuse it by name.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub lifecycle_hooks: Vec<serde_json::Value>,
     /// Kept as written only to refuse it by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,9 +103,13 @@ pub enum PropagateTags {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AwsVpcConfiguration {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub subnets: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub security_groups: Vec<String>,
     /// `ENABLED` or `DISABLED`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -148,7 +156,11 @@ pub struct MetricConfiguration {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MonitoringConfiguration {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub metric_configurations: Vec<MetricConfiguration>,
 }
 
@@ -306,21 +318,41 @@ pub struct Service {
     pub scheduling_strategy: SchedulingStrategy,
     #[serde(default)]
     pub deployment_configuration: DeploymentConfiguration,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub load_balancers: Vec<ServiceLoadBalancer>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check_grace_period_seconds: Option<u32>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub placement_strategy: Vec<PlacementStrategy>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub placement_constraints: Vec<PlacementConstraint>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub availability_zone_rebalancing: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub service_registries: Vec<ServiceRegistry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub capacity_provider_strategy: Vec<CapacityProviderStrategyItem>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform_version: Option<String>,
@@ -330,7 +362,11 @@ pub struct Service {
     pub network_configuration: Option<NetworkConfiguration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment_controller: Option<DeploymentController>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub tags: Vec<Tag>,
     #[serde(
         rename = "enableECSManagedTags",
@@ -346,10 +382,18 @@ pub struct Service {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_connect_configuration: Option<serde_json::Value>,
     /// Kept as written only to refuse it by name.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub volume_configurations: Vec<serde_json::Value>,
     /// Kept as written only to refuse it by name.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub vpc_lattice_configurations: Vec<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitoring: Option<MonitoringConfiguration>,
@@ -364,9 +408,17 @@ pub struct Service {
     pub running_count: u32,
     #[serde(default)]
     pub pending_count: u32,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub deployments: Vec<Deployment>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub events: Vec<ServiceEvent>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,

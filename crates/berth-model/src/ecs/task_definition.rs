@@ -92,9 +92,17 @@ pub struct DockerVolumeConfiguration {
     pub autoprovision: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub driver_opts: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub labels: BTreeMap<String, String>,
 }
 
@@ -146,7 +154,11 @@ pub struct ProxyConfiguration {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     pub container_name: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub properties: Vec<KeyValuePair>,
 }
 
@@ -194,15 +206,23 @@ pub struct TaskDefinition {
     pub task_role_arn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution_role_arn: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub requires_compatibilities: Vec<Compatibility>,
     /// Always written, as ECS describes it (`[]` when empty).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub volumes: Vec<Volume>,
     /// Always written, as ECS describes it (`[]` when empty).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub placement_constraints: Vec<TaskDefinitionPlacementConstraint>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub tags: Vec<Tag>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_mode: Option<PidMode>,
@@ -210,7 +230,11 @@ pub struct TaskDefinition {
     pub ipc_mode: Option<IpcMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_configuration: Option<ProxyConfiguration>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub inference_accelerators: Vec<InferenceAccelerator>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ephemeral_storage: Option<EphemeralStorage>,
