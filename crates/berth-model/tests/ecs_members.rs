@@ -87,6 +87,9 @@ fn every_botocore_member_is_accepted_by_name() {
         "DeploymentConfiguration",
     ));
     problems.extend(check_shape::<ServiceLoadBalancer>("LoadBalancer"));
+    problems.extend(check_shape::<berth_model::ecs::DeploymentCircuitBreaker>(
+        "DeploymentCircuitBreaker",
+    ));
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
@@ -222,6 +225,11 @@ fn with_member(shape: &str, member: &str, value: Value) -> (bool, Value) {
         "RuntimePlatform" => td["runtimePlatform"] = json!({ member: value }),
         "CreateServiceRequest" => svc[member] = value,
         "DeploymentConfiguration" => svc["deploymentConfiguration"] = json!({ member: value }),
+        "DeploymentCircuitBreaker" => {
+            let mut cb = json!({"enable": true, "rollback": false});
+            cb[member] = value;
+            svc["deploymentConfiguration"] = json!({ "deploymentCircuitBreaker": cb });
+        }
         "LoadBalancer" => {
             svc["loadBalancers"] = json!([{
                 "targetGroupName": "tg", "containerName": "app", "containerPort": 80,
@@ -242,7 +250,10 @@ fn with_member(shape: &str, member: &str, value: Value) -> (bool, Value) {
         _ => {}
     }
     match shape {
-        "CreateServiceRequest" | "DeploymentConfiguration" | "LoadBalancer" => (false, svc),
+        "CreateServiceRequest"
+        | "DeploymentConfiguration"
+        | "DeploymentCircuitBreaker"
+        | "LoadBalancer" => (false, svc),
         _ => (true, td),
     }
 }
@@ -322,6 +333,8 @@ fn sample(shape: &str, member: &str) -> Value {
         (_, "lifecycleHooks") => json!([{"targetType": "PAUSE"}]),
         (_, "linearConfiguration") => json!({"stepPercent": 10.0}),
         (_, "canaryConfiguration") => json!({"canaryPercent": 5.0}),
+        (_, "resetOnHealthyTask") => json!(true),
+        (_, "thresholdConfiguration") => json!({"type": "COUNT", "value": 3}),
         (_, "loadBalancerName") => json!("classic"),
         (_, "advancedConfiguration") => json!({"alternateTargetGroupArn": "tg-green"}),
         _ => panic!("no sample for {shape}.{member}"),
@@ -447,6 +460,9 @@ fn enum_values_are_spelled_as_botocore_spells_them() {
     p.extend(same_spelling::<PropagateTags>("PropagateTags"));
     p.extend(same_spelling::<DependencyCondition>("ContainerCondition"));
     p.extend(same_spelling::<SchedulingStrategy>("SchedulingStrategy"));
+    p.extend(same_spelling::<berth_model::ecs::ThresholdType>(
+        "ThresholdType",
+    ));
     assert!(p.is_empty(), "{}", p.join("\n"));
     // String-valued enums are checked by validation.
     for lt in botocore()["enums"]["LaunchType"].as_array().unwrap() {

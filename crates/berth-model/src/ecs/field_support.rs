@@ -131,6 +131,8 @@ pub const UNSUPPORTED: &[UnsupportedField] = &[
     row("DeploymentConfiguration", "lifecycleHooks", "any", Refused, "ECS calls Lambda functions at deployment stages; berth calls none"),
     row("DeploymentConfiguration", "linearConfiguration", "any", Refused, "ECS allows linear deployments; berth deploys ROLLING only"),
     row("DeploymentConfiguration", "canaryConfiguration", "any", Refused, "ECS allows canary deployments; berth deploys ROLLING only"),
+    row("DeploymentCircuitBreaker", "resetOnHealthyTask", "true", NotApplied, "berth's breaker counts a deployment's failed tasks without resetting the count when a task becomes healthy"),
+    row("DeploymentCircuitBreaker", "thresholdConfiguration", "other than BOUNDED_PERCENT 50", NotApplied, "berth's breaker trips at ECS's default threshold, clamp(ceil(desired / 2), 10, 200) failed tasks"),
     row("LoadBalancer", "loadBalancerName", "any", Refused, "ECS allows a Classic Load Balancer's name; berth's services name a target group (targetGroupName or targetGroupArn)"),
     row("LoadBalancer", "advancedConfiguration", "any", Refused, "ECS allows blue/green alternate target groups and listener rules; berth deploys ROLLING only"),
 ];
@@ -360,5 +362,23 @@ pub fn service_not_applied(s: &Service) -> Vec<FieldNotApplied> {
         DC,
         "bakeTimeInMinutes",
     );
+    if let Some(cb) = &dc.deployment_circuit_breaker {
+        const CB: &str = "DeploymentCircuitBreaker";
+        let at = "deploymentConfiguration.deploymentCircuitBreaker";
+        note(
+            cb.reset_on_healthy_task == Some(true),
+            &format!("{at}.resetOnHealthyTask"),
+            CB,
+            "resetOnHealthyTask",
+        );
+        note(
+            cb.threshold_configuration
+                .as_ref()
+                .is_some_and(|t| *t != ThresholdConfiguration::DEFAULT),
+            &format!("{at}.thresholdConfiguration"),
+            CB,
+            "thresholdConfiguration",
+        );
+    }
     out
 }

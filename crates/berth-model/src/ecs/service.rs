@@ -19,11 +19,43 @@ pub enum SchedulingStrategy {
     Daemon,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeploymentCircuitBreaker {
     pub enable: bool,
     pub rollback: bool,
+    /// berth's breaker never resets its count (as ECS with `false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_on_healthy_task: Option<bool>,
+    /// berth's breaker uses ECS's default threshold, `BOUNDED_PERCENT` 50.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_configuration: Option<ThresholdConfiguration>,
+}
+
+/// `deploymentCircuitBreaker.thresholdConfiguration.type` (botocore's `ThresholdType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ThresholdType {
+    Count,
+    BoundedPercent,
+    UnboundedPercent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ThresholdConfiguration {
+    #[serde(rename = "type")]
+    pub kind: ThresholdType,
+    pub value: u32,
+}
+
+impl ThresholdConfiguration {
+    /// ECS's default, which is what berth's breaker computes: clamp(⌈desired × 50 %⌉,
+    /// 10, 200).
+    pub const DEFAULT: ThresholdConfiguration = ThresholdConfiguration {
+        kind: ThresholdType::BoundedPercent,
+        value: 50,
+    };
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
