@@ -80,8 +80,6 @@ pub const UNSUPPORTED: &[UnsupportedField] = &[
     row(TD, "executionRoleArn", "any", NotApplied, "berth starts containers and keeps their logs itself; it assumes no execution role"),
     row(TD, "volumes", "any", NotApplied, STORED_VOLUMES),
     row(TD, "placementConstraints", "any", Refused, "ECS allows memberOf cluster query expressions here; berth does not evaluate the cluster query language yet"),
-    row(TD, "pidMode", "task", NotApplied, "host is applied on Docker; one PID namespace shared by a task's containers is not built yet"),
-    row(TD, "ipcMode", "task", NotApplied, "host and none are applied on Docker; one IPC namespace shared by a task's containers is not built yet"),
     row(TD, "proxyConfiguration", "any", NotApplied, "berth sends no task traffic through an App Mesh proxy; the proxy container runs like any other"),
     row(TD, "inferenceAccelerators", "any", Refused, "ECS allowed Elastic Inference accelerators; berth has no accelerators to attach"),
     row(TD, "ephemeralStorage", "any", NotApplied, "berth does not size or limit a task's writable layer"),
@@ -210,18 +208,6 @@ pub fn task_definition_not_applied(td: &TaskDefinition) -> Vec<FieldNotApplied> 
         "executionRoleArn",
     );
     note(!td.volumes.is_empty(), "volumes".into(), TD, "volumes");
-    note(
-        td.pid_mode == Some(PidMode::Task),
-        "pidMode".into(),
-        TD,
-        "pidMode",
-    );
-    note(
-        td.ipc_mode == Some(IpcMode::Task),
-        "ipcMode".into(),
-        TD,
-        "ipcMode",
-    );
     note(
         td.proxy_configuration.is_some(),
         "proxyConfiguration".into(),

@@ -6,12 +6,10 @@
 //! `hostname`, `readonlyRootFilesystem`, `privileged`, `linuxParameters` (capabilities,
 //! init process, tmpfs, `/dev/shm` size, devices, swap), `extraHosts`, `dnsServers`,
 //! `dnsSearchDomains`, `systemControls`, `dockerSecurityOptions`, `interactive`,
-//! `pseudoTerminal`, `disableNetworking`, and the task's `pidMode`/`ipcMode` `host`
-//! (and `ipcMode` `none`).
+//! `pseudoTerminal`, `disableNetworking`, and the task's `pidMode` and `ipcMode`.
 //!
-//! Members berth stores without applying (volumes, mount points, log configuration, a
-//! task-shared `pidMode`/`ipcMode`, ...) are not read here; `berth_model::ecs::field_support`
-//! lists them.
+//! Members berth stores without applying (volumes, mount points, log configuration, ...)
+//! are not read here; `berth_model::ecs::field_support` lists them.
 //!
 //! It talks to no engine: what it needs from one (the awsvpc network, the container whose
 //! network namespace to join) comes in a [`NodeContext`]. It refuses, with a
@@ -67,8 +65,9 @@ pub(crate) struct NodeContext<'a> {
     pub(crate) instance: Option<&'a str>,
     /// awsvpc mode: the network (ID or name) the task's first container joins.
     pub(crate) awsvpc_network: &'a str,
-    /// awsvpc mode: the container whose network namespace the others share; `None` for
-    /// the first container started.
+    /// The task's first container created (in start order), `None` while creating that
+    /// one: in awsvpc mode the others join its network namespace, and with `pidMode` or
+    /// `ipcMode` `task` its PID or IPC namespace.
     pub(crate) netns_owner: Option<&'a str>,
 }
 
@@ -128,7 +127,8 @@ pub(crate) fn container_create_body(
     let mut host = HostConfig::default();
     limit_resources(&mut host, td, def)?;
     let (exposed, networking) = connect_network(&mut host, td, def, node)?;
-    apply_host_settings(&mut host, td, def);
+    apply_host_settings(&mut host, def);
+    share_task_namespaces(&mut host, td, node);
     Ok(ContainerCreateBody {
         image: Some(def.image.clone()),
         entrypoint: (!def.entry_point.is_empty()).then(|| def.entry_point.clone()),
@@ -158,7 +158,7 @@ pub(crate) fn container_create_body(
 }
 
 /// The container definition's host settings, as the ECS agent passes them to Docker.
-fn apply_host_settings(host: &mut HostConfig, td: &TaskDefinition, def: &ContainerDefinition) {
+fn apply_host_settings(host: &mut HostConfig, def: &ContainerDefinition) {
     let some_vec = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
     host.privileged = def.privileged;
     host.readonly_rootfs = def.readonly_root_filesystem;
@@ -180,17 +180,6 @@ fn apply_host_settings(host: &mut HostConfig, td: &TaskDefinition, def: &Contain
                 .map(|s| (s.namespace.clone(), s.value.clone()))
                 .collect(),
         );
-    }
-    match td.pid_mode {
-        Some(PidMode::Host) => host.pid_mode = Some("host".into()),
-        // A task-shared PID namespace is reported as not applied.
-        Some(PidMode::Task) | None => {}
-    }
-    match td.ipc_mode {
-        Some(IpcMode::Host) => host.ipc_mode = Some("host".into()),
-        Some(IpcMode::None) => host.ipc_mode = Some("none".into()),
-        // A task-shared IPC namespace is reported as not applied.
-        Some(IpcMode::Task) | None => {}
     }
     let Some(lp) = &def.linux_parameters else {
         return;
@@ -233,6 +222,25 @@ fn apply_host_settings(host: &mut HostConfig, td: &TaskDefinition, def: &Contain
         host.memory_swap = Some(memory + mib_to_bytes(swap));
     }
     host.memory_swappiness = lp.swappiness.map(i64::from);
+}
+
+/// `pidMode` and `ipcMode`: `host` shares the node's namespace; `task` makes the task's
+/// first container the owner of one namespace its other containers join (its IPC
+/// namespace must be created `shareable` for that); `ipcMode: none` gives no IPC.
+fn share_task_namespaces(host: &mut HostConfig, td: &TaskDefinition, node: &NodeContext<'_>) {
+    let join = |owner: &str| format!("container:{owner}");
+    host.pid_mode = match (td.pid_mode, node.netns_owner) {
+        (Some(PidMode::Host), _) => Some("host".into()),
+        (Some(PidMode::Task), Some(owner)) => Some(join(owner)),
+        (Some(PidMode::Task), None) | (None, _) => None,
+    };
+    host.ipc_mode = match (td.ipc_mode, node.netns_owner) {
+        (Some(IpcMode::Host), _) => Some("host".into()),
+        (Some(IpcMode::None), _) => Some("none".into()),
+        (Some(IpcMode::Task), Some(owner)) => Some(join(owner)),
+        (Some(IpcMode::Task), None) => Some("shareable".into()),
+        (None, _) => None,
+    };
 }
 
 /// Docker's `rwm` spelling of a device's permissions; all three when none are given.

@@ -309,10 +309,36 @@ fn linux_parameters_reach_the_engine() {
 }
 
 #[test]
-fn unset_members_leave_the_engine_defaults() {
+fn task_pid_and_ipc_modes_share_the_first_containers_namespaces() {
     let s = spec(
-        json!({"pidMode": "task", "ipcMode": "task", "containerDefinitions": [web(json!({}))]}),
+        json!({"pidMode": "task", "ipcMode": "task", "containerDefinitions": [
+            web(json!({})), web(json!({"name": "side"})),
+        ]}),
     );
+    let first = body(&s, &NODE);
+    assert_eq!(
+        host(&first).pid_mode,
+        None,
+        "the owner has its own namespace"
+    );
+    assert_eq!(host(&first).ipc_mode.as_deref(), Some("shareable"));
+    let joined = NodeContext {
+        netns_owner: Some("c0ffee"),
+        ..NODE
+    };
+    let side = container_create_body(&s, 1, &joined).unwrap();
+    assert_eq!(host(&side).pid_mode.as_deref(), Some("container:c0ffee"));
+    assert_eq!(host(&side).ipc_mode.as_deref(), Some("container:c0ffee"));
+    assert_eq!(
+        host(&side).network_mode.as_deref(),
+        Some("bridge"),
+        "bridge stays bridge"
+    );
+}
+
+#[test]
+fn unset_members_leave_the_engine_defaults() {
+    let s = spec(json!({"containerDefinitions": [web(json!({}))]}));
     let b = body(&s, &NODE);
     assert_eq!(
         (b.hostname.as_ref(), b.tty, b.open_stdin, b.network_disabled),
@@ -325,6 +351,5 @@ fn unset_members_leave_the_engine_defaults() {
     );
     assert!(h.cap_add.is_none() && h.dns.is_none() && h.extra_hosts.is_none());
     assert!(h.sysctls.is_none() && h.tmpfs.is_none() && h.devices.is_none());
-    // A task-shared namespace is reported as not applied, not half-applied.
     assert_eq!((h.pid_mode.as_ref(), h.ipc_mode.as_ref()), (None, None));
 }
