@@ -236,3 +236,23 @@ fn deployment_controller_ecs_is_applied_and_the_others_refused() {
         assert!(e.message.contains("ECS, CODE_DEPLOY and EXTERNAL"), "{e}");
     }
 }
+
+#[test]
+fn earlier_spellings_in_stored_documents_still_read_and_are_written_as_ecs_spells_them() {
+    let stored: TaskDefinition = serde_json::from_value(serde_json::json!({
+        "family": "web", "revision": 1,
+        "containerDefinitions": [{"name": "app", "image": "img", "portMappings": [
+            {"containerPort": 53, "protocol": "Udp"},
+            {"containerPort": 8080, "protocol": "Tcp", "appProtocol": "HTTP2"}
+        ]}]
+    }))
+    .unwrap();
+    let pm = &stored.container_definitions[0].port_mappings;
+    assert_eq!(pm[0].protocol, TransportProtocol::Udp);
+    assert_eq!(pm[1].app_protocol, Some(ApplicationProtocol::Http2));
+    let written = serde_json::to_value(&stored).unwrap();
+    let pm = &written["containerDefinitions"][0]["portMappings"];
+    assert_eq!(pm[0]["protocol"], "udp");
+    assert_eq!(pm[1]["protocol"], "tcp");
+    assert_eq!(pm[1]["appProtocol"], "http2");
+}
