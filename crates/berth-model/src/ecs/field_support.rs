@@ -5,17 +5,16 @@
 //! model is either applied or listed here).
 //!
 //! A member marked [`Support::NotApplied`] is accepted, stored and described as given,
-//! and reported by [`task_definition_not_applied`] / [`service_not_applied`] (which
-//! `berth apply` prints as warnings). One marked [`Support::Refused`] fails validation
+//! and reported by the resource's `not_applied` (which `berth apply` prints as
+//! warnings). One marked [`Support::Refused`] fails validation
 //! with its reason, which says what ECS allows and what berth does not do.
-//! This module decides nothing about Docker: which members the runtime applies, and how,
+//! This module knows no resource type (they import it); it decides nothing about Docker: which members the runtime applies, and how,
 //! is berth-runtime's.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::*;
 use crate::error::ValidationError;
 
 /// How berth handles a member it does not simply apply.
@@ -163,7 +162,8 @@ pub struct FieldNotApplied {
 }
 
 impl FieldNotApplied {
-    fn new(field: impl Into<String>, shape: &str, member: &str) -> Self {
+    /// `shape`.`member` at `field`, with its row's reason.
+    pub(crate) fn of(field: impl Into<String>, shape: &str, member: &str) -> Self {
         Self {
             field: field.into(),
             reason: reason(shape, member).to_string(),
@@ -187,184 +187,15 @@ impl fmt::Display for FieldNotApplied {
     }
 }
 
-/// The members of `td` that berth stores but does not apply.
-pub fn task_definition_not_applied(td: &TaskDefinition) -> Vec<FieldNotApplied> {
-    let mut out = Vec::new();
-    let mut note = |set: bool, field: String, shape: &str, member: &str| {
-        if set {
-            out.push(FieldNotApplied::new(field, shape, member));
-        }
-    };
-    note(
-        td.task_role_arn.is_some(),
-        "taskRoleArn".into(),
-        TD,
-        "taskRoleArn",
-    );
-    note(
-        td.execution_role_arn.is_some(),
-        "executionRoleArn".into(),
-        TD,
-        "executionRoleArn",
-    );
-    note(!td.volumes.is_empty(), "volumes".into(), TD, "volumes");
-    note(
-        td.proxy_configuration.is_some(),
-        "proxyConfiguration".into(),
-        TD,
-        "proxyConfiguration",
-    );
-    note(
-        td.ephemeral_storage.is_some(),
-        "ephemeralStorage".into(),
-        TD,
-        "ephemeralStorage",
-    );
-    note(
-        td.runtime_platform.is_some(),
-        "runtimePlatform".into(),
-        TD,
-        "runtimePlatform",
-    );
-    note(
-        td.enable_fault_injection == Some(true),
-        "enableFaultInjection".into(),
-        TD,
-        "enableFaultInjection",
-    );
-    for (i, c) in td.container_definitions.iter().enumerate() {
-        let at = |m: &str| format!("containerDefinitions[{i}].{m}");
-        note(
-            c.repository_credentials.is_some(),
-            at("repositoryCredentials"),
-            CD,
-            "repositoryCredentials",
-        );
-        note(!c.links.is_empty(), at("links"), CD, "links");
-        note(
-            c.restart_policy.as_ref().is_some_and(|r| r.enabled),
-            at("restartPolicy"),
-            CD,
-            "restartPolicy",
-        );
-        note(
-            !c.mount_points.is_empty(),
-            at("mountPoints"),
-            CD,
-            "mountPoints",
-        );
-        note(
-            !c.volumes_from.is_empty(),
-            at("volumesFrom"),
-            CD,
-            "volumesFrom",
-        );
-        note(
-            c.version_consistency == Some(VersionConsistency::Enabled),
-            at("versionConsistency"),
-            CD,
-            "versionConsistency",
-        );
-        note(
-            c.log_configuration.is_some(),
-            at("logConfiguration"),
-            CD,
-            "logConfiguration",
-        );
-    }
-    out
-}
+/// Collects the members a resource sets that berth does not apply.
+#[derive(Debug, Default)]
+pub(crate) struct NotAppliedList(pub(crate) Vec<FieldNotApplied>);
 
-/// The members of `s` that berth stores but does not apply.
-pub fn service_not_applied(s: &Service) -> Vec<FieldNotApplied> {
-    let mut out = Vec::new();
-    let mut note = |set: bool, field: &str, shape: &str, member: &str| {
+impl NotAppliedList {
+    /// Notes `shape`.`member` at `field` when `set`.
+    pub(crate) fn note(&mut self, set: bool, field: impl Into<String>, shape: &str, member: &str) {
         if set {
-            out.push(FieldNotApplied::new(field, shape, member));
+            self.0.push(FieldNotApplied::of(field, shape, member));
         }
-    };
-    note(
-        s.availability_zone_rebalancing.as_deref() == Some("ENABLED"),
-        "availabilityZoneRebalancing",
-        SVC,
-        "availabilityZoneRebalancing",
-    );
-    note(
-        !s.service_registries.is_empty(),
-        "serviceRegistries",
-        SVC,
-        "serviceRegistries",
-    );
-    note(s.client_token.is_some(), "clientToken", SVC, "clientToken");
-    note(
-        !s.capacity_provider_strategy.is_empty(),
-        "capacityProviderStrategy",
-        SVC,
-        "capacityProviderStrategy",
-    );
-    note(
-        s.platform_version.is_some(),
-        "platformVersion",
-        SVC,
-        "platformVersion",
-    );
-    note(s.role.is_some(), "role", SVC, "role");
-    note(
-        s.network_configuration.is_some(),
-        "networkConfiguration",
-        SVC,
-        "networkConfiguration",
-    );
-    note(
-        s.enable_ecs_managed_tags,
-        "enableECSManagedTags",
-        SVC,
-        "enableECSManagedTags",
-    );
-    note(
-        s.propagate_tags.is_some_and(|p| p != PropagateTags::None),
-        "propagateTags",
-        SVC,
-        "propagateTags",
-    );
-    note(
-        s.enable_execute_command,
-        "enableExecuteCommand",
-        SVC,
-        "enableExecuteCommand",
-    );
-    note(s.monitoring.is_some(), "monitoring", SVC, "monitoring");
-    let dc = &s.deployment_configuration;
-    const DC: &str = "DeploymentConfiguration";
-    note(
-        dc.alarms.as_ref().is_some_and(|a| a.enable),
-        "deploymentConfiguration.alarms",
-        DC,
-        "alarms",
-    );
-    note(
-        dc.bake_time_in_minutes.is_some(),
-        "deploymentConfiguration.bakeTimeInMinutes",
-        DC,
-        "bakeTimeInMinutes",
-    );
-    if let Some(cb) = &dc.deployment_circuit_breaker {
-        const CB: &str = "DeploymentCircuitBreaker";
-        let at = "deploymentConfiguration.deploymentCircuitBreaker";
-        note(
-            cb.reset_on_healthy_task == Some(true),
-            &format!("{at}.resetOnHealthyTask"),
-            CB,
-            "resetOnHealthyTask",
-        );
-        note(
-            cb.threshold_configuration
-                .as_ref()
-                .is_some_and(|t| *t != ThresholdConfiguration::DEFAULT),
-            &format!("{at}.thresholdConfiguration"),
-            CB,
-            "thresholdConfiguration",
-        );
     }
-    out
 }

@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{check_name, check_range, Result, ValidationError};
 use crate::time::Timestamp;
 
-use super::field_support::refuse;
-use super::*;
+use super::defaults::{null_as_empty, DEFAULT_MAXIMUM_PERCENT, DEFAULT_MINIMUM_HEALTHY_PERCENT};
+use super::field_support::{refuse, FieldNotApplied, NotAppliedList};
+use super::tags::{check_tags, Tag};
 
 // ---- Service ----
 
@@ -677,7 +678,98 @@ impl Service {
     /// The members this service sets that berth stores and returns but does not apply,
     /// each with its path and reason. `berth apply` reports them as warnings.
     pub fn not_applied(&self) -> Vec<FieldNotApplied> {
-        super::field_support::service_not_applied(self)
+        const SVC: &str = "CreateServiceRequest";
+        let mut n = NotAppliedList::default();
+        n.note(
+            self.availability_zone_rebalancing.as_deref() == Some("ENABLED"),
+            "availabilityZoneRebalancing",
+            SVC,
+            "availabilityZoneRebalancing",
+        );
+        n.note(
+            !self.service_registries.is_empty(),
+            "serviceRegistries",
+            SVC,
+            "serviceRegistries",
+        );
+        n.note(
+            self.client_token.is_some(),
+            "clientToken",
+            SVC,
+            "clientToken",
+        );
+        n.note(
+            !self.capacity_provider_strategy.is_empty(),
+            "capacityProviderStrategy",
+            SVC,
+            "capacityProviderStrategy",
+        );
+        n.note(
+            self.platform_version.is_some(),
+            "platformVersion",
+            SVC,
+            "platformVersion",
+        );
+        n.note(self.role.is_some(), "role", SVC, "role");
+        n.note(
+            self.network_configuration.is_some(),
+            "networkConfiguration",
+            SVC,
+            "networkConfiguration",
+        );
+        n.note(
+            self.enable_ecs_managed_tags,
+            "enableECSManagedTags",
+            SVC,
+            "enableECSManagedTags",
+        );
+        n.note(
+            self.propagate_tags
+                .is_some_and(|p| p != PropagateTags::None),
+            "propagateTags",
+            SVC,
+            "propagateTags",
+        );
+        n.note(
+            self.enable_execute_command,
+            "enableExecuteCommand",
+            SVC,
+            "enableExecuteCommand",
+        );
+        n.note(self.monitoring.is_some(), "monitoring", SVC, "monitoring");
+        const DC: &str = "DeploymentConfiguration";
+        let dc = &self.deployment_configuration;
+        n.note(
+            dc.alarms.as_ref().is_some_and(|a| a.enable),
+            "deploymentConfiguration.alarms",
+            DC,
+            "alarms",
+        );
+        n.note(
+            dc.bake_time_in_minutes.is_some(),
+            "deploymentConfiguration.bakeTimeInMinutes",
+            DC,
+            "bakeTimeInMinutes",
+        );
+        if let Some(cb) = &dc.deployment_circuit_breaker {
+            const CB: &str = "DeploymentCircuitBreaker";
+            let at = "deploymentConfiguration.deploymentCircuitBreaker";
+            n.note(
+                cb.reset_on_healthy_task == Some(true),
+                format!("{at}.resetOnHealthyTask"),
+                CB,
+                "resetOnHealthyTask",
+            );
+            n.note(
+                cb.threshold_configuration
+                    .as_ref()
+                    .is_some_and(|t| *t != ThresholdConfiguration::DEFAULT),
+                format!("{at}.thresholdConfiguration"),
+                CB,
+                "thresholdConfiguration",
+            );
+        }
+        n.0
     }
 
     /// The user-written part, for comparing a stack file's service with the stored one.

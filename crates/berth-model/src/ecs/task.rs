@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::time::Timestamp;
 
-use super::*;
+use super::container::TransportProtocol;
 
 // ---- Task ----
 

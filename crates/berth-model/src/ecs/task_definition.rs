@@ -8,37 +8,13 @@ use serde::{Deserialize, Serialize};
 use crate::error::{check_name, check_range, Result, ValidationError};
 use crate::time::Timestamp;
 
-use super::field_support::refuse;
-use super::*;
-
-/// `networkMode`: `bridge`, `host`, `awsvpc` or `none`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NetworkMode {
-    #[default]
-    Bridge,
-    Host,
-    Awsvpc,
-    None,
-}
-
-impl NetworkMode {
-    pub const ALL: [NetworkMode; 4] = [
-        NetworkMode::Bridge,
-        NetworkMode::Host,
-        NetworkMode::Awsvpc,
-        NetworkMode::None,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NetworkMode::Bridge => "bridge",
-            NetworkMode::Host => "host",
-            NetworkMode::Awsvpc => "awsvpc",
-            NetworkMode::None => "none",
-        }
-    }
-}
+use super::container::{
+    validate_container, ContainerDefinition, DependencyCondition, KeyValuePair,
+};
+use super::defaults::null_as_empty;
+use super::field_support::{refuse, FieldNotApplied, NotAppliedList};
+use super::network_mode::NetworkMode;
+use super::tags::{check_tags, Tag};
 
 /// `requiresCompatibilities` (botocore's `Compatibility`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,16 +111,6 @@ pub struct TaskDefinitionPlacementConstraint {
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expression: Option<String>,
-}
-
-/// A resource tag, as ECS writes them (`key`, `value`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Tag {
-    #[serde(default)]
-    pub key: String,
-    #[serde(default)]
-    pub value: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -331,9 +297,12 @@ impl TaskDefinition {
         self.validate_task_members()?;
         let mut names = std::collections::BTreeSet::new();
         let mut host_ports = std::collections::BTreeSet::new();
+        let fargate = self
+            .requires_compatibilities
+            .contains(&Compatibility::Fargate);
         for (i, c) in self.container_definitions.iter().enumerate() {
             let at = format!("containerDefinitions[{i}]");
-            self.validate_container(c, &mut host_ports)
+            validate_container(c, self.network_mode, fargate, &mut host_ports)
                 .map_err(|e| e.within(&at))?;
             if !names.insert(c.name.as_str()) {
                 return Err(ValidationError::new(
@@ -525,7 +494,50 @@ impl TaskDefinition {
     /// The members this definition sets that berth stores and returns but does not
     /// apply, each with its path and reason. `berth apply` reports them as warnings.
     pub fn not_applied(&self) -> Vec<FieldNotApplied> {
-        super::field_support::task_definition_not_applied(self)
+        const TD: &str = "RegisterTaskDefinitionRequest";
+        let mut n = NotAppliedList::default();
+        n.note(
+            self.task_role_arn.is_some(),
+            "taskRoleArn",
+            TD,
+            "taskRoleArn",
+        );
+        n.note(
+            self.execution_role_arn.is_some(),
+            "executionRoleArn",
+            TD,
+            "executionRoleArn",
+        );
+        n.note(!self.volumes.is_empty(), "volumes", TD, "volumes");
+        n.note(
+            self.proxy_configuration.is_some(),
+            "proxyConfiguration",
+            TD,
+            "proxyConfiguration",
+        );
+        n.note(
+            self.ephemeral_storage.is_some(),
+            "ephemeralStorage",
+            TD,
+            "ephemeralStorage",
+        );
+        n.note(
+            self.runtime_platform.is_some(),
+            "runtimePlatform",
+            TD,
+            "runtimePlatform",
+        );
+        n.note(
+            self.enable_fault_injection == Some(true),
+            "enableFaultInjection",
+            TD,
+            "enableFaultInjection",
+        );
+        for (i, c) in self.container_definitions.iter().enumerate() {
+            let at = format!("containerDefinitions[{i}]");
+            n.0.extend(c.not_applied().into_iter().map(|w| w.within(&at)));
+        }
+        n.0
     }
 
     /// The user-written part, for comparing a stack file's definition with a registered
@@ -543,36 +555,4 @@ impl TaskDefinition {
     pub fn container(&self, name: &str) -> Option<&ContainerDefinition> {
         self.container_definitions.iter().find(|c| c.name == name)
     }
-}
-
-/// Checks tags as ECS does: at most 50, keys 1-128 characters, values at most 256, and
-/// no key starting with `aws:` (reserved for AWS's own use).
-pub fn check_tags(field: &str, tags: &[Tag]) -> Result<()> {
-    if tags.len() > 50 {
-        return Err(ValidationError::new(
-            field,
-            format!("may list at most 50 tags, got {}", tags.len()),
-        ));
-    }
-    for (i, t) in tags.iter().enumerate() {
-        if t.key.is_empty() || t.key.chars().count() > 128 {
-            return Err(ValidationError::new(
-                format!("{field}[{i}].key"),
-                format!("must be 1 to 128 characters long, got {:?}", t.key),
-            ));
-        }
-        if t.key.to_ascii_lowercase().starts_with("aws:") {
-            return Err(ValidationError::new(
-                format!("{field}[{i}].key"),
-                format!("keys starting with aws: are reserved, got {:?}", t.key),
-            ));
-        }
-        if t.value.chars().count() > 256 {
-            return Err(ValidationError::new(
-                format!("{field}[{i}].value"),
-                "must be at most 256 characters long",
-            ));
-        }
-    }
-    Ok(())
 }
