@@ -28,6 +28,20 @@ mod change;
 use change::change;
 pub use change::Change;
 
+/// Puts on each task definition's and service's change the members it sets that berth
+/// does not apply (one change per resource, in stack order).
+fn note_not_applied(stack: &Stack, changes: &mut [Change]) {
+    let of_kind = |kind: &'static str| move |c: &&mut Change| c.kind == kind;
+    let tds = changes.iter_mut().filter(of_kind("task-definition"));
+    for (c, t) in tds.zip(&stack.task_definitions) {
+        c.warnings = t.not_applied().iter().map(|w| w.to_string()).collect();
+    }
+    let services = changes.iter_mut().filter(of_kind("service"));
+    for (c, s) in services.zip(&stack.services) {
+        c.warnings = s.not_applied().iter().map(|w| w.to_string()).collect();
+    }
+}
+
 fn invalid(field: String, message: String) -> ControlError {
     ControlError::invalid(field, message)
 }
@@ -356,6 +370,7 @@ async fn apply_once(
     )
     .await?;
 
+    note_not_applied(stack, &mut changes);
     if !dry_run && !ops.is_empty() {
         db.batch(ops).await?;
     }
@@ -665,5 +680,51 @@ services:
         .unwrap();
         assert_eq!(out.len(), 4);
         assert_eq!(db.store.revision().await.unwrap(), rev);
+    }
+
+    #[tokio::test]
+    async fn members_not_applied_come_back_as_warnings_and_are_stored_as_given() {
+        let db = db().await;
+        let stack = STACK
+            .replace(
+                "        portMappings: [{containerPort: 8080}]",
+                "        portMappings: [{containerPort: 8080}]\n        logConfiguration: {logDriver: awslogs, options: {awslogs-group: web}}",
+            )
+            .replace("    desiredCount: 2", "    desiredCount: 2\n    enableExecuteCommand: true");
+        let out = apply(
+            &db,
+            &FakeDataPlane::default(),
+            &Stack::from_yaml(&stack).unwrap(),
+            false,
+        )
+        .await
+        .unwrap();
+        let warnings = |kind: &str| {
+            out.iter()
+                .find(|c| c.kind == kind)
+                .map(|c| c.warnings.clone())
+                .unwrap()
+        };
+        let td = warnings("task-definition");
+        assert_eq!(td.len(), 1, "{td:?}");
+        assert!(
+            td[0].starts_with("containerDefinitions[0].logConfiguration: "),
+            "{td:?}"
+        );
+        let svc = warnings("service");
+        assert_eq!(svc.len(), 1, "{svc:?}");
+        assert!(svc[0].starts_with("enableExecuteCommand: "), "{svc:?}");
+        assert!(warnings("target-group").is_empty());
+        let stored: TaskDefinition = db
+            .get(&db::taskdef_key("web", 1))
+            .await
+            .unwrap()
+            .unwrap()
+            .value;
+        let log = stored.container_definitions[0]
+            .log_configuration
+            .as_ref()
+            .unwrap();
+        assert_eq!(log.options["awslogs-group"], "web");
     }
 }

@@ -18,6 +18,19 @@ impl ValidationError {
         }
     }
 
+    /// The error of a parser at `path` whose `message` may begin with its own idea of
+    /// the path: serde_yaml_ng writes the parent's path (`services[0]: unknown field
+    /// ...`), which would repeat what `path` already names. That prefix is dropped, so
+    /// the path appears once.
+    pub fn parse(path: impl Into<String>, message: &str) -> Self {
+        let field = path.into();
+        let message = match message.split_once(": ") {
+            Some((prefix, rest)) if names_part_of(&field, prefix) => rest,
+            _ => message,
+        };
+        Self::new(field, message)
+    }
+
     /// Prefixes the field path with `parent` (`parent.field`).
     pub fn within(mut self, parent: &str) -> Self {
         if parent.is_empty() {
@@ -32,6 +45,19 @@ impl ValidationError {
         };
         self
     }
+}
+
+/// Whether `prefix` (a parser's path such as `services[0]` or `.`) is `field` or one of
+/// its parents.
+fn names_part_of(field: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_start_matches('.');
+    if prefix.is_empty() || prefix.contains(' ') {
+        return prefix.is_empty() && !field.is_empty();
+    }
+    field == prefix
+        || field
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
 }
 
 impl fmt::Display for ValidationError {
@@ -83,4 +109,27 @@ pub fn check_name(field: &str, name: &str, max: usize) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parser_path_in_the_message_is_not_repeated() {
+        let e = ValidationError::parse(
+            "services[0].desiredCnt",
+            "services[0]: unknown field `desiredCnt`, expected one of ... at line 3 column 5",
+        );
+        assert_eq!(e.field, "services[0].desiredCnt");
+        assert_eq!(
+            e.to_string(),
+            "services[0].desiredCnt: unknown field `desiredCnt`, expected one of ... at line 3 column 5"
+        );
+        // A message that does not start with a parent path is kept whole.
+        let e = ValidationError::parse("a.b", "invalid type: string \"x\", expected u32");
+        assert_eq!(e.message, "invalid type: string \"x\", expected u32");
+        let e = ValidationError::parse("clusters", "clustersX: no");
+        assert_eq!(e.message, "clustersX: no");
+    }
 }

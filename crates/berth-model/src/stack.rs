@@ -54,7 +54,7 @@ impl Stack {
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let path = if path == "." { String::new() } else { path };
-            ValidationError::new(path, e.into_inner().to_string())
+            ValidationError::parse(path, &e.into_inner().to_string())
         })
     }
 

@@ -77,7 +77,7 @@ mod tests {
                 "portMappings": [
                     {"containerPort": 8080, "name": "http"},
                     {"containerPort": 9090},
-                    {"containerPort": 9100, "name": "admin-api", "protocol": "Udp"},
+                    {"containerPort": 9100, "name": "admin-api", "protocol": "udp"},
                 ],
             }])),
         )

@@ -467,5 +467,50 @@ pub async fn apply(client: &Client, path: &Path, dry_run: bool, json: bool) -> R
         .map(|c| vec![s(&c["kind"]), s(&c["name"]), s(&c["action"])])
         .collect();
     print_table(&["KIND", "NAME", "ACTION"], &rows);
+    for line in apply_warnings(&changes) {
+        eprintln!("{line}");
+    }
     Ok(())
+}
+
+/// One line per member apply accepted but berth does not apply:
+/// `warning: <kind> <name>: <field>: accepted but not applied: <reason>`.
+pub fn apply_warnings(changes: &Value) -> Vec<String> {
+    changes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| {
+            let what = format!("{} {}", s(&c["kind"]), s(&c["name"]));
+            c["warnings"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |w| format!("warning: {what}: {}", s(w)))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apply_warnings_name_the_resource_and_the_field() {
+        let changes = serde_json::json!([
+            {"kind": "task-definition", "name": "web:1", "action": "registered",
+             "warnings": ["containerDefinitions[0].logConfiguration: accepted but not applied: later"]},
+            {"kind": "target-group", "name": "web", "action": "created"},
+            {"kind": "service", "name": "web", "action": "created",
+             "warnings": ["enableExecuteCommand: accepted but not applied: later"]},
+        ]);
+        assert_eq!(
+            apply_warnings(&changes),
+            [
+                "warning: task-definition web:1: containerDefinitions[0].logConfiguration: accepted but not applied: later",
+                "warning: service web: enableExecuteCommand: accepted but not applied: later",
+            ]
+        );
+        assert!(apply_warnings(&serde_json::json!([])).is_empty());
+    }
 }

@@ -12,6 +12,10 @@ pub struct Change {
     pub name: String,
     /// created, updated, registered or unchanged.
     pub action: String,
+    /// Members the resource sets that berth stores but does not apply, each as
+    /// `field: reason` (`berth_model::ecs::field_support`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 pub(super) fn change(kind: &str, name: impl Into<String>, action: &str) -> Change {
@@ -19,5 +23,6 @@ pub(super) fn change(kind: &str, name: impl Into<String>, action: &str) -> Chang
         kind: kind.into(),
         name: name.into(),
         action: action.into(),
+        warnings: Vec::new(),
     }
 }

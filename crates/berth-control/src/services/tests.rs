@@ -51,6 +51,7 @@ async fn setup(rollback: bool) -> (Db, Service) {
     svc.deployment_configuration.deployment_circuit_breaker = Some(DeploymentCircuitBreaker {
         enable: true,
         rollback,
+        ..Default::default()
     });
     svc.deployments = vec![
         Deployment {

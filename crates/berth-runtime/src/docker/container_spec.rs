@@ -1,7 +1,15 @@
 //! The Docker create-container request of one container of a task, as a pure function of
 //! the task spec: image, entry point and command, environment ([`crate::task_env`]),
 //! labels (berth's own and the task's `dockerLabels`), port bindings and network mode,
-//! health check, CPU and memory limits, ulimits, stop timeout.
+//! health check, CPU and memory limits, ulimits, stop timeout; and the container
+//! definition's host settings ECS passes to Docker: `user`, `workingDirectory`,
+//! `hostname`, `readonlyRootFilesystem`, `privileged`, `linuxParameters` (capabilities,
+//! init process, tmpfs, `/dev/shm` size, devices, swap), `extraHosts`, `dnsServers`,
+//! `dnsSearchDomains`, `systemControls`, `dockerSecurityOptions`, `interactive`,
+//! `pseudoTerminal`, `disableNetworking`, and the task's `pidMode` and `ipcMode`.
+//!
+//! Members berth stores without applying (volumes, mount points, log configuration, ...)
+//! are not read here; `berth_model::ecs::field_support` lists them.
 //!
 //! It talks to no engine: what it needs from one (the awsvpc network, the container whose
 //! network namespace to join) comes in a [`NodeContext`]. It refuses, with a
@@ -9,11 +17,13 @@
 
 use std::collections::HashMap;
 
-use berth_model::ecs::{ContainerDefinition, NetworkMode, TaskDefinition};
+use berth_model::ecs::{
+    ContainerDefinition, DeviceCgroupPermission, IpcMode, NetworkMode, PidMode, TaskDefinition,
+};
 use berth_model::ValidationError;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, NetworkingConfig, PortBinding,
-    ResourcesUlimits,
+    ContainerCreateBody, DeviceMapping, EndpointSettings, HealthConfig, HostConfig,
+    NetworkingConfig, PortBinding, ResourcesUlimits,
 };
 use serde::{Deserialize, Serialize};
 
@@ -55,8 +65,9 @@ pub(crate) struct NodeContext<'a> {
     pub(crate) instance: Option<&'a str>,
     /// awsvpc mode: the network (ID or name) the task's first container joins.
     pub(crate) awsvpc_network: &'a str,
-    /// awsvpc mode: the container whose network namespace the others share; `None` for
-    /// the first container started.
+    /// The task's first container created (in start order), `None` while creating that
+    /// one: in awsvpc mode the others join its network namespace, and with `pidMode` or
+    /// `ipcMode` `task` its PID or IPC namespace.
     pub(crate) netns_owner: Option<&'a str>,
 }
 
@@ -116,6 +127,8 @@ pub(crate) fn container_create_body(
     let mut host = HostConfig::default();
     limit_resources(&mut host, td, def)?;
     let (exposed, networking) = connect_network(&mut host, td, def, node)?;
+    apply_host_settings(&mut host, def);
+    share_task_namespaces(&mut host, td, node);
     Ok(ContainerCreateBody {
         image: Some(def.image.clone()),
         entrypoint: (!def.entry_point.is_empty()).then(|| def.entry_point.clone()),
@@ -134,10 +147,120 @@ pub(crate) fn container_create_body(
             start_interval: None,
         }),
         stop_timeout: Some(i64::from(def.stop_timeout_seconds())),
+        hostname: def.hostname.clone(),
+        open_stdin: def.interactive,
+        tty: def.pseudo_terminal,
+        network_disabled: def.disable_networking,
         host_config: Some(host),
         networking_config: networking,
         ..Default::default()
     })
+}
+
+/// The container definition's host settings, as the ECS agent passes them to Docker.
+fn apply_host_settings(host: &mut HostConfig, def: &ContainerDefinition) {
+    let some_vec = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    host.privileged = def.privileged;
+    host.readonly_rootfs = def.readonly_root_filesystem;
+    host.dns = some_vec(&def.dns_servers);
+    host.dns_search = some_vec(&def.dns_search_domains);
+    host.security_opt = some_vec(&def.docker_security_options);
+    if !def.extra_hosts.is_empty() {
+        host.extra_hosts = Some(
+            def.extra_hosts
+                .iter()
+                .map(|h| format!("{}:{}", h.hostname, h.ip_address))
+                .collect(),
+        );
+    }
+    if !def.system_controls.is_empty() {
+        host.sysctls = Some(
+            def.system_controls
+                .iter()
+                .map(|s| (s.namespace.clone(), s.value.clone()))
+                .collect(),
+        );
+    }
+    let Some(lp) = &def.linux_parameters else {
+        return;
+    };
+    if let Some(caps) = &lp.capabilities {
+        host.cap_add = some_vec(&caps.add);
+        host.cap_drop = some_vec(&caps.drop);
+    }
+    host.init = lp.init_process_enabled;
+    host.shm_size = lp.shared_memory_size.map(mib_to_bytes);
+    if !lp.tmpfs.is_empty() {
+        host.tmpfs = Some(
+            lp.tmpfs
+                .iter()
+                .map(|t| {
+                    let mut options = vec![format!("size={}m", t.size)];
+                    options.extend(t.mount_options.iter().cloned());
+                    (t.container_path.clone(), options.join(","))
+                })
+                .collect(),
+        );
+    }
+    if !lp.devices.is_empty() {
+        host.devices = Some(
+            lp.devices
+                .iter()
+                .map(|d| DeviceMapping {
+                    path_on_host: Some(d.host_path.clone()),
+                    path_in_container: Some(
+                        d.container_path
+                            .clone()
+                            .unwrap_or_else(|| d.host_path.clone()),
+                    ),
+                    cgroup_permissions: Some(cgroup_permissions(&d.permissions)),
+                })
+                .collect(),
+        );
+    }
+    if let (Some(swap), Some(memory)) = (lp.max_swap, host.memory) {
+        host.memory_swap = Some(memory + mib_to_bytes(swap));
+    }
+    host.memory_swappiness = lp.swappiness.map(i64::from);
+}
+
+/// `pidMode` and `ipcMode`: `host` shares the node's namespace; `task` makes the task's
+/// first container the owner of one namespace its other containers join (its IPC
+/// namespace must be created `shareable` for that); `ipcMode: none` gives no IPC.
+fn share_task_namespaces(host: &mut HostConfig, td: &TaskDefinition, node: &NodeContext<'_>) {
+    let join = |owner: &str| format!("container:{owner}");
+    host.pid_mode = match (td.pid_mode, node.netns_owner) {
+        (Some(PidMode::Host), _) => Some("host".into()),
+        (Some(PidMode::Task), Some(owner)) => Some(join(owner)),
+        (Some(PidMode::Task), None) | (None, _) => None,
+    };
+    host.ipc_mode = match (td.ipc_mode, node.netns_owner) {
+        (Some(IpcMode::Host), _) => Some("host".into()),
+        (Some(IpcMode::None), _) => Some("none".into()),
+        (Some(IpcMode::Task), Some(owner)) => Some(join(owner)),
+        (Some(IpcMode::Task), None) => Some("shareable".into()),
+        (None, _) => None,
+    };
+}
+
+/// Docker's `rwm` spelling of a device's permissions; all three when none are given.
+fn cgroup_permissions(permissions: &[DeviceCgroupPermission]) -> String {
+    if permissions.is_empty() {
+        return "rwm".into();
+    }
+    [
+        (DeviceCgroupPermission::Read, 'r'),
+        (DeviceCgroupPermission::Write, 'w'),
+        (DeviceCgroupPermission::Mknod, 'm'),
+    ]
+    .iter()
+    .filter(|(p, _)| permissions.contains(p))
+    .map(|(_, c)| *c)
+    .collect()
+}
+
+fn mib_to_bytes(mib: u32) -> i64 {
+    i64::from(mib) * 1024 * 1024
 }
 
 fn secs_to_ns(s: u32) -> i64 {
@@ -199,12 +322,12 @@ fn limit_resources(
                 mib,
             });
         }
-        let bytes = i64::from(mib) * 1024 * 1024;
+        let bytes = mib_to_bytes(mib);
         host.memory = Some(bytes);
         host.memory_swap = Some(bytes);
     }
     if let Some(mib) = def.memory_reservation {
-        host.memory_reservation = Some(i64::from(mib) * 1024 * 1024);
+        host.memory_reservation = Some(mib_to_bytes(mib));
     }
     if !def.ulimits.is_empty() {
         host.ulimits = Some(

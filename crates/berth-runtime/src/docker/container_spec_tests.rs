@@ -39,7 +39,7 @@ fn host(b: &ContainerCreateBody) -> &HostConfig {
 fn bridge_mode_publishes_each_mapping_with_static_or_dynamic_host_ports() {
     let s = spec(json!([web(json!({"portMappings": [
         {"containerPort": 8080},
-        {"containerPort": 53, "hostPort": 5353, "protocol": "Udp"},
+        {"containerPort": 53, "hostPort": 5353, "protocol": "udp"},
     ]}))]));
     let b = body(&s, &NODE);
     assert_eq!(b.image.as_deref(), Some("berth-whoami:test"));
@@ -226,4 +226,130 @@ fn what_docker_would_run_differently_is_refused() {
 fn container_names_are_prefix_task_id_and_container() {
     let s = spec(json!([web(json!({}))]));
     assert_eq!(container_name("berth-", &s, 0), "berth-abc-web");
+}
+
+#[test]
+fn container_host_settings_reach_the_engine_as_ecs_passes_them() {
+    let s = spec(
+        json!({"pidMode": "host", "ipcMode": "none", "containerDefinitions": [web(json!({
+            "user": "1000:1000",
+            "workingDirectory": "/srv",
+            "hostname": "web-1",
+            "readonlyRootFilesystem": true,
+            "privileged": true,
+            "interactive": true,
+            "pseudoTerminal": true,
+            "disableNetworking": true,
+            "dnsServers": ["10.0.0.2"],
+            "dnsSearchDomains": ["svc.local"],
+            "extraHosts": [{"hostname": "db", "ipAddress": "10.0.0.9"}],
+            "systemControls": [{"namespace": "net.core.somaxconn", "value": "1024"}],
+            "dockerSecurityOptions": ["no-new-privileges"],
+        }))]}),
+    );
+    let b = body(&s, &NODE);
+    assert_eq!(b.user.as_deref(), Some("1000:1000"));
+    assert_eq!(b.working_dir.as_deref(), Some("/srv"));
+    assert_eq!(b.hostname.as_deref(), Some("web-1"));
+    assert_eq!(b.open_stdin, Some(true));
+    assert_eq!(b.tty, Some(true));
+    assert_eq!(b.network_disabled, Some(true));
+    let h = host(&b);
+    assert_eq!(h.readonly_rootfs, Some(true));
+    assert_eq!(h.privileged, Some(true));
+    assert_eq!(h.dns, Some(vec!["10.0.0.2".to_string()]));
+    assert_eq!(h.dns_search, Some(vec!["svc.local".to_string()]));
+    assert_eq!(h.extra_hosts, Some(vec!["db:10.0.0.9".to_string()]));
+    assert_eq!(h.sysctls.as_ref().unwrap()["net.core.somaxconn"], "1024");
+    assert_eq!(h.security_opt, Some(vec!["no-new-privileges".to_string()]));
+    assert_eq!(h.pid_mode.as_deref(), Some("host"));
+    assert_eq!(h.ipc_mode.as_deref(), Some("none"));
+}
+
+#[test]
+fn linux_parameters_reach_the_engine() {
+    let s = spec(json!([web(json!({
+        "memory": 256,
+        "linuxParameters": {
+            "capabilities": {"add": ["NET_ADMIN"], "drop": ["MKNOD"]},
+            "initProcessEnabled": true,
+            "sharedMemorySize": 64,
+            "tmpfs": [{"containerPath": "/scratch", "size": 32, "mountOptions": ["noexec"]}],
+            "devices": [
+                {"hostPath": "/dev/fuse"},
+                {"hostPath": "/dev/null", "containerPath": "/dev/nothing", "permissions": ["read", "mknod"]},
+            ],
+            "maxSwap": 128,
+            "swappiness": 10,
+        },
+    }))]));
+    let b = body(&s, &NODE);
+    let h = host(&b);
+    assert_eq!(h.cap_add, Some(vec!["NET_ADMIN".to_string()]));
+    assert_eq!(h.cap_drop, Some(vec!["MKNOD".to_string()]));
+    assert_eq!(h.init, Some(true));
+    assert_eq!(h.shm_size, Some(64 * 1024 * 1024));
+    assert_eq!(h.tmpfs.as_ref().unwrap()["/scratch"], "size=32m,noexec");
+    let devices = h.devices.as_ref().unwrap();
+    assert_eq!(devices[0].path_on_host.as_deref(), Some("/dev/fuse"));
+    assert_eq!(devices[0].path_in_container.as_deref(), Some("/dev/fuse"));
+    assert_eq!(devices[0].cgroup_permissions.as_deref(), Some("rwm"));
+    assert_eq!(
+        devices[1].path_in_container.as_deref(),
+        Some("/dev/nothing")
+    );
+    assert_eq!(devices[1].cgroup_permissions.as_deref(), Some("rm"));
+    assert_eq!(h.memory, Some(256 * 1024 * 1024));
+    assert_eq!(
+        h.memory_swap,
+        Some((256 + 128) * 1024 * 1024),
+        "memory plus maxSwap"
+    );
+    assert_eq!(h.memory_swappiness, Some(10));
+}
+
+#[test]
+fn task_pid_and_ipc_modes_share_the_first_containers_namespaces() {
+    let s = spec(
+        json!({"pidMode": "task", "ipcMode": "task", "containerDefinitions": [
+            web(json!({})), web(json!({"name": "side"})),
+        ]}),
+    );
+    let first = body(&s, &NODE);
+    assert_eq!(
+        host(&first).pid_mode,
+        None,
+        "the owner has its own namespace"
+    );
+    assert_eq!(host(&first).ipc_mode.as_deref(), Some("shareable"));
+    let joined = NodeContext {
+        netns_owner: Some("c0ffee"),
+        ..NODE
+    };
+    let side = container_create_body(&s, 1, &joined).unwrap();
+    assert_eq!(host(&side).pid_mode.as_deref(), Some("container:c0ffee"));
+    assert_eq!(host(&side).ipc_mode.as_deref(), Some("container:c0ffee"));
+    assert_eq!(
+        host(&side).network_mode.as_deref(),
+        Some("bridge"),
+        "bridge stays bridge"
+    );
+}
+
+#[test]
+fn unset_members_leave_the_engine_defaults() {
+    let s = spec(json!({"containerDefinitions": [web(json!({}))]}));
+    let b = body(&s, &NODE);
+    assert_eq!(
+        (b.hostname.as_ref(), b.tty, b.open_stdin, b.network_disabled),
+        (None, None, None, None)
+    );
+    let h = host(&b);
+    assert_eq!(
+        (h.privileged, h.readonly_rootfs, h.init),
+        (None, None, None)
+    );
+    assert!(h.cap_add.is_none() && h.dns.is_none() && h.extra_hosts.is_none());
+    assert!(h.sysctls.is_none() && h.tmpfs.is_none() && h.devices.is_none());
+    assert_eq!((h.pid_mode.as_ref(), h.ipc_mode.as_ref()), (None, None));
 }

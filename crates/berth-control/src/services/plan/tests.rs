@@ -133,6 +133,7 @@ impl Fixture {
             .deployment_circuit_breaker = Some(DeploymentCircuitBreaker {
             enable: true,
             rollback,
+            ..Default::default()
         });
         self.service.deployments.push(deployment(
             "ecs-svc/rev1",

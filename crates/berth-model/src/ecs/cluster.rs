@@ -1,0 +1,66 @@
+//! Clusters and the container instances that register with them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{check_name, Result};
+use crate::time::Timestamp;
+
+// ---- Cluster ----
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Cluster {
+    pub cluster_name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cluster_arn: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub status: String,
+    #[serde(default)]
+    pub registered_container_instances_count: u32,
+    #[serde(default)]
+    pub running_tasks_count: u32,
+    #[serde(default)]
+    pub pending_tasks_count: u32,
+    #[serde(default)]
+    pub active_services_count: u32,
+}
+
+impl Cluster {
+    pub fn validate(&self) -> Result<()> {
+        check_name("clusterName", &self.cluster_name, 255)
+    }
+}
+
+// ---- ContainerInstance ----
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resource {
+    pub name: String,
+    #[serde(default)]
+    pub integer_value: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub string_set_value: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerInstance {
+    pub container_instance_arn: String,
+    pub ec2_instance_id: String,
+    pub cluster_arn: String,
+    /// ACTIVE or DRAINING.
+    pub status: String,
+    pub agent_connected: bool,
+    pub registered_resources: Vec<Resource>,
+    pub remaining_resources: Vec<Resource>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    pub running_tasks_count: u32,
+    pub pending_tasks_count: u32,
+    pub registered_at: Timestamp,
+    /// The runtime the instance's agent uses: `process` or `docker`.
+    pub runtime: String,
+}

@@ -1,0 +1,47 @@
+//! ECS resources: Cluster, ContainerInstance, TaskDefinition, Task and Service, with
+//! field names and enum values spelled as botocore's ECS model spells them.
+//!
+//! Fields a user writes are validated by the `validate` methods; fields berth fills in
+//! (ARNs, revisions, statuses, counts) default to empty and are ignored on input. Every
+//! member of RegisterTaskDefinition, ContainerDefinition and CreateService is accepted:
+//! [`field_support`] says which berth applies, which it stores without applying (they
+//! come back from `not_applied` as warnings) and which it refuses, and why.
+//! No I/O here: what Docker does with a container definition is berth-runtime's.
+//!
+//! Layout:
+//! - [`cluster`]: Cluster, ContainerInstance.
+//! - [`task_definition`]: TaskDefinition and its task-level members; task size parsing.
+//! - [`container`]: ContainerDefinition and its members.
+//! - [`network_mode`]: the task's network mode, which container members depend on.
+//! - [`tags`]: resource tags and their rules.
+//! - [`task`]: Task, Container, statuses.
+//! - [`service`]: Service, its deployment configuration, deployments and events.
+//! - [`field_support`]: the table of members not applied or refused, and the warnings.
+//! - `defaults`: ECS's defaults as named constants, and serde helpers.
+//!
+//! The modules import one way: `defaults`, `field_support`, `network_mode` and `tags`
+//! import no other module here; `container` imports those; `task_definition` imports
+//! `container`; `task` and `service` import what they name.
+
+pub mod cluster;
+pub mod container;
+mod defaults;
+pub mod field_support;
+pub mod network_mode;
+pub mod service;
+pub mod tags;
+pub mod task;
+pub mod task_definition;
+
+pub use cluster::*;
+pub use container::*;
+pub use defaults::*;
+pub use field_support::{FieldNotApplied, Support};
+pub use network_mode::NetworkMode;
+pub use service::*;
+pub use tags::*;
+pub use task::*;
+pub use task_definition::*;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,258 @@
+use super::*;
+
+fn td() -> TaskDefinition {
+    serde_json::from_value(serde_json::json!({
+        "family": "web",
+        "containerDefinitions": [{
+            "name": "app", "image": "whoami",
+            "portMappings": [{"containerPort": 8080}]
+        }]
+    }))
+    .unwrap()
+}
+
+#[test]
+fn defaults_match_ecs() {
+    let t = td();
+    assert_eq!(t.network_mode, NetworkMode::Bridge);
+    let c = &t.container_definitions[0];
+    assert!(c.essential);
+    assert_eq!(c.stop_timeout_seconds(), 30);
+    assert_eq!(c.port_mappings[0].host_port, None);
+    t.validate().unwrap();
+    let s: Service = serde_json::from_value(serde_json::json!({
+        "serviceName": "web", "taskDefinition": "web"
+    }))
+    .unwrap();
+    assert_eq!(s.deployment_configuration.maximum_percent, 200);
+    assert_eq!(s.deployment_configuration.minimum_healthy_percent, 100);
+    assert_eq!(s.cluster, "default");
+}
+
+#[test]
+fn rejects_bad_ports_and_memory() {
+    let mut t = td();
+    t.container_definitions[0].port_mappings[0].container_port = 70000;
+    let e = t.validate().unwrap_err();
+    assert_eq!(
+        e.field,
+        "containerDefinitions[0].portMappings[0].containerPort"
+    );
+    assert!(e.message.contains("65535"), "{e}");
+
+    let mut t = td();
+    t.container_definitions[0].memory = Some(100);
+    t.container_definitions[0].memory_reservation = Some(200);
+    assert_eq!(
+        t.validate().unwrap_err().field,
+        "containerDefinitions[0].memory"
+    );
+
+    let mut t = td();
+    t.network_mode = NetworkMode::Host;
+    t.container_definitions[0].port_mappings[0].host_port = Some(9000);
+    assert!(t.validate().unwrap_err().message.contains("must equal"));
+}
+
+#[test]
+fn parses_task_sizes() {
+    assert_eq!(parse_cpu_units("cpu", "1 vCPU").unwrap(), 1024);
+    assert_eq!(parse_cpu_units("cpu", "256").unwrap(), 256);
+    assert!(parse_cpu_units("cpu", "64").is_err());
+    assert_eq!(parse_memory_mib("memory", "1GB").unwrap(), 1024);
+    assert_eq!(parse_memory_mib("memory", "512").unwrap(), 512);
+    assert!(parse_memory_mib("memory", "lots").is_err());
+}
+
+#[test]
+fn unknown_fields_are_rejected() {
+    let r: std::result::Result<Service, _> = serde_json::from_value(serde_json::json!({
+        "serviceName": "web", "taskDefinition": "web", "desiredCnt": 3
+    }));
+    assert!(r.unwrap_err().to_string().contains("desiredCnt"));
+}
+
+#[test]
+fn daemon_and_member_of() {
+    let s: Service = serde_json::from_value(serde_json::json!({
+        "serviceName": "web", "taskDefinition": "web", "schedulingStrategy": "DAEMON",
+        "desiredCount": 2
+    }))
+    .unwrap();
+    assert_eq!(s.validate().unwrap_err().field, "desiredCount");
+    let s: Service = serde_json::from_value(serde_json::json!({
+        "serviceName": "web", "taskDefinition": "web",
+        "placementConstraints": [{"type": "memberOf", "expression": "attribute:x == y"}]
+    }))
+    .unwrap();
+    let e = s.validate().unwrap_err();
+    assert_eq!(e.field, "placementConstraints[0].type");
+    assert!(e.message.contains("not supported"), "{e}");
+}
+
+#[test]
+fn deployment_states_use_ecs_spellings() {
+    for (status, text) in [
+        (DeploymentStatus::Primary, "PRIMARY"),
+        (DeploymentStatus::Active, "ACTIVE"),
+        (DeploymentStatus::Inactive, "INACTIVE"),
+    ] {
+        assert_eq!(serde_json::to_value(status).unwrap(), text);
+        assert_eq!(status.as_str(), text);
+        let back: DeploymentStatus = serde_json::from_value(text.into()).unwrap();
+        assert_eq!(back, status);
+    }
+    for (state, text) in [
+        (RolloutState::InProgress, "IN_PROGRESS"),
+        (RolloutState::Completed, "COMPLETED"),
+        (RolloutState::Failed, "FAILED"),
+    ] {
+        assert_eq!(serde_json::to_value(state).unwrap(), text);
+        assert_eq!(state.as_str(), text);
+        let back: RolloutState = serde_json::from_value(text.into()).unwrap();
+        assert_eq!(back, state);
+    }
+    assert!(serde_json::from_value::<RolloutState>("DONE".into()).is_err());
+}
+
+#[test]
+fn a_deployment_serializes_as_before() {
+    let text = r#"{"id":"ecs-svc/1","status":"PRIMARY","taskDefinition":"web:2","desiredCount":2,"pendingCount":0,"runningCount":2,"createdAt":1.0,"updatedAt":2.0,"rolloutState":"COMPLETED","rolloutStateReason":"ECS deployment completed."}"#;
+    let d: Deployment = serde_json::from_str(text).unwrap();
+    assert_eq!(d.status, DeploymentStatus::Primary);
+    assert_eq!(d.rollout_state, RolloutState::Completed);
+    assert_eq!(serde_json::to_string(&d).unwrap(), text);
+    // A stored older deployment without a rollout state still reads.
+    let old = text.replace(r#""rolloutState":"COMPLETED""#, r#""rolloutState":"""#);
+    let d: Deployment = serde_json::from_str(&old).unwrap();
+    assert_eq!(d.rollout_state, RolloutState::InProgress);
+}
+
+#[test]
+fn negative_desired_count() {
+    let s: Service = serde_json::from_value(serde_json::json!({
+        "serviceName": "web", "taskDefinition": "web", "desiredCount": -1
+    }))
+    .unwrap();
+    let e = s.validate().unwrap_err();
+    assert_eq!(e.field, "desiredCount");
+}
+
+#[test]
+fn mount_points_and_volumes_from_must_name_what_exists() {
+    let td = |extra: serde_json::Value| -> TaskDefinition {
+        let mut v = serde_json::json!({
+            "family": "web",
+            "volumes": [{"name": "data", "host": {"sourcePath": "/srv"}}],
+            "containerDefinitions": [{"name": "app", "image": "img"}, {"name": "side", "image": "img"}]
+        });
+        for (k, x) in extra.as_object().unwrap() {
+            v["containerDefinitions"][0][k] = x.clone();
+        }
+        serde_json::from_value(v).unwrap()
+    };
+    td(serde_json::json!({
+        "mountPoints": [{"sourceVolume": "data", "containerPath": "/data"}],
+        "volumesFrom": [{"sourceContainer": "side"}]
+    }))
+    .validate()
+    .unwrap();
+    let e =
+        td(serde_json::json!({"mountPoints": [{"sourceVolume": "logs", "containerPath": "/l"}]}))
+            .validate()
+            .unwrap_err();
+    assert_eq!(
+        e.field,
+        "containerDefinitions[0].mountPoints[0].sourceVolume"
+    );
+    let e =
+        td(serde_json::json!({"mountPoints": [{"sourceVolume": "data", "containerPath": "rel"}]}))
+            .validate()
+            .unwrap_err();
+    assert_eq!(
+        e.field,
+        "containerDefinitions[0].mountPoints[0].containerPath"
+    );
+    let e = td(serde_json::json!({"volumesFrom": [{"sourceContainer": "app"}]}))
+        .validate()
+        .unwrap_err();
+    assert_eq!(
+        e.field,
+        "containerDefinitions[0].volumesFrom[0].sourceContainer"
+    );
+}
+
+#[test]
+fn network_mode_rules_for_host_settings_follow_ecs() {
+    let td = |mode: &str, member: &str, value: serde_json::Value| -> TaskDefinition {
+        let mut v = serde_json::json!({
+            "family": "web", "networkMode": mode,
+            "containerDefinitions": [{"name": "app", "image": "img"}]
+        });
+        v["containerDefinitions"][0][member] = value;
+        serde_json::from_value(v).unwrap()
+    };
+    let e = td("awsvpc", "hostname", "h".into()).validate().unwrap_err();
+    assert_eq!(e.field, "containerDefinitions[0].hostname");
+    assert!(e.message.contains("awsvpc network mode"), "{e}");
+    td("bridge", "hostname", "h".into()).validate().unwrap();
+    let e = td("awsvpc", "dnsServers", serde_json::json!(["10.0.0.2"]))
+        .validate()
+        .unwrap_err();
+    assert_eq!(e.field, "containerDefinitions[0].dnsServers");
+    td("host", "dnsServers", serde_json::json!(["10.0.0.2"]))
+        .validate()
+        .unwrap();
+    let e = td(
+        "bridge",
+        "ulimits",
+        serde_json::json!([{"name": "files", "softLimit": 1, "hardLimit": 1}]),
+    )
+    .validate()
+    .unwrap_err();
+    assert_eq!(e.field, "containerDefinitions[0].ulimits[0].name");
+    assert!(e.message.contains("nofile"), "{e}");
+    let mut fargate = td("awsvpc", "privileged", true.into());
+    fargate.requires_compatibilities = vec![Compatibility::Fargate];
+    assert_eq!(
+        fargate.validate().unwrap_err().field,
+        "containerDefinitions[0].privileged"
+    );
+}
+
+#[test]
+fn deployment_controller_ecs_is_applied_and_the_others_refused() {
+    let svc = |kind: &str| -> Service {
+        serde_json::from_value(serde_json::json!({
+            "serviceName": "web", "taskDefinition": "web",
+            "deploymentController": {"type": kind}
+        }))
+        .unwrap()
+    };
+    svc("ECS").validate().unwrap();
+    for kind in ["CODE_DEPLOY", "EXTERNAL"] {
+        let e = svc(kind).validate().unwrap_err();
+        assert_eq!(e.field, "deploymentController.type");
+        assert!(e.message.contains("ECS, CODE_DEPLOY and EXTERNAL"), "{e}");
+    }
+}
+
+#[test]
+fn earlier_spellings_in_stored_documents_still_read_and_are_written_as_ecs_spells_them() {
+    let stored: TaskDefinition = serde_json::from_value(serde_json::json!({
+        "family": "web", "revision": 1,
+        "containerDefinitions": [{"name": "app", "image": "img", "portMappings": [
+            {"containerPort": 53, "protocol": "Udp"},
+            {"containerPort": 8080, "protocol": "Tcp", "appProtocol": "HTTP2"}
+        ]}]
+    }))
+    .unwrap();
+    let pm = &stored.container_definitions[0].port_mappings;
+    assert_eq!(pm[0].protocol, TransportProtocol::Udp);
+    assert_eq!(pm[1].app_protocol, Some(ApplicationProtocol::Http2));
+    let written = serde_json::to_value(&stored).unwrap();
+    let pm = &written["containerDefinitions"][0]["portMappings"];
+    assert_eq!(pm[0]["protocol"], "udp");
+    assert_eq!(pm[1]["protocol"], "tcp");
+    assert_eq!(pm[1]["appProtocol"], "http2");
+}

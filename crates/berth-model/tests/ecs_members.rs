@@ -1,0 +1,698 @@
+//! Task definitions and services as ECS users write them: every member of botocore's
+//! RegisterTaskDefinitionRequest, ContainerDefinition and CreateServiceRequest is
+//! accepted by name, and is either applied or listed (with the same reason) in
+//! `field_support::UNSUPPORTED` and in the README's table; enum values are spelled as
+//! botocore spells them; the developer guide's Fargate sample is accepted unchanged and
+//! comes back field for field.
+//!
+//! `fixtures/botocore-ecs-members.json` holds only the member names of a few shapes and
+//! some enums, copied from boto/botocore `botocore/data/ecs/2014-11-13/service-2.json`
+//! at the commit it names.
+
+#![recursion_limit = "256"]
+
+use std::collections::BTreeSet;
+
+use berth_model::ecs::field_support::{unsupported, UNSUPPORTED};
+use berth_model::ecs::{
+    ApplicationProtocol, Compatibility, DependencyCondition, DeploymentControllerType,
+    DeploymentStrategy, DeviceCgroupPermission, IpcMode, LogDriver, NetworkMode, PidMode,
+    PropagateTags, ResourceType, SchedulingStrategy, Service, Support, TaskDefinition,
+    TransportProtocol, VersionConsistency, VolumeScope,
+};
+use berth_model::stack::Stack;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+fn botocore() -> Value {
+    let text = include_str!("fixtures/botocore-ecs-members.json");
+    serde_json::from_str(text).unwrap()
+}
+
+fn members(shape: &str) -> Vec<String> {
+    botocore()[shape]
+        .as_array()
+        .unwrap_or_else(|| panic!("fixture has {shape}"))
+        .iter()
+        .map(|m| m.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The member names `T` accepts, read from serde's own "expected one of" list.
+fn accepted<T: DeserializeOwned + std::fmt::Debug>() -> BTreeSet<String> {
+    let err = serde_json::from_value::<T>(json!({"zzNotAMember": 1})).unwrap_err();
+    let text = err.to_string();
+    let list = text
+        .split_once("expected one of ")
+        .unwrap_or_else(|| panic!("an unknown-field error, got {text}"))
+        .1;
+    list.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+fn check_shape<T: DeserializeOwned + std::fmt::Debug>(shape: &str) -> Vec<String> {
+    let names = accepted::<T>();
+    let mut problems = Vec::new();
+    for m in members(shape) {
+        if !names.contains(&m) {
+            problems.push(format!(
+                "{shape}.{m}: not accepted (a generic unknown-field error)"
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn every_botocore_member_is_accepted_by_name() {
+    use berth_model::ecs::{
+        ContainerDefinition, DeploymentConfiguration, LinuxParameters, LogConfiguration,
+        PortMapping, ServiceLoadBalancer, Volume,
+    };
+    let mut problems = Vec::new();
+    problems.extend(check_shape::<TaskDefinition>(
+        "RegisterTaskDefinitionRequest",
+    ));
+    problems.extend(check_shape::<ContainerDefinition>("ContainerDefinition"));
+    problems.extend(check_shape::<Service>("CreateServiceRequest"));
+    problems.extend(check_shape::<PortMapping>("PortMapping"));
+    problems.extend(check_shape::<LinuxParameters>("LinuxParameters"));
+    problems.extend(check_shape::<LogConfiguration>("LogConfiguration"));
+    problems.extend(check_shape::<Volume>("Volume"));
+    problems.extend(check_shape::<DeploymentConfiguration>(
+        "DeploymentConfiguration",
+    ));
+    problems.extend(check_shape::<ServiceLoadBalancer>("LoadBalancer"));
+    problems.extend(check_shape::<berth_model::ecs::DeploymentCircuitBreaker>(
+        "DeploymentCircuitBreaker",
+    ));
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Each member is either applied (berth-runtime's container spec and the control plane
+/// use it) or has a row in UNSUPPORTED, which the README shows.
+#[test]
+fn every_member_is_applied_or_listed_with_its_reason() {
+    // Applied: parsed into a typed field and used. Listed here so that a member new in
+    // botocore fails this test until someone decides what berth does with it.
+    const APPLIED: &[(&str, &[&str])] = &[
+        (
+            "RegisterTaskDefinitionRequest",
+            &[
+                "family",
+                "networkMode",
+                "containerDefinitions",
+                "requiresCompatibilities",
+                "cpu",
+                "memory",
+                "tags",
+                "pidMode",
+                "ipcMode",
+            ],
+        ),
+        (
+            "ContainerDefinition",
+            &[
+                "name",
+                "image",
+                "cpu",
+                "memory",
+                "memoryReservation",
+                "portMappings",
+                "essential",
+                "entryPoint",
+                "command",
+                "environment",
+                "linuxParameters",
+                "dependsOn",
+                "startTimeout",
+                "stopTimeout",
+                "hostname",
+                "user",
+                "workingDirectory",
+                "disableNetworking",
+                "privileged",
+                "readonlyRootFilesystem",
+                "dnsServers",
+                "dnsSearchDomains",
+                "extraHosts",
+                "dockerSecurityOptions",
+                "interactive",
+                "pseudoTerminal",
+                "dockerLabels",
+                "ulimits",
+                "healthCheck",
+                "systemControls",
+            ],
+        ),
+        (
+            "CreateServiceRequest",
+            &[
+                "cluster",
+                "serviceName",
+                "taskDefinition",
+                "loadBalancers",
+                "desiredCount",
+                "launchType",
+                "deploymentConfiguration",
+                "placementConstraints",
+                "placementStrategy",
+                "healthCheckGracePeriodSeconds",
+                "schedulingStrategy",
+                "deploymentController",
+                "tags",
+            ],
+        ),
+    ];
+    let mut problems = Vec::new();
+    for (shape, applied) in APPLIED {
+        for m in members(shape) {
+            if !applied.contains(&m.as_str()) && unsupported(shape, &m).is_none() {
+                problems.push(format!(
+                    "{shape}.{m}: neither applied nor listed in UNSUPPORTED and the README"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The README's table, one row per UNSUPPORTED entry, in the same order.
+fn readme_table() -> String {
+    let mut out =
+        String::from("| shape | member | values | berth | why |\n|---|---|---|---|---|\n");
+    for r in UNSUPPORTED {
+        out.push_str(&format!(
+            "| {} | `{}` | {} | {} | {} |\n",
+            r.shape,
+            r.member,
+            r.values,
+            r.support.as_str(),
+            r.reason
+        ));
+    }
+    out
+}
+
+#[test]
+fn the_readme_lists_exactly_the_unsupported_members() {
+    let readme = include_str!("../../../README.md");
+    let table = readme_table();
+    assert!(
+        readme.contains(&table),
+        "README.md's stack file reference must hold this table:\n\n{table}"
+    );
+}
+
+/// Puts `value` at `shape`.`member` in a minimal task definition or service.
+fn with_member(shape: &str, member: &str, value: Value) -> (bool, Value) {
+    let mut td = json!({"family": "f", "containerDefinitions": [{"name": "app", "image": "img"}]});
+    let mut svc = json!({"serviceName": "s", "taskDefinition": "f"});
+    match shape {
+        "RegisterTaskDefinitionRequest" => td[member] = value,
+        "ContainerDefinition" => td["containerDefinitions"][0][member] = value,
+        "PortMapping" => td["containerDefinitions"][0]["portMappings"] = json!([{ member: value }]),
+        "LogConfiguration" => {
+            let mut lc = json!({"logDriver": "json-file"});
+            lc[member] = value;
+            td["containerDefinitions"][0]["logConfiguration"] = lc;
+        }
+        "Volume" => td["volumes"] = json!([{"name": "v", member: value}]),
+        "RuntimePlatform" => td["runtimePlatform"] = json!({ member: value }),
+        "CreateServiceRequest" => svc[member] = value,
+        "DeploymentConfiguration" => svc["deploymentConfiguration"] = json!({ member: value }),
+        "DeploymentCircuitBreaker" => {
+            let mut cb = json!({"enable": true, "rollback": false});
+            cb[member] = value;
+            svc["deploymentConfiguration"] = json!({ "deploymentCircuitBreaker": cb });
+        }
+        "LoadBalancer" => {
+            svc["loadBalancers"] = json!([{
+                "targetGroupName": "tg", "containerName": "app", "containerPort": 80,
+                member: value,
+            }])
+        }
+        other => panic!("no sample placement for shape {other}"),
+    }
+    // What the member refers to must exist, as ECS checks.
+    match member {
+        "mountPoints" => td["volumes"] = json!([{"name": "data"}]),
+        "volumesFrom" => {
+            td["containerDefinitions"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"name": "other", "image": "img"}));
+        }
+        _ => {}
+    }
+    match shape {
+        "CreateServiceRequest"
+        | "DeploymentConfiguration"
+        | "DeploymentCircuitBreaker"
+        | "LoadBalancer" => (false, svc),
+        _ => (true, td),
+    }
+}
+
+/// A value of `shape`.`member` that its row is about.
+fn sample(shape: &str, member: &str) -> Value {
+    let arn = json!("arn:aws:iam::123456789012:role/r");
+    match (shape, member) {
+        (_, "taskRoleArn" | "executionRoleArn" | "role") => arn,
+        (_, "volumes") => json!([{"name": "data"}]),
+        (_, "placementConstraints") => {
+            json!([{"type": "memberOf", "expression": "attribute:x == y"}])
+        }
+        (_, "pidMode" | "ipcMode") => json!("task"),
+        (_, "proxyConfiguration") => json!({"type": "APPMESH", "containerName": "app"}),
+        (_, "inferenceAccelerators") => json!([{"deviceName": "d", "deviceType": "eia2.medium"}]),
+        (_, "ephemeralStorage") => json!({"sizeInGiB": 30}),
+        (_, "runtimePlatform") => {
+            json!({"cpuArchitecture": "X86_64", "operatingSystemFamily": "LINUX"})
+        }
+        (
+            _,
+            "enableFaultInjection"
+            | "configuredAtLaunch"
+            | "enableECSManagedTags"
+            | "enableExecuteCommand",
+        ) => json!(true),
+        (_, "operatingSystemFamily") => json!("WINDOWS_SERVER_2022_CORE"),
+        (_, "efsVolumeConfiguration") => json!({"fileSystemId": "fs-1"}),
+        (_, "s3filesVolumeConfiguration") => json!({"fileSystemArn": "arn:aws:s3files:::fs"}),
+        (_, "fsxWindowsFileServerVolumeConfiguration") => {
+            json!({"fileSystemId": "fs-1", "rootDirectory": "\\", "authorizationConfig": {"credentialsParameter": "p", "domain": "d"}})
+        }
+        (_, "repositoryCredentials") => {
+            json!({"credentialsParameter": "arn:aws:secretsmanager:::secret:x"})
+        }
+        (_, "links") => json!(["db:db"]),
+        (_, "restartPolicy") => json!({"enabled": true}),
+        (_, "environmentFiles") => json!([{"value": "arn:aws:s3:::bucket/app.env", "type": "s3"}]),
+        (_, "mountPoints") => json!([{"sourceVolume": "data", "containerPath": "/data"}]),
+        (_, "volumesFrom") => json!([{"sourceContainer": "other"}]),
+        (_, "secrets" | "secretOptions") => {
+            json!([{"name": "TOKEN", "valueFrom": "arn:aws:ssm:::parameter/t"}])
+        }
+        (_, "versionConsistency") => json!("enabled"),
+        (_, "logConfiguration") => {
+            json!({"logDriver": "awslogs", "options": {"awslogs-group": "g"}})
+        }
+        (_, "resourceRequirements") => json!([{"type": "GPU", "value": "1"}]),
+        (_, "firelensConfiguration") => json!({"type": "fluentbit"}),
+        (_, "credentialSpecs") => json!(["credentialspecdomainless:arn:aws:s3:::b/spec.json"]),
+        (_, "containerPortRange") => json!("8000-8010"),
+        (_, "logDriver") => json!("awsfirelens"),
+        (_, "availabilityZoneRebalancing") => json!("ENABLED"),
+        (_, "serviceRegistries") => {
+            json!([{"registryArn": "arn:aws:servicediscovery:::service/s"}])
+        }
+        (_, "clientToken") => json!("token-1"),
+        (_, "capacityProviderStrategy") => json!([{"capacityProvider": "FARGATE", "weight": 1}]),
+        (_, "platformVersion") => json!("LATEST"),
+        (_, "networkConfiguration") => {
+            json!({"awsvpcConfiguration": {"subnets": ["subnet-1"], "securityGroups": ["sg-1"], "assignPublicIp": "DISABLED"}})
+        }
+        (_, "deploymentController") => json!({"type": "CODE_DEPLOY"}),
+        (_, "propagateTags") => json!("SERVICE"),
+        (_, "serviceConnectConfiguration") => json!({"enabled": true, "namespace": "ns"}),
+        (_, "volumeConfigurations") => json!([{"name": "v", "managedEBSVolume": {"roleArn": "r"}}]),
+        (_, "vpcLatticeConfigurations") => {
+            json!([{"roleArn": "r", "targetGroupArn": "t", "portName": "p"}])
+        }
+        (_, "monitoring") => {
+            json!({"metricConfigurations": [{"metricNames": ["CPUUtilization"], "resolutionSeconds": 10}]})
+        }
+        (_, "alarms") => json!({"alarmNames": ["high-errors"], "rollback": true, "enable": true}),
+        (_, "strategy") => json!("BLUE_GREEN"),
+        (_, "bakeTimeInMinutes") => json!(5),
+        (_, "lifecycleHooks") => json!([{"targetType": "PAUSE"}]),
+        (_, "linearConfiguration") => json!({"stepPercent": 10.0}),
+        (_, "canaryConfiguration") => json!({"canaryPercent": 5.0}),
+        (_, "resetOnHealthyTask") => json!(true),
+        (_, "thresholdConfiguration") => json!({"type": "COUNT", "value": 3}),
+        (_, "loadBalancerName") => json!("classic"),
+        (_, "advancedConfiguration") => json!({"alternateTargetGroupArn": "tg-green"}),
+        _ => panic!("no sample for {shape}.{member}"),
+    }
+}
+
+/// Every row does what it says: a refused member fails validation with the row's
+/// reason at a path naming it; a member not applied is accepted, stored as given and
+/// reported with the row's reason.
+#[test]
+fn each_row_is_refused_or_reported_with_its_reason() {
+    let mut problems = Vec::new();
+    for r in UNSUPPORTED {
+        let (is_td, doc) = with_member(r.shape, r.member, sample(r.shape, r.member));
+        let (validated, warnings, round_trip) = if is_td {
+            let td: TaskDefinition = match serde_json::from_value(doc.clone()) {
+                Ok(t) => t,
+                Err(e) => {
+                    problems.push(format!("{}.{}: does not parse: {e}", r.shape, r.member));
+                    continue;
+                }
+            };
+            (
+                td.validate(),
+                td.not_applied(),
+                serde_json::to_value(&td).unwrap(),
+            )
+        } else {
+            let s: Service = match serde_json::from_value(doc.clone()) {
+                Ok(s) => s,
+                Err(e) => {
+                    problems.push(format!("{}.{}: does not parse: {e}", r.shape, r.member));
+                    continue;
+                }
+            };
+            (
+                s.validate(),
+                s.not_applied(),
+                serde_json::to_value(&s).unwrap(),
+            )
+        };
+        match r.support {
+            Support::Refused => match validated {
+                Err(e) if e.message == r.reason && e.field.contains(r.member) => {}
+                Err(e) => problems.push(format!(
+                    "{}.{}: refused as {e}, not with the row's reason at its path",
+                    r.shape, r.member
+                )),
+                Ok(()) => problems.push(format!("{}.{}: accepted, not refused", r.shape, r.member)),
+            },
+            Support::NotApplied => {
+                if let Err(e) = validated {
+                    problems.push(format!("{}.{}: refused: {e}", r.shape, r.member));
+                }
+                let found = warnings
+                    .iter()
+                    .any(|w| w.field.ends_with(r.member) && w.reason == r.reason);
+                if !found {
+                    problems.push(format!(
+                        "{}.{}: no warning with the row's reason, got {warnings:?}",
+                        r.shape, r.member
+                    ));
+                }
+                if !contains(&round_trip, &doc) {
+                    problems.push(format!(
+                        "{}.{}: not stored as given: {round_trip}",
+                        r.shape, r.member
+                    ));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Whether `big` holds every member of `small` with the same value (objects may have
+/// more members; arrays match element by element).
+fn contains(big: &Value, small: &Value) -> bool {
+    match (big, small) {
+        (Value::Object(b), Value::Object(s)) => s
+            .iter()
+            .all(|(k, v)| b.get(k).is_some_and(|bv| contains(bv, v))),
+        (Value::Array(b), Value::Array(s)) => {
+            b.len() == s.len() && b.iter().zip(s).all(|(bv, sv)| contains(bv, sv))
+        }
+        (Value::Number(b), Value::Number(s)) => b.as_f64() == s.as_f64(),
+        _ => big == small,
+    }
+}
+
+fn same_spelling<T: Serialize + DeserializeOwned + std::fmt::Debug>(shape: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for v in botocore()["enums"][shape].as_array().unwrap() {
+        match serde_json::from_value::<T>(v.clone()) {
+            Ok(t) if serde_json::to_value(&t).unwrap() == *v => {}
+            Ok(t) => problems.push(format!("{shape} {v} is written back as {t:?}")),
+            Err(e) => problems.push(format!("{shape} {v}: {e}")),
+        }
+    }
+    problems
+}
+
+#[test]
+fn enum_values_are_spelled_as_botocore_spells_them() {
+    let mut p = Vec::new();
+    p.extend(same_spelling::<NetworkMode>("NetworkMode"));
+    p.extend(same_spelling::<TransportProtocol>("TransportProtocol"));
+    p.extend(same_spelling::<ApplicationProtocol>("ApplicationProtocol"));
+    p.extend(same_spelling::<Compatibility>("Compatibility"));
+    p.extend(same_spelling::<PidMode>("PidMode"));
+    p.extend(same_spelling::<IpcMode>("IpcMode"));
+    p.extend(same_spelling::<LogDriver>("LogDriver"));
+    p.extend(same_spelling::<VolumeScope>("Scope"));
+    p.extend(same_spelling::<DeviceCgroupPermission>(
+        "DeviceCgroupPermission",
+    ));
+    p.extend(same_spelling::<VersionConsistency>("VersionConsistency"));
+    p.extend(same_spelling::<ResourceType>("ResourceType"));
+    p.extend(same_spelling::<DeploymentControllerType>(
+        "DeploymentControllerType",
+    ));
+    p.extend(same_spelling::<DeploymentStrategy>("DeploymentStrategy"));
+    p.extend(same_spelling::<PropagateTags>("PropagateTags"));
+    p.extend(same_spelling::<DependencyCondition>("ContainerCondition"));
+    p.extend(same_spelling::<SchedulingStrategy>("SchedulingStrategy"));
+    p.extend(same_spelling::<berth_model::ecs::ThresholdType>(
+        "ThresholdType",
+    ));
+    assert!(p.is_empty(), "{}", p.join("\n"));
+    // String-valued enums are checked by validation.
+    for lt in botocore()["enums"]["LaunchType"].as_array().unwrap() {
+        let s: Service = serde_json::from_value(
+            json!({"serviceName": "s", "taskDefinition": "f", "launchType": lt}),
+        )
+        .unwrap();
+        s.validate()
+            .unwrap_or_else(|e| panic!("launchType {lt}: {e}"));
+    }
+    for name in botocore()["enums"]["UlimitName"].as_array().unwrap() {
+        let td: TaskDefinition = serde_json::from_value(json!({"family": "f", "containerDefinitions": [
+            {"name": "app", "image": "img", "ulimits": [{"name": name, "softLimit": 1, "hardLimit": 2}]}
+        ]}))
+        .unwrap();
+        td.validate()
+            .unwrap_or_else(|e| panic!("ulimit {name}: {e}"));
+    }
+}
+
+/// The developer guide's Fargate web server, with the members the issue reports (empty
+/// mountPoints, volumesFrom and volumes, an execution role, tags), as a stack file.
+const FARGATE_SAMPLE: &str = r#"{
+  "taskDefinitions": [{
+    "family": "sample-fargate",
+    "networkMode": "awsvpc",
+    "containerDefinitions": [{
+      "name": "fargate-app",
+      "image": "public.ecr.aws/docker/library/httpd:latest",
+      "portMappings": [{"containerPort": 80, "hostPort": 80, "protocol": "tcp"}],
+      "essential": true,
+      "entryPoint": ["sh", "-c"],
+      "command": ["/bin/sh -c \"echo '<html> <head> <title>Amazon ECS Sample App</title> </head><body> <h1>Amazon ECS Sample App</h1> </body></html>' >  /usr/local/apache2/htdocs/index.html && httpd-foreground\""],
+      "logConfiguration": {
+        "logDriver": "awslogs",
+        "options": {
+          "awslogs-group": "/ecs/fargate-task-definition",
+          "awslogs-region": "us-east-1",
+          "awslogs-stream-prefix": "ecs"
+        }
+      },
+      "mountPoints": [],
+      "volumesFrom": []
+    }],
+    "volumes": [],
+    "requiresCompatibilities": ["FARGATE"],
+    "cpu": "256",
+    "memory": "512",
+    "executionRoleArn": "arn:aws:iam::012345678910:role/ecsTaskExecutionRole",
+    "tags": [{"key": "environment", "value": "sample"}]
+  }]
+}"#;
+
+#[test]
+fn the_fargate_sample_is_accepted_unchanged() {
+    let stack = Stack::from_yaml(FARGATE_SAMPLE).unwrap();
+    stack.validate().unwrap();
+    let td = &stack.task_definitions[0];
+    let c = &td.container_definitions[0];
+    assert_eq!(c.port_mappings[0].protocol, TransportProtocol::Tcp);
+    assert_eq!(
+        c.log_configuration.as_ref().unwrap().log_driver,
+        LogDriver::Awslogs
+    );
+    assert_eq!(td.requires_compatibilities, [Compatibility::Fargate]);
+    let warned: Vec<String> = td.not_applied().into_iter().map(|w| w.field).collect();
+    assert_eq!(
+        warned,
+        [
+            "executionRoleArn",
+            "containerDefinitions[0].logConfiguration"
+        ]
+    );
+}
+
+#[test]
+fn describe_returns_what_was_registered_field_for_field() {
+    let given: Value = serde_json::from_str(FARGATE_SAMPLE).unwrap();
+    let given = &given["taskDefinitions"][0];
+    let stack = Stack::from_yaml(FARGATE_SAMPLE).unwrap();
+    let described = serde_json::to_value(&stack.task_definitions[0]).unwrap();
+    // What ECS adds when it describes a definition: the container's cpu (0) and its
+    // always-written lists; berth adds its revision (0 until registered).
+    let mut expected = given.clone();
+    expected["containerDefinitions"][0]["cpu"] = json!(0);
+    expected["containerDefinitions"][0]["environment"] = json!([]);
+    expected["placementConstraints"] = json!([]);
+    expected["revision"] = json!(0);
+    assert_eq!(described, expected);
+    // And a full definition, every applied member set, reads back the same.
+    let full = json!({
+        "family": "full", "networkMode": "bridge", "pidMode": "host", "ipcMode": "none",
+        "cpu": "512", "memory": "1024", "requiresCompatibilities": ["EC2"],
+        "volumes": [{"name": "data", "dockerVolumeConfiguration": {"scope": "shared", "autoprovision": true, "driver": "local", "driverOpts": {"type": "tmpfs"}, "labels": {"a": "b"}}},
+                    {"name": "host", "host": {"sourcePath": "/srv/data"}}],
+        "placementConstraints": [],
+        "tags": [{"key": "team", "value": "web"}],
+        "containerDefinitions": [{
+            "name": "app", "image": "img", "cpu": 128, "memory": 256, "memoryReservation": 64,
+            "essential": true, "entryPoint": ["/app"], "command": ["serve"],
+            "environment": [{"name": "A", "value": "1"}],
+            "portMappings": [{"containerPort": 8080, "hostPort": 0, "protocol": "udp", "name": "web", "appProtocol": "http2"}],
+            "mountPoints": [{"sourceVolume": "data", "containerPath": "/data", "readOnly": true}],
+            "volumesFrom": [{"sourceContainer": "side", "readOnly": false}],
+            "links": ["side:side"],
+            "hostname": "app", "user": "1000", "workingDirectory": "/srv",
+            "disableNetworking": false, "privileged": false, "readonlyRootFilesystem": true,
+            "dnsServers": ["10.0.0.2"], "dnsSearchDomains": ["local"],
+            "extraHosts": [{"hostname": "db", "ipAddress": "10.0.0.9"}],
+            "dockerSecurityOptions": ["no-new-privileges"], "interactive": true, "pseudoTerminal": true,
+            "dockerLabels": {"team": "web"},
+            "ulimits": [{"name": "nofile", "softLimit": 1024, "hardLimit": 4096}],
+            "linuxParameters": {"capabilities": {"add": ["NET_ADMIN"], "drop": ["MKNOD"]}, "initProcessEnabled": true,
+                                "sharedMemorySize": 64, "tmpfs": [{"containerPath": "/tmp", "size": 16, "mountOptions": ["noexec"]}],
+                                "devices": [{"hostPath": "/dev/fuse", "containerPath": "/dev/fuse", "permissions": ["read", "write"]}],
+                                "maxSwap": 0, "swappiness": 0},
+            "systemControls": [{"namespace": "net.core.somaxconn", "value": "1024"}],
+            "healthCheck": {"command": ["CMD", "true"], "interval": 30, "timeout": 5, "retries": 3, "startPeriod": 0},
+            "dependsOn": [{"containerName": "side", "condition": "START"}],
+            "startTimeout": 60, "stopTimeout": 10, "versionConsistency": "disabled",
+            "logConfiguration": {"logDriver": "json-file", "options": {"max-size": "10m"}}
+        }, {
+            "name": "side", "image": "img", "cpu": 0, "essential": false,
+            "environment": [], "portMappings": [], "mountPoints": [], "volumesFrom": []
+        }],
+        "revision": 0
+    });
+    let td: TaskDefinition = serde_json::from_value(full.clone()).unwrap();
+    td.validate().unwrap();
+    assert_eq!(serde_json::to_value(&td).unwrap(), full);
+}
+
+#[test]
+fn a_parse_error_names_its_field_path_once() {
+    let bad = FARGATE_SAMPLE.replace("\"protocol\": \"tcp\"", "\"protocol\": \"TCP/IP\"");
+    let e = Stack::from_yaml(&bad).unwrap_err();
+    assert_eq!(
+        e.field,
+        "taskDefinitions[0].containerDefinitions[0].portMappings[0].protocol"
+    );
+    let text = e.to_string();
+    assert_eq!(text.matches("portMappings[0]").count(), 1, "{text}");
+    assert!(text.contains("`tcp`") && text.contains("`udp`"), "{text}");
+
+    let bad = FARGATE_SAMPLE.replace("\"essential\": true", "\"essentail\": true");
+    let text = Stack::from_yaml(&bad).unwrap_err().to_string();
+    assert_eq!(text.matches("containerDefinitions[0]").count(), 1, "{text}");
+    assert!(text.contains("unknown field `essentail`"), "{text}");
+}
+
+#[test]
+fn a_service_as_create_service_takes_it_comes_back_field_for_field() {
+    let given = json!({
+        "serviceName": "web", "cluster": "default", "taskDefinition": "web:3",
+        "desiredCount": 2, "launchType": "FARGATE", "platformVersion": "LATEST",
+        "schedulingStrategy": "REPLICA",
+        "deploymentConfiguration": {
+            "maximumPercent": 200, "minimumHealthyPercent": 50,
+            "deploymentCircuitBreaker": {"enable": true, "rollback": true},
+            "strategy": "ROLLING"
+        },
+        "deploymentController": {"type": "ECS"},
+        "loadBalancers": [{"targetGroupName": "web", "containerName": "app", "containerPort": 80}],
+        "healthCheckGracePeriodSeconds": 30,
+        "placementStrategy": [{"type": "spread", "field": "instanceId"}],
+        "placementConstraints": [{"type": "distinctInstance"}],
+        "networkConfiguration": {"awsvpcConfiguration": {
+            "subnets": ["subnet-1", "subnet-2"], "securityGroups": ["sg-1"], "assignPublicIp": "ENABLED"
+        }},
+        "tags": [{"key": "team", "value": "web"}],
+        "enableECSManagedTags": true,
+        "propagateTags": "SERVICE",
+        "enableExecuteCommand": true,
+        "availabilityZoneRebalancing": "ENABLED"
+    });
+    let s: Service = serde_json::from_value(given.clone()).unwrap();
+    s.validate().unwrap();
+    let back = serde_json::to_value(&s).unwrap();
+    assert!(contains(&back, &given), "{back}");
+    // berth adds the counts it keeps on a service, nothing else.
+    let mut extra: Vec<&str> = back
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| given.get(k.as_str()).is_none())
+        .map(String::as_str)
+        .collect();
+    extra.sort();
+    assert_eq!(extra, ["pendingCount", "runningCount"]);
+    let warned: Vec<String> = s.not_applied().into_iter().map(|w| w.field).collect();
+    assert_eq!(
+        warned,
+        [
+            "availabilityZoneRebalancing",
+            "platformVersion",
+            "networkConfiguration",
+            "enableECSManagedTags",
+            "propagateTags",
+            "enableExecuteCommand",
+        ]
+    );
+}
+
+/// The shape the ECS console's JSON view gives a definition: unset members as `null`.
+#[test]
+fn a_definition_with_nulls_for_unset_members_is_accepted() {
+    let td: TaskDefinition = serde_json::from_value(json!({
+        "family": "console-export", "ipcMode": null, "pidMode": null, "executionRoleArn": null,
+        "taskRoleArn": null, "proxyConfiguration": null, "inferenceAccelerators": null,
+        "volumes": [], "placementConstraints": [], "requiresCompatibilities": ["FARGATE"],
+        "networkMode": "awsvpc", "cpu": "256", "memory": "512", "tags": null,
+        "containerDefinitions": [{
+            "name": "web", "image": "httpd:2.4", "cpu": 0, "essential": true,
+            "dnsSearchDomains": null, "environmentFiles": null, "logConfiguration": null,
+            "entryPoint": ["sh", "-c"], "command": ["httpd-foreground"],
+            "portMappings": [{"hostPort": 80, "protocol": "tcp", "containerPort": 80}],
+            "linuxParameters": null, "environment": [], "ulimits": null, "dnsServers": null,
+            "mountPoints": [], "workingDirectory": null, "secrets": null,
+            "dockerSecurityOptions": null, "memory": null, "memoryReservation": null,
+            "volumesFrom": [], "stopTimeout": null, "startTimeout": null,
+            "firelensConfiguration": null, "dependsOn": null, "disableNetworking": null,
+            "interactive": null, "healthCheck": null, "hostname": null, "user": null,
+            "readonlyRootFilesystem": null, "dockerLabels": null, "systemControls": null,
+            "privileged": null, "pseudoTerminal": null, "links": null,
+            "resourceRequirements": null, "extraHosts": null, "repositoryCredentials": null
+        }]
+    }))
+    .unwrap();
+    td.validate().unwrap();
+    assert!(td.not_applied().is_empty(), "{:?}", td.not_applied());
+    let c = &td.container_definitions[0];
+    assert!(c.secrets.is_empty() && c.docker_labels.is_empty() && c.ulimits.is_empty());
+}

@@ -1,0 +1,142 @@
+//! The container definition's host settings on the real engine: a task that sets them
+//! starts and serves, and the engine's own record of each container shows them as ECS
+//! would pass them. Like `docker.rs`, these tests fail (they do not skip) when the engine
+//! is unreachable.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_runtime::docker::{
+    self, DockerRuntime, DockerRuntimeConfig, LABEL_CONTAINER, LABEL_TASK_ARN,
+};
+use berth_runtime::Runtime;
+use serde_json::{json, Value};
+use support::*;
+
+const IMAGE: &str = "berth-whoami:test";
+
+async fn runtime(cluster: &str) -> Arc<DockerRuntime> {
+    let rt = DockerRuntime::connect(DockerRuntimeConfig {
+        resync_interval: Duration::from_secs(2),
+        cluster: Some(cluster.to_string()),
+        ..Default::default()
+    })
+    .await
+    .expect("the Docker engine must be reachable for these tests");
+    let bin = tokio::task::spawn_blocking(berth_testkit::static_whoami)
+        .await
+        .unwrap();
+    docker::build_image_from_binary(rt.docker(), IMAGE, &bin)
+        .await
+        .expect("build the demo image");
+    rt
+}
+
+/// Removes a task's containers however the test ends.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for id in container_ids(&self.0) {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f", &id])
+                .output();
+        }
+    }
+}
+
+fn container_ids(task_arn: &str) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--no-trunc", "--filter"])
+        .arg(format!("label={LABEL_TASK_ARN}={task_arn}"))
+        .output()
+        .expect("docker CLI");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+/// The engine's record of the task's container named `name`.
+fn inspect(task_arn: &str, name: &str) -> Value {
+    for id in container_ids(task_arn) {
+        let out = std::process::Command::new("docker")
+            .args(["inspect", &id])
+            .output()
+            .expect("docker CLI");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        if v[0]["Config"]["Labels"][LABEL_CONTAINER] == name {
+            return v[0].clone();
+        }
+    }
+    panic!("no container {name} for {task_arn}");
+}
+
+#[tokio::test]
+async fn docker_applies_the_container_host_settings() {
+    let cluster = task_id("host_settings_");
+    let rt = runtime(&cluster).await;
+    let id = task_id("dksettings");
+    let mut spec = spec_with(
+        &id,
+        json!({
+            "pidMode": "task",
+            "ipcMode": "task",
+            "containerDefinitions": [{
+                "name": "web", "image": IMAGE, "stopTimeout": 2,
+                "portMappings": [{"containerPort": 8080}],
+                "user": "65534",
+                "hostname": "web-host",
+                "readonlyRootFilesystem": true,
+                "ulimits": [{"name": "nofile", "softLimit": 1024, "hardLimit": 2048}],
+                "linuxParameters": {
+                    "capabilities": {"add": ["NET_ADMIN"], "drop": ["MKNOD"]},
+                    "sharedMemorySize": 64,
+                    "tmpfs": [{"containerPath": "/scratch", "size": 16}]
+                },
+                "systemControls": [{"namespace": "net.core.somaxconn", "value": "1024"}],
+                "extraHosts": [{"hostname": "db.internal", "ipAddress": "10.1.2.3"}],
+                "dnsSearchDomains": ["svc.internal"],
+                "dockerSecurityOptions": ["no-new-privileges"]
+            }, {
+                "name": "side", "image": IMAGE, "stopTimeout": 2, "essential": false,
+                "command": ["--listen", "0.0.0.0:8081"]
+            }]
+        }),
+    );
+    spec.cluster = cluster.clone();
+    let _c = Cleanup(spec.task_arn.clone());
+    let s = rt.start(&spec).await.unwrap();
+    let (status, _) = get_when_up(host_port(&s, 0), "/").await;
+    assert_eq!(status, 200, "the task serves with its settings");
+
+    let web = inspect(&spec.task_arn, "web");
+    let h = &web["HostConfig"];
+    assert_eq!(web["Config"]["User"], "65534");
+    assert_eq!(web["Config"]["Hostname"], "web-host");
+    assert_eq!(h["ReadonlyRootfs"], true);
+    assert_eq!(
+        h["Ulimits"],
+        json!([{"Name": "nofile", "Soft": 1024, "Hard": 2048}])
+    );
+    assert_eq!(h["CapAdd"], json!(["NET_ADMIN"]));
+    assert_eq!(h["CapDrop"], json!(["MKNOD"]));
+    assert_eq!(h["ShmSize"], 64 * 1024 * 1024);
+    assert_eq!(h["Tmpfs"], json!({"/scratch": "size=16m"}));
+    assert_eq!(h["Sysctls"], json!({"net.core.somaxconn": "1024"}));
+    assert_eq!(h["ExtraHosts"], json!(["db.internal:10.1.2.3"]));
+    assert_eq!(h["DnsSearch"], json!(["svc.internal"]));
+    assert_eq!(h["SecurityOpt"], json!(["no-new-privileges"]));
+    assert_eq!(h["IpcMode"], "shareable");
+
+    let side = inspect(&spec.task_arn, "side");
+    let owner = format!("container:{}", web["Id"].as_str().unwrap());
+    assert_eq!(side["HostConfig"]["PidMode"], owner.as_str());
+    assert_eq!(side["HostConfig"]["IpcMode"], owner.as_str());
+    assert_eq!(side["State"]["Running"], true);
+
+    rt.stop(&spec.task_arn).await.unwrap();
+    rt.remove(&spec.task_arn).await.unwrap();
+}
