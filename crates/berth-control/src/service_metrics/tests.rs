@@ -109,7 +109,7 @@ fn alb(tg: &str) -> MetricKey {
 
 fn values(m: &ServiceMetrics, s: &ServiceKey, k: &MetricKey) -> Vec<Sample> {
     m.window(s, k)
-        .map(|w| w.samples().iter().copied().collect())
+        .map(|w| window::samples(&w))
         .unwrap_or_default()
 }
 
