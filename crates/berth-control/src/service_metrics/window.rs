@@ -79,14 +79,15 @@ mod tests {
 
     #[test]
     fn keeps_the_longest_evaluation_window_in_time_order() {
+        // The window is (newest − an hour, newest], as the engine reads windows.
         let mut w = MetricSeries::new();
         for t in 0..4000 {
             push_bounded(&mut w, f64::from(t), f64::from(t) * 2.0);
         }
         let all = samples(&w);
-        assert_eq!(all.first(), Some(&(399.0, 798.0)));
+        assert_eq!(all.first(), Some(&(400.0, 800.0)));
         assert_eq!(latest(&w), Some((3999.0, 7998.0)));
-        assert_eq!(all.len(), 3601);
+        assert_eq!(all.len(), 3600);
         assert_eq!(tail(&w, 3996.0).len(), 3);
         // A value that is not a number is ignored.
         push_bounded(&mut w, 4000.0, f64::NAN);
