@@ -11,6 +11,12 @@
 //! | `berth_service_request_count_per_target{cluster,service,target_group}` | ALB RequestCountPerTarget (per minute) |
 //! | `berth_service_deployments{cluster,service}` | DeploymentCount |
 //! | `berth_task_stopped_total{cluster,service,stop_code}` | (task state change events) |
+//! | `berth_autoscaling_policy_metric_value{cluster,service,policy}` | the policy's metric (target tracking alarm's datapoint) |
+//! | `berth_autoscaling_policy_target_value{cluster,service,policy}` | TargetValue (step scaling: the alarm threshold) |
+//! | `berth_autoscaling_desired_capacity_tasks{cluster,service}` | the scalable target's desired capacity |
+//! | `berth_autoscaling_min_capacity_tasks{cluster,service}` | MinCapacity |
+//! | `berth_autoscaling_max_capacity_tasks{cluster,service}` | MaxCapacity |
+//! | `berth_autoscaling_activities_total{cluster,service,status_code}` | scaling activities by StatusCode |
 //!
 //! Utilization and request count per target are the latest samples of
 //! [`crate::service_metrics`] (what target tracking sees), published after each sample;
@@ -18,12 +24,17 @@
 //! target). Utilization is the average over the service's running tasks of use ÷
 //! reservation; request count per target is a target group's requests per healthy target
 //! per minute.
+//!
+//! The autoscaling series are set when the autoscaler evaluates a target (once a second):
+//! a policy's metric value is what the engine read (the scale-out window's statistic, or
+//! the step alarm's aggregate) and is absent while that window is missing data.
 
 use std::collections::BTreeSet;
 
 use berth_model::ecs::{Service, Task, TaskStatus};
 use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
+use crate::autoscaler::PassReport;
 use crate::service_metrics::{MetricKey, ServiceKey, ServiceMetrics};
 
 pub struct ControlMetrics {
@@ -35,6 +46,12 @@ pub struct ControlMetrics {
     memory: GaugeVec,
     request_count_per_target: GaugeVec,
     stopped: IntCounterVec,
+    policy_metric: GaugeVec,
+    policy_target: GaugeVec,
+    desired_capacity: IntGaugeVec,
+    min_capacity: IntGaugeVec,
+    max_capacity: IntGaugeVec,
+    activities: IntCounterVec,
     /// Tasks already counted as stopped, so a pass counts each once.
     counted: std::sync::Mutex<BTreeSet<String>>,
 }
@@ -75,7 +92,48 @@ impl ControlMetrics {
         .expect("valid metric");
         r.register(Box::new(request_count_per_target.clone()))
             .expect("metric registered once");
+        let policy_gauge = |name: &str, help: &str| {
+            let g = GaugeVec::new(Opts::new(name, help), &["cluster", "service", "policy"])
+                .expect("valid metric");
+            r.register(Box::new(g.clone()))
+                .expect("metric registered once");
+            g
+        };
+        let activities = IntCounterVec::new(
+            Opts::new(
+                "berth_autoscaling_activities_total",
+                "Scaling activities written by the autoscaler, by status code (Successful: the desired count changed; Failed: a decision not to scale)",
+            ),
+            &["cluster", "service", "status_code"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(activities.clone()))
+            .expect("metric registered once");
         Self {
+            policy_metric: policy_gauge(
+                "berth_autoscaling_policy_metric_value",
+                "The scaling policy's metric as the autoscaler last read it (absent on missing data)",
+            ),
+            policy_target: policy_gauge(
+                "berth_autoscaling_policy_target_value",
+                "The scaling policy's target value (step scaling: its alarm threshold)",
+            ),
+            desired_capacity: gauge(
+                r,
+                "berth_autoscaling_desired_capacity_tasks",
+                "The scalable target's desired count after the autoscaler's last evaluation",
+            ),
+            min_capacity: gauge(
+                r,
+                "berth_autoscaling_min_capacity_tasks",
+                "minCapacity of the service's scalable target",
+            ),
+            max_capacity: gauge(
+                r,
+                "berth_autoscaling_max_capacity_tasks",
+                "maxCapacity of the service's scalable target",
+            ),
+            activities,
             desired: gauge(
                 r,
                 "berth_service_desired_tasks",
@@ -158,6 +216,58 @@ impl ControlMetrics {
         }
     }
 
+    /// Publishes what the autoscaler's pass evaluated; targets that are gone lose their
+    /// series (and their policies' series).
+    pub fn observe_autoscaling(&self, report: &PassReport) {
+        for t in &report.evaluated {
+            let labels = [t.service.cluster.as_str(), t.service.service.as_str()];
+            self.desired_capacity
+                .with_label_values(&labels)
+                .set(i64::from(t.desired));
+            self.min_capacity
+                .with_label_values(&labels)
+                .set(i64::from(t.min_capacity));
+            self.max_capacity
+                .with_label_values(&labels)
+                .set(i64::from(t.max_capacity));
+            let mut policies = BTreeSet::new();
+            for o in &t.observations {
+                let labels = [labels[0], labels[1], o.policy.as_str()];
+                policies.insert(labels.map(String::from).to_vec());
+                self.policy_target.with_label_values(&labels).set(o.target);
+                match o.value {
+                    Some(v) => self.policy_metric.with_label_values(&labels).set(v),
+                    None => {
+                        let _ = self.policy_metric.remove_label_values(&labels);
+                    }
+                }
+            }
+            for g in [&self.policy_metric, &self.policy_target] {
+                remove_service_series_except(g, &t.service, &policies);
+            }
+            for code in &t.written {
+                self.activities
+                    .with_label_values(&[labels[0], labels[1], &format!("{code:?}")])
+                    .inc();
+            }
+        }
+        let seen: BTreeSet<(String, String)> = report
+            .targets
+            .iter()
+            .map(|k| (k.cluster.clone(), k.service.clone()))
+            .collect();
+        for g in [
+            &self.desired_capacity,
+            &self.min_capacity,
+            &self.max_capacity,
+        ] {
+            remove_gone(g, &seen);
+        }
+        for g in [&self.policy_metric, &self.policy_target] {
+            remove_unset_services(g, &seen);
+        }
+    }
+
     /// Publishes the latest sampled utilization and request count per target of each
     /// service; series without a current value, or of services that are gone, go.
     pub fn observe_service_metrics(&self, services: &[Service], sampled: &ServiceMetrics) {
@@ -223,6 +333,58 @@ fn remove_unset(g: &GaugeVec, set: &BTreeSet<Vec<String>>) {
                 let refs: Vec<&str> = values.iter().map(String::as_str).collect();
                 let _ = g.remove_label_values(&refs);
             }
+        }
+    }
+}
+
+/// The label values of every series of `g`, in the vector's label order.
+fn series_labels(g: &GaugeVec) -> Vec<Vec<String>> {
+    use prometheus::core::Collector;
+    let names: Vec<String> = g
+        .desc()
+        .first()
+        .map(|d| d.variable_labels.clone())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for mf in g.collect() {
+        for m in mf.get_metric() {
+            out.push(
+                names
+                    .iter()
+                    .map(|n| {
+                        m.get_label()
+                            .iter()
+                            .find(|l| l.name() == n.as_str())
+                            .map(|l| l.value().to_string())
+                            .unwrap_or_default()
+                    })
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+/// Removes the series of `service` (labels cluster, service, ...) not in `keep`.
+fn remove_service_series_except(g: &GaugeVec, service: &ServiceKey, keep: &BTreeSet<Vec<String>>) {
+    for values in series_labels(g) {
+        if values.len() >= 2
+            && values[0] == service.cluster
+            && values[1] == service.service
+            && !keep.contains(&values)
+        {
+            let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+            let _ = g.remove_label_values(&refs);
+        }
+    }
+}
+
+/// Removes the series whose (cluster, service) is not in `seen`.
+fn remove_unset_services(g: &GaugeVec, seen: &BTreeSet<(String, String)>) {
+    for values in series_labels(g) {
+        if values.len() >= 2 && !seen.contains(&(values[0].clone(), values[1].clone())) {
+            let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+            let _ = g.remove_label_values(&refs);
         }
     }
 }

@@ -325,6 +325,12 @@ impl ServiceMetrics {
             .unwrap_or_default()
     }
 
+    /// Records a sample as if sampled at `at` (unix seconds): for tests of the readers.
+    #[cfg(test)]
+    pub(crate) fn push_sample(&self, service: &ServiceKey, metric: MetricKey, at: f64, value: f64) {
+        self.state().record(at, service, metric, Ok(value));
+    }
+
     /// Why the last sample of `metric` for `service` has no value, if it has none.
     pub fn last_error(&self, service: &ServiceKey, metric: &MetricKey) -> Option<MetricsError> {
         self.state().errors.get(service)?.get(metric).cloned()
