@@ -509,3 +509,111 @@ mod service_metric_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod autoscaling_metric_tests {
+    use super::*;
+    use crate::autoscaler::{PassReport, TargetReport};
+    use berth_autoscaling::PolicyObservation;
+    use berth_model::autoscaling::ScalingActivityStatusCode;
+
+    fn text(r: &Registry) -> String {
+        prometheus::TextEncoder::new()
+            .encode_to_string(&r.gather())
+            .unwrap()
+    }
+
+    #[test]
+    fn an_evaluation_sets_the_capacities_and_policy_values_and_counts_activities() {
+        let r = Registry::new();
+        let m = ControlMetrics::new(&r);
+        let key = ServiceKey::new("default", "web");
+        let mut report = PassReport {
+            evaluated: vec![TargetReport {
+                service: key.clone(),
+                min_capacity: 1,
+                max_capacity: 4,
+                desired: 3,
+                observations: vec![PolicyObservation {
+                    policy: "requests".into(),
+                    value: Some(1800.0),
+                    target: 600.0,
+                }],
+                written: vec![ScalingActivityStatusCode::Successful],
+            }],
+            targets: [key.clone()].into(),
+        };
+        m.observe_autoscaling(&report);
+        let t = text(&r);
+        for line in [
+            "berth_autoscaling_desired_capacity_tasks{cluster=\"default\",service=\"web\"} 3",
+            "berth_autoscaling_max_capacity_tasks{cluster=\"default\",service=\"web\"} 4",
+            "berth_autoscaling_policy_metric_value{cluster=\"default\",policy=\"requests\",service=\"web\"} 1800",
+            "berth_autoscaling_policy_target_value{cluster=\"default\",policy=\"requests\",service=\"web\"} 600",
+            "berth_autoscaling_activities_total{cluster=\"default\",service=\"web\",status_code=\"Successful\"} 1",
+        ] {
+            assert!(t.contains(line), "{line} missing from\n{t}");
+        }
+        // Missing data removes the metric's value; a target that is gone loses its series.
+        report.evaluated[0].observations[0].value = None;
+        report.evaluated[0].written.clear();
+        m.observe_autoscaling(&report);
+        assert!(!text(&r).contains("berth_autoscaling_policy_metric_value{"));
+        m.observe_autoscaling(&PassReport::default());
+        let t = text(&r);
+        assert!(!t.contains("berth_autoscaling_max_capacity_tasks{"), "{t}");
+        assert!(!t.contains("berth_autoscaling_policy_target_value{"), "{t}");
+    }
+
+    #[test]
+    fn the_grafana_dashboard_names_only_metrics_berth_exports() {
+        let dashboard = include_str!("../../../configs/dashboards/grafana-dashboard.json");
+        let r = Registry::new();
+        let m = ControlMetrics::new(&r);
+        // Vectors without a series are not gathered: give each autoscaling one a series.
+        let key = ServiceKey::new("default", "web");
+        m.observe_autoscaling(&PassReport {
+            evaluated: vec![TargetReport {
+                service: key.clone(),
+                min_capacity: 1,
+                max_capacity: 4,
+                desired: 1,
+                observations: vec![PolicyObservation {
+                    policy: "p".into(),
+                    value: Some(1.0),
+                    target: 1.0,
+                }],
+                written: vec![ScalingActivityStatusCode::Failed],
+            }],
+            targets: [key].into(),
+        });
+        m.request_count_per_target
+            .with_label_values(&["default", "web", "whoami"])
+            .set(1.0);
+        let control: Vec<String> = r.gather().iter().map(|f| f.name().to_string()).collect();
+        let mut names: Vec<&str> = dashboard
+            .match_indices("berth_")
+            .map(|(i, _)| {
+                let rest = &dashboard[i..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                &rest[..end]
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        assert!(names.len() > 10, "{names:?}");
+        for name in names {
+            let base = name.strip_suffix("_bucket").unwrap_or(name);
+            let known = control.iter().any(|c| c == base)
+                || berth_model::autoscaling::policy::BERTH_METRICS
+                    .iter()
+                    .any(|(n, _)| *n == base);
+            assert!(
+                known,
+                "the dashboard names {name}, which berth does not export"
+            );
+        }
+    }
+}
