@@ -183,14 +183,14 @@ async fn request_count_scales_out_under_load_and_back_in_without_a_failed_reques
     assert_eq!(failed, 0, "failed requests while scaling in: {errors:?}");
     assert!(ok > 0);
 
+    // Out to 4 (in one step, or two when the first window held a sample from before the
+    // load), then in by halves.
     let done = scalings(&server).await;
-    assert_eq!(
-        done,
-        vec![
-            "Setting desired count to 4.",
-            "Setting desired count to 2.",
-            "Setting desired count to 1."
-        ],
+    let n = done.len();
+    assert!(
+        n >= 3
+            && done.contains(&"Setting desired count to 4.".to_string())
+            && done[n - 2..] == ["Setting desired count to 2.", "Setting desired count to 1."],
         "{:#?}",
         activities(&server).await
     );
@@ -222,11 +222,17 @@ async fn request_count_scales_out_under_load_and_back_in_without_a_failed_reques
         .await?;
     for line in [
         "berth_autoscaling_max_capacity_tasks{cluster=\"default\",service=\"whoami\"} 4",
-        "berth_autoscaling_activities_total{cluster=\"default\",service=\"whoami\",status_code=\"Successful\"} 3",
         "berth_autoscaling_policy_target_value{cluster=\"default\",policy=\"scale\",service=\"whoami\"} 600",
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
+    let successful = format!(
+        "berth_autoscaling_activities_total{{cluster=\"default\",service=\"whoami\",status_code=\"Successful\"}} {n}"
+    );
+    assert!(
+        metrics.contains(&successful),
+        "{successful} missing from\n{metrics}"
+    );
     Ok(())
 }
 
