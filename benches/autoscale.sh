@@ -21,12 +21,15 @@
 # count 1, one task, one target).
 #
 # Usage: benches/autoscale.sh          (uses target/debug/berth; BERTH=path for another build)
-# Needs: wrk, curl, jq.
+#        RUNTIME=docker benches/autoscale.sh   (tasks as containers of the local image
+#        berth-whoami:latest: build it first with `berth image build-demo`)
+# Needs: wrk, curl, jq (and the Docker engine with RUNTIME=docker).
 
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BERTH=${BERTH:-$ROOT/target/debug/berth}
+RUNTIME=${RUNTIME:-process}
 [[ -x "$BERTH" ]] || { echo "build berth first: cargo build -p berth -p berth-whoami" >&2; exit 1; }
 for tool in wrk curl jq; do
     command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 1; }
@@ -39,6 +42,11 @@ cleanup() {
     [[ -n "$WRK_PID" ]] && kill "$WRK_PID" 2>/dev/null || true
     [[ -n "$SERVER_PID" ]] && kill "$SERVER_PID" 2>/dev/null || true
     sleep 1
+    # The containers this server's instance started.
+    if [[ "$RUNTIME" == docker && -s "$TMP/instance-id" ]]; then
+        ids=$(docker ps -aq --filter "label=berth.container-instance=$(cat "$TMP/instance-id")")
+        [[ -n "$ids" ]] && docker rm -f $ids >/dev/null 2>&1 || true
+    fi
     # The task processes carry the data dir in their environment.
     {
         for p in /proc/[0-9]*; do
@@ -89,7 +97,7 @@ scalingPolicies:
 YAML
 
 BERTH_DATA_DIR=$TMP "$BERTH" server --api-addr 127.0.0.1:0 --listen-ip 127.0.0.1 \
-    --runtime process --apply "$TMP/quickstart.yaml" >/dev/null 2>"$TMP/server.log" &
+    --runtime "$RUNTIME" --apply "$TMP/quickstart.yaml" >/dev/null 2>"$TMP/server.log" &
 SERVER_PID=$!
 wait_for '[[ -s $TMP/api.addr ]]' 30
 API=$(cat "$TMP/api.addr")
@@ -133,8 +141,8 @@ SCALED_IN=$(now)
 IN_DECISION=$(api /v1/clusters/default/services/whoami/scaling-activities |
     jq --argjson stop "$STOP" '[.[] | select(.statusCode == "Successful" and .startTime > $stop)] | min_by(.startTime) | .startTime')
 
-printf '\nberth autoscaling timeline (process runtime, %s build; quickstart, ALBRequestCountPerTarget 600/min, 1 -> 4 -> 1)\n\n' \
-    "$(basename "$(dirname "$BERTH")")"
+printf '\nberth autoscaling timeline (%s runtime, %s build; quickstart, ALBRequestCountPerTarget 600/min, 1 -> 4 -> 1)\n\n' \
+    "$RUNTIME" "$(basename "$(dirname "$BERTH")")"
 printf '| from the load step | berth | ECS target tracking (documented) | Kubernetes HPA (documented) |\n'
 printf '|---|---|---|---|\n'
 printf '| scaling decision | %s s | 3 x 60 s datapoints above target (AlarmHigh): about 180 s or more | next 15 s sync: up to 15 s |\n' "$(elapsed "$STEP" "$DECISION")"

@@ -156,6 +156,10 @@ impl Autoscaler {
             };
             let key = ServiceKey::new(&svc.cluster, &svc.service);
             report.targets.insert(key.clone());
+            let since = self.last_evaluated().get(&key).copied();
+            if since.is_some_and(|t| now - t < MIN_EVALUATION_INTERVAL && now >= t) {
+                continue;
+            }
             let ids = (svc.cluster.clone(), svc.service.clone());
             let compiled: Vec<rules::CompiledPolicy> = policies
                 .remove(&ids)
@@ -183,10 +187,6 @@ impl Autoscaler {
                     }
                 })
                 .collect();
-            let since = self.last_evaluated().get(&key).copied();
-            if since.is_some_and(|t| now - t < MIN_EVALUATION_INTERVAL && now >= t) {
-                continue;
-            }
             match self
                 .evaluate_target(
                     &target.key,
