@@ -290,3 +290,48 @@ async fn a_scheduled_action_sets_the_bounds_on_the_target_and_clamps_the_count()
         a.cause
     );
 }
+
+#[tokio::test]
+async fn a_customized_metric_is_asked_of_the_sampler_and_forgotten_with_its_target() {
+    let f = fixture(1, 1, 4).await;
+    let policy: ScalingPolicy = serde_json::from_value(json!({
+        "policyName": "running",
+        "resourceId": "service/default/web",
+        "policyType": "TargetTrackingScaling",
+        "targetTrackingScalingPolicyConfiguration": {
+            "targetValue": 10.0,
+            "customizedMetricSpecification": {
+                "metricName": "berth_service_running_tasks",
+                "labels": {"service": "web"}
+            }
+        }
+    }))
+    .unwrap();
+    f.db.put(
+        &db::scaling_policy_key("default", "web", "running"),
+        &policy,
+    )
+    .await
+    .unwrap();
+    let custom = MetricKey::Custom(crate::service_metrics::CustomMetric::Registry(
+        crate::service_metrics::RegistryMetric {
+            name: "berth_service_running_tasks".into(),
+            labels: [("service".to_string(), "web".to_string())].into(),
+        },
+    ));
+    let service = f.service().await;
+    f.pass(1).await;
+    // The sampler now samples it (and finds no such series in its empty registry).
+    f.metrics
+        .sample_fast(T0 + 1.0, std::slice::from_ref(&service), &[]);
+    assert!(f.metrics.last_error(&f.key, &custom).is_some());
+    // Without a scalable target the autoscaler stops asking.
+    f.db.store
+        .delete(&db::scalable_target_key("default", "web"))
+        .await
+        .unwrap();
+    f.pass(3).await;
+    f.metrics
+        .sample_fast(T0 + 3.0, std::slice::from_ref(&service), &[]);
+    assert!(f.metrics.last_error(&f.key, &custom).is_none());
+}
