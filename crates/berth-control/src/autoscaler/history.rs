@@ -172,11 +172,31 @@ pub fn not_scaled_activity(
     }
 }
 
-/// Whether a decision not to scale for `reasons` is news: the newest recorded activity
-/// is not a decision not to scale for the same reasons. (A scaling in between makes the
-/// same reasons news again.)
-pub fn is_news(reasons: &[NotScaledReason], newest: Option<&ScalingActivity>) -> bool {
-    !reasons.is_empty() && newest.is_none_or(|a| a.not_scaled_reasons != reasons)
+/// The shortest time between two recorded decisions not to scale of one target, in
+/// seconds: reasons that flap (a metric sampled late, now missing data, now at the
+/// maximum) write at most this often.
+pub const NOT_SCALED_MIN_INTERVAL: f64 = 10.0;
+
+/// Whether a decision not to scale for `reasons` at `now` is to be recorded: the newest
+/// recorded activity is not a decision not to scale for the same reasons (a scaling in
+/// between makes the same reasons news again), and is not a decision not to scale
+/// recorded less than [`NOT_SCALED_MIN_INTERVAL`] ago (then the next evaluation after
+/// it records the reasons if they still hold).
+pub fn is_news(
+    reasons: &[NotScaledReason],
+    newest: Option<&ScalingActivity>,
+    now: Timestamp,
+) -> bool {
+    if reasons.is_empty() {
+        return false;
+    }
+    match newest {
+        None => true,
+        Some(a) if a.is_not_scaled() => {
+            a.not_scaled_reasons != reasons && now - a.start_time >= NOT_SCALED_MIN_INTERVAL
+        }
+        Some(_) => true,
+    }
 }
 
 /// The cooldown state read from a service's activities, newest first: the latest
@@ -324,19 +344,42 @@ mod tests {
             4,
             1.0,
         );
-        assert!(!is_news(&reasons, Some(&recorded)));
-        assert!(is_news(&reasons, None));
+        assert!(!is_news(&reasons, Some(&recorded), 100.0));
+        assert!(is_news(&reasons, None, 100.0));
         let scaled = scaling_activity(
             "service/default/web",
             "y".into(),
             &change(2, 4, policy("p")),
             2.0,
         );
-        assert!(is_news(&reasons, Some(&scaled)));
+        assert!(is_news(&reasons, Some(&scaled), 2.5));
         let (none, _) = not_scaled_reasons(&engine_reasons[1..], bounds, 4);
         assert!(
-            !is_news(&none, None),
+            !is_news(&none, None, 100.0),
             "within target is not a decision not to scale"
         );
+    }
+
+    #[test]
+    fn flapping_reasons_are_recorded_at_most_every_ten_seconds() {
+        let bounds = CapacityBounds { min: 1, max: 4 };
+        let reason = |code| {
+            not_scaled_reasons(
+                &[berth_autoscaling::NotScaledReason {
+                    source: Some("p".into()),
+                    code,
+                    detail: String::new(),
+                }],
+                bounds,
+                4,
+            )
+            .0
+        };
+        let at_max = reason(NotScaledCode::AlreadyAtMaxCapacity);
+        let missing = reason(NotScaledCode::MissingData);
+        let recorded =
+            not_scaled_activity("service/default/web", "x".into(), at_max, &[], 4, 100.0);
+        assert!(!is_news(&missing, Some(&recorded), 109.9));
+        assert!(is_news(&missing, Some(&recorded), 110.0));
     }
 }

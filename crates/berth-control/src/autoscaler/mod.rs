@@ -16,7 +16,9 @@
 //!
 //! A decision not to scale (at max, in cooldown, missing data, a deployment in progress,
 //! ...) is recorded as an activity with `notScaledReasons` only when its reasons differ
-//! from the newest recorded activity's, so a steady state writes nothing.
+//! from the newest recorded activity's (and at most every
+//! [`history::NOT_SCALED_MIN_INTERVAL`] when they flap), so a steady state writes
+//! nothing.
 //!
 //! Memory kept between passes: each target's last evaluation instant (the 1 s rate and
 //! the start of the next scheduled-action interval). After a restart the first
@@ -309,7 +311,7 @@ impl Autoscaler {
                     evaluation.bounds,
                     state.desired,
                 );
-                if history::is_news(&reasons, activities.first()) {
+                if history::is_news(&reasons, activities.first(), now) {
                     let activity = history::not_scaled_activity(
                         &key.resource_id(),
                         db::new_activity_id(now),
