@@ -1,7 +1,8 @@
-//! End-to-end tests of the autoscaler through the real `berth` binary, tasks as local
-//! processes: the quickstart service scales out under a load on ALBRequestCountPerTarget
-//! and back in once the load drops, without a failed request either way; a CPU target
-//! tracking policy scales out on the demo app's CPU knob.
+//! End-to-end tests of the autoscaler through the real `berth` binary: the quickstart
+//! service scales out under a load on ALBRequestCountPerTarget and back in once the load
+//! drops, without a failed request either way (tasks as local processes, and as Docker
+//! containers); a CPU target tracking policy scales out on the demo app's CPU knob
+//! (processes).
 //!
 //! Loads are bounded (a few request loops, or a paced loop) and stay on loopback; every
 //! wait is a bounded poll of the API.
@@ -132,8 +133,20 @@ impl PacedLoad {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_count_scales_out_under_load_and_back_in_without_a_failed_request() -> Result<()> {
+    scale_out_and_in_on_request_count("process").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_count_scales_containers_out_and_in_without_a_failed_request() -> Result<()> {
+    berth_testkit::demo_image();
+    scale_out_and_in_on_request_count("docker").await
+}
+
+/// The quickstart at 1 task on `runtime`, a request count policy, a heavy load then a
+/// light one: out to 4 and back to 1, no request failed.
+async fn scale_out_and_in_on_request_count(runtime: &str) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let server = Server::start(Some(&quickstart(dir.path(), 1))).await?;
+    let server = Server::start_with(runtime, Some(&quickstart(dir.path(), 1))).await?;
     let with_log = |e: anyhow::Error| anyhow!("{e}\n{}", server.log());
     server
         .wait_healthy("whoami", "whoami", 1, SETTLE)
