@@ -30,20 +30,16 @@
 //! Layout:
 //! - [`rules`]: stored resources onto the engine's rules.
 //! - [`history`]: scaling activities written and read back as cooldown state.
+//! - [`writes`]: what one decision writes, as guarded store operations.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use berth_autoscaling::{
-    evaluate, CapacityChange, EvaluationInput, PolicyInput, PolicyObservation, TargetState, Trigger,
-};
-use berth_model::autoscaling::activity::MAX_ACTIVITIES_PER_SERVICE;
+use berth_autoscaling::{evaluate, EvaluationInput, PolicyInput, PolicyObservation, TargetState};
 use berth_model::autoscaling::{
-    ScalableTarget, ScalingActivity, ScalingActivityStatusCode, ScalingPolicy, ScheduledAction,
-    ServiceRef,
+    ScalableTarget, ScalingActivityStatusCode, ScalingPolicy, ScheduledAction, ServiceRef,
 };
 use berth_model::ecs::{DeploymentStatus, RolloutState, Service};
-use berth_store::{Expect, Op};
 
 use crate::db::{self, Db, Versioned};
 use crate::error::ControlError;
@@ -52,6 +48,7 @@ use crate::service_metrics::{ServiceKey, ServiceMetrics};
 
 pub mod history;
 pub mod rules;
+pub mod writes;
 
 #[cfg(test)]
 mod tests;
@@ -95,19 +92,6 @@ pub fn deployment_in_progress(service: &Service) -> bool {
         || service.deployments.iter().any(|d| {
             d.status == DeploymentStatus::Primary && d.rollout_state != RolloutState::Completed
         })
-}
-
-/// The service event for a change, in ECS's wording.
-pub fn service_event(service: &str, change: &CapacityChange) -> String {
-    let by = match &change.trigger {
-        Trigger::Policy { name } => format!("scaling policy {name}"),
-        Trigger::ScheduledAction { name } => format!("scheduled action {name}"),
-        Trigger::Bounds => "the bounds of its scalable target".to_string(),
-    };
-    format!(
-        "(service {service}) desired count changed from {} to {} by Application Auto Scaling ({by}): {}",
-        change.from, change.to, change.description
-    )
 }
 
 /// The policies and scheduled actions of each service.
@@ -284,78 +268,39 @@ impl Autoscaler {
                 scheduled_since: instant(scheduled_since),
                 now: instant(now),
             });
-            let mut ops = Vec::new();
-            let mut written = Vec::new();
-            let mut desired = state.desired;
-            if let Some(change) = &evaluation.change {
-                let mut next = service.value.clone();
-                next.desired_count = i64::from(change.to);
-                next.push_event(short_id(), now, service_event(&key.service, change));
-                ops.push(Op::Put {
-                    key: service.key.clone(),
-                    value: db::encode(&next),
-                    expect: Some(Expect::ModRevision(service.mod_revision)),
-                });
-                let activity = history::scaling_activity(
-                    &key.resource_id(),
-                    db::new_activity_id(now),
-                    change,
-                    now,
-                );
-                ops.extend(self.activity_ops(key, &activities, &activity));
-                written.push(activity.status_code);
-                desired = change.to;
-            } else {
-                let (reasons, details) = history::not_scaled_reasons(
-                    &evaluation.not_scaled,
-                    evaluation.bounds,
-                    state.desired,
-                );
-                if history::is_news(&reasons, activities.first(), now) {
-                    let activity = history::not_scaled_activity(
-                        &key.resource_id(),
-                        db::new_activity_id(now),
-                        reasons,
-                        &details,
-                        state.desired,
-                        now,
-                    );
-                    ops.extend(self.activity_ops(key, &activities, &activity));
-                    written.push(activity.status_code);
-                }
-            }
-            if evaluation.fired_action.is_some() && evaluation.bounds != bounds {
-                let mut next = target.value.clone();
-                next.min_capacity = i64::from(evaluation.bounds.min);
-                next.max_capacity = i64::from(evaluation.bounds.max);
-                ops.push(Op::Put {
-                    key: target.key.clone(),
-                    value: db::encode(&next),
-                    expect: Some(Expect::ModRevision(target.mod_revision)),
-                });
-            }
-            if let Some(change) = &evaluation.change {
-                tracing::info!(
-                    service = %key.resource_id(),
-                    from = change.from,
-                    to = change.to,
-                    cause = %change.cause,
-                    "scaling"
-                );
-            }
+            let writes = writes::decision_ops(
+                key,
+                &service,
+                &target,
+                &activities,
+                &evaluation,
+                state.desired,
+                now,
+            );
             let report = TargetReport {
                 service: key.clone(),
                 min_capacity: evaluation.bounds.min,
                 max_capacity: evaluation.bounds.max,
-                desired,
+                desired: writes.desired,
                 observations: evaluation.observations.clone(),
-                written,
+                written: writes.written,
             };
-            if ops.is_empty() {
+            if writes.ops.is_empty() {
                 return Ok(Some(report));
             }
-            match self.db.batch(ops).await {
-                Ok(_) => return Ok(Some(report)),
+            match self.db.batch(writes.ops).await {
+                Ok(_) => {
+                    if let Some(change) = &evaluation.change {
+                        tracing::info!(
+                            service = %key.resource_id(),
+                            from = change.from,
+                            to = change.to,
+                            cause = %change.cause,
+                            "scaling"
+                        );
+                    }
+                    return Ok(Some(report));
+                }
                 Err(ControlError::Conflict { key: k, .. }) if attempt < MAX_ATTEMPTS => {
                     tracing::debug!(key = %k, attempt, "autoscaler write raced another; evaluating again");
                 }
@@ -364,33 +309,4 @@ impl Autoscaler {
         }
         Ok(None)
     }
-
-    /// Writes `activity` and removes the service's oldest beyond
-    /// [`MAX_ACTIVITIES_PER_SERVICE`] (`activities` newest first).
-    fn activity_ops(
-        &self,
-        key: &ServiceKey,
-        activities: &[ScalingActivity],
-        activity: &ScalingActivity,
-    ) -> Vec<Op> {
-        let mut ops: Vec<Op> = activities
-            .iter()
-            .skip(MAX_ACTIVITIES_PER_SERVICE.saturating_sub(1))
-            .map(|old| Op::Delete {
-                key: db::scaling_activity_key(&key.cluster, &key.service, &old.activity_id),
-                expect: None,
-            })
-            .collect();
-        ops.push(Op::Put {
-            key: db::scaling_activity_key(&key.cluster, &key.service, &activity.activity_id),
-            value: db::encode(activity),
-            expect: Some(Expect::Absent),
-        });
-        ops
-    }
-}
-
-/// A short event id.
-fn short_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..8].to_string()
 }

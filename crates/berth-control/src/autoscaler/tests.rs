@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use berth_model::autoscaling::{NotScaledReasonCode, ScalingActivityStatusCode};
+use berth_model::autoscaling::{NotScaledReasonCode, ScalingActivity, ScalingActivityStatusCode};
 use berth_model::ecs::{Deployment, DeploymentStatus, RolloutState, Service};
 use serde_json::json;
 
