@@ -4,9 +4,10 @@
 //! - the service reconciler (placement, desired count, replacement, rolling deployments),
 //! - the target-registration reconciler (register running tasks, drain stopping ones),
 //! - the proxy feed (store → data-plane snapshot, data-plane health → store),
+//! - the autoscaler (scalable targets, policies and sampled metrics → desired counts),
 //!
 //! and samples, after each pass, the metrics the autoscaler reads
-//! ([`service_metrics`]).
+//! ([`service_metrics`]), before the autoscaler runs.
 //!
 //! All of them are level-triggered: one pass reads the store and converges; passes run
 //! whenever the store changes, the data plane reports a health change, or a resync tick
@@ -27,7 +28,8 @@
 //! - [`autoscaling_api`]: the API of scalable targets, scaling policies, scheduled
 //!   actions and scaling activities.
 //! - [`db`]: key layout and typed store access.
-//! - [`scheduler`], [`services`], [`registration`], [`proxy_feed`]: the reconcilers.
+//! - [`scheduler`], [`services`], [`registration`], [`proxy_feed`], [`autoscaler`]: the
+//!   reconcilers.
 //! - [`data_plane`], [`agent_service`], [`task_nodes`]: the seams to the other planes.
 //! - [`metrics`]: the control plane's Prometheus metrics.
 //! - [`service_metrics`]: per-service windows of the metrics scaling policies track.
@@ -43,6 +45,7 @@ use tokio::sync::watch;
 pub mod agent_service;
 pub mod api;
 pub mod apply;
+pub mod autoscaler;
 pub mod autoscaling_api;
 pub mod data_plane;
 pub mod db;
@@ -76,6 +79,7 @@ pub struct ControlPlane {
     feed: proxy_feed::ProxyFeed,
     metrics: metrics::ControlMetrics,
     service_metrics: Arc<service_metrics::ServiceMetrics>,
+    autoscaler: autoscaler::Autoscaler,
 }
 
 impl ControlPlane {
@@ -88,17 +92,19 @@ impl ControlPlane {
         registry: &prometheus::Registry,
     ) -> Arc<Self> {
         let feed = proxy_feed::ProxyFeed::new(db.clone(), data_plane.clone());
+        let service_metrics = Arc::new(service_metrics::ServiceMetrics::new(
+            registry.clone(),
+            Arc::new(service_metrics::HttpPrometheus::default()),
+        ));
         Arc::new(Self {
+            autoscaler: autoscaler::Autoscaler::new(db.clone(), service_metrics.clone()),
             db,
             data_plane,
             nodes,
             changes: watch::channel(0).0,
             feed,
             metrics: metrics::ControlMetrics::new(registry),
-            service_metrics: Arc::new(service_metrics::ServiceMetrics::new(
-                registry.clone(),
-                Arc::new(service_metrics::HttpPrometheus::default()),
-            )),
+            service_metrics,
         })
     }
 
@@ -156,19 +162,20 @@ impl ControlPlane {
         if let Err(e) = self.feed.pull_health().await {
             tracing::warn!(error = %e, "proxy health");
         }
-        if let Err(e) = self.observe().await {
+        let now = unix_now();
+        if let Err(e) = self.observe_at(now).await {
             tracing::warn!(error = %e, "metrics");
+        }
+        match self.autoscaler.reconcile(now).await {
+            Ok(report) => self.metrics.observe_autoscaling(&report),
+            Err(e) => tracing::warn!(error = %e, "autoscaler"),
         }
     }
 
-    /// Updates the service metrics and samples what the autoscaler reads: the data
-    /// plane's request counts and berth's own metrics in this pass, task usage and
-    /// Prometheus queries in a round of their own, so a slow node never holds the pass.
-    async fn observe(&self) -> Result<(), ControlError> {
-        self.observe_at(unix_now()).await
-    }
-
-    /// [`ControlPlane::observe`] with the samples stamped `now` (unix seconds).
+    /// Updates the service metrics and samples what the autoscaler reads, stamped `now`
+    /// (unix seconds): the data plane's request counts and berth's own metrics in this
+    /// pass, task usage and Prometheus queries in a round of their own, so a slow node
+    /// never holds the pass.
     async fn observe_at(&self, now: f64) -> Result<(), ControlError> {
         let services: Vec<_> = self
             .db

@@ -11,6 +11,12 @@
 //! | `berth_service_request_count_per_target{cluster,service,target_group}` | ALB RequestCountPerTarget (per minute) |
 //! | `berth_service_deployments{cluster,service}` | DeploymentCount |
 //! | `berth_task_stopped_total{cluster,service,stop_code}` | (task state change events) |
+//! | `berth_autoscaling_policy_metric_value{cluster,service,policy}` | the policy's metric (target tracking alarm's datapoint) |
+//! | `berth_autoscaling_policy_target_value{cluster,service,policy}` | TargetValue (step scaling: the alarm threshold) |
+//! | `berth_autoscaling_desired_capacity_tasks{cluster,service}` | the scalable target's desired capacity |
+//! | `berth_autoscaling_min_capacity_tasks{cluster,service}` | MinCapacity |
+//! | `berth_autoscaling_max_capacity_tasks{cluster,service}` | MaxCapacity |
+//! | `berth_autoscaling_activities_total{cluster,service,status_code}` | scaling activities by StatusCode |
 //!
 //! Utilization and request count per target are the latest samples of
 //! [`crate::service_metrics`] (what target tracking sees), published after each sample;
@@ -18,12 +24,17 @@
 //! target). Utilization is the average over the service's running tasks of use ÷
 //! reservation; request count per target is a target group's requests per healthy target
 //! per minute.
+//!
+//! The autoscaling series are set when the autoscaler evaluates a target (once a second):
+//! a policy's metric value is what the engine read (the scale-out window's statistic, or
+//! the step alarm's aggregate) and is absent while that window is missing data.
 
 use std::collections::BTreeSet;
 
 use berth_model::ecs::{Service, Task, TaskStatus};
 use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
+use crate::autoscaler::PassReport;
 use crate::service_metrics::{MetricKey, ServiceKey, ServiceMetrics};
 
 pub struct ControlMetrics {
@@ -35,6 +46,12 @@ pub struct ControlMetrics {
     memory: GaugeVec,
     request_count_per_target: GaugeVec,
     stopped: IntCounterVec,
+    policy_metric: GaugeVec,
+    policy_target: GaugeVec,
+    desired_capacity: IntGaugeVec,
+    min_capacity: IntGaugeVec,
+    max_capacity: IntGaugeVec,
+    activities: IntCounterVec,
     /// Tasks already counted as stopped, so a pass counts each once.
     counted: std::sync::Mutex<BTreeSet<String>>,
 }
@@ -75,7 +92,48 @@ impl ControlMetrics {
         .expect("valid metric");
         r.register(Box::new(request_count_per_target.clone()))
             .expect("metric registered once");
+        let policy_gauge = |name: &str, help: &str| {
+            let g = GaugeVec::new(Opts::new(name, help), &["cluster", "service", "policy"])
+                .expect("valid metric");
+            r.register(Box::new(g.clone()))
+                .expect("metric registered once");
+            g
+        };
+        let activities = IntCounterVec::new(
+            Opts::new(
+                "berth_autoscaling_activities_total",
+                "Scaling activities written by the autoscaler, by status code (Successful: the desired count changed; Failed: a decision not to scale)",
+            ),
+            &["cluster", "service", "status_code"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(activities.clone()))
+            .expect("metric registered once");
         Self {
+            policy_metric: policy_gauge(
+                "berth_autoscaling_policy_metric_value",
+                "The scaling policy's metric as the autoscaler last read it (absent on missing data)",
+            ),
+            policy_target: policy_gauge(
+                "berth_autoscaling_policy_target_value",
+                "The scaling policy's target value (step scaling: its alarm threshold)",
+            ),
+            desired_capacity: gauge(
+                r,
+                "berth_autoscaling_desired_capacity_tasks",
+                "The scalable target's desired count after the autoscaler's last evaluation",
+            ),
+            min_capacity: gauge(
+                r,
+                "berth_autoscaling_min_capacity_tasks",
+                "minCapacity of the service's scalable target",
+            ),
+            max_capacity: gauge(
+                r,
+                "berth_autoscaling_max_capacity_tasks",
+                "maxCapacity of the service's scalable target",
+            ),
+            activities,
             desired: gauge(
                 r,
                 "berth_service_desired_tasks",
@@ -158,6 +216,58 @@ impl ControlMetrics {
         }
     }
 
+    /// Publishes what the autoscaler's pass evaluated; targets that are gone lose their
+    /// series (and their policies' series).
+    pub fn observe_autoscaling(&self, report: &PassReport) {
+        for t in &report.evaluated {
+            let labels = [t.service.cluster.as_str(), t.service.service.as_str()];
+            self.desired_capacity
+                .with_label_values(&labels)
+                .set(i64::from(t.desired));
+            self.min_capacity
+                .with_label_values(&labels)
+                .set(i64::from(t.min_capacity));
+            self.max_capacity
+                .with_label_values(&labels)
+                .set(i64::from(t.max_capacity));
+            let mut policies = BTreeSet::new();
+            for o in &t.observations {
+                let labels = [labels[0], labels[1], o.policy.as_str()];
+                policies.insert(labels.map(String::from).to_vec());
+                self.policy_target.with_label_values(&labels).set(o.target);
+                match o.value {
+                    Some(v) => self.policy_metric.with_label_values(&labels).set(v),
+                    None => {
+                        let _ = self.policy_metric.remove_label_values(&labels);
+                    }
+                }
+            }
+            for g in [&self.policy_metric, &self.policy_target] {
+                remove_service_series_except(g, &t.service, &policies);
+            }
+            for code in &t.written {
+                self.activities
+                    .with_label_values(&[labels[0], labels[1], &format!("{code:?}")])
+                    .inc();
+            }
+        }
+        let seen: BTreeSet<(String, String)> = report
+            .targets
+            .iter()
+            .map(|k| (k.cluster.clone(), k.service.clone()))
+            .collect();
+        for g in [
+            &self.desired_capacity,
+            &self.min_capacity,
+            &self.max_capacity,
+        ] {
+            remove_gone(g, &seen);
+        }
+        for g in [&self.policy_metric, &self.policy_target] {
+            remove_unset_services(g, &seen);
+        }
+    }
+
     /// Publishes the latest sampled utilization and request count per target of each
     /// service; series without a current value, or of services that are gone, go.
     pub fn observe_service_metrics(&self, services: &[Service], sampled: &ServiceMetrics) {
@@ -223,6 +333,58 @@ fn remove_unset(g: &GaugeVec, set: &BTreeSet<Vec<String>>) {
                 let refs: Vec<&str> = values.iter().map(String::as_str).collect();
                 let _ = g.remove_label_values(&refs);
             }
+        }
+    }
+}
+
+/// The label values of every series of `g`, in the vector's label order.
+fn series_labels(g: &GaugeVec) -> Vec<Vec<String>> {
+    use prometheus::core::Collector;
+    let names: Vec<String> = g
+        .desc()
+        .first()
+        .map(|d| d.variable_labels.clone())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for mf in g.collect() {
+        for m in mf.get_metric() {
+            out.push(
+                names
+                    .iter()
+                    .map(|n| {
+                        m.get_label()
+                            .iter()
+                            .find(|l| l.name() == n.as_str())
+                            .map(|l| l.value().to_string())
+                            .unwrap_or_default()
+                    })
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+/// Removes the series of `service` (labels cluster, service, ...) not in `keep`.
+fn remove_service_series_except(g: &GaugeVec, service: &ServiceKey, keep: &BTreeSet<Vec<String>>) {
+    for values in series_labels(g) {
+        if values.len() >= 2
+            && values[0] == service.cluster
+            && values[1] == service.service
+            && !keep.contains(&values)
+        {
+            let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+            let _ = g.remove_label_values(&refs);
+        }
+    }
+}
+
+/// Removes the series whose (cluster, service) is not in `seen`.
+fn remove_unset_services(g: &GaugeVec, seen: &BTreeSet<(String, String)>) {
+    for values in series_labels(g) {
+        if values.len() >= 2 && !seen.contains(&(values[0].clone(), values[1].clone())) {
+            let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+            let _ = g.remove_label_values(&refs);
         }
     }
 }
@@ -345,5 +507,113 @@ mod service_metric_tests {
             "{}",
             text()
         );
+    }
+}
+
+#[cfg(test)]
+mod autoscaling_metric_tests {
+    use super::*;
+    use crate::autoscaler::{PassReport, TargetReport};
+    use berth_autoscaling::PolicyObservation;
+    use berth_model::autoscaling::ScalingActivityStatusCode;
+
+    fn text(r: &Registry) -> String {
+        prometheus::TextEncoder::new()
+            .encode_to_string(&r.gather())
+            .unwrap()
+    }
+
+    #[test]
+    fn an_evaluation_sets_the_capacities_and_policy_values_and_counts_activities() {
+        let r = Registry::new();
+        let m = ControlMetrics::new(&r);
+        let key = ServiceKey::new("default", "web");
+        let mut report = PassReport {
+            evaluated: vec![TargetReport {
+                service: key.clone(),
+                min_capacity: 1,
+                max_capacity: 4,
+                desired: 3,
+                observations: vec![PolicyObservation {
+                    policy: "requests".into(),
+                    value: Some(1800.0),
+                    target: 600.0,
+                }],
+                written: vec![ScalingActivityStatusCode::Successful],
+            }],
+            targets: [key.clone()].into(),
+        };
+        m.observe_autoscaling(&report);
+        let t = text(&r);
+        for line in [
+            "berth_autoscaling_desired_capacity_tasks{cluster=\"default\",service=\"web\"} 3",
+            "berth_autoscaling_max_capacity_tasks{cluster=\"default\",service=\"web\"} 4",
+            "berth_autoscaling_policy_metric_value{cluster=\"default\",policy=\"requests\",service=\"web\"} 1800",
+            "berth_autoscaling_policy_target_value{cluster=\"default\",policy=\"requests\",service=\"web\"} 600",
+            "berth_autoscaling_activities_total{cluster=\"default\",service=\"web\",status_code=\"Successful\"} 1",
+        ] {
+            assert!(t.contains(line), "{line} missing from\n{t}");
+        }
+        // Missing data removes the metric's value; a target that is gone loses its series.
+        report.evaluated[0].observations[0].value = None;
+        report.evaluated[0].written.clear();
+        m.observe_autoscaling(&report);
+        assert!(!text(&r).contains("berth_autoscaling_policy_metric_value{"));
+        m.observe_autoscaling(&PassReport::default());
+        let t = text(&r);
+        assert!(!t.contains("berth_autoscaling_max_capacity_tasks{"), "{t}");
+        assert!(!t.contains("berth_autoscaling_policy_target_value{"), "{t}");
+    }
+
+    #[test]
+    fn the_grafana_dashboard_names_only_metrics_berth_exports() {
+        let dashboard = include_str!("../../../configs/dashboards/grafana-dashboard.json");
+        let r = Registry::new();
+        let m = ControlMetrics::new(&r);
+        // Vectors without a series are not gathered: give each autoscaling one a series.
+        let key = ServiceKey::new("default", "web");
+        m.observe_autoscaling(&PassReport {
+            evaluated: vec![TargetReport {
+                service: key.clone(),
+                min_capacity: 1,
+                max_capacity: 4,
+                desired: 1,
+                observations: vec![PolicyObservation {
+                    policy: "p".into(),
+                    value: Some(1.0),
+                    target: 1.0,
+                }],
+                written: vec![ScalingActivityStatusCode::Failed],
+            }],
+            targets: [key].into(),
+        });
+        m.request_count_per_target
+            .with_label_values(&["default", "web", "whoami"])
+            .set(1.0);
+        let control: Vec<String> = r.gather().iter().map(|f| f.name().to_string()).collect();
+        let mut names: Vec<&str> = dashboard
+            .match_indices("berth_")
+            .map(|(i, _)| {
+                let rest = &dashboard[i..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                &rest[..end]
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        assert!(names.len() > 10, "{names:?}");
+        for name in names {
+            let base = name.strip_suffix("_bucket").unwrap_or(name);
+            let known = control.iter().any(|c| c == base)
+                || berth_model::autoscaling::policy::BERTH_METRICS
+                    .iter()
+                    .any(|(n, _)| *n == base);
+            assert!(
+                known,
+                "the dashboard names {name}, which berth does not export"
+            );
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The metrics the autoscaler reads: per service, a window of timestamped samples
-//! ([`MetricWindow`], the last [`WINDOW_SECONDS`]) of each metric a scaling policy can
+//! (the scaling engine's [`MetricSeries`], the last [`WINDOW_SECONDS`]) of each metric a
+//! scaling policy can
 //! name, sampled by the control plane's reconcile loop at most once per
 //! [`MIN_SAMPLE_INTERVAL`]:
 //!
@@ -31,7 +32,7 @@
 //! [`DataPlane`](crate::DataPlane)'s statuses and [`TaskNodes`]).
 //!
 //! Layout:
-//! - [`window`]: the bounded series.
+//! - [`window`]: the engine's series, bounded; unix seconds to the engine's instants.
 //! - [`request_rate`]: ALBRequestCountPerTarget from cumulative counters.
 //! - [`utilization`]: CPU and memory against the reservations.
 //! - [`registry_metric`]: berth's own metrics by name and labels.
@@ -55,9 +56,10 @@ pub mod request_rate;
 pub mod utilization;
 pub mod window;
 
+pub use berth_autoscaling::MetricSeries;
 pub use prometheus::{HttpPrometheus, PrometheusApi};
 pub use registry_metric::RegistryMetric;
-pub use window::{MetricWindow, Sample, WINDOW_SECONDS};
+pub use window::{Sample, WINDOW_SECONDS};
 
 #[cfg(test)]
 mod tests;
@@ -154,7 +156,7 @@ pub struct ServiceMetrics {
 
 #[derive(Default)]
 struct State {
-    windows: BTreeMap<ServiceKey, BTreeMap<MetricKey, MetricWindow>>,
+    windows: BTreeMap<ServiceKey, BTreeMap<MetricKey, MetricSeries>>,
     /// Why a metric got no sample last time; cleared by the next sample.
     errors: BTreeMap<ServiceKey, BTreeMap<MetricKey, MetricsError>>,
     requests: request_rate::RequestCounts,
@@ -177,12 +179,13 @@ impl State {
                 if let Some(e) = self.errors.get_mut(service) {
                     e.remove(&metric);
                 }
-                self.windows
+                let series = self
+                    .windows
                     .entry(service.clone())
                     .or_default()
                     .entry(metric)
-                    .or_default()
-                    .push(at, v);
+                    .or_default();
+                window::push_bounded(series, at, v);
             }
             Err(e) => {
                 self.errors
@@ -300,9 +303,32 @@ impl ServiceMetrics {
         }
     }
 
-    /// A copy of the window of `metric` for `service`, if it has samples.
-    pub fn window(&self, service: &ServiceKey, metric: &MetricKey) -> Option<MetricWindow> {
+    /// A copy of the series of `metric` for `service`, if it has samples.
+    pub fn window(&self, service: &ServiceKey, metric: &MetricKey) -> Option<MetricSeries> {
         self.state().windows.get(service)?.get(metric).cloned()
+    }
+
+    /// A copy of the samples of `metric` for `service` taken after `since` (unix
+    /// seconds): what an evaluation reads, without copying the whole hour. Empty when
+    /// the metric has no samples (missing data).
+    pub fn window_since(
+        &self,
+        service: &ServiceKey,
+        metric: &MetricKey,
+        since: f64,
+    ) -> MetricSeries {
+        self.state()
+            .windows
+            .get(service)
+            .and_then(|w| w.get(metric))
+            .map(|series| window::tail(series, since))
+            .unwrap_or_default()
+    }
+
+    /// Records a sample as if sampled at `at` (unix seconds): for tests of the readers.
+    #[cfg(test)]
+    pub(crate) fn push_sample(&self, service: &ServiceKey, metric: MetricKey, at: f64, value: f64) {
+        self.state().record(at, service, metric, Ok(value));
     }
 
     /// Why the last sample of `metric` for `service` has no value, if it has none.
@@ -320,7 +346,7 @@ impl ServiceMetrics {
         {
             return None;
         }
-        Some(st.windows.get(service)?.get(metric)?.latest()?.1)
+        Some(window::latest(st.windows.get(service)?.get(metric)?)?.1)
     }
 
     /// The sampled metrics of `service` with their current values (see
@@ -333,7 +359,7 @@ impl ServiceMetrics {
             .into_iter()
             .flatten()
             .filter(|(m, _)| !errors.is_some_and(|e| e.contains_key(*m)))
-            .filter_map(|(m, w)| Some((m.clone(), w.latest()?.1)))
+            .filter_map(|(m, w)| Some((m.clone(), window::latest(w)?.1)))
             .collect()
     }
 

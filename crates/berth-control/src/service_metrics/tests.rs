@@ -109,7 +109,7 @@ fn alb(tg: &str) -> MetricKey {
 
 fn values(m: &ServiceMetrics, s: &ServiceKey, k: &MetricKey) -> Vec<Sample> {
     m.window(s, k)
-        .map(|w| w.samples().iter().copied().collect())
+        .map(|w| window::samples(&w))
         .unwrap_or_default()
 }
 
@@ -526,7 +526,7 @@ async fn the_reconcile_pass_does_not_wait_for_a_slow_node() {
     let bound = Duration::from_secs(10);
     // The sampling step of a reconcile pass (the service reconciler would stop this
     // hand-made task, which belongs to no deployment).
-    tokio::time::timeout(bound, cp.observe())
+    tokio::time::timeout(bound, cp.observe_at(crate::unix_now()))
         .await
         .expect("the pass returns while the node has not answered")
         .unwrap();
