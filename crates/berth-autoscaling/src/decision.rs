@@ -394,16 +394,5 @@ fn largest(proposals: Vec<Proposal<'_>>) -> Option<Proposal<'_>> {
 }
 
 fn change(from: u32, to: u32, trigger: Trigger, cause: String) -> CapacityChange {
-    CapacityChange {
-        from,
-        to,
-        direction: if to > from {
-            Direction::Out
-        } else {
-            Direction::In
-        },
-        trigger,
-        description: format!("Setting desired count to {to}."),
-        cause,
-    }
+    CapacityChange::new(from, to, trigger, cause)
 }

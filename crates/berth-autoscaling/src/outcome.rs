@@ -33,6 +33,24 @@ pub struct CapacityChange {
     pub cause: String,
 }
 
+impl CapacityChange {
+    /// The change from `from` to `to` tasks, described as AWS describes it.
+    pub fn new(from: u32, to: u32, trigger: Trigger, cause: String) -> Self {
+        CapacityChange {
+            from,
+            to,
+            direction: if to > from {
+                Direction::Out
+            } else {
+                Direction::In
+            },
+            trigger,
+            description: format!("Setting desired count to {to}."),
+            cause,
+        }
+    }
+}
+
 /// Why a policy (or the target) did not scale. AWS's `NotScaledReason` codes where AWS
 /// has one (`AlreadyAtMaxCapacity`, `AlreadyAtMinCapacity`, `AlreadyAtDesiredCapacity`),
 /// berth's own for the reasons AWS does not report.

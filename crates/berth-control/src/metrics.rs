@@ -56,59 +56,60 @@ pub struct ControlMetrics {
     counted: std::sync::Mutex<BTreeSet<String>>,
 }
 
+/// Registers `metric` with `r` and hands it back.
+fn registered<M: prometheus::core::Collector + Clone + 'static>(r: &Registry, metric: M) -> M {
+    r.register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), &["cluster", "service"]).expect("valid metric");
-    r.register(Box::new(g.clone()))
-        .expect("metric registered once");
-    g
+    registered(r, g)
+}
+
+/// A float gauge with `labels`.
+fn float_gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    registered(
+        r,
+        GaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
+    )
+}
+
+/// A counter with `labels`.
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    registered(
+        r,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+    )
 }
 
 fn ratio(r: &Registry, name: &str, help: &str) -> GaugeVec {
-    let g = GaugeVec::new(Opts::new(name, help), &["cluster", "service"]).expect("valid metric");
-    r.register(Box::new(g.clone()))
-        .expect("metric registered once");
-    g
+    float_gauge(r, name, help, &["cluster", "service"])
 }
 
 impl ControlMetrics {
     pub fn new(r: &Registry) -> Self {
-        let stopped = IntCounterVec::new(
-            Opts::new(
-                "berth_task_stopped_total",
-                "Tasks that reached STOPPED, by stop code",
-            ),
+        let stopped = counter(
+            r,
+            "berth_task_stopped_total",
+            "Tasks that reached STOPPED, by stop code",
             &["cluster", "service", "stop_code"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(stopped.clone()))
-            .expect("metric registered once");
-        let request_count_per_target = GaugeVec::new(
-            Opts::new(
-                "berth_service_request_count_per_target",
-                "Requests per healthy target per minute in a target group of the service (ALBRequestCountPerTarget)",
-            ),
+        );
+        let request_count_per_target = float_gauge(
+            r,
+            "berth_service_request_count_per_target",
+            "Requests per healthy target per minute in a target group of the service (ALBRequestCountPerTarget)",
             &["cluster", "service", "target_group"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(request_count_per_target.clone()))
-            .expect("metric registered once");
-        let policy_gauge = |name: &str, help: &str| {
-            let g = GaugeVec::new(Opts::new(name, help), &["cluster", "service", "policy"])
-                .expect("valid metric");
-            r.register(Box::new(g.clone()))
-                .expect("metric registered once");
-            g
-        };
-        let activities = IntCounterVec::new(
-            Opts::new(
-                "berth_autoscaling_activities_total",
-                "Scaling activities written by the autoscaler, by status code (Successful: the desired count changed; Failed: a decision not to scale)",
-            ),
+        );
+        let policy_gauge =
+            |name: &str, help: &str| float_gauge(r, name, help, &["cluster", "service", "policy"]);
+        let activities = counter(
+            r,
+            "berth_autoscaling_activities_total",
+            "Scaling activities written by the autoscaler, by status code (Successful: the desired count changed; Failed: a decision not to scale)",
             &["cluster", "service", "status_code"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(activities.clone()))
-            .expect("metric registered once");
+        );
         Self {
             policy_metric: policy_gauge(
                 "berth_autoscaling_policy_metric_value",

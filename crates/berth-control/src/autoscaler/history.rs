@@ -241,18 +241,7 @@ mod tests {
     use super::*;
 
     fn change(from: u32, to: u32, trigger: Trigger) -> CapacityChange {
-        CapacityChange {
-            from,
-            to,
-            direction: if to > from {
-                Direction::Out
-            } else {
-                Direction::In
-            },
-            trigger,
-            description: format!("Setting desired count to {to}."),
-            cause: "because".into(),
-        }
+        CapacityChange::new(from, to, trigger, "because".into())
     }
 
     fn policy(name: &str) -> Trigger {
