@@ -139,11 +139,21 @@ async fn a_promql_policy_answered_by_a_real_prometheus_scales_out_without_a_fail
     );
     assert!(out.ok > 0);
 
-    // Prometheus saw the load the policy acted on.
-    let rate = prometheus
+    // Prometheus saw the load the policy acted on, and scrapes the autoscaler's own
+    // gauges (the names the Grafana dashboard reads): the desired capacity reaches 3.
+    let requests = prometheus
         .value("sum(increase(berth_lb_target_requests_total{target_group=\"whoami\"}[1m]))")
         .await;
-    assert!(rate.is_some_and(|r| r > 0.0), "{rate:?}");
+    assert!(requests.is_some_and(|r| r > 0.0), "{requests:?}");
+    let desired =
+        "berth_autoscaling_desired_capacity_tasks{cluster=\"default\",service=\"whoami\"}";
+    wait_until(
+        "Prometheus to scrape a desired capacity of 3",
+        SETTLE,
+        || async { (prometheus.value(desired).await? == 3.0).then_some(()) },
+    )
+    .await
+    .map_err(|e| anyhow!("{e}\n{}", prometheus.log()))?;
 
     // The scale-out activities name the policy and the query, with a value above 5.
     let all = activities(&server).await;
