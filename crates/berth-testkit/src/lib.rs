@@ -4,6 +4,8 @@
 //! - [`Server`]: a `berth server` child process on a private data dir, API and listeners
 //!   on 127.0.0.1 with ports chosen by the system, plus a CLI runner and JSON getters.
 //! - [`wait_until`]: bounded polling for a condition the system reaches on its own.
+//! - [`prometheus`]: a real Prometheus child process scraping a server, for tests of
+//!   customized metrics given as PromQL.
 //!
 //! Every task process a test server starts inherits `BERTH_DATA_DIR`, and every
 //! container carries the server's instance id, so [`Server::kill_everything`] (run on
@@ -15,6 +17,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
+
+pub mod prometheus;
+
+pub use prometheus::{require_prometheus, Prometheus};
 
 /// The directory holding the workspace's built binaries (`target/debug`).
 pub fn bin_dir() -> PathBuf {
