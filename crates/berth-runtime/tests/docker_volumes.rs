@@ -154,6 +154,24 @@ async fn a_shared_volume_outlives_the_task_that_wrote_it() {
     rt.stop(&second.task_arn).await.unwrap();
     rt.remove(&second.task_arn).await.unwrap();
     assert!(volume_exists(&volume));
+
+    // Autoprovisioning over an existing volume with other labels is refused.
+    let differing = task(
+        &cluster,
+        &task_id("volshared3"),
+        json!({
+            "volumes": [{"name": volume, "dockerVolumeConfiguration": {
+                "scope": "shared", "autoprovision": true, "labels": {"purpose": "other"}}}],
+            "containerDefinitions": [app("c", None,
+                json!([{"sourceVolume": volume, "containerPath": "/data"}]))],
+        }),
+    );
+    let message = start_failure(&*rt, &differing).await;
+    assert!(
+        message.contains("volumes[0].dockerVolumeConfiguration.labels")
+            && message.contains("purpose=\"test\""),
+        "{message}"
+    );
 }
 
 #[tokio::test]

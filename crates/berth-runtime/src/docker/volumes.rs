@@ -9,8 +9,10 @@
 //!   `<prefix><task id>-<volume name>`, created for the task and removed with it;
 //! - scope `shared`: the Docker volume named as the task's volume, which outlives tasks;
 //!   created (with `driver`, `driverOpts`, `labels`) when missing and `autoprovision` is
-//!   true, refused when missing otherwise. An existing shared volume is used as it is:
-//!   its driver, options and labels are not compared with the task definition's.
+//!   true, refused when missing otherwise. With `autoprovision`, an existing shared
+//!   volume must have the `driver`, `driverOpts` and `labels` the task definition gives
+//!   (as the ECS agent checks), else the task is refused; without it, the volume is used
+//!   as it is.
 //!
 //! Which container mounts what is `container_spec`'s; it does not mount anything itself.
 
@@ -72,6 +74,17 @@ pub(crate) enum VolumeError {
         "volumes[{index}].dockerVolumeConfiguration: the shared Docker volume {volume:?} does not exist and autoprovision is false: create it (docker volume create {volume}) or set autoprovision to true"
     )]
     SharedVolumeMissing { index: usize, volume: String },
+    #[error(
+        "volumes[{index}].dockerVolumeConfiguration.{field}: the existing shared Docker volume {volume:?} has {found}, the task definition asks for {wanted}"
+    )]
+    SharedVolumeDiffers {
+        index: usize,
+        volume: String,
+        /// `driver`, `driverOpts` or `labels`.
+        field: &'static str,
+        wanted: String,
+        found: String,
+    },
     #[error("volumes[{index}]: cannot {action} Docker volume {volume:?}: {message}")]
     Engine {
         index: usize,
@@ -154,6 +167,52 @@ fn create_options(spec: &TaskSpec, v: &DockerVolume) -> VolumeCreateOptions {
     }
 }
 
+/// How the existing shared volume `have` differs from `want` (an autoprovisioned
+/// volume of the task definition), as the ECS agent compares them: the driver when one is
+/// given, and each given driver option and label.
+fn shared_volume_difference(
+    index: usize,
+    want: &DockerVolume,
+    have: &bollard::models::Volume,
+) -> Option<VolumeError> {
+    let differs = |field, wanted: String, found: String| VolumeError::SharedVolumeDiffers {
+        index,
+        volume: want.docker_name.clone(),
+        field,
+        wanted,
+        found,
+    };
+    if let Some(driver) = want.driver.as_deref().filter(|d| *d != have.driver) {
+        return Some(differs(
+            "driver",
+            format!("driver {driver:?}"),
+            format!("driver {:?}", have.driver),
+        ));
+    }
+    let missing = |wanted: &BTreeMap<String, String>, found: &HashMap<String, String>| {
+        wanted
+            .iter()
+            .find(|(k, v)| found.get(*k) != Some(*v))
+            .map(|(k, v)| (k.clone(), v.clone(), found.get(k).cloned()))
+    };
+    for (field, wanted, found) in [
+        ("driverOpts", &want.driver_opts, &have.options),
+        ("labels", &want.labels, &have.labels),
+    ] {
+        if let Some((k, v, got)) = missing(wanted, found) {
+            return Some(differs(
+                field,
+                format!("{k}={v:?}"),
+                match got {
+                    Some(g) => format!("{k}={g:?}"),
+                    None => format!("no {k}"),
+                },
+            ));
+        }
+    }
+    None
+}
+
 fn docker_volumes(prefix: &str, spec: &TaskSpec) -> Vec<(usize, DockerVolume)> {
     task_volumes(prefix, spec)
         .into_iter()
@@ -178,7 +237,10 @@ impl Inner {
             };
             if v.scope == VolumeScope::Shared {
                 match self.docker.inspect_volume(&v.docker_name).await {
-                    Ok(_) => continue,
+                    Ok(have) => match shared_volume_difference(index, &v, &have) {
+                        Some(differs) if v.autoprovision => return Err(differs.into()),
+                        _ => continue,
+                    },
                     Err(e) if is_not_found(&e) => {
                         if !v.autoprovision {
                             return Err(VolumeError::SharedVolumeMissing {
@@ -286,5 +348,70 @@ mod tests {
         };
         let labels = create_options(&s, task_scoped).labels.unwrap();
         assert_eq!(labels[LABEL_TASK_ARN], s.task_arn);
+    }
+
+    #[test]
+    fn an_existing_shared_volume_must_match_what_is_given() {
+        let want = DockerVolume {
+            docker_name: "data".into(),
+            scope: VolumeScope::Shared,
+            autoprovision: true,
+            driver: Some("local".into()),
+            driver_opts: BTreeMap::from([("type".into(), "tmpfs".into())]),
+            labels: BTreeMap::from([("team".into(), "a".into())]),
+        };
+        let have = bollard::models::Volume {
+            name: "data".into(),
+            driver: "local".into(),
+            options: HashMap::from([
+                ("type".into(), "tmpfs".into()),
+                ("device".into(), "tmpfs".into()),
+            ]),
+            labels: HashMap::from([("team".into(), "a".into()), ("extra".into(), "x".into())]),
+            ..Default::default()
+        };
+        assert_eq!(
+            shared_volume_difference(2, &want, &have),
+            None,
+            "extras are fine"
+        );
+
+        let other_driver = bollard::models::Volume {
+            driver: "nfs".into(),
+            ..have.clone()
+        };
+        let e = shared_volume_difference(2, &want, &other_driver).unwrap();
+        assert!(matches!(
+            e,
+            VolumeError::SharedVolumeDiffers {
+                field: "driver",
+                index: 2,
+                ..
+            }
+        ));
+        assert!(e
+            .to_string()
+            .starts_with("volumes[2].dockerVolumeConfiguration.driver:"));
+
+        let no_label = bollard::models::Volume {
+            labels: HashMap::new(),
+            ..have.clone()
+        };
+        let e = shared_volume_difference(2, &want, &no_label).unwrap();
+        assert!(e.to_string().contains("team=\"a\""), "{e}");
+        assert!(e.to_string().contains("no team"), "{e}");
+
+        let other_opt = bollard::models::Volume {
+            options: HashMap::from([("type".into(), "nfs".into())]),
+            ..have
+        };
+        let e = shared_volume_difference(2, &want, &other_opt).unwrap();
+        assert!(matches!(
+            e,
+            VolumeError::SharedVolumeDiffers {
+                field: "driverOpts",
+                ..
+            }
+        ));
     }
 }
