@@ -437,6 +437,14 @@ impl TaskDefinition {
                     "configuredAtLaunch",
                 ));
             }
+            if let Some(path) = v.host.as_ref().and_then(|h| h.source_path.as_deref()) {
+                if !path.starts_with('/') {
+                    return Err(ValidationError::new(
+                        format!("{at}.host.sourcePath"),
+                        format!("must be an absolute path on the container instance, got {path:?}"),
+                    ));
+                }
+            }
             if v.host.is_some() && v.docker_volume_configuration.is_some() {
                 return Err(ValidationError::new(
                     at,

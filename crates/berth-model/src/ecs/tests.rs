@@ -290,4 +290,10 @@ fn fargate_refuses_host_paths_and_docker_volumes_but_takes_task_storage() {
     let mut on_ec2 = host.clone();
     on_ec2.requires_compatibilities.clear();
     on_ec2.validate().unwrap();
+    on_ec2.volumes[0].host = Some(HostVolumeProperties {
+        source_path: Some("srv/data".into()),
+    });
+    let e = on_ec2.validate().unwrap_err();
+    assert_eq!(e.field, "volumes[0].host.sourcePath");
+    assert!(e.message.contains("absolute"), "{e}");
 }
