@@ -112,6 +112,7 @@ fn every_member_is_applied_or_listed_with_its_reason() {
                 "tags",
                 "pidMode",
                 "ipcMode",
+                "volumes",
             ],
         ),
         (
@@ -147,6 +148,8 @@ fn every_member_is_applied_or_listed_with_its_reason() {
                 "ulimits",
                 "healthCheck",
                 "systemControls",
+                "mountPoints",
+                "volumesFrom",
             ],
         ),
         (

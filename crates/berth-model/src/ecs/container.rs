@@ -543,18 +543,6 @@ impl ContainerDefinition {
             "restartPolicy",
         );
         n.note(
-            !self.mount_points.is_empty(),
-            "mountPoints",
-            CD,
-            "mountPoints",
-        );
-        n.note(
-            !self.volumes_from.is_empty(),
-            "volumesFrom",
-            CD,
-            "volumesFrom",
-        );
-        n.note(
             self.version_consistency == Some(VersionConsistency::Enabled),
             "versionConsistency",
             CD,

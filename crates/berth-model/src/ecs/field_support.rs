@@ -69,15 +69,12 @@ use Support::{NotApplied, Refused};
 const TD: &str = "RegisterTaskDefinitionRequest";
 const CD: &str = "ContainerDefinition";
 const SVC: &str = "CreateServiceRequest";
-const STORED_VOLUMES: &str =
-    "stored as given; mounting volumes on Docker and processes is not built yet";
 
 /// Every member berth accepts but does not apply, or refuses.
 pub const UNSUPPORTED: &[UnsupportedField] = &[
     // ---- RegisterTaskDefinitionRequest ----
     row(TD, "taskRoleArn", "any", NotApplied, "berth hands tasks no AWS role credentials"),
     row(TD, "executionRoleArn", "any", NotApplied, "berth starts containers and keeps their logs itself; it assumes no execution role"),
-    row(TD, "volumes", "any", NotApplied, STORED_VOLUMES),
     row(TD, "placementConstraints", "any", Refused, "ECS allows memberOf cluster query expressions here; berth does not evaluate the cluster query language yet"),
     row(TD, "proxyConfiguration", "any", NotApplied, "berth sends no task traffic through an App Mesh proxy; the proxy container runs like any other"),
     row(TD, "inferenceAccelerators", "any", Refused, "ECS allowed Elastic Inference accelerators; berth has no accelerators to attach"),
@@ -94,8 +91,6 @@ pub const UNSUPPORTED: &[UnsupportedField] = &[
     row(CD, "links", "any", NotApplied, "containers of a bridge-mode task cannot reach each other by link name yet"),
     row(CD, "restartPolicy", "enabled: true", NotApplied, "berth does not restart a container in place; an essential container's exit stops the task and its service replaces it"),
     row(CD, "environmentFiles", "any", Refused, "ECS reads environment files from Amazon S3; berth cannot reach S3: list the variables in environment"),
-    row(CD, "mountPoints", "any", NotApplied, STORED_VOLUMES),
-    row(CD, "volumesFrom", "any", NotApplied, STORED_VOLUMES),
     row(CD, "secrets", "any", Refused, "ECS resolves secrets from Secrets Manager or Parameter Store; berth has no secret store yet and will not start a container without its secrets: pass the values in environment"),
     row(CD, "versionConsistency", "enabled", NotApplied, "berth runs the image as tagged on the node; it does not pin the tag to a digest"),
     row(CD, "logConfiguration", "any", NotApplied, "stored as given; output goes to berth's own log store (berth logs) until log drivers are built"),

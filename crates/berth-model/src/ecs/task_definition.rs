@@ -300,6 +300,9 @@ impl TaskDefinition {
         let fargate = self
             .requires_compatibilities
             .contains(&Compatibility::Fargate);
+        if fargate {
+            self.validate_fargate_volumes()?;
+        }
         for (i, c) in self.container_definitions.iter().enumerate() {
             let at = format!("containerDefinitions[{i}]");
             validate_container(c, self.network_mode, fargate, &mut host_ports)
@@ -434,10 +437,40 @@ impl TaskDefinition {
                     "configuredAtLaunch",
                 ));
             }
+            if let Some(path) = v.host.as_ref().and_then(|h| h.source_path.as_deref()) {
+                if !path.starts_with('/') {
+                    return Err(ValidationError::new(
+                        format!("{at}.host.sourcePath"),
+                        format!("must be an absolute path on the container instance, got {path:?}"),
+                    ));
+                }
+            }
             if v.host.is_some() && v.docker_volume_configuration.is_some() {
                 return Err(ValidationError::new(
                     at,
                     "may give host or dockerVolumeConfiguration, not both",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// As Fargate checks at registration: its tasks may use bind mounts with no host
+    /// path (task storage) but no host `sourcePath` and no Docker volumes.
+    fn validate_fargate_volumes(&self) -> Result<()> {
+        for (i, v) in self.volumes.iter().enumerate() {
+            if v.host.as_ref().is_some_and(|h| h.source_path.is_some()) {
+                return Err(ValidationError::new(
+                    format!("volumes[{i}].host.sourcePath"),
+                    "is not allowed when requiresCompatibilities includes FARGATE (Fargate \
+                     allows only bind mounts without a host path there)",
+                ));
+            }
+            if v.docker_volume_configuration.is_some() {
+                return Err(ValidationError::new(
+                    format!("volumes[{i}].dockerVolumeConfiguration"),
+                    "is not allowed when requiresCompatibilities includes FARGATE (ECS \
+                     supports Docker volumes with the EC2 launch type only)",
                 ));
             }
         }
@@ -508,7 +541,6 @@ impl TaskDefinition {
             TD,
             "executionRoleArn",
         );
-        n.note(!self.volumes.is_empty(), "volumes", TD, "volumes");
         n.note(
             self.proxy_configuration.is_some(),
             "proxyConfiguration",

@@ -256,3 +256,44 @@ fn earlier_spellings_in_stored_documents_still_read_and_are_written_as_ecs_spell
     assert_eq!(pm[1]["protocol"], "tcp");
     assert_eq!(pm[1]["appProtocol"], "http2");
 }
+
+fn fargate_with_volume(volume: serde_json::Value) -> TaskDefinition {
+    serde_json::from_value(serde_json::json!({
+        "family": "web", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
+        "volumes": [volume],
+        "containerDefinitions": [{
+            "name": "app", "image": "whoami",
+            "mountPoints": [{"sourceVolume": "data", "containerPath": "/data"}]
+        }]
+    }))
+    .unwrap()
+}
+
+#[test]
+fn fargate_refuses_host_paths_and_docker_volumes_but_takes_task_storage() {
+    let host = fargate_with_volume(serde_json::json!({
+        "name": "data", "host": {"sourcePath": "/srv/data"}
+    }));
+    let e = host.validate().unwrap_err();
+    assert_eq!(e.field, "volumes[0].host.sourcePath");
+    assert!(e.message.contains("FARGATE"), "{e}");
+    let docker = fargate_with_volume(serde_json::json!({
+        "name": "data", "dockerVolumeConfiguration": {"scope": "task"}
+    }));
+    assert_eq!(
+        docker.validate().unwrap_err().field,
+        "volumes[0].dockerVolumeConfiguration"
+    );
+    fargate_with_volume(serde_json::json!({"name": "data"}))
+        .validate()
+        .unwrap();
+    let mut on_ec2 = host.clone();
+    on_ec2.requires_compatibilities.clear();
+    on_ec2.validate().unwrap();
+    on_ec2.volumes[0].host = Some(HostVolumeProperties {
+        source_path: Some("srv/data".into()),
+    });
+    let e = on_ec2.validate().unwrap_err();
+    assert_eq!(e.field, "volumes[0].host.sourcePath");
+    assert!(e.message.contains("absolute"), "{e}");
+}

@@ -1,10 +1,12 @@
-//! `dependsOn` ordering: containers start in dependency order and stop in reverse. It
-//! orders; it does not wait (that is [`super::wait`]).
+//! `dependsOn` ordering: containers start in dependency order and stop in reverse. A
+//! `volumesFrom` source counts as a dependency for the order (its container must exist
+//! before the one mounting its volumes is created), not for the waits. It orders; it does
+//! not wait (that is [`super::wait`]).
 
 use berth_model::ecs::TaskDefinition;
 
-/// Each container's depth in the dependency graph: 0 with no dependencies, else one more
-/// than its deepest dependency. Fails naming an unknown container or a cycle.
+/// Each container's depth in the dependency graph (`dependsOn` and `volumesFrom`
+/// sources): 0 with no dependencies, else one more than its deepest dependency. Fails naming an unknown container or a cycle.
 pub(crate) fn levels(td: &TaskDefinition) -> Result<Vec<usize>, String> {
     let defs = &td.container_definitions;
     let index = |name: &str| defs.iter().position(|c| c.name == name);
@@ -22,16 +24,26 @@ pub(crate) fn levels(td: &TaskDefinition) -> Result<Vec<usize>, String> {
         let c = &td.container_definitions[i];
         match mark[i] {
             2 => return Ok(level[i]),
-            1 => return Err(format!("dependsOn of container {} forms a cycle", c.name)),
+            1 => {
+                return Err(format!(
+                    "dependsOn or volumesFrom of container {} forms a cycle",
+                    c.name
+                ))
+            }
             _ => {}
         }
         mark[i] = 1;
         let mut l = 0;
-        for d in &c.depends_on {
-            let j = index(&d.container_name).ok_or_else(|| {
+        let volume_sources = c
+            .volumes_from
+            .iter()
+            .filter_map(|v| v.source_container.as_deref());
+        let depends_on = c.depends_on.iter().map(|d| d.container_name.as_str());
+        for name in depends_on.chain(volume_sources) {
+            let j = index(name).ok_or_else(|| {
                 format!(
-                    "container {} depends on {}, which is not in the task definition",
-                    c.name, d.container_name
+                    "container {} depends on {name}, which is not in the task definition",
+                    c.name
                 )
             })?;
             l = l.max(visit(j, td, index, mark, level)? + 1);
@@ -112,6 +124,16 @@ mod tests {
         ]);
         assert_eq!(start_order(&t).unwrap(), vec![2, 3, 1, 0]);
         assert_eq!(stop_groups(&t), vec![vec![0], vec![1], vec![2, 3]]);
+    }
+
+    #[test]
+    fn a_volumes_from_source_starts_first() {
+        let mut t = td(&[("app", &[]), ("data", &[])]);
+        t.container_definitions[0].volumes_from = vec![berth_model::ecs::VolumeFrom {
+            source_container: Some("data".into()),
+            read_only: None,
+        }];
+        assert_eq!(start_order(&t).unwrap(), vec![1, 0]);
     }
 
     #[test]

@@ -6,10 +6,12 @@
 //! `hostname`, `readonlyRootFilesystem`, `privileged`, `linuxParameters` (capabilities,
 //! init process, tmpfs, `/dev/shm` size, devices, swap), `extraHosts`, `dnsServers`,
 //! `dnsSearchDomains`, `systemControls`, `dockerSecurityOptions`, `interactive`,
-//! `pseudoTerminal`, `disableNetworking`, and the task's `pidMode` and `ipcMode`.
+//! `pseudoTerminal`, `disableNetworking`, and the task's `pidMode` and `ipcMode`;
+//! `mountPoints` (as binds of the task's volumes, whose sources are
+//! [`super::volumes::task_volumes`]) and `volumesFrom`.
 //!
-//! Members berth stores without applying (volumes, mount points, log configuration, ...)
-//! are not read here; `berth_model::ecs::field_support` lists them.
+//! Members berth stores without applying (log configuration, ...) are not read here;
+//! `berth_model::ecs::field_support` lists them.
 //!
 //! It talks to no engine: what it needs from one (the awsvpc network, the container whose
 //! network namespace to join) comes in a [`NodeContext`]. It refuses, with a
@@ -27,6 +29,7 @@ use bollard::models::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::volumes::task_volumes;
 use super::{
     LABEL_CLUSTER, LABEL_CONTAINER, LABEL_INSTANCE, LABEL_MANAGED, LABEL_SPEC, LABEL_TASK_ARN,
     LABEL_TASK_DEFINITION,
@@ -63,6 +66,8 @@ impl From<SpecLabel> for TaskSpec {
 pub(crate) struct NodeContext<'a> {
     /// The container instance, labelled as [`super::LABEL_INSTANCE`] when set.
     pub(crate) instance: Option<&'a str>,
+    /// The prefix of the engine's names of berth's containers and task-scoped volumes.
+    pub(crate) name_prefix: &'a str,
     /// awsvpc mode: the network (ID or name) the task's first container joins.
     pub(crate) awsvpc_network: &'a str,
     /// The task's first container created (in start order), `None` while creating that
@@ -128,6 +133,7 @@ pub(crate) fn container_create_body(
     limit_resources(&mut host, td, def)?;
     let (exposed, networking) = connect_network(&mut host, td, def, node)?;
     apply_host_settings(&mut host, def);
+    mount_volumes(&mut host, spec, idx, node);
     share_task_namespaces(&mut host, td, node);
     Ok(ContainerCreateBody {
         image: Some(def.image.clone()),
@@ -222,6 +228,52 @@ fn apply_host_settings(host: &mut HostConfig, def: &ContainerDefinition) {
         host.memory_swap = Some(memory + mib_to_bytes(swap));
     }
     host.memory_swappiness = lp.swappiness.map(i64::from);
+}
+
+/// `mountPoints` as binds `source:containerPath[:ro]`, the source being the volume's host
+/// path or Docker volume; `volumesFrom` as the source containers' engine names
+/// (`name[:ro]`). Validation guarantees every name refers to something in the task.
+fn mount_volumes(host: &mut HostConfig, spec: &TaskSpec, idx: usize, node: &NodeContext<'_>) {
+    let td = &spec.task_definition;
+    let def = &td.container_definitions[idx];
+    let read_only = |ro: Option<bool>| if ro == Some(true) { ":ro" } else { "" };
+    if !def.mount_points.is_empty() {
+        let volumes = task_volumes(node.name_prefix, spec);
+        host.binds = Some(
+            def.mount_points
+                .iter()
+                .filter_map(|m| {
+                    let source = m.source_volume.as_deref()?;
+                    let path = m.container_path.as_deref()?;
+                    let volume = volumes.iter().find(|v| v.name == source)?;
+                    Some(format!(
+                        "{}:{path}{}",
+                        volume.bind_source(),
+                        read_only(m.read_only)
+                    ))
+                })
+                .collect(),
+        );
+    }
+    if !def.volumes_from.is_empty() {
+        host.volumes_from = Some(
+            def.volumes_from
+                .iter()
+                .filter_map(|v| {
+                    let source = v.source_container.as_deref()?;
+                    let source_idx = td
+                        .container_definitions
+                        .iter()
+                        .position(|c| c.name == source)?;
+                    Some(format!(
+                        "{}{}",
+                        container_name(node.name_prefix, spec, source_idx),
+                        read_only(v.read_only)
+                    ))
+                })
+                .collect(),
+        );
+    }
 }
 
 /// `pidMode` and `ipcMode`: `host` shares the node's namespace; `task` makes the task's

@@ -7,6 +7,7 @@ use crate::test_support::{task_definition, task_spec};
 
 const NODE: NodeContext<'static> = NodeContext {
     instance: Some("i-1"),
+    name_prefix: "berth-",
     awsvpc_network: "net-id",
     netns_owner: None,
 };
@@ -352,4 +353,74 @@ fn unset_members_leave_the_engine_defaults() {
     assert!(h.cap_add.is_none() && h.dns.is_none() && h.extra_hosts.is_none());
     assert!(h.sysctls.is_none() && h.tmpfs.is_none() && h.devices.is_none());
     assert_eq!((h.pid_mode.as_ref(), h.ipc_mode.as_ref()), (None, None));
+}
+
+/// A task with one volume of each kind, `web` mounting them and `side` taking `web`'s.
+fn volumes_task() -> TaskSpec {
+    spec(json!({
+        "volumes": [
+            {"name": "logs", "host": {"sourcePath": "/srv/logs"}},
+            {"name": "cache", "dockerVolumeConfiguration": {"scope": "task"}},
+            {"name": "shared", "dockerVolumeConfiguration": {"scope": "shared", "autoprovision": true}},
+            {"name": "scratch"},
+        ],
+        "containerDefinitions": [
+            web(json!({"mountPoints": [
+                {"sourceVolume": "logs", "containerPath": "/var/log/app"},
+                {"sourceVolume": "cache", "containerPath": "/cache", "readOnly": false},
+                {"sourceVolume": "shared", "containerPath": "/shared", "readOnly": true},
+                {"sourceVolume": "scratch", "containerPath": "/tmp/scratch"},
+            ]})),
+            {"name": "side", "image": "berth-whoami:test", "volumesFrom": [
+                {"sourceContainer": "web", "readOnly": true},
+            ]},
+            {"name": "peer", "image": "berth-whoami:test", "volumesFrom": [
+                {"sourceContainer": "web"},
+            ]},
+        ],
+    }))
+}
+
+#[test]
+fn mount_points_bind_host_paths_and_docker_volumes_read_only_when_asked() {
+    let s = volumes_task();
+    let b = body(&s, &NODE);
+    let h = host(&b);
+    assert_eq!(
+        h.binds.as_deref().unwrap(),
+        [
+            "/srv/logs:/var/log/app".to_string(),
+            "berth-abc-cache:/cache".into(),
+            "shared:/shared:ro".into(),
+            "berth-abc-scratch:/tmp/scratch".into(),
+        ],
+        "host path as is; task-scoped volumes named for the task; shared ones as named"
+    );
+    assert!(h.volumes_from.is_none());
+}
+
+#[test]
+fn volumes_from_names_the_source_containers_engine_name() {
+    let s = volumes_task();
+    let side = container_create_body(&s, 1, &NODE).unwrap();
+    let h = host(&side);
+    assert_eq!(
+        h.volumes_from.as_deref().unwrap(),
+        ["berth-abc-web:ro".to_string()]
+    );
+    assert!(h.binds.is_none(), "side has no mount points of its own");
+    let peer = container_create_body(&s, 2, &NODE).unwrap();
+    assert_eq!(
+        host(&peer).volumes_from.as_deref().unwrap(),
+        ["berth-abc-web".to_string()],
+        "read-write unless readOnly"
+    );
+}
+
+#[test]
+fn a_container_without_mount_points_binds_nothing() {
+    let s = spec(json!([web(json!({}))]));
+    let b = body(&s, &NODE);
+    assert!(host(&b).binds.is_none());
+    assert!(host(&b).volumes_from.is_none());
 }

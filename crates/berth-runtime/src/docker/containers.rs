@@ -61,6 +61,7 @@ impl Inner {
         let awsvpc_network = self.awsvpc_network();
         let node = NodeContext {
             instance: self.config.instance.as_deref(),
+            name_prefix: &self.config.name_prefix,
             awsvpc_network: &awsvpc_network,
             netns_owner,
         };
@@ -103,7 +104,8 @@ impl Inner {
         Ok(())
     }
 
-    /// Removes every container of a task (after a failed start or on remove).
+    /// Removes every container of a task, then its task-scoped volumes (after a failed
+    /// start or on remove).
     pub(super) async fn remove_containers(&self, task: &Task) -> Result<()> {
         let ids: Vec<String> = task
             .ids
@@ -131,7 +133,7 @@ impl Inner {
                 Err(e) => return Err(err(format!("cannot remove container {id}"), e)),
             }
         }
-        Ok(())
+        self.remove_task_volumes(&task.core.spec).await
     }
 }
 
@@ -158,7 +160,11 @@ impl Backend for Inner {
         if let Err(existing) = self.tasks.insert_new(task.clone()) {
             return Ok(existing);
         }
-        match self.start_task(&task).await {
+        let started = match self.ensure_task_volumes(spec).await {
+            Ok(()) => self.start_task(&task).await,
+            Err(e) => Err(e),
+        };
+        match started {
             // An essential container that already exited shows in the state (and the
             // task is being stopped): the start itself succeeded.
             Ok(()) => Ok(task.core.snapshot()),

@@ -18,6 +18,10 @@
 //!   `entryPoint`, `workingDirectory`, `user`, `dockerLabels`, `ulimits`, `healthCheck`
 //!   (Docker's own health check), `stopTimeout` (Docker's stop: SIGTERM, then SIGKILL).
 //! - `essential`, `dependsOn` (START, COMPLETE, SUCCESS, HEALTHY; stop in reverse order).
+//! - `volumes` (`host.sourcePath` bind mounts; Docker volumes of scope `task`, removed with
+//!   the task, or `shared`, which outlive it), `mountPoints` (read-only or not) and
+//!   `volumesFrom` (a source container is created before the containers mounting its
+//!   volumes).
 //!
 //! Every container carries the labels [`LABEL_MANAGED`], [`LABEL_CLUSTER`], [`LABEL_INSTANCE`],
 //! [`LABEL_TASK_ARN`], [`LABEL_TASK_DEFINITION`], [`LABEL_CONTAINER`] and the task spec
@@ -30,7 +34,7 @@
 //! Layout: `container_spec` (the create request, a pure function of the task spec),
 //! `container_state` (inspect output → [`crate::ContainerState`], also pure),
 //! `containers` (the backend: create, start, stop, remove and read logs on the engine),
-//! `network` (the awsvpc network), `adopt` (rebuilding tasks from labels), `state_sync`
+//! `network` (the awsvpc network), `volumes` (a task's Docker volumes), `adopt` (rebuilding tasks from labels), `state_sync`
 //! (events and resync), `stats`, `image` (building images). Starting and stopping in
 //! `dependsOn` order, the environment and the [`crate::Runtime`] methods are shared with
 //! the process runtime.
@@ -43,6 +47,7 @@ mod image;
 mod network;
 mod state_sync;
 mod stats;
+mod volumes;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
