@@ -33,7 +33,8 @@
 //! - [`data_plane`], [`agent_service`], [`task_nodes`]: the seams to the other planes.
 //! - [`metrics`]: the control plane's Prometheus metrics.
 //! - [`service_metrics`]: per-service windows of the metrics scaling policies track.
-//! - [`error`]: ECS-named API errors; [`json_body`]: request bodies read naming the field.
+//! - [`error`]: [`ControlError`], and the ECS-named API errors it becomes at the edge;
+//!   [`json_body`]: request bodies read naming the field.
 
 use std::sync::Arc;
 use std::time::Duration;
