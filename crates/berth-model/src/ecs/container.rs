@@ -292,7 +292,7 @@ pub struct HostEntry {
     pub ip_address: String,
 }
 
-/// botocore's `LogDriver`.
+/// botocore's `LogDriver`, plus Docker's `none`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogDriver {
@@ -305,6 +305,8 @@ pub enum LogDriver {
     Awslogs,
     Splunk,
     Awsfirelens,
+    /// Docker's `none` (no output kept); not in botocore's enum, accepted by berth.
+    None,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -96,6 +96,7 @@ mod tests {
             LogDriver::Journald,
             LogDriver::Gelf,
             LogDriver::Fluentd,
+            LogDriver::None,
         ] {
             validate_log_configuration(&lc(d, &[("tag", "x")])).unwrap();
         }

@@ -10,8 +10,9 @@
 //! `mountPoints` (as binds of the task's volumes, whose sources are
 //! [`super::volumes::task_volumes`]) and `volumesFrom`.
 //!
-//! Members berth stores without applying (log configuration, ...) are not read here;
-//! `berth_model::ecs::field_support` lists them.
+//! `logConfiguration` becomes `HostConfig.LogConfig` ([`super::log_config`]). Members
+//! berth stores without applying are not read here; `berth_model::ecs::field_support`
+//! lists them.
 //!
 //! It talks to no engine: what it needs from one (the awsvpc network, the container whose
 //! network namespace to join) comes in a [`NodeContext`]. It refuses, with a
@@ -28,6 +29,8 @@ use bollard::models::{
     NetworkingConfig, PortBinding, ResourcesUlimits,
 };
 use serde::{Deserialize, Serialize};
+
+use super::log_config::docker_log_config;
 
 use super::volumes::task_volumes;
 use super::{
@@ -135,6 +138,7 @@ pub(crate) fn container_create_body(
     apply_host_settings(&mut host, def);
     mount_volumes(&mut host, spec, idx, node);
     share_task_namespaces(&mut host, td, node);
+    host.log_config = docker_log_config(def.log_configuration.as_ref());
     Ok(ContainerCreateBody {
         image: Some(def.image.clone()),
         entrypoint: (!def.entry_point.is_empty()).then(|| def.entry_point.clone()),

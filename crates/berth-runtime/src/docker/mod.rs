@@ -31,7 +31,11 @@
 //! State follows the engine's event stream (start, die, oom, health_status), and a
 //! periodic resync ([`DockerRuntimeConfig::resync_interval`]) catches missed events.
 //!
+//! - `logConfiguration`: json-file, syslog, fluentd, gelf, journald and none passed to
+//!   Docker with their options; awslogs kept with json-file in berth's own log store.
+//!
 //! Layout: `container_spec` (the create request, a pure function of the task spec),
+//! `log_config` (`logConfiguration` as Docker's log config, pure),
 //! `container_state` (inspect output → [`crate::ContainerState`], also pure),
 //! `containers` (the backend: create, start, stop, remove and read logs on the engine),
 //! `network` (the awsvpc network), `volumes` (a task's Docker volumes), `adopt` (rebuilding tasks from labels), `state_sync`
@@ -44,6 +48,7 @@ mod container_spec;
 mod container_state;
 mod containers;
 mod image;
+mod log_config;
 mod network;
 mod state_sync;
 mod stats;
