@@ -8,7 +8,9 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_runtime::docker::{self, DockerRuntime, DockerRuntimeConfig, LABEL_TASK_ARN};
+use berth_runtime::docker::{
+    self, DockerRuntime, DockerRuntimeConfig, LABEL_AWSLOGS_STREAM, LABEL_TASK_ARN,
+};
 use berth_runtime::Runtime;
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -95,6 +97,20 @@ async fn docker_none_leaves_no_readable_logs_while_json_file_and_awslogs_do() {
         let (status, _) = get_when_up(host_port(&s, idx), "/").await;
         assert_eq!(status, 200, "container {idx}");
     }
+    // The awslogs container carries its ECS stream name.
+    let stream = format!("ecs/aws/{}", spec.task_id());
+    let out = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter"])
+        .arg(format!("label={LABEL_AWSLOGS_STREAM}={stream}"))
+        .output()
+        .expect("docker CLI");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .count(),
+        1,
+        "one container labelled {stream}"
+    );
     rt.stop(&spec.task_arn).await.unwrap();
 
     for name in ["plain", "aws"] {

@@ -437,8 +437,18 @@ fn log_configuration_becomes_the_containers_docker_log_config() {
     );
     let s = spec(json!([web(json!({"logConfiguration":
         {"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/web"}}}))]));
-    let lc = host(&body(&s, &NODE)).log_config.clone().unwrap();
+    let b = body(&s, &NODE);
+    let lc = host(&b).log_config.clone().unwrap();
     assert_eq!(lc.typ.as_deref(), Some("json-file"));
+    // Without a stream prefix ECS names the stream after the container id: no label.
+    assert!(!b.labels.unwrap().contains_key(LABEL_AWSLOGS_STREAM));
+    let s = spec(json!([web(json!({"logConfiguration":
+        {"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/web", "awslogs-stream-prefix": "ecs"}}}))]));
+    let labels = body(&s, &NODE).labels.unwrap();
+    assert_eq!(
+        labels[LABEL_AWSLOGS_STREAM],
+        format!("ecs/web/{}", s.task_id())
+    );
     assert_eq!(
         host(&body(&spec(json!([web(json!({}))])), &NODE)).log_config,
         None
