@@ -1,6 +1,8 @@
 //! A container's `logConfiguration`: which log drivers berth honours, what it refuses,
 //! and the name of an `awslogs` stream as ECS names it.
 //!
+//! `none` is Docker's, not in botocore's enum; berth accepts it.
+//!
 //! Pure rules only: how Docker is told about a driver is berth-runtime's, and where the
 //! lines end up (berth's own log store) is the runtime's logs modules'.
 
@@ -17,7 +19,7 @@ pub const AWSLOGS_STREAM_PREFIX: &str = "awslogs-stream-prefix";
 pub const AWSLOGS_REGION: &str = "awslogs-region";
 
 /// The refusal of a log driver, with [`super::field_support::UNSUPPORTED`]'s reason.
-fn refuse_reason() -> ValidationError {
+fn refuse_driver() -> ValidationError {
     refuse(
         "logConfiguration.logDriver",
         "LogConfiguration",
@@ -29,8 +31,7 @@ fn refuse_reason() -> ValidationError {
 pub(super) fn validate_log_configuration(lc: &LogConfiguration) -> Result<()> {
     let field = "logConfiguration";
     match lc.log_driver {
-        LogDriver::Awsfirelens => return Err(refuse_reason()),
-        LogDriver::Splunk => return Err(refuse_reason()),
+        LogDriver::Awsfirelens | LogDriver::Splunk => return Err(refuse_driver()),
         LogDriver::Awslogs => {
             let group = lc.options.get(AWSLOGS_GROUP).map(String::as_str);
             if group.is_none_or(str::is_empty) {
