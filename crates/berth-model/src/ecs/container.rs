@@ -292,7 +292,7 @@ pub struct HostEntry {
     pub ip_address: String,
 }
 
-/// botocore's `LogDriver`.
+/// botocore's `LogDriver`, plus Docker's `none`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogDriver {
@@ -305,6 +305,8 @@ pub enum LogDriver {
     Awslogs,
     Splunk,
     Awsfirelens,
+    /// Docker's `none` (no output kept); not in botocore's enum, accepted by berth.
+    None,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -549,7 +551,9 @@ impl ContainerDefinition {
             "versionConsistency",
         );
         n.note(
-            self.log_configuration.is_some(),
+            self.log_configuration
+                .as_ref()
+                .is_some_and(|lc| lc.log_driver == LogDriver::Awslogs),
             "logConfiguration",
             CD,
             "logConfiguration",
@@ -801,22 +805,6 @@ fn refuse_container_members(c: &ContainerDefinition) -> Result<()> {
     }
     if !c.secrets.is_empty() {
         return Err(refuse("secrets", SHAPE, "secrets"));
-    }
-    if let Some(lc) = &c.log_configuration {
-        if lc.log_driver == LogDriver::Awsfirelens {
-            return Err(refuse(
-                "logConfiguration.logDriver",
-                "LogConfiguration",
-                "logDriver",
-            ));
-        }
-        if !lc.secret_options.is_empty() {
-            return Err(refuse(
-                "logConfiguration.secretOptions",
-                "LogConfiguration",
-                "secretOptions",
-            ));
-        }
     }
     if !c.resource_requirements.is_empty() {
         return Err(refuse(

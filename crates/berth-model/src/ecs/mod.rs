@@ -12,6 +12,7 @@
 //! - [`cluster`]: Cluster, ContainerInstance.
 //! - [`task_definition`]: TaskDefinition and its task-level members; task size parsing.
 //! - [`container`]: ContainerDefinition and its members.
+//! - [`log_configuration`]: which log drivers berth honours; awslogs stream names.
 //! - [`network_mode`]: the task's network mode, which container members depend on.
 //! - [`tags`]: resource tags and their rules.
 //! - [`task`]: Task, Container, statuses.
@@ -20,13 +21,14 @@
 //! - `defaults`: ECS's defaults as named constants, and serde helpers.
 //!
 //! The modules import one way: `defaults`, `field_support`, `network_mode` and `tags`
-//! import no other module here; `container` imports those; `task_definition` imports
-//! `container`; `task` and `service` import what they name.
+//! import no other module here; `container` imports those; `log_configuration` imports `container`; `task_definition` imports
+//! `container` and `log_configuration`; `task` and `service` import what they name.
 
 pub mod cluster;
 pub mod container;
 mod defaults;
 pub mod field_support;
+pub mod log_configuration;
 pub mod network_mode;
 pub mod service;
 pub mod tags;

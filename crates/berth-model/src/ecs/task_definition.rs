@@ -13,6 +13,7 @@ use super::container::{
 };
 use super::defaults::null_as_empty;
 use super::field_support::{refuse, FieldNotApplied, NotAppliedList};
+use super::log_configuration::validate_log_configuration;
 use super::network_mode::NetworkMode;
 use super::tags::{check_tags, Tag};
 
@@ -307,6 +308,9 @@ impl TaskDefinition {
             let at = format!("containerDefinitions[{i}]");
             validate_container(c, self.network_mode, fargate, &mut host_ports)
                 .map_err(|e| e.within(&at))?;
+            if let Some(lc) = &c.log_configuration {
+                validate_log_configuration(lc).map_err(|e| e.within(&at))?;
+            }
             if !names.insert(c.name.as_str()) {
                 return Err(ValidationError::new(
                     format!("{at}.name"),

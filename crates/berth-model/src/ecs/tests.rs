@@ -297,3 +297,47 @@ fn fargate_refuses_host_paths_and_docker_volumes_but_takes_task_storage() {
     assert_eq!(e.field, "volumes[0].host.sourcePath");
     assert!(e.message.contains("absolute"), "{e}");
 }
+
+#[test]
+fn log_configuration_is_validated_at_its_container_path() {
+    let with_log = |lc: serde_json::Value| {
+        let mut t = td();
+        t.container_definitions[0].log_configuration = Some(serde_json::from_value(lc).unwrap());
+        t
+    };
+    let e = with_log(
+        serde_json::json!({"logDriver": "awslogs", "options": {"awslogs-region": "eu-west-1"}}),
+    )
+    .validate()
+    .unwrap_err();
+    assert_eq!(
+        e.field,
+        "containerDefinitions[0].logConfiguration.options.awslogs-group"
+    );
+    let e = with_log(serde_json::json!({"logDriver": "splunk"}))
+        .validate()
+        .unwrap_err();
+    assert_eq!(
+        e.field,
+        "containerDefinitions[0].logConfiguration.logDriver"
+    );
+    assert!(e.message.contains("json-file"), "{e}");
+    for ok in [
+        serde_json::json!({"logDriver": "none"}),
+        serde_json::json!({"logDriver": "gelf", "options": {"gelf-address": "udp://127.0.0.1:12201"}}),
+        serde_json::json!({"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/web"}}),
+    ] {
+        with_log(ok.clone())
+            .validate()
+            .unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    // awslogs is accepted and reported as kept in berth's own store; json-file is applied.
+    let warned =
+        with_log(serde_json::json!({"logDriver": "awslogs", "options": {"awslogs-group": "g"}}))
+            .not_applied();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert_eq!(warned[0].field, "containerDefinitions[0].logConfiguration");
+    assert!(with_log(serde_json::json!({"logDriver": "json-file"}))
+        .not_applied()
+        .is_empty());
+}

@@ -1,6 +1,6 @@
 //! The Docker create-container request of one container of a task, as a pure function of
 //! the task spec: image, entry point and command, environment ([`crate::task_env`]),
-//! labels (berth's own and the task's `dockerLabels`), port bindings and network mode,
+//! labels (berth's own, an awslogs stream name, and the task's `dockerLabels`), port bindings and network mode,
 //! health check, CPU and memory limits, ulimits, stop timeout; and the container
 //! definition's host settings ECS passes to Docker: `user`, `workingDirectory`,
 //! `hostname`, `readonlyRootFilesystem`, `privileged`, `linuxParameters` (capabilities,
@@ -10,8 +10,9 @@
 //! `mountPoints` (as binds of the task's volumes, whose sources are
 //! [`super::volumes::task_volumes`]) and `volumesFrom`.
 //!
-//! Members berth stores without applying (log configuration, ...) are not read here;
-//! `berth_model::ecs::field_support` lists them.
+//! `logConfiguration` becomes `HostConfig.LogConfig` ([`super::log_config`]). Members
+//! berth stores without applying are not read here; `berth_model::ecs::field_support`
+//! lists them.
 //!
 //! It talks to no engine: what it needs from one (the awsvpc network, the container whose
 //! network namespace to join) comes in a [`NodeContext`]. It refuses, with a
@@ -19,6 +20,7 @@
 
 use std::collections::HashMap;
 
+use berth_model::ecs::log_configuration::awslogs_stream_name;
 use berth_model::ecs::{
     ContainerDefinition, DeviceCgroupPermission, IpcMode, NetworkMode, PidMode, TaskDefinition,
 };
@@ -29,10 +31,12 @@ use bollard::models::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::log_config::docker_log_config;
+
 use super::volumes::task_volumes;
 use super::{
-    LABEL_CLUSTER, LABEL_CONTAINER, LABEL_INSTANCE, LABEL_MANAGED, LABEL_SPEC, LABEL_TASK_ARN,
-    LABEL_TASK_DEFINITION,
+    LABEL_AWSLOGS_STREAM, LABEL_CLUSTER, LABEL_CONTAINER, LABEL_INSTANCE, LABEL_MANAGED,
+    LABEL_SPEC, LABEL_TASK_ARN, LABEL_TASK_DEFINITION,
 };
 use crate::task_env::{container_environment, protocol_name};
 use crate::{RuntimeError, TaskSpec};
@@ -135,6 +139,7 @@ pub(crate) fn container_create_body(
     apply_host_settings(&mut host, def);
     mount_volumes(&mut host, spec, idx, node);
     share_task_namespaces(&mut host, td, node);
+    host.log_config = docker_log_config(def.log_configuration.as_ref());
     Ok(ContainerCreateBody {
         image: Some(def.image.clone()),
         entrypoint: (!def.entry_point.is_empty()).then(|| def.entry_point.clone()),
@@ -335,6 +340,13 @@ fn labels(spec: &TaskSpec, idx: usize, node: &NodeContext<'_>) -> HashMap<String
         format!("{}:{}", td.family, td.revision),
     );
     labels.insert(LABEL_CONTAINER.into(), def.name.clone());
+    if let Some(stream) = def
+        .log_configuration
+        .as_ref()
+        .and_then(|lc| awslogs_stream_name(lc, &def.name, spec.task_id()))
+    {
+        labels.insert(LABEL_AWSLOGS_STREAM.into(), stream);
+    }
     labels.insert(
         LABEL_SPEC.into(),
         serde_json::to_string(&SpecLabel {

@@ -424,3 +424,33 @@ fn a_container_without_mount_points_binds_nothing() {
     assert!(host(&b).binds.is_none());
     assert!(host(&b).volumes_from.is_none());
 }
+
+#[test]
+fn log_configuration_becomes_the_containers_docker_log_config() {
+    let s = spec(json!([web(json!({"logConfiguration":
+        {"logDriver": "syslog", "options": {"syslog-address": "udp://127.0.0.1:514"}}}))]));
+    let lc = host(&body(&s, &NODE)).log_config.clone().unwrap();
+    assert_eq!(lc.typ.as_deref(), Some("syslog"));
+    assert_eq!(
+        lc.config.unwrap().get("syslog-address").map(String::as_str),
+        Some("udp://127.0.0.1:514")
+    );
+    let s = spec(json!([web(json!({"logConfiguration":
+        {"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/web"}}}))]));
+    let b = body(&s, &NODE);
+    let lc = host(&b).log_config.clone().unwrap();
+    assert_eq!(lc.typ.as_deref(), Some("json-file"));
+    // Without a stream prefix ECS names the stream after the container id: no label.
+    assert!(!b.labels.unwrap().contains_key(LABEL_AWSLOGS_STREAM));
+    let s = spec(json!([web(json!({"logConfiguration":
+        {"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/web", "awslogs-stream-prefix": "ecs"}}}))]));
+    let labels = body(&s, &NODE).labels.unwrap();
+    assert_eq!(
+        labels[LABEL_AWSLOGS_STREAM],
+        format!("ecs/web/{}", s.task_id())
+    );
+    assert_eq!(
+        host(&body(&spec(json!([web(json!({}))])), &NODE)).log_config,
+        None
+    );
+}

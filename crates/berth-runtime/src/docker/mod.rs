@@ -31,7 +31,12 @@
 //! State follows the engine's event stream (start, die, oom, health_status), and a
 //! periodic resync ([`DockerRuntimeConfig::resync_interval`]) catches missed events.
 //!
+//! - `logConfiguration`: json-file, syslog, fluentd, gelf, journald and none passed to
+//!   Docker with their options; awslogs kept with json-file in berth's own log store,
+//!   its stream name in the label [`LABEL_AWSLOGS_STREAM`].
+//!
 //! Layout: `container_spec` (the create request, a pure function of the task spec),
+//! `log_config` (`logConfiguration` as Docker's log config, pure),
 //! `container_state` (inspect output → [`crate::ContainerState`], also pure),
 //! `containers` (the backend: create, start, stop, remove and read logs on the engine),
 //! `network` (the awsvpc network), `volumes` (a task's Docker volumes), `adopt` (rebuilding tasks from labels), `state_sync`
@@ -44,6 +49,7 @@ mod container_spec;
 mod container_state;
 mod containers;
 mod image;
+mod log_config;
 mod network;
 mod state_sync;
 mod stats;
@@ -76,6 +82,9 @@ pub const LABEL_TASK_DEFINITION: &str = "berth.task-definition";
 pub const LABEL_CONTAINER: &str = "berth.container-name";
 /// The task's spec as JSON, so an adopted task knows its definition.
 pub const LABEL_SPEC: &str = "berth.spec";
+/// An `awslogs` container's stream, `{awslogs-stream-prefix}/{container name}/{task id}`
+/// (set only with a stream prefix), so `docker ps --filter label=...` finds it.
+pub const LABEL_AWSLOGS_STREAM: &str = "berth.awslogs-stream";
 
 /// Configuration of a [`DockerRuntime`].
 #[derive(Debug, Clone)]

@@ -1,6 +1,8 @@
 //! A container's log on the process runtime: its `output.log` (stdout and stderr), read
 //! from the start; when followed, tailed until the container stops and its last output
-//! is read. It does not rotate or trim logs.
+//! is read. It does not rotate or trim logs. `logConfiguration` is not applied on this
+//! runtime: whatever the driver (`none` and the Docker drivers included), a process's
+//! output goes to this file.
 
 use std::path::PathBuf;
 use std::time::Duration;
