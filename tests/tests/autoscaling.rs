@@ -197,14 +197,27 @@ async fn scale_out_and_in_on_request_count(runtime: &str) -> Result<()> {
     assert!(ok > 0);
 
     // Out to 4 (in one step, or two when the first window held a sample from before the
-    // load), then in by halves.
-    let done = scalings(&server).await;
-    let n = done.len();
+    // load), then in to 1 in steps that each keep at least half the tasks (4 -> 2 -> 1, or
+    // 4 -> 3 -> 1 when the scale-in window's highest sample asked for 3).
+    let counts: Vec<u32> = scalings(&server)
+        .await
+        .iter()
+        .filter_map(|d| {
+            d.strip_prefix("Setting desired count to ")?
+                .strip_suffix('.')?
+                .parse()
+                .ok()
+        })
+        .collect();
+    let n = counts.len();
+    let peak = counts.iter().position(|&c| c == 4);
+    let scale_in = peak.map(|i| &counts[i..]).unwrap_or_default();
     assert!(
-        n >= 3
-            && done.contains(&"Setting desired count to 4.".to_string())
-            && done[n - 2..] == ["Setting desired count to 2.", "Setting desired count to 1."],
-        "{:#?}",
+        peak.is_some()
+            && scale_in.len() >= 3
+            && scale_in.last() == Some(&1)
+            && scale_in.windows(2).all(|w| w[1] < w[0] && w[1] >= w[0] / 2),
+        "desired counts {counts:?}: {:#?}",
         activities(&server).await
     );
     let newest = &activities(&server).await[0];
