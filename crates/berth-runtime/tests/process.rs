@@ -211,7 +211,8 @@ async fn non_essential_exit_leaves_the_task_running() {
 async fn health_check_turns_healthy_then_unhealthy() {
     let f = fixture();
     let rt = runtime(&f);
-    let mut c = web("web", &["--unhealthy-after", "2.5"]);
+    // Healthy for 6 s: room for the first 1 s check to land first on a loaded machine.
+    let mut c = web("web", &["--unhealthy-after", "6"]);
     c["healthCheck"] = json!({
         "command": ["CMD-SHELL", format!("{} check http://127.0.0.1:$PORT/health", whoami_str())],
         "interval": 1, "timeout": 2, "retries": 2,
