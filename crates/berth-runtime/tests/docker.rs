@@ -4,67 +4,15 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_model::ecs::HealthStatus;
-use berth_runtime::docker::{self, DockerRuntime, DockerRuntimeConfig, OOM_REASON};
+use berth_runtime::docker::{DockerRuntime, DockerRuntimeConfig, OOM_REASON};
 use berth_runtime::{ContainerStatus, Runtime};
 use futures::StreamExt;
 use serde_json::json;
+use support::docker_engine::*;
 use support::*;
-use tokio::sync::OnceCell;
-
-const IMAGE: &str = "berth-whoami:test";
-
-/// A runtime that adopts only the containers of `cluster`: tests run side by side on one
-/// engine, each in its own cluster, as separate berth nodes would.
-async fn runtime(cluster: &str) -> Arc<DockerRuntime> {
-    static IMAGE_BUILT: OnceCell<()> = OnceCell::const_new();
-    let rt = DockerRuntime::connect(DockerRuntimeConfig {
-        resync_interval: Duration::from_secs(2),
-        cluster: Some(cluster.to_string()),
-        ..Default::default()
-    })
-    .await
-    .expect("the Docker engine must be reachable for these tests");
-    IMAGE_BUILT
-        .get_or_init(|| async {
-            let bin = tokio::task::spawn_blocking(berth_testkit::static_whoami)
-                .await
-                .unwrap();
-            docker::build_image_from_binary(rt.docker(), IMAGE, &bin)
-                .await
-                .expect("build the demo image");
-        })
-        .await;
-    rt
-}
-
-/// Removes a task's containers however the test ends.
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for id in containers_of(&self.0) {
-            let _ = std::process::Command::new("docker")
-                .args(["rm", "-f", &id])
-                .output();
-        }
-    }
-}
-
-fn containers_of(task_arn: &str) -> Vec<String> {
-    let out = std::process::Command::new("docker")
-        .args(["ps", "-aq", "--filter"])
-        .arg(format!("label=berth.task-arn={task_arn}"))
-        .output()
-        .expect("docker CLI");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(String::from)
-        .collect()
-}
 
 /// A task spec in the test's own cluster.
 fn dspec(cluster: &str, id: &str, td: serde_json::Value) -> berth_runtime::TaskSpec {

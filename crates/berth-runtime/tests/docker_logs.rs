@@ -5,53 +5,12 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use berth_runtime::docker::{
-    self, DockerRuntime, DockerRuntimeConfig, LABEL_AWSLOGS_STREAM, LABEL_TASK_ARN,
-};
+use berth_runtime::docker::{DockerRuntime, LABEL_AWSLOGS_STREAM};
 use berth_runtime::Runtime;
 use futures::StreamExt;
 use serde_json::{json, Value};
+use support::docker_engine::*;
 use support::*;
-
-const IMAGE: &str = "berth-whoami:test";
-
-async fn runtime(cluster: &str) -> Arc<DockerRuntime> {
-    let rt = DockerRuntime::connect(DockerRuntimeConfig {
-        resync_interval: Duration::from_secs(2),
-        cluster: Some(cluster.to_string()),
-        ..Default::default()
-    })
-    .await
-    .expect("the Docker engine must be reachable for these tests");
-    let bin = tokio::task::spawn_blocking(berth_testkit::static_whoami)
-        .await
-        .unwrap();
-    docker::build_image_from_binary(rt.docker(), IMAGE, &bin)
-        .await
-        .expect("build the demo image");
-    rt
-}
-
-/// Removes a task's containers however the test ends.
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let out = std::process::Command::new("docker")
-            .args(["ps", "-aq", "--no-trunc", "--filter"])
-            .arg(format!("label={LABEL_TASK_ARN}={}", self.0))
-            .output()
-            .expect("docker CLI");
-        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            let _ = std::process::Command::new("docker")
-                .args(["rm", "-f", id])
-                .output();
-        }
-    }
-}
 
 fn app(name: &str, log_configuration: Value) -> Value {
     json!({

@@ -5,63 +5,15 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use berth_runtime::docker::{
-    self, DockerRuntime, DockerRuntimeConfig, LABEL_CONTAINER, LABEL_TASK_ARN,
-};
+use berth_runtime::docker::LABEL_CONTAINER;
 use berth_runtime::Runtime;
 use serde_json::{json, Value};
+use support::docker_engine::*;
 use support::*;
-
-const IMAGE: &str = "berth-whoami:test";
-
-async fn runtime(cluster: &str) -> Arc<DockerRuntime> {
-    let rt = DockerRuntime::connect(DockerRuntimeConfig {
-        resync_interval: Duration::from_secs(2),
-        cluster: Some(cluster.to_string()),
-        ..Default::default()
-    })
-    .await
-    .expect("the Docker engine must be reachable for these tests");
-    let bin = tokio::task::spawn_blocking(berth_testkit::static_whoami)
-        .await
-        .unwrap();
-    docker::build_image_from_binary(rt.docker(), IMAGE, &bin)
-        .await
-        .expect("build the demo image");
-    rt
-}
-
-/// Removes a task's containers however the test ends.
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for id in container_ids(&self.0) {
-            let _ = std::process::Command::new("docker")
-                .args(["rm", "-f", &id])
-                .output();
-        }
-    }
-}
-
-fn container_ids(task_arn: &str) -> Vec<String> {
-    let out = std::process::Command::new("docker")
-        .args(["ps", "-aq", "--no-trunc", "--filter"])
-        .arg(format!("label={LABEL_TASK_ARN}={task_arn}"))
-        .output()
-        .expect("docker CLI");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(String::from)
-        .collect()
-}
 
 /// The engine's record of the task's container named `name`.
 fn inspect(task_arn: &str, name: &str) -> Value {
-    for id in container_ids(task_arn) {
+    for id in containers_of(task_arn) {
         let out = std::process::Command::new("docker")
             .args(["inspect", &id])
             .output()

@@ -7,41 +7,20 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use berth_runtime::docker::{self, DockerRuntime, DockerRuntimeConfig, LABEL_TASK_ARN};
+use berth_runtime::docker::{DockerRuntime, LABEL_TASK_ARN};
 use berth_runtime::{ContainerStatus, Runtime};
 use futures::StreamExt;
 use serde_json::{json, Value};
+use support::docker_engine::*;
 use support::*;
 
-const IMAGE: &str = "berth-whoami:test";
-
-async fn runtime(cluster: &str) -> Arc<DockerRuntime> {
-    let rt = DockerRuntime::connect(DockerRuntimeConfig {
-        resync_interval: Duration::from_secs(2),
-        cluster: Some(cluster.to_string()),
-        ..Default::default()
-    })
-    .await
-    .expect("the Docker engine must be reachable for these tests");
-    let bin = tokio::task::spawn_blocking(berth_testkit::static_whoami)
-        .await
-        .unwrap();
-    docker::build_image_from_binary(rt.docker(), IMAGE, &bin)
-        .await
-        .expect("build the demo image");
-    rt
-}
-
 /// Removes a task's containers, and the named volumes, however the test ends.
-struct Cleanup {
+struct CleanupWithVolumes {
     task_arns: Vec<String>,
     volumes: Vec<String>,
 }
 
-impl Drop for Cleanup {
+impl Drop for CleanupWithVolumes {
     fn drop(&mut self) {
         for arn in &self.task_arns {
             let out = docker_cli(&[
@@ -58,13 +37,6 @@ impl Drop for Cleanup {
             let _ = docker_cli(&["volume", "rm", "-f", v]);
         }
     }
-}
-
-fn docker_cli(args: &[&str]) -> std::process::Output {
-    std::process::Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker CLI")
 }
 
 fn volume_exists(name: &str) -> bool {
@@ -133,7 +105,7 @@ async fn a_shared_volume_outlives_the_task_that_wrote_it() {
                 json!([{"sourceVolume": volume, "containerPath": "/data", "readOnly": true}]))],
         }),
     );
-    let _c = Cleanup {
+    let _c = CleanupWithVolumes {
         task_arns: vec![first.task_arn.clone(), second.task_arn.clone()],
         volumes: vec![volume.clone()],
     };
@@ -188,7 +160,7 @@ async fn a_missing_shared_volume_without_autoprovision_is_refused() {
                 json!([{"sourceVolume": volume, "containerPath": "/data"}]))],
         }),
     );
-    let _c = Cleanup {
+    let _c = CleanupWithVolumes {
         task_arns: vec![spec.task_arn.clone()],
         volumes: vec![volume.clone()],
     };
@@ -225,7 +197,7 @@ async fn a_task_scoped_volume_goes_with_its_task_and_read_only_mounts_refuse_wri
         }),
     );
     let volume = format!("berth-{}-scratch", spec.task_id());
-    let _c = Cleanup {
+    let _c = CleanupWithVolumes {
         task_arns: vec![spec.task_arn.clone()],
         volumes: vec![volume.clone()],
     };
@@ -274,7 +246,7 @@ async fn a_host_source_path_is_bind_mounted() {
                 json!([{"sourceVolume": "logs", "containerPath": "/logs"}]))],
         }),
     );
-    let _c = Cleanup {
+    let _c = CleanupWithVolumes {
         task_arns: vec![spec.task_arn.clone()],
         volumes: vec![],
     };

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod docker_engine;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
