@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use berth_testkit::{quickstart, wait_until, Load, Server};
-use serde_json::Value;
 
 const SETTLE: Duration = Duration::from_secs(40);
 
@@ -42,26 +41,10 @@ scalingPolicies:
     p
 }
 
-async fn desired_count(server: &Server) -> Option<i64> {
-    server
-        .get("/v1/clusters/default/services/whoami")
-        .await
-        .ok()?["desiredCount"]
-        .as_i64()
-}
-
-async fn activities(server: &Server) -> Vec<Value> {
-    server
-        .get("/v1/clusters/default/services/whoami/scaling-activities")
-        .await
-        .ok()
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
-}
-
 /// Successful scaling activities, oldest first, as their descriptions.
 async fn scalings(server: &Server) -> Vec<String> {
-    let mut out: Vec<String> = activities(server)
+    let mut out: Vec<String> = server
+        .scaling_activities("whoami")
         .await
         .iter()
         .filter(|a| a["statusCode"] == "Successful")
@@ -164,7 +147,7 @@ async fn scale_out_and_in_on_request_count(runtime: &str) -> Result<()> {
     // Scale out: a few request loops are far above 600 requests per target per minute.
     let load = Load::start(&addr, 4);
     let scaled_out = wait_until("a scale-out to 4", SETTLE, || async {
-        (desired_count(&server).await? == 4).then_some(())
+        (server.desired_count("whoami").await? == 4).then_some(())
     })
     .await;
     let healthy = match scaled_out {
@@ -184,7 +167,7 @@ async fn scale_out_and_in_on_request_count(runtime: &str) -> Result<()> {
     // 0.9 x 600; the count halves at most per step, 4 -> 2 -> 1, draining first.
     let light = PacedLoad::start(&addr, 5);
     let scaled_in = wait_until("a scale-in to 1", SETTLE, || async {
-        (desired_count(&server).await? == 1).then_some(())
+        (server.desired_count("whoami").await? == 1).then_some(())
     })
     .await;
     let settled = match scaled_in {
@@ -218,9 +201,9 @@ async fn scale_out_and_in_on_request_count(runtime: &str) -> Result<()> {
             && scale_in.last() == Some(&1)
             && scale_in.windows(2).all(|w| w[1] < w[0] && w[1] >= w[0] / 2),
         "desired counts {counts:?}: {:#?}",
-        activities(&server).await
+        server.scaling_activities("whoami").await
     );
-    let newest = &activities(&server).await[0];
+    let newest = &server.scaling_activities("whoami").await[0];
     assert!(
         newest["cause"]
             .as_str()
@@ -292,13 +275,14 @@ async fn cpu_utilization_from_the_demo_knob_scales_out() -> Result<()> {
     // core) the task reserves busy: far above 50 %.
     let load = Load::start(&addr, 2);
     let scaled_out = wait_until("a scale-out on CPU", SETTLE, || async {
-        (desired_count(&server).await? > 1).then_some(())
+        (server.desired_count("whoami").await? > 1).then_some(())
     })
     .await;
     let out = load.finish().await;
     scaled_out.map_err(with_log)?;
     assert_eq!(out.failed, 0, "failed requests: {:?}", out.errors);
-    let first = activities(&server)
+    let first = server
+        .scaling_activities("whoami")
         .await
         .into_iter()
         .rev()

@@ -51,24 +51,6 @@ scalingPolicies:
     p
 }
 
-async fn desired_count(server: &Server) -> Option<i64> {
-    server
-        .get("/v1/clusters/default/services/whoami")
-        .await
-        .ok()?["desiredCount"]
-        .as_i64()
-}
-
-/// The service's scaling activities, newest first.
-async fn activities(server: &Server) -> Vec<Value> {
-    server
-        .get("/v1/clusters/default/services/whoami/scaling-activities")
-        .await
-        .ok()
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promql_policy_answered_by_a_real_prometheus_scales_out_without_a_failed_request(
 ) -> Result<()> {
@@ -99,7 +81,7 @@ async fn a_promql_policy_answered_by_a_real_prometheus_scales_out_without_a_fail
     // one step, or two when a window still held the idle samples).
     let load = Load::start(&addr, 4);
     let scaled_out = wait_until("a scale-out to 3", SETTLE, || async {
-        (desired_count(&server).await? == 3).then_some(())
+        (server.desired_count("whoami").await? == 3).then_some(())
     })
     .await;
     let healthy = match scaled_out {
@@ -156,7 +138,7 @@ async fn a_promql_policy_answered_by_a_real_prometheus_scales_out_without_a_fail
     .map_err(|e| anyhow!("{e}\n{}", prometheus.log()))?;
 
     // The scale-out activities name the policy and the query, with a value above 5.
-    let all = activities(&server).await;
+    let all = server.scaling_activities("whoami").await;
     let successful: Vec<&Value> = all
         .iter()
         .filter(|a| a["statusCode"] == "Successful")

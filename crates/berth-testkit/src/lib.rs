@@ -213,6 +213,26 @@ impl Server {
         Ok(v)
     }
 
+    /// The desired count of `service` in the `default` cluster, None when it cannot be read.
+    pub async fn desired_count(&self, service: &str) -> Option<i64> {
+        self.get(&format!("/v1/clusters/default/services/{service}"))
+            .await
+            .ok()?["desiredCount"]
+            .as_i64()
+    }
+
+    /// The scaling activities of `service` in the `default` cluster, newest first (none
+    /// when they cannot be read).
+    pub async fn scaling_activities(&self, service: &str) -> Vec<Value> {
+        self.get(&format!(
+            "/v1/clusters/default/services/{service}/scaling-activities"
+        ))
+        .await
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+    }
+
     /// The bound address of the first listener of load balancer `lb`.
     pub async fn listener_addr(&self, lb: &str) -> Result<String> {
         let lb_path = format!("/v1/load-balancers/{lb}");
