@@ -83,6 +83,41 @@ pub fn scaling_activity_key(cluster: &str, service: &str, activity_id: &str) -> 
     format!("/scalingactivities/{cluster}/{service}/{activity_id}")
 }
 
+/// The operations that write `activity` under its id (guarded by `expect`) and delete the
+/// service's oldest activities beyond [`MAX_ACTIVITIES_PER_SERVICE`]; `stored` are the
+/// keys of the activities the service has now. Activity ids sort by time, so the oldest
+/// are the smallest keys; an activity that would itself be among the surplus is not
+/// written.
+pub fn scaling_activity_ops(
+    cluster: &str,
+    service: &str,
+    stored: impl IntoIterator<Item = String>,
+    activity: &ScalingActivity,
+    expect: Option<Expect>,
+) -> Vec<Op> {
+    let key = scaling_activity_key(cluster, service, &activity.activity_id);
+    let mut keys: Vec<String> = stored.into_iter().filter(|k| *k != key).collect();
+    keys.push(key.clone());
+    keys.sort();
+    let surplus = keys.len().saturating_sub(MAX_ACTIVITIES_PER_SERVICE);
+    let mut ops: Vec<Op> = keys[..surplus]
+        .iter()
+        .filter(|k| **k != key)
+        .map(|k| Op::Delete {
+            key: k.clone(),
+            expect: None,
+        })
+        .collect();
+    if keys[surplus..].contains(&key) {
+        ops.push(Op::Put {
+            key,
+            value: encode(activity),
+            expect,
+        });
+    }
+    ops
+}
+
 /// A new scaling activity id: UUID-shaped, its first 48 bits the milliseconds of `at`
 /// (as in a version 7 UUID), so ids and the keys holding them sort by time.
 pub fn new_activity_id(at: berth_model::time::Timestamp) -> String {
@@ -383,34 +418,17 @@ impl Db {
         service: &str,
         activity: &ScalingActivity,
     ) -> Result<Revision, ControlError> {
-        let key = scaling_activity_key(cluster, service, &activity.activity_id);
-        let mut keys: Vec<String> = self
+        let stored: Vec<String> = self
             .store
             .list(&scaling_activity_prefix(cluster, service))
             .await?
             .into_iter()
             .map(|e| e.key)
-            .filter(|k| *k != key)
             .collect();
-        keys.push(key.clone());
-        keys.sort();
-        let surplus = keys.len().saturating_sub(MAX_ACTIVITIES_PER_SERVICE);
-        let mut ops: Vec<Op> = keys[..surplus]
-            .iter()
-            .filter(|k| **k != key)
-            .map(|k| Op::Delete {
-                key: k.clone(),
-                expect: None,
-            })
-            .collect();
-        if keys[surplus..].contains(&key) {
-            ops.push(Op::Put {
-                key,
-                value: encode(activity),
-                expect: None,
-            });
-        }
-        self.batch(ops).await
+        self.batch(scaling_activity_ops(
+            cluster, service, stored, activity, None,
+        ))
+        .await
     }
 
     /// Deletes everything autoscaling holds for a service, in one batch: its scalable

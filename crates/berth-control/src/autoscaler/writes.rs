@@ -1,11 +1,10 @@
 //! What one evaluation's decision writes, as store operations guarded by the revisions
 //! the decision was made from: the service's new `desiredCount` with a service event, the
 //! scaling activity (or the decision not to scale, when it is news), the oldest activities
-//! beyond [`MAX_ACTIVITIES_PER_SERVICE`] removed, and a fired scheduled action's bounds on
+//! beyond [`MAX_ACTIVITIES_PER_SERVICE`](berth_model::autoscaling::activity::MAX_ACTIVITIES_PER_SERVICE) removed, and a fired scheduled action's bounds on
 //! the scalable target. Pure: it builds the batch, the reconciler writes it.
 
 use berth_autoscaling::{CapacityChange, Evaluation, Trigger};
-use berth_model::autoscaling::activity::MAX_ACTIVITIES_PER_SERVICE;
 use berth_model::autoscaling::{ScalableTarget, ScalingActivity, ScalingActivityStatusCode};
 use berth_model::ecs::Service;
 use berth_store::{Expect, Op};
@@ -101,27 +100,23 @@ pub fn decision_ops(
     out
 }
 
-/// Writes `activity` and removes the service's oldest beyond
-/// [`MAX_ACTIVITIES_PER_SERVICE`] (`activities` newest first).
+/// Writes `activity` (a new id) and removes the service's oldest beyond
+/// [`MAX_ACTIVITIES_PER_SERVICE`](berth_model::autoscaling::activity::MAX_ACTIVITIES_PER_SERVICE) (`activities`: the stored ones).
 fn activity_ops(
     key: &ServiceKey,
     activities: &[ScalingActivity],
     activity: &ScalingActivity,
 ) -> Vec<Op> {
-    let mut ops: Vec<Op> = activities
+    let stored = activities
         .iter()
-        .skip(MAX_ACTIVITIES_PER_SERVICE.saturating_sub(1))
-        .map(|old| Op::Delete {
-            key: db::scaling_activity_key(&key.cluster, &key.service, &old.activity_id),
-            expect: None,
-        })
-        .collect();
-    ops.push(Op::Put {
-        key: db::scaling_activity_key(&key.cluster, &key.service, &activity.activity_id),
-        value: db::encode(activity),
-        expect: Some(Expect::Absent),
-    });
-    ops
+        .map(|a| db::scaling_activity_key(&key.cluster, &key.service, &a.activity_id));
+    db::scaling_activity_ops(
+        &key.cluster,
+        &key.service,
+        stored,
+        activity,
+        Some(Expect::Absent),
+    )
 }
 
 /// A short event id.
