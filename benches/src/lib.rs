@@ -181,7 +181,9 @@ pub fn proxy_config(c: &BenchConfig) -> Result<ProxyConfig> {
                 addr: c.backend,
                 draining: false,
             }],
+            mesh: None,
         }],
+        mesh_listeners: vec![],
     })
 }
 

@@ -72,6 +72,7 @@ impl ProxyFeed {
             groups.push(TargetGroupConfig {
                 group: tg,
                 targets: list,
+                mesh: None,
             });
         }
         // A load balancer the data plane cannot serve (its port is taken, say) is left
@@ -82,6 +83,7 @@ impl ProxyFeed {
             let cfg = ProxyConfig {
                 load_balancers: lbs.clone(),
                 target_groups: groups.clone(),
+                mesh_listeners: vec![],
             };
             match self.data_plane.apply(cfg).await {
                 Ok(bound) => {

@@ -1,5 +1,7 @@
 //! The contract between the control plane and the data plane: the configuration the
-//! control plane publishes ([`ProxyConfig`]) and what the data plane reports back
+//! control plane publishes ([`ProxyConfig`]: load balancers, target groups, and the
+//! mesh's client-alias listeners [`MeshListener`] with the settings of the target groups
+//! they forward to, [`MeshGroupSettings`]) and what the data plane reports back
 //! ([`TargetStatus`], [`ConfigRefusal`], [`CertificateRefusal`]).
 //!
 //! Plain serde types, camelCase JSON like the rest of the model, so the configuration
@@ -22,6 +24,10 @@ use crate::elb::{LoadBalancer, TargetGroup, TargetHealth};
 pub struct ProxyConfig {
     pub load_balancers: Vec<LoadBalancer>,
     pub target_groups: Vec<TargetGroupConfig>,
+    /// The mesh's outbound side on this node: one listener per client-alias port, bound
+    /// on each of the node's mesh addresses (a node setting, not the control plane's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mesh_listeners: Vec<MeshListener>,
 }
 
 /// A target group (with `target_group_arn` set) and its registered targets.
@@ -30,6 +36,92 @@ pub struct ProxyConfig {
 pub struct TargetGroupConfig {
     pub group: TargetGroup,
     pub targets: Vec<ProxyTarget>,
+    /// Set on the target group of one mesh endpoint (a discovery name in a namespace):
+    /// mesh listeners forward to it, and these settings add to the group's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<MeshGroupSettings>,
+}
+
+/// Seconds a mesh request may take end to end when the service does not say
+/// (`timeout.perRequestTimeoutSeconds`; Service Connect's proxy allows 15).
+pub const DEFAULT_MESH_PER_REQUEST_TIMEOUT_SECONDS: u32 = 15;
+/// Seconds a mesh HTTP connection may stay idle (`timeout.idleTimeoutSeconds`; ECS:
+/// 5 minutes for HTTP, HTTP/2 and gRPC).
+pub const DEFAULT_MESH_HTTP_IDLE_TIMEOUT_SECONDS: u32 = 300;
+/// The same for TCP (ECS: 1 hour).
+pub const DEFAULT_MESH_TCP_IDLE_TIMEOUT_SECONDS: u32 = 3600;
+
+/// One client-alias port of the mesh on a node: clients of the namespace call
+/// `<dnsName>:<port>`, and the name resolves to this node's mesh proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeshListener {
+    pub port: u16,
+    pub protocol: MeshProtocol,
+    /// HTTP: the aliases sharing the port, chosen by the request's host (without its
+    /// port); a request naming none of them gets 404. TCP: exactly one route.
+    pub routes: Vec<MeshRoute>,
+    /// Seconds with nothing moving before a client connection closes; 0 disables it.
+    pub idle_timeout_seconds: u32,
+}
+
+/// Where one client alias goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeshRoute {
+    /// The alias's `dnsName`, lowercase.
+    pub dns_name: String,
+    /// A target group of the same [`ProxyConfig`] that has [`TargetGroupConfig::mesh`].
+    pub target_group_arn: String,
+}
+
+/// How a mesh port speaks, from the port mapping's `appProtocol`: `http`, `http2` and
+/// `grpc` are HTTP (HTTP/1.1 and h2c from clients, the target group's protocol version
+/// towards the tasks); no `appProtocol` is TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MeshProtocol {
+    Http,
+    Tcp,
+}
+
+/// What a mesh endpoint's target group does beyond an ALB target group: a deadline per
+/// request, retries on 503 and refused streams (within the group's retry budget), and
+/// outlier ejection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeshGroupSettings {
+    /// The namespace and discovery name, for metric labels.
+    pub namespace: String,
+    pub discovery_name: String,
+    /// Seconds from the request's arrival to the response's head; 0 disables it. HTTP
+    /// only.
+    pub per_request_timeout_seconds: u32,
+    pub outlier_detection: OutlierDetection,
+}
+
+/// Passive health checking as Envoy's outlier detection does it: a target answering
+/// `consecutive_failures` 5xx responses (or failing to connect that many times) in a
+/// row is ejected for `base_ejection_seconds` times the number of times it was ejected,
+/// while at most `max_ejection_percent` of the group's targets are ejected (at least
+/// one may be).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutlierDetection {
+    pub consecutive_failures: u32,
+    pub base_ejection_seconds: u32,
+    pub max_ejection_percent: u32,
+}
+
+impl Default for OutlierDetection {
+    /// Envoy's defaults: 5 in a row, 30 s, 10 %.
+    fn default() -> Self {
+        OutlierDetection {
+            consecutive_failures: 5,
+            base_ejection_seconds: 30,
+            max_ejection_percent: 10,
+        }
+    }
 }
 
 /// One registered target.
@@ -150,13 +242,36 @@ mod tests {
                     addr: "10.0.0.1:80".parse().unwrap(),
                     draining: true,
                 }],
+                mesh: None,
             }],
+            mesh_listeners: vec![],
         };
         let json = serde_json::to_string(&cfg).unwrap();
         assert!(json.contains("\"loadBalancers\""), "{json}");
         assert!(json.contains("\"draining\":true"), "{json}");
         let back: ProxyConfig = serde_json::from_str(&json).unwrap();
         assert_eq!(back, cfg);
+    }
+
+    #[test]
+    fn a_config_without_mesh_fields_reads_and_mesh_listeners_round_trip() {
+        let cfg: ProxyConfig =
+            serde_json::from_str(r#"{"loadBalancers":[],"targetGroups":[]}"#).unwrap();
+        assert!(cfg.mesh_listeners.is_empty());
+        let l = MeshListener {
+            port: 8080,
+            protocol: MeshProtocol::Http,
+            routes: vec![MeshRoute {
+                dns_name: "orders".into(),
+                target_group_arn: "arn:tg".into(),
+            }],
+            idle_timeout_seconds: DEFAULT_MESH_HTTP_IDLE_TIMEOUT_SECONDS,
+        };
+        let json = serde_json::to_value(&l).unwrap();
+        assert_eq!(json["protocol"], "http");
+        assert_eq!(json["routes"][0]["dnsName"], "orders");
+        assert_eq!(serde_json::from_value::<MeshListener>(json).unwrap(), l);
+        assert_eq!(OutlierDetection::default().consecutive_failures, 5);
     }
 
     #[test]

@@ -11,8 +11,11 @@
 //! - [`autoscaling`]: Application Auto Scaling: scalable targets, scaling policies,
 //!   scheduled actions, scaling activities.
 //! - [`arn`]: building and parsing berth ARNs.
-//! - [`dataplane`]: the proxy configuration the control plane publishes and the target
-//!   statuses and refusals the data plane reports.
+//! - [`dataplane`]: the proxy configuration the control plane publishes (load balancers,
+//!   target groups and the mesh's client-alias listeners) and the target statuses and
+//!   refusals the data plane reports.
+//! - [`discovery`]: the DNS names and records the control plane publishes to a node's
+//!   DNS server.
 //! - [`error`]: [`ValidationError`], which names the offending field and what is allowed.
 //! - [`ecs`]: Cluster, ContainerInstance, TaskDefinition, Task, Service.
 //! - [`elb`]: LoadBalancer, Listener, Rule, TargetGroup, Target and target health.
@@ -23,6 +26,7 @@ pub mod agent;
 pub mod arn;
 pub mod autoscaling;
 pub mod dataplane;
+pub mod discovery;
 pub mod ecs;
 pub mod elb;
 pub mod elb_attributes;

@@ -234,7 +234,9 @@ async fn websocket_upgrade_is_tunnelled() {
         target_groups: vec![TargetGroupConfig {
             group: target_group(TG, "web", json!({"healthCheckEnabled": false})),
             targets: vec![target(backend)],
+            mesh: None,
         }],
+        mesh_listeners: vec![],
     };
     let addr = p.apply(cfg).await.unwrap()[LISTENER];
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -206,7 +206,9 @@ async fn setup(attributes: serde_json::Value) -> (Arc<berth_proxy::Proxy>, Socke
         target_groups: vec![berth_proxy::TargetGroupConfig {
             group: target_group(TG, "web", json!({})),
             targets: vec![target(t.addr)],
+            mesh: None,
         }],
+        mesh_listeners: vec![],
     };
     let addr = p.apply(cfg).await.unwrap()[LISTENER];
     wait_for(&p, |s| all_healthy(s, 1)).await;

@@ -36,12 +36,15 @@ async fn two_groups(
             TargetGroupConfig {
                 group: no_hc(TG, "web"),
                 targets: vec![target(web.addr)],
+                mesh: None,
             },
             TargetGroupConfig {
                 group: no_hc(TG2, "api"),
                 targets: vec![target(api.addr)],
+                mesh: None,
             },
         ],
+        mesh_listeners: vec![],
     };
     let addr = p.apply(cfg).await.unwrap()[LISTENER];
     (p, addr, web, api, r)

@@ -86,7 +86,9 @@ async fn https_picks_the_certificate_by_sni_and_speaks_h2_and_http1() {
         target_groups: vec![TargetGroupConfig {
             group: target_group(TG, "web", json!({"healthCheckEnabled": false})),
             targets: vec![target(backend.addr)],
+            mesh: None,
         }],
+        mesh_listeners: vec![],
     };
     let addr = p.apply(cfg).await.unwrap()[LISTENER];
 
@@ -160,7 +162,9 @@ async fn a_bad_certificate_path_is_refused_and_changes_nothing() {
         target_groups: vec![TargetGroupConfig {
             group: target_group(TG, "web", json!({})),
             targets: vec![],
+            mesh: None,
         }],
+        mesh_listeners: vec![],
     };
     let e = p.apply(cfg).await.unwrap_err();
     assert!(e.to_string().contains("/nonexistent/cert.pem"), "{e}");
@@ -231,7 +235,9 @@ async fn nlb_tcp_listener_forwards_bytes_with_proxy_protocol_v2() {
             target_groups: vec![TargetGroupConfig {
                 group: tg,
                 targets: vec![target(backend)],
+                mesh: None,
             }],
+            mesh_listeners: vec![],
         })
         .await
         .unwrap()[LISTENER];
@@ -276,7 +282,9 @@ async fn nlb_tls_listener_terminates_tls_and_forwards_bytes() {
             target_groups: vec![TargetGroupConfig {
                 group: tg,
                 targets: vec![target(backend)],
+                mesh: None,
             }],
+            mesh_listeners: vec![],
         })
         .await
         .unwrap()[LISTENER];

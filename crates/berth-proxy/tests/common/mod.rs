@@ -228,7 +228,12 @@ pub fn load_balancer(rules: serde_json::Value, attributes: serde_json::Value) ->
 pub fn simple_config(group: TargetGroup, targets: Vec<ProxyTarget>) -> ProxyConfig {
     ProxyConfig {
         load_balancers: vec![load_balancer(serde_json::json!([]), serde_json::json!({}))],
-        target_groups: vec![TargetGroupConfig { group, targets }],
+        target_groups: vec![TargetGroupConfig {
+            group,
+            targets,
+            mesh: None,
+        }],
+        mesh_listeners: vec![],
     }
 }
 
