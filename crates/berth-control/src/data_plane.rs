@@ -76,6 +76,7 @@ pub(crate) mod fake {
             if let Some(reason) = self.refuse_all.lock().unwrap().clone() {
                 return Err(ConfigRefusal {
                     load_balancer_name: None,
+                    mesh_listener_port: None,
                     reason,
                 });
             }
@@ -87,6 +88,7 @@ pub(crate) mod fake {
             {
                 return Err(ConfigRefusal {
                     load_balancer_name: Some(lb.load_balancer_name.clone()),
+                    mesh_listener_port: None,
                     reason: refuse[&lb.load_balancer_name].clone(),
                 });
             }

@@ -471,6 +471,7 @@ mod service_metric_tests {
             in_flight: 0,
             request_count: count,
             drained: false,
+            ejected: false,
         }
     }
 

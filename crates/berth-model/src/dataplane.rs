@@ -158,6 +158,10 @@ pub struct TargetStatus {
     /// Draining finished: nothing in flight, or the deregistration delay ran out. The
     /// control plane may now stop the task and drop the target from the configuration.
     pub drained: bool,
+    /// Taken out of its mesh target group by outlier detection for now (it still counts
+    /// as registered; see [`OutlierDetection`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ejected: bool,
 }
 
 /// Why a data plane refused a [`ProxyConfig`] as a whole. A refused configuration
@@ -170,6 +174,10 @@ pub struct ConfigRefusal {
     /// about one: the rest of the configuration can then be served without it. `None`
     /// when the refusal concerns the configuration as a whole.
     pub load_balancer_name: Option<String>,
+    /// The mesh listener (by port) the data plane cannot serve, when the refusal is about
+    /// one: the rest can then be served without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh_listener_port: Option<u16>,
     /// What the data plane said, e.g. that a listener's port is taken.
     pub reason: String,
 }
@@ -203,6 +211,7 @@ mod tests {
             in_flight: 3,
             request_count: 42,
             drained: false,
+            ejected: false,
         };
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["targetGroupArn"], "arn:tg");
@@ -278,6 +287,7 @@ mod tests {
     fn a_refusal_displays_its_reason_and_names_the_load_balancer() {
         let r = ConfigRefusal {
             load_balancer_name: Some("web".into()),
+            mesh_listener_port: None,
             reason: "listener x could not bind 0.0.0.0:80: in use".into(),
         };
         assert_eq!(

@@ -38,6 +38,7 @@ impl ProxyError {
         };
         ConfigRefusal {
             load_balancer_name: culprit.map(|lb| lb.load_balancer_name.clone()),
+            mesh_listener_port: None,
             reason: self.to_string(),
         }
     }

@@ -252,6 +252,7 @@ impl GroupRuntime {
                 in_flight: t.in_flight(),
                 request_count: t.metrics.requests.get(),
                 drained: t.is_drained(),
+                ejected: false,
             });
         }
     }

@@ -143,6 +143,7 @@ async fn health_and_drained_flags_flow_back_into_the_targets() {
         in_flight: 0,
         request_count: 0,
         drained,
+        ejected: false,
     };
     *dp.statuses.lock().unwrap() = vec![
         status("10.0.0.1", TargetHealthState::Healthy, false),

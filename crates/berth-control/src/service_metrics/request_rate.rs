@@ -109,6 +109,7 @@ mod tests {
             in_flight: 0,
             request_count: count,
             drained: false,
+            ejected: false,
         }
     }
     use TargetHealthState::*;

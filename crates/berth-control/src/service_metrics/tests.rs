@@ -72,6 +72,7 @@ fn status(tg: &str, port: u16, state: TargetHealthState, count: u64) -> TargetSt
         in_flight: 0,
         request_count: count,
         drained: false,
+        ejected: false,
     }
 }
 
