@@ -2,11 +2,14 @@
 //! `environment`, then what berth adds: `BERTH_TASK_ARN`, `BERTH_TASK_ID`,
 //! `BERTH_CLUSTER`, `BERTH_CONTAINER_NAME`, `PORT` (the first port mapping's listen port)
 //! and `PORT_<NAME>` for each named mapping (name upper-cased, other than letters and
-//! digits → `_`).
+//! digits → `_`), and `BERTH_DNS_SERVER` (`ip:port` of the node's discovery DNS server)
+//! when the node runs one.
 //!
 //! The listen port is the port the program must listen on for a mapping: the container
 //! port inside a Docker container, the chosen host port for a local process. Which one
 //! it is the runtime decides; this module only names the variables.
+
+use std::net::SocketAddr;
 
 use berth_model::ecs::TransportProtocol;
 
@@ -27,10 +30,12 @@ pub(crate) fn port_env_name(name: &str) -> String {
 /// The environment of container `idx` of `spec`, in the order a program sees later
 /// entries win: the container's own `environment` first. `listen_ports[i]` is the listen
 /// port of the container's `i`-th port mapping; mappings without one get no variable.
+/// `dns_server` is the node's discovery DNS server, if it runs one.
 pub(crate) fn container_environment(
     spec: &TaskSpec,
     idx: usize,
     listen_ports: &[u32],
+    dns_server: Option<SocketAddr>,
 ) -> Vec<(String, String)> {
     let def = &spec.task_definition.container_definitions[idx];
     let mut env: Vec<(String, String)> = def
@@ -49,6 +54,9 @@ pub(crate) fn container_environment(
         if let Some(name) = &pm.name {
             env.push((port_env_name(name), port.to_string()));
         }
+    }
+    if let Some(dns) = dns_server {
+        env.push(("BERTH_DNS_SERVER".into(), dns.to_string()));
     }
     env
 }
@@ -93,7 +101,7 @@ mod tests {
     #[test]
     fn berth_variables_follow_the_containers_own() {
         let spec = spec();
-        let env = container_environment(&spec, 0, &[32768, 32769, 32770]);
+        let env = container_environment(&spec, 0, &[32768, 32769, 32770], None);
         let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (&k[..], &v[..])).collect();
         assert_eq!(
             pairs,
@@ -113,12 +121,22 @@ mod tests {
 
     #[test]
     fn no_listen_ports_no_port_variables() {
-        let env = container_environment(&spec(), 0, &[]);
+        let env = container_environment(&spec(), 0, &[], None);
         assert!(env.iter().all(|(k, _)| k != "PORT_HTTP"), "{env:?}");
         assert_eq!(env.iter().filter(|(k, _)| k == "PORT").count(), 1);
         assert!(env
             .iter()
             .any(|(k, v)| k == "BERTH_CLUSTER" && v == "default"));
+    }
+
+    #[test]
+    fn the_nodes_dns_server_is_named_when_there_is_one() {
+        let env = container_environment(&spec(), 0, &[], Some("127.0.0.1:53".parse().unwrap()));
+        assert!(env
+            .iter()
+            .any(|(k, v)| k == "BERTH_DNS_SERVER" && v == "127.0.0.1:53"));
+        let env = container_environment(&spec(), 0, &[], None);
+        assert!(env.iter().all(|(k, _)| k != "BERTH_DNS_SERVER"));
     }
 
     #[test]

@@ -31,6 +31,7 @@ fn runtime(f: &Fixture) -> Arc<ProcessRuntime> {
     ProcessRuntime::new(ProcessRuntimeConfig {
         state_dir: f.dir.path().to_path_buf(),
         shim: vec![env!("CARGO_BIN_EXE_berth-runtime-shim").to_string()],
+        dns_server: None,
     })
     .unwrap()
 }

@@ -17,6 +17,7 @@ async fn process_output_is_kept_whatever_the_log_driver() {
     let rt = ProcessRuntime::new(ProcessRuntimeConfig {
         state_dir: dir.path().to_path_buf(),
         shim: vec![env!("CARGO_BIN_EXE_berth-runtime-shim").to_string()],
+        dns_server: None,
     })
     .unwrap();
     let app = |name: &str, lc: serde_json::Value| {

@@ -97,6 +97,7 @@ async fn make_runtime(args: &ServerArgs, instance: &str) -> Result<DynRuntime> {
     let cfg = berth_runtime::process::ProcessRuntimeConfig {
         state_dir: args.data_dir.join("runtime"),
         shim: vec![exe.to_string_lossy().into_owned(), "shim".into()],
+        dns_server: None,
     };
     let rt =
         berth_runtime::process::ProcessRuntime::new(cfg).context("starting the process runtime")?;

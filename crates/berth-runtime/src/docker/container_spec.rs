@@ -78,6 +78,8 @@ pub(crate) struct NodeContext<'a> {
     /// one: in awsvpc mode the others join its network namespace, and with `pidMode` or
     /// `ipcMode` `task` its PID or IPC namespace.
     pub(crate) netns_owner: Option<&'a str>,
+    /// The node's discovery DNS server (see `DockerRuntimeConfig::dns_server`).
+    pub(crate) dns_server: Option<std::net::SocketAddr>,
 }
 
 /// A task definition Docker cannot run as ECS would.
@@ -129,7 +131,7 @@ pub(crate) fn container_create_body(
         .iter()
         .map(|pm| pm.container_port)
         .collect();
-    let env = container_environment(spec, idx, &listen_ports)
+    let env = container_environment(spec, idx, &listen_ports, node.dns_server)
         .into_iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
@@ -137,6 +139,7 @@ pub(crate) fn container_create_body(
     limit_resources(&mut host, td, def)?;
     let (exposed, networking) = connect_network(&mut host, td, def, node)?;
     apply_host_settings(&mut host, def);
+    use_node_dns(&mut host, td, node);
     mount_volumes(&mut host, spec, idx, node);
     share_task_namespaces(&mut host, td, node);
     host.log_config = docker_log_config(def.log_configuration.as_ref());
@@ -169,6 +172,26 @@ pub(crate) fn container_create_body(
 }
 
 /// The container definition's host settings, as the ECS agent passes them to Docker.
+/// Makes the node's discovery DNS server the container's resolver, so names such as
+/// `orders.internal` resolve inside it, unless the definition names its own
+/// `dnsServers`. Docker sets resolvers only for containers with a network of their own
+/// (bridge, and the first container of an awsvpc task; the others share its
+/// `/etc/resolv.conf`) and only as addresses, so a server on another port than 53 is
+/// named in `BERTH_DNS_SERVER` alone.
+fn use_node_dns(host: &mut HostConfig, td: &TaskDefinition, node: &NodeContext<'_>) {
+    let Some(dns) = node.dns_server.filter(|d| d.port() == 53) else {
+        return;
+    };
+    let own_network = match td.network_mode {
+        NetworkMode::Bridge => true,
+        NetworkMode::Awsvpc => node.netns_owner.is_none(),
+        NetworkMode::Host | NetworkMode::None => false,
+    };
+    if own_network && host.dns.is_none() {
+        host.dns = Some(vec![dns.ip().to_string()]);
+    }
+}
+
 fn apply_host_settings(host: &mut HostConfig, def: &ContainerDefinition) {
     let some_vec = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
     host.privileged = def.privileged;

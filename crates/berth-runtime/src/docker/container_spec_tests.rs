@@ -10,6 +10,7 @@ const NODE: NodeContext<'static> = NodeContext {
     name_prefix: "berth-",
     awsvpc_network: "net-id",
     netns_owner: None,
+    dns_server: None,
 };
 
 fn spec(td: serde_json::Value) -> TaskSpec {
@@ -453,4 +454,43 @@ fn log_configuration_becomes_the_containers_docker_log_config() {
         host(&body(&spec(json!([web(json!({}))])), &NODE)).log_config,
         None
     );
+}
+
+#[test]
+fn the_nodes_dns_server_resolves_for_containers_with_a_network_of_their_own() {
+    let with_dns = NodeContext {
+        dns_server: Some("172.17.0.1:53".parse().unwrap()),
+        ..NODE
+    };
+    let td = |mode: &str, dns: serde_json::Value| {
+        spec(json!({
+            "networkMode": mode,
+            "containerDefinitions": [web(json!({"dnsServers": dns}))],
+        }))
+    };
+    let bridge = body(&td("bridge", json!([])), &with_dns);
+    assert_eq!(host(&bridge).dns, Some(vec!["172.17.0.1".to_string()]));
+    assert!(bridge
+        .env
+        .as_ref()
+        .unwrap()
+        .contains(&"BERTH_DNS_SERVER=172.17.0.1:53".to_string()));
+    let own = body(&td("bridge", json!(["10.0.0.2"])), &with_dns);
+    assert_eq!(host(&own).dns, Some(vec!["10.0.0.2".to_string()]));
+    assert_eq!(host(&body(&td("host", json!([])), &with_dns)).dns, None);
+    let joined = NodeContext {
+        netns_owner: Some("c0ffee"),
+        ..with_dns
+    };
+    assert_eq!(host(&body(&td("awsvpc", json!([])), &joined)).dns, None);
+    assert_eq!(
+        host(&body(&td("awsvpc", json!([])), &with_dns)).dns,
+        Some(vec!["172.17.0.1".to_string()])
+    );
+    let other_port = NodeContext {
+        dns_server: Some("127.0.0.1:5353".parse().unwrap()),
+        ..NODE
+    };
+    assert_eq!(host(&body(&td("bridge", json!([])), &other_port)).dns, None);
+    assert_eq!(host(&body(&td("bridge", json!([])), &NODE)).dns, None);
 }

@@ -64,6 +64,7 @@ impl Inner {
             name_prefix: &self.config.name_prefix,
             awsvpc_network: &awsvpc_network,
             netns_owner,
+            dns_server: self.config.dns_server,
         };
         Ok(container_create_body(spec, idx, &node)?)
     }

@@ -102,6 +102,10 @@ pub struct DockerRuntimeConfig {
     /// [`LABEL_INSTANCE`] and only those are adopted, so several berth nodes can share one
     /// Docker engine. `None` neither sets nor filters the label.
     pub instance: Option<String>,
+    /// The node's discovery DNS server: named to every task as `BERTH_DNS_SERVER`, and
+    /// the resolver of bridge and awsvpc containers whose definition sets no
+    /// `dnsServers` (Docker takes an address only, so the server must be on port 53).
+    pub dns_server: Option<std::net::SocketAddr>,
 }
 
 impl Default for DockerRuntimeConfig {
@@ -112,6 +116,7 @@ impl Default for DockerRuntimeConfig {
             name_prefix: "berth-".into(),
             cluster: None,
             instance: None,
+            dns_server: None,
         }
     }
 }

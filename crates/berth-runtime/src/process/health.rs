@@ -45,7 +45,7 @@ impl Inner {
                 _ = tokio::time::sleep(interval) => {}
                 _ = rx.wait_for(|s| s.containers[idx].status == ContainerStatus::Stopped) => return,
             }
-            let ok = run_health_command(task, idx, hc, timeout).await;
+            let ok = run_health_command(task, idx, hc, timeout, self.dns_server).await;
             let current = task.core.snapshot().containers[idx].health;
             let next = if ok {
                 failures = 0;
@@ -69,7 +69,13 @@ impl Inner {
     }
 }
 
-async fn run_health_command(task: &Task, idx: usize, hc: &HealthCheck, timeout: Duration) -> bool {
+async fn run_health_command(
+    task: &Task,
+    idx: usize,
+    hc: &HealthCheck,
+    timeout: Duration,
+    dns_server: Option<std::net::SocketAddr>,
+) -> bool {
     let (program, args): (String, Vec<String>) = match hc.command.split_first() {
         Some((kind, rest)) if kind == "CMD-SHELL" => {
             ("/bin/sh".into(), vec!["-c".into(), rest.join(" ")])
@@ -89,7 +95,7 @@ async fn run_health_command(task: &Task, idx: usize, hc: &HealthCheck, timeout: 
         .stderr(std::process::Stdio::null())
         .process_group(0)
         .kill_on_drop(true);
-    for (k, v) in container_env(task, idx) {
+    for (k, v) in container_env(task, idx, dns_server) {
         cmd.env(k, v);
     }
     if let Some(wd) = &def.working_directory {

@@ -74,6 +74,9 @@ pub struct ProcessRuntimeConfig {
     /// `--dir <container dir> -- <argv...>`. For the `berth` binary:
     /// `["/path/to/berth", "shim"]`.
     pub shim: Vec<String>,
+    /// The node's discovery DNS server, passed to tasks as `BERTH_DNS_SERVER` (a local
+    /// process uses the host's resolver; programs that want berth's names ask this one).
+    pub dns_server: Option<std::net::SocketAddr>,
 }
 
 impl ProcessRuntimeConfig {
@@ -84,6 +87,7 @@ impl ProcessRuntimeConfig {
         Ok(Self {
             state_dir: state_dir.into(),
             shim: vec![exe.to_string_lossy().into_owned(), "shim".into()],
+            dns_server: None,
         })
     }
 }
@@ -100,6 +104,8 @@ impl_runtime!(ProcessRuntime, inner, "process");
 struct Inner {
     tasks_dir: PathBuf,
     shim: Vec<String>,
+    /// Named to every task as `BERTH_DNS_SERVER`.
+    dns_server: Option<std::net::SocketAddr>,
     tasks: TaskTable<Task>,
     /// Cancelled when the runtime is dropped: background work stops, processes stay.
     shutdown: CancellationToken,
@@ -247,6 +253,7 @@ impl ProcessRuntime {
         let inner = Arc::new(Inner {
             tasks_dir,
             shim: config.shim,
+            dns_server: config.dns_server,
             tasks: TaskTable::new(),
             shutdown: CancellationToken::new(),
             ticks_per_second: procfs::clock_ticks_per_second(),

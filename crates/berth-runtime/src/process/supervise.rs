@@ -32,13 +32,17 @@ const KILL_GRACE: Duration = Duration::from_secs(10);
 
 /// The environment of container `idx`: the shared task environment, the listen ports
 /// being the host ports chosen for its mappings (a process listens on the host).
-pub(super) fn container_env(task: &Task, idx: usize) -> Vec<(String, String)> {
+pub(super) fn container_env(
+    task: &Task,
+    idx: usize,
+    dns_server: Option<std::net::SocketAddr>,
+) -> Vec<(String, String)> {
     let listen_ports: Vec<u32> = task.core.state.borrow().containers[idx]
         .network_bindings
         .iter()
         .map(|b| b.host_port)
         .collect();
-    container_environment(&task.core.spec, idx, &listen_ports)
+    container_environment(&task.core.spec, idx, &listen_ports, dns_server)
 }
 
 fn argv(c: &ContainerDefinition) -> Vec<String> {
@@ -110,7 +114,7 @@ impl Inner {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(log);
-        for (k, v) in container_env(task, idx) {
+        for (k, v) in container_env(task, idx, self.dns_server) {
             cmd.env(k, v);
         }
         if let Some(wd) = &def.working_directory {
