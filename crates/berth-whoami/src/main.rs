@@ -9,8 +9,9 @@
 //! ```text
 //! berth-whoami [--listen ADDR] [--start-delay SECS] [--fail-health] [--unhealthy-after SECS]
 //!              [--exit-after SECS [--exit-code N]] [--signal-file PATH] [--ignore-sigterm]
-//!              [--alloc-mb N] [--cpu-ms-per-request N]
+//!              [--alloc-mb N] [--cpu-ms-per-request N] [--call URL]
 //! berth-whoami check URL          exit 0 when GET URL answers 2xx, else 1 (a healthCheck command)
+//! berth-whoami resolve NAME       print NAME's A records as berth's DNS server answers them
 //! ```
 //!
 //! Without `--listen` it listens on `0.0.0.0:$PORT` (default 8080). Paths: `/health` (200
@@ -31,11 +32,16 @@
 //! - `WHOAMI_HOLD_MIB=N` (`--alloc-mb N`): allocate and touch N MiB at start and hold
 //!   them; `/hold?mib=N` changes that at run time (on the task that answers).
 //!
+//! Call mode, for the service-discovery and mesh demo: `WHOAMI_CALL_URL=URL` (`--call
+//! URL`) makes every request but `/health`, `/exit` and `/hold` call URL once and answer
+//! with its status and body (see [`call`]); names resolve through berth's DNS server
+//! (`BERTH_DNS_SERVER`, else `/etc/resolv.conf`, see [`resolve`]).
+//!
 //! Dependencies are kept to tokio and hyper so it links statically into a `FROM scratch`
 //! image.
 
 use std::convert::Infallible;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -51,9 +57,14 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
+mod call;
+mod check;
+mod resolve;
+
 const USAGE: &str = "usage: berth-whoami [--listen ADDR] [--start-delay SECS] [--fail-health] \
 [--unhealthy-after SECS] [--exit-after SECS [--exit-code N]] [--signal-file PATH] \
-[--ignore-sigterm] [--alloc-mb N] [--cpu-ms-per-request N]\n       berth-whoami check URL";
+[--ignore-sigterm] [--alloc-mb N] [--cpu-ms-per-request N] [--call URL]\n       \
+berth-whoami check URL\n       berth-whoami resolve NAME";
 
 /// The longest a request may burn CPU for.
 const MAX_CPU_MS: u64 = 10_000;
@@ -72,6 +83,8 @@ struct Options {
     alloc_mb: usize,
     /// CPU milliseconds every request (but `/health`) burns.
     cpu_ms_per_request: u64,
+    /// Call mode: the URL every request calls.
+    call_url: Option<String>,
 }
 
 fn parse_cpu_ms(name: &str, v: &str) -> Result<u64, String> {
@@ -86,6 +99,9 @@ fn options_from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Options, 
     let mut o = Options::default();
     if let Some(v) = lookup("WHOAMI_CPU_MS_PER_REQUEST") {
         o.cpu_ms_per_request = parse_cpu_ms("WHOAMI_CPU_MS_PER_REQUEST", &v)?;
+    }
+    if let Some(v) = lookup("WHOAMI_CALL_URL").filter(|v| !v.is_empty()) {
+        o.call_url = Some(v);
     }
     if let Some(v) = lookup("WHOAMI_HOLD_MIB") {
         o.alloc_mb = v
@@ -139,6 +155,7 @@ fn parse_options(args: &[String], mut o: Options) -> Result<Options, String> {
                     .map_err(|_| format!("--alloc-mb: expected an integer, got {v:?}"))?;
             }
             "--cpu-ms-per-request" => o.cpu_ms_per_request = parse_cpu_ms(a, &value(a)?)?,
+            "--call" => o.call_url = Some(value(a)?),
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -157,6 +174,8 @@ struct App {
     cpu_ms_per_request: u64,
     /// The memory `/hold` (or `--alloc-mb`) holds.
     held: std::sync::Mutex<Vec<u8>>,
+    /// Call mode.
+    caller: Option<call::Caller>,
 }
 
 fn hostname() -> String {
@@ -270,6 +289,9 @@ async fn handle(
                 // A thread of its own: the runtime keeps answering health checks.
                 let _ = tokio::task::spawn_blocking(move || burn_cpu(cpu)).await;
             }
+            if let Some(caller) = &app.caller {
+                return Ok(called(&app.task_id, caller).await);
+            }
             if path == "/sleep" {
                 let ms: u64 = query_param(query, "ms")
                     .and_then(|c| c.parse().ok())
@@ -296,6 +318,37 @@ async fn handle(
         }
     };
     Ok(resp)
+}
+
+/// Call mode's answer: the called service's status and body under a few lines saying who
+/// called whom; 502 when the call failed.
+async fn called(task_id: &str, caller: &call::Caller) -> Response<Full<Bytes>> {
+    match caller.call().await {
+        Ok(a) => {
+            let mut body = format!(
+                "task: {task_id}\ncalled: {}\nstatus: {}\nanswered-by: {}\n--\n",
+                caller.url(),
+                a.status.as_u16(),
+                a.task.as_deref().unwrap_or("-"),
+            )
+            .into_bytes();
+            body.extend_from_slice(&a.body);
+            let mut resp = Response::builder()
+                .status(a.status)
+                .header("content-type", "text/plain; charset=utf-8")
+                .header("x-berth-task", task_id);
+            if let Some(t) = &a.task {
+                resp = resp.header("x-berth-called-task", t.as_str());
+            }
+            resp.body(Full::new(Bytes::from(body)))
+                .unwrap_or_else(|_| text(StatusCode::BAD_GATEWAY, task_id, "bad answer\n".into()))
+        }
+        Err(e) => text(
+            StatusCode::BAD_GATEWAY,
+            task_id,
+            format!("task: {task_id}\ncall failed: {e}\n"),
+        ),
+    }
 }
 
 fn record_signal(file: Option<&str>, name: &str) {
@@ -417,6 +470,16 @@ async fn serve(o: Options) -> ExitCode {
     let local = listener
         .local_addr()
         .expect("bound listener has an address");
+    let caller = match o.call_url.as_deref().map(call::Caller::new).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("whoami: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    if let Some(c) = &caller {
+        println!("whoami: every request calls {}", c.url());
+    }
     let host = hostname();
     let app = Arc::new(App {
         task_id: task_id(&host),
@@ -427,6 +490,7 @@ async fn serve(o: Options) -> ExitCode {
         unhealthy_after: o.unhealthy_after,
         cpu_ms_per_request: o.cpu_ms_per_request,
         held: std::sync::Mutex::new(ballast),
+        caller,
     });
     println!("whoami: task {} listening on {local}", app.task_id);
 
@@ -471,73 +535,45 @@ async fn serve(o: Options) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `whoami check URL`: a health-check client for images without curl.
-fn check(url: &str) -> ExitCode {
-    match get_status(url) {
-        Ok(status) if (200..300).contains(&status) => ExitCode::SUCCESS,
-        Ok(status) => {
-            eprintln!("whoami check: {url} answered {status}");
-            ExitCode::FAILURE
+/// `whoami resolve NAME`: prints NAME's A records one per line (a `getent hosts` for
+/// images without libc).
+fn resolve_command(name: &str) -> ExitCode {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = rt.block_on(async {
+        let server = resolve::default_server()?;
+        resolve::lookup_a(server, name).await
+    });
+    match result {
+        Ok((ips, _)) => {
+            for ip in ips {
+                println!("{ip} {name}");
+            }
+            ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("whoami check: {url}: {e}");
-            ExitCode::FAILURE
+            eprintln!("whoami resolve: {e}");
+            ExitCode::from(2)
         }
     }
-}
-
-fn get_status(url: &str) -> Result<u16, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or("only http:// URLs are supported")?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let addr = if authority.contains(':') {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
-    let timeout = Duration::from_secs(5);
-    let sock = std::net::ToSocketAddrs::to_socket_addrs(&addr)
-        .map_err(|e| format!("resolve {addr}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{addr} resolves to nothing"))?;
-    let mut stream =
-        std::net::TcpStream::connect_timeout(&sock, timeout).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    stream
-        .set_write_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: whoami-check\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut head = Vec::new();
-    let mut buf = [0u8; 512];
-    while !head.contains(&b'\n') {
-        let n = stream.read(&mut buf).map_err(|e| e.to_string())?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let line = String::from_utf8_lossy(&head);
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("not an HTTP response: {:?}", line.lines().next()))
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("resolve") {
+        return match args.get(1) {
+            Some(name) if args.len() == 2 => resolve_command(name),
+            _ => {
+                eprintln!("{USAGE}");
+                ExitCode::from(64)
+            }
+        };
+    }
     if args.first().map(String::as_str) == Some("check") {
         return match args.get(1) {
-            Some(url) if args.len() == 2 => check(url),
+            Some(url) if args.len() == 2 => check::check(url),
             _ => {
                 eprintln!("{USAGE}");
                 ExitCode::from(64)
@@ -595,10 +631,12 @@ mod tests {
         let env = |k: &str| match k {
             "WHOAMI_CPU_MS_PER_REQUEST" => Some("25".to_string()),
             "WHOAMI_HOLD_MIB" => Some("16".to_string()),
+            "WHOAMI_CALL_URL" => Some("http://orders:8080/".to_string()),
             _ => None,
         };
         let o = options_from_env(env).unwrap();
         assert_eq!((o.cpu_ms_per_request, o.alloc_mb), (25, 16));
+        assert_eq!(o.call_url.as_deref(), Some("http://orders:8080/"));
         let args = ["--cpu-ms-per-request".to_string(), "5".to_string()];
         let o = parse_options(&args, o).unwrap();
         assert_eq!((o.cpu_ms_per_request, o.alloc_mb), (5, 16));
