@@ -386,3 +386,14 @@ async fn docker_awsvpc_survives_a_duplicate_network() {
             .output();
     }
 }
+
+#[tokio::test]
+async fn the_default_bridge_has_an_ipv4_gateway_containers_reach() {
+    let gw = berth_runtime::docker::bridge_gateway()
+        .await
+        .expect("the Docker engine answers and its bridge network has a gateway");
+    assert!(gw.is_ipv4(), "{gw}");
+    // The host holds that address: binding it works.
+    let l = std::net::TcpListener::bind((gw, 0)).expect("the gateway is a host address");
+    assert_eq!(l.local_addr().unwrap().ip(), gw);
+}

@@ -63,6 +63,7 @@ use bollard::Docker;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub use image::{build_image_from_binary, scratch_dockerfile};
+pub use network::bridge_gateway;
 
 use crate::task_core::{pending_state, TaskCore};
 use crate::task_runtime::impl_runtime;

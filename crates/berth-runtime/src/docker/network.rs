@@ -1,6 +1,7 @@
 //! The berth-managed Docker network awsvpc tasks get their IPs on: found or created
-//! once, and settled on one when concurrent creates left several of its name. It creates
-//! no containers.
+//! once, and settled on one when concurrent creates left several of its name; and the
+//! default bridge's gateway, the host address every container reaches. It creates no
+//! containers.
 
 use std::collections::HashMap;
 
@@ -8,6 +9,26 @@ use bollard::models::NetworkCreateRequest;
 
 use super::{err, Inner, LABEL_MANAGED};
 use crate::{Result, RuntimeError};
+
+/// The gateway of the engine's default `bridge` network (usually 172.17.0.1): the host
+/// address containers of every berth network reach, where a node serves its discovery
+/// DNS and mesh proxy to them. `None` when the engine does not answer or the bridge has
+/// no IPv4 gateway.
+pub async fn bridge_gateway() -> Option<std::net::IpAddr> {
+    let docker = bollard::Docker::connect_with_local_defaults().ok()?;
+    let net = docker
+        .inspect_network(
+            "bridge",
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+        .ok()?;
+    net.ipam?
+        .config?
+        .into_iter()
+        .filter_map(|c| c.gateway?.parse::<std::net::IpAddr>().ok())
+        .find(|ip| ip.is_ipv4())
+}
 
 impl Inner {
     /// The awsvpc network to connect a task's first container to: its ID once known,
