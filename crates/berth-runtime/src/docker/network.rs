@@ -23,11 +23,44 @@ pub async fn bridge_gateway() -> Option<std::net::IpAddr> {
         )
         .await
         .ok()?;
-    net.ipam?
-        .config?
-        .into_iter()
-        .filter_map(|c| c.gateway?.parse::<std::net::IpAddr>().ok())
-        .find(|ip| ip.is_ipv4())
+    net.ipam?.config?.into_iter().find_map(|c| {
+        c.gateway
+            .as_deref()
+            .and_then(|g| g.parse::<std::net::Ipv4Addr>().ok())
+            .or_else(|| first_host_of(c.subnet.as_deref()?))
+            .map(std::net::IpAddr::V4)
+    })
+}
+
+/// The first host address of an IPv4 subnet (`172.17.0.0/16` → 172.17.0.1): the
+/// engine's bridge gateway when the network lists its subnet only.
+fn first_host_of(subnet: &str) -> Option<std::net::Ipv4Addr> {
+    let (net, prefix) = subnet.split_once('/')?;
+    let net: std::net::Ipv4Addr = net.parse().ok()?;
+    let prefix: u32 = prefix.parse().ok().filter(|p| *p <= 30)?;
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    };
+    Some(std::net::Ipv4Addr::from((u32::from(net) & mask) + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_first_host_of_a_subnet() {
+        assert_eq!(
+            super::first_host_of("172.17.0.0/16"),
+            Some("172.17.0.1".parse().unwrap())
+        );
+        assert_eq!(
+            super::first_host_of("10.1.2.0/24"),
+            Some("10.1.2.1".parse().unwrap())
+        );
+        assert_eq!(super::first_host_of("fd00::/64"), None);
+        assert_eq!(super::first_host_of("10.0.0.0/31"), None);
+    }
 }
 
 impl Inner {
