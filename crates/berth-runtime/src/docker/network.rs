@@ -46,23 +46,6 @@ fn first_host_of(subnet: &str) -> Option<std::net::Ipv4Addr> {
     Some(std::net::Ipv4Addr::from((u32::from(net) & mask) + 1))
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_first_host_of_a_subnet() {
-        assert_eq!(
-            super::first_host_of("172.17.0.0/16"),
-            Some("172.17.0.1".parse().unwrap())
-        );
-        assert_eq!(
-            super::first_host_of("10.1.2.0/24"),
-            Some("10.1.2.1".parse().unwrap())
-        );
-        assert_eq!(super::first_host_of("fd00::/64"), None);
-        assert_eq!(super::first_host_of("10.0.0.0/31"), None);
-    }
-}
-
 impl Inner {
     /// The awsvpc network to connect a task's first container to: its ID once known,
     /// else its name.
@@ -140,5 +123,22 @@ impl Inner {
             }
         }
         Ok(ids.into_iter().next())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_first_host_of_a_subnet() {
+        assert_eq!(
+            super::first_host_of("172.17.0.0/16"),
+            Some("172.17.0.1".parse().unwrap())
+        );
+        assert_eq!(
+            super::first_host_of("10.1.2.0/24"),
+            Some("10.1.2.1".parse().unwrap())
+        );
+        assert_eq!(super::first_host_of("fd00::/64"), None);
+        assert_eq!(super::first_host_of("10.0.0.0/31"), None);
     }
 }
