@@ -17,7 +17,9 @@
 //! Without `--listen` it listens on `0.0.0.0:$PORT` (default 8080). Paths: `/health` (200
 //! "ok", or 500 when unhealthy), `/sleep?ms=N` (answers after N ms), `/exit?code=N` (exits
 //! the process after answering), `/hold?mib=N` (holds N MiB from now on, replacing what it
-//! held), anything else: the description. Every response carries
+//! held), `/fail?status=N` (from now on this task answers every other request but
+//! `/health` with status N; `status=0` makes it answer normally again), anything else:
+//! the description. Every response carries
 //! `x-berth-task: <task id>`. On SIGTERM or SIGINT it records the signal's name in the
 //! `--signal-file` (one line each), stops accepting, lets in-flight requests finish and
 //! exits 0; with `--ignore-sigterm` it records SIGTERM and carries on.
@@ -176,6 +178,8 @@ struct App {
     held: std::sync::Mutex<Vec<u8>>,
     /// Call mode.
     caller: Option<call::Caller>,
+    /// Set by `/fail?status=N`: the status every other request gets; 0 = none.
+    fail_status: std::sync::atomic::AtomicU16,
 }
 
 fn hostname() -> String {
@@ -258,6 +262,31 @@ async fn handle(
                 &app.task_id,
                 format!("exiting with {code}\n"),
             )
+        }
+        "/fail" => {
+            let status = query_param(query, "status")
+                .and_then(|s| s.parse::<u16>().ok())
+                .filter(|s| *s == 0 || StatusCode::from_u16(*s).is_ok());
+            let Some(status) = status else {
+                return Ok(text(
+                    StatusCode::BAD_REQUEST,
+                    &app.task_id,
+                    "fail: expected ?status=N (an HTTP status, or 0 to stop failing)\n".into(),
+                ));
+            };
+            app.fail_status
+                .store(status, std::sync::atomic::Ordering::Relaxed);
+            println!("whoami: answering {status} from now on (0: normally)");
+            text(
+                StatusCode::OK,
+                &app.task_id,
+                format!("failing with {status}\n"),
+            )
+        }
+        _ if app.fail_status.load(std::sync::atomic::Ordering::Relaxed) != 0 => {
+            let status = app.fail_status.load(std::sync::atomic::Ordering::Relaxed);
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            text(status, &app.task_id, format!("failing with {status}\n"))
         }
         "/hold" => {
             let Some(mib) = query_param(query, "mib").and_then(|m| m.parse::<usize>().ok()) else {
@@ -491,6 +520,7 @@ async fn serve(o: Options) -> ExitCode {
         cpu_ms_per_request: o.cpu_ms_per_request,
         held: std::sync::Mutex::new(ballast),
         caller,
+        fail_status: std::sync::atomic::AtomicU16::new(0),
     });
     println!("whoami: task {} listening on {local}", app.task_id);
 

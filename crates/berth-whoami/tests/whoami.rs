@@ -304,3 +304,36 @@ fn a_bad_load_knob_exits_64() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("WHOAMI_HOLD_MIB"));
 }
+
+#[test]
+fn fail_makes_every_request_but_health_answer_the_status_until_reset() {
+    let app = App::start(&[], &[]);
+    assert_eq!(get(app.addr, "/fail?status=503").0, 200);
+    assert_eq!(get(app.addr, "/").0, 503);
+    assert_eq!(get(app.addr, "/anything").0, 503);
+    assert_eq!(get(app.addr, "/health").0, 200);
+    assert_eq!(get(app.addr, "/fail?status=0").0, 200);
+    assert_eq!(get(app.addr, "/").0, 200);
+    assert_eq!(get(app.addr, "/fail?status=abc").0, 400);
+}
+
+#[test]
+fn call_mode_answers_with_the_called_apps_reply() {
+    let callee = App::start(&[], &[("BERTH_TASK_ID", "callee-1")]);
+    let url = format!("http://{}/who", callee.addr);
+    let caller = App::start(&["--call", &url], &[("BERTH_TASK_ID", "caller-1")]);
+    let (status, head, body) = get(caller.addr, "/");
+    assert_eq!(status, 200, "{body}");
+    assert!(head.contains("x-berth-called-task: callee-1"), "{head}");
+    assert!(body.contains("task: caller-1"), "{body}");
+    assert!(body.contains("answered-by: callee-1"), "{body}");
+    assert!(body.contains("GET /who HTTP/1.1"), "{body}");
+    // The callee's failures come back as they are.
+    assert_eq!(get(callee.addr, "/fail?status=503").0, 200);
+    assert_eq!(get(caller.addr, "/").0, 503);
+    // A callee that is gone is a 502.
+    drop(callee);
+    let (status, _, body) = get(caller.addr, "/");
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("call failed"), "{body}");
+}
