@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
+pub mod mesh;
 pub mod prometheus;
 
+pub use mesh::{mesh_stack, unique_loopback, MeshStack};
 pub use prometheus::{require_prometheus, Prometheus};
 
 /// The directory holding the workspace's built binaries (`target/debug`).
@@ -112,12 +114,23 @@ impl Server {
 
     /// Starts a server on `data_dir` with tasks on `runtime`.
     pub async fn launch(data_dir: &Path, apply: Option<&Path>, runtime: &str) -> Result<Server> {
+        Server::launch_with(data_dir, apply, runtime, &[]).await
+    }
+
+    /// [`Server::launch`] with more `berth server` arguments.
+    pub async fn launch_with(
+        data_dir: &Path,
+        apply: Option<&Path>,
+        runtime: &str,
+        extra: &[String],
+    ) -> Result<Server> {
         let addr_file = data_dir.join("api.addr");
         let _ = std::fs::remove_file(&addr_file);
         let mut cmd = Command::new(bin("berth"));
         cmd.arg("server")
             .args(["--api-addr", "127.0.0.1:0", "--listen-ip", "127.0.0.1"])
             .args(["--runtime", runtime])
+            .args(extra)
             .env("BERTH_DATA_DIR", data_dir)
             .env("BERTH_LOG", "info,berth=debug")
             .stdin(Stdio::null())
