@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Header, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncoder;
+use hickory_proto::xfer::Protocol;
 use hickory_server::authority::MessageResponseBuilder;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 
@@ -17,6 +19,9 @@ use crate::metrics::QueryResult;
 use crate::options::Fallback;
 use crate::records::{a_record, Entry, Found, Zone};
 use crate::server::Shared;
+
+/// The largest UDP response to a query without EDNS.
+const CLASSIC_UDP_PAYLOAD: u16 = 512;
 
 /// The handler of one bound address: it knows the local IP its queries arrive on.
 pub(crate) struct QueryHandler {
@@ -206,9 +211,10 @@ fn response_edns(request: &Request) -> Option<Edns> {
 async fn send<R: ResponseHandler>(
     request: &Request,
     mut response: R,
-    header: Header,
-    sections: Sections<'_>,
+    mut header: Header,
+    mut sections: Sections<'_>,
 ) -> ResponseInfo {
+    fit_classic_udp(request, &mut header, &mut sections);
     let mut builder = MessageResponseBuilder::from_message_request(request);
     if let Some(edns) = response_edns(request) {
         builder.edns(edns);
@@ -221,6 +227,43 @@ async fn send<R: ResponseHandler>(
         sections.additionals,
     );
     report(response.send_response(message).await, request)
+}
+
+/// A UDP answer to a query without EDNS must fit in 512 bytes (RFC 1035 4.2.1) or come
+/// truncated, so the client retries over TCP; stub resolvers without EDNS (glibc's and
+/// musl's by default) read no more. hickory-server allows 4096 bytes in that case, so the
+/// response is encoded once with the 512-byte limit: when that truncates, the sections
+/// keep the records that fit and the TC flag is set.
+fn fit_classic_udp(request: &Request, header: &mut Header, sections: &mut Sections<'_>) {
+    if request.protocol() != Protocol::Udp || request.edns().is_some() {
+        return;
+    }
+    let mut buffer = Vec::with_capacity(usize::from(CLASSIC_UDP_PAYLOAD));
+    let mut encoder = BinEncoder::new(&mut buffer);
+    encoder.set_max_size(CLASSIC_UDP_PAYLOAD);
+    let probe = MessageResponseBuilder::from_message_request(request).build(
+        *header,
+        sections.answers.iter().copied(),
+        sections.authority.iter().copied(),
+        std::iter::empty(),
+        sections.additionals.iter().copied(),
+    );
+    match probe.destructive_emit(&mut encoder) {
+        Ok(fitted) if fitted.truncated() => {
+            header.set_truncated(true);
+            sections
+                .answers
+                .truncate(usize::from(fitted.answer_count()));
+            sections
+                .authority
+                .truncate(usize::from(fitted.name_server_count()));
+            sections
+                .additionals
+                .truncate(usize::from(fitted.additional_count()));
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "cannot measure a UDP response"),
+    }
 }
 
 async fn send_error<R: ResponseHandler>(

@@ -168,3 +168,36 @@ async fn names_outside_every_zone_are_refused_by_default() {
         assert!(m.answers().is_empty());
     }
 }
+
+#[tokio::test]
+async fn an_answer_too_big_for_udp_is_truncated_and_whole_over_tcp() {
+    let ips: Vec<Ipv4Addr> = (1..=100).map(|i| Ipv4Addr::new(10, 0, 2, i)).collect();
+    let records = berth_dns::DiscoveryRecords {
+        zones: vec!["internal".into()],
+        names: vec![crate::support::name(5, "big.internal", &ips)],
+    };
+    let s = serve(DnsOptions::default(), records).await;
+    let mut udp = crate::support::client(s.addr, crate::support::Transport::Udp).await;
+    udp.disable_edns();
+    let qname = Name::from_ascii("big.internal.").unwrap();
+    use hickory_client::client::ClientHandle;
+    let small = udp
+        .query(
+            qname.clone(),
+            hickory_client::proto::rr::DNSClass::IN,
+            RecordType::A,
+        )
+        .await
+        .unwrap();
+    assert!(small.truncated(), "100 A records do not fit in 512 bytes");
+    assert!(small.answers().len() < 100);
+    let whole = query(
+        s.addr,
+        crate::support::Transport::Tcp,
+        "big.internal.",
+        RecordType::A,
+    )
+    .await;
+    assert!(!whole.truncated());
+    assert_eq!(a_of(&whole).len(), 100);
+}
