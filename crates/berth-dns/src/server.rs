@@ -148,12 +148,6 @@ impl DnsServer {
     }
 }
 
-impl Drop for DnsServer {
-    fn drop(&mut self) {
-        self.shutdown.send_replace(true);
-    }
-}
-
 async fn bind_udp_and_tcp(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsError> {
     let udp_error = |source| DnsError::Bind {
         addr,

@@ -105,3 +105,20 @@ async fn binding_an_address_in_use_names_the_address_and_protocol() {
         other => panic!("expected a bind error, got {other}"),
     }
 }
+
+#[tokio::test]
+async fn dropping_the_server_stops_serving() {
+    let s = serve(DnsOptions::default(), sample_records()).await;
+    query(s.addr, Transport::Tcp, "orders.internal.", RecordType::A).await;
+    drop(s.server);
+    // The serving task notices on its own schedule: poll with a deadline.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(s.addr).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} still accepts connections 5 s after the server was dropped",
+            s.addr
+        );
+        tokio::task::yield_now().await;
+    }
+}
