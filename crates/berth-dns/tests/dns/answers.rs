@@ -201,3 +201,45 @@ async fn an_answer_too_big_for_udp_is_truncated_and_whole_over_tcp() {
     assert!(!whole.truncated());
     assert_eq!(a_of(&whole).len(), 100);
 }
+
+#[tokio::test]
+async fn a_message_without_one_question_is_formerr_and_another_class_is_refused() {
+    use hickory_client::proto::op::{Message, MessageType, OpCode};
+    let s = serve(DnsOptions::default(), sample_records()).await;
+    let socket = tokio::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .unwrap();
+    socket.connect(s.addr).await.unwrap();
+    let mut empty = Message::new();
+    empty
+        .set_id(7)
+        .set_message_type(MessageType::Query)
+        .set_op_code(OpCode::Query);
+    socket.send(&empty.to_vec().unwrap()).await.unwrap();
+    let mut buffer = [0u8; 512];
+    let n = socket.recv(&mut buffer).await.unwrap();
+    let reply = Message::from_vec(&buffer[..n]).unwrap();
+    assert_eq!(
+        (reply.id(), reply.response_code()),
+        (7, ResponseCode::FormErr)
+    );
+
+    use hickory_client::client::ClientHandle;
+    let mut client = crate::support::client(s.addr, crate::support::Transport::Udp).await;
+    let chaos = client
+        .query(
+            Name::from_ascii("orders.internal.").unwrap(),
+            hickory_client::proto::rr::DNSClass::CH,
+            RecordType::A,
+        )
+        .await
+        .unwrap();
+    assert_eq!(chaos.response_code(), ResponseCode::Refused);
+    assert_eq!(
+        crate::support::metric(
+            &s.registry,
+            r#"berth_dns_queries_total{result="formerr",type="OTHER"}"#
+        ),
+        1.0
+    );
+}
