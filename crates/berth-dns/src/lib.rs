@@ -21,6 +21,13 @@
 //! Queries take no lock: a publish compiles the records into an immutable lookup map and
 //! swaps it in with arc-swap; a query loads it once.
 //!
+//! hickory-server's `ServerFuture` does the sockets and message framing; the answers come
+//! from a `RequestHandler` of berth's own rather than its `Catalog` of `Authority`s: a
+//! client alias needs the local address the query arrived on (one handler per bound
+//! address knows it), client aliases lie outside every zone, names outside the zones go
+//! to one fallback, and a whole snapshot is swapped at once, where the catalog routes by
+//! zone and its in-memory authority updates records under a lock.
+//!
 //! Layout:
 //! - `server`: [`DnsServer`]: publish, bind (one hickory-server `ServerFuture` per
 //!   address), shutdown.
