@@ -1,0 +1,180 @@
+//! [`DnsServer`]: the published snapshot, the bound addresses, and the tasks serving them.
+//!
+//! It does not answer queries itself (the `handler` module does).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use berth_model::discovery::DiscoveryRecords;
+use hickory_server::ServerFuture;
+use prometheus::Registry;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::handler::QueryHandler;
+use crate::metrics::Metrics;
+use crate::records::Snapshot;
+use crate::{DnsError, DnsOptions};
+
+/// Attempts at finding a port free for both UDP and TCP when binding port 0.
+const FREE_PORT_ATTEMPTS: usize = 16;
+
+/// What every bound address's handler shares.
+pub(crate) struct Shared {
+    pub(crate) options: DnsOptions,
+    pub(crate) snapshot: ArcSwap<Snapshot>,
+    pub(crate) metrics: Metrics,
+    /// The addresses served, so forwarding never sends a query back to this server.
+    pub(crate) bound_addrs: ArcSwap<Vec<SocketAddr>>,
+}
+
+/// An authoritative DNS server for a node's discovery records, on UDP and TCP.
+///
+/// Share it as an `Arc`: [`publish`](DnsServer::publish) from the task that receives the
+/// records, [`bind`](DnsServer::bind) for each address to serve. Dropping the last `Arc`
+/// stops serving as [`shutdown`](DnsServer::shutdown) does, without waiting.
+pub struct DnsServer {
+    shared: Arc<Shared>,
+    /// The SOA serial of the next publish.
+    serial: AtomicU32,
+    /// `true` once shutdown began; each serving task waits for it.
+    shutdown: watch::Sender<bool>,
+    /// Taken only by bind and shutdown, never by a query.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl DnsServer {
+    /// A server answering nothing yet (every zone-less name goes to the fallback) until
+    /// the first [`publish`](DnsServer::publish). Its metrics are registered on `registry`
+    /// (a metric already registered there is logged and left as it is).
+    pub fn new(options: DnsOptions, registry: &Registry) -> Arc<DnsServer> {
+        let metrics = Metrics::new(registry);
+        metrics.set_records(0);
+        Arc::new(DnsServer {
+            shared: Arc::new(Shared {
+                options,
+                snapshot: ArcSwap::from_pointee(Snapshot::default()),
+                metrics,
+                bound_addrs: ArcSwap::from_pointee(Vec::new()),
+            }),
+            serial: AtomicU32::new(1),
+            shutdown: watch::Sender::new(false),
+            tasks: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Replaces the records answered; the next query sees all of the new ones and none
+    /// of the old. Each publish bumps the zones' SOA serial.
+    pub fn publish(&self, records: DiscoveryRecords) {
+        let serial = self.serial.fetch_add(1, Ordering::Relaxed);
+        let snapshot = Snapshot::compile(&records, serial, self.shared.options.negative_ttl);
+        self.shared.metrics.set_records(snapshot.name_count());
+        self.shared.snapshot.store(Arc::new(snapshot));
+    }
+
+    /// Serves UDP and TCP on `addr` until shutdown and returns the address bound. Port 0
+    /// picks one port free for both protocols. Call it once per address to serve.
+    pub async fn bind(&self, addr: SocketAddr) -> Result<SocketAddr, DnsError> {
+        if *self.shutdown.borrow() {
+            return Err(DnsError::ShutDown);
+        }
+        let (udp, tcp) = bind_udp_and_tcp(addr).await?;
+        let bound = udp.local_addr().map_err(|source| DnsError::Bind {
+            addr,
+            protocol: "udp",
+            source,
+        })?;
+        let mut server = ServerFuture::new(QueryHandler {
+            shared: self.shared.clone(),
+            local_ip: bound.ip(),
+        });
+        server.register_socket(udp);
+        server.register_listener(tcp, self.shared.options.tcp_idle_timeout);
+        self.shared.bound_addrs.rcu(|addrs| {
+            let mut addrs = Vec::clone(addrs);
+            addrs.push(bound);
+            addrs
+        });
+
+        let mut stop = self.shutdown.subscribe();
+        let task = tokio::spawn(async move {
+            tokio::select! {
+                // A dropped sender (the server dropped) stops serving too.
+                _ = stop.wait_for(|stopping| *stopping) => {}
+                ended = server.block_until_done() => {
+                    if let Err(e) = ended {
+                        tracing::error!(%bound, error = %e, "DNS server stopped serving");
+                    }
+                    return;
+                }
+            }
+            if let Err(e) = server.shutdown_gracefully().await {
+                tracing::debug!(%bound, error = %e, "DNS server shut down with an error");
+            }
+        });
+        let mut tasks = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
+        tracing::info!(%bound, "DNS server listening on UDP and TCP");
+        Ok(bound)
+    }
+
+    /// Stops serving every bound address and waits until their tasks have ended
+    /// (in-flight queries are dropped). Later binds fail with [`DnsError::ShutDown`].
+    pub async fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+        let tasks = std::mem::take(
+            &mut *self
+                .tasks
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for task in tasks {
+            if let Err(e) = task.await {
+                tracing::warn!(error = %e, "a DNS serving task failed");
+            }
+        }
+    }
+
+    /// The addresses bound so far.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        Vec::clone(&self.shared.bound_addrs.load())
+    }
+}
+
+async fn bind_udp_and_tcp(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsError> {
+    let udp_error = |source| DnsError::Bind {
+        addr,
+        protocol: "udp",
+        source,
+    };
+    let tcp_error = |source| DnsError::Bind {
+        addr,
+        protocol: "tcp",
+        source,
+    };
+    if addr.port() != 0 {
+        let udp = UdpSocket::bind(addr).await.map_err(udp_error)?;
+        let tcp = TcpListener::bind(addr).await.map_err(tcp_error)?;
+        return Ok((udp, tcp));
+    }
+    let mut last = None;
+    for _ in 0..FREE_PORT_ATTEMPTS {
+        let udp = UdpSocket::bind(addr).await.map_err(udp_error)?;
+        let port = udp.local_addr().map_err(udp_error)?.port();
+        match TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last = Some(e),
+            Err(e) => return Err(tcp_error(e)),
+        }
+    }
+    Err(tcp_error(
+        last.unwrap_or_else(|| std::io::ErrorKind::AddrInUse.into()),
+    ))
+}
