@@ -132,7 +132,10 @@ impl Server {
             .args(["--runtime", runtime])
             .args(extra)
             .env("BERTH_DATA_DIR", data_dir)
-            .env("BERTH_LOG", "info,berth=debug")
+            .env(
+                "BERTH_LOG",
+                "info,berth=debug,hickory_server=warn,hickory_proto=warn",
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(
