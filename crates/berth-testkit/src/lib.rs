@@ -117,7 +117,8 @@ impl Server {
         Server::launch_with(data_dir, apply, runtime, &[]).await
     }
 
-    /// [`Server::launch`] with more `berth server` arguments.
+    /// [`Server::launch`] with more `berth server` arguments. Without a `--dns-listen`
+    /// among them the server's DNS listens on 127.0.0.1, port chosen by the system.
     pub async fn launch_with(
         data_dir: &Path,
         apply: Option<&Path>,
@@ -148,6 +149,10 @@ impl Server {
                         std::fs::File::create(data_dir.join("server.log"))
                     })?,
             ));
+        if !extra.iter().any(|a| a == "--dns-listen") {
+            // Servers of concurrent tests each serve DNS on a port of their own.
+            cmd.args(["--dns-listen", "127.0.0.1:0"]);
+        }
         if let Some(p) = apply {
             cmd.arg("--apply").arg(p);
         }

@@ -25,6 +25,7 @@ mod autoscaling_commands;
 mod client;
 mod data_plane;
 mod image;
+mod node_discovery;
 mod server;
 
 #[derive(Parser)]

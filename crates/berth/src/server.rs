@@ -1,5 +1,5 @@
-//! `berth server`: the control plane, a local agent and the proxy in one process, with
-//! the embedded store under `--data-dir`.
+//! `berth server`: the control plane, a local agent, the proxy and the discovery DNS
+//! server in one process, with the embedded store under `--data-dir`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use crate::agent_link::{LocalAgentApi, LocalTaskNodes};
 use crate::data_plane::ProxyDataPlane;
+use crate::node_discovery::{start_dns, task_dns_server, NodeAddresses};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
@@ -42,6 +43,21 @@ pub struct ServerArgs {
     /// A stack file to apply once the server is up (e.g. configs/quickstart.yaml).
     #[arg(long)]
     pub apply: Option<PathBuf>,
+    /// Where the discovery DNS server listens (repeatable; port 0 picks a free port; the
+    /// first address is written to <data-dir>/dns.addr). Default: 127.0.0.1:53 and, with
+    /// the Docker runtime, the Docker bridge's gateway on port 53 (the resolver of
+    /// containers), each skipped with a warning when it cannot be bound. `none` serves no
+    /// DNS.
+    #[arg(long = "dns-listen", value_name = "ADDR")]
+    pub dns_listen: Vec<String>,
+    /// Names outside berth's namespaces: `forward` them to the resolvers of
+    /// /etc/resolv.conf, or `refuse` them.
+    #[arg(long, default_value = "forward", value_parser = ["forward", "refuse"])]
+    pub dns_fallback: String,
+    /// An address the mesh's client-alias listeners bind on (repeatable). Default:
+    /// 127.0.0.1 and, with the Docker runtime, the Docker bridge's gateway.
+    #[arg(long = "mesh-ip", value_name = "IP")]
+    pub mesh_ip: Vec<IpAddr>,
 }
 
 fn instance_id(data_dir: &Path) -> Result<String> {
@@ -74,12 +90,19 @@ fn metrics_text(registry: &prometheus::Registry) -> String {
 
 /// The runtime `--runtime` asks for: `auto` is Docker when the engine answers, else local
 /// processes.
-async fn make_runtime(args: &ServerArgs, instance: &str) -> Result<DynRuntime> {
+/// `dns_server` is the node's discovery DNS server for containers (`docker`) and for
+/// processes (`process`).
+async fn make_runtime(
+    args: &ServerArgs,
+    instance: &str,
+    dns_server: TaskDnsServers,
+) -> Result<DynRuntime> {
     let kind = args.runtime.as_str();
     if kind != "process" {
         let cfg = berth_runtime::docker::DockerRuntimeConfig {
             cluster: Some(args.cluster.clone()),
             instance: Some(instance.to_string()),
+            dns_server: dns_server.docker,
             ..Default::default()
         };
         match berth_runtime::docker::DockerRuntime::connect(cfg).await {
@@ -97,11 +120,18 @@ async fn make_runtime(args: &ServerArgs, instance: &str) -> Result<DynRuntime> {
     let cfg = berth_runtime::process::ProcessRuntimeConfig {
         state_dir: args.data_dir.join("runtime"),
         shim: vec![exe.to_string_lossy().into_owned(), "shim".into()],
-        dns_server: None,
+        dns_server: dns_server.process,
     };
     let rt =
         berth_runtime::process::ProcessRuntime::new(cfg).context("starting the process runtime")?;
     Ok(rt)
+}
+
+/// The discovery DNS server each runtime tells its tasks about.
+#[derive(Debug, Clone, Copy)]
+struct TaskDnsServers {
+    docker: Option<SocketAddr>,
+    process: Option<SocketAddr>,
 }
 
 /// Runs the server until SIGINT or SIGTERM. Tasks keep running when the server stops;
@@ -118,12 +148,24 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
     let db = Db::new(Arc::new(store));
     let registry = prometheus::Registry::new();
+    // Containers reach the node on the Docker bridge's gateway: DNS and the mesh serve
+    // there too when tasks may run on Docker.
+    let gateway = match args.runtime.as_str() {
+        "process" => None,
+        _ => berth_runtime::docker::bridge_gateway().await,
+    };
+    let node = NodeAddresses::new(&args.dns_listen, &args.mesh_ip, gateway)?;
+    let (dns, dns_addrs) = start_dns(&node, &args.dns_fallback, &registry).await?;
     let proxy = Proxy::new(ProxyOptions {
         bind_ip: args.listen_ip,
         registry: registry.clone(),
     });
     let instance = instance_id(&args.data_dir)?;
-    let runtime = make_runtime(&args, &instance).await?;
+    let task_dns = TaskDnsServers {
+        docker: task_dns_server(&dns_addrs, gateway),
+        process: dns_addrs.first().copied(),
+    };
+    let runtime = make_runtime(&args, &instance, task_dns).await?;
     let agent_config = AgentConfig {
         cluster: args.cluster.clone(),
         instance_id: instance,
@@ -182,6 +224,12 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             println!("{} {} {}", c.kind, c.name, c.action);
         }
     }
+    match dns_addrs.first() {
+        Some(a) => std::fs::write(args.data_dir.join("dns.addr"), a.to_string())?,
+        None => {
+            let _ = std::fs::remove_file(args.data_dir.join("dns.addr"));
+        }
+    }
     std::fs::write(args.data_dir.join("api.addr"), format!("http://{api_addr}"))?;
     println!("berth api listening on http://{api_addr}");
 
@@ -191,6 +239,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let _ = reconcilers.await;
     let _ = agent_task.await;
     proxy.shutdown().await;
+    dns.shutdown().await;
     let _ = api.await;
     Ok(())
 }
