@@ -540,6 +540,32 @@ impl RuleSet {
         Ok(RuleSet::new(out, default))
     }
 
+    /// Rules sending each host of `routes` (exact, case-insensitive) to its group, in
+    /// the order given, and anything else to `default`: a mesh HTTP listener's.
+    pub(crate) fn by_host<'a>(
+        routes: impl Iterator<Item = (&'a str, Arc<GroupRuntime>)>,
+        default: CompiledAction,
+    ) -> RuleSet {
+        let rules = routes
+            .enumerate()
+            .map(|(i, (host, group))| {
+                let conditions = vec![Condition::Host(vec![Pattern::Exact(host.as_bytes().into())])];
+                CompiledRule {
+                    quick: quick_filter(&conditions),
+                    priority: i as u32 + 1,
+                    conditions,
+                    action: CompiledAction::forward_to(group),
+                }
+            })
+            .collect();
+        RuleSet::new(rules, default)
+    }
+
+    /// No rules; everything goes to `group`: a mesh TCP listener's.
+    pub(crate) fn forward_all(group: Arc<GroupRuntime>) -> RuleSet {
+        RuleSet::new(Vec::new(), CompiledAction::forward_to(group))
+    }
+
     fn new(mut rules: Vec<CompiledRule>, default: CompiledAction) -> RuleSet {
         rules.sort_by_key(|r| r.priority);
         let hosts = HostIndex::build(&rules);
@@ -679,6 +705,17 @@ fn compile_action(
             }
         }
     })
+}
+
+impl CompiledAction {
+    /// Forward everything to one group.
+    pub(crate) fn forward_to(group: Arc<GroupRuntime>) -> CompiledAction {
+        CompiledAction::Forward(Forward {
+            groups: vec![WeightedGroup { group, weight: 1 }],
+            total_weight: 1,
+            group_stickiness: None,
+        })
+    }
 }
 
 impl Redirect {

@@ -26,6 +26,7 @@ fn group(n: u8) -> (Arc<GroupRuntime>, Vec<SocketAddr>) {
         &Metrics::new(&prometheus::Registry::new()),
         Notifier::new(),
         Clock::new(),
+        None,
     );
     let addrs: Vec<SocketAddr> = (1..=n)
         .map(|i| SocketAddr::from(([127, 0, 0, i], 8080)))
@@ -47,13 +48,15 @@ fn drain_budget(g: &GroupRuntime) {
     while g.retry_budget.take_retry() {}
 }
 
-const ALL: [Failure; 6] = [
+const ALL: [Failure; 8] = [
     Failure::Connect,
     Failure::Unsent,
     Failure::NoResponse,
     Failure::BadResponse,
     Failure::Timeout,
     Failure::ClientGone,
+    Failure::Unavailable,
+    Failure::Refused,
 ];
 
 #[test]
@@ -69,6 +72,8 @@ fn every_failure_is_classified() {
         (Failure::BadResponse, Answered, Upstream, Never, 502),
         (Failure::Timeout, sent, Upstream, Never, 504),
         (Failure::ClientGone, sent, Downstream, Never, 502),
+        (Failure::Unavailable, Answered, Upstream, IfReplayable, 503),
+        (Failure::Refused, NotSent, Upstream, IfReplayable, 502),
     ];
     assert_eq!(table.len(), ALL.len());
     for (f, stage, side, retry, status) in table {
