@@ -202,6 +202,12 @@ impl<'g> Attempts<'g> {
         self.replayable
     }
 
+    /// Whether the request goes to a mesh target group.
+    #[inline]
+    pub(crate) fn is_mesh(&self) -> bool {
+        self.group.mesh.is_some()
+    }
+
     /// The targets this request already failed on.
     #[inline]
     pub(crate) fn excluded(&self) -> &[SocketAddr] {
