@@ -424,14 +424,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
                 mesh.metrics.processed_bytes.inc_by(plan.body_len as u64);
                 match mesh.deadline(Instant::now()) {
                     None => self.attempt(&mut attempts).await,
-                    Some(d) => match tokio::time::timeout_at(d, self.attempt(&mut attempts)).await
-                    {
-                        Ok(o) => o,
-                        Err(_) => {
-                            mesh.metrics.request_timeouts.inc();
-                            Outcome::Error(StatusCode::GATEWAY_TIMEOUT)
+                    Some(d) => {
+                        match tokio::time::timeout_at(d, self.attempt(&mut attempts)).await {
+                            Ok(o) => o,
+                            Err(_) => {
+                                mesh.metrics.request_timeouts.inc();
+                                Outcome::Error(StatusCode::GATEWAY_TIMEOUT)
+                            }
                         }
-                    },
+                    }
                 }
             }
         };

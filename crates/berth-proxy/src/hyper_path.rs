@@ -506,8 +506,19 @@ async fn forward(
                     req = backup.map(Replay::into_request);
                     continue;
                 }
-                let mesh_bytes = group.mesh.as_ref().map(|m| m.metrics.processed_bytes.clone());
-                return respond(resp, in_flight, sender, client_upgrade, &affinity, cx, mesh_bytes);
+                let mesh_bytes = group
+                    .mesh
+                    .as_ref()
+                    .map(|m| m.metrics.processed_bytes.clone());
+                return respond(
+                    resp,
+                    in_flight,
+                    sender,
+                    client_upgrade,
+                    &affinity,
+                    cx,
+                    mesh_bytes,
+                );
             }
             Ok(Err(mut e)) => match e.take_message() {
                 Some(r) => {

@@ -549,7 +549,9 @@ impl RuleSet {
         let rules = routes
             .enumerate()
             .map(|(i, (host, group))| {
-                let conditions = vec![Condition::Host(vec![Pattern::Exact(host.as_bytes().into())])];
+                let conditions = vec![Condition::Host(vec![Pattern::Exact(
+                    host.as_bytes().into(),
+                )])];
                 CompiledRule {
                     quick: quick_filter(&conditions),
                     priority: i as u32 + 1,

@@ -21,8 +21,8 @@ use tokio::time::Instant;
 use crate::attempt::{Attempts, Failure, Verdict};
 use crate::clock::Clock;
 use crate::context::ListenerShared;
-use crate::hyper_path::IdleIo;
 use crate::group::GroupRuntime;
+use crate::hyper_path::IdleIo;
 use crate::pool::CONNECT_TIMEOUT;
 use crate::rules::CompiledAction;
 use crate::sticky::Affinity;
@@ -130,8 +130,8 @@ pub(crate) async fn forward<C>(
     }
 }
 
-/// Copies both ways like `copy_bidirectional`, and gives up once no byte moved in
-/// either direction for `idle`.
+/// Copies both ways like `copy_bidirectional` until either side ends or no byte moved
+/// in either direction for `idle`; returns the bytes read from `a` and from `b`.
 async fn copy_until_idle<A, B>(
     a: &mut A,
     b: &mut B,
@@ -143,23 +143,76 @@ where
     B: AsyncRead + AsyncWrite + Unpin,
 {
     let last = Arc::new(AtomicU64::new(clock.now_ms()));
-    let mut a = IdleIo::new(a, last.clone(), clock.clone());
-    let mut b = IdleIo::new(b, last.clone(), clock.clone());
-    let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
-    tokio::pin!(copy);
+    let mut a = Counted::new(IdleIo::new(a, last.clone(), clock.clone()));
+    let mut b = Counted::new(IdleIo::new(b, last.clone(), clock.clone()));
     let idle_ms = idle.as_millis() as u64;
     let mut deadline = Instant::now() + idle;
-    loop {
-        tokio::select! {
-            r = &mut copy => return r,
-            _ = tokio::time::sleep_until(deadline) => {
-                let quiet = clock.now_ms().saturating_sub(last.load(Ordering::Relaxed));
-                if quiet >= idle_ms {
-                    return Err(io::ErrorKind::TimedOut.into());
+    {
+        let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
+        tokio::pin!(copy);
+        loop {
+            tokio::select! {
+                r = &mut copy => return r,
+                _ = tokio::time::sleep_until(deadline) => {
+                    let quiet = clock.now_ms().saturating_sub(last.load(Ordering::Relaxed));
+                    if quiet >= idle_ms {
+                        break;
+                    }
+                    deadline = Instant::now() + Duration::from_millis(idle_ms - quiet);
                 }
-                deadline = Instant::now() + Duration::from_millis(idle_ms - quiet);
             }
         }
+    }
+    Ok((a.read, b.read))
+}
+
+/// A stream that counts the bytes read from it.
+struct Counted<T> {
+    inner: T,
+    read: u64,
+}
+
+impl<T> Counted<T> {
+    fn new(inner: T) -> Counted<T> {
+        Counted { inner, read: 0 }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let me = self.get_mut();
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut me.inner).poll_read(cx, buf);
+        me.read += (buf.filled().len() - before) as u64;
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

@@ -114,7 +114,12 @@ impl MeshMetricsFamilies {
             namespace: namespace.to_string(),
             discovery_name: discovery_name.to_string(),
             requests: self.requests.with_label_values(&l),
-            responses: [code(CODES[0]), code(CODES[1]), code(CODES[2]), code(CODES[3])],
+            responses: [
+                code(CODES[0]),
+                code(CODES[1]),
+                code(CODES[2]),
+                code(CODES[3]),
+            ],
             response_time: self.target_response_time.with_label_values(&l),
             active_connections: self.active_connections.with_label_values(&l),
             new_connections: self.new_connections.with_label_values(&l),
@@ -148,9 +153,11 @@ pub(crate) struct MeshMetrics {
 impl MeshMetrics {
     /// The requests counter of one target.
     pub(crate) fn target_requests(&self, target: &str) -> IntCounter {
-        self.families
-            .target_requests
-            .with_label_values(&[&self.namespace, &self.discovery_name, target])
+        self.families.target_requests.with_label_values(&[
+            &self.namespace,
+            &self.discovery_name,
+            target,
+        ])
     }
 
     pub(crate) fn remove_target(&self, target: &str) {
@@ -178,9 +185,9 @@ impl MeshMetrics {
         let _ = f.active_connections.remove_label_values(&l);
         let _ = f.target_response_time.remove_label_values(&l);
         for c in CODES {
-            let _ = f
-                .target_responses
-                .remove_label_values(&[&self.namespace, &self.discovery_name, c]);
+            let _ =
+                f.target_responses
+                    .remove_label_values(&[&self.namespace, &self.discovery_name, c]);
         }
     }
 
