@@ -561,3 +561,102 @@ async fn mesh_metrics_count_requests_targets_responses_connections_and_bytes() {
     assert_eq!(m("berth_mesh_requests_total", &[]), 0.0);
     p.shutdown().await;
 }
+
+/// An HTTP/2 target that refuses every stream (REFUSED_STREAM); counts them.
+async fn refusing_h2_target() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = refused.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(s).await else {
+                    return;
+                };
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    respond.send_reset(h2::Reason::REFUSED_STREAM);
+                }
+            });
+        }
+    });
+    (addr, refused)
+}
+
+#[tokio::test]
+async fn a_refused_stream_goes_again_on_another_target() {
+    let (refusing, refused) = refusing_h2_target().await;
+    let b = Backend::start("b").await;
+    let (p, r) = mesh_proxy(&["127.0.0.1"]);
+    let mut group = mesh_group(
+        "grpc",
+        vec![target(refusing), target(b.addr)],
+        15,
+        lenient(),
+    );
+    group.group = target_group(
+        &tg_arn("grpc"),
+        "grpc",
+        json!({"healthCheckEnabled": false, "protocolVersion": "HTTP2"}),
+    );
+    let addrs = p
+        .apply(mesh_config(
+            vec![group],
+            vec![listener(0, MeshProtocol::Http, &["grpc"], 300)],
+        ))
+        .await
+        .unwrap();
+    let addr = addrs[&key(0, "127.0.0.1")];
+    let c = client();
+    for _ in 0..6 {
+        assert_eq!(get_host(&c, addr, "grpc", "/").await, (200, "b".into()));
+    }
+    assert!(
+        refused.load(Ordering::SeqCst) >= 1,
+        "some requests went to the refusing target"
+    );
+    assert_eq!(b.count(), 6);
+    // Each refusal was one retry (not a stale-connection replay, not an ejection).
+    assert_eq!(
+        mesh_metric(&r, "berth_mesh_retries_total", "grpc", &[]),
+        refused.load(Ordering::SeqCst) as f64
+    );
+    assert!(!p.target_statuses().iter().any(|t| t.ejected));
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_group_whose_endpoint_changes_is_replaced_with_its_metrics() {
+    let a = Backend::start("a").await;
+    let (p, r) = mesh_proxy(&["127.0.0.1"]);
+    let cfg = |discovery_name: &str| {
+        let mut g = mesh_group("orders", vec![target(a.addr)], 15, lenient());
+        g.mesh.as_mut().unwrap().discovery_name = discovery_name.into();
+        mesh_config(
+            vec![g],
+            vec![listener(0, MeshProtocol::Http, &["orders"], 300)],
+        )
+    };
+    let addr = p.apply(cfg("orders")).await.unwrap()[&key(0, "127.0.0.1")];
+    let c = client();
+    assert_eq!(get_host(&c, addr, "orders", "/").await, (200, "a".into()));
+    assert_eq!(
+        mesh_metric(&r, "berth_mesh_requests_total", "orders", &[]),
+        1.0
+    );
+    let again = p.apply(cfg("orders-v2")).await.unwrap()[&key(0, "127.0.0.1")];
+    assert_eq!(again, addr, "the listener stays bound");
+    assert_eq!(get_host(&c, addr, "orders", "/").await, (200, "a".into()));
+    assert_eq!(
+        mesh_metric(&r, "berth_mesh_requests_total", "orders", &[]),
+        0.0
+    );
+    assert_eq!(
+        mesh_metric(&r, "berth_mesh_requests_total", "orders-v2", &[]),
+        1.0
+    );
+    assert_eq!(p.target_statuses().len(), 1);
+    p.shutdown().await;
+}
