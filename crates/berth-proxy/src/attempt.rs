@@ -252,7 +252,7 @@ impl<'g> Attempts<'g> {
         target.observe_latency(elapsed.as_nanos() as f64);
         target.metrics.response(status, elapsed.as_secs_f64());
         if let Some(mesh) = &self.group.mesh {
-            crate::mesh::observe(self.group, mesh, target, status >= 500);
+            crate::mesh::outlier::observe(self.group, mesh, target, status >= 500);
         }
     }
 
@@ -266,7 +266,7 @@ impl<'g> Attempts<'g> {
     ) -> Verdict {
         if failure == Failure::Connect {
             if let Some(mesh) = &self.group.mesh {
-                crate::mesh::observe(self.group, mesh, target, true);
+                crate::mesh::outlier::observe(self.group, mesh, target, true);
             }
         }
         let may_go_again = match failure.retry() {
