@@ -191,7 +191,13 @@ impl Proxy {
     pub fn new(opts: ProxyOptions) -> Arc<Proxy> {
         Arc::new(Proxy {
             bind_ip: opts.bind_ip,
-            mesh_ips: opts.mesh_ips,
+            mesh_ips: {
+                // Each address once: a listener binds its port on each.
+                let mut seen = HashSet::new();
+                let mut ips = opts.mesh_ips;
+                ips.retain(|ip| seen.insert(*ip));
+                ips
+            },
             metrics: Metrics::new(&opts.registry),
             mesh_metrics: MeshMetricsFamilies::new(&opts.registry),
             notifier: Notifier::new(),
