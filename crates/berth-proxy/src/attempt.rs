@@ -16,6 +16,12 @@
 //! that connection as it sat idle: the request goes again without spending an attempt
 //! (pingora's "reused only" retry), at most [`MAX_STALE_REPLAYS`] times.
 //!
+//! Mesh target groups ([`crate::mesh`]) add two failures that go again on another target
+//! when the request can be replayed: a 503 response ([`Failure::Unavailable`], whose
+//! response the client gets when it does not go again) and an HTTP/2 stream the target
+//! refused before processing it ([`Failure::Refused`]). Their responses and connection
+//! failures also feed outlier detection.
+//!
 //! What it does not do: connect, send or read (each path does that its own way), or
 //! choose among targets (the group's algorithm does, in [`GroupRuntime::pick`]).
 
@@ -50,6 +56,12 @@ pub(crate) enum Failure {
     Timeout,
     /// The client's side failed while the request was being sent (its body broke off).
     ClientGone,
+    /// A mesh group's target answered 503. When the request does not go again, the
+    /// client gets that response as it is.
+    Unavailable,
+    /// A mesh group's HTTP/2 target refused the stream (REFUSED_STREAM): it did not
+    /// process the request.
+    Refused,
 }
 
 /// How far a failed request got.
@@ -86,11 +98,11 @@ pub(crate) enum Retry {
 impl Failure {
     pub(crate) const fn stage(self) -> Stage {
         match self {
-            Failure::Connect | Failure::Unsent => Stage::NotSent,
+            Failure::Connect | Failure::Unsent | Failure::Refused => Stage::NotSent,
             Failure::NoResponse | Failure::Timeout | Failure::ClientGone => {
                 Stage::SentWithoutResponse
             }
-            Failure::BadResponse => Stage::Answered,
+            Failure::BadResponse | Failure::Unavailable => Stage::Answered,
         }
     }
 
@@ -104,7 +116,7 @@ impl Failure {
     pub(crate) const fn retry(self) -> Retry {
         match self {
             Failure::Connect | Failure::Unsent => Retry::Safe,
-            Failure::NoResponse => Retry::IfReplayable,
+            Failure::NoResponse | Failure::Unavailable | Failure::Refused => Retry::IfReplayable,
             Failure::BadResponse | Failure::Timeout | Failure::ClientGone => Retry::Never,
         }
     }
@@ -113,6 +125,7 @@ impl Failure {
     pub(crate) const fn status(self) -> StatusCode {
         match self {
             Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Failure::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_GATEWAY,
         }
     }
@@ -153,6 +166,9 @@ pub(crate) struct Attempts<'g> {
     stale_replays: usize,
     /// Some target was picked: running out of them is a 502, not a 503.
     picked_any: bool,
+    /// The next attempt's retry was already taken from the budget (a 503 is only given
+    /// up for another try once the try is sure).
+    prepaid: bool,
 }
 
 impl<'g> Attempts<'g> {
@@ -164,6 +180,9 @@ impl<'g> Attempts<'g> {
         replayable: bool,
     ) -> Attempts<'g> {
         group.retry_budget.deposit();
+        if let Some(mesh) = &group.mesh {
+            mesh.metrics.requests.inc();
+        }
         Attempts {
             group,
             preferred,
@@ -173,6 +192,7 @@ impl<'g> Attempts<'g> {
             spent: 0,
             stale_replays: 0,
             picked_any: false,
+            prepaid: false,
         }
     }
 
@@ -180,6 +200,12 @@ impl<'g> Attempts<'g> {
     #[inline]
     pub(crate) fn replayable(&self) -> bool {
         self.replayable
+    }
+
+    /// Whether the request goes to a mesh target group.
+    #[inline]
+    pub(crate) fn is_mesh(&self) -> bool {
+        self.group.mesh.is_some()
     }
 
     /// The targets this request already failed on.
@@ -204,7 +230,7 @@ impl<'g> Attempts<'g> {
         };
         self.picked_any = true;
         if self.spent > 0 {
-            if !self.group.retry_budget.take_retry() {
+            if !std::mem::take(&mut self.prepaid) && !self.group.retry_budget.take_retry() {
                 return Err(StatusCode::BAD_GATEWAY);
             }
             self.group.metrics.retries.inc();
@@ -225,6 +251,9 @@ impl<'g> Attempts<'g> {
     pub(crate) fn responded(&self, target: &TargetState, status: u16, elapsed: Duration) {
         target.observe_latency(elapsed.as_nanos() as f64);
         target.metrics.response(status, elapsed.as_secs_f64());
+        if let Some(mesh) = &self.group.mesh {
+            crate::mesh::outlier::observe(self.group, mesh, target, status >= 500);
+        }
     }
 
     /// The attempt on `target` failed; `reused` says whether its connection came from
@@ -235,6 +264,11 @@ impl<'g> Attempts<'g> {
         reused: bool,
         failure: Failure,
     ) -> Verdict {
+        if failure == Failure::Connect {
+            if let Some(mesh) = &self.group.mesh {
+                crate::mesh::outlier::observe(self.group, mesh, target, true);
+            }
+        }
         let may_go_again = match failure.retry() {
             Retry::Safe => true,
             Retry::IfReplayable => self.replayable,
@@ -242,6 +276,14 @@ impl<'g> Attempts<'g> {
         };
         if !may_go_again {
             return Verdict::Answer(failure.status());
+        }
+        match failure {
+            Failure::Unavailable => return self.elsewhere_after_503(target),
+            // The target said it did not process the request: it may go again (even to
+            // the same target), spending an attempt.
+            Failure::Refused if self.spent < MAX_ATTEMPTS => return Verdict::Retry,
+            Failure::Refused => return Verdict::Answer(failure.status()),
+            _ => {}
         }
         if reused && self.stale_replays < MAX_STALE_REPLAYS {
             // Most likely the target closed the pooled connection as it sat idle (or as
@@ -261,6 +303,24 @@ impl<'g> Attempts<'g> {
             self.excluded[self.excluded_len] = target.addr;
             self.excluded_len += 1;
         }
+        Verdict::Retry
+    }
+
+    /// A replayable request answered 503 goes again only when another try is sure: an
+    /// attempt left, another target to take it, and a retry from the budget (taken now).
+    /// Otherwise the client gets the 503.
+    fn elsewhere_after_503(&mut self, target: &TargetState) -> Verdict {
+        let give_up = Verdict::Answer(Failure::Unavailable.status());
+        if self.spent >= MAX_ATTEMPTS
+            || self.excluded_len >= MAX_ATTEMPTS
+            || !self.group.has_other_target(target.addr, self.excluded())
+            || !self.group.retry_budget.take_retry()
+        {
+            return give_up;
+        }
+        self.prepaid = true;
+        self.excluded[self.excluded_len] = target.addr;
+        self.excluded_len += 1;
         Verdict::Retry
     }
 }

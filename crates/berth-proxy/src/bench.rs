@@ -30,6 +30,7 @@ fn runtime(tg: &TargetGroup) -> Result<Arc<GroupRuntime>, ProxyError> {
         &Metrics::new(&prometheus::Registry::new()),
         Notifier::new(),
         Clock::new(),
+        None,
     ))
 }
 

@@ -35,6 +35,8 @@ pub enum ProxyBody {
         inner: Incoming,
         guard: Option<ResponseGuard>,
         bytes: IntCounter,
+        /// A mesh group's processed bytes, counted as well.
+        mesh_bytes: Option<IntCounter>,
     },
 }
 
@@ -48,19 +50,26 @@ impl ProxyBody {
         ProxyBody::Full(None)
     }
 
-    pub(crate) fn upstream(inner: Incoming, guard: ResponseGuard, bytes: IntCounter) -> ProxyBody {
+    pub(crate) fn upstream(
+        inner: Incoming,
+        guard: ResponseGuard,
+        bytes: IntCounter,
+        mesh_bytes: Option<IntCounter>,
+    ) -> ProxyBody {
         if inner.is_end_stream() {
             guard.finish();
             return ProxyBody::Upstream {
                 inner,
                 guard: None,
                 bytes,
+                mesh_bytes,
             };
         }
         ProxyBody::Upstream {
             inner,
             guard: Some(guard),
             bytes,
+            mesh_bytes,
         }
     }
 }
@@ -79,12 +88,16 @@ impl Body for ProxyBody {
                 inner,
                 guard,
                 bytes,
+                mesh_bytes,
             } => {
                 let r = Pin::new(&mut *inner).poll_frame(cx);
                 match &r {
                     Poll::Ready(Some(Ok(f))) => {
                         if let Some(d) = f.data_ref() {
                             bytes.inc_by(d.len() as u64);
+                            if let Some(m) = mesh_bytes {
+                                m.inc_by(d.len() as u64);
+                            }
                         }
                         if inner.is_end_stream() {
                             if let Some(g) = guard.take() {

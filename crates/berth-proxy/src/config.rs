@@ -16,7 +16,7 @@ use crate::error::ProxyError;
 impl ProxyError {
     /// The contract's view of this refusal of a configuration serving `lbs`: the load
     /// balancer at fault, when the error names one (by its name, its ARN or a listener's
-    /// ARN), and why.
+    /// ARN), or the mesh listener at fault (by port), and why.
     pub fn refusal(&self, lbs: &[LoadBalancer]) -> ConfigRefusal {
         let by_listener = |arn: &str| {
             lbs.iter()
@@ -36,9 +36,13 @@ impl ProxyError {
             }),
             _ => None,
         };
+        let mesh_listener_port = match self {
+            ProxyError::MeshBind { port, .. } | ProxyError::Mesh { port, .. } => Some(*port),
+            _ => None,
+        };
         ConfigRefusal {
             load_balancer_name: culprit.map(|lb| lb.load_balancer_name.clone()),
-            mesh_listener_port: None,
+            mesh_listener_port,
             reason: self.to_string(),
         }
     }
@@ -107,6 +111,24 @@ mod tests {
             message: "bad".into(),
         };
         assert_eq!(e.refusal(&lbs()).load_balancer_name, None);
+    }
+
+    #[test]
+    fn a_mesh_listener_failure_names_its_port_and_no_load_balancer() {
+        let e = ProxyError::MeshBind {
+            port: 8080,
+            addr: "127.0.0.1:8080".parse().unwrap(),
+            source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+        };
+        let r = e.refusal(&lbs());
+        assert_eq!(r.mesh_listener_port, Some(8080));
+        assert_eq!(r.load_balancer_name, None);
+        assert!(r.reason.contains("port 8080"), "{}", r.reason);
+        let e = ProxyError::Mesh {
+            port: 9090,
+            message: "route orders: target group arn:tg is not in the configuration".into(),
+        };
+        assert_eq!(e.refusal(&lbs()).mesh_listener_port, Some(9090));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -14,6 +14,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::clock::Clock;
 use crate::forwarded::{ForwardedValues, XffMode};
 use crate::framing::Conflict;
+use crate::mesh::{MeshConnection, MeshMetrics};
 use crate::metrics::ListenerMetrics;
 use crate::rules::RuleSet;
 
@@ -30,6 +31,9 @@ pub(crate) struct Routes {
     /// letters, digits and hyphens are removed before a request goes to a target.
     pub(crate) drop_invalid_headers: bool,
     pub(crate) idle_timeout: Duration,
+    /// A stream listener's idle timeout: set for mesh TCP listeners (NLB listeners keep
+    /// their connections however long they are quiet).
+    pub(crate) stream_idle_timeout: Option<Duration>,
     /// Open client connections beyond which new ones are refused.
     pub(crate) max_connections: i64,
 }
@@ -68,6 +72,9 @@ pub(crate) struct ConnCtx {
     /// Raised when a request head on this connection carried both Content-Length and
     /// Transfer-Encoding (see [`crate::framing`]).
     pub(crate) conflict: Conflict,
+    /// The mesh endpoint this connection counts for: the one its first mesh request
+    /// went to. Counted out when the connection ends.
+    pub(crate) mesh_connection: OnceLock<MeshConnection>,
 }
 
 impl ConnCtx {
@@ -83,6 +90,7 @@ impl ConnCtx {
             active: AtomicU64::new(0),
             expired: tokio::sync::Notify::new(),
             conflict: Conflict::default(),
+            mesh_connection: OnceLock::new(),
         })
     }
 
@@ -90,6 +98,14 @@ impl ConnCtx {
     #[inline]
     pub(crate) fn scheme(&self) -> &'static str {
         self.forwarded.scheme
+    }
+
+    /// Counts this connection for the mesh endpoint `m` unless it counts for one already.
+    #[inline]
+    pub(crate) fn count_mesh_connection(&self, m: &MeshMetrics) {
+        if self.mesh_connection.get().is_none() {
+            let _ = self.mesh_connection.get_or_init(|| m.connection());
+        }
     }
 
     /// Counts a request on this connection until the guard drops.

@@ -33,6 +33,18 @@ pub enum ProxyError {
         listener_arn: String,
         protocol: &'static str,
     },
+    /// A mesh listener's port could not be bound on one of the node's mesh addresses.
+    #[error("mesh listener on port {port} could not bind {addr}: {source}")]
+    MeshBind {
+        port: u16,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A mesh listener is not consistent with the rest of the configuration, e.g. a
+    /// route names a target group that is not in it or is not a mesh group.
+    #[error("mesh listener on port {port}: {message}")]
+    Mesh { port: u16, message: String },
     /// The proxy was shut down.
     #[error("the proxy is shut down")]
     ShutDown,

@@ -12,6 +12,10 @@
 //! not answered, and hyper serves the rest of the connection from that request on. So
 //! every error answer for malformed input (400, 431) stays hyper's.
 //!
+//! Mesh requests (a mesh listener's, see [`crate::mesh`]) take this path too: a mesh
+//! group adds its per-request deadline, its 503 retry and its metrics, behind one check
+//! of the group.
+//!
 //! Targets are tried through the shared request engine ([`crate::attempt`]); stickiness
 //! and forwarded headers come from [`crate::sticky`] and [`crate::forwarded`], the bytes
 //! of messages from [`crate::h1_codec`]. It does not accept connections
@@ -26,8 +30,8 @@ use std::time::Duration;
 
 use berth_model::elb::Protocol;
 use bytes::{Buf, BytesMut};
-use http::Method;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use http::{Method, StatusCode};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
@@ -46,6 +50,9 @@ use crate::pool::CONNECT_TIMEOUT;
 use crate::rules::{source_ip, strip_port, CompiledAction, RequestView, ViewHeaders};
 use crate::sticky::{self, Affinity, TG_COOKIE};
 use crate::target::InFlight;
+
+mod prefixed;
+pub(crate) use prefixed::Prefixed;
 
 /// Request headers the fast path parses; a request with more goes to hyper.
 const MAX_REQUEST_HEADERS: usize = 64;
@@ -146,6 +153,15 @@ struct Plan {
     idempotent: bool,
     /// The client asked to close after this response.
     close: bool,
+    /// The request body's length.
+    body_len: usize,
+}
+
+/// How a request's attempts ended: with a target's response head (at the start of the
+/// connection's `up` buffer), or with the status of the error the client gets.
+enum Outcome {
+    Head(RespHead, TcpStream, InFlight),
+    Error(StatusCode),
 }
 
 enum Prep {
@@ -299,6 +315,7 @@ fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
         head: method == Method::HEAD,
         idempotent: is_idempotent(&method),
         close,
+        body_len,
     })
 }
 
@@ -403,10 +420,47 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         let l = &cx.listener;
         let group = &plan.group;
         let mut attempts = Attempts::start(group, plan.affinity.preferred, plan.idempotent);
-        let status = loop {
+        let outcome = match &group.mesh {
+            None => self.attempt(&mut attempts).await,
+            Some(mesh) => {
+                cx.count_mesh_connection(&mesh.metrics);
+                mesh.metrics.processed_bytes.inc_by(plan.body_len as u64);
+                match mesh.deadline(Instant::now()) {
+                    None => self.attempt(&mut attempts).await,
+                    Some(d) => {
+                        match tokio::time::timeout_at(d, self.attempt(&mut attempts)).await {
+                            Ok(o) => o,
+                            Err(_) => {
+                                mesh.metrics.request_timeouts.inc();
+                                Outcome::Error(StatusCode::GATEWAY_TIMEOUT)
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        let status = match outcome {
+            Outcome::Head(head, up, in_flight) => {
+                return self
+                    .respond(head, up, &plan, in_flight, l, stop)
+                    .await
+                    .unwrap_or(false)
+            }
+            Outcome::Error(status) => status,
+        };
+        // Nothing was written to the client yet: it gets an error response.
+        let close = plan.close || *stop.borrow();
+        elb_error::write(&mut self.out, status, &l.metrics, close);
+        self.write_client().await.is_ok() && !close
+    }
+
+    /// Tries targets until one answers with a response head, or the request engine
+    /// gives up.
+    async fn attempt(&mut self, attempts: &mut Attempts<'_>) -> Outcome {
+        loop {
             let in_flight = match attempts.next() {
                 Ok(f) => f,
-                Err(status) => break status,
+                Err(status) => return Outcome::Error(status),
             };
             let target = in_flight.target();
             let (mut up, reused) = match target.pool.checkout_raw() {
@@ -417,7 +471,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
                         tracing::debug!(target = %target.addr, error = %e, "target connection failed");
                         match attempts.failed(target, false, Failure::Connect) {
                             Verdict::Retry => continue,
-                            Verdict::Answer(status) => break status,
+                            Verdict::Answer(status) => return Outcome::Error(status),
                         }
                     }
                 },
@@ -427,24 +481,24 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             match self.exchange_head(&mut up).await {
                 Ok(head) => {
                     attempts.responded(target, head.status, start.elapsed());
-                    return self
-                        .respond(head, up, &plan, in_flight, l, stop)
-                        .await
-                        .unwrap_or(false);
+                    if head.status == 503
+                        && attempts.is_mesh()
+                        && attempts.failed(target, reused, Failure::Unavailable) == Verdict::Retry
+                    {
+                        // Tried again elsewhere; the 503's connection is dropped unread.
+                        continue;
+                    }
+                    return Outcome::Head(head, up, in_flight);
                 }
                 Err(failure) => {
                     tracing::debug!(target = %target.addr, ?failure, "target request failed");
                     match attempts.failed(target, reused, failure) {
                         Verdict::Retry => {}
-                        Verdict::Answer(status) => break status,
+                        Verdict::Answer(status) => return Outcome::Error(status),
                     }
                 }
             }
-        };
-        // Nothing was written to the client yet: it gets an error response.
-        let close = plan.close || *stop.borrow();
-        elb_error::write(&mut self.out, status, &l.metrics, close);
-        self.write_client().await.is_ok() && !close
+        }
     }
 
     /// Writes the request in `out` to the target and reads the response head into `up`,
@@ -608,6 +662,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         }
         if sent > 0 {
             l.metrics.processed_bytes.inc_by(sent);
+            if let Some(mesh) = &plan.group.mesh {
+                mesh.metrics.processed_bytes.inc_by(sent);
+            }
         }
         if reusable && framing != Framing::Close && self.up.is_empty() {
             target.pool.checkin_raw(up);
@@ -664,64 +721,5 @@ async fn write_idle<T: AsyncWrite + Unpin>(
 fn reserve(buf: &mut BytesMut) {
     if buf.capacity() - buf.len() < MIN_READ_SPACE {
         buf.reserve(READ_CHUNK);
-    }
-}
-
-/// A connection whose first bytes were already read: they are read again first.
-pub(crate) struct Prefixed<T> {
-    prefix: BytesMut,
-    inner: T,
-}
-
-impl<T> Prefixed<T> {
-    pub(crate) fn new(prefix: BytesMut, inner: T) -> Prefixed<T> {
-        Prefixed { prefix, inner }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let me = self.get_mut();
-        if !me.prefix.is_empty() {
-            let n = me.prefix.len().min(buf.remaining());
-            buf.put_slice(&me.prefix[..n]);
-            me.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut me.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }

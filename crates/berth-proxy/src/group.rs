@@ -1,6 +1,7 @@
 //! A target group at run time: its compiled settings, its targets, the routable subset
-//! (recomputed on every health or draining change and published with arc-swap) and target
-//! selection by the group's algorithm.
+//! (recomputed on every health or draining change and published with arc-swap), target
+//! selection by the group's algorithm, and for a mesh target group its mesh settings and
+//! metrics ([`crate::mesh`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,7 +17,8 @@ use crate::clock::Clock;
 use crate::config::{ProxyTarget, TargetStatus};
 use crate::group_settings::{Algorithm, GroupSettings};
 use crate::health::{self, HealthChecked};
-use crate::metrics::{GroupMetrics, Metrics};
+use crate::mesh::MeshGroup;
+use crate::metrics::{GroupMetrics, Metrics, TargetMetrics};
 use crate::notify::Notifier;
 use crate::pool::Pool;
 use crate::retry_budget::RetryBudget;
@@ -59,6 +61,9 @@ pub(crate) struct GroupRuntime {
     recompute_lock: Mutex<()>,
     tasks: Mutex<HashMap<SocketAddr, TargetTasks>>,
     pub(crate) metrics: GroupMetrics,
+    /// Set for a mesh endpoint's group: what it adds to the group (fixed for the
+    /// group's life; a group whose endpoint changes is replaced).
+    pub(crate) mesh: Option<MeshGroup>,
     all_metrics: Metrics,
     notifier: Notifier,
     pub(crate) clock: Clock,
@@ -71,8 +76,12 @@ impl GroupRuntime {
         metrics: &Metrics,
         notifier: Notifier,
         clock: Clock,
+        mesh: Option<MeshGroup>,
     ) -> Arc<GroupRuntime> {
-        let gm = metrics.group(&settings.name);
+        let mut gm = metrics.group(&settings.name);
+        if let Some(m) = &mesh {
+            gm.retries = m.metrics.retries.clone();
+        }
         let routable = Routable {
             targets: Vec::new(),
             fail_open: false,
@@ -89,6 +98,7 @@ impl GroupRuntime {
             recompute_lock: Mutex::new(()),
             tasks: Mutex::new(HashMap::new()),
             metrics: gm,
+            mesh,
             all_metrics: metrics.clone(),
             notifier,
             clock,
@@ -136,11 +146,7 @@ impl GroupRuntime {
                     let t = Arc::new(TargetState::new(
                         pt.addr,
                         Pool::new(pt.addr),
-                        self.all_metrics.target(
-                            &settings.name,
-                            &pt.addr.to_string(),
-                            &self.metrics,
-                        ),
+                        self.target_metrics(&settings.name, &pt.addr.to_string()),
                         self.notifier.clone(),
                         self.clock.clone(),
                         initial,
@@ -188,7 +194,7 @@ impl GroupRuntime {
             }
             t.mark_removed();
             t.pool.clear();
-            self.all_metrics.remove_target(&settings.name, &t.label);
+            self.remove_target_metrics(&settings.name, &t.label);
             self.notifier.notify();
         }
         drop(tasks);
@@ -206,9 +212,79 @@ impl GroupRuntime {
         for t in self.targets.load().iter() {
             t.mark_removed();
             t.pool.clear();
-            self.all_metrics.remove_target(&name, &t.label);
+            self.remove_target_metrics(&name, &t.label);
         }
         self.all_metrics.remove_group(&name);
+        if let Some(m) = &self.mesh {
+            m.metrics.remove();
+        }
+    }
+
+    /// Stops every health check and timer of a group replaced by one of the same ARN
+    /// (its mesh endpoint changed), leaving the metrics of the group's name, which the
+    /// new group uses, in place.
+    pub(crate) fn stop_replaced(&self) {
+        let mut tasks = self.tasks.lock().expect("tasks lock");
+        for (_, mut e) in tasks.drain() {
+            e.abort();
+        }
+        for t in self.targets.load().iter() {
+            t.mark_removed();
+            t.pool.clear();
+        }
+        if let Some(m) = &self.mesh {
+            m.metrics.remove();
+        }
+    }
+
+    /// A new target's metrics: the load balancer's by target group, or for a mesh group
+    /// the mesh endpoint's, so the request path counts either at the same cost.
+    fn target_metrics(&self, name: &str, label: &str) -> TargetMetrics {
+        match &self.mesh {
+            None => self.all_metrics.target(name, label, &self.metrics),
+            Some(m) => self.all_metrics.mesh_target(name, label, &m.metrics),
+        }
+    }
+
+    fn remove_target_metrics(&self, name: &str, label: &str) {
+        self.all_metrics.remove_target(name, label);
+        if let Some(m) = &self.mesh {
+            m.metrics.remove_target(label);
+        }
+    }
+
+    /// Targets ejected by outlier detection now, and the targets that count for the
+    /// ejection cap (registered and not draining).
+    pub(crate) fn outlier_counts(&self) -> (usize, usize) {
+        let all = self.targets.load();
+        let live = all.iter().filter(|t| !t.is_draining() && !t.is_removed());
+        let (mut ejected, mut total) = (0, 0);
+        for t in live {
+            total += 1;
+            if t.is_outlier_ejected() {
+                ejected += 1;
+            }
+        }
+        (ejected, total)
+    }
+
+    /// A target was ejected for `d`: statuses change now and again when it returns.
+    pub(crate) fn ejection_changed(&self, d: std::time::Duration) {
+        self.notifier.notify();
+        let notifier = self.notifier.clone();
+        tokio::spawn(async move {
+            // A millisecond past the end, so the clock reads the ejection as over.
+            tokio::time::sleep(d + std::time::Duration::from_millis(1)).await;
+            notifier.notify();
+        });
+    }
+
+    /// Whether a routable target other than `not` and those in `exclude` can take a
+    /// request now (a 503 is only worth another try when one can).
+    pub(crate) fn has_other_target(&self, not: SocketAddr, exclude: &[SocketAddr]) -> bool {
+        self.routable.load().targets.iter().any(|t| {
+            t.addr != not && !exclude.contains(&t.addr) && !t.is_ejected() && !t.is_draining()
+        })
     }
 
     /// Rebuilds the routable snapshot from the targets' current states.
@@ -252,7 +328,7 @@ impl GroupRuntime {
                 in_flight: t.in_flight(),
                 request_count: t.metrics.requests.get(),
                 drained: t.is_drained(),
-                ejected: false,
+                ejected: self.mesh.is_some() && t.is_outlier_ejected(),
             });
         }
     }
@@ -448,6 +524,7 @@ mod tests {
             &Metrics::new(&prometheus::Registry::new()),
             Notifier::new(),
             Clock::new(),
+            None,
         )
     }
 

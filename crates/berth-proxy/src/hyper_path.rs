@@ -3,6 +3,10 @@
 //! targets; fixed-response and redirect actions; WebSocket and other upgrades; trailers;
 //! streamed bodies of any size; the connection-wide idle timeout of hyper connections.
 //!
+//! Mesh requests that need it (HTTP/2 from the client or to the tasks, streamed bodies)
+//! take this path: a mesh group adds its per-request deadline, its retry after a 503 or
+//! a refused stream, and its metrics.
+//!
 //! It routes with the listener's rules and forwards through the shared request engine
 //! ([`crate::attempt`]), stickiness ([`crate::sticky`]) and forwarded headers
 //! ([`crate::forwarded`]). It does not accept connections ([`crate::listener`] does).
@@ -35,6 +39,7 @@ use crate::elb_error;
 use crate::forwarded::{self, XffMode};
 use crate::framing::Guarded;
 use crate::group::GroupRuntime;
+use crate::mesh::MeshGroup;
 use crate::pool::{UpBody, CONNECT_TIMEOUT};
 use crate::rules::{source_ip, strip_port, CompiledAction, RequestView, ViewHeaders};
 use crate::sticky::{self, Affinity, TG_COOKIE};
@@ -114,14 +119,19 @@ pub(crate) async fn serve<T>(
     }
 }
 
-/// A client connection that records when it last moved bytes, for the idle timeout.
-struct IdleIo<T> {
+/// A connection that records when it last moved bytes (clock millis in `last`), for
+/// an idle timeout. Also used by mesh TCP listeners ([`crate::stream`]).
+pub(crate) struct IdleIo<T> {
     inner: T,
     last: Arc<AtomicU64>,
     clock: Clock,
 }
 
 impl<T> IdleIo<T> {
+    pub(crate) fn new(inner: T, last: Arc<AtomicU64>, clock: Clock) -> IdleIo<T> {
+        IdleIo { inner, last, clock }
+    }
+
     #[inline]
     fn touch(&self) {
         self.last.store(self.clock.now_ms(), Ordering::Relaxed);
@@ -271,7 +281,10 @@ async fn handle(req: Request<Incoming>, cx: Arc<ConnCtx>) -> Response<ProxyBody>
             let xff = routes.xff;
             let drop_invalid = routes.drop_invalid_headers;
             drop(routes);
-            let mut resp = forward(req, group, &cx, xff, drop_invalid).await;
+            let mut resp = match &group.mesh {
+                None => forward(req, &group, &cx, xff, drop_invalid).await,
+                Some(mesh) => forward_mesh(req, &group, mesh, &cx, xff, drop_invalid).await,
+            };
             if let Some(c) = set_tg_cookie {
                 resp.headers_mut().append(header::SET_COOKIE, c);
             }
@@ -393,11 +406,42 @@ fn request_cookie<'a, B>(req: &'a Request<B>, name: &str) -> Option<&'a str> {
     )
 }
 
+/// Forwards a request to a mesh group: counted for its endpoint, and answered 504 when
+/// no response head came back before the group's per-request deadline.
+async fn forward_mesh(
+    req: Request<Incoming>,
+    group: &GroupRuntime,
+    mesh: &MeshGroup,
+    cx: &ConnCtx,
+    xff: XffMode,
+    drop_invalid: bool,
+) -> Response<ProxyBody> {
+    cx.count_mesh_connection(&mesh.metrics);
+    if let Some(n) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        mesh.metrics.processed_bytes.inc_by(n);
+    }
+    let Some(deadline) = mesh.deadline(Instant::now()) else {
+        return forward(req, group, cx, xff, drop_invalid).await;
+    };
+    match tokio::time::timeout_at(deadline, forward(req, group, cx, xff, drop_invalid)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            mesh.metrics.request_timeouts.inc();
+            elb_error::response(StatusCode::GATEWAY_TIMEOUT, &cx.listener.metrics)
+        }
+    }
+}
+
 /// Forwards a request to `group` through the request engine and returns the response
 /// to stream back (or the ELB error that ended it).
 async fn forward(
     mut req: Request<Incoming>,
-    group: Arc<GroupRuntime>,
+    group: &GroupRuntime,
     cx: &ConnCtx,
     xff: XffMode,
     drop_invalid: bool,
@@ -419,7 +463,7 @@ async fn forward(
     // idempotent methods); one whose body streamed out cannot.
     let replayable = body.is_end_stream() && is_idempotent(&parts.method);
     let mut req: Option<Request<UpBody>> = Some(Request::from_parts(parts, Either::Left(body)));
-    let mut attempts = Attempts::start(&group, affinity.preferred, replayable);
+    let mut attempts = Attempts::start(group, affinity.preferred, replayable);
     let status = loop {
         let in_flight = match attempts.next() {
             Ok(f) => f,
@@ -451,8 +495,30 @@ async fn forward(
         };
         let failure = match sent {
             Ok(Ok(resp)) => {
-                attempts.responded(&target, resp.status().as_u16(), start.elapsed());
-                return respond(resp, in_flight, sender, client_upgrade, &affinity, cx);
+                let status = resp.status().as_u16();
+                attempts.responded(&target, status, start.elapsed());
+                if status == 503
+                    && attempts.is_mesh()
+                    && attempts.failed(&target, reused, Failure::Unavailable) == Verdict::Retry
+                {
+                    // Tried again elsewhere (the request is replayable, so kept); the
+                    // 503 and its connection are dropped.
+                    req = backup.map(Replay::into_request);
+                    continue;
+                }
+                let mesh_bytes = group
+                    .mesh
+                    .as_ref()
+                    .map(|m| m.metrics.processed_bytes.clone());
+                return respond(
+                    resp,
+                    in_flight,
+                    sender,
+                    client_upgrade,
+                    &affinity,
+                    cx,
+                    mesh_bytes,
+                );
             }
             Ok(Err(mut e)) => match e.take_message() {
                 Some(r) => {
@@ -463,7 +529,11 @@ async fn forward(
                 None => {
                     req = backup.map(Replay::into_request);
                     tracing::debug!(target = %target.addr, error = %e.error(), "target request failed");
-                    sent_failure(e.error())
+                    if attempts.is_mesh() && is_refused_stream(e.error()) {
+                        Failure::Refused
+                    } else {
+                        sent_failure(e.error())
+                    }
                 }
             },
             Err(timeout) => timeout,
@@ -489,8 +559,23 @@ fn sent_failure(e: &hyper::Error) -> Failure {
     }
 }
 
+/// Whether an HTTP/2 target reset the stream with REFUSED_STREAM: it did not process the
+/// request (RFC 9113 §8.7), so the request may go again.
+fn is_refused_stream(e: &hyper::Error) -> bool {
+    use std::error::Error as _;
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(h2) = s.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        source = s.source();
+    }
+    false
+}
+
 /// Turns a target's response into the client's: an upgrade is spliced through, anything
-/// else streams back with hop-by-hop headers removed and stickiness cookies added.
+/// else streams back with hop-by-hop headers removed and stickiness cookies added, its
+/// bytes counted for the listener and, for a mesh group, in `mesh_bytes`.
 fn respond(
     mut resp: Response<Incoming>,
     in_flight: crate::target::InFlight,
@@ -498,6 +583,7 @@ fn respond(
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     affinity: &Affinity,
     cx: &ConnCtx,
+    mesh_bytes: Option<prometheus::IntCounter>,
 ) -> Response<ProxyBody> {
     let l = &cx.listener;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -539,6 +625,6 @@ fn respond(
     };
     Response::from_parts(
         parts,
-        ProxyBody::upstream(body, guard, l.metrics.processed_bytes.clone()),
+        ProxyBody::upstream(body, guard, l.metrics.processed_bytes.clone(), mesh_bytes),
     )
 }

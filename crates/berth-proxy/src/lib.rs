@@ -22,6 +22,11 @@
 //!   removed; idle timeout, header read timeout and header size limit; WebSocket upgrades;
 //!   ELB-generated 502/503/504; a per-listener connection limit (`berth.max_connections`).
 //! - Prometheus metrics mirroring ALB's CloudWatch metrics (see the `metrics` module).
+//! - The service mesh's outbound side (see the `mesh` module): client-alias listeners
+//!   ([`ProxyConfig::mesh_listeners`]) bound on each of the node's mesh addresses
+//!   ([`ProxyOptions::mesh_ips`]), HTTP routed by host or TCP, forwarding to mesh target
+//!   groups with a per-request timeout, retries on 503 and refused streams, outlier
+//!   ejection and Service Connect's metrics.
 //!
 //! What it does not do: it never reads the store or talks to the control plane, and it does
 //! not register targets (the control plane hands it targets). UDP listeners are not
@@ -33,6 +38,10 @@
 //!
 //! Layout, from the top down (a module uses only modules on lines below its own):
 //! - [`config`]: [`ProxyConfig`] in, [`TargetStatus`] out; this file applies it.
+//! - `mesh`: the mesh's outbound side; its submodules sit at three levels: `listeners`
+//!   (mesh listeners compiled into listeners and rules, used by this file), `outlier`
+//!   (used by `attempt`), `endpoint` and `metrics` (what a mesh group carries, used by
+//!   `group` and below).
 //! - `listener`: bind, accept, connection limit and tracking, TLS and ALPN dispatch.
 //! - `fast_h1`: the HTTP/1.1 fast path (its own codec, one task per connection);
 //!   `hyper_path`: every other HTTP request (HTTP/2, upgrades, streamed bodies, fixed
@@ -73,6 +82,7 @@ mod h1_codec;
 mod health;
 mod hyper_path;
 mod listener;
+mod mesh;
 mod metrics;
 mod notify;
 mod pool;
@@ -105,6 +115,7 @@ pub fn check_certificates(listener: &berth_model::elb::Listener) -> Result<(), P
     Ok(())
 }
 pub use crate::error::ProxyError;
+pub use crate::mesh::listeners::mesh_listener_key;
 
 use crate::clock::Clock;
 use crate::context::{ListenerShared, Mode, Routes};
@@ -112,6 +123,7 @@ use crate::forwarded::XffMode;
 use crate::group::GroupRuntime;
 use crate::group_settings::GroupSettings;
 use crate::listener::RunningListener;
+use crate::mesh::{MeshGroup, MeshMetricsFamilies};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::rules::RuleSet;
@@ -121,8 +133,12 @@ pub const DEFAULT_MAX_CONNECTIONS: i64 = 100_000;
 
 /// How the proxy is set up.
 pub struct ProxyOptions {
-    /// The address every listener binds on.
+    /// The address every load balancer listener binds on.
     pub bind_ip: IpAddr,
+    /// The addresses the node's mesh proxy listens on (e.g. 127.0.0.1 and the Docker
+    /// bridge's gateway): each mesh listener binds its port on every one of them. Empty:
+    /// mesh listeners are checked but not served.
+    pub mesh_ips: Vec<IpAddr>,
     /// Where the proxy registers its metrics.
     pub registry: prometheus::Registry,
 }
@@ -130,7 +146,9 @@ pub struct ProxyOptions {
 /// The data plane. Cheap to share as `Arc<Proxy>`.
 pub struct Proxy {
     bind_ip: IpAddr,
+    mesh_ips: Vec<IpAddr>,
     metrics: Metrics,
+    mesh_metrics: MeshMetricsFamilies,
     notifier: Notifier,
     clock: Clock,
     state: tokio::sync::Mutex<State>,
@@ -153,21 +171,35 @@ struct ListenerEntry {
     lb_name: String,
 }
 
-/// A listener compiled from the configuration, not yet installed.
-struct PlannedListener {
-    arn: String,
-    lb_name: String,
-    port: u32,
-    mode: Mode,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    routes: Routes,
+/// A listener compiled from the configuration, not yet installed: a load balancer's
+/// listener, or a mesh listener on one of the mesh addresses.
+pub(crate) struct PlannedListener {
+    /// The listener's ARN, or a mesh listener's key ([`mesh_listener_key`]).
+    pub(crate) arn: String,
+    pub(crate) lb_name: String,
+    pub(crate) port: u32,
+    /// The address to bind on.
+    pub(crate) ip: IpAddr,
+    /// Set for a mesh listener: its port, which a bind failure names.
+    pub(crate) mesh_port: Option<u16>,
+    pub(crate) mode: Mode,
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+    pub(crate) routes: Routes,
 }
 
 impl Proxy {
     pub fn new(opts: ProxyOptions) -> Arc<Proxy> {
         Arc::new(Proxy {
             bind_ip: opts.bind_ip,
+            mesh_ips: {
+                // Each address once: a listener binds its port on each.
+                let mut seen = HashSet::new();
+                let mut ips = opts.mesh_ips;
+                ips.retain(|ip| seen.insert(*ip));
+                ips
+            },
             metrics: Metrics::new(&opts.registry),
+            mesh_metrics: MeshMetricsFamilies::new(&opts.registry),
             notifier: Notifier::new(),
             clock: Clock::new(),
             state: tokio::sync::Mutex::new(State::default()),
@@ -178,8 +210,9 @@ impl Proxy {
 
     /// Reconciles to `cfg`: binds listeners that are new, closes removed ones (after
     /// in-flight requests finish), swaps the routing snapshot, starts and stops health
-    /// checks. Returns the bound address of every listener by listener ARN (a listener
-    /// with port 0 binds an ephemeral port). An invalid `cfg` changes nothing.
+    /// checks. Returns the bound address of every listener by listener ARN, and of every
+    /// mesh listener on each mesh address by [`mesh_listener_key`] (a listener with port
+    /// 0 binds an ephemeral port). An invalid `cfg` changes nothing.
     pub async fn apply(
         &self,
         cfg: ProxyConfig,
@@ -193,7 +226,13 @@ impl Proxy {
         }
 
         // 1. Validate and compile, touching nothing.
-        let mut groups: HashMap<String, (Arc<GroupRuntime>, GroupSettings, bool)> = HashMap::new();
+        type Compiled<'c> = (
+            Arc<GroupRuntime>,
+            GroupSettings,
+            bool,
+            Option<&'c berth_model::dataplane::MeshGroupSettings>,
+        );
+        let mut groups: HashMap<String, Compiled<'_>> = HashMap::new();
         for tg in &cfg.target_groups {
             let g = &tg.group;
             let attributes = g.validate().map_err(|source| ProxyError::Invalid {
@@ -217,21 +256,30 @@ impl Proxy {
                 }
             }
             let settings = GroupSettings::from_model(g, &attributes)?;
+            let mesh = tg.mesh.as_ref();
+            // A group keeps its runtime while it stays the same kind of group for the
+            // same mesh endpoint (its metrics are labelled by it).
+            let same_kind = |rt: &GroupRuntime| match (&rt.mesh, mesh) {
+                (None, None) => true,
+                (Some(m), Some(s)) => m.is_endpoint_of(s),
+                _ => false,
+            };
             let (rt, new) = match state.groups.get(&g.target_group_arn) {
-                Some(rt) => (rt.clone(), false),
-                None => (
+                Some(rt) if same_kind(rt) => (rt.clone(), false),
+                _ => (
                     GroupRuntime::new(
                         &g.target_group_arn,
                         settings.clone(),
                         &self.metrics,
                         self.notifier.clone(),
                         self.clock.clone(),
+                        mesh.map(|s| MeshGroup::new(s, &self.mesh_metrics)),
                     ),
                     true,
                 ),
             };
             if groups
-                .insert(g.target_group_arn.clone(), (rt, settings, new))
+                .insert(g.target_group_arn.clone(), (rt, settings, new, mesh))
                 .is_some()
             {
                 return Err(ProxyError::config(
@@ -306,6 +354,8 @@ impl Proxy {
                     arn: l.listener_arn.clone(),
                     lb_name: lb.load_balancer_name.clone(),
                     port: l.port,
+                    ip: self.bind_ip,
+                    mesh_port: None,
                     mode,
                     tls,
                     routes: Routes {
@@ -313,11 +363,17 @@ impl Proxy {
                         xff,
                         drop_invalid_headers,
                         idle_timeout,
+                        stream_idle_timeout: None,
                         max_connections,
                     },
                 });
             }
         }
+        planned.extend(mesh::listeners::plan(
+            &cfg.mesh_listeners,
+            &self.mesh_ips,
+            &lookup,
+        )?);
 
         // 2. Bind what is new or moved; a failure here still changes nothing.
         let mut bound: HashMap<String, TcpListener> = HashMap::new();
@@ -330,13 +386,27 @@ impl Proxy {
             {
                 continue;
             }
-            let addr = SocketAddr::new(self.bind_ip, p.port as u16);
-            let l = listener::bind(&p.arn, addr).await?;
+            let addr = SocketAddr::new(p.ip, p.port as u16);
+            let l = match p.mesh_port {
+                None => listener::bind(&p.arn, addr).await?,
+                Some(port) => TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ProxyError::MeshBind { port, addr, source })?,
+            };
             bound.insert(p.arn.clone(), l);
         }
 
         // 3. Commit.
-        for (arn, (rt, settings, _new)) in &groups {
+        for (arn, (rt, settings, new, mesh)) in &groups {
+            if *new {
+                // A group of this ARN whose mesh endpoint changed is replaced.
+                if let Some(old) = state.groups.remove(arn) {
+                    old.stop_replaced();
+                }
+            }
+            if let (Some(m), Some(s)) = (&rt.mesh, mesh) {
+                m.set(s);
+            }
             let targets = cfg
                 .target_groups
                 .iter()
@@ -356,7 +426,7 @@ impl Proxy {
                 g.stop();
             }
         }
-        for (arn, (rt, _, _)) in &groups {
+        for (arn, (rt, _, _, _)) in &groups {
             state.groups.insert(arn.clone(), rt.clone());
         }
 

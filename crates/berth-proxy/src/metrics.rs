@@ -22,6 +22,11 @@
 //!
 //! Label children are resolved when a configuration is applied, so the request path only
 //! increments atomics.
+//!
+//! Mesh target groups count their requests, responses, response times and retries in
+//! the mesh's own metrics instead (`berth_mesh_*`, see [`crate::mesh::metrics`]); mesh
+//! listeners count in the listener metrics above with `load_balancer="mesh"` and
+//! `listener="mesh:<port>@<address>"`.
 
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -183,6 +188,24 @@ impl Metrics {
                 .target_connection_errors
                 .with_label_values(&[tg, target]),
             response_time: group.response_time.clone(),
+        }
+    }
+
+    /// A mesh target's metrics: requests, responses and response time are its mesh
+    /// endpoint's (`berth_mesh_*`), connection errors the target group's.
+    pub(crate) fn mesh_target(
+        &self,
+        tg: &str,
+        target: &str,
+        mesh: &crate::mesh::MeshMetrics,
+    ) -> TargetMetrics {
+        TargetMetrics {
+            requests: mesh.target_requests(target),
+            responses: mesh.responses.clone(),
+            connection_errors: self
+                .target_connection_errors
+                .with_label_values(&[tg, target]),
+            response_time: mesh.response_time.clone(),
         }
     }
 

@@ -5,15 +5,24 @@
 //! Targets are tried through the shared request engine ([`crate::attempt`]): a target
 //! that refuses the connection is ejected and the next one tried. Once bytes flow there
 //! is no retry. It does not accept connections ([`crate::listener`] does).
+//!
+//! Mesh TCP listeners forward the same way; theirs also close a connection that was
+//! quiet for the listener's idle timeout, and count it for their mesh endpoint.
 
+use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
 use crate::attempt::{Attempts, Failure, Verdict};
+use crate::clock::Clock;
 use crate::context::ListenerShared;
 use crate::group::GroupRuntime;
+use crate::hyper_path::IdleIo;
 use crate::pool::CONNECT_TIMEOUT;
 use crate::rules::CompiledAction;
 use crate::sticky::Affinity;
@@ -78,6 +87,7 @@ pub(crate) async fn forward<C>(
     let Some(group) = group_for(&shared) else {
         return;
     };
+    let _mesh_connection = group.mesh.as_ref().map(|m| m.metrics.connection());
     let settings = group.settings.load_full();
     let affinity = Affinity::of_connection(settings.stickiness.as_ref(), &group, peer.ip());
     let mut attempts = Attempts::start(&group, affinity.preferred, false);
@@ -105,11 +115,104 @@ pub(crate) async fn forward<C>(
         {
             return;
         }
-        if let Ok((up, down)) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        let copied = match shared.routes.load().stream_idle_timeout {
+            None => tokio::io::copy_bidirectional(&mut client, &mut upstream).await,
+            Some(idle) => copy_until_idle(&mut client, &mut upstream, idle, &shared.clock).await,
+        };
+        if let Ok((up, down)) = copied {
             shared.metrics.processed_bytes.inc_by(up + down);
+            if let Some(m) = &group.mesh {
+                m.metrics.processed_bytes.inc_by(up + down);
+            }
         }
         drop(in_flight);
         return;
+    }
+}
+
+/// Copies both ways like `copy_bidirectional` until either side ends or no byte moved
+/// in either direction for `idle`; returns the bytes read from `a` and from `b`.
+async fn copy_until_idle<A, B>(
+    a: &mut A,
+    b: &mut B,
+    idle: Duration,
+    clock: &Clock,
+) -> io::Result<(u64, u64)>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let last = Arc::new(AtomicU64::new(clock.now_ms()));
+    let mut a = Counted::new(IdleIo::new(a, last.clone(), clock.clone()));
+    let mut b = Counted::new(IdleIo::new(b, last.clone(), clock.clone()));
+    let idle_ms = idle.as_millis() as u64;
+    let mut deadline = Instant::now() + idle;
+    {
+        let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
+        tokio::pin!(copy);
+        loop {
+            tokio::select! {
+                r = &mut copy => return r,
+                _ = tokio::time::sleep_until(deadline) => {
+                    let quiet = clock.now_ms().saturating_sub(last.load(Ordering::Relaxed));
+                    if quiet >= idle_ms {
+                        break;
+                    }
+                    deadline = Instant::now() + Duration::from_millis(idle_ms - quiet);
+                }
+            }
+        }
+    }
+    Ok((a.read, b.read))
+}
+
+/// A stream that counts the bytes read from it.
+struct Counted<T> {
+    inner: T,
+    read: u64,
+}
+
+impl<T> Counted<T> {
+    fn new(inner: T) -> Counted<T> {
+        Counted { inner, read: 0 }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let me = self.get_mut();
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut me.inner).poll_read(cx, buf);
+        me.read += (buf.filled().len() - before) as u64;
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

@@ -1,6 +1,6 @@
-//! One target's shared state: health, draining, in-flight count, passive ejection,
-//! latency estimate and its upstream connection pool. Everything the request path touches
-//! is an atomic.
+//! One target's shared state: health, draining, in-flight count, passive ejection (after
+//! connection failures, and the mesh's outlier detection), latency estimate and its
+//! upstream connection pool. Everything the request path touches is an atomic.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
@@ -73,6 +73,12 @@ pub(crate) struct TargetState {
     ejected_until: AtomicU64,
     /// Consecutive connection failures, for the ejection backoff.
     conn_failures: AtomicU32,
+    /// Mesh outlier detection: 5xx responses and connection failures in a row, how
+    /// often the target was ejected, and until when (clock millis) the last ejection
+    /// lasts. Only mesh target groups touch them.
+    outlier_failures: AtomicU32,
+    outlier_ejections: AtomicU32,
+    outlier_until: AtomicU64,
     /// When (clock millis) the target last became healthy: the slow-start origin.
     healthy_since: AtomicU64,
     /// When (clock millis) draining began, 0 if not draining.
@@ -119,6 +125,9 @@ impl TargetState {
             last_status: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
             conn_failures: AtomicU32::new(0),
+            outlier_failures: AtomicU32::new(0),
+            outlier_ejections: AtomicU32::new(0),
+            outlier_until: AtomicU64::new(0),
             healthy_since: AtomicU64::new(0),
             draining_since: AtomicU64::new(0),
             ewma_ns: AtomicU64::new(EWMA_DEFAULT_RTT_NS.to_bits()),
@@ -295,17 +304,54 @@ impl TargetState {
         let n = self.conn_failures.fetch_add(1, Ordering::AcqRel).min(5);
         let backoff = (1000u64 << n).min(30_000);
         self.ejected_until
-            .store(self.clock.now_ms() + backoff, Ordering::Release);
+            .fetch_max(self.clock.now_ms() + backoff, Ordering::AcqRel);
         self.metrics.connection_errors.inc();
     }
 
-    /// A connection to the target succeeded.
+    /// A connection to the target succeeded: the connection-failure ejection ends (an
+    /// outlier ejection runs its course).
     #[inline]
     pub(crate) fn connect_succeeded(&self) {
         if self.conn_failures.load(Ordering::Relaxed) != 0 {
             self.conn_failures.store(0, Ordering::Release);
-            self.ejected_until.store(0, Ordering::Release);
+            self.ejected_until.store(
+                self.outlier_until.load(Ordering::Acquire),
+                Ordering::Release,
+            );
         }
+    }
+
+    // ---- outlier detection (mesh target groups) ----
+
+    /// A 5xx response or a connection failure: the number in a row, this one included.
+    pub(crate) fn outlier_failed(&self) -> u32 {
+        self.outlier_failures.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Any other response: the run of failures ends.
+    #[inline]
+    pub(crate) fn outlier_succeeded(&self) {
+        if self.outlier_failures.load(Ordering::Relaxed) != 0 {
+            self.outlier_failures.store(0, Ordering::Release);
+        }
+    }
+
+    /// Ejects the target for `base_ms` times the number of its ejections (this one
+    /// included); returns how long.
+    pub(crate) fn eject_outlier(&self, base_ms: u64) -> u64 {
+        let n = u64::from(self.outlier_ejections.fetch_add(1, Ordering::AcqRel)) + 1;
+        let ms = base_ms.saturating_mul(n);
+        let until = self.clock.now_ms().saturating_add(ms);
+        self.outlier_until.store(until, Ordering::Release);
+        self.ejected_until.fetch_max(until, Ordering::AcqRel);
+        self.outlier_failures.store(0, Ordering::Release);
+        ms
+    }
+
+    /// Whether outlier detection keeps the target out of rotation now.
+    pub(crate) fn is_outlier_ejected(&self) -> bool {
+        let until = self.outlier_until.load(Ordering::Acquire);
+        until != 0 && self.clock.now_ms() < until
     }
 
     // ---- latency (peak EWMA) ----

@@ -2,7 +2,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use berth_model::dataplane::{MeshGroupSettings, OutlierDetection};
 use berth_model::elb::TargetGroup;
 use http::StatusCode;
 
@@ -10,22 +12,43 @@ use super::*;
 use crate::clock::Clock;
 use crate::config::ProxyTarget;
 use crate::group_settings::GroupSettings;
+use crate::mesh::{MeshGroup, MeshMetricsFamilies};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 
 /// A round-robin group of `n` routable targets (health checks off).
 fn group(n: u8) -> (Arc<GroupRuntime>, Vec<SocketAddr>) {
+    group_with(n, None)
+}
+
+/// A mesh group of `n` routable targets with `outlier` detection.
+fn mesh_group(n: u8, outlier: OutlierDetection) -> (Arc<GroupRuntime>, Vec<SocketAddr>) {
+    group_with(
+        n,
+        Some(MeshGroupSettings {
+            namespace: "internal".into(),
+            discovery_name: "orders".into(),
+            per_request_timeout_seconds: 15,
+            outlier_detection: outlier,
+        }),
+    )
+}
+
+fn group_with(n: u8, mesh: Option<MeshGroupSettings>) -> (Arc<GroupRuntime>, Vec<SocketAddr>) {
     let tg: TargetGroup = serde_json::from_value(serde_json::json!({
         "targetGroupName": "web", "targetGroupArn": "arn:tg", "healthCheckEnabled": false
     }))
     .unwrap();
     let settings = GroupSettings::from_model(&tg, &tg.validate().unwrap()).unwrap();
+    let registry = prometheus::Registry::new();
+    let families = MeshMetricsFamilies::new(&registry);
     let g = GroupRuntime::new(
         "arn:tg",
         settings.clone(),
-        &Metrics::new(&prometheus::Registry::new()),
+        &Metrics::new(&registry),
         Notifier::new(),
         Clock::new(),
+        mesh.map(|m| MeshGroup::new(&m, &families)),
     );
     let addrs: Vec<SocketAddr> = (1..=n)
         .map(|i| SocketAddr::from(([127, 0, 0, i], 8080)))
@@ -43,17 +66,22 @@ fn group(n: u8) -> (Arc<GroupRuntime>, Vec<SocketAddr>) {
     (g, addrs)
 }
 
+/// Requests it takes to earn one retry.
+const RETRY_DEPOSITS_PER_RETRY: usize = 5;
+
 fn drain_budget(g: &GroupRuntime) {
     while g.retry_budget.take_retry() {}
 }
 
-const ALL: [Failure; 6] = [
+const ALL: [Failure; 8] = [
     Failure::Connect,
     Failure::Unsent,
     Failure::NoResponse,
     Failure::BadResponse,
     Failure::Timeout,
     Failure::ClientGone,
+    Failure::Unavailable,
+    Failure::Refused,
 ];
 
 #[test]
@@ -69,6 +97,8 @@ fn every_failure_is_classified() {
         (Failure::BadResponse, Answered, Upstream, Never, 502),
         (Failure::Timeout, sent, Upstream, Never, 504),
         (Failure::ClientGone, sent, Downstream, Never, 502),
+        (Failure::Unavailable, Answered, Upstream, IfReplayable, 503),
+        (Failure::Refused, NotSent, Upstream, IfReplayable, 502),
     ];
     assert_eq!(table.len(), ALL.len());
     for (f, stage, side, retry, status) in table {
@@ -273,4 +303,134 @@ fn a_connection_that_opens_ends_the_ejection_and_counts_the_request() {
     a.connected(&t);
     assert!(!t.is_ejected());
     assert_eq!(t.metrics.requests.get(), requests + 1);
+}
+
+fn lenient() -> OutlierDetection {
+    OutlierDetection {
+        consecutive_failures: 1000,
+        ..OutlierDetection::default()
+    }
+}
+
+#[test]
+fn a_503_goes_again_on_another_target_with_the_retry_taken_up_front() {
+    let (g, addrs) = mesh_group(2, lenient());
+    drain_budget(&g);
+    // Budget for exactly one retry.
+    for _ in 0..RETRY_DEPOSITS_PER_RETRY - 1 {
+        g.retry_budget.deposit();
+    }
+    let mut a = Attempts::start(&g, Some(addrs[0]), true);
+    let t = a.next().unwrap().target().clone();
+    assert_eq!(a.failed(&t, true, Failure::Unavailable), Verdict::Retry);
+    assert_eq!(a.excluded(), &[addrs[0]]);
+    assert!(!t.is_ejected(), "a 503 alone ejects nothing");
+    // The retry was paid for when the 503 was given up: the next attempt goes ahead.
+    assert_eq!(a.next().unwrap().target().addr, addrs[1]);
+    assert_eq!(g.metrics.retries.get(), 1);
+}
+
+#[test]
+fn a_503_is_passed_on_when_it_cannot_go_again() {
+    let unavailable = Verdict::Answer(StatusCode::SERVICE_UNAVAILABLE);
+    // Not replayable.
+    let (g, _) = mesh_group(2, lenient());
+    let mut a = Attempts::start(&g, None, false);
+    let t = a.next().unwrap().target().clone();
+    assert_eq!(a.failed(&t, false, Failure::Unavailable), unavailable);
+    // No other target.
+    let (g, _) = mesh_group(1, lenient());
+    let mut a = Attempts::start(&g, None, true);
+    let t = a.next().unwrap().target().clone();
+    assert_eq!(a.failed(&t, false, Failure::Unavailable), unavailable);
+    // No budget.
+    let (g, _) = mesh_group(2, lenient());
+    drain_budget(&g);
+    let mut a = Attempts::start(&g, None, true);
+    let t = a.next().unwrap().target().clone();
+    assert_eq!(a.failed(&t, false, Failure::Unavailable), unavailable);
+    assert!(a.excluded().is_empty());
+}
+
+#[test]
+fn a_refused_stream_goes_again_only_when_replayable() {
+    let (g, _) = mesh_group(1, lenient());
+    let mut a = Attempts::start(&g, None, true);
+    let t = a.next().unwrap().target().clone();
+    assert_eq!(a.failed(&t, false, Failure::Refused), Verdict::Retry);
+    assert!(!t.is_ejected());
+    // The same (only) target may take it again: nothing was processed.
+    assert_eq!(a.next().unwrap().target().addr, t.addr);
+    let mut a = Attempts::start(&g, None, false);
+    let t = a.next().unwrap().target().clone();
+    assert_eq!(
+        a.failed(&t, false, Failure::Refused),
+        Verdict::Answer(StatusCode::BAD_GATEWAY)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_of_failures_ejects_for_longer_each_time_within_the_cap() {
+    let outlier = OutlierDetection {
+        consecutive_failures: 2,
+        base_ejection_seconds: 10,
+        max_ejection_percent: 50,
+    };
+    let (g, addrs) = mesh_group(4, outlier);
+    let ms = Duration::from_millis(1);
+    let target = |i: usize| {
+        let mut a = Attempts::start(&g, Some(addrs[i]), false);
+        let t = a.next().unwrap().target().clone();
+        assert_eq!(t.addr, addrs[i]);
+        t
+    };
+    let a = Attempts::start(&g, None, false);
+    let t0 = target(0);
+    // A success in between breaks the run.
+    a.responded(&t0, 500, ms);
+    a.responded(&t0, 200, ms);
+    a.responded(&t0, 502, ms);
+    assert!(!t0.is_outlier_ejected());
+    a.responded(&t0, 503, ms);
+    assert!(t0.is_outlier_ejected() && t0.is_ejected());
+    // Connection failures count too.
+    let t1 = target(1);
+    let mut b = Attempts::start(&g, Some(addrs[1]), false);
+    b.failed(&t1, false, Failure::Connect);
+    b.failed(&t1, false, Failure::Connect);
+    assert!(t1.is_outlier_ejected());
+    // Half of four targets are out: the third is not ejected.
+    let t2 = target(2);
+    for _ in 0..5 {
+        a.responded(&t2, 500, ms);
+    }
+    assert!(!t2.is_outlier_ejected());
+    let mesh = g.mesh.as_ref().unwrap();
+    assert_eq!(mesh.metrics.ejections.get(), 2);
+    let mut statuses = Vec::new();
+    g.statuses(&mut statuses);
+    assert_eq!(statuses.iter().filter(|s| s.ejected).count(), 2);
+
+    // Back after 10 s; ejected again, it stays out 20 s.
+    tokio::time::advance(Duration::from_secs(11)).await;
+    assert!(!t0.is_outlier_ejected() && !t0.is_ejected());
+    a.responded(&t0, 500, ms);
+    a.responded(&t0, 500, ms);
+    assert!(t0.is_outlier_ejected());
+    tokio::time::advance(Duration::from_secs(15)).await;
+    assert!(t0.is_outlier_ejected());
+    tokio::time::advance(Duration::from_secs(6)).await;
+    assert!(!t0.is_outlier_ejected());
+}
+
+#[test]
+fn load_balancer_groups_pass_5xx_on_and_never_eject_for_them() {
+    let (g, _) = group(2);
+    let a = Attempts::start(&g, None, true);
+    assert!(!a.is_mesh());
+    let t = g.pick(&[], None).unwrap().target().clone();
+    for _ in 0..10 {
+        a.responded(&t, 500, Duration::from_millis(1));
+    }
+    assert!(!t.is_ejected());
 }

@@ -26,6 +26,8 @@ pub struct Backend {
     pub addr: SocketAddr,
     pub requests: Arc<AtomicU64>,
     pub health_status: Arc<AtomicU16>,
+    /// The status of every answer but `/health`'s (200 unless set).
+    pub status: Arc<AtomicU16>,
     pub release: Arc<Notify>,
     /// Notified when a `/slow` request arrives.
     pub slow_arrived: Arc<Notify>,
@@ -46,6 +48,7 @@ impl Backend {
             name: name.to_string(),
             requests: Arc::new(AtomicU64::new(0)),
             health_status: Arc::new(AtomicU16::new(200)),
+            status: Arc::new(AtomicU16::new(200)),
             release: Arc::new(Notify::new()),
             slow_arrived: Arc::new(Notify::new()),
             last_headers: Arc::new(std::sync::Mutex::new(String::new())),
@@ -81,6 +84,7 @@ impl Backend {
             addr,
             requests: shared.requests,
             health_status: shared.health_status,
+            status: shared.status,
             release: shared.release,
             slow_arrived: shared.slow_arrived,
             last_headers: shared.last_headers,
@@ -112,6 +116,7 @@ struct BackendShared {
     name: String,
     requests: Arc<AtomicU64>,
     health_status: Arc<AtomicU16>,
+    status: Arc<AtomicU16>,
     release: Arc<Notify>,
     slow_arrived: Arc<Notify>,
     last_headers: Arc<std::sync::Mutex<String>>,
@@ -159,6 +164,8 @@ impl BackendShared {
             format!("{}:{}", self.name, String::from_utf8_lossy(&body))
         };
         let mut resp = Response::new(http_body_util::Either::Left(Full::new(Bytes::from(text))));
+        *resp.status_mut() =
+            hyper::StatusCode::from_u16(self.status.load(Ordering::SeqCst)).unwrap();
         if path == "/setcookie" {
             resp.headers_mut()
                 .insert("set-cookie", "session=abc".parse().unwrap());
@@ -167,10 +174,22 @@ impl BackendShared {
     }
 }
 
+/// A proxy whose mesh listeners bind on `mesh_ips`.
+pub fn mesh_proxy(mesh_ips: &[&str]) -> (Arc<Proxy>, prometheus::Registry) {
+    let registry = prometheus::Registry::new();
+    let p = Proxy::new(ProxyOptions {
+        bind_ip: "127.0.0.1".parse().unwrap(),
+        mesh_ips: mesh_ips.iter().map(|ip| ip.parse().unwrap()).collect(),
+        registry: registry.clone(),
+    });
+    (p, registry)
+}
+
 pub fn proxy() -> (Arc<Proxy>, prometheus::Registry) {
     let registry = prometheus::Registry::new();
     let p = Proxy::new(ProxyOptions {
         bind_ip: "127.0.0.1".parse().unwrap(),
+        mesh_ips: vec![],
         registry: registry.clone(),
     });
     (p, registry)
