@@ -230,6 +230,7 @@ mod tests {
         c.rules = 100;
         let proxy = berth_proxy::Proxy::new(berth_proxy::ProxyOptions {
             bind_ip: "127.0.0.1".parse().unwrap(),
+            mesh_ips: vec![],
             registry: prometheus::Registry::new(),
         });
         let bound = proxy.apply(proxy_config(&c).unwrap()).await.unwrap();
@@ -269,6 +270,7 @@ mod tests {
         c.rules = 100;
         let proxy = berth_proxy::Proxy::new(berth_proxy::ProxyOptions {
             bind_ip: "127.0.0.1".parse().unwrap(),
+            mesh_ips: vec![],
             registry: prometheus::Registry::new(),
         });
         let bound = proxy.apply(proxy_config(&c).unwrap()).await.unwrap();

@@ -85,6 +85,7 @@ async fn run(args: Args) -> Result<()> {
 
     let proxy = Proxy::new(ProxyOptions {
         bind_ip: args.bind,
+        mesh_ips: vec![],
         registry: prometheus::Registry::new(),
     });
     let bound = proxy.apply(proxy_config(&cfg)?).await?;

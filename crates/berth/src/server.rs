@@ -158,6 +158,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let (dns, dns_addrs) = start_dns(&node, &args.dns_fallback, &registry).await?;
     let proxy = Proxy::new(ProxyOptions {
         bind_ip: args.listen_ip,
+        mesh_ips: node.mesh_ips.clone(),
         registry: registry.clone(),
     });
     let instance = instance_id(&args.data_dir)?;
