@@ -263,8 +263,8 @@ impl From<SpiffeId> for String {
 }
 
 /// A service's certificate and key, as the control plane issues them and the proxies of
-/// the nodes running the service's tasks present them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// the nodes running the service's tasks present them. Its `Debug` leaves the key out.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MeshCertificate {
     /// Whose certificate: its URI SAN, exactly.
@@ -278,6 +278,18 @@ pub struct MeshCertificate {
     pub not_before: Timestamp,
     /// The certificate's notAfter (whole seconds).
     pub not_after: Timestamp,
+}
+
+impl fmt::Debug for MeshCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MeshCertificate")
+            .field("spiffe_id", &self.spiffe_id.to_string())
+            .field("cert_chain_pem", &self.cert_chain_pem)
+            .field("private_key_pem", &"<redacted>")
+            .field("not_before", &self.not_before)
+            .field("not_after", &self.not_after)
+            .finish()
+    }
 }
 
 impl MeshCertificate {
@@ -473,6 +485,23 @@ mod tests {
             not_after: 4_660.0,
         };
         assert_eq!(c.renew_at(), 2_830.0);
+    }
+
+    #[test]
+    fn a_certificates_debug_output_leaves_the_key_out() {
+        let c = MeshCertificate {
+            spiffe_id: id("spiffe://prod/ns/internal/sa/orders"),
+            cert_chain_pem: "CERT".into(),
+            private_key_pem: "SECRET KEY".into(),
+            not_before: 0.0,
+            not_after: 1.0,
+        };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("SECRET KEY"), "{shown}");
+        assert!(
+            shown.contains("CERT") && shown.contains("<redacted>"),
+            "{shown}"
+        );
     }
 
     #[test]
