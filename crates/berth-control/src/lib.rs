@@ -52,6 +52,7 @@ pub mod data_plane;
 pub mod db;
 pub mod error;
 pub mod json_body;
+pub mod mesh_ca;
 pub mod metrics;
 pub mod proxy_feed;
 pub mod registration;

@@ -61,6 +61,7 @@
 //! - `body`: the response body streamed back to clients.
 //! - `target`: one target's atomics: health, draining gate, in-flight, ejection, latency.
 //! - `pool`: upstream connections.
+//! - [`mesh_tls`]: mutual TLS between mesh proxies: certificates by SNI, SPIFFE checks.
 //! - `tls`: certificates, SNI selection, ALPN; `metrics`: Prometheus metrics and their
 //!   ALB counterparts; `h1_codec`: HTTP/1.1 at the byte level; `clock`, `notify`, `error`.
 
@@ -83,6 +84,7 @@ mod health;
 mod hyper_path;
 mod listener;
 mod mesh;
+pub mod mesh_tls;
 mod metrics;
 mod notify;
 mod pool;
