@@ -20,6 +20,8 @@
 //! - [`ecs`]: Cluster, ContainerInstance, TaskDefinition, Task, Service.
 //! - [`elb`]: LoadBalancer, Listener, Rule, TargetGroup, Target and target health.
 //! - [`elb_attributes`]: load balancer and target group attributes, parsed and typed.
+//! - [`servicediscovery`]: Cloud Map namespaces, discovery service ARNs, DNS name
+//!   rules, and the checks between services' discovery configurations.
 //! - [`stack`]: the YAML stack file that `berth apply` reads.
 
 pub mod agent;
@@ -31,6 +33,7 @@ pub mod ecs;
 pub mod elb;
 pub mod elb_attributes;
 pub mod error;
+pub mod servicediscovery;
 pub mod stack;
 pub mod time;
 

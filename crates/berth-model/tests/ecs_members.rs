@@ -168,6 +168,8 @@ fn every_member_is_applied_or_listed_with_its_reason() {
                 "schedulingStrategy",
                 "deploymentController",
                 "tags",
+                "serviceRegistries",
+                "serviceConnectConfiguration",
             ],
         ),
     ];
@@ -239,6 +241,17 @@ fn with_member(shape: &str, member: &str, value: Value) -> (bool, Value) {
                 member: value,
             }])
         }
+        "ServiceConnectConfiguration" => {
+            let mut sc = json!({"enabled": true, "namespace": "internal"});
+            sc[member] = value;
+            svc["serviceConnectConfiguration"] = sc;
+        }
+        "ServiceConnectService" => {
+            let mut one = json!({"portName": "http"});
+            one[member] = value;
+            svc["serviceConnectConfiguration"] =
+                json!({"enabled": true, "namespace": "internal", "services": [one]});
+        }
         other => panic!("no sample placement for shape {other}"),
     }
     // What the member refers to must exist, as ECS checks.
@@ -256,7 +269,9 @@ fn with_member(shape: &str, member: &str, value: Value) -> (bool, Value) {
         "CreateServiceRequest"
         | "DeploymentConfiguration"
         | "DeploymentCircuitBreaker"
-        | "LoadBalancer" => (false, svc),
+        | "LoadBalancer"
+        | "ServiceConnectConfiguration"
+        | "ServiceConnectService" => (false, svc),
         _ => (true, td),
     }
 }
@@ -302,6 +317,16 @@ fn sample(shape: &str, member: &str) -> Value {
             json!([{"name": "TOKEN", "valueFrom": "arn:aws:ssm:::parameter/t"}])
         }
         (_, "versionConsistency") => json!("enabled"),
+        ("ServiceConnectConfiguration", "logConfiguration") => {
+            json!({"logDriver": "json-file", "options": {"max-size": "10m"}})
+        }
+        (_, "accessLogConfiguration") => {
+            json!({"format": "JSON", "includeQueryParameters": "ENABLED"})
+        }
+        (_, "ingressPortOverride") => json!(15000),
+        (_, "tls") => {
+            json!({"issuerCertificateAuthority": {"awsPcaAuthorityArn": "arn:aws:acm-pca:::ca/1"}, "kmsKey": "k", "roleArn": "arn:aws:iam::1:role/r"})
+        }
         (_, "logConfiguration") => {
             json!({"logDriver": "awslogs", "options": {"awslogs-group": "g"}})
         }
@@ -311,9 +336,6 @@ fn sample(shape: &str, member: &str) -> Value {
         (_, "containerPortRange") => json!("8000-8010"),
         (_, "logDriver") => json!("awsfirelens"),
         (_, "availabilityZoneRebalancing") => json!("ENABLED"),
-        (_, "serviceRegistries") => {
-            json!([{"registryArn": "arn:aws:servicediscovery:::service/s"}])
-        }
         (_, "clientToken") => json!("token-1"),
         (_, "capacityProviderStrategy") => json!([{"capacityProvider": "FARGATE", "weight": 1}]),
         (_, "platformVersion") => json!("LATEST"),
@@ -322,7 +344,6 @@ fn sample(shape: &str, member: &str) -> Value {
         }
         (_, "deploymentController") => json!({"type": "CODE_DEPLOY"}),
         (_, "propagateTags") => json!("SERVICE"),
-        (_, "serviceConnectConfiguration") => json!({"enabled": true, "namespace": "ns"}),
         (_, "volumeConfigurations") => json!([{"name": "v", "managedEBSVolume": {"roleArn": "r"}}]),
         (_, "vpcLatticeConfigurations") => {
             json!([{"roleArn": "r", "targetGroupArn": "t", "portName": "p"}])

@@ -8,6 +8,7 @@ use crate::time::Timestamp;
 
 use super::defaults::{null_as_empty, DEFAULT_MAXIMUM_PERCENT, DEFAULT_MINIMUM_HEALTHY_PERCENT};
 use super::field_support::{refuse, FieldNotApplied, NotAppliedList};
+use super::service_connect::ServiceConnectConfiguration;
 use super::tags::{check_tags, Tag};
 
 // ---- Service ----
@@ -156,13 +157,20 @@ pub struct NetworkConfiguration {
     pub awsvpc_configuration: Option<AwsVpcConfiguration>,
 }
 
+/// `serviceRegistries[]`: publish the service's healthy tasks in DNS.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceRegistry {
+    /// The discovery service:
+    /// `arn:berth:servicediscovery:<region>:<account>:service/<namespace>/<name>`; the
+    /// tasks are published as `<name>.<namespace>` (see [`crate::servicediscovery`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry_arn: Option<String>,
+    /// The port of SRV records for awsvpc tasks, when `containerPort` is not given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u32>,
+    /// The container and port whose (host) port SRV records carry; required in bridge
+    /// and host mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -411,9 +419,8 @@ pub struct Service {
     pub propagate_tags: Option<PropagateTags>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub enable_execute_command: bool,
-    /// Kept as written only to refuse it by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_connect_configuration: Option<serde_json::Value>,
+    pub service_connect_configuration: Option<ServiceConnectConfiguration>,
     /// Kept as written only to refuse it by name.
     #[serde(
         default,
@@ -651,13 +658,11 @@ impl Service {
                 "canaryConfiguration",
             ));
         }
-        if self.service_connect_configuration.is_some() {
-            return Err(refuse(
-                "serviceConnectConfiguration",
-                SHAPE,
-                "serviceConnectConfiguration",
-            ));
+        if let Some(sc) = &self.service_connect_configuration {
+            sc.validate()
+                .map_err(|e| e.within("serviceConnectConfiguration"))?;
         }
+        self.validate_service_registries()?;
         if !self.volume_configurations.is_empty() {
             return Err(refuse(
                 "volumeConfigurations",
@@ -675,6 +680,42 @@ impl Service {
         Ok(())
     }
 
+    /// `serviceRegistries`: at most one (as ECS allows), naming a berth discovery
+    /// service, with ports in range.
+    fn validate_service_registries(&self) -> Result<()> {
+        if self.service_registries.len() > 1 {
+            return Err(ValidationError::new(
+                "serviceRegistries",
+                format!(
+                    "may list at most 1 registry (as ECS allows), got {}",
+                    self.service_registries.len()
+                ),
+            ));
+        }
+        for (i, r) in self.service_registries.iter().enumerate() {
+            let at = format!("serviceRegistries[{i}]");
+            let arn = r.registry_arn.as_deref().unwrap_or_default();
+            let Some((ns, name)) = crate::servicediscovery::parse_discovery_service_arn(arn) else {
+                return Err(ValidationError::new(
+                    format!("{at}.registryArn"),
+                    format!(
+                        "must name a discovery service as {}, got {arn:?}",
+                        crate::servicediscovery::discovery_service_arn("<namespace>", "<name>")
+                    ),
+                ));
+            };
+            crate::servicediscovery::check_dns_name(&format!("{at}.registryArn"), ns)?;
+            crate::servicediscovery::check_dns_label(&format!("{at}.registryArn"), name)?;
+            if let Some(p) = r.port {
+                check_range(&format!("{at}.port"), p, 1, 65535)?;
+            }
+            if let Some(p) = r.container_port {
+                check_range(&format!("{at}.containerPort"), p, 1, 65535)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The members this service sets that berth stores and returns but does not apply,
     /// each with its path and reason. `berth apply` reports them as warnings.
     pub fn not_applied(&self) -> Vec<FieldNotApplied> {
@@ -685,12 +726,6 @@ impl Service {
             "availabilityZoneRebalancing",
             SVC,
             "availabilityZoneRebalancing",
-        );
-        n.note(
-            !self.service_registries.is_empty(),
-            "serviceRegistries",
-            SVC,
-            "serviceRegistries",
         );
         n.note(
             self.client_token.is_some(),
@@ -737,6 +772,9 @@ impl Service {
             "enableExecuteCommand",
         );
         n.note(self.monitoring.is_some(), "monitoring", SVC, "monitoring");
+        if let Some(sc) = &self.service_connect_configuration {
+            sc.note_not_applied("serviceConnectConfiguration", &mut n);
+        }
         const DC: &str = "DeploymentConfiguration";
         let dc = &self.deployment_configuration;
         n.note(
