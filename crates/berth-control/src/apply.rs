@@ -24,6 +24,9 @@ pub mod autoscaling;
 #[cfg(test)]
 mod autoscaling_tests;
 mod change;
+mod discovery;
+#[cfg(test)]
+mod discovery_tests;
 
 use change::change;
 pub use change::Change;
@@ -108,6 +111,10 @@ async fn apply_once(
             }
         }
     }
+
+    // Namespaces.
+    let namespaces =
+        discovery::apply_namespaces(db, &stack.namespaces, now, &mut ops, &mut changes).await?;
 
     // Task definitions: a new revision only when the content differs from the latest.
     let mut resolved_tds: BTreeMap<String, TaskDefinition> = BTreeMap::new();
@@ -263,6 +270,7 @@ async fn apply_once(
     // `autoscaling`).
     let targets = autoscaling::Targets::resolve(db, stack).await?;
     let mut services_after: BTreeMap<(String, String), Service> = BTreeMap::new();
+    let mut resolved_services = Vec::new();
     for (i, s) in stack.services.iter().enumerate() {
         let at = format!("services[{i}]");
         let cluster = s.cluster_name().to_string();
@@ -308,6 +316,11 @@ async fn apply_once(
             targets.after(&cluster, &s.service_name),
         );
         services_after.insert((cluster.clone(), s.service_name.clone()), spec.clone());
+        resolved_services.push(discovery::ResolvedService {
+            at: at.clone(),
+            service: spec.clone(),
+            task_definition: td.clone(),
+        });
         match existing {
             Some(e) if e.value.status == "ACTIVE" => {
                 if e.value.spec() == spec {
@@ -355,6 +368,8 @@ async fn apply_once(
             }
         }
     }
+
+    discovery::check_services(db, &namespaces, &resolved_services).await?;
 
     autoscaling::apply(
         db,
