@@ -112,6 +112,7 @@ async fn apply_once(
         }
     }
 
+    discovery::check_target_group_names(&stack.target_groups)?;
     // Namespaces.
     let namespaces =
         discovery::apply_namespaces(db, &stack.namespaces, now, &mut ops, &mut changes).await?;

@@ -4,6 +4,9 @@
 //! - A RUNNING task of a service with `loadBalancers` gets one target per mapping:
 //!   the instance's address and the host port bound to `containerName:containerPort`
 //!   (or the task's own IP and the container port in awsvpc mode). It starts `initial`.
+//!   Each port the service offers in the mesh (`serviceConnectConfiguration`) gets a
+//!   target the same way in its mesh target group ([`crate::mesh`]), so mesh endpoints
+//!   drain before their task is signalled too.
 //! - A task asked to stop keeps its targets, marked deregistering (`draining` in the
 //!   proxy: no new requests). Once the proxy reports a target drained (nothing in flight,
 //!   or the deregistration delay ran out) the target is removed; when a DEACTIVATING task
@@ -153,7 +156,11 @@ impl RegistrationReconciler {
             let Some(svc) = services.get(&format!("{}/{svc_name}", task.cluster_name())) else {
                 continue;
             };
-            if svc.load_balancers.is_empty() {
+            let has_mesh = svc
+                .service_connect_configuration
+                .as_ref()
+                .is_some_and(|c| c.enabled && !c.services.is_empty());
+            if svc.load_balancers.is_empty() && !has_mesh {
                 continue;
             }
             let Some(td) = self
@@ -167,19 +174,37 @@ impl RegistrationReconciler {
                 .container_instance_arn
                 .as_ref()
                 .and_then(|a| instances.get(a));
-            for lb in &svc.load_balancers {
+            // Each load balancer mapping, and each port the service offers in the mesh
+            // (with the container and port of the task's own definition).
+            let mut registrations: Vec<(String, String, u32)> = svc
+                .load_balancers
+                .iter()
+                .map(|lb| {
+                    (
+                        lb.target_group_arn.clone(),
+                        lb.container_name.clone(),
+                        lb.container_port,
+                    )
+                })
+                .collect();
+            registrations.extend(
+                crate::mesh::mesh_ports(svc, &td)
+                    .into_iter()
+                    .map(|p| (p.target_group_arn(), p.container_name, p.container_port)),
+            );
+            for (target_group_arn, container_name, container_port) in registrations {
                 let Some((ip, port)) = task_endpoint(
                     task,
                     instance,
                     td.network_mode,
-                    &lb.container_name,
-                    lb.container_port,
+                    &container_name,
+                    container_port,
                 ) else {
                     continue;
                 };
-                let tg_name = arn::last_segment(&lb.target_group_arn);
+                let tg_name = arn::last_segment(&target_group_arn);
                 let target = Target {
-                    target_group_arn: lb.target_group_arn.clone(),
+                    target_group_arn: target_group_arn.clone(),
                     id: ip,
                     port,
                     task_arn: Some(task.task_arn.clone()),

@@ -125,6 +125,26 @@ pub(super) async fn check_services(
     Ok(())
 }
 
+/// User target groups may not take a name of the mesh's derived groups.
+pub(super) fn check_target_group_names(
+    groups: &[berth_model::elb::TargetGroup],
+) -> Result<(), ControlError> {
+    for (i, g) in groups.iter().enumerate() {
+        if g.target_group_name
+            .starts_with(crate::mesh::MESH_TARGET_GROUP_PREFIX)
+        {
+            return Err(ControlError::invalid(
+                format!("targetGroups[{i}].targetGroupName"),
+                format!(
+                    "names starting with {:?} belong to the mesh's target groups, which berth derives from services; choose another name, got {:?}",
+                    crate::mesh::MESH_TARGET_GROUP_PREFIX, g.target_group_name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn owner(s: &Service) -> String {
     format!("service {}/{}", s.cluster_name(), s.service_name)
 }

@@ -230,3 +230,10 @@ async fn a_registry_in_a_missing_namespace_is_refused() {
             "    serviceRegistries: [{registryArn: \"arn:berth:servicediscovery:local:000000000000:service/nowhere/other\", containerName: app, containerPort: 8080}]\n");
     refused(&db, &bad, "services[0].serviceRegistries[0].registryArn").await;
 }
+
+#[tokio::test]
+async fn a_target_group_named_like_a_mesh_group_is_refused() {
+    let db = db().await;
+    let bad = format!("{STACK}targetGroups:\n  - targetGroupName: mesh_internal_backend\n");
+    refused(&db, &bad, "targetGroups[0].targetGroupName").await;
+}
