@@ -270,4 +270,6 @@ impl ProxyFeed {
 }
 
 #[cfg(test)]
+mod mesh_tests;
+#[cfg(test)]
 mod tests;
