@@ -30,6 +30,7 @@
 //! - [`apply`]: stack apply, all or nothing (with the autoscaling sections).
 //! - [`autoscaling_api`]: the API of scalable targets, scaling policies, scheduled
 //!   actions and scaling activities.
+//! - [`discovery_api`]: the API of namespaces and a service's mesh and DNS endpoints.
 //! - [`db`]: key layout and typed store access.
 //! - [`scheduler`], [`services`], [`registration`], [`proxy_feed`], [`autoscaler`]: the
 //!   reconcilers; [`mesh`]: the mesh's target groups and listeners derived from services.
@@ -55,6 +56,7 @@ pub mod autoscaling_api;
 pub mod data_plane;
 pub mod db;
 pub mod discovery;
+pub mod discovery_api;
 pub mod error;
 pub mod json_body;
 pub mod mesh;
