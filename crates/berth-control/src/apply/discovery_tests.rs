@@ -237,3 +237,15 @@ async fn a_target_group_named_like_a_mesh_group_is_refused() {
     let bad = format!("{STACK}targetGroups:\n  - targetGroupName: mesh_internal_backend\n");
     refused(&db, &bad, "targetGroups[0].targetGroupName").await;
 }
+
+#[tokio::test]
+async fn the_mesh_example_applies_and_offers_the_backend_behind_its_alias() {
+    let db = db().await;
+    let example = include_str!("../../../../configs/mesh.yaml");
+    run(&db, example).await.unwrap();
+    let ports = crate::proxy_feed::mesh_ports_of(&db).await.unwrap();
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    assert_eq!(ports[0].service, "backend");
+    assert_eq!(ports[0].aliases, [(9000, "backend".to_string())]);
+    assert_eq!(ports[0].per_request_timeout_seconds, 10);
+}
