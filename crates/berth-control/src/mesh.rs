@@ -86,6 +86,30 @@ pub fn is_mesh_target_group(target_group_arn: &str) -> bool {
     arn::last_segment(target_group_arn).starts_with(MESH_TARGET_GROUP_PREFIX)
 }
 
+/// The ARNs of the mesh target groups of the ports `service` offers, from its
+/// configuration alone.
+pub fn mesh_target_group_arns(service: &Service) -> Vec<String> {
+    let Some(sc) = service
+        .service_connect_configuration
+        .as_ref()
+        .filter(|c| c.enabled)
+    else {
+        return Vec::new();
+    };
+    let Some(ns) = sc.namespace_name() else {
+        return Vec::new();
+    };
+    sc.services
+        .iter()
+        .map(|s| {
+            arn::target_group(&target_group_name(
+                ns,
+                &s.discovery_name().to_ascii_lowercase(),
+            ))
+        })
+        .collect()
+}
+
 /// The ports `service` offers in the mesh, with `td` its current task definition. A
 /// port whose `portName` the definition lacks is left out (apply refuses it; a
 /// definition deregistered since cannot be helped).
