@@ -2,7 +2,7 @@
 //!
 //! | method and path | what |
 //! |---|---|
-//! | `GET /v1/namespaces`, `GET /v1/namespaces/{name}` | Cloud Map namespaces |
+//! | `GET /v1/namespaces`, `GET/DELETE /v1/namespaces/{name}` | Cloud Map namespaces (DELETE is refused while a service names the namespace) |
 //! | `GET /v1/clusters/{c}/services/{s}/endpoints` | what the mesh and DNS see of the service, per discovery name: namespace, client aliases, the DNS names published, and each task's endpoint with its health, requests in flight, ejection and whether DNS answers with it |
 //!
 //! Namespaces are created and updated through apply (a stack's `namespaces`).
@@ -38,7 +38,10 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
 ) -> Router<S> {
     Router::new()
         .route("/v1/namespaces", get(list_namespaces))
-        .route("/v1/namespaces/{name}", get(get_namespace))
+        .route(
+            "/v1/namespaces/{name}",
+            get(get_namespace).delete(delete_namespace),
+        )
         .route(
             "/v1/clusters/{cluster}/services/{service}/endpoints",
             get(service_endpoints),
@@ -50,17 +53,55 @@ async fn list_namespaces(State(s): St) -> ApiResult<Vec<Namespace>> {
     Ok(Json(s.db.namespaces().await?))
 }
 
+fn namespace_not_found(name: &str) -> ApiError {
+    ApiError::new(
+        "NamespaceNotFound",
+        404,
+        format!("namespace {name:?} does not exist; see GET /v1/namespaces"),
+    )
+}
+
 async fn get_namespace(State(s): St, Path(name): Path<String>) -> ApiResult<Namespace> {
     s.db.get::<Namespace>(&db::namespace_key(&name))
         .await?
         .map(|v| Json(v.value))
-        .ok_or_else(|| {
-            ApiError::new(
-                "NamespaceNotFound",
-                404,
-                format!("namespace {name:?} does not exist; see GET /v1/namespaces"),
-            )
-        })
+        .ok_or_else(|| namespace_not_found(&name))
+}
+
+/// Deletes a namespace no service names (as Cloud Map refuses to delete a namespace
+/// that still has services).
+async fn delete_namespace(State(s): St, Path(name): Path<String>) -> ApiResult<serde_json::Value> {
+    let ns =
+        s.db.get::<Namespace>(&db::namespace_key(&name))
+            .await?
+            .ok_or_else(|| namespace_not_found(&name))?;
+    for svc in s.db.services(None).await? {
+        let svc = svc.value;
+        let in_mesh = svc
+            .service_connect_configuration
+            .as_ref()
+            .and_then(|c| c.namespace_name())
+            == Some(name.as_str());
+        let registered = svc.service_registries.iter().any(|r| {
+            r.registry_arn
+                .as_deref()
+                .and_then(berth_model::servicediscovery::parse_discovery_service_arn)
+                .is_some_and(|(ns, _)| ns == name)
+        });
+        if in_mesh || registered {
+            return Err(ApiError::in_use(format!(
+                "namespace {name:?} is used by service {}/{}; remove it from the service first",
+                svc.cluster_name(),
+                svc.service_name
+            )));
+        }
+    }
+    s.db.batch(vec![berth_store::Op::Delete {
+        key: ns.key,
+        expect: Some(berth_store::Expect::ModRevision(ns.mod_revision)),
+    }])
+    .await?;
+    Ok(Json(serde_json::json!({"deleted": ns.value.arn})))
 }
 
 /// One discovery name of a service, as the mesh and DNS see it.

@@ -98,6 +98,16 @@ impl Api {
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
+
+    async fn delete(&self, path: &str) -> (u16, Value) {
+        let resp = reqwest::Client::new()
+            .delete(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
 }
 
 fn task(id: &str, host_port: u32) -> Task {
@@ -237,4 +247,29 @@ async fn a_service_outside_discovery_has_none_and_a_missing_one_is_an_error() {
         .await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["__type"], "ServiceNotFoundException");
+}
+
+#[tokio::test]
+async fn a_namespace_in_use_is_not_deleted() {
+    let api = start().await;
+    let (status, body) = api.delete("/v1/namespaces/internal").await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["__type"], "ResourceInUseException");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("default/backend"),
+        "{body}"
+    );
+    assert_eq!(api.get("/v1/namespaces/internal").await.0, 200);
+    // Once no service names it, it goes.
+    api.db
+        .store
+        .delete(&db::service_key("default", "backend"))
+        .await
+        .unwrap();
+    let (status, body) = api.delete("/v1/namespaces/internal").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(api.get("/v1/namespaces/internal").await.0, 404);
 }
