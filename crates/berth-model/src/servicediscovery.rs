@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::arn::{ACCOUNT, REGION};
 use crate::discovery::DEFAULT_DNS_TTL_SECONDS;
-use crate::ecs::{ContainerDefinition, NetworkMode, PortMapping, Service, TaskDefinition};
+use crate::ecs::{
+    ContainerDefinition, NetworkMode, PortMapping, Service, ServiceRegistry, TaskDefinition,
+};
 use crate::error::{check_range, Result, ValidationError};
 use crate::time::Timestamp;
 
@@ -144,6 +146,42 @@ pub fn check_dns_name(field: &str, name: &str) -> Result<()> {
                 format!("must be a DNS name: labels of letters, digits and hyphens separated by dots (no trailing dot), got {name:?}"),
             )
         })?;
+    }
+    Ok(())
+}
+
+/// A service's `serviceRegistries` on their own: at most one (as ECS allows), naming a
+/// berth discovery service, with ports in range.
+pub fn check_service_registries(registries: &[ServiceRegistry]) -> Result<()> {
+    if registries.len() > 1 {
+        return Err(ValidationError::new(
+            "serviceRegistries",
+            format!(
+                "may list at most 1 registry (as ECS allows), got {}",
+                registries.len()
+            ),
+        ));
+    }
+    for (i, r) in registries.iter().enumerate() {
+        let at = format!("serviceRegistries[{i}]");
+        let arn = r.registry_arn.as_deref().unwrap_or_default();
+        let Some((ns, name)) = parse_discovery_service_arn(arn) else {
+            return Err(ValidationError::new(
+                format!("{at}.registryArn"),
+                format!(
+                    "must name a discovery service as {}, got {arn:?}",
+                    discovery_service_arn("<namespace>", "<name>")
+                ),
+            ));
+        };
+        check_dns_name(&format!("{at}.registryArn"), ns)?;
+        check_dns_label(&format!("{at}.registryArn"), name)?;
+        if let Some(p) = r.port {
+            check_range(&format!("{at}.port"), p, 1, 65535)?;
+        }
+        if let Some(p) = r.container_port {
+            check_range(&format!("{at}.containerPort"), p, 1, 65535)?;
+        }
     }
     Ok(())
 }

@@ -662,7 +662,7 @@ impl Service {
             sc.validate()
                 .map_err(|e| e.within("serviceConnectConfiguration"))?;
         }
-        self.validate_service_registries()?;
+        crate::servicediscovery::check_service_registries(&self.service_registries)?;
         if !self.volume_configurations.is_empty() {
             return Err(refuse(
                 "volumeConfigurations",
@@ -676,42 +676,6 @@ impl Service {
                 SHAPE,
                 "vpcLatticeConfigurations",
             ));
-        }
-        Ok(())
-    }
-
-    /// `serviceRegistries`: at most one (as ECS allows), naming a berth discovery
-    /// service, with ports in range.
-    fn validate_service_registries(&self) -> Result<()> {
-        if self.service_registries.len() > 1 {
-            return Err(ValidationError::new(
-                "serviceRegistries",
-                format!(
-                    "may list at most 1 registry (as ECS allows), got {}",
-                    self.service_registries.len()
-                ),
-            ));
-        }
-        for (i, r) in self.service_registries.iter().enumerate() {
-            let at = format!("serviceRegistries[{i}]");
-            let arn = r.registry_arn.as_deref().unwrap_or_default();
-            let Some((ns, name)) = crate::servicediscovery::parse_discovery_service_arn(arn) else {
-                return Err(ValidationError::new(
-                    format!("{at}.registryArn"),
-                    format!(
-                        "must name a discovery service as {}, got {arn:?}",
-                        crate::servicediscovery::discovery_service_arn("<namespace>", "<name>")
-                    ),
-                ));
-            };
-            crate::servicediscovery::check_dns_name(&format!("{at}.registryArn"), ns)?;
-            crate::servicediscovery::check_dns_label(&format!("{at}.registryArn"), name)?;
-            if let Some(p) = r.port {
-                check_range(&format!("{at}.port"), p, 1, 65535)?;
-            }
-            if let Some(p) = r.container_port {
-                check_range(&format!("{at}.containerPort"), p, 1, 65535)?;
-            }
         }
         Ok(())
     }
