@@ -188,3 +188,57 @@ async fn a_stopping_task_drains_from_the_mesh_before_it_is_signalled() {
     let name = crate::mesh::target_group_name("internal", "backend");
     assert!(db.targets(Some(&name)).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_service_leaving_the_mesh_drains_its_running_tasks_from_it() {
+    let (db, dp, feed) = setup().await;
+    let reg = RegistrationReconciler::new(db.clone());
+    reg.reconcile().await.unwrap();
+    db.update::<Service, _>(&db::service_key("default", "backend"), |s| {
+        s.service_connect_configuration = None;
+        true
+    })
+    .await
+    .unwrap();
+    reg.reconcile().await.unwrap();
+    let name = crate::mesh::target_group_name("internal", "backend");
+    let targets = db.targets(Some(&name)).await.unwrap();
+    assert!(targets[0].value.deregistering_at.is_some());
+    // Offered as a leftover group so it can drain; no listener routes to it.
+    feed.push_config().await.unwrap();
+    let offered = dp.offered.lock().unwrap().last().cloned().unwrap();
+    let g = offered
+        .target_groups
+        .iter()
+        .find(|g| g.group.target_group_arn == mesh_arn())
+        .unwrap();
+    assert!(g.targets[0].draining);
+    assert!(offered.mesh_listeners.is_empty());
+    *dp.statuses.lock().unwrap() = vec![TargetStatus {
+        target_group_arn: mesh_arn(),
+        addr: "127.0.0.1:32768".parse().unwrap(),
+        health: TargetHealth {
+            state: TargetHealthState::Draining,
+            reason: None,
+            description: None,
+        },
+        in_flight: 0,
+        request_count: 0,
+        drained: true,
+        ejected: false,
+    }];
+    feed.pull_health().await.unwrap();
+    reg.reconcile().await.unwrap();
+    assert!(db.targets(Some(&name)).await.unwrap().is_empty());
+    let t: Task = db
+        .get(&db::task_key("default", "t1"))
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    assert_eq!(
+        t.last_status,
+        TaskStatus::Running,
+        "the task itself keeps running"
+    );
+}
