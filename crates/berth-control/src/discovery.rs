@@ -29,6 +29,13 @@ pub trait Discovery: Send + Sync {
     fn publish(&self, records: DiscoveryRecords);
 }
 
+/// A closure publishes too: `Arc::new(move |r| dns.publish(r))`.
+impl<F: Fn(DiscoveryRecords) + Send + Sync> Discovery for F {
+    fn publish(&self, records: DiscoveryRecords) {
+        self(records)
+    }
+}
+
 /// Publishes nowhere: the default until the binary wires a DNS server in.
 pub struct NoDiscovery;
 

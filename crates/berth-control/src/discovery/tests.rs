@@ -369,3 +369,16 @@ async fn the_publisher_publishes_only_changes() {
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[1].zones, ["internal"]);
 }
+
+#[tokio::test]
+async fn a_closure_is_a_discovery() {
+    let db = crate::test_fixtures::db_with_default_cluster().await;
+    let seen = Arc::new(Mutex::new(0));
+    let counter = seen.clone();
+    let p = Publisher::default();
+    p.set(Arc::new(move |_: DiscoveryRecords| {
+        *counter.lock().unwrap() += 1
+    }));
+    p.publish(&db, &[]).await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), 1);
+}

@@ -166,7 +166,8 @@ pub struct ServiceRegistry {
     /// tasks are published as `<name>.<namespace>` (see [`crate::servicediscovery`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry_arn: Option<String>,
-    /// The port of SRV records for awsvpc tasks, when `containerPort` is not given.
+    /// The port an awsvpc task's endpoint is reported with when `containerPort` is not
+    /// given (berth publishes awsvpc tasks as A records, which carry no port).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u32>,
     /// The container and port whose (host) port SRV records carry; required in bridge
