@@ -65,7 +65,10 @@ impl Stack {
     }
 
     /// Validates every resource, then the references the stack resolves on its own:
-    /// duplicate names, and services' load balancer containers and ports.
+    /// duplicate names, services' load balancer containers and ports, their mesh
+    /// `portName`s and registry containers, and client aliases and discovery names
+    /// claimed twice among the stack's services (the namespaces a service names may be
+    /// in the store: apply checks them).
     pub fn validate(&self) -> Result<()> {
         let mut seen = BTreeSet::new();
         for (i, c) in self.clusters.iter().enumerate() {
