@@ -12,6 +12,7 @@
 //! | `GET /v1/container-instances[?cluster=]` | container instances |
 //! | `GET /v1/target-groups`, `GET/PUT/DELETE /v1/target-groups/{name}`, `GET /v1/target-groups/{name}/targets` | target groups and their targets' health |
 //! | `GET /v1/load-balancers`, `GET/PUT/DELETE /v1/load-balancers/{name}` | load balancers (listeners carry `boundPort`) |
+//! | `GET /v1/namespaces[/{name}]`, `GET /v1/clusters/{c}/services/{s}/endpoints` | service discovery and the mesh: see [`crate::discovery_api`] |
 //! | `/v1/scalable-targets`, `/v1/scaling-policies`, `/v1/scheduled-actions`, `/v1/clusters/{c}/services/{s}/scaling-activities`, ... | autoscaling: see [`crate::autoscaling_api`] (DELETE of a service also deletes its autoscaling resources) |
 //!
 //! Errors are `{"__type": "<ECS error name>", "message": "..."}`.
@@ -89,6 +90,10 @@ pub fn router(state: ApiState) -> Router {
                 .delete(delete_load_balancer),
         )
         .merge(crate::autoscaling_api::routes(
+            state.db.clone(),
+            state.data_plane.clone(),
+        ))
+        .merge(crate::discovery_api::routes(
             state.db.clone(),
             state.data_plane.clone(),
         ))

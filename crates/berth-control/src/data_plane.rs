@@ -46,6 +46,8 @@ pub(crate) mod fake {
     pub struct FakeDataPlane {
         /// Load balancer name → the reason an apply naming it is refused.
         pub refuse: Mutex<BTreeMap<String, String>>,
+        /// Mesh listener port → the reason an apply with it is refused.
+        pub refuse_mesh_ports: Mutex<BTreeMap<u16, String>>,
         /// Refuse every configuration without naming a load balancer.
         pub refuse_all: Mutex<Option<String>>,
         /// Certificate files that do not load.
@@ -60,6 +62,7 @@ pub(crate) mod fake {
         fn default() -> Self {
             Self {
                 refuse: Mutex::default(),
+                refuse_mesh_ports: Mutex::default(),
                 refuse_all: Mutex::default(),
                 bad_certificate_files: Mutex::default(),
                 statuses: Mutex::default(),
@@ -78,6 +81,18 @@ pub(crate) mod fake {
                     load_balancer_name: None,
                     mesh_listener_port: None,
                     reason,
+                });
+            }
+            let refuse_mesh = self.refuse_mesh_ports.lock().unwrap();
+            if let Some(l) = config
+                .mesh_listeners
+                .iter()
+                .find(|l| refuse_mesh.contains_key(&l.port))
+            {
+                return Err(ConfigRefusal {
+                    load_balancer_name: None,
+                    mesh_listener_port: Some(l.port),
+                    reason: refuse_mesh[&l.port].clone(),
                 });
             }
             let refuse = self.refuse.lock().unwrap();

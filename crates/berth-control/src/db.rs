@@ -9,6 +9,7 @@
 //! - `/targetgroups/<name>`
 //! - `/targets/<target group name>/<ip:port>`
 //! - `/loadbalancers/<name>`
+//! - `/namespaces/<name>` (Cloud Map namespaces)
 //! - `/scalabletargets/<cluster>/<service>`
 //! - `/scalingpolicies/<cluster>/<service>/<policy name>`
 //! - `/scheduledactions/<cluster>/<service>/<action name>`
@@ -19,6 +20,7 @@ use berth_model::autoscaling::activity::MAX_ACTIVITIES_PER_SERVICE;
 use berth_model::autoscaling::{ScalableTarget, ScalingActivity, ScalingPolicy, ScheduledAction};
 use berth_model::ecs::{Cluster, ContainerInstance, Service, Task, TaskDefinition};
 use berth_model::elb::{LoadBalancer, Target, TargetGroup};
+use berth_model::servicediscovery::Namespace;
 use berth_store::{DynStore, Entry, Expect, Op, Revision, StoreError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -57,6 +59,9 @@ pub fn target_prefix(tg: &str) -> String {
 }
 pub fn target_key(tg: &str, endpoint: &str) -> String {
     format!("/targets/{tg}/{endpoint}")
+}
+pub fn namespace_key(name: &str) -> String {
+    format!("/namespaces/{name}")
 }
 pub fn load_balancer_key(name: &str) -> String {
     format!("/loadbalancers/{name}")
@@ -264,6 +269,10 @@ impl Db {
 
     pub async fn clusters(&self) -> Result<Vec<Cluster>, ControlError> {
         self.list_values("/clusters/").await
+    }
+
+    pub async fn namespaces(&self) -> Result<Vec<Namespace>, ControlError> {
+        self.list_values("/namespaces/").await
     }
 
     pub async fn cluster(&self, name: &str) -> Result<Option<Cluster>, ControlError> {

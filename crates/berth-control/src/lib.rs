@@ -3,7 +3,8 @@
 //!
 //! - the service reconciler (placement, desired count, replacement, rolling deployments),
 //! - the target-registration reconciler (register running tasks, drain stopping ones),
-//! - the proxy feed (store → data-plane snapshot, data-plane health → store),
+//! - the proxy feed (store → data-plane snapshot with the mesh, data-plane health →
+//!   store), then the DNS records ([`discovery`]),
 //! - the autoscaler (scalable targets, policies and sampled metrics → desired counts),
 //!
 //! and samples, after each pass, the metrics the autoscaler reads
@@ -15,10 +16,12 @@
 //!
 //! What it does not do: run tasks (the agent does) or carry traffic (the proxy does). It
 //! knows neither: it depends on the model and the store only, and meets the other planes
-//! through three seams the binary wires up:
+//! through four seams the binary wires up:
 //!
 //! - [`DataPlane`]: publish a [`ProxyConfig`](berth_model::dataplane::ProxyConfig), hear
 //!   target health, check certificates;
+//! - [`Discovery`]: publish the DNS records of namespaces (optional; see
+//!   [`ControlPlane::with_discovery`]);
 //! - [`AgentService`]: what agents call (register, tasks placed, task state changes);
 //! - [`TaskNodes`]: ask the node running a task for its logs and resource use.
 //!
@@ -27,10 +30,12 @@
 //! - [`apply`]: stack apply, all or nothing (with the autoscaling sections).
 //! - [`autoscaling_api`]: the API of scalable targets, scaling policies, scheduled
 //!   actions and scaling activities.
+//! - [`discovery_api`]: the API of namespaces and a service's mesh and DNS endpoints.
 //! - [`db`]: key layout and typed store access.
 //! - [`scheduler`], [`services`], [`registration`], [`proxy_feed`], [`autoscaler`]: the
-//!   reconcilers.
-//! - [`data_plane`], [`agent_service`], [`task_nodes`]: the seams to the other planes.
+//!   reconcilers; [`mesh`]: the mesh's target groups and listeners derived from services.
+//! - [`data_plane`], [`discovery`], [`agent_service`], [`task_nodes`]: the seams to the
+//!   other planes.
 //! - [`metrics`]: the control plane's Prometheus metrics.
 //! - [`service_metrics`]: per-service windows of the metrics scaling policies track.
 //! - [`error`]: [`ControlError`], and the ECS-named API errors it becomes at the edge;
@@ -50,8 +55,11 @@ pub mod autoscaler;
 pub mod autoscaling_api;
 pub mod data_plane;
 pub mod db;
+pub mod discovery;
+pub mod discovery_api;
 pub mod error;
 pub mod json_body;
+pub mod mesh;
 pub mod mesh_ca;
 pub mod metrics;
 pub mod proxy_feed;
@@ -66,6 +74,7 @@ mod test_fixtures;
 pub use agent_service::AgentService;
 pub use data_plane::DataPlane;
 pub use db::Db;
+pub use discovery::Discovery;
 pub use error::{ApiError, ControlError};
 pub use task_nodes::{NodeError, TaskNodes};
 
@@ -82,6 +91,7 @@ pub struct ControlPlane {
     metrics: metrics::ControlMetrics,
     service_metrics: Arc<service_metrics::ServiceMetrics>,
     autoscaler: autoscaler::Autoscaler,
+    discovery: discovery::Publisher,
 }
 
 impl ControlPlane {
@@ -107,7 +117,15 @@ impl ControlPlane {
             feed,
             metrics: metrics::ControlMetrics::new(registry),
             service_metrics,
+            discovery: discovery::Publisher::default(),
         })
+    }
+
+    /// Publishes the DNS records to `discovery` after every pass (when they changed);
+    /// without it they go nowhere.
+    pub fn with_discovery(self: Arc<Self>, discovery: Arc<dyn Discovery>) -> Arc<Self> {
+        self.discovery.set(discovery);
+        self
     }
 
     /// The sampled metrics of every service, which the autoscaler reads.
@@ -163,6 +181,10 @@ impl ControlPlane {
         }
         if let Err(e) = self.feed.pull_health().await {
             tracing::warn!(error = %e, "proxy health");
+        }
+        let statuses = self.data_plane.target_statuses();
+        if let Err(e) = self.discovery.publish(&self.db, &statuses).await {
+            tracing::warn!(error = %e, "discovery");
         }
         let now = unix_now();
         if let Err(e) = self.observe_at(now).await {

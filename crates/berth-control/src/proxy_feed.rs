@@ -1,21 +1,47 @@
-//! Feeds the data plane: turns the load balancers, target groups and targets in the store
-//! into a [`ProxyConfig`] snapshot for a [`DataPlane`], and copies what the data plane
+//! Feeds the data plane: turns the load balancers, target groups and targets in the store,
+//! and the mesh derived from the services ([`crate::mesh`]), into a [`ProxyConfig`]
+//! snapshot for a [`DataPlane`], and copies what the data plane
 //! observes (target health, draining finished) back into the target records.
 //!
 //! What it does not do: know the proxy. It speaks the contract types of
 //! [`berth_model::dataplane`] through the [`DataPlane`] trait.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
-use berth_model::dataplane::{ProxyConfig, ProxyTarget, TargetGroupConfig};
+use berth_model::dataplane::{
+    MeshGroupSettings, OutlierDetection, ProxyConfig, ProxyTarget, TargetGroupConfig,
+};
+use berth_model::ecs::Service;
 use berth_model::elb::{Target, TargetHealthState};
 use berth_model::time;
 
 use crate::data_plane::DataPlane;
 use crate::db::{self, Db};
 use crate::error::ControlError;
+use crate::mesh;
+
+/// Every port the stored ACTIVE services offer in the mesh, each with its service's
+/// current task definition.
+pub async fn mesh_ports_of(db: &Db) -> Result<Vec<mesh::MeshPort>, ControlError> {
+    let mut out = Vec::new();
+    for s in db.services(None).await? {
+        let s = s.value;
+        if s.status != "ACTIVE"
+            || !s
+                .service_connect_configuration
+                .as_ref()
+                .is_some_and(|c| c.enabled)
+        {
+            continue;
+        }
+        if let Some(td) = db.resolve_task_definition(&s.task_definition).await? {
+            out.extend(mesh::mesh_ports(&s, &td));
+        }
+    }
+    Ok(out)
+}
 
 /// What the data plane made of the load balancers: listener ARN → bound address, and
 /// load balancer name → why it could not be served.
@@ -23,6 +49,8 @@ use crate::error::ControlError;
 pub struct ProxyState {
     pub bound: BTreeMap<String, SocketAddr>,
     pub failed: BTreeMap<String, String>,
+    /// Mesh listener port → why the data plane could not serve it.
+    pub failed_mesh_listeners: BTreeMap<u16, String>,
 }
 
 pub type BoundListeners = Arc<RwLock<ProxyState>>;
@@ -42,18 +70,17 @@ impl ProxyFeed {
         }
     }
 
-    /// Builds the proxy's configuration from the store and applies it.
+    /// Builds the proxy's configuration from the store and applies it: the load
+    /// balancers and target groups, and the mesh ([`crate::mesh`]): a target group per
+    /// port a service offers in the mesh and a listener per client-alias port.
     pub async fn push_config(&self) -> Result<(), ControlError> {
         let lbs = self.db.load_balancers().await?;
         let tgs = self.db.target_groups().await?;
         let targets = self.db.targets(None).await?;
-        let mut groups = Vec::new();
-        for tg in tgs {
+        let ports = mesh_ports_of(&self.db).await?;
+        let proxy_targets = |arn: &str| -> Vec<ProxyTarget> {
             let mut list = Vec::new();
-            for t in targets
-                .iter()
-                .filter(|t| t.value.target_group_arn == tg.target_group_arn)
-            {
+            for t in targets.iter().filter(|t| t.value.target_group_arn == arn) {
                 let t = &t.value;
                 if t.drained_at.is_some() {
                     continue;
@@ -69,46 +96,139 @@ impl ProxyFeed {
                     draining: t.deregistering_at.is_some(),
                 });
             }
+            list
+        };
+        let mut groups = Vec::new();
+        for tg in tgs {
             groups.push(TargetGroupConfig {
+                targets: proxy_targets(&tg.target_group_arn),
                 group: tg,
-                targets: list,
                 mesh: None,
             });
         }
-        // A load balancer the data plane cannot serve (its port is taken, say) is left
-        // out and reported as failed; the others, and every target change, go on.
+        let mut mesh_arns = BTreeSet::new();
+        for p in &ports {
+            let arn = p.target_group_arn();
+            if !mesh_arns.insert(arn.clone()) {
+                continue;
+            }
+            groups.push(TargetGroupConfig {
+                targets: proxy_targets(&arn),
+                group: p.target_group(),
+                mesh: Some(p.settings()),
+            });
+        }
+        // Targets still draining from a group no service offers any more.
+        let leftovers: BTreeSet<&str> = targets
+            .iter()
+            .map(|t| t.value.target_group_arn.as_str())
+            .filter(|a| mesh::is_mesh_target_group(a) && !mesh_arns.contains(*a))
+            .collect();
+        for arn in leftovers {
+            let group = mesh::leftover_target_group(arn);
+            groups.push(TargetGroupConfig {
+                targets: proxy_targets(arn),
+                mesh: Some(MeshGroupSettings {
+                    namespace: String::new(),
+                    discovery_name: group.target_group_name.clone(),
+                    per_request_timeout_seconds: 0,
+                    outlier_detection: OutlierDetection::default(),
+                }),
+                group,
+            });
+        }
+        let mut listeners = mesh::mesh_listeners(&ports);
+        // A load balancer or mesh listener the data plane cannot serve (its port is
+        // taken, say) is left out and reported as failed; the others, and every target
+        // change, go on.
         let mut lbs = lbs;
         let mut failed = BTreeMap::new();
+        let mut failed_mesh = BTreeMap::new();
         loop {
             let cfg = ProxyConfig {
                 load_balancers: lbs.clone(),
                 target_groups: groups.clone(),
-                mesh_listeners: vec![],
+                mesh_listeners: listeners.clone(),
             };
             match self.data_plane.apply(cfg).await {
                 Ok(bound) => {
-                    let mut st = self.bound.write().expect("proxy state lock");
-                    for (name, why) in &failed {
-                        if st.failed.get(name) != Some(why) {
-                            tracing::warn!(load_balancer = %name, reason = %why, "load balancer failed");
+                    let newly_failed: Vec<(u16, String)> = {
+                        let mut st = self.bound.write().expect("proxy state lock");
+                        for (name, why) in &failed {
+                            if st.failed.get(name) != Some(why) {
+                                tracing::warn!(load_balancer = %name, reason = %why, "load balancer failed");
+                            }
                         }
+                        let newly = failed_mesh
+                            .iter()
+                            .filter(|(port, why)| st.failed_mesh_listeners.get(*port) != Some(*why))
+                            .map(|(p, w)| (*p, w.clone()))
+                            .collect();
+                        *st = ProxyState {
+                            bound,
+                            failed,
+                            failed_mesh_listeners: failed_mesh,
+                        };
+                        newly
+                    };
+                    for (port, why) in newly_failed {
+                        tracing::warn!(port, reason = %why, "mesh listener failed");
+                        self.record_mesh_listener_failure(&ports, port, &why)
+                            .await?;
                     }
-                    *st = ProxyState { bound, failed };
                     return Ok(());
                 }
-                Err(refusal) => match refusal
-                    .load_balancer_name
-                    .as_ref()
-                    .and_then(|name| lbs.iter().position(|lb| &lb.load_balancer_name == name))
-                {
-                    Some(i) => {
-                        let lb = lbs.remove(i);
-                        failed.insert(lb.load_balancer_name, refusal.reason);
+                Err(refusal) => {
+                    if let Some(i) = refusal
+                        .mesh_listener_port
+                        .and_then(|port| listeners.iter().position(|l| l.port == port))
+                    {
+                        let l = listeners.remove(i);
+                        failed_mesh.insert(l.port, refusal.reason);
+                        continue;
                     }
-                    None => return Err(ControlError::DataPlaneRefused(refusal)),
-                },
+                    match refusal
+                        .load_balancer_name
+                        .as_ref()
+                        .and_then(|name| lbs.iter().position(|lb| &lb.load_balancer_name == name))
+                    {
+                        Some(i) => {
+                            let lb = lbs.remove(i);
+                            failed.insert(lb.load_balancer_name, refusal.reason);
+                        }
+                        None => return Err(ControlError::DataPlaneRefused(refusal)),
+                    }
+                }
             }
         }
+    }
+
+    /// Records on each service with a client alias on `port` that the data plane could
+    /// not serve that port's mesh listener, and why.
+    async fn record_mesh_listener_failure(
+        &self,
+        ports: &[mesh::MeshPort],
+        port: u16,
+        why: &str,
+    ) -> Result<(), ControlError> {
+        let owners: BTreeSet<(&str, &str)> = ports
+            .iter()
+            .filter(|p| p.aliases.iter().any(|(alias_port, _)| *alias_port == port))
+            .map(|p| (p.cluster.as_str(), p.service.as_str()))
+            .collect();
+        let now = time::now();
+        for (cluster, service) in owners {
+            let message = format!(
+                "(service {service}) the mesh could not serve client alias port {port}: {why}"
+            );
+            self.db
+                .update::<Service, _>(&db::service_key(cluster, service), |s| {
+                    s.push_event(uuid::Uuid::new_v4().to_string(), now, message.clone());
+                    true
+                })
+                .await?;
+        }
+        Ok(())
     }
 
     /// Copies target health and drained flags from the data plane into the store.
@@ -149,5 +269,7 @@ impl ProxyFeed {
     }
 }
 
+#[cfg(test)]
+mod mesh_tests;
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,11 @@
 //! - A RUNNING task of a service with `loadBalancers` gets one target per mapping:
 //!   the instance's address and the host port bound to `containerName:containerPort`
 //!   (or the task's own IP and the container port in awsvpc mode). It starts `initial`.
+//!   Each port the service offers in the mesh (`serviceConnectConfiguration`) gets a
+//!   target the same way in its mesh target group ([`crate::mesh`]), so mesh endpoints
+//!   drain before their task is signalled too. A running task's mesh target in a group
+//!   its service no longer offers (it left the mesh or renamed the port) drains and is
+//!   removed; the task keeps running.
 //! - A task asked to stop keeps its targets, marked deregistering (`draining` in the
 //!   proxy: no new requests). Once the proxy reports a target drained (nothing in flight,
 //!   or the deregistration delay ran out) the target is removed; when a DEACTIVATING task
@@ -48,6 +53,15 @@ pub fn task_endpoint(
         .and_then(|i| i.attributes.get(ADDRESS_ATTRIBUTE).cloned())
         .unwrap_or_else(|| "127.0.0.1".to_string());
     Some((ip, b.host_port))
+}
+
+/// A target's health once its deregistration began.
+fn draining_health() -> TargetHealth {
+    TargetHealth {
+        state: TargetHealthState::Draining,
+        reason: Some("Target.DeregistrationInProgress".into()),
+        description: Some("Target deregistration is in progress".into()),
+    }
 }
 
 impl RegistrationReconciler {
@@ -119,11 +133,7 @@ impl RegistrationReconciler {
                         if t.value.deregistering_at.is_none() {
                             let mut v = t.value.clone();
                             v.deregistering_at = Some(now);
-                            v.target_health = TargetHealth {
-                                state: TargetHealthState::Draining,
-                                reason: Some("Target.DeregistrationInProgress".into()),
-                                description: Some("Target deregistration is in progress".into()),
-                            };
+                            v.target_health = draining_health();
                             ops.push(Op::Put {
                                 key: t.key.clone(),
                                 value: db::encode(&v),
@@ -153,7 +163,14 @@ impl RegistrationReconciler {
             let Some(svc) = services.get(&format!("{}/{svc_name}", task.cluster_name())) else {
                 continue;
             };
-            if svc.load_balancers.is_empty() {
+            let has_mesh = svc
+                .service_connect_configuration
+                .as_ref()
+                .is_some_and(|c| c.enabled && !c.services.is_empty());
+            let in_mesh_before = mine
+                .iter()
+                .any(|t| crate::mesh::is_mesh_target_group(&t.value.target_group_arn));
+            if svc.load_balancers.is_empty() && !has_mesh && !in_mesh_before {
                 continue;
             }
             let Some(td) = self
@@ -167,19 +184,63 @@ impl RegistrationReconciler {
                 .container_instance_arn
                 .as_ref()
                 .and_then(|a| instances.get(a));
-            for lb in &svc.load_balancers {
+            // Each load balancer mapping, and each port the service offers in the mesh
+            // (with the container and port of the task's own definition).
+            let mut registrations: Vec<(String, String, u32)> = svc
+                .load_balancers
+                .iter()
+                .map(|lb| {
+                    (
+                        lb.target_group_arn.clone(),
+                        lb.container_name.clone(),
+                        lb.container_port,
+                    )
+                })
+                .collect();
+            registrations.extend(
+                crate::mesh::mesh_ports(svc, &td)
+                    .into_iter()
+                    .map(|p| (p.target_group_arn(), p.container_name, p.container_port)),
+            );
+            // A mesh target of a group the task no longer belongs to (its service left
+            // the mesh or renamed the port) drains and goes, as a stopping task's do.
+            for t in mine {
+                let stale = crate::mesh::is_mesh_target_group(&t.value.target_group_arn)
+                    && !registrations
+                        .iter()
+                        .any(|(arn, _, _)| *arn == t.value.target_group_arn);
+                if !stale {
+                    continue;
+                }
+                if t.value.drained_at.is_some() {
+                    ops.push(Op::Delete {
+                        key: t.key.clone(),
+                        expect: Some(Expect::ModRevision(t.mod_revision)),
+                    });
+                } else if t.value.deregistering_at.is_none() {
+                    let mut v = t.value.clone();
+                    v.deregistering_at = Some(now);
+                    v.target_health = draining_health();
+                    ops.push(Op::Put {
+                        key: t.key.clone(),
+                        value: db::encode(&v),
+                        expect: Some(Expect::ModRevision(t.mod_revision)),
+                    });
+                }
+            }
+            for (target_group_arn, container_name, container_port) in registrations {
                 let Some((ip, port)) = task_endpoint(
                     task,
                     instance,
                     td.network_mode,
-                    &lb.container_name,
-                    lb.container_port,
+                    &container_name,
+                    container_port,
                 ) else {
                     continue;
                 };
-                let tg_name = arn::last_segment(&lb.target_group_arn);
+                let tg_name = arn::last_segment(&target_group_arn);
                 let target = Target {
-                    target_group_arn: lb.target_group_arn.clone(),
+                    target_group_arn: target_group_arn.clone(),
                     id: ip,
                     port,
                     task_arn: Some(task.task_arn.clone()),

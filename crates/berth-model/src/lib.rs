@@ -22,6 +22,8 @@
 //! - [`elb_attributes`]: load balancer and target group attributes, parsed and typed.
 //! - [`mesh_identity`]: the mesh's SPIFFE identities, service certificates, trusted CAs
 //!   and allow lists.
+//! - [`servicediscovery`]: Cloud Map namespaces, discovery service ARNs, DNS name
+//!   rules, and the checks between services' discovery configurations.
 //! - [`stack`]: the YAML stack file that `berth apply` reads.
 
 pub mod agent;
@@ -34,6 +36,7 @@ pub mod elb;
 pub mod elb_attributes;
 pub mod error;
 pub mod mesh_identity;
+pub mod servicediscovery;
 pub mod stack;
 pub mod time;
 

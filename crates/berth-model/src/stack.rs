@@ -9,6 +9,7 @@
 //! scalableTargets: [{resourceId: service/default/web, minCapacity: 1, maxCapacity: 10}]
 //! scalingPolicies: [{policyName: cpu, resourceId: service/default/web, ...}]
 //! scheduledActions: [{scheduledActionName: night, resourceId: service/default/web, ...}]
+//! namespaces: [{name: internal, dnsTtlSeconds: 5}]
 //! ```
 //!
 //! Every section is optional: a file with only the autoscaling sections is a stack too.
@@ -25,6 +26,7 @@ use crate::autoscaling::{ScalableTarget, ScalingPolicy, ScheduledAction, Service
 use crate::ecs::{Cluster, Service, TaskDefinition};
 use crate::elb::{LoadBalancer, TargetGroup};
 use crate::error::{Result, ValidationError};
+use crate::servicediscovery::{check_against_task_definition, DiscoveryClaims, Namespace};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -45,6 +47,10 @@ pub struct Stack {
     pub scaling_policies: Vec<ScalingPolicy>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scheduled_actions: Vec<ScheduledAction>,
+    /// Cloud Map private DNS namespaces for `serviceRegistries` and
+    /// `serviceConnectConfiguration`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<Namespace>,
 }
 
 impl Stack {
@@ -59,7 +65,10 @@ impl Stack {
     }
 
     /// Validates every resource, then the references the stack resolves on its own:
-    /// duplicate names, and services' load balancer containers and ports.
+    /// duplicate names, services' load balancer containers and ports, their mesh
+    /// `portName`s and registry containers, and client aliases and discovery names
+    /// claimed twice among the stack's services (the namespaces a service names may be
+    /// in the store: apply checks them).
     pub fn validate(&self) -> Result<()> {
         let mut seen = BTreeSet::new();
         for (i, c) in self.clusters.iter().enumerate() {
@@ -100,19 +109,33 @@ impl Stack {
             }
         }
         let mut seen = BTreeSet::new();
+        for (i, n) in self.namespaces.iter().enumerate() {
+            let at = format!("namespaces[{i}]");
+            n.validate().map_err(|e| e.within(&at))?;
+            if !seen.insert(n.name.as_str()) {
+                return Err(dup(&at, "name", &n.name));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        let mut claims = DiscoveryClaims::default();
         for (i, s) in self.services.iter().enumerate() {
             let at = format!("services[{i}]");
             s.validate().map_err(|e| e.within(&at))?;
             if !seen.insert((s.cluster_name(), s.service_name.as_str())) {
                 return Err(dup(&at, "serviceName", &s.service_name));
             }
-            // When the stack holds the task definition, check the load balancer mappings.
+            // When the stack holds the task definition, check the load balancer mappings
+            // and the discovery ports.
             let family = crate::arn::parse_family_revision(&s.task_definition)
                 .map(|(f, _)| f)
                 .unwrap_or_default();
-            if let Some(td) = self.task_definitions.iter().find(|t| t.family == family) {
+            let td = self.task_definitions.iter().find(|t| t.family == family);
+            if let Some(td) = td {
                 check_service_against_task_definition(s, td).map_err(|e| e.within(&at))?;
+                check_against_task_definition(s, td).map_err(|e| e.within(&at))?;
             }
+            let owner = format!("service {}/{}", s.cluster_name(), s.service_name);
+            claims.claim(&owner, s, td).map_err(|e| e.within(&at))?;
         }
         self.validate_autoscaling()
     }

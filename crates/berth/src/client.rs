@@ -1,4 +1,5 @@
-//! The CLI's client side: `apply`, `get`, `describe`, `delete`, `stop`, `logs`, talking
+//! The CLI's client side: `apply`, `get` (with `get endpoints <service>`), `describe`,
+//! `delete`, `stop`, `logs`, talking
 //! to a server's `/v1` API; tables for people and `-o json` for scripts. The autoscaling
 //! kinds are named here ([`KINDS`], [`normalize_kind`]) and listed, described and
 //! deleted by `autoscaling_commands`.
@@ -103,6 +104,13 @@ impl Client {
 
 /// Prints rows as an aligned table.
 pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    for l in table_lines(headers, rows) {
+        println!("{l}");
+    }
+}
+
+/// The lines of an aligned table.
+fn table_lines(headers: &[&str], rows: &[Vec<String>]) -> Vec<String> {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -118,12 +126,13 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
                 s.push_str(&format!("{c:<w$}  ", w = widths[i]));
             }
         }
-        println!("{}", s.trim_end());
+        s.trim_end().to_string()
     };
-    line(headers.iter().map(|h| h.to_string()).collect());
+    let mut out = vec![line(headers.iter().map(|h| h.to_string()).collect())];
     for r in rows {
-        line(r.clone());
+        out.push(line(r.clone()));
     }
+    out
 }
 
 pub(crate) fn s(v: &Value) -> String {
@@ -152,6 +161,8 @@ pub const KINDS: &[&str] = &[
     "targets",
     "load-balancers",
     "container-instances",
+    "namespaces",
+    "endpoints",
     "scalable-targets",
     "scaling-policies",
     "scheduled-actions",
@@ -190,6 +201,10 @@ pub async fn get(client: &Client, kind: &str, cluster: Option<&str>, json: bool)
         "target-groups" => client.get("/v1/target-groups").await?,
         "load-balancers" => client.get("/v1/load-balancers").await?,
         "container-instances" => client.get(&format!("/v1/container-instances{q}")).await?,
+        "namespaces" => client.get("/v1/namespaces").await?,
+        "endpoints" => {
+            bail!("name the service: berth get endpoints <service> [--cluster <cluster>]")
+        }
         "targets" => {
             let tgs = client.get("/v1/target-groups").await?;
             let mut all = Vec::new();
@@ -413,10 +428,141 @@ pub async fn get(client: &Client, kind: &str, cluster: Option<&str>, json: bool)
                 })
                 .collect(),
         ),
+        "namespaces" => (
+            &["NAME", "TTL", "DESCRIPTION"],
+            items
+                .iter()
+                .map(|n| vec![s(&n["name"]), s(&n["dnsTtlSeconds"]), s(&n["description"])])
+                .collect(),
+        ),
         _ => unreachable!("normalized kind"),
     };
     print_table(headers, &rows);
     Ok(())
+}
+
+/// `berth get endpoints <service>`: one row per endpoint of each discovery name of the
+/// service, as the mesh and DNS see it, then the DNS names each port publishes.
+pub async fn get_endpoints(
+    client: &Client,
+    service: &str,
+    cluster: &str,
+    json: bool,
+) -> Result<()> {
+    let data = client
+        .get(&format!(
+            "/v1/clusters/{cluster}/services/{service}/endpoints"
+        ))
+        .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&data)?);
+        return Ok(());
+    }
+    let ports = data.as_array().cloned().unwrap_or_default();
+    if ports.is_empty() {
+        println!("service {service} is in no namespace (no serviceConnectConfiguration or serviceRegistries)");
+        return Ok(());
+    }
+    println!("{}", endpoint_table(&ports).join("\n"));
+    Ok(())
+}
+
+/// The lines `berth get endpoints` prints for `ports` (the endpoints API's answer).
+fn endpoint_table(ports: &[Value]) -> Vec<String> {
+    let headers = [
+        "NAME",
+        "ENDPOINT",
+        "TASK",
+        "STATE",
+        "REASON",
+        "IN FLIGHT",
+        "EJECTED",
+        "IN DNS",
+    ];
+    let mut rows = Vec::new();
+    for p in ports {
+        let name = format!("{}.{}", s(&p["discoveryName"]), s(&p["namespace"]));
+        for e in p["endpoints"].as_array().into_iter().flatten() {
+            let reason = e["reason"]
+                .as_str()
+                .or(e["health"]["reason"].as_str())
+                .unwrap_or("-");
+            rows.push(vec![
+                name.clone(),
+                s(&e["address"]),
+                short(&s(&e["taskId"])),
+                s(&e["health"]["state"]),
+                reason.to_string(),
+                s(&e["inFlight"]),
+                yes_no(&e["ejected"]),
+                yes_no(&e["published"]),
+            ]);
+        }
+        if p["endpoints"].as_array().is_none_or(|e| e.is_empty()) {
+            rows.push(vec![
+                name.clone(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "no running task".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]);
+        }
+    }
+    let mut out = table_lines(&headers, &rows);
+    out.push(String::new());
+    let rows: Vec<Vec<String>> = ports
+        .iter()
+        .map(|p| {
+            let aliases: Vec<String> = p["clientAliases"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| format!("{}:{}", s(&a["dnsName"]), s(&a["port"])))
+                .collect();
+            let names: Vec<String> = p["dnsNames"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(s)
+                .collect();
+            vec![
+                format!("{}.{}", s(&p["discoveryName"]), s(&p["namespace"])),
+                s(&p["kind"]),
+                s(&p["portName"]),
+                if aliases.is_empty() {
+                    "-".into()
+                } else {
+                    aliases.join(",")
+                },
+                s(&p["ttl"]),
+                names.join(","),
+            ]
+        })
+        .collect();
+    out.extend(table_lines(
+        &[
+            "NAME",
+            "KIND",
+            "PORT NAME",
+            "CLIENT ALIASES",
+            "TTL",
+            "DNS NAMES",
+        ],
+        &rows,
+    ));
+    out
+}
+
+fn yes_no(v: &Value) -> String {
+    if v.as_bool() == Some(true) {
+        "yes"
+    } else {
+        "no"
+    }
+    .into()
 }
 
 fn object_path(kind: &str, name: &str, cluster: &str) -> Result<String> {
@@ -428,6 +574,8 @@ fn object_path(kind: &str, name: &str, cluster: &str) -> Result<String> {
         "target-groups" => format!("/v1/target-groups/{name}"),
         "targets" => format!("/v1/target-groups/{name}/targets"),
         "load-balancers" => format!("/v1/load-balancers/{name}"),
+        "namespaces" => format!("/v1/namespaces/{name}"),
+        "endpoints" => format!("/v1/clusters/{cluster}/services/{name}/endpoints"),
         other => bail!("describe/delete does not take {other}"),
     })
 }
@@ -494,6 +642,40 @@ pub fn apply_warnings(changes: &Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_print_one_row_per_endpoint_and_the_names_published() {
+        let ports = serde_json::json!([{
+            "kind": "serviceConnect", "namespace": "internal", "discoveryName": "backend",
+            "portName": "http", "clientAliases": [{"port": 80, "dnsName": "backend"}],
+            "dnsNames": ["backend.internal", "backend"], "ttl": 5,
+            "endpoints": [
+                {"address": "10.0.0.1:8080", "taskId": "0123456789abcdef", "health": {"state": "healthy"},
+                 "inFlight": 2, "ejected": false, "published": true},
+                {"address": "10.0.0.2:8080", "taskId": "t2", "health": {"state": "unhealthy", "reason": "Target.Timeout"},
+                 "inFlight": 0, "ejected": true, "published": false, "reason": "unhealthy in the mesh"}
+            ]
+        }]);
+        let lines = endpoint_table(ports.as_array().unwrap());
+        assert!(
+            lines[0].starts_with("NAME") && lines[0].contains("IN DNS"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].contains("10.0.0.1:8080") && lines[1].contains("0123456789ab "),
+            "{lines:?}"
+        );
+        assert!(lines[1].ends_with("yes"), "{lines:?}");
+        assert!(
+            lines[2].contains("unhealthy in the mesh") && lines[2].ends_with("no"),
+            "{lines:?}"
+        );
+        let names = lines.iter().find(|l| l.contains("serviceConnect")).unwrap();
+        assert!(
+            names.contains("backend:80") && names.ends_with("backend.internal,backend"),
+            "{names}"
+        );
+    }
 
     #[test]
     fn apply_warnings_name_the_resource_and_the_field() {

@@ -68,10 +68,13 @@ enum Command {
         file: PathBuf,
     },
     /// List resources: clusters, services, tasks, task-definitions, target-groups,
-    /// targets, load-balancers, container-instances, scalable-targets, scaling-policies,
-    /// scheduled-actions.
+    /// targets, load-balancers, container-instances, namespaces, scalable-targets,
+    /// scaling-policies, scheduled-actions; `endpoints <service>` shows a service's
+    /// endpoints as the mesh and DNS see them.
     Get {
         kind: String,
+        /// The service, for `endpoints`.
+        name: Option<String>,
         #[arg(short = 'c', long)]
         cluster: Option<String>,
     },
@@ -216,9 +219,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Get { kind, cluster } => {
+        Command::Get {
+            kind,
+            name,
+            cluster,
+        } => {
             let kind = client::normalize_kind(&kind)?;
-            if autoscaling_commands::KINDS.contains(&kind) {
+            if kind == "endpoints" {
+                let service = name.ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "name the service: berth get endpoints <service> [--cluster <cluster>]"
+                    )
+                })?;
+                let cluster = cluster
+                    .as_deref()
+                    .unwrap_or(berth_model::ecs::DEFAULT_CLUSTER);
+                client::get_endpoints(&c, &service, cluster, json).await
+            } else if let Some(name) = name {
+                anyhow::bail!("berth get {kind} takes no name (got {name:?}); use berth describe {kind} {name}")
+            } else if autoscaling_commands::KINDS.contains(&kind) {
                 autoscaling_commands::get(&c, kind, cluster.as_deref(), json).await
             } else {
                 client::get(&c, kind, cluster.as_deref(), json).await

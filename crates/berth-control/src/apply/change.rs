@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Change {
-    /// cluster, task-definition, target-group, load-balancer, service, scalable-target,
-    /// scaling-policy or scheduled-action.
+    /// cluster, namespace, task-definition, target-group, load-balancer, service,
+    /// scalable-target, scaling-policy or scheduled-action.
     pub kind: String,
     pub name: String,
     /// created, updated, registered or unchanged.

@@ -11,11 +11,14 @@ use berth_model::elb::{Target, TargetHealthState};
 
 /// The health of one service's tasks, from their container health and their targets.
 pub struct TaskHealth<'a> {
-    service: &'a Service,
     /// Task definitions (by ARN) with an essential container that has a health check:
     /// their tasks count healthy only once the checks pass (ECS does the same).
     checked_definitions: BTreeSet<&'a str>,
     targets_by_task: BTreeMap<&'a str, Vec<&'a Target>>,
+    /// The target groups a task must be healthy in: the load balancers' and the mesh's
+    /// (so a deployment waits for new tasks to pass the mesh's checks before it stops
+    /// old ones, as it does for a load balancer).
+    groups: Vec<String>,
 }
 
 impl<'a> TaskHealth<'a> {
@@ -45,16 +48,22 @@ impl<'a> TaskHealth<'a> {
                     .push(t);
             }
         }
+        let groups = service
+            .load_balancers
+            .iter()
+            .map(|lb| lb.target_group_arn.clone())
+            .chain(crate::mesh::mesh_target_group_arns(service))
+            .collect();
         Self {
-            service,
             checked_definitions,
             targets_by_task,
+            groups,
         }
     }
 
     /// Whether `t` counts healthy: RUNNING, HEALTHY when its definition has container
     /// health checks (not UNHEALTHY otherwise), and healthy (or with its health check
-    /// unavailable) in every target group of the service.
+    /// unavailable) in every target group of the service, its mesh target groups too.
     pub fn is_healthy(&self, t: &Task) -> bool {
         if t.last_status != TaskStatus::Running || t.health_status == HealthStatus::Unhealthy {
             return false;
@@ -66,14 +75,14 @@ impl<'a> TaskHealth<'a> {
         {
             return false;
         }
-        if self.service.load_balancers.is_empty() {
+        if self.groups.is_empty() {
             return true;
         }
         let targets = self.targets_by_task.get(t.task_arn.as_str());
-        self.service.load_balancers.iter().all(|lb| {
+        self.groups.iter().all(|group| {
             targets.is_some_and(|ts| {
                 ts.iter().any(|x| {
-                    x.target_group_arn == lb.target_group_arn
+                    x.target_group_arn == *group
                         && matches!(
                             x.target_health.state,
                             TargetHealthState::Healthy | TargetHealthState::Unavailable
@@ -216,5 +225,28 @@ mod tests {
         assert!(!h.is_healthy(&t2));
         assert!(h.unhealthy_target(&t1).is_none());
         assert_eq!(h.unhealthy_target(&t2).unwrap().target_group_arn, "tg-b");
+    }
+
+    #[test]
+    fn mesh_tasks_must_be_healthy_in_their_mesh_group() {
+        let svc: Service = serde_json::from_value(serde_json::json!({
+            "serviceName": "api", "taskDefinition": "api",
+            "serviceConnectConfiguration": {"enabled": true, "namespace": "internal",
+                "services": [{"portName": "http", "discoveryName": "api"}]}
+        }))
+        .unwrap();
+        let tg = berth_model::arn::target_group(&crate::mesh::target_group_name("internal", "api"));
+        let t1 = task("t1", "api:1", HealthStatus::Unknown);
+        let t2 = task("t2", "api:1", HealthStatus::Unknown);
+        let t3 = task("t3", "api:1", HealthStatus::Unknown);
+        let targets = vec![
+            target(&tg, "t1", TargetHealthState::Healthy),
+            target(&tg, "t2", TargetHealthState::Initial),
+        ];
+        let defs = BTreeMap::new();
+        let h = TaskHealth::new(&svc, &[&t1, &t2, &t3], &defs, &targets);
+        assert!(h.is_healthy(&t1));
+        assert!(!h.is_healthy(&t2), "still in its initial checks");
+        assert!(!h.is_healthy(&t3), "not registered yet");
     }
 }

@@ -102,7 +102,6 @@ pub const UNSUPPORTED: &[UnsupportedField] = &[
     row("LogConfiguration", "secretOptions", "any", Refused, "ECS resolves secret options from Secrets Manager or Parameter Store; berth has no secret store yet: pass them in options"),
     // ---- CreateServiceRequest ----
     row(SVC, "availabilityZoneRebalancing", "ENABLED", NotApplied, "berth's container instances have no availability zones"),
-    row(SVC, "serviceRegistries", "any", NotApplied, "berth registers tasks in no Cloud Map registry; service discovery is not built yet"),
     row(SVC, "clientToken", "any", NotApplied, "not needed: apply is idempotent by content"),
     row(SVC, "capacityProviderStrategy", "any", NotApplied, "berth has no capacity providers; tasks go on the cluster's container instances"),
     row(SVC, "platformVersion", "any", NotApplied, "Fargate platform versions have no counterpart in berth"),
@@ -113,7 +112,6 @@ pub const UNSUPPORTED: &[UnsupportedField] = &[
     row(SVC, "enableECSManagedTags", "true", NotApplied, "berth adds no managed tags to tasks"),
     row(SVC, "propagateTags", "TASK_DEFINITION, SERVICE", NotApplied, "berth does not copy tags to tasks"),
     row(SVC, "enableExecuteCommand", "true", NotApplied, "berth exec is not built yet"),
-    row(SVC, "serviceConnectConfiguration", "any", Refused, "ECS allows Service Connect (a Cloud Map namespace and an Envoy sidecar); berth does not run it: put the service behind a berth load balancer"),
     row(SVC, "volumeConfigurations", "any", Refused, "ECS attaches managed Amazon EBS volumes; berth attaches no block volumes"),
     row(SVC, "vpcLatticeConfigurations", "any", Refused, "ECS registers tasks in VPC Lattice target groups; berth cannot: use berth's target groups in loadBalancers"),
     row(SVC, "monitoring", "any", NotApplied, "berth samples service metrics at its own fixed resolution"),
@@ -127,6 +125,10 @@ pub const UNSUPPORTED: &[UnsupportedField] = &[
     row("DeploymentCircuitBreaker", "thresholdConfiguration", "other than BOUNDED_PERCENT 50", NotApplied, "berth's breaker trips at ECS's default threshold, clamp(ceil(desired / 2), 10, 200) failed tasks"),
     row("LoadBalancer", "loadBalancerName", "any", Refused, "ECS allows a Classic Load Balancer's name; berth's services name a target group (targetGroupName or targetGroupArn)"),
     row("LoadBalancer", "advancedConfiguration", "any", Refused, "ECS allows blue/green alternate target groups and listener rules; berth deploys ROLLING only"),
+    row("ServiceConnectConfiguration", "logConfiguration", "any", NotApplied, "berth's mesh proxy runs inside berth on each node and logs with it; there is no proxy container whose log driver could be set"),
+    row("ServiceConnectConfiguration", "accessLogConfiguration", "any", NotApplied, "berth's mesh writes no access log yet; its request metrics are on /metrics"),
+    row("ServiceConnectService", "ingressPortOverride", "any", NotApplied, "berth's node proxies connect to the task's port directly; there is no sidecar listening on another port"),
+    row("ServiceConnectService", "tls", "any", NotApplied, "berth's mesh is always mutual TLS between node proxies, with certificates from berth's own authority; it uses no AWS Private CA, KMS key or role"),
 ];
 
 /// The row of `shape`.`member`.

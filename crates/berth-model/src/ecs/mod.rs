@@ -17,12 +17,14 @@
 //! - [`tags`]: resource tags and their rules.
 //! - [`task`]: Task, Container, statuses.
 //! - [`service`]: Service, its deployment configuration, deployments and events.
+//! - [`service_connect`]: the service's `serviceConnectConfiguration` (the mesh).
 //! - [`field_support`]: the table of members not applied or refused, and the warnings.
 //! - `defaults`: ECS's defaults as named constants, and serde helpers.
 //!
 //! The modules import one way: `defaults`, `field_support`, `network_mode` and `tags`
 //! import no other module here; `container` imports those; `log_configuration` imports `container`; `task_definition` imports
-//! `container` and `log_configuration`; `task` and `service` import what they name.
+//! `container` and `log_configuration`; `service_connect` imports `container`; `task` and `service` import
+//! what they name.
 
 pub mod cluster;
 pub mod container;
@@ -31,6 +33,7 @@ pub mod field_support;
 pub mod log_configuration;
 pub mod network_mode;
 pub mod service;
+pub mod service_connect;
 pub mod tags;
 pub mod task;
 pub mod task_definition;
@@ -41,6 +44,7 @@ pub use defaults::*;
 pub use field_support::{FieldNotApplied, Support};
 pub use network_mode::NetworkMode;
 pub use service::*;
+pub use service_connect::*;
 pub use tags::*;
 pub use task::*;
 pub use task_definition::*;

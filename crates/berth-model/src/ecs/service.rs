@@ -8,6 +8,7 @@ use crate::time::Timestamp;
 
 use super::defaults::{null_as_empty, DEFAULT_MAXIMUM_PERCENT, DEFAULT_MINIMUM_HEALTHY_PERCENT};
 use super::field_support::{refuse, FieldNotApplied, NotAppliedList};
+use super::service_connect::ServiceConnectConfiguration;
 use super::tags::{check_tags, Tag};
 
 // ---- Service ----
@@ -156,13 +157,21 @@ pub struct NetworkConfiguration {
     pub awsvpc_configuration: Option<AwsVpcConfiguration>,
 }
 
+/// `serviceRegistries[]`: publish the service's healthy tasks in DNS.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceRegistry {
+    /// The discovery service:
+    /// `arn:berth:servicediscovery:<region>:<account>:service/<namespace>/<name>`; the
+    /// tasks are published as `<name>.<namespace>` (see [`crate::servicediscovery`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry_arn: Option<String>,
+    /// The port an awsvpc task's endpoint is reported with when `containerPort` is not
+    /// given (berth publishes awsvpc tasks as A records, which carry no port).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u32>,
+    /// The container and port whose (host) port SRV records carry; required in bridge
+    /// and host mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -411,9 +420,8 @@ pub struct Service {
     pub propagate_tags: Option<PropagateTags>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub enable_execute_command: bool,
-    /// Kept as written only to refuse it by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_connect_configuration: Option<serde_json::Value>,
+    pub service_connect_configuration: Option<ServiceConnectConfiguration>,
     /// Kept as written only to refuse it by name.
     #[serde(
         default,
@@ -651,13 +659,11 @@ impl Service {
                 "canaryConfiguration",
             ));
         }
-        if self.service_connect_configuration.is_some() {
-            return Err(refuse(
-                "serviceConnectConfiguration",
-                SHAPE,
-                "serviceConnectConfiguration",
-            ));
+        if let Some(sc) = &self.service_connect_configuration {
+            sc.validate()
+                .map_err(|e| e.within("serviceConnectConfiguration"))?;
         }
+        crate::servicediscovery::check_service_registries(&self.service_registries)?;
         if !self.volume_configurations.is_empty() {
             return Err(refuse(
                 "volumeConfigurations",
@@ -685,12 +691,6 @@ impl Service {
             "availabilityZoneRebalancing",
             SVC,
             "availabilityZoneRebalancing",
-        );
-        n.note(
-            !self.service_registries.is_empty(),
-            "serviceRegistries",
-            SVC,
-            "serviceRegistries",
         );
         n.note(
             self.client_token.is_some(),
@@ -737,6 +737,9 @@ impl Service {
             "enableExecuteCommand",
         );
         n.note(self.monitoring.is_some(), "monitoring", SVC, "monitoring");
+        if let Some(sc) = &self.service_connect_configuration {
+            sc.note_not_applied("serviceConnectConfiguration", &mut n);
+        }
         const DC: &str = "DeploymentConfiguration";
         let dc = &self.deployment_configuration;
         n.note(
