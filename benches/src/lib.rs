@@ -180,10 +180,12 @@ pub fn proxy_config(c: &BenchConfig) -> Result<ProxyConfig> {
                 port: c.backend.port() as u32,
                 addr: c.backend,
                 draining: false,
+                mesh_hop: None,
             }],
             mesh: None,
         }],
         mesh_listeners: vec![],
+        mesh_tls: None,
     })
 }
 

@@ -94,6 +94,7 @@ impl ProxyFeed {
                     port: t.port,
                     addr,
                     draining: t.deregistering_at.is_some(),
+                    mesh_hop: None,
                 });
             }
             list
@@ -149,6 +150,7 @@ impl ProxyFeed {
                 load_balancers: lbs.clone(),
                 target_groups: groups.clone(),
                 mesh_listeners: listeners.clone(),
+                mesh_tls: None,
             };
             match self.data_plane.apply(cfg).await {
                 Ok(bound) => {

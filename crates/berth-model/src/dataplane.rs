@@ -8,11 +8,12 @@
 //! could travel to a data plane on another node unchanged. What it does not do: build a
 //! configuration from the store (berth-control does) or serve one (berth-proxy does).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
 use crate::elb::{LoadBalancer, TargetGroup, TargetHealth};
+use crate::mesh_identity::{AllowedCallers, MeshCertificate, MeshTrust, SpiffeId};
 
 /// Everything the data plane serves: load balancers with their listeners and rules, and
 /// the target groups those reference with their current targets.
@@ -28,6 +29,73 @@ pub struct ProxyConfig {
     /// on each of the node's mesh addresses (a node setting, not the control plane's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mesh_listeners: Vec<MeshListener>,
+    /// Mutual TLS between node proxies: the identities this node presents, the endpoints
+    /// its inbound listener serves, and who calls from it. `None` while no service is in
+    /// the mesh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh_tls: Option<MeshTlsConfig>,
+}
+
+/// Mutual TLS in the mesh, as one node serves it. A mesh request goes client task →
+/// this node's mesh listener → (mutual TLS) → the inbound listener of the node running
+/// the chosen endpoint → that task. Both proxies present certificates of berth's
+/// authority for SPIFFE identities (`spiffe://<cluster>/ns/<namespace>/sa/<service>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeshTlsConfig {
+    /// The CA certificates a peer's chain must reach.
+    pub trust: MeshTrust,
+    /// The certificates (with their keys) this node presents: the identity of every
+    /// service with an endpoint here (inbound) and of every service calling from here
+    /// (outbound), and [`MeshTlsConfig::node_identity`]'s. A new list replaces the old
+    /// for new handshakes only; open connections keep theirs.
+    pub identities: Vec<MeshCertificate>,
+    /// What this node's inbound listener serves, by TLS server name.
+    pub inbound: Vec<MeshInboundEndpoint>,
+    /// Tasks on this node by the source address their connections come from, and the
+    /// identity the outbound side presents for them.
+    pub callers: Vec<MeshCaller>,
+    /// The identity presented for a connection whose source address is not a caller's
+    /// (local processes share the host's addresses): a node identity that allow lists
+    /// do not name.
+    pub node_identity: SpiffeId,
+}
+
+/// One endpoint on this node, as its inbound listener serves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeshInboundEndpoint {
+    /// The TLS server name (SNI) the calling proxy sends for this endpoint: unique per
+    /// endpoint, ending in the service's `<service>.<namespace>.mesh`.
+    pub server_name: String,
+    /// The service's identity: the certificate presented for this server name.
+    pub identity: SpiffeId,
+    /// Where the task listens; the inbound proxy forwards the connection there.
+    pub target: SocketAddr,
+    pub protocol: MeshProtocol,
+    /// Which identities may call; others are denied (HTTP: 403).
+    pub allowed_callers: AllowedCallers,
+}
+
+/// A task calling from this node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeshCaller {
+    /// The address its connections come from (its own IP: awsvpc and bridge tasks).
+    pub ip: IpAddr,
+    pub identity: SpiffeId,
+}
+
+/// How a mesh target is reached: through the inbound listener of its node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeshHop {
+    /// The inbound listener of the target's node.
+    pub inbound: SocketAddr,
+    /// The server name to send ([`MeshInboundEndpoint::server_name`]).
+    pub server_name: String,
+    /// The identity the inbound side must present: the called service's.
+    pub identity: SpiffeId,
 }
 
 /// A target group (with `target_group_arn` set) and its registered targets.
@@ -136,6 +204,10 @@ pub struct ProxyTarget {
     /// Deregistration began: no new requests; reported `drained` once none is in flight
     /// or the group's deregistration delay ran out.
     pub draining: bool,
+    /// Set on a mesh group's targets once the mesh runs mutual TLS: the proxy connects to
+    /// the hop's inbound listener instead of `addr` (health checks still go to `addr`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh_hop: Option<MeshHop>,
 }
 
 /// The data plane's view of one target.
@@ -250,10 +322,12 @@ mod tests {
                     port: 80,
                     addr: "10.0.0.1:80".parse().unwrap(),
                     draining: true,
+                    mesh_hop: None,
                 }],
                 mesh: None,
             }],
             mesh_listeners: vec![],
+            mesh_tls: None,
         };
         let json = serde_json::to_string(&cfg).unwrap();
         assert!(json.contains("\"loadBalancers\""), "{json}");

@@ -93,6 +93,7 @@ impl Targets {
                     port: 8080,
                     addr,
                     draining: false,
+                    mesh_hop: None,
                 }
             })
             .collect();

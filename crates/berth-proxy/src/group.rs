@@ -555,6 +555,7 @@ mod tests {
             port: addr_port(addr),
             addr,
             draining,
+            mesh_hop: None,
         };
         fn addr_port(a: SocketAddr) -> u32 {
             a.port() as u32

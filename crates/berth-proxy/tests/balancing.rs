@@ -237,6 +237,7 @@ async fn websocket_upgrade_is_tunnelled() {
             mesh: None,
         }],
         mesh_listeners: vec![],
+        mesh_tls: None,
     };
     let addr = p.apply(cfg).await.unwrap()[LISTENER];
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();

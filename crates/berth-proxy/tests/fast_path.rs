@@ -209,6 +209,7 @@ async fn setup(attributes: serde_json::Value) -> (Arc<berth_proxy::Proxy>, Socke
             mesh: None,
         }],
         mesh_listeners: vec![],
+        mesh_tls: None,
     };
     let addr = p.apply(cfg).await.unwrap()[LISTENER];
     wait_for(&p, |s| all_healthy(s, 1)).await;

@@ -75,6 +75,7 @@ fn mesh_config(groups: Vec<TargetGroupConfig>, listeners: Vec<MeshListener>) -> 
         load_balancers: vec![],
         target_groups: groups,
         mesh_listeners: listeners,
+        mesh_tls: None,
     }
 }
 

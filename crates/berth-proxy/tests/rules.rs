@@ -45,6 +45,7 @@ async fn two_groups(
             },
         ],
         mesh_listeners: vec![],
+        mesh_tls: None,
     };
     let addr = p.apply(cfg).await.unwrap()[LISTENER];
     (p, addr, web, api, r)

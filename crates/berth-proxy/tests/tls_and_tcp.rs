@@ -89,6 +89,7 @@ async fn https_picks_the_certificate_by_sni_and_speaks_h2_and_http1() {
             mesh: None,
         }],
         mesh_listeners: vec![],
+        mesh_tls: None,
     };
     let addr = p.apply(cfg).await.unwrap()[LISTENER];
 
@@ -165,6 +166,7 @@ async fn a_bad_certificate_path_is_refused_and_changes_nothing() {
             mesh: None,
         }],
         mesh_listeners: vec![],
+        mesh_tls: None,
     };
     let e = p.apply(cfg).await.unwrap_err();
     assert!(e.to_string().contains("/nonexistent/cert.pem"), "{e}");
@@ -238,6 +240,7 @@ async fn nlb_tcp_listener_forwards_bytes_with_proxy_protocol_v2() {
                 mesh: None,
             }],
             mesh_listeners: vec![],
+            mesh_tls: None,
         })
         .await
         .unwrap()[LISTENER];
@@ -285,6 +288,7 @@ async fn nlb_tls_listener_terminates_tls_and_forwards_bytes() {
                 mesh: None,
             }],
             mesh_listeners: vec![],
+            mesh_tls: None,
         })
         .await
         .unwrap()[LISTENER];

@@ -183,6 +183,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         }),
         &registry,
     );
+    let published = dns.clone();
+    let control = control.with_discovery(Arc::new(move |records| published.publish(records)));
     control.ensure_default_cluster().await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -60,6 +60,7 @@ fn group_with(n: u8, mesh: Option<MeshGroupSettings>) -> (Arc<GroupRuntime>, Vec
             port: 8080,
             addr,
             draining: false,
+            mesh_hop: None,
         })
         .collect();
     g.update(settings, &targets);

@@ -220,6 +220,7 @@ pub fn target(addr: SocketAddr) -> ProxyTarget {
         port: addr.port() as u32,
         addr,
         draining: false,
+        mesh_hop: None,
     }
 }
 
@@ -253,6 +254,7 @@ pub fn simple_config(group: TargetGroup, targets: Vec<ProxyTarget>) -> ProxyConf
             mesh: None,
         }],
         mesh_listeners: vec![],
+        mesh_tls: None,
     }
 }
 
