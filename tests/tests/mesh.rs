@@ -1,0 +1,283 @@
+//! End-to-end tests of service discovery and the mesh with tasks as local processes,
+//! through the real `berth` binary: `frontend` calls `backend` by its client alias
+//! through the node's mesh proxy; DNS answers for `backend.internal`; a rolling
+//! deployment, a killed task and a task answering 503 of the called service lose no
+//! request of the caller.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use berth_testkit::{mesh_stack, unique_loopback, wait_until, Load, MeshStack, Server};
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+const SETTLE: Duration = Duration::from_secs(90);
+
+/// A server whose DNS and mesh proxy serve on an address of its own, with `stack`
+/// applied.
+async fn mesh_server(dir: &std::path::Path, stack: &MeshStack) -> Result<(Server, IpAddr)> {
+    let ip = stack.mesh_ip;
+    let server = Server::launch_with(
+        dir,
+        Some(&stack.path),
+        "process",
+        &[
+            "--dns-listen".into(),
+            format!("{ip}:0"),
+            "--mesh-ip".into(),
+            ip.to_string(),
+        ],
+    )
+    .await?;
+    Ok((server, ip))
+}
+
+/// Calls the frontend `n` times; returns the backend tasks that answered.
+async fn called_backends(front: &str, n: usize) -> Result<BTreeSet<String>> {
+    let client = reqwest::Client::new();
+    let mut seen = BTreeSet::new();
+    for _ in 0..n {
+        let r = client.get(format!("http://{front}/")).send().await?;
+        let status = r.status();
+        let called = r
+            .headers()
+            .get("x-berth-called-task")
+            .map(|v| v.to_str().unwrap_or("").to_string());
+        let body = r.text().await?;
+        anyhow::ensure!(status.is_success(), "{status}: {body}");
+        seen.insert(called.context("x-berth-called-task")?);
+    }
+    Ok(seen)
+}
+
+fn task_ids(tasks: &[Value]) -> BTreeSet<String> {
+    tasks
+        .iter()
+        .filter(|t| t["lastStatus"] == "RUNNING")
+        .map(|t| {
+            t["taskArn"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+/// The endpoints of `service`'s mesh ports: (task id, health state, ejected).
+async fn mesh_endpoints(server: &Server, service: &str) -> Vec<(String, String, bool)> {
+    let Ok(v) = server
+        .get(&format!(
+            "/v1/clusters/default/services/{service}/endpoints"
+        ))
+        .await
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    collect_endpoints(&v, &mut out);
+    out
+}
+
+fn collect_endpoints(v: &Value, out: &mut Vec<(String, String, bool)>) {
+    match v {
+        Value::Object(m) if m.contains_key("taskId") && m.contains_key("health") => out.push((
+            m["taskId"].as_str().unwrap_or("").to_string(),
+            m["health"]["state"].as_str().unwrap_or("").to_string(),
+            m["ejected"].as_bool().unwrap_or(false),
+        )),
+        Value::Object(m) => m.values().for_each(|x| collect_endpoints(x, out)),
+        Value::Array(a) => a.iter().for_each(|x| collect_endpoints(x, out)),
+        _ => {}
+    }
+}
+
+fn dig(server: &std::net::SocketAddr, name: &str, kind: &str) -> Vec<String> {
+    let out = std::process::Command::new("dig")
+        .arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string(), name, kind, "+short"])
+        .output()
+        .expect("dig runs (install dnsutils)");
+    assert!(out.status.success(), "dig failed: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frontend_calls_backend_by_its_alias_and_dns_answers() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let stack = mesh_stack(dir.path(), unique_loopback(), 2)?;
+    let (server, ip) = mesh_server(dir.path(), &stack).await?;
+    server.wait_healthy("frontend", "front", 1, SETTLE).await?;
+    let backends = wait_until("two running backend tasks", SETTLE, || async {
+        let ids = task_ids(&server.service_tasks("backend").await.ok()?);
+        (ids.len() == 2).then_some(ids)
+    })
+    .await?;
+    let front = server.listener_addr("front").await?;
+    // Both backend tasks answer the frontend's calls.
+    let seen = wait_until("both backends answering", SETTLE, || async {
+        let seen = called_backends(&front, 20).await.ok()?;
+        (seen == backends).then_some(seen)
+    })
+    .await?;
+    assert_eq!(seen.len(), 2);
+
+    // DNS: the alias is the node's mesh proxy; SRV names each backend's endpoint.
+    let dns: std::net::SocketAddr = std::fs::read_to_string(dir.path().join("dns.addr"))?
+        .trim()
+        .parse()?;
+    assert_eq!(dig(&dns, "backend", "A"), vec![ip.to_string()]);
+    let srv = dig(&dns, "backend.internal", "SRV");
+    assert_eq!(srv.len(), 2, "{srv:?}");
+    let tasks = server.service_tasks("backend").await?;
+    for t in &tasks {
+        let port = t["containers"][0]["networkBindings"][0]["hostPort"]
+            .as_u64()
+            .unwrap();
+        assert!(
+            srv.iter().any(|r| r.starts_with(&format!("1 1 {port} "))),
+            "{port} in {srv:?}"
+        );
+    }
+    let target = srv[0].split_whitespace().nth(3).unwrap();
+    assert_eq!(dig(&dns, target, "A"), vec!["127.0.0.1".to_string()]);
+    // Names berth does not serve are not answered from its zone.
+    assert!(dig(&dns, "nothing.internal", "A").is_empty());
+
+    // What the mesh sees.
+    let out = server.cli(&["get", "endpoints", "backend"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for id in &backends {
+        assert!(text.contains(id.as_str()), "{id} in {text}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_a_killed_task_and_a_failing_task_of_the_called_service_lose_no_request(
+) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let stack = mesh_stack(dir.path(), unique_loopback(), 2)?;
+    let (server, _) = mesh_server(dir.path(), &stack).await?;
+    server.wait_healthy("frontend", "front", 1, SETTLE).await?;
+    let front = server.listener_addr("front").await?;
+    wait_until("the frontend reaching a backend", SETTLE, || async {
+        called_backends(&front, 3).await.ok()
+    })
+    .await?;
+    let first = task_ids(&server.service_tasks("backend").await?);
+
+    // A rolling deployment of the backend under continuous frontend traffic.
+    let load = Load::start(&front, 4);
+    let v2 = PathBuf::from(&stack.path).with_file_name("v2.yaml");
+    std::fs::write(
+        &v2,
+        std::fs::read_to_string(&stack.path)?.replace("value: backend v1", "value: backend v2"),
+    )?;
+    let changes = server.apply_ok(&v2);
+    assert!(changes.contains("backend:2"), "{changes}");
+    let second = wait_until("the backend deployment to complete", SETTLE, || async {
+        let tasks = server.service_tasks("backend").await.ok()?;
+        let running: Vec<&Value> = tasks
+            .iter()
+            .filter(|t| t["lastStatus"] == "RUNNING")
+            .collect();
+        let done = running.len() == 2
+            && running.iter().all(|t| {
+                t["taskDefinitionArn"]
+                    .as_str()
+                    .unwrap_or("")
+                    .ends_with(":2")
+            });
+        done.then(|| task_ids(&tasks))
+    })
+    .await?;
+    assert!(
+        second.is_disjoint(&first),
+        "every backend task was replaced"
+    );
+
+    // A backend task killed outright.
+    let tasks = server.service_tasks("backend").await?;
+    let victim = tasks
+        .iter()
+        .find(|t| t["lastStatus"] == "RUNNING")
+        .context("a running backend")?;
+    let pid: i32 = victim["containers"][0]["runtimeId"]
+        .as_str()
+        .unwrap()
+        .parse()?;
+    let victim_id = victim["taskArn"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL)?;
+    wait_until("a replacement backend", SETTLE, || async {
+        let ids = task_ids(&server.service_tasks("backend").await.ok()?);
+        (ids.len() == 2 && !ids.contains(&victim_id)).then_some(())
+    })
+    .await?;
+
+    // A backend task that answers 503 to everything, once both are healthy in the
+    // mesh: retried on the other, then ejected.
+    wait_until("two healthy backends in the mesh", SETTLE, || async {
+        let eps = mesh_endpoints(&server, "backend").await;
+        let healthy: BTreeSet<&String> = eps
+            .iter()
+            .filter(|(_, h, _)| h == "healthy")
+            .map(|(id, _, _)| id)
+            .collect();
+        (healthy.len() == 2 && !healthy.contains(&victim_id)).then_some(())
+    })
+    .await?;
+    let tasks = server.service_tasks("backend").await?;
+    let sick = tasks
+        .iter()
+        .find(|t| t["lastStatus"] == "RUNNING")
+        .context("a running backend")?;
+    let sick_id = sick["taskArn"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let port = sick["containers"][0]["networkBindings"][0]["hostPort"]
+        .as_u64()
+        .unwrap();
+    let r = reqwest::get(format!("http://127.0.0.1:{port}/fail?status=503")).await?;
+    assert!(r.status().is_success());
+    wait_until("the failing backend ejected", SETTLE, || async {
+        let eps = mesh_endpoints(&server, "backend").await;
+        eps.iter()
+            .any(|(id, _, ejected)| *id == sick_id && *ejected)
+            .then_some(())
+    })
+    .await?;
+    let report = load.finish().await;
+    eprintln!(
+        "mesh under change: {} ok, {} failed",
+        report.ok, report.failed
+    );
+    assert!(report.ok > 0);
+    assert_eq!(report.failed, 0, "failed requests: {:?}", report.errors);
+    let metrics = reqwest::get(format!("{}/metrics", server.api))
+        .await?
+        .text()
+        .await?;
+    assert!(metrics.contains("berth_mesh_"), "mesh metrics exported");
+    Ok(())
+}
