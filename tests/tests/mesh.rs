@@ -281,3 +281,70 @@ async fn a_deployment_a_killed_task_and_a_failing_task_of_the_called_service_los
     assert!(metrics.contains("berth_mesh_"), "mesh metrics exported");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_mesh_settings_are_refused_naming_the_field_and_store_nothing() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let stack = mesh_stack(dir.path(), unique_loopback(), 1)?;
+    let (server, _) = mesh_server(dir.path(), &stack).await?;
+    let good = std::fs::read_to_string(&stack.path)?;
+    let specs = || async {
+        let v = server.get("/v1/services").await?;
+        let list = v
+            .as_array()
+            .cloned()
+            .or_else(|| v["services"].as_array().cloned());
+        let specs: Vec<(Value, Value, Value)> = list
+            .context("a list of services")?
+            .iter()
+            .map(|s| {
+                (
+                    s["serviceName"].clone(),
+                    s["taskDefinition"].clone(),
+                    s["serviceConnectConfiguration"].clone(),
+                )
+            })
+            .collect();
+        anyhow::Ok((specs, server.get("/v1/namespaces").await?))
+    };
+    let before = specs().await?;
+    assert_eq!(before.0.len(), 2);
+    let cases = [
+        (
+            "a namespace that does not exist",
+            good.replace("namespace: internal\n      services:", "namespace: nowhere\n      services:"),
+            "nowhere",
+        ),
+        (
+            "a portName the task definition does not have",
+            good.replace("- portName: http", "- portName: grpc"),
+            "portName",
+        ),
+        (
+            "a client alias another service claims",
+            good.replace(
+                "    serviceConnectConfiguration:\n      enabled: true\n      namespace: internal\n    loadBalancers:",
+                &format!(
+                    "    serviceConnectConfiguration:\n      enabled: true\n      namespace: internal\n      services:\n        - portName: http\n          discoveryName: frontend\n          clientAliases:\n            - port: {}\n              dnsName: backend\n    loadBalancers:",
+                    stack.alias_port
+                ),
+            ),
+            "clientAliases",
+        ),
+    ];
+    for (what, text, field) in cases {
+        assert_ne!(text, good, "{what}: the stack changed");
+        let path = dir.path().join("bad.yaml");
+        std::fs::write(&path, text)?;
+        let out = server.cli(&["apply", "-f", &path.to_string_lossy()]);
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{what}: applied: {said}");
+        assert!(said.contains(field), "{what}: {said}");
+        assert_eq!(specs().await?, before, "{what}: nothing stored");
+    }
+    Ok(())
+}

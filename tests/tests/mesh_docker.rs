@@ -153,10 +153,10 @@ async fn containers_find_and_call_each_other_through_dns_and_the_mesh() -> Resul
         "--filter",
         &format!("label=berth.task-arn={victim_arn}"),
     ]);
-    let st = std::process::Command::new("docker")
+    let killed = std::process::Command::new("docker")
         .args(["kill", &ids[0]])
-        .status()?;
-    assert!(st.success());
+        .output()?;
+    assert!(killed.status.success(), "{killed:?}");
     wait_until("a replacement backend", SETTLE, || async {
         let ids = running_ids(&server.service_tasks("backend").await.ok()?);
         (ids.len() == 2 && !ids.contains(&victim)).then_some(())
