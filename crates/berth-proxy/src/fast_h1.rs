@@ -1,5 +1,6 @@
 //! The HTTP/1.1 fast path: one task per client connection that parses requests itself,
-//! writes them on a pooled plain connection to the target and copies the response back,
+//! writes them on a pooled connection to the target (plain TCP, or mutual TLS through a
+//! mesh hop, see [`crate::mesh::hop`]) and copies the response back,
 //! with no per-request allocation of header maps, no hand-off to a separate connection
 //! task and one write per direction for small messages.
 //!
@@ -32,7 +33,6 @@ use berth_model::elb::Protocol;
 use bytes::{Buf, BytesMut};
 use http::{Method, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
@@ -46,6 +46,7 @@ use crate::h1_codec::{
     parse_len, parse_response, put_header, write_status, ChunkedEnd, Framing, Parsed, RespHead,
     MAX_RESPONSE_HEADERS,
 };
+use crate::mesh::hop::UpConn;
 use crate::pool::CONNECT_TIMEOUT;
 use crate::rules::{source_ip, strip_port, CompiledAction, RequestView, ViewHeaders};
 use crate::sticky::{self, Affinity, TG_COOKIE};
@@ -93,6 +94,7 @@ where
             idle_ms: idle_timeout.as_millis() as u64,
             clock,
         },
+        peer: cx.peer.ip(),
     };
     let head_timeout_ms = HEADER_READ_TIMEOUT.as_millis() as u64;
     loop {
@@ -160,7 +162,7 @@ struct Plan {
 /// How a request's attempts ended: with a target's response head (at the start of the
 /// connection's `up` buffer), or with the status of the error the client gets.
 enum Outcome {
-    Head(RespHead, TcpStream, InFlight),
+    Head(RespHead, UpConn, InFlight),
     Error(StatusCode),
 }
 
@@ -382,6 +384,8 @@ struct Conn<T> {
     /// Bytes read from the target.
     up: BytesMut,
     idle: Idle,
+    /// The client's address: over a mesh hop it picks the caller's identity.
+    peer: std::net::IpAddr,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
@@ -463,9 +467,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
                 Err(status) => return Outcome::Error(status),
             };
             let target = in_flight.target();
-            let (mut up, reused) = match target.pool.checkout_raw() {
+            let (mut up, reused) = match target.pool.checkout_raw(self.peer) {
                 Some(s) => (s, true),
-                None => match target.pool.connect_raw(CONNECT_TIMEOUT).await {
+                None => match target.pool.connect_raw(CONNECT_TIMEOUT, self.peer).await {
                     Ok(s) => (s, false),
                     Err(e) => {
                         tracing::debug!(target = %target.addr, error = %e, "target connection failed");
@@ -503,10 +507,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
 
     /// Writes the request in `out` to the target and reads the response head into `up`,
     /// skipping interim (1xx) responses.
-    async fn exchange_head(&mut self, up: &mut TcpStream) -> Result<RespHead, Failure> {
+    async fn exchange_head(&mut self, up: &mut UpConn) -> Result<RespHead, Failure> {
         let w = tokio::select! {
             biased;
-            r = up.write_all(&self.out) => Some(r),
+            // The flush sends what a mesh hop's TLS layer holds back.
+            r = async {
+                up.write_all(&self.out).await?;
+                up.flush().await
+            } => Some(r),
             _ = Expired(&mut self.idle) => None,
         };
         match w {
@@ -550,7 +558,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
     async fn respond(
         &mut self,
         head: RespHead,
-        mut up: TcpStream,
+        mut up: UpConn,
         plan: &Plan,
         in_flight: InFlight,
         l: &ListenerShared,

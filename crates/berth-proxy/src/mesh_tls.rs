@@ -150,6 +150,18 @@ impl MeshIdentities {
         self.current.load().by_id.get(id).cloned()
     }
 
+    /// The certificate answering for the SNI name `name` (lowercase): the service's own
+    /// `<service>.<namespace>.mesh`, or an endpoint's `<endpoint>.<service>.<namespace>.mesh`
+    /// under it.
+    pub fn for_server_name(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        let set = self.current.load();
+        if let Some(k) = set.by_server_name.get(name) {
+            return Some(k.clone());
+        }
+        let (_, service) = name.split_once('.')?;
+        set.by_server_name.get(service).cloned()
+    }
+
     /// The identities held, sorted.
     pub fn ids(&self) -> Vec<SpiffeId> {
         let mut ids: Vec<SpiffeId> = self.current.load().by_id.keys().cloned().collect();
@@ -236,7 +248,7 @@ struct SniIdentityResolver(Arc<MeshIdentities>);
 impl ResolvesServerCert for SniIdentityResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let name = hello.server_name()?.to_ascii_lowercase();
-        self.0.current.load().by_server_name.get(&name).cloned()
+        self.0.for_server_name(&name)
     }
 }
 
@@ -305,8 +317,9 @@ impl ResolvesClientCert for CallerCertificate {
     }
 }
 
-/// The webpki verifier (chain to the trust, validity, server use, DNS name), then the
-/// one URI SAN must be exactly the called service's identity.
+/// The webpki verifier (chain to the trust, validity, server use, and the called
+/// service's DNS name whatever endpoint the SNI named), then the one URI SAN must be
+/// exactly the called service's identity.
 #[derive(Debug)]
 struct ExactSpiffeIdVerifier {
     inner: Arc<WebPkiServerVerifier>,
@@ -318,14 +331,18 @@ impl ServerCertVerifier for ExactSpiffeIdVerifier {
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
+        _server_name: &ServerName<'_>,
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        // The SNI names one endpoint (`<endpoint>.<service>.<namespace>.mesh`); the
+        // certificate answers for its service, whose name is checked instead.
+        let service_name = mesh_server_name(&self.expected)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::NotValidForName))?;
         self.inner.verify_server_cert(
             end_entity,
             intermediates,
-            server_name,
+            &service_name,
             ocsp_response,
             now,
         )?;
@@ -368,7 +385,8 @@ impl ServerCertVerifier for ExactSpiffeIdVerifier {
 
 /// The configuration for connections from `caller` to `called`: presents `caller`'s
 /// current certificate from `identities` and accepts only a server proving `called`
-/// under `trust`. Dial with [`mesh_server_name`]`(called)` as the server name.
+/// under `trust`. Dial with [`mesh_server_name`]`(called)`, or an endpoint's name under
+/// it, as the server name.
 pub fn outbound_client_config(
     trust: &MeshTrust,
     identities: Arc<MeshIdentities>,
