@@ -581,3 +581,83 @@ async fn before_mesh_tls_is_configured_the_inbound_listener_closes_connections()
     assert!(n.is_err() || out.is_empty(), "{out:?}");
     p.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_http2_mesh_group_speaks_h2_over_the_hop() {
+    let backend = Backend::start("orders-1").await;
+    let ca = TestCa::new();
+    let ids = Identities::issue(&ca);
+    let (p, r) = mesh_proxy(&["127.0.0.1"]);
+    let inbound = p
+        .bind_mesh_inbound("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let mut cfg = config(
+        &ca,
+        &ids,
+        inbound,
+        backend.addr,
+        MeshProtocol::Http,
+        only("frontend"),
+    );
+    cfg.target_groups[0].group = target_group(
+        &tg_arn("orders"),
+        "orders",
+        json!({"protocolVersion": "HTTP2", "healthCheckEnabled": false}),
+    );
+    let addrs = p.apply(cfg).await.unwrap();
+    let addr = addrs[&mesh_listener_key(0, "127.0.0.1".parse().unwrap())];
+    let c = client();
+    for _ in 0..3 {
+        assert_eq!(get_orders(&c, addr).await, (200, "orders-1".into()));
+    }
+    assert_eq!(h2_get_orders(addr).await, (200, "orders-1".into()));
+    let h = backend.last_headers.lock().unwrap().clone();
+    assert!(h.contains("version: HTTP/2.0\n"), "{h}");
+    // One multiplexed hop connection carried every request.
+    assert_eq!(
+        by_caller(&r, "berth_mesh_inbound_connections_total", "frontend"),
+        1.0
+    );
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_source_that_is_no_callers_calls_as_the_node_identity_on_its_own_connections() {
+    let backend = Backend::start("orders-1").await;
+    let ca = TestCa::new();
+    let ids = Identities::issue(&ca);
+    let (p, r) = mesh_proxy(&["127.0.0.1"]);
+    let (addr, _) = start(
+        &p,
+        &ca,
+        &ids,
+        backend.addr,
+        MeshProtocol::Http,
+        only("frontend"),
+    )
+    .await;
+    // The task at 127.0.0.1 is allowed, over a pooled hop connection.
+    let c = client();
+    assert_eq!(get_orders(&c, addr).await, (200, "orders-1".into()));
+    // A process at 127.0.0.2 is no caller: it presents the node identity, which the
+    // allow list does not name, and does not ride the task's pooled connection.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut s = sock.connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nhost: orders\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(DEADLINE, s.read_to_end(&mut out))
+        .await
+        .expect("the connection ends")
+        .unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+    assert_eq!(by_caller(&r, "berth_mesh_denied_total", "berth-node"), 1.0);
+    // And the task still gets through.
+    assert_eq!(get_orders(&c, addr).await, (200, "orders-1".into()));
+    assert_eq!(backend.count(), 2);
+    p.shutdown().await;
+}
