@@ -42,10 +42,11 @@
 //!
 //! Layout, from the top down (a module uses only modules on lines below its own):
 //! - [`config`]: [`ProxyConfig`] in, [`TargetStatus`] out; this file applies it.
-//! - `mesh`: the mesh's outbound side; its submodules sit at three levels: `listeners`
-//!   (mesh listeners compiled into listeners and rules, used by this file), `outlier`
-//!   (used by `attempt`), `endpoint` and `metrics` (what a mesh group carries, used by
-//!   `group` and below).
+//! - `mesh`: the mesh; its submodules sit at four levels: `listeners` (mesh listeners
+//!   compiled into listeners and rules) and `inbound` (the node's mutual TLS inbound
+//!   listener), used by this file; `outlier` (used by `attempt`); `endpoint` and
+//!   `metrics` (what a mesh group carries, used by `group` and below); `hop` (connections
+//!   through a target's node's inbound listener, used by `pool`).
 //! - `listener`: bind, accept, connection limit and tracking, TLS and ALPN dispatch.
 //! - `fast_h1`: the HTTP/1.1 fast path (its own codec, one task per connection);
 //!   `hyper_path`: every other HTTP request (HTTP/2, upgrades, streamed bodies, fixed
