@@ -426,15 +426,17 @@ impl Proxy {
             &self.mesh_ips,
             &lookup,
         )?);
-        let inbound = match &cfg.mesh_tls {
+        let (inbound, identities) = match &cfg.mesh_tls {
             Some(t) => {
-                // The identities load into a scratch set first: a bad one changes nothing.
-                MeshIdentities::new()
+                // The identities load into a set of their own: a bad one changes nothing.
+                let identities = MeshIdentities::new();
+                identities
                     .replace(&t.identities)
                     .map_err(|source| ProxyError::MeshTls { source })?;
-                Some(InboundState::compile(t, self.mesh_identities.clone())?)
+                let inbound = InboundState::compile(t, self.mesh_identities.clone())?;
+                (Some(inbound), Some(identities))
             }
-            None => None,
+            None => (None, None),
         };
 
         // 2. Bind what is new or moved; a failure here still changes nothing.
@@ -459,10 +461,9 @@ impl Proxy {
         }
 
         // 3. Commit.
-        if let Some(t) = &cfg.mesh_tls {
-            self.mesh_identities
-                .replace(&t.identities)
-                .map_err(|source| ProxyError::MeshTls { source })?;
+        // New handshakes present the new identities; open connections keep theirs.
+        if let Some(identities) = &identities {
+            self.mesh_identities.take_from(identities);
         }
         self.mesh_outbound.set(cfg.mesh_tls.as_ref());
         self.mesh_inbound.state.store(inbound.map(Arc::new));

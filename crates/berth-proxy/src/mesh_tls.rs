@@ -145,6 +145,12 @@ impl MeshIdentities {
         Ok(())
     }
 
+    /// Takes every certificate `other` holds now (loaded and checked by its
+    /// [`MeshIdentities::replace`]), as one swap.
+    pub fn take_from(&self, other: &MeshIdentities) {
+        self.current.store(other.current.load_full());
+    }
+
     /// The certificate and key of `id`, if held.
     pub fn certified_key(&self, id: &SpiffeId) -> Option<Arc<CertifiedKey>> {
         self.current.load().by_id.get(id).cloned()

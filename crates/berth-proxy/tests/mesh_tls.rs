@@ -661,3 +661,43 @@ async fn a_source_that_is_no_callers_calls_as_the_node_identity_on_its_own_conne
     assert_eq!(backend.count(), 2);
     p.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_configuration_whose_identities_do_not_load_is_refused_and_changes_nothing() {
+    let backend = Backend::start("orders-1").await;
+    let ca = TestCa::new();
+    let ids = Identities::issue(&ca);
+    let (p, _) = mesh_proxy(&["127.0.0.1"]);
+    let (addr, inbound) = start(
+        &p,
+        &ca,
+        &ids,
+        backend.addr,
+        MeshProtocol::Http,
+        only("frontend"),
+    )
+    .await;
+    let mut bad = Identities::issue(&ca);
+    // The certificate of the new `orders` with the key of the old one.
+    bad.orders.private_key_pem = ids.orders.private_key_pem.clone();
+    let err = p
+        .apply(config(
+            &ca,
+            &bad,
+            inbound,
+            backend.addr,
+            MeshProtocol::Http,
+            only("frontend"),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, berth_proxy::ProxyError::MeshTls { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("privateKeyPem"), "{err}");
+    let (presented, _) = raw_call(inbound, Some(&ids.frontend)).await;
+    assert_eq!(presented, Some(leaf(&ids.orders)));
+    assert_eq!(get_orders(&client(), addr).await, (200, "orders-1".into()));
+    p.shutdown().await;
+}
