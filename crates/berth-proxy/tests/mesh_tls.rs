@@ -8,7 +8,6 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,17 +15,14 @@ use berth_model::dataplane::{
     MeshCaller, MeshGroupSettings, MeshHop, MeshInboundEndpoint, MeshListener, MeshProtocol,
     MeshRoute, MeshTlsConfig, OutlierDetection,
 };
-use berth_model::mesh_identity::{AllowedCallers, MeshCertificate, MeshTrust, SpiffeId};
+use berth_model::mesh_identity::{AllowedCallers, MeshCertificate, SpiffeId};
 use berth_proxy::{mesh_listener_key, Proxy, ProxyConfig, ProxyTarget, TargetGroupConfig};
 use bytes::Bytes;
+use common::mesh_ca::TestCa;
 use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
-};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::json;
@@ -36,59 +32,6 @@ use tokio::net::TcpStream;
 const NS: &str = "internal";
 const SERVER_NAME: &str = "t0123456789ab-8080.orders.internal.mesh";
 const DEADLINE: Duration = Duration::from_secs(20);
-
-/// A CA issuing certificates shaped as the control plane's mesh CA issues them: URI SAN
-/// the SPIFFE id, DNS SAN `<service>.<namespace>.mesh`.
-struct TestCa {
-    cert: Certificate,
-    key: KeyPair,
-}
-
-impl TestCa {
-    fn new() -> Self {
-        static SERIAL: AtomicUsize = AtomicUsize::new(0);
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut params = CertificateParams::default();
-        let n = SERIAL.fetch_add(1, Ordering::Relaxed);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("test mesh CA {n}"));
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let cert = params.self_signed(&key).unwrap();
-        TestCa { cert, key }
-    }
-
-    fn trust(&self) -> MeshTrust {
-        MeshTrust {
-            ca_certificates_pem: vec![self.cert.pem()],
-        }
-    }
-
-    fn issue(&self, id: &SpiffeId) -> MeshCertificate {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut params = CertificateParams::default();
-        params.subject_alt_names = vec![
-            SanType::URI(id.to_string().try_into().unwrap()),
-            SanType::DnsName(id.mesh_server_name().try_into().unwrap()),
-        ];
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.use_authority_key_identifier_extension = true;
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        MeshCertificate {
-            spiffe_id: id.clone(),
-            cert_chain_pem: cert.pem(),
-            private_key_pem: key.serialize_pem(),
-            not_before: 0.0,
-            not_after: 0.0,
-        }
-    }
-}
 
 fn id(service: &str) -> SpiffeId {
     SpiffeId::for_service("prod", NS, service).unwrap()
