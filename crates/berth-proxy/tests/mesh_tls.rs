@@ -644,3 +644,36 @@ async fn a_configuration_whose_identities_do_not_load_is_refused_and_changes_not
     assert_eq!(get_orders(&client(), addr).await, (200, "orders-1".into()));
     p.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_calling_side_refuses_an_inbound_listener_presenting_another_service() {
+    let backend = Backend::start("orders-1").await;
+    let ca = TestCa::new();
+    let ids = Identities::issue(&ca);
+    let (p, r) = mesh_proxy(&["127.0.0.1"]);
+    let inbound = p
+        .bind_mesh_inbound("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let mut cfg = config(
+        &ca,
+        &ids,
+        inbound,
+        backend.addr,
+        MeshProtocol::Http,
+        AllowedCallers::Any,
+    );
+    // The hop expects `payments`; the inbound listener presents `orders`.
+    cfg.target_groups[0].targets[0]
+        .mesh_hop
+        .as_mut()
+        .unwrap()
+        .identity = id("payments");
+    let addrs = p.apply(cfg).await.unwrap();
+    let addr = addrs[&mesh_listener_key(0, "127.0.0.1".parse().unwrap())];
+    let (status, _) = get_orders(&client(), addr).await;
+    assert!(status == 502 || status == 503, "{status}");
+    assert_eq!(backend.count(), 0);
+    assert!(handshake_failures(&r, "outbound") >= 1.0);
+    p.shutdown().await;
+}
