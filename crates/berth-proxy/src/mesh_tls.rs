@@ -5,8 +5,9 @@
 //!   swapped whole by [`MeshIdentities::replace`]. Handshakes read it as they start, so a
 //!   rotation reaches new connections at once and leaves open ones alone.
 //! - [`inbound_server_config`]: presents the certificate of the service the client names
-//!   by SNI (`<service>.<namespace>.mesh`, [`SpiffeId::mesh_server_name`]) and requires a
-//!   client certificate chaining to the trust. [`peer_spiffe_id`] then says who called,
+//!   by SNI (`<service>.<namespace>.mesh`, [`SpiffeId::mesh_server_name`], or one
+//!   endpoint's `<endpoint>.<service>.<namespace>.mesh` under it) and requires a client
+//!   certificate chaining to the trust. [`peer_spiffe_id`] then says who called,
 //!   for the called service's allow list.
 //! - [`outbound_client_config`]: one configuration per caller and called service: it
 //!   presents the caller's certificate and accepts a server only when its chain reaches
