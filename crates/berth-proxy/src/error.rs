@@ -45,6 +45,20 @@ pub enum ProxyError {
     /// route names a target group that is not in it or is not a mesh group.
     #[error("mesh listener on port {port}: {message}")]
     Mesh { port: u16, message: String },
+    /// The mesh's mutual TLS configuration (`meshTls`) does not load: its trust or one
+    /// of its identities.
+    #[error("meshTls: {source}")]
+    MeshTls {
+        #[source]
+        source: crate::mesh_tls::MeshTlsError,
+    },
+    /// The node's inbound mesh listener could not bind.
+    #[error("mesh inbound listener could not bind {addr}: {source}")]
+    MeshInboundBind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     /// The proxy was shut down.
     #[error("the proxy is shut down")]
     ShutDown,

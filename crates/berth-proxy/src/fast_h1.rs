@@ -1,16 +1,18 @@
 //! The HTTP/1.1 fast path: one task per client connection that parses requests itself,
-//! writes them on a pooled plain connection to the target and copies the response back,
-//! with no per-request allocation of header maps, no hand-off to a separate connection
-//! task and one write per direction for small messages.
+//! writes them on a pooled connection to the target (plain TCP, or mutual TLS through a
+//! mesh hop, see [`crate::mesh::hop`]) and copies the response back, with no
+//! per-request allocation of header maps, no hand-off to a separate connection task and
+//! one write per direction for small messages.
 //!
 //! It serves the common case only and hands anything else to hyper: when a request is
 //! not plain HTTP/1.1 with its whole body in hand (HTTP/1.0, `Transfer-Encoding`,
 //! `Expect`, `Upgrade`, a `Connection` header naming other headers, an absolute-form
 //! target, an h2c preface, a parse error, a head over the size limit, a body over
 //! [`MAX_BUFFERED_BODY`]), or when its action is not a forward to an HTTP/1.1 target
-//! group over plain TCP, [`serve`] returns the connection with every byte it has read and
-//! not answered, and hyper serves the rest of the connection from that request on. So
-//! every error answer for malformed input (400, 431) stays hyper's.
+//! group (neither HTTPS nor HTTP/2; a mesh hop's TLS is fine), [`serve`] returns the
+//! connection with every byte it has read and not answered, and hyper serves the rest of
+//! the connection from that request on. So every error answer for malformed input (400,
+//! 431) stays hyper's.
 //!
 //! Mesh requests (a mesh listener's, see [`crate::mesh`]) take this path too: a mesh
 //! group adds its per-request deadline, its 503 retry and its metrics, behind one check
@@ -21,23 +23,18 @@
 //! of messages from [`crate::h1_codec`]. It does not accept connections
 //! ([`crate::listener`] does).
 
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use berth_model::elb::Protocol;
 use bytes::{Buf, BytesMut};
 use http::{Method, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use crate::attempt::{is_idempotent, Attempts, Failure, Verdict};
-use crate::clock::Clock;
 use crate::context::{ConnCtx, ListenerShared, HEADER_READ_TIMEOUT, MAX_HEADER_BYTES};
 use crate::elb_error;
 use crate::forwarded;
@@ -46,21 +43,21 @@ use crate::h1_codec::{
     parse_len, parse_response, put_header, write_status, ChunkedEnd, Framing, Parsed, RespHead,
     MAX_RESPONSE_HEADERS,
 };
+use crate::mesh::hop::UpConn;
 use crate::pool::CONNECT_TIMEOUT;
 use crate::rules::{source_ip, strip_port, CompiledAction, RequestView, ViewHeaders};
 use crate::sticky::{self, Affinity, TG_COOKIE};
 use crate::target::InFlight;
 
+mod idle;
 mod prefixed;
+use idle::{read_idle, reserve, write_idle, Expired, Idle, READ_CHUNK};
 pub(crate) use prefixed::Prefixed;
 
 /// Request headers the fast path parses; a request with more goes to hyper.
 const MAX_REQUEST_HEADERS: usize = 64;
 /// Requests whose body is larger than this go to hyper, which streams them.
 pub(crate) const MAX_BUFFERED_BODY: usize = 64 * 1024;
-/// Free space below which a read buffer grows before the next read.
-const MIN_READ_SPACE: usize = 4096;
-const READ_CHUNK: usize = 16 * 1024;
 
 /// How a connection left the fast path.
 pub(crate) enum Exit<T> {
@@ -93,6 +90,7 @@ where
             idle_ms: idle_timeout.as_millis() as u64,
             clock,
         },
+        peer: cx.peer.ip(),
     };
     let head_timeout_ms = HEADER_READ_TIMEOUT.as_millis() as u64;
     loop {
@@ -160,7 +158,7 @@ struct Plan {
 /// How a request's attempts ended: with a target's response head (at the start of the
 /// connection's `up` buffer), or with the status of the error the client gets.
 enum Outcome {
-    Head(RespHead, TcpStream, InFlight),
+    Head(RespHead, UpConn, InFlight),
     Error(StatusCode),
 }
 
@@ -330,43 +328,6 @@ fn raw_cookie<'a>(headers: &'a [httparse::Header<'_>], name: &str) -> Option<&'a
     )
 }
 
-/// The connection-wide idle timeout: one timer, moved only when it fires early.
-struct Idle {
-    sleep: Pin<Box<Sleep>>,
-    /// When bytes last moved (clock millis).
-    last: u64,
-    idle_ms: u64,
-    clock: Clock,
-}
-
-impl Idle {
-    fn touch(&mut self) {
-        self.last = self.clock.now_ms();
-    }
-}
-
-/// Resolves once nothing moved on the connection for the idle timeout.
-struct Expired<'a>(&'a mut Idle);
-
-impl Future for Expired<'_> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let idle = &mut *self.get_mut().0;
-        loop {
-            if idle.sleep.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            let quiet = idle.clock.now_ms().saturating_sub(idle.last);
-            if quiet >= idle.idle_ms {
-                return Poll::Ready(());
-            }
-            let next = Instant::now() + Duration::from_millis(idle.idle_ms - quiet);
-            idle.sleep.as_mut().reset(next);
-        }
-    }
-}
-
 enum Wait<R> {
     Done(R),
     Idle,
@@ -382,6 +343,8 @@ struct Conn<T> {
     /// Bytes read from the target.
     up: BytesMut,
     idle: Idle,
+    /// The client's address: over a mesh hop it picks the caller's identity.
+    peer: std::net::IpAddr,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
@@ -463,9 +426,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
                 Err(status) => return Outcome::Error(status),
             };
             let target = in_flight.target();
-            let (mut up, reused) = match target.pool.checkout_raw() {
+            let (mut up, reused) = match target.pool.checkout_raw(self.peer) {
                 Some(s) => (s, true),
-                None => match target.pool.connect_raw(CONNECT_TIMEOUT).await {
+                None => match target.pool.connect_raw(CONNECT_TIMEOUT, self.peer).await {
                     Ok(s) => (s, false),
                     Err(e) => {
                         tracing::debug!(target = %target.addr, error = %e, "target connection failed");
@@ -503,10 +466,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
 
     /// Writes the request in `out` to the target and reads the response head into `up`,
     /// skipping interim (1xx) responses.
-    async fn exchange_head(&mut self, up: &mut TcpStream) -> Result<RespHead, Failure> {
+    async fn exchange_head(&mut self, up: &mut UpConn) -> Result<RespHead, Failure> {
         let w = tokio::select! {
             biased;
-            r = up.write_all(&self.out) => Some(r),
+            // The flush sends what a mesh hop's TLS layer holds back.
+            r = async {
+                up.write_all(&self.out).await?;
+                up.flush().await
+            } => Some(r),
             _ = Expired(&mut self.idle) => None,
         };
         match w {
@@ -550,7 +517,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
     async fn respond(
         &mut self,
         head: RespHead,
-        mut up: TcpStream,
+        mut up: UpConn,
         plan: &Plan,
         in_flight: InFlight,
         l: &ListenerShared,
@@ -679,47 +646,4 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
 #[inline]
 fn skip_response_header(n: &[u8]) -> bool {
     forwarded::is_hop_by_hop(n) && !n.eq_ignore_ascii_case(b"transfer-encoding")
-}
-
-/// Reads more bytes into `buf`, unless nothing moves for the idle timeout (`None`).
-async fn read_idle<T: AsyncRead + Unpin>(
-    io: &mut T,
-    buf: &mut BytesMut,
-    idle: &mut Idle,
-) -> Option<io::Result<usize>> {
-    reserve(buf);
-    let r = tokio::select! {
-        biased;
-        r = io.read_buf(buf) => Some(r),
-        _ = Expired(idle) => None,
-    };
-    if matches!(r, Some(Ok(n)) if n > 0) {
-        idle.touch();
-    }
-    r
-}
-
-/// Writes all of `data` and flushes it (a TLS stream may hold records back until then),
-/// unless nothing moves for the idle timeout.
-async fn write_idle<T: AsyncWrite + Unpin>(
-    io: &mut T,
-    data: &[u8],
-    idle: &mut Idle,
-) -> Result<(), ()> {
-    let r = tokio::select! {
-        biased;
-        r = async {
-            io.write_all(data).await?;
-            io.flush().await
-        } => r.map_err(|_| ()),
-        _ = Expired(idle) => Err(()),
-    };
-    idle.touch();
-    r
-}
-
-fn reserve(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() < MIN_READ_SPACE {
-        buf.reserve(READ_CHUNK);
-    }
 }

@@ -186,6 +186,8 @@ impl GroupRuntime {
             }
             t.pool
                 .set_mode(settings.h2, settings.protocol == Protocol::Https);
+            let outbound = self.mesh.as_ref().and_then(|m| m.outbound.as_ref());
+            t.pool.set_hop(pt.mesh_hop.as_ref().zip(outbound));
             next.push(t);
         }
         for (addr, t) in by_addr {

@@ -470,7 +470,7 @@ async fn forward(
             Err(status) => break status,
         };
         let target = in_flight.target().clone();
-        let (mut sender, reused) = match target.pool.checkout(CONNECT_TIMEOUT).await {
+        let (mut sender, reused) = match target.pool.checkout(CONNECT_TIMEOUT, cx.peer.ip()).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(target = %target.addr, error = %e, "target connection failed");

@@ -27,6 +27,10 @@
 //!   ([`ProxyOptions::mesh_ips`]), HTTP routed by host or TCP, forwarding to mesh target
 //!   groups with a per-request timeout, retries on 503 and refused streams, outlier
 //!   ejection and Service Connect's metrics.
+//! - Mutual TLS between node proxies ([`ProxyConfig::mesh_tls`]): the node's inbound
+//!   listener ([`Proxy::bind_mesh_inbound`]) serves the endpoints running here to callers
+//!   their allow lists name, and mesh targets with a hop are reached through their node's
+//!   inbound listener, presenting the calling task's identity (see [`mesh_tls`]).
 //!
 //! What it does not do: it never reads the store or talks to the control plane, and it does
 //! not register targets (the control plane hands it targets). UDP listeners are not
@@ -38,10 +42,11 @@
 //!
 //! Layout, from the top down (a module uses only modules on lines below its own):
 //! - [`config`]: [`ProxyConfig`] in, [`TargetStatus`] out; this file applies it.
-//! - `mesh`: the mesh's outbound side; its submodules sit at three levels: `listeners`
-//!   (mesh listeners compiled into listeners and rules, used by this file), `outlier`
-//!   (used by `attempt`), `endpoint` and `metrics` (what a mesh group carries, used by
-//!   `group` and below).
+//! - `mesh`: the mesh; its submodules sit at four levels: `listeners` (mesh listeners
+//!   compiled into listeners and rules) and `inbound` (the node's mutual TLS inbound
+//!   listener), used by this file; `outlier` (used by `attempt`); `endpoint` and
+//!   `metrics` (what a mesh group carries, used by `group` and below); `hop` (connections
+//!   through a target's node's inbound listener, used by `pool`).
 //! - `listener`: bind, accept, connection limit and tracking, TLS and ALPN dispatch.
 //! - `fast_h1`: the HTTP/1.1 fast path (its own codec, one task per connection);
 //!   `hyper_path`: every other HTTP request (HTTP/2, upgrades, streamed bodies, fixed
@@ -125,7 +130,10 @@ use crate::forwarded::XffMode;
 use crate::group::GroupRuntime;
 use crate::group_settings::GroupSettings;
 use crate::listener::RunningListener;
+use crate::mesh::hop::MeshOutbound;
+use crate::mesh::inbound::{InboundShared, InboundState, MeshTlsMetrics};
 use crate::mesh::{MeshGroup, MeshMetricsFamilies};
+use crate::mesh_tls::MeshIdentities;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::rules::RuleSet;
@@ -157,6 +165,12 @@ pub struct Proxy {
     /// The target groups, for [`Proxy::target_statuses`] without the state lock.
     groups_view: ArcSwap<Vec<Arc<GroupRuntime>>>,
     shut_down: AtomicBool,
+    /// The certificates of the mesh identities this node holds, shared by both sides.
+    mesh_identities: Arc<MeshIdentities>,
+    mesh_outbound: Arc<MeshOutbound>,
+    mesh_inbound: Arc<InboundShared>,
+    /// The accept loops of the inbound mesh listeners.
+    inbound_tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 #[derive(Default)]
@@ -191,6 +205,12 @@ pub(crate) struct PlannedListener {
 
 impl Proxy {
     pub fn new(opts: ProxyOptions) -> Arc<Proxy> {
+        let mesh_identities = Arc::new(MeshIdentities::new());
+        let tls_metrics = MeshTlsMetrics::new(&opts.registry);
+        let mesh_outbound = Arc::new(MeshOutbound::new(
+            mesh_identities.clone(),
+            tls_metrics.outbound_handshake_failures(),
+        ));
         Arc::new(Proxy {
             bind_ip: opts.bind_ip,
             mesh_ips: {
@@ -207,7 +227,34 @@ impl Proxy {
             state: tokio::sync::Mutex::new(State::default()),
             groups_view: ArcSwap::from_pointee(Vec::new()),
             shut_down: AtomicBool::new(false),
+            mesh_identities,
+            mesh_outbound,
+            mesh_inbound: Arc::new(InboundShared {
+                state: arc_swap::ArcSwapOption::empty(),
+                metrics: tls_metrics,
+            }),
+            inbound_tasks: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    /// Binds the node's inbound mesh listener on `addr` (port 0: an ephemeral port) and
+    /// returns the bound address, which the control plane publishes as the node's hop
+    /// address. It serves once a configuration with [`ProxyConfig::mesh_tls`] is applied;
+    /// until then it closes every connection. Callable more than once (one listener per
+    /// address).
+    pub async fn bind_mesh_inbound(&self, addr: SocketAddr) -> Result<SocketAddr, ProxyError> {
+        if self.shut_down.load(Ordering::Acquire) {
+            return Err(ProxyError::ShutDown);
+        }
+        let bind_err = |source| ProxyError::MeshInboundBind { addr, source };
+        let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+        let bound = listener.local_addr().map_err(bind_err)?;
+        let task = mesh::inbound::spawn(listener, self.mesh_inbound.clone());
+        self.inbound_tasks
+            .lock()
+            .expect("inbound tasks lock")
+            .push(task);
+        Ok(bound)
     }
 
     /// Reconciles to `cfg`: binds listeners that are new, closes removed ones (after
@@ -275,7 +322,10 @@ impl Proxy {
                         &self.metrics,
                         self.notifier.clone(),
                         self.clock.clone(),
-                        mesh.map(|s| MeshGroup::new(s, &self.mesh_metrics)),
+                        mesh.map(|s| {
+                            MeshGroup::new(s, &self.mesh_metrics)
+                                .with_outbound(self.mesh_outbound.clone())
+                        }),
                     ),
                     true,
                 ),
@@ -376,6 +426,18 @@ impl Proxy {
             &self.mesh_ips,
             &lookup,
         )?);
+        let (inbound, identities) = match &cfg.mesh_tls {
+            Some(t) => {
+                // The identities load into a set of their own: a bad one changes nothing.
+                let identities = MeshIdentities::new();
+                identities
+                    .replace(&t.identities)
+                    .map_err(|source| ProxyError::MeshTls { source })?;
+                let inbound = InboundState::compile(t, self.mesh_identities.clone())?;
+                (Some(inbound), Some(identities))
+            }
+            None => (None, None),
+        };
 
         // 2. Bind what is new or moved; a failure here still changes nothing.
         let mut bound: HashMap<String, TcpListener> = HashMap::new();
@@ -399,6 +461,12 @@ impl Proxy {
         }
 
         // 3. Commit.
+        // New handshakes present the new identities; open connections keep theirs.
+        if let Some(identities) = &identities {
+            self.mesh_identities.take_from(identities);
+        }
+        self.mesh_outbound.set(cfg.mesh_tls.as_ref());
+        self.mesh_inbound.state.store(inbound.map(Arc::new));
         for (arn, (rt, settings, new, mesh)) in &groups {
             if *new {
                 // A group of this ARN whose mesh endpoint changed is replaced.
@@ -502,6 +570,14 @@ impl Proxy {
     /// Stops accepting, lets in-flight requests finish (bounded), stops health checks.
     pub async fn shutdown(&self) {
         self.shut_down.store(true, Ordering::Release);
+        for t in self
+            .inbound_tasks
+            .lock()
+            .expect("inbound tasks lock")
+            .drain(..)
+        {
+            t.abort();
+        }
         let mut state = self.state.lock().await;
         let mut handles: Vec<_> = state.closing.drain(..).collect();
         for (arn, e) in state.listeners.drain() {

@@ -5,8 +5,9 @@
 //!   swapped whole by [`MeshIdentities::replace`]. Handshakes read it as they start, so a
 //!   rotation reaches new connections at once and leaves open ones alone.
 //! - [`inbound_server_config`]: presents the certificate of the service the client names
-//!   by SNI (`<service>.<namespace>.mesh`, [`SpiffeId::mesh_server_name`]) and requires a
-//!   client certificate chaining to the trust. [`peer_spiffe_id`] then says who called,
+//!   by SNI (`<service>.<namespace>.mesh`, [`SpiffeId::mesh_server_name`], or one
+//!   endpoint's `<endpoint>.<service>.<namespace>.mesh` under it) and requires a client
+//!   certificate chaining to the trust. [`peer_spiffe_id`] then says who called,
 //!   for the called service's allow list.
 //! - [`outbound_client_config`]: one configuration per caller and called service: it
 //!   presents the caller's certificate and accepts a server only when its chain reaches
@@ -145,9 +146,27 @@ impl MeshIdentities {
         Ok(())
     }
 
+    /// Takes every certificate `other` holds now (loaded and checked by its
+    /// [`MeshIdentities::replace`]), as one swap.
+    pub fn take_from(&self, other: &MeshIdentities) {
+        self.current.store(other.current.load_full());
+    }
+
     /// The certificate and key of `id`, if held.
     pub fn certified_key(&self, id: &SpiffeId) -> Option<Arc<CertifiedKey>> {
         self.current.load().by_id.get(id).cloned()
+    }
+
+    /// The certificate answering for the SNI name `name` (lowercase): the service's own
+    /// `<service>.<namespace>.mesh`, or an endpoint's `<endpoint>.<service>.<namespace>.mesh`
+    /// under it.
+    pub fn for_server_name(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        let set = self.current.load();
+        if let Some(k) = set.by_server_name.get(name) {
+            return Some(k.clone());
+        }
+        let (_, service) = name.split_once('.')?;
+        set.by_server_name.get(service).cloned()
     }
 
     /// The identities held, sorted.
@@ -236,7 +255,7 @@ struct SniIdentityResolver(Arc<MeshIdentities>);
 impl ResolvesServerCert for SniIdentityResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let name = hello.server_name()?.to_ascii_lowercase();
-        self.0.current.load().by_server_name.get(&name).cloned()
+        self.0.for_server_name(&name)
     }
 }
 
@@ -305,8 +324,9 @@ impl ResolvesClientCert for CallerCertificate {
     }
 }
 
-/// The webpki verifier (chain to the trust, validity, server use, DNS name), then the
-/// one URI SAN must be exactly the called service's identity.
+/// The webpki verifier (chain to the trust, validity, server use, and the called
+/// service's DNS name whatever endpoint the SNI named), then the one URI SAN must be
+/// exactly the called service's identity.
 #[derive(Debug)]
 struct ExactSpiffeIdVerifier {
     inner: Arc<WebPkiServerVerifier>,
@@ -318,14 +338,18 @@ impl ServerCertVerifier for ExactSpiffeIdVerifier {
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
+        _server_name: &ServerName<'_>,
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        // The SNI names one endpoint (`<endpoint>.<service>.<namespace>.mesh`); the
+        // certificate answers for its service, whose name is checked instead.
+        let service_name = mesh_server_name(&self.expected)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::NotValidForName))?;
         self.inner.verify_server_cert(
             end_entity,
             intermediates,
-            server_name,
+            &service_name,
             ocsp_response,
             now,
         )?;
@@ -368,7 +392,8 @@ impl ServerCertVerifier for ExactSpiffeIdVerifier {
 
 /// The configuration for connections from `caller` to `called`: presents `caller`'s
 /// current certificate from `identities` and accepts only a server proving `called`
-/// under `trust`. Dial with [`mesh_server_name`]`(called)` as the server name.
+/// under `trust`. Dial with [`mesh_server_name`]`(called)`, or an endpoint's name under
+/// it, as the server name.
 pub fn outbound_client_config(
     trust: &MeshTrust,
     identities: Arc<MeshIdentities>,

@@ -6,8 +6,11 @@
 //! body has been read to its end, so a pooled connection is always idle. The idle set is a
 //! lock-free queue; a connection the target closed is noticed and dropped at checkout.
 //! The HTTP/2 connection is multiplexed and published with arc-swap.
+//!
+//! A mesh target reached through a mutual TLS hop ([`crate::mesh::hop`]) keeps the same
+//! kinds of connections per caller identity, in the hop's lanes, instead.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +25,8 @@ use hyper::client::conn::{http1, http2, TrySendError};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
+use crate::mesh::hop::{HopDialer, HopError, Lane, MeshOutbound, UpConn};
+
 /// The body of a request sent to a target: the client's, or one the proxy made.
 pub(crate) type UpBody = Either<Incoming, Full<Bytes>>;
 
@@ -29,6 +34,8 @@ pub(crate) type UpBody = Either<Incoming, Full<Bytes>>;
 pub(crate) enum UpSender {
     H1(http1::SendRequest<UpBody>),
     H2(http2::SendRequest<UpBody>),
+    /// HTTP/1.1 over a mesh hop, with the caller's lane it goes back to.
+    MeshH1(http1::SendRequest<UpBody>, Arc<Lane>),
 }
 
 impl UpSender {
@@ -44,6 +51,7 @@ impl UpSender {
         match self {
             UpSender::H1(s) => s.try_send_request(req).await,
             UpSender::H2(s) => s.try_send_request(req).await,
+            UpSender::MeshH1(s, _) => s.try_send_request(req).await,
         }
     }
 }
@@ -61,6 +69,7 @@ pub(crate) enum ConnectError {
     Timeout,
     Handshake(hyper::Error),
     Tls(std::io::Error),
+    Hop(HopError),
 }
 
 impl std::fmt::Display for ConnectError {
@@ -70,6 +79,7 @@ impl std::fmt::Display for ConnectError {
             ConnectError::Timeout => write!(f, "connect timed out"),
             ConnectError::Handshake(e) => write!(f, "handshake: {e}"),
             ConnectError::Tls(e) => write!(f, "TLS: {e}"),
+            ConnectError::Hop(e) => write!(f, "{e}"),
         }
     }
 }
@@ -85,6 +95,8 @@ pub(crate) struct Pool {
     /// Speak TLS to the target (HTTPS target groups).
     tls: AtomicBool,
     h2_conn: ArcSwapOption<http2::SendRequest<UpBody>>,
+    /// Set for a mesh target reached over mutual TLS: every connection goes through it.
+    hop: ArcSwapOption<HopDialer>,
 }
 
 impl Pool {
@@ -96,7 +108,36 @@ impl Pool {
             h2: AtomicBool::new(false),
             tls: AtomicBool::new(false),
             h2_conn: ArcSwapOption::empty(),
+            hop: ArcSwapOption::empty(),
         }
+    }
+
+    /// Reaches the target through `hop` (or directly, `None`). Idle connections are
+    /// dropped when the hop changes.
+    pub(crate) fn set_hop(
+        &self,
+        hop: Option<(&berth_model::dataplane::MeshHop, &Arc<MeshOutbound>)>,
+    ) {
+        let h2 = self.h2.load(Ordering::Acquire);
+        let current = self.hop.load();
+        match (current.as_ref(), hop) {
+            (None, None) => {}
+            (Some(d), Some((hop, outbound))) if d.is_for(hop, h2, outbound) => {}
+            (_, hop) => {
+                let dialer =
+                    hop.and_then(|(hop, outbound)| HopDialer::new(hop, h2, outbound.clone()));
+                if hop.is_some() && dialer.is_none() {
+                    tracing::warn!(target = %self.addr, "mesh hop server name is not a DNS name");
+                }
+                self.hop.store(dialer.map(Arc::new));
+                self.clear();
+            }
+        }
+    }
+
+    /// Whether connections go through a mesh hop.
+    pub(crate) fn has_hop(&self) -> bool {
+        self.hop.load().is_some()
     }
 
     /// Switches between HTTP/1.1 and HTTP/2, plain or TLS, dropping idle connections.
@@ -110,10 +151,15 @@ impl Pool {
 
     /// An idle pooled connection if one is still open, else a new one. The flag says
     /// whether the connection was reused.
+    /// `peer` is the client's address: over a mesh hop it picks the caller identity.
     pub(crate) async fn checkout(
         &self,
         connect_timeout: Duration,
+        peer: IpAddr,
     ) -> Result<(UpSender, bool), ConnectError> {
+        if let Some(hop) = self.hop.load_full() {
+            return self.checkout_hop(&hop, connect_timeout, peer).await;
+        }
         if self.h2.load(Ordering::Acquire) {
             if let Some(s) = self.h2_conn.load_full() {
                 if !s.is_closed() {
@@ -141,6 +187,45 @@ impl Pool {
             }
         }
         Ok((UpSender::H1(self.connect(connect_timeout).await?), false))
+    }
+
+    async fn checkout_hop(
+        &self,
+        hop: &HopDialer,
+        connect_timeout: Duration,
+        peer: IpAddr,
+    ) -> Result<(UpSender, bool), ConnectError> {
+        let lane = hop.lane(peer).map_err(ConnectError::Hop)?;
+        if self.h2.load(Ordering::Acquire) {
+            if let Some(s) = lane.h2_conn.load_full() {
+                if !s.is_closed() {
+                    let mut s = (*s).clone();
+                    if s.ready().await.is_ok() {
+                        return Ok((UpSender::H2(s), true));
+                    }
+                }
+            }
+            let io = hop
+                .connect(&lane, connect_timeout)
+                .await
+                .map_err(ConnectError::Hop)?;
+            let sender = h2_over(io).await?;
+            lane.h2_conn.store(Some(Arc::new(sender.clone())));
+            return Ok((UpSender::H2(sender), false));
+        }
+        while let Some(mut s) = lane.idle.pop() {
+            if s.is_closed() {
+                continue;
+            }
+            if s.ready().await.is_ok() {
+                return Ok((UpSender::MeshH1(s, lane), true));
+            }
+        }
+        let io = hop
+            .connect(&lane, connect_timeout)
+            .await
+            .map_err(ConnectError::Hop)?;
+        Ok((UpSender::MeshH1(h1_over(io).await?, lane), false))
     }
 
     async fn tcp(&self, connect_timeout: Duration) -> Result<TcpStream, ConnectError> {
@@ -181,10 +266,14 @@ impl Pool {
 
     /// Returns an idle connection to the pool.
     pub(crate) fn checkin(&self, s: UpSender) {
-        if let UpSender::H1(s) = s {
-            if !s.is_closed() {
+        match s {
+            UpSender::H1(s) if !s.is_closed() => {
                 let _ = self.idle.push(s);
             }
+            UpSender::MeshH1(s, lane) if !s.is_closed() => {
+                let _ = lane.idle.push(s);
+            }
+            _ => {}
         }
     }
 
@@ -196,29 +285,55 @@ impl Pool {
     /// An idle fast-path connection that is still open, if any. A connection the target
     /// closed (or wrote to unasked) is dropped; the check reads the socket only when the
     /// runtime has seen it become readable, so an open idle connection costs no syscall.
-    pub(crate) fn checkout_raw(&self) -> Option<TcpStream> {
+    /// Over a mesh hop, only a connection opened for the caller of `peer` is reused.
+    pub(crate) fn checkout_raw(&self, peer: IpAddr) -> Option<UpConn> {
+        if let Some(hop) = self.hop.load_full() {
+            let lane = hop.lane(peer).ok()?;
+            while let Some(s) = lane.raw.pop() {
+                let c = UpConn::Mesh(Box::new(s), lane.clone());
+                if !c.is_stale() {
+                    return Some(c);
+                }
+            }
+            return None;
+        }
         while let Some(s) = self.raw.pop() {
-            let mut b = [0u8; 1];
-            match s.try_read(&mut b) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(s),
-                _ => continue,
+            let c = UpConn::Plain(s);
+            if !c.is_stale() {
+                return Some(c);
             }
         }
         None
     }
 
-    /// A new plain connection for the fast path.
+    /// A new raw connection for the fast path and stream listeners: plain TCP to the
+    /// target, or mutual TLS through its mesh hop for the caller of `peer`.
     pub(crate) async fn connect_raw(
         &self,
         connect_timeout: Duration,
-    ) -> Result<TcpStream, ConnectError> {
-        self.tcp(connect_timeout).await
+        peer: IpAddr,
+    ) -> Result<UpConn, ConnectError> {
+        if let Some(hop) = self.hop.load_full() {
+            let lane = hop.lane(peer).map_err(ConnectError::Hop)?;
+            let s = hop
+                .connect(&lane, connect_timeout)
+                .await
+                .map_err(ConnectError::Hop)?;
+            return Ok(UpConn::Mesh(Box::new(s), lane));
+        }
+        Ok(UpConn::Plain(self.tcp(connect_timeout).await?))
     }
 
     /// Returns an idle fast-path connection.
-    pub(crate) fn checkin_raw(&self, s: TcpStream) {
-        if self.is_plain_h1() {
-            let _ = self.raw.push(s);
+    pub(crate) fn checkin_raw(&self, s: UpConn) {
+        match s {
+            UpConn::Plain(s) if self.is_plain_h1() && !self.has_hop() => {
+                let _ = self.raw.push(s);
+            }
+            UpConn::Mesh(s, lane) => {
+                let _ = lane.raw.push(*s);
+            }
+            _ => {}
         }
     }
 
@@ -227,6 +342,9 @@ impl Pool {
         while self.idle.pop().is_some() {}
         while self.raw.pop().is_some() {}
         self.h2_conn.store(None);
+        if let Some(hop) = self.hop.load().as_ref() {
+            hop.clear();
+        }
     }
 }
 

@@ -96,7 +96,7 @@ pub(crate) async fn forward<C>(
             return;
         };
         let target = in_flight.target();
-        let mut upstream = match target.pool.connect_raw(CONNECT_TIMEOUT).await {
+        let mut upstream = match target.pool.connect_raw(CONNECT_TIMEOUT, peer.ip()).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(target = %target.addr, error = %e, "target connection failed");

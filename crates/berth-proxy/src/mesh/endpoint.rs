@@ -3,11 +3,13 @@
 //! metrics. Data only: it decides nothing.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use berth_model::dataplane::MeshGroupSettings;
 use tokio::time::Instant;
 
+use super::hop::MeshOutbound;
 use super::metrics::{MeshMetrics, MeshMetricsFamilies};
 
 /// What a mesh target group adds to its group: its settings (atomics, so a new
@@ -21,6 +23,8 @@ pub(crate) struct MeshGroup {
     pub(crate) base_ejection_ms: AtomicU64,
     pub(crate) max_ejection_percent: AtomicU32,
     pub(crate) metrics: MeshMetrics,
+    /// The node's outbound mutual TLS, for targets with a mesh hop.
+    pub(crate) outbound: Option<Arc<MeshOutbound>>,
 }
 
 impl MeshGroup {
@@ -33,9 +37,16 @@ impl MeshGroup {
             base_ejection_ms: AtomicU64::new(0),
             max_ejection_percent: AtomicU32::new(0),
             metrics: families.endpoint(&s.namespace, &s.discovery_name),
+            outbound: None,
         };
         g.set(s);
         g
+    }
+
+    /// Reaches targets with a mesh hop through `outbound`.
+    pub(crate) fn with_outbound(mut self, outbound: Arc<MeshOutbound>) -> MeshGroup {
+        self.outbound = Some(outbound);
+        self
     }
 
     /// Whether `s` names the same endpoint (its metrics keep their labels).

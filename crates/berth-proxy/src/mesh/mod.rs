@@ -15,20 +15,29 @@
 //!   ejects a target for a while, within the group's ejection cap,
 //! - the `berth_mesh_*` metrics ([`metrics`]).
 //!
+//! With mutual TLS configured ([`MeshTlsConfig`]), a mesh target that has a hop is
+//! reached through its node's inbound listener ([`hop`]), and this node's inbound
+//! listener ([`inbound`]) serves the endpoints running here.
+//!
 //! Layout, from the top down (as in the crate root: a module uses only those below):
-//! - `listeners`: mesh listeners compiled into planned listeners (used by the crate
-//!   root's `apply` only).
+//! - `listeners`: mesh listeners compiled into planned listeners, and `inbound`: the
+//!   inbound listener (both used by the crate root only).
 //! - `outlier`: outlier detection (used by the request engine).
 //! - `endpoint`: the settings a mesh group carries ([`MeshGroup`]); `metrics`: its
 //!   metrics (both used by target groups and below).
+//! - `hop`: connections to a target through its node's inbound listener (used by the
+//!   upstream pool).
 //!
 //! What it does not do: decide which tasks are endpoints or which aliases a node serves
-//! (the control plane does), answer DNS, or speak mutual TLS between proxies.
+//! (the control plane does), answer DNS, or issue certificates.
 //!
 //! [`MeshListener`]: berth_model::dataplane::MeshListener
 //! [`MeshGroupSettings`]: berth_model::dataplane::MeshGroupSettings
+//! [`MeshTlsConfig`]: berth_model::dataplane::MeshTlsConfig
 
 pub(crate) mod endpoint;
+pub(crate) mod hop;
+pub(crate) mod inbound;
 pub(crate) mod listeners;
 pub(crate) mod metrics;
 pub(crate) mod outlier;

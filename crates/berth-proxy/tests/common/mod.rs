@@ -1,6 +1,8 @@
 //! Test helpers: small hyper backends, configuration builders and a client.
 #![allow(dead_code)]
 
+pub mod mesh_ca;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};

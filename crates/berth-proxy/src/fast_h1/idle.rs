@@ -1,0 +1,98 @@
+//! The fast path's connection-wide idle timeout ([`Idle`], [`Expired`]) and the reads
+//! and writes that honour it. It routes and parses nothing.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{Instant, Sleep};
+
+use crate::clock::Clock;
+
+/// Free space below which a read buffer grows before the next read.
+const MIN_READ_SPACE: usize = 4096;
+pub(super) const READ_CHUNK: usize = 16 * 1024;
+
+/// The connection-wide idle timeout: one timer, moved only when it fires early.
+pub(super) struct Idle {
+    pub(super) sleep: Pin<Box<Sleep>>,
+    /// When bytes last moved (clock millis).
+    pub(super) last: u64,
+    pub(super) idle_ms: u64,
+    pub(super) clock: Clock,
+}
+
+impl Idle {
+    pub(super) fn touch(&mut self) {
+        self.last = self.clock.now_ms();
+    }
+}
+
+/// Resolves once nothing moved on the connection for the idle timeout.
+pub(super) struct Expired<'a>(pub(super) &'a mut Idle);
+
+impl Future for Expired<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let idle = &mut *self.get_mut().0;
+        loop {
+            if idle.sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let quiet = idle.clock.now_ms().saturating_sub(idle.last);
+            if quiet >= idle.idle_ms {
+                return Poll::Ready(());
+            }
+            let next = Instant::now() + Duration::from_millis(idle.idle_ms - quiet);
+            idle.sleep.as_mut().reset(next);
+        }
+    }
+}
+
+/// Reads more bytes into `buf`, unless nothing moves for the idle timeout (`None`).
+pub(super) async fn read_idle<T: AsyncRead + Unpin>(
+    io: &mut T,
+    buf: &mut BytesMut,
+    idle: &mut Idle,
+) -> Option<io::Result<usize>> {
+    reserve(buf);
+    let r = tokio::select! {
+        biased;
+        r = io.read_buf(buf) => Some(r),
+        _ = Expired(idle) => None,
+    };
+    if matches!(r, Some(Ok(n)) if n > 0) {
+        idle.touch();
+    }
+    r
+}
+
+/// Writes all of `data` and flushes it (a TLS stream may hold records back until then),
+/// unless nothing moves for the idle timeout.
+pub(super) async fn write_idle<T: AsyncWrite + Unpin>(
+    io: &mut T,
+    data: &[u8],
+    idle: &mut Idle,
+) -> Result<(), ()> {
+    let r = tokio::select! {
+        biased;
+        r = async {
+            io.write_all(data).await?;
+            io.flush().await
+        } => r.map_err(|_| ()),
+        _ = Expired(idle) => Err(()),
+    };
+    idle.touch();
+    r
+}
+
+pub(super) fn reserve(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < MIN_READ_SPACE {
+        buf.reserve(READ_CHUNK);
+    }
+}
