@@ -243,6 +243,7 @@ fn harness() -> Harness {
             cluster: "default".into(),
             instance_id: "i-1".into(),
             address: "10.1.2.3".into(),
+            mesh_inbound: Some("10.1.2.3:15443".parse().unwrap()),
             resync: Duration::from_secs(2),
         },
     );
@@ -499,6 +500,12 @@ async fn registration_describes_the_instance() {
             .get(crate::ADDRESS_ATTRIBUTE)
             .map(String::as_str),
         Some("10.1.2.3")
+    );
+    assert_eq!(
+        inst.attributes
+            .get(crate::MESH_INBOUND_ATTRIBUTE)
+            .map(String::as_str),
+        Some("10.1.2.3:15443")
     );
     assert_eq!(inst.runtime, "fake");
     let cpu = inst
