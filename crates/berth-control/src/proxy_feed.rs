@@ -338,4 +338,6 @@ impl ProxyFeed {
 #[cfg(test)]
 mod mesh_tests;
 #[cfg(test)]
+mod mesh_tls_tests;
+#[cfg(test)]
 mod tests;
