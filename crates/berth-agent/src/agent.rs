@@ -31,6 +31,16 @@ pub const ADDRESS_ATTRIBUTE: &str = "berth.address";
 /// listener: where other nodes' proxies open mutual TLS to reach its tasks.
 pub const MESH_INBOUND_ATTRIBUTE: &str = "berth.mesh-inbound";
 
+/// The address other nodes reach a mesh inbound listener bound at `bound` on: `bound`
+/// itself, or, when it is bound on every address (`0.0.0.0`, `::`), its port on
+/// `advertise_address` (the node's address for targets) when that is an IP.
+pub fn advertised_mesh_inbound(bound: SocketAddr, advertise_address: &str) -> SocketAddr {
+    match advertise_address.parse::<std::net::IpAddr>() {
+        Ok(ip) if bound.ip().is_unspecified() => SocketAddr::new(ip, bound.port()),
+        _ => bound,
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     pub cluster: String,

@@ -2,6 +2,7 @@
 //! records every task state change the agent reports.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -530,4 +531,17 @@ async fn queries_answer_for_the_runtimes_tasks() {
     let chunks: Vec<_> =
         futures::StreamExt::collect(q.logs(&task, None, false).await.unwrap()).await;
     assert_eq!(chunks.len(), 1);
+}
+
+#[test]
+fn a_mesh_inbound_bound_on_every_address_is_advertised_on_the_nodes_address() {
+    let any: SocketAddr = "0.0.0.0:15443".parse().unwrap();
+    assert_eq!(
+        crate::advertised_mesh_inbound(any, "10.1.2.3"),
+        "10.1.2.3:15443".parse::<SocketAddr>().unwrap()
+    );
+    let one: SocketAddr = "192.168.1.4:40000".parse().unwrap();
+    assert_eq!(crate::advertised_mesh_inbound(one, "10.1.2.3"), one);
+    // A host name is not an IP: the bound address stays.
+    assert_eq!(crate::advertised_mesh_inbound(any, "node-1.local"), any);
 }

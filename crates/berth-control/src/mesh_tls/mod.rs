@@ -48,6 +48,10 @@ use crate::mesh_ca::{DEFAULT_MESH_CERTIFICATE_VALIDITY, MESH_CA_STORE_KEY};
 /// mesh inbound listener (berth-agent's `MESH_INBOUND_ATTRIBUTE`).
 pub const MESH_INBOUND_ATTRIBUTE: &str = "berth.mesh-inbound";
 
+/// The port a node's mesh inbound listener binds when not told: Istio's port for
+/// mutual TLS between meshes, outside the ephemeral ranges dynamic host ports come from.
+pub const DEFAULT_MESH_INBOUND_PORT: u16 = 15443;
+
 /// The SPIFFE namespace of node identities. A Cloud Map namespace cannot hold an
 /// underscore, so no service of the mesh ever has an identity in it, and an allow list
 /// (which names services) can never admit a node.
