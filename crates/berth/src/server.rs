@@ -58,6 +58,13 @@ pub struct ServerArgs {
     /// 127.0.0.1 and, with the Docker runtime, the Docker bridge's gateway.
     #[arg(long = "mesh-ip", value_name = "IP")]
     pub mesh_ip: Vec<IpAddr>,
+    #[command(flatten)]
+    pub mesh_tls: Box<MeshTlsArgs>,
+}
+
+/// The mesh's mutual TLS.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MeshTlsArgs {
     /// Where the mesh's inbound listener (mutual TLS from the proxies of other nodes)
     /// binds; port 0 picks a free port. Default: --listen-ip, port 15443. Other nodes
     /// reach it on --advertise-address when it binds every address.
@@ -171,7 +178,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     });
     let instance = instance_id(&args.data_dir)?;
     // The mesh inbound listener's address once bound (port 0 resolved).
-    let mesh_inbound = args.mesh_inbound_addr.unwrap_or(SocketAddr::new(
+    let mesh_inbound = args.mesh_tls.mesh_inbound_addr.unwrap_or(SocketAddr::new(
         args.listen_ip,
         berth_control::mesh_tls::DEFAULT_MESH_INBOUND_PORT,
     ));
@@ -203,7 +210,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let published = dns.clone();
     let control = control.with_discovery(Arc::new(move |records| published.publish(records)));
     let control = control.with_mesh_tls(berth_control::mesh_tls::MeshTlsSettings {
-        certificate_validity: Duration::from_secs(args.mesh_certificate_validity),
+        certificate_validity: Duration::from_secs(args.mesh_tls.mesh_certificate_validity),
         node: Some(berth_control::mesh_tls::MeshNode {
             cluster: args.cluster.clone(),
             instance_id: instance,
