@@ -6,19 +6,37 @@ use std::time::Duration;
 use berth_model::mesh_identity::{MeshCertificate, SpiffeId};
 use berth_model::time::Timestamp;
 
-use crate::mesh_ca::{needs_rotation, MeshAuthority, MeshCaError};
+use crate::mesh_ca::{MeshAuthority, MeshCaError};
 
 /// One current certificate per identity wanted, all from one CA.
 #[derive(Default)]
 pub struct CertificateBook {
     /// The PEM of the CA that issued `certs`: a different CA reissues them all.
     issuer_pem: Option<String>,
-    certs: BTreeMap<SpiffeId, MeshCertificate>,
+    certs: BTreeMap<SpiffeId, Issued>,
+}
+
+/// A certificate and when the book issued it.
+struct Issued {
+    cert: MeshCertificate,
+    at: Timestamp,
+}
+
+impl Issued {
+    /// Half-way from issuance to expiry. Not
+    /// [`needs_rotation`](crate::mesh_ca::needs_rotation)'s half of notBefore to
+    /// notAfter: notBefore is backdated by the clock skew allowance, so for a validity
+    /// under two minutes that half has passed before the certificate is issued, and it
+    /// would be reissued on every pass.
+    fn due(&self, now: Timestamp) -> bool {
+        now >= self.at + (self.cert.not_after - self.at) / 2.0 || now >= self.cert.not_after
+    }
 }
 
 impl CertificateBook {
     /// Makes the book hold a certificate of `ca` for exactly the identities `wanted`:
-    /// issues those missing or due for rotation at `now` (valid for `validity`), and
+    /// issues those missing or due for renewal at `now` (half-way from issuance to
+    /// expiry; valid for `validity`), and
     /// forgets the others. Returns how many it issued.
     pub fn refresh(
         &mut self,
@@ -35,13 +53,9 @@ impl CertificateBook {
         self.certs.retain(|id, _| wanted.contains(id));
         let mut issued = 0;
         for id in wanted {
-            let due = self
-                .certs
-                .get(id)
-                .is_none_or(|c| needs_rotation(c, now) || now >= c.not_after);
-            if due {
+            if self.certs.get(id).is_none_or(|c| c.due(now)) {
                 let cert = ca.issue(id, now, validity)?;
-                self.certs.insert(id.clone(), cert);
+                self.certs.insert(id.clone(), Issued { cert, at: now });
                 issued += 1;
             }
         }
@@ -49,7 +63,7 @@ impl CertificateBook {
     }
 
     pub fn get(&self, id: &SpiffeId) -> Option<&MeshCertificate> {
-        self.certs.get(id)
+        self.certs.get(id).map(|c| &c.cert)
     }
 
     pub fn len(&self) -> usize {

@@ -11,9 +11,9 @@
 //! - The certificates ([`CertificateBook`]): one per identity of a service with
 //!   `serviceConnectConfiguration.enabled` (clients included), `spiffe://<cluster>/ns/
 //!   <namespace>/sa/<service>`, and one for the node ([`MeshNode::identity`]); issued in
-//!   memory, kept between passes, reissued when
-//!   [`needs_rotation`](crate::mesh_ca::needs_rotation) says so or the CA changed. Leaf
-//!   keys are never written to the store: a restarted server issues new ones.
+//!   memory, kept between passes, reissued half-way from issuance to expiry or when the
+//!   CA changed. Leaf keys are never written to the store: a restarted server issues
+//!   new ones.
 //! - The configuration ([`plan`]): pure, from the services, mesh ports, tasks,
 //!   instances and mesh targets.
 //!

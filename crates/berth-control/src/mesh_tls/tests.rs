@@ -192,13 +192,14 @@ fn certificates_are_kept_between_passes_and_renewed_at_half_time() {
     );
     ca.verify_issued(&first, now).unwrap();
 
-    // Before half-time: nothing is issued; the same certificate is kept.
-    let before = first.renew_at() - 1.0;
+    // Before half-time (from issuance): nothing is issued; the same certificate is kept.
+    let half = now + 300.0;
+    let before = half - 1.0;
     assert_eq!(book.refresh(&ca, &wanted, before, validity).unwrap(), 0);
     assert_eq!(book.get(&web), Some(&first));
 
     // At half-time: reissued, with a new key.
-    let at = first.renew_at();
+    let at = half;
     assert_eq!(book.refresh(&ca, &wanted, at, validity).unwrap(), 2);
     let second = book.get(&web).unwrap();
     assert_ne!(second.private_key_pem, first.private_key_pem);
@@ -210,6 +211,19 @@ fn certificates_are_kept_between_passes_and_renewed_at_half_time() {
     assert_eq!(book.refresh(&ca, &only_web, at, validity).unwrap(), 0);
     assert!(book.get(&api).is_none());
     assert_eq!(book.len(), 1);
+}
+
+#[test]
+fn a_certificate_valid_for_seconds_is_kept_until_half_of_them_passed() {
+    // notBefore is backdated by a minute; renewal still waits for half the validity.
+    let now = time::now().floor();
+    let ca = MeshAuthority::create(now, DEFAULT_MESH_CA_VALIDITY).unwrap();
+    let web: BTreeSet<SpiffeId> = [id("spiffe://default/ns/internal/sa/web")].into();
+    let validity = Duration::from_secs(4);
+    let mut book = CertificateBook::default();
+    assert_eq!(book.refresh(&ca, &web, now, validity).unwrap(), 1);
+    assert_eq!(book.refresh(&ca, &web, now + 1.9, validity).unwrap(), 0);
+    assert_eq!(book.refresh(&ca, &web, now + 2.0, validity).unwrap(), 1);
 }
 
 #[test]
