@@ -1,6 +1,7 @@
 //! Feeds the data plane: turns the load balancers, target groups and targets in the store,
-//! and the mesh derived from the services ([`crate::mesh`]), into a [`ProxyConfig`]
-//! snapshot for a [`DataPlane`], and copies what the data plane
+//! and the mesh derived from the services ([`crate::mesh`]) with its mutual TLS
+//! ([`crate::mesh_tls`]: trust, identities, inbound endpoints, callers, and each mesh
+//! target's hop), into a [`ProxyConfig`] snapshot for a [`DataPlane`], and copies what the data plane
 //! observes (target health, draining finished) back into the target records.
 //!
 //! What it does not do: know the proxy. It speaks the contract types of
