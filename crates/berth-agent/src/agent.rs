@@ -10,6 +10,7 @@
 //! plane applies each report with the contract's rules.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +27,20 @@ use crate::report;
 /// The instance attribute holding the address targets on this instance use.
 pub const ADDRESS_ATTRIBUTE: &str = "berth.address";
 
+/// The instance attribute holding the address (`ip:port`) of this node's mesh inbound
+/// listener: where other nodes' proxies open mutual TLS to reach its tasks.
+pub const MESH_INBOUND_ATTRIBUTE: &str = "berth.mesh-inbound";
+
+/// The address other nodes reach a mesh inbound listener bound at `bound` on: `bound`
+/// itself, or, when it is bound on every address (`0.0.0.0`, `::`), its port on
+/// `advertise_address` (the node's address for targets) when that is an IP.
+pub fn advertised_mesh_inbound(bound: SocketAddr, advertise_address: &str) -> SocketAddr {
+    match advertise_address.parse::<std::net::IpAddr>() {
+        Ok(ip) if bound.ip().is_unspecified() => SocketAddr::new(ip, bound.port()),
+        _ => bound,
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     pub cluster: String,
@@ -33,6 +48,10 @@ pub struct AgentConfig {
     pub instance_id: String,
     /// The address load balancer targets on this instance use.
     pub address: String,
+    /// Where this node's mesh inbound listener is bound, as other nodes reach it;
+    /// registered as [`MESH_INBOUND_ATTRIBUTE`]. `None`: the node serves no inbound
+    /// mesh traffic, and its tasks are reached in plaintext.
+    pub mesh_inbound: Option<SocketAddr>,
     /// How often to converge without any change notification.
     pub resync: Duration,
 }
@@ -95,6 +114,9 @@ impl Agent {
             .unwrap_or(1);
         let mut attributes = BTreeMap::new();
         attributes.insert(ADDRESS_ATTRIBUTE.to_string(), self.cfg.address.clone());
+        if let Some(inbound) = self.cfg.mesh_inbound {
+            attributes.insert(MESH_INBOUND_ATTRIBUTE.to_string(), inbound.to_string());
+        }
         attributes.insert("ecs.os-type".to_string(), "linux".to_string());
         attributes.insert("berth.runtime".to_string(), self.runtime.kind().to_string());
         let registered = vec![

@@ -25,7 +25,9 @@ pub mod api;
 pub mod queries;
 pub mod report;
 
-pub use agent::{Agent, AgentConfig, ADDRESS_ATTRIBUTE};
+pub use agent::{
+    advertised_mesh_inbound, Agent, AgentConfig, ADDRESS_ATTRIBUTE, MESH_INBOUND_ATTRIBUTE,
+};
 pub use api::{AgentApi, AgentError, Result};
 pub use queries::TaskQueries;
 

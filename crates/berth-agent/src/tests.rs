@@ -2,6 +2,7 @@
 //! records every task state change the agent reports.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -243,6 +244,7 @@ fn harness() -> Harness {
             cluster: "default".into(),
             instance_id: "i-1".into(),
             address: "10.1.2.3".into(),
+            mesh_inbound: Some("10.1.2.3:15443".parse().unwrap()),
             resync: Duration::from_secs(2),
         },
     );
@@ -500,6 +502,12 @@ async fn registration_describes_the_instance() {
             .map(String::as_str),
         Some("10.1.2.3")
     );
+    assert_eq!(
+        inst.attributes
+            .get(crate::MESH_INBOUND_ATTRIBUTE)
+            .map(String::as_str),
+        Some("10.1.2.3:15443")
+    );
     assert_eq!(inst.runtime, "fake");
     let cpu = inst
         .registered_resources
@@ -523,4 +531,17 @@ async fn queries_answer_for_the_runtimes_tasks() {
     let chunks: Vec<_> =
         futures::StreamExt::collect(q.logs(&task, None, false).await.unwrap()).await;
     assert_eq!(chunks.len(), 1);
+}
+
+#[test]
+fn a_mesh_inbound_bound_on_every_address_is_advertised_on_the_nodes_address() {
+    let any: SocketAddr = "0.0.0.0:15443".parse().unwrap();
+    assert_eq!(
+        crate::advertised_mesh_inbound(any, "10.1.2.3"),
+        "10.1.2.3:15443".parse::<SocketAddr>().unwrap()
+    );
+    let one: SocketAddr = "192.168.1.4:40000".parse().unwrap();
+    assert_eq!(crate::advertised_mesh_inbound(one, "10.1.2.3"), one);
+    // A host name is not an IP: the bound address stays.
+    assert_eq!(crate::advertised_mesh_inbound(any, "node-1.local"), any);
 }

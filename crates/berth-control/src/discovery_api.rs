@@ -3,7 +3,7 @@
 //! | method and path | what |
 //! |---|---|
 //! | `GET /v1/namespaces`, `GET/DELETE /v1/namespaces/{name}` | Cloud Map namespaces (DELETE is refused while a service names the namespace) |
-//! | `GET /v1/clusters/{c}/services/{s}/endpoints` | what the mesh and DNS see of the service, per discovery name: namespace, client aliases, the DNS names published, and each task's endpoint with its health, requests in flight, ejection and whether DNS answers with it |
+//! | `GET /v1/clusters/{c}/services/{s}/endpoints` | what the mesh and DNS see of the service, per discovery name: namespace, client aliases, the mesh identity and allowed callers, the DNS names published, and each task's endpoint with its health, requests in flight, ejection and whether DNS answers with it |
 //!
 //! Namespaces are created and updated through apply (a stack's `namespaces`).
 
@@ -13,6 +13,7 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use berth_model::elb::{TargetHealth, TargetHealthState};
+use berth_model::mesh_identity::SpiffeId;
 use berth_model::servicediscovery::Namespace;
 use serde::{Deserialize, Serialize};
 
@@ -119,6 +120,13 @@ pub struct EndpointPort {
     pub target_group_arn: Option<String>,
     #[serde(default)]
     pub client_aliases: Vec<ClientAliasView>,
+    /// berth's `allowedCallers` (service connect only): the services that may call this
+    /// port over the mesh; absent, any service of the mesh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_callers: Option<Vec<String>>,
+    /// The SPIFFE identity the port's tasks present in the mesh (service connect only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
     /// The names DNS answers for this port: `<discoveryName>.<namespace>`, the
     /// aliases, and the SRV target names of the endpoints published.
     pub dns_names: Vec<String>,
@@ -153,18 +161,22 @@ pub struct EndpointView {
 }
 
 /// Builds the endpoint ports of `service` from the discovery builder's groups.
-pub fn endpoint_ports(groups: Vec<discovery::EndpointGroup>) -> Vec<EndpointPort> {
+pub fn endpoint_ports(
+    service: &berth_model::ecs::Service,
+    groups: Vec<discovery::EndpointGroup>,
+) -> Vec<EndpointPort> {
     groups
         .into_iter()
         .map(|g| {
             let fqdn = g.fqdn();
             let mut dns_names = vec![fqdn];
-            let (kind, port_name, target_group_arn, aliases) = match &g.kind {
-                GroupKind::Registry => ("serviceRegistry", None, None, Vec::new()),
+            let (kind, port_name, target_group_arn, aliases, allowed_callers) = match &g.kind {
+                GroupKind::Registry => ("serviceRegistry", None, None, Vec::new(), None),
                 GroupKind::Mesh {
                     port_name,
                     target_group_arn,
                     aliases,
+                    allowed_callers,
                 } => (
                     "serviceConnect",
                     Some(port_name.clone()),
@@ -176,8 +188,20 @@ pub fn endpoint_ports(groups: Vec<discovery::EndpointGroup>) -> Vec<EndpointPort
                             dns_name: dns_name.clone(),
                         })
                         .collect(),
+                    allowed_callers.clone(),
                 ),
             };
+            let identity = matches!(g.kind, GroupKind::Mesh { .. })
+                .then(|| {
+                    SpiffeId::for_service(
+                        service.cluster_name(),
+                        &g.namespace,
+                        &service.service_name,
+                    )
+                    .ok()
+                })
+                .flatten()
+                .map(|id| id.to_string());
             for a in &aliases {
                 if !dns_names.contains(&a.dns_name) {
                     dns_names.push(a.dns_name.clone());
@@ -225,6 +249,8 @@ pub fn endpoint_ports(groups: Vec<discovery::EndpointGroup>) -> Vec<EndpointPort
                 port_name,
                 target_group_arn,
                 client_aliases: aliases,
+                allowed_callers,
+                identity,
                 dns_names,
                 ttl: g.ttl,
                 endpoints,
@@ -257,7 +283,7 @@ async fn service_endpoints(
             };
         }
     };
-    Ok(Json(endpoint_ports(input.endpoint_groups(&svc))))
+    Ok(Json(endpoint_ports(&svc, input.endpoint_groups(&svc))))
 }
 
 #[cfg(test)]

@@ -80,6 +80,9 @@ pub enum ControlError {
     /// The data plane refused a configuration without naming a load balancer to blame.
     #[error("proxy rejected its configuration: {0}")]
     DataPlaneRefused(berth_model::dataplane::ConfigRefusal),
+    /// The mesh's certificate authority could not be created, loaded or used.
+    #[error("the mesh's certificate authority: {0}")]
+    MeshCa(#[from] crate::mesh_ca::MeshCaError),
 }
 
 impl ControlError {
@@ -213,7 +216,8 @@ impl From<ControlError> for ApiError {
             ControlError::Decode { .. }
             | ControlError::Contended { .. }
             | ControlError::Store(_)
-            | ControlError::DataPlaneRefused(_) => ("ServerException", 500),
+            | ControlError::DataPlaneRefused(_)
+            | ControlError::MeshCa(_) => ("ServerException", 500),
         };
         ApiError::new(code, status, e.to_string())
     }

@@ -33,7 +33,9 @@
 //! - [`discovery_api`]: the API of namespaces and a service's mesh and DNS endpoints.
 //! - [`db`]: key layout and typed store access.
 //! - [`scheduler`], [`services`], [`registration`], [`proxy_feed`], [`autoscaler`]: the
-//!   reconcilers; [`mesh`]: the mesh's target groups and listeners derived from services.
+//!   reconcilers; [`mesh`]: the mesh's target groups and listeners derived from services;
+//!   [`mesh_ca`] and [`mesh_tls`]: the mesh's certificate authority, certificates and
+//!   mutual TLS configuration.
 //! - [`data_plane`], [`discovery`], [`agent_service`], [`task_nodes`]: the seams to the
 //!   other planes.
 //! - [`metrics`]: the control plane's Prometheus metrics.
@@ -61,6 +63,7 @@ pub mod error;
 pub mod json_body;
 pub mod mesh;
 pub mod mesh_ca;
+pub mod mesh_tls;
 pub mod metrics;
 pub mod proxy_feed;
 pub mod registration;
@@ -125,6 +128,13 @@ impl ControlPlane {
     /// without it they go nowhere.
     pub fn with_discovery(self: Arc<Self>, discovery: Arc<dyn Discovery>) -> Arc<Self> {
         self.discovery.set(discovery);
+        self
+    }
+
+    /// Runs the mesh's mutual TLS with `settings` (certificate validity, the node the
+    /// data plane serves); without it, the defaults of [`mesh_tls::MeshTlsSettings`].
+    pub fn with_mesh_tls(self: Arc<Self>, settings: mesh_tls::MeshTlsSettings) -> Arc<Self> {
+        self.feed.mesh_tls.configure(settings);
         self
     }
 

@@ -56,6 +56,9 @@ pub struct MeshPort {
     pub aliases: Vec<(u16, String)>,
     pub per_request_timeout_seconds: u32,
     pub idle_timeout_seconds: u32,
+    /// berth's `allowedCallers`: the services of the same cluster and namespace that may
+    /// call this port; `None`, any service of the mesh.
+    pub allowed_callers: Option<Vec<String>>,
 }
 
 /// The name of the mesh target group of `discovery_name` in `namespace`:
@@ -152,6 +155,7 @@ pub fn mesh_ports(service: &Service, td: &TaskDefinition) -> Vec<MeshPort> {
                 .per_request_timeout_seconds
                 .unwrap_or(DEFAULT_MESH_PER_REQUEST_TIMEOUT_SECONDS),
             idle_timeout_seconds: timeout.idle_timeout_seconds.unwrap_or(default_idle),
+            allowed_callers: s.allowed_callers.clone(),
         });
     }
     out

@@ -1,6 +1,7 @@
 //! Feeds the data plane: turns the load balancers, target groups and targets in the store,
-//! and the mesh derived from the services ([`crate::mesh`]), into a [`ProxyConfig`]
-//! snapshot for a [`DataPlane`], and copies what the data plane
+//! and the mesh derived from the services ([`crate::mesh`]) with its mutual TLS
+//! ([`crate::mesh_tls`]: trust, identities, inbound endpoints, callers, and each mesh
+//! target's hop), into a [`ProxyConfig`] snapshot for a [`DataPlane`], and copies what the data plane
 //! observes (target health, draining finished) back into the target records.
 //!
 //! What it does not do: know the proxy. It speaks the contract types of
@@ -11,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use berth_model::dataplane::{
-    MeshGroupSettings, OutlierDetection, ProxyConfig, ProxyTarget, TargetGroupConfig,
+    MeshGroupSettings, MeshTlsConfig, OutlierDetection, ProxyConfig, ProxyTarget, TargetGroupConfig,
 };
 use berth_model::ecs::Service;
 use berth_model::elb::{Target, TargetHealthState};
@@ -21,6 +22,7 @@ use crate::data_plane::DataPlane;
 use crate::db::{self, Db};
 use crate::error::ControlError;
 use crate::mesh;
+use crate::mesh_tls;
 
 /// Every port the stored ACTIVE services offer in the mesh, each with its service's
 /// current task definition.
@@ -59,6 +61,8 @@ pub struct ProxyFeed {
     pub db: Db,
     pub data_plane: Arc<dyn DataPlane>,
     pub bound: BoundListeners,
+    /// The mesh's CA, certificates and settings ([`crate::mesh_tls`]).
+    pub mesh_tls: mesh_tls::MeshTls,
 }
 
 impl ProxyFeed {
@@ -67,6 +71,7 @@ impl ProxyFeed {
             db,
             data_plane,
             bound: Arc::default(),
+            mesh_tls: mesh_tls::MeshTls::default(),
         }
     }
 
@@ -119,6 +124,16 @@ impl ProxyFeed {
                 mesh: Some(p.settings()),
             });
         }
+        let mesh_tls = self.mesh_tls_plan(&ports, &targets).await?;
+        if let Some((_, plan)) = &mesh_tls {
+            for g in groups.iter_mut().filter(|g| g.mesh.is_some()) {
+                let arn = &g.group.target_group_arn;
+                for t in &mut g.targets {
+                    t.mesh_hop = plan.hops.get(&(arn.clone(), t.addr.to_string())).cloned();
+                }
+            }
+        }
+        let mesh_tls = mesh_tls.map(|(config, _)| config);
         // Targets still draining from a group no service offers any more.
         let leftovers: BTreeSet<&str> = targets
             .iter()
@@ -150,7 +165,7 @@ impl ProxyFeed {
                 load_balancers: lbs.clone(),
                 target_groups: groups.clone(),
                 mesh_listeners: listeners.clone(),
-                mesh_tls: None,
+                mesh_tls: mesh_tls.clone(),
             };
             match self.data_plane.apply(cfg).await {
                 Ok(bound) => {
@@ -203,6 +218,56 @@ impl ProxyFeed {
                 }
             }
         }
+    }
+
+    /// The mesh's mutual TLS for this node, and the plan it came from (for the targets'
+    /// hops); `None` while no service is in the mesh. Creates or loads the CA and
+    /// issues or renews certificates on the way ([`crate::mesh_tls`]).
+    async fn mesh_tls_plan(
+        &self,
+        ports: &[mesh::MeshPort],
+        targets: &[db::Versioned<Target>],
+    ) -> Result<Option<(MeshTlsConfig, mesh_tls::MeshTlsPlan)>, ControlError> {
+        let services: Vec<Service> = self
+            .db
+            .services(None)
+            .await?
+            .into_iter()
+            .map(|s| s.value)
+            .collect();
+        if !services
+            .iter()
+            .any(|s| mesh_tls::service_identity(s).is_some())
+        {
+            return Ok(None);
+        }
+        let tasks: Vec<_> = self
+            .db
+            .tasks(None)
+            .await?
+            .into_iter()
+            .map(|t| t.value)
+            .collect();
+        let instances = self.db.instances(None).await?;
+        let targets: Vec<Target> = targets.iter().map(|t| t.value.clone()).collect();
+        let settings = self.mesh_tls.settings();
+        let plan = mesh_tls::plan(
+            &mesh_tls::MeshTlsInput {
+                services: &services,
+                ports,
+                tasks: &tasks,
+                instances: &instances,
+                targets: &targets,
+            },
+            settings.node_instance_arn().as_deref(),
+            settings.node_identity()?,
+        );
+        let (ca, state) = self
+            .mesh_tls
+            .refresh(&self.db, &plan.all_identities, time::now())
+            .await?;
+        let config = plan.config(ca.trust(), &state.1);
+        Ok(Some((config, plan)))
     }
 
     /// Records on each service with a client alias on `port` that the data plane could
@@ -273,5 +338,7 @@ impl ProxyFeed {
 
 #[cfg(test)]
 mod mesh_tests;
+#[cfg(test)]
+mod mesh_tls_tests;
 #[cfg(test)]
 mod tests;

@@ -58,6 +58,21 @@ pub struct ServerArgs {
     /// 127.0.0.1 and, with the Docker runtime, the Docker bridge's gateway.
     #[arg(long = "mesh-ip", value_name = "IP")]
     pub mesh_ip: Vec<IpAddr>,
+    #[command(flatten)]
+    pub mesh_tls: Box<MeshTlsArgs>,
+}
+
+/// The mesh's mutual TLS.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MeshTlsArgs {
+    /// Where the mesh's inbound listener (mutual TLS from the proxies of other nodes)
+    /// binds; port 0 picks a free port. Default: --listen-ip, port 15443. Other nodes
+    /// reach it on --advertise-address when it binds every address.
+    #[arg(long, value_name = "ADDR")]
+    pub mesh_inbound_addr: Option<SocketAddr>,
+    /// Seconds each mesh certificate is valid; it is renewed at half of that.
+    #[arg(long, value_name = "SECS", default_value_t = berth_control::mesh_ca::DEFAULT_MESH_CERTIFICATE_VALIDITY.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub mesh_certificate_validity: u64,
 }
 
 fn instance_id(data_dir: &Path) -> Result<String> {
@@ -162,6 +177,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         registry: registry.clone(),
     });
     let instance = instance_id(&args.data_dir)?;
+    // The mesh inbound listener's address once bound (port 0 resolved).
+    let mesh_inbound = args.mesh_tls.mesh_inbound_addr.unwrap_or(SocketAddr::new(
+        args.listen_ip,
+        berth_control::mesh_tls::DEFAULT_MESH_INBOUND_PORT,
+    ));
     let task_dns = TaskDnsServers {
         docker: task_dns_server(&dns_addrs, gateway),
         process: dns_addrs.first().copied(),
@@ -169,8 +189,12 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let runtime = make_runtime(&args, &instance, task_dns).await?;
     let agent_config = AgentConfig {
         cluster: args.cluster.clone(),
-        instance_id: instance,
+        instance_id: instance.clone(),
         address: args.advertise_address.clone(),
+        mesh_inbound: Some(berth_agent::advertised_mesh_inbound(
+            mesh_inbound,
+            &args.advertise_address,
+        )),
         resync: Duration::from_secs(2),
     };
     let control = ControlPlane::new(
@@ -185,6 +209,13 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     );
     let published = dns.clone();
     let control = control.with_discovery(Arc::new(move |records| published.publish(records)));
+    let control = control.with_mesh_tls(berth_control::mesh_tls::MeshTlsSettings {
+        certificate_validity: Duration::from_secs(args.mesh_tls.mesh_certificate_validity),
+        node: Some(berth_control::mesh_tls::MeshNode {
+            cluster: args.cluster.clone(),
+            instance_id: instance,
+        }),
+    });
     control.ensure_default_cluster().await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);

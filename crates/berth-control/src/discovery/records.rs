@@ -69,6 +69,8 @@ pub enum GroupKind {
         port_name: String,
         target_group_arn: String,
         aliases: Vec<(u16, String)>,
+        /// berth's `allowedCallers` of the port (`None`: any service of the mesh).
+        allowed_callers: Option<Vec<String>>,
     },
 }
 
@@ -228,6 +230,7 @@ impl DiscoveryInput {
                         port_name: p.port_name,
                         target_group_arn: tg,
                         aliases: p.aliases,
+                        allowed_callers: p.allowed_callers,
                     },
                     endpoints,
                 });

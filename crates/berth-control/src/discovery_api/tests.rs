@@ -55,6 +55,7 @@ services:
         - portName: http
           discoveryName: backend
           clientAliases: [{port: 80, dnsName: backend}]
+          allowedCallers: [web]
   - serviceName: plain
     taskDefinition: backend
     desiredCount: 0
@@ -198,6 +199,11 @@ async fn endpoints_show_what_the_mesh_and_dns_see() {
         .get("/v1/clusters/default/services/backend/endpoints")
         .await;
     assert_eq!(status, 200, "{body}");
+    assert_eq!(body[0]["allowedCallers"], serde_json::json!(["web"]));
+    assert_eq!(
+        body[0]["identity"],
+        "spiffe://default/ns/internal/sa/backend"
+    );
     let ports: Vec<EndpointPort> = serde_json::from_value(body).unwrap();
     assert_eq!(ports.len(), 1);
     let p = &ports[0];

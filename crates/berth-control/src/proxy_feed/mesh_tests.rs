@@ -36,11 +36,11 @@ services:
           clientAliases: [{port: 80, dnsName: backend}]
 "#;
 
-fn mesh_arn() -> String {
+pub(super) fn mesh_arn() -> String {
     arn::target_group(&crate::mesh::target_group_name("internal", "backend"))
 }
 
-async fn setup() -> (Db, Arc<FakeDataPlane>, ProxyFeed) {
+pub(super) async fn setup() -> (Db, Arc<FakeDataPlane>, ProxyFeed) {
     let db = crate::test_fixtures::db_with_default_cluster().await;
     let dp = Arc::new(FakeDataPlane::default());
     crate::apply::apply(&db, &*dp, &Stack::from_yaml(STACK).unwrap(), false)

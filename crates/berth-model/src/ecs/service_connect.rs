@@ -19,6 +19,9 @@ use super::field_support::NotAppliedList;
 /// The largest timeout ECS accepts, in seconds.
 pub const MAX_SERVICE_CONNECT_TIMEOUT_SECONDS: u32 = 2_147_483_647;
 
+/// The longest service name `allowedCallers` accepts (ECS's service name limit).
+pub const MAX_ALLOWED_CALLER_NAME_LEN: usize = 255;
+
 /// `serviceConnectConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -65,6 +68,12 @@ pub struct ServiceConnectService {
     /// Stored, not applied: berth's mesh is always mutual TLS with its own authority.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ServiceConnectTlsConfiguration>,
+    /// berth's own member, not ECS's: the services (names of ECS services of the same
+    /// cluster, in the same namespace) that may call this port over the mesh. Absent:
+    /// any service of the mesh may; present: only these (an empty list admits none).
+    /// Checked by the called node's proxy against the caller's mutual TLS identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_callers: Option<Vec<String>>,
 }
 
 /// `clientAliases[]`: the name and port clients in the namespace call.
@@ -233,6 +242,13 @@ impl ServiceConnectService {
         if let Some(p) = self.ingress_port_override {
             check_range("ingressPortOverride", p, 1, 65535)?;
         }
+        for (i, name) in self.allowed_callers.iter().flatten().enumerate() {
+            crate::error::check_name(
+                &format!("allowedCallers[{i}]"),
+                name,
+                MAX_ALLOWED_CALLER_NAME_LEN,
+            )?;
+        }
         if let Some(t) = &self.timeout {
             if let Some(s) = t.idle_timeout_seconds {
                 check_range(
@@ -323,6 +339,34 @@ mod tests {
                 Err(_) => continue,
             };
             assert_eq!(e.field, field, "{v}: {e}");
+        }
+    }
+
+    #[test]
+    fn allowed_callers_are_berths_member_and_name_services() {
+        let c = sc(json!({"enabled": true, "namespace": "internal",
+            "services": [{"portName": "http", "allowedCallers": ["web", "batch_v2"]}]}));
+        c.validate().unwrap();
+        assert_eq!(
+            c.services[0].allowed_callers.as_deref(),
+            Some(&["web".to_string(), "batch_v2".to_string()][..])
+        );
+        let j = serde_json::to_value(&c).unwrap();
+        assert_eq!(
+            j["services"][0]["allowedCallers"],
+            json!(["web", "batch_v2"])
+        );
+        let absent = sc(json!({"enabled": true, "namespace": "internal",
+            "services": [{"portName": "http"}]}));
+        assert_eq!(absent.services[0].allowed_callers, None);
+        assert!(serde_json::to_value(&absent).unwrap()["services"][0]
+            .get("allowedCallers")
+            .is_none());
+        for bad in ["", "web.internal", "spiffe://x", &"x".repeat(256)] {
+            let c = sc(json!({"enabled": true, "namespace": "internal",
+                "services": [{"portName": "http", "allowedCallers": ["web", bad]}]}));
+            let e = c.validate().unwrap_err();
+            assert_eq!(e.field, "services[0].allowedCallers[1]", "{bad:?}: {e}");
         }
     }
 
