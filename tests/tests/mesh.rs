@@ -153,6 +153,23 @@ async fn frontend_calls_backend_by_its_alias_and_dns_answers() -> Result<()> {
     // Names berth does not serve are not answered from its zone.
     assert!(dig(&dns, "nothing.internal", "A").is_empty());
 
+    // The calls crossed the mesh over mutual TLS: the backend's inbound proxy forwarded
+    // them, and the callers, local processes, presented this node's identity.
+    let metrics = reqwest::get(format!("{}/metrics", server.api))
+        .await?
+        .text()
+        .await?;
+    let inbound: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("berth_mesh_inbound_connections_total{")
+                && l.contains("service=\"backend\"")
+                && l.contains("/ns/_berth/sa/node-")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(inbound >= 1.0, "mesh inbound connections: {metrics}");
+
     // What the mesh sees.
     let out = server.cli(&["get", "endpoints", "backend"]);
     let text = String::from_utf8_lossy(&out.stdout);

@@ -149,6 +149,10 @@ impl Server {
                         std::fs::File::create(data_dir.join("server.log"))
                     })?,
             ));
+        if !extra.iter().any(|a| a == "--mesh-inbound-addr") {
+            // Servers of concurrent tests each take a port of their own.
+            cmd.args(["--mesh-inbound-addr", "127.0.0.1:0"]);
+        }
         if !extra.iter().any(|a| a == "--dns-listen") {
             // Servers of concurrent tests each serve DNS on a port of their own.
             cmd.args(["--dns-listen", "127.0.0.1:0"]);

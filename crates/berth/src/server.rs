@@ -177,11 +177,19 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         registry: registry.clone(),
     });
     let instance = instance_id(&args.data_dir)?;
-    // The mesh inbound listener's address once bound (port 0 resolved).
+    // The mesh inbound listener, bound before the agent advertises its address (port 0
+    // resolved).
     let mesh_inbound = args.mesh_tls.mesh_inbound_addr.unwrap_or(SocketAddr::new(
         args.listen_ip,
         berth_control::mesh_tls::DEFAULT_MESH_INBOUND_PORT,
     ));
+    let mesh_inbound = proxy
+        .bind_mesh_inbound(mesh_inbound)
+        .await
+        .with_context(|| {
+            format!("binding the mesh inbound listener (--mesh-inbound-addr {mesh_inbound})")
+        })?;
+    tracing::info!(addr = %mesh_inbound, "mesh inbound listening");
     let task_dns = TaskDnsServers {
         docker: task_dns_server(&dns_addrs, gateway),
         process: dns_addrs.first().copied(),
