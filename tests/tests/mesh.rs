@@ -365,3 +365,182 @@ async fn bad_mesh_settings_are_refused_naming_the_field_and_store_nothing() -> R
     }
     Ok(())
 }
+
+/// The mesh inbound listener of the server's node, from its container instance.
+async fn mesh_inbound(server: &Server) -> Result<String> {
+    let v = server.get("/v1/container-instances").await?;
+    v[0]["attributes"]["berth.mesh-inbound"]
+        .as_str()
+        .map(str::to_string)
+        .context("the berth.mesh-inbound attribute")
+}
+
+/// `openssl s_client` against the inbound listener for a backend endpoint's server name,
+/// with `extra` arguments; returns everything it printed.
+fn s_client(inbound: &str, extra: &[&str]) -> String {
+    // -ign_eof: wait for the server to close, so an alert it sends after the client's
+    // certificate (TLS 1.3 checks it after the handshake's last flight) is read.
+    let out = std::process::Command::new("timeout")
+        .args([
+            "10", "openssl", "s_client", "-ign_eof", "-connect", inbound, "-tls1_3",
+        ])
+        .args(["-servername", "t0-0.backend.internal.mesh"])
+        .args(extra)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl runs (install openssl)");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The serial number of the certificate the inbound listener presents.
+fn presented_serial(inbound: &str) -> Option<String> {
+    let printed = s_client(inbound, &[]);
+    let start = printed.find("-----BEGIN CERTIFICATE-----")?;
+    let end = printed.find("-----END CERTIFICATE-----")? + "-----END CERTIFICATE-----".len();
+    let mut x509 = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-serial"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    use std::io::Write;
+    x509.stdin
+        .take()?
+        .write_all(printed[start..end].as_bytes())
+        .ok()?;
+    let out = x509.wait_with_output().ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+async fn handshake_failures(server: &Server) -> Result<f64> {
+    let metrics = reqwest::get(format!("{}/metrics", server.api))
+        .await?
+        .text()
+        .await?;
+    Ok(metrics
+        .lines()
+        .find(|l| l.starts_with("berth_mesh_tls_handshake_failures_total{side=\"inbound\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbound_proxy_refuses_callers_without_a_certificate_of_the_mesh_authority(
+) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let stack = mesh_stack(dir.path(), unique_loopback(), 1)?;
+    let (server, _) = mesh_server(dir.path(), &stack).await?;
+    server.wait_healthy("frontend", "front", 1, SETTLE).await?;
+    let front = server.listener_addr("front").await?;
+    wait_until("the frontend reaching the backend", SETTLE, || async {
+        called_backends(&front, 1).await.ok()
+    })
+    .await?;
+    let inbound = mesh_inbound(&server).await?;
+    let before = handshake_failures(&server).await?;
+
+    // No client certificate.
+    let printed = s_client(&inbound, &[]);
+    assert!(printed.contains("certificate required"), "{printed}");
+    // The backend's identity, as berth's authority issued it, is what the node presents.
+    assert!(printed.contains("CN = backend"), "{printed}");
+
+    // A certificate claiming a mesh identity, from another authority.
+    let key = dir.path().join("intruder.key");
+    let cert = dir.path().join("intruder.pem");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=intruder"])
+        .args([
+            "-addext",
+            "subjectAltName=URI:spiffe://default/ns/internal/sa/frontend",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()?;
+    assert!(made.status.success(), "{made:?}");
+    let printed = s_client(
+        &inbound,
+        &[
+            "-cert",
+            &cert.to_string_lossy(),
+            "-key",
+            &key.to_string_lossy(),
+        ],
+    );
+    assert!(
+        printed.contains("alert certificate unknown") || printed.contains("alert unknown ca"),
+        "{printed}"
+    );
+    let after = handshake_failures(&server).await?;
+    assert!(
+        after >= before + 2.0,
+        "handshake failures {before} -> {after}"
+    );
+    // The frontend's calls, which carry berth's certificates, still go through.
+    called_backends(&front, 5).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mesh_certificates_rotate_under_load_without_a_failed_request() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let stack = mesh_stack(dir.path(), unique_loopback(), 2)?;
+    let ip = stack.mesh_ip;
+    // Certificates valid 4 s are renewed every 2 s.
+    let server = Server::launch_with(
+        dir.path(),
+        Some(&stack.path),
+        "process",
+        &[
+            "--dns-listen".into(),
+            format!("{ip}:0"),
+            "--mesh-ip".into(),
+            ip.to_string(),
+            "--mesh-certificate-validity".into(),
+            "4".into(),
+        ],
+    )
+    .await?;
+    server.wait_healthy("frontend", "front", 1, SETTLE).await?;
+    let front = server.listener_addr("front").await?;
+    wait_until("both backends answering", SETTLE, || async {
+        (called_backends(&front, 10).await.ok()?.len() == 2).then_some(())
+    })
+    .await?;
+    let inbound = mesh_inbound(&server).await?;
+    let load = Load::start(&front, 4);
+    // Three different certificates presented one after another: two rotations.
+    let mut serials = BTreeSet::new();
+    wait_until("two certificate rotations", Duration::from_secs(30), || {
+        if let Some(s) = presented_serial(&inbound) {
+            serials.insert(s);
+        }
+        let done = serials.len() >= 3;
+        async move { done.then_some(()) }
+    })
+    .await?;
+    let report = load.finish().await;
+    eprintln!(
+        "rotation: {} certificates seen, {} ok, {} failed",
+        serials.len(),
+        report.ok,
+        report.failed
+    );
+    assert!(report.ok > 0);
+    assert_eq!(report.failed, 0, "failed requests: {:?}", report.errors);
+    Ok(())
+}
