@@ -410,7 +410,7 @@ fn presented_serial(inbound: &str) -> Option<String> {
     use std::io::Write;
     x509.stdin
         .take()?
-        .write_all(printed[start..end].as_bytes())
+        .write_all(&printed.as_bytes()[start..end])
         .ok()?;
     let out = x509.wait_with_output().ok()?;
     Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
