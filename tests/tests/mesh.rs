@@ -544,3 +544,47 @@ async fn mesh_certificates_rotate_under_load_without_a_failed_request() -> Resul
     assert_eq!(report.failed, 0, "failed requests: {:?}", report.errors);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_off_the_allow_list_gets_403_from_the_called_services_node() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let stack = mesh_stack(dir.path(), unique_loopback(), 1)?;
+    // Only a service called `billing` may call the backend. The frontend, a local
+    // process, calls with the node's identity, which no allow list names.
+    let text = std::fs::read_to_string(&stack.path)?.replace(
+        "          discoveryName: backend\n",
+        "          discoveryName: backend\n          allowedCallers: [billing]\n",
+    );
+    assert!(text.contains("allowedCallers"));
+    std::fs::write(&stack.path, text)?;
+    let (server, _) = mesh_server(dir.path(), &stack).await?;
+    server.wait_healthy("frontend", "front", 1, SETTLE).await?;
+    let front = server.listener_addr("front").await?;
+    let client = reqwest::Client::new();
+    let body = wait_until("the backend refusing the frontend", SETTLE, || async {
+        let r = client.get(format!("http://{front}/")).send().await.ok()?;
+        let status = r.status();
+        let body = r.text().await.ok()?;
+        (status == reqwest::StatusCode::FORBIDDEN).then_some(body)
+    })
+    .await?;
+    assert!(body.contains("status: 403"), "{body}");
+    let metrics = reqwest::get(format!("{}/metrics", server.api))
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("berth_mesh_denied_total{")
+                && l.contains("service=\"backend\"")
+                && l.contains("/ns/_berth/sa/node-")),
+        "{metrics}"
+    );
+    let shown = server.cli(&["get", "endpoints", "backend", "-o", "json"]);
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("billing"),
+        "the allow list is shown"
+    );
+    Ok(())
+}
