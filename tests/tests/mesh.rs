@@ -10,7 +10,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use berth_testkit::{mesh_stack, unique_loopback, wait_until, Load, MeshStack, Server};
+use berth_testkit::{
+    called_tasks, mesh_stack, running_task_ids, unique_loopback, wait_until, Load, MeshStack,
+    Server,
+};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -33,40 +36,6 @@ async fn mesh_server(dir: &std::path::Path, stack: &MeshStack) -> Result<(Server
     )
     .await?;
     Ok((server, ip))
-}
-
-/// Calls the frontend `n` times; returns the backend tasks that answered.
-async fn called_backends(front: &str, n: usize) -> Result<BTreeSet<String>> {
-    let client = reqwest::Client::new();
-    let mut seen = BTreeSet::new();
-    for _ in 0..n {
-        let r = client.get(format!("http://{front}/")).send().await?;
-        let status = r.status();
-        let called = r
-            .headers()
-            .get("x-berth-called-task")
-            .map(|v| v.to_str().unwrap_or("").to_string());
-        let body = r.text().await?;
-        anyhow::ensure!(status.is_success(), "{status}: {body}");
-        seen.insert(called.context("x-berth-called-task")?);
-    }
-    Ok(seen)
-}
-
-fn task_ids(tasks: &[Value]) -> BTreeSet<String> {
-    tasks
-        .iter()
-        .filter(|t| t["lastStatus"] == "RUNNING")
-        .map(|t| {
-            t["taskArn"]
-                .as_str()
-                .unwrap()
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .to_string()
-        })
-        .collect()
 }
 
 /// The endpoints of `service`'s mesh ports: (task id, health state, ejected).
@@ -118,14 +87,14 @@ async fn frontend_calls_backend_by_its_alias_and_dns_answers() -> Result<()> {
     let (server, ip) = mesh_server(dir.path(), &stack).await?;
     server.wait_healthy("frontend", "front", 1, SETTLE).await?;
     let backends = wait_until("two running backend tasks", SETTLE, || async {
-        let ids = task_ids(&server.service_tasks("backend").await.ok()?);
+        let ids = running_task_ids(&server.service_tasks("backend").await.ok()?);
         (ids.len() == 2).then_some(ids)
     })
     .await?;
     let front = server.listener_addr("front").await?;
     // Both backend tasks answer the frontend's calls.
     let seen = wait_until("both backends answering", SETTLE, || async {
-        let seen = called_backends(&front, 20).await.ok()?;
+        let seen = called_tasks(&front, 20).await.ok()?;
         (seen == backends).then_some(seen)
     })
     .await?;
@@ -189,10 +158,10 @@ async fn a_deployment_a_killed_task_and_a_failing_task_of_the_called_service_los
     server.wait_healthy("frontend", "front", 1, SETTLE).await?;
     let front = server.listener_addr("front").await?;
     wait_until("the frontend reaching a backend", SETTLE, || async {
-        called_backends(&front, 3).await.ok()
+        called_tasks(&front, 3).await.ok()
     })
     .await?;
-    let first = task_ids(&server.service_tasks("backend").await?);
+    let first = running_task_ids(&server.service_tasks("backend").await?);
 
     // A rolling deployment of the backend under continuous frontend traffic.
     let load = Load::start(&front, 4);
@@ -216,7 +185,7 @@ async fn a_deployment_a_killed_task_and_a_failing_task_of_the_called_service_los
                     .unwrap_or("")
                     .ends_with(":2")
             });
-        done.then(|| task_ids(&tasks))
+        done.then(|| running_task_ids(&tasks))
     })
     .await?;
     assert!(
@@ -243,7 +212,7 @@ async fn a_deployment_a_killed_task_and_a_failing_task_of_the_called_service_los
         .to_string();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL)?;
     wait_until("a replacement backend", SETTLE, || async {
-        let ids = task_ids(&server.service_tasks("backend").await.ok()?);
+        let ids = running_task_ids(&server.service_tasks("backend").await.ok()?);
         (ids.len() == 2 && !ids.contains(&victim_id)).then_some(())
     })
     .await?;
@@ -437,7 +406,7 @@ async fn the_inbound_proxy_refuses_callers_without_a_certificate_of_the_mesh_aut
     server.wait_healthy("frontend", "front", 1, SETTLE).await?;
     let front = server.listener_addr("front").await?;
     wait_until("the frontend reaching the backend", SETTLE, || async {
-        called_backends(&front, 1).await.ok()
+        called_tasks(&front, 1).await.ok()
     })
     .await?;
     let inbound = mesh_inbound(&server).await?;
@@ -491,7 +460,7 @@ async fn the_inbound_proxy_refuses_callers_without_a_certificate_of_the_mesh_aut
         "handshake failures {before} -> {after}"
     );
     // The frontend's calls, which carry berth's certificates, still go through.
-    called_backends(&front, 5).await?;
+    called_tasks(&front, 5).await?;
     Ok(())
 }
 
@@ -518,7 +487,7 @@ async fn mesh_certificates_rotate_under_load_without_a_failed_request() -> Resul
     server.wait_healthy("frontend", "front", 1, SETTLE).await?;
     let front = server.listener_addr("front").await?;
     wait_until("both backends answering", SETTLE, || async {
-        (called_backends(&front, 10).await.ok()?.len() == 2).then_some(())
+        (called_tasks(&front, 10).await.ok()?.len() == 2).then_some(())
     })
     .await?;
     let inbound = mesh_inbound(&server).await?;

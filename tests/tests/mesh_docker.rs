@@ -5,48 +5,16 @@
 //! the backend lose no frontend request. One test: the gateway's DNS port 53 is one per
 //! host. Fails, never skips, without the engine.
 
-use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use berth_testkit::{demo_image, docker_ids, mesh_stack, wait_until, Load, Server};
+use berth_testkit::{
+    called_tasks, demo_image, docker_ids, mesh_stack, running_task_ids, wait_until, Load, Server,
+};
 use serde_json::Value;
 
 const SETTLE: Duration = Duration::from_secs(120);
-
-fn running_ids(tasks: &[Value]) -> BTreeSet<String> {
-    tasks
-        .iter()
-        .filter(|t| t["lastStatus"] == "RUNNING")
-        .map(|t| {
-            t["taskArn"]
-                .as_str()
-                .unwrap()
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .to_string()
-        })
-        .collect()
-}
-
-async fn called(front: &str, n: usize) -> Result<BTreeSet<String>> {
-    let client = reqwest::Client::new();
-    let mut seen = BTreeSet::new();
-    for _ in 0..n {
-        let r = client.get(format!("http://{front}/")).send().await?;
-        let status = r.status();
-        let t = r
-            .headers()
-            .get("x-berth-called-task")
-            .map(|v| v.to_str().unwrap_or("").to_string());
-        let body = r.text().await?;
-        anyhow::ensure!(status.is_success(), "{status}: {body}");
-        seen.insert(t.context("x-berth-called-task")?);
-    }
-    Ok(seen)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containers_find_and_call_each_other_through_dns_and_the_mesh() -> Result<()> {
@@ -70,13 +38,13 @@ async fn containers_find_and_call_each_other_through_dns_and_the_mesh() -> Resul
     .await?;
     server.wait_healthy("frontend", "front", 1, SETTLE).await?;
     let backends = wait_until("two running backends", SETTLE, || async {
-        let ids = running_ids(&server.service_tasks("backend").await.ok()?);
+        let ids = running_task_ids(&server.service_tasks("backend").await.ok()?);
         (ids.len() == 2).then_some(ids)
     })
     .await?;
     let front = server.listener_addr("front").await?;
     wait_until("both backends answering the frontend", SETTLE, || async {
-        (called(&front, 20).await.ok()? == backends).then_some(())
+        (called_tasks(&front, 20).await.ok()? == backends).then_some(())
     })
     .await?;
 
@@ -135,7 +103,7 @@ async fn containers_find_and_call_each_other_through_dns_and_the_mesh() -> Resul
                     .unwrap_or("")
                     .ends_with(":2")
             }))
-        .then(|| running_ids(&tasks))
+        .then(|| running_task_ids(&tasks))
     })
     .await?;
     assert!(second.is_disjoint(&backends));
@@ -158,7 +126,7 @@ async fn containers_find_and_call_each_other_through_dns_and_the_mesh() -> Resul
         .output()?;
     assert!(killed.status.success(), "{killed:?}");
     wait_until("a replacement backend", SETTLE, || async {
-        let ids = running_ids(&server.service_tasks("backend").await.ok()?);
+        let ids = running_task_ids(&server.service_tasks("backend").await.ok()?);
         (ids.len() == 2 && !ids.contains(&victim)).then_some(())
     })
     .await?;

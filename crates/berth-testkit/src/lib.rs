@@ -21,7 +21,7 @@ use serde_json::Value;
 pub mod mesh;
 pub mod prometheus;
 
-pub use mesh::{mesh_stack, unique_loopback, MeshStack};
+pub use mesh::{called_tasks, mesh_stack, running_task_ids, unique_loopback, MeshStack};
 pub use prometheus::{require_prometheus, Prometheus};
 
 /// The directory holding the workspace's built binaries (`target/debug`).

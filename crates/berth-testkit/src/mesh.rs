@@ -121,3 +121,37 @@ services:
         alias_port,
     })
 }
+
+/// Calls the frontend at `front` `n` times (each call crosses the mesh); returns the
+/// backend tasks that answered (`x-berth-called-task`). Fails on any non-2xx answer.
+pub async fn called_tasks(front: &str, n: usize) -> Result<std::collections::BTreeSet<String>> {
+    let client = reqwest::Client::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..n {
+        let r = client.get(format!("http://{front}/")).send().await?;
+        let status = r.status();
+        let called = r
+            .headers()
+            .get("x-berth-called-task")
+            .map(|v| v.to_str().unwrap_or("").to_string());
+        let body = r.text().await?;
+        anyhow::ensure!(status.is_success(), "{status}: {body}");
+        seen.insert(called.ok_or_else(|| anyhow::anyhow!("no x-berth-called-task: {body}"))?);
+    }
+    Ok(seen)
+}
+
+/// The ids of the RUNNING tasks among `tasks` (task records as the API returns them).
+pub fn running_task_ids(tasks: &[serde_json::Value]) -> std::collections::BTreeSet<String> {
+    tasks
+        .iter()
+        .filter(|t| t["lastStatus"] == "RUNNING")
+        .filter_map(|t| {
+            t["taskArn"]
+                .as_str()?
+                .rsplit('/')
+                .next()
+                .map(str::to_string)
+        })
+        .collect()
+}
