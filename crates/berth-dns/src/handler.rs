@@ -3,10 +3,12 @@
 //! sends the answer, NXDOMAIN, REFUSED, or the upstream's answer.
 //!
 //! It does not bind sockets or frame messages (hickory-server's `ServerFuture` does).
+//! [`Shared`] is the state every handler reads, made and updated by the server.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, Header, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, Record, RecordType};
 use hickory_proto::serialize::binary::BinEncoder;
@@ -15,10 +17,18 @@ use hickory_server::authority::MessageResponseBuilder;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 
 use crate::forward::forward;
-use crate::metrics::QueryResult;
-use crate::options::Fallback;
-use crate::records::{a_record, Entry, Found, Zone};
-use crate::server::Shared;
+use crate::metrics::{Metrics, QueryResult};
+use crate::options::{DnsOptions, Fallback};
+use crate::records::{a_record, Entry, Found, Snapshot, Zone};
+
+/// What every bound address's handler shares.
+pub(crate) struct Shared {
+    pub(crate) options: DnsOptions,
+    pub(crate) snapshot: ArcSwap<Snapshot>,
+    pub(crate) metrics: Metrics,
+    /// The addresses served, so forwarding never sends a query back to this server.
+    pub(crate) bound_addrs: ArcSwap<Vec<SocketAddr>>,
+}
 
 /// The largest UDP response to a query without EDNS.
 const CLASSIC_UDP_PAYLOAD: u16 = 512;

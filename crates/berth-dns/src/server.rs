@@ -14,22 +14,13 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::handler::QueryHandler;
+use crate::handler::{QueryHandler, Shared};
 use crate::metrics::Metrics;
 use crate::records::Snapshot;
 use crate::{DnsError, DnsOptions};
 
 /// Attempts at finding a port free for both UDP and TCP when binding port 0.
 const FREE_PORT_ATTEMPTS: usize = 16;
-
-/// What every bound address's handler shares.
-pub(crate) struct Shared {
-    pub(crate) options: DnsOptions,
-    pub(crate) snapshot: ArcSwap<Snapshot>,
-    pub(crate) metrics: Metrics,
-    /// The addresses served, so forwarding never sends a query back to this server.
-    pub(crate) bound_addrs: ArcSwap<Vec<SocketAddr>>,
-}
 
 /// An authoritative DNS server for a node's discovery records, on UDP and TCP.
 ///

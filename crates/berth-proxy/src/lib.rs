@@ -65,7 +65,7 @@
 //!   group's retry tokens.
 //! - `body`: the response body streamed back to clients.
 //! - `target`: one target's atomics: health, draining gate, in-flight, ejection, latency.
-//! - `pool`: upstream connections.
+//! - `pool`: upstream connections; `up_body`: the body of a request sent to a target.
 //! - [`mesh_tls`]: mutual TLS between mesh proxies: certificates by SNI, SPIFFE checks.
 //! - `tls`: certificates, SNI selection, ALPN; `metrics`: Prometheus metrics and their
 //!   ALB counterparts; `h1_codec`: HTTP/1.1 at the byte level; `clock`, `notify`, `error`.
@@ -99,6 +99,7 @@ mod sticky;
 mod stream;
 mod target;
 mod tls;
+mod up_body;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};

@@ -17,9 +17,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 
-use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
-use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2, TrySendError};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -27,8 +25,7 @@ use tokio::net::TcpStream;
 
 use crate::mesh::hop::{HopDialer, HopError, Lane, MeshOutbound, UpConn};
 
-/// The body of a request sent to a target: the client's, or one the proxy made.
-pub(crate) type UpBody = Either<Incoming, Full<Bytes>>;
+pub(crate) use crate::up_body::UpBody;
 
 /// A connection to a target, ready for one request.
 pub(crate) enum UpSender {

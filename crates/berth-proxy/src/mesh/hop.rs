@@ -37,7 +37,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::mesh_tls::{outbound_client_config, MeshIdentities};
-use crate::pool::UpBody;
+use crate::up_body::UpBody;
 
 /// Idle connections kept per caller of one target; more are closed when returned.
 const MAX_IDLE_PER_LANE: usize = 64;
