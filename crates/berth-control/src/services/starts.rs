@@ -151,6 +151,7 @@ fn new_task(req: &StartRequest<'_>, instance: &str, id: String) -> Task {
             .collect(),
         health_status: HealthStatus::Unknown,
         created_at: req.now,
+        enable_execute_command: req.service.enable_execute_command,
         version: 1,
         ..Default::default()
     }
