@@ -4,8 +4,10 @@
 //! once its output ends.
 //!
 //! Docker has no call to stop an exec: when the timeout passes, berth signals the exec's
-//! process (its host pid, from the engine) with SIGKILL, which works when berth may signal
-//! the engine's processes (it runs as root); otherwise the command is left to finish.
+//! process (its pid, from the engine) with SIGKILL, provided that pid is, in berth's view
+//! of `/proc`, a process running exactly the command (an engine in another pid namespace
+//! reports pids berth must not signal) and berth may signal it (it runs as root);
+//! otherwise the command is left to finish.
 
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
@@ -86,7 +88,7 @@ impl Inner {
         match tokio::time::timeout(request.timeout, read).await {
             Ok(read) => read?,
             Err(_) => {
-                self.kill_exec(&created.id).await;
+                self.kill_exec(&created.id, &request.command).await;
                 return Err(RuntimeError::ExecTimedOut {
                     task: task.core.spec.task_arn.clone(),
                     container: name,
@@ -108,16 +110,45 @@ impl Inner {
         Ok(out)
     }
 
-    /// Best effort: SIGKILL to the exec's process on the host.
-    async fn kill_exec(&self, exec_id: &str) {
+    /// Best effort: SIGKILL to the exec's process, when the pid the engine reports runs
+    /// `command` as berth sees it.
+    async fn kill_exec(&self, exec_id: &str, command: &[String]) {
         let pid = match self.docker.inspect_exec(exec_id).await {
             Ok(i) if i.running == Some(true) => i.pid.and_then(|p| i32::try_from(p).ok()),
             _ => None,
         };
-        if let Some(pid) = pid.filter(|p| *p > 0) {
+        if let Some(pid) = pid.filter(|p| *p > 0 && runs_command(*p, command)) {
             if let Err(e) = kill(Pid::from_raw(pid), Signal::SIGKILL) {
                 tracing::warn!(exec = exec_id, pid, "cannot kill a timed-out exec: {e}");
             }
         }
+    }
+}
+
+/// Whether process `pid` (in berth's view of `/proc`) runs exactly `command`.
+fn runs_command(pid: i32, command: &[String]) -> bool {
+    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let argv: Vec<&[u8]> = raw
+        .strip_suffix(&[0])
+        .unwrap_or(&raw)
+        .split(|b| *b == 0)
+        .collect();
+    argv.len() == command.len() && argv.iter().zip(command).all(|(a, c)| *a == c.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pid_is_signalled_only_when_it_runs_the_command() {
+        let own: Vec<String> = std::env::args().collect();
+        assert!(runs_command(std::process::id() as i32, &own));
+        let mut other = own.clone();
+        other.push("--more".into());
+        assert!(!runs_command(std::process::id() as i32, &other));
+        assert!(!runs_command(i32::MAX, &own));
     }
 }
