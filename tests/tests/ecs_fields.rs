@@ -75,7 +75,6 @@ async fn apply_warns_of_members_not_applied_and_describe_returns_the_definition(
             "warning: task-definition sample-fargate:1: executionRoleArn",
             "warning: task-definition sample-fargate:1: containerDefinitions[0].logConfiguration",
             "warning: service sample: networkConfiguration",
-            "warning: service sample: enableExecuteCommand",
         ],
         "{stderr}"
     );

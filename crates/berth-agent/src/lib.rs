@@ -6,7 +6,8 @@
 //! what the runtime reports (started, exited, health, exit codes) goes back to the control
 //! plane as task state changes. On start it adopts what the runtime already runs, so a
 //! restart neither loses nor duplicates tasks; whatever the runtime runs that no task
-//! owns is stopped and removed. It also answers for its tasks' logs and resource use.
+//! owns is stopped and removed. It also answers for its tasks' logs and resource use, and runs commands in their
+//! containers (exec).
 //!
 //! What it does not do: decide what runs where (the control plane's scheduler does),
 //! touch load balancers, or read the store. It knows the control plane only through
@@ -18,7 +19,7 @@
 //!   [`AgentError`].
 //! - [`agent`]: [`Agent`], the convergence loop.
 //! - [`report`]: a runtime's task state turned into the contract's task state changes.
-//! - [`queries`]: [`TaskQueries`], logs and resource use of the node's tasks.
+//! - [`queries`]: [`TaskQueries`], logs, resource use and exec for the node's tasks.
 
 pub mod agent;
 pub mod api;

@@ -1,10 +1,11 @@
-//! What a node answers about the tasks it runs: their output and their resource use.
+//! What a node answers about the tasks it runs: their output and their resource use, and
+//! commands run in their containers (exec).
 //! The control plane asks through its `TaskNodes` seam; the binary answers with this.
 //!
 //! What it does not do: find the node that runs a task (the caller does).
 
 use berth_model::agent::TaskUsage;
-use berth_runtime::{DynRuntime, LogStream};
+use berth_runtime::{DynRuntime, ExecOutput, ExecRequest, LogStream};
 
 use crate::api::Result;
 
@@ -37,5 +38,11 @@ impl TaskQueries {
             cpu_units: st.cpu_units,
             memory_bytes: st.memory_bytes,
         })
+    }
+
+    /// Runs `request.command` in a running container of the task and gives back its
+    /// output and exit code (see [`berth_runtime::Runtime::exec`]).
+    pub async fn exec(&self, task_arn: &str, request: &ExecRequest) -> Result<ExecOutput> {
+        Ok(self.runtime.exec(task_arn, request).await?)
     }
 }

@@ -159,6 +159,23 @@ impl Runtime for FakeRuntime {
             memory_bytes: 1 << 20,
         })
     }
+
+    /// Echoes the command, exiting with its word count.
+    async fn exec(
+        &self,
+        task_arn: &str,
+        request: &berth_runtime::ExecRequest,
+    ) -> berth_runtime::Result<berth_runtime::ExecOutput> {
+        if !self.tasks.lock().unwrap().contains_key(task_arn) {
+            return Err(RuntimeError::UnknownTask(task_arn.into()));
+        }
+        Ok(berth_runtime::ExecOutput {
+            container: request.container.clone().unwrap_or_else(|| "app".into()),
+            exit_code: request.command.len() as i32,
+            stdout: request.command.join(" ").into_bytes(),
+            ..Default::default()
+        })
+    }
 }
 
 /// A control plane that serves a fixed set of tasks and records every report.
@@ -531,6 +548,19 @@ async fn queries_answer_for_the_runtimes_tasks() {
     let chunks: Vec<_> =
         futures::StreamExt::collect(q.logs(&task, None, false).await.unwrap()).await;
     assert_eq!(chunks.len(), 1);
+    let request = berth_runtime::ExecRequest {
+        container: None,
+        command: vec!["echo".into(), "hi".into()],
+        timeout: Duration::from_secs(5),
+    };
+    let out = q.exec(&task, &request).await.unwrap();
+    assert_eq!((out.container.as_str(), out.exit_code), ("app", 2));
+    assert_eq!(out.stdout, b"echo hi");
+    let err = q
+        .exec(&arn::task("default", "other"), &request)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is not known"), "{err}");
 }
 
 #[test]

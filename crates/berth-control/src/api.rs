@@ -9,6 +9,7 @@
 //! | `GET /v1/tasks[?cluster=&service=&desiredStatus=]`, `GET /v1/clusters/{c}/tasks/{id}` | tasks |
 //! | `POST /v1/clusters/{c}/tasks/{id}/stop` | stop a task (`{"reason": ...}`) |
 //! | `GET /v1/clusters/{c}/tasks/{id}/logs[?container=&follow=true]` | a task's output |
+//! | `POST /v1/clusters/{c}/tasks/{id}/exec` | run a command in a task's container (`{"container", "command": [..], "timeoutSeconds", "caller"}`): see [`crate::task_exec`] |
 //! | `GET /v1/container-instances[?cluster=]` | container instances |
 //! | `GET /v1/target-groups`, `GET/PUT/DELETE /v1/target-groups/{name}`, `GET /v1/target-groups/{name}/targets` | target groups and their targets' health |
 //! | `GET /v1/load-balancers`, `GET/PUT/DELETE /v1/load-balancers/{name}` | load balancers (listeners carry `boundPort`) |
@@ -37,7 +38,8 @@ use crate::error::ApiError;
 use crate::json_body::parse_body;
 use crate::proxy_feed::BoundListeners;
 use crate::services;
-use crate::task_nodes::{NodeError, TaskNodes};
+use crate::task_exec::{self, ExecBody, ExecCounter};
+use crate::task_nodes::{ExecResult, NodeError, TaskNodes};
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -47,6 +49,8 @@ pub struct ApiState {
     /// Answers for the tasks' logs.
     pub nodes: Arc<dyn TaskNodes>,
     pub bound: BoundListeners,
+    /// Counts the exec endpoint's outcomes.
+    pub exec_commands: ExecCounter,
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
@@ -73,6 +77,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/clusters/{cluster}/tasks/{id}", get(get_task))
         .route("/v1/clusters/{cluster}/tasks/{id}/stop", post(stop_task))
         .route("/v1/clusters/{cluster}/tasks/{id}/logs", get(task_logs))
+        .route("/v1/clusters/{cluster}/tasks/{id}/exec", post(exec_in_task))
         .route("/v1/container-instances", get(list_instances))
         .route("/v1/target-groups", get(list_target_groups))
         .route(
@@ -447,6 +452,18 @@ fn logs_error(e: NodeError) -> ApiError {
         NodeError::Unreachable { .. } => ApiError::server(e.to_string()),
         NodeError::Failed { .. } => ApiError::invalid(format!("logs: {e}")),
     }
+}
+
+async fn exec_in_task(
+    State(s): St,
+    Path((cluster, id)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> ApiResult<ExecResult> {
+    let b: ExecBody = parse_body(&body)?;
+    let t = find_task(&s.db, &cluster, &id).await?;
+    Ok(Json(
+        task_exec::exec(&s.db, &*s.nodes, &s.exec_commands, &t, b).await?,
+    ))
 }
 
 async fn list_instances(

@@ -31,6 +31,7 @@
 //! - [`autoscaling_api`]: the API of scalable targets, scaling policies, scheduled
 //!   actions and scaling activities.
 //! - [`discovery_api`]: the API of namespaces and a service's mesh and DNS endpoints.
+//! - [`task_exec`]: the exec endpoint (a command in a running task's container).
 //! - [`db`]: key layout and typed store access.
 //! - [`scheduler`], [`services`], [`registration`], [`proxy_feed`], [`autoscaler`]: the
 //!   reconcilers; [`mesh`]: the mesh's target groups and listeners derived from services;
@@ -70,6 +71,7 @@ pub mod registration;
 pub mod scheduler;
 pub mod service_metrics;
 pub mod services;
+pub mod task_exec;
 pub mod task_nodes;
 #[cfg(test)]
 mod test_fixtures;
@@ -79,7 +81,7 @@ pub use data_plane::DataPlane;
 pub use db::Db;
 pub use discovery::Discovery;
 pub use error::{ApiError, ControlError};
-pub use task_nodes::{NodeError, TaskNodes};
+pub use task_nodes::{ExecCommand, ExecResult, NodeError, TaskNodes};
 
 /// How often the reconcilers run with no change to prompt them.
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -92,6 +94,7 @@ pub struct ControlPlane {
     changes: watch::Sender<u64>,
     feed: proxy_feed::ProxyFeed,
     metrics: metrics::ControlMetrics,
+    exec_commands: task_exec::ExecCounter,
     service_metrics: Arc<service_metrics::ServiceMetrics>,
     autoscaler: autoscaler::Autoscaler,
     discovery: discovery::Publisher,
@@ -119,6 +122,7 @@ impl ControlPlane {
             changes: watch::channel(0).0,
             feed,
             metrics: metrics::ControlMetrics::new(registry),
+            exec_commands: task_exec::ExecCounter::new(registry),
             service_metrics,
             discovery: discovery::Publisher::default(),
         })
@@ -159,6 +163,7 @@ impl ControlPlane {
             data_plane: self.data_plane.clone(),
             nodes: self.nodes.clone(),
             bound: self.feed.bound_listeners(),
+            exec_commands: self.exec_commands.clone(),
         })
     }
 

@@ -17,6 +17,7 @@
 //! | `berth_autoscaling_min_capacity_tasks{cluster,service}` | MinCapacity |
 //! | `berth_autoscaling_max_capacity_tasks{cluster,service}` | MaxCapacity |
 //! | `berth_autoscaling_activities_total{cluster,service,status_code}` | scaling activities by StatusCode |
+//! | `berth_exec_commands_total{cluster,service,outcome}` | ExecuteCommand calls (CloudTrail); counted by [`crate::task_exec`] |
 //!
 //! Utilization and request count per target are the latest samples of
 //! [`crate::service_metrics`] (what target tracking sees), published after each sample;

@@ -1,5 +1,6 @@
-//! Asking the node that runs a task about it: the task's output and its resource use.
-//! The API's logs endpoint and the utilization metrics go through [`TaskNodes`], which
+//! Asking the node that runs a task about it: the task's output and its resource use,
+//! and running a command in one of its containers ([`TaskNodes::exec`]). The API's logs
+//! and exec endpoints and the utilization metrics go through [`TaskNodes`], which
 //! the binary implements with its local agent; a remote agent would answer the same
 //! questions over the network.
 //!
@@ -13,6 +14,7 @@ use berth_model::agent::TaskUsage;
 use berth_model::ecs::Task;
 use bytes::Bytes;
 use futures::Stream;
+use serde::Serialize;
 
 /// A container's output as it arrives (stdout and stderr interleaved).
 pub type LogStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
@@ -26,6 +28,32 @@ pub enum NodeError {
     /// The node answered with an error, e.g. it does not know the task or container.
     #[error("{message}")]
     Failed { task_arn: String, message: String },
+}
+
+/// A command to run in a running container of a task (`berth exec`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecCommand {
+    /// The container's name; `None` is the task's first essential container.
+    pub container: Option<String>,
+    /// The program and its arguments (no shell is involved).
+    pub command: Vec<String>,
+    /// The command is killed when it runs longer.
+    pub timeout: std::time::Duration,
+}
+
+/// What a command run in a task's container gave: the API's answer to an exec.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecResult {
+    /// The container it ran in.
+    pub container: String,
+    pub exit_code: i32,
+    /// stdout and stderr as text (invalid UTF-8 replaced).
+    pub stdout: String,
+    pub stderr: String,
+    /// Output past the node's cap was dropped.
+    #[serde(default)]
+    pub truncated: bool,
 }
 
 /// The nodes that run tasks, asked about the tasks they run.
@@ -42,4 +70,14 @@ pub trait TaskNodes: Send + Sync + 'static {
 
     /// The task's current CPU and memory use.
     async fn usage(&self, task: &Task) -> Result<TaskUsage, NodeError>;
+
+    /// Runs `command` in a running container of `task` on the node that runs it and
+    /// returns its output and exit code. Nodes that cannot run commands keep the default,
+    /// which answers [`NodeError::Unreachable`].
+    async fn exec(&self, task: &Task, command: &ExecCommand) -> Result<ExecResult, NodeError> {
+        let _ = command;
+        Err(NodeError::Unreachable {
+            task_arn: task.task_arn.clone(),
+        })
+    }
 }

@@ -173,6 +173,7 @@ fn every_member_is_applied_or_listed_with_its_reason() {
                 "tags",
                 "serviceRegistries",
                 "serviceConnectConfiguration",
+                "enableExecuteCommand",
             ],
         ),
     ];
@@ -536,7 +537,6 @@ fn a_service_as_create_service_takes_it_comes_back_field_for_field() {
             "networkConfiguration",
             "enableECSManagedTags",
             "propagateTags",
-            "enableExecuteCommand",
         ]
     );
 }

@@ -3,14 +3,15 @@
 //! The [`Runtime`] trait is what the agent drives: start a task from its task definition,
 //! stop it (SIGTERM, then SIGKILL after `stopTimeout`), list what runs (so a restarted
 //! agent adopts its tasks instead of starting duplicates), stream state changes, logs and
-//! resource use. Every container a runtime starts carries its task's ARN, so ownership
+//! resource use, and run a command in a running container ([`Runtime::exec`]). Every container a runtime starts carries its task's ARN, so ownership
 //! survives a restart of berth.
 //!
 //! What it does not do: decide what should run (that is the control plane), or talk to
 //! the store.
 //!
 //! Layout:
-//! - [`Runtime`], [`TaskSpec`], [`TaskState`], [`ContainerState`]: the interface.
+//! - [`Runtime`], [`TaskSpec`], [`TaskState`], [`ContainerState`]: the interface;
+//!   [`exec`]: what an exec asks ([`ExecRequest`]) and gives ([`ExecOutput`]).
 //! - [`process`]: the embedded default; a container's `entryPoint` + `command` runs as a
 //!   local process under a small supervisor ([`process::shim_main`]) that outlives berth.
 //! - [`docker`]: containers on the local Docker engine (bollard), with ECS's
@@ -29,6 +30,7 @@ use futures::Stream;
 
 mod dependencies;
 pub mod docker;
+pub mod exec;
 pub mod process;
 mod task_core;
 mod task_env;
@@ -36,6 +38,8 @@ mod task_runtime;
 mod task_table;
 #[cfg(test)]
 mod test_support;
+
+pub use exec::{ExecOutput, ExecRequest};
 
 /// What the agent asks a runtime to run.
 #[derive(Debug, Clone)]
@@ -148,6 +152,23 @@ pub enum RuntimeError {
     UnknownTask(String),
     #[error("container {container} is not part of task {task}")]
     UnknownContainer { task: String, container: String },
+    #[error("container {container} of task {task} is not running")]
+    ContainerNotRunning { task: String, container: String },
+    #[error("exec: command is empty; give the program to run and its arguments")]
+    EmptyExecCommand,
+    /// The command could not be started (e.g. no such program in the container).
+    #[error("exec in container {container} of task {task}: {message}")]
+    ExecFailed {
+        task: String,
+        container: String,
+        message: String,
+    },
+    #[error("exec in container {container} of task {task}: still running after {timeout_seconds}s; it was killed")]
+    ExecTimedOut {
+        task: String,
+        container: String,
+        timeout_seconds: u64,
+    },
     #[error("runtime error: {0}")]
     Other(String),
 }
@@ -190,6 +211,11 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Current CPU and memory use.
     async fn stats(&self, task_arn: &str) -> Result<TaskStats>;
+
+    /// Runs `request.command` in a running container of the task and returns its output
+    /// and exit code once it ends; a command still running after `request.timeout` is
+    /// killed ([`RuntimeError::ExecTimedOut`]). See each backend for where it runs.
+    async fn exec(&self, task_arn: &str, request: &ExecRequest) -> Result<ExecOutput>;
 }
 
 pub type DynRuntime = std::sync::Arc<dyn Runtime>;

@@ -1,6 +1,6 @@
 //! The [`crate::Runtime`] trait implemented once for both backends: what a runtime does with its
 //! table of tasks (idempotent start, stop, remove once stopped, list, subscribe, look up a
-//! container's logs and a task's use) is the same on Docker and as processes; a
+//! container's logs and a task's use, exec in a running container) is the same on Docker and as processes; a
 //! [`Backend`] supplies only how a new task starts, a task stops, a stopped task is freed,
 //! a container's log is read and a task's use is measured.
 //!
@@ -14,8 +14,11 @@ use std::sync::Arc;
 use berth_model::ecs::TaskDefinition;
 use tokio::sync::broadcast;
 
+use crate::exec::exec_target;
 use crate::task_table::{RuntimeTask, TaskTable};
-use crate::{LogStream, Result, RuntimeError, TaskSpec, TaskState, TaskStats};
+use crate::{
+    ExecOutput, ExecRequest, LogStream, Result, RuntimeError, TaskSpec, TaskState, TaskStats,
+};
 
 /// What a backend supplies to the shared [`Runtime`](crate::Runtime) implementation.
 pub(crate) trait Backend: Send + Sync + 'static {
@@ -61,6 +64,14 @@ pub(crate) trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<LogStream>> + Send;
 
     fn task_stats(&self, task: &Arc<Self::Task>) -> impl Future<Output = TaskStats> + Send;
+
+    /// Runs `request.command` in container `idx`, which runs.
+    fn exec_in(
+        &self,
+        task: &Arc<Self::Task>,
+        idx: usize,
+        request: &ExecRequest,
+    ) -> impl Future<Output = Result<ExecOutput>> + Send;
 }
 
 /// [`Runtime::start`](crate::Runtime::start): a task the runtime knows gives its state.
@@ -107,6 +118,18 @@ pub(crate) async fn stats<B: Backend>(backend: &Arc<B>, task_arn: &str) -> Resul
     Ok(backend.task_stats(&task).await)
 }
 
+/// [`Runtime::exec`](crate::Runtime::exec): in the named container, or the first
+/// essential one, which must be running.
+pub(crate) async fn exec<B: Backend>(
+    backend: &Arc<B>,
+    task_arn: &str,
+    request: &ExecRequest,
+) -> Result<ExecOutput> {
+    let task = backend.tasks().get(task_arn)?;
+    let idx = exec_target(task.core().def(), &task.core().snapshot(), request)?;
+    backend.exec_in(&task, idx, request).await
+}
+
 /// `impl Runtime for $runtime` through the functions of this module, the backend being
 /// `self.$backend` (an `Arc` of a [`Backend`]) and the runtime's kind `$kind`.
 macro_rules! impl_runtime {
@@ -149,6 +172,14 @@ macro_rules! impl_runtime {
 
             async fn stats(&self, task_arn: &str) -> $crate::Result<$crate::TaskStats> {
                 $crate::task_runtime::stats(&self.$backend, task_arn).await
+            }
+
+            async fn exec(
+                &self,
+                task_arn: &str,
+                request: &$crate::ExecRequest,
+            ) -> $crate::Result<$crate::ExecOutput> {
+                $crate::task_runtime::exec(&self.$backend, task_arn, request).await
             }
         }
     };

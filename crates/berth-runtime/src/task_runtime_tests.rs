@@ -59,6 +59,21 @@ impl Backend for FakeBackend {
             memory_bytes: task.core.def().container_definitions.len() as u64,
         }
     }
+
+    /// Echoes the container's index and the command.
+    async fn exec_in(
+        &self,
+        _: &Arc<FakeTask>,
+        idx: usize,
+        request: &ExecRequest,
+    ) -> Result<ExecOutput> {
+        Ok(ExecOutput {
+            container: idx.to_string(),
+            exit_code: 3,
+            stdout: request.command.join(" ").into_bytes(),
+            ..Default::default()
+        })
+    }
 }
 
 struct FakeRuntime {
@@ -151,4 +166,29 @@ async fn logs_name_a_container_or_take_the_first_and_stats_need_a_known_task() {
         rt.stats("arn:none").await,
         Err(RuntimeError::UnknownTask(_))
     ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn exec_runs_in_a_running_container_of_a_known_task() {
+    let rt = runtime();
+    let spec = layered();
+    let request = |container: Option<&str>| ExecRequest {
+        container: container.map(String::from),
+        command: vec!["echo".into(), "hi".into()],
+        timeout: crate::exec::DEFAULT_EXEC_TIMEOUT,
+    };
+    assert!(matches!(
+        rt.exec(&spec.task_arn, &request(None)).await,
+        Err(RuntimeError::UnknownTask(_))
+    ));
+    rt.start(&spec).await.unwrap();
+    let out = rt.exec(&spec.task_arn, &request(Some("db"))).await.unwrap();
+    assert_eq!((out.container.as_str(), out.exit_code), ("1", 3));
+    assert_eq!(out.stdout, b"echo hi");
+    rt.stop(&spec.task_arn).await.unwrap();
+    let stopped = rt.exec(&spec.task_arn, &request(Some("db"))).await;
+    assert!(
+        matches!(&stopped, Err(RuntimeError::ContainerNotRunning { container, .. }) if container == "db"),
+        "{stopped:?}"
+    );
 }

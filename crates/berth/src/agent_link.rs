@@ -6,7 +6,9 @@
 use async_trait::async_trait;
 use berth_agent::{AgentApi, AgentError, TaskQueries};
 use berth_control::task_nodes::LogStream;
-use berth_control::{AgentService, ApiError, ControlError, NodeError, TaskNodes};
+use berth_control::{
+    AgentService, ApiError, ControlError, ExecCommand, ExecResult, NodeError, TaskNodes,
+};
 use berth_model::agent::{TaskStateChange, TaskUsage};
 use berth_model::ecs::{ContainerInstance, Task, TaskDefinition};
 use tokio::sync::watch;
@@ -91,5 +93,25 @@ impl TaskNodes for LocalTaskNodes {
             .usage(&task.task_arn)
             .await
             .map_err(|e| node_err(task, e))
+    }
+
+    async fn exec(&self, task: &Task, command: &ExecCommand) -> Result<ExecResult, NodeError> {
+        let request = berth_runtime::ExecRequest {
+            container: command.container.clone(),
+            command: command.command.clone(),
+            timeout: command.timeout,
+        };
+        let out = self
+            .queries
+            .exec(&task.task_arn, &request)
+            .await
+            .map_err(|e| node_err(task, e))?;
+        Ok(ExecResult {
+            container: out.container,
+            exit_code: out.exit_code,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            truncated: out.truncated,
+        })
     }
 }

@@ -24,6 +24,7 @@ mod agent_link;
 mod autoscaling_commands;
 mod client;
 mod data_plane;
+mod exec_command;
 mod image;
 mod node_discovery;
 mod server;
@@ -114,6 +115,11 @@ enum Command {
         #[arg(short = 'f', long)]
         follow: bool,
     },
+    /// Run a command in a running task's container; exits with the command's exit code.
+    ///
+    /// The task must have started with enableExecuteCommand (its service's setting):
+    /// berth exec <task> [--container NAME] -- CMD ARGS...
+    Exec(exec_command::ExecArgs),
     /// Build images locally (nothing can be pulled without a registry).
     Image {
         #[command(subcommand)]
@@ -184,8 +190,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+    let outcome = match &cli.command {
+        Command::Exec(args) => rt.block_on(exec_command::run(
+            &client::Client::new(&cli.endpoint),
+            args,
+            cli.output == "json",
+        )),
+        _ => rt.block_on(run(cli)).map(|()| ExitCode::SUCCESS),
+    };
+    match outcome {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             if e.downcast_ref::<client::BadConfig>().is_some() {
@@ -309,5 +323,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: ImageCommand::BuildDemo { binary, tag },
         } => image::build_demo(binary.as_deref(), &tag).await,
         Command::Shim { .. } => unreachable!("handled before the runtime starts"),
+        Command::Exec(_) => unreachable!("handled in main: it exits with the command's code"),
     }
 }

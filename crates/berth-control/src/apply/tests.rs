@@ -267,7 +267,7 @@ async fn members_not_applied_come_back_as_warnings_and_are_stored_as_given() {
             "        portMappings: [{containerPort: 8080}]",
             "        portMappings: [{containerPort: 8080}]\n        logConfiguration: {logDriver: awslogs, options: {awslogs-group: web}}",
         )
-        .replace("    desiredCount: 2", "    desiredCount: 2\n    enableExecuteCommand: true");
+        .replace("    desiredCount: 2", "    desiredCount: 2\n    enableECSManagedTags: true");
     let out = apply(
         &db,
         &FakeDataPlane::default(),
@@ -290,7 +290,7 @@ async fn members_not_applied_come_back_as_warnings_and_are_stored_as_given() {
     );
     let svc = warnings("service");
     assert_eq!(svc.len(), 1, "{svc:?}");
-    assert!(svc[0].starts_with("enableExecuteCommand: "), "{svc:?}");
+    assert!(svc[0].starts_with("enableECSManagedTags: "), "{svc:?}");
     assert!(warnings("target-group").is_empty());
     let stored: TaskDefinition = db
         .get(&db::taskdef_key("web", 1))

@@ -60,6 +60,7 @@ async fn start() -> Api {
         data_plane,
         nodes: Arc::new(NoNodes),
         bound: Default::default(),
+        exec_commands: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -151,6 +151,7 @@ fn new_task(req: &StartRequest<'_>, instance: &str, id: String) -> Task {
             .collect(),
         health_status: HealthStatus::Unknown,
         created_at: req.now,
+        enable_execute_command: req.service.enable_execute_command,
         version: 1,
         ..Default::default()
     }
@@ -205,5 +206,29 @@ mod tests {
         let many: Vec<Task> = (0..20).map(|i| failed_start(f64::from(i))).collect();
         let refs: Vec<&Task> = many.iter().collect();
         assert_eq!(throttle(&refs, &td, 19.0), Some(THROTTLE_MAX_SECONDS));
+    }
+
+    #[test]
+    fn a_new_task_records_its_services_enable_execute_command() {
+        let td = td();
+        for enabled in [false, true] {
+            let service: Service = serde_json::from_value(serde_json::json!({
+                "serviceName": "web", "cluster": "default", "taskDefinition": "web",
+                "enableExecuteCommand": enabled
+            }))
+            .unwrap();
+            let req = StartRequest {
+                service: &service,
+                task_definition: &td,
+                cluster: "default",
+                group: "service:web",
+                deployment_id: "ecs-svc/1",
+                count: 1,
+                now: 1.0,
+                placement_seed: 0,
+            };
+            let t = new_task(&req, "instance", "abc".into());
+            assert_eq!(t.enable_execute_command, enabled);
+        }
     }
 }

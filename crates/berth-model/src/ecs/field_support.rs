@@ -111,7 +111,6 @@ pub const UNSUPPORTED: &[UnsupportedField] = &[
     row(SVC, "deploymentController", "CODE_DEPLOY, EXTERNAL", Refused, "ECS allows ECS, CODE_DEPLOY and EXTERNAL; berth deploys with its own rolling controller only: use ECS (and weighted target groups for blue/green)"),
     row(SVC, "enableECSManagedTags", "true", NotApplied, "berth adds no managed tags to tasks"),
     row(SVC, "propagateTags", "TASK_DEFINITION, SERVICE", NotApplied, "berth does not copy tags to tasks"),
-    row(SVC, "enableExecuteCommand", "true", NotApplied, "berth exec is not built yet"),
     row(SVC, "volumeConfigurations", "any", Refused, "ECS attaches managed Amazon EBS volumes; berth attaches no block volumes"),
     row(SVC, "vpcLatticeConfigurations", "any", Refused, "ECS registers tasks in VPC Lattice target groups; berth cannot: use berth's target groups in loadBalancers"),
     row(SVC, "monitoring", "any", NotApplied, "berth samples service metrics at its own fixed resolution"),

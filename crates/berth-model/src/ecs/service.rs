@@ -730,12 +730,6 @@ impl Service {
             SVC,
             "propagateTags",
         );
-        n.note(
-            self.enable_execute_command,
-            "enableExecuteCommand",
-            SVC,
-            "enableExecuteCommand",
-        );
         n.note(self.monitoring.is_some(), "monitoring", SVC, "monitoring");
         if let Some(sc) = &self.service_connect_configuration {
             sc.note_not_applied("serviceConnectConfiguration", &mut n);

@@ -121,6 +121,10 @@ pub struct Task {
     pub stop_code: Option<StopCode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_reason: Option<String>,
+    /// Whether `berth exec` may run commands in the task: its service's
+    /// `enableExecuteCommand` when the task was started (ECS records it on the task).
+    #[serde(default)]
+    pub enable_execute_command: bool,
     /// Bumped on every change, as ECS does.
     #[serde(default)]
     pub version: u64,

@@ -21,7 +21,10 @@ use crate::dependencies::start_order;
 use crate::task_core::{check_startable, start_in_dependency_order};
 use crate::task_runtime::Backend;
 use crate::task_table::TaskTable;
-use crate::{ContainerStatus, LogStream, Result, RuntimeError, TaskSpec, TaskState, TaskStats};
+use crate::{
+    ContainerStatus, ExecOutput, ExecRequest, LogStream, Result, RuntimeError, TaskSpec, TaskState,
+    TaskStats,
+};
 
 impl Task {
     /// The container whose network namespace the task's later containers join (awsvpc):
@@ -235,5 +238,14 @@ impl Backend for Inner {
 
     async fn task_stats(&self, task: &Arc<Task>) -> TaskStats {
         self.measure(task).await
+    }
+
+    async fn exec_in(
+        &self,
+        task: &Arc<Task>,
+        idx: usize,
+        request: &ExecRequest,
+    ) -> Result<ExecOutput> {
+        self.exec_in_container(task, idx, request).await
     }
 }

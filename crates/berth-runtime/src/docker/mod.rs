@@ -39,6 +39,7 @@
 //! `log_config` (`logConfiguration` as Docker's log config, pure),
 //! `container_state` (inspect output → [`crate::ContainerState`], also pure),
 //! `containers` (the backend: create, start, stop, remove and read logs on the engine),
+//! `exec` (a command in a running container, through the engine's exec API),
 //! `network` (the awsvpc network), `volumes` (a task's Docker volumes), `adopt` (rebuilding tasks from labels), `state_sync`
 //! (events and resync), `stats`, `image` (building images). Starting and stopping in
 //! `dependsOn` order, the environment and the [`crate::Runtime`] methods are shared with
@@ -48,6 +49,7 @@ mod adopt;
 mod container_spec;
 mod container_state;
 mod containers;
+mod exec;
 mod image;
 mod log_config;
 mod network;

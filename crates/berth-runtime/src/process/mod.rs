@@ -30,13 +30,18 @@
 //! (they only count for placement), network isolation (`awsvpc` and `bridge` behave like
 //! dynamic host ports, `none` like no ports).
 //!
+//! Exec ([`crate::Runtime::exec`]) runs the command as a process beside the container's,
+//! with its environment and working directory: a process task shares the host, so the
+//! command does too (see `exec`).
+//!
 //! Layout: `supervise` (the backend: spawning a container under its shim, watching it
-//! end, stopping it), `adopt` (reading the state directory back), `ports` (choosing host ports),
+//! end, stopping it), `exec` (a command beside a container), `adopt` (reading the state directory back), `ports` (choosing host ports),
 //! `health` (running health-check commands), `logs`, `stats` and `procfs` (reading
 //! `/proc`), `shim` (the supervisor itself). The environment, `dependsOn`, the start and
 //! stop walks and the [`crate::Runtime`] methods are shared with the Docker runtime.
 
 mod adopt;
+mod exec;
 mod health;
 mod logs;
 mod ports;

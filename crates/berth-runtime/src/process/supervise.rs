@@ -21,7 +21,10 @@ use crate::task_core::{
 use crate::task_env::container_environment;
 use crate::task_runtime::Backend;
 use crate::task_table::TaskTable;
-use crate::{ContainerStatus, LogStream, Result, RuntimeError, TaskSpec, TaskState, TaskStats};
+use crate::{
+    ContainerStatus, ExecOutput, ExecRequest, LogStream, Result, RuntimeError, TaskSpec, TaskState,
+    TaskStats,
+};
 
 /// How long the shim has to report that it started the process.
 const SHIM_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -288,6 +291,15 @@ impl Backend for Inner {
 
     async fn task_stats(&self, task: &Arc<Task>) -> TaskStats {
         self.measure(task)
+    }
+
+    async fn exec_in(
+        &self,
+        task: &Arc<Task>,
+        idx: usize,
+        request: &ExecRequest,
+    ) -> Result<ExecOutput> {
+        super::exec::exec_beside(task, idx, request, self.dns_server).await
     }
 }
 

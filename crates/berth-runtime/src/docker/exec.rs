@@ -1,0 +1,154 @@
+//! Exec on Docker: the engine's exec API runs the command inside the container (its
+//! namespaces, filesystem, environment, user and working directory), attached to stdout
+//! and stderr, without a terminal or stdin; the exit code comes from inspecting the exec
+//! once its output ends.
+//!
+//! Docker has no call to stop an exec: when the timeout passes, berth signals the exec's
+//! process (its pid, from the engine) with SIGKILL, provided that pid is, in berth's view
+//! of `/proc`, a process running exactly the command (an engine in another pid namespace
+//! reports pids berth must not signal) and berth may signal it (it runs as root);
+//! otherwise the command is left to finish.
+
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use futures::StreamExt;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::{docker_message, Inner, Task};
+use crate::exec::push_capped;
+use crate::{ExecOutput, ExecRequest, Result, RuntimeError};
+
+impl Inner {
+    /// Runs `request.command` in Docker container `idx` of `task`.
+    pub(super) async fn exec_in_container(
+        &self,
+        task: &Task,
+        idx: usize,
+        request: &ExecRequest,
+    ) -> Result<ExecOutput> {
+        let name = task.core.def().container_definitions[idx].name.clone();
+        let failed = |message: String| RuntimeError::ExecFailed {
+            task: task.core.spec.task_arn.clone(),
+            container: name.clone(),
+            message,
+        };
+        let Some(id) = task.id(idx) else {
+            return Err(failed("the container has no Docker container".into()));
+        };
+        let created = self
+            .docker
+            .create_exec(
+                &id,
+                CreateExecOptions {
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    attach_stdin: Some(false),
+                    tty: Some(false),
+                    cmd: Some(request.command.clone()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| failed(docker_message(&e)))?;
+        let started = self
+            .docker
+            .start_exec(
+                &created.id,
+                Some(StartExecOptions {
+                    detach: false,
+                    tty: false,
+                    output_capacity: None,
+                }),
+            )
+            .await
+            .map_err(|e| failed(docker_message(&e)))?;
+        let StartExecResults::Attached { mut output, .. } = started else {
+            return Err(failed("the engine started the exec detached".into()));
+        };
+        let mut out = ExecOutput {
+            container: name.clone(),
+            ..Default::default()
+        };
+        let read = async {
+            while let Some(item) = output.next().await {
+                match item {
+                    Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                        push_capped(&mut out.stdout, &mut out.truncated, &message)
+                    }
+                    Ok(LogOutput::StdErr { message }) => {
+                        push_capped(&mut out.stderr, &mut out.truncated, &message)
+                    }
+                    Ok(LogOutput::StdIn { .. }) => {}
+                    Err(e) => return Err(failed(format!("reading its output: {e}"))),
+                }
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(request.timeout, read).await {
+            Ok(read) => read?,
+            Err(_) => {
+                self.kill_exec(&created.id, &request.command).await;
+                return Err(RuntimeError::ExecTimedOut {
+                    task: task.core.spec.task_arn.clone(),
+                    container: name,
+                    timeout_seconds: request.timeout.as_secs(),
+                });
+            }
+        }
+        let inspected = self
+            .docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(|e| failed(docker_message(&e)))?;
+        // The engine reports a program it could not start (e.g. not in the image) as exit
+        // code 126 or 127 with the reason on the output, as a shell would.
+        out.exit_code = inspected
+            .exit_code
+            .and_then(|c| i32::try_from(c).ok())
+            .unwrap_or(-1);
+        Ok(out)
+    }
+
+    /// Best effort: SIGKILL to the exec's process, when the pid the engine reports runs
+    /// `command` as berth sees it.
+    async fn kill_exec(&self, exec_id: &str, command: &[String]) {
+        let pid = match self.docker.inspect_exec(exec_id).await {
+            Ok(i) if i.running == Some(true) => i.pid.and_then(|p| i32::try_from(p).ok()),
+            _ => None,
+        };
+        if let Some(pid) = pid.filter(|p| *p > 0 && runs_command(*p, command)) {
+            if let Err(e) = kill(Pid::from_raw(pid), Signal::SIGKILL) {
+                tracing::warn!(exec = exec_id, pid, "cannot kill a timed-out exec: {e}");
+            }
+        }
+    }
+}
+
+/// Whether process `pid` (in berth's view of `/proc`) runs exactly `command`.
+fn runs_command(pid: i32, command: &[String]) -> bool {
+    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let argv: Vec<&[u8]> = raw
+        .strip_suffix(&[0])
+        .unwrap_or(&raw)
+        .split(|b| *b == 0)
+        .collect();
+    argv.len() == command.len() && argv.iter().zip(command).all(|(a, c)| *a == c.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pid_is_signalled_only_when_it_runs_the_command() {
+        let own: Vec<String> = std::env::args().collect();
+        assert!(runs_command(std::process::id() as i32, &own));
+        let mut other = own.clone();
+        other.push("--more".into());
+        assert!(!runs_command(std::process::id() as i32, &other));
+        assert!(!runs_command(i32::MAX, &own));
+    }
+}

@@ -1,0 +1,187 @@
+//! End-to-end tests of `berth exec` through the real binary: a command runs in a running
+//! task's container and the CLI exits with its exit code; a task started without
+//! `enableExecuteCommand` is refused with ECS's wording (turning it on later opens only
+//! tasks started afterwards, as on ECS); the same on Docker, where the command runs
+//! inside the container (the demo image is `FROM scratch`, so the command is the demo
+//! binary itself). The Docker test fails, never skips, when the engine does not answer.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use anyhow::Result;
+use berth_testkit::{demo_image, quickstart, wait_until, Server};
+
+const SETTLE: Duration = Duration::from_secs(90);
+const NOT_ENABLED: &str = "InvalidParameterException: The execute command failed because execute command was not enabled when the task was run";
+
+/// The quickstart with one task, `enableExecuteCommand` on or off.
+fn stack(dir: &Path, enabled: bool) -> PathBuf {
+    let base = std::fs::read_to_string(quickstart(dir, 1)).unwrap();
+    let text = if enabled {
+        base.replace(
+            "    desiredCount: 1\n",
+            "    desiredCount: 1\n    enableExecuteCommand: true\n",
+        )
+    } else {
+        base
+    };
+    assert!(!enabled || text.contains("enableExecuteCommand: true"));
+    let p = dir.join(format!("exec-{enabled}.yaml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn exec(server: &Server, task: &str, command: &[&str]) -> Output {
+    let mut args = vec!["exec", task, "--"];
+    args.extend_from_slice(command);
+    server.cli(&args)
+}
+
+fn id(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_into_a_process_task_returns_its_output_and_exit_code_once_enabled() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(Some(&stack(dir.path(), false))).await?;
+    let first = server.wait_healthy("whoami", "whoami", 1, SETTLE).await?;
+    let first = id(&first[0]).to_string();
+
+    let out = exec(&server, &first, &["true"]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(NOT_ENABLED),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Enabling it on the service does not open the task already running.
+    server.apply_ok(&stack(dir.path(), true));
+    let out = exec(&server, &first, &["true"]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(NOT_ENABLED),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A task started from now on is open.
+    let stopped = server.cli(&["stop", &first]);
+    assert!(stopped.status.success(), "{}", text(&stopped.stderr));
+    let second = wait_until("a replacement task", SETTLE, || async {
+        let arns = server
+            .wait_healthy("whoami", "whoami", 1, Duration::from_secs(5))
+            .await
+            .ok()?;
+        let second = id(&arns[0]).to_string();
+        (second != first).then_some(second)
+    })
+    .await?;
+    let task: serde_json::Value = server
+        .get(&format!("/v1/clusters/default/tasks/{second}"))
+        .await?;
+    assert_eq!(task["enableExecuteCommand"], true);
+
+    // The command runs beside the task with its environment, and its exit code is the
+    // CLI's.
+    let out = exec(
+        &server,
+        &second,
+        &[
+            "/bin/sh",
+            "-c",
+            "echo \"$GREETING\"; echo to-stderr >&2; exit 3",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello from berth\n");
+    assert_eq!(text(&out.stderr), "to-stderr\n");
+    // The demo binary checks the task's own health endpoint on the port it was given.
+    let out = exec(
+        &server,
+        &second,
+        &[
+            "/bin/sh",
+            "-c",
+            "berth-whoami check http://127.0.0.1:$PORT/health",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = server.cli(&["exec", &second, "--container", "nope", "--", "true"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        text(&out.stderr).contains("container nope"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Each exec that ran is a service event, and every attempt is counted.
+    let svc = server.get("/v1/clusters/default/services/whoami").await?;
+    let events: Vec<&str> = svc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .filter(|m| m.contains(" ran "))
+        .collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(
+        events[1].contains(&format!(
+            "in container web of (task {second}): exit code 3."
+        )),
+        "{events:?}"
+    );
+    let metrics = reqwest::get(format!("{}/metrics", server.api))
+        .await?
+        .text()
+        .await?;
+    for (outcome, n) in [
+        ("refused", 2),
+        ("exited_nonzero", 1),
+        ("exited_zero", 1),
+        ("failed", 1),
+    ] {
+        let series = format!(
+            "berth_exec_commands_total{{cluster=\"default\",outcome=\"{outcome}\",service=\"whoami\"}} {n}"
+        );
+        assert!(metrics.contains(&series), "{series} in\n{metrics}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_into_a_docker_task_runs_inside_its_container() -> Result<()> {
+    demo_image();
+    let dir = tempfile::tempdir()?;
+    let server = Server::start_with("docker", Some(&stack(dir.path(), true))).await?;
+    let arns = server.wait_healthy("whoami", "whoami", 1, SETTLE).await?;
+    let task = id(&arns[0]).to_string();
+
+    // Port 8080 is the container's own: reachable at that number only from inside.
+    let whoami = "/usr/local/bin/berth-whoami";
+    let out = exec(
+        &server,
+        &task,
+        &[whoami, "check", "http://127.0.0.1:8080/health"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = exec(&server, &task, &[whoami, "check", "http://127.0.0.1:1/"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("whoami check: http://127.0.0.1:1/"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = server.cli(&["-o", "json", "exec", &task, "--", whoami, "resolve"]);
+    assert_eq!(out.status.code(), Some(64));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(answer["container"], "web");
+    assert_eq!(answer["exitCode"], 64);
+    Ok(())
+}
