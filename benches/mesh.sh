@@ -310,7 +310,7 @@ to_us() {
 mkdir -p "$TMP/results"
 
 # measure RUN CONNECTIONS ROUND: one warm-up and one measured wrk run; appends
-# "req/s p50_us p99_us cpu_us_per_req errors" to results/RUN.CONNECTIONS.
+# "req/s p50_us p99_us cpu_us_per_req errors core_use_percent" to results/RUN.CONNECTIONS.
 measure() {
     local run=$1 conns=$2 round=$3 url=${URL_OF[$1]} pids=() out before after requests rps p50 p99 cpu errors
     if [[ $run != direct ]]; then
@@ -338,10 +338,10 @@ measure() {
             'BEGIN {printf "%.2f", d * 1000000 / hz / n}')
         # How much of its core the proxy used: near 100 % means the proxy was the limit.
         busy=$(awk -v d=$((after - before)) -v hz="$CLK_TCK" -v t="$DURATION" \
-            'BEGIN {printf "%.0f%%", d * 100 / hz / t}')
+            'BEGIN {printf "%.0f", d * 100 / hz / t}')
     fi
-    echo "$rps $p50 $p99 $cpu $errors" >>"$TMP/results/$run.$conns"
-    log "  round $round  $conns conns  ${LABEL_OF[$run]}: $rps req/s, p50 ${p50} us, p99 ${p99} us, CPU/req ${cpu} us, proxy core use $busy, errors $errors"
+    echo "$rps $p50 $p99 $cpu $errors $busy" >>"$TMP/results/$run.$conns"
+    log "  round $round  $conns conns  ${LABEL_OF[$run]}: $rps req/s, p50 ${p50} us, p99 ${p99} us, CPU/req ${cpu} us, proxy core use ${busy}%, errors $errors"
 }
 
 log "measuring: ${#RUNS[@]} configurations x ${#LOADS[@]} loads x $ROUNDS rounds x ${DURATION} s" \
@@ -376,9 +376,10 @@ spread() {
 }
 
 fmt_ms() { awk -v u="$1" 'BEGIN {printf "%.2f ms", u / 1000}'; }
-ratio() { [[ $1 == - || $2 == - ]] && echo "-" || awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f×", a / b; else print "-"}'; }
+# ratio A B: A ÷ B as "0.75×"; "-" unless both are positive.
+ratio() { [[ $1 == - || $2 == - ]] && echo "-" || awk -v a="$1" -v b="$2" 'BEGIN {if (a > 0 && b > 0) printf "%.2f×", a / b; else print "-"}'; }
 
-declare -A RPS P50 P99 ADDED CPU ERR
+declare -A RPS P50 P99 ADDED CPU ERR BUSY
 for conns in "${LOADS[@]}"; do
     for run in "${RUNS[@]}"; do
         key=$run.$conns
@@ -387,6 +388,7 @@ for conns in "${LOADS[@]}"; do
         P99[$key]=$(median 3 "$key")
         CPU[$key]=$(median 4 "$key")
         ERR[$key]=$(awk '{e += $5} END {print e + 0}' "$TMP/results/$key")
+        BUSY[$key]=$(median 6 "$key")
         ADDED[$key]=$(awk -v a="${P99[$key]}" -v b="${P99[direct.$conns]}" 'BEGIN {printf "%.1f", a - b}')
     done
 done
@@ -394,8 +396,8 @@ done
 echo
 echo "### berth mesh hop vs nginx ($(date -u +%Y-%m-%d), median of $ROUNDS × ${DURATION} s, wrk HTTP/1.1 keep-alive)"
 echo
-echo "| wrk connections | run | req/s | p50 | p99 | p99 added over direct | proxy CPU µs/req (min–max) | CPU/req berth/nginx | p99 added berth/nginx | errors |"
-echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| wrk connections | run | req/s | p50 | p99 | p99 added over direct | proxy CPU µs/req (min–max) | proxy core use | CPU/req berth/nginx | req/s berth/nginx | p99 added berth/nginx | errors |"
+echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for conns in "${LOADS[@]}"; do
     for run in "${RUNS[@]}"; do
         key=$run.$conns
@@ -403,22 +405,28 @@ for conns in "${LOADS[@]}"; do
         [[ $cpu_cell != - ]] && cpu_cell="$(awk -v c="$cpu_cell" 'BEGIN {printf "%.1f", c}')$(spread 4 "$key")"
         added=-
         [[ $run != direct ]] && added=$(fmt_ms "${ADDED[$key]}")
+        busy=-
+        [[ $run != direct ]] && busy="${BUSY[$key]} %"
         cpu_ratio=-
+        rps_ratio=-
         added_ratio=-
         if [[ $run == berth ]]; then
             cpu_ratio=$(ratio "${CPU[$key]}" "${CPU[nginx.$conns]}")
+            rps_ratio=$(ratio "${RPS[$key]}" "${RPS[nginx.$conns]}")
             added_ratio=$(ratio "${ADDED[$key]}" "${ADDED[nginx.$conns]}")
         fi
-        printf '| %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n' \
+        printf '| %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
             "$conns" "${LABEL_OF[$run]}" "${RPS[$key]}" "$(fmt_ms "${P50[$key]}")" \
-            "$(fmt_ms "${P99[$key]}")" "$added" "$cpu_cell" "$cpu_ratio" "$added_ratio" "${ERR[$key]}"
+            "$(fmt_ms "${P99[$key]}")" "$added" "$cpu_cell" "$busy" "$cpu_ratio" "$rps_ratio" \
+            "$added_ratio" "${ERR[$key]}"
     done
 done
 echo
 echo "Layout: each proxy serves both hops in one process pinned to core $PROXY_CORE, single-threaded" \
     "(berth-bench-mesh 1 worker thread; nginx 1 worker serving A and B); backend and wrk pinned to" \
     "core $LOAD_CORE. CPU/req is the proxy's utime+stime during the run ÷ requests (nginx: master + worker)." \
-    "p99 added is the row's median p99 minus direct's at the same load."
+    "p99 added is the row's median p99 minus direct's at the same load. Proxy core use is the median share of" \
+    "core $PROXY_CORE the proxy used: well under 100 % means something else on the machine limited those runs."
 # What nginx B negotiates with a client presenting the caller's certificate.
 negotiated=$(timeout 5 openssl s_client -connect "127.0.0.1:$NGINX_B_PORT" -servername "$SERVER_NAME" \
     -cert "$CERTS/frontend.pem" -key "$CERTS/frontend.key" -CAfile "$CERTS/ca.pem" </dev/null 2>/dev/null |
