@@ -341,7 +341,7 @@ measure() {
             'BEGIN {printf "%.0f", d * 100 / hz / t}')
     fi
     echo "$rps $p50 $p99 $cpu $errors $busy" >>"$TMP/results/$run.$conns"
-    log "  round $round  $conns conns  ${LABEL_OF[$run]}: $rps req/s, p50 ${p50} us, p99 ${p99} us, CPU/req ${cpu} us, proxy core use ${busy}%, errors $errors"
+    log "  round $round  $conns conns  ${LABEL_OF[$run]}: $rps req/s, p50 ${p50} us, p99 ${p99} us, CPU/req ${cpu} us, proxy core use ${busy} %, errors $errors"
 }
 
 log "measuring: ${#RUNS[@]} configurations x ${#LOADS[@]} loads x $ROUNDS rounds x ${DURATION} s" \
