@@ -1,11 +1,13 @@
 //! berth-benches: benchmarks of berth's load balancer against its peers.
 //!
 //! What it holds: the configuration the standalone proxy runner hands `berth-proxy`
-//! ([`proxy_config`]), built only from the proxy's public API and berth's ELBv2 model, so
-//! the benchmark measures exactly what the control plane would configure.
+//! ([`proxy_config`]), and the mesh hop benchmark's ([`mesh::mesh_proxy_config`], with a
+//! mesh CA made at start, [`mesh::MeshBenchCa`]), built only from the proxy's public API
+//! and berth's models, so the benchmarks measure exactly what the control plane would
+//! configure.
 //!
-//! What it does not do: it does not install or start nginx, HAProxy or wrk; `run.sh`
-//! checks for them and drives every run.
+//! What it does not do: it does not install or start nginx, HAProxy or wrk; `run.sh` and
+//! `mesh.sh` check for them and drive every run.
 //!
 //! Layout:
 //! - `src/lib.rs`: [`BenchConfig`], [`proxy_config`] and the backend ([`serve_backend`]).
@@ -14,7 +16,14 @@
 //!   listener is bound and the target is healthy.
 //! - `src/bin/berth-bench-backend.rs`: the backend every run uses (HTTP/1.1 keep-alive,
 //!   a small fixed response, one thread).
+//! - `src/mesh.rs`: the mesh hop's configuration and certificates.
+//! - `src/bin/berth-bench-mesh.rs`: one node's proxy serving both ends of a mesh hop (mesh
+//!   listener → mutual TLS → its own inbound listener → the backend); prints `ready
+//!   <addr>` once a request has crossed the hop.
 //! - `run.sh`: the peer comparison (direct, berth, nginx, HAProxy), one markdown table.
+//! - `mesh.sh`: the mesh hop against nginx doing the same two hops, one markdown table.
+
+pub mod mesh;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
