@@ -112,17 +112,15 @@ pub async fn start_dns(
     Ok((server, bound))
 }
 
-/// The DNS server a task is told about: for containers the one on the Docker bridge's
-/// gateway on port 53 (what Docker can make their resolver), else the first.
-pub fn task_dns_server(bound: &[SocketAddr], gateway: Option<IpAddr>) -> Option<SocketAddr> {
-    gateway
-        .and_then(|gw| {
-            bound
-                .iter()
-                .find(|a| a.ip() == gw && a.port() == DNS_PORT)
-                .copied()
-        })
-        .or_else(|| bound.first().copied())
+/// The DNS server containers are told about: the one on the Docker bridge's gateway on
+/// port 53, the only one Docker can make their resolver (a loopback address would be the
+/// container's own). `None` when it is not served: containers keep Docker's resolver.
+pub fn container_dns_server(bound: &[SocketAddr], gateway: Option<IpAddr>) -> Option<SocketAddr> {
+    let gw = gateway?;
+    bound
+        .iter()
+        .find(|a| a.ip() == gw && a.port() == DNS_PORT)
+        .copied()
 }
 
 #[cfg(test)]
@@ -169,14 +167,17 @@ mod tests {
     }
 
     #[test]
-    fn containers_are_told_the_gateway_server_on_port_53() {
+    fn containers_are_told_the_gateway_server_on_port_53_only() {
         let gw: IpAddr = "172.17.0.1".parse().unwrap();
         let bound: Vec<SocketAddr> = vec![
-            "127.0.0.1:5300".parse().unwrap(),
+            "127.0.0.1:53".parse().unwrap(),
             "172.17.0.1:53".parse().unwrap(),
         ];
-        assert_eq!(task_dns_server(&bound, Some(gw)), Some(bound[1]));
-        assert_eq!(task_dns_server(&bound, None), Some(bound[0]));
-        assert_eq!(task_dns_server(&[], Some(gw)), None);
+        assert_eq!(container_dns_server(&bound, Some(gw)), Some(bound[1]));
+        // Loopback would be the container's own: none rather than a broken resolver.
+        assert_eq!(container_dns_server(&bound[..1], Some(gw)), None);
+        assert_eq!(container_dns_server(&bound, None), None);
+        let other_port: Vec<SocketAddr> = vec!["172.17.0.1:5353".parse().unwrap()];
+        assert_eq!(container_dns_server(&other_port, Some(gw)), None);
     }
 }

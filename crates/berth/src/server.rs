@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::agent_link::{LocalAgentApi, LocalTaskNodes};
 use crate::data_plane::ProxyDataPlane;
-use crate::node_discovery::{start_dns, task_dns_server, NodeAddresses};
+use crate::node_discovery::{container_dns_server, start_dns, NodeAddresses};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
@@ -142,7 +142,8 @@ async fn make_runtime(
     Ok(rt)
 }
 
-/// The discovery DNS server each runtime tells its tasks about.
+/// The discovery DNS server each runtime tells its tasks about (containers: only one on
+/// the Docker bridge's gateway, port 53).
 #[derive(Debug, Clone, Copy)]
 struct TaskDnsServers {
     docker: Option<SocketAddr>,
@@ -191,7 +192,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         })?;
     tracing::info!(addr = %mesh_inbound, "mesh inbound listening");
     let task_dns = TaskDnsServers {
-        docker: task_dns_server(&dns_addrs, gateway),
+        docker: container_dns_server(&dns_addrs, gateway),
         process: dns_addrs.first().copied(),
     };
     let runtime = make_runtime(&args, &instance, task_dns).await?;
