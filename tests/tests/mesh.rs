@@ -550,7 +550,7 @@ async fn a_caller_off_the_allow_list_gets_403_from_the_called_services_node() ->
                 && l.contains("/ns/_berth/sa/node-")),
         "{metrics}"
     );
-    let shown = server.cli(&["get", "endpoints", "backend", "-o", "json"]);
+    let shown = server.cli(&["get", "endpoints", "backend"]);
     assert!(
         String::from_utf8_lossy(&shown.stdout).contains("billing"),
         "the allow list is shown"

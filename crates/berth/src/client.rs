@@ -528,6 +528,12 @@ fn endpoint_table(ports: &[Value]) -> Vec<String> {
                 .flatten()
                 .map(s)
                 .collect();
+            // Absent: any service of the mesh may call (registries: not in the mesh).
+            let allowed = match p["allowedCallers"].as_array() {
+                Some(list) => list.iter().map(s).collect::<Vec<_>>().join(","),
+                None if p["identity"].is_string() => "any".into(),
+                None => "-".into(),
+            };
             vec![
                 format!("{}.{}", s(&p["discoveryName"]), s(&p["namespace"])),
                 s(&p["kind"]),
@@ -538,6 +544,8 @@ fn endpoint_table(ports: &[Value]) -> Vec<String> {
                     aliases.join(",")
                 },
                 s(&p["ttl"]),
+                allowed,
+                p["identity"].as_str().unwrap_or("-").to_string(),
                 names.join(","),
             ]
         })
@@ -549,6 +557,8 @@ fn endpoint_table(ports: &[Value]) -> Vec<String> {
             "PORT NAME",
             "CLIENT ALIASES",
             "TTL",
+            "ALLOWED CALLERS",
+            "IDENTITY",
             "DNS NAMES",
         ],
         &rows,
@@ -649,6 +659,7 @@ mod tests {
             "kind": "serviceConnect", "namespace": "internal", "discoveryName": "backend",
             "portName": "http", "clientAliases": [{"port": 80, "dnsName": "backend"}],
             "dnsNames": ["backend.internal", "backend"], "ttl": 5,
+            "allowedCallers": ["web", "billing"], "identity": "spiffe://default/ns/internal/sa/backend",
             "endpoints": [
                 {"address": "10.0.0.1:8080", "taskId": "0123456789abcdef", "health": {"state": "healthy"},
                  "inFlight": 2, "ejected": false, "published": true},
@@ -673,6 +684,11 @@ mod tests {
         let names = lines.iter().find(|l| l.contains("serviceConnect")).unwrap();
         assert!(
             names.contains("backend:80") && names.ends_with("backend.internal,backend"),
+            "{names}"
+        );
+        assert!(
+            names.contains(" web,billing ")
+                && names.contains("spiffe://default/ns/internal/sa/backend"),
             "{names}"
         );
     }
