@@ -87,8 +87,8 @@ taskDefinitions:
         image: berth-whoami:latest
         portMappings: [{{containerPort: 8080}}]
 targetGroups:
-  - {{targetGroupName: hostmode, port: {host_port}, healthCheckPath: /health, healthCheckIntervalSeconds: 5, healthyThresholdCount: 2, healthCheckTimeoutSeconds: 2}}
-  - {{targetGroupName: vpcmode, targetType: ip, port: 8080, healthCheckPath: /health, healthCheckIntervalSeconds: 5, healthyThresholdCount: 2, healthCheckTimeoutSeconds: 2}}
+  - {{targetGroupName: hostmode, port: {host_port}, healthCheckPath: /health, healthCheckIntervalSeconds: 5, healthyThresholdCount: 2, healthCheckTimeoutSeconds: 4, unhealthyThresholdCount: 3}}
+  - {{targetGroupName: vpcmode, targetType: ip, port: 8080, healthCheckPath: /health, healthCheckIntervalSeconds: 5, healthyThresholdCount: 2, healthCheckTimeoutSeconds: 4, unhealthyThresholdCount: 3}}
 loadBalancers:
   - loadBalancerName: hostlb
     listeners: [{{port: 0, protocol: HTTP, defaultActions: [{{type: forward, targetGroupName: hostmode}}]}}]
