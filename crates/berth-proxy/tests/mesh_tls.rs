@@ -128,6 +128,16 @@ fn only(service: &str) -> AllowedCallers {
     AllowedCallers::Only(BTreeSet::from([id(service)]))
 }
 
+/// Binds the node's inbound listener on loopback, port chosen by the system.
+async fn bind_inbound(p: &Proxy) -> SocketAddr {
+    let inbound = p
+        .bind_mesh_inbound("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    assert_ne!(inbound.port(), 0);
+    inbound
+}
+
 /// Binds the inbound listener and applies the configuration; returns the mesh
 /// listener's address.
 async fn start(
@@ -138,11 +148,7 @@ async fn start(
     protocol: MeshProtocol,
     allowed: AllowedCallers,
 ) -> (SocketAddr, SocketAddr) {
-    let inbound = p
-        .bind_mesh_inbound("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    assert_ne!(inbound.port(), 0);
+    let inbound = bind_inbound(p).await;
     let addrs = p
         .apply(config(ca, ids, inbound, backend, protocol, allowed))
         .await
@@ -511,10 +517,7 @@ async fn a_tcp_mesh_listener_forwards_over_the_hop() {
 #[tokio::test]
 async fn before_mesh_tls_is_configured_the_inbound_listener_closes_connections() {
     let (p, _) = mesh_proxy(&["127.0.0.1"]);
-    let inbound = p
-        .bind_mesh_inbound("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let inbound = bind_inbound(&p).await;
     let mut s = TcpStream::connect(inbound).await.unwrap();
     let _ = s.write_all(b"\x16\x03\x01\x00\x00").await;
     let mut out = Vec::new();
@@ -531,10 +534,7 @@ async fn an_http2_mesh_group_speaks_h2_over_the_hop() {
     let ca = TestCa::new();
     let ids = Identities::issue(&ca);
     let (p, r) = mesh_proxy(&["127.0.0.1"]);
-    let inbound = p
-        .bind_mesh_inbound("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let inbound = bind_inbound(&p).await;
     let mut cfg = config(
         &ca,
         &ids,
@@ -651,10 +651,7 @@ async fn the_calling_side_refuses_an_inbound_listener_presenting_another_service
     let ca = TestCa::new();
     let ids = Identities::issue(&ca);
     let (p, r) = mesh_proxy(&["127.0.0.1"]);
-    let inbound = p
-        .bind_mesh_inbound("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let inbound = bind_inbound(&p).await;
     let mut cfg = config(
         &ca,
         &ids,
