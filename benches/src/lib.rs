@@ -25,6 +25,21 @@
 
 pub mod mesh;
 
+/// The tokio runtime a bench proxy runs on: `threads` worker threads, or one
+/// current-thread runtime for 1 (or 0), as the peers run single-threaded.
+pub fn bench_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+}
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 

@@ -49,17 +49,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    let runtime = if args.threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(args.threads)
-            .enable_all()
-            .build()
-    };
-    let runtime = match runtime {
+    let runtime = match berth_benches::bench_runtime(args.threads) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("berth-bench-proxy: building the runtime: {e}");
