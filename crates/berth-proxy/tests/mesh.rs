@@ -10,7 +10,9 @@ use std::time::Duration;
 use berth_model::dataplane::{
     MeshGroupSettings, MeshListener, MeshProtocol, MeshRoute, OutlierDetection,
 };
-use berth_proxy::{mesh_listener_key, ProxyConfig, ProxyError, ProxyTarget, TargetGroupConfig};
+use berth_proxy::{
+    mesh_listener_key, Proxy, ProxyConfig, ProxyError, ProxyTarget, TargetGroupConfig,
+};
 use bytes::Bytes;
 use common::*;
 use http_body_util::{BodyExt, Full};
@@ -77,6 +79,19 @@ fn mesh_config(groups: Vec<TargetGroupConfig>, listeners: Vec<MeshListener>) -> 
         mesh_listeners: listeners,
         mesh_tls: None,
     }
+}
+
+/// Serves `group` (the `orders` discovery name) behind one HTTP mesh listener on
+/// 127.0.0.1, port chosen by the system, idle timeout 300 s; returns its address.
+async fn serve_orders(p: &Proxy, group: TargetGroupConfig) -> SocketAddr {
+    let addrs = p
+        .apply(mesh_config(
+            vec![group],
+            vec![listener(0, MeshProtocol::Http, &["orders"], 300)],
+        ))
+        .await
+        .unwrap();
+    addrs[&key(0, "127.0.0.1")]
 }
 
 fn key(port: u16, ip: &str) -> String {
@@ -245,14 +260,7 @@ async fn a_tcp_mesh_listener_forwards_streams_and_closes_them_when_idle() {
 async fn a_request_past_its_per_request_timeout_gets_504() {
     let a = Backend::start("a").await;
     let (p, r) = mesh_proxy(&["127.0.0.1"]);
-    let addrs = p
-        .apply(mesh_config(
-            vec![mesh_group("orders", vec![target(a.addr)], 1, lenient())],
-            vec![listener(0, MeshProtocol::Http, &["orders"], 300)],
-        ))
-        .await
-        .unwrap();
-    let addr = addrs[&key(0, "127.0.0.1")];
+    let addr = serve_orders(&p, mesh_group("orders", vec![target(a.addr)], 1, lenient())).await;
     let c = client();
     assert_eq!(get_host(&c, addr, "orders", "/").await, (200, "a".into()));
     // HTTP/1.1 (the fast path) and h2c (hyper) alike.
@@ -318,19 +326,11 @@ async fn a_run_of_5xx_ejects_a_target_for_the_ejection_time() {
         base_ejection_seconds: 1,
         max_ejection_percent: 50,
     };
-    let addrs = p
-        .apply(mesh_config(
-            vec![mesh_group(
-                "orders",
-                vec![target(a.addr), target(b.addr)],
-                15,
-                outlier,
-            )],
-            vec![listener(0, MeshProtocol::Http, &["orders"], 300)],
-        ))
-        .await
-        .unwrap();
-    let addr = addrs[&key(0, "127.0.0.1")];
+    let addr = serve_orders(
+        &p,
+        mesh_group("orders", vec![target(a.addr), target(b.addr)], 15, outlier),
+    )
+    .await;
     let c = client();
     // Round robin: a answers 500 every other request (500s are not retried).
     while a.count() < 3 {
@@ -370,19 +370,16 @@ async fn ejections_stop_at_the_cap_and_a_lone_ejected_target_still_serves() {
         base_ejection_seconds: 60,
         max_ejection_percent: 10,
     };
-    let addrs = p
-        .apply(mesh_config(
-            vec![mesh_group(
-                "orders",
-                vec![target(a.addr), target(b.addr)],
-                15,
-                outlier.clone(),
-            )],
-            vec![listener(0, MeshProtocol::Http, &["orders"], 300)],
-        ))
-        .await
-        .unwrap();
-    let addr = addrs[&key(0, "127.0.0.1")];
+    let addr = serve_orders(
+        &p,
+        mesh_group(
+            "orders",
+            vec![target(a.addr), target(b.addr)],
+            15,
+            outlier.clone(),
+        ),
+    )
+    .await;
     let c = client();
     for _ in 0..12 {
         assert_eq!(get_host(&c, addr, "orders", "/").await.0, 500);
@@ -520,14 +517,11 @@ async fn adding_and_removing_mesh_listeners_leaves_the_others_serving() {
 async fn mesh_metrics_count_requests_targets_responses_connections_and_bytes() {
     let a = Backend::start("a").await;
     let (p, r) = mesh_proxy(&["127.0.0.1"]);
-    let addrs = p
-        .apply(mesh_config(
-            vec![mesh_group("orders", vec![target(a.addr)], 15, lenient())],
-            vec![listener(0, MeshProtocol::Http, &["orders"], 300)],
-        ))
-        .await
-        .unwrap();
-    let addr = addrs[&key(0, "127.0.0.1")];
+    let addr = serve_orders(
+        &p,
+        mesh_group("orders", vec![target(a.addr)], 15, lenient()),
+    )
+    .await;
     let c = client();
     for _ in 0..4 {
         assert_eq!(get_host(&c, addr, "orders", "/").await, (200, "a".into()));
