@@ -1,6 +1,7 @@
 # Shared by benches/run.sh and benches/mesh.sh (sourced, not run): the working
 # directory and its cleanup, the core pinning commands, and the waits for a process's
-# "ready" line and for a proxy to forward to the backend. Expects PROXY_CORE and
+# "ready" line and for a proxy to forward to the backend, and the start of both nginx
+# configurations. Expects PROXY_CORE and
 # LOAD_CORE to be set; sets TMP and PIDS.
 
 TMP=$(mktemp -d -t "${BENCH_NAME:-berth-bench}.XXXXXX")
@@ -49,4 +50,28 @@ wait_http() {
         sleep 0.1
     done
     return 1
+}
+
+# nginx_preamble: what both nginx configurations start with (one worker, no access log,
+# temp files under $TMP/nginx, long keep-alive to clients); the http block is left open
+# for the caller's upstreams and servers.
+nginx_preamble() {
+    cat <<EOF
+daemon off;
+worker_processes 1;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events {
+    worker_connections 4096;
+}
+http {
+    access_log off;
+    client_body_temp_path $TMP/nginx/body;
+    proxy_temp_path $TMP/nginx/proxy;
+    fastcgi_temp_path $TMP/nginx/fastcgi;
+    uwsgi_temp_path $TMP/nginx/uwsgi;
+    scgi_temp_path $TMP/nginx/scgi;
+    keepalive_requests 10000000;
+    keepalive_timeout 60s;
+EOF
 }

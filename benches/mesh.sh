@@ -138,23 +138,9 @@ make_certs >"$TMP/openssl.log" 2>&1 || die "openssl could not make the certifica
 
 mkdir -p "$TMP/nginx"/{body,proxy,fastcgi,uwsgi,scgi}
 chmod -R 777 "$TMP/nginx"
-cat >"$TMP/nginx/nginx.conf" <<EOF
-daemon off;
-worker_processes 1;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events {
-    worker_connections 4096;
-}
-http {
-    access_log off;
-    client_body_temp_path $TMP/nginx/body;
-    proxy_temp_path $TMP/nginx/proxy;
-    fastcgi_temp_path $TMP/nginx/fastcgi;
-    uwsgi_temp_path $TMP/nginx/uwsgi;
-    scgi_temp_path $TMP/nginx/scgi;
-    keepalive_requests 10000000;
-    keepalive_timeout 60s;
+{
+    nginx_preamble
+    cat <<EOF
 
     # B's side: the called node's inbound proxy to its task.
     upstream backend {
@@ -212,6 +198,7 @@ http {
     }
 }
 EOF
+} >"$TMP/nginx/nginx.conf"
 "${ON_PROXY_CORE[@]}" nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" >"$TMP/nginx.out" 2>&1 &
 PID_OF[nginx]=$!
 PIDS+=("${PID_OF[nginx]}")

@@ -173,23 +173,9 @@ proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
 proxy_set_header X-Forwarded-Proto \$scheme;
 proxy_set_header X-Forwarded-Port \$server_port;
 EOF
-cat >"$TMP/nginx/nginx.conf" <<EOF
-daemon off;
-worker_processes 1;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events {
-    worker_connections 4096;
-}
-http {
-    access_log off;
-    client_body_temp_path $TMP/nginx/body;
-    proxy_temp_path $TMP/nginx/proxy;
-    fastcgi_temp_path $TMP/nginx/fastcgi;
-    uwsgi_temp_path $TMP/nginx/uwsgi;
-    scgi_temp_path $TMP/nginx/scgi;
-    keepalive_requests 10000000;
-    keepalive_timeout 60s;
+{
+    nginx_preamble
+    cat <<EOF
     upstream backend {
         server 127.0.0.1:$BACKEND_PORT;
         keepalive 64;
@@ -202,6 +188,7 @@ http {
     }$nginx_tls_server
 }
 EOF
+} >"$TMP/nginx/nginx.conf"
 "${ON_PROXY_CORE[@]}" nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" >"$TMP/nginx.out" 2>&1 &
 PID_OF[nginx]=$!
 PIDS+=("${PID_OF[nginx]}")
