@@ -1,8 +1,7 @@
 # Shared by benches/run.sh and benches/mesh.sh (sourced, not run): the working
-# directory and its cleanup, the core pinning commands, and the waits for a process's
+# directory and its cleanup, the core pinning commands, the waits for a process's
 # "ready" line and for a proxy to forward to the backend, and the start of both nginx
-# configurations. Expects PROXY_CORE and
-# LOAD_CORE to be set; sets TMP and PIDS.
+# configurations. Expects PROXY_CORE and LOAD_CORE to be set; sets TMP and PIDS.
 
 TMP=$(mktemp -d -t "${BENCH_NAME:-berth-bench}.XXXXXX")
 chmod 755 "$TMP" # nginx's worker may run as another user
