@@ -88,6 +88,12 @@ impl AgentService {
             .await
     }
 
+    /// Records that the agent of `container_instance_arn` is connected again
+    /// (`agentConnected: true`). Returns whether the instance exists.
+    pub async fn mark_connected(&self, container_instance_arn: &str) -> Result<bool, ControlError> {
+        self.set_connected(container_instance_arn, true).await
+    }
+
     /// Records that the agent of `container_instance_arn` lost its connection to the
     /// control plane (`agentConnected: false`); the next registration sets it again.
     /// New tasks are not placed on a disconnected instance. Returns whether the
@@ -95,6 +101,14 @@ impl AgentService {
     pub async fn mark_disconnected(
         &self,
         container_instance_arn: &str,
+    ) -> Result<bool, ControlError> {
+        self.set_connected(container_instance_arn, false).await
+    }
+
+    async fn set_connected(
+        &self,
+        container_instance_arn: &str,
+        connected: bool,
     ) -> Result<bool, ControlError> {
         let Some((cluster, id)) = arn::resource(container_instance_arn)
             .and_then(|r| r.strip_prefix("container-instance/"))
@@ -109,8 +123,8 @@ impl AgentService {
         let updated = self
             .db
             .update::<ContainerInstance, _>(&key, |i| {
-                let changed = i.agent_connected;
-                i.agent_connected = false;
+                let changed = i.agent_connected != connected;
+                i.agent_connected = connected;
                 changed
             })
             .await?;

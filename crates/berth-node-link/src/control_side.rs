@@ -428,6 +428,10 @@ async fn changes(
         e.1 += 1;
         e.1
     };
+    // Holding the stream is being connected.
+    if let Err(e) = s.agents.mark_connected(&q.container_instance_arn).await {
+        tracing::warn!(instance = %q.container_instance_arn, error = %e, "marking the agent connected");
+    }
     let guard = StreamGuard {
         state: s.clone(),
         arn: q.container_instance_arn,
