@@ -12,8 +12,6 @@
 
 #![recursion_limit = "256"]
 
-use std::collections::BTreeSet;
-
 use berth_model::ecs::field_support::{unsupported, UNSUPPORTED};
 use berth_model::ecs::{
     ApplicationProtocol, Compatibility, DependencyCondition, DeploymentControllerType,
@@ -26,37 +24,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+mod botocore_members;
 mod ecs_samples;
+use botocore_members::{accepted, botocore, members, APPLIED};
 use ecs_samples::{sample, with_member};
-
-fn botocore() -> Value {
-    let text = include_str!("fixtures/botocore-ecs-members.json");
-    serde_json::from_str(text).unwrap()
-}
-
-fn members(shape: &str) -> Vec<String> {
-    botocore()[shape]
-        .as_array()
-        .unwrap_or_else(|| panic!("fixture has {shape}"))
-        .iter()
-        .map(|m| m.as_str().unwrap().to_string())
-        .collect()
-}
-
-/// The member names `T` accepts, read from serde's own "expected one of" list.
-fn accepted<T: DeserializeOwned + std::fmt::Debug>() -> BTreeSet<String> {
-    let err = serde_json::from_value::<T>(json!({"zzNotAMember": 1})).unwrap_err();
-    let text = err.to_string();
-    let list = text
-        .split_once("expected one of ")
-        .unwrap_or_else(|| panic!("an unknown-field error, got {text}"))
-        .1;
-    list.split('`')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_string)
-        .collect()
-}
 
 fn check_shape<T: DeserializeOwned + std::fmt::Debug>(shape: &str) -> Vec<String> {
     let names = accepted::<T>();
@@ -96,84 +67,6 @@ fn every_botocore_member_is_accepted_by_name() {
     ));
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
-
-/// Applied: parsed into a typed field and used. Listed here so that a member new in
-/// botocore fails the tests until someone decides what berth does with it.
-const APPLIED: &[(&str, &[&str])] = &[
-    (
-        "RegisterTaskDefinitionRequest",
-        &[
-            "family",
-            "networkMode",
-            "containerDefinitions",
-            "requiresCompatibilities",
-            "cpu",
-            "memory",
-            "tags",
-            "pidMode",
-            "ipcMode",
-            "volumes",
-        ],
-    ),
-    (
-        "ContainerDefinition",
-        &[
-            "name",
-            "image",
-            "cpu",
-            "memory",
-            "memoryReservation",
-            "portMappings",
-            "essential",
-            "entryPoint",
-            "command",
-            "environment",
-            "linuxParameters",
-            "dependsOn",
-            "startTimeout",
-            "stopTimeout",
-            "hostname",
-            "user",
-            "workingDirectory",
-            "disableNetworking",
-            "privileged",
-            "readonlyRootFilesystem",
-            "dnsServers",
-            "dnsSearchDomains",
-            "extraHosts",
-            "dockerSecurityOptions",
-            "interactive",
-            "pseudoTerminal",
-            "dockerLabels",
-            "ulimits",
-            "healthCheck",
-            "systemControls",
-            "mountPoints",
-            "volumesFrom",
-        ],
-    ),
-    (
-        "CreateServiceRequest",
-        &[
-            "cluster",
-            "serviceName",
-            "taskDefinition",
-            "loadBalancers",
-            "desiredCount",
-            "launchType",
-            "deploymentConfiguration",
-            "placementConstraints",
-            "placementStrategy",
-            "healthCheckGracePeriodSeconds",
-            "schedulingStrategy",
-            "deploymentController",
-            "tags",
-            "serviceRegistries",
-            "serviceConnectConfiguration",
-            "enableExecuteCommand",
-        ],
-    ),
-];
 
 /// Each member is either applied (berth-runtime's container spec and the control plane
 /// use it) or has a row in UNSUPPORTED, which the README shows.

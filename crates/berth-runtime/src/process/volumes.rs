@@ -162,80 +162,89 @@ pub(super) fn plan(td: &TaskDefinition, task_dir: &Path, shared_dir: &Path) -> R
 
     let mut containers = Vec::new();
     for (idx, c) in td.container_definitions.iter().enumerate() {
-        let mut links: Vec<(MountLink, String)> = Vec::new();
-        for src in mount_sources(td, idx) {
-            // Through volumesFrom: the entry of this container that names the source
-            // (the first one on the way for a source reached through another).
-            let read_only_from = c
-                .volumes_from
-                .iter()
-                .position(|v| {
-                    src != idx
-                        && v.source_container.as_deref()
-                            == Some(td.container_definitions[src].name.as_str())
-                        && v.read_only == Some(true)
-                })
-                .map(|vf| format!("containerDefinitions[{idx}].volumesFrom[{vf}].readOnly"));
-            for (j, m) in td.container_definitions[src]
-                .mount_points
-                .iter()
-                .enumerate()
-            {
-                let at = format!("containerDefinitions[{src}].mountPoints[{j}]");
-                let path = link_path(&at, m.container_path.as_deref().unwrap_or_default())?;
-                let source = m.source_volume.as_deref().unwrap_or_default();
-                let Some(volume) = volumes.iter().position(|v| v.name == source) else {
-                    return Err(RuntimeError::StartFailed(format!(
-                        "{at}.sourceVolume: names no volume of the task definition, got {source:?}"
-                    )));
-                };
-                let read_only_by = match (&read_only_from, m.read_only) {
-                    (Some(member), _) => Some(member.clone()),
-                    (None, Some(true)) => Some(format!("{at}.readOnly")),
-                    (None, _) => None,
-                };
-                links.push((
-                    MountLink {
-                        path,
-                        volume,
-                        read_only_by,
-                    },
-                    at,
-                ));
-            }
-        }
-        let mut kept: Vec<MountLink> = Vec::new();
-        let mut seen: Vec<(PathBuf, String)> = Vec::new();
-        for (link, at) in links {
-            if let Some((other, other_at)) = seen
-                .iter()
-                .find(|(p, _)| p.starts_with(&link.path) || link.path.starts_with(p))
-            {
-                if *other == link.path
-                    && kept
-                        .iter()
-                        .any(|k| k.path == link.path && k.volume == link.volume)
-                {
-                    continue; // the same volume at the same path, twice: one link
-                }
-                return Err(RuntimeError::StartFailed(format!(
-                    "{at}.containerPath: /{} overlaps /{} of {other_at} in container {}: the process runtime links each mount point as a path of its own, so mount points may not share or nest paths",
-                    link.path.display(),
-                    other.display(),
-                    c.name
-                )));
-            }
-            seen.push((link.path.clone(), at));
-            kept.push(link);
-        }
+        let links = distinct_links(&c.name, container_links(td, idx, &volumes)?)?;
         containers.push(
-            (!kept.is_empty()).then(|| (task_dir.join(safe_name(&c.name)).join(MOUNTS_DIR), kept)),
+            (!links.is_empty())
+                .then(|| (task_dir.join(safe_name(&c.name)).join(MOUNTS_DIR), links)),
         );
     }
     Ok(TaskMounts {
         volumes,
         containers,
     })
+}
+
+/// Container `idx`'s links, each with the member it comes from: its own mount points,
+/// then those of the containers it takes volumes from.
+fn container_links(
+    td: &TaskDefinition,
+    idx: usize,
+    volumes: &[VolumeDir],
+) -> Result<Vec<(MountLink, String)>> {
+    let c = &td.container_definitions[idx];
+    let mut links = Vec::new();
+    for src in mount_sources(td, idx) {
+        // A volumesFrom entry of this container that names the source read-only.
+        let read_only_from = c
+            .volumes_from
+            .iter()
+            .position(|v| {
+                src != idx
+                    && v.source_container.as_deref()
+                        == Some(td.container_definitions[src].name.as_str())
+                    && v.read_only == Some(true)
+            })
+            .map(|vf| format!("containerDefinitions[{idx}].volumesFrom[{vf}].readOnly"));
+        for (j, m) in td.container_definitions[src]
+            .mount_points
+            .iter()
+            .enumerate()
+        {
+            let at = format!("containerDefinitions[{src}].mountPoints[{j}]");
+            let path = link_path(&at, m.container_path.as_deref().unwrap_or_default())?;
+            let source = m.source_volume.as_deref().unwrap_or_default();
+            let Some(volume) = volumes.iter().position(|v| v.name == source) else {
+                return Err(RuntimeError::StartFailed(format!(
+                    "{at}.sourceVolume: names no volume of the task definition, got {source:?}"
+                )));
+            };
+            let read_only_by = match (&read_only_from, m.read_only) {
+                (Some(member), _) => Some(member.clone()),
+                (None, Some(true)) => Some(format!("{at}.readOnly")),
+                (None, _) => None,
+            };
+            let link = MountLink {
+                path,
+                volume,
+                read_only_by,
+            };
+            links.push((link, at));
+        }
+    }
+    Ok(links)
+}
+
+/// The links of container `name` with the same volume at the same path kept once;
+/// refuses two that share or nest paths otherwise (a link cannot hold another).
+fn distinct_links(name: &str, links: Vec<(MountLink, String)>) -> Result<Vec<MountLink>> {
+    let mut kept: Vec<(MountLink, String)> = Vec::new();
+    for (link, at) in links {
+        let clash = kept
+            .iter()
+            .find(|(k, _)| k.path.starts_with(&link.path) || link.path.starts_with(&k.path));
+        match clash {
+            None => kept.push((link, at)),
+            Some((k, _)) if k.path == link.path && k.volume == link.volume => {}
+            Some((k, other_at)) => {
+                return Err(RuntimeError::StartFailed(format!(
+                    "{at}.containerPath: /{} overlaps /{} of {other_at} in container {name}: the process runtime links each mount point as a path of its own, so mount points may not share or nest paths",
+                    link.path.display(),
+                    k.path.display(),
+                )))
+            }
+        }
+    }
+    Ok(kept.into_iter().map(|(link, _)| link).collect())
 }
 
 /// Refuses a task whose shared volume is missing without `autoprovision`, as the Docker
