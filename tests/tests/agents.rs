@@ -51,6 +51,34 @@ async fn connected(server: &Server, id: &str) -> Option<bool> {
         .and_then(|i| i["agentConnected"].as_bool())
 }
 
+/// The demo app's processes among `pids` (not the shims that run it).
+fn whoami_processes(pids: &[i32]) -> Vec<i32> {
+    pids.iter()
+        .copied()
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .map(|c| {
+                    let program = c.split(|b| *b == 0).next().unwrap_or_default();
+                    String::from_utf8_lossy(program).ends_with("berth-whoami")
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Whether `pid` is a live process (not a zombie).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
 /// Task ids that answered `n` requests through the listener.
 async fn answering_tasks(addr: &str, n: usize) -> BTreeSet<String> {
     let http = reqwest::Client::new();
@@ -192,5 +220,105 @@ async fn an_agent_with_a_wrong_token_joins_nothing() -> Result<()> {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--token:"), "{err}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_agents_tasks_are_replaced_and_its_duplicates_stopped_when_it_returns() -> Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let mut flags = node_listen();
+    flags.extend(["--agent-lost-after".to_string(), "2".to_string()]);
+    let server = Server::launch_with(&dir.path().join("server"), None, "process", &flags).await?;
+    let agent_dir = dir.path().join("agent");
+    let mut agent = Agent::start(&server, &agent_dir, "process", true).await?;
+    let agent_id = agent.instance_id();
+    wait_until("the agent's instance to be connected", SETTLE, || async {
+        (connected(&server, &agent_id).await == Some(true)).then_some(())
+    })
+    .await?;
+    // Two tasks, spread over the two instances by the default strategy.
+    server.apply_ok(&quickstart(dir.path(), 2));
+    let first = server.wait_healthy("whoami", "whoami", 2, SETTLE).await?;
+    let on_agent: Vec<String> = server
+        .service_tasks("whoami")
+        .await?
+        .iter()
+        .filter(|t| {
+            t["containerInstanceArn"]
+                .as_str()
+                .unwrap_or("")
+                .ends_with(&agent_id)
+        })
+        .map(|t| t["taskArn"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        on_agent.len(),
+        1,
+        "the default spread puts one task on the agent"
+    );
+    let lost_task = on_agent[0].clone();
+    let app_pids = whoami_processes(&agent.task_processes());
+    assert_eq!(app_pids.len(), 1, "the agent's task runs as a process");
+
+    agent.kill();
+    // Disconnected, then lost: the task is recorded STOPPED and replaced on the server.
+    let replaced = wait_until(
+        "a replacement for the lost agent's task",
+        SETTLE,
+        || async {
+            let running = server
+                .wait_healthy("whoami", "whoami", 2, Duration::from_secs(5))
+                .await
+                .ok()?;
+            (!running.contains(&lost_task)).then_some(running)
+        },
+    )
+    .await?;
+    assert!(
+        replaced.iter().any(|t| first.contains(t)),
+        "the server's own task stayed"
+    );
+    let stopped = server
+        .get(&format!(
+            "/v1/clusters/default/tasks/{}",
+            lost_task.rsplit('/').next().unwrap()
+        ))
+        .await?;
+    assert_eq!(stopped["lastStatus"], "STOPPED");
+    assert_eq!(stopped["stopCode"], "InfrastructureHealth");
+    assert!(
+        stopped["stoppedReason"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&agent_id),
+        "{stopped}"
+    );
+    // The process of the lost task still runs on the agent's machine (the agent is
+    // gone): nobody told it.
+    assert!(alive(app_pids[0]), "the lost task's process runs on");
+
+    // The agent returns: it stops its duplicate; the replacements keep running.
+    let agent = Agent::start(&server, &agent_dir, "process", false).await?;
+    wait_until(
+        "the returned agent to stop its duplicate",
+        SETTLE,
+        || async { (!alive(app_pids[0])).then_some(()) },
+    )
+    .await
+    .map_err(|e| {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", app_pids[0]));
+        anyhow::anyhow!(
+            "{e}\nstat of {}: {stat:?}\nagent log:\n{}",
+            app_pids[0],
+            agent.log()
+        )
+    })?;
+    let after = server.wait_healthy("whoami", "whoami", 2, SETTLE).await?;
+    assert_eq!(
+        after.iter().collect::<BTreeSet<_>>(),
+        replaced.iter().collect::<BTreeSet<_>>(),
+        "the replacements were not touched"
+    );
     Ok(())
 }

@@ -138,6 +138,7 @@ impl Agent {
             pending_tasks_count: 0,
             registered_at: time::now(),
             runtime: self.runtime.kind().to_string(),
+            agent_disconnected_at: None,
         };
         self.api.register_instance(inst).await
     }

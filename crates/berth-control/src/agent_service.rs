@@ -125,6 +125,9 @@ impl AgentService {
             .update::<ContainerInstance, _>(&key, |i| {
                 let changed = i.agent_connected != connected;
                 i.agent_connected = connected;
+                if changed {
+                    i.agent_disconnected_at = (!connected).then(time::now);
+                }
                 changed
             })
             .await?;

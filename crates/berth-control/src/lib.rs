@@ -62,6 +62,7 @@ pub mod discovery;
 pub mod discovery_api;
 pub mod error;
 pub mod json_body;
+pub mod lost_instances;
 pub mod mesh;
 pub mod mesh_ca;
 pub mod mesh_tls;
@@ -99,6 +100,8 @@ pub struct ControlPlane {
     service_metrics: Arc<service_metrics::ServiceMetrics>,
     autoscaler: autoscaler::Autoscaler,
     discovery: discovery::Publisher,
+    /// Milliseconds an instance may be disconnected before its tasks are given up.
+    agent_lost_after_ms: std::sync::atomic::AtomicU64,
 }
 
 impl ControlPlane {
@@ -126,6 +129,9 @@ impl ControlPlane {
             exec_commands: task_exec::ExecCounter::new(registry),
             service_metrics,
             discovery: discovery::Publisher::default(),
+            agent_lost_after_ms: std::sync::atomic::AtomicU64::new(
+                lost_instances::DEFAULT_AGENT_LOST_AFTER.as_millis() as u64,
+            ),
         })
     }
 
@@ -140,6 +146,16 @@ impl ControlPlane {
     /// data plane serves); without it, the defaults of [`mesh_tls::MeshTlsSettings`].
     pub fn with_mesh_tls(self: Arc<Self>, settings: mesh_tls::MeshTlsSettings) -> Arc<Self> {
         self.feed.mesh_tls.configure(settings);
+        self
+    }
+
+    /// Gives up the tasks of an instance disconnected for `after` instead of
+    /// [`lost_instances::DEFAULT_AGENT_LOST_AFTER`].
+    pub fn with_agent_lost_after(self: Arc<Self>, after: Duration) -> Arc<Self> {
+        self.agent_lost_after_ms.store(
+            after.as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         self
     }
 
@@ -184,6 +200,13 @@ impl ControlPlane {
 
     /// One pass of every reconciler, in order.
     pub async fn reconcile_once(&self) {
+        let lost_after = Duration::from_millis(
+            self.agent_lost_after_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        if let Err(e) = lost_instances::reconcile(&self.db, unix_now(), lost_after).await {
+            tracing::warn!(error = %e, "lost instances");
+        }
         let services = services::ServiceReconciler::new(self.db.clone());
         if let Err(e) = services.reconcile().await {
             tracing::warn!(error = %e, "service reconciler");

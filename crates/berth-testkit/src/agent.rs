@@ -82,6 +82,11 @@ impl Agent {
             .to_string()
     }
 
+    /// Pids of the agent's task processes and shims (the agent itself excluded).
+    pub fn task_processes(&self) -> Vec<i32> {
+        crate::processes_of_data_dir(&self.data_dir, self.child.as_ref().map(|c| c.id() as i32))
+    }
+
     /// What the agent logged.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("agent.log")).unwrap_or_default()

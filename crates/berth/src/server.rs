@@ -69,6 +69,10 @@ pub struct ServerArgs {
     /// joined keep their certificates).
     #[arg(long, requires = "node_listen")]
     pub rotate_join_token: bool,
+    /// Seconds a container instance's agent may stay disconnected before its tasks are
+    /// recorded STOPPED and its services' tasks replaced on other instances.
+    #[arg(long, value_name = "SECS", default_value_t = berth_control::lost_instances::DEFAULT_AGENT_LOST_AFTER.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub agent_lost_after: u64,
 }
 
 /// The mesh's mutual TLS.
@@ -235,6 +239,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         &registry,
     );
     let published = dns.clone();
+    let control = control.with_agent_lost_after(Duration::from_secs(args.agent_lost_after));
     let control = control.with_discovery(Arc::new(move |records| published.publish(records)));
     let control = control.with_mesh_tls(berth_control::mesh_tls::MeshTlsSettings {
         certificate_validity: Duration::from_secs(args.mesh_tls.mesh_certificate_validity),

@@ -63,4 +63,9 @@ pub struct ContainerInstance {
     pub registered_at: Timestamp,
     /// The runtime the instance's agent uses: `process` or `docker`.
     pub runtime: String,
+    /// When the agent was last seen going away (`agentConnected` turned false); `None`
+    /// while it is connected. berth's own member: after `--agent-lost-after` the
+    /// instance's tasks are stopped and its services' tasks replaced elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_disconnected_at: Option<Timestamp>,
 }

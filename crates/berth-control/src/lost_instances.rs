@@ -1,0 +1,155 @@
+//! The tasks of container instances whose agent is gone: once an instance has been
+//! disconnected for [`DEFAULT_AGENT_LOST_AFTER`] (or the server's `--agent-lost-after`),
+//! every task on it that is not STOPPED is recorded STOPPED (stop code
+//! `InfrastructureHealth`), its targets go with it, and the service scheduler starts
+//! replacements on the instances that are connected. When the agent comes back, it
+//! finds those tasks STOPPED and stops what still runs of them: the duplicates are
+//! stopped, never the replacements.
+//!
+//! ECS itself replaces nothing while an agent is merely disconnected (its tasks stay
+//! RUNNING until the instance is deregistered or terminated); berth replaces them after
+//! five minutes, Kubernetes' default toleration for an unreachable node, so that a dead
+//! machine does not hold a service below its desired count for ever.
+//!
+//! What it does not do: decide when an agent is disconnected (the node link does, by
+//! its change stream) or place the replacements (the service scheduler does).
+
+use std::time::Duration;
+
+use berth_model::ecs::{ContainerInstance, StopCode, Task, TaskStatus};
+use berth_model::time::Timestamp;
+
+use crate::db::{self, Db};
+use crate::error::ControlError;
+
+/// How long an instance may be disconnected before its tasks are given up.
+pub const DEFAULT_AGENT_LOST_AFTER: Duration = Duration::from_secs(300);
+
+/// The instances disconnected for at least `lost_after` at `now`.
+pub fn lost(
+    instances: &[ContainerInstance],
+    now: Timestamp,
+    lost_after: Duration,
+) -> Vec<&ContainerInstance> {
+    instances
+        .iter()
+        .filter(|i| {
+            !i.agent_connected
+                && i.agent_disconnected_at
+                    .is_some_and(|at| now - at >= lost_after.as_secs_f64())
+        })
+        .collect()
+}
+
+/// Records `task` STOPPED because its instance was lost; returns whether it changed.
+pub fn give_up(task: &mut Task, instance_id: &str, lost_after: Duration, now: Timestamp) -> bool {
+    if task.last_status == TaskStatus::Stopped {
+        return false;
+    }
+    task.desired_status = TaskStatus::Stopped;
+    task.last_status = TaskStatus::Stopped;
+    task.stop_code.get_or_insert(StopCode::InfrastructureHealth);
+    task.stopped_reason.get_or_insert_with(|| {
+        format!(
+            "Task stopped because its container instance {instance_id} lost its agent for {} s; its service starts a replacement elsewhere",
+            lost_after.as_secs()
+        )
+    });
+    task.stopping_at.get_or_insert(now);
+    task.stopped_at = Some(now);
+    for c in &mut task.containers {
+        c.last_status = TaskStatus::Stopped;
+    }
+    task.version += 1;
+    true
+}
+
+/// One pass: gives up the tasks of every lost instance; returns how many.
+pub async fn reconcile(
+    db: &Db,
+    now: Timestamp,
+    lost_after: Duration,
+) -> Result<usize, ControlError> {
+    let instances: Vec<ContainerInstance> = db.instances(None).await?.into_iter().collect();
+    let lost = lost(&instances, now, lost_after);
+    if lost.is_empty() {
+        return Ok(0);
+    }
+    let mut given_up = 0;
+    for task in db.tasks(None).await? {
+        let task = task.value;
+        let Some(inst) = lost
+            .iter()
+            .find(|i| task.container_instance_arn.as_deref() == Some(&i.container_instance_arn))
+        else {
+            continue;
+        };
+        if task.last_status == TaskStatus::Stopped {
+            continue;
+        }
+        let Some((cluster, id)) = berth_model::arn::resource(&task.task_arn)
+            .and_then(|r| r.strip_prefix("task/"))
+            .and_then(|r| r.split_once('/'))
+        else {
+            continue;
+        };
+        let instance_id = inst.ec2_instance_id.clone();
+        db.update::<Task, _>(&db::task_key(cluster, id), |t| {
+            give_up(t, &instance_id, lost_after, now)
+        })
+        .await?;
+        tracing::warn!(task = %task.task_arn, instance = %instance_id, "gave up a task of a lost container instance");
+        given_up += 1;
+    }
+    Ok(given_up)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(connected: bool, since: Option<f64>) -> ContainerInstance {
+        ContainerInstance {
+            container_instance_arn: "arn:i-1".into(),
+            ec2_instance_id: "i-1".into(),
+            agent_connected: connected,
+            agent_disconnected_at: since,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_instances_disconnected_long_enough_are_lost() {
+        let after = Duration::from_secs(300);
+        let all = [
+            instance(true, None),
+            instance(false, Some(1000.0)),
+            instance(false, Some(1250.0)),
+            instance(false, None),
+        ];
+        let lost = lost(&all, 1300.0, after);
+        assert_eq!(lost.len(), 1);
+        assert_eq!(lost[0].agent_disconnected_at, Some(1000.0));
+    }
+
+    #[test]
+    fn a_given_up_task_is_stopped_once_with_the_reason() {
+        let mut t = Task {
+            desired_status: TaskStatus::Running,
+            last_status: TaskStatus::Running,
+            ..Default::default()
+        };
+        assert!(give_up(&mut t, "i-1", Duration::from_secs(300), 5.0));
+        assert_eq!(t.last_status, TaskStatus::Stopped);
+        assert_eq!(t.stop_code, Some(StopCode::InfrastructureHealth));
+        assert!(t
+            .stopped_reason
+            .as_deref()
+            .unwrap()
+            .contains("i-1 lost its agent"));
+        assert!(
+            !give_up(&mut t, "i-1", Duration::from_secs(300), 6.0),
+            "once"
+        );
+    }
+}
