@@ -23,6 +23,7 @@
 //! - [`memory`]: an in-memory backend for tests ([`MemoryStore`]).
 //! - [`redb_store`]: the embedded default, one redb file under `--data-dir`
 //!   ([`RedbStore`]); writes are fsynced before they are acknowledged.
+//! - [`conformance`] (cargo feature `conformance`): the suite every backend's tests run.
 //! - `watch` (private): the fan-out shared by both backends: one broadcast of commits,
 //!   one task per watch that replays history, then forwards live commits, and re-reads
 //!   history when it lags behind the broadcast.
@@ -31,6 +32,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod memory;
 mod plan;
 pub mod redb_store;
