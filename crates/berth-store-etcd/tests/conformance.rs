@@ -1,0 +1,111 @@
+//! The store conformance suite (`berth_store::conformance`) on a real etcd: each case
+//! gets an etcd of its own, already holding other clusters' keys beside the store's
+//! prefix, so the store starts at a revision above 0 and must see only its own keys.
+
+use berth_store::conformance::Backend;
+use berth_store::Store;
+use berth_store_etcd::{EtcdConfig, EtcdStore};
+use berth_testkit::Etcd;
+
+struct EtcdBackend;
+
+const PREFIX: &str = "/conformance";
+
+impl Backend for EtcdBackend {
+    type Store = EtcdStore;
+    type Guard = Etcd;
+    const FRESH_STORE_STARTS_AT_ZERO: bool = false;
+
+    async fn open(_history: u64) -> (EtcdStore, Etcd) {
+        let etcd = Etcd::start().await.expect("starting etcd");
+        let endpoints = vec![etcd.endpoint()];
+        // Another cluster on the same etcd, under a prefix that starts like this one.
+        let other = EtcdStore::connect(&EtcdConfig::new(endpoints.clone(), "/conformance2"))
+            .await
+            .expect("connecting to etcd");
+        for key in [
+            "",
+            "a",
+            "/clusters/default",
+            "s/1",
+            "c/1",
+            "w/a",
+            "p/a",
+            "k",
+        ] {
+            other.put(key, b"other".to_vec()).await.unwrap();
+        }
+        let mut client = other.client();
+        // Keys right beside the prefix, and the election's keys.
+        for key in ["/conformance", "/conformance.election/1", "/conformancea"] {
+            client.put(key, "other", None).await.unwrap();
+        }
+        let store = EtcdStore::connect(&EtcdConfig::new(endpoints, PREFIX))
+            .await
+            .expect("connecting to etcd");
+        (store, etcd)
+    }
+
+    async fn compact(store: &EtcdStore, history: u64) {
+        let revision = store.revision().await.unwrap();
+        store.compact(revision - history + 1).await.unwrap();
+    }
+}
+
+berth_store::conformance_suite!(EtcdBackend);
+
+#[tokio::test]
+async fn a_server_waits_for_etcd_and_connects_when_it_answers() {
+    let ports = berth_testkit::EtcdPorts::free().unwrap();
+    let config = EtcdConfig::new(vec![ports.endpoint()], "/waiting");
+    let mut connecting = tokio::spawn(async move { EtcdStore::connect_when_ready(&config).await });
+    // etcd is not up: the store keeps waiting.
+    let early = tokio::time::timeout(std::time::Duration::from_millis(1500), &mut connecting).await;
+    assert!(
+        early.is_err(),
+        "connect_when_ready returned while etcd was down: {early:?}"
+    );
+    let _etcd = Etcd::start_on(ports).await.unwrap();
+    let store = tokio::time::timeout(std::time::Duration::from_secs(20), connecting)
+        .await
+        .expect("the store did not connect once etcd answered")
+        .unwrap()
+        .expect("connect_when_ready failed");
+    let revision = store.put("/k", b"v".to_vec()).await.unwrap();
+    assert_eq!(
+        store.get("/k").await.unwrap().unwrap().mod_revision,
+        revision
+    );
+}
+
+#[tokio::test]
+async fn a_bad_configuration_fails_without_waiting() {
+    for (endpoints, prefix, field) in [
+        (vec![], "/berth", "--etcd-endpoints"),
+        (
+            vec!["127.0.0.1:2379".to_string()],
+            "/berth",
+            "--etcd-endpoints",
+        ),
+        (
+            vec!["http://127.0.0.1:2379".to_string()],
+            "/",
+            "--etcd-prefix",
+        ),
+    ] {
+        let config = EtcdConfig::new(endpoints, prefix);
+        match tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            EtcdStore::connect_when_ready(&config),
+        )
+        .await
+        {
+            Ok(Err(berth_store::StoreError::Backend(message))) => {
+                assert!(message.starts_with(field), "{message}");
+            }
+            Ok(Ok(_)) => panic!("{config:?} connected"),
+            Ok(Err(other)) => panic!("{config:?}: {other:?}"),
+            Err(_) => panic!("{config:?}: waited instead of failing"),
+        }
+    }
+}
