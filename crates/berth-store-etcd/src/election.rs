@@ -160,11 +160,12 @@ async fn term(
     let expires = asked + Duration::from_secs(grant.ttl().max(0) as u64);
     let keep = keep_alive(client.clone(), lease, expires);
     tokio::pin!(keep);
+    let key = format!("{}{lease:016x}", config.prefix);
 
     let before_leading = tokio::select! {
         lost = &mut keep => Some(Ok(TermEnd::Lost(lost))),
         _ = &mut *resign => Some(Ok(TermEnd::Resigned)),
-        won = campaign(client.clone(), config, lease) => won.err().map(Err),
+        won = campaign(client.clone(), config, &key, lease) => won.err().map(Err),
     };
     let end = match before_leading {
         Some(end) => end,
@@ -173,6 +174,7 @@ async fn term(
             tracing::info!(candidate = %config.candidate, "leading: this server runs the reconcilers");
             let end = tokio::select! {
                 lost = &mut keep => TermEnd::Lost(lost),
+                lost = key_deleted(client.clone(), &key) => TermEnd::Lost(lost),
                 _ = &mut *resign => TermEnd::Resigned,
             };
             leading.send_replace(false);
@@ -232,13 +234,13 @@ async fn keep_alive(mut client: Client, lease: i64, mut expires: Instant) -> Str
 async fn campaign(
     mut client: Client,
     config: &ElectionConfig,
+    key: &str,
     lease: i64,
 ) -> Result<(), etcd_client::Error> {
-    let key = format!("{}{lease:016x}", config.prefix);
     let create = Txn::new()
-        .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+        .when([Compare::create_revision(key, CompareOp::Equal, 0)])
         .and_then([TxnOp::put(
-            key.as_str(),
+            key,
             config.candidate.as_str(),
             Some(PutOptions::new().with_lease(lease)),
         )]);
@@ -271,4 +273,27 @@ async fn campaign(
             }
         }
     }
+}
+
+/// Returns when the leader's key is deleted (its lease revoked or expired, or the key
+/// removed by hand), which etcd reports before the next keep-alive would; never returns
+/// while etcd cannot be watched (the keep-alive then decides).
+async fn key_deleted(mut client: Client, key: &str) -> String {
+    let options = WatchOptions::new().with_filters([WatchFilterType::NoPut]);
+    if let Ok(mut deletions) = client.watch(key, Some(options)).await {
+        if let Ok(resp) = client
+            .get(key, Some(GetOptions::new().with_count_only()))
+            .await
+        {
+            if resp.count() == 0 {
+                return "this candidate's key is gone".into();
+            }
+            while let Ok(Some(resp)) = deletions.message().await {
+                if !resp.events().is_empty() {
+                    return "this candidate's key was deleted".into();
+                }
+            }
+        }
+    }
+    std::future::pending().await
 }
