@@ -22,7 +22,7 @@
 //! - [`keys`] (private): the mapping between store keys and etcd keys.
 //! - [`store`]: [`EtcdStore`]'s reads and writes.
 //! - `watch` (private): store watches on etcd watches.
-//! - [`election`]: [`election::Election`].
+//! - [`election`]: leader election ([`election::Election`]).
 
 pub mod config;
 pub mod election;

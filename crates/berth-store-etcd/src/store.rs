@@ -48,6 +48,14 @@ pub(crate) struct Inner {
     pub(crate) alive: signal::Sender<()>,
 }
 
+impl std::fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdStore")
+            .field("prefix", &self.inner.ns)
+            .finish_non_exhaustive()
+    }
+}
+
 impl EtcdStore {
     /// Connects and reads the revision once; fails when etcd does not answer.
     pub async fn connect(config: &EtcdConfig) -> Result<EtcdStore> {
