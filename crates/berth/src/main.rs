@@ -8,6 +8,8 @@
 //! Layout:
 //! - `server`: `berth server`: the store, the proxy, the runtime, the control plane and
 //!   the local agent, connected; the API and `/metrics`.
+//! - `store_choice`: `--store` (redb or etcd) and, on etcd, running the reconcilers
+//!   only while this server is the elected leader.
 //! - `data_plane`: the proxy behind the control plane's `DataPlane` seam.
 //! - `agent_link`: the local agent behind control's `AgentService`, and the agent's task
 //!   queries behind control's `TaskNodes`.
@@ -28,6 +30,7 @@ mod exec_command;
 mod image;
 mod node_discovery;
 mod server;
+mod store_choice;
 
 #[derive(Parser)]
 #[command(
