@@ -15,7 +15,8 @@
 //! ([`Store::list_with_revision`]).
 //!
 //! What it does not do: interpret values, know about berth's resources, expire keys
-//! (no leases), or replicate: both backends keep one server's state on that server.
+//! (no leases), or replicate: both backends keep one server's state on that server
+//! (`berth-store-etcd` implements [`Store`] on etcd for servers that share state).
 //!
 //! Layout:
 //! - [`Store`]: the trait every backend implements, with [`Entry`], [`Event`], [`Op`],
