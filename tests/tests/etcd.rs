@@ -1,5 +1,5 @@
 //! Several `berth server`s on one etcd (`--store etcd`): every server serves the API and
-//! runs its own agent; one, elected, runs the reconcilers. Killing the leader with
+//! the load balancers and runs its own agent; one, elected, runs the reconcilers. Killing the leader with
 //! SIGKILL hands the reconcilers to the other within 5 s, with what was applied before
 //! the kill, and the service keeps its tasks without duplicates. A server started
 //! while etcd is down waits for it.
@@ -102,6 +102,22 @@ async fn killing_the_leader_hands_the_reconcilers_to_the_other_server_within_5s(
         .map_err(|e| anyhow!("{e}\n{}", a.log()))?;
     let before = running_task_ids(&b.service_tasks("whoami").await?);
     assert_eq!(before.len(), 3);
+    // Every server's proxy serves the load balancer, the follower's too.
+    for server in [&a, &b] {
+        let addr = server.listener_addr("web").await?;
+        let task = wait_until("the listener answering", SETTLE, || async {
+            let r = reqwest::get(format!("http://{addr}/")).await.ok()?;
+            r.status().is_success().then(|| {
+                r.headers()
+                    .get("x-berth-task")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string()
+            })
+        })
+        .await?;
+        assert!(before.contains(&task), "{task} is not one of {before:?}");
+    }
     let instances = b.get("/v1/container-instances").await?;
     assert_eq!(
         instances.as_array().map(Vec::len),

@@ -10,8 +10,12 @@
 //! cancelled. `berth_control_plane_leader` (1 or 0) on `/metrics` says whether this
 //! server runs them.
 //!
-//! What it does not do: feed a follower's proxy or DNS server (the reconcilers that do
-//! run on the leader only), or move tasks between servers.
+//! A follower still feeds its own proxy and DNS server from the store (every second and
+//! on its proxy's health changes; `ControlPlane::serve_node_once`), so every server's
+//! listeners serve; only the leader writes target health back.
+//!
+//! What it does not do: notice that another server died (its container instance stays
+//! connected), or move tasks between servers.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -147,7 +151,21 @@ impl OpenStore {
     }
 }
 
-/// Runs the reconcilers during each of this server's terms as leader, until `stop`.
+/// What a follower does until it leads: keeps its own proxy and DNS server fed from the
+/// store, every second and on every health change of its proxy.
+async fn serve_node(control: &ControlPlane) {
+    let mut health = control.data_plane.subscribe();
+    loop {
+        control.serve_node_once().await;
+        tokio::select! {
+            _ = health.changed() => {}
+            _ = tokio::time::sleep(berth_control::RESYNC_INTERVAL) => {}
+        }
+    }
+}
+
+/// Runs the reconcilers during each of this server's terms as leader, until `stop`;
+/// serves the node in between.
 async fn reconcile_while_leading(
     control: Arc<ControlPlane>,
     mut leading: watch::Receiver<bool>,
@@ -158,6 +176,7 @@ async fn reconcile_while_leading(
         tokio::select! {
             led = leading.wait_for(|l| *l) => if led.is_err() { return },
             _ = stop.wait_for(|s| *s) => return,
+            _ = serve_node(&control) => {}
         }
         gauge.set(1);
         let (term_tx, term_rx) = watch::channel(false);
