@@ -90,7 +90,7 @@ async fn killing_the_leader_hands_the_reconcilers_to_the_other_server_within_5s(
     let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
     let mut a = Server::launch_with(&dir_a, None, "process", &flags).await?;
     wait_leading(&a, SETTLE).await?;
-    let b = Server::launch_with(&dir_b, None, "process", &flags).await?;
+    let mut b = Server::launch_with(&dir_b, None, "process", &flags).await?;
     // b campaigns behind a: a stays the leader and b serves the API as a follower.
     assert_eq!(leads(&b).await, Some(false), "{}", b.log());
     assert_eq!(leads(&a).await, Some(true));
@@ -183,6 +183,11 @@ async fn killing_the_leader_hands_the_reconcilers_to_the_other_server_within_5s(
     assert!(before.is_subset(&after), "{before:?} replaced: {after:?}");
     assert_eq!(leads(&b).await, Some(true));
     assert_eq!(leads(&a).await, Some(false));
+
+    // A leader that shuts down (SIGTERM) gives its lease back: no TTL to wait out.
+    b.signal_and_wait(Signal::SIGTERM)?;
+    let took = wait_leading(&a, Duration::from_secs(2)).await?;
+    println!("the follower led {took:?} after the leader shut down");
     Ok(())
 }
 

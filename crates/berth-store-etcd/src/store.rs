@@ -167,7 +167,15 @@ impl Inner {
 }
 
 pub(crate) fn backend(what: &str, e: etcd_client::Error) -> StoreError {
-    StoreError::Backend(format!("etcd {what}: {e}"))
+    let message = e.to_string();
+    let hint = if message.contains("too many operations in txn request") {
+        " (the batch has more ops than etcd's --max-txn-ops allows; raise it)"
+    } else if message.contains("request is too large") {
+        " (the batch is larger than etcd's --max-request-bytes allows; raise it)"
+    } else {
+        ""
+    };
+    StoreError::Backend(format!("etcd {what}: {message}{hint}"))
 }
 
 pub(crate) fn header_revision(header: Option<&ResponseHeader>) -> Result<Revision> {

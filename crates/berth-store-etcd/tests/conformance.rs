@@ -109,3 +109,32 @@ async fn a_bad_configuration_fails_without_waiting() {
         }
     }
 }
+
+/// etcd's default `--max-txn-ops` (128) is below what one berth apply may write: the
+/// error says which etcd setting to raise, and nothing is written.
+#[tokio::test]
+async fn a_batch_over_etcds_txn_limit_fails_naming_the_setting_and_writes_nothing() {
+    let etcd = Etcd::start().await.unwrap();
+    let store = EtcdStore::connect(&EtcdConfig::new(vec![etcd.endpoint()], "/limits"))
+        .await
+        .unwrap();
+    let ok: Vec<_> = (0..200)
+        .map(|i| berth_store::conformance::put_op(&format!("/k/{i}"), "v", None))
+        .collect();
+    store
+        .batch(ok)
+        .await
+        .expect("the test etcd allows 10000 ops");
+    let before = store.revision().await.unwrap();
+    let too_many: Vec<_> = (0..10_001)
+        .map(|i| berth_store::conformance::put_op(&format!("/x/{i}"), "v", None))
+        .collect();
+    match store.batch(too_many).await {
+        Err(berth_store::StoreError::Backend(message)) => {
+            assert!(message.contains("--max-txn-ops"), "{message}")
+        }
+        other => panic!("expected a backend error, got {other:?}"),
+    }
+    assert!(store.list("/x/").await.unwrap().is_empty());
+    assert_eq!(store.revision().await.unwrap(), before);
+}
