@@ -58,7 +58,7 @@ impl EtcdConfig {
         let trimmed = self.prefix.trim_end_matches('/');
         if trimmed.is_empty() {
             return Err(format!(
-                "--etcd-prefix: {:?} is empty; give a key prefix such as /berth",
+                "--etcd-prefix: {:?} leaves no prefix; give one such as /berth",
                 self.prefix
             ));
         }
