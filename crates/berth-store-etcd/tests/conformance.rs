@@ -138,3 +138,45 @@ async fn a_batch_over_etcds_txn_limit_fails_naming_the_setting_and_writes_nothin
     assert!(store.list("/x/").await.unwrap().is_empty());
     assert_eq!(store.revision().await.unwrap(), before);
 }
+
+/// When etcd goes away a watch ends (the caller re-lists and watches again, as the
+/// `Store` contract asks); once etcd is back the same store writes again and a watch
+/// from the last revision seen resumes without a gap.
+#[tokio::test]
+async fn a_watch_ends_when_etcd_goes_away_and_resumes_from_its_revision_after() {
+    let mut etcd = Etcd::start().await.unwrap();
+    let store = EtcdStore::connect(&EtcdConfig::new(vec![etcd.endpoint()], "/restart"))
+        .await
+        .unwrap();
+    let seen = store.put("/k", b"1".to_vec()).await.unwrap();
+    let mut watch = store.watch("/", seen).await.unwrap();
+    etcd.kill();
+    let end = tokio::time::timeout(std::time::Duration::from_secs(20), watch.recv())
+        .await
+        .expect("the watch outlived etcd");
+    assert_eq!(end, None);
+    assert!(
+        matches!(
+            store.get("/k").await,
+            Err(berth_store::StoreError::Backend(_))
+        ),
+        "a read without etcd fails"
+    );
+    etcd.restart().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let written = loop {
+        match store.put("/k", b"2".to_vec()).await {
+            Ok(revision) => break revision,
+            Err(e) => assert!(
+                std::time::Instant::now() < deadline,
+                "no write after etcd came back: {e}"
+            ),
+        }
+    };
+    let mut resumed = store.watch("/", seen).await.unwrap();
+    let event = tokio::time::timeout(std::time::Duration::from_secs(20), resumed.recv())
+        .await
+        .expect("no event after etcd came back")
+        .expect("watch ended");
+    assert_eq!((event.key(), event.revision()), ("/k", written));
+}
