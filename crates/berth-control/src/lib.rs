@@ -235,6 +235,21 @@ impl ControlPlane {
         }
     }
 
+    /// What a node that does not run the reconcilers (a follower sharing the store with
+    /// an elected leader) does for itself on each pass: feeds its data plane the load
+    /// balancers and target groups in the store (its own health checks decide where
+    /// traffic goes) and publishes the DNS records to its discovery server. It writes no
+    /// target health: that stays with the reconcilers.
+    pub async fn serve_node_once(&self) {
+        if let Err(e) = self.feed.push_config().await {
+            tracing::warn!(error = %e, "proxy feed");
+        }
+        let statuses = self.data_plane.target_statuses();
+        if let Err(e) = self.discovery.publish(&self.db, &statuses).await {
+            tracing::warn!(error = %e, "discovery");
+        }
+    }
+
     /// Updates the service metrics and samples what the autoscaler reads, stamped `now`
     /// (unix seconds): the data plane's request counts and berth's own metrics in this
     /// pass, task usage and Prometheus queries in a round of their own, so a slow node

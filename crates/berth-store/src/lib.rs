@@ -15,7 +15,8 @@
 //! ([`Store::list_with_revision`]).
 //!
 //! What it does not do: interpret values, know about berth's resources, expire keys
-//! (no leases), or replicate: both backends keep one server's state on that server.
+//! (no leases), or replicate: both backends keep one server's state on that server
+//! (`berth-store-etcd` implements [`Store`] on etcd for servers that share state).
 //!
 //! Layout:
 //! - [`Store`]: the trait every backend implements, with [`Entry`], [`Event`], [`Op`],
@@ -23,6 +24,7 @@
 //! - [`memory`]: an in-memory backend for tests ([`MemoryStore`]).
 //! - [`redb_store`]: the embedded default, one redb file under `--data-dir`
 //!   ([`RedbStore`]); writes are fsynced before they are acknowledged.
+//! - [`conformance`] (cargo feature `conformance`): the suite every backend's tests run.
 //! - `watch` (private): the fan-out shared by both backends: one broadcast of commits,
 //!   one task per watch that replays history, then forwards live commits, and re-reads
 //!   history when it lags behind the broadcast.
@@ -31,6 +33,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod memory;
 mod plan;
 pub mod redb_store;

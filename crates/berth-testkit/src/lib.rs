@@ -4,6 +4,8 @@
 //! - [`Server`]: a `berth server` child process on a private data dir, API and listeners
 //!   on 127.0.0.1 with ports chosen by the system, plus a CLI runner and JSON getters.
 //! - [`wait_until`]: bounded polling for a condition the system reaches on its own.
+//! - [`etcd`]: a real etcd child process on loopback, for the etcd store and leader
+//!   election.
 //! - [`prometheus`]: a real Prometheus child process scraping a server, for tests of
 //!   customized metrics given as PromQL.
 //!
@@ -19,9 +21,11 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
 pub mod agent;
+pub mod etcd;
 pub mod mesh;
 pub mod prometheus;
 
+pub use etcd::{require_etcd, Etcd, EtcdPorts};
 pub use mesh::{called_tasks, mesh_stack, running_task_ids, unique_loopback, MeshStack};
 pub use prometheus::{require_prometheus, Prometheus};
 

@@ -8,6 +8,8 @@
 //! Layout:
 //! - `server`: `berth server`: the store, the proxy, the runtime, the control plane and
 //!   the local agent, connected; the API and `/metrics`.
+//! - `store_choice`: `--store` (redb or etcd) and, on etcd, running the reconcilers
+//!   only while this server is the elected leader.
 //! - `data_plane`: the proxy behind the control plane's `DataPlane` seam.
 //! - `agent_command`: `berth agent`, this machine as a container instance of a remote
 //!   control plane, over the node link.
@@ -33,6 +35,7 @@ mod image;
 mod node_discovery;
 mod node_link_server;
 mod server;
+mod store_choice;
 
 #[derive(Parser)]
 #[command(

@@ -1,5 +1,6 @@
 //! `berth server`: the control plane, a local agent, the proxy and the discovery DNS
-//! server in one process, with the embedded store under `--data-dir`.
+//! server in one process, with the embedded store under `--data-dir` or, shared with
+//! other servers, on etcd (`store_choice`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -11,7 +12,6 @@ use berth_agent::{Agent, AgentConfig, TaskQueries};
 use berth_control::{ControlPlane, Db};
 use berth_proxy::{Proxy, ProxyOptions};
 use berth_runtime::DynRuntime;
-use berth_store::RedbStore;
 use tokio::sync::watch;
 
 use crate::agent_link::{LocalAgentApi, LocalTaskNodes};
@@ -73,6 +73,8 @@ pub struct ServerArgs {
     /// recorded STOPPED and its services' tasks replaced on other instances.
     #[arg(long, value_name = "SECS", default_value_t = berth_control::lost_instances::DEFAULT_AGENT_LOST_AFTER.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub agent_lost_after: u64,
+    #[command(flatten)]
+    pub store: Box<crate::store_choice::StoreArgs>,
 }
 
 /// The mesh's mutual TLS.
@@ -172,11 +174,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         Some(p) => Some(crate::client::read_stack(p)?),
         None => None,
     };
+    args.store.validate()?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let store = RedbStore::open(&args.data_dir.join("berth.redb"))
-        .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
-    let db = Db::new(Arc::new(store));
+    let store = args.store.open(&args.data_dir).await?;
+    let db = Db::new(store.dyn_store());
     let registry = prometheus::Registry::new();
     // Containers reach the node on the Docker bridge's gateway: DNS and the mesh serve
     // there too when tasks may run on Docker.
@@ -245,7 +247,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         certificate_validity: Duration::from_secs(args.mesh_tls.mesh_certificate_validity),
         node: Some(berth_control::mesh_tls::MeshNode {
             cluster: args.cluster.clone(),
-            instance_id: instance,
+            instance_id: instance.clone(),
         }),
     });
     control.ensure_default_cluster().await?;
@@ -290,7 +292,12 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         )
         .await?;
     }
-    let reconcilers = tokio::spawn(control.clone().run_reconcilers(stop_rx.clone()));
+    let reconcilers = store.run_reconcilers(
+        control.clone(),
+        format!("{instance} http://{api_addr}"),
+        &registry,
+        stop_rx.clone(),
+    )?;
 
     if let Some(stack) = stack {
         let changes = berth_control::apply::apply(&control.db, &*control.data_plane, &stack, false)
