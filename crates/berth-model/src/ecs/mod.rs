@@ -10,6 +10,7 @@
 //!
 //! Layout:
 //! - [`cluster`]: Cluster, ContainerInstance.
+//! - [`cluster_query`]: the cluster query language of `memberOf` placement constraints.
 //! - [`task_definition`]: TaskDefinition and its task-level members; task size parsing.
 //! - [`container`]: ContainerDefinition and its members.
 //! - [`log_configuration`]: which log drivers berth honours; awslogs stream names.
@@ -21,12 +22,13 @@
 //! - [`field_support`]: the table of members not applied or refused, and the warnings.
 //! - `defaults`: ECS's defaults as named constants, and serde helpers.
 //!
-//! The modules import one way: `defaults`, `field_support`, `network_mode` and `tags`
-//! import no other module here; `container` imports those; `log_configuration` imports `container`; `task_definition` imports
+//! The modules import one way: `cluster_query`, `defaults`, `field_support`, `network_mode`
+//! and `tags` import no other module here; `container` imports those; `log_configuration` imports `container`; `task_definition` imports
 //! `container` and `log_configuration`; `service_connect` imports `container`; `task` and `service` import
 //! what they name.
 
 pub mod cluster;
+pub mod cluster_query;
 pub mod container;
 mod defaults;
 pub mod field_support;
