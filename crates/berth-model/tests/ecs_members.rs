@@ -116,6 +116,7 @@ fn every_member_is_applied_or_listed_with_its_reason() {
                 "pidMode",
                 "ipcMode",
                 "volumes",
+                "placementConstraints",
             ],
         ),
         (

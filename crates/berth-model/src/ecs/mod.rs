@@ -18,12 +18,14 @@
 //! - [`tags`]: resource tags and their rules.
 //! - [`task`]: Task, Container, statuses.
 //! - [`service`]: Service, its deployment configuration, deployments and events.
+//! - [`placement`]: validation of placement strategies and constraints.
 //! - [`service_connect`]: the service's `serviceConnectConfiguration` (the mesh).
 //! - [`field_support`]: the table of members not applied or refused, and the warnings.
 //! - `defaults`: ECS's defaults as named constants, and serde helpers.
 //!
 //! The modules import one way: `cluster_query`, `defaults`, `field_support`, `network_mode`
-//! and `tags` import no other module here; `container` imports those; `log_configuration` imports `container`; `task_definition` imports
+//! and `tags` import no other module here; `container` imports those; `log_configuration` imports `container`; `placement` imports
+//! `cluster_query` and the two constraint types; `task_definition` imports
 //! `container` and `log_configuration`; `service_connect` imports `container`; `task` and `service` import
 //! what they name.
 
@@ -34,6 +36,7 @@ mod defaults;
 pub mod field_support;
 pub mod log_configuration;
 pub mod network_mode;
+pub mod placement;
 pub mod service;
 pub mod service_connect;
 pub mod tags;
