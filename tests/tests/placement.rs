@@ -81,10 +81,15 @@ async fn member_of_places_by_attribute_and_explains_what_it_cannot_place() -> Re
     let server = Server::launch_with(&data, None, "process", &extra).await?;
     let instance = server.instance_id();
 
-    let instances = server.get("/v1/container-instances").await?;
-    let attrs = &instances[0]["attributes"];
-    assert_eq!(attrs["zone"], "a", "{instances}");
-    assert_eq!(attrs["berth.os-type"], "linux", "{instances}");
+    // The agent registers its instance once the API is up.
+    let attrs = wait_until("the instance to register", SETTLE, || async {
+        let instances = server.get("/v1/container-instances").await.ok()?;
+        let attrs = instances.as_array()?.first()?["attributes"].clone();
+        Some(attrs)
+    })
+    .await?;
+    assert_eq!(attrs["zone"], "a", "{attrs}");
+    assert_eq!(attrs["berth.os-type"], "linux", "{attrs}");
 
     let path = dir.path().join("placement.yaml");
     std::fs::write(&path, stack("attribute:zone == b"))?;
