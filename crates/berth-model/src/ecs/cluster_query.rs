@@ -184,8 +184,10 @@ pub struct Pattern {
 }
 
 impl Pattern {
-    /// Compiles `source`, anchored at both ends.
+    /// Compiles `source`, anchored at both ends. `source` must be a regular expression
+    /// on its own (so that `a)|(b` cannot escape the anchors).
     pub fn new(source: &str) -> Result<Pattern, regex::Error> {
+        regex::Regex::new(source)?;
         let regex = regex::Regex::new(&format!("^(?:{source})$"))?;
         Ok(Pattern {
             source: source.to_string(),

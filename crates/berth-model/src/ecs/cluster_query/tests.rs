@@ -319,6 +319,10 @@ fn errors_name_the_byte_offset_and_what_was_expected() {
             "at 18: not a valid regular expression",
         ),
         (
+            "attribute:zone =~ 'a)|(b'",
+            "at 18: not a valid regular expression",
+        ),
+        (
             "attribute:zone == 'a",
             "at 18: the ' opened here is not closed",
         ),
