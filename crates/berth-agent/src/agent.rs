@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_model::agent::TaskStateChange;
-use berth_model::ecs::{ContainerInstance, Resource, StopCode, Task, TaskStatus};
+use berth_model::ecs::{
+    instance_attributes, ContainerInstance, Resource, StopCode, Task, TaskStatus,
+};
 use berth_model::{arn, time};
 use berth_runtime::{DynRuntime, RuntimeError, TaskSpec, TaskState};
 use tokio::sync::watch;
@@ -61,6 +63,8 @@ pub struct Agent {
     runtime: DynRuntime,
     cfg: AgentConfig,
     instance_arn: String,
+    /// Custom attributes registered with the instance (see [`Agent::with_attributes`]).
+    custom_attributes: BTreeMap<String, String>,
     busy: Arc<Mutex<BTreeSet<String>>>,
 }
 
@@ -94,8 +98,17 @@ impl Agent {
             runtime,
             cfg,
             instance_arn,
+            custom_attributes: BTreeMap::new(),
             busy: Arc::default(),
         }
+    }
+
+    /// Registers `attributes` with the instance besides berth's own (which win over a
+    /// custom attribute of the same name). The caller checks them
+    /// (`berth_model::ecs::instance_attributes::check_custom_attribute`).
+    pub fn with_attributes(mut self, attributes: BTreeMap<String, String>) -> Self {
+        self.custom_attributes = attributes;
+        self
     }
 
     pub fn instance_arn(&self) -> &str {
@@ -112,13 +125,21 @@ impl Agent {
         let cpus = std::thread::available_parallelism()
             .map(|n| n.get() as i64)
             .unwrap_or(1);
-        let mut attributes = BTreeMap::new();
+        let mut attributes = self.custom_attributes.clone();
         attributes.insert(ADDRESS_ATTRIBUTE.to_string(), self.cfg.address.clone());
         if let Some(inbound) = self.cfg.mesh_inbound {
             attributes.insert(MESH_INBOUND_ATTRIBUTE.to_string(), inbound.to_string());
         }
-        attributes.insert("ecs.os-type".to_string(), "linux".to_string());
-        attributes.insert("berth.runtime".to_string(), self.runtime.kind().to_string());
+        let arch = instance_attributes::ecs_cpu_architecture(std::env::consts::ARCH);
+        for (name, value) in [
+            (instance_attributes::OS_TYPE, "linux"),
+            (instance_attributes::ECS_OS_TYPE, "linux"),
+            (instance_attributes::CPU_ARCHITECTURE, arch),
+            (instance_attributes::ECS_CPU_ARCHITECTURE, arch),
+            ("berth.runtime", self.runtime.kind()),
+        ] {
+            attributes.insert(name.to_string(), value.to_string());
+        }
         let registered = vec![
             resource("CPU", cpus * 1024),
             resource("MEMORY", total_memory_mib()),

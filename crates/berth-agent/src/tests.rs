@@ -575,3 +575,24 @@ fn a_mesh_inbound_bound_on_every_address_is_advertised_on_the_nodes_address() {
     // A host name is not an IP: the bound address stays.
     assert_eq!(crate::advertised_mesh_inbound(any, "node-1.local"), any);
 }
+
+#[tokio::test]
+async fn registration_carries_custom_and_built_in_attributes() {
+    let mut h = harness();
+    let custom = [("zone", "a"), ("berth.address", "overridden")]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+    h.agent = h.agent.with_attributes(custom.into_iter().collect());
+    let inst = h.agent.register().await.unwrap();
+    let attr = |name: &str| inst.attributes.get(name).map(String::as_str);
+    assert_eq!(attr("zone"), Some("a"));
+    assert_eq!(
+        attr(crate::ADDRESS_ATTRIBUTE),
+        Some("10.1.2.3"),
+        "berth's own win"
+    );
+    assert_eq!(attr("berth.os-type"), Some("linux"));
+    assert_eq!(attr("ecs.os-type"), Some("linux"));
+    let arch = attr("berth.cpu-architecture").unwrap();
+    assert!(matches!(arch, "x86_64" | "arm64"), "{arch}");
+    assert_eq!(attr("ecs.cpu-architecture"), Some(arch));
+}

@@ -1,13 +1,24 @@
 //! Placement: which container instance a new task goes to.
 //!
 //! As ECS does it: instances that are ACTIVE with a connected agent, then those with
-//! enough CPU, memory and free fixed host ports, then the placement constraints, then
-//! the strategies (default: spread over instances by fewest tasks of the same service).
+//! enough CPU, memory and free fixed host ports, then the placement constraints (the
+//! task definition's and the service's, all of them: [`constraints`]), then the
+//! strategies chained in order ([`strategies`]; default: spread over instances by
+//! fewest tasks of the same service).
+//!
+//! It does not start anything: the services planner turns the chosen instance into a
+//! new task.
+
+mod constraints;
+mod strategies;
 
 use berth_model::ecs::{
     parse_cpu_units, parse_memory_mib, ContainerInstance, NetworkMode, PlacementConstraint,
     PlacementStrategy, Task, TaskDefinition,
 };
+
+pub use constraints::member_of_holds;
+use strategies::{Candidate, Cluster};
 
 /// CPU units a task reserves: the task-level cpu, else the sum of its containers'.
 pub fn task_cpu(td: &TaskDefinition) -> i64 {
@@ -77,6 +88,8 @@ pub struct Placed<'a> {
 pub struct PlacementFailure(pub String);
 
 /// Chooses an instance for a task of `td` belonging to `group` (e.g. `service:web`).
+/// `constraints` are the service's; the task definition's `memberOf` constraints apply
+/// too. `seed` drives the `random` strategy.
 pub fn place(
     instances: &[ContainerInstance],
     placed: &[Placed<'_>],
@@ -89,6 +102,8 @@ pub fn place(
     let cpu = task_cpu(td);
     let mem = task_memory(td);
     let ports = task_fixed_ports(td);
+    let member_of = constraints::member_of(td, constraints)?;
+    let distinct = constraints::distinct_instance(constraints);
     let mut closest: Option<String> = None;
     let mut fits = Vec::new();
     let active: Vec<&ContainerInstance> = instances
@@ -131,114 +146,40 @@ pub fn place(
             ));
             continue;
         }
-        let same_group = on_inst.iter().filter(|p| p.task.group == group).count();
-        if constraints.iter().any(|c| c.kind == "distinctInstance") && same_group > 0 {
+        if distinct && on_inst.iter().any(|p| p.task.group == group) {
             closest.get_or_insert(format!(
                 "The closest matching container-instance {id} encountered error \"distinctInstance\"; it already runs a task of {group}."
             ));
             continue;
         }
-        let remaining_cpu = registered(inst, "CPU") - used_cpu - cpu;
-        let remaining_mem = registered(inst, "MEMORY") - used_mem - mem;
-        fits.push((inst, same_group, remaining_cpu, remaining_mem));
+        if !member_of.is_empty() {
+            let tasks: Vec<&Task> = on_inst.iter().map(|p| p.task).collect();
+            if !constraints::all_hold(&member_of, &constraints::view(inst, &tasks)) {
+                closest.get_or_insert(format!(
+                    "The closest matching container-instance {id} encountered error \"MemberOf constraint unsatisfied\"."
+                ));
+                continue;
+            }
+        }
+        fits.push(Candidate {
+            instance: inst,
+            remaining_cpu: registered(inst, "CPU") - used_cpu - cpu,
+            remaining_memory: registered(inst, "MEMORY") - used_mem - mem,
+        });
     }
     if fits.is_empty() {
         return Err(PlacementFailure(closest.unwrap_or_else(|| {
             "no container instance met all of its requirements.".into()
         })));
     }
-    // Strategies in order; the default spreads by fewest tasks of the group.
-    let strategy = strategies.first();
-    match strategy.map(|s| (s.kind.as_str(), s.field.as_deref())) {
-        Some(("binpack", Some("cpu"))) => fits.sort_by_key(|f| (f.2, f.3)),
-        Some(("binpack", _)) => fits.sort_by_key(|f| (f.3, f.2)),
-        Some(("random", _)) => {
-            let i = (seed as usize) % fits.len();
-            fits.swap(0, i);
-        }
-        _ => fits.sort_by_key(|f| (f.1, std::cmp::Reverse(f.3))),
-    }
-    Ok(fits[0].0.container_instance_arn.clone())
+    let cluster = Cluster {
+        instances,
+        placed,
+        group,
+    };
+    let chosen = strategies::choose(fits, &cluster, strategies, seed);
+    Ok(chosen.container_instance_arn.clone())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use berth_model::ecs::Resource;
-
-    fn inst(id: &str, cpu: i64, mem: i64) -> ContainerInstance {
-        ContainerInstance {
-            container_instance_arn: id.into(),
-            status: "ACTIVE".into(),
-            agent_connected: true,
-            registered_resources: vec![
-                Resource {
-                    name: "CPU".into(),
-                    integer_value: cpu,
-                    ..Default::default()
-                },
-                Resource {
-                    name: "MEMORY".into(),
-                    integer_value: mem,
-                    ..Default::default()
-                },
-            ],
-            ..Default::default()
-        }
-    }
-
-    fn td(mem: u32, host_port: Option<u32>) -> TaskDefinition {
-        serde_json::from_value(serde_json::json!({
-            "family": "web",
-            "containerDefinitions": [{"name": "a", "image": "x", "memory": mem,
-                "portMappings": [{"containerPort": 80, "hostPort": host_port}]}]
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn spreads_and_checks_resources_and_ports() {
-        let insts = vec![inst("i-1", 1024, 1000), inst("i-2", 1024, 1000)];
-        let t = Task {
-            container_instance_arn: Some("i-1".into()),
-            group: "service:web".into(),
-            ..Default::default()
-        };
-        let placed = vec![Placed {
-            task: &t,
-            cpu: 0,
-            memory: 600,
-            ports: vec![8080],
-        }];
-        // spread: i-2 has fewer tasks of the group
-        assert_eq!(
-            place(&insts, &placed, &td(100, None), "service:web", &[], &[], 0).unwrap(),
-            "i-2"
-        );
-        // memory: 600 + 500 > 1000 on i-1
-        let only1 = vec![inst("i-1", 1024, 1000)];
-        let e = place(&only1, &placed, &td(500, None), "service:web", &[], &[], 0).unwrap_err();
-        assert!(e.0.contains("insufficient memory"), "{e:?}");
-        // port conflict
-        let e = place(
-            &only1,
-            &placed,
-            &td(10, Some(8080)),
-            "service:web",
-            &[],
-            &[],
-            0,
-        )
-        .unwrap_err();
-        assert!(e.0.contains("already using a port"), "{e:?}");
-        // binpack memory: pick the fuller instance
-        let bp = [PlacementStrategy {
-            kind: "binpack".into(),
-            field: Some("memory".into()),
-        }];
-        assert_eq!(
-            place(&insts, &placed, &td(100, None), "service:web", &[], &bp, 0).unwrap(),
-            "i-1"
-        );
-    }
-}
+mod tests;

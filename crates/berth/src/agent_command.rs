@@ -41,10 +41,15 @@ pub struct AgentArgs {
     /// How tasks run: `docker`, `process`, or `auto` (Docker when its socket answers).
     #[arg(long, env = "BERTH_RUNTIME", default_value = "auto", value_parser = ["auto", "process", "docker"])]
     pub runtime: String,
+    /// A custom attribute of this container instance (repeatable), for memberOf
+    /// placement constraints and spread strategies; as `berth server --attribute`.
+    #[arg(long = "attribute", value_name = "NAME=VALUE", value_parser = crate::server::parse_attribute)]
+    pub attributes: Vec<(String, String)>,
 }
 
 /// Runs the agent until SIGINT or SIGTERM; its tasks keep running after it stops.
 pub async fn run(args: AgentArgs) -> Result<()> {
+    let attributes = crate::server::custom_attributes(&args.attributes)?;
     let token = args
         .token
         .as_deref()
@@ -69,17 +74,20 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         TaskDnsServers::default(),
     )
     .await?;
-    let agent = Arc::new(Agent::new(
-        remote.clone(),
-        runtime,
-        AgentConfig {
-            cluster: args.cluster.clone(),
-            instance_id: instance.clone(),
-            address: args.advertise_address.clone(),
-            mesh_inbound: None,
-            resync: Duration::from_secs(2),
-        },
-    ));
+    let agent = Arc::new(
+        Agent::new(
+            remote.clone(),
+            runtime,
+            AgentConfig {
+                cluster: args.cluster.clone(),
+                instance_id: instance.clone(),
+                address: args.advertise_address.clone(),
+                mesh_inbound: None,
+                resync: Duration::from_secs(2),
+            },
+        )
+        .with_attributes(attributes),
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let link = tokio::spawn(remote.run(stop_rx.clone()));
     let agent_task = tokio::spawn(agent.clone().run(stop_rx));

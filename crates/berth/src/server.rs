@@ -2,6 +2,7 @@
 //! server in one process, with the embedded store under `--data-dir` or, shared with
 //! other servers, on etcd (`store_choice`).
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -58,6 +59,12 @@ pub struct ServerArgs {
     /// 127.0.0.1 and, with the Docker runtime, the Docker bridge's gateway.
     #[arg(long = "mesh-ip", value_name = "IP")]
     pub mesh_ip: Vec<IpAddr>,
+    /// A custom attribute of this node's container instance (repeatable), for memberOf
+    /// placement constraints (`attribute:zone == a`) and spread strategies
+    /// (`attribute:zone`). ECS's PutAttributes rules apply; berth.* names,
+    /// ecs.os-type and ecs.cpu-architecture are berth's own.
+    #[arg(long = "attribute", value_name = "NAME=VALUE", value_parser = parse_attribute)]
+    pub attributes: Vec<(String, String)>,
     #[command(flatten)]
     pub mesh_tls: Box<MeshTlsArgs>,
     /// Where agents of other machines connect (`berth agent --server https://ADDR`):
@@ -88,6 +95,22 @@ pub struct MeshTlsArgs {
     /// Seconds each mesh certificate is valid; it is renewed at half of that.
     #[arg(long, value_name = "SECS", default_value_t = berth_control::mesh_ca::DEFAULT_MESH_CERTIFICATE_VALIDITY.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub mesh_certificate_validity: u64,
+}
+
+/// `--attribute NAME=VALUE`, checked as ECS's PutAttributes checks it.
+pub(crate) fn parse_attribute(text: &str) -> std::result::Result<(String, String), String> {
+    berth_model::ecs::instance_attributes::parse_custom_attribute(text).map_err(|e| e.to_string())
+}
+
+/// The `--attribute`s by name; a name given twice is refused.
+pub(crate) fn custom_attributes(given: &[(String, String)]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for (name, value) in given {
+        if out.insert(name.clone(), value.clone()).is_some() {
+            bail!("--attribute {name}: given more than once");
+        }
+    }
+    Ok(out)
 }
 
 pub(crate) fn instance_id(data_dir: &Path) -> Result<String> {
@@ -175,6 +198,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         None => None,
     };
     args.store.validate()?;
+    let attributes = custom_attributes(&args.attributes)?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let store = args.store.open(&args.data_dir).await?;
@@ -274,13 +298,16 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             .await
     });
 
-    let agent = Arc::new(Agent::new(
-        Arc::new(LocalAgentApi {
-            service: control.agent_service(),
-        }),
-        runtime,
-        agent_config,
-    ));
+    let agent = Arc::new(
+        Agent::new(
+            Arc::new(LocalAgentApi {
+                service: control.agent_service(),
+            }),
+            runtime,
+            agent_config,
+        )
+        .with_attributes(attributes),
+    );
     let agent_task = tokio::spawn(agent.clone().run(stop_rx.clone()));
     if let Some(addr) = args.node_listen {
         crate::node_link_server::start(
@@ -340,6 +367,21 @@ pub(crate) async fn wait_for_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attributes_are_checked_and_a_name_may_be_given_once() {
+        assert_eq!(
+            parse_attribute("zone=a").unwrap(),
+            ("zone".into(), "a".into())
+        );
+        let e = parse_attribute("berth.address=x").unwrap_err();
+        assert!(e.contains("is set by berth"), "{e}");
+        let given = [("zone".to_string(), "a".to_string())];
+        assert_eq!(custom_attributes(&given).unwrap()["zone"], "a");
+        let twice = [given[0].clone(), ("zone".into(), "b".into())];
+        let e = custom_attributes(&twice).unwrap_err().to_string();
+        assert_eq!(e, "--attribute zone: given more than once");
+    }
 
     #[test]
     fn instance_ids_look_like_ec2_ids_and_differ() {

@@ -206,11 +206,20 @@ impl<'a> Pass<'a> {
         let desired = if deleting {
             0
         } else if daemon {
-            // One task on each ACTIVE instance with a connected agent.
+            // One task on each ACTIVE instance with a connected agent where the memberOf
+            // constraints hold.
             input
                 .instances
                 .iter()
                 .filter(|i| i.status == "ACTIVE" && i.agent_connected)
+                .filter(|i| {
+                    crate::scheduler::member_of_holds(
+                        i,
+                        input.cluster_tasks,
+                        td,
+                        &svc.placement_constraints,
+                    )
+                })
                 .count()
         } else {
             svc.desired_count.max(0) as usize

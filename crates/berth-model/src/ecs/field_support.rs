@@ -75,7 +75,6 @@ pub const UNSUPPORTED: &[UnsupportedField] = &[
     // ---- RegisterTaskDefinitionRequest ----
     row(TD, "taskRoleArn", "any", NotApplied, "berth hands tasks no AWS role credentials"),
     row(TD, "executionRoleArn", "any", NotApplied, "berth starts containers and keeps their logs itself; it assumes no execution role"),
-    row(TD, "placementConstraints", "any", Refused, "ECS allows memberOf cluster query expressions here; berth does not evaluate the cluster query language yet"),
     row(TD, "proxyConfiguration", "any", NotApplied, "berth sends no task traffic through an App Mesh proxy; the proxy container runs like any other"),
     row(TD, "inferenceAccelerators", "any", Refused, "ECS allowed Elastic Inference accelerators; berth has no accelerators to attach"),
     row(TD, "ephemeralStorage", "any", NotApplied, "berth does not size or limit a task's writable layer"),
@@ -107,7 +106,6 @@ pub const UNSUPPORTED: &[UnsupportedField] = &[
     row(SVC, "platformVersion", "any", NotApplied, "Fargate platform versions have no counterpart in berth"),
     row(SVC, "role", "any", NotApplied, "berth registers targets itself; it assumes no role"),
     row(SVC, "networkConfiguration", "any", NotApplied, "subnets, security groups and public IPs have no counterpart in berth; an awsvpc task gets its own address on berth's task network"),
-    row(SVC, "placementConstraints", "memberOf", Refused, "ECS allows distinctInstance and memberOf; memberOf (cluster query language) is not supported by berth yet: use distinctInstance"),
     row(SVC, "deploymentController", "CODE_DEPLOY, EXTERNAL", Refused, "ECS allows ECS, CODE_DEPLOY and EXTERNAL; berth deploys with its own rolling controller only: use ECS (and weighted target groups for blue/green)"),
     row(SVC, "enableECSManagedTags", "true", NotApplied, "berth adds no managed tags to tasks"),
     row(SVC, "propagateTags", "TASK_DEFINITION, SERVICE", NotApplied, "berth does not copy tags to tasks"),

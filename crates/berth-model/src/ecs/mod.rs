@@ -10,6 +10,8 @@
 //!
 //! Layout:
 //! - [`cluster`]: Cluster, ContainerInstance.
+//! - [`instance_attributes`]: the attributes berth sets on instances; custom attributes' rules.
+//! - [`cluster_query`]: the cluster query language of `memberOf` placement constraints.
 //! - [`task_definition`]: TaskDefinition and its task-level members; task size parsing.
 //! - [`container`]: ContainerDefinition and its members.
 //! - [`log_configuration`]: which log drivers berth honours; awslogs stream names.
@@ -17,21 +19,26 @@
 //! - [`tags`]: resource tags and their rules.
 //! - [`task`]: Task, Container, statuses.
 //! - [`service`]: Service, its deployment configuration, deployments and events.
+//! - [`placement`]: validation of placement strategies and constraints.
 //! - [`service_connect`]: the service's `serviceConnectConfiguration` (the mesh).
 //! - [`field_support`]: the table of members not applied or refused, and the warnings.
 //! - `defaults`: ECS's defaults as named constants, and serde helpers.
 //!
-//! The modules import one way: `defaults`, `field_support`, `network_mode` and `tags`
-//! import no other module here; `container` imports those; `log_configuration` imports `container`; `task_definition` imports
+//! The modules import one way: `cluster_query`, `instance_attributes`, `defaults`, `field_support`, `network_mode`
+//! and `tags` import no other module here; `container` imports those; `log_configuration` imports `container`; `placement` imports
+//! `cluster_query` and the two constraint types; `task_definition` imports
 //! `container` and `log_configuration`; `service_connect` imports `container`; `task` and `service` import
 //! what they name.
 
 pub mod cluster;
+pub mod cluster_query;
 pub mod container;
 mod defaults;
 pub mod field_support;
+pub mod instance_attributes;
 pub mod log_configuration;
 pub mod network_mode;
+pub mod placement;
 pub mod service;
 pub mod service_connect;
 pub mod tags;

@@ -558,32 +558,8 @@ impl Service {
         if let Some(g) = self.health_check_grace_period_seconds {
             check_range("healthCheckGracePeriodSeconds", g, 0, 2_147_483_647)?;
         }
-        for (i, s) in self.placement_strategy.iter().enumerate() {
-            if !matches!(s.kind.as_str(), "binpack" | "spread" | "random") {
-                return Err(ValidationError::new(
-                    format!("placementStrategy[{i}].type"),
-                    format!("must be binpack, spread or random, got {:?}", s.kind),
-                ));
-            }
-        }
-        for (i, c) in self.placement_constraints.iter().enumerate() {
-            match c.kind.as_str() {
-                "distinctInstance" => {}
-                "memberOf" => {
-                    return Err(refuse(
-                        format!("placementConstraints[{i}].type"),
-                        "CreateServiceRequest",
-                        "placementConstraints",
-                    ))
-                }
-                other => {
-                    return Err(ValidationError::new(
-                        format!("placementConstraints[{i}].type"),
-                        format!("must be distinctInstance, got {other:?}"),
-                    ))
-                }
-            }
-        }
+        super::placement::check_strategies(&self.placement_strategy)?;
+        super::placement::check_service_constraints(&self.placement_constraints)?;
         if self.scheduling_strategy == SchedulingStrategy::Daemon && self.desired_count != 0 {
             return Err(ValidationError::new(
                 "desiredCount",

@@ -360,13 +360,7 @@ impl TaskDefinition {
     fn validate_task_members(&self) -> Result<()> {
         const SHAPE: &str = "RegisterTaskDefinitionRequest";
         check_tags("tags", &self.tags)?;
-        if !self.placement_constraints.is_empty() {
-            return Err(refuse(
-                "placementConstraints",
-                SHAPE,
-                "placementConstraints",
-            ));
-        }
+        super::placement::check_task_definition_constraints(&self.placement_constraints)?;
         if !self.inference_accelerators.is_empty() {
             return Err(refuse(
                 "inferenceAccelerators",

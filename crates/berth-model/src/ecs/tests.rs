@@ -85,9 +85,15 @@ fn daemon_and_member_of() {
         "placementConstraints": [{"type": "memberOf", "expression": "attribute:x == y"}]
     }))
     .unwrap();
+    s.validate().unwrap();
+    let s: Service = serde_json::from_value(serde_json::json!({
+        "serviceName": "web", "taskDefinition": "web",
+        "placementConstraints": [{"type": "memberOf", "expression": "attribute:x = y"}]
+    }))
+    .unwrap();
     let e = s.validate().unwrap_err();
-    assert_eq!(e.field, "placementConstraints[0].type");
-    assert!(e.message.contains("not supported"), "{e}");
+    assert_eq!(e.field, "placementConstraints[0].expression");
+    assert!(e.message.starts_with("at 12: expected an operator"), "{e}");
 }
 
 #[test]

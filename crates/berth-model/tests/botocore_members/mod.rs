@@ -51,6 +51,7 @@ pub const APPLIED: &[(&str, &[&str])] = &[
             "pidMode",
             "ipcMode",
             "volumes",
+            "placementConstraints",
         ],
     ),
     (

@@ -492,6 +492,33 @@ fn a_daemon_service_wants_one_task_per_active_instance() {
 }
 
 #[test]
+fn a_daemon_service_wants_tasks_only_where_its_member_of_constraints_hold() {
+    let mut f = Fixture::new(0);
+    f.service.scheduling_strategy = SchedulingStrategy::Daemon;
+    f.service.placement_constraints = vec![berth_model::ecs::PlacementConstraint {
+        kind: "memberOf".into(),
+        expression: Some("attribute:zone == a".into()),
+    }];
+    let mut in_a = instance("i-1");
+    in_a.attributes.insert("zone".into(), "a".into());
+    let mut in_b = instance("i-2");
+    in_b.attributes.insert("zone".into(), "b".into());
+    f.instances = vec![in_a, in_b, instance("i-3")];
+    let plan = f.plan();
+    let placed: Vec<&str> = plan
+        .starts
+        .iter()
+        .filter_map(|t| t.container_instance_arn.as_deref())
+        .map(arn::last_segment)
+        .collect();
+    assert_eq!(placed, ["i-1"]);
+    assert_eq!(update(&plan).deployments[0].desired_count, 1);
+    assert!(messages(&plan)
+        .iter()
+        .all(|m| !m.contains("unable to place")));
+}
+
+#[test]
 fn a_daemon_service_replaces_in_place() {
     let mut f = Fixture::new(0);
     f.service.scheduling_strategy = SchedulingStrategy::Daemon;
