@@ -127,6 +127,8 @@ async fn a_shell_on_a_terminal_is_sized_resized_and_interrupted_by_ctrl_c() {
         .await
         .unwrap();
     let mut t = Transcript::default();
+    // The terminal echoes what is typed: what the test waits for is what only the
+    // shell's own output holds.
     type_in(&session, "tty; stty size; echo \"TERM=$TERM\"\n").await;
     read_until(&mut session, &mut t, "tty's answer and the size", |t| {
         t.stdout_text().contains("TERM=xterm")
