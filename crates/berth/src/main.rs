@@ -26,6 +26,7 @@ mod client;
 mod data_plane;
 mod exec_command;
 mod image;
+mod local_terminal;
 mod node_discovery;
 mod server;
 
