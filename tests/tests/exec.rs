@@ -372,3 +372,83 @@ async fn interactive_exec_into_a_docker_task_runs_a_shell_inside_its_container()
     );
     Ok(())
 }
+
+/// A new pseudo-terminal of `rows` × `cols`: its master side and its slave side.
+fn local_terminal(rows: u16, cols: u16) -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use rustix::fs::{Mode, OFlags};
+    use rustix::pty::OpenptFlags;
+    let master = rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    rustix::pty::grantpt(&master).unwrap();
+    rustix::pty::unlockpt(&master).unwrap();
+    let name = rustix::pty::ptsname(&master, Vec::new()).unwrap();
+    let slave = rustix::fs::open(
+        name.as_c_str(),
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .unwrap();
+    let size = rustix::termios::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    rustix::termios::tcsetwinsize(&master, size).unwrap();
+    (master, slave)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_it_on_a_local_terminal_makes_it_raw_sends_its_size_and_restores_it() -> Result<()> {
+    use rustix::termios::{tcgetattr, LocalModes};
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(Some(&stack(dir.path(), true))).await?;
+    let arns = server.wait_healthy("whoami", "whoami", 1, SETTLE).await?;
+    let task = id(&arns[0]).to_string();
+
+    let (master, slave) = local_terminal(33, 111);
+    let before = tcgetattr(&slave)?;
+    assert!(before
+        .local_modes
+        .contains(LocalModes::ICANON | LocalModes::ECHO));
+    let mut child = Command::new(bin("berth"))
+        .args(["exec", "-i", "-t", &task, "--", "/bin/sh"])
+        .env("BERTH_ENDPOINT", &server.api)
+        .stdin(slave.try_clone()?)
+        .stdout(slave.try_clone()?)
+        .stderr(slave.try_clone()?)
+        .spawn()?;
+    // The CLI enters raw mode once the session is open.
+    wait_until("the CLI's terminal in raw mode", SESSION_BOUND, || async {
+        let now = tcgetattr(&slave).ok()?;
+        (!now
+            .local_modes
+            .intersects(LocalModes::ICANON | LocalModes::ECHO | LocalModes::ISIG))
+        .then_some(())
+    })
+    .await?;
+    // Typed as on a keyboard: Enter is a carriage return.
+    rustix::io::write(&master, b"stty size; exit 7\r")?;
+    let status = wait_until("the CLI's exit", SESSION_BOUND, || {
+        let exited = child.try_wait().ok().flatten();
+        async move { exited }
+    })
+    .await?;
+    assert_eq!(status.code(), Some(7));
+
+    let after = tcgetattr(&slave)?;
+    assert_eq!(after.local_modes, before.local_modes);
+    assert_eq!(after.input_modes, before.input_modes);
+    assert_eq!(after.output_modes, before.output_modes);
+    // The remote shell's terminal had the local one's size.
+    rustix::io::ioctl_fionbio(&master, true)?;
+    let mut shown = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = rustix::io::read(&master, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        shown.extend_from_slice(&buf[..n]);
+    }
+    assert!(text(&shown).contains("33 111"), "{}", text(&shown));
+    Ok(())
+}
