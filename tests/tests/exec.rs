@@ -398,7 +398,8 @@ fn local_terminal(rows: u16, cols: u16) -> (std::os::fd::OwnedFd, std::os::fd::O
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exec_it_on_a_local_terminal_makes_it_raw_sends_its_size_and_restores_it() -> Result<()> {
+async fn exec_it_on_a_local_terminal_makes_it_raw_sends_its_size_and_resizes_and_restores_it(
+) -> Result<()> {
     use rustix::termios::{tcgetattr, LocalModes};
     let dir = tempfile::tempdir()?;
     let server = Server::start(Some(&stack(dir.path(), true))).await?;
@@ -426,8 +427,50 @@ async fn exec_it_on_a_local_terminal_makes_it_raw_sends_its_size_and_restores_it
         .then_some(())
     })
     .await?;
-    // Typed as on a keyboard: Enter is a carriage return.
-    rustix::io::write(&master, b"stty size; exit 7\r")?;
+    // The remote shell's terminal has the local one's size. Typed as on a keyboard:
+    // Enter is a carriage return. The echo shows `stty size`, only the answer the size.
+    rustix::io::ioctl_fionbio(&master, true)?;
+    let shown = std::sync::Mutex::new(Vec::new());
+    let read_shown = || {
+        let mut buf = [0u8; 4096];
+        let mut shown = shown.lock().unwrap();
+        while let Ok(n) = rustix::io::read(&master, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            shown.extend_from_slice(&buf[..n]);
+        }
+        text(&shown)
+    };
+    rustix::io::write(&master, b"stty size\r")?;
+    wait_until("the first size", SESSION_BOUND, || {
+        let seen = read_shown().contains("33 111");
+        async move { seen.then_some(()) }
+    })
+    .await?;
+    // A resize reaches the CLI as SIGWINCH (sent here: the CLI's terminal is not its
+    // controlling one) and the remote terminal follows; `stty size` is asked until it
+    // answers the new size, since the resize and the typing travel separately.
+    let size = rustix::termios::Winsize {
+        ws_row: 44,
+        ws_col: 122,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    rustix::termios::tcsetwinsize(&master, size)?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGWINCH,
+    )?;
+    wait_until("the new size", SESSION_BOUND, || {
+        let seen = read_shown().contains("44 122");
+        if !seen {
+            let _ = rustix::io::write(&master, b"stty size\r");
+        }
+        async move { seen.then_some(()) }
+    })
+    .await?;
+    rustix::io::write(&master, b"exit 7\r")?;
     let status = wait_until("the CLI's exit", SESSION_BOUND, || {
         let exited = child.try_wait().ok().flatten();
         async move { exited }
@@ -439,16 +482,5 @@ async fn exec_it_on_a_local_terminal_makes_it_raw_sends_its_size_and_restores_it
     assert_eq!(after.local_modes, before.local_modes);
     assert_eq!(after.input_modes, before.input_modes);
     assert_eq!(after.output_modes, before.output_modes);
-    // The remote shell's terminal had the local one's size.
-    rustix::io::ioctl_fionbio(&master, true)?;
-    let mut shown = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = rustix::io::read(&master, &mut buf) {
-        if n == 0 {
-            break;
-        }
-        shown.extend_from_slice(&buf[..n]);
-    }
-    assert!(text(&shown).contains("33 111"), "{}", text(&shown));
     Ok(())
 }
