@@ -217,15 +217,7 @@ impl Inner {
                     return;
                 }
                 Err(message) => OutputFrame::Error(message),
-                Ok(true) => match docker.inspect_exec(&exec_id).await {
-                    Ok(i) => match i.exit_code.and_then(|c| i32::try_from(c).ok()) {
-                        Some(code) => OutputFrame::Exit(code),
-                        None => OutputFrame::Error(
-                            "the engine ended the session without the command's exit code".into(),
-                        ),
-                    },
-                    Err(e) => OutputFrame::Error(docker_message(&e)),
-                },
+                Ok(true) => exit_frame(&docker, &exec_id).await,
             };
             let _ = out.send(last).await;
         });
@@ -245,6 +237,26 @@ async fn kill_exec(docker: &Docker, exec_id: &str, command: &[String]) {
             tracing::warn!(exec = exec_id, pid, "cannot kill an exec: {e}");
         }
     }
+}
+
+/// The exit code of exec `id`, whose output ended, as a session's last frame. The engine
+/// may record the code a moment after the output ends: asked again (every 50 ms, for up
+/// to a second) while it reports the exec running.
+async fn exit_frame(docker: &Docker, id: &str) -> OutputFrame {
+    for _ in 0..20 {
+        match docker.inspect_exec(id).await {
+            Err(e) => return OutputFrame::Error(docker_message(&e)),
+            Ok(i) => {
+                if let Some(code) = i.exit_code.and_then(|c| i32::try_from(c).ok()) {
+                    if i.running != Some(true) {
+                        return OutputFrame::Exit(code);
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    OutputFrame::Error("the engine ended the session without the command's exit code".into())
 }
 
 /// Sets the terminal size of exec `id`; a failure (the exec already ended) is ignored.
