@@ -4,13 +4,19 @@
 //! tasks started afterwards, as on ECS); the same on Docker, where the command runs
 //! inside the container (the demo image is `FROM scratch`, so the command is the demo
 //! binary itself). The Docker test fails, never skips, when the engine does not answer.
+//!
+//! Interactive sessions (`-i`, `-t`) go through the same binary: stdin fed to a shell
+//! streams in, its output and exit code come back; `-t` gives the command a terminal;
+//! a task started without `enableExecuteCommand` is refused alike. On Docker the shell
+//! is a static busybox in a `FROM scratch` image built here.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use anyhow::Result;
-use berth_testkit::{demo_image, quickstart, wait_until, Server};
+use berth_testkit::{bin, demo_image, quickstart, require_docker, wait_until, Server};
 
 const SETTLE: Duration = Duration::from_secs(90);
 const NOT_ENABLED: &str = "InvalidParameterException: The execute command failed because execute command was not enabled when the task was run";
@@ -46,6 +52,40 @@ fn id(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap()
 }
 
+/// How long an interactive CLI run may take before the test fails.
+const SESSION_BOUND: Duration = Duration::from_secs(60);
+
+/// Runs the CLI against `server` with `input` as its stdin (then closed); fails the test
+/// when it runs past [`SESSION_BOUND`].
+fn cli_with_stdin(server: &Server, args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(bin("berth"))
+        .args(args)
+        .env("BERTH_ENDPOINT", &server.api)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running the berth CLI");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
+    let pid = child.id();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match finished.recv_timeout(SESSION_BOUND) {
+        Ok(out) => out.expect("waiting for the berth CLI"),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!("berth {args:?} still runs after {SESSION_BOUND:?}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_into_a_process_task_returns_its_output_and_exit_code_once_enabled() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -60,6 +100,19 @@ async fn exec_into_a_process_task_returns_its_output_and_exit_code_once_enabled(
         "{}",
         text(&out.stderr)
     );
+    // An interactive session is refused alike, before anything runs.
+    let out = cli_with_stdin(
+        &server,
+        &["exec", "-i", &first, "--", "/bin/sh"],
+        "touch x\n",
+    );
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(NOT_ENABLED),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
 
     // Enabling it on the service does not open the task already running.
     server.apply_ok(&stack(dir.path(), true));
@@ -121,6 +174,38 @@ async fn exec_into_a_process_task_returns_its_output_and_exit_code_once_enabled(
         text(&out.stderr)
     );
 
+    // Interactively: stdin streams into a shell beside the task, with the task's
+    // environment; its output and exit code come back.
+    let out = cli_with_stdin(
+        &server,
+        &["exec", "-i", &second, "--", "/bin/sh"],
+        "echo \"$GREETING\"\necho to-stderr >&2\nexit 3\n",
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello from berth\n");
+    assert_eq!(text(&out.stderr), "to-stderr\n");
+    // With a terminal (and no stdin): the command's stdin is a pseudo-terminal.
+    let out = cli_with_stdin(&server, &["exec", "-t", &second, "--", "tty"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("/dev/pts/"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Both: what is typed reaches the shell on its terminal; stdout and stderr merge.
+    let out = cli_with_stdin(
+        &server,
+        &["exec", "-i", "-t", &second, "--", "/bin/sh"],
+        "echo typed-$((2 * 3)) >&2; exit 5\n",
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("typed-6"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+
     // Each exec that ran is a service event, and every attempt is counted.
     let svc = server.get("/v1/clusters/default/services/whoami").await?;
     let events: Vec<&str> = svc["events"]
@@ -137,14 +222,28 @@ async fn exec_into_a_process_task_returns_its_output_and_exit_code_once_enabled(
         )),
         "{events:?}"
     );
+    let sessions: Vec<&str> = svc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .filter(|m| m.contains(" started an interactive session of "))
+        .collect();
+    assert_eq!(sessions.len(), 3, "{sessions:?}");
+    assert!(
+        sessions.iter().any(|m| m.ends_with(&format!(
+            "[\"tty\"] in container web of (task {second}) with a terminal."
+        ))),
+        "{sessions:?}"
+    );
     let metrics = reqwest::get(format!("{}/metrics", server.api))
         .await?
         .text()
         .await?;
     for (outcome, n) in [
-        ("refused", 2),
-        ("exited_nonzero", 1),
-        ("exited_zero", 1),
+        ("refused", 3),
+        ("exited_nonzero", 3),
+        ("exited_zero", 2),
         ("failed", 1),
     ] {
         let series = format!(
@@ -183,5 +282,205 @@ async fn exec_into_a_docker_task_runs_inside_its_container() -> Result<()> {
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(answer["container"], "web");
     assert_eq!(answer["exitCode"], 64);
+    Ok(())
+}
+
+/// One service running a static busybox (`FROM scratch`, built here from Debian's
+/// busybox-static) that sleeps, with exec enabled; no load balancer.
+fn busybox_stack(dir: &Path) -> PathBuf {
+    let binary = Path::new("/bin/busybox");
+    assert!(
+        binary.is_file(),
+        "/bin/busybox is missing: install Debian's busybox-static (scripts/test does)"
+    );
+    let out = Command::new(bin("berth"))
+        .args([
+            "image",
+            "build-demo",
+            "--tag",
+            "berth-busybox:latest",
+            "--binary",
+        ])
+        .arg(binary)
+        .output()
+        .expect("run berth image build-demo");
+    assert!(
+        out.status.success(),
+        "building the busybox image failed: {}",
+        text(&out.stderr)
+    );
+    let text = r#"
+clusters:
+  - clusterName: default
+taskDefinitions:
+  - family: shell
+    networkMode: bridge
+    containerDefinitions:
+      - name: shell
+        image: berth-busybox:latest
+        entryPoint: ["/usr/local/bin/busybox"]
+        command: ["sleep", "3600"]
+        memoryReservation: 16
+        stopTimeout: 2
+        environment:
+          - name: GREETING
+            value: hello from busybox
+services:
+  - serviceName: shell
+    cluster: default
+    taskDefinition: shell
+    desiredCount: 1
+    enableExecuteCommand: true
+"#;
+    let p = dir.join("busybox.yaml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interactive_exec_into_a_docker_task_runs_a_shell_inside_its_container() -> Result<()> {
+    require_docker();
+    let dir = tempfile::tempdir()?;
+    let server = Server::start_with("docker", Some(&busybox_stack(dir.path()))).await?;
+    let task = wait_until("a running busybox task", SETTLE, || async {
+        let tasks = server.service_tasks("shell").await.ok()?;
+        let running = tasks.iter().find(|t| t["lastStatus"] == "RUNNING")?;
+        Some(id(running["taskArn"].as_str()?).to_string())
+    })
+    .await?;
+
+    let shell = "/usr/local/bin/busybox";
+    let out = cli_with_stdin(
+        &server,
+        &["exec", "-i", &task, "--", shell, "sh"],
+        "echo \"$GREETING\"; echo hi; echo oops >&2\nexit 3\n",
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello from busybox\nhi\n");
+    assert_eq!(text(&out.stderr), "oops\n");
+
+    let out = cli_with_stdin(
+        &server,
+        &["exec", "-i", "-t", &task, "--", shell, "sh"],
+        "tty; exit 4\n",
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("/dev/pts/"),
+        "{}",
+        text(&out.stdout)
+    );
+    Ok(())
+}
+
+/// A new pseudo-terminal of `rows` × `cols`: its master side and its slave side.
+fn local_terminal(rows: u16, cols: u16) -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use rustix::fs::{Mode, OFlags};
+    use rustix::pty::OpenptFlags;
+    let master = rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    rustix::pty::grantpt(&master).unwrap();
+    rustix::pty::unlockpt(&master).unwrap();
+    let name = rustix::pty::ptsname(&master, Vec::new()).unwrap();
+    let slave = rustix::fs::open(
+        name.as_c_str(),
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .unwrap();
+    let size = rustix::termios::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    rustix::termios::tcsetwinsize(&master, size).unwrap();
+    (master, slave)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_it_on_a_local_terminal_makes_it_raw_sends_its_size_and_resizes_and_restores_it(
+) -> Result<()> {
+    use rustix::termios::{tcgetattr, LocalModes};
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(Some(&stack(dir.path(), true))).await?;
+    let arns = server.wait_healthy("whoami", "whoami", 1, SETTLE).await?;
+    let task = id(&arns[0]).to_string();
+
+    let (master, slave) = local_terminal(33, 111);
+    let before = tcgetattr(&slave)?;
+    assert!(before
+        .local_modes
+        .contains(LocalModes::ICANON | LocalModes::ECHO));
+    let mut child = Command::new(bin("berth"))
+        .args(["exec", "-i", "-t", &task, "--", "/bin/sh"])
+        .env("BERTH_ENDPOINT", &server.api)
+        .stdin(slave.try_clone()?)
+        .stdout(slave.try_clone()?)
+        .stderr(slave.try_clone()?)
+        .spawn()?;
+    // The CLI enters raw mode once the session is open.
+    wait_until("the CLI's terminal in raw mode", SESSION_BOUND, || async {
+        let now = tcgetattr(&slave).ok()?;
+        (!now
+            .local_modes
+            .intersects(LocalModes::ICANON | LocalModes::ECHO | LocalModes::ISIG))
+        .then_some(())
+    })
+    .await?;
+    // The remote shell's terminal has the local one's size. Typed as on a keyboard:
+    // Enter is a carriage return. The echo shows `stty size`, only the answer the size.
+    rustix::io::ioctl_fionbio(&master, true)?;
+    let shown = std::sync::Mutex::new(Vec::new());
+    let read_shown = || {
+        let mut buf = [0u8; 4096];
+        let mut shown = shown.lock().unwrap();
+        while let Ok(n) = rustix::io::read(&master, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            shown.extend_from_slice(&buf[..n]);
+        }
+        text(&shown)
+    };
+    rustix::io::write(&master, b"stty size\r")?;
+    wait_until("the first size", SESSION_BOUND, || {
+        let seen = read_shown().contains("33 111");
+        async move { seen.then_some(()) }
+    })
+    .await?;
+    // A resize reaches the CLI as SIGWINCH (sent here: the CLI's terminal is not its
+    // controlling one) and the remote terminal follows; `stty size` is asked until it
+    // answers the new size, since the resize and the typing travel separately.
+    let size = rustix::termios::Winsize {
+        ws_row: 44,
+        ws_col: 122,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    rustix::termios::tcsetwinsize(&master, size)?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGWINCH,
+    )?;
+    wait_until("the new size", SESSION_BOUND, || {
+        let seen = read_shown().contains("44 122");
+        if !seen {
+            let _ = rustix::io::write(&master, b"stty size\r");
+        }
+        async move { seen.then_some(()) }
+    })
+    .await?;
+    rustix::io::write(&master, b"exit 7\r")?;
+    let status = wait_until("the CLI's exit", SESSION_BOUND, || {
+        let exited = child.try_wait().ok().flatten();
+        async move { exited }
+    })
+    .await?;
+    assert_eq!(status.code(), Some(7));
+
+    let after = tcgetattr(&slave)?;
+    assert_eq!(after.local_modes, before.local_modes);
+    assert_eq!(after.input_modes, before.input_modes);
+    assert_eq!(after.output_modes, before.output_modes);
     Ok(())
 }

@@ -1,11 +1,13 @@
 //! What a node answers about the tasks it runs: their output and their resource use, and
-//! commands run in their containers (exec).
+//! commands run in their containers (exec, captured or as an interactive session).
 //! The control plane asks through its `TaskNodes` seam; the binary answers with this.
 //!
 //! What it does not do: find the node that runs a task (the caller does).
 
 use berth_model::agent::TaskUsage;
-use berth_runtime::{DynRuntime, ExecOutput, ExecRequest, LogStream};
+use berth_runtime::{
+    DynRuntime, ExecOutput, ExecRequest, ExecSession, InteractiveExecRequest, LogStream,
+};
 
 use crate::api::Result;
 
@@ -44,5 +46,16 @@ impl TaskQueries {
     /// output and exit code (see [`berth_runtime::Runtime::exec`]).
     pub async fn exec(&self, task_arn: &str, request: &ExecRequest) -> Result<ExecOutput> {
         Ok(self.runtime.exec(task_arn, request).await?)
+    }
+
+    /// Starts `request.command` in a running container of the task with its stdin and
+    /// output streaming and gives back the session (see
+    /// [`berth_runtime::Runtime::exec_interactive`]).
+    pub async fn exec_interactive(
+        &self,
+        task_arn: &str,
+        request: &InteractiveExecRequest,
+    ) -> Result<ExecSession> {
+        Ok(self.runtime.exec_interactive(task_arn, request).await?)
     }
 }

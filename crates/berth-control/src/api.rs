@@ -9,7 +9,7 @@
 //! | `GET /v1/tasks[?cluster=&service=&desiredStatus=]`, `GET /v1/clusters/{c}/tasks/{id}` | tasks |
 //! | `POST /v1/clusters/{c}/tasks/{id}/stop` | stop a task (`{"reason": ...}`) |
 //! | `GET /v1/clusters/{c}/tasks/{id}/logs[?container=&follow=true]` | a task's output |
-//! | `POST /v1/clusters/{c}/tasks/{id}/exec` | run a command in a task's container (`{"container", "command": [..], "timeoutSeconds", "caller"}`): see [`crate::task_exec`] |
+//! | `POST /v1/clusters/{c}/tasks/{id}/exec` | run a command in a task's container (`{"container", "command": [..], "timeoutSeconds", "caller"}`): see [`crate::task_exec`]; with `Connection: Upgrade`, `Upgrade: berth-exec` (and `"stdin"`, `"tty"`, `"windowSize"`) an interactive session: see [`crate::task_exec_session`] |
 //! | `GET /v1/container-instances[?cluster=]` | container instances |
 //! | `GET /v1/target-groups`, `GET/PUT/DELETE /v1/target-groups/{name}`, `GET /v1/target-groups/{name}/targets` | target groups and their targets' health |
 //! | `GET /v1/load-balancers`, `GET/PUT/DELETE /v1/load-balancers/{name}` | load balancers (listeners carry `boundPort`) |
@@ -39,7 +39,8 @@ use crate::json_body::parse_body;
 use crate::proxy_feed::BoundListeners;
 use crate::services;
 use crate::task_exec::{self, ExecBody, ExecCounter};
-use crate::task_nodes::{ExecResult, NodeError, TaskNodes};
+use crate::task_exec_session;
+use crate::task_nodes::{NodeError, TaskNodes};
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -457,13 +458,19 @@ fn logs_error(e: NodeError) -> ApiError {
 async fn exec_in_task(
     State(s): St,
     Path((cluster, id)): Path<(String, String)>,
-    body: axum::body::Bytes,
-) -> ApiResult<ExecResult> {
+    request: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let (upgrade, body) = task_exec_session::split_request(request).await?;
     let b: ExecBody = parse_body(&body)?;
     let t = find_task(&s.db, &cluster, &id).await?;
-    Ok(Json(
-        task_exec::exec(&s.db, &*s.nodes, &s.exec_commands, &t, b).await?,
-    ))
+    match upgrade {
+        Some(upgrade) => {
+            task_exec_session::start(&s.db, &*s.nodes, &s.exec_commands, &t, b, upgrade).await
+        }
+        None => Ok(
+            Json(task_exec::exec(&s.db, &*s.nodes, &s.exec_commands, &t, b).await?).into_response(),
+        ),
+    }
 }
 
 async fn list_instances(

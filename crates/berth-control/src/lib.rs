@@ -31,7 +31,8 @@
 //! - [`autoscaling_api`]: the API of scalable targets, scaling policies, scheduled
 //!   actions and scaling activities.
 //! - [`discovery_api`]: the API of namespaces and a service's mesh and DNS endpoints.
-//! - [`task_exec`]: the exec endpoint (a command in a running task's container).
+//! - [`task_exec`]: the exec endpoint (a command in a running task's container);
+//!   [`task_exec_session`]: the same endpoint upgraded to an interactive session.
 //! - [`db`]: key layout and typed store access.
 //! - [`scheduler`], [`services`], [`registration`], [`proxy_feed`], [`autoscaler`]: the
 //!   reconcilers; [`mesh`]: the mesh's target groups and listeners derived from services;
@@ -74,6 +75,7 @@ pub mod scheduler;
 pub mod service_metrics;
 pub mod services;
 pub mod task_exec;
+pub mod task_exec_session;
 pub mod task_nodes;
 #[cfg(test)]
 mod test_fixtures;
@@ -83,7 +85,9 @@ pub use data_plane::DataPlane;
 pub use db::Db;
 pub use discovery::Discovery;
 pub use error::{ApiError, ControlError};
-pub use task_nodes::{ExecCommand, ExecResult, NodeError, TaskNodes};
+pub use task_nodes::{
+    ExecCommand, ExecResult, ExecSession, ExecSessionCommand, NodeError, TaskNodes,
+};
 
 /// How often the reconcilers run with no change to prompt them.
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(1);

@@ -8,8 +8,11 @@
 //! service event (who, what command, which container, the exit code) and every attempt
 //! is counted in `berth_exec_commands_total{cluster,service,outcome}`.
 //!
-//! What it does not do: interactive sessions (no stdin, no terminal), or run anything
-//! itself (the node does, through [`TaskNodes::exec`]).
+//! The same request upgraded to an interactive session (stdin, a terminal) is
+//! [`crate::task_exec_session`]'s; it shares the body, the checks, the event and the
+//! counter defined here.
+//!
+//! What it does not do: run anything itself (the node does, through [`TaskNodes::exec`]).
 
 use std::time::Duration;
 
@@ -20,7 +23,8 @@ use serde::Deserialize;
 
 use crate::db::{self, Db};
 use crate::error::ApiError;
-use crate::task_nodes::{ExecCommand, ExecResult, NodeError, TaskNodes};
+use crate::task_nodes::{ExecCommand, ExecResult, ExecSessionCommand, NodeError, TaskNodes};
+use berth_model::exec_stream::{WindowSize, UPGRADE_PROTOCOL};
 
 /// ECS's refusal of an exec into a task started without `enableExecuteCommand`.
 pub const EXEC_NOT_ENABLED: &str = "The execute command failed because execute command was not enabled when the task was run or the execute command agent isn't running. Wait and try again or run a new task with execute command enabled and try again.";
@@ -31,7 +35,7 @@ pub const DEFAULT_EXEC_TIMEOUT_SECONDS: u64 = 60;
 pub const MAX_EXEC_TIMEOUT_SECONDS: u64 = 3600;
 
 /// The body of an exec request.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExecBody {
     /// The container's name; none is the task's first essential container.
@@ -46,10 +50,29 @@ pub struct ExecBody {
     /// it goes into the service event.
     #[serde(default)]
     pub caller: Option<String>,
+    /// Interactive only: pass the caller's stdin on.
+    #[serde(default)]
+    pub stdin: bool,
+    /// Interactive only: run the command on a terminal.
+    #[serde(default)]
+    pub tty: bool,
+    /// Interactive only, with `tty`: the terminal's size at the start.
+    #[serde(default)]
+    pub window_size: Option<WindowSizeBody>,
+}
+
+/// A terminal's size in an exec body.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WindowSizeBody {
+    pub rows: u16,
+    pub cols: u16,
 }
 
 /// Counts exec attempts by outcome: `refused` (not enabled, not running, bad request),
-/// `failed` (the node could not run it), `exited_zero`, `exited_nonzero`.
+/// `failed` (the node could not run it, or a session failed), `exited_zero`,
+/// `exited_nonzero`, and for sessions `disconnected` (the caller left before the command
+/// ended; the command was killed).
 #[derive(Clone)]
 pub struct ExecCounter(IntCounterVec);
 
@@ -75,7 +98,7 @@ impl ExecCounter {
         )
     }
 
-    fn count(&self, task: &Task, outcome: &str) {
+    pub(crate) fn count(&self, task: &Task, outcome: &str) {
         self.0
             .with_label_values(&[
                 task.cluster_name(),
@@ -121,12 +144,28 @@ pub fn check_exec_allowed(task: &Task) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The command `body` asks for, or why it is refused.
-pub fn exec_command(body: ExecBody) -> Result<ExecCommand, ApiError> {
-    if body.command.first().is_none_or(|p| p.is_empty()) {
+/// Refuses an empty command.
+fn check_command(command: &[String]) -> Result<(), ApiError> {
+    if command.first().is_none_or(|p| p.is_empty()) {
         return Err(ApiError::invalid(
             "command: empty; give the program to run and its arguments, e.g. [\"ls\", \"-l\"]",
         ));
+    }
+    Ok(())
+}
+
+/// The command `body` asks for, or why it is refused.
+pub fn exec_command(body: ExecBody) -> Result<ExecCommand, ApiError> {
+    check_command(&body.command)?;
+    let interactive = [
+        ("stdin", body.stdin),
+        ("tty", body.tty),
+        ("windowSize", body.window_size.is_some()),
+    ];
+    if let Some((field, _)) = interactive.iter().find(|(_, set)| *set) {
+        return Err(ApiError::invalid(format!(
+            "{field}: only for an interactive session, which needs the request to upgrade its connection (Connection: Upgrade, Upgrade: {UPGRADE_PROTOCOL}); without it the command's output is captured"
+        )));
     }
     let timeout = body.timeout_seconds.unwrap_or(DEFAULT_EXEC_TIMEOUT_SECONDS);
     if !(1..=MAX_EXEC_TIMEOUT_SECONDS).contains(&timeout) {
@@ -141,6 +180,39 @@ pub fn exec_command(body: ExecBody) -> Result<ExecCommand, ApiError> {
     })
 }
 
+/// The interactive command `body` asks for, or why it is refused.
+pub fn exec_session_command(body: ExecBody) -> Result<ExecSessionCommand, ApiError> {
+    check_command(&body.command)?;
+    if let Some(t) = body.timeout_seconds {
+        return Err(ApiError::invalid(format!(
+            "timeoutSeconds: {t}; an interactive session has no timeout (it lasts as long as its command or its connection): leave it out"
+        )));
+    }
+    if body.window_size.is_some() && !body.tty {
+        return Err(ApiError::invalid(
+            "windowSize: only with tty (the size of the command's terminal)",
+        ));
+    }
+    Ok(ExecSessionCommand {
+        container: body.container,
+        command: body.command,
+        tty: body.tty,
+        stdin: body.stdin,
+        window: body.window_size.map(|w| WindowSize {
+            rows: w.rows,
+            cols: w.cols,
+        }),
+    })
+}
+
+/// The caller named in `body`, or a stand-in.
+pub(crate) fn caller_of(body: &ExecBody) -> String {
+    body.caller
+        .clone()
+        .filter(|c| !c.trim().is_empty())
+        .unwrap_or_else(|| "an API caller".to_string())
+}
+
 /// Runs the exec `body` asks for in `task`: checks, asks the node, records the event and
 /// counts the outcome.
 pub async fn exec(
@@ -150,11 +222,7 @@ pub async fn exec(
     task: &Task,
     body: ExecBody,
 ) -> Result<ExecResult, ApiError> {
-    let caller = body
-        .caller
-        .clone()
-        .filter(|c| !c.trim().is_empty())
-        .unwrap_or_else(|| "an API caller".to_string());
+    let caller = caller_of(&body);
     let command = match exec_command(body).and_then(|c| check_exec_allowed(task).map(|()| c)) {
         Ok(c) => c,
         Err(e) => {
@@ -204,7 +272,7 @@ pub fn event_message(
 
 /// Adds `message` to the service's events; the command already ran, so a failure to
 /// record it is logged, not returned.
-async fn record_event(db: &Db, cluster: &str, service: &str, message: String) {
+pub(crate) async fn record_event(db: &Db, cluster: &str, service: &str, message: String) {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let written = db
         .update::<Service, _>(&db::service_key(cluster, service), |s| {

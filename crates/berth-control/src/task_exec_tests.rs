@@ -64,8 +64,8 @@ fn body(command: &[&str]) -> ExecBody {
     ExecBody {
         container: None,
         command: command.iter().map(|s| s.to_string()).collect(),
-        timeout_seconds: None,
         caller: Some("alice".into()),
+        ..Default::default()
     }
 }
 

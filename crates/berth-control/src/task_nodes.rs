@@ -1,5 +1,6 @@
 //! Asking the node that runs a task about it: the task's output and its resource use,
-//! and running a command in one of its containers ([`TaskNodes::exec`]). The API's logs
+//! and running a command in one of its containers ([`TaskNodes::exec`], or as a session
+//! whose stdin and output stream while it runs: [`TaskNodes::exec_interactive`]). The API's logs
 //! and exec endpoints and the utilization metrics go through [`TaskNodes`], which
 //! the binary implements with its local agent; a remote agent would answer the same
 //! questions over the network.
@@ -12,9 +13,11 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use berth_model::agent::TaskUsage;
 use berth_model::ecs::Task;
+use berth_model::exec_stream::{InputFrame, OutputFrame, WindowSize};
 use bytes::Bytes;
 use futures::Stream;
 use serde::Serialize;
+use tokio::sync::mpsc;
 
 /// A container's output as it arrives (stdout and stderr interleaved).
 pub type LogStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
@@ -56,6 +59,32 @@ pub struct ExecResult {
     pub truncated: bool,
 }
 
+/// A command to run interactively in a running container of a task (`berth exec -i/-t`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecSessionCommand {
+    /// The container's name; `None` is the task's first essential container.
+    pub container: Option<String>,
+    /// The program and its arguments (no shell is involved).
+    pub command: Vec<String>,
+    /// Run it on a terminal.
+    pub tty: bool,
+    /// Pass the session's stdin on.
+    pub stdin: bool,
+    /// The terminal's size at the start (with `tty`).
+    pub window: Option<WindowSize>,
+}
+
+/// A running interactive command: the caller sends [`InputFrame`]s and receives
+/// [`OutputFrame`]s, the last one an exit code or an error. Dropping `input` closes the
+/// command's stdin; dropping `output` ends the session and the node kills the command.
+#[derive(Debug)]
+pub struct ExecSession {
+    /// The container it runs in.
+    pub container: String,
+    pub input: mpsc::Sender<InputFrame>,
+    pub output: mpsc::Receiver<OutputFrame>,
+}
+
 /// The nodes that run tasks, asked about the tasks they run.
 #[async_trait]
 pub trait TaskNodes: Send + Sync + 'static {
@@ -75,6 +104,20 @@ pub trait TaskNodes: Send + Sync + 'static {
     /// returns its output and exit code. Nodes that cannot run commands keep the default,
     /// which answers [`NodeError::Unreachable`].
     async fn exec(&self, task: &Task, command: &ExecCommand) -> Result<ExecResult, NodeError> {
+        let _ = command;
+        Err(NodeError::Unreachable {
+            task_arn: task.task_arn.clone(),
+        })
+    }
+
+    /// Starts `command` in a running container of `task` on the node that runs it, with
+    /// its stdin and output streaming, and returns the session at once. Nodes that cannot
+    /// keep the default, which answers [`NodeError::Unreachable`].
+    async fn exec_interactive(
+        &self,
+        task: &Task,
+        command: &ExecSessionCommand,
+    ) -> Result<ExecSession, NodeError> {
         let _ = command;
         Err(NodeError::Unreachable {
             task_arn: task.task_arn.clone(),

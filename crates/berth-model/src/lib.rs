@@ -17,6 +17,8 @@
 //! - [`discovery`]: the DNS names and records the control plane publishes to a node's
 //!   DNS server.
 //! - [`error`]: [`ValidationError`], which names the offending field and what is allowed.
+//! - [`exec_stream`]: the frames of an interactive exec session and their binary
+//!   encoding (stdin, stdout, stderr, resize, exit code).
 //! - [`ecs`]: Cluster, ContainerInstance, TaskDefinition, Task, Service.
 //! - [`elb`]: LoadBalancer, Listener, Rule, TargetGroup, Target and target health.
 //! - [`elb_attributes`]: load balancer and target group attributes, parsed and typed.
@@ -37,6 +39,7 @@ pub mod ecs;
 pub mod elb;
 pub mod elb_attributes;
 pub mod error;
+pub mod exec_stream;
 pub mod mesh_identity;
 pub mod node_link;
 pub mod servicediscovery;

@@ -3,8 +3,12 @@
 //! [`MAX_EXEC_OUTPUT_BYTES`]) and returned with its exit code once it ends, or it is
 //! killed when its timeout passes.
 //!
-//! What it does not do: interactive sessions (no stdin, no terminal), or decide whether a
-//! task allows exec (the control plane checks the task's `enableExecuteCommand`).
+//! It also holds what both kinds of exec share: which container a command runs in
+//! ([`exec_target`]). Interactive sessions (stdin, a terminal) are
+//! [`crate::exec_interactive`]'s.
+//!
+//! What it does not do: decide whether a task allows exec (the control plane checks the
+//! task's `enableExecuteCommand`).
 
 use std::time::Duration;
 
@@ -42,24 +46,25 @@ pub struct ExecOutput {
     pub truncated: bool,
 }
 
-/// The index of the container an exec runs in: `request.container` by name, or the first
-/// essential container. Refuses an empty command and a container that does not run.
+/// The index of the container an exec of `command` runs in: `container` by name, or the
+/// first essential container. Refuses an empty command and a container that does not run.
 pub(crate) fn exec_target(
     def: &TaskDefinition,
     state: &TaskState,
-    request: &ExecRequest,
+    container: Option<&str>,
+    command: &[String],
 ) -> Result<usize> {
-    if request.command.first().is_none_or(|p| p.is_empty()) {
+    if command.first().is_none_or(|p| p.is_empty()) {
         return Err(RuntimeError::EmptyExecCommand);
     }
-    let idx = match &request.container {
+    let idx = match container {
         Some(name) => def
             .container_definitions
             .iter()
-            .position(|c| &c.name == name)
+            .position(|c| c.name == name)
             .ok_or_else(|| RuntimeError::UnknownContainer {
                 task: state.task_arn.clone(),
-                container: name.clone(),
+                container: name.to_string(),
             })?,
         None => def
             .container_definitions
@@ -142,29 +147,24 @@ mod tests {
         }
     }
 
-    fn req(container: Option<&str>, command: &[&str]) -> ExecRequest {
-        ExecRequest {
-            container: container.map(String::from),
-            command: command.iter().map(|s| s.to_string()).collect(),
-            timeout: DEFAULT_EXEC_TIMEOUT,
-        }
+    fn target(running: [bool; 2], container: Option<&str>, command: &[&str]) -> Result<usize> {
+        let command: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+        exec_target(&def(), &state(running), container, &command)
     }
 
     #[test]
     fn the_default_container_is_the_first_essential_one() {
-        let idx = exec_target(&def(), &state([false, true]), &req(None, &["ls"])).unwrap();
-        assert_eq!(idx, 1);
-        let idx = exec_target(&def(), &state([true, true]), &req(Some("init"), &["ls"])).unwrap();
-        assert_eq!(idx, 0);
+        assert_eq!(target([false, true], None, &["ls"]).unwrap(), 1);
+        assert_eq!(target([true, true], Some("init"), &["ls"]).unwrap(), 0);
     }
 
     #[test]
     fn an_empty_command_an_unknown_or_stopped_container_are_refused() {
-        let e = exec_target(&def(), &state([true, true]), &req(None, &[])).unwrap_err();
+        let e = target([true, true], None, &[]).unwrap_err();
         assert!(matches!(e, RuntimeError::EmptyExecCommand), "{e}");
-        let e = exec_target(&def(), &state([true, true]), &req(Some("db"), &["ls"])).unwrap_err();
+        let e = target([true, true], Some("db"), &["ls"]).unwrap_err();
         assert!(matches!(e, RuntimeError::UnknownContainer { .. }), "{e}");
-        let e = exec_target(&def(), &state([true, false]), &req(None, &["ls"])).unwrap_err();
+        let e = target([true, false], None, &["ls"]).unwrap_err();
         assert_eq!(e.to_string(), "container app of task t is not running");
     }
 

@@ -11,7 +11,9 @@
 //!
 //! Layout:
 //! - [`Runtime`], [`TaskSpec`], [`TaskState`], [`ContainerState`]: the interface;
-//!   [`exec`]: what an exec asks ([`ExecRequest`]) and gives ([`ExecOutput`]).
+//!   [`exec`]: what an exec asks ([`ExecRequest`]) and gives ([`ExecOutput`]);
+//!   [`exec_interactive`]: a command whose stdin and output stream while it runs
+//!   ([`InteractiveExecRequest`], [`ExecSession`]).
 //! - [`process`]: the embedded default; a container's `entryPoint` + `command` runs as a
 //!   local process under a small supervisor ([`process::shim_main`]) that outlives berth.
 //! - [`docker`]: containers on the local Docker engine (bollard), with ECS's
@@ -31,6 +33,7 @@ use futures::Stream;
 mod dependencies;
 pub mod docker;
 pub mod exec;
+pub mod exec_interactive;
 pub mod process;
 mod task_core;
 mod task_env;
@@ -40,6 +43,7 @@ mod task_table;
 mod test_support;
 
 pub use exec::{ExecOutput, ExecRequest};
+pub use exec_interactive::{ExecSession, InteractiveExecRequest};
 
 /// What the agent asks a runtime to run.
 #[derive(Debug, Clone)]
@@ -216,6 +220,22 @@ pub trait Runtime: Send + Sync + 'static {
     /// and exit code once it ends; a command still running after `request.timeout` is
     /// killed ([`RuntimeError::ExecTimedOut`]). See each backend for where it runs.
     async fn exec(&self, task_arn: &str, request: &ExecRequest) -> Result<ExecOutput>;
+
+    /// Starts `request.command` in a running container of the task with its stdin and
+    /// output streaming (on a terminal with `request.tty`) and returns the session at
+    /// once; see [`exec_interactive`]. Runtimes that cannot keep the default, which
+    /// refuses.
+    async fn exec_interactive(
+        &self,
+        task_arn: &str,
+        request: &InteractiveExecRequest,
+    ) -> Result<ExecSession> {
+        let _ = (task_arn, request);
+        Err(RuntimeError::Other(format!(
+            "the {} runtime does not run interactive commands",
+            self.kind()
+        )))
+    }
 }
 
 pub type DynRuntime = std::sync::Arc<dyn Runtime>;

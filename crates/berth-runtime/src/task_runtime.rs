@@ -17,7 +17,8 @@ use tokio::sync::broadcast;
 use crate::exec::exec_target;
 use crate::task_table::{RuntimeTask, TaskTable};
 use crate::{
-    ExecOutput, ExecRequest, LogStream, Result, RuntimeError, TaskSpec, TaskState, TaskStats,
+    ExecOutput, ExecRequest, ExecSession, InteractiveExecRequest, LogStream, Result, RuntimeError,
+    TaskSpec, TaskState, TaskStats,
 };
 
 /// What a backend supplies to the shared [`Runtime`](crate::Runtime) implementation.
@@ -72,6 +73,22 @@ pub(crate) trait Backend: Send + Sync + 'static {
         idx: usize,
         request: &ExecRequest,
     ) -> impl Future<Output = Result<ExecOutput>> + Send;
+
+    /// Starts `request.command` interactively in container `idx`, which runs. Backends
+    /// without interactive sessions keep the default, which refuses.
+    fn exec_interactive_in(
+        &self,
+        task: &Arc<Self::Task>,
+        idx: usize,
+        request: &InteractiveExecRequest,
+    ) -> impl Future<Output = Result<ExecSession>> + Send {
+        let _ = (task, idx, request);
+        async {
+            Err(RuntimeError::Other(
+                "this runtime does not run interactive commands".into(),
+            ))
+        }
+    }
 }
 
 /// [`Runtime::start`](crate::Runtime::start): a task the runtime knows gives its state.
@@ -126,8 +143,30 @@ pub(crate) async fn exec<B: Backend>(
     request: &ExecRequest,
 ) -> Result<ExecOutput> {
     let task = backend.tasks().get(task_arn)?;
-    let idx = exec_target(task.core().def(), &task.core().snapshot(), request)?;
+    let idx = exec_target(
+        task.core().def(),
+        &task.core().snapshot(),
+        request.container.as_deref(),
+        &request.command,
+    )?;
     backend.exec_in(&task, idx, request).await
+}
+
+/// [`Runtime::exec_interactive`](crate::Runtime::exec_interactive): in the same container
+/// [`exec`] would choose.
+pub(crate) async fn exec_interactive<B: Backend>(
+    backend: &Arc<B>,
+    task_arn: &str,
+    request: &InteractiveExecRequest,
+) -> Result<ExecSession> {
+    let task = backend.tasks().get(task_arn)?;
+    let idx = exec_target(
+        task.core().def(),
+        &task.core().snapshot(),
+        request.container.as_deref(),
+        &request.command,
+    )?;
+    backend.exec_interactive_in(&task, idx, request).await
 }
 
 /// `impl Runtime for $runtime` through the functions of this module, the backend being
@@ -180,6 +219,14 @@ macro_rules! impl_runtime {
                 request: &$crate::ExecRequest,
             ) -> $crate::Result<$crate::ExecOutput> {
                 $crate::task_runtime::exec(&self.$backend, task_arn, request).await
+            }
+
+            async fn exec_interactive(
+                &self,
+                task_arn: &str,
+                request: &$crate::InteractiveExecRequest,
+            ) -> $crate::Result<$crate::ExecSession> {
+                $crate::task_runtime::exec_interactive(&self.$backend, task_arn, request).await
             }
         }
     };

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use berth_agent::{AgentApi, AgentError, TaskQueries};
 use berth_control::task_nodes::LogStream;
 use berth_control::{
-    AgentService, ApiError, ControlError, ExecCommand, ExecResult, NodeError, TaskNodes,
+    AgentService, ApiError, ControlError, ExecCommand, ExecResult, ExecSession, ExecSessionCommand,
+    NodeError, TaskNodes,
 };
 use berth_model::agent::{TaskStateChange, TaskUsage};
 use berth_model::ecs::{ContainerInstance, Task, TaskDefinition};
@@ -130,6 +131,31 @@ impl TaskNodes for LocalTaskNodes {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             truncated: out.truncated,
+        })
+    }
+
+    async fn exec_interactive(
+        &self,
+        task: &Task,
+        command: &ExecSessionCommand,
+    ) -> Result<ExecSession, NodeError> {
+        self.local(task)?;
+        let request = berth_runtime::InteractiveExecRequest {
+            container: command.container.clone(),
+            command: command.command.clone(),
+            tty: command.tty,
+            stdin: command.stdin,
+            window: command.window,
+        };
+        let session = self
+            .queries
+            .exec_interactive(&task.task_arn, &request)
+            .await
+            .map_err(|e| node_err(task, e))?;
+        Ok(ExecSession {
+            container: session.container,
+            input: session.input,
+            output: session.output,
         })
     }
 }

@@ -49,24 +49,46 @@ impl Client {
         }
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        let resp = req.send().await.with_context(|| {
+    /// Sends `req`; any answer is `Ok`.
+    async fn exchange(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        req.send().await.with_context(|| {
             format!(
                 "cannot reach the berth API at {} (is `berth server` running?)",
                 self.endpoint
             )
-        })?;
+        })
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let resp = self.exchange(req).await?;
         if resp.status().is_success() {
             return Ok(resp);
         }
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        let kind = body["__type"].as_str().unwrap_or("Error");
-        let msg = body["message"].as_str().unwrap_or("");
-        if kind == "InvalidParameterException" {
-            return Err(BadConfig(format!("{kind}: {msg}")).into());
+        Err(api_error(resp).await)
+    }
+
+    /// POSTs `body` to `path` asking to upgrade the connection to `protocol`; returns
+    /// the upgraded connection, or the API's refusal as [`Client::post`] does.
+    pub async fn upgrade(
+        &self,
+        path: &str,
+        body: &Value,
+        protocol: &str,
+    ) -> Result<reqwest::Upgraded> {
+        let url = format!("{}{path}", self.endpoint);
+        let req = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONNECTION, "Upgrade")
+            .header(reqwest::header::UPGRADE, protocol)
+            .json(body);
+        let resp = self.exchange(req).await?;
+        if resp.status() != reqwest::StatusCode::SWITCHING_PROTOCOLS {
+            return Err(api_error(resp).await);
         }
-        Err(anyhow!("{kind} ({status}): {msg}"))
+        resp.upgrade()
+            .await
+            .with_context(|| format!("the berth API did not switch to {protocol}"))
     }
 
     pub async fn get(&self, path: &str) -> Result<Value> {
@@ -100,6 +122,18 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// The API's error answer `resp` as an error: a refused parameter is a [`BadConfig`].
+async fn api_error(resp: reqwest::Response) -> anyhow::Error {
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let kind = body["__type"].as_str().unwrap_or("Error");
+    let msg = body["message"].as_str().unwrap_or("");
+    if kind == "InvalidParameterException" {
+        return BadConfig(format!("{kind}: {msg}")).into();
+    }
+    anyhow!("{kind} ({status}): {msg}")
 }
 
 /// Prints rows as an aligned table.

@@ -32,6 +32,7 @@ mod client;
 mod data_plane;
 mod exec_command;
 mod image;
+mod local_terminal;
 mod node_discovery;
 mod node_link_server;
 mod server;
@@ -129,7 +130,8 @@ enum Command {
     /// Run a command in a running task's container; exits with the command's exit code.
     ///
     /// The task must have started with enableExecuteCommand (its service's setting):
-    /// berth exec <task> [--container NAME] -- CMD ARGS...
+    /// berth exec <task> [--container NAME] [-i] [-t] -- CMD ARGS...
+    /// (-i and -t open a session that streams stdin and output while the command runs).
     Exec(exec_command::ExecArgs),
     /// Build images locally (nothing can be pulled without a registry).
     Image {

@@ -248,4 +248,13 @@ impl Backend for Inner {
     ) -> Result<ExecOutput> {
         self.exec_in_container(task, idx, request).await
     }
+
+    async fn exec_interactive_in(
+        &self,
+        task: &Arc<Task>,
+        idx: usize,
+        request: &crate::InteractiveExecRequest,
+    ) -> Result<crate::ExecSession> {
+        self.exec_interactive_in_container(task, idx, request).await
+    }
 }

@@ -27,19 +27,12 @@ pub(super) async fn exec_beside(
         container: def.name.clone(),
         message,
     };
-    let mut cmd = tokio::process::Command::new(&request.command[0]);
-    cmd.args(&request.command[1..])
-        .stdin(std::process::Stdio::null())
+    let mut cmd = beside(task, idx, &request.command, dns_server);
+    cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    for (k, v) in container_env(task, idx, dns_server) {
-        cmd.env(k, v);
-    }
-    if let Some(wd) = task.working_dir(idx) {
-        cmd.current_dir(wd);
-    }
     let mut child = cmd
         .spawn()
         .map_err(|e| failed(format!("cannot run {:?}: {e}", request.command[0])))?;
@@ -75,8 +68,27 @@ pub(super) async fn exec_beside(
     }
 }
 
+/// `argv` as a process beside container `idx` of `task`: the container's environment and
+/// working directory (berth's own when it has none).
+pub(super) fn beside(
+    task: &Task,
+    idx: usize,
+    argv: &[String],
+    dns_server: Option<std::net::SocketAddr>,
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    for (k, v) in container_env(task, idx, dns_server) {
+        cmd.env(k, v);
+    }
+    if let Some(wd) = task.working_dir(idx) {
+        cmd.current_dir(wd);
+    }
+    cmd
+}
+
 /// The exit code, or 128 + the signal that ended the process (as a shell reports it).
-fn exit_code(status: std::process::ExitStatus) -> i32 {
+pub(super) fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     status
         .code()

@@ -38,7 +38,8 @@
 //!
 //! Exec ([`crate::Runtime::exec`]) runs the command as a process beside the container's,
 //! with its environment and working directory: a process task shares the host, so the
-//! command does too (see `exec`).
+//! command does too (see `exec`); interactively, on pipes or a pseudo-terminal (see
+//! `exec_interactive`).
 //!
 //! Layout: `supervise` (the backend: spawning a container under its shim, watching it
 //! end, stopping it), `exec` (a command beside a container), `adopt` (reading the state directory back), `ports` (choosing host ports),
@@ -49,6 +50,7 @@
 
 mod adopt;
 mod exec;
+mod exec_interactive;
 mod health;
 mod logs;
 mod ports;

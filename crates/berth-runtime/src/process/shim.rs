@@ -55,13 +55,20 @@ fn write_exit(dir: &Path, rec: &ExitRecord) -> std::io::Result<()> {
 }
 
 /// Runs the shim with `args` (everything after the shim's own program name or
-/// subcommand: `--dir DIR -- PROGRAM ARGS...`) and exits the process.
+/// subcommand: `--dir DIR -- PROGRAM ARGS...`) and exits the process. With
+/// `--tty-session -- PROGRAM ARGS...` it starts an interactive exec's command on its
+/// terminal instead (see `exec_interactive`).
 ///
 /// Call it first thing in `main`, instead of anything else the binary would do (it builds
 /// its own single-threaded tokio runtime, so it must not run inside another). The
 /// `berth` binary exposes it as the hidden subcommand `berth shim ...`, and
 /// [`super::ProcessRuntimeConfig::shim`] is then `["/path/to/berth", "shim"]`.
 pub fn shim_main(args: Vec<String>) -> ! {
+    if let Some((super::exec_interactive::TTY_SESSION_FLAG, rest)) =
+        args.split_first().map(|(f, rest)| (f.as_str(), rest))
+    {
+        super::exec_interactive::tty_session_main(rest);
+    }
     let code = match run(args) {
         Ok(()) => 0,
         Err(e) => {

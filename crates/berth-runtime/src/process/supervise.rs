@@ -316,6 +316,15 @@ impl Backend for Inner {
     ) -> Result<ExecOutput> {
         super::exec::exec_beside(task, idx, request, self.dns_server).await
     }
+
+    async fn exec_interactive_in(
+        &self,
+        task: &Arc<Task>,
+        idx: usize,
+        request: &crate::InteractiveExecRequest,
+    ) -> Result<crate::ExecSession> {
+        super::exec_interactive::start(task, idx, request, &self.shim, self.dns_server)
+    }
 }
 
 /// The exit code and reason of a container whose shim has ended.

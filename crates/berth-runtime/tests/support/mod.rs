@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod docker_engine;
+pub mod exec_session;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
