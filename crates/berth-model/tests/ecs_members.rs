@@ -153,6 +153,7 @@ fn every_member_is_applied_or_listed_with_its_reason() {
                 "systemControls",
                 "mountPoints",
                 "volumesFrom",
+                "links",
             ],
         ),
         (
