@@ -698,7 +698,11 @@ fn validate_host_settings(c: &ContainerDefinition, mode: NetworkMode) -> Result<
         not_in("hostname", &[NetworkMode::Awsvpc, NetworkMode::Host])?;
     }
     if !c.links.is_empty() {
-        not_in("links", &[NetworkMode::Awsvpc, NetworkMode::Host])?;
+        // ECS: "only supported if the network mode of a task definition is bridge".
+        not_in(
+            "links",
+            &[NetworkMode::Awsvpc, NetworkMode::Host, NetworkMode::None],
+        )?;
     }
     if !c.dns_servers.is_empty() {
         not_in("dnsServers", &[NetworkMode::Awsvpc])?;
