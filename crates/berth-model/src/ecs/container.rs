@@ -605,8 +605,9 @@ pub(super) fn validate_container(
                 return Err(ValidationError::new(
                     format!("{at}.hostPort"),
                     format!(
-                        "must equal containerPort ({}) in {:?} network mode, got {hp}",
-                        p.container_port, mode
+                        "must equal containerPort ({}) in {} network mode, got {hp}",
+                        p.container_port,
+                        mode.as_str()
                     ),
                 ));
             }
