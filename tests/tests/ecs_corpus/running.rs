@@ -125,6 +125,20 @@ fn inspect(task: &Value, container: &str) -> Value {
     serde_json::from_slice::<Value>(&out.stdout).unwrap()[0].clone()
 }
 
+/// When the engine started `container` of `task`, as text that sorts by time (Docker
+/// drops trailing zeros of the fraction, which would not).
+fn started_at(task: &Value, container: &str) -> String {
+    let at = inspect(task, container)["State"]["StartedAt"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (seconds, fraction) = at
+        .trim_end_matches('Z')
+        .split_once('.')
+        .unwrap_or((&at, ""));
+    format!("{seconds}.{fraction:0<9}Z")
+}
+
 const GET: &str = r"printf 'GET / HTTP/1.0\r\n\r\n' | nc";
 
 pub async fn run_on_docker() -> Result<()> {
@@ -213,12 +227,7 @@ async fn depends_on_starts_the_app_after_its_proxy_is_healthy(server: &Server) -
         .unwrap()
         .clone();
     ensure!(envoy["healthStatus"] == "HEALTHY", "{envoy}");
-    let started = |name: &str| {
-        inspect(&task, name)["State"]["StartedAt"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let started = |name: &str| started_at(&task, name);
     ensure!(started("app") > started("envoy"), "app starts after envoy");
     let answer = sh(server, &id, "app", &format!("{GET} 127.0.0.1 9080"));
     ensure!(
@@ -231,12 +240,7 @@ async fn depends_on_starts_the_app_after_its_proxy_is_healthy(server: &Server) -
 async fn a_sidecar_starts_first_and_logs_its_flags(server: &Server) -> Result<()> {
     let task = running_task(server, "otel-using-xray").await?;
     let id = task_id(&task);
-    let started = |name: &str| {
-        inspect(&task, name)["State"]["StartedAt"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let started = |name: &str| started_at(&task, name);
     ensure!(started("aws-otel-emitter") > started("aws-otel-collector"));
     logs_with(
         server,
@@ -357,12 +361,7 @@ async fn linked_wordpress_reaches_mysql_by_its_link(server: &Server) -> Result<(
     );
     let password = sh(server, &id, "mysql", "echo $MYSQL_ROOT_PASSWORD");
     ensure!(password.trim() == "password", "{password}");
-    let started = |name: &str| {
-        inspect(&task, name)["State"]["StartedAt"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let started = |name: &str| started_at(&task, name);
     ensure!(
         started("wordpress") > started("mysql"),
         "the linked container starts first"
