@@ -110,6 +110,10 @@ const EXPECTED: &[(&str, Outcome)] = &[
     ("sample-fargate", Accepted(&[])),
     ("sleep360", Accepted(&[])),
     (
+        "task-definition-template",
+        Refused("family", "must be 1 to 255 characters long, got 0"),
+    ),
+    (
         "windows-simple-iis-2019-core",
         Refused(
             "runtimePlatform.operatingSystemFamily",
