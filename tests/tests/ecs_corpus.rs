@@ -247,6 +247,36 @@ async fn the_corpus_registers_unchanged_with_the_expected_warnings_or_refusals()
             "{name} was refused, so nothing is registered"
         );
     }
+
+    // Fargate's rules through the binary: the guide's Fargate sample in bridge mode, or
+    // with a task size Fargate does not offer, is refused naming the member once.
+    for (member, value, fragment) in [
+        (
+            "networkMode",
+            json!("bridge"),
+            "must be awsvpc when requiresCompatibilities includes FARGATE",
+        ),
+        (
+            "memory",
+            json!("3072"),
+            "must be 512, 1024 or 2048 MiB with cpu 256",
+        ),
+    ] {
+        let mut td = definition("sample-fargate");
+        td[member] = value;
+        let path = write_stack(dir.path(), "fargate", &json!({"taskDefinitions": [td]}));
+        let out = server.cli(&["apply", "-f", &path.to_string_lossy()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{stderr}");
+        assert_eq!(
+            stderr
+                .matches(&format!("taskDefinitions[0].{member}: "))
+                .count(),
+            1,
+            "{stderr}"
+        );
+        assert!(stderr.contains(fragment), "{stderr}");
+    }
     Ok(())
 }
 

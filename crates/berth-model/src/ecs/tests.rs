@@ -372,11 +372,19 @@ fn links_name_another_container_with_an_optional_alias() {
         assert!(e.message.contains("name:alias"), "{e}");
         assert_eq!(e.message.matches("links").count(), 0, "{e}");
     }
-    let mut awsvpc = td(serde_json::json!(["db"]));
-    awsvpc.network_mode = NetworkMode::Awsvpc;
-    let e = awsvpc.validate().unwrap_err();
-    assert_eq!(e.field, "containerDefinitions[0].links");
-    assert!(e.message.contains("awsvpc network mode"), "{e}");
+    for mode in [NetworkMode::Awsvpc, NetworkMode::Host, NetworkMode::None] {
+        let mut other = td(serde_json::json!(["db"]));
+        other.network_mode = mode;
+        let e = other.validate().unwrap_err();
+        assert_eq!(e.field, "containerDefinitions[0].links");
+        assert!(
+            e.message.contains(&format!(
+                "{} network mode (ECS allows it in bridge)",
+                mode.as_str()
+            )),
+            "{e}"
+        );
+    }
 }
 
 #[test]
