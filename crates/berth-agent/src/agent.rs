@@ -144,8 +144,20 @@ impl Agent {
 
     /// Runs until `shutdown` turns true. Tasks keep running when the agent stops: a new
     /// agent adopts them.
+    /// Until the control plane takes the registration, the agent retries every second
+    /// and touches nothing: tasks already running keep running.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) -> Result<()> {
-        self.register().await?;
+        let mut warned = false;
+        while let Err(e) = self.register().await {
+            if !warned {
+                tracing::warn!(error = %e, "registering the container instance; retrying every second");
+                warned = true;
+            }
+            tokio::select! {
+                _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
         let mut changes = self.api.changes();
         let mut events = self.runtime.subscribe();
         loop {

@@ -88,6 +88,49 @@ impl AgentService {
             .await
     }
 
+    /// Records that the agent of `container_instance_arn` is connected again
+    /// (`agentConnected: true`). Returns whether the instance exists.
+    pub async fn mark_connected(&self, container_instance_arn: &str) -> Result<bool, ControlError> {
+        self.set_connected(container_instance_arn, true).await
+    }
+
+    /// Records that the agent of `container_instance_arn` lost its connection to the
+    /// control plane (`agentConnected: false`); the next registration sets it again.
+    /// New tasks are not placed on a disconnected instance. Returns whether the
+    /// instance exists.
+    pub async fn mark_disconnected(
+        &self,
+        container_instance_arn: &str,
+    ) -> Result<bool, ControlError> {
+        self.set_connected(container_instance_arn, false).await
+    }
+
+    async fn set_connected(
+        &self,
+        container_instance_arn: &str,
+        connected: bool,
+    ) -> Result<bool, ControlError> {
+        let Some((cluster, id)) = arn::resource(container_instance_arn)
+            .and_then(|r| r.strip_prefix("container-instance/"))
+            .and_then(|r| r.split_once('/'))
+        else {
+            return Err(ControlError::invalid(
+                "containerInstanceArn",
+                format!("not a container instance ARN: {container_instance_arn}"),
+            ));
+        };
+        let key = db::instance_key(cluster, id);
+        let updated = self
+            .db
+            .update::<ContainerInstance, _>(&key, |i| {
+                let changed = i.agent_connected != connected;
+                i.agent_connected = connected;
+                changed
+            })
+            .await?;
+        Ok(updated.is_some())
+    }
+
     /// A receiver that changes whenever something an agent may care about changed.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.changes.clone()

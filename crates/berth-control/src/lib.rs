@@ -66,6 +66,7 @@ pub mod mesh;
 pub mod mesh_ca;
 pub mod mesh_tls;
 pub mod metrics;
+pub mod node_join;
 pub mod proxy_feed;
 pub mod registration;
 pub mod scheduler;

@@ -22,6 +22,8 @@
 //! - [`elb_attributes`]: load balancer and target group attributes, parsed and typed.
 //! - [`mesh_identity`]: the mesh's SPIFFE identities, service certificates, trusted CAs
 //!   and allow lists.
+//! - [`node_link`]: how an agent on another machine joins a cluster and the change
+//!   notices its control plane streams to it.
 //! - [`servicediscovery`]: Cloud Map namespaces, discovery service ARNs, DNS name
 //!   rules, and the checks between services' discovery configurations.
 //! - [`stack`]: the YAML stack file that `berth apply` reads.
@@ -36,6 +38,7 @@ pub mod elb;
 pub mod elb_attributes;
 pub mod error;
 pub mod mesh_identity;
+pub mod node_link;
 pub mod servicediscovery;
 pub mod stack;
 pub mod time;

@@ -1,7 +1,8 @@
 //! Task definitions and services as ECS users write them: every member of botocore's
 //! RegisterTaskDefinitionRequest, ContainerDefinition and CreateServiceRequest is
 //! accepted by name, and is either applied or listed (with the same reason) in
-//! `field_support::UNSUPPORTED` and in the README's table; enum values are spelled as
+//! `field_support::UNSUPPORTED` and in the README's table; every UpdateServiceRequest
+//! member is a CreateServiceRequest member or decided in its own README table; enum values are spelled as
 //! botocore spells them; the developer guide's Fargate sample is accepted unchanged and
 //! comes back field for field.
 //!
@@ -10,8 +11,6 @@
 //! at the commit it names.
 
 #![recursion_limit = "256"]
-
-use std::collections::BTreeSet;
 
 use berth_model::ecs::field_support::{unsupported, UNSUPPORTED};
 use berth_model::ecs::{
@@ -25,37 +24,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+mod botocore_members;
 mod ecs_samples;
+use botocore_members::{accepted, botocore, members, APPLIED};
 use ecs_samples::{sample, with_member};
-
-fn botocore() -> Value {
-    let text = include_str!("fixtures/botocore-ecs-members.json");
-    serde_json::from_str(text).unwrap()
-}
-
-fn members(shape: &str) -> Vec<String> {
-    botocore()[shape]
-        .as_array()
-        .unwrap_or_else(|| panic!("fixture has {shape}"))
-        .iter()
-        .map(|m| m.as_str().unwrap().to_string())
-        .collect()
-}
-
-/// The member names `T` accepts, read from serde's own "expected one of" list.
-fn accepted<T: DeserializeOwned + std::fmt::Debug>() -> BTreeSet<String> {
-    let err = serde_json::from_value::<T>(json!({"zzNotAMember": 1})).unwrap_err();
-    let text = err.to_string();
-    let list = text
-        .split_once("expected one of ")
-        .unwrap_or_else(|| panic!("an unknown-field error, got {text}"))
-        .1;
-    list.split('`')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_string)
-        .collect()
-}
 
 fn check_shape<T: DeserializeOwned + std::fmt::Debug>(shape: &str) -> Vec<String> {
     let names = accepted::<T>();
@@ -100,84 +72,6 @@ fn every_botocore_member_is_accepted_by_name() {
 /// use it) or has a row in UNSUPPORTED, which the README shows.
 #[test]
 fn every_member_is_applied_or_listed_with_its_reason() {
-    // Applied: parsed into a typed field and used. Listed here so that a member new in
-    // botocore fails this test until someone decides what berth does with it.
-    const APPLIED: &[(&str, &[&str])] = &[
-        (
-            "RegisterTaskDefinitionRequest",
-            &[
-                "family",
-                "networkMode",
-                "containerDefinitions",
-                "requiresCompatibilities",
-                "cpu",
-                "memory",
-                "tags",
-                "pidMode",
-                "ipcMode",
-                "volumes",
-            ],
-        ),
-        (
-            "ContainerDefinition",
-            &[
-                "name",
-                "image",
-                "cpu",
-                "memory",
-                "memoryReservation",
-                "portMappings",
-                "essential",
-                "entryPoint",
-                "command",
-                "environment",
-                "linuxParameters",
-                "dependsOn",
-                "startTimeout",
-                "stopTimeout",
-                "hostname",
-                "user",
-                "workingDirectory",
-                "disableNetworking",
-                "privileged",
-                "readonlyRootFilesystem",
-                "dnsServers",
-                "dnsSearchDomains",
-                "extraHosts",
-                "dockerSecurityOptions",
-                "interactive",
-                "pseudoTerminal",
-                "dockerLabels",
-                "ulimits",
-                "healthCheck",
-                "systemControls",
-                "mountPoints",
-                "volumesFrom",
-                "links",
-            ],
-        ),
-        (
-            "CreateServiceRequest",
-            &[
-                "cluster",
-                "serviceName",
-                "taskDefinition",
-                "loadBalancers",
-                "desiredCount",
-                "launchType",
-                "deploymentConfiguration",
-                "placementConstraints",
-                "placementStrategy",
-                "healthCheckGracePeriodSeconds",
-                "schedulingStrategy",
-                "deploymentController",
-                "tags",
-                "serviceRegistries",
-                "serviceConnectConfiguration",
-                "enableExecuteCommand",
-            ],
-        ),
-    ];
     let mut problems = Vec::new();
     for (shape, applied) in APPLIED {
         for m in members(shape) {
@@ -189,6 +83,80 @@ fn every_member_is_applied_or_listed_with_its_reason() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The UpdateServiceRequest members that are not CreateServiceRequest members, with
+/// what a stack file does with each. A stack file holds services in CreateService's
+/// shape; applying it again with changed members is berth's UpdateService. The README
+/// shows this table.
+const UPDATE_SERVICE_ONLY: &[(&str, &str)] = &[
+    (
+        "service",
+        "the service to update: a stack file names it by `serviceName`, and applying the file again with changed members updates it",
+    ),
+    (
+        "forceNewDeployment",
+        "not taken: apply is declarative, and a service rolls out a new deployment when its task definition changes (a new revision); to roll the same definition out again, change the task definition, or `berth stop` its tasks and the service replaces them",
+    ),
+];
+
+/// Every UpdateServiceRequest member is either a CreateServiceRequest member, which a
+/// service in a stack file takes and which is applied or listed as for CreateService,
+/// or decided in UPDATE_SERVICE_ONLY (and the README). A member new in botocore's
+/// UpdateServiceRequest fails here until someone decides what berth does with it.
+#[test]
+fn every_update_service_member_is_a_create_service_member_or_decided() {
+    let create = members("CreateServiceRequest");
+    let update = members("UpdateServiceRequest");
+    let accepted_by_service = accepted::<Service>();
+    let create_applied = APPLIED
+        .iter()
+        .find(|(shape, _)| *shape == "CreateServiceRequest")
+        .unwrap()
+        .1;
+    let mut problems = Vec::new();
+    for m in &update {
+        if create.contains(m) {
+            if !accepted_by_service.contains(m) {
+                problems.push(format!(
+                    "UpdateServiceRequest.{m}: a service does not take it"
+                ));
+            }
+            if !create_applied.contains(&m.as_str())
+                && unsupported("CreateServiceRequest", m).is_none()
+            {
+                problems.push(format!(
+                    "UpdateServiceRequest.{m}: as CreateServiceRequest.{m}, neither applied nor listed"
+                ));
+            }
+        } else if !UPDATE_SERVICE_ONLY.iter().any(|(name, _)| name == m) {
+            problems.push(format!(
+                "UpdateServiceRequest.{m}: not a CreateServiceRequest member and not decided in UPDATE_SERVICE_ONLY and the README"
+            ));
+        }
+    }
+    for (name, _) in UPDATE_SERVICE_ONLY {
+        if !update.iter().any(|m| m == name) || create.iter().any(|m| m == name) {
+            problems.push(format!(
+                "UPDATE_SERVICE_ONLY names {name}, which is not an UpdateServiceRequest-only member"
+            ));
+        }
+    }
+    assert!(
+        accepted_by_service.contains("serviceName"),
+        "`service` is a stack file's serviceName"
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    let mut table = String::from("| UpdateServiceRequest member | in a stack file |\n|---|---|\n");
+    for (name, what) in UPDATE_SERVICE_ONLY {
+        table.push_str(&format!("| `{name}` | {what} |\n"));
+    }
+    let readme = include_str!("../../../README.md");
+    assert!(
+        readme.contains(&table),
+        "README.md's stack file reference must hold this table:\n\n{table}"
+    );
 }
 
 /// The README's table, one row per UNSUPPORTED entry, in the same order.

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
+pub mod agent;
 pub mod mesh;
 pub mod prometheus;
 
@@ -330,36 +331,7 @@ impl Server {
     /// Pids of every process started under this server's data dir (tasks and shims),
     /// the server itself excluded.
     pub fn task_processes(&self) -> Vec<i32> {
-        let needle = format!("BERTH_DATA_DIR={}", self.data_dir.display());
-        let me = self.child.as_ref().map(|c| c.id() as i32);
-        let mut out = Vec::new();
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return out;
-        };
-        for e in entries.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            if Some(pid) == me {
-                continue;
-            }
-            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-                continue;
-            };
-            if env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
-                // Skip zombies.
-                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-                if stat
-                    .rsplit(')')
-                    .next()
-                    .is_some_and(|r| r.trim_start().starts_with('Z'))
-                {
-                    continue;
-                }
-                out.push(pid);
-            }
-        }
-        out
+        processes_of_data_dir(&self.data_dir, self.child.as_ref().map(|c| c.id() as i32))
     }
 
     /// Kills the server and every process and container it started.
@@ -386,6 +358,40 @@ impl Server {
             );
         }
     }
+}
+
+/// Pids of every live process whose environment names `data_dir` as `BERTH_DATA_DIR`
+/// (a server's or an agent's tasks and shims), `except` excluded.
+pub fn processes_of_data_dir(data_dir: &Path, except: Option<i32>) -> Vec<i32> {
+    let needle = format!("BERTH_DATA_DIR={}", data_dir.display());
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if Some(pid) == except {
+            continue;
+        }
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
+            // Skip zombies.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+            {
+                continue;
+            }
+            out.push(pid);
+        }
+    }
+    out
 }
 
 impl Drop for Server {

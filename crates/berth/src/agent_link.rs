@@ -62,9 +62,24 @@ impl AgentApi for LocalAgentApi {
     }
 }
 
-/// The control plane's view of the nodes: this server's one agent runs every task.
+/// The control plane's view of the nodes: this server's own agent answers for the tasks
+/// placed on its instance; a task on another node is unreachable from here.
 pub struct LocalTaskNodes {
     pub queries: TaskQueries,
+    /// The local agent's container instance ARN.
+    pub instance_arn: String,
+}
+
+impl LocalTaskNodes {
+    fn local(&self, task: &Task) -> Result<(), NodeError> {
+        if task.container_instance_arn.as_deref() == Some(self.instance_arn.as_str()) {
+            Ok(())
+        } else {
+            Err(NodeError::Unreachable {
+                task_arn: task.task_arn.clone(),
+            })
+        }
+    }
 }
 
 fn node_err(task: &Task, e: AgentError) -> NodeError {
@@ -82,6 +97,7 @@ impl TaskNodes for LocalTaskNodes {
         container: Option<&str>,
         follow: bool,
     ) -> Result<LogStream, NodeError> {
+        self.local(task)?;
         self.queries
             .logs(&task.task_arn, container, follow)
             .await
@@ -89,6 +105,7 @@ impl TaskNodes for LocalTaskNodes {
     }
 
     async fn usage(&self, task: &Task) -> Result<TaskUsage, NodeError> {
+        self.local(task)?;
         self.queries
             .usage(&task.task_arn)
             .await
@@ -96,6 +113,7 @@ impl TaskNodes for LocalTaskNodes {
     }
 
     async fn exec(&self, task: &Task, command: &ExecCommand) -> Result<ExecResult, NodeError> {
+        self.local(task)?;
         let request = berth_runtime::ExecRequest {
             container: command.container.clone(),
             command: command.command.clone(),

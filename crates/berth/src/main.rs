@@ -9,6 +9,9 @@
 //! - `server`: `berth server`: the store, the proxy, the runtime, the control plane and
 //!   the local agent, connected; the API and `/metrics`.
 //! - `data_plane`: the proxy behind the control plane's `DataPlane` seam.
+//! - `agent_command`: `berth agent`, this machine as a container instance of a remote
+//!   control plane, over the node link.
+//! - `node_link_server`: `berth server --node-listen`, where remote agents connect.
 //! - `agent_link`: the local agent behind control's `AgentService`, and the agent's task
 //!   queries behind control's `TaskNodes`.
 //! - `client`: the API client behind the other subcommands.
@@ -20,6 +23,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod agent_command;
 mod agent_link;
 mod autoscaling_commands;
 mod client;
@@ -27,6 +31,7 @@ mod data_plane;
 mod exec_command;
 mod image;
 mod node_discovery;
+mod node_link_server;
 mod server;
 
 #[derive(Parser)]
@@ -55,6 +60,9 @@ struct Cli {
 enum Command {
     /// Run a whole cluster on this machine: control plane, agent and load balancer.
     Server(server::ServerArgs),
+    /// Join this machine to a cluster whose control plane runs elsewhere, as a container
+    /// instance that runs the tasks placed on it.
+    Agent(agent_command::AgentArgs),
     /// Create or update everything a stack file lists (all or nothing).
     Apply {
         #[arg(short = 'f', long = "file")]
@@ -169,7 +177,7 @@ fn main() -> ExitCode {
     if let Command::Shim { args } = cli.command {
         berth_runtime::process::shim_main(args);
     }
-    if matches!(cli.command, Command::Server(_)) {
+    if matches!(cli.command, Command::Server(_) | Command::Agent(_)) {
         prefer_own_directory_on_path();
     }
     tracing_subscriber::fmt()
@@ -216,6 +224,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let c = client::Client::new(&cli.endpoint);
     match cli.command {
         Command::Server(args) => server::run(args).await,
+        Command::Agent(args) => agent_command::run(args).await,
         Command::Apply { file, dry_run } => client::apply(&c, &file, dry_run, json).await,
         Command::Validate { file } => {
             let stack = client::read_stack(&file)?;

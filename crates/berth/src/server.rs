@@ -60,6 +60,15 @@ pub struct ServerArgs {
     pub mesh_ip: Vec<IpAddr>,
     #[command(flatten)]
     pub mesh_tls: Box<MeshTlsArgs>,
+    /// Where agents of other machines connect (`berth agent --server https://ADDR`):
+    /// HTTP/2 over mutual TLS. Off unless given. The first start prints the join token
+    /// and writes it to <data-dir>/join-token.
+    #[arg(long, value_name = "ADDR")]
+    pub node_listen: Option<SocketAddr>,
+    /// With --node-listen: replace the join secret and print the new token (agents that
+    /// joined keep their certificates).
+    #[arg(long, requires = "node_listen")]
+    pub rotate_join_token: bool,
 }
 
 /// The mesh's mutual TLS.
@@ -75,7 +84,7 @@ pub struct MeshTlsArgs {
     pub mesh_certificate_validity: u64,
 }
 
-fn instance_id(data_dir: &Path) -> Result<String> {
+pub(crate) fn instance_id(data_dir: &Path) -> Result<String> {
     let path = data_dir.join("instance-id");
     if let Ok(id) = std::fs::read_to_string(&path) {
         let id = id.trim().to_string();
@@ -107,15 +116,16 @@ fn metrics_text(registry: &prometheus::Registry) -> String {
 /// processes.
 /// `dns_server` is the node's discovery DNS server for containers (`docker`) and for
 /// processes (`process`).
-async fn make_runtime(
-    args: &ServerArgs,
+pub(crate) async fn make_runtime(
+    kind: &str,
+    data_dir: &Path,
+    cluster: &str,
     instance: &str,
     dns_server: TaskDnsServers,
 ) -> Result<DynRuntime> {
-    let kind = args.runtime.as_str();
     if kind != "process" {
         let cfg = berth_runtime::docker::DockerRuntimeConfig {
-            cluster: Some(args.cluster.clone()),
+            cluster: Some(cluster.to_string()),
             instance: Some(instance.to_string()),
             dns_server: dns_server.docker,
             ..Default::default()
@@ -133,7 +143,7 @@ async fn make_runtime(
     }
     let exe = std::env::current_exe().context("locating the berth executable")?;
     let cfg = berth_runtime::process::ProcessRuntimeConfig {
-        state_dir: args.data_dir.join("runtime"),
+        state_dir: data_dir.join("runtime"),
         shim: vec![exe.to_string_lossy().into_owned(), "shim".into()],
         dns_server: dns_server.process,
     };
@@ -144,10 +154,10 @@ async fn make_runtime(
 
 /// The discovery DNS server each runtime tells its tasks about (containers: only one on
 /// the Docker bridge's gateway, port 53).
-#[derive(Debug, Clone, Copy)]
-struct TaskDnsServers {
-    docker: Option<SocketAddr>,
-    process: Option<SocketAddr>,
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TaskDnsServers {
+    pub docker: Option<SocketAddr>,
+    pub process: Option<SocketAddr>,
 }
 
 /// Runs the server until SIGINT or SIGTERM. Tasks keep running when the server stops;
@@ -195,7 +205,14 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         docker: container_dns_server(&dns_addrs, gateway),
         process: dns_addrs.first().copied(),
     };
-    let runtime = make_runtime(&args, &instance, task_dns).await?;
+    let runtime = make_runtime(
+        &args.runtime,
+        &args.data_dir,
+        &args.cluster,
+        &instance,
+        task_dns,
+    )
+    .await?;
     let agent_config = AgentConfig {
         cluster: args.cluster.clone(),
         instance_id: instance.clone(),
@@ -213,6 +230,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         }),
         Arc::new(LocalTaskNodes {
             queries: TaskQueries::new(runtime.clone()),
+            instance_arn: berth_model::arn::container_instance(&args.cluster, &instance),
         }),
         &registry,
     );
@@ -257,6 +275,16 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         agent_config,
     ));
     let agent_task = tokio::spawn(agent.clone().run(stop_rx.clone()));
+    if let Some(addr) = args.node_listen {
+        crate::node_link_server::start(
+            &control,
+            addr,
+            &args.data_dir,
+            args.rotate_join_token,
+            stop_rx.clone(),
+        )
+        .await?;
+    }
     let reconcilers = tokio::spawn(control.clone().run_reconcilers(stop_rx.clone()));
 
     if let Some(stack) = stack {
@@ -287,7 +315,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");

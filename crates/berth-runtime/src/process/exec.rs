@@ -1,6 +1,7 @@
 //! Exec on the process runtime: the command runs as a new process on the host, beside the
 //! container's process, with the container's environment (the same one its process got,
-//! ports included) in its `workingDirectory` (berth's own when it has none). A process
+//! ports included) in its working directory (its `workingDirectory`, else its mounts
+//! directory when it mounts volumes, else berth's own). A process
 //! task shares the host, so this is not an entry into an isolated container: the command
 //! sees the host's filesystem, processes and network, as the task does.
 //!
@@ -36,7 +37,7 @@ pub(super) async fn exec_beside(
     for (k, v) in container_env(task, idx, dns_server) {
         cmd.env(k, v);
     }
-    if let Some(wd) = &def.working_directory {
+    if let Some(wd) = task.working_dir(idx) {
         cmd.current_dir(wd);
     }
     let mut child = cmd

@@ -87,7 +87,6 @@ async fn run_health_command(
         Some((first, rest)) if first != "CMD" && first != "NONE" => (first.clone(), rest.to_vec()),
         _ => return true,
     };
-    let def = &task.core.def().container_definitions[idx];
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .stdin(std::process::Stdio::null())
@@ -98,7 +97,7 @@ async fn run_health_command(
     for (k, v) in container_env(task, idx, dns_server) {
         cmd.env(k, v);
     }
-    if let Some(wd) = &def.working_directory {
+    if let Some(wd) = task.working_dir(idx) {
         cmd.current_dir(wd);
     }
     let Ok(mut child) = cmd.spawn() else {

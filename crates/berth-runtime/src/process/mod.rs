@@ -20,15 +20,21 @@
 //! <state_dir>/tasks/<task id>/task.json               spec, pids, ports, last known state
 //! <state_dir>/tasks/<task id>/<container>/output.log  stdout and stderr
 //! <state_dir>/tasks/<task id>/<container>/exit.json   written by the shim at exit
+//! <state_dir>/tasks/<task id>/<container>/mounts/     a link per mount point (`volumes`)
+//! <state_dir>/tasks/<task id>/volumes/<volume>/       task-scoped volumes
+//! <state_dir>/volumes/<volume>/                       shared volumes, kept across tasks
 //! ```
 //!
 //! [`ProcessRuntime::new`] reads it back: tasks whose shims still run (checked by pid,
 //! start time and command line) are adopted, the others are reported stopped with the
 //! exit codes their shims recorded.
 //!
+//! Volumes: a mount point is a symbolic link in the container's `mounts` directory,
+//! which is its working directory unless it has a `workingDirectory` (see `volumes`).
+//!
 //! Not supported by this runtime (Docker's job): `user`, `ulimits`, memory and CPU limits
 //! (they only count for placement), network isolation (`awsvpc` and `bridge` behave like
-//! dynamic host ports, `none` like no ports).
+//! dynamic host ports, `none` like no ports), read-only mounts.
 //!
 //! Exec ([`crate::Runtime::exec`]) runs the command as a process beside the container's,
 //! with its environment and working directory: a process task shares the host, so the
@@ -36,7 +42,8 @@
 //!
 //! Layout: `supervise` (the backend: spawning a container under its shim, watching it
 //! end, stopping it), `exec` (a command beside a container), `adopt` (reading the state directory back), `ports` (choosing host ports),
-//! `health` (running health-check commands), `logs`, `stats` and `procfs` (reading
+//! `health` (running health-check commands), `volumes` (volume directories and mount
+//! point links), `logs`, `stats` and `procfs` (reading
 //! `/proc`), `shim` (the supervisor itself). The environment, `dependsOn`, the start and
 //! stop walks and the [`crate::Runtime`] methods are shared with the Docker runtime.
 
@@ -49,6 +56,7 @@ mod procfs;
 mod shim;
 mod stats;
 mod supervise;
+mod volumes;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -108,6 +116,8 @@ impl_runtime!(ProcessRuntime, inner, "process");
 
 struct Inner {
     tasks_dir: PathBuf,
+    /// `<state_dir>/volumes`: the directories of shared volumes.
+    shared_volumes_dir: PathBuf,
     shim: Vec<String>,
     /// Named to every task as `BERTH_DNS_SERVER`.
     dns_server: Option<std::net::SocketAddr>,
@@ -183,6 +193,22 @@ impl Task {
             .join(safe_name(&self.core.def().container_definitions[idx].name))
     }
 
+    /// The directory holding container `idx`'s mount point links, when it mounts
+    /// anything (see `volumes`).
+    fn mounts_dir(&self, idx: usize) -> Option<PathBuf> {
+        volumes::mounts_dir(self.core.def(), &self.dir, idx)
+    }
+
+    /// Where container `idx`'s process runs: its `workingDirectory`, else its mounts
+    /// directory when it has one, else berth's own working directory (`None`).
+    fn working_dir(&self, idx: usize) -> Option<PathBuf> {
+        let def = &self.core.def().container_definitions[idx];
+        match &def.working_directory {
+            Some(wd) => Some(PathBuf::from(wd)),
+            None => self.mounts_dir(idx),
+        }
+    }
+
     fn record(&self) -> TaskRecord {
         TaskRecord {
             task_arn: self.core.spec.task_arn.clone(),
@@ -255,8 +281,10 @@ impl ProcessRuntime {
         let tasks_dir = tasks_dir.canonicalize().map_err(|e| {
             RuntimeError::Other(format!("cannot resolve {}: {e}", tasks_dir.display()))
         })?;
+        let shared_volumes_dir = tasks_dir.parent().unwrap_or(&tasks_dir).join("volumes");
         let inner = Arc::new(Inner {
             tasks_dir,
+            shared_volumes_dir,
             shim: config.shim,
             dns_server: config.dns_server,
             tasks: TaskTable::new(),

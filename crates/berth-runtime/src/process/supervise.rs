@@ -14,7 +14,7 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::AsyncBufReadExt;
 
-use super::{logs, procfs, shim, Inner, ProcRecord, StopMarks, Task, LOG_FILE};
+use super::{logs, procfs, shim, volumes, Inner, ProcRecord, StopMarks, Task, LOG_FILE};
 use crate::task_core::{
     check_startable, pending_state, start_in_dependency_order, stopped_during_start,
 };
@@ -34,7 +34,8 @@ const ADOPTED_POLL: Duration = Duration::from_millis(200);
 const KILL_GRACE: Duration = Duration::from_secs(10);
 
 /// The environment of container `idx`: the shared task environment, the listen ports
-/// being the host ports chosen for its mappings (a process listens on the host).
+/// being the host ports chosen for its mappings (a process listens on the host), and
+/// `BERTH_MOUNTS_DIR` when it mounts volumes.
 pub(super) fn container_env(
     task: &Task,
     idx: usize,
@@ -45,7 +46,14 @@ pub(super) fn container_env(
         .iter()
         .map(|b| b.host_port)
         .collect();
-    container_environment(&task.core.spec, idx, &listen_ports, dns_server)
+    let mut env = container_environment(&task.core.spec, idx, &listen_ports, dns_server);
+    if let Some(dir) = task.mounts_dir(idx) {
+        env.push((
+            volumes::MOUNTS_DIR_ENV.into(),
+            dir.to_string_lossy().into_owned(),
+        ));
+    }
+    env
 }
 
 fn argv(c: &ContainerDefinition) -> Vec<String> {
@@ -53,7 +61,8 @@ fn argv(c: &ContainerDefinition) -> Vec<String> {
 }
 
 /// What the process runtime refuses before it creates anything, besides what both
-/// runtimes refuse: a container without a program to run, a missing working directory.
+/// runtimes refuse: a container without a program to run, a missing working directory
+/// (volumes are checked by `volumes`).
 fn check_runnable(td: &TaskDefinition) -> Result<()> {
     for c in &td.container_definitions {
         if argv(c).is_empty() {
@@ -120,7 +129,7 @@ impl Inner {
         for (k, v) in container_env(task, idx, self.dns_server) {
             cmd.env(k, v);
         }
-        if let Some(wd) = &def.working_directory {
+        if let Some(wd) = task.working_dir(idx) {
             cmd.current_dir(wd);
         }
         let mut child = cmd.spawn().map_err(|e| {
@@ -237,6 +246,8 @@ impl Backend for Inner {
             )));
         }
         let dir = self.tasks_dir.join(id);
+        let mounts = volumes::plan(td, &dir, &self.shared_volumes_dir)?;
+        volumes::check_shared(&mounts)?;
         std::fs::create_dir_all(&dir).map_err(|e| {
             RuntimeError::StartFailed(format!("cannot create {}: {e}", dir.display()))
         })?;
@@ -247,6 +258,10 @@ impl Backend for Inner {
             return Ok(existing);
         }
         task.persist();
+        if let Err(e) = volumes::prepare(&spec.task_arn, &mounts) {
+            self.stop_task(&task).await;
+            return Err(e);
+        }
         self.start_task(&task).await
     }
 

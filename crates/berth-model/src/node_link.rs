@@ -1,0 +1,123 @@
+//! The messages of the node link: how a `berth agent` on another machine joins a cluster
+//! and talks to its control plane over the network (HTTP/2 over mutual TLS).
+//!
+//! - [`JoinRequest`] / [`NodeCredentials`]: an agent proves it holds the cluster's join
+//!   secret once and receives its own certificate (its node identity, signed by the
+//!   cluster's authority) and the authority's certificate; every later call is made with
+//!   that certificate, which names the container instance it may speak for.
+//! - [`ChangeNotice`]: one line of the stream an agent holds open; the control plane
+//!   writes one whenever something the agent may care about changed, and a heartbeat line
+//!   in between, so a silent connection is a dead one on both sides.
+//!
+//! Every other message of the link is a contract type already: a
+//! [`ContainerInstance`](crate::ecs::ContainerInstance) registered, the
+//! [`Task`](crate::ecs::Task)s placed on it, their
+//! [`TaskDefinition`](crate::ecs::TaskDefinition)s and
+//! [`TaskStateChange`](crate::agent::TaskStateChange)s.
+//!
+//! What it does not do: transport (berth-node-link does), or issue certificates (the
+//! control plane's authority does).
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Timestamp;
+
+/// The paths of the control plane's side of the link.
+pub mod paths {
+    /// POST [`JoinRequest`](super::JoinRequest) → [`NodeCredentials`](super::NodeCredentials)
+    /// (the only call made without a client certificate).
+    pub const JOIN: &str = "/node/v1/join";
+    /// POST (no body) → a fresh [`NodeCredentials`](super::NodeCredentials) for the
+    /// calling node's identity.
+    pub const RENEW: &str = "/node/v1/renew";
+    /// POST ContainerInstance → ContainerInstance as stored.
+    pub const INSTANCES: &str = "/node/v1/instances";
+    /// GET `?containerInstanceArn=` → the tasks placed on the instance.
+    pub const TASKS: &str = "/node/v1/tasks";
+    /// GET `?taskDefinition=` → the task definition (404 when unknown).
+    pub const TASK_DEFINITION: &str = "/node/v1/task-definition";
+    /// POST TaskStateChange → Task as stored (404 when unknown).
+    pub const TASK_STATE_CHANGES: &str = "/node/v1/task-state-changes";
+    /// GET `?containerInstanceArn=` → a stream of [`ChangeNotice`](super::ChangeNotice)
+    /// lines (newline-delimited JSON) for as long as the agent holds it.
+    pub const CHANGES: &str = "/node/v1/changes";
+}
+
+/// An agent asking to join a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinRequest {
+    /// The secret part of the join token.
+    pub secret: String,
+    /// The cluster the agent's instance joins.
+    pub cluster: String,
+    /// The instance id the agent keeps in its data directory (`i-` and 17 hex digits).
+    pub instance_id: String,
+}
+
+/// What a node holds to call its control plane: its certificate and key (identity
+/// `spiffe://<cluster>/ns/_berth/sa/node-<instance id>`), and the certificate of the
+/// authority that signed it, which the control plane's own certificate chains to.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeCredentials {
+    pub certificate_pem: String,
+    pub private_key_pem: String,
+    pub authority_pem: String,
+    /// When the certificate stops being valid.
+    pub not_after: Timestamp,
+    /// When to ask for the next one (half-way through its lifetime).
+    pub renew_at: Timestamp,
+}
+
+impl std::fmt::Debug for NodeCredentials {
+    /// Everything but the private key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCredentials")
+            .field("certificate_pem", &self.certificate_pem)
+            .field("private_key_pem", &"<redacted>")
+            .field("not_after", &self.not_after)
+            .field("renew_at", &self.renew_at)
+            .finish()
+    }
+}
+
+/// One line of the change stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeNotice {
+    /// Grows whenever the control plane's state changed; a heartbeat repeats the last.
+    pub revision: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_debug_hides_the_key() {
+        let c = NodeCredentials {
+            certificate_pem: "CERT".into(),
+            private_key_pem: "SECRET KEY".into(),
+            authority_pem: "CA".into(),
+            not_after: 2.0,
+            renew_at: 1.0,
+        };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("SECRET KEY"), "{shown}");
+        assert!(shown.contains("CERT"), "{shown}");
+    }
+
+    #[test]
+    fn messages_are_camel_case() {
+        let j = serde_json::to_value(JoinRequest {
+            secret: "s".into(),
+            cluster: "default".into(),
+            instance_id: "i-0".into(),
+        })
+        .unwrap();
+        assert_eq!(j["instanceId"], "i-0");
+        let n: ChangeNotice = serde_json::from_str(r#"{"revision":7}"#).unwrap();
+        assert_eq!(n.revision, 7);
+    }
+}

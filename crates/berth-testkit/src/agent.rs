@@ -1,0 +1,115 @@
+//! A `berth agent` child process joined to a test's server over the node link.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+
+use crate::{bin, wait_until, Server};
+
+/// A running `berth agent`; killed when dropped (its tasks keep running).
+pub struct Agent {
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+}
+
+/// The node link URL and join token of a server started with `--node-listen`.
+pub fn node_link(server: &Server) -> Result<(String, String)> {
+    let url = std::fs::read_to_string(server.data_dir.join("node-link.addr"))
+        .context("node-link.addr: was the server started with --node-listen?")?;
+    let token =
+        std::fs::read_to_string(server.data_dir.join("join-token")).context("join-token")?;
+    Ok((url.trim().to_string(), token.trim().to_string()))
+}
+
+impl Agent {
+    /// Starts `berth agent` on `data_dir` against `server`'s node link, with the token
+    /// (when `token`) and tasks on `runtime`; returns once its instance id is written.
+    pub async fn start(
+        server: &Server,
+        data_dir: &Path,
+        runtime: &str,
+        token: bool,
+    ) -> Result<Agent> {
+        let (url, join_token) = node_link(server)?;
+        std::fs::create_dir_all(data_dir)?;
+        let mut cmd = Command::new(bin("berth"));
+        cmd.arg("agent")
+            .args(["--server", &url])
+            .args(["--runtime", runtime])
+            .env("BERTH_DATA_DIR", data_dir)
+            .env("BERTH_LOG", "info,berth=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(data_dir.join("agent.log"))?,
+            ));
+        if token {
+            cmd.env("BERTH_JOIN_TOKEN", join_token);
+        }
+        let mut child = cmd.spawn().context("spawning berth agent")?;
+        let id_file = data_dir.join("instance-id");
+        wait_until(
+            "the agent to write its instance id",
+            Duration::from_secs(30),
+            || {
+                let exited = child.try_wait().ok().flatten();
+                let f = id_file.clone();
+                async move {
+                    if let Some(status) = exited {
+                        return Some(Err(anyhow!("berth agent exited early: {status}")));
+                    }
+                    std::fs::read_to_string(f).ok().map(|_| Ok(()))
+                }
+            },
+        )
+        .await??;
+        Ok(Agent {
+            data_dir: data_dir.to_path_buf(),
+            child: Some(child),
+        })
+    }
+
+    /// The id of the agent's container instance.
+    pub fn instance_id(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("instance-id"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
+    /// What the agent logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("agent.log")).unwrap_or_default()
+    }
+
+    /// SIGKILLs the agent and waits for it; its tasks keep running.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits for the agent to exit by itself (e.g. refused at start); its status.
+    pub fn wait_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.take().and_then(|mut c| c.wait().ok())
+    }
+}
+
+impl Drop for Agent {
+    /// Leaves nothing running: the agent and its task processes.
+    fn drop(&mut self) {
+        self.kill();
+        for pid in crate::processes_of_data_dir(&self.data_dir, None) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}

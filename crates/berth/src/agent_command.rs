@@ -1,0 +1,96 @@
+//! `berth agent`: this machine as a container instance of a cluster whose control plane
+//! runs elsewhere (`berth server --node-listen`). It joins with the token once, keeps
+//! its instance id and credentials in `--data-dir`, registers the instance and runs the
+//! tasks placed on it through its runtime, reporting their state over the node link.
+//!
+//! When the control plane is unreachable the agent keeps every task running as it is
+//! and retries; nothing is stopped for lack of a control plane.
+//!
+//! What it does not do yet: serve load balancer listeners, the mesh or DNS on this node
+//! (targets on it are reached by the servers' proxies at `--advertise-address`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use berth_agent::{Agent, AgentConfig};
+use berth_node_link::{JoinToken, LinkSettings, RemoteControl};
+use tokio::sync::watch;
+
+use crate::server::{instance_id, make_runtime, TaskDnsServers};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentArgs {
+    /// The control plane's node link: `https://HOST:PORT` (its `--node-listen`).
+    #[arg(long, env = "BERTH_SERVER")]
+    pub server: String,
+    /// The join token `berth server --node-listen` printed; needed on the first start
+    /// only.
+    #[arg(long, env = "BERTH_JOIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Where the agent keeps its instance id, credentials and task state.
+    #[arg(long, env = "BERTH_DATA_DIR", default_value = ".berth-agent")]
+    pub data_dir: PathBuf,
+    /// The cluster this instance joins.
+    #[arg(long, default_value = "default")]
+    pub cluster: String,
+    /// The address load balancer targets on this node use.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub advertise_address: String,
+    /// How tasks run: `docker`, `process`, or `auto` (Docker when its socket answers).
+    #[arg(long, env = "BERTH_RUNTIME", default_value = "auto", value_parser = ["auto", "process", "docker"])]
+    pub runtime: String,
+}
+
+/// Runs the agent until SIGINT or SIGTERM; its tasks keep running after it stops.
+pub async fn run(args: AgentArgs) -> Result<()> {
+    let token = args
+        .token
+        .as_deref()
+        .map(str::parse::<JoinToken>)
+        .transpose()?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let instance = instance_id(&args.data_dir)?;
+    let remote = RemoteControl::connect(&LinkSettings {
+        server: args.server.clone(),
+        token,
+        data_dir: args.data_dir.clone(),
+        cluster: args.cluster.clone(),
+        instance_id: instance.clone(),
+    })
+    .await?;
+    let runtime = make_runtime(
+        &args.runtime,
+        &args.data_dir,
+        &args.cluster,
+        &instance,
+        TaskDnsServers::default(),
+    )
+    .await?;
+    let agent = Arc::new(Agent::new(
+        remote.clone(),
+        runtime,
+        AgentConfig {
+            cluster: args.cluster.clone(),
+            instance_id: instance.clone(),
+            address: args.advertise_address.clone(),
+            mesh_inbound: None,
+            resync: Duration::from_secs(2),
+        },
+    ));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let link = tokio::spawn(remote.run(stop_rx.clone()));
+    let agent_task = tokio::spawn(agent.clone().run(stop_rx));
+    println!(
+        "berth agent {instance} of cluster {} connected to {}",
+        args.cluster, args.server
+    );
+    crate::server::wait_for_signal().await;
+    tracing::info!("agent stopping; its tasks keep running and are adopted on restart");
+    let _ = stop_tx.send(true);
+    let _ = agent_task.await;
+    let _ = link.await;
+    Ok(())
+}

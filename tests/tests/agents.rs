@@ -1,0 +1,196 @@
+//! End-to-end tests of remote agents: `berth server --node-listen` and a `berth agent`
+//! child process joined with the server's token, both running tasks as local
+//! processes. A service with `distinctInstance` puts one task on each instance, the
+//! listener reaches both, a killed agent's instance is marked disconnected while its
+//! task keeps serving, and the restarted agent (without the token: it kept its
+//! credentials) adopts its task instead of starting a second one. A wrong token joins
+//! nothing.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Result;
+use berth_testkit::agent::Agent;
+use berth_testkit::{quickstart, wait_until, Server};
+use serde_json::Value;
+
+const SETTLE: Duration = Duration::from_secs(90);
+
+fn node_listen() -> Vec<String> {
+    vec!["--node-listen".into(), "127.0.0.1:0".into()]
+}
+
+/// The quickstart with 2 tasks that must run on different instances.
+fn spread_stack(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(quickstart(dir, 2)).unwrap();
+    let text = text.replace(
+        "    desiredCount: 2\n",
+        "    desiredCount: 2\n    placementConstraints:\n      - type: distinctInstance\n",
+    );
+    assert!(text.contains("distinctInstance"));
+    let p = dir.join("spread.yaml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+async fn instances(server: &Server) -> Vec<Value> {
+    server
+        .get("/v1/container-instances")
+        .await
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+}
+
+async fn connected(server: &Server, id: &str) -> Option<bool> {
+    instances(server)
+        .await
+        .iter()
+        .find(|i| i["ec2InstanceId"] == id)
+        .and_then(|i| i["agentConnected"].as_bool())
+}
+
+/// Task ids that answered `n` requests through the listener.
+async fn answering_tasks(addr: &str, n: usize) -> BTreeSet<String> {
+    let http = reqwest::Client::new();
+    let mut seen = BTreeSet::new();
+    for _ in 0..n {
+        if let Ok(r) = http.get(format!("http://{addr}/")).send().await {
+            if let Some(t) = r.headers().get("x-berth-task") {
+                seen.insert(t.to_str().unwrap_or("").to_string());
+            }
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_agent_runs_its_share_and_keeps_it_across_its_restart() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server =
+        Server::launch_with(&dir.path().join("server"), None, "process", &node_listen()).await?;
+    let agent_dir = dir.path().join("agent");
+    let mut agent = Agent::start(&server, &agent_dir, "process", true).await?;
+    let agent_id = agent.instance_id();
+    wait_until("the agent's instance to be connected", SETTLE, || async {
+        (connected(&server, &agent_id).await == Some(true)).then_some(())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\nagent log:\n{}", agent.log()))?;
+    assert_eq!(
+        instances(&server).await.len(),
+        2,
+        "the server's and the agent's"
+    );
+
+    server.apply_ok(&spread_stack(dir.path()));
+    let tasks = server.wait_healthy("whoami", "whoami", 2, SETTLE).await?;
+    let all = server.service_tasks("whoami").await?;
+    let placed: BTreeSet<String> = all
+        .iter()
+        .map(|t| t["containerInstanceArn"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(placed.len(), 2, "one task per instance: {all:?}");
+    assert!(
+        placed.iter().any(|a| a.ends_with(&agent_id)),
+        "a task runs on the agent: {placed:?}"
+    );
+    let addr = server.listener_addr("web").await?;
+    let seen = answering_tasks(&addr, 20).await;
+    assert_eq!(
+        seen.len(),
+        2,
+        "the listener reaches both instances' tasks: {seen:?}"
+    );
+
+    // SIGKILL: the instance is marked disconnected; its task keeps running and serving.
+    agent.kill();
+    wait_until(
+        "the killed agent's instance to be disconnected",
+        SETTLE,
+        || async { (connected(&server, &agent_id).await == Some(false)).then_some(()) },
+    )
+    .await?;
+    let seen = answering_tasks(&addr, 20).await;
+    assert_eq!(seen.len(), 2, "both tasks still answer: {seen:?}");
+
+    // Restarted without the token: it kept its credentials, reconnects and adopts its
+    // task; nothing is started twice.
+    let mut agent = Agent::start(&server, &agent_dir, "process", false).await?;
+    assert_eq!(agent.instance_id(), agent_id, "the same instance");
+    wait_until("the restarted agent to be connected", SETTLE, || async {
+        (connected(&server, &agent_id).await == Some(true)).then_some(())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\nagent log:\n{}", agent.log()))?;
+    let after = server.wait_healthy("whoami", "whoami", 2, SETTLE).await?;
+    assert_eq!(
+        after.iter().collect::<BTreeSet<_>>(),
+        tasks.iter().collect::<BTreeSet<_>>(),
+        "the same two tasks, none replaced or duplicated"
+    );
+    let on_agent = server
+        .service_tasks("whoami")
+        .await?
+        .iter()
+        .filter(|t| {
+            t["containerInstanceArn"]
+                .as_str()
+                .unwrap_or("")
+                .ends_with(&agent_id)
+        })
+        .count();
+    assert_eq!(on_agent, 1, "one task on the agent, as before its restart");
+    agent.kill();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_with_a_wrong_token_joins_nothing() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server =
+        Server::launch_with(&dir.path().join("server"), None, "process", &node_listen()).await?;
+    let (url, token) = berth_testkit::agent::node_link(&server)?;
+    let (head, _) = token.rsplit_once('.').unwrap();
+    let wrong = format!("{head}.{}", "0".repeat(64));
+    let agent_dir = dir.path().join("agent");
+    let out = std::process::Command::new(berth_testkit::bin("berth"))
+        .args([
+            "agent",
+            "--server",
+            &url,
+            "--token",
+            &wrong,
+            "--runtime",
+            "process",
+        ])
+        .env("BERTH_DATA_DIR", &agent_dir)
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("403") && err.contains("secret"), "{err}");
+    assert!(!agent_dir.join("node-credentials.json").exists());
+    assert_eq!(
+        instances(&server).await.len(),
+        1,
+        "only the server's own instance"
+    );
+
+    let out = std::process::Command::new(berth_testkit::bin("berth"))
+        .args([
+            "agent",
+            "--server",
+            &url,
+            "--token",
+            "nonsense",
+            "--runtime",
+            "process",
+        ])
+        .env("BERTH_DATA_DIR", &agent_dir)
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--token:"), "{err}");
+    Ok(())
+}
