@@ -563,7 +563,7 @@ impl ContainerDefinition {
 
 /// Validates container `c` of a task in network mode `mode`; `host_ports` collects the
 /// host ports the task's containers claim so far. (What FARGATE adds is
-/// [`super::fargate`]'s.)
+/// [`super::task_definition::fargate`]'s.)
 pub(super) fn validate_container(
     c: &ContainerDefinition,
     mode: NetworkMode,
