@@ -1,9 +1,9 @@
 //! The corpus's stand-in image, built locally (nothing is pulled): `FROM scratch` plus
 //! Debian's statically linked busybox (`/bin/busybox` and its applets: `sh`, `sleep`,
 //! `httpd`, `nc`, `ping`, ...) and a small entry point that stands in for the images the
-//! definitions name (httpd, wordpress, mysql, nginx, envoy, amazonlinux, the OpenTelemetry
-//! collector). Only a definition's `image` is rewritten to it; its entry point, command,
-//! environment and everything else run as written.
+//! definitions name (httpd, wordpress, mysql, nginx, envoy, amazonlinux, alpine, busybox,
+//! the OpenTelemetry collector). Only a definition's `image` is rewritten to it; its entry
+//! point, command, environment and everything else run as written.
 //!
 //! The entry point does what those images' own entry points do with a command: a
 //! command whose first word is a program runs as given (`sleep 3600`); no command, or

@@ -27,6 +27,7 @@ const FIRST: &[&str] = &[
     "ecs-exec-task",
     "sleep360",
     "nginx",
+    "example_task_2",
 ];
 /// Runs once `console-sample-app-volumes` has released host port 80.
 const SECOND: &[&str] = &["awslogs-example"];
@@ -153,6 +154,7 @@ pub async fn run_on_docker() -> Result<()> {
     a_sidecar_starts_first_and_logs_its_flags(&server).await?;
     the_exec_task_runs_under_an_init_process(&server).await?;
     sleep_and_a_dynamic_host_port(&server).await?;
+    ping_runs_as_written_on_a_read_only_root(&server).await?;
 
     release_host_port_80(&server, "myContainer").await?;
     server.apply_ok(&write_stack(dir.path(), "second", &stack(SECOND)));
@@ -299,6 +301,40 @@ async fn sleep_and_a_dynamic_host_port(server: &Server) -> Result<()> {
     ensure!(
         status.as_u16() == 404,
         "the stand-in serves an empty root: {status}"
+    );
+    Ok(())
+}
+
+/// `entryPoint: ["ping"]` with `command: ["-c", "4", "google.com"]` on a read-only root
+/// file system. The task ends when ping does (here at once: the node cannot reach
+/// google.com); its stopped container is still the engine's, so the engine's own copy
+/// into it shows the root refusing a write.
+async fn ping_runs_as_written_on_a_read_only_root(server: &Server) -> Result<()> {
+    let task = server.first_stopped("example_task_2", SETTLE).await?;
+    let id = task_id(&task);
+    let container = &task["containers"][0];
+    ensure!(container["exitCode"].is_i64(), "ping's exit code: {task}");
+    let out = server.cli(&["logs", &id, "--container", "alpine_ping"]);
+    let logs = String::from_utf8_lossy(&out.stdout);
+    ensure!(logs.contains("google.com"), "ping's output: {logs}");
+    let engine = inspect(&task, "alpine_ping");
+    assert_eq!(engine["HostConfig"]["ReadonlyRootfs"], true);
+    assert_eq!(engine["Config"]["Entrypoint"], json!(["ping"]));
+    assert_eq!(engine["Config"]["Cmd"], json!(["-c", "4", "google.com"]));
+    assert_eq!(engine["HostConfig"]["Memory"], 32 * 1024 * 1024);
+    let file = tempfile::NamedTempFile::new()?;
+    let out = std::process::Command::new("docker")
+        .arg("cp")
+        .arg(file.path())
+        .arg(format!(
+            "{}:/written",
+            container["runtimeId"].as_str().unwrap()
+        ))
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && stderr.contains("read-only"),
+        "a write into the root file system: {stderr}"
     );
     Ok(())
 }
