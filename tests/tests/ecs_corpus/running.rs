@@ -142,13 +142,47 @@ fn started_at(task: &Value, container: &str) -> String {
 
 const GET: &str = r"printf 'GET / HTTP/1.0\r\n\r\n' | nc";
 
+/// Removes the task-scoped Docker volumes of the tasks noted, however the test ends
+/// (the server's cleanup removes containers, not volumes). Declared before the server,
+/// so it runs after the server's own cleanup.
+#[derive(Default)]
+struct TaskVolumes(std::sync::Mutex<Vec<String>>);
+
+impl TaskVolumes {
+    fn note(&self, task: &Value) {
+        let arn = task["taskArn"].as_str().unwrap_or_default().to_string();
+        self.0.lock().unwrap().push(arn);
+    }
+}
+
+impl Drop for TaskVolumes {
+    fn drop(&mut self) {
+        for arn in self.0.lock().unwrap().iter() {
+            let volumes = berth_testkit::docker_ids(&[
+                "volume",
+                "ls",
+                "-q",
+                "--filter",
+                &format!("label=berth.task-arn={arn}"),
+            ]);
+            for v in volumes {
+                let _ = std::process::Command::new("docker")
+                    .args(["volume", "rm", "-f", &v])
+                    .output();
+            }
+        }
+    }
+}
+
 pub async fn run_on_docker() -> Result<()> {
     build_stand_in_image();
     let dir = tempfile::tempdir()?;
+    let volumes = TaskVolumes::default();
     let server = Server::start_with("docker", None).await?;
     server.apply_ok(&write_stack(dir.path(), "first", &stack(FIRST)));
 
     fargate_web_server_serves_its_page_and_logs_to_its_stream(&server).await?;
+    volumes.note(&running_task(&server, "myContainer").await?);
     a_volume_written_by_one_container_is_read_by_the_other(&server).await?;
     depends_on_starts_the_app_after_its_proxy_is_healthy(&server).await?;
     a_sidecar_starts_first_and_logs_its_flags(&server).await?;
