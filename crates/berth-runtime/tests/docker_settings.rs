@@ -92,3 +92,73 @@ async fn docker_applies_the_container_host_settings() {
     rt.stop(&spec.task_arn).await.unwrap();
     rt.remove(&spec.task_arn).await.unwrap();
 }
+
+/// `links` in bridge mode: `web` links `db:database`, so the engine starts `db` first
+/// and writes the alias into `web`'s `/etc/hosts`, where the demo app's resolver finds
+/// it, and `web` reaches `db` by that name.
+#[tokio::test]
+async fn docker_links_let_a_container_reach_another_by_its_alias() {
+    let cluster = task_id("links_");
+    let rt = runtime(&cluster).await;
+    let id = task_id("dklinks");
+    let mut spec = spec(
+        &id,
+        json!([{
+            "name": "web", "image": IMAGE, "stopTimeout": 2,
+            "portMappings": [{"containerPort": 8080}],
+            "links": ["db:database"],
+            "command": ["--call", "http://database:8080/"]
+        }, {
+            "name": "db", "image": IMAGE, "stopTimeout": 2, "essential": false
+        }]),
+    );
+    spec.cluster = cluster.clone();
+    let _c = Cleanup(spec.task_arn.clone());
+    let s = rt.start(&spec).await.unwrap();
+
+    let web = inspect(&spec.task_arn, "web");
+    let db = inspect(&spec.task_arn, "db");
+    let db_name = db["Name"].as_str().unwrap().trim_start_matches('/');
+    let web_name = web["Name"].as_str().unwrap().trim_start_matches('/');
+    assert_eq!(
+        web["HostConfig"]["Links"],
+        json!([format!("/{db_name}:/{web_name}/database")]),
+        "the engine's record of the link"
+    );
+    let db_ip = db["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let resolved = rt
+        .exec(
+            &spec.task_arn,
+            &berth_runtime::ExecRequest {
+                container: Some("web".into()),
+                command: vec![
+                    "/usr/local/bin/berth-whoami".into(),
+                    "resolve".into(),
+                    "database".into(),
+                ],
+                timeout: std::time::Duration::from_secs(30),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&resolved.stdout),
+        format!("{db_ip} database\n"),
+        "{}",
+        String::from_utf8_lossy(&resolved.stderr)
+    );
+
+    let (status, body) = get_when_up(host_port(&s, 0), "/").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("called: http://database:8080/\nstatus: 200"),
+        "{body}"
+    );
+
+    rt.stop(&spec.task_arn).await.unwrap();
+    rt.remove(&spec.task_arn).await.unwrap();
+}

@@ -1,8 +1,10 @@
-//! A small DNS client for A records, so a statically linked demo app in a `FROM scratch`
+//! A small resolver for A records, so a statically linked demo app in a `FROM scratch`
 //! image can resolve names (a static glibc's `getaddrinfo` needs NSS libraries the image
-//! does not have). It asks one server over UDP, the way a stub resolver does: the server
-//! named by `BERTH_DNS_SERVER` (`ip:port`, what berth gives its tasks), else the first
-//! `nameserver` of `/etc/resolv.conf` (what Docker writes from a container's DNS setting).
+//! does not have). As libc's default `hosts: files dns`, it reads `/etc/hosts` first
+//! (where Docker writes a container's links and `extraHosts`), then asks one server over
+//! UDP, the way a stub resolver does: the server named by `BERTH_DNS_SERVER` (`ip:port`,
+//! what berth gives its tasks), else the first `nameserver` of `/etc/resolv.conf` (what
+//! Docker writes from a container's DNS setting). It does not read `search` domains.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -32,8 +34,42 @@ fn nameserver_of(conf: &str) -> Option<SocketAddr> {
         .next()
 }
 
-/// The A records of `name` and the smallest TTL among them, asked of `server`.
+/// The file of static host names, as libc reads it.
+const HOSTS_FILE: &str = "/etc/hosts";
+/// How long an address from the hosts file is kept (it changes only when the
+/// container is recreated).
+const HOSTS_FILE_TTL: u32 = 30;
+
+/// The IPv4 addresses `hosts` (the text of a hosts file) gives `name`: every line whose
+/// host names (the canonical name or an alias) include it, case-insensitively.
+fn hosts_file_addresses(hosts: &str, name: &str) -> Vec<Ipv4Addr> {
+    let name = name.trim_end_matches('.');
+    hosts
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default())
+        .filter_map(|l| {
+            let mut fields = l.split_whitespace();
+            let ip = fields.next()?.parse::<Ipv4Addr>().ok()?;
+            fields
+                .any(|host| host.eq_ignore_ascii_case(name))
+                .then_some(ip)
+        })
+        .collect()
+}
+
+/// The A records of `name` and the smallest TTL among them: from `/etc/hosts` when it
+/// names `name`, else asked of `server`.
 pub async fn lookup_a(server: SocketAddr, name: &str) -> Result<(Vec<Ipv4Addr>, u32), String> {
+    let hosts = std::fs::read_to_string(HOSTS_FILE).unwrap_or_default();
+    let from_file = hosts_file_addresses(&hosts, name);
+    if !from_file.is_empty() {
+        return Ok((from_file, HOSTS_FILE_TTL));
+    }
+    lookup_a_from(server, name).await
+}
+
+/// The A records of `name` and the smallest TTL among them, asked of `server`.
+async fn lookup_a_from(server: SocketAddr, name: &str) -> Result<(Vec<Ipv4Addr>, u32), String> {
     let bind: SocketAddr = if server.is_ipv4() {
         "0.0.0.0:0".parse().expect("literal")
     } else {
@@ -142,6 +178,32 @@ mod tests {
         let conf = "# generated\nsearch example\nnameserver 172.17.0.1\nnameserver 8.8.8.8\n";
         assert_eq!(nameserver_of(conf), Some("172.17.0.1:53".parse().unwrap()));
         assert_eq!(nameserver_of("search x\n"), None);
+    }
+
+    #[test]
+    fn the_hosts_file_names_links_and_aliases() {
+        // As Docker writes it for a container linked to `db` with the alias `database`.
+        let hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n\
+                     172.17.0.3\tdatabase 0123456789ab berth-t1-db\n\
+                     # 10.0.0.1 commented\n172.17.0.4 web # the container itself\n";
+        assert_eq!(
+            hosts_file_addresses(hosts, "database"),
+            vec![Ipv4Addr::new(172, 17, 0, 3)]
+        );
+        assert_eq!(
+            hosts_file_addresses(hosts, "BERTH-T1-DB."),
+            vec![Ipv4Addr::new(172, 17, 0, 3)]
+        );
+        assert_eq!(
+            hosts_file_addresses(hosts, "web"),
+            vec![Ipv4Addr::new(172, 17, 0, 4)]
+        );
+        assert!(hosts_file_addresses(hosts, "commented").is_empty());
+        assert!(hosts_file_addresses(hosts, "orders.internal").is_empty());
+        assert!(
+            hosts_file_addresses(hosts, "ip6-localhost").is_empty(),
+            "IPv6 only"
+        );
     }
 
     #[test]

@@ -537,7 +537,6 @@ impl ContainerDefinition {
             CD,
             "repositoryCredentials",
         );
-        n.note(!self.links.is_empty(), "links", CD, "links");
         n.note(
             self.restart_policy.as_ref().is_some_and(|r| r.enabled),
             "restartPolicy",
@@ -562,13 +561,12 @@ impl ContainerDefinition {
     }
 }
 
-/// Validates container `c` of a task in network mode `mode` (`fargate`: the task
-/// requires FARGATE compatibility); `host_ports` collects the host ports the task's
-/// containers claim so far.
+/// Validates container `c` of a task in network mode `mode`; `host_ports` collects the
+/// host ports the task's containers claim so far. (What FARGATE adds is
+/// [`super::task_definition::fargate`]'s.)
 pub(super) fn validate_container(
     c: &ContainerDefinition,
     mode: NetworkMode,
-    fargate: bool,
     host_ports: &mut std::collections::BTreeSet<(u32, TransportProtocol)>,
 ) -> Result<()> {
     check_name("name", &c.name, 255)?;
@@ -607,8 +605,9 @@ pub(super) fn validate_container(
                 return Err(ValidationError::new(
                     format!("{at}.hostPort"),
                     format!(
-                        "must equal containerPort ({}) in {:?} network mode, got {hp}",
-                        p.container_port, mode
+                        "must equal containerPort ({}) in {} network mode, got {hp}",
+                        p.container_port,
+                        mode.as_str()
                     ),
                 ));
             }
@@ -671,13 +670,13 @@ pub(super) fn validate_container(
     if let Some(t) = c.start_timeout {
         check_range("startTimeout", t, 0, 3600)?;
     }
-    validate_host_settings(c, mode, fargate)?;
+    validate_host_settings(c, mode)?;
     refuse_container_members(c)
 }
 
 /// The members Docker applies to the container's host settings, with ECS's rules
 /// about the network modes they may appear in.
-fn validate_host_settings(c: &ContainerDefinition, mode: NetworkMode, fargate: bool) -> Result<()> {
+fn validate_host_settings(c: &ContainerDefinition, mode: NetworkMode) -> Result<()> {
     let not_in = |field: &str, modes: &[NetworkMode]| -> Result<()> {
         if modes.contains(&mode) {
             return Err(ValidationError::new(
@@ -700,7 +699,11 @@ fn validate_host_settings(c: &ContainerDefinition, mode: NetworkMode, fargate: b
         not_in("hostname", &[NetworkMode::Awsvpc, NetworkMode::Host])?;
     }
     if !c.links.is_empty() {
-        not_in("links", &[NetworkMode::Awsvpc, NetworkMode::Host])?;
+        // ECS: "only supported if the network mode of a task definition is bridge".
+        not_in(
+            "links",
+            &[NetworkMode::Awsvpc, NetworkMode::Host, NetworkMode::None],
+        )?;
     }
     if !c.dns_servers.is_empty() {
         not_in("dnsServers", &[NetworkMode::Awsvpc])?;
@@ -710,12 +713,6 @@ fn validate_host_settings(c: &ContainerDefinition, mode: NetworkMode, fargate: b
     }
     if !c.extra_hosts.is_empty() {
         not_in("extraHosts", &[NetworkMode::Awsvpc])?;
-    }
-    if c.privileged == Some(true) && fargate {
-        return Err(ValidationError::new(
-            "privileged",
-            "is not allowed when requiresCompatibilities includes FARGATE (ECS refuses it there)",
-        ));
     }
     for (j, u) in c.ulimits.iter().enumerate() {
         if !ULIMIT_NAMES.contains(&u.name.as_str()) {

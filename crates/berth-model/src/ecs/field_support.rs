@@ -87,7 +87,6 @@ pub const UNSUPPORTED: &[UnsupportedField] = &[
     row("Volume", "configuredAtLaunch", "true", Refused, "ECS attaches an Amazon EBS volume when the task launches; berth attaches no block volumes"),
     // ---- ContainerDefinition ----
     row(CD, "repositoryCredentials", "any", NotApplied, "berth pulls no images from private registries yet; the image must be on the node"),
-    row(CD, "links", "any", NotApplied, "containers of a bridge-mode task cannot reach each other by link name yet"),
     row(CD, "restartPolicy", "enabled: true", NotApplied, "berth does not restart a container in place; an essential container's exit stops the task and its service replaces it"),
     row(CD, "environmentFiles", "any", Refused, "ECS reads environment files from Amazon S3; berth cannot reach S3: list the variables in environment"),
     row(CD, "secrets", "any", Refused, "ECS resolves secrets from Secrets Manager or Parameter Store; berth has no secret store yet and will not start a container without its secrets: pass the values in environment"),

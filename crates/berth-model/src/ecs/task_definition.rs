@@ -1,5 +1,6 @@
 //! Task definitions: the task-level members of RegisterTaskDefinition, typed, their
-//! validation, and the task size parsers.
+//! validation, and the task size parsers. What FARGATE adds to the validation is the
+//! child module [`fargate`].
 
 use std::collections::BTreeMap;
 
@@ -16,6 +17,10 @@ use super::field_support::{refuse, FieldNotApplied, NotAppliedList};
 use super::log_configuration::validate_log_configuration;
 use super::network_mode::NetworkMode;
 use super::tags::{check_tags, Tag};
+use fargate::validate_fargate;
+
+#[path = "fargate.rs"]
+pub mod fargate;
 
 /// `requiresCompatibilities` (botocore's `Compatibility`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,10 +239,10 @@ pub fn parse_cpu_units(field: &str, s: &str) -> Result<u32> {
         t.parse::<i64>().ok()
     };
     match units {
-        Some(u) if (128..=10240).contains(&u) => Ok(u as u32),
+        Some(u) if (128..=196_608).contains(&u) => Ok(u as u32),
         Some(u) => Err(ValidationError::new(
             field,
-            format!("must be between 128 and 10240 CPU units (0.125 to 10 vCPU), got {u}"),
+            format!("must be between 128 and 196608 CPU units (0.125 to 192 vCPU), got {u}"),
         )),
         None => Err(ValidationError::new(
             field,
@@ -295,19 +300,18 @@ impl TaskDefinition {
         if let Some(mem) = &self.memory {
             parse_memory_mib("memory", mem)?;
         }
+        if self
+            .requires_compatibilities
+            .contains(&Compatibility::Fargate)
+        {
+            validate_fargate(self)?;
+        }
         self.validate_task_members()?;
         let mut names = std::collections::BTreeSet::new();
         let mut host_ports = std::collections::BTreeSet::new();
-        let fargate = self
-            .requires_compatibilities
-            .contains(&Compatibility::Fargate);
-        if fargate {
-            self.validate_fargate_volumes()?;
-        }
         for (i, c) in self.container_definitions.iter().enumerate() {
             let at = format!("containerDefinitions[{i}]");
-            validate_container(c, self.network_mode, fargate, &mut host_ports)
-                .map_err(|e| e.within(&at))?;
+            validate_container(c, self.network_mode, &mut host_ports).map_err(|e| e.within(&at))?;
             if let Some(lc) = &c.log_configuration {
                 validate_log_configuration(lc).map_err(|e| e.within(&at))?;
             }
@@ -325,6 +329,7 @@ impl TaskDefinition {
             ));
         }
         self.validate_volume_references(&names)?;
+        self.validate_links(&names)?;
         for (i, c) in self.container_definitions.iter().enumerate() {
             for (j, d) in c.depends_on.iter().enumerate() {
                 if d.container_name == c.name || !names.contains(d.container_name.as_str()) {
@@ -453,23 +458,23 @@ impl TaskDefinition {
         Ok(())
     }
 
-    /// As Fargate checks at registration: its tasks may use bind mounts with no host
-    /// path (task storage) but no host `sourcePath` and no Docker volumes.
-    fn validate_fargate_volumes(&self) -> Result<()> {
-        for (i, v) in self.volumes.iter().enumerate() {
-            if v.host.as_ref().is_some_and(|h| h.source_path.is_some()) {
-                return Err(ValidationError::new(
-                    format!("volumes[{i}].host.sourcePath"),
-                    "is not allowed when requiresCompatibilities includes FARGATE (Fargate \
-                     allows only bind mounts without a host path there)",
-                ));
-            }
-            if v.docker_volume_configuration.is_some() {
-                return Err(ValidationError::new(
-                    format!("volumes[{i}].dockerVolumeConfiguration"),
-                    "is not allowed when requiresCompatibilities includes FARGATE (ECS \
-                     supports Docker volumes with the EC2 launch type only)",
-                ));
+    /// Each of a container's `links` is `name` or `name:alias`, `name` another
+    /// container of the task and `alias` a name (ECS's rules for both).
+    fn validate_links(&self, containers: &std::collections::BTreeSet<&str>) -> Result<()> {
+        for (i, c) in self.container_definitions.iter().enumerate() {
+            for (j, link) in c.links.iter().enumerate() {
+                let (name, alias) = link.split_once(':').unwrap_or((link, link));
+                let alias_ok = check_name("alias", alias, 255).is_ok();
+                if name == c.name || !containers.contains(name) || !alias_ok {
+                    return Err(ValidationError::new(
+                        format!("containerDefinitions[{i}].links[{j}]"),
+                        format!(
+                            "must be \"name\" or \"name:alias\", name another container of \
+                             this task definition and alias up to 255 letters, digits, \
+                             hyphens and underscores, got {link:?}"
+                        ),
+                    ));
+                }
             }
         }
         Ok(())

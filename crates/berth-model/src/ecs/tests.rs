@@ -218,12 +218,6 @@ fn network_mode_rules_for_host_settings_follow_ecs() {
     .unwrap_err();
     assert_eq!(e.field, "containerDefinitions[0].ulimits[0].name");
     assert!(e.message.contains("nofile"), "{e}");
-    let mut fargate = td("awsvpc", "privileged", true.into());
-    fargate.requires_compatibilities = vec![Compatibility::Fargate];
-    assert_eq!(
-        fargate.validate().unwrap_err().field,
-        "containerDefinitions[0].privileged"
-    );
 }
 
 #[test]
@@ -266,7 +260,7 @@ fn earlier_spellings_in_stored_documents_still_read_and_are_written_as_ecs_spell
 fn fargate_with_volume(volume: serde_json::Value) -> TaskDefinition {
     serde_json::from_value(serde_json::json!({
         "family": "web", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
-        "volumes": [volume],
+        "cpu": "256", "memory": "512", "volumes": [volume],
         "containerDefinitions": [{
             "name": "app", "image": "whoami",
             "mountPoints": [{"sourceVolume": "data", "containerPath": "/data"}]
@@ -346,4 +340,63 @@ fn log_configuration_is_validated_at_its_container_path() {
     assert!(with_log(serde_json::json!({"logDriver": "json-file"}))
         .not_applied()
         .is_empty());
+}
+
+#[test]
+fn links_name_another_container_with_an_optional_alias() {
+    let td = |links: serde_json::Value| -> TaskDefinition {
+        serde_json::from_value(serde_json::json!({
+            "family": "web",
+            "containerDefinitions": [
+                {"name": "web", "image": "img", "links": links},
+                {"name": "db", "image": "img"}
+            ]
+        }))
+        .unwrap()
+    };
+    let ok = td(serde_json::json!(["db", "db:database", "db:my_sql-1"]));
+    ok.validate().unwrap();
+    assert!(ok.not_applied().is_empty(), "{:?}", ok.not_applied());
+    for (j, bad) in [
+        (0, "nope"),
+        (0, "web"),
+        (1, "db:"),
+        (1, "db:bad alias"),
+        (0, ":db"),
+    ] {
+        let links = if j == 0 {
+            serde_json::json!([bad])
+        } else {
+            serde_json::json!(["db", bad])
+        };
+        let e = td(links).validate().unwrap_err();
+        assert_eq!(
+            e.field,
+            format!("containerDefinitions[0].links[{j}]"),
+            "{bad}"
+        );
+        assert!(e.message.contains("name:alias"), "{e}");
+        assert_eq!(e.message.matches("links").count(), 0, "{e}");
+    }
+    for mode in [NetworkMode::Awsvpc, NetworkMode::Host, NetworkMode::None] {
+        let mut other = td(serde_json::json!(["db"]));
+        other.network_mode = mode;
+        let e = other.validate().unwrap_err();
+        assert_eq!(e.field, "containerDefinitions[0].links");
+        assert!(
+            e.message.contains(&format!(
+                "{} network mode (ECS allows it in bridge)",
+                mode.as_str()
+            )),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn task_cpu_takes_what_ecs_takes_on_ec2() {
+    assert_eq!(parse_cpu_units("cpu", "16384").unwrap(), 16384);
+    assert_eq!(parse_cpu_units("cpu", "192 vCPU").unwrap(), 196_608);
+    let e = parse_cpu_units("cpu", "196609").unwrap_err();
+    assert!(e.message.contains("196608"), "{e}");
 }

@@ -89,6 +89,7 @@ pub const APPLIED: &[(&str, &[&str])] = &[
             "systemControls",
             "mountPoints",
             "volumesFrom",
+            "links",
         ],
     ),
     (

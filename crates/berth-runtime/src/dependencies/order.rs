@@ -1,12 +1,13 @@
 //! `dependsOn` ordering: containers start in dependency order and stop in reverse. A
-//! `volumesFrom` source counts as a dependency for the order (its container must exist
-//! before the one mounting its volumes is created), not for the waits. It orders; it does
-//! not wait (that is [`super::wait`]).
+//! `volumesFrom` source and a container named in `links` count as dependencies for the
+//! order (the source must exist before the one mounting its volumes is created, and
+//! Docker links only to a running container; ECS starts linked containers first too),
+//! not for the waits. It orders; it does not wait (that is [`super::wait`]).
 
 use berth_model::ecs::TaskDefinition;
 
-/// Each container's depth in the dependency graph (`dependsOn` and `volumesFrom`
-/// sources): 0 with no dependencies, else one more than its deepest dependency. Fails naming an unknown container or a cycle.
+/// Each container's depth in the dependency graph (`dependsOn`, `volumesFrom` sources
+/// and `links`): 0 with no dependencies, else one more than its deepest dependency. Fails naming an unknown container or a cycle.
 pub(crate) fn levels(td: &TaskDefinition) -> Result<Vec<usize>, String> {
     let defs = &td.container_definitions;
     let index = |name: &str| defs.iter().position(|c| c.name == name);
@@ -26,7 +27,7 @@ pub(crate) fn levels(td: &TaskDefinition) -> Result<Vec<usize>, String> {
             2 => return Ok(level[i]),
             1 => {
                 return Err(format!(
-                    "dependsOn or volumesFrom of container {} forms a cycle",
+                    "dependsOn, volumesFrom or links of container {} form a cycle",
                     c.name
                 ))
             }
@@ -39,7 +40,11 @@ pub(crate) fn levels(td: &TaskDefinition) -> Result<Vec<usize>, String> {
             .iter()
             .filter_map(|v| v.source_container.as_deref());
         let depends_on = c.depends_on.iter().map(|d| d.container_name.as_str());
-        for name in depends_on.chain(volume_sources) {
+        let linked = c
+            .links
+            .iter()
+            .map(|l| l.split_once(':').map_or(l.as_str(), |(name, _)| name));
+        for name in depends_on.chain(volume_sources).chain(linked) {
             let j = index(name).ok_or_else(|| {
                 format!(
                     "container {} depends on {name}, which is not in the task definition",
@@ -134,6 +139,16 @@ mod tests {
             read_only: None,
         }];
         assert_eq!(start_order(&t).unwrap(), vec![1, 0]);
+    }
+
+    #[test]
+    fn a_linked_container_starts_first() {
+        let mut t = td(&[("web", &[]), ("db", &[]), ("cache", &[])]);
+        t.container_definitions[0].links = vec!["db:database".into(), "cache".into()];
+        assert_eq!(start_order(&t).unwrap(), vec![1, 2, 0]);
+        assert_eq!(stop_groups(&t), vec![vec![0], vec![1, 2]]);
+        t.container_definitions[1].links = vec!["web".into()];
+        assert!(start_order(&t).unwrap_err().contains("cycle"));
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! `dnsSearchDomains`, `systemControls`, `dockerSecurityOptions`, `interactive`,
 //! `pseudoTerminal`, `disableNetworking`, and the task's `pidMode` and `ipcMode`;
 //! `mountPoints` (as binds of the task's volumes, whose sources are
-//! [`super::volumes::task_volumes`]) and `volumesFrom`.
+//! [`super::volumes::task_volumes`]) and `volumesFrom`; `links` in bridge mode (as
+//! Docker links to the engine names of the task's other containers).
 //!
 //! `logConfiguration` becomes `HostConfig.LogConfig` ([`super::log_config`]). Members
 //! berth stores without applying are not read here; `berth_model::ecs::field_support`
@@ -141,6 +142,7 @@ pub(crate) fn container_create_body(
     apply_host_settings(&mut host, def);
     use_node_dns(&mut host, td, node);
     mount_volumes(&mut host, spec, idx, node);
+    link_containers(&mut host, spec, idx, node);
     share_task_namespaces(&mut host, td, node);
     host.log_config = docker_log_config(def.log_configuration.as_ref());
     Ok(ContainerCreateBody {
@@ -302,6 +304,34 @@ fn mount_volumes(host: &mut HostConfig, spec: &TaskSpec, idx: usize, node: &Node
                 .collect(),
         );
     }
+}
+
+/// `links` (`name` or `name:alias`) as Docker links `<engine name of name>:<alias>`,
+/// which Docker writes into the container's `/etc/hosts`. Only bridge mode has them
+/// (validation refuses them elsewhere, as ECS does); every name is a container of the
+/// task, which starts first ([`crate::dependencies`] orders links).
+fn link_containers(host: &mut HostConfig, spec: &TaskSpec, idx: usize, node: &NodeContext<'_>) {
+    let td = &spec.task_definition;
+    let def = &td.container_definitions[idx];
+    if def.links.is_empty() || td.network_mode != NetworkMode::Bridge {
+        return;
+    }
+    host.links = Some(
+        def.links
+            .iter()
+            .filter_map(|link| {
+                let (name, alias) = link.split_once(':').unwrap_or((link, link));
+                let target = td
+                    .container_definitions
+                    .iter()
+                    .position(|c| c.name == name)?;
+                Some(format!(
+                    "{}:{alias}",
+                    container_name(node.name_prefix, spec, target)
+                ))
+            })
+            .collect(),
+    );
 }
 
 /// `pidMode` and `ipcMode`: `host` shares the node's namespace; `task` makes the task's

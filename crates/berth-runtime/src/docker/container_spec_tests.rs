@@ -494,3 +494,21 @@ fn the_nodes_dns_server_resolves_for_containers_with_a_network_of_their_own() {
     assert_eq!(host(&body(&td("bridge", json!([])), &other_port)).dns, None);
     assert_eq!(host(&body(&td("bridge", json!([])), &NODE)).dns, None);
 }
+
+#[test]
+fn links_become_docker_links_to_the_linked_containers_engine_names() {
+    let s = spec(json!([
+        web(json!({"links": ["db:database", "cache"]})),
+        {"name": "db", "image": "berth-whoami:test"},
+        {"name": "cache", "image": "berth-whoami:test"}
+    ]));
+    assert_eq!(
+        host(&body(&s, &NODE)).links.as_deref().unwrap(),
+        [
+            "berth-abc-db:database".to_string(),
+            "berth-abc-cache:cache".to_string()
+        ]
+    );
+    let db = container_create_body(&s, 1, &NODE).unwrap();
+    assert!(host(&db).links.is_none(), "db links nothing");
+}
