@@ -26,7 +26,7 @@ fn spread_stack(dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(quickstart(dir, 2)).unwrap();
     let text = text.replace(
         "    desiredCount: 2\n",
-        "    desiredCount: 2\n    placementConstraints:\n      - type: distinctInstance\n",
+        "    desiredCount: 2\n    enableExecuteCommand: true\n    placementConstraints:\n      - type: distinctInstance\n",
     );
     assert!(text.contains("distinctInstance"));
     let p = dir.join("spread.yaml");

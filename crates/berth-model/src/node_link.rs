@@ -43,6 +43,28 @@ pub mod paths {
     pub const CHANGES: &str = "/node/v1/changes";
 }
 
+/// The paths of a node's API, which the control plane calls (with its own certificate)
+/// to ask about the tasks the node runs.
+pub mod node_paths {
+    /// GET `?taskArn=` → the task's `TaskUsage`.
+    pub const USAGE: &str = "/node/v1/task/usage";
+    /// GET `?taskArn=&container=&follow=` → the container's output, streamed.
+    pub const LOGS: &str = "/node/v1/task/logs";
+    /// POST [`NodeExecRequest`](super::NodeExecRequest) → the command's captured output.
+    pub const EXEC: &str = "/node/v1/task/exec";
+}
+
+/// A command the control plane asks a node to run in a task's container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeExecRequest {
+    pub task_arn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    pub command: Vec<String>,
+    pub timeout_seconds: u64,
+}
+
 /// An agent asking to join a cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -161,6 +161,20 @@ impl RemoteControl {
         }))
     }
 
+    /// The node's certificate and key, renewed in place (the node's API presents it too).
+    pub fn node_key(&self) -> Arc<ReloadableKey> {
+        self.key.clone()
+    }
+
+    /// The authority's certificate (PEM) the node's credentials chain to.
+    pub fn authority_pem(&self) -> String {
+        self.credentials
+            .lock()
+            .expect("credentials lock")
+            .authority_pem
+            .clone()
+    }
+
     /// Follows the change stream and renews the certificate until `stop` turns true.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let follow = self.clone().follow_changes();

@@ -35,7 +35,6 @@ use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::tls::{control_server_config, peer_identity, ReloadableKey, TlsError};
 
@@ -51,7 +50,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The peer of a connection, as its certificate names it.
 #[derive(Clone)]
-struct Peer(Option<SpiffeId>);
+pub(crate) struct Peer(pub(crate) Option<SpiffeId>);
 
 /// Open change streams per container instance ARN, and a generation that moves on each
 /// open, so a disconnect timer knows whether the agent came back meanwhile.
@@ -76,13 +75,22 @@ pub struct ControlLink {
     pub disconnect_after: Duration,
 }
 
+/// The control plane's certificate on the link (renewed in place) and the authority's,
+/// shared by its server for agents and its client of the nodes' APIs.
+#[derive(Clone)]
+pub struct ControlIdentity {
+    pub key: Arc<ReloadableKey>,
+    pub authority_pem: String,
+}
+
 /// Serves the link on `listener` until `stop` turns true; renews the control plane's
-/// own certificate at half its lifetime.
+/// own certificate at half its lifetime. Returns the control plane's identity for its
+/// calls to the nodes.
 pub async fn serve(
     link: ControlLink,
     listener: TcpListener,
     stop: watch::Receiver<bool>,
-) -> Result<JoinHandle<()>, TlsError> {
+) -> Result<ControlIdentity, TlsError> {
     let creds = link
         .join
         .control_credentials()
@@ -90,6 +98,10 @@ pub async fn serve(
         .map_err(|e| TlsError(format!("issuing the control plane's certificate: {e}")))?;
     let key = ReloadableKey::new(&creds)?;
     let tls = control_server_config(key.clone(), &creds.authority_pem)?;
+    let identity = ControlIdentity {
+        key: key.clone(),
+        authority_pem: creds.authority_pem.clone(),
+    };
     let state = LinkState {
         join: link.join.clone(),
         agents: link.agents,
@@ -103,7 +115,8 @@ pub async fn serve(
         creds.renew_at,
         stop.clone(),
     ));
-    Ok(tokio::spawn(accept_loop(listener, tls, router, stop)))
+    tokio::spawn(accept_loop(listener, tls, router, stop));
+    Ok(identity)
 }
 
 async fn renew_control_certificate(
@@ -131,7 +144,7 @@ async fn renew_control_certificate(
     }
 }
 
-async fn accept_loop(
+pub(crate) async fn accept_loop(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     router: Router,

@@ -171,7 +171,7 @@ pub enum ControlTrust {
 }
 
 /// Accepts a server whose certificate chains to the trusted authority and whose one
-/// URI SAN is the control plane's identity.
+/// URI SAN is the expected identity (the control plane's, or a node's).
 #[derive(Debug)]
 struct ControlVerifier {
     trust: ControlTrust,
@@ -285,10 +285,51 @@ pub fn agent_client_config(
     trust: ControlTrust,
     key: Option<Arc<ReloadableKey>>,
 ) -> Result<Arc<ClientConfig>, TlsError> {
-    let verifier = Arc::new(ControlVerifier {
-        trust,
-        expected: berth_control::node_join::control_identity(),
-    });
+    client_config(trust, berth_control::node_join::control_identity(), key)
+}
+
+/// The control plane's client configuration for one node's API: accepts only a server
+/// proving `node` under the authority, presents the control plane's `key`.
+pub fn node_client_config(
+    authority_pem: &str,
+    node: SpiffeId,
+    key: Arc<ReloadableKey>,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    client_config(
+        ControlTrust::Authority(authority_pem.to_string()),
+        node,
+        Some(key),
+    )
+}
+
+/// The node API's server configuration: `key` (the node's certificate) presented, a
+/// client certificate chaining to `authority_pem` required.
+pub fn node_server_config(
+    key: Arc<ReloadableKey>,
+    authority_pem: &str,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(authority_der(authority_pem)?)
+        .map_err(|e| err("the authority certificate", e))?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| err("the client verifier", e))?;
+    let mut cfg = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| err("the server configuration", e))?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(key);
+    cfg.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+fn client_config(
+    trust: ControlTrust,
+    expected: SpiffeId,
+    key: Option<Arc<ReloadableKey>>,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let verifier = Arc::new(ControlVerifier { trust, expected });
     let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| err("the client configuration", e))?

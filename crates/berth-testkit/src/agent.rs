@@ -38,6 +38,8 @@ impl Agent {
         cmd.arg("agent")
             .args(["--server", &url])
             .args(["--runtime", runtime])
+            // Agents of concurrent tests each take a port of their own.
+            .args(["--node-api-addr", "127.0.0.1:0"])
             .env("BERTH_DATA_DIR", data_dir)
             .env("BERTH_LOG", "info,berth=debug")
             .stdin(Stdio::null())

@@ -41,6 +41,12 @@ pub struct AgentArgs {
     /// How tasks run: `docker`, `process`, or `auto` (Docker when its socket answers).
     #[arg(long, env = "BERTH_RUNTIME", default_value = "auto", value_parser = ["auto", "process", "docker"])]
     pub runtime: String,
+    /// Where the node's API listens (the control plane asks it for the logs and resource
+    /// use of this node's tasks, and runs exec through it); port 0 picks a free port.
+    /// Registered as the instance attribute `berth.node-api`, on --advertise-address when
+    /// bound on every address.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:7072")]
+    pub node_api_addr: std::net::SocketAddr,
     /// A custom attribute of this container instance (repeatable), for memberOf
     /// placement constraints and spread strategies; as `berth server --attribute`.
     #[arg(long = "attribute", value_name = "NAME=VALUE", value_parser = crate::server::parse_attribute)]
@@ -49,7 +55,7 @@ pub struct AgentArgs {
 
 /// Runs the agent until SIGINT or SIGTERM; its tasks keep running after it stops.
 pub async fn run(args: AgentArgs) -> Result<()> {
-    let attributes = crate::server::custom_attributes(&args.attributes)?;
+    let mut attributes = crate::server::custom_attributes(&args.attributes)?;
     let token = args
         .token
         .as_deref()
@@ -66,6 +72,20 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         instance_id: instance.clone(),
     })
     .await?;
+    let node_api = tokio::net::TcpListener::bind(args.node_api_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the node API to {} (--node-api-addr)",
+                args.node_api_addr
+            )
+        })?;
+    let node_api_addr =
+        berth_agent::advertised_mesh_inbound(node_api.local_addr()?, &args.advertise_address);
+    attributes.insert(
+        berth_node_link::node_api::NODE_API_ATTRIBUTE.to_string(),
+        node_api_addr.to_string(),
+    );
     let runtime = make_runtime(
         &args.runtime,
         &args.data_dir,
@@ -89,6 +109,13 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         .with_attributes(attributes),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
+    berth_node_link::node_api::serve_node_api(
+        agent.queries(),
+        remote.node_key(),
+        &remote.authority_pem(),
+        node_api,
+        stop_rx.clone(),
+    )?;
     let link = tokio::spawn(remote.run(stop_rx.clone()));
     let agent_task = tokio::spawn(agent.clone().run(stop_rx));
     println!(

@@ -3,6 +3,8 @@
 //! answered by the local agent's [`TaskQueries`]. Both only forward contract types; a
 //! remote agent would put an HTTP client and server where these sit.
 
+use std::sync::{Arc, OnceLock};
+
 use async_trait::async_trait;
 use berth_agent::{AgentApi, AgentError, TaskQueries};
 use berth_control::task_nodes::LogStream;
@@ -64,22 +66,25 @@ impl AgentApi for LocalAgentApi {
 }
 
 /// The control plane's view of the nodes: this server's own agent answers for the tasks
-/// placed on its instance; a task on another node is unreachable from here.
+/// placed on its instance; a task on another instance goes to `remote` (the nodes'
+/// APIs, once the node link runs), else it is unreachable from here.
 pub struct LocalTaskNodes {
     pub queries: TaskQueries,
     /// The local agent's container instance ARN.
     pub instance_arn: String,
+    /// Set when the node link starts.
+    pub remote: Arc<OnceLock<Arc<dyn TaskNodes>>>,
 }
 
 impl LocalTaskNodes {
-    fn local(&self, task: &Task) -> Result<(), NodeError> {
+    /// `None` for a task of this server's instance; else who answers for it.
+    fn elsewhere(&self, task: &Task) -> Option<Result<&Arc<dyn TaskNodes>, NodeError>> {
         if task.container_instance_arn.as_deref() == Some(self.instance_arn.as_str()) {
-            Ok(())
-        } else {
-            Err(NodeError::Unreachable {
-                task_arn: task.task_arn.clone(),
-            })
+            return None;
         }
+        Some(self.remote.get().ok_or_else(|| NodeError::Unreachable {
+            task_arn: task.task_arn.clone(),
+        }))
     }
 }
 
@@ -98,7 +103,9 @@ impl TaskNodes for LocalTaskNodes {
         container: Option<&str>,
         follow: bool,
     ) -> Result<LogStream, NodeError> {
-        self.local(task)?;
+        if let Some(remote) = self.elsewhere(task) {
+            return remote?.logs(task, container, follow).await;
+        }
         self.queries
             .logs(&task.task_arn, container, follow)
             .await
@@ -106,7 +113,9 @@ impl TaskNodes for LocalTaskNodes {
     }
 
     async fn usage(&self, task: &Task) -> Result<TaskUsage, NodeError> {
-        self.local(task)?;
+        if let Some(remote) = self.elsewhere(task) {
+            return remote?.usage(task).await;
+        }
         self.queries
             .usage(&task.task_arn)
             .await
@@ -114,7 +123,9 @@ impl TaskNodes for LocalTaskNodes {
     }
 
     async fn exec(&self, task: &Task, command: &ExecCommand) -> Result<ExecResult, NodeError> {
-        self.local(task)?;
+        if let Some(remote) = self.elsewhere(task) {
+            return remote?.exec(task, command).await;
+        }
         let request = berth_runtime::ExecRequest {
             container: command.container.clone(),
             command: command.command.clone(),
@@ -139,7 +150,9 @@ impl TaskNodes for LocalTaskNodes {
         task: &Task,
         command: &ExecSessionCommand,
     ) -> Result<ExecSession, NodeError> {
-        self.local(task)?;
+        if let Some(remote) = self.elsewhere(task) {
+            return remote?.exec_interactive(task, command).await;
+        }
         let request = berth_runtime::InteractiveExecRequest {
             container: command.container.clone(),
             command: command.command.clone(),

@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use berth_control::node_join::NodeJoin;
 use berth_control::ControlPlane;
-use berth_node_link::{ControlLink, JoinToken};
+use berth_node_link::{ControlIdentity, ControlLink, JoinToken};
 use tokio::sync::watch;
 
 /// The file holding the join token.
@@ -34,14 +34,15 @@ fn write_token(data_dir: &Path, token: &JoinToken) -> Result<()> {
     Ok(())
 }
 
-/// Starts serving the node link on `addr`; returns the bound address.
+/// Starts serving the node link on `addr`; returns the control plane's identity on it
+/// (for its calls to the nodes' APIs).
 pub async fn start(
     control: &ControlPlane,
     addr: SocketAddr,
     data_dir: &Path,
     rotate_token: bool,
     stop: watch::Receiver<bool>,
-) -> Result<SocketAddr> {
+) -> Result<ControlIdentity> {
     let join = NodeJoin::new(control.db.clone());
     let secret = if rotate_token {
         Some(join.rotate_secret().await?)
@@ -53,7 +54,7 @@ pub async fn start(
         .await
         .with_context(|| format!("binding the node link to {addr} (--node-listen)"))?;
     let bound = listener.local_addr()?;
-    berth_node_link::serve(
+    let identity = berth_node_link::serve(
         ControlLink {
             join,
             agents: control.agent_service(),
@@ -83,5 +84,5 @@ pub async fn start(
             );
         }
     }
-    Ok(bound)
+    Ok(identity)
 }

@@ -253,6 +253,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         )),
         resync: Duration::from_secs(2),
     };
+    let remote_nodes: Arc<std::sync::OnceLock<Arc<dyn berth_control::TaskNodes>>> = Arc::default();
     let control = ControlPlane::new(
         db,
         Arc::new(ProxyDataPlane {
@@ -261,6 +262,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         Arc::new(LocalTaskNodes {
             queries: TaskQueries::new(runtime.clone()),
             instance_arn: berth_model::arn::container_instance(&args.cluster, &instance),
+            remote: remote_nodes.clone(),
         }),
         &registry,
     );
@@ -310,7 +312,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     );
     let agent_task = tokio::spawn(agent.clone().run(stop_rx.clone()));
     if let Some(addr) = args.node_listen {
-        crate::node_link_server::start(
+        let identity = crate::node_link_server::start(
             &control,
             addr,
             &args.data_dir,
@@ -318,6 +320,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             stop_rx.clone(),
         )
         .await?;
+        let _ = remote_nodes.set(Arc::new(
+            berth_node_link::remote_nodes::RemoteTaskNodes::new(control.db.clone(), identity),
+        ));
     }
     let reconcilers = store.run_reconcilers(
         control.clone(),

@@ -1,0 +1,196 @@
+//! The control plane's calls to the nodes' APIs: [`RemoteTaskNodes`] answers
+//! berth-control's `TaskNodes` questions (logs, resource use, exec) for a task on a
+//! remote instance by asking that instance's agent, at the address it registered as
+//! [`NODE_API_ATTRIBUTE`], over mutual TLS: the control plane presents its own
+//! certificate and accepts only the node identity of that instance.
+//!
+//! What it does not do: interactive exec sessions (the default of the trait refuses
+//! them), or answer for the server's own tasks (the binary routes those to its local
+//! agent).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use berth_control::node_join::node_identity;
+use berth_control::task_nodes::LogStream;
+use berth_control::{Db, ExecCommand, ExecResult, NodeError, TaskNodes};
+use berth_model::agent::TaskUsage;
+use berth_model::ecs::Task;
+use berth_model::node_link::{node_paths, NodeExecRequest};
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full};
+use tokio::sync::Mutex;
+
+use crate::channel::{ControlChannel, LinkError};
+use crate::control_side::ControlIdentity;
+use crate::node_api::NODE_API_ATTRIBUTE;
+use crate::tls::node_client_config;
+
+/// Asks remote agents about their tasks. Cheap to share.
+pub struct RemoteTaskNodes {
+    db: Db,
+    identity: ControlIdentity,
+    /// One connection per node API address.
+    channels: Mutex<HashMap<String, Arc<ControlChannel>>>,
+}
+
+fn unreachable(task: &Task) -> NodeError {
+    NodeError::Unreachable {
+        task_arn: task.task_arn.clone(),
+    }
+}
+
+fn failed(task: &Task, e: LinkError) -> NodeError {
+    match e {
+        LinkError::Unreachable { .. } => unreachable(task),
+        other => NodeError::Failed {
+            task_arn: task.task_arn.clone(),
+            message: match other {
+                LinkError::Refused { message, .. } => message,
+                e => e.to_string(),
+            },
+        },
+    }
+}
+
+/// Percent-encodes a query value.
+fn q(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+impl RemoteTaskNodes {
+    pub fn new(db: Db, identity: ControlIdentity) -> Self {
+        Self {
+            db,
+            identity,
+            channels: Mutex::default(),
+        }
+    }
+
+    /// The channel to the node running `task`.
+    async fn channel(&self, task: &Task) -> Result<Arc<ControlChannel>, NodeError> {
+        let arn = task
+            .container_instance_arn
+            .as_deref()
+            .ok_or_else(|| unreachable(task))?;
+        let (cluster, id) = berth_model::arn::resource(arn)
+            .and_then(|r| r.strip_prefix("container-instance/"))
+            .and_then(|r| r.split_once('/'))
+            .ok_or_else(|| unreachable(task))?;
+        let instance = self
+            .db
+            .instances(Some(cluster))
+            .await
+            .map_err(|_| unreachable(task))?
+            .into_iter()
+            .find(|i| i.ec2_instance_id == id)
+            .ok_or_else(|| unreachable(task))?;
+        let addr = instance
+            .attributes
+            .get(NODE_API_ATTRIBUTE)
+            .cloned()
+            .ok_or_else(|| unreachable(task))?;
+        let mut channels = self.channels.lock().await;
+        if let Some(c) = channels.get(&addr) {
+            return Ok(c.clone());
+        }
+        let node = node_identity(cluster, id).map_err(|_| unreachable(task))?;
+        let tls = node_client_config(
+            &self.identity.authority_pem,
+            node,
+            self.identity.key.clone(),
+        )
+        .map_err(|e| NodeError::Failed {
+            task_arn: task.task_arn.clone(),
+            message: e.to_string(),
+        })?;
+        let c = Arc::new(ControlChannel::new(addr.clone(), tls));
+        channels.insert(addr, c.clone());
+        Ok(c)
+    }
+}
+
+#[async_trait]
+impl TaskNodes for RemoteTaskNodes {
+    async fn logs(
+        &self,
+        task: &Task,
+        container: Option<&str>,
+        follow: bool,
+    ) -> Result<LogStream, NodeError> {
+        let channel = self.channel(task).await?;
+        let mut path = format!(
+            "{}?taskArn={}&follow={follow}",
+            node_paths::LOGS,
+            q(&task.task_arn)
+        );
+        if let Some(c) = container {
+            path.push_str(&format!("&container={}", q(c)));
+        }
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(format!("https://{}{path}", channel.addr()))
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| failed(task, LinkError::Decode(e.to_string())))?;
+        let resp = channel.send(req).await.map_err(|e| failed(task, e))?;
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            return Err(failed(task, LinkError::Refused { status, message }));
+        }
+        let stream = resp
+            .into_body()
+            .into_data_stream()
+            .map(|r| r.map_err(std::io::Error::other));
+        Ok(Box::pin(stream))
+    }
+
+    async fn usage(&self, task: &Task) -> Result<TaskUsage, NodeError> {
+        let channel = self.channel(task).await?;
+        channel
+            .call::<(), TaskUsage>(
+                Method::GET,
+                &format!("{}?taskArn={}", node_paths::USAGE, q(&task.task_arn)),
+                None,
+            )
+            .await
+            .map_err(|e| failed(task, e))?
+            .ok_or_else(|| unreachable(task))
+    }
+
+    async fn exec(&self, task: &Task, command: &ExecCommand) -> Result<ExecResult, NodeError> {
+        let channel = self.channel(task).await?;
+        let req = NodeExecRequest {
+            task_arn: task.task_arn.clone(),
+            container: command.container.clone(),
+            command: command.command.clone(),
+            timeout_seconds: command.timeout.as_secs().max(1),
+        };
+        channel
+            .call(Method::POST, node_paths::EXEC, Some(&req))
+            .await
+            .map_err(|e| failed(task, e))?
+            .ok_or_else(|| unreachable(task))
+    }
+}
