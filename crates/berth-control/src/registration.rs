@@ -43,7 +43,11 @@ pub fn task_endpoint(
 ) -> Option<(String, u32)> {
     let c = task.containers.iter().find(|c| c.name == container_name)?;
     if network_mode == NetworkMode::Awsvpc {
-        return Some((c.private_ipv4_address.clone()?, container_port));
+        if let Some(ip) = &c.private_ipv4_address {
+            return Some((ip.clone(), container_port));
+        }
+        // The process runtime gives an awsvpc task no address of its own: it listens on
+        // a host port of the node, as a bridge task does.
     }
     let b = c
         .network_bindings
@@ -287,5 +291,71 @@ impl RegistrationReconciler {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod endpoint_tests {
+    use super::*;
+    use berth_model::ecs::{Container, NetworkBinding};
+
+    fn task(private_ip: Option<&str>, host_port: u32) -> Task {
+        Task {
+            containers: vec![Container {
+                name: "web".into(),
+                private_ipv4_address: private_ip.map(str::to_string),
+                network_bindings: vec![NetworkBinding {
+                    container_port: 8080,
+                    host_port,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn instance(address: &str) -> ContainerInstance {
+        let mut i = ContainerInstance::default();
+        i.attributes
+            .insert(ADDRESS_ATTRIBUTE.to_string(), address.to_string());
+        i
+    }
+
+    #[test]
+    fn an_awsvpc_task_is_reached_at_its_own_address_or_else_at_its_host_port() {
+        let node = instance("10.0.0.2");
+        assert_eq!(
+            task_endpoint(
+                &task(Some("172.18.0.5"), 0),
+                Some(&node),
+                NetworkMode::Awsvpc,
+                "web",
+                8080
+            ),
+            Some(("172.18.0.5".to_string(), 8080))
+        );
+        // The process runtime: no address of its own, a host port on the node.
+        assert_eq!(
+            task_endpoint(
+                &task(None, 41000),
+                Some(&node),
+                NetworkMode::Awsvpc,
+                "web",
+                8080
+            ),
+            Some(("10.0.0.2".to_string(), 41000))
+        );
+        assert_eq!(
+            task_endpoint(
+                &task(None, 41000),
+                Some(&node),
+                NetworkMode::Bridge,
+                "web",
+                9999
+            ),
+            None,
+            "a port the task does not map"
+        );
     }
 }
