@@ -33,6 +33,7 @@
 pub mod cluster;
 pub mod cluster_query;
 pub mod container;
+mod container_validation;
 mod defaults;
 pub mod field_support;
 pub mod instance_attributes;
