@@ -160,6 +160,14 @@ async fn a_shell_on_a_terminal_is_sized_resized_and_interrupted_by_ctrl_c() {
     })
     .await;
     type_in(&session, "\x03").await;
+    // The terminal discards input typed ahead of an interrupt: wait for the shell's
+    // next prompt before typing again.
+    read_until(&mut session, &mut t, "a prompt after the interrupt", |t| {
+        t.stdout_text()
+            .rsplit_once("^C")
+            .is_some_and(|(_, after)| after.contains("# ") || after.contains("$ "))
+    })
+    .await;
     type_in(&session, "echo after-interrupt; exit 4\n").await;
     read_to_end(&mut session, &mut t).await;
     assert!(t.stdout_text().contains("after-interrupt"), "{t:?}");
