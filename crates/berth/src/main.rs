@@ -16,6 +16,7 @@
 //! - `node_link_server`: `berth server --node-listen`, where remote agents connect.
 //! - `agent_link`: the local agent behind control's `AgentService`, and the agent's task
 //!   queries behind control's `TaskNodes`.
+//! - `down_command`: `berth down`, the cluster's services deleted and tasks stopped.
 //! - `client`: the API client behind the other subcommands.
 //! - `autoscaling_commands`: `get`, `describe` and `delete` of the autoscaling kinds.
 //! - `image`: `berth image build-demo`.
@@ -30,6 +31,7 @@ mod agent_link;
 mod autoscaling_commands;
 mod client;
 mod data_plane;
+mod down_command;
 mod exec_command;
 mod image;
 mod local_terminal;
@@ -116,6 +118,15 @@ enum Command {
         cluster: String,
         #[arg(long)]
         reason: Option<String>,
+    },
+    /// Take a cluster's workload down: delete every service (its tasks drain first), stop
+    /// every other task, wait until all are STOPPED, and print what was stopped.
+    Down {
+        #[arg(short = 'c', long, default_value = "default")]
+        cluster: String,
+        /// Seconds to wait for every task to stop.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
     },
     /// Print a task's output.
     Logs {
@@ -311,6 +322,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 t["desiredStatus"].as_str().unwrap_or("?")
             );
             Ok(())
+        }
+        Command::Down { cluster, timeout } => {
+            down_command::run(&c, &cluster, std::time::Duration::from_secs(timeout)).await
         }
         Command::Logs {
             task,

@@ -218,6 +218,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         registry: registry.clone(),
     });
     let instance = instance_id(&args.data_dir)?;
+    let local_instance_arn = berth_model::arn::container_instance(&args.cluster, &instance);
     // The mesh inbound listener, bound before the agent advertises its address (port 0
     // resolved).
     let mesh_inbound = args.mesh_tls.mesh_inbound_addr.unwrap_or(SocketAddr::new(
@@ -349,7 +350,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     println!("berth api listening on http://{api_addr}");
 
     wait_for_signal().await;
-    tracing::info!("shutting down; tasks keep running and are adopted on restart");
+    say_what_keeps_running(&control.db, &local_instance_arn).await;
     let _ = stop_tx.send(true);
     let _ = reconcilers.await;
     let _ = agent_task.await;
@@ -357,6 +358,32 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     dns.shutdown().await;
     let _ = api.await;
     Ok(())
+}
+
+/// Says which of this node's tasks keep running after the server stops, and how to stop
+/// them.
+async fn say_what_keeps_running(db: &Db, instance_arn: &str) {
+    let running: Vec<String> = db
+        .tasks(None)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v.value)
+        .filter(|t| {
+            t.container_instance_arn.as_deref() == Some(instance_arn)
+                && t.last_status != berth_model::ecs::TaskStatus::Stopped
+        })
+        .map(|t| berth_model::arn::last_segment(&t.task_arn).to_string())
+        .collect();
+    if running.is_empty() {
+        tracing::info!("shutting down; no task runs on this node");
+        return;
+    }
+    tracing::info!(
+        tasks = %running.join(" "),
+        "shutting down; {} task(s) keep running on this node and are adopted when berth server starts again; to stop them, run `berth down` before stopping the server",
+        running.len()
+    );
 }
 
 pub(crate) async fn wait_for_signal() {
