@@ -18,6 +18,7 @@
 //!   queries behind control's `TaskNodes`.
 //! - `client`: the API client behind the other subcommands.
 //! - `autoscaling_commands`: `get`, `describe` and `delete` of the autoscaling kinds.
+//! - `instance_commands`: `drain` and `activate` of a container instance.
 //! - `image`: `berth image build-demo`.
 
 use std::path::PathBuf;
@@ -32,6 +33,7 @@ mod client;
 mod data_plane;
 mod exec_command;
 mod image;
+mod instance_commands;
 mod local_terminal;
 mod node_discovery;
 mod node_link_server;
@@ -116,6 +118,25 @@ enum Command {
         cluster: String,
         #[arg(long)]
         reason: Option<String>,
+    },
+    /// Set a container instance DRAINING: nothing new is placed on it, and its service
+    /// tasks are replaced on other instances (replacements first, within the service's
+    /// maximumPercent; old tasks stop, drained from their target groups first, while
+    /// minimumHealthyPercent holds). Tasks outside a service stay. It stays DRAINING
+    /// until `berth activate`.
+    Drain {
+        /// The instance's id (as `berth get container-instances` shows it), ARN or a
+        /// unique prefix of its id.
+        instance: String,
+        #[arg(short = 'c', long, default_value = "default")]
+        cluster: String,
+    },
+    /// Set a DRAINING container instance ACTIVE again: new tasks may be placed on it.
+    Activate {
+        /// The instance's id, ARN or a unique prefix of its id.
+        instance: String,
+        #[arg(short = 'c', long, default_value = "default")]
+        cluster: String,
     },
     /// Print a task's output.
     Logs {
@@ -311,6 +332,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 t["desiredStatus"].as_str().unwrap_or("?")
             );
             Ok(())
+        }
+        Command::Drain { instance, cluster } => {
+            instance_commands::set_status(&c, &instance, &cluster, "DRAINING", json).await
+        }
+        Command::Activate { instance, cluster } => {
+            instance_commands::set_status(&c, &instance, &cluster, "ACTIVE", json).await
         }
         Command::Logs {
             task,
