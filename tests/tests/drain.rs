@@ -84,15 +84,19 @@ async fn draining_an_instance_moves_its_tasks_without_a_failed_request() -> Resu
     );
 
     // Its two tasks move to the server: four healthy there, none left on the agent.
-    wait_until("the agent's tasks to move to the server", SETTLE, || async {
-        let i = instance(&server, &agent_id).await?;
-        let tasks = server.service_tasks("whoami").await.ok()?;
-        (i["runningTasksCount"] == 0
-            && i["pendingTasksCount"] == 0
-            && on_instance(&tasks, &server_id) == 4
-            && tasks.len() == 4)
-            .then_some(())
-    })
+    wait_until(
+        "the agent's tasks to move to the server",
+        SETTLE,
+        || async {
+            let i = instance(&server, &agent_id).await?;
+            let tasks = server.service_tasks("whoami").await.ok()?;
+            (i["runningTasksCount"] == 0
+                && i["pendingTasksCount"] == 0
+                && on_instance(&tasks, &server_id) == 4
+                && tasks.len() == 4)
+                .then_some(())
+        },
+    )
     .await
     .map_err(|e| anyhow::anyhow!("{e}\nserver log:\n{}", server.log()))?;
     server.wait_healthy("whoami", "whoami", 4, SETTLE).await?;
@@ -122,12 +126,16 @@ async fn draining_an_instance_moves_its_tasks_without_a_failed_request() -> Resu
         .as_array()
         .map(|es| es.iter().filter_map(|e| e["message"].as_str()).collect())
         .unwrap_or_default();
-    assert!(
-        events
-            .iter()
-            .any(|m| m.starts_with("(service whoami) has stopped 2 running tasks:")),
-        "{events:#?}"
-    );
+    for arn in &drained {
+        let id = arn.rsplit('/').next().unwrap_or("");
+        assert!(
+            events
+                .iter()
+                .any(|m| m.starts_with("(service whoami) has stopped")
+                    && m.contains(&format!("(task {id})"))),
+            "an event names the stop of {id}: {events:#?}"
+        );
+    }
     let i = instance(&server, &agent_id).await.expect("the instance");
     assert_eq!(i["status"], "DRAINING");
     assert_eq!(i["runningTasksCount"], 0);
