@@ -193,3 +193,23 @@ fn a_scale_in_during_a_drain_stops_the_drained_tasks_and_keeps_the_others() {
         ["(service web) has reached a steady state."]
     );
 }
+
+#[test]
+fn without_another_instance_the_drained_tasks_stay_and_an_event_says_why() {
+    let mut f = half_on_a_draining_instance(2);
+    f.instances.remove(0);
+    f.tasks = vec![
+        task_on("c", "i-2", TaskStatus::Running),
+        task_on("d", "i-2", TaskStatus::Running),
+    ];
+    let plan = f.plan();
+    assert!(plan.starts.is_empty() && plan.stops.is_empty());
+    let events = messages(&plan);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        events[0].starts_with(
+            "(service web) was unable to place a task because no container instance met all of its requirements."
+        ),
+        "{events:?}"
+    );
+}
