@@ -80,7 +80,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/clusters/{cluster}/tasks/{id}/stop", post(stop_task))
         .route("/v1/clusters/{cluster}/tasks/{id}/logs", get(task_logs))
         .route("/v1/clusters/{cluster}/tasks/{id}/exec", post(exec_in_task))
-        .route("/v1/container-instances", get(list_instances))
+        .route(
+            "/v1/container-instances",
+            get(crate::instance_state::list_instances),
+        )
         .route(
             "/v1/clusters/{cluster}/container-instances/{id}/state",
             post(crate::instance_state::update_state),
@@ -476,21 +479,6 @@ async fn exec_in_task(
             Json(task_exec::exec(&s.db, &*s.nodes, &s.exec_commands, &t, b).await?).into_response(),
         ),
     }
-}
-
-async fn list_instances(
-    State(s): St,
-    Query(q): Query<ListQuery>,
-) -> ApiResult<Vec<berth_model::ecs::ContainerInstance>> {
-    let mut instances = s.db.instances(q.cluster.as_deref()).await?;
-    let tasks: Vec<Task> =
-        s.db.tasks(q.cluster.as_deref())
-            .await?
-            .into_iter()
-            .map(|v| v.value)
-            .collect();
-    crate::instance_state::with_task_counts(&mut instances, &tasks);
-    Ok(Json(instances))
 }
 
 async fn list_target_groups(State(s): St) -> ApiResult<Vec<TargetGroup>> {

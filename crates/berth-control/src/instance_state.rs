@@ -1,6 +1,7 @@
 //! ECS's UpdateContainerInstancesState for one instance:
 //! `POST /v1/clusters/{cluster}/container-instances/{id}/state` with
-//! `{"status": "DRAINING" | "ACTIVE"}`, and the task counts an instance is shown with.
+//! `{"status": "DRAINING" | "ACTIVE"}`, and the listing of container instances
+//! (`GET /v1/container-instances[?cluster=]`) with the task counts of each.
 //!
 //! Setting DRAINING only records the status: placement skips the instance from then on,
 //! and the service reconciler moves the service tasks off it (see
@@ -12,7 +13,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::Json;
 use berth_model::ecs::{ContainerInstance, Task, TaskStatus};
 use serde::Deserialize;
@@ -31,7 +32,29 @@ struct StateBody {
     status: String,
 }
 
-/// The route's handler: the instance as stored afterwards, with its task counts.
+/// The listing's query: `?cluster=` narrows it to one cluster.
+#[derive(Deserialize, Default)]
+pub struct ListQuery {
+    pub cluster: Option<String>,
+}
+
+/// `GET /v1/container-instances[?cluster=]`: the instances with their task counts.
+pub async fn list_instances(
+    State(s): State<Arc<ApiState>>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<ContainerInstance>>, ApiError> {
+    let mut instances = s.db.instances(q.cluster.as_deref()).await?;
+    let tasks: Vec<Task> =
+        s.db.tasks(q.cluster.as_deref())
+            .await?
+            .into_iter()
+            .map(|v| v.value)
+            .collect();
+    with_task_counts(&mut instances, &tasks);
+    Ok(Json(instances))
+}
+
+/// The state route's handler: the instance as stored afterwards, with its task counts.
 pub async fn update_state(
     State(s): State<Arc<ApiState>>,
     Path((cluster, id)): Path<(String, String)>,
