@@ -39,15 +39,27 @@ impl AgentService {
     ) -> Result<ContainerInstance, ControlError> {
         let cluster = arn::last_segment(&instance.cluster_arn).to_string();
         let key = db::instance_key(&cluster, &instance.ec2_instance_id);
-        let mut stored = instance;
-        if let Some(old) = self.db.get::<ContainerInstance>(&key).await? {
-            stored.registered_at = old.value.registered_at;
-            if old.value.status == "DRAINING" {
-                stored.status = old.value.status;
+        // Guarded by the record's revision, so a drain (or anything else) written between
+        // the read and the write is read again, never overwritten.
+        for _ in 0..64 {
+            let mut stored = instance.clone();
+            let written = match self.db.get::<ContainerInstance>(&key).await? {
+                Some(old) => {
+                    stored.registered_at = old.value.registered_at;
+                    if old.value.status == "DRAINING" {
+                        stored.status = old.value.status.clone();
+                    }
+                    self.db.put_if(&old, &stored).await
+                }
+                None => self.db.create(&key, &stored).await,
+            };
+            match written {
+                Ok(_) => return Ok(stored),
+                Err(berth_store::StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
             }
         }
-        self.db.put(&key, &stored).await?;
-        Ok(stored)
+        Err(ControlError::Contended { key })
     }
 
     /// Every task placed on the instance, stopped ones included until they are forgotten.

@@ -10,7 +10,8 @@
 //! | `POST /v1/clusters/{c}/tasks/{id}/stop` | stop a task (`{"reason": ...}`) |
 //! | `GET /v1/clusters/{c}/tasks/{id}/logs[?container=&follow=true]` | a task's output |
 //! | `POST /v1/clusters/{c}/tasks/{id}/exec` | run a command in a task's container (`{"container", "command": [..], "timeoutSeconds", "caller"}`): see [`crate::task_exec`]; with `Connection: Upgrade`, `Upgrade: berth-exec` (and `"stdin"`, `"tty"`, `"windowSize"`) an interactive session: see [`crate::task_exec_session`] |
-//! | `GET /v1/container-instances[?cluster=]` | container instances |
+//! | `GET /v1/container-instances[?cluster=]` | container instances, with their task counts |
+//! | `POST /v1/clusters/{c}/container-instances/{id}/state` | set an instance DRAINING or ACTIVE (`{"status": ...}`): see [`crate::instance_state`] |
 //! | `GET /v1/target-groups`, `GET/PUT/DELETE /v1/target-groups/{name}`, `GET /v1/target-groups/{name}/targets` | target groups and their targets' health |
 //! | `GET /v1/load-balancers`, `GET/PUT/DELETE /v1/load-balancers/{name}` | load balancers (listeners carry `boundPort`) |
 //! | `GET /v1/namespaces[/{name}]`, `GET /v1/clusters/{c}/services/{s}/endpoints` | service discovery and the mesh: see [`crate::discovery_api`] |
@@ -79,7 +80,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/clusters/{cluster}/tasks/{id}/stop", post(stop_task))
         .route("/v1/clusters/{cluster}/tasks/{id}/logs", get(task_logs))
         .route("/v1/clusters/{cluster}/tasks/{id}/exec", post(exec_in_task))
-        .route("/v1/container-instances", get(list_instances))
+        .route(
+            "/v1/container-instances",
+            get(crate::instance_state::list_instances),
+        )
+        .route(
+            "/v1/clusters/{cluster}/container-instances/{id}/state",
+            post(crate::instance_state::update_state),
+        )
         .route("/v1/target-groups", get(list_target_groups))
         .route(
             "/v1/target-groups/{name}",
@@ -471,13 +479,6 @@ async fn exec_in_task(
             Json(task_exec::exec(&s.db, &*s.nodes, &s.exec_commands, &t, b).await?).into_response(),
         ),
     }
-}
-
-async fn list_instances(
-    State(s): St,
-    Query(q): Query<ListQuery>,
-) -> ApiResult<Vec<berth_model::ecs::ContainerInstance>> {
-    Ok(Json(s.db.instances(q.cluster.as_deref()).await?))
 }
 
 async fn list_target_groups(State(s): St) -> ApiResult<Vec<TargetGroup>> {

@@ -31,6 +31,7 @@
 //! - [`autoscaling_api`]: the API of scalable targets, scaling policies, scheduled
 //!   actions and scaling activities.
 //! - [`discovery_api`]: the API of namespaces and a service's mesh and DNS endpoints.
+//! - [`instance_state`]: setting a container instance DRAINING or ACTIVE.
 //! - [`task_exec`]: the exec endpoint (a command in a running task's container);
 //!   [`task_exec_session`]: the same endpoint upgraded to an interactive session.
 //! - [`db`]: key layout and typed store access.
@@ -62,6 +63,7 @@ pub mod db;
 pub mod discovery;
 pub mod discovery_api;
 pub mod error;
+pub mod instance_state;
 pub mod json_body;
 pub mod lost_instances;
 pub mod mesh;

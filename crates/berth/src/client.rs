@@ -447,7 +447,9 @@ pub async fn get(client: &Client, kind: &str, cluster: Option<&str>, json: bool)
                 .collect(),
         ),
         "container-instances" => (
-            &["ID", "CLUSTER", "STATUS", "AGENT", "RUNTIME", "ADDRESS"],
+            &[
+                "ID", "CLUSTER", "STATUS", "AGENT", "RUNNING", "PENDING", "RUNTIME", "ADDRESS",
+            ],
             items
                 .iter()
                 .map(|i| {
@@ -456,6 +458,8 @@ pub async fn get(client: &Client, kind: &str, cluster: Option<&str>, json: bool)
                         last(&i["clusterArn"]),
                         s(&i["status"]),
                         s(&i["agentConnected"]),
+                        s(&i["runningTasksCount"]),
+                        s(&i["pendingTasksCount"]),
                         s(&i["runtime"]),
                         s(&i["attributes"]["berth.address"]),
                     ]

@@ -19,6 +19,7 @@
 //! - `down_command`: `berth down`, the cluster's services deleted and tasks stopped.
 //! - `client`: the API client behind the other subcommands.
 //! - `autoscaling_commands`: `get`, `describe` and `delete` of the autoscaling kinds.
+//! - `instance_commands`: `drain` and `activate` of a container instance.
 //! - `image`: `berth image build-demo`.
 
 use std::path::PathBuf;
@@ -34,6 +35,7 @@ mod data_plane;
 mod down_command;
 mod exec_command;
 mod image;
+mod instance_commands;
 mod local_terminal;
 mod node_discovery;
 mod node_link_server;
@@ -127,6 +129,25 @@ enum Command {
         /// Seconds to wait for every task to stop.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
+    },
+    /// Set a container instance DRAINING: nothing new is placed on it, and its service
+    /// tasks are replaced on other instances (replacements first, within the service's
+    /// maximumPercent; old tasks stop, drained from their target groups first, while
+    /// minimumHealthyPercent holds). Tasks outside a service stay. It stays DRAINING
+    /// until `berth activate`.
+    Drain {
+        /// The instance's id (as `berth get container-instances` shows it), ARN or a
+        /// unique prefix of its id.
+        instance: String,
+        #[arg(short = 'c', long, default_value = "default")]
+        cluster: String,
+    },
+    /// Set a DRAINING container instance ACTIVE again: new tasks may be placed on it.
+    Activate {
+        /// The instance's id, ARN or a unique prefix of its id.
+        instance: String,
+        #[arg(short = 'c', long, default_value = "default")]
+        cluster: String,
     },
     /// Print a task's output.
     Logs {
@@ -325,6 +346,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Down { cluster, timeout } => {
             down_command::run(&c, &cluster, std::time::Duration::from_secs(timeout)).await
+        }
+        Command::Drain { instance, cluster } => {
+            instance_commands::set_status(&c, &instance, &cluster, "DRAINING", json).await
+        }
+        Command::Activate { instance, cluster } => {
+            instance_commands::set_status(&c, &instance, &cluster, "ACTIVE", json).await
         }
         Command::Logs {
             task,

@@ -1,6 +1,7 @@
 //! The service reconciler: keeps `desiredCount` tasks of each service running, replaces
-//! tasks that stop or fail their load balancer health checks, and rolls deployments
-//! within `minimumHealthyPercent` and `maximumPercent`.
+//! tasks that stop or fail their load balancer health checks, and rolls deployments (and
+//! moves tasks off DRAINING container instances) within `minimumHealthyPercent` and
+//! `maximumPercent`.
 //!
 //! Level-triggered: each pass reads a service, its cluster's tasks and instances, the
 //! targets and the task definitions from the store, asks the pure planner
@@ -19,6 +20,8 @@
 //! - [`breaker`]: the deployment circuit breaker.
 //! - [`starts`]: the start throttle and placing new tasks.
 //! - [`deployments`]: the deployment list and rollout states after a pass.
+//! - [`draining`]: the tasks on DRAINING container instances, replaced like those of an
+//!   older deployment.
 
 use std::collections::BTreeMap;
 
@@ -31,6 +34,7 @@ use crate::error::ControlError;
 
 pub mod breaker;
 pub mod deployments;
+pub mod draining;
 pub mod execute;
 pub mod health;
 pub mod plan;

@@ -11,8 +11,10 @@
 //! 4. tasks of the current definition are started up to `desiredCount`, within
 //!    `maximumPercent` (rounded down) of it counting every task not yet STOPPED, unless
 //!    the deployment failed or recent tasks never started (throttle);
-//! 5. tasks of older definitions are stopped while `minimumHealthyPercent` (rounded up)
-//!    of `desiredCount` stays healthy; unhealthy ones go first and always;
+//! 5. tasks of older definitions, and tasks on DRAINING container instances (whose
+//!    replacements step 4 starts elsewhere, see [`super::draining`]), are stopped while
+//!    `minimumHealthyPercent` (rounded up) of `desiredCount` stays healthy; unhealthy
+//!    ones (a PENDING one among them) go first and always;
 //! 6. counts and deployments are recorded, with an event at steady state.
 
 use std::collections::BTreeMap;
@@ -26,6 +28,7 @@ use berth_model::time::Timestamp;
 
 use super::breaker;
 use super::deployments::{self, RolloutProgress};
+use super::draining::{DrainingInstances, INSTANCE_DRAINING_REASON};
 use super::health::{self, TaskHealth};
 pub use super::plan_output::{PlannedEvent, ServicePlan, ServiceRecord, ServiceUpdate, TaskStop};
 use super::starts::{self, StartRequest};
@@ -69,12 +72,23 @@ impl ServicePlan {
 
     /// Stops `victims` for the scheduler with one event; returns how many.
     fn scale_in(&mut self, svc: &Service, victims: &[&Task]) -> usize {
+        let reason = scale_reason(svc);
+        self.stop_for_scheduler(svc, victims, |_| reason.clone())
+    }
+
+    /// Stops `victims` for the scheduler, each with `reason_of` it, with one event;
+    /// returns how many.
+    fn stop_for_scheduler(
+        &mut self,
+        svc: &Service,
+        victims: &[&Task],
+        reason_of: impl Fn(&Task) -> String,
+    ) -> usize {
         if victims.is_empty() {
             return 0;
         }
-        let reason = scale_reason(svc);
         for t in victims {
-            self.stop(t, StopCode::ServiceSchedulerInitiated, reason.clone());
+            self.stop(t, StopCode::ServiceSchedulerInitiated, reason_of(t));
         }
         self.events.push(PlannedEvent::unless_repeated(format!(
             "(service {}) has stopped {} running tasks: {}.",
@@ -140,8 +154,9 @@ pub fn plan_service(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> String) -
         pass.start_missing(wanted.current.len(), &deployment_id, &mut plan, new_id);
     }
 
-    // 5. Stop old-definition tasks while enough healthy ones remain.
-    stopped_now += pass.stop_older(&wanted, &mut plan);
+    // 5. Stop old-definition tasks and tasks on draining instances while enough
+    // healthy ones remain.
+    stopped_now += pass.stop_replaced(&wanted, &mut plan);
 
     // 6. Counts, deployments and steady state.
     if pass.deleting && pass.tasks.iter().all(|t| !is_alive(t)) {
@@ -150,6 +165,7 @@ pub fn plan_service(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> String) -
     }
     let steady = stopped_now == 0
         && wanted.older.is_empty()
+        && wanted.displaced.is_empty()
         && wanted.current.len() == pass.desired
         && wanted.current.iter().all(|t| pass.health.is_healthy(t))
         && pass
@@ -164,10 +180,32 @@ pub fn plan_service(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> String) -
 /// The service's tasks wanted RUNNING, as they stood when the pass began.
 struct WantedTasks<'a> {
     all: Vec<&'a Task>,
-    /// Those of the current task definition.
+    /// Those of the current task definition that stay: not on a DRAINING instance.
     current: Vec<&'a Task>,
     /// Those of older definitions.
     older: Vec<&'a Task>,
+    /// Those of the current task definition on a DRAINING instance: to be replaced.
+    displaced: Vec<&'a Task>,
+}
+
+impl<'a> WantedTasks<'a> {
+    /// The tasks to replace: of older definitions, then on draining instances.
+    fn replaced(&self) -> Vec<&'a Task> {
+        self.older
+            .iter()
+            .chain(self.displaced.iter())
+            .copied()
+            .collect()
+    }
+
+    /// The tasks of the current definition, wherever they stand.
+    fn of_current_definition(&self) -> Vec<&'a Task> {
+        self.current
+            .iter()
+            .chain(self.displaced.iter())
+            .copied()
+            .collect()
+    }
 }
 
 /// One pass's view of the service, shared by the planner's steps.
@@ -181,6 +219,8 @@ struct Pass<'a> {
     /// The service's tasks, in every state.
     tasks: Vec<&'a Task>,
     health: TaskHealth<'a>,
+    /// The cluster's DRAINING instances.
+    draining: DrainingInstances<'a>,
     desired: usize,
     /// The service is being deleted: it wants no task.
     deleting: bool,
@@ -242,6 +282,7 @@ impl<'a> Pass<'a> {
             group,
             tasks,
             health,
+            draining: DrainingInstances::new(input.instances),
             desired,
             deleting,
             // ECS rounds maximumPercent down and minimumHealthyPercent up.
@@ -257,13 +298,15 @@ impl<'a> Pass<'a> {
             .copied()
             .filter(|t| is_active(t))
             .collect();
-        let (current, older) = all
+        let (of_current, older): (Vec<&Task>, Vec<&Task>) = all
             .iter()
             .partition(|t| t.task_definition_arn == self.td.task_definition_arn);
+        let (displaced, current) = of_current.into_iter().partition(|t| self.draining.holds(t));
         WantedTasks {
             all,
             current,
             older,
+            displaced,
         }
     }
 
@@ -400,22 +443,27 @@ impl<'a> Pass<'a> {
         plan.starts = placed;
     }
 
-    /// Stops tasks of older definitions: the unhealthy ones always, healthy ones while
-    /// more than minimumHealthyPercent of the wanted tasks stay healthy. Returns how many.
-    fn stop_older(&self, wanted: &WantedTasks<'_>, plan: &mut ServicePlan) -> usize {
-        if wanted.older.is_empty() {
+    /// Stops tasks of older definitions and tasks on draining instances: the unhealthy
+    /// ones always, healthy ones while more than minimumHealthyPercent of the wanted
+    /// tasks stay healthy (not counting those this pass already stops). Returns how many.
+    fn stop_replaced(&self, wanted: &WantedTasks<'_>, plan: &mut ServicePlan) -> usize {
+        let mut replaced = wanted.replaced();
+        if replaced.is_empty() {
             return 0;
         }
+        let stopping = |t: &Task| plan.stops.iter().any(|s| s.task_arn == t.task_arn);
         let healthy_count = wanted
             .all
             .iter()
-            .filter(|t| self.health.is_healthy(t))
+            .filter(|t| self.health.is_healthy(t) && !stopping(t))
             .count();
         let mut can_stop = healthy_count.saturating_sub(self.min_healthy);
         let mut victims = Vec::new();
-        let mut olds = wanted.older.clone();
-        olds.sort_by_key(|t| self.health.is_healthy(t));
-        for t in olds {
+        replaced.sort_by_key(|t| self.health.is_healthy(t));
+        for t in replaced {
+            if stopping(t) {
+                continue;
+            }
             if !self.health.is_healthy(t) {
                 victims.push(t);
             } else if can_stop > 0 {
@@ -423,7 +471,14 @@ impl<'a> Pass<'a> {
                 victims.push(t);
             }
         }
-        plan.scale_in(self.svc, &victims)
+        let deployment_reason = scale_reason(self.svc);
+        plan.stop_for_scheduler(self.svc, &victims, |t| {
+            if self.draining.holds(t) {
+                INSTANCE_DRAINING_REASON.to_string()
+            } else {
+                deployment_reason.clone()
+            }
+        })
     }
 
     /// Records the counts and deployments, and an event when the service reaches its
@@ -455,12 +510,13 @@ impl<'a> Pass<'a> {
                 e.1 += 1;
             }
         }
+        let of_current = wanted.of_current_definition();
         let progress = RolloutProgress {
             task_definition: &self.td.task_definition_arn,
             deployment_id,
             desired: self.desired as u32,
-            running: running(&wanted.current),
-            pending: pending(&wanted.current),
+            running: running(&of_current),
+            pending: pending(&of_current),
             steady,
             older,
             now: self.input.now,

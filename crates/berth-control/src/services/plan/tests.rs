@@ -8,6 +8,8 @@ use berth_model::ecs::{
 };
 use berth_model::elb::{TargetHealth, TargetHealthState};
 
+mod drain;
+
 const NOW: f64 = 10_000.0;
 
 fn td(revision: u32) -> TaskDefinition {
