@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 
+use crate::netns::NetNs;
 use crate::{bin, wait_until, Server};
 
 /// A running `berth agent`; killed when dropped (its tasks keep running).
@@ -32,14 +33,51 @@ impl Agent {
         runtime: &str,
         token: bool,
     ) -> Result<Agent> {
-        let (url, join_token) = node_link(server)?;
+        let (url, _) = node_link(server)?;
+        Agent::start_with(server, data_dir, runtime, token, None, &url).await
+    }
+
+    /// [`Agent::start`] inside the network namespace `netns` (reached by the server at
+    /// `server_url`, its node link as seen from the namespace): the agent advertises and
+    /// serves its node API on the namespace's address.
+    pub async fn start_in(
+        server: &Server,
+        data_dir: &Path,
+        runtime: &str,
+        netns: &NetNs,
+        server_url: &str,
+    ) -> Result<Agent> {
+        Agent::start_with(server, data_dir, runtime, true, Some(netns), server_url).await
+    }
+
+    async fn start_with(
+        server: &Server,
+        data_dir: &Path,
+        runtime: &str,
+        token: bool,
+        netns: Option<&NetNs>,
+        url: &str,
+    ) -> Result<Agent> {
+        let (_, join_token) = node_link(server)?;
         std::fs::create_dir_all(data_dir)?;
-        let mut cmd = Command::new(bin("berth"));
-        cmd.arg("agent")
-            .args(["--server", &url])
-            .args(["--runtime", runtime])
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &ns.name]).arg(bin("berth"));
+                c
+            }
+            None => Command::new(bin("berth")),
+        };
+        let (advertise, node_api) = match netns {
+            Some(ns) => (ns.ns_ip.clone(), format!("{}:0", ns.ns_ip)),
             // Agents of concurrent tests each take a port of their own.
-            .args(["--node-api-addr", "127.0.0.1:0"])
+            None => ("127.0.0.1".to_string(), "127.0.0.1:0".to_string()),
+        };
+        cmd.arg("agent")
+            .args(["--server", url])
+            .args(["--runtime", runtime])
+            .args(["--advertise-address", &advertise])
+            .args(["--node-api-addr", &node_api])
             .env("BERTH_DATA_DIR", data_dir)
             .env("BERTH_LOG", "info,berth=debug")
             .stdin(Stdio::null())

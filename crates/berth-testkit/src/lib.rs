@@ -23,6 +23,7 @@ use serde_json::Value;
 pub mod agent;
 pub mod etcd;
 pub mod mesh;
+pub mod netns;
 pub mod prometheus;
 
 pub use etcd::{require_etcd, Etcd, EtcdPorts};

@@ -1,0 +1,95 @@
+//! A remote agent at an address of its own: `berth agent` runs in a network namespace
+//! joined to the host by a veth pair, so its tasks really live at another address than
+//! the server's. The server's listener reaches the agent's task at the namespace's
+//! address, and `berth exec` reaches it through the agent's node API there.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::Result;
+use berth_testkit::agent::{node_link, Agent};
+use berth_testkit::netns::NetNs;
+use berth_testkit::{quickstart, wait_until, Server};
+
+const SETTLE: Duration = Duration::from_secs(90);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_in_its_own_network_namespace_serves_its_share_at_its_own_address() -> Result<()> {
+    let ns = NetNs::create()?;
+    let dir = tempfile::tempdir()?;
+    let server = Server::launch_with(
+        &dir.path().join("server"),
+        None,
+        "process",
+        &["--node-listen".to_string(), format!("{}:0", ns.host_ip)],
+    )
+    .await?;
+    let (url, _) = node_link(&server)?;
+    assert!(url.contains(&ns.host_ip), "{url}");
+    let agent = Agent::start_in(&server, &dir.path().join("agent"), "process", &ns, &url).await?;
+    let agent_id = agent.instance_id();
+    wait_until("the namespaced agent to register", SETTLE, || async {
+        let instances = server.get("/v1/container-instances").await.ok()?;
+        instances
+            .as_array()?
+            .iter()
+            .any(|i| i["ec2InstanceId"] == agent_id.as_str() && i["agentConnected"] == true)
+            .then_some(())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\nagent log:\n{}", agent.log()))?;
+
+    let text = std::fs::read_to_string(quickstart(dir.path(), 2))?.replace(
+        "    desiredCount: 2\n",
+        "    desiredCount: 2\n    enableExecuteCommand: true\n    placementConstraints:\n      - type: distinctInstance\n",
+    );
+    let stack = dir.path().join("spread.yaml");
+    std::fs::write(&stack, text)?;
+    server.apply_ok(&stack);
+    server.wait_healthy("whoami", "whoami", 2, SETTLE).await?;
+
+    // The agent's task is a target at the namespace's address.
+    let targets = server.targets("whoami").await?;
+    let ips: BTreeSet<String> = targets
+        .iter()
+        .map(|t| t["id"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(ips.contains(&ns.ns_ip), "targets: {targets:?}");
+    assert!(ips.contains("127.0.0.1"), "targets: {targets:?}");
+
+    // The listener reaches both.
+    let addr = server.listener_addr("web").await?;
+    let http = reqwest::Client::new();
+    let mut seen = BTreeSet::new();
+    for _ in 0..20 {
+        let r = http.get(format!("http://{addr}/")).send().await?;
+        assert!(r.status().is_success());
+        if let Some(t) = r.headers().get("x-berth-task") {
+            seen.insert(t.to_str()?.to_string());
+        }
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+
+    // exec reaches the agent's task through its node API at the namespace's address.
+    let tasks = server.service_tasks("whoami").await?;
+    let remote = tasks
+        .iter()
+        .find(|t| {
+            t["containerInstanceArn"]
+                .as_str()
+                .unwrap_or("")
+                .ends_with(&agent_id)
+        })
+        .and_then(|t| t["taskArn"].as_str())
+        .and_then(|a| a.rsplit('/').next())
+        .unwrap()
+        .to_string();
+    let out = server.cli(&["exec", &remote, "--", "/bin/sh", "-c", "echo in-namespace"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("in-namespace"));
+    Ok(())
+}
