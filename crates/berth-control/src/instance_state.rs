@@ -51,6 +51,18 @@ pub async fn list_instances(
             .map(|v| v.value)
             .collect();
     with_task_counts(&mut instances, &tasks);
+    let mut definitions = std::collections::BTreeMap::new();
+    for t in tasks
+        .iter()
+        .filter(|t| t.last_status != TaskStatus::Stopped)
+    {
+        if !definitions.contains_key(&t.task_definition_arn) {
+            if let Some(d) = s.db.resolve_task_definition(&t.task_definition_arn).await? {
+                definitions.insert(t.task_definition_arn.clone(), d);
+            }
+        }
+    }
+    with_remaining_resources(&mut instances, &tasks, &definitions);
     Ok(Json(instances))
 }
 
@@ -158,6 +170,56 @@ pub fn with_task_counts(instances: &mut [ContainerInstance], tasks: &[Task]) {
         }
         i.running_tasks_count = running;
         i.pending_tasks_count = pending;
+    }
+}
+
+/// Sets each instance's `remainingResources`: its registered CPU and MEMORY less what the
+/// tasks placed on it and not STOPPED reserve, and PORTS, the fixed host ports they hold
+/// (as ECS reports them, a string set).
+pub fn with_remaining_resources(
+    instances: &mut [ContainerInstance],
+    tasks: &[Task],
+    definitions: &std::collections::BTreeMap<String, berth_model::ecs::TaskDefinition>,
+) {
+    use berth_model::ecs::Resource;
+    for i in instances {
+        let (mut cpu, mut memory, mut ports) = (0i64, 0i64, Vec::new());
+        for t in tasks.iter().filter(|t| {
+            t.container_instance_arn.as_deref() == Some(&i.container_instance_arn)
+                && t.last_status != TaskStatus::Stopped
+        }) {
+            if let Some(d) = definitions.get(&t.task_definition_arn) {
+                cpu += crate::scheduler::task_cpu(d);
+                memory += crate::scheduler::task_memory(d);
+                ports.extend(crate::scheduler::task_fixed_ports(d));
+            }
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        let registered = |name: &str| {
+            i.registered_resources
+                .iter()
+                .find(|r| r.name == name)
+                .map(|r| r.integer_value)
+                .unwrap_or(0)
+        };
+        i.remaining_resources = vec![
+            Resource {
+                name: "CPU".into(),
+                integer_value: (registered("CPU") - cpu).max(0),
+                string_set_value: Vec::new(),
+            },
+            Resource {
+                name: "MEMORY".into(),
+                integer_value: (registered("MEMORY") - memory).max(0),
+                string_set_value: Vec::new(),
+            },
+            Resource {
+                name: "PORTS".into(),
+                integer_value: 0,
+                string_set_value: ports.iter().map(|p| p.to_string()).collect(),
+            },
+        ];
     }
 }
 
@@ -279,5 +341,43 @@ mod tests {
             ),
             (0, 1)
         );
+    }
+
+    #[test]
+    fn remaining_resources_subtract_what_live_tasks_reserve() {
+        use berth_model::ecs::{Resource, TaskDefinition};
+        let mut inst = instance("i-1");
+        inst.registered_resources = vec![
+            Resource {
+                name: "CPU".into(),
+                integer_value: 2048,
+                ..Default::default()
+            },
+            Resource {
+                name: "MEMORY".into(),
+                integer_value: 4096,
+                ..Default::default()
+            },
+        ];
+        let td: TaskDefinition = serde_json::from_value(serde_json::json!({
+            "family": "web", "taskDefinitionArn": "td:1", "networkMode": "host",
+            "containerDefinitions": [{"name": "a", "image": "x", "cpu": 256, "memory": 512,
+                "portMappings": [{"containerPort": 8080}]}]
+        }))
+        .unwrap();
+        let task = |status: TaskStatus| Task {
+            task_definition_arn: "td:1".into(),
+            container_instance_arn: Some(inst.container_instance_arn.clone()),
+            last_status: status,
+            ..Default::default()
+        };
+        let tasks = vec![task(TaskStatus::Running), task(TaskStatus::Stopped)];
+        let defs = [("td:1".to_string(), td)].into_iter().collect();
+        let mut instances = vec![inst];
+        with_remaining_resources(&mut instances, &tasks, &defs);
+        let r = &instances[0].remaining_resources;
+        assert_eq!((r[0].name.as_str(), r[0].integer_value), ("CPU", 1792));
+        assert_eq!((r[1].name.as_str(), r[1].integer_value), ("MEMORY", 3584));
+        assert_eq!(r[2].string_set_value, vec!["8080".to_string()]);
     }
 }

@@ -224,6 +224,15 @@ pub fn normalize_kind(kind: &str) -> Result<&'static str> {
     }
 }
 
+/// An instance's remaining `name` resource (CPU units, MiB), as the API reports it.
+fn remaining(instance: &Value, name: &str) -> String {
+    instance["remainingResources"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["name"] == name))
+        .map(|r| r["integerValue"].to_string())
+        .unwrap_or_default()
+}
+
 pub async fn get(client: &Client, kind: &str, cluster: Option<&str>, json: bool) -> Result<()> {
     let kind = normalize_kind(kind)?;
     let q = cluster.map(|c| format!("?cluster={c}")).unwrap_or_default();
@@ -448,7 +457,8 @@ pub async fn get(client: &Client, kind: &str, cluster: Option<&str>, json: bool)
         ),
         "container-instances" => (
             &[
-                "ID", "CLUSTER", "STATUS", "AGENT", "RUNNING", "PENDING", "RUNTIME", "ADDRESS",
+                "ID", "CLUSTER", "STATUS", "AGENT", "RUNNING", "PENDING", "CPU FREE", "MEM FREE",
+                "RUNTIME", "ADDRESS",
             ],
             items
                 .iter()
@@ -460,6 +470,8 @@ pub async fn get(client: &Client, kind: &str, cluster: Option<&str>, json: bool)
                         s(&i["agentConnected"]),
                         s(&i["runningTasksCount"]),
                         s(&i["pendingTasksCount"]),
+                        remaining(i, "CPU"),
+                        remaining(i, "MEMORY"),
                         s(&i["runtime"]),
                         s(&i["attributes"]["berth.address"]),
                     ]
