@@ -26,6 +26,9 @@ use crate::api::{AgentApi, AgentError, Result};
 use crate::queries::TaskQueries;
 use crate::report;
 
+/// How often the agent tells the control plane it is alive.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
+
 /// The instance attribute holding the address targets on this instance use.
 pub const ADDRESS_ATTRIBUTE: &str = "berth.address";
 
@@ -160,6 +163,7 @@ impl Agent {
             registered_at: time::now(),
             runtime: self.runtime.kind().to_string(),
             agent_disconnected_at: None,
+            agent_heartbeat_at: None,
         };
         self.api.register_instance(inst).await
     }
@@ -182,6 +186,9 @@ impl Agent {
         }
         let mut changes = self.api.changes();
         let mut events = self.runtime.subscribe();
+        let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.tick().await;
         loop {
             if let Err(e) = self.reconcile().await {
                 tracing::warn!(error = %e, "agent pass failed");
@@ -199,6 +206,11 @@ impl Agent {
                     }
                 }
                 _ = tokio::time::sleep(self.cfg.resync) => {}
+                _ = heartbeat.tick() => {
+                    if let Err(e) = self.api.heartbeat(&self.instance_arn).await {
+                        tracing::warn!(error = %e, "heartbeat");
+                    }
+                }
             }
         }
     }

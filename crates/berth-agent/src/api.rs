@@ -35,6 +35,14 @@ pub trait AgentApi: Send + Sync + 'static {
     /// the rules written on [`TaskStateChange`]. Returns the task as stored afterwards,
     /// `None` when there is no such task.
     async fn submit_task_state_change(&self, change: TaskStateChange) -> Result<Option<Task>>;
+    /// Tells the control plane the agent is alive (about every
+    /// [`HEARTBEAT_INTERVAL`](crate::agent::HEARTBEAT_INTERVAL)). A remote link that
+    /// already proves it (a held stream) keeps the default, which does nothing.
+    async fn heartbeat(&self, container_instance_arn: &str) -> Result<()> {
+        let _ = container_instance_arn;
+        Ok(())
+    }
+
     /// Bumps whenever something the agent may care about changed. A hint only (the
     /// agent also converges on a timer), so a remote implementation may long-poll for it
     /// or never bump it.

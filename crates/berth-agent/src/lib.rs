@@ -27,7 +27,8 @@ pub mod queries;
 pub mod report;
 
 pub use agent::{
-    advertised_mesh_inbound, Agent, AgentConfig, ADDRESS_ATTRIBUTE, MESH_INBOUND_ATTRIBUTE,
+    advertised_mesh_inbound, Agent, AgentConfig, ADDRESS_ATTRIBUTE, HEARTBEAT_INTERVAL,
+    MESH_INBOUND_ATTRIBUTE,
 };
 pub use api::{AgentApi, AgentError, Result};
 pub use queries::TaskQueries;

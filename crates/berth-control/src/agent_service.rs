@@ -43,6 +43,7 @@ impl AgentService {
         // the read and the write is read again, never overwritten.
         for _ in 0..64 {
             let mut stored = instance.clone();
+            stored.agent_heartbeat_at = Some(time::now());
             let written = match self.db.get::<ContainerInstance>(&key).await? {
                 Some(old) => {
                     stored.registered_at = old.value.registered_at;
@@ -100,6 +101,26 @@ impl AgentService {
             .await
     }
 
+    /// Records that the agent of `container_instance_arn` was heard from now (and is
+    /// connected). Returns whether the instance exists.
+    pub async fn record_heartbeat(
+        &self,
+        container_instance_arn: &str,
+    ) -> Result<bool, ControlError> {
+        let key = instance_key_of(container_instance_arn)?;
+        let now = time::now();
+        let updated = self
+            .db
+            .update::<ContainerInstance, _>(&key, |i| {
+                i.agent_heartbeat_at = Some(now);
+                i.agent_connected = true;
+                i.agent_disconnected_at = None;
+                true
+            })
+            .await?;
+        Ok(updated.is_some())
+    }
+
     /// Records that the agent of `container_instance_arn` is connected again
     /// (`agentConnected: true`). Returns whether the instance exists.
     pub async fn mark_connected(&self, container_instance_arn: &str) -> Result<bool, ControlError> {
@@ -122,16 +143,7 @@ impl AgentService {
         container_instance_arn: &str,
         connected: bool,
     ) -> Result<bool, ControlError> {
-        let Some((cluster, id)) = arn::resource(container_instance_arn)
-            .and_then(|r| r.strip_prefix("container-instance/"))
-            .and_then(|r| r.split_once('/'))
-        else {
-            return Err(ControlError::invalid(
-                "containerInstanceArn",
-                format!("not a container instance ARN: {container_instance_arn}"),
-            ));
-        };
-        let key = db::instance_key(cluster, id);
+        let key = instance_key_of(container_instance_arn)?;
         let updated = self
             .db
             .update::<ContainerInstance, _>(&key, |i| {
@@ -150,6 +162,20 @@ impl AgentService {
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.changes.clone()
     }
+}
+
+/// The store key of a container instance ARN.
+fn instance_key_of(container_instance_arn: &str) -> Result<String, ControlError> {
+    let Some((cluster, id)) = arn::resource(container_instance_arn)
+        .and_then(|r| r.strip_prefix("container-instance/"))
+        .and_then(|r| r.split_once('/'))
+    else {
+        return Err(ControlError::invalid(
+            "containerInstanceArn",
+            format!("not a container instance ARN: {container_instance_arn}"),
+        ));
+    };
+    Ok(db::instance_key(cluster, id))
 }
 
 /// `(cluster, id)` of a task ARN.

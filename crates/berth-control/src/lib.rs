@@ -210,7 +210,10 @@ impl ControlPlane {
             self.agent_lost_after_ms
                 .load(std::sync::atomic::Ordering::Relaxed),
         );
-        if let Err(e) = lost_instances::reconcile(&self.db, unix_now(), lost_after).await {
+        let own = self.feed.mesh_tls.settings().node_instance_arn();
+        if let Err(e) =
+            lost_instances::reconcile(&self.db, unix_now(), lost_after, own.as_deref()).await
+        {
             tracing::warn!(error = %e, "lost instances");
         }
         let services = services::ServiceReconciler::new(self.db.clone());

@@ -25,6 +25,29 @@ use crate::error::ControlError;
 /// How long an instance may be disconnected before its tasks are given up.
 pub const DEFAULT_AGENT_LOST_AFTER: Duration = Duration::from_secs(300);
 
+/// An instance marked connected whose last heartbeat is older than this is taken as
+/// disconnected: three heartbeats missed (its control plane may have died with it, and
+/// with it the only record that its stream ended).
+pub const HEARTBEAT_STALE_AFTER: Duration = Duration::from_secs(45);
+
+/// The instances marked connected whose heartbeat is stale at `now`, but never `own`
+/// (the instance of the server judging: it is alive).
+pub fn stale<'a>(
+    instances: &'a [ContainerInstance],
+    now: Timestamp,
+    own: Option<&str>,
+) -> Vec<&'a ContainerInstance> {
+    instances
+        .iter()
+        .filter(|i| {
+            i.agent_connected
+                && Some(i.container_instance_arn.as_str()) != own
+                && i.agent_heartbeat_at
+                    .is_some_and(|at| now - at > HEARTBEAT_STALE_AFTER.as_secs_f64())
+        })
+        .collect()
+}
+
 /// The instances disconnected for at least `lost_after` at `now`.
 pub fn lost(
     instances: &[ContainerInstance],
@@ -64,13 +87,37 @@ pub fn give_up(task: &mut Task, instance_id: &str, lost_after: Duration, now: Ti
     true
 }
 
-/// One pass: gives up the tasks of every lost instance; returns how many.
+/// One pass: marks instances with a stale heartbeat disconnected (from `now`: a control
+/// plane that was itself away gives its agents the whole `lost_after` to come back),
+/// then gives up the tasks of every lost instance; returns how many tasks.
 pub async fn reconcile(
     db: &Db,
     now: Timestamp,
     lost_after: Duration,
+    own: Option<&str>,
 ) -> Result<usize, ControlError> {
-    let instances: Vec<ContainerInstance> = db.instances(None).await?.into_iter().collect();
+    let instances: Vec<ContainerInstance> = db.instances(None).await?;
+    for i in stale(&instances, now, own) {
+        let Some((cluster, id)) = berth_model::arn::resource(&i.container_instance_arn)
+            .and_then(|r| r.strip_prefix("container-instance/"))
+            .and_then(|r| r.split_once('/'))
+        else {
+            continue;
+        };
+        let heard = i.agent_heartbeat_at;
+        db.update::<ContainerInstance, _>(&db::instance_key(cluster, id), |c| {
+            // Only if nothing was heard since.
+            if !c.agent_connected || c.agent_heartbeat_at != heard {
+                return false;
+            }
+            c.agent_connected = false;
+            c.agent_disconnected_at = Some(now);
+            true
+        })
+        .await?;
+        tracing::warn!(instance = %i.ec2_instance_id, "no heartbeat for 45 s: agent disconnected");
+    }
+    let instances: Vec<ContainerInstance> = db.instances(None).await?;
     let lost = lost(&instances, now, lost_after);
     if lost.is_empty() {
         return Ok(0);
@@ -130,6 +177,26 @@ mod tests {
         let lost = lost(&all, 1300.0, after);
         assert_eq!(lost.len(), 1);
         assert_eq!(lost[0].agent_disconnected_at, Some(1000.0));
+    }
+
+    #[test]
+    fn a_connected_instance_without_a_recent_heartbeat_is_stale_but_never_ones_own() {
+        let mut old = instance(true, None);
+        old.agent_heartbeat_at = Some(1000.0);
+        let mut fresh = old.clone();
+        fresh.container_instance_arn = "arn:i-2".into();
+        fresh.agent_heartbeat_at = Some(1040.0);
+        let mut never = old.clone();
+        never.container_instance_arn = "arn:i-3".into();
+        never.agent_heartbeat_at = None;
+        let all = [old.clone(), fresh, never];
+        let found = stale(&all, 1050.0, None);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].container_instance_arn, "arn:i-1");
+        assert!(
+            stale(&all, 1050.0, Some("arn:i-1")).is_empty(),
+            "never ones own"
+        );
     }
 
     #[test]

@@ -451,18 +451,33 @@ async fn changes(
         generation,
     };
     let rx = s.agents.changes();
-    let lines = futures::stream::unfold((rx, true, guard), |(mut rx, first, guard)| async move {
-        if !first {
-            // A change, or a heartbeat repeating the last notice.
-            let _ = tokio::time::timeout(HEARTBEAT_INTERVAL, rx.changed()).await;
-        }
-        let notice = ChangeNotice {
-            revision: *rx.borrow_and_update(),
-        };
-        let mut line = serde_json::to_vec(&notice).expect("a notice serializes");
-        line.push(b'\n');
-        Some((Ok::<_, Infallible>(Bytes::from(line)), (rx, false, guard)))
-    });
+    let beat = tokio::time::Instant::now();
+    let lines = futures::stream::unfold(
+        (rx, true, guard, beat),
+        |(mut rx, first, guard, mut beat)| async move {
+            if !first {
+                // A change, or a heartbeat repeating the last notice.
+                let _ = tokio::time::timeout(HEARTBEAT_INTERVAL, rx.changed()).await;
+            }
+            // The stream is alive while it is read: record it in the store now and then, so
+            // the agent's liveness outlives this server.
+            if beat.elapsed() >= berth_agent::HEARTBEAT_INTERVAL {
+                beat = tokio::time::Instant::now();
+                if let Err(e) = guard.state.agents.record_heartbeat(&guard.arn).await {
+                    tracing::warn!(instance = %guard.arn, error = %e, "recording a heartbeat");
+                }
+            }
+            let notice = ChangeNotice {
+                revision: *rx.borrow_and_update(),
+            };
+            let mut line = serde_json::to_vec(&notice).expect("a notice serializes");
+            line.push(b'\n');
+            Some((
+                Ok::<_, Infallible>(Bytes::from(line)),
+                (rx, false, guard, beat),
+            ))
+        },
+    );
     Response::builder()
         .header(http::header::CONTENT_TYPE, "application/x-ndjson")
         .body(Body::from_stream(lines))

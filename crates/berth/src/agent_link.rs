@@ -60,6 +60,14 @@ impl AgentApi for LocalAgentApi {
             .map_err(control_err)
     }
 
+    async fn heartbeat(&self, container_instance_arn: &str) -> Result<(), AgentError> {
+        self.service
+            .record_heartbeat(container_instance_arn)
+            .await
+            .map(|_| ())
+            .map_err(control_err)
+    }
+
     fn changes(&self) -> watch::Receiver<u64> {
         self.service.changes()
     }

@@ -68,4 +68,10 @@ pub struct ContainerInstance {
     /// instance's tasks are stopped and its services' tasks replaced elsewhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_disconnected_at: Option<Timestamp>,
+    /// When the agent was last heard from (its registration, then a heartbeat about every
+    /// 15 s, recorded by the control plane it is connected to). berth's own member: an
+    /// instance still marked connected whose heartbeat is older than three intervals is
+    /// marked disconnected by the leader (its control plane may have died with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_heartbeat_at: Option<Timestamp>,
 }
