@@ -13,7 +13,7 @@ use berth_model::ecs::{
 };
 use berth_model::time::Timestamp;
 
-use crate::scheduler::{self, Placed, PlacementFailure};
+use crate::scheduler::{self, CapacityPool, Placed, PlacementFailure, PlacementRound};
 
 /// How long a task that never reached RUNNING holds back the next start of its service,
 /// doubling per consecutive failure up to ECS's 15 minutes.
@@ -91,21 +91,21 @@ pub fn place_new_tasks(
             expression: None,
         });
     }
+    let mut round = PlacementRound::new(
+        instances,
+        &placed_before,
+        td,
+        req.group,
+        &constraints,
+        &req.service.placement_strategy,
+        CapacityPool::Instances,
+    );
     let mut new_tasks: Vec<Task> = Vec::new();
     for n in 0..req.count {
-        let mut placed = placed_before.clone();
-        placed.extend(new_tasks.iter().map(|t| reservation(t, td)));
-        match scheduler::place(
-            instances,
-            &placed,
-            td,
-            req.group,
-            &constraints,
-            &req.service.placement_strategy,
-            req.placement_seed.wrapping_add(n as u64),
-        ) {
+        match round.place(req.placement_seed.wrapping_add(n as u64)) {
             Ok(instance) => {
-                let task = new_task(req, &instance, new_id());
+                round.record(&instance.container_instance_arn);
+                let task = new_task(req, &instance.container_instance_arn, new_id());
                 new_tasks.push(task);
             }
             Err(f) => return (new_tasks, Some(f)),
