@@ -27,6 +27,10 @@ use super::{Placed, PlacementFailure};
 /// What one instance holds, as the round counts it.
 #[derive(Default)]
 struct Usage<'a> {
+    /// Registered CPU units and MiB.
+    capacity: (i64, i64),
+    /// ACTIVE, agent connected and in the round's pool.
+    usable: bool,
     cpu: i64,
     memory: i64,
     ports: Vec<u32>,
@@ -76,7 +80,14 @@ impl<'a> PlacementRound<'a> {
             .enumerate()
             .map(|(i, inst)| (inst.container_instance_arn.as_str(), i))
             .collect();
-        let mut usage: Vec<Usage> = instances.iter().map(|_| Usage::default()).collect();
+        let mut usage: Vec<Usage> = instances
+            .iter()
+            .map(|inst| Usage {
+                capacity: (registered(inst, "CPU"), registered(inst, "MEMORY")),
+                usable: inst.status == "ACTIVE" && inst.agent_connected && pool.admits(inst),
+                ..Usage::default()
+            })
+            .collect();
         for p in placed {
             let Some(&i) = p
                 .task
@@ -145,45 +156,46 @@ impl<'a> PlacementRound<'a> {
         let mut fits = Vec::new();
         let mut any_active = false;
         for (index, inst) in self.instances.iter().enumerate() {
-            if !(inst.status == "ACTIVE" && inst.agent_connected && self.pool.admits(inst)) {
+            let u = &self.usage[index];
+            if !u.usable {
                 continue;
             }
             any_active = true;
-            let u = &self.usage[index];
-            let id = berth_model::arn::last_segment(&inst.container_instance_arn);
-            let (cpu, memory) = (registered(inst, "CPU"), registered(inst, "MEMORY"));
+            let id = || berth_model::arn::last_segment(&inst.container_instance_arn);
+            let (cpu, memory) = u.capacity;
             if u.cpu + self.cpu > cpu {
                 closest.get_or_insert_with(|| format!(
-                    "The closest matching container-instance {id} has insufficient CPU units available."
+                    "The closest matching container-instance {} has insufficient CPU units available.", id()
                 ));
                 continue;
             }
             if u.memory + self.memory > memory {
                 closest.get_or_insert_with(|| format!(
-                    "The closest matching container-instance {id} has insufficient memory available."
+                    "The closest matching container-instance {} has insufficient memory available.", id()
                 ));
                 continue;
             }
             if let Some(p) = self.ports.iter().find(|p| u.ports.contains(p)) {
                 closest.get_or_insert_with(|| format!(
-                    "The closest matching container-instance {id} is already using a port required by your task (port {p})."
+                    "The closest matching container-instance {} is already using a port required by your task (port {p}).", id()
                 ));
                 continue;
             }
             if self.distinct && u.group_tasks > 0 {
                 let group = self.group;
                 closest.get_or_insert_with(|| format!(
-                    "The closest matching container-instance {id} encountered error \"distinctInstance\"; it already runs a task of {group}."
+                    "The closest matching container-instance {} encountered error \"distinctInstance\"; it already runs a task of {group}.", id()
                 ));
                 continue;
             }
             if !self.static_member_of[index] || !self.dynamic_hold(inst, u) {
                 closest.get_or_insert_with(|| format!(
-                    "The closest matching container-instance {id} encountered error \"MemberOf constraint unsatisfied\"."
+                    "The closest matching container-instance {} encountered error \"MemberOf constraint unsatisfied\".", id()
                 ));
                 continue;
             }
             fits.push(Candidate {
+                index,
                 instance: inst,
                 remaining_cpu: cpu - u.cpu - self.cpu,
                 remaining_memory: memory - u.memory - self.memory,
@@ -218,7 +230,7 @@ impl<'a> PlacementRound<'a> {
         u.ports.extend_from_slice(&self.ports);
         u.groups.push(self.group);
         u.group_tasks += 1;
-        self.spread.add(&self.instances[i]);
+        self.spread.add(i);
     }
 
     fn dynamic_hold(&self, inst: &ContainerInstance, u: &Usage<'_>) -> bool {

@@ -17,6 +17,8 @@ use berth_model::ecs::{ContainerInstance, PlacementStrategy};
 /// An instance that can take the task, with what it would have left.
 #[derive(Clone, Copy)]
 pub(super) struct Candidate<'a> {
+    /// Its index in the round's instances.
+    pub index: usize,
     pub instance: &'a ContainerInstance,
     pub remaining_cpu: i64,
     pub remaining_memory: i64,
@@ -25,9 +27,15 @@ pub(super) struct Candidate<'a> {
 }
 
 /// Tasks of the group being placed per value of each attribute a `spread` strategy
-/// names (`None`: instances without the attribute).
+/// names (instances without the attribute share one value).
 pub(super) struct SpreadCounts<'a> {
-    per_attribute: BTreeMap<&'a str, BTreeMap<Option<&'a str>, usize>>,
+    per_attribute: BTreeMap<&'a str, ValueCounts>,
+}
+
+/// One attribute's values numbered: the value of each instance, the tasks per value.
+struct ValueCounts {
+    value_of: Vec<usize>,
+    tasks: Vec<usize>,
 }
 
 impl<'a> SpreadCounts<'a> {
@@ -35,39 +43,41 @@ impl<'a> SpreadCounts<'a> {
     /// of the group on `instances[i]`.
     pub fn new(
         strategies: &'a [PlacementStrategy],
-        instances: &'a [ContainerInstance],
+        instances: &[ContainerInstance],
         group_tasks: impl Fn(usize) -> usize,
     ) -> Self {
         let mut per_attribute = BTreeMap::new();
         for name in strategies.iter().filter_map(spread_attribute) {
-            let mut counts: BTreeMap<Option<&str>, usize> = BTreeMap::new();
-            for (i, inst) in instances.iter().enumerate() {
-                let n = group_tasks(i);
-                if n > 0 {
-                    *counts
+            let mut numbers: BTreeMap<Option<&str>, usize> = BTreeMap::new();
+            let value_of: Vec<usize> = instances
+                .iter()
+                .map(|inst| {
+                    let next = numbers.len();
+                    *numbers
                         .entry(inst.attributes.get(name).map(String::as_str))
-                        .or_insert(0) += n;
-                }
+                        .or_insert(next)
+                })
+                .collect();
+            let mut tasks = vec![0; numbers.len()];
+            for (i, v) in value_of.iter().enumerate() {
+                tasks[*v] += group_tasks(i);
             }
-            per_attribute.insert(name, counts);
+            per_attribute.insert(name, ValueCounts { value_of, tasks });
         }
         Self { per_attribute }
     }
 
-    /// Counts one more task of the group on `inst`.
-    pub fn add(&mut self, inst: &'a ContainerInstance) {
-        for (name, counts) in &mut self.per_attribute {
-            *counts
-                .entry(inst.attributes.get(*name).map(String::as_str))
-                .or_insert(0) += 1;
+    /// Counts one more task of the group on the instance at `index`.
+    pub fn add(&mut self, index: usize) {
+        for counts in self.per_attribute.values_mut() {
+            counts.tasks[counts.value_of[index]] += 1;
         }
     }
 
-    fn of(&self, name: &str, inst: &ContainerInstance) -> usize {
+    fn of(&self, name: &str, index: usize) -> usize {
         self.per_attribute
             .get(name)
-            .and_then(|counts| counts.get(&inst.attributes.get(name).map(String::as_str)))
-            .copied()
+            .map(|c| c.tasks[c.value_of[index]])
             .unwrap_or(0)
     }
 }
@@ -125,7 +135,7 @@ fn narrow<'a>(
         }
         ("spread", Some(field)) if field.starts_with("attribute:") => {
             let name = &field["attribute:".len()..];
-            keep_least(candidates, |c| spread.of(name, c.instance))
+            keep_least(candidates, |c| spread.of(name, c.index))
         }
         ("spread", _) => keep_least(candidates, |c| c.group_tasks),
         _ => candidates,
