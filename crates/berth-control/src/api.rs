@@ -31,6 +31,7 @@ use berth_model::stack::Stack;
 use berth_model::{arn, time};
 use serde::Deserialize;
 
+use crate::capacity;
 use crate::apply::{apply, Change};
 use crate::data_plane::DataPlane;
 use crate::db::{self, Db};
@@ -369,6 +370,7 @@ async fn list_tasks(State(s): St, Query(q): Query<ListQuery>) -> ApiResult<Vec<T
                 want.as_deref()
                     .is_none_or(|w| t.desired_status.as_str() == w)
             })
+            .map(capacity::as_described)
             .collect(),
     ))
 }
@@ -396,7 +398,9 @@ async fn find_task(db: &Db, cluster: &str, id: &str) -> Result<Task, ApiError> {
 }
 
 async fn get_task(State(s): St, Path((cluster, id)): Path<(String, String)>) -> ApiResult<Task> {
-    Ok(Json(find_task(&s.db, &cluster, &id).await?))
+    Ok(Json(capacity::as_described(
+        find_task(&s.db, &cluster, &id).await?,
+    )))
 }
 
 #[derive(Deserialize, Default)]
@@ -421,7 +425,9 @@ async fn stop_task(
         .reason
         .unwrap_or_else(|| "Task stopped by user".to_string());
     services::stop_task(&s.db, &t, StopCode::UserInitiated, &reason).await?;
-    Ok(Json(find_task(&s.db, &cluster, t.id()).await?))
+    Ok(Json(capacity::as_described(
+        find_task(&s.db, &cluster, t.id()).await?,
+    )))
 }
 
 #[derive(Deserialize, Default)]
