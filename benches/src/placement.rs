@@ -23,7 +23,10 @@ pub const ZONE_ATTRIBUTE: &str = "ecs.availability-zone";
 pub fn instance(i: usize) -> ContainerInstance {
     let id = format!("bench-{i:05}");
     let mut attributes = BTreeMap::new();
-    attributes.insert(ZONE_ATTRIBUTE.to_string(), ZONES[i % ZONES.len()].to_string());
+    attributes.insert(
+        ZONE_ATTRIBUTE.to_string(),
+        ZONES[i % ZONES.len()].to_string(),
+    );
     let tier = if i % 10 == 9 { "batch" } else { "app" };
     attributes.insert("tier".to_string(), tier.to_string());
     let resource = |name: &str, value: i64| Resource {
@@ -106,7 +109,9 @@ pub fn outcome(instances: &[ContainerInstance], tasks: &[Task]) -> Outcome {
         *per_zone
             .entry(inst.attributes[ZONE_ATTRIBUTE].clone())
             .or_insert(0) += 1;
-        *used.entry(inst.container_instance_arn.as_str()).or_insert(0) += 1;
+        *used
+            .entry(inst.container_instance_arn.as_str())
+            .or_insert(0) += 1;
         if inst.attributes["tier"] == "batch" {
             on_batch += 1;
         }

@@ -178,10 +178,17 @@ async fn fargate_tasks_run_only_on_managed_capacity_split_by_the_strategy() -> R
         .map(|t| t["capacityProviderName"].as_str().unwrap_or("none"))
         .collect();
     providers.sort();
-    assert_eq!(providers, ["FARGATE", "FARGATE", "FARGATE_SPOT"], "{fargate:?}");
+    assert_eq!(
+        providers,
+        ["FARGATE", "FARGATE", "FARGATE_SPOT"],
+        "{fargate:?}"
+    );
     for t in &fargate {
         assert_eq!(t["launchType"], "FARGATE", "{t}");
-        assert!(t.get("containerInstanceArn").is_none(), "hidden as in ECS: {t}");
+        assert!(
+            t.get("containerInstanceArn").is_none(),
+            "hidden as in ECS: {t}"
+        );
     }
     for t in running(&server, "on-ec2").await {
         assert_eq!(t["launchType"], "EC2", "{t}");
@@ -206,6 +213,9 @@ async fn fargate_tasks_run_only_on_managed_capacity_split_by_the_strategy() -> R
         "{err}"
     );
     let svc = server.get("/v1/clusters/default/services/on-ec2").await?;
-    assert_eq!(svc["launchType"], "EC2", "the refused apply changed nothing");
+    assert_eq!(
+        svc["launchType"], "EC2",
+        "the refused apply changed nothing"
+    );
     Ok(())
 }

@@ -46,7 +46,9 @@ fn main() -> Result<()> {
         now: 0.0,
         placement_seed: 1,
     };
-    println!("| run | tasks | instances | placed | time | per task | zones (tasks) | instances used |");
+    println!(
+        "| run | tasks | instances | placed | time | per task | zones (tasks) | instances used |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|---|---:|");
     let mut times = Vec::new();
     for run in 1..=args.rounds.max(1) {
@@ -72,7 +74,12 @@ fn main() -> Result<()> {
             out.instances_used,
         );
         if let Some(f) = failure {
-            bail!("run {run} placed {} of {} tasks: {}", tasks.len(), args.tasks, f.0);
+            bail!(
+                "run {run} placed {} of {} tasks: {}",
+                tasks.len(),
+                args.tasks,
+                f.0
+            );
         }
         if out.on_batch > 0 {
             bail!("run {run} put {} tasks on batch instances", out.on_batch);
@@ -94,7 +101,11 @@ fn main() -> Result<()> {
         ms(median),
         args.tasks,
         args.instances,
-        if cfg!(debug_assertions) { "debug " } else { "release " },
+        if cfg!(debug_assertions) {
+            "debug "
+        } else {
+            "release "
+        },
     );
     Ok(())
 }

@@ -31,8 +31,8 @@ use berth_model::stack::Stack;
 use berth_model::{arn, time};
 use serde::Deserialize;
 
-use crate::capacity;
 use crate::apply::{apply, Change};
+use crate::capacity;
 use crate::data_plane::DataPlane;
 use crate::db::{self, Db};
 use crate::error::ApiError;

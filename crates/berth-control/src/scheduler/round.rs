@@ -249,6 +249,8 @@ fn looks_at_tasks(e: &Expression) -> bool {
     match e {
         Expression::And(a, b) | Expression::Or(a, b) => looks_at_tasks(a) || looks_at_tasks(b),
         Expression::Not(a) => looks_at_tasks(a),
-        Expression::Compare(c) => matches!(c.subject, Subject::RunningTasksCount | Subject::TaskGroup),
+        Expression::Compare(c) => {
+            matches!(c.subject, Subject::RunningTasksCount | Subject::TaskGroup)
+        }
     }
 }

@@ -395,9 +395,7 @@ fn a_round_places_as_one_place_call_per_task_seeing_the_ones_before() {
         let mut so_far = placed_all(&before, 700);
         so_far.extend(placed_all(&one_by_one, 700));
         let single = place(&insts, &so_far, &td, WEB, &constraints, &chain, n);
-        let rounded = round
-            .place(n)
-            .map(|i| i.container_instance_arn.clone());
+        let rounded = round.place(n).map(|i| i.container_instance_arn.clone());
         assert_eq!(rounded, single, "task {n}");
         let Ok(arn) = single else { break };
         round.record(&arn);
@@ -410,16 +408,20 @@ fn a_round_places_as_one_place_call_per_task_seeing_the_ones_before() {
     // held 2 (i-1) and 1 (i-5) before.
     assert_eq!(from_round.len(), 6 * 5 - 3, "{from_round:?}");
     for arn in &from_round {
-        assert!(!["i-0", "i-4", "i-7"].contains(&arn.as_str()), "{from_round:?}");
+        assert!(
+            !["i-0", "i-4", "i-7"].contains(&arn.as_str()),
+            "{from_round:?}"
+        );
     }
 }
 
 #[test]
 fn a_pool_admits_only_its_own_instances() {
     let mut managed = inst("m-1", 4096, 4000);
-    managed
-        .attributes
-        .insert(MANAGED_CAPACITY_ATTRIBUTE.into(), MANAGED_CAPACITY_VALUE.into());
+    managed.attributes.insert(
+        MANAGED_CAPACITY_ATTRIBUTE.into(),
+        MANAGED_CAPACITY_VALUE.into(),
+    );
     let insts = vec![inst("i-1", 4096, 4000), managed];
     let td = td(100, None);
     let round = |pool, insts: &[ContainerInstance]| {

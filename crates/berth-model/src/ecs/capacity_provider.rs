@@ -154,7 +154,9 @@ impl Service {
     /// size, awsvpc) when it was registered.
     pub fn check_capacity_against(&self, td: &TaskDefinition) -> Result<()> {
         if self.capacity_kind() != CapacityKind::Managed
-            || td.requires_compatibilities.contains(&Compatibility::Fargate)
+            || td
+                .requires_compatibilities
+                .contains(&Compatibility::Fargate)
         {
             return Ok(());
         }
@@ -187,7 +189,9 @@ fn check_provider_name(field: &str, name: &str) -> Result<()> {
     if name.is_empty()
         || name.len() > 255
         || !name.chars().all(allowed)
-        || ["aws", "ecs", "fargate"].iter().any(|p| lower.starts_with(p))
+        || ["aws", "ecs", "fargate"]
+            .iter()
+            .any(|p| lower.starts_with(p))
     {
         return Err(ValidationError::new(
             field,
@@ -272,7 +276,11 @@ mod tests {
         fargate.check_capacity_against(&td("FARGATE")).unwrap();
         let e = fargate.check_capacity_against(&td("EC2")).unwrap_err();
         assert_eq!(e.field, "launchType");
-        assert!(e.message.starts_with("Task definition does not support launch_type FARGATE"), "{e}");
+        assert!(
+            e.message
+                .starts_with("Task definition does not support launch_type FARGATE"),
+            "{e}"
+        );
         let spot = service(serde_json::json!({"capacityProviderStrategy": [
             {"capacityProvider": "FARGATE_SPOT", "weight": 1}]}));
         let e = spot.check_capacity_against(&td("EC2")).unwrap_err();
