@@ -12,7 +12,7 @@
 
 use crate::error::{Result, ValidationError};
 
-use super::service::{CapacityProviderStrategyItem, Service};
+use super::service::{CapacityProviderStrategyItem, SchedulingStrategy, Service};
 use super::task_definition::{Compatibility, TaskDefinition};
 
 /// The capacity providers every ECS cluster can use for Fargate.
@@ -66,6 +66,16 @@ impl Service {
     /// states them.
     pub(super) fn validate_capacity(&self) -> Result<()> {
         let strategy = &self.capacity_provider_strategy;
+        if self.scheduling_strategy == SchedulingStrategy::Daemon
+            && (self.launch_type == "FARGATE" || !strategy.is_empty())
+        {
+            return Err(ValidationError::new(
+                "schedulingStrategy",
+                "DAEMON is not supported with launchType FARGATE or a \
+                 capacityProviderStrategy: a daemon runs one task on each of the \
+                 cluster's container instances; use REPLICA",
+            ));
+        }
         if strategy.is_empty() {
             return Ok(());
         }
@@ -255,6 +265,9 @@ mod tests {
         let e = refused(serde_json::json!({"capacityProviderStrategy": [
             {"capacityProvider": "pool", "weight": 1}, {"capacityProvider": "pool", "weight": 1}]}));
         assert!(e.message.contains("twice"), "{e}");
+        let e = refused(serde_json::json!({"launchType": "FARGATE",
+            "schedulingStrategy": "DAEMON"}));
+        assert_eq!(e.field, "schedulingStrategy");
         let own = service(serde_json::json!({"capacityProviderStrategy": [
             {"capacityProvider": "on-demand", "weight": 1, "base": 2},
             {"capacityProvider": "spot-asg", "weight": 3}]}));
