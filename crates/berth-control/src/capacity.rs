@@ -136,6 +136,98 @@ mod tests {
     }
 
     #[test]
+    fn the_planner_places_fargate_tasks_on_managed_capacity_only() {
+        use crate::scheduler::{MANAGED_CAPACITY_ATTRIBUTE, MANAGED_CAPACITY_VALUE};
+        use crate::services::starts::{place_new_tasks, StartRequest};
+        use berth_model::ecs::{ContainerInstance, Resource, TaskDefinition};
+
+        let instance = |id: &str, managed: bool| {
+            let mut i = ContainerInstance {
+                container_instance_arn: id.into(),
+                status: "ACTIVE".into(),
+                agent_connected: true,
+                registered_resources: ["CPU", "MEMORY"]
+                    .map(|name| Resource {
+                        name: name.into(),
+                        integer_value: 4096,
+                        ..Default::default()
+                    })
+                    .to_vec(),
+                ..Default::default()
+            };
+            if managed {
+                i.attributes.insert(
+                    MANAGED_CAPACITY_ATTRIBUTE.into(),
+                    MANAGED_CAPACITY_VALUE.into(),
+                );
+            }
+            i
+        };
+        let instances = [instance("ec2", false), instance("managed", true)];
+        let td: TaskDefinition = serde_json::from_value(serde_json::json!({
+            "family": "web", "networkMode": "awsvpc", "cpu": "256", "memory": "512",
+            "requiresCompatibilities": ["FARGATE"],
+            "containerDefinitions": [{"name": "web", "image": "x"}]
+        }))
+        .unwrap();
+        let start = |service: &Service| {
+            let req = StartRequest {
+                service,
+                task_definition: &td,
+                cluster: "default",
+                group: "service:web",
+                deployment_id: "ecs-svc/1",
+                count: 3,
+                now: 0.0,
+                placement_seed: 0,
+            };
+            let mut n = 0;
+            let (tasks, failure) =
+                place_new_tasks(&req, &instances, &[], &Default::default(), &mut || {
+                    n += 1;
+                    format!("t{n}")
+                });
+            assert!(failure.is_none(), "{failure:?}");
+            tasks
+        };
+        let service = |extra: serde_json::Value| -> Service {
+            let mut v = serde_json::json!({"serviceName": "web", "taskDefinition": "web"});
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            serde_json::from_value(v).unwrap()
+        };
+        let spot = service(serde_json::json!({"capacityProviderStrategy": [
+            {"capacityProvider": "FARGATE", "base": 1, "weight": 1},
+            {"capacityProvider": "FARGATE_SPOT", "weight": 1}]}));
+        let tasks = start(&spot);
+        for t in &tasks {
+            assert_eq!(t.container_instance_arn.as_deref(), Some("managed"));
+            assert_eq!(t.launch_type, "FARGATE");
+            assert!(as_described(t.clone()).container_instance_arn.is_none());
+        }
+        let providers: Vec<_> = tasks
+            .iter()
+            .map(|t| t.capacity_provider_name.as_deref().unwrap_or(""))
+            .collect();
+        assert_eq!(providers, ["FARGATE", "FARGATE", "FARGATE_SPOT"]);
+        let fargate = start(&service(serde_json::json!({"launchType": "FARGATE"})));
+        assert!(fargate
+            .iter()
+            .all(|t| t.container_instance_arn.as_deref() == Some("managed")
+                && t.capacity_provider_name.is_none()));
+        let ec2 = start(&service(serde_json::json!({})));
+        for t in &ec2 {
+            assert_eq!(t.container_instance_arn.as_deref(), Some("ec2"));
+            assert_eq!(t.launch_type, "EC2");
+            assert_eq!(
+                as_described(t.clone()).container_instance_arn.as_deref(),
+                Some("ec2")
+            );
+        }
+    }
+
+    #[test]
     fn running_tasks_count_toward_their_provider() {
         let strategy = [item("FARGATE", 2, 1), item("FARGATE_SPOT", 0, 1)];
         let task = |provider: &str, desired: TaskStatus, last: TaskStatus| Task {
