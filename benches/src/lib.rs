@@ -22,8 +22,12 @@
 //!   <addr>` once a request has crossed the hop.
 //! - `run.sh`: the peer comparison (direct, berth, nginx, HAProxy), one markdown table.
 //! - `mesh.sh`: the mesh hop against nginx doing the same two hops, one markdown table.
+//! - `src/placement.rs` and `src/bin/berth-bench-placement.rs`: the scheduler placing
+//!   10,000 tasks on 1,000 instances through the service reconciler's placement path;
+//!   `placement.sh` builds it in release and prints its table.
 
 pub mod mesh;
+pub mod placement;
 
 /// The tokio runtime a bench proxy runs on: `threads` worker threads, or one
 /// current-thread runtime for 1 (or 0), as the peers run single-threaded.

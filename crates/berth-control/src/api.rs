@@ -33,6 +33,7 @@ use berth_model::{arn, time};
 use serde::Deserialize;
 
 use crate::apply::{apply, Change};
+use crate::capacity;
 use crate::data_plane::DataPlane;
 use crate::db::{self, Db};
 use crate::error::ApiError;
@@ -377,6 +378,7 @@ async fn list_tasks(State(s): St, Query(q): Query<ListQuery>) -> ApiResult<Vec<T
                 want.as_deref()
                     .is_none_or(|w| t.desired_status.as_str() == w)
             })
+            .map(capacity::as_described)
             .collect(),
     ))
 }
@@ -404,7 +406,9 @@ async fn find_task(db: &Db, cluster: &str, id: &str) -> Result<Task, ApiError> {
 }
 
 async fn get_task(State(s): St, Path((cluster, id)): Path<(String, String)>) -> ApiResult<Task> {
-    Ok(Json(find_task(&s.db, &cluster, &id).await?))
+    Ok(Json(capacity::as_described(
+        find_task(&s.db, &cluster, &id).await?,
+    )))
 }
 
 #[derive(Deserialize, Default)]
@@ -429,7 +433,9 @@ async fn stop_task(
         .reason
         .unwrap_or_else(|| "Task stopped by user".to_string());
     services::stop_task(&s.db, &t, StopCode::UserInitiated, &reason).await?;
-    Ok(Json(find_task(&s.db, &cluster, t.id()).await?))
+    Ok(Json(capacity::as_described(
+        find_task(&s.db, &cluster, t.id()).await?,
+    )))
 }
 
 #[derive(Deserialize, Default)]

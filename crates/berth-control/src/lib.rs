@@ -35,6 +35,8 @@
 //! - [`task_exec`]: the exec endpoint (a command in a running task's container);
 //!   [`task_exec_session`]: the same endpoint upgraded to an interactive session.
 //! - [`db`]: key layout and typed store access.
+//! - [`capacity`]: which pool a service's tasks use and how a capacity provider
+//!   strategy splits them.
 //! - [`scheduler`], [`services`], [`registration`], [`proxy_feed`], [`autoscaler`]: the
 //!   reconcilers; [`mesh`]: the mesh's target groups and listeners derived from services;
 //!   [`mesh_ca`] and [`mesh_tls`]: the mesh's certificate authority, certificates and
@@ -58,6 +60,7 @@ pub mod api;
 pub mod apply;
 pub mod autoscaler;
 pub mod autoscaling_api;
+pub mod capacity;
 pub mod data_plane;
 pub mod db;
 pub mod discovery;

@@ -10,6 +10,7 @@
 //! new task.
 
 mod constraints;
+mod round;
 mod strategies;
 
 use berth_model::ecs::{
@@ -18,7 +19,7 @@ use berth_model::ecs::{
 };
 
 pub use constraints::member_of_holds;
-use strategies::{Candidate, Cluster};
+pub use round::PlacementRound;
 
 /// CPU units a task reserves: the task-level cpu, else the sum of its containers'.
 pub fn task_cpu(td: &TaskDefinition) -> i64 {
@@ -87,9 +88,47 @@ pub struct Placed<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlacementFailure(pub String);
 
+/// Which container instances a task may use: the cluster's own instances (the EC2
+/// launch type and the cluster's EC2 capacity provider) or the managed capacity
+/// (FARGATE), told apart by the [`MANAGED_CAPACITY_ATTRIBUTE`] of their agent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CapacityPool {
+    /// Instances not marked as managed capacity.
+    #[default]
+    Instances,
+    /// Instances whose agent runs with `--managed-capacity`.
+    Managed,
+}
+
+/// The container instance attribute that marks an agent as managed capacity, and its
+/// value (`berth agent --managed-capacity`).
+pub const MANAGED_CAPACITY_ATTRIBUTE: &str = "berth.capacity";
+pub const MANAGED_CAPACITY_VALUE: &str = "managed";
+
+impl CapacityPool {
+    /// Whether `inst` belongs to the pool.
+    pub fn admits(self, inst: &ContainerInstance) -> bool {
+        let managed = inst
+            .attributes
+            .get(MANAGED_CAPACITY_ATTRIBUTE)
+            .is_some_and(|v| v == MANAGED_CAPACITY_VALUE);
+        managed == (self == CapacityPool::Managed)
+    }
+
+    /// Why nothing could be placed when the pool has no usable instance.
+    fn none_found(self) -> &'static str {
+        match self {
+            CapacityPool::Instances => "no container instances were found in your cluster",
+            CapacityPool::Managed => {
+                "no managed capacity was found in your cluster (an agent started with --managed-capacity)"
+            }
+        }
+    }
+}
+
 /// Chooses an instance for a task of `td` belonging to `group` (e.g. `service:web`).
 /// `constraints` are the service's; the task definition's `memberOf` constraints apply
-/// too. `seed` drives the `random` strategy.
+/// too. `seed` drives the `random` strategy. Several tasks in a row: [`PlacementRound`].
 pub fn place(
     instances: &[ContainerInstance],
     placed: &[Placed<'_>],
@@ -99,86 +138,17 @@ pub fn place(
     strategies: &[PlacementStrategy],
     seed: u64,
 ) -> Result<String, PlacementFailure> {
-    let cpu = task_cpu(td);
-    let mem = task_memory(td);
-    let ports = task_fixed_ports(td);
-    let member_of = constraints::member_of(td, constraints)?;
-    let distinct = constraints::distinct_instance(constraints);
-    let mut closest: Option<String> = None;
-    let mut fits = Vec::new();
-    let active: Vec<&ContainerInstance> = instances
-        .iter()
-        .filter(|i| i.status == "ACTIVE" && i.agent_connected)
-        .collect();
-    if active.is_empty() {
-        return Err(PlacementFailure(
-            "no container instances were found in your cluster".into(),
-        ));
-    }
-    for inst in active {
-        let on_inst: Vec<&Placed> = placed
-            .iter()
-            .filter(|p| {
-                p.task.container_instance_arn.as_deref() == Some(&inst.container_instance_arn)
-            })
-            .collect();
-        let used_cpu: i64 = on_inst.iter().map(|p| p.cpu).sum();
-        let used_mem: i64 = on_inst.iter().map(|p| p.memory).sum();
-        let id = berth_model::arn::last_segment(&inst.container_instance_arn);
-        if used_cpu + cpu > registered(inst, "CPU") {
-            closest.get_or_insert(format!(
-                "The closest matching container-instance {id} has insufficient CPU units available."
-            ));
-            continue;
-        }
-        if used_mem + mem > registered(inst, "MEMORY") {
-            closest.get_or_insert(format!(
-                "The closest matching container-instance {id} has insufficient memory available."
-            ));
-            continue;
-        }
-        if let Some(p) = ports
-            .iter()
-            .find(|p| on_inst.iter().any(|o| o.ports.contains(p)))
-        {
-            closest.get_or_insert(format!(
-                "The closest matching container-instance {id} is already using a port required by your task (port {p})."
-            ));
-            continue;
-        }
-        if distinct && on_inst.iter().any(|p| p.task.group == group) {
-            closest.get_or_insert(format!(
-                "The closest matching container-instance {id} encountered error \"distinctInstance\"; it already runs a task of {group}."
-            ));
-            continue;
-        }
-        if !member_of.is_empty() {
-            let tasks: Vec<&Task> = on_inst.iter().map(|p| p.task).collect();
-            if !constraints::all_hold(&member_of, &constraints::view(inst, &tasks)) {
-                closest.get_or_insert(format!(
-                    "The closest matching container-instance {id} encountered error \"MemberOf constraint unsatisfied\"."
-                ));
-                continue;
-            }
-        }
-        fits.push(Candidate {
-            instance: inst,
-            remaining_cpu: registered(inst, "CPU") - used_cpu - cpu,
-            remaining_memory: registered(inst, "MEMORY") - used_mem - mem,
-        });
-    }
-    if fits.is_empty() {
-        return Err(PlacementFailure(closest.unwrap_or_else(|| {
-            "no container instance met all of its requirements.".into()
-        })));
-    }
-    let cluster = Cluster {
+    PlacementRound::new(
         instances,
         placed,
+        td,
         group,
-    };
-    let chosen = strategies::choose(fits, &cluster, strategies, seed);
-    Ok(chosen.container_instance_arn.clone())
+        constraints,
+        strategies,
+        CapacityPool::Instances,
+    )
+    .place(seed)
+    .map(|inst| inst.container_instance_arn.clone())
 }
 
 #[cfg(test)]

@@ -274,6 +274,7 @@ pub fn check_label_load_balancer(
 /// Checks that each of a service's load balancer mappings names a container of the task
 /// definition and a port that container maps.
 pub fn check_service_against_task_definition(s: &Service, td: &TaskDefinition) -> Result<()> {
+    s.check_capacity_against(td)?;
     for (j, lb) in s.load_balancers.iter().enumerate() {
         let c = td.container(&lb.container_name).ok_or_else(|| {
             ValidationError::new(

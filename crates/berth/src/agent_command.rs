@@ -51,11 +51,22 @@ pub struct AgentArgs {
     /// placement constraints and spread strategies; as `berth server --attribute`.
     #[arg(long = "attribute", value_name = "NAME=VALUE", value_parser = crate::server::parse_attribute)]
     pub attributes: Vec<(String, String)>,
+    /// Offer this instance as managed capacity: only FARGATE tasks (launchType FARGATE,
+    /// or the FARGATE and FARGATE_SPOT capacity providers) are placed on it, and no
+    /// EC2 task. It registers the attribute `berth.capacity=managed`.
+    #[arg(long)]
+    pub managed_capacity: bool,
 }
 
 /// Runs the agent until SIGINT or SIGTERM; its tasks keep running after it stops.
 pub async fn run(args: AgentArgs) -> Result<()> {
     let mut attributes = crate::server::custom_attributes(&args.attributes)?;
+    if args.managed_capacity {
+        attributes.insert(
+            berth_control::scheduler::MANAGED_CAPACITY_ATTRIBUTE.to_string(),
+            berth_control::scheduler::MANAGED_CAPACITY_VALUE.to_string(),
+        );
+    }
     let token = args
         .token
         .as_deref()

@@ -6,35 +6,94 @@
 //! instance chosen by the seed. With no strategy: spread by instance, ties to the most
 //! remaining memory.
 //!
-//! It only ranks instances that already passed resources and constraints.
+//! It only ranks instances that already passed resources and constraints; the counts
+//! it ranks by are kept by the placement round ([`super::round`]).
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
 use berth_model::ecs::{ContainerInstance, PlacementStrategy};
 
-use super::Placed;
-
 /// An instance that can take the task, with what it would have left.
 #[derive(Clone, Copy)]
 pub(super) struct Candidate<'a> {
+    /// Its index in the round's instances.
+    pub index: usize,
     pub instance: &'a ContainerInstance,
     pub remaining_cpu: i64,
     pub remaining_memory: i64,
+    /// Tasks of the group being placed already on the instance.
+    pub group_tasks: usize,
 }
 
-/// What the strategies count tasks of.
-pub(super) struct Cluster<'a, 'p> {
-    pub instances: &'a [ContainerInstance],
-    pub placed: &'p [Placed<'p>],
-    /// The group being placed (`service:web`).
-    pub group: &'p str,
+/// Tasks of the group being placed per value of each attribute a `spread` strategy
+/// names (instances without the attribute share one value).
+pub(super) struct SpreadCounts<'a> {
+    per_attribute: BTreeMap<&'a str, ValueCounts>,
+}
+
+/// One attribute's values numbered: the value of each instance, the tasks per value.
+struct ValueCounts {
+    value_of: Vec<usize>,
+    tasks: Vec<usize>,
+}
+
+impl<'a> SpreadCounts<'a> {
+    /// The counts for `strategies` over `instances`, `group_tasks(i)` being the tasks
+    /// of the group on `instances[i]`.
+    pub fn new(
+        strategies: &'a [PlacementStrategy],
+        instances: &[ContainerInstance],
+        group_tasks: impl Fn(usize) -> usize,
+    ) -> Self {
+        let mut per_attribute = BTreeMap::new();
+        for name in strategies.iter().filter_map(spread_attribute) {
+            let mut numbers: BTreeMap<Option<&str>, usize> = BTreeMap::new();
+            let value_of: Vec<usize> = instances
+                .iter()
+                .map(|inst| {
+                    let next = numbers.len();
+                    *numbers
+                        .entry(inst.attributes.get(name).map(String::as_str))
+                        .or_insert(next)
+                })
+                .collect();
+            let mut tasks = vec![0; numbers.len()];
+            for (i, v) in value_of.iter().enumerate() {
+                tasks[*v] += group_tasks(i);
+            }
+            per_attribute.insert(name, ValueCounts { value_of, tasks });
+        }
+        Self { per_attribute }
+    }
+
+    /// Counts one more task of the group on the instance at `index`.
+    pub fn add(&mut self, index: usize) {
+        for counts in self.per_attribute.values_mut() {
+            counts.tasks[counts.value_of[index]] += 1;
+        }
+    }
+
+    fn of(&self, name: &str, index: usize) -> usize {
+        self.per_attribute
+            .get(name)
+            .map(|c| c.tasks[c.value_of[index]])
+            .unwrap_or(0)
+    }
+}
+
+/// The attribute a `spread` strategy spreads over, if it names one.
+fn spread_attribute(s: &PlacementStrategy) -> Option<&str> {
+    if s.kind != "spread" {
+        return None;
+    }
+    s.field.as_deref()?.strip_prefix("attribute:")
 }
 
 /// The instance the strategies choose among `candidates` (not empty).
 pub(super) fn choose<'a>(
     candidates: Vec<Candidate<'a>>,
-    cluster: &Cluster<'_, '_>,
+    spread: &SpreadCounts<'_>,
     strategies: &[PlacementStrategy],
     seed: u64,
 ) -> &'a ContainerInstance {
@@ -52,7 +111,7 @@ pub(super) fn choose<'a>(
         if left.len() <= 1 {
             break;
         }
-        left = narrow(left, s, cluster, seed);
+        left = narrow(left, s, spread, seed);
     }
     if strategies.is_empty() {
         left.sort_by_key(|c| Reverse(c.remaining_memory));
@@ -64,7 +123,7 @@ pub(super) fn choose<'a>(
 fn narrow<'a>(
     mut candidates: Vec<Candidate<'a>>,
     strategy: &PlacementStrategy,
-    cluster: &Cluster<'_, '_>,
+    spread: &SpreadCounts<'_>,
     seed: u64,
 ) -> Vec<Candidate<'a>> {
     match (strategy.kind.as_str(), strategy.field.as_deref()) {
@@ -76,56 +135,21 @@ fn narrow<'a>(
         }
         ("spread", Some(field)) if field.starts_with("attribute:") => {
             let name = &field["attribute:".len()..];
-            let per_value = cluster.group_tasks_per_value(name);
-            keep_least(candidates, |c| {
-                per_value
-                    .get(&c.instance.attributes.get(name).map(String::as_str))
-                    .copied()
-                    .unwrap_or(0)
-            })
+            keep_least(candidates, |c| spread.of(name, c.index))
         }
-        ("spread", _) => keep_least(candidates, |c| cluster.group_tasks_on(c.instance)),
+        ("spread", _) => keep_least(candidates, |c| c.group_tasks),
         _ => candidates,
     }
 }
 
 /// The candidates with the least `key`, in their order.
 fn keep_least<'a, K: Ord>(
-    candidates: Vec<Candidate<'a>>,
+    mut candidates: Vec<Candidate<'a>>,
     key: impl Fn(&Candidate<'a>) -> K,
 ) -> Vec<Candidate<'a>> {
     let Some(least) = candidates.iter().map(&key).min() else {
         return candidates;
     };
-    candidates.into_iter().filter(|c| key(c) == least).collect()
-}
-
-impl<'a> Cluster<'a, '_> {
-    /// Tasks of the group on `inst`.
-    fn group_tasks_on(&self, inst: &ContainerInstance) -> usize {
-        self.placed
-            .iter()
-            .filter(|p| p.task.group == self.group)
-            .filter(|p| {
-                p.task.container_instance_arn.as_deref() == Some(&inst.container_instance_arn)
-            })
-            .count()
-    }
-
-    /// Tasks of the group per value of attribute `name` of their instance (`None`: the
-    /// instance has no such attribute).
-    fn group_tasks_per_value(&self, name: &str) -> BTreeMap<Option<&'a str>, usize> {
-        let mut counts = BTreeMap::new();
-        for p in self.placed.iter().filter(|p| p.task.group == self.group) {
-            let Some(inst) = self.instances.iter().find(|i| {
-                p.task.container_instance_arn.as_deref() == Some(&i.container_instance_arn)
-            }) else {
-                continue;
-            };
-            *counts
-                .entry(inst.attributes.get(name).map(String::as_str))
-                .or_insert(0) += 1;
-        }
-        counts
-    }
+    candidates.retain(|c| key(c) == least);
+    candidates
 }

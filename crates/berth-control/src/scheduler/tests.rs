@@ -356,3 +356,88 @@ fn a_daemon_counts_the_instances_its_constraints_admit() {
         [true, true]
     );
 }
+
+#[test]
+fn a_round_places_as_one_place_call_per_task_seeing_the_ones_before() {
+    let mut insts: Vec<ContainerInstance> = (0..9)
+        .map(|i| in_zone(&format!("i-{i}"), ["a", "b", "c"][i % 3]))
+        .collect();
+    insts[4].attributes.insert("tier".into(), "batch".into());
+    insts[7].status = "DRAINING".into();
+    let before = vec![
+        task("i-0", "service:db", TaskStatus::Running),
+        task("i-1", WEB, TaskStatus::Running),
+        task("i-1", WEB, TaskStatus::Pending),
+        task("i-5", "", TaskStatus::Running),
+    ];
+    let constraints = [
+        member_of("attribute:tier !exists"),
+        member_of("not(task:group == service:db) and runningTasksCount < 3"),
+    ];
+    let chain = [
+        strategy("spread", Some("attribute:zone")),
+        strategy("binpack", Some("memory")),
+    ];
+    let td = td(700, None);
+    let placed = placed_all(&before, 700);
+    let mut round = PlacementRound::new(
+        &insts,
+        &placed,
+        &td,
+        WEB,
+        &constraints,
+        &chain,
+        CapacityPool::Instances,
+    );
+    let mut one_by_one: Vec<Task> = Vec::new();
+    let mut from_round = Vec::new();
+    for n in 0..40u64 {
+        let mut so_far = placed_all(&before, 700);
+        so_far.extend(placed_all(&one_by_one, 700));
+        let single = place(&insts, &so_far, &td, WEB, &constraints, &chain, n);
+        let rounded = round.place(n).map(|i| i.container_instance_arn.clone());
+        assert_eq!(rounded, single, "task {n}");
+        let Ok(arn) = single else { break };
+        round.record(&arn);
+        from_round.push(arn.clone());
+        let mut t = task(&arn, WEB, TaskStatus::Provisioning);
+        t.container_instance_arn = Some(arn);
+        one_by_one.push(t);
+    }
+    // Memory (4000 / 700: 5 per instance) ran out on the six admitted instances, which
+    // held 2 (i-1) and 1 (i-5) before.
+    assert_eq!(from_round.len(), 6 * 5 - 3, "{from_round:?}");
+    for arn in &from_round {
+        assert!(
+            !["i-0", "i-4", "i-7"].contains(&arn.as_str()),
+            "{from_round:?}"
+        );
+    }
+}
+
+#[test]
+fn a_pool_admits_only_its_own_instances() {
+    let mut managed = inst("m-1", 4096, 4000);
+    managed.attributes.insert(
+        MANAGED_CAPACITY_ATTRIBUTE.into(),
+        MANAGED_CAPACITY_VALUE.into(),
+    );
+    let insts = vec![inst("i-1", 4096, 4000), managed];
+    let td = td(100, None);
+    let round = |pool, insts: &[ContainerInstance]| {
+        PlacementRound::new(insts, &[], &td, WEB, &[], &[], pool)
+            .place(0)
+            .map(|i| i.container_instance_arn.clone())
+    };
+    for seed_instances in [&insts[..], &insts[..1]] {
+        assert_eq!(
+            round(CapacityPool::Instances, seed_instances).unwrap(),
+            "i-1"
+        );
+    }
+    assert_eq!(round(CapacityPool::Managed, &insts).unwrap(), "m-1");
+    let e = round(CapacityPool::Managed, &insts[..1]).unwrap_err();
+    assert!(e.0.contains("no managed capacity"), "{e:?}");
+    let e = round(CapacityPool::Instances, &insts[1..]).unwrap_err();
+    assert!(e.0.contains("no container instances"), "{e:?}");
+}

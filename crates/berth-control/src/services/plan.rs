@@ -252,6 +252,7 @@ impl<'a> Pass<'a> {
                 .instances
                 .iter()
                 .filter(|i| i.status == "ACTIVE" && i.agent_connected)
+                .filter(|i| crate::capacity::pool_of(svc).admits(i))
                 .filter(|i| {
                     crate::scheduler::member_of_holds(
                         i,

@@ -13,7 +13,8 @@ use berth_model::ecs::{
 };
 use berth_model::time::Timestamp;
 
-use crate::scheduler::{self, Placed, PlacementFailure};
+use crate::capacity;
+use crate::scheduler::{self, Placed, PlacementFailure, PlacementRound};
 
 /// How long a task that never reached RUNNING holds back the next start of its service,
 /// doubling per consecutive failure up to ECS's 15 minutes.
@@ -91,21 +92,32 @@ pub fn place_new_tasks(
             expression: None,
         });
     }
+    let mut round = PlacementRound::new(
+        instances,
+        &placed_before,
+        td,
+        req.group,
+        &constraints,
+        &req.service.placement_strategy,
+        capacity::pool_of(req.service),
+    );
+    let of_service: Vec<&Task> = cluster_tasks
+        .iter()
+        .copied()
+        .filter(|t| t.group == req.group)
+        .collect();
+    let providers = capacity::assign_providers(
+        &req.service.capacity_provider_strategy,
+        &of_service,
+        req.count,
+    );
     let mut new_tasks: Vec<Task> = Vec::new();
     for n in 0..req.count {
-        let mut placed = placed_before.clone();
-        placed.extend(new_tasks.iter().map(|t| reservation(t, td)));
-        match scheduler::place(
-            instances,
-            &placed,
-            td,
-            req.group,
-            &constraints,
-            &req.service.placement_strategy,
-            req.placement_seed.wrapping_add(n as u64),
-        ) {
+        match round.place(req.placement_seed.wrapping_add(n as u64)) {
             Ok(instance) => {
-                let task = new_task(req, &instance, new_id());
+                round.record(&instance.container_instance_arn);
+                let mut task = new_task(req, &instance.container_instance_arn, new_id());
+                task.capacity_provider_name = providers.get(n).cloned();
                 new_tasks.push(task);
             }
             Err(f) => return (new_tasks, Some(f)),
@@ -137,7 +149,7 @@ fn new_task(req: &StartRequest<'_>, instance: &str, id: String) -> Task {
         started_by: Some(req.deployment_id.to_string()),
         last_status: TaskStatus::Provisioning,
         desired_status: TaskStatus::Running,
-        launch_type: req.service.launch_type.clone(),
+        launch_type: capacity::launch_type_of(req.service),
         containers: td
             .container_definitions
             .iter()

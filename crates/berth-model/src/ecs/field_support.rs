@@ -101,7 +101,6 @@ pub const UNSUPPORTED: &[UnsupportedField] = &[
     // ---- CreateServiceRequest ----
     row(SVC, "availabilityZoneRebalancing", "ENABLED", NotApplied, "berth's container instances have no availability zones"),
     row(SVC, "clientToken", "any", NotApplied, "not needed: apply is idempotent by content"),
-    row(SVC, "capacityProviderStrategy", "any", NotApplied, "berth has no capacity providers; tasks go on the cluster's container instances"),
     row(SVC, "platformVersion", "any", NotApplied, "Fargate platform versions have no counterpart in berth"),
     row(SVC, "role", "any", NotApplied, "berth registers targets itself; it assumes no role"),
     row(SVC, "networkConfiguration", "any", NotApplied, "subnets, security groups and public IPs have no counterpart in berth; an awsvpc task gets its own address on berth's task network"),

@@ -20,6 +20,7 @@
 //! - [`task`]: Task, Container, statuses.
 //! - [`service`]: Service, its deployment configuration, deployments and events.
 //! - [`placement`]: validation of placement strategies and constraints.
+//! - [`capacity_provider`]: a service's launch type and capacity provider strategy.
 //! - [`service_connect`]: the service's `serviceConnectConfiguration` (the mesh).
 //! - [`field_support`]: the table of members not applied or refused, and the warnings.
 //! - `defaults`: ECS's defaults as named constants, and serde helpers.
@@ -28,8 +29,9 @@
 //! and `tags` import no other module here; `container` imports those; `log_configuration` imports `container`; `placement` imports
 //! `cluster_query` and the two constraint types; `task_definition` imports
 //! `container` and `log_configuration`; `service_connect` imports `container`; `task` and `service` import
-//! what they name.
+//! what they name; `capacity_provider` imports `service` and `task_definition`.
 
+pub mod capacity_provider;
 pub mod cluster;
 pub mod cluster_query;
 pub mod container;

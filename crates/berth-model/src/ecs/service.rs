@@ -512,6 +512,7 @@ impl Service {
                 ),
             ));
         }
+        self.validate_capacity()?;
         let dc = &self.deployment_configuration;
         check_range(
             "deploymentConfiguration.maximumPercent",
@@ -673,12 +674,6 @@ impl Service {
             "clientToken",
             SVC,
             "clientToken",
-        );
-        n.note(
-            !self.capacity_provider_strategy.is_empty(),
-            "capacityProviderStrategy",
-            SVC,
-            "capacityProviderStrategy",
         );
         n.note(
             self.platform_version.is_some(),

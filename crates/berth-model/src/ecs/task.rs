@@ -107,6 +107,9 @@ pub struct Task {
     pub last_status: TaskStatus,
     pub desired_status: TaskStatus,
     pub launch_type: String,
+    /// The capacity provider of the service's strategy the task was started for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_provider_name: Option<String>,
     pub containers: Vec<Container>,
     #[serde(default)]
     pub health_status: HealthStatus,

@@ -101,6 +101,7 @@ pub const APPLIED: &[(&str, &[&str])] = &[
             "loadBalancers",
             "desiredCount",
             "launchType",
+            "capacityProviderStrategy",
             "deploymentConfiguration",
             "placementConstraints",
             "placementStrategy",

@@ -664,3 +664,24 @@ fn going_over_capacity_holds_no_later_step_back() {
     assert_eq!(plan.start_throttled_for, None);
     assert_eq!(plan.starts.len(), 6);
 }
+
+#[test]
+fn a_daemon_service_wants_no_task_on_managed_capacity() {
+    let mut f = Fixture::new(0);
+    f.service.scheduling_strategy = SchedulingStrategy::Daemon;
+    let mut managed = instance("m-1");
+    managed.attributes.insert(
+        crate::scheduler::MANAGED_CAPACITY_ATTRIBUTE.into(),
+        crate::scheduler::MANAGED_CAPACITY_VALUE.into(),
+    );
+    f.instances = vec![instance("i-1"), managed];
+    let plan = f.plan();
+    let placed: Vec<&str> = plan
+        .starts
+        .iter()
+        .filter_map(|t| t.container_instance_arn.as_deref())
+        .map(arn::last_segment)
+        .collect();
+    assert_eq!(placed, ["i-1"]);
+    assert_eq!(update(&plan).deployments[0].desired_count, 1);
+}
