@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use berth_testkit::agent::Agent;
 use berth_testkit::{repo_root, wait_until, Server};
 use serde_json::{json, Value};
 
@@ -28,14 +29,19 @@ fn corpus(file: &str) -> Value {
 /// The demo app as task definition `family`, its one container `container` offering
 /// `port` (named `port_name` when given).
 fn whoami_task_definition(family: &str, container: &str, port: u32, port_name: &str) -> Value {
+    // Fargate-compatible (the corpus's services use launchType FARGATE) and EC2-compatible.
     json!({
         "family": family,
+        "requiresCompatibilities": ["EC2", "FARGATE"],
+        "networkMode": "awsvpc",
+        "cpu": "256",
+        "memory": "512",
         "containerDefinitions": [{
             "name": container,
             "image": "berth-whoami:latest",
             "entryPoint": ["berth-whoami"],
             "essential": true,
-            "portMappings": [{"containerPort": port, "hostPort": 0, "name": port_name}],
+            "portMappings": [{"containerPort": port, "name": port_name}],
             "environment": [{"name": "GREETING", "value": "hello from the corpus"}],
             "stopTimeout": 5
         }]
@@ -53,15 +59,29 @@ fn write_stack(dir: &Path, name: &str, stack: &Value) -> PathBuf {
     path
 }
 
-/// A server whose node joins `cluster`.
-async fn server_in(dir: &Path, cluster: &str) -> Result<Server> {
-    Server::launch_with(
+/// A server whose node joins `cluster`, with an agent of managed capacity (berth's
+/// Fargate) in the same cluster for the services whose launchType is FARGATE.
+async fn server_in(dir: &Path, cluster: &str) -> Result<(Server, Agent)> {
+    let server = Server::launch_with(
         &dir.join("data"),
         None,
         "process",
-        &["--cluster".to_string(), cluster.to_string()],
+        &[
+            "--cluster".to_string(),
+            cluster.to_string(),
+            "--node-listen".to_string(),
+            "127.0.0.1:0".to_string(),
+        ],
     )
-    .await
+    .await?;
+    let agent = Agent::start_with_args(
+        &server,
+        &dir.join("agent"),
+        "process",
+        &["--cluster", cluster, "--managed-capacity"],
+    )
+    .await?;
+    Ok((server, agent))
 }
 
 /// `berth apply -f stack`, which must succeed: the members each `service <name>`
@@ -159,7 +179,7 @@ async fn a_rolling_service_with_the_circuit_breaker_runs_as_given() -> Result<()
         "taskDefinitions": [whoami_task_definition("sample-fargate", "web", 8080, "http")],
         "services": [service],
     });
-    let server = server_in(dir.path(), &cluster).await?;
+    let (server, _agent) = server_in(dir.path(), &cluster).await?;
     let warned = apply_service_warnings(&server, &write_stack(dir.path(), "breaker", &stack));
     assert_eq!(warned, ["platformVersion", "networkConfiguration"]);
 
@@ -184,7 +204,7 @@ async fn a_tagged_awsvpc_service_in_its_own_cluster_runs_and_refuses_exec() -> R
         "taskDefinitions": [whoami_task_definition("sample-fargate", "web", 8080, "http")],
         "services": [service],
     });
-    let server = server_in(dir.path(), &cluster).await?;
+    let (server, _agent) = server_in(dir.path(), &cluster).await?;
     let warned = apply_service_warnings(&server, &write_stack(dir.path(), "tags", &stack));
     assert_eq!(warned, ["platformVersion", "networkConfiguration"]);
 
@@ -211,7 +231,7 @@ async fn the_developer_guides_exec_service_runs_and_exec_works() -> Result<()> {
         "taskDefinitions": [whoami_task_definition("task-definition-name", "app", 8080, "http")],
         "services": [service],
     });
-    let server = server_in(dir.path(), &cluster).await?;
+    let (server, _agent) = server_in(dir.path(), &cluster).await?;
     let warned = apply_service_warnings(&server, &write_stack(dir.path(), "exec", &stack));
     assert!(warned.is_empty(), "{warned:?}");
 
@@ -269,7 +289,7 @@ async fn the_bootcamps_service_file_runs_behind_its_target_group_with_exec() -> 
         }],
         "services": [service],
     });
-    let server = server_in(dir.path(), &cluster).await?;
+    let (server, _agent) = server_in(dir.path(), &cluster).await?;
     let warned = apply_service_warnings(&server, &write_stack(dir.path(), "cruddur", &stack));
     assert_eq!(
         warned,
@@ -314,7 +334,7 @@ async fn a_service_connect_service_without_a_namespace_is_refused_by_name() -> R
         "taskDefinitions": [whoami_task_definition("service-connect-nginx", "webserver", 80, "nginx")],
         "services": [service],
     });
-    let server = server_in(dir.path(), &cluster).await?;
+    let (server, _agent) = server_in(dir.path(), &cluster).await?;
     let path = write_stack(dir.path(), "service-connect", &stack);
     let out = server.cli(&["apply", "-f", &path.to_string_lossy()]);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -235,8 +235,34 @@ impl IntoResponse for Forbidden {
     }
 }
 
-/// The container instance ARN the peer may speak for, or why it may not call at all.
-fn caller_instance(peer: &Peer) -> Result<String, Forbidden> {
+/// The node a peer's certificate names: its instance id and its cluster in lowercase (a
+/// SPIFFE trust domain has no capitals, cluster names may).
+struct Caller {
+    cluster_lowercase: String,
+    instance: String,
+}
+
+impl Caller {
+    /// Whether the caller speaks for the container instance `instance_arn`.
+    fn owns(&self, instance_arn: &str) -> bool {
+        arn::resource(instance_arn)
+            .and_then(|r| r.strip_prefix("container-instance/"))
+            .and_then(|r| r.split_once('/'))
+            .is_some_and(|(cluster, id)| {
+                id == self.instance && cluster.to_ascii_lowercase() == self.cluster_lowercase
+            })
+    }
+
+    /// The caller's container instance ARN in `cluster` (as the task or request spells
+    /// the cluster), when that is the caller's cluster.
+    fn instance_in(&self, cluster: &str) -> Option<String> {
+        let a = arn::container_instance(cluster, &self.instance);
+        self.owns(&a).then_some(a)
+    }
+}
+
+/// The node the peer is, or why it may not call at all.
+fn caller_instance(peer: &Peer) -> Result<Caller, Forbidden> {
     let id = peer.0.as_ref().ok_or_else(|| {
         Forbidden(
             "this call needs the node's certificate: join first with berth agent --token".into(),
@@ -244,7 +270,10 @@ fn caller_instance(peer: &Peer) -> Result<String, Forbidden> {
     })?;
     let (cluster, instance) =
         node_of(id).ok_or_else(|| Forbidden(format!("{id} is not a node identity")))?;
-    Ok(arn::container_instance(&cluster, &instance))
+    Ok(Caller {
+        cluster_lowercase: cluster,
+        instance,
+    })
 }
 
 fn not_yours(arn: &str) -> Response {
@@ -300,11 +329,11 @@ async fn register_instance(
         Ok(a) => a,
         Err(r) => return r.into_response(),
     };
-    if instance.container_instance_arn != own
-        || arn::container_instance(
+    if !own.owns(&instance.container_instance_arn)
+        || !own.owns(&arn::container_instance(
             arn::last_segment(&instance.cluster_arn),
             &instance.ec2_instance_id,
-        ) != own
+        ))
     {
         return not_yours(&instance.container_instance_arn);
     }
@@ -326,7 +355,7 @@ async fn assigned_tasks(
     Query(q): Query<InstanceQuery>,
 ) -> Response {
     match caller_instance(&peer) {
-        Ok(own) if own == q.container_instance_arn => {}
+        Ok(own) if own.owns(&q.container_instance_arn) => {}
         Ok(_) => return not_yours(&q.container_instance_arn),
         Err(r) => return r.into_response(),
     }
@@ -371,6 +400,14 @@ async fn task_state_change(
         Err(r) => return r.into_response(),
     };
     // A node reports only the tasks placed on it.
+    let task_cluster = arn::resource(&change.task_arn)
+        .and_then(|r| r.strip_prefix("task/"))
+        .and_then(|r| r.split_once('/'))
+        .map(|(c, _)| c.to_string())
+        .unwrap_or_default();
+    let Some(own) = own.instance_in(&task_cluster) else {
+        return not_yours(&change.task_arn);
+    };
     match s.agents.assigned_tasks(&own).await {
         Ok(tasks) if tasks.iter().any(|t| t.task_arn == change.task_arn) => {}
         Ok(_) => return not_yours(&change.task_arn),
@@ -428,7 +465,7 @@ async fn changes(
     Query(q): Query<InstanceQuery>,
 ) -> Response {
     match caller_instance(&peer) {
-        Ok(own) if own == q.container_instance_arn => {}
+        Ok(own) if own.owns(&q.container_instance_arn) => {}
         Ok(_) => return not_yours(&q.container_instance_arn),
         Err(r) => return r.into_response(),
     }

@@ -247,3 +247,23 @@ async fn changes_reach_the_agent_and_a_silent_agent_is_marked_disconnected() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_cluster_named_with_capitals_joins_and_speaks_for_its_instance() {
+    let c = control(Duration::from_secs(15)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(&c, dir.path(), INSTANCE, Some(c.token.clone()));
+    s.cluster = "MyCluster".into();
+    let remote = RemoteControl::connect(&s).await.unwrap();
+    let mut inst = instance(INSTANCE);
+    inst.container_instance_arn = arn::container_instance("MyCluster", INSTANCE);
+    inst.cluster_arn = arn::cluster("MyCluster");
+    let stored = remote.register_instance(inst).await.unwrap();
+    assert_eq!(stored.cluster_arn, arn::cluster("MyCluster"));
+    // Another cluster's name, even differing only in case, is still its own.
+    let mut other = instance(INSTANCE);
+    other.container_instance_arn = arn::container_instance("OtherCluster", INSTANCE);
+    other.cluster_arn = arn::cluster("OtherCluster");
+    let e = remote.register_instance(other).await.unwrap_err();
+    assert!(e.to_string().contains("403"), "{e}");
+}

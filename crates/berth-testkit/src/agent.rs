@@ -34,7 +34,19 @@ impl Agent {
         token: bool,
     ) -> Result<Agent> {
         let (url, _) = node_link(server)?;
-        Agent::start_with(server, data_dir, runtime, token, None, &url).await
+        Agent::start_with(server, data_dir, runtime, token, None, &url, &[]).await
+    }
+
+    /// [`Agent::start`] with more `berth agent` arguments (e.g. `--cluster NAME`,
+    /// `--managed-capacity`).
+    pub async fn start_with_args(
+        server: &Server,
+        data_dir: &Path,
+        runtime: &str,
+        extra: &[&str],
+    ) -> Result<Agent> {
+        let (url, _) = node_link(server)?;
+        Agent::start_with(server, data_dir, runtime, true, None, &url, extra).await
     }
 
     /// [`Agent::start`] inside the network namespace `netns` (reached by the server at
@@ -47,7 +59,16 @@ impl Agent {
         netns: &NetNs,
         server_url: &str,
     ) -> Result<Agent> {
-        Agent::start_with(server, data_dir, runtime, true, Some(netns), server_url).await
+        Agent::start_with(
+            server,
+            data_dir,
+            runtime,
+            true,
+            Some(netns),
+            server_url,
+            &[],
+        )
+        .await
     }
 
     async fn start_with(
@@ -57,6 +78,7 @@ impl Agent {
         token: bool,
         netns: Option<&NetNs>,
         url: &str,
+        extra: &[&str],
     ) -> Result<Agent> {
         let (_, join_token) = node_link(server)?;
         std::fs::create_dir_all(data_dir)?;
@@ -78,6 +100,7 @@ impl Agent {
             .args(["--runtime", runtime])
             .args(["--advertise-address", &advertise])
             .args(["--node-api-addr", &node_api])
+            .args(extra)
             .env("BERTH_DATA_DIR", data_dir)
             .env("BERTH_LOG", "info,berth=debug")
             .stdin(Stdio::null())
