@@ -275,10 +275,20 @@ async fn a_lost_agents_tasks_are_replaced_and_its_duplicates_stopped_when_it_ret
         },
     )
     .await?;
-    assert!(
-        replaced.iter().any(|t| first.contains(t)),
-        "the server's own task stayed"
-    );
+    // Both now run on the server, the one connected instance.
+    let on_server = server
+        .service_tasks("whoami")
+        .await?
+        .iter()
+        .filter(|t| t["lastStatus"] == "RUNNING")
+        .all(|t| {
+            t["containerInstanceArn"]
+                .as_str()
+                .unwrap_or("")
+                .ends_with(&server.instance_id())
+        });
+    assert!(on_server, "the replacements run on the server");
+    assert_eq!(first.len(), 2);
     let stopped = server
         .get(&format!(
             "/v1/clusters/default/tasks/{}",

@@ -34,27 +34,15 @@ use serde::Deserialize;
 
 use crate::apply::{apply, Change};
 use crate::capacity;
-use crate::data_plane::DataPlane;
 use crate::db::{self, Db};
 use crate::error::ApiError;
 use crate::json_body::parse_body;
-use crate::proxy_feed::BoundListeners;
 use crate::services;
-use crate::task_exec::{self, ExecBody, ExecCounter};
+use crate::task_exec::{self, ExecBody};
 use crate::task_exec_session;
-use crate::task_nodes::{NodeError, TaskNodes};
+use crate::task_nodes::NodeError;
 
-#[derive(Clone)]
-pub struct ApiState {
-    pub db: Db,
-    /// Loads listener certificates for apply.
-    pub data_plane: Arc<dyn DataPlane>,
-    /// Answers for the tasks' logs.
-    pub nodes: Arc<dyn TaskNodes>,
-    pub bound: BoundListeners,
-    /// Counts the exec endpoint's outcomes.
-    pub exec_commands: ExecCounter,
-}
+pub use crate::api_state::ApiState;
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 

@@ -18,7 +18,7 @@ use axum::Json;
 use berth_model::ecs::{ContainerInstance, Task, TaskStatus};
 use serde::Deserialize;
 
-use crate::api::ApiState;
+use crate::api_state::ApiState;
 use crate::db::{self, Db};
 use crate::error::{ApiError, ControlError};
 use crate::json_body::parse_body;

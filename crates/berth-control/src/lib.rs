@@ -57,6 +57,7 @@ use tokio::sync::watch;
 
 pub mod agent_service;
 pub mod api;
+pub mod api_state;
 pub mod apply;
 pub mod autoscaler;
 pub mod autoscaling_api;

@@ -53,6 +53,7 @@ pub use container::*;
 pub use defaults::*;
 pub use field_support::{FieldNotApplied, Support};
 pub use network_mode::NetworkMode;
+pub use placement::{PlacementConstraint, PlacementStrategy, TaskDefinitionPlacementConstraint};
 pub use service::*;
 pub use service_connect::*;
 pub use tags::*;

@@ -1,15 +1,48 @@
-//! Validation of placement: a service's `placementStrategy` and `placementConstraints`,
-//! and a task definition's `placementConstraints`, with ECS's limits (5 strategies, 10
-//! constraints) and each `memberOf` expression parsed by [`super::cluster_query`].
+//! Placement as services and task definitions state it: the `placementStrategy` and
+//! `placementConstraints` types, and their validation with ECS's limits (5 strategies,
+//! 10 constraints) and each `memberOf` expression parsed by [`super::cluster_query`].
 //!
 //! It does not place anything: the scheduler (berth-control) evaluates the expressions
 //! and applies the strategies.
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Result, ValidationError};
 
 use super::cluster_query::check_member_of;
-use super::service::{PlacementConstraint, PlacementStrategy};
-use super::task_definition::TaskDefinitionPlacementConstraint;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// One of a service's `placementStrategy` entries.
+pub struct PlacementStrategy {
+    /// binpack, spread or random.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// One of a service's `placementConstraints`.
+pub struct PlacementConstraint {
+    /// distinctInstance or memberOf.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expression: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// One of a task definition's `placementConstraints`.
+pub struct TaskDefinitionPlacementConstraint {
+    /// ECS allows only `memberOf`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expression: Option<String>,
+}
 
 /// ECS's limit on a service's strategies.
 pub const MAX_PLACEMENT_STRATEGIES: usize = 5;

@@ -8,6 +8,7 @@ use crate::time::Timestamp;
 
 use super::defaults::{null_as_empty, DEFAULT_MAXIMUM_PERCENT, DEFAULT_MINIMUM_HEALTHY_PERCENT};
 use super::field_support::{refuse, FieldNotApplied, NotAppliedList};
+use super::placement::{PlacementConstraint, PlacementStrategy};
 use super::service_connect::ServiceConnectConfiguration;
 use super::tags::{check_tags, Tag};
 
@@ -246,26 +247,6 @@ pub struct ServiceLoadBalancer {
     /// refuse it by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advanced_configuration: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PlacementStrategy {
-    /// binpack, spread or random.
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PlacementConstraint {
-    /// distinctInstance or memberOf.
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expression: Option<String>,
 }
 
 /// A deployment's place in its service, spelled as ECS spells it.

@@ -16,6 +16,7 @@ use super::defaults::null_as_empty;
 use super::field_support::{refuse, FieldNotApplied, NotAppliedList};
 use super::log_configuration::validate_log_configuration;
 use super::network_mode::NetworkMode;
+use super::placement::TaskDefinitionPlacementConstraint;
 use super::tags::{check_tags, Tag};
 use fargate::validate_fargate;
 
@@ -107,16 +108,6 @@ pub struct Volume {
     pub fsx_windows_file_server_volume_configuration: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub configured_at_launch: Option<bool>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TaskDefinitionPlacementConstraint {
-    /// ECS allows only `memberOf`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expression: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
