@@ -25,6 +25,7 @@
 //! - [`election`]: leader election ([`election::Election`]).
 
 pub mod config;
+mod connection;
 pub mod election;
 mod keys;
 pub mod store;

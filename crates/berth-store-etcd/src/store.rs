@@ -16,19 +16,16 @@
 //! `--max-request-bytes`, default 1.5 MiB).
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use berth_store::{Entry, Expect, Op, Result, Revision, Store, StoreError, Watch};
-use etcd_client::{
-    Client, Compare, CompareOp, GetOptions, KeyValue, KvClient, ResponseHeader, Txn, TxnOp,
-    TxnOpResponse, WatchClient,
-};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
 use tokio::sync::watch as signal;
 
 use crate::config::{EtcdConfig, MAX_MESSAGE_BYTES};
+use crate::connection::{backend, header_revision, to_etcd, Inner};
 use crate::keys::Namespace;
 
 /// A berth store on etcd. Clones share one connection; watches end when the last clone
@@ -36,16 +33,6 @@ use crate::keys::Namespace;
 #[derive(Clone)]
 pub struct EtcdStore {
     inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
-    pub(crate) client: Client,
-    pub(crate) kv: KvClient,
-    pub(crate) watch: WatchClient,
-    pub(crate) ns: Namespace,
-    pub(crate) timeout: Duration,
-    /// Dropped with the last store handle, which ends every watch.
-    pub(crate) alive: signal::Sender<()>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -137,56 +124,6 @@ impl EtcdStore {
             .await?;
         Ok(())
     }
-}
-
-impl Inner {
-    /// Runs one etcd request within the request timeout.
-    pub(crate) async fn timed<T>(
-        &self,
-        what: &str,
-        request: impl Future<Output = std::result::Result<T, etcd_client::Error>>,
-    ) -> Result<T> {
-        match tokio::time::timeout(self.timeout, request).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(backend(what, e)),
-            Err(_) => Err(StoreError::Backend(format!(
-                "etcd did not answer {what} within {:?}",
-                self.timeout
-            ))),
-        }
-    }
-
-    pub(crate) fn entry(&self, kv: &KeyValue) -> Option<Entry> {
-        Some(Entry {
-            key: self.ns.store_key(kv.key())?,
-            value: kv.value().to_vec(),
-            create_revision: kv.create_revision() as Revision,
-            mod_revision: kv.mod_revision() as Revision,
-        })
-    }
-}
-
-pub(crate) fn backend(what: &str, e: etcd_client::Error) -> StoreError {
-    let message = e.to_string();
-    let hint = if message.contains("too many operations in txn request") {
-        " (the batch has more ops than etcd's --max-txn-ops allows; raise it)"
-    } else if message.contains("request is too large") {
-        " (the batch is larger than etcd's --max-request-bytes allows; raise it)"
-    } else {
-        ""
-    };
-    StoreError::Backend(format!("etcd {what}: {message}{hint}"))
-}
-
-pub(crate) fn header_revision(header: Option<&ResponseHeader>) -> Result<Revision> {
-    header
-        .map(|h| h.revision() as Revision)
-        .ok_or_else(|| StoreError::Backend("etcd answered without a response header".into()))
-}
-
-pub(crate) fn to_etcd(revision: Revision) -> Result<i64> {
-    i64::try_from(revision)
-        .map_err(|_| StoreError::Backend(format!("revision {revision} is beyond etcd's range")))
 }
 
 /// The key an op writes and its expectation.

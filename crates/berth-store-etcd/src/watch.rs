@@ -17,7 +17,7 @@ use berth_store::{Event, Result, Revision, StoreError, Watch};
 use etcd_client::{EventType, GetOptions, WatchOptions, WatchResponse, WatchStream};
 use tokio::sync::mpsc;
 
-use crate::store::{backend, to_etcd, Inner};
+use crate::connection::{backend, to_etcd, Inner};
 
 /// How many events a watch receiver buffers before its task waits (and etcd holds the
 /// rest).
