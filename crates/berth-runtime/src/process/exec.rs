@@ -9,7 +9,7 @@
 
 use nix::sys::signal::Signal;
 
-use super::supervise::{container_env, signal_group};
+use super::process_env::{container_env, signal_group};
 use super::Task;
 use crate::exec::read_capped;
 use crate::{ExecOutput, ExecRequest, Result, RuntimeError};

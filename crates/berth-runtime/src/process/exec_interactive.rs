@@ -36,7 +36,7 @@ use tokio::process::Child;
 use tokio::sync::mpsc;
 
 use super::exec::{beside, exit_code};
-use super::supervise::signal_group;
+use super::process_env::signal_group;
 use super::Task;
 use crate::exec_interactive::{
     pump_input, pump_output, session, ExecSession, InteractiveExecRequest, DRAIN_AFTER_EXIT,

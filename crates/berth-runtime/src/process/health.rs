@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use berth_model::ecs::{HealthCheck, HealthStatus};
 use nix::sys::signal::Signal;
 
-use super::supervise::{container_env, signal_group};
+use super::process_env::{container_env, signal_group};
 use super::{Inner, Task};
 use crate::ContainerStatus;
 

@@ -54,6 +54,7 @@ mod exec_interactive;
 mod health;
 mod logs;
 mod ports;
+mod process_env;
 mod procfs;
 mod shim;
 mod stats;

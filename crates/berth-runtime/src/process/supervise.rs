@@ -10,15 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_model::ecs::{ContainerDefinition, TaskDefinition};
-use nix::sys::signal::{kill, killpg, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use tokio::io::AsyncBufReadExt;
 
+use super::process_env::{container_env, signal_group};
 use super::{logs, procfs, shim, volumes, Inner, ProcRecord, StopMarks, Task, LOG_FILE};
 use crate::task_core::{
     check_startable, pending_state, start_in_dependency_order, stopped_during_start,
 };
-use crate::task_env::container_environment;
 use crate::task_runtime::Backend;
 use crate::task_table::TaskTable;
 use crate::{
@@ -32,29 +31,6 @@ const SHIM_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const ADOPTED_POLL: Duration = Duration::from_millis(200);
 /// How long to wait for a process to go after SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(10);
-
-/// The environment of container `idx`: the shared task environment, the listen ports
-/// being the host ports chosen for its mappings (a process listens on the host), and
-/// `BERTH_MOUNTS_DIR` when it mounts volumes.
-pub(super) fn container_env(
-    task: &Task,
-    idx: usize,
-    dns_server: Option<std::net::SocketAddr>,
-) -> Vec<(String, String)> {
-    let listen_ports: Vec<u32> = task.core.state.borrow().containers[idx]
-        .network_bindings
-        .iter()
-        .map(|b| b.host_port)
-        .collect();
-    let mut env = container_environment(&task.core.spec, idx, &listen_ports, dns_server);
-    if let Some(dir) = task.mounts_dir(idx) {
-        env.push((
-            volumes::MOUNTS_DIR_ENV.into(),
-            dir.to_string_lossy().into_owned(),
-        ));
-    }
-    env
-}
 
 fn argv(c: &ContainerDefinition) -> Vec<String> {
     c.entry_point.iter().chain(&c.command).cloned().collect()
@@ -352,11 +328,4 @@ pub(super) fn exit_outcome(cdir: &Path, marks: &StopMarks) -> (Option<i32>, Stri
         None => what,
     };
     (Some(rec.exit_code), reason)
-}
-
-/// Signals a process group, or the process alone if it left its group.
-pub(super) fn signal_group(pid: i32, sig: Signal) {
-    if killpg(Pid::from_raw(pid), sig).is_err() {
-        let _ = kill(Pid::from_raw(pid), sig);
-    }
 }
