@@ -10,6 +10,7 @@ use berth_model::exec_stream::{InputFrame, OutputFrame, WindowSize};
 use berth_runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
 use berth_runtime::{InteractiveExecRequest, Runtime, RuntimeError, TaskSpec};
 use serde_json::json;
+use std::time::Duration;
 use support::exec_session::*;
 use support::*;
 
@@ -159,15 +160,24 @@ async fn a_shell_on_a_terminal_is_sized_resized_and_interrupted_by_ctrl_c() {
         t.stdout_text().contains("sleep 60")
     })
     .await;
-    type_in(&session, "\x03").await;
-    // The terminal discards input typed ahead of an interrupt: wait for the shell's
-    // next prompt before typing again.
-    read_until(&mut session, &mut t, "a prompt after the interrupt", |t| {
+    // The echo of `sleep 60` comes from the terminal before the shell has started the
+    // sleep and made it the foreground job; an interrupt before that goes to the shell,
+    // which ignores it. So interrupt once a second until the shell prompts again (well
+    // within the sleep's 60 seconds), then type on.
+    let prompted = |t: &Transcript| {
         t.stdout_text()
             .rsplit_once("^C")
             .is_some_and(|(_, after)| after.contains("# ") || after.contains("$ "))
-    })
-    .await;
+    };
+    let mut interrupted = false;
+    for _ in 0..30 {
+        type_in(&session, "\x03").await;
+        if read_until_within(&mut session, &mut t, Duration::from_secs(1), prompted).await {
+            interrupted = true;
+            break;
+        }
+    }
+    assert!(interrupted, "Ctrl-C never ended the sleep: {t:?}");
     type_in(&session, "echo after-interrupt; exit 4\n").await;
     read_to_end(&mut session, &mut t).await;
     assert!(t.stdout_text().contains("after-interrupt"), "{t:?}");

@@ -60,6 +60,27 @@ pub async fn read_until(
     }
 }
 
+/// Reads frames into `t` until `done(t)` holds or `bound` passes; whether it held.
+/// Panics when the session ends first.
+pub async fn read_until_within(
+    session: &mut ExecSession,
+    t: &mut Transcript,
+    bound: Duration,
+    done: impl Fn(&Transcript) -> bool,
+) -> bool {
+    let read = async {
+        while !done(t) {
+            match session.output.recv().await {
+                Some(OutputFrame::Stdout(b)) => t.stdout.extend(b),
+                Some(OutputFrame::Stderr(b)) => t.stderr.extend(b),
+                Some(last) => t.last = Some(last),
+                None => panic!("the session ended early: {t:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(bound, read).await.is_ok()
+}
+
 /// Reads the rest of the session: up to its last frame, then checks the channel closes.
 pub async fn read_to_end(session: &mut ExecSession, t: &mut Transcript) {
     read_until(session, t, "the session's last frame", |t| t.last.is_some()).await;
