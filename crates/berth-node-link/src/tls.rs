@@ -143,14 +143,27 @@ pub fn control_server_config(
     key: Arc<ReloadableKey>,
     authority_pem: &str,
 ) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config(key, authority_pem, true)
+}
+
+/// A server configuration presenting `key`, checking client certificates against
+/// `authority_pem`; `allow_anonymous` lets a client without one through.
+fn server_config(
+    key: Arc<ReloadableKey>,
+    authority_pem: &str,
+    allow_anonymous: bool,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let mut roots = RootCertStore::empty();
     roots
         .add(authority_der(authority_pem)?)
         .map_err(|e| err("the authority certificate", e))?;
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| err("the client verifier", e))?;
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+    let builder = if allow_anonymous {
+        builder.allow_unauthenticated()
+    } else {
+        builder
+    };
+    let verifier = builder.build().map_err(|e| err("the client verifier", e))?;
     let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| err("the server configuration", e))?
@@ -308,20 +321,7 @@ pub fn node_server_config(
     key: Arc<ReloadableKey>,
     authority_pem: &str,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(authority_der(authority_pem)?)
-        .map_err(|e| err("the authority certificate", e))?;
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-        .build()
-        .map_err(|e| err("the client verifier", e))?;
-    let mut cfg = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| err("the server configuration", e))?
-        .with_client_cert_verifier(verifier)
-        .with_cert_resolver(key);
-    cfg.alpn_protocols = vec![ALPN_H2.to_vec()];
-    Ok(Arc::new(cfg))
+    server_config(key, authority_pem, false)
 }
 
 fn client_config(
