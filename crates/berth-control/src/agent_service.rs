@@ -89,7 +89,7 @@ impl AgentService {
         &self,
         change: TaskStateChange,
     ) -> Result<Option<Task>, ControlError> {
-        let Some((cluster, id)) = task_key_parts(&change.task_arn) else {
+        let Some((cluster, id)) = arn::task_parts(&change.task_arn) else {
             return Err(ControlError::invalid(
                 "taskArn",
                 format!("not a task ARN: {}", change.task_arn),
@@ -166,23 +166,13 @@ impl AgentService {
 
 /// The store key of a container instance ARN.
 fn instance_key_of(container_instance_arn: &str) -> Result<String, ControlError> {
-    let Some((cluster, id)) = arn::resource(container_instance_arn)
-        .and_then(|r| r.strip_prefix("container-instance/"))
-        .and_then(|r| r.split_once('/'))
-    else {
+    let Some((cluster, id)) = arn::container_instance_parts(container_instance_arn) else {
         return Err(ControlError::invalid(
             "containerInstanceArn",
             format!("not a container instance ARN: {container_instance_arn}"),
         ));
     };
     Ok(db::instance_key(cluster, id))
-}
-
-/// `(cluster, id)` of a task ARN.
-fn task_key_parts(task_arn: &str) -> Option<(&str, &str)> {
-    arn::resource(task_arn)?
-        .strip_prefix("task/")?
-        .split_once('/')
 }
 
 /// Applies an agent's report to a task record; returns whether anything changed. The

@@ -98,9 +98,8 @@ pub async fn reconcile(
 ) -> Result<usize, ControlError> {
     let instances: Vec<ContainerInstance> = db.instances(None).await?;
     for i in stale(&instances, now, own) {
-        let Some((cluster, id)) = berth_model::arn::resource(&i.container_instance_arn)
-            .and_then(|r| r.strip_prefix("container-instance/"))
-            .and_then(|r| r.split_once('/'))
+        let Some((cluster, id)) =
+            berth_model::arn::container_instance_parts(&i.container_instance_arn)
         else {
             continue;
         };
@@ -134,10 +133,7 @@ pub async fn reconcile(
         if task.last_status == TaskStatus::Stopped {
             continue;
         }
-        let Some((cluster, id)) = berth_model::arn::resource(&task.task_arn)
-            .and_then(|r| r.strip_prefix("task/"))
-            .and_then(|r| r.split_once('/'))
-        else {
+        let Some((cluster, id)) = berth_model::arn::task_parts(&task.task_arn) else {
             continue;
         };
         let instance_id = inst.ec2_instance_id.clone();

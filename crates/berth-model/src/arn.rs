@@ -70,6 +70,18 @@ pub fn resource(arn: &str) -> Option<&str> {
     parts.nth(3)
 }
 
+/// `(cluster, instance id)` of a container instance ARN.
+pub fn container_instance_parts(arn: &str) -> Option<(&str, &str)> {
+    resource(arn)?
+        .strip_prefix("container-instance/")?
+        .split_once('/')
+}
+
+/// `(cluster, task id)` of a task ARN.
+pub fn task_parts(arn: &str) -> Option<(&str, &str)> {
+    resource(arn)?.strip_prefix("task/")?.split_once('/')
+}
+
 /// Parses `family:revision` out of a task definition ARN or a `family:revision` string.
 pub fn parse_family_revision(s: &str) -> Option<(&str, Option<u32>)> {
     let s = match resource(s) {
@@ -85,6 +97,20 @@ pub fn parse_family_revision(s: &str) -> Option<(&str, Option<u32>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instance_and_task_arns_give_their_cluster_and_id() {
+        assert_eq!(
+            container_instance_parts(&container_instance("Prod", "i-1")),
+            Some(("Prod", "i-1"))
+        );
+        assert_eq!(
+            task_parts(&task("default", "abc")),
+            Some(("default", "abc"))
+        );
+        assert_eq!(container_instance_parts(&task("default", "abc")), None);
+        assert_eq!(task_parts("not an arn"), None);
+    }
 
     #[test]
     fn round_trips() {

@@ -29,7 +29,7 @@ use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use tokio::sync::watch;
 
-use crate::channel::{server_addr, ControlChannel, LinkError};
+use crate::channel::{encode_query_value, server_addr, ControlChannel, LinkError};
 use crate::control_side::stopped;
 use crate::tls::{agent_client_config, ControlTrust, ReloadableKey};
 use crate::token::JoinToken;
@@ -335,19 +335,4 @@ impl AgentApi for RemoteControl {
     fn changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
-}
-
-/// Percent-encodes what a query value may not hold as is (ARNs carry `:` and `/`, which
-/// are allowed; `+`, `&`, `#`, `%` and spaces are not).
-fn encode_query_value(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' | b'/' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }

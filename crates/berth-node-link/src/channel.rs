@@ -216,6 +216,21 @@ impl ControlChannel {
     }
 }
 
+/// Percent-encodes what a query value may not hold as is (ARNs carry `:` and `/`, which
+/// are allowed; `+`, `&`, `#`, `%` and spaces are not).
+pub(crate) fn encode_query_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,5 +248,14 @@ mod tests {
         assert_eq!(server_addr("https://[::1]:9").unwrap(), "[::1]:9");
         let e = server_addr("http://10.0.0.1:7071").unwrap_err();
         assert!(e.contains("https://"), "{e}");
+    }
+
+    #[test]
+    fn query_values_keep_arns_and_encode_the_rest() {
+        assert_eq!(
+            encode_query_value("arn:berth:ecs:x:1:task/default/ab"),
+            "arn:berth:ecs:x:1:task/default/ab"
+        );
+        assert_eq!(encode_query_value("a b&c+%"), "a%20b%26c%2B%25");
     }
 }

@@ -245,12 +245,9 @@ struct Caller {
 impl Caller {
     /// Whether the caller speaks for the container instance `instance_arn`.
     fn owns(&self, instance_arn: &str) -> bool {
-        arn::resource(instance_arn)
-            .and_then(|r| r.strip_prefix("container-instance/"))
-            .and_then(|r| r.split_once('/'))
-            .is_some_and(|(cluster, id)| {
-                id == self.instance && cluster.to_ascii_lowercase() == self.cluster_lowercase
-            })
+        arn::container_instance_parts(instance_arn).is_some_and(|(cluster, id)| {
+            id == self.instance && cluster.to_ascii_lowercase() == self.cluster_lowercase
+        })
     }
 
     /// The caller's container instance ARN in `cluster` (as the task or request spells
@@ -400,9 +397,7 @@ async fn task_state_change(
         Err(r) => return r.into_response(),
     };
     // A node reports only the tasks placed on it.
-    let task_cluster = arn::resource(&change.task_arn)
-        .and_then(|r| r.strip_prefix("task/"))
-        .and_then(|r| r.split_once('/'))
+    let task_cluster = arn::task_parts(&change.task_arn)
         .map(|(c, _)| c.to_string())
         .unwrap_or_default();
     let Some(own) = own.instance_in(&task_cluster) else {

@@ -24,7 +24,7 @@ use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use tokio::sync::Mutex;
 
-use crate::channel::{ControlChannel, LinkError};
+use crate::channel::{encode_query_value, ControlChannel, LinkError};
 use crate::control_side::ControlIdentity;
 use crate::node_api::NODE_API_ATTRIBUTE;
 use crate::tls::node_client_config;
@@ -56,20 +56,6 @@ fn failed(task: &Task, e: LinkError) -> NodeError {
     }
 }
 
-/// Percent-encodes a query value.
-fn q(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' | b'/' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 impl RemoteTaskNodes {
     pub fn new(db: Db, identity: ControlIdentity) -> Self {
         Self {
@@ -85,10 +71,8 @@ impl RemoteTaskNodes {
             .container_instance_arn
             .as_deref()
             .ok_or_else(|| unreachable(task))?;
-        let (cluster, id) = berth_model::arn::resource(arn)
-            .and_then(|r| r.strip_prefix("container-instance/"))
-            .and_then(|r| r.split_once('/'))
-            .ok_or_else(|| unreachable(task))?;
+        let (cluster, id) =
+            berth_model::arn::container_instance_parts(arn).ok_or_else(|| unreachable(task))?;
         let instance = self
             .db
             .instances(Some(cluster))
@@ -134,10 +118,10 @@ impl TaskNodes for RemoteTaskNodes {
         let mut path = format!(
             "{}?taskArn={}&follow={follow}",
             node_paths::LOGS,
-            q(&task.task_arn)
+            encode_query_value(&task.task_arn)
         );
         if let Some(c) = container {
-            path.push_str(&format!("&container={}", q(c)));
+            path.push_str(&format!("&container={}", encode_query_value(c)));
         }
         let req = Request::builder()
             .method(Method::GET)
@@ -171,7 +155,11 @@ impl TaskNodes for RemoteTaskNodes {
         channel
             .call::<(), TaskUsage>(
                 Method::GET,
-                &format!("{}?taskArn={}", node_paths::USAGE, q(&task.task_arn)),
+                &format!(
+                    "{}?taskArn={}",
+                    node_paths::USAGE,
+                    encode_query_value(&task.task_arn)
+                ),
                 None,
             )
             .await
