@@ -28,6 +28,7 @@ pub const LOAD_BALANCER_ATTRIBUTES: &[&str] = &[
     "routing.http2.enabled",
     "deletion_protection.enabled",
     "berth.max_connections",
+    "berth.nodes",
 ];
 
 /// Target group attributes berth understands, with their ranges.
@@ -71,6 +72,10 @@ pub struct LoadBalancerAttributes {
     /// berth's own `berth.max_connections`: open client connections per listener before
     /// new ones are refused (RejectedConnectionCount). `None`: the data plane's default.
     pub max_connections: Option<u32>,
+    /// berth's own `berth.nodes`: a cluster query expression choosing the container
+    /// instances whose nodes serve this load balancer's listeners
+    /// ([`crate::elb_nodes`]). `None`: the server nodes.
+    pub nodes: Option<String>,
 }
 
 impl Default for LoadBalancerAttributes {
@@ -82,6 +87,7 @@ impl Default for LoadBalancerAttributes {
             http2_enabled: true,
             deletion_protection: false,
             max_connections: None,
+            nodes: None,
         }
     }
 }
@@ -122,6 +128,10 @@ impl LoadBalancerAttributes {
                 }
                 "routing.http.drop_invalid_header_fields.enabled" => {
                     out.drop_invalid_header_fields = parse_bool(&at, v)?;
+                }
+                "berth.nodes" => {
+                    crate::ecs::cluster_query::check_member_of(&at, Some(v))?;
+                    out.nodes = Some(v.clone());
                 }
                 "routing.http2.enabled" => out.http2_enabled = parse_bool(&at, v)?,
                 "deletion_protection.enabled" => out.deletion_protection = parse_bool(&at, v)?,
@@ -371,6 +381,7 @@ mod tests {
             ("routing.http2.enabled", "false"),
             ("deletion_protection.enabled", "true"),
             ("berth.max_connections", "12"),
+            ("berth.nodes", "attribute:zone == edge"),
         ]))
         .unwrap();
         assert_eq!(
@@ -382,6 +393,7 @@ mod tests {
                 http2_enabled: false,
                 deletion_protection: true,
                 max_connections: Some(12),
+                nodes: Some("attribute:zone == edge".into()),
             }
         );
     }

@@ -38,6 +38,10 @@ pub mod paths {
     pub const TASK_DEFINITION: &str = "/node/v1/task-definition";
     /// POST TaskStateChange → Task as stored (404 when unknown).
     pub const TASK_STATE_CHANGES: &str = "/node/v1/task-state-changes";
+    /// GET `?containerInstanceArn=` → the node's
+    /// [`ProxyConfig`](crate::dataplane::ProxyConfig): the load balancers whose
+    /// `berth.nodes` choose the instance, and their target groups.
+    pub const PROXY_CONFIG: &str = "/node/v1/proxy-config";
     /// GET `?containerInstanceArn=` → a stream of [`ChangeNotice`](super::ChangeNotice)
     /// lines (newline-delimited JSON) for as long as the agent holds it.
     pub const CHANGES: &str = "/node/v1/changes";

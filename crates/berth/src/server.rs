@@ -198,7 +198,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         None => None,
     };
     args.store.validate()?;
-    let attributes = custom_attributes(&args.attributes)?;
+    let mut attributes = custom_attributes(&args.attributes)?;
+    attributes.insert(
+        berth_model::elb_nodes::NODE_ROLE_ATTRIBUTE.to_string(),
+        berth_model::elb_nodes::SERVER_ROLE.to_string(),
+    );
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let store = args.store.open(&args.data_dir).await?;
