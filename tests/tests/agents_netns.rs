@@ -91,6 +91,25 @@ async fn an_agent_in_its_own_network_namespace_serves_its_share_at_its_own_addre
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("in-namespace"));
+
+    // An interactive session reaches it too: its stdin streams in, its output and exit
+    // code come back.
+    let out = server.cli_with_stdin(
+        &["exec", "-i", &remote, "--", "/bin/sh"],
+        "echo session-in-$BERTH_TASK_ID\nexit 3\n",
+        SETTLE,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("session-in-{remote}")),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     Ok(())
 }
 

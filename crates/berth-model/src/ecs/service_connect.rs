@@ -296,7 +296,10 @@ mod tests {
     #[test]
     fn each_rule_names_its_field() {
         let cases = [
-            (json!({"enabled": true, "namespace": "Not A Name"}), "namespace"),
+            (
+                json!({"enabled": true, "namespace": "Not A Name"}),
+                "namespace",
+            ),
             (
                 json!({"enabled": true, "namespace": "internal", "services": [{"portName": ""}]}),
                 "services[0].portName",
