@@ -132,7 +132,10 @@ mod tests {
         let task = tokio::spawn(forward(store.clone(), tx));
         let hello = rx.recv().await.unwrap();
         assert_eq!(hello, StreamItem::Hello { revision: 1 });
-        store.put("/services/default/web", b"{}".to_vec()).await.unwrap();
+        store
+            .put("/services/default/web", b"{}".to_vec())
+            .await
+            .unwrap();
         store.delete("/clusters/a").await.unwrap();
         let first = rx.recv().await.unwrap();
         let second = rx.recv().await.unwrap();
@@ -167,6 +170,9 @@ mod tests {
             kind: "put",
         };
         let text = serde_json::to_string(&c).unwrap();
-        assert_eq!(text, r#"{"key":"/tasks/default/abc","revision":7,"kind":"put"}"#);
+        assert_eq!(
+            text,
+            r#"{"key":"/tasks/default/abc","revision":7,"kind":"put"}"#
+        );
     }
 }

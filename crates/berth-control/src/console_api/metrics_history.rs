@@ -114,7 +114,9 @@ fn group_counters(families: &[MetricFamily]) -> BTreeMap<String, GroupCounters> 
                 continue;
             };
             match f.name() {
-                REQUESTS => out.entry(tg.into()).or_default().requests += m.get_counter().get_value(),
+                REQUESTS => {
+                    out.entry(tg.into()).or_default().requests += m.get_counter().get_value()
+                }
                 RESPONSES if label(m, "code") == Some("5xx") => {
                     out.entry(tg.into()).or_default().errors5xx += m.get_counter().get_value()
                 }

@@ -64,14 +64,24 @@ fn rates_need_two_samples_then_follow_the_counters() {
     h.observe(1000.0, &services, &m.registry.gather());
     let first = h.points("default", "web");
     assert_eq!(first.len(), 1);
-    assert_eq!(first[0].requests_per_second, None, "a rate needs two samples");
-    assert_eq!((first[0].running, first[0].pending, first[0].desired), (2, 1, 3));
+    assert_eq!(
+        first[0].requests_per_second, None,
+        "a rate needs two samples"
+    );
+    assert_eq!(
+        (first[0].running, first[0].pending, first[0].desired),
+        (2, 1, 3)
+    );
 
     m.requests.with_label_values(&["web-tg", "a"]).inc_by(150);
     m.requests.with_label_values(&["web-tg", "b"]).inc_by(50);
     m.requests.with_label_values(&["other", "c"]).inc_by(1000);
-    m.responses.with_label_values(&["web-tg", "a", "5xx"]).inc_by(4);
-    m.responses.with_label_values(&["web-tg", "a", "2xx"]).inc_by(196);
+    m.responses
+        .with_label_values(&["web-tg", "a", "5xx"])
+        .inc_by(4);
+    m.responses
+        .with_label_values(&["web-tg", "a", "2xx"])
+        .inc_by(196);
     for _ in 0..99 {
         m.time.with_label_values(&["web-tg"]).observe(0.005);
     }
@@ -82,9 +92,15 @@ fn rates_need_two_samples_then_follow_the_counters() {
     assert_eq!(p.requests_per_second, Some(20.0), "200 requests in 10 s");
     assert_eq!(p.errors5xx, Some(4.0));
     let p99 = p.p99_latency_ms.unwrap();
-    assert!(p99 > 1.0 && p99 <= 10.0 + 1e-9, "the 99th response is in the 1-10 ms bucket: {p99}");
+    assert!(
+        p99 > 1.0 && p99 <= 10.0 + 1e-9,
+        "the 99th response is in the 1-10 ms bucket: {p99}"
+    );
     let batch = h.points("default", "batch");
-    assert_eq!(batch[1].requests_per_second, None, "no target group, no rate");
+    assert_eq!(
+        batch[1].requests_per_second, None,
+        "no target group, no rate"
+    );
 }
 
 #[test]

@@ -74,7 +74,8 @@ mod tests {
 
     #[test]
     fn a_bad_member_is_named_by_its_path() {
-        let text = "services:\n  - serviceName: web\n    taskDefinition: web\n    desiredCount: -1\n";
+        let text =
+            "services:\n  - serviceName: web\n    taskDefinition: web\n    desiredCount: -1\n";
         let e = parse(text).unwrap_err();
         assert_eq!(e.field, "services[0].desiredCount");
         assert!(e.message.contains("0 or more"), "{}", e.message);
