@@ -1,0 +1,286 @@
+//! The web console in a real browser (Debian's headless Chromium driven over WebDriver,
+//! `tests/common/webdriver.rs`) against a real `berth server` running the quickstart:
+//! the services page lists `whoami` 3/3; scaling it to 5 from the service page brings 5
+//! healthy targets onto the target group page; stopping a task from the page shows the
+//! replacement and its event; a bad stack file shows the field error next to the
+//! editor. Nothing is reloaded: a marker set in the page at the start must still be
+//! there at the end, so every change arrived through the change stream.
+//!
+//! With `BERTH_CONSOLE_SCREENSHOTS=1` the screenshots of the main pages are written to
+//! docs/console/ (the README shows two of them); otherwise to a temporary directory.
+
+#[path = "../common/webdriver.rs"]
+mod webdriver;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use berth_testkit::{quickstart, Server};
+use serde_json::{json, Value};
+use webdriver::Browser;
+
+const SETTLE: Duration = Duration::from_secs(60);
+const PAGE: Duration = Duration::from_secs(30);
+
+fn screenshot_dir(tmp: &std::path::Path) -> PathBuf {
+    if std::env::var("BERTH_CONSOLE_SCREENSHOTS").as_deref() == Ok("1") {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/console")
+    } else {
+        tmp.to_path_buf()
+    }
+}
+
+async fn save(browser: &Browser, dir: &std::path::Path, name: &str) -> Result<()> {
+    let png = browser.screenshot().await?;
+    ensure!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 1000,
+        "{name}: not a PNG ({} bytes)",
+        png.len()
+    );
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join(format!("{name}.png")), png)?;
+    Ok(())
+}
+
+/// The text of the first element matching `css`, or null.
+const TEXT_OF: &str = "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;";
+
+/// Whether the marker set at the start survived (the page was never reloaded).
+async fn not_reloaded(browser: &Browser) -> Result<()> {
+    let marker = browser
+        .script("return window.__berthConsoleTest || null;", json!([]))
+        .await?;
+    ensure!(marker == "set", "the page was reloaded (marker {marker})");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_scales_and_replaces_the_quickstart_live() -> Result<()> {
+    webdriver::require_chromium();
+    let dir = tempfile::tempdir()?;
+    let shots = screenshot_dir(dir.path());
+    let server = Server::start(Some(&quickstart(dir.path(), 3))).await?;
+    server
+        .wait_healthy("whoami", "whoami", 3, SETTLE)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", server.log()))?;
+    let browser = Browser::start(1200, 820).await?;
+    browser
+        .navigate(&format!("{}/console/#/services", server.api))
+        .await?;
+    browser
+        .script("window.__berthConsoleTest = 'set';", json!([]))
+        .await?;
+
+    // The services page lists whoami with 3 of 3 running.
+    let running = browser
+        .wait_for(
+            "whoami 3/3 on the services page",
+            PAGE,
+            "const e = document.querySelector('#services tr[data-service=\"whoami\"] td.running'); return e && e.textContent === '3/3' ? e.textContent : null;",
+            json!([]),
+        )
+        .await?;
+    assert_eq!(running, "3/3");
+    browser
+        .wait_for(
+            "the change stream to connect",
+            PAGE,
+            "return document.getElementById('live').textContent === 'live';",
+            json!([]),
+        )
+        .await?;
+    save(&browser, &shots, "services").await?;
+
+    // Scale to 5 from the service page.
+    browser.click_css("#services a[href='#/services/default/whoami']").await?;
+    let input = browser.find("#desired-count").await?;
+    browser
+        .wait_for(
+            "the desired count field to be filled",
+            PAGE,
+            "return document.getElementById('desired-count').value === '3';",
+            json!([]),
+        )
+        .await?;
+    browser.clear(&input).await?;
+    browser.send_keys(&input, "5").await?;
+    browser.click_css("#scale").await?;
+    let notice = browser
+        .wait_for("the scale notice", PAGE, TEXT_OF, json!(["#notice"]))
+        .await?;
+    assert_eq!(notice, "Scaled whoami to 5", "{notice}");
+
+    // The target group page shows 5 healthy targets as health checks pass, unreloaded.
+    browser
+        .click_css("#service-load-balancers a[href='#/target-groups/whoami']")
+        .await?;
+    let healthy = browser
+        .wait_for(
+            "5 healthy targets on the target group page",
+            SETTLE,
+            "const rows = document.querySelectorAll('#targets tr.target[data-state=\"healthy\"]'); return rows.length === 5 ? rows.length : null;",
+            json!([]),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", server.log()))?;
+    assert_eq!(healthy, 5);
+    let count = browser
+        .wait_for("the healthy count", PAGE, TEXT_OF, json!(["#healthy-count"]))
+        .await?;
+    assert_eq!(count, "5 of 5");
+    not_reloaded(&browser).await?;
+    save(&browser, &shots, "target-group").await?;
+    let api_targets = server.get("/v1/target-groups/whoami/targets").await?;
+    let api_healthy = api_targets
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|t| t["targetHealth"]["state"] == "healthy")
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(api_healthy, 5, "the API agrees with the page");
+
+    // Stop a task from the service page: it shows STOPPED, and its replacement and the
+    // replacement's event appear.
+    browser.navigate(&format!("{}/console/#/services/default/whoami", server.api)).await?;
+    browser
+        .script("window.__berthConsoleTest = 'set';", json!([]))
+        .await?;
+    let before: Value = browser
+        .wait_for(
+            "5 running tasks on the service page",
+            PAGE,
+            "const ids = [...document.querySelectorAll('#service-tasks tr[data-task]')].filter(r => r.querySelector('td.status').textContent.startsWith('RUNNING')).map(r => r.dataset.task); return ids.length === 5 ? ids : null;",
+            json!([]),
+        )
+        .await?;
+    let before: Vec<String> = serde_json::from_value(before)?;
+    let victim = before[0].clone();
+    let stop = format!("#service-tasks button.stop-task[data-task='{victim}']");
+    browser.click_css(&stop).await?;
+    browser
+        .wait_for(
+            "the stop button to ask for confirmation",
+            PAGE,
+            "const b = document.querySelector(arguments[0]); return b && b.textContent === 'Confirm stop';",
+            json!([stop]),
+        )
+        .await?;
+    browser.click_css(&stop).await?;
+    browser
+        .wait_for(
+            "the stopped task to show STOPPED with its stop code",
+            SETTLE,
+            "const r = document.querySelector(`#service-tasks tr[data-task='${arguments[0]}']`); return r && r.textContent.includes('STOPPED') && r.textContent.includes('UserInitiated');",
+            json!([victim]),
+        )
+        .await?;
+    let replacement: Value = browser
+        .wait_for(
+            "a replacement task and its event",
+            SETTLE,
+            "const old = arguments[0];
+             const fresh = [...document.querySelectorAll('#service-tasks tr[data-task]')].map(r => r.dataset.task).filter(id => !old.includes(id));
+             const events = [...document.querySelectorAll('#events li')].map(li => li.textContent);
+             const id = fresh.find(id => events.some(e => e.includes('has started') && e.includes(id)));
+             return id || null;",
+            json!([before]),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", server.log()))?;
+    let replacement = replacement.as_str().unwrap_or_default().to_string();
+    assert!(!before.contains(&replacement), "{replacement} is new");
+    not_reloaded(&browser).await?;
+    save(&browser, &shots, "service").await?;
+
+    // The other main pages render what the API has.
+    for (hash, css, name) in [
+        ("#/clusters", "#instances tr[data-instance]", "clusters"),
+        ("#/load-balancers", "table[id^='listener-web-']", "load-balancers"),
+        ("#/tasks", "#tasks tr[data-task]", "tasks"),
+        ("#/task-definitions/whoami", "#revisions tbody tr", "task-definition"),
+    ] {
+        browser.navigate(&format!("{}/console/{hash}", server.api)).await?;
+        browser
+            .wait_for(name, PAGE, "return document.querySelector(arguments[0]) !== null;", json!([css]))
+            .await?;
+        save(&browser, &shots, name).await?;
+    }
+    let instance = browser
+        .wait_for("the instance's agent", PAGE, TEXT_OF, json!(["#instances tr[data-instance]"]))
+        .await?;
+    assert!(
+        instance.as_str().unwrap_or_default().contains("connected"),
+        "{instance}"
+    );
+
+    // A phone width keeps the navigation and the tables usable.
+    browser.set_window_size(390, 844).await?;
+    browser.navigate(&format!("{}/console/#/services", server.api)).await?;
+    browser
+        .wait_for(
+            "the services table at a phone width",
+            PAGE,
+            "const e = document.querySelector('#services tr[data-service=\"whoami\"] td.running'); return e && e.textContent === '5/5';",
+            json!([]),
+        )
+        .await?;
+    let overflow = browser
+        .script("return document.documentElement.scrollWidth <= window.innerWidth + 1;", json!([]))
+        .await?;
+    assert_eq!(overflow, true, "the page fits a phone's width");
+    save(&browser, &shots, "services-phone").await?;
+    browser.quit().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_stack_file_shows_the_field_error_next_to_the_editor() -> Result<()> {
+    webdriver::require_chromium();
+    let dir = tempfile::tempdir()?;
+    let shots = screenshot_dir(dir.path());
+    let server = Server::start(None).await?;
+    let browser = Browser::start(1200, 820).await?;
+    browser.navigate(&format!("{}/console/#/apply", server.api)).await?;
+    let editor = browser.find("#stack-editor").await?;
+    let label = browser
+        .script(
+            "return document.querySelector('label[for=\"stack-editor\"]').textContent;",
+            json!([]),
+        )
+        .await?;
+    assert_eq!(label, "Stack file", "the editor is labelled");
+    let bad = "taskDefinitions:\n- family: web\n  containerDefinitions:\n  - name: web\n    image: berth-whoami:latest\n    memory: 64\nservices:\n- serviceName: web\n  taskDefinition: web\n  desiredCount: -2\n";
+    browser.send_keys(&editor, bad).await?;
+    browser.click_css("#apply").await?;
+    let field = browser
+        .wait_for(
+            "the field error",
+            PAGE,
+            "const e = document.getElementById('stack-error'); return e && e.dataset.field ? [e.dataset.field, e.textContent] : null;",
+            json!([]),
+        )
+        .await?;
+    assert_eq!(field[0], "services[0].desiredCount", "{field}");
+    let message = field[1].as_str().unwrap_or_default();
+    assert!(message.starts_with("services[0].desiredCount: "), "{message}");
+    assert!(message.contains("0 or more"), "{message}");
+    // Next to the editor: the error follows it, and the editor is described by it.
+    let placed = browser
+        .script(
+            "const ed = document.getElementById('stack-editor'); return ed.nextElementSibling.id === 'stack-error' && ed.getAttribute('aria-invalid') === 'true' && ed.getAttribute('aria-describedby').includes('stack-error');",
+            json!([]),
+        )
+        .await?;
+    assert_eq!(placed, true);
+    save(&browser, &shots, "apply-error").await?;
+    let services = server.get("/v1/services").await?;
+    assert_eq!(services, json!([]), "a refused file changes nothing");
+    let defs = server.get("/v1/task-definitions").await?;
+    assert_eq!(defs, json!([]), "a refused file changes nothing");
+    browser.quit().await?;
+    Ok(())
+}
