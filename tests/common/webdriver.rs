@@ -16,7 +16,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
 /// The key WebDriver names an element reference by.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735a1b6c4c";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 pub struct Browser {
     base: String,
@@ -31,7 +31,10 @@ pub struct Element(pub String);
 
 /// Fails with instructions when chromedriver or chromium is missing.
 pub fn require_chromium() {
-    for (bin, package) in [("chromedriver", "chromium-driver"), ("chromium", "chromium")] {
+    for (bin, package) in [
+        ("chromedriver", "chromium-driver"),
+        ("chromium", "chromium"),
+    ] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {bin}")])
             .output()
@@ -117,9 +120,15 @@ impl Browser {
             "DELETE" => self.http.delete(url),
             _ => self.http.post(url).json(&body),
         };
-        let r = req.send().await.with_context(|| format!("{method} {path}"))?;
+        let r = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {path}"))?;
         let status = r.status();
-        let v: Value = r.json().await.with_context(|| format!("{method} {path}: body"))?;
+        let v: Value = r
+            .json()
+            .await
+            .with_context(|| format!("{method} {path}: body"))?;
         if !status.is_success() {
             bail!(
                 "{method} {path}: {status}: {} {}",
@@ -156,6 +165,20 @@ impl Browser {
         ))
     }
 
+    /// Polls for `css` every 100 ms until it is in the page, for up to `timeout`.
+    pub async fn wait_find(&self, css: &str, timeout: Duration) -> Result<Element> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.find(css).await {
+                Ok(e) => return Ok(e),
+                Err(e) if Instant::now() > deadline => {
+                    return Err(e.context(format!("waiting {timeout:?} for {css}")))
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
     pub async fn find_all(&self, css: &str) -> Result<Vec<Element>> {
         let v = self
             .call(
@@ -174,15 +197,23 @@ impl Browser {
     }
 
     pub async fn click(&self, e: &Element) -> Result<()> {
-        self.call("POST", &self.at(&format!("/element/{}/click", e.0)), json!({}))
-            .await
-            .map(|_| ())
+        self.call(
+            "POST",
+            &self.at(&format!("/element/{}/click", e.0)),
+            json!({}),
+        )
+        .await
+        .map(|_| ())
     }
 
     pub async fn clear(&self, e: &Element) -> Result<()> {
-        self.call("POST", &self.at(&format!("/element/{}/clear", e.0)), json!({}))
-            .await
-            .map(|_| ())
+        self.call(
+            "POST",
+            &self.at(&format!("/element/{}/clear", e.0)),
+            json!({}),
+        )
+        .await
+        .map(|_| ())
     }
 
     pub async fn send_keys(&self, e: &Element, text: &str) -> Result<()> {
@@ -197,7 +228,11 @@ impl Browser {
 
     pub async fn text(&self, e: &Element) -> Result<String> {
         let v = self
-            .call("GET", &self.at(&format!("/element/{}/text", e.0)), Value::Null)
+            .call(
+                "GET",
+                &self.at(&format!("/element/{}/text", e.0)),
+                Value::Null,
+            )
             .await?;
         Ok(v.as_str().unwrap_or_default().to_string())
     }
@@ -224,11 +259,16 @@ impl Browser {
         .await
     }
 
-    /// Finds `css` and clicks it, again if the page re-rendered it in between.
+    /// Finds `css` (waiting up to 30 s for it) and clicks it, again if the page
+    /// re-rendered it in between.
     pub async fn click_css(&self, css: &str) -> Result<()> {
         let mut tries = 0;
         loop {
-            let r = async { self.click(&self.find(css).await?).await }.await;
+            let r = async {
+                let e = self.wait_find(css, Duration::from_secs(30)).await?;
+                self.click(&e).await
+            }
+            .await;
             match r {
                 Ok(()) => return Ok(()),
                 Err(e) if tries < 5 && e.to_string().contains("stale element") => tries += 1,

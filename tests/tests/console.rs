@@ -32,6 +32,7 @@ fn screenshot_dir(tmp: &std::path::Path) -> PathBuf {
 }
 
 async fn save(browser: &Browser, dir: &std::path::Path, name: &str) -> Result<()> {
+    browser.script("window.scrollTo(0, 0);", json!([])).await?;
     let png = browser.screenshot().await?;
     ensure!(
         png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 1000,
@@ -44,7 +45,8 @@ async fn save(browser: &Browser, dir: &std::path::Path, name: &str) -> Result<()
 }
 
 /// The text of the first element matching `css`, or null.
-const TEXT_OF: &str = "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;";
+const TEXT_OF: &str =
+    "const e = document.querySelector(arguments[0]); return e && e.textContent ? e.textContent : null;";
 
 /// Whether the marker set at the start survived (the page was never reloaded).
 async fn not_reloaded(browser: &Browser) -> Result<()> {
@@ -94,8 +96,10 @@ async fn the_console_shows_scales_and_replaces_the_quickstart_live() -> Result<(
     save(&browser, &shots, "services").await?;
 
     // Scale to 5 from the service page.
-    browser.click_css("#services a[href='#/services/default/whoami']").await?;
-    let input = browser.find("#desired-count").await?;
+    browser
+        .click_css("#services a[href='#/services/default/whoami']")
+        .await?;
+    let input = browser.wait_find("#desired-count", PAGE).await?;
     browser
         .wait_for(
             "the desired count field to be filled",
@@ -127,7 +131,12 @@ async fn the_console_shows_scales_and_replaces_the_quickstart_live() -> Result<(
         .map_err(|e| anyhow::anyhow!("{e}\n{}", server.log()))?;
     assert_eq!(healthy, 5);
     let count = browser
-        .wait_for("the healthy count", PAGE, TEXT_OF, json!(["#healthy-count"]))
+        .wait_for(
+            "the healthy count",
+            PAGE,
+            TEXT_OF,
+            json!(["#healthy-count"]),
+        )
         .await?;
     assert_eq!(count, "5 of 5");
     not_reloaded(&browser).await?;
@@ -145,7 +154,9 @@ async fn the_console_shows_scales_and_replaces_the_quickstart_live() -> Result<(
 
     // Stop a task from the service page: it shows STOPPED, and its replacement and the
     // replacement's event appear.
-    browser.navigate(&format!("{}/console/#/services/default/whoami", server.api)).await?;
+    browser
+        .navigate(&format!("{}/console/#/services/default/whoami", server.api))
+        .await?;
     browser
         .script("window.__berthConsoleTest = 'set';", json!([]))
         .await?;
@@ -194,32 +205,95 @@ async fn the_console_shows_scales_and_replaces_the_quickstart_live() -> Result<(
     let replacement = replacement.as_str().unwrap_or_default().to_string();
     assert!(!before.contains(&replacement), "{replacement} is new");
     not_reloaded(&browser).await?;
+
+    // Traffic through the load balancer shows in the service's charts (sampled every
+    // 10 s: a rate needs two samples).
+    let addr = server.listener_addr("web").await?;
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        let r = http.get(format!("http://{addr}/")).send().await?;
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+    let rps = browser
+        .wait_for(
+            "a request rate in the chart",
+            Duration::from_secs(45),
+            "const f = document.querySelector('figure[data-metric=\"rps\"]'); const v = f ? parseFloat(f.querySelector('strong').textContent) : NaN; return v > 0 && f.querySelector('polyline') ? v : null;",
+            json!([]),
+        )
+        .await;
+    let rps = match rps {
+        Ok(v) => v,
+        Err(e) => {
+            let page = browser
+                .script(
+                    "return document.getElementById('view').innerText;",
+                    json!([]),
+                )
+                .await?;
+            let history = server
+                .get("/v1/clusters/default/services/whoami/metrics-history")
+                .await?;
+            anyhow::bail!("{e}\npage: {page}\nhistory: {history}");
+        }
+    };
+    assert!(rps.as_f64().unwrap_or(0.0) > 0.0, "{rps}");
+    let tasks_line = browser
+        .script(
+            "return document.querySelectorAll('figure[data-metric=\"tasks\"] polyline').length;",
+            json!([]),
+        )
+        .await?;
+    assert_eq!(tasks_line, 2, "running and desired tasks are drawn");
+    not_reloaded(&browser).await?;
     save(&browser, &shots, "service").await?;
 
     // The other main pages render what the API has.
     for (hash, css, name) in [
         ("#/clusters", "#instances tr[data-instance]", "clusters"),
-        ("#/load-balancers", "table[id^='listener-web-']", "load-balancers"),
+        (
+            "#/load-balancers",
+            "table[id^='listener-web-']",
+            "load-balancers",
+        ),
         ("#/tasks", "#tasks tr[data-task]", "tasks"),
-        ("#/task-definitions/whoami", "#revisions tbody tr", "task-definition"),
+        (
+            "#/task-definitions/whoami",
+            "#revisions tbody tr",
+            "task-definition",
+        ),
     ] {
-        browser.navigate(&format!("{}/console/{hash}", server.api)).await?;
         browser
-            .wait_for(name, PAGE, "return document.querySelector(arguments[0]) !== null;", json!([css]))
+            .navigate(&format!("{}/console/{hash}", server.api))
+            .await?;
+        browser
+            .wait_for(
+                name,
+                PAGE,
+                "return document.querySelector(arguments[0]) !== null;",
+                json!([css]),
+            )
             .await?;
         save(&browser, &shots, name).await?;
     }
-    let instance = browser
-        .wait_for("the instance's agent", PAGE, TEXT_OF, json!(["#instances tr[data-instance]"]))
+    browser
+        .navigate(&format!("{}/console/#/clusters", server.api))
         .await?;
-    assert!(
-        instance.as_str().unwrap_or_default().contains("connected"),
-        "{instance}"
-    );
+    let agent = browser
+        .wait_for(
+            "the instance's agent",
+            PAGE,
+            "const r = document.querySelector('#instances tr[data-instance]'); return r ? r.children[3].textContent : null;",
+            json!([]),
+        )
+        .await?;
+    assert_eq!(agent, "connected");
 
     // A phone width keeps the navigation and the tables usable.
     browser.set_window_size(390, 844).await?;
-    browser.navigate(&format!("{}/console/#/services", server.api)).await?;
+    browser
+        .navigate(&format!("{}/console/#/services", server.api))
+        .await?;
     browser
         .wait_for(
             "the services table at a phone width",
@@ -229,7 +303,10 @@ async fn the_console_shows_scales_and_replaces_the_quickstart_live() -> Result<(
         )
         .await?;
     let overflow = browser
-        .script("return document.documentElement.scrollWidth <= window.innerWidth + 1;", json!([]))
+        .script(
+            "return document.documentElement.scrollWidth <= window.innerWidth + 1;",
+            json!([]),
+        )
         .await?;
     assert_eq!(overflow, true, "the page fits a phone's width");
     save(&browser, &shots, "services-phone").await?;
@@ -244,8 +321,10 @@ async fn a_bad_stack_file_shows_the_field_error_next_to_the_editor() -> Result<(
     let shots = screenshot_dir(dir.path());
     let server = Server::start(None).await?;
     let browser = Browser::start(1200, 820).await?;
-    browser.navigate(&format!("{}/console/#/apply", server.api)).await?;
-    let editor = browser.find("#stack-editor").await?;
+    browser
+        .navigate(&format!("{}/console/#/apply", server.api))
+        .await?;
+    let editor = browser.wait_find("#stack-editor", PAGE).await?;
     let label = browser
         .script(
             "return document.querySelector('label[for=\"stack-editor\"]').textContent;",
@@ -266,7 +345,10 @@ async fn a_bad_stack_file_shows_the_field_error_next_to_the_editor() -> Result<(
         .await?;
     assert_eq!(field[0], "services[0].desiredCount", "{field}");
     let message = field[1].as_str().unwrap_or_default();
-    assert!(message.starts_with("services[0].desiredCount: "), "{message}");
+    assert!(
+        message.starts_with("services[0].desiredCount: "),
+        "{message}"
+    );
     assert!(message.contains("0 or more"), "{message}");
     // Next to the editor: the error follows it, and the editor is described by it.
     let placed = browser

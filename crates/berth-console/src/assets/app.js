@@ -128,8 +128,8 @@ route(/^\/services$/, () => {
       services.map((s) => {
         const primary = (s.deployments || []).find((d) => d.status === "PRIMARY");
         return h("tr", { "data-service": s.serviceName },
-          h("th", { scope: "row" }, link(`#/services/${s.cluster || "default"}/${s.serviceName}`, s.serviceName)),
-          h("td", {}, last(s.clusterArn) || s.cluster),
+          h("th", { scope: "row" }, link(`#/services/${clusterOf(s)}/${s.serviceName}`, s.serviceName)),
+          h("td", {}, clusterOf(s)),
           h("td", {}, badge(s.status)),
           h("td", { class: "running" }, `${s.runningCount}/${s.desiredCount}`),
           h("td", {}, s.pendingCount),
@@ -225,8 +225,12 @@ route(/^\/services\/([^/]+)\/([^/]+)$/, (cluster, name) => {
 function specOf(s) {
   const out = { ...s };
   for (const k of ["serviceArn", "clusterArn", "status", "runningCount", "pendingCount", "deployments", "events", "createdAt"]) delete out[k];
-  out.cluster = last(s.clusterArn) || s.cluster;
+  out.cluster = clusterOf(s);
   return out;
+}
+// A service's cluster by name (the stored `cluster` may be a name or an ARN).
+function clusterOf(s) {
+  return last(s.clusterArn || s.cluster) || "default";
 }
 function family(td) {
   return last(td).split(":")[0];
@@ -245,14 +249,14 @@ async function previousRevision(taskDefinition) {
 // Charts: inline SVG polylines, one per metric, no library.
 function chartsOf(points) {
   const series = [
-    ["Requests per second", (p) => p.requestsPerSecond, ""],
-    ["p99 latency (ms)", (p) => p.p99LatencyMs, ""],
-    ["5xx responses", (p) => p.errors5xx, ""],
-    ["Tasks running", (p) => p.running, (p) => p.desired],
+    ["rps", "Requests per second", (p) => p.requestsPerSecond, ""],
+    ["p99", "p99 latency (ms)", (p) => p.p99LatencyMs, ""],
+    ["5xx", "5xx responses", (p) => p.errors5xx, ""],
+    ["tasks", "Tasks running (dashed: desired)", (p) => p.running, (p) => p.desired],
   ];
-  return h("div", { class: "charts" }, series.map(([title, value, second]) => chart(title, points, value, second)));
+  return h("div", { class: "charts" }, series.map(([id, title, value, second]) => chart(id, title, points, value, second)));
 }
-function chart(title, points, value, second) {
+function chart(id, title, points, value, second) {
   const w = 300, hgt = 80;
   const vals = points.map(value);
   const extra = second ? points.map(second) : [];
@@ -265,12 +269,16 @@ function chart(title, points, value, second) {
   const box = svg("svg", { viewBox: `0 0 ${w} ${hgt}`, class: "chart", role: "img", "aria-label": `${title}: ${known.length ? "latest " + fmt(vals[vals.length - 1]) : "no data yet"}` });
   const line = (vs, cls) => {
     const pts = points.map((p, i) => (vs[i] === null || vs[i] === undefined ? null : `${x(p.at).toFixed(1)},${y(vs[i]).toFixed(1)}`)).filter(Boolean);
-    if (pts.length) box.append(svg("polyline", { points: pts.join(" "), class: cls }));
+    if (!pts.length) return;
+    box.append(svg("polyline", { points: pts.join(" "), class: cls }));
+    // The latest point as a dot, so a series of one sample shows too.
+    const [cx, cy] = pts[pts.length - 1].split(",");
+    box.append(svg("circle", { cx, cy, r: 3, class: `dot ${cls}` }));
   };
   if (second) line(extra, "line second");
   line(vals, "line");
   const latest = vals.length ? vals[vals.length - 1] : null;
-  return h("figure", { class: "chart-box" }, h("figcaption", {}, title, " ", h("strong", {}, fmt(latest)), ` (max ${fmt(known.length ? max : null)})`), box);
+  return h("figure", { class: "chart-box", "data-metric": id }, h("figcaption", {}, title, " ", h("strong", {}, fmt(latest)), ` (max ${fmt(known.length ? max : null)})`), box);
 }
 const fmt = (v) => (v === null || v === undefined ? "–" : Number.isInteger(v) ? String(v) : v.toFixed(2));
 
@@ -525,7 +533,7 @@ function diffLines(a, b) {
 
 // Apply a stack file, pasted or uploaded
 route(/^\/apply$/, () => {
-  const editor = h("textarea", { id: "stack-editor", rows: 18, spellcheck: "false", "aria-describedby": "stack-error stack-help" });
+  const editor = h("textarea", { id: "stack-editor", rows: 12, spellcheck: "false", "aria-describedby": "stack-error stack-help" });
   const file = h("input", { id: "stack-file", type: "file", accept: ".yaml,.yml,.json,text/yaml,application/json" });
   const error = h("p", { id: "stack-error", class: "field-error", role: "alert" });
   const result = h("div", { id: "apply-result", role: "status" });

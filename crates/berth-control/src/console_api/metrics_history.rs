@@ -10,8 +10,9 @@
 //! | `errors5xx` | `berth_lb_target_responses_total{code="5xx"}` plus nothing else: target 5xx responses since the last sample |
 //! | `running`, `pending`, `desired` | the service's counts |
 //!
-//! A rate needs two samples: the first point after a start (or after a target group
-//! appears) has none, and a service without target groups never has one. Missing data
+//! A rate needs two samples: the first point after a start has none (a target group
+//! that appeared since the last sample counts from 0), and a service without target
+//! groups never has one. Missing data
 //! is `null`, never 0. What it does not do: persist (a restarted server starts empty) or
 //! read the autoscaler's windows (those keep only what policies track).
 
@@ -210,9 +211,12 @@ impl MetricsHistory {
             let mut merged_before: BTreeMap<u64, (f64, u64)> = BTreeMap::new();
             if let (Some(dt), Some((_, before))) = (elapsed, previous.as_ref()) {
                 for g in &groups {
-                    let (Some(c), Some(b)) = (counters.get(g), before.get(g)) else {
+                    let Some(c) = counters.get(g) else {
                         continue;
                     };
+                    // A group new since the last sample counted from 0 in between.
+                    let zero = GroupCounters::default();
+                    let b = before.get(g).unwrap_or(&zero);
                     *rps.get_or_insert(0.0) += increase(c.requests, b.requests) / dt;
                     *errors.get_or_insert(0.0) += increase(c.errors5xx, b.errors5xx);
                     for &(ub, n) in &c.buckets {

@@ -129,3 +129,14 @@ fn quantiles_interpolate_within_a_bucket_and_stop_at_the_last_finite_bound() {
     assert_eq!(quantile(0.99, &slow, &before), Some(1.0));
     assert_eq!(quantile(0.99, &before, &before), None, "no observations");
 }
+
+#[test]
+fn a_target_group_new_since_the_last_sample_counts_from_zero() {
+    let m = proxy_metrics();
+    let h = MetricsHistory::default();
+    let services = [service("web", Some("web-tg"))];
+    h.observe(1000.0, &services, &m.registry.gather());
+    m.requests.with_label_values(&["web-tg", "a"]).inc_by(50);
+    h.observe(1010.0, &services, &m.registry.gather());
+    assert_eq!(h.points("default", "web")[1].requests_per_second, Some(5.0));
+}
