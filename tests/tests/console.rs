@@ -248,6 +248,36 @@ async fn the_console_shows_scales_and_replaces_the_quickstart_live() -> Result<(
     not_reloaded(&browser).await?;
     save(&browser, &shots, "service").await?;
 
+    // A task's page streams its output: a line the task prints after the page opened
+    // arrives (the demo app prints one when told to hold memory).
+    let task = server
+        .get(&format!("/v1/clusters/default/tasks/{replacement}"))
+        .await?;
+    let port = task["containers"][0]["networkBindings"][0]["hostPort"]
+        .as_u64()
+        .unwrap_or_default();
+    browser
+        .navigate(&format!(
+            "{}/console/#/tasks/default/{replacement}",
+            server.api
+        ))
+        .await?;
+    browser.wait_find("#logs", PAGE).await?;
+    let r = http
+        .get(format!("http://127.0.0.1:{port}/hold?mib=0"))
+        .send()
+        .await?;
+    assert!(r.status().is_success(), "{}", r.status());
+    browser
+        .wait_for(
+            "the task's output on its page",
+            PAGE,
+            "return document.getElementById('logs').textContent.includes('holding 0 MiB');",
+            json!([]),
+        )
+        .await?;
+    save(&browser, &shots, "task").await?;
+
     // The other main pages render what the API has.
     for (hash, css, name) in [
         ("#/clusters", "#instances tr[data-instance]", "clusters"),
