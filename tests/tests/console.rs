@@ -183,9 +183,9 @@ async fn the_console_shows_scales_and_replaces_the_quickstart_live() -> Result<(
     browser.click_css(&stop).await?;
     browser
         .wait_for(
-            "the stopped task to show STOPPED with its stop code",
+            "the stopped task to show STOPPED (after draining) with its stop code",
             SETTLE,
-            "const r = document.querySelector(`#service-tasks tr[data-task='${arguments[0]}']`); return r && r.textContent.includes('STOPPED') && r.textContent.includes('UserInitiated');",
+            "const r = document.querySelector(`#service-tasks tr[data-task='${arguments[0]}']`); return r && r.querySelector('td.status').textContent.startsWith('STOPPED') && r.textContent.includes('UserInitiated');",
             json!([victim]),
         )
         .await?;
