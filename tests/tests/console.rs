@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use berth_testkit::{quickstart, Server};
+use berth_testkit::{quickstart, wait_until, Server};
 use serde_json::{json, Value};
 use webdriver::Browser;
 
@@ -278,6 +278,72 @@ async fn the_console_shows_scales_and_replaces_the_quickstart_live() -> Result<(
         .await?;
     save(&browser, &shots, "task").await?;
 
+    // A stack file uploaded on the apply page registers a new revision and deploys it;
+    // rolling back from the service page returns to the previous one.
+    let text = std::fs::read_to_string(quickstart(dir.path(), 5))?
+        .replace("value: hello from berth", "value: hello from the console");
+    let upload = dir.path().join("console-stack.yaml");
+    std::fs::write(&upload, &text)?;
+    browser
+        .navigate(&format!("{}/console/#/apply", server.api))
+        .await?;
+    let file = browser.wait_find("#stack-file", PAGE).await?;
+    browser.send_keys(&file, &upload.to_string_lossy()).await?;
+    browser
+        .wait_for(
+            "the uploaded file in the editor",
+            PAGE,
+            "return document.getElementById('stack-editor').value.includes('hello from the console');",
+            json!([]),
+        )
+        .await?;
+    browser.click_css("#apply").await?;
+    let registered = browser
+        .wait_for(
+            "the applied changes",
+            PAGE,
+            "const rows = [...document.querySelectorAll('#changes tbody tr')].map(r => r.textContent); return rows.length ? rows : null;",
+            json!([]),
+        )
+        .await?;
+    let rows: Vec<String> = serde_json::from_value(registered)?;
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("task-definition") && r.contains("registered")),
+        "{rows:?}"
+    );
+    let revision = |want: &'static str| {
+        let server = &server;
+        async move {
+            wait_until(&format!("whoami on {want}"), SETTLE, || async {
+                let s = server
+                    .get("/v1/clusters/default/services/whoami")
+                    .await
+                    .ok()?;
+                s["taskDefinition"].as_str()?.ends_with(want).then_some(())
+            })
+            .await
+        }
+    };
+    revision("whoami:2").await?;
+    browser
+        .navigate(&format!("{}/console/#/services/default/whoami", server.api))
+        .await?;
+    browser.click_css("#rollback").await?;
+    let notice = browser
+        .wait_for("the rollback notice", PAGE, TEXT_OF, json!(["#notice"]))
+        .await?;
+    assert_eq!(notice, "Rolled whoami back", "{notice}");
+    revision("whoami:1").await?;
+    browser
+        .wait_for(
+            "the primary deployment of whoami:1 on the page",
+            SETTLE,
+            "return [...document.querySelectorAll('#deployments tbody tr')].some(r => r.textContent.includes('PRIMARY') && r.textContent.includes('whoami:1'));",
+            json!([]),
+        )
+        .await?;
+
     // The other main pages render what the API has.
     for (hash, css, name) in [
         ("#/clusters", "#instances tr[data-instance]", "clusters"),
@@ -287,11 +353,7 @@ async fn the_console_shows_scales_and_replaces_the_quickstart_live() -> Result<(
             "load-balancers",
         ),
         ("#/tasks", "#tasks tr[data-task]", "tasks"),
-        (
-            "#/task-definitions/whoami",
-            "#revisions tbody tr",
-            "task-definition",
-        ),
+        ("#/task-definitions/whoami", "#diff .add", "task-definition"),
     ] {
         browser
             .navigate(&format!("{}/console/{hash}", server.api))
@@ -306,6 +368,22 @@ async fn the_console_shows_scales_and_replaces_the_quickstart_live() -> Result<(
             .await?;
         save(&browser, &shots, name).await?;
     }
+    // The task definition page compares the two revisions (1 and 2 by default).
+    let diff = browser
+        .script(
+            "return [[...document.querySelectorAll('#diff .del')].map(e => e.textContent).join(''), [...document.querySelectorAll('#diff .add')].map(e => e.textContent).join('')];",
+            json!([]),
+        )
+        .await?;
+    let (removed, added) = (
+        diff[0].as_str().unwrap_or(""),
+        diff[1].as_str().unwrap_or(""),
+    );
+    assert!(
+        removed.contains("hello from berth") && !removed.contains("family"),
+        "{removed}"
+    );
+    assert!(added.contains("hello from the console"), "{added}");
     browser
         .navigate(&format!("{}/console/#/clusters", server.api))
         .await?;
@@ -327,7 +405,7 @@ async fn the_console_shows_scales_and_replaces_the_quickstart_live() -> Result<(
     browser
         .wait_for(
             "the services table at a phone width",
-            PAGE,
+            SETTLE,
             "const e = document.querySelector('#services tr[data-service=\"whoami\"] td.running'); return e && e.textContent === '5/5';",
             json!([]),
         )
@@ -340,6 +418,27 @@ async fn the_console_shows_scales_and_replaces_the_quickstart_live() -> Result<(
         .await?;
     assert_eq!(overflow, true, "the page fits a phone's width");
     save(&browser, &shots, "services-phone").await?;
+
+    // Draining the instance from the clusters page.
+    browser.set_window_size(1200, 820).await?;
+    browser
+        .navigate(&format!("{}/console/#/clusters", server.api))
+        .await?;
+    let drain = "#instances tr[data-instance] button";
+    browser
+        .wait_for("the drain button", PAGE, TEXT_OF, json!([drain]))
+        .await?;
+    browser.click_css(drain).await?;
+    browser
+        .wait_for(
+            "the instance to show DRAINING",
+            PAGE,
+            "const r = document.querySelector('#instances tr[data-instance]'); return r && r.children[2].textContent === 'DRAINING';",
+            json!([]),
+        )
+        .await?;
+    let instances = server.get("/v1/container-instances").await?;
+    assert_eq!(instances[0]["status"], "DRAINING", "{instances}");
     browser.quit().await?;
     Ok(())
 }

@@ -487,8 +487,9 @@ route(/^\/task-definitions\/([^/]+)$/, (fam) => {
     const a = defs.find((d) => String(d.revision) === left.value);
     const b = defs.find((d) => String(d.revision) === right.value);
     if (!a || !b) { out.textContent = ""; return; }
-    const lines = diffLines(pretty(a), pretty(b));
-    out.replaceChildren(...lines.map(([op, text]) => h("span", { class: op === "+" ? "add" : op === "-" ? "del" : "same" }, `${op} ${text}\n`)));
+    const lines = withContext(diffLines(pretty(a), pretty(b)), 3);
+    out.replaceChildren(...(lines.some(([op]) => op !== " " && op !== "…") ? lines : [["…", "the two revisions are the same"]])
+      .map(([op, text]) => h("span", { class: op === "+" ? "add" : op === "-" ? "del" : "same" }, `${op} ${text}\n`)));
   };
   left.addEventListener("change", show);
   right.addEventListener("change", show);
@@ -512,6 +513,20 @@ function pretty(d) {
   const c = { ...d };
   for (const k of ["taskDefinitionArn", "revision", "registeredAt", "deregisteredAt"]) delete c[k];
   return JSON.stringify(c, null, 2).split("\n");
+}
+// Keeps `n` unchanged lines around each change; each longer run becomes one "…" line.
+function withContext(ops, n) {
+  const near = ops.map(() => false);
+  ops.forEach(([op], i) => {
+    if (op === " ") return;
+    for (let j = Math.max(0, i - n); j <= Math.min(ops.length - 1, i + n); j++) near[j] = true;
+  });
+  const out = [];
+  ops.forEach((o, i) => {
+    if (near[i]) out.push(o);
+    else if (!out.length || out[out.length - 1][0] !== "…") out.push(["…", ""]);
+  });
+  return out;
 }
 // A line diff by longest common subsequence: [op, line] with op "+", "-" or " ".
 function diffLines(a, b) {
