@@ -9,18 +9,19 @@
 //! revision. Comments keep idle connections alive every 15 s.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
 use berth_store::{DynStore, Event as StoreEvent};
 use futures::Stream;
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
-use crate::api_state::ApiState;
+use crate::db::Db;
 
 /// How long the stream waits before watching again after its watch ended.
 const REWATCH_DELAY: Duration = Duration::from_millis(200);
@@ -74,8 +75,20 @@ impl StreamItem {
 }
 
 /// Watches `store` from its current revision and sends every change to `tx` until the
-/// receiver is dropped.
-pub async fn forward(store: DynStore, tx: mpsc::Sender<StreamItem>) {
+/// receiver is dropped or `stop` turns true (the server is shutting down: an open
+/// stream would hold its graceful shutdown forever).
+pub async fn forward(
+    store: DynStore,
+    tx: mpsc::Sender<StreamItem>,
+    mut stop: watch::Receiver<bool>,
+) {
+    tokio::select! {
+        _ = forward_changes(store, tx) => {}
+        _ = stop.wait_for(|s| *s) => {}
+    }
+}
+
+async fn forward_changes(store: DynStore, tx: mpsc::Sender<StreamItem>) {
     let mut rev = store.revision().await.unwrap_or(0);
     if tx.send(StreamItem::Hello { revision: rev }).await.is_err() {
         return;
@@ -114,10 +127,27 @@ fn events(rx: mpsc::Receiver<StreamItem>) -> impl Stream<Item = Result<Event, In
     })
 }
 
-pub(super) async fn stream(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
+/// What the stream's handler needs.
+#[derive(Clone)]
+struct StreamState {
+    store: DynStore,
+    stop: watch::Receiver<bool>,
+}
+
+async fn stream(State(s): State<StreamState>) -> impl IntoResponse {
     let (tx, rx) = mpsc::channel(BUFFER);
-    tokio::spawn(forward(s.db.store.clone(), tx));
+    tokio::spawn(forward(s.store.clone(), tx, s.stop.clone()));
     Sse::new(events(rx)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// `GET /v1/events/stream`; every open stream ends when `stop` turns true.
+pub fn routes(db: &Db, stop: watch::Receiver<bool>) -> Router {
+    Router::new()
+        .route("/v1/events/stream", get(stream))
+        .with_state(StreamState {
+            store: db.store.clone(),
+            stop,
+        })
 }
 
 #[cfg(test)]
@@ -126,10 +156,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_stream_says_hello_then_each_change_in_order() {
-        let store: DynStore = Arc::new(berth_store::MemoryStore::new());
+        let store: DynStore = std::sync::Arc::new(berth_store::MemoryStore::new());
         store.put("/clusters/a", b"{}".to_vec()).await.unwrap();
         let (tx, mut rx) = mpsc::channel(16);
-        let task = tokio::spawn(forward(store.clone(), tx));
+        let (_stop_tx, stop) = watch::channel(false);
+        let task = tokio::spawn(forward(store.clone(), tx, stop));
         let hello = rx.recv().await.unwrap();
         assert_eq!(hello, StreamItem::Hello { revision: 1 });
         store
@@ -160,6 +191,21 @@ mod tests {
             .await
             .expect("the forwarder ends when its client goes")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_stream_ends_when_the_server_stops() {
+        let store: DynStore = std::sync::Arc::new(berth_store::MemoryStore::new());
+        let (tx, mut rx) = mpsc::channel(16);
+        let (stop_tx, stop) = watch::channel(false);
+        let task = tokio::spawn(forward(store, tx, stop));
+        assert!(matches!(rx.recv().await, Some(StreamItem::Hello { .. })));
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the forwarder ends when the server stops")
+            .unwrap();
+        assert_eq!(rx.recv().await, None, "the stream ends");
     }
 
     #[test]

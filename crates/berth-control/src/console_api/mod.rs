@@ -2,7 +2,7 @@
 //!
 //! | method and path | what |
 //! |---|---|
-//! | `GET /v1/events/stream` | Server-Sent Events: one `change` event per store write ([`events`]) |
+//! | `GET /v1/events/stream` | Server-Sent Events: one `change` event per store write ([`events`]; mounted by whoever knows when the server stops, so open streams end then) |
 //! | `GET /v1/whoami` | the caller and the actions it may take ([`whoami`]) |
 //! | `POST /v1/stack-files/apply[?dryRun=true]` | apply a stack file as written (YAML or JSON text), errors naming the field ([`stack_file`]) |
 //! | `GET /v1/clusters/{c}/services/{s}/metrics-history` | the last hour of a service's request rate, p99 latency, 5xx and task counts ([`metrics_history`]; mounted by whoever runs its sampler) |
@@ -22,11 +22,11 @@ pub mod metrics_history;
 pub mod stack_file;
 pub mod whoami;
 
-/// The stream, whoami and stack-file routes (the metrics history has its own, with its
-/// sampler: [`metrics_history::routes`]).
+/// The whoami and stack-file routes (the change stream and the metrics history have
+/// their own, given the server's stop signal: [`events::routes`],
+/// [`metrics_history::routes`]).
 pub fn routes() -> Router<Arc<ApiState>> {
     Router::new()
-        .route("/v1/events/stream", get(events::stream))
         .route("/v1/whoami", get(whoami::whoami))
         .route("/v1/stack-files/apply", post(stack_file::apply_stack_file))
 }
