@@ -32,6 +32,8 @@
 //!   actions and scaling activities.
 //! - [`discovery_api`]: the API of namespaces and a service's mesh and DNS endpoints.
 //! - [`instance_state`]: setting a container instance DRAINING or ACTIVE.
+//! - [`console_api`]: what the web console reads beside the rest of the API (the
+//!   store's changes as Server-Sent Events, whoami, stack files, metrics history).
 //! - [`task_exec`]: the exec endpoint (a command in a running task's container);
 //!   [`task_exec_session`]: the same endpoint upgraded to an interactive session.
 //! - [`db`]: key layout and typed store access.
@@ -62,6 +64,7 @@ pub mod apply;
 pub mod autoscaler;
 pub mod autoscaling_api;
 pub mod capacity;
+pub mod console_api;
 pub mod data_plane;
 pub mod db;
 pub mod discovery;

@@ -289,13 +289,20 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         .with_context(|| format!("binding the API to {}", args.api_addr))?;
     let api_addr = listener.local_addr()?;
     let metrics_registry = registry.clone();
-    let app = control.router().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let r = metrics_registry.clone();
-            async move { metrics_text(&r) }
-        }),
-    );
+    let app = control
+        .router()
+        .merge(berth_console::router(
+            &control.db,
+            &registry,
+            stop_rx.clone(),
+        ))
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let r = metrics_registry.clone();
+                async move { metrics_text(&r) }
+            }),
+        );
     let mut api_stop = stop_rx.clone();
     let api = tokio::spawn(async move {
         axum::serve(listener, app)
