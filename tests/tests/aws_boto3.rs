@@ -32,7 +32,13 @@ async fn boto3_drives_ecs_and_application_auto_scaling() -> Result<()> {
         out.status,
         stdout,
         String::from_utf8_lossy(&out.stderr),
-        server.log().lines().rev().take(30).collect::<Vec<_>>().join("\n")
+        server
+            .log()
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     let summary: Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}"))?;
     assert_eq!(summary["taskDefinitionPages"], 3, "{summary}");
@@ -50,6 +56,9 @@ async fn boto3_drives_ecs_and_application_auto_scaling() -> Result<()> {
         .unwrap()
         .iter()
         .any(|c| c["clusterName"] == "boto"));
-    assert_eq!(server.get("/v1/scalable-targets").await?, serde_json::json!([]));
+    assert_eq!(
+        server.get("/v1/scalable-targets").await?,
+        serde_json::json!([])
+    );
     Ok(())
 }

@@ -165,13 +165,23 @@ async fn ecs_getting_started_flow_through_the_aws_cli() -> Result<()> {
     let described = aws(ep, &args);
     for t in described["tasks"].as_array().unwrap() {
         assert_eq!(t["lastStatus"], "RUNNING", "{t}");
-        assert!(t["taskDefinitionArn"].as_str().unwrap().ends_with("whoami:2"));
+        assert!(t["taskDefinitionArn"]
+            .as_str()
+            .unwrap()
+            .ends_with("whoami:2"));
     }
 
     // Scale out.
     aws(
         ep,
-        &["ecs", "update-service", "--service", "web", "--desired-count", "3"],
+        &[
+            "ecs",
+            "update-service",
+            "--service",
+            "web",
+            "--desired-count",
+            "3",
+        ],
     );
     aws(ep, &["ecs", "wait", "services-stable", "--services", "web"]);
     let d = aws(ep, &["ecs", "describe-services", "--services", "web"]);
@@ -203,17 +213,28 @@ async fn ecs_getting_started_flow_through_the_aws_cli() -> Result<()> {
     .clone();
     let stopped = aws(
         ep,
-        &["ecs", "stop-task", "--task", &victim, "--reason", "by the test"],
+        &[
+            "ecs",
+            "stop-task",
+            "--task",
+            &victim,
+            "--reason",
+            "by the test",
+        ],
     );
     assert_eq!(stopped["task"]["desiredStatus"], "STOPPED");
-    wait_until("the stopped task to be replaced", Duration::from_secs(60), || {
-        let victim = victim.clone();
-        async move {
-            let t = aws(ep, &["ecs", "list-tasks", "--service-name", "web"]);
-            let now = arns(&t, "taskArns");
-            (now.len() == 3 && !now.contains(&victim)).then_some(())
-        }
-    })
+    wait_until(
+        "the stopped task to be replaced",
+        Duration::from_secs(60),
+        || {
+            let victim = victim.clone();
+            async move {
+                let t = aws(ep, &["ecs", "list-tasks", "--service-name", "web"]);
+                let now = arns(&t, "taskArns");
+                (now.len() == 3 && !now.contains(&victim)).then_some(())
+            }
+        },
+    )
     .await?;
     let d = aws(ep, &["ecs", "describe-tasks", "--tasks", &victim]);
     assert_eq!(d["tasks"][0]["stoppedReason"], "by the test");
@@ -241,10 +262,18 @@ async fn ecs_getting_started_flow_through_the_aws_cli() -> Result<()> {
     // Task definitions listed and deregistered.
     let l = aws(ep, &["ecs", "list-task-definitions", "--sort", "DESC"]);
     let l = arns(&l, "taskDefinitionArns");
-    assert!(l[0].ends_with("whoami:2") && l[1].ends_with("whoami:1"), "{l:?}");
+    assert!(
+        l[0].ends_with("whoami:2") && l[1].ends_with("whoami:1"),
+        "{l:?}"
+    );
     let dr = aws(
         ep,
-        &["ecs", "deregister-task-definition", "--task-definition", "whoami:1"],
+        &[
+            "ecs",
+            "deregister-task-definition",
+            "--task-definition",
+            "whoami:1",
+        ],
     );
     assert_eq!(dr["taskDefinition"]["status"], "INACTIVE");
     let l = aws(ep, &["ecs", "list-task-definitions"]);
@@ -253,12 +282,19 @@ async fn ecs_getting_started_flow_through_the_aws_cli() -> Result<()> {
     // Delete: refused while scaled above 0, unless forced.
     let refused = aws_fails(ep, &["ecs", "delete-service", "--service", "web"]);
     assert!(refused.contains("InvalidParameterException"), "{refused}");
-    let del = aws(ep, &["ecs", "delete-service", "--service", "web", "--force"]);
+    let del = aws(
+        ep,
+        &["ecs", "delete-service", "--service", "web", "--force"],
+    );
     assert_eq!(del["service"]["status"], "DRAINING");
-    wait_until("the service's tasks to stop", Duration::from_secs(60), || async {
-        let t = aws(ep, &["ecs", "list-tasks", "--service-name", "web"]);
-        arns(&t, "taskArns").is_empty().then_some(())
-    })
+    wait_until(
+        "the service's tasks to stop",
+        Duration::from_secs(60),
+        || async {
+            let t = aws(ep, &["ecs", "list-tasks", "--service-name", "web"]);
+            arns(&t, "taskArns").is_empty().then_some(())
+        },
+    )
     .await?;
     let dc = aws(ep, &["ecs", "delete-cluster", "--cluster", "demo"]);
     assert_eq!(dc["cluster"]["status"], "INACTIVE");
@@ -293,12 +329,18 @@ async fn bad_input_gets_aws_codes_and_changes_nothing() -> Result<()> {
     let before = server.get("/v1/services").await?;
 
     let (status, v) = ecs_raw(ep, "FrobnicateClusters", "{}").await;
-    assert_eq!((status, v["__type"].as_str()), (400, Some("UnknownOperationException")));
+    assert_eq!(
+        (status, v["__type"].as_str()),
+        (400, Some("UnknownOperationException"))
+    );
 
     let (status, v) = ecs_raw(ep, "CreateService", r#"{"taskDefinition":"x"}"#).await;
     assert_eq!(status, 400);
     assert_eq!(v["__type"], "InvalidParameterException");
-    assert!(v["message"].as_str().unwrap().contains("serviceName"), "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("serviceName"),
+        "{v}"
+    );
 
     let (status, v) = ecs_raw(
         ep,
@@ -308,10 +350,16 @@ async fn bad_input_gets_aws_codes_and_changes_nothing() -> Result<()> {
     .await;
     assert_eq!(status, 400);
     assert_eq!(v["__type"], "SerializationException");
-    assert!(v["message"].as_str().unwrap().contains("desiredCount"), "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("desiredCount"),
+        "{v}"
+    );
 
     let (status, v) = ecs_raw(ep, "CreateCluster", "[]").await;
-    assert_eq!((status, v["__type"].as_str()), (400, Some("SerializationException")));
+    assert_eq!(
+        (status, v["__type"].as_str()),
+        (400, Some("SerializationException"))
+    );
 
     // Through the CLI: botocore reads the codes from the answers.
     let e = aws_fails(
@@ -329,17 +377,36 @@ async fn bad_input_gets_aws_codes_and_changes_nothing() -> Result<()> {
     assert!(e.contains("taskDefinition"), "{e}");
     let e = aws_fails(
         ep,
-        &["ecs", "describe-services", "--cluster", "nope", "--services", "s"],
+        &[
+            "ecs",
+            "describe-services",
+            "--cluster",
+            "nope",
+            "--services",
+            "s",
+        ],
     );
     assert!(e.contains("ClusterNotFoundException"), "{e}");
     let e = aws_fails(
         ep,
-        &["ecs", "update-service", "--service", "nope", "--desired-count", "1"],
+        &[
+            "ecs",
+            "update-service",
+            "--service",
+            "nope",
+            "--desired-count",
+            "1",
+        ],
     );
     assert!(e.contains("ServiceNotFoundException"), "{e}");
     let e = aws_fails(
         ep,
-        &["ecs", "describe-task-definition", "--task-definition", "nope:3"],
+        &[
+            "ecs",
+            "describe-task-definition",
+            "--task-definition",
+            "nope:3",
+        ],
     );
     assert!(e.contains("ClientException"), "{e}");
 
@@ -468,7 +535,14 @@ async fn elbv2_flow_serves_the_app_through_a_listener() -> Result<()> {
 
     let lb = aws(
         ep,
-        &["elbv2", "create-load-balancer", "--name", "front", "--type", "application"],
+        &[
+            "elbv2",
+            "create-load-balancer",
+            "--name",
+            "front",
+            "--type",
+            "application",
+        ],
     );
     let lb_arn = lb["LoadBalancers"][0]["LoadBalancerArn"]
         .as_str()
@@ -478,7 +552,13 @@ async fn elbv2_flow_serves_the_app_through_a_listener() -> Result<()> {
     assert!(dup.contains("DuplicateLoadBalancerName"), "{dup}");
     aws(
         ep,
-        &["elbv2", "wait", "load-balancer-available", "--load-balancer-arns", &lb_arn],
+        &[
+            "elbv2",
+            "wait",
+            "load-balancer-available",
+            "--load-balancer-arns",
+            &lb_arn,
+        ],
     );
 
     let port = free_port();
@@ -499,7 +579,10 @@ async fn elbv2_flow_serves_the_app_through_a_listener() -> Result<()> {
     );
     let listener = &l["Listeners"][0];
     assert_eq!(listener["Port"], port);
-    assert_eq!(listener["DefaultActions"][0]["TargetGroupArn"], tg_arn.as_str());
+    assert_eq!(
+        listener["DefaultActions"][0]["TargetGroupArn"],
+        tg_arn.as_str()
+    );
     let listener_arn = listener["ListenerArn"].as_str().unwrap().to_string();
     let rule = aws(
         ep,
@@ -517,7 +600,10 @@ async fn elbv2_flow_serves_the_app_through_a_listener() -> Result<()> {
         ],
     );
     let rule_arn = rule["Rules"][0]["RuleArn"].as_str().unwrap().to_string();
-    let rules = aws(ep, &["elbv2", "describe-rules", "--listener-arn", &listener_arn]);
+    let rules = aws(
+        ep,
+        &["elbv2", "describe-rules", "--listener-arn", &listener_arn],
+    );
     let rules = rules["Rules"].as_array().unwrap().clone();
     assert_eq!(rules.len(), 2, "{rules:?}");
     assert_eq!(rules[0]["Priority"], "10");
@@ -566,17 +652,33 @@ async fn elbv2_flow_serves_the_app_through_a_listener() -> Result<()> {
     );
     let in_use = aws_fails(
         ep,
-        &["elbv2", "delete-target-group", "--target-group-arn", &tg_arn],
+        &[
+            "elbv2",
+            "delete-target-group",
+            "--target-group-arn",
+            &tg_arn,
+        ],
     );
     assert!(in_use.contains("ResourceInUse"), "{in_use}");
     // target-in-service waits until every target is healthy (and there is one).
     aws(
         ep,
-        &["elbv2", "wait", "target-in-service", "--target-group-arn", &tg_arn],
+        &[
+            "elbv2",
+            "wait",
+            "target-in-service",
+            "--target-group-arn",
+            &tg_arn,
+        ],
     );
     let health = aws(
         ep,
-        &["elbv2", "describe-target-health", "--target-group-arn", &tg_arn],
+        &[
+            "elbv2",
+            "describe-target-health",
+            "--target-group-arn",
+            &tg_arn,
+        ],
     );
     let descriptions = health["TargetHealthDescriptions"].as_array().unwrap();
     assert_eq!(descriptions.len(), 2, "{health}");
@@ -586,9 +688,15 @@ async fn elbv2_flow_serves_the_app_through_a_listener() -> Result<()> {
 
     // Traffic through the listener: the app, and the rule's fixed response.
     let client = reqwest::Client::new();
-    let r = client.get(format!("http://127.0.0.1:{port}/")).send().await?;
+    let r = client
+        .get(format!("http://127.0.0.1:{port}/"))
+        .send()
+        .await?;
     assert_eq!(r.status(), 200);
-    assert!(r.headers().contains_key("x-berth-task"), "answered by a task");
+    assert!(
+        r.headers().contains_key("x-berth-task"),
+        "answered by a task"
+    );
     let r = client
         .get(format!("http://127.0.0.1:{port}/fixed"))
         .send()
@@ -598,11 +706,27 @@ async fn elbv2_flow_serves_the_app_through_a_listener() -> Result<()> {
     // Describe calls agree with each other.
     let tgs = aws(
         ep,
-        &["elbv2", "describe-target-groups", "--load-balancer-arn", &lb_arn],
+        &[
+            "elbv2",
+            "describe-target-groups",
+            "--load-balancer-arn",
+            &lb_arn,
+        ],
     );
     assert_eq!(tgs["TargetGroups"][0]["TargetGroupArn"], tg_arn.as_str());
-    assert_eq!(tgs["TargetGroups"][0]["LoadBalancerArns"][0], lb_arn.as_str());
-    let ls = aws(ep, &["elbv2", "describe-listeners", "--load-balancer-arn", &lb_arn]);
+    assert_eq!(
+        tgs["TargetGroups"][0]["LoadBalancerArns"][0],
+        lb_arn.as_str()
+    );
+    let ls = aws(
+        ep,
+        &[
+            "elbv2",
+            "describe-listeners",
+            "--load-balancer-arn",
+            &lb_arn,
+        ],
+    );
     assert_eq!(ls["Listeners"].as_array().unwrap().len(), 1);
     let missing = aws_fails(ep, &["elbv2", "describe-target-groups", "--names", "nope"]);
     assert!(missing.contains("TargetGroupNotFound"), "{missing}");
@@ -619,36 +743,66 @@ async fn elbv2_flow_serves_the_app_through_a_listener() -> Result<()> {
             r#"[{"Type":"fixed-response","FixedResponseConfig":{"StatusCode":"200","MessageBody":"changed"}}]"#,
         ],
     );
-    let body = wait_until("the modified rule to serve", Duration::from_secs(10), || {
-        let client = client.clone();
-        async move {
-            let r = client
-                .get(format!("http://127.0.0.1:{port}/fixed"))
-                .send()
-                .await
-                .ok()?;
-            let t = r.text().await.ok()?;
-            (t == "changed").then_some(t)
-        }
-    })
+    let body = wait_until(
+        "the modified rule to serve",
+        Duration::from_secs(10),
+        || {
+            let client = client.clone();
+            async move {
+                let r = client
+                    .get(format!("http://127.0.0.1:{port}/fixed"))
+                    .send()
+                    .await
+                    .ok()?;
+                let t = r.text().await.ok()?;
+                (t == "changed").then_some(t)
+            }
+        },
+    )
     .await?;
     assert_eq!(body, "changed");
     aws(ep, &["elbv2", "delete-rule", "--rule-arn", &rule_arn]);
-    let rules = aws(ep, &["elbv2", "describe-rules", "--listener-arn", &listener_arn]);
+    let rules = aws(
+        ep,
+        &["elbv2", "describe-rules", "--listener-arn", &listener_arn],
+    );
     assert_eq!(rules["Rules"].as_array().unwrap().len(), 1);
 
     // Tear down in ELBv2's order.
-    aws(ep, &["ecs", "delete-service", "--service", "web", "--force"]);
-    aws(ep, &["elbv2", "delete-listener", "--listener-arn", &listener_arn]);
-    aws(ep, &["elbv2", "delete-load-balancer", "--load-balancer-arn", &lb_arn]);
-    wait_until("the service to be gone", Duration::from_secs(60), || async {
-        let d = aws(ep, &["ecs", "describe-services", "--services", "web"]);
-        (d["failures"].as_array().is_some_and(|f| !f.is_empty())).then_some(())
-    })
+    aws(
+        ep,
+        &["ecs", "delete-service", "--service", "web", "--force"],
+    );
+    aws(
+        ep,
+        &["elbv2", "delete-listener", "--listener-arn", &listener_arn],
+    );
+    aws(
+        ep,
+        &[
+            "elbv2",
+            "delete-load-balancer",
+            "--load-balancer-arn",
+            &lb_arn,
+        ],
+    );
+    wait_until(
+        "the service to be gone",
+        Duration::from_secs(60),
+        || async {
+            let d = aws(ep, &["ecs", "describe-services", "--services", "web"]);
+            (d["failures"].as_array().is_some_and(|f| !f.is_empty())).then_some(())
+        },
+    )
     .await?;
     aws(
         ep,
-        &["elbv2", "delete-target-group", "--target-group-arn", &tg_arn],
+        &[
+            "elbv2",
+            "delete-target-group",
+            "--target-group-arn",
+            &tg_arn,
+        ],
     );
     let lbs = aws(ep, &["elbv2", "describe-load-balancers"]);
     assert_eq!(lbs["LoadBalancers"], json!([]));

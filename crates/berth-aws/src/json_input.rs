@@ -142,8 +142,11 @@ mod tests {
 
     #[test]
     fn wrong_types_and_missing_members_name_the_member() {
-        let i = Input::parse(br#"{"desiredCount":"3","cluster":"c"}"#, "InvalidParameterException")
-            .unwrap();
+        let i = Input::parse(
+            br#"{"desiredCount":"3","cluster":"c"}"#,
+            "InvalidParameterException",
+        )
+        .unwrap();
         let e = i.opt_i64("desiredCount").unwrap_err();
         assert_eq!(e.code, "SerializationException");
         assert_eq!(e.message, "desiredCount: must be an integer, got a string");

@@ -85,9 +85,7 @@ impl FrontDoor {
                     Err(e) => e.json_response(&request_id),
                 }
             }
-            Recognised::Query { params } => {
-                elbv2::handle(&self.native, &params, &request_id).await
-            }
+            Recognised::Query { params } => elbv2::handle(&self.native, &params, &request_id).await,
             Recognised::NotAws => {
                 let mut req = Request::post("/");
                 for (k, v) in &headers {

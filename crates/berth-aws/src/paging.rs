@@ -49,8 +49,16 @@ mod tests {
     #[test]
     fn pages_walk_the_list_and_bad_input_is_refused() {
         let items: Vec<u32> = (0..5).collect();
-        let (p, next) = page(items.clone(), None, Some(2), 100, 100, "nextToken", "maxResults")
-            .unwrap();
+        let (p, next) = page(
+            items.clone(),
+            None,
+            Some(2),
+            100,
+            100,
+            "nextToken",
+            "maxResults",
+        )
+        .unwrap();
         assert_eq!(p, vec![0, 1]);
         let (p, next) = page(
             items.clone(),
@@ -63,12 +71,27 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p, vec![2, 3]);
-        let (p, next) =
-            page(items.clone(), next.as_deref(), Some(2), 100, 100, "nextToken", "maxResults")
-                .unwrap();
+        let (p, next) = page(
+            items.clone(),
+            next.as_deref(),
+            Some(2),
+            100,
+            100,
+            "nextToken",
+            "maxResults",
+        )
+        .unwrap();
         assert_eq!((p, next), (vec![4], None));
-        let e = page(items.clone(), Some("x"), None, 100, 100, "nextToken", "maxResults")
-            .unwrap_err();
+        let e = page(
+            items.clone(),
+            Some("x"),
+            None,
+            100,
+            100,
+            "nextToken",
+            "maxResults",
+        )
+        .unwrap_err();
         assert!(e.message.starts_with("nextToken:"), "{e}");
         let e = page(items, None, Some(0), 100, 100, "nextToken", "maxResults").unwrap_err();
         assert!(e.message.starts_with("maxResults:"), "{e}");

@@ -76,7 +76,10 @@ pub async fn register_target(native: &Native, input: &Input) -> Result<Value, Aw
 
 pub async fn describe_targets(native: &Native, input: &Input) -> Result<Value, AwsError> {
     let filter = resource_filter(input)?;
-    let all = native.get("/v1/scalable-targets").await.map_err(aas_error)?;
+    let all = native
+        .get("/v1/scalable-targets")
+        .await
+        .map_err(aas_error)?;
     let items: Vec<Value> = all
         .as_array()
         .into_iter()
@@ -117,7 +120,11 @@ pub async fn put_policy(native: &Native, input: &Input) -> Result<Value, AwsErro
     body.insert("scalableDimension".into(), json!(DIMENSION));
     let stored = native
         .put(
-            &service_path(&cluster, &service, &format!("scaling-policies/{}", enc(&name))),
+            &service_path(
+                &cluster,
+                &service,
+                &format!("scaling-policies/{}", enc(&name)),
+            ),
             &Value::Object(body),
         )
         .await
@@ -129,7 +136,10 @@ pub async fn put_policy(native: &Native, input: &Input) -> Result<Value, AwsErro
 pub async fn describe_policies(native: &Native, input: &Input) -> Result<Value, AwsError> {
     let filter = resource_filter(input)?;
     let names = input.str_list("PolicyNames")?;
-    let all = native.get("/v1/scaling-policies").await.map_err(aas_error)?;
+    let all = native
+        .get("/v1/scaling-policies")
+        .await
+        .map_err(aas_error)?;
     let items: Vec<Value> = all
         .as_array()
         .into_iter()
@@ -167,7 +177,9 @@ pub async fn delete_policy(native: &Native, input: &Input) -> Result<Value, AwsE
 
 pub async fn describe_activities(native: &Native, input: &Input) -> Result<Value, AwsError> {
     check_scope(input)?;
-    let include_not_scaled = input.opt_bool("IncludeNotScaledActivities")?.unwrap_or(false);
+    let include_not_scaled = input
+        .opt_bool("IncludeNotScaledActivities")?
+        .unwrap_or(false);
     let services: Vec<(String, String)> = match input.opt_str("ResourceId")? {
         Some(id) => vec![parse_resource_id(&id).ok_or_else(|| {
             AwsError::validation(format!(
@@ -249,17 +261,17 @@ pub async fn put_scheduled(native: &Native, input: &Input) -> Result<Value, AwsE
 pub async fn describe_scheduled(native: &Native, input: &Input) -> Result<Value, AwsError> {
     let filter = resource_filter(input)?;
     let names = input.str_list("ScheduledActionNames")?;
-    let all = native.get("/v1/scheduled-actions").await.map_err(aas_error)?;
+    let all = native
+        .get("/v1/scheduled-actions")
+        .await
+        .map_err(aas_error)?;
     let items: Vec<Value> = all
         .as_array()
         .into_iter()
         .flatten()
         .filter(|a| wanted(&filter, &a["resourceId"]))
         .filter(|a| {
-            names.is_empty()
-                || names
-                    .iter()
-                    .any(|n| a["scheduledActionName"] == n.as_str())
+            names.is_empty() || names.iter().any(|n| a["scheduledActionName"] == n.as_str())
         })
         .map(to_wire)
         .collect();

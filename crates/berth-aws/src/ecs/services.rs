@@ -20,7 +20,12 @@ fn path(cluster: &str, name: &str) -> String {
 pub fn described(mut s: Value) -> Value {
     if let Some(m) = s.as_object_mut() {
         m.remove("cluster");
-        for list in ["loadBalancers", "serviceRegistries", "events", "deployments"] {
+        for list in [
+            "loadBalancers",
+            "serviceRegistries",
+            "events",
+            "deployments",
+        ] {
             m.entry(list).or_insert_with(|| json!([]));
         }
     }

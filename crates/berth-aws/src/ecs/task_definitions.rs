@@ -71,7 +71,10 @@ pub async fn list(native: &Native, input: &Input) -> Result<Value, AwsError> {
     let status = input
         .opt_str("status")?
         .unwrap_or_else(|| "ACTIVE".to_string());
-    if !matches!(status.as_str(), "ACTIVE" | "INACTIVE" | "DELETE_IN_PROGRESS") {
+    if !matches!(
+        status.as_str(),
+        "ACTIVE" | "INACTIVE" | "DELETE_IN_PROGRESS"
+    ) {
         return Err(input.invalid(format!(
             "status: must be ACTIVE, INACTIVE or DELETE_IN_PROGRESS, got {status:?}"
         )));
@@ -80,7 +83,10 @@ pub async fn list(native: &Native, input: &Input) -> Result<Value, AwsError> {
     if !matches!(sort.as_str(), "ASC" | "DESC") {
         return Err(input.invalid(format!("sort: must be ASC or DESC, got {sort:?}")));
     }
-    let all = native.get("/v1/task-definitions").await.map_err(ecs_error)?;
+    let all = native
+        .get("/v1/task-definitions")
+        .await
+        .map_err(ecs_error)?;
     let mut defs: Vec<(String, u64, Value)> = all
         .as_array()
         .into_iter()

@@ -51,10 +51,7 @@ pub async fn stop(native: &Native, input: &Input) -> Result<Value, AwsError> {
 pub async fn describe(native: &Native, input: &Input) -> Result<Value, AwsError> {
     let wanted = input.req_str_list("tasks")?;
     if wanted.len() > 100 {
-        return Err(input.invalid(format!(
-            "tasks: at most 100 per call, got {}",
-            wanted.len()
-        )));
+        return Err(input.invalid(format!("tasks: at most 100 per call, got {}", wanted.len())));
     }
     let cluster = cluster_of(native, input).await?;
     let all = native
@@ -94,9 +91,7 @@ pub async fn list(native: &Native, input: &Input) -> Result<Value, AwsError> {
         )));
     }
     if service.is_some() && family.is_some() {
-        return Err(input.invalid(
-            "serviceName and family: give at most one of them",
-        ));
+        return Err(input.invalid("serviceName and family: give at most one of them"));
     }
     let all = native
         .get(&format!("/v1/tasks?cluster={}", enc(&cluster)))

@@ -16,7 +16,9 @@ pub fn actions_from(p: &Params, prefix: &str) -> Result<Vec<Value>, AwsError> {
     let mut out = Vec::new();
     for (i, a) in p.structs(prefix).iter().enumerate() {
         let at = format!("{prefix}.member.{}", i + 1);
-        let kind = a.req("Type").map_err(|_| validation(format!("{at}.Type: required, and missing")))?;
+        let kind = a
+            .req("Type")
+            .map_err(|_| validation(format!("{at}.Type: required, and missing")))?;
         let mut v = Map::new();
         v.insert("type".into(), json!(kind));
         if let Some(tg) = a.get("TargetGroupArn") {
@@ -103,7 +105,10 @@ pub fn write_actions(x: &mut Xml, name: &str, actions: &[Value]) {
                     x.opt("Weight", g["weight"].as_u64());
                 },
             );
-            if let Some(s) = f.get("targetGroupStickinessConfig").filter(|s| s.is_object()) {
+            if let Some(s) = f
+                .get("targetGroupStickinessConfig")
+                .filter(|s| s.is_object())
+            {
                 x.open("TargetGroupStickinessConfig");
                 x.el("Enabled", s["enabled"].as_bool().unwrap_or(false));
                 x.opt("DurationSeconds", s["durationSeconds"].as_u64());
@@ -250,18 +255,35 @@ mod tests {
             ("DefaultActions.member.1.Type", "forward"),
             ("DefaultActions.member.1.TargetGroupArn", "arn:tg"),
             ("Conditions.member.1.Field", "path-pattern"),
-            ("Conditions.member.1.PathPatternConfig.Values.member.1", "/api/*"),
+            (
+                "Conditions.member.1.PathPatternConfig.Values.member.1",
+                "/api/*",
+            ),
         ]);
         let a = actions_from(&p, "DefaultActions").unwrap();
-        assert_eq!(a, vec![json!({"type": "forward", "targetGroupArn": "arn:tg"})]);
+        assert_eq!(
+            a,
+            vec![json!({"type": "forward", "targetGroupArn": "arn:tg"})]
+        );
         let c = conditions_from(&p).unwrap();
-        assert_eq!(c, vec![json!({"field": "path-pattern", "values": ["/api/*"]})]);
+        assert_eq!(
+            c,
+            vec![json!({"field": "path-pattern", "values": ["/api/*"]})]
+        );
         let mut x = Xml::new();
         write_conditions(&mut x, &c);
         let s = x.finish();
-        assert!(s.contains("<PathPatternConfig><Values><member>/api/*</member></Values></PathPatternConfig>"), "{s}");
-        let e = actions_from(&params(&[("Actions.member.1.TargetGroupArn", "x")]), "Actions")
-            .unwrap_err();
+        assert!(
+            s.contains(
+                "<PathPatternConfig><Values><member>/api/*</member></Values></PathPatternConfig>"
+            ),
+            "{s}"
+        );
+        let e = actions_from(
+            &params(&[("Actions.member.1.TargetGroupArn", "x")]),
+            "Actions",
+        )
+        .unwrap_err();
         assert!(e.message.starts_with("Actions.member.1.Type"), "{e}");
     }
 }

@@ -24,10 +24,7 @@ impl Params {
 
     pub fn req(&self, name: &str) -> Result<&str, AwsError> {
         self.get(name).filter(|v| !v.is_empty()).ok_or_else(|| {
-            AwsError::new(
-                "ValidationError",
-                format!("{name}: required, and missing"),
-            )
+            AwsError::new("ValidationError", format!("{name}: required, and missing"))
         })
     }
 

@@ -66,14 +66,20 @@ fn rules_mut(listener: &mut Value) -> &mut Vec<Value> {
 
 fn write_listener(x: &mut Xml, lb: &Value, l: &Value) {
     x.el("ListenerArn", l["listenerArn"].as_str().unwrap_or(""));
-    x.el("LoadBalancerArn", lb["loadBalancerArn"].as_str().unwrap_or(""));
+    x.el(
+        "LoadBalancerArn",
+        lb["loadBalancerArn"].as_str().unwrap_or(""),
+    );
     x.opt("Port", l["port"].as_u64());
     x.opt("Protocol", l["protocol"].as_str());
     x.opt("SslPolicy", l["sslPolicy"].as_str());
     write_actions(
         x,
         "DefaultActions",
-        l["defaultActions"].as_array().map(Vec::as_slice).unwrap_or(&[]),
+        l["defaultActions"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]),
     );
 }
 
@@ -134,9 +140,8 @@ pub async fn create(native: &Native, p: &Params) -> Result<String, AwsError> {
     let lb_arn = p.req("LoadBalancerArn")?;
     refuse_certificates(p)?;
     let mut lb = load_balancers::get(native, lb_arn).await?;
-    let port = port_of(p)?.ok_or_else(|| {
-        AwsError::new("ValidationError", "Port: required, and missing")
-    })?;
+    let port = port_of(p)?
+        .ok_or_else(|| AwsError::new("ValidationError", "Port: required, and missing"))?;
     let protocol = p.get("Protocol").unwrap_or("HTTP").to_string();
     let actions = actions_from(p, "DefaultActions")?;
     if actions.is_empty() {
@@ -322,7 +327,10 @@ pub async fn modify_rule(native: &Native, p: &Params) -> Result<String, AwsError
         rule["actions"] = json!(actions_from(p, "Actions")?);
     }
     let stored = put(native, &lb).await?;
-    Ok(rules_answer(&[stored["listeners"][li]["rules"][ri].clone()], None))
+    Ok(rules_answer(
+        &[stored["listeners"][li]["rules"][ri].clone()],
+        None,
+    ))
 }
 
 pub async fn delete_rule(native: &Native, p: &Params) -> Result<String, AwsError> {
@@ -348,7 +356,10 @@ pub async fn set_rule_priorities(native: &Native, p: &Params) -> Result<String, 
         let arn = w.req("RuleArn").map_err(|_| {
             AwsError::new(
                 "ValidationError",
-                format!("RulePriorities.member.{}.RuleArn: required, and missing", n + 1),
+                format!(
+                    "RulePriorities.member.{}.RuleArn: required, and missing",
+                    n + 1
+                ),
             )
         })?;
         let priority = priority_of(w, "Priority")?;

@@ -71,7 +71,10 @@ pub async fn put(native: &Native, lb: &Value) -> Result<Value, AwsError> {
 
 fn write(x: &mut Xml, lb: &Value) {
     let name = lb["loadBalancerName"].as_str().unwrap_or("");
-    x.el("LoadBalancerArn", lb["loadBalancerArn"].as_str().unwrap_or(""));
+    x.el(
+        "LoadBalancerArn",
+        lb["loadBalancerArn"].as_str().unwrap_or(""),
+    );
     // berth's listeners answer on the node's addresses; the name is a placeholder under
     // .localhost, which resolves to the loopback addresses.
     x.el("DNSName", format!("{name}.elb.localhost"));

@@ -61,7 +61,10 @@ pub async fn handle(native: &Native, pairs: &[(String, String)], request_id: &st
     let p = Params::new(pairs);
     let action = p.get("Action").unwrap_or("").to_string();
     match dispatch(native, &action, &p).await {
-        Ok(result) => xml_ok(xml::document(&action, XMLNS, &result, request_id), request_id),
+        Ok(result) => xml_ok(
+            xml::document(&action, XMLNS, &result, request_id),
+            request_id,
+        ),
         Err(e) => e.query_response(XMLNS, request_id),
     }
 }

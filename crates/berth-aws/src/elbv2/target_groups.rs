@@ -113,8 +113,14 @@ async fn put(native: &Native, tg: &Value) -> Result<Value, AwsError> {
 
 /// Writes one target group as ELBv2's `member`.
 pub fn write(x: &mut Xml, tg: &Value) {
-    x.el("TargetGroupArn", tg["targetGroupArn"].as_str().unwrap_or(""));
-    x.el("TargetGroupName", tg["targetGroupName"].as_str().unwrap_or(""));
+    x.el(
+        "TargetGroupArn",
+        tg["targetGroupArn"].as_str().unwrap_or(""),
+    );
+    x.el(
+        "TargetGroupName",
+        tg["targetGroupName"].as_str().unwrap_or(""),
+    );
     x.opt("Protocol", tg["protocol"].as_str());
     x.opt("ProtocolVersion", tg["protocolVersion"].as_str());
     x.opt("Port", tg["port"].as_u64());
@@ -134,7 +140,10 @@ pub fn write(x: &mut Xml, tg: &Value) {
         "HealthCheckTimeoutSeconds",
         tg["healthCheckTimeoutSeconds"].as_u64(),
     );
-    x.opt("HealthyThresholdCount", tg["healthyThresholdCount"].as_u64());
+    x.opt(
+        "HealthyThresholdCount",
+        tg["healthyThresholdCount"].as_u64(),
+    );
     x.opt(
         "UnhealthyThresholdCount",
         tg["unhealthyThresholdCount"].as_u64(),

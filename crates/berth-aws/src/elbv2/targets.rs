@@ -6,10 +6,10 @@
 
 use serde_json::Value;
 
+use super::elb_error;
 use super::form::Params;
 use super::target_groups;
 use super::xml::Xml;
-use super::elb_error;
 use crate::native::{enc, Native};
 use crate::protocol::AwsError;
 
@@ -32,9 +32,9 @@ pub async fn describe_health(native: &Native, p: &Params) -> Result<String, AwsE
         .flatten()
         .filter(|t| {
             wanted.is_empty()
-                || wanted.iter().any(|(id, port)| {
-                    t["id"] == id.as_str() && port.is_none_or(|p| t["port"] == p)
-                })
+                || wanted
+                    .iter()
+                    .any(|(id, port)| t["id"] == id.as_str() && port.is_none_or(|p| t["port"] == p))
         })
         .collect();
     let health_port = tg["healthCheckPort"].as_str().unwrap_or("traffic-port");
