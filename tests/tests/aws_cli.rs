@@ -259,6 +259,27 @@ async fn ecs_getting_started_flow_through_the_aws_cli() -> Result<()> {
         .iter()
         .any(|a| a["name"] == "ecs.os-type"));
 
+    // A standalone task: RunTask, the tasks-running waiter, StopTask.
+    let run = aws(
+        ep,
+        &[
+            "ecs",
+            "run-task",
+            "--task-definition",
+            "whoami:2",
+            "--started-by",
+            "the-test",
+        ],
+    );
+    assert_eq!(run["failures"], json!([]), "{run}");
+    let run_arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    assert_eq!(run["tasks"][0]["group"], "family:whoami");
+    aws(ep, &["ecs", "wait", "tasks-running", "--tasks", &run_arn]);
+    let by = aws(ep, &["ecs", "list-tasks", "--started-by", "the-test"]);
+    assert_eq!(arns(&by, "taskArns"), vec![run_arn.clone()]);
+    aws(ep, &["ecs", "stop-task", "--task", &run_arn]);
+    aws(ep, &["ecs", "wait", "tasks-stopped", "--tasks", &run_arn]);
+
     // Task definitions listed and deregistered.
     let l = aws(ep, &["ecs", "list-task-definitions", "--sort", "DESC"]);
     let l = arns(&l, "taskDefinitionArns");

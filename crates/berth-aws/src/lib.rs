@@ -39,9 +39,13 @@ use protocol::{AwsError, Recognised};
 /// Adds the AWS front door to berth's API router: `POST /` requests that carry
 /// `X-Amz-Target` or a form body with `Action=` are answered here; every other request
 /// (and a `POST /` that is neither) goes to `api` as before.
-pub fn with_front_door(api: Router) -> Router {
+///
+/// `db` is the control plane's store, for the operations the `/v1` API has no route
+/// for (RunTask).
+pub fn with_front_door(api: Router, db: berth_control::Db) -> Router {
     let door = Arc::new(FrontDoor {
         native: native::Native::new(api.clone()),
+        db,
         api: api.clone(),
     });
     api.route(
@@ -55,6 +59,7 @@ pub fn with_front_door(api: Router) -> Router {
 
 struct FrontDoor {
     native: native::Native,
+    db: berth_control::Db,
     /// The API router, for a `POST /` that is no AWS request.
     api: Router,
 }
@@ -66,7 +71,7 @@ impl FrontDoor {
             Recognised::Json { prefix, operation } => {
                 let result = match prefix.as_str() {
                     protocol::ECS_TARGET_PREFIX => {
-                        ecs::dispatch(&self.native, &operation, &body).await
+                        ecs::dispatch(&self.native, &self.db, &operation, &body).await
                     }
                     protocol::AUTOSCALING_TARGET_PREFIX => {
                         autoscaling::dispatch(&self.native, &operation, &body).await

@@ -32,6 +32,7 @@
 //!   actions and scaling activities.
 //! - [`discovery_api`]: the API of namespaces and a service's mesh and DNS endpoints.
 //! - [`instance_state`]: setting a container instance DRAINING or ACTIVE.
+//! - [`run_task`]: standalone tasks (ECS's RunTask), placed as a service's are.
 //! - [`task_exec`]: the exec endpoint (a command in a running task's container);
 //!   [`task_exec_session`]: the same endpoint upgraded to an interactive session.
 //! - [`db`]: key layout and typed store access.
@@ -77,6 +78,7 @@ pub mod metrics;
 pub mod node_join;
 pub mod proxy_feed;
 pub mod registration;
+pub mod run_task;
 pub mod scheduler;
 pub mod service_metrics;
 pub mod services;

@@ -1,15 +1,10 @@
-//! Member names between Application Auto Scaling's wire (PascalCase, with `ARN`
-//! spelled in capitals) and berth's model (camelCase).
+//! Member names between Application Auto Scaling's wire (PascalCase) and berth's model
+//! (camelCase; its ARN members are spelled `…ARN` as on the wire).
 
 use serde_json::{Map, Value};
 
 /// Members whose wire name is not the camelCase name with its first letter raised.
-const SPECIAL: &[(&str, &str)] = &[
-    ("scalableTargetArn", "ScalableTargetARN"),
-    ("policyArn", "PolicyARN"),
-    ("scheduledActionArn", "ScheduledActionARN"),
-    ("roleArn", "RoleARN"),
-];
+const SPECIAL: &[(&str, &str)] = &[("roleArn", "RoleARN")];
 
 /// Every member name of `v`, at any depth, from the wire's to berth's.
 pub fn to_model(v: &Value) -> Value {
@@ -84,7 +79,7 @@ mod tests {
             }
         });
         let model = to_model(&wire);
-        assert_eq!(model["policyArn"], "arn");
+        assert_eq!(model["policyARN"], "arn");
         assert_eq!(
             model["targetTrackingScalingPolicyConfiguration"]["predefinedMetricSpecification"]
                 ["predefinedMetricType"],

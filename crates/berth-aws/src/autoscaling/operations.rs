@@ -61,7 +61,7 @@ pub async fn register_target(native: &Native, input: &Input) -> Result<Value, Aw
         }
         Err(e) => return Err(aas_error(e)),
     };
-    for k in ["scalableTargetArn", "creationTime"] {
+    for k in ["scalableTargetARN", "creationTime"] {
         body.remove(k);
     }
     for (k, v) in model_body(input, &["RoleARN", "Tags"]) {
@@ -71,7 +71,7 @@ pub async fn register_target(native: &Native, input: &Input) -> Result<Value, Aw
         .put(&path, &Value::Object(body))
         .await
         .map_err(aas_error)?;
-    Ok(json!({ "ScalableTargetARN": stored["scalableTargetArn"] }))
+    Ok(json!({ "ScalableTargetARN": stored["scalableTargetARN"] }))
 }
 
 pub async fn describe_targets(native: &Native, input: &Input) -> Result<Value, AwsError> {
@@ -130,7 +130,7 @@ pub async fn put_policy(native: &Native, input: &Input) -> Result<Value, AwsErro
         .await
         .map_err(aas_error)?;
     // berth evaluates its policies itself: there are no CloudWatch alarms to name.
-    Ok(json!({ "PolicyARN": stored["policyArn"], "Alarms": [] }))
+    Ok(json!({ "PolicyARN": stored["policyARN"], "Alarms": [] }))
 }
 
 pub async fn describe_policies(native: &Native, input: &Input) -> Result<Value, AwsError> {
@@ -243,7 +243,7 @@ pub async fn put_scheduled(native: &Native, input: &Input) -> Result<Value, AwsE
         }
         Err(e) => return Err(aas_error(e)),
     };
-    for k in ["scheduledActionArn", "creationTime"] {
+    for k in ["scheduledActionARN", "creationTime"] {
         body.remove(k);
     }
     for (k, v) in model_body(input, &[]) {

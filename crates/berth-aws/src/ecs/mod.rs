@@ -35,6 +35,7 @@ pub const OPERATIONS: &[&str] = &[
     "DescribeServices",
     "ListServices",
     "DeleteService",
+    "RunTask",
     "StopTask",
     "DescribeTasks",
     "ListTasks",
@@ -44,7 +45,12 @@ pub const OPERATIONS: &[&str] = &[
 ];
 
 /// Answers one ECS operation with its JSON result.
-pub async fn dispatch(native: &Native, operation: &str, body: &[u8]) -> Result<Value, AwsError> {
+pub async fn dispatch(
+    native: &Native,
+    db: &berth_control::Db,
+    operation: &str,
+    body: &[u8],
+) -> Result<Value, AwsError> {
     if !OPERATIONS.contains(&operation) {
         return Err(AwsError::new(
             "UnknownOperationException",
@@ -66,6 +72,7 @@ pub async fn dispatch(native: &Native, operation: &str, body: &[u8]) -> Result<V
         "DescribeServices" => services::describe(native, &input).await,
         "ListServices" => services::list(native, &input).await,
         "DeleteService" => services::delete(native, &input).await,
+        "RunTask" => tasks::run(native, db, &input).await,
         "StopTask" => tasks::stop(native, &input).await,
         "DescribeTasks" => tasks::describe(native, &input).await,
         "ListTasks" => tasks::list(native, &input).await,

@@ -1,4 +1,4 @@
-//! StopTask, DescribeTasks, ListTasks.
+//! RunTask, StopTask, DescribeTasks, ListTasks.
 
 use serde_json::{json, Value};
 
@@ -20,6 +20,75 @@ fn described(mut t: Value) -> Value {
         }
     }
     t
+}
+
+/// RunTask members berth does not apply to a standalone task; given, they are refused.
+const RUN_TASK_REFUSED: &[&str] = &[
+    "overrides",
+    "placementConstraints",
+    "placementStrategy",
+    "capacityProviderStrategy",
+];
+
+pub async fn run(
+    native: &Native,
+    db: &berth_control::Db,
+    input: &Input,
+) -> Result<Value, AwsError> {
+    let td = input.req_str("taskDefinition")?;
+    let count = input.opt_i64("count")?.unwrap_or(1);
+    if !(1..=10).contains(&count) {
+        return Err(input.invalid(format!("count: must be 1 to 10, got {count}")));
+    }
+    for m in RUN_TASK_REFUSED {
+        let given = input.raw(m).is_some_and(|v| match v {
+            Value::Array(a) => !a.is_empty(),
+            Value::Object(o) => !o.is_empty(),
+            _ => true,
+        });
+        if given {
+            return Err(input.invalid(format!(
+                "{m}: berth's RunTask runs the task definition as registered, on the default placement; register a definition (or create a service) with what you need"
+            )));
+        }
+    }
+    let started_by = input.opt_str("startedBy")?;
+    let group = input.opt_str("group")?;
+    let launch_type = input.opt_str("launchType")?;
+    let cluster = cluster_of(native, input).await?;
+    let reference = super::task_definitions::reference(&td);
+    let outcome = berth_control::run_task::run_task(
+        db,
+        &berth_control::run_task::RunTaskRequest {
+            cluster: &cluster,
+            task_definition: &reference,
+            count: count as usize,
+            started_by: started_by.as_deref(),
+            group: group.as_deref(),
+            launch_type: launch_type.as_deref(),
+        },
+    )
+    .await
+    .map_err(|e| ecs_error_of(berth_control::ApiError::from(e)))?;
+    let tasks: Vec<Value> = outcome
+        .tasks
+        .iter()
+        .map(|t| described(serde_json::to_value(t).unwrap_or(Value::Null)))
+        .collect();
+    let failures: Vec<Value> = outcome
+        .unplaced
+        .iter()
+        .map(|why| json!({ "reason": why }))
+        .collect();
+    Ok(json!({ "tasks": tasks, "failures": failures }))
+}
+
+fn ecs_error_of(e: berth_control::ApiError) -> AwsError {
+    super::ecs_error(crate::native::NativeError {
+        code: e.code.to_string(),
+        message: e.message,
+        status: e.status,
+    })
 }
 
 pub async fn stop(native: &Native, input: &Input) -> Result<Value, AwsError> {
