@@ -5,6 +5,7 @@
 //! an assert in the script, and berth's own API confirms what it did.
 
 #[path = "../aws/venv.rs"]
+#[allow(dead_code)]
 mod venv;
 
 use anyhow::Result;
