@@ -115,3 +115,91 @@ pub async fn run_task(db: &Db, req: &RunTaskRequest<'_>) -> Result<RunTaskOutcom
         unplaced: failure.map(|f| f.0),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_fixtures::db_with_default_cluster;
+    use berth_model::arn;
+    use berth_model::ecs::{ContainerInstance, Resource};
+
+    /// An ACTIVE, connected instance with 4096 CPU units and 4096 MiB.
+    fn instance(id: &str) -> ContainerInstance {
+        ContainerInstance {
+            container_instance_arn: arn::container_instance("default", id),
+            cluster_arn: arn::cluster("default"),
+            status: "ACTIVE".into(),
+            agent_connected: true,
+            registered_resources: ["CPU", "MEMORY"]
+                .into_iter()
+                .map(|name| Resource {
+                    name: name.into(),
+                    integer_value: 4096,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    async fn db_with_definition() -> Db {
+        let db = db_with_default_cluster().await;
+        db.put(&db::instance_key("default", "i-1"), &instance("i-1"))
+            .await
+            .unwrap();
+        let mut td: TaskDefinition = serde_json::from_value(serde_json::json!({
+            "family": "web",
+            "containerDefinitions": [{"name": "web", "image": "x", "cpu": 1024, "memory": 1024}]
+        }))
+        .unwrap();
+        td.task_definition_arn = arn::task_definition("web", 1);
+        td.revision = 1;
+        td.status = "ACTIVE".into();
+        db.put(&db::taskdef_key("web", 1), &td).await.unwrap();
+        db
+    }
+
+    fn request(count: usize) -> RunTaskRequest<'static> {
+        RunTaskRequest {
+            cluster: "default",
+            task_definition: "web",
+            count,
+            started_by: Some("me"),
+            group: None,
+            launch_type: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn tasks_are_placed_and_stored_until_the_instance_is_full() {
+        let db = db_with_definition().await;
+        let out = run_task(&db, &request(2)).await.unwrap();
+        assert_eq!(out.tasks.len(), 2);
+        assert!(out.unplaced.is_none());
+        let t = &out.tasks[0];
+        assert_eq!(t.group, "family:web");
+        assert_eq!(t.started_by.as_deref(), Some("me"));
+        assert_eq!(t.desired_status, TaskStatus::Running);
+        assert_eq!(db.tasks(Some("default")).await.unwrap().len(), 2);
+        // The instance has 4096 CPU units: two more fit, the third does not.
+        let out = run_task(&db, &request(3)).await.unwrap();
+        assert_eq!(out.tasks.len(), 2);
+        assert!(out.unplaced.is_some());
+        assert_eq!(db.tasks(Some("default")).await.unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_definition_or_cluster_changes_nothing() {
+        let db = db_with_definition().await;
+        let rev = db.store.revision().await.unwrap();
+        let mut r = request(1);
+        r.task_definition = "nope";
+        let e = run_task(&db, &r).await.err().unwrap();
+        assert!(e.to_string().contains("taskDefinition"), "{e}");
+        let mut r = request(1);
+        r.cluster = "elsewhere";
+        let e = run_task(&db, &r).await.err().unwrap();
+        assert!(e.to_string().contains("cluster"), "{e}");
+        assert_eq!(db.store.revision().await.unwrap(), rev);
+    }
+}
