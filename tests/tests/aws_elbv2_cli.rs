@@ -309,12 +309,86 @@ async fn elbv2_flow_serves_the_app_through_a_listener() -> Result<()> {
     )
     .await?;
     assert_eq!(body, "changed");
+    // A new priority: berth derives a rule's ARN from it, so the answer has a new ARN.
+    let moved = aws(
+        ep,
+        &[
+            "elbv2",
+            "set-rule-priorities",
+            "--rule-priorities",
+            &format!("RuleArn={rule_arn},Priority=5"),
+        ],
+    );
+    assert_eq!(moved["Rules"][0]["Priority"], "5", "{moved}");
+    let rule_arn = moved["Rules"][0]["RuleArn"].as_str().unwrap().to_string();
+    assert!(rule_arn.ends_with("/5"), "{rule_arn}");
     aws(ep, &["elbv2", "delete-rule", "--rule-arn", &rule_arn]);
     let rules = aws(
         ep,
         &["elbv2", "describe-rules", "--listener-arn", &listener_arn],
     );
     assert_eq!(rules["Rules"].as_array().unwrap().len(), 1);
+
+    // Load balancer attributes, and a listener whose default action changes.
+    let attrs = aws(
+        ep,
+        &[
+            "elbv2",
+            "modify-load-balancer-attributes",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--attributes",
+            "Key=idle_timeout.timeout_seconds,Value=30",
+        ],
+    );
+    assert!(attrs["Attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["Key"] == "idle_timeout.timeout_seconds" && a["Value"] == "30"));
+    let attrs = aws(
+        ep,
+        &[
+            "elbv2",
+            "describe-load-balancer-attributes",
+            "--load-balancer-arn",
+            &lb_arn,
+        ],
+    );
+    assert!(attrs["Attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["Key"] == "idle_timeout.timeout_seconds" && a["Value"] == "30"));
+    aws(
+        ep,
+        &[
+            "elbv2",
+            "modify-listener",
+            "--listener-arn",
+            &listener_arn,
+            "--default-actions",
+            r#"[{"Type":"fixed-response","FixedResponseConfig":{"StatusCode":"503","MessageBody":"maintenance"}}]"#,
+        ],
+    );
+    let status = wait_until(
+        "the listener's new default action",
+        Duration::from_secs(10),
+        || {
+            let client = client.clone();
+            async move {
+                let r = client
+                    .get(format!("http://127.0.0.1:{port}/"))
+                    .send()
+                    .await
+                    .ok()?;
+                let status = r.status().as_u16();
+                (r.text().await.ok()? == "maintenance").then_some(status)
+            }
+        },
+    )
+    .await?;
+    assert_eq!(status, 503);
 
     // Tear down in ELBv2's order.
     aws(
