@@ -45,6 +45,27 @@ pub fn recognise(headers: &HeaderMap, body: &[u8]) -> Recognised {
     }
 }
 
+/// The IAM action a `POST /` asks for (`ecs:CreateService`,
+/// `elasticloadbalancing:CreateListener`, `application-autoscaling:PutScalingPolicy`),
+/// for a policy layer in front of the front door; `None` when it is no AWS request.
+pub fn iam_action(headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    match recognise(headers, body) {
+        Recognised::Json { prefix, operation } => {
+            let service = match prefix.as_str() {
+                ECS_TARGET_PREFIX => "ecs",
+                AUTOSCALING_TARGET_PREFIX => "application-autoscaling",
+                _ => return None,
+            };
+            Some(format!("{service}:{operation}"))
+        }
+        Recognised::Query { params } => params
+            .iter()
+            .find(|(k, _)| k == "Action")
+            .map(|(_, a)| format!("elasticloadbalancing:{a}")),
+        Recognised::NotAws => None,
+    }
+}
+
 /// An error as AWS names it: a code (`ClusterNotFoundException`, `TargetGroupNotFound`),
 /// a message, and the HTTP status (400 for the caller's faults, 500 for the server's).
 #[derive(Debug, Clone, PartialEq)]
@@ -200,6 +221,25 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(recognise(&h, b"{\"a\":1}"), Recognised::NotAws);
+    }
+
+    #[test]
+    fn requests_name_their_iam_action() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-amz-target",
+            HeaderValue::from_static("AnyScaleFrontendService.PutScalingPolicy"),
+        );
+        assert_eq!(
+            iam_action(&h, b"{}").as_deref(),
+            Some("application-autoscaling:PutScalingPolicy")
+        );
+        let h = HeaderMap::new();
+        assert_eq!(
+            iam_action(&h, b"Action=CreateListener&Version=2015-12-01").as_deref(),
+            Some("elasticloadbalancing:CreateListener")
+        );
+        assert_eq!(iam_action(&h, b"{}"), None);
     }
 
     #[test]
