@@ -141,6 +141,19 @@ async fn ecs_getting_started_flow_through_the_aws_cli() -> Result<()> {
             .ends_with("whoami:2"));
     }
 
+    // A forced deployment of the same definition is refused, saying why.
+    let forced = aws_fails(
+        ep,
+        &[
+            "ecs",
+            "update-service",
+            "--service",
+            "web",
+            "--force-new-deployment",
+        ],
+    );
+    assert!(forced.contains("UnsupportedFeatureException"), "{forced}");
+
     // Scale out.
     aws(
         ep,

@@ -87,6 +87,20 @@ pub async fn update(native: &Native, input: &Input) -> Result<Value, AwsError> {
             "Service was not ACTIVE.",
         ));
     }
+    if input.opt_bool("forceNewDeployment")? == Some(true) {
+        let new_definition = match input.opt_str("taskDefinition")? {
+            Some(r) => {
+                Some(super::task_definitions::get(native, &r).await?["taskDefinitionArn"].clone())
+            }
+            None => None,
+        };
+        if new_definition.is_none_or(|d| d == svc["taskDefinition"]) {
+            return Err(AwsError::new(
+                "UnsupportedFeatureException",
+                "forceNewDeployment: berth starts a new deployment when the service's task definition changes; register a new revision and pass it as taskDefinition to replace the tasks",
+            ));
+        }
+    }
     for (k, v) in input.members() {
         if UPDATE_ONLY.contains(&k.as_str()) || v.is_null() {
             continue;
