@@ -431,3 +431,192 @@ async fn elbv2_flow_serves_the_app_through_a_listener() -> Result<()> {
     assert_eq!(server.get("/v1/target-groups").await?, json!([]));
     Ok(())
 }
+
+/// An HTTP server outside berth: answers every request on 127.0.0.1 with `body`.
+async fn outside_server(body: &'static str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = conn.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if conn.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ip_targets_outside_berth_register_serve_and_drain() -> Result<()> {
+    let server = Server::start(None).await?;
+    let ep = server.api.as_str();
+    let outside = outside_server("served from outside berth").await;
+
+    let tg = aws(
+        ep,
+        &[
+            "elbv2",
+            "create-target-group",
+            "--name",
+            "outside",
+            "--protocol",
+            "HTTP",
+            "--port",
+            &outside.to_string(),
+            "--target-type",
+            "ip",
+            "--health-check-interval-seconds",
+            "5",
+            "--health-check-timeout-seconds",
+            "4",
+            "--healthy-threshold-count",
+            "2",
+        ],
+    );
+    let tg_arn = tg["TargetGroups"][0]["TargetGroupArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    aws(
+        ep,
+        &[
+            "elbv2",
+            "modify-target-group-attributes",
+            "--target-group-arn",
+            &tg_arn,
+            "--attributes",
+            "Key=deregistration_delay.timeout_seconds,Value=1",
+        ],
+    );
+    let lb = aws(ep, &["elbv2", "create-load-balancer", "--name", "edge"]);
+    let lb_arn = lb["LoadBalancers"][0]["LoadBalancerArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let port = free_port();
+    aws(
+        ep,
+        &[
+            "elbv2",
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            &port.to_string(),
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={tg_arn}"),
+        ],
+    );
+
+    let bad = aws_fails(
+        ep,
+        &[
+            "elbv2",
+            "register-targets",
+            "--target-group-arn",
+            &tg_arn,
+            "--targets",
+            "Id=not-an-address",
+        ],
+    );
+    assert!(bad.contains("InvalidTarget"), "{bad}");
+    aws(
+        ep,
+        &[
+            "elbv2",
+            "register-targets",
+            "--target-group-arn",
+            &tg_arn,
+            "--targets",
+            "Id=127.0.0.1",
+        ],
+    );
+    aws(
+        ep,
+        &[
+            "elbv2",
+            "wait",
+            "target-in-service",
+            "--target-group-arn",
+            &tg_arn,
+        ],
+    );
+    let r = reqwest::get(format!("http://127.0.0.1:{port}/")).await?;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await?, "served from outside berth");
+
+    aws(
+        ep,
+        &[
+            "elbv2",
+            "deregister-targets",
+            "--target-group-arn",
+            &tg_arn,
+            "--targets",
+            &format!("Id=127.0.0.1,Port={outside}"),
+        ],
+    );
+    let h = aws(
+        ep,
+        &[
+            "elbv2",
+            "describe-target-health",
+            "--target-group-arn",
+            &tg_arn,
+        ],
+    );
+    let states: Vec<&str> = h["TargetHealthDescriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["TargetHealth"]["State"].as_str().unwrap_or(""))
+        .collect();
+    assert!(states.is_empty() || states == ["draining"], "{h}");
+    // Drained within the 1 s deregistration delay; then the listener has no target.
+    let status = wait_until("the target to drain", Duration::from_secs(30), || async {
+        let h = aws(
+            ep,
+            &[
+                "elbv2",
+                "describe-target-health",
+                "--target-group-arn",
+                &tg_arn,
+            ],
+        );
+        if h["TargetHealthDescriptions"] != json!([]) {
+            return None;
+        }
+        let r = reqwest::get(format!("http://127.0.0.1:{port}/"))
+            .await
+            .ok()?;
+        Some(r.status().as_u16())
+    })
+    .await?;
+    assert_eq!(status, 503, "no target left behind the listener");
+    Ok(())
+}

@@ -41,7 +41,7 @@ use protocol::{AwsError, Recognised};
 /// (and a `POST /` that is neither) goes to `api` as before.
 ///
 /// `db` is the control plane's store, for the operations the `/v1` API has no route
-/// for (RunTask).
+/// for (RunTask, RegisterTargets, DeregisterTargets).
 pub fn with_front_door(api: Router, db: berth_control::Db) -> Router {
     let door = Arc::new(FrontDoor {
         native: native::Native::new(api.clone()),
@@ -90,7 +90,9 @@ impl FrontDoor {
                     Err(e) => e.json_response(&request_id),
                 }
             }
-            Recognised::Query { params } => elbv2::handle(&self.native, &params, &request_id).await,
+            Recognised::Query { params } => {
+                elbv2::handle(&self.native, &self.db, &params, &request_id).await
+            }
             Recognised::NotAws => {
                 let mut req = Request::post("/");
                 for (k, v) in &headers {

@@ -33,6 +33,7 @@
 //! - [`discovery_api`]: the API of namespaces and a service's mesh and DNS endpoints.
 //! - [`instance_state`]: setting a container instance DRAINING or ACTIVE.
 //! - [`run_task`]: standalone tasks (ECS's RunTask), placed as a service's are.
+//! - [`external_targets`]: addresses that are not tasks in `ip` target groups.
 //! - [`task_exec`]: the exec endpoint (a command in a running task's container);
 //!   [`task_exec_session`]: the same endpoint upgraded to an interactive session.
 //! - [`db`]: key layout and typed store access.
@@ -68,6 +69,7 @@ pub mod db;
 pub mod discovery;
 pub mod discovery_api;
 pub mod error;
+pub mod external_targets;
 pub mod instance_state;
 pub mod json_body;
 pub mod lost_instances;

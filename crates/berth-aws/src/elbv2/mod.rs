@@ -57,10 +57,15 @@ pub const ACTIONS: &[&str] = &[
 ];
 
 /// Answers one query-protocol request.
-pub async fn handle(native: &Native, pairs: &[(String, String)], request_id: &str) -> Response {
+pub async fn handle(
+    native: &Native,
+    db: &berth_control::Db,
+    pairs: &[(String, String)],
+    request_id: &str,
+) -> Response {
     let p = Params::new(pairs);
     let action = p.get("Action").unwrap_or("").to_string();
-    match dispatch(native, &action, &p).await {
+    match dispatch(native, db, &action, &p).await {
         Ok(result) => xml_ok(
             xml::document(&action, XMLNS, &result, request_id),
             request_id,
@@ -69,7 +74,12 @@ pub async fn handle(native: &Native, pairs: &[(String, String)], request_id: &st
     }
 }
 
-async fn dispatch(native: &Native, action: &str, p: &Params) -> Result<String, AwsError> {
+async fn dispatch(
+    native: &Native,
+    db: &berth_control::Db,
+    action: &str,
+    p: &Params,
+) -> Result<String, AwsError> {
     if !ACTIONS.contains(&action) {
         return Err(AwsError::new(
             "InvalidAction",
@@ -103,8 +113,8 @@ async fn dispatch(native: &Native, action: &str, p: &Params) -> Result<String, A
         "ModifyRule" => listeners::modify_rule(native, p).await,
         "DeleteRule" => listeners::delete_rule(native, p).await,
         "SetRulePriorities" => listeners::set_rule_priorities(native, p).await,
-        "RegisterTargets" => targets::register(native, p).await,
-        "DeregisterTargets" => targets::deregister(native, p).await,
+        "RegisterTargets" => targets::register(db, p).await,
+        "DeregisterTargets" => targets::deregister(db, p).await,
         "DescribeTargetHealth" => targets::describe_health(native, p).await,
         _ => unreachable!("checked against ACTIONS"),
     }

@@ -1,12 +1,17 @@
 //! DescribeTargetHealth, RegisterTargets, DeregisterTargets.
 //!
 //! berth registers the tasks of the services that name a target group itself (and
-//! drains them before they stop). Targets that are not tasks are not part of berth's
-//! API, so RegisterTargets and DeregisterTargets are refused with that reason.
+//! drains them before they stop). RegisterTargets and DeregisterTargets are for
+//! addresses that are not tasks, in `ip` target groups
+//! (`berth_control::external_targets`).
 
 use serde_json::Value;
 
 use super::elb_error;
+use berth_control::external_targets::{self, TargetRef};
+use berth_control::Db;
+use berth_model::elb::TargetGroup;
+
 use super::form::Params;
 use super::target_groups;
 use super::xml::Xml;
@@ -30,6 +35,8 @@ pub async fn describe_health(native: &Native, p: &Params) -> Result<String, AwsE
         .as_array()
         .into_iter()
         .flatten()
+        // An address that drained is gone (its record waits for the next call).
+        .filter(|t| !t["taskArn"].is_null() || t["drainedAt"].is_null())
         .filter(|t| {
             wanted.is_empty()
                 || wanted
@@ -59,19 +66,70 @@ pub async fn describe_health(native: &Native, p: &Params) -> Result<String, AwsE
     Ok(x.finish())
 }
 
-fn refused(action: &str) -> AwsError {
-    AwsError::new(
-        "InvalidTarget",
-        format!("{action}: berth registers the tasks of the services whose loadBalancers name the target group, and drains them before they stop; targets that are not tasks are not supported"),
-    )
+/// The `Targets` list of a Register/DeregisterTargets request.
+fn target_refs(p: &Params) -> Result<Vec<TargetRef>, AwsError> {
+    let given = p.structs("Targets");
+    if given.is_empty() {
+        return Err(AwsError::new(
+            "ValidationError",
+            "Targets: required, and missing or empty",
+        ));
+    }
+    given
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let id = t.req("Id").map_err(|_| {
+                AwsError::new(
+                    "ValidationError",
+                    format!("Targets.member.{}.Id: required, and missing", i + 1),
+                )
+            })?;
+            let port = t.int("Port")?.map(|n| n.clamp(0, u32::MAX as i64) as u32);
+            Ok(TargetRef {
+                id: id.to_string(),
+                port,
+            })
+        })
+        .collect()
 }
 
-pub async fn register(native: &Native, p: &Params) -> Result<String, AwsError> {
-    target_groups::get(native, p.req("TargetGroupArn")?).await?;
-    Err(refused("RegisterTargets"))
+/// The stored target group an ARN names, or `TargetGroupNotFound`.
+async fn stored_group(db: &Db, arn: &str) -> Result<TargetGroup, AwsError> {
+    db.target_group_by_ref(arn)
+        .await
+        .map_err(|e| AwsError::server("InternalFailure", e.to_string()))?
+        .ok_or_else(|| {
+            AwsError::new(
+                "TargetGroupNotFound",
+                format!("One or more target groups not found: {arn}"),
+            )
+        })
 }
 
-pub async fn deregister(native: &Native, p: &Params) -> Result<String, AwsError> {
-    target_groups::get(native, p.req("TargetGroupArn")?).await?;
-    Err(refused("DeregisterTargets"))
+fn invalid_target(e: berth_control::ControlError) -> AwsError {
+    let api = berth_control::ApiError::from(e);
+    if api.status >= 500 {
+        AwsError::server("InternalFailure", api.message)
+    } else {
+        AwsError::new("InvalidTarget", api.message)
+    }
+}
+
+pub async fn register(db: &Db, p: &Params) -> Result<String, AwsError> {
+    let tg = stored_group(db, p.req("TargetGroupArn")?).await?;
+    let targets = target_refs(p)?;
+    external_targets::register(db, &tg, &targets)
+        .await
+        .map_err(invalid_target)?;
+    Ok(String::new())
+}
+
+pub async fn deregister(db: &Db, p: &Params) -> Result<String, AwsError> {
+    let tg = stored_group(db, p.req("TargetGroupArn")?).await?;
+    let targets = target_refs(p)?;
+    external_targets::deregister(db, &tg, &targets)
+        .await
+        .map_err(invalid_target)?;
+    Ok(String::new())
 }
