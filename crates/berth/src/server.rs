@@ -289,8 +289,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         .with_context(|| format!("binding the API to {}", args.api_addr))?;
     let api_addr = listener.local_addr()?;
     let metrics_registry = registry.clone();
-    let app = control
-        .router()
+    let app = berth_aws::with_front_door(control.router(), control.db.clone())
         .merge(berth_console::router(
             &control.db,
             &registry,
