@@ -13,7 +13,6 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::clock::Clock;
 use crate::forwarded::{ForwardedValues, XffMode};
-use crate::framing::Conflict;
 use crate::mesh::{MeshConnection, MeshMetrics};
 use crate::metrics::ListenerMetrics;
 use crate::rules::RuleSet;
@@ -69,9 +68,6 @@ pub(crate) struct ConnCtx {
     /// target: those requests end with a 504. One connection-wide deadline instead of a
     /// timer per request.
     pub(crate) expired: tokio::sync::Notify,
-    /// Raised when a request head on this connection carried both Content-Length and
-    /// Transfer-Encoding (see [`crate::framing`]).
-    pub(crate) conflict: Conflict,
     /// The mesh endpoint this connection counts for: the one its first mesh request
     /// went to. Counted out when the connection ends.
     pub(crate) mesh_connection: OnceLock<MeshConnection>,
@@ -89,7 +85,6 @@ impl ConnCtx {
             forwarded: ForwardedValues::new(peer, shared.port, scheme),
             active: AtomicU64::new(0),
             expired: tokio::sync::Notify::new(),
-            conflict: Conflict::default(),
             mesh_connection: OnceLock::new(),
         })
     }

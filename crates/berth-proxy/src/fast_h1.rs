@@ -11,8 +11,10 @@
 //! [`MAX_BUFFERED_BODY`]), or when its action is not a forward to an HTTP/1.1 target
 //! group (neither HTTPS nor HTTP/2; a mesh hop's TLS is fine), [`serve`] returns the
 //! connection with every byte it has read and not answered, and hyper serves the rest of
-//! the connection from that request on. So every error answer for malformed input (400,
-//! 431) stays hyper's.
+//! the connection from that request on. So every error answer for malformed input (the
+//! statuses [`crate::edge`] chooses) comes from the edge gate hyper reads through
+//! ([`crate::framing`]); the fast path checks each head with [`crate::edge::check_head`]
+//! before it serves it.
 //!
 //! Mesh requests (a mesh listener's, see [`crate::mesh`]) take this path too: a mesh
 //! group adds its per-request deadline, its 503 retry and its metrics, behind one check
@@ -36,6 +38,7 @@ use tokio::time::Instant;
 
 use crate::attempt::{is_idempotent, Attempts, Failure, Verdict};
 use crate::context::{ConnCtx, ListenerShared, HEADER_READ_TIMEOUT, MAX_HEADER_BYTES};
+use crate::edge;
 use crate::elb_error;
 use crate::forwarded;
 use crate::group::GroupRuntime;
@@ -189,6 +192,10 @@ fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
         Err(_) => return Prep::Fallback,
     };
     if head_len > MAX_HEADER_BYTES || req.version != Some(1) {
+        return Prep::Fallback;
+    }
+    // A request the edge refuses goes to hyper, whose edge gate answers it.
+    if edge::check_head(&buf[..head_len]).is_err() {
         return Prep::Fallback;
     }
     let (Some(method), Some(target)) = (req.method, req.path) else {

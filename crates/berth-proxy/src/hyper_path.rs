@@ -52,6 +52,9 @@ pub(crate) fn builder() -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_HEADER_BYTES)
+        // A client that stops sending still gets the answers it is owed; so do the
+        // requests before one the edge gate refused (the gate then reads as ended).
+        .half_close(true)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     builder
@@ -71,7 +74,7 @@ pub(crate) async fn serve<T>(
     let idle = shared.routes.load().idle_timeout;
     let last = Arc::new(AtomicU64::new(shared.clock.now_ms()));
     let io = IdleIo {
-        inner: Guarded::new(io, cx.conflict.clone()),
+        inner: Guarded::new(io, shared.clone()),
         last: last.clone(),
         clock: shared.clock.clone(),
     };
@@ -208,14 +211,6 @@ fn request_host(req: &Request<Incoming>) -> &str {
 async fn handle(req: Request<Incoming>, cx: Arc<ConnCtx>) -> Response<ProxyBody> {
     let l = &cx.listener;
     l.metrics.requests.inc();
-    if cx.conflict.load(Ordering::Acquire) {
-        // Ambiguous framing (a request-smuggling attempt): refused, and the connection
-        // closes after the answer.
-        let mut r = elb_error::response(StatusCode::BAD_REQUEST, &l.metrics);
-        r.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return r;
-    }
     if let Some(n) = req
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -56,8 +56,9 @@
 //! - `sticky`: stickiness cookies and source-IP affinity; `elb_error`: responses the
 //!   load balancer generates.
 //! - `context`: what requests see of their listener and client connection.
-//! - `forwarded`: X-Forwarded-* and hop-by-hop headers; `framing`: the
-//!   request-smuggling guard.
+//! - `forwarded`: X-Forwarded-* and hop-by-hop headers; `framing`: the edge gate
+//!   hyper reads client bytes through; `edge`: the HTTP/1.1 rules a request must pass
+//!   (RFC 9110/9112) and the status each broken rule gets.
 //! - `rules`: rule conditions and actions compiled for matching.
 //! - `group`: target groups: targets, routable snapshot, algorithms.
 //! - `health`: active health checks.
@@ -77,11 +78,14 @@ mod body;
 mod clock;
 pub mod config;
 mod context;
+mod edge;
 mod elb_error;
 mod error;
 mod fast_h1;
 mod forwarded;
 mod framing;
+#[doc(hidden)]
+pub mod fuzzing;
 mod group;
 mod group_settings;
 mod h1_codec;
