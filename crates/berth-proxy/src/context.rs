@@ -17,8 +17,6 @@ use crate::mesh::{MeshConnection, MeshMetrics};
 use crate::metrics::ListenerMetrics;
 use crate::rules::RuleSet;
 
-/// How long a client may take to send a request's headers.
-pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// The most a request's line and headers may take together (ALB: 64 KiB).
 pub(crate) const MAX_HEADER_BYTES: usize = 64 * 1024;
 
@@ -35,6 +33,11 @@ pub(crate) struct Routes {
     pub(crate) stream_idle_timeout: Option<Duration>,
     /// Open client connections beyond which new ones are refused.
     pub(crate) max_connections: i64,
+    /// Open client connections from one client address beyond which its new ones are
+    /// refused.
+    pub(crate) max_connections_per_client: u32,
+    /// How long a client may take to send a request's head (answered 408 beyond).
+    pub(crate) header_timeout: Duration,
 }
 
 /// Whether a listener speaks HTTP (ALB) or forwards byte streams (NLB).

@@ -37,7 +37,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::attempt::{is_idempotent, Attempts, Failure, Verdict};
-use crate::context::{ConnCtx, ListenerShared, HEADER_READ_TIMEOUT, MAX_HEADER_BYTES};
+use crate::context::{ConnCtx, ListenerShared, MAX_HEADER_BYTES};
 use crate::edge;
 use crate::elb_error;
 use crate::forwarded;
@@ -95,10 +95,11 @@ where
         },
         peer: cx.peer.ip(),
     };
-    let head_timeout_ms = HEADER_READ_TIMEOUT.as_millis() as u64;
+    let header_timeout = cx.listener.routes.load().header_timeout;
     loop {
-        // When the first bytes of the request being read arrived.
-        let mut head_start: Option<u64> = None;
+        // When the first bytes of the request being read arrived: the head is due
+        // within the header timeout of it, however the client trickles it.
+        let mut head_due: Option<Instant> = None;
         let plan = loop {
             if !c.buf.is_empty() {
                 match prepare(&c.buf, cx, &mut c.out) {
@@ -117,15 +118,27 @@ where
             let r = if between_requests {
                 c.read_client_or_stop(stop).await
             } else {
-                c.read_client().await
+                let due = *head_due.get_or_insert_with(|| Instant::now() + header_timeout);
+                match tokio::time::timeout_at(due, c.read_client()).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        // The head did not arrive in time: 408, and the connection ends.
+                        elb_error::write(
+                            &mut c.out,
+                            StatusCode::REQUEST_TIMEOUT,
+                            &cx.listener.metrics,
+                            true,
+                        );
+                        let _ = c.write_client().await;
+                        let _ = c.io.shutdown().await;
+                        return Exit::Closed;
+                    }
+                }
             };
             match r {
                 Wait::Done(Ok(n)) if n > 0 => {
-                    // A client trickling its head byte by byte gets the header read
-                    // timeout, however often it sends.
-                    let now = c.idle.last;
-                    if now - *head_start.get_or_insert(now) > head_timeout_ms {
-                        return Exit::Closed;
+                    if between_requests {
+                        head_due = Some(Instant::now() + header_timeout);
                     }
                 }
                 // End of stream, an error, the idle timeout or the listener stopping:

@@ -16,13 +16,16 @@
 //! After an HTTP/2 preface or a request asking for an upgrade the gate stops looking
 //! (what follows may be another protocol).
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
 
 use crate::context::{ListenerShared, MAX_HEADER_BYTES};
 use crate::edge::chunked::ChunkedScan;
@@ -89,6 +92,11 @@ impl Scanner {
             });
         }
         Ok(())
+    }
+
+    /// Some of a request head was read and it is not complete yet.
+    pub fn collecting_head(&self) -> bool {
+        matches!(self.state, State::Head) && !self.head.is_empty()
     }
 
     fn feed_inner(&mut self, bytes: &mut &[u8], out: &mut Vec<u8>) -> Result<(), Rejection> {
@@ -190,10 +198,14 @@ pub(crate) struct Guarded<IO> {
     answer: Vec<u8>,
     answer_pos: usize,
     listener: Arc<ListenerShared>,
+    /// How long a request head may take from its first byte (408 beyond).
+    header_timeout: Duration,
+    /// Armed while a head is being collected.
+    head_timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<IO> Guarded<IO> {
-    pub(crate) fn new(io: IO, listener: Arc<ListenerShared>) -> Self {
+    pub(crate) fn new(io: IO, listener: Arc<ListenerShared>, header_timeout: Duration) -> Self {
         Guarded {
             io,
             scanner: Scanner::default(),
@@ -204,6 +216,27 @@ impl<IO> Guarded<IO> {
             answer: Vec::new(),
             answer_pos: 0,
             listener,
+            header_timeout,
+            head_timer: None,
+        }
+    }
+
+    /// Refuses the request being read: the connection reads as ended after what passed,
+    /// and the answer (when owed) goes out before the shutdown.
+    fn refuse(&mut self, refusal: Refusal) {
+        self.refused = true;
+        self.head_timer = None;
+        let l = &self.listener;
+        l.metrics.requests.inc();
+        tracing::debug!(
+            status = refusal.rejection.status,
+            rule = refusal.rejection.rule,
+            "request refused at the edge"
+        );
+        if refusal.answerable {
+            let status =
+                StatusCode::from_u16(refusal.rejection.status).unwrap_or(StatusCode::BAD_REQUEST);
+            crate::elb_error::write(&mut self.answer, status, &l.metrics, true);
         }
     }
 }
@@ -230,25 +263,39 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
                 return Poll::Ready(Ok(()));
             }
             let mut rb = ReadBuf::new(&mut me.scratch);
-            ready!(Pin::new(&mut me.io).poll_read(cx, &mut rb))?;
+            match Pin::new(&mut me.io).poll_read(cx, &mut rb) {
+                Poll::Pending => {
+                    let expired = me
+                        .head_timer
+                        .as_mut()
+                        .is_some_and(|t| t.as_mut().poll(cx).is_ready());
+                    if !expired {
+                        return Poll::Pending;
+                    }
+                    me.refuse(Refusal {
+                        rejection: Rejection {
+                            status: 408,
+                            rule: "request head not complete within the header timeout",
+                        },
+                        answerable: true,
+                    });
+                    continue;
+                }
+                Poll::Ready(r) => r?,
+            }
             let n = rb.filled().len();
             if n == 0 {
                 return Poll::Ready(Ok(()));
             }
             if let Err(refusal) = me.scanner.feed(&me.scratch[..n], &mut me.ready) {
-                me.refused = true;
-                let l = &me.listener;
-                l.metrics.requests.inc();
-                tracing::debug!(
-                    status = refusal.rejection.status,
-                    rule = refusal.rejection.rule,
-                    "request refused at the edge"
-                );
-                if refusal.answerable {
-                    let status = StatusCode::from_u16(refusal.rejection.status)
-                        .unwrap_or(StatusCode::BAD_REQUEST);
-                    crate::elb_error::write(&mut me.answer, status, &l.metrics, true);
-                }
+                me.refuse(refusal);
+            } else if !me.scanner.collecting_head() {
+                me.head_timer = None;
+            } else if me.head_timer.is_none() {
+                // Armed at the head's first byte: trickling it does not move the deadline.
+                me.head_timer = Some(Box::pin(tokio::time::sleep_until(
+                    Instant::now() + me.header_timeout,
+                )));
             }
         }
     }

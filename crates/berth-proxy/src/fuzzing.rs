@@ -53,3 +53,50 @@ pub fn response(input: &[u8]) {
         assert!(n <= input.len());
     }
 }
+
+/// Compiles `rules` (actions that need no target group: fixed responses and redirects)
+/// and matches one request against them, once with its headers as hyper's map and once
+/// as the fast path's raw headers: both must pick the same rule.
+#[allow(clippy::too_many_arguments)]
+pub fn rules(
+    rules: &[berth_model::elb::Rule],
+    default: &[berth_model::elb::Action],
+    host: &str,
+    path: &str,
+    query: Option<&str>,
+    method: &str,
+    headers: &[(String, String)],
+    source: std::net::IpAddr,
+) {
+    use crate::rules::{RequestView, RuleSet, ViewHeaders};
+    let Ok(set) = RuleSet::compile(rules, default, &|_| None) else {
+        return;
+    };
+    let method = http::Method::from_bytes(method.as_bytes()).unwrap_or(http::Method::GET);
+    let mut map = http::HeaderMap::new();
+    let mut raw = Vec::new();
+    for (n, v) in headers {
+        let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(n.as_bytes()),
+            http::HeaderValue::from_bytes(v.as_bytes()),
+        ) else {
+            continue;
+        };
+        map.append(name, value);
+        raw.push(httparse::Header {
+            name: n.as_str(),
+            value: v.as_bytes(),
+        });
+    }
+    let view = |headers| RequestView {
+        host,
+        path,
+        query,
+        method: &method,
+        headers,
+        source,
+    };
+    let (_, by_map) = set.select(&view(ViewHeaders::Map(&map)));
+    let (_, by_raw) = set.select(&view(ViewHeaders::Raw(&raw)));
+    assert_eq!(by_map, by_raw, "the same rule for both header forms");
+}
