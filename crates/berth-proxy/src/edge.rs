@@ -59,7 +59,9 @@ pub enum BodyFraming {
     None,
     Length(u64),
     Chunked,
-    /// The request asks to switch protocols: what follows may not be HTTP/1.
+    /// The request (without a body) asks to switch protocols: what follows is another
+    /// protocol if the answer is 101, HTTP/1 otherwise. An upgrade request with a body is
+    /// framed by its body and followed as HTTP/1.
     Upgrade,
 }
 
@@ -397,7 +399,7 @@ pub fn check_head(head: &[u8]) -> Result<BodyFraming, Rejection> {
             return Err(reject(400, "Transfer-Encoding does not end in chunked"));
         }
     }
-    Ok(if upgrade {
+    Ok(if upgrade && !te && length.unwrap_or(0) == 0 {
         BodyFraming::Upgrade
     } else if te {
         BodyFraming::Chunked

@@ -13,14 +13,17 @@
 //! fault found later (the head went on already) ends the connection without an answer,
 //! so the target sees an incomplete request, never a smuggled one.
 //!
-//! After an HTTP/2 preface or a request asking for an upgrade the gate stops looking
-//! (what follows may be another protocol).
+//! After an HTTP/2 preface the gate stops looking. After a request asking for an upgrade
+//! it reads nothing more until the answer's status line goes out through it: a 101 means
+//! another protocol follows and the gate stops looking; any other final status means
+//! HTTP/1 goes on and so does the gate (an upgrade a target declines is no way around
+//! it).
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use http::StatusCode;
@@ -41,6 +44,9 @@ enum State {
     /// Passing this many body bytes.
     Body(u64),
     Chunked(ChunkedScan),
+    /// An upgrade was asked for: bytes are held (in `head`) until the answer shows
+    /// whether the protocol switches.
+    AwaitUpgrade,
     /// No more framing to follow (HTTP/2, or an upgrade).
     Opaque,
 }
@@ -94,6 +100,28 @@ impl Scanner {
         Ok(())
     }
 
+    /// An upgrade request awaits its answer: nothing more should be read meanwhile.
+    pub fn awaiting_upgrade(&self) -> bool {
+        matches!(self.state, State::AwaitUpgrade)
+    }
+
+    /// The answer to an upgrade request has this status: 101 lets the held bytes and
+    /// everything after them through unexamined; another final status resumes following
+    /// HTTP/1 from the held bytes on (appending to `out` what passes).
+    pub fn upgrade_answered(&mut self, status: u16, out: &mut Vec<u8>) -> Result<(), Refusal> {
+        if !self.awaiting_upgrade() || (100..200).contains(&status) && status != 101 {
+            return Ok(());
+        }
+        let held = std::mem::take(&mut self.head);
+        if status == 101 {
+            self.state = State::Opaque;
+            out.extend_from_slice(&held);
+            return Ok(());
+        }
+        self.state = State::Head;
+        self.feed(&held, out)
+    }
+
     /// Some of a request head was read and it is not complete yet.
     pub fn collecting_head(&self) -> bool {
         matches!(self.state, State::Head) && !self.head.is_empty()
@@ -104,6 +132,10 @@ impl Scanner {
             match &mut self.state {
                 State::Opaque => {
                     out.extend_from_slice(bytes);
+                    return Ok(());
+                }
+                State::AwaitUpgrade => {
+                    self.head.extend_from_slice(bytes);
                     return Ok(());
                 }
                 State::Head => {
@@ -129,7 +161,7 @@ impl Scanner {
                             BodyFraming::None => State::Head,
                             BodyFraming::Length(n) => State::Body(n),
                             BodyFraming::Chunked => State::Chunked(ChunkedScan::default()),
-                            BodyFraming::Upgrade => State::Opaque,
+                            BodyFraming::Upgrade => State::AwaitUpgrade,
                         }
                     };
                     out.extend_from_slice(&head);
@@ -202,6 +234,8 @@ pub(crate) struct Guarded<IO> {
     header_timeout: Duration,
     /// Armed while a head is being collected.
     head_timer: Option<Pin<Box<Sleep>>>,
+    /// The reader parked while an upgrade request awaits its answer.
+    parked: Option<Waker>,
 }
 
 impl<IO> Guarded<IO> {
@@ -218,6 +252,29 @@ impl<IO> Guarded<IO> {
             listener,
             header_timeout,
             head_timer: None,
+            parked: None,
+        }
+    }
+
+    /// Sees the first bytes of a write: while an upgrade request awaits its answer, the
+    /// answer's status line decides what the gate does with what follows.
+    fn saw_write(&mut self, bytes: &[u8]) {
+        if !self.scanner.awaiting_upgrade() || bytes.len() < 12 || !bytes.starts_with(b"HTTP/1.") {
+            return;
+        }
+        let Some(status) = std::str::from_utf8(&bytes[9..12])
+            .ok()
+            .and_then(|s| s.parse::<u16>().ok())
+        else {
+            return;
+        };
+        if let Err(refusal) = self.scanner.upgrade_answered(status, &mut self.ready) {
+            self.refuse(refusal);
+        }
+        if !self.scanner.awaiting_upgrade() {
+            if let Some(w) = self.parked.take() {
+                w.wake();
+            }
         }
     }
 
@@ -261,6 +318,10 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
             }
             if me.refused || buf.remaining() == 0 {
                 return Poll::Ready(Ok(()));
+            }
+            if me.scanner.awaiting_upgrade() {
+                me.parked = Some(cx.waker().clone());
+                return Poll::Pending;
             }
             let mut rb = ReadBuf::new(&mut me.scratch);
             match Pin::new(&mut me.io).poll_read(cx, &mut rb) {
@@ -307,6 +368,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.saw_write(buf);
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
@@ -315,6 +377,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+            self.saw_write(first);
+        }
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 

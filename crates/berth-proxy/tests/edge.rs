@@ -390,3 +390,34 @@ async fn a_refused_request_is_answered_after_the_pipelined_ones_before_it() {
     );
     p.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_declined_upgrade_does_not_open_a_way_around_the_edge() {
+    let (p, addr, web, _api) = setup().await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    // The target answers the upgrade request with a 200. The ambiguous request behind it
+    // never reaches the target: the gate holds it until the answer, then follows HTTP/1
+    // again and refuses it (hyper gives up a connection after answering an upgrade
+    // request, so the refusal ends the connection unanswered).
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nPOST /smuggled HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(DEADLINE, s.read_to_end(&mut all))
+        .await
+        .expect("the connection ends")
+        .unwrap();
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(
+        text.matches("HTTP/1.1 2").count(),
+        1,
+        "no answer from a target for the smuggled request: {text}"
+    );
+    assert_eq!(
+        web.count(),
+        1,
+        "only the upgrade request reached the target"
+    );
+    p.shutdown().await;
+}

@@ -91,14 +91,36 @@ fn a_chunk_fault_in_the_heads_read_is_answered_later_ones_are_not() {
 }
 
 #[test]
-fn http2_prior_knowledge_and_upgrades_end_the_scan() {
+fn http2_prior_knowledge_ends_the_scan() {
     let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12";
     assert_eq!(gate(preface), (preface.to_vec(), None));
-    let mut up =
-        b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"
-            .to_vec();
-    up.extend_from_slice(b"\x81\x05hello anything");
-    assert_eq!(gate(&up), (up.clone(), None));
+}
+
+#[test]
+fn after_an_upgrade_request_the_answer_decides() {
+    let up = b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n";
+    let after =
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let mut input = up.to_vec();
+    input.extend_from_slice(after);
+    // 101: what follows is another protocol and passes unexamined.
+    let mut s = Scanner::default();
+    let mut out = Vec::new();
+    s.feed(&input, &mut out).unwrap();
+    assert_eq!(out, up.to_vec(), "held until the answer");
+    assert!(s.awaiting_upgrade());
+    s.upgrade_answered(101, &mut out).unwrap();
+    assert_eq!(out, input);
+    // 200: HTTP/1 goes on, and the smuggling attempt behind the declined upgrade is refused.
+    let mut s = Scanner::default();
+    let mut out = Vec::new();
+    s.feed(&input, &mut out).unwrap();
+    s.upgrade_answered(100, &mut out).unwrap();
+    assert!(s.awaiting_upgrade(), "an interim answer decides nothing");
+    let r = s.upgrade_answered(200, &mut out).unwrap_err();
+    assert_eq!(r.rejection.status, 400);
+    assert!(r.answerable);
+    assert_eq!(out, up.to_vec());
 }
 
 #[test]
