@@ -313,8 +313,10 @@ pub fn check_head(head: &[u8]) -> Result<BodyFraming, Rejection> {
     let mut chunked_last = false;
     let mut chunked_count = 0usize;
     let mut upgrade = false;
-    for line in it {
+    let mut ended = false;
+    for line in it.by_ref() {
         if line.is_empty() {
+            ended = true;
             break;
         }
         fields += 1;
@@ -361,6 +363,9 @@ pub fn check_head(head: &[u8]) -> Result<BodyFraming, Rejection> {
         }
     }
 
+    if !ended || it.next().is_some() {
+        return Err(reject(400, "request head does not end with its one empty line"));
+    }
     if hosts > 1 {
         return Err(reject(400, "more than one Host"));
     }

@@ -175,3 +175,16 @@ fn chunked_body_faults_are_refused() {
         Err(400)
     );
 }
+
+/// Found by the `h1_request_head` fuzz target: a head without its closing empty line was
+/// accepted (the gate and the fast path only ever pass complete heads, but the check
+/// itself must not accept less).
+#[test]
+fn a_head_must_end_with_its_one_empty_line() {
+    assert_eq!(
+        status(b"OrGET http://a.example/p HTTP/1.0\r\nHostTP:IaTPdY t\r\n"),
+        Err(400)
+    );
+    assert_eq!(status(b"GET / HTTP/1.1\r\nHost: a\r\n"), Err(400));
+    assert_eq!(status(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nX: b\r\n"), Err(400));
+}
