@@ -364,7 +364,10 @@ pub fn check_head(head: &[u8]) -> Result<BodyFraming, Rejection> {
     }
 
     if !ended || it.next().is_some() {
-        return Err(reject(400, "request head does not end with its one empty line"));
+        return Err(reject(
+            400,
+            "request head does not end with its one empty line",
+        ));
     }
     if hosts > 1 {
         return Err(reject(400, "more than one Host"));

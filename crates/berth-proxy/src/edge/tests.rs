@@ -186,5 +186,8 @@ fn a_head_must_end_with_its_one_empty_line() {
         Err(400)
     );
     assert_eq!(status(b"GET / HTTP/1.1\r\nHost: a\r\n"), Err(400));
-    assert_eq!(status(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nX: b\r\n"), Err(400));
+    assert_eq!(
+        status(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nX: b\r\n"),
+        Err(400)
+    );
 }
