@@ -120,19 +120,13 @@ where
             } else {
                 let due = *head_due.get_or_insert_with(|| Instant::now() + header_timeout);
                 match tokio::time::timeout_at(due, c.read_client()).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        // The head did not arrive in time: 408, and the connection ends.
-                        elb_error::write(
-                            &mut c.out,
-                            StatusCode::REQUEST_TIMEOUT,
-                            &cx.listener.metrics,
-                            true,
-                        );
-                        let _ = c.write_client().await;
-                        let _ = c.io.shutdown().await;
+                    // The request did not arrive whole in time, or stopped arriving for
+                    // the idle timeout: 408, and the connection ends.
+                    Ok(Wait::Idle) | Err(_) => {
+                        c.request_timeout(cx).await;
                         return Exit::Closed;
                     }
+                    Ok(r) => r,
                 }
             };
             match r {
@@ -390,6 +384,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             self.idle.touch();
         }
         r
+    }
+
+    /// Answers a request that did not arrive in time with 408 and closes the connection.
+    async fn request_timeout(&mut self, cx: &ConnCtx) {
+        elb_error::write(
+            &mut self.out,
+            StatusCode::REQUEST_TIMEOUT,
+            &cx.listener.metrics,
+            true,
+        );
+        // The idle timer may have run out already: the answer gets one more period.
+        self.idle.touch();
+        let _ = self.write_client().await;
+        let _ = self.io.shutdown().await;
     }
 
     /// Writes `out` to the client.

@@ -312,3 +312,23 @@ async fn http2_rapid_reset_ends_the_connection_and_others_are_served() {
     web.release.notify_waiters();
     p.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_ends_with_408_and_never_reaches_the_target() {
+    let (p, addr, web) = setup(json!({
+        "berth.header_timeout_seconds": "1",
+        "idle_timeout.timeout_seconds": "1",
+    }))
+    .await;
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    // Two of the ten body bytes, then nothing: the fast path holds small bodies whole
+    // before forwarding, under the same deadline as the head.
+    slow.write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nab")
+        .await
+        .unwrap();
+    assert!(honest_get(addr).await.starts_with("HTTP/1.1 200"));
+    let answer = until_closed(&mut slow).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(web.count(), 1, "only the honest request reached the target");
+    p.shutdown().await;
+}
