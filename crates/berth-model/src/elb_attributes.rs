@@ -16,6 +16,9 @@ pub const DEFAULT_DEREGISTRATION_DELAY_SECONDS: u32 = 300;
 pub const DEFAULT_IDLE_TIMEOUT_SECONDS: u32 = 60;
 /// `stickiness.*.duration_seconds` when unset (ALB: one day).
 pub const DEFAULT_STICKINESS_DURATION_SECONDS: u32 = 86400;
+/// `berth.header_timeout_seconds` when unset: how long a client may take to send a
+/// request's head (a longer one is answered 408).
+pub const DEFAULT_HEADER_TIMEOUT_SECONDS: u32 = 60;
 /// `target_group_health.unhealthy_state_routing.minimum_healthy_targets.count` when
 /// unset (ALB: 1).
 pub const DEFAULT_MINIMUM_HEALTHY_TARGETS: u32 = 1;
@@ -29,6 +32,8 @@ pub const LOAD_BALANCER_ATTRIBUTES: &[&str] = &[
     "deletion_protection.enabled",
     "berth.max_connections",
     "berth.nodes",
+    "berth.max_connections_per_client",
+    "berth.header_timeout_seconds",
 ];
 
 /// Target group attributes berth understands, with their ranges.
@@ -76,6 +81,12 @@ pub struct LoadBalancerAttributes {
     /// instances whose nodes serve this load balancer's listeners
     /// ([`crate::elb_nodes`]). `None`: the server nodes.
     pub nodes: Option<String>,
+    /// berth's own `berth.max_connections_per_client`: open client connections per
+    /// listener from one client address. `None`: the data plane's default.
+    pub max_connections_per_client: Option<u32>,
+    /// berth's own `berth.header_timeout_seconds`, 1 to 3600: how long a client may take
+    /// to send a request's head before it is answered 408 and closed.
+    pub header_timeout_seconds: u32,
 }
 
 impl Default for LoadBalancerAttributes {
@@ -88,6 +99,8 @@ impl Default for LoadBalancerAttributes {
             deletion_protection: false,
             max_connections: None,
             nodes: None,
+            max_connections_per_client: None,
+            header_timeout_seconds: DEFAULT_HEADER_TIMEOUT_SECONDS,
         }
     }
 }
@@ -112,6 +125,20 @@ impl LoadBalancerAttributes {
                     })?;
                     check_range(&at, n, 1, 10_000_000)?;
                     out.max_connections = Some(n);
+                }
+                "berth.max_connections_per_client" => {
+                    let n: u32 = v.parse().map_err(|_| {
+                        ValidationError::new(&at, format!("must be a whole number, got {v:?}"))
+                    })?;
+                    check_range(&at, n, 1, 10_000_000)?;
+                    out.max_connections_per_client = Some(n);
+                }
+                "berth.header_timeout_seconds" => {
+                    let n: u32 = v.parse().map_err(|_| {
+                        ValidationError::new(&at, format!("must be a number of seconds, got {v:?}"))
+                    })?;
+                    check_range(&at, n, 1, 3600)?;
+                    out.header_timeout_seconds = n;
                 }
                 "routing.http.xff_header_processing.mode" => {
                     out.xff_header_processing = match v.as_str() {
@@ -382,6 +409,8 @@ mod tests {
             ("deletion_protection.enabled", "true"),
             ("berth.max_connections", "12"),
             ("berth.nodes", "attribute:zone == edge"),
+            ("berth.max_connections_per_client", "3"),
+            ("berth.header_timeout_seconds", "5"),
         ]))
         .unwrap();
         assert_eq!(
@@ -394,6 +423,8 @@ mod tests {
                 deletion_protection: true,
                 max_connections: Some(12),
                 nodes: Some("attribute:zone == edge".into()),
+                max_connections_per_client: Some(3),
+                header_timeout_seconds: 5,
             }
         );
     }
@@ -406,6 +437,9 @@ mod tests {
             ("routing.http.xff_header_processing.mode", "drop"),
             ("routing.http2.enabled", "yes"),
             ("berth.max_connections", "0"),
+            ("berth.max_connections_per_client", "0"),
+            ("berth.header_timeout_seconds", "0"),
+            ("berth.header_timeout_seconds", "3601"),
             ("bogus", "1"),
         ] {
             let e = LoadBalancerAttributes::parse(&attrs(&[(k, v)])).unwrap_err();
