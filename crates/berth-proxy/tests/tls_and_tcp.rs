@@ -365,3 +365,51 @@ async fn https_target_groups_are_reached_over_tls_and_health_checked() {
         p.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn a_tls_handshake_that_never_finishes_is_closed_and_others_are_served() {
+    let backend = Backend::start("web").await;
+    let c = certs(&["a.example"]);
+    let (p, _) = proxy();
+    let cfg = ProxyConfig {
+        load_balancers: vec![lb("application", "HTTPS", &c)],
+        target_groups: vec![TargetGroupConfig {
+            group: target_group(TG, "web", json!({"healthCheckEnabled": false})),
+            targets: vec![target(backend.addr)],
+            mesh: None,
+        }],
+        mesh_listeners: vec![],
+        mesh_tls: None,
+    };
+    let addr = p.apply(cfg).await.unwrap()[LISTENER];
+    // A client that connects and starts a ClientHello it never finishes.
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00])
+        .await
+        .unwrap();
+    // Meanwhile a whole handshake and request go through.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut tls = connector(&c, &[b"http/1.1"])
+        .connect(ServerName::try_from("a.example").unwrap(), tcp)
+        .await
+        .expect("an honest handshake");
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    // The stalled one is closed once the 10 s handshake timeout runs out.
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(30), stalled.read(&mut buf))
+        .await
+        .expect("closed by the handshake timeout")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without an answer");
+    p.shutdown().await;
+}
