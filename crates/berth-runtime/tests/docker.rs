@@ -354,21 +354,36 @@ async fn docker_awsvpc_survives_a_duplicate_network() {
     // Clients creating the network at the same moment can leave several of the same
     // name (the engine checks names only one create at a time), which makes it refuse
     // to start containers on that name.
-    let creators: Vec<_> = (0..4)
-        .map(|_| {
-            let net = net.clone();
-            std::thread::spawn(move || {
-                std::process::Command::new("docker")
-                    .args(["network", "create", &net])
-                    .output()
-                    .unwrap()
+    // The race is the engine's: create concurrently until it leaves duplicates (each
+    // round starts from no network of that name), a bounded number of rounds.
+    for _round in 0..20 {
+        for id in networks() {
+            let _ = std::process::Command::new("docker")
+                .args(["network", "rm", &id])
+                .output();
+        }
+        let creators: Vec<_> = (0..8)
+            .map(|_| {
+                let net = net.clone();
+                std::thread::spawn(move || {
+                    std::process::Command::new("docker")
+                        .args(["network", "create", &net])
+                        .output()
+                        .unwrap()
+                })
             })
-        })
-        .collect();
-    for c in creators {
-        c.join().unwrap();
+            .collect();
+        for c in creators {
+            c.join().unwrap();
+        }
+        if networks().len() >= 2 {
+            break;
+        }
     }
-    assert!(networks().len() >= 2, "concurrent creates made duplicates");
+    assert!(
+        networks().len() >= 2,
+        "20 rounds of concurrent creates made no duplicate network"
+    );
     let vpc = dspec(
         &cluster,
         &task_id("dupvpc"),
