@@ -373,6 +373,40 @@ pub fn sign(req: &Request<'_>, params: &SigningParams<'_>) -> Signature {
     }
 }
 
+/// The headers a client adds to sign a request for `host` (`host:port` as the request
+/// sends it) with `body`: `x-amz-content-sha256`, `x-amz-date` and `authorization`. The
+/// signed headers are `host`, those two and the `extra` ones the request also sends
+/// (`content-type`, `x-amz-target`, ...).
+pub fn signing_headers(
+    method: &str,
+    path: &str,
+    query: &str,
+    host: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+    params: &SigningParams<'_>,
+) -> Vec<(&'static str, String)> {
+    let payload_hash = sha256_hex(body);
+    let mut headers: Vec<(&str, &str)> =
+        vec![("host", host), ("x-amz-content-sha256", &payload_hash)];
+    headers.extend_from_slice(extra);
+    let s = sign(
+        &Request {
+            method,
+            path,
+            query,
+            headers: &headers,
+            payload_hash: &payload_hash,
+        },
+        params,
+    );
+    vec![
+        ("x-amz-content-sha256", payload_hash.clone()),
+        ("x-amz-date", s.amz_date),
+        ("authorization", s.authorization),
+    ]
+}
+
 /// The request's `X-Amz-Date` header, or [`AuthError::IncompleteSignature`] as AWS
 /// answers without one.
 pub fn request_date<'a>(req: &Request<'a>, auth_header: &str) -> Result<&'a str, AuthError> {

@@ -299,3 +299,51 @@ fn host_and_date_must_be_signed() {
         "'host' must be a 'SignedHeader' in the AWS Authorization."
     );
 }
+
+#[test]
+fn signing_headers_verify_as_sent() {
+    let t = 1_800_000_000;
+    let params = SigningParams {
+        access_key_id: "AKIAEXAMPLEEXAMPLE00",
+        secret_access_key: "s3cr3t",
+        region: "local",
+        service: "ecs",
+        time: t,
+    };
+    let body = b"{}";
+    let added = signing_headers(
+        "POST",
+        "/",
+        "",
+        "127.0.0.1:9",
+        &[(
+            "x-amz-target",
+            "AmazonEC2ContainerServiceV20141113.ListClusters",
+        )],
+        body,
+        &params,
+    );
+    let mut headers: Vec<(&str, &str)> = vec![
+        ("Host", "127.0.0.1:9"),
+        (
+            "X-Amz-Target",
+            "AmazonEC2ContainerServiceV20141113.ListClusters",
+        ),
+        ("Content-Length", "2"),
+    ];
+    headers.extend(added.iter().map(|(n, v)| (*n, v.as_str())));
+    let hash = sha256_hex(body);
+    let req = Request {
+        method: "POST",
+        path: "/",
+        query: "",
+        headers: &headers,
+        payload_hash: &hash,
+    };
+    let auth = parse_authorization(&added[2].1).unwrap();
+    assert_eq!(
+        auth.signed_headers,
+        ["host", "x-amz-content-sha256", "x-amz-date", "x-amz-target"]
+    );
+    assert_eq!(verify(&req, &auth, &added[1].1, "s3cr3t", t), Ok(()));
+}
