@@ -3,8 +3,9 @@
 //! sealing key of access key secrets; the admin's first credentials.
 //!
 //! Files in the data directory, each readable by its owner only:
-//! - `iam-sealing.key`: the 32-byte AES-256-GCM key the access keys' secrets are sealed
-//!   with in the store. Servers sharing one store (etcd) need the same file.
+//! - `iam-sealing.key` (or `--iam-sealing-key FILE`): the 32-byte AES-256-GCM key the
+//!   access keys' secrets are sealed with in the store. Servers sharing one store
+//!   (etcd) need the same key.
 //! - `admin-credentials`: the `admin` user's first access key, written when a start
 //!   finds no `admin` user in the store (AWS shared-credentials format).
 
@@ -49,6 +50,11 @@ pub struct ApiSecurityArgs {
     /// (<data-dir>/api-tls/ca.pem, printed for clients to trust).
     #[arg(long)]
     pub tls_self_signed: bool,
+    /// The key access key secrets are sealed with in the store (made, 0600, when
+    /// missing). Servers sharing one store must use the same key. Default:
+    /// <data-dir>/iam-sealing.key.
+    #[arg(long, value_name = "FILE")]
+    pub iam_sealing_key: Option<PathBuf>,
 }
 
 impl ApiSecurityArgs {
@@ -74,9 +80,8 @@ impl ApiSecurityArgs {
     }
 }
 
-/// The sealing key of `data_dir`, made (0600) on first use.
-pub fn sealing_key(data_dir: &Path) -> Result<[u8; SEALING_KEY_BYTES]> {
-    let path = data_dir.join(SEALING_KEY_FILE);
+/// The sealing key at `path`, made (0600) on first use.
+pub fn sealing_key(path: &Path) -> Result<[u8; SEALING_KEY_BYTES]> {
     let mut key = [0u8; SEALING_KEY_BYTES];
     match std::fs::File::open(&path) {
         Ok(mut f) => {
@@ -118,7 +123,11 @@ pub async fn secure(
     data_dir: &Path,
     args: &ApiSecurityArgs,
 ) -> Result<Router> {
-    let iam = Iam::new(db.clone(), sealing_key(data_dir)?);
+    let key_path = args
+        .iam_sealing_key
+        .clone()
+        .unwrap_or_else(|| data_dir.join(SEALING_KEY_FILE));
+    let iam = Iam::new(db.clone(), sealing_key(&key_path)?);
     let router = router.merge(berth_control::iam_api::routes(iam.clone()));
     let admin = iam
         .ensure_admin()
@@ -152,6 +161,7 @@ mod tests {
             tls_cert: None,
             tls_key: None,
             tls_self_signed: self_signed,
+            iam_sealing_key: None,
         }
     }
 
@@ -173,11 +183,12 @@ mod tests {
     fn the_sealing_key_is_made_once_for_its_owner_only() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let a = sealing_key(dir.path()).unwrap();
-        assert_eq!(sealing_key(dir.path()).unwrap(), a);
-        let meta = std::fs::metadata(dir.path().join(SEALING_KEY_FILE)).unwrap();
+        let path = dir.path().join(SEALING_KEY_FILE);
+        let a = sealing_key(&path).unwrap();
+        assert_eq!(sealing_key(&path).unwrap(), a);
+        let meta = std::fs::metadata(&path).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-        std::fs::write(dir.path().join(SEALING_KEY_FILE), b"short").unwrap();
-        assert!(sealing_key(dir.path()).is_err());
+        std::fs::write(&path, b"short").unwrap();
+        assert!(sealing_key(&path).is_err());
     }
 }
