@@ -80,38 +80,50 @@ impl ApiSecurityArgs {
     }
 }
 
-/// The sealing key at `path`, made (0600) on first use.
+/// The sealing key at `path`, made (0600) on first use. Servers starting together on
+/// one shared file: one makes it, the others read it.
 pub fn sealing_key(path: &Path) -> Result<[u8; SEALING_KEY_BYTES]> {
-    let mut key = [0u8; SEALING_KEY_BYTES];
-    match std::fs::File::open(&path) {
-        Ok(mut f) => {
-            let mut bytes = Vec::new();
-            f.read_to_end(&mut bytes)
-                .with_context(|| format!("reading {}", path.display()))?;
-            if bytes.len() != SEALING_KEY_BYTES {
-                return Err(anyhow!(
-                    "{}: holds {} bytes, a sealing key is {SEALING_KEY_BYTES}",
-                    path.display(),
-                    bytes.len()
-                ));
-            }
-            key.copy_from_slice(&bytes);
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            ring::rand::SystemRandom::new()
-                .fill(&mut key)
-                .map_err(|_| anyhow!("the system's random source failed"))?;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .with_context(|| format!("creating {}", path.display()))?;
-            f.write_all(&key)
-                .with_context(|| format!("writing {}", path.display()))?;
-        }
-        Err(e) => return Err(anyhow!("reading {}: {e}", path.display())),
+    match read_sealing_key(path)? {
+        Some(key) => Ok(key),
+        None => match make_sealing_key(path) {
+            Ok(key) => Ok(key),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_sealing_key(path)?
+                .ok_or_else(|| anyhow!("{}: vanished while being made", path.display())),
+            Err(e) => Err(anyhow!("creating {}: {e}", path.display())),
+        },
     }
+}
+
+fn read_sealing_key(path: &Path) -> Result<Option<[u8; SEALING_KEY_BYTES]>> {
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(anyhow!("reading {}: {e}", path.display())),
+    };
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let key: [u8; SEALING_KEY_BYTES] = bytes.as_slice().try_into().map_err(|_| {
+        anyhow!(
+            "{}: holds {} bytes, a sealing key is {SEALING_KEY_BYTES}",
+            path.display(),
+            bytes.len()
+        )
+    })?;
+    Ok(Some(key))
+}
+
+fn make_sealing_key(path: &Path) -> std::io::Result<[u8; SEALING_KEY_BYTES]> {
+    let mut key = [0u8; SEALING_KEY_BYTES];
+    ring::rand::SystemRandom::new()
+        .fill(&mut key)
+        .map_err(|_| std::io::Error::other("the system's random source failed"))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(&key)?;
     Ok(key)
 }
 
