@@ -4,7 +4,7 @@
 //! get AWS's errors and change nothing; a user allowed only `ecs:Describe*` and
 //! `ecs:List*` can list and describe and cannot update; no secret reaches the server's
 //! log; off loopback the server refuses to serve without TLS, and serves the API over
-//! TLS from its own authority.
+//! TLS from its own authority, which the CLI trusts.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -477,5 +477,24 @@ async fn the_api_serves_tls_from_its_own_authority() -> Result<()> {
     tokio::time::timeout(Duration::from_secs(10), tls.read_to_string(&mut answer)).await??;
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     assert!(answer.contains("MissingAuthenticationToken"), "{answer}");
+
+    // The CLI trusts the data directory's API authority and signs as the admin.
+    let clusters = ok_json(
+        cli(&server, None, &["get", "clusters", "-o", "json"]),
+        "get clusters over TLS",
+    );
+    assert_eq!(clusters[0]["clusterName"], "default", "{clusters}");
+    // Another authority is not trusted.
+    let other = dir.path().join("other-ca.pem");
+    std::fs::write(&other, include_str!("iam_other_ca.pem"))?;
+    let out = cli(
+        &server,
+        None,
+        &["get", "clusters", "--ca-cert", &other.to_string_lossy()],
+    );
+    assert!(
+        !out.status.success(),
+        "a certificate of another authority was accepted"
+    );
     Ok(())
 }

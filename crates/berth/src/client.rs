@@ -12,6 +12,8 @@ use berth_model::stack::Stack;
 use futures::StreamExt;
 use serde_json::Value;
 
+use rustls_pki_types::pem::PemObject;
+
 use crate::iam_credentials::Credentials;
 
 /// A bad stack file: the binary exits with 64 on it.
@@ -52,6 +54,47 @@ impl Client {
             http: reqwest::Client::new(),
             credentials: None,
         }
+    }
+
+    /// The client for an `https://` endpoint, trusting the certificates of `ca_pem`
+    /// (else the data directory's API authority, `<BERTH_DATA_DIR>/api-tls/ca.pem`). A
+    /// plain `http://` endpoint is left as it is.
+    pub fn with_tls_roots(mut self, ca_pem: Option<&Path>) -> Result<Self> {
+        if !self.endpoint.starts_with("https://") {
+            return Ok(self);
+        }
+        let default = std::path::PathBuf::from(
+            std::env::var("BERTH_DATA_DIR").unwrap_or_else(|_| ".berth".into()),
+        )
+        .join("api-tls/ca.pem");
+        let path = match ca_pem {
+            Some(p) => p.to_path_buf(),
+            None if default.exists() => default,
+            None => bail!(
+                "{} is https: name the certificate authority to trust with --ca-cert FILE (or BERTH_CA_CERT)",
+                self.endpoint
+            ),
+        };
+        let pem = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .context("the client's TLS configuration")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        self.http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .build()
+            .context("the https client")?;
+        Ok(self)
     }
 
     /// The client signing its requests with `credentials`.

@@ -73,6 +73,10 @@ struct Cli {
     /// directory's admin-credentials file is used when it exists.
     #[arg(long, global = true, env = "BERTH_CREDENTIALS", value_name = "FILE")]
     credentials: Option<PathBuf>,
+    /// The certificate authority (PEM) an https endpoint's certificate chains to.
+    /// Default: the data directory's API authority, when it exists.
+    #[arg(long, global = true, env = "BERTH_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -255,8 +259,12 @@ fn main() -> ExitCode {
     };
     let outcome = match &cli.command {
         Command::Exec(args) => rt.block_on(exec_command::run(
-            &match iam_credentials::resolve(cli.credentials.as_deref()) {
-                Ok(creds) => client::Client::new(&cli.endpoint).with_credentials(creds),
+            &match iam_credentials::resolve(cli.credentials.as_deref()).and_then(|creds| {
+                client::Client::new(&cli.endpoint)
+                    .with_credentials(creds)
+                    .with_tls_roots(cli.ca_cert.as_deref())
+            }) {
+                Ok(c) => c,
                 Err(e) => {
                     eprintln!("error: {e:#}");
                     return ExitCode::FAILURE;
@@ -285,7 +293,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let c = client::Client::new(&cli.endpoint);
     let c = match cli.command {
         Command::Server(_) | Command::Agent(_) => c,
-        _ => c.with_credentials(iam_credentials::resolve(cli.credentials.as_deref())?),
+        _ => c
+            .with_credentials(iam_credentials::resolve(cli.credentials.as_deref())?)
+            .with_tls_roots(cli.ca_cert.as_deref())?,
     };
     match cli.command {
         Command::Server(args) => server::run(args).await,
