@@ -498,3 +498,95 @@ async fn the_api_serves_tls_from_its_own_authority() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_and_its_upgraded_session_pass_the_guard_when_signed() -> Result<()> {
+    use std::io::Write;
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("server");
+    let server = Server::launch_guarded(&data, None, "process", &[]).await?;
+    let base = std::fs::read_to_string(quickstart(dir.path(), 1))?;
+    let text = base.replace(
+        "    desiredCount: 1\n",
+        "    desiredCount: 1\n    enableExecuteCommand: true\n",
+    );
+    assert!(text.contains("enableExecuteCommand: true"));
+    let stack = dir.path().join("exec.yaml");
+    std::fs::write(&stack, text)?;
+    let out = cli(&server, None, &["apply", "-f", &stack.to_string_lossy()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let task = wait_until("the task to run", Duration::from_secs(60), || async {
+        let tasks = ok_json(
+            cli(&server, None, &["get", "tasks", "-o", "json"]),
+            "get tasks",
+        );
+        tasks
+            .as_array()?
+            .iter()
+            .find(|t| t["lastStatus"] == "RUNNING")
+            .map(|t| {
+                t["taskArn"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+    })
+    .await
+    .with_context(|| server.log())?;
+
+    let out = cli(&server, None, &["exec", &task, "--", "echo", "signed"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "signed");
+
+    let mut child = Command::new(bin("berth"))
+        .args(["exec", "-i", &task, "--", "cat"])
+        .env("BERTH_ENDPOINT", &server.api)
+        .env("BERTH_DATA_DIR", &server.data_dir)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"through the guard\n")?;
+    let out = child.wait_with_output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "through the guard"
+    );
+
+    // Unsigned, the same session is refused before the upgrade.
+    let (status, kind, _) = request(
+        &server,
+        "POST",
+        &format!("/v1/clusters/default/tasks/{task}/exec"),
+        br#"{"command": ["echo", "x"]}"#,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, kind.as_deref()),
+        (403, Some("MissingAuthenticationToken"))
+    );
+    Ok(())
+}

@@ -173,7 +173,7 @@ async fn authenticate_and_authorize(
     parts: &axum::http::request::Parts,
     body: &Bytes,
 ) -> Result<Principal, Refused> {
-    let headers: Vec<(&str, String)> = parts
+    let mut headers: Vec<(&str, String)> = parts
         .headers
         .iter()
         .map(|(n, v)| {
@@ -183,6 +183,13 @@ async fn authenticate_and_authorize(
             )
         })
         .collect();
+    // HTTP/2 carries the host as the `:authority` pseudo-header, which is the URI's
+    // authority here; SigV4 signs it as `host`.
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(authority) = parts.uri.authority() {
+            headers.push(("host", authority.to_string()));
+        }
+    }
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let header = |name: &str| {
         headers
