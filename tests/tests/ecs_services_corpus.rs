@@ -325,7 +325,8 @@ async fn the_bootcamps_service_file_runs_behind_its_target_group_with_exec() -> 
 /// default (`create-cluster --service-connect-defaults`), which berth's clusters do not
 /// have: apply refuses it, naming the member, and stores nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_service_connect_service_without_a_namespace_is_refused_by_name() -> Result<()> {
+async fn a_service_connect_service_takes_its_clusters_default_namespace_and_is_refused_without_one(
+) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let service = corpus("service-connect-nginx-service.json");
     let cluster = cluster_of(&service);
@@ -347,10 +348,44 @@ async fn a_service_connect_service_without_a_namespace_is_refused_by_name() -> R
         "{stderr}"
     );
     assert!(
-        stderr.contains("is required when enabled is true"),
+        stderr.contains("is required when enabled is true")
+            && stderr.contains("has no serviceConnectDefaults"),
         "{stderr}"
     );
     let services = server.get("/v1/services").await?;
     assert_eq!(services, json!([]), "a refused stack stores nothing");
+
+    // As the tutorial creates its cluster: with a default namespace, which apply creates.
+    let stack = json!({
+        "clusters": [{"clusterName": cluster, "serviceConnectDefaults": {"namespace": "service-connect"}}],
+        "taskDefinitions": [whoami_task_definition("service-connect-nginx", "webserver", 80, "nginx")],
+        "services": [service],
+    });
+    let path = write_stack(dir.path(), "service-connect-defaults", &stack);
+    let out = server.cli(&["apply", "-f", &path.to_string_lossy()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = wait_running(&server, &cluster, "service-connect-nginx-service").await?;
+    assert_eq!(
+        s["serviceConnectConfiguration"]["namespace"], "service-connect",
+        "{s}"
+    );
+    let namespaces = server.get("/v1/namespaces").await?;
+    assert!(
+        namespaces
+            .as_array()
+            .is_some_and(|a| a.iter().any(|n| n["name"] == "service-connect")),
+        "{namespaces}"
+    );
+    let c = server.get(&format!("/v1/clusters/{cluster}")).await?;
+    assert!(
+        c["serviceConnectDefaults"]["namespace"]
+            .as_str()
+            .is_some_and(|a| a.ends_with("service-connect")),
+        "{c}"
+    );
     Ok(())
 }

@@ -10,9 +10,8 @@
 //! a task started without `enableExecuteCommand` is refused alike. On Docker the shell
 //! is a static busybox in a `FROM scratch` image built here.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -58,32 +57,7 @@ const SESSION_BOUND: Duration = Duration::from_secs(60);
 /// Runs the CLI against `server` with `input` as its stdin (then closed); fails the test
 /// when it runs past [`SESSION_BOUND`].
 fn cli_with_stdin(server: &Server, args: &[&str], input: &str) -> Output {
-    let mut child = Command::new(bin("berth"))
-        .args(args)
-        .env("BERTH_ENDPOINT", &server.api)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running the berth CLI");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input.as_bytes()).unwrap();
-    drop(stdin);
-    let pid = child.id();
-    let (done, finished) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(child.wait_with_output());
-    });
-    match finished.recv_timeout(SESSION_BOUND) {
-        Ok(out) => out.expect("waiting for the berth CLI"),
-        Err(_) => {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            panic!("berth {args:?} still runs after {SESSION_BOUND:?}");
-        }
-    }
+    server.cli_with_stdin(args, input, SESSION_BOUND)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,12 +10,14 @@
 //! runs where (the scheduler does).
 
 use berth_model::agent::{ContainerStateChange, ReportedTaskStatus, TaskStateChange};
+use berth_model::dataplane::ProxyConfig;
 use berth_model::ecs::{ContainerInstance, Task, TaskDefinition, TaskStatus};
 use berth_model::{arn, time};
 use tokio::sync::watch;
 
 use crate::db::{self, Db};
 use crate::error::ControlError;
+use crate::proxy_feed;
 
 /// What the agents call. Cheap to clone.
 #[derive(Clone)]
@@ -76,6 +78,15 @@ impl AgentService {
             .map(|v| v.value)
             .filter(|t| t.container_instance_arn.as_deref() == Some(container_instance_arn))
             .collect())
+    }
+
+    /// The data plane configuration of an agent's node: the load balancers that choose
+    /// it and their target groups ([`proxy_feed::agent_node_config`]).
+    pub async fn node_proxy_config(
+        &self,
+        container_instance_arn: &str,
+    ) -> Result<ProxyConfig, ControlError> {
+        proxy_feed::agent_node_config(&self.db, container_instance_arn).await
     }
 
     /// A task definition by ARN or `family[:revision]`.

@@ -16,6 +16,7 @@
 //! | `GET /v1/load-balancers`, `GET/PUT/DELETE /v1/load-balancers/{name}` | load balancers (listeners carry `boundPort`) |
 //! | `GET /v1/namespaces[/{name}]`, `GET /v1/clusters/{c}/services/{s}/endpoints` | service discovery and the mesh: see [`crate::discovery_api`] |
 //! | `/v1/scalable-targets`, `/v1/scaling-policies`, `/v1/scheduled-actions`, `/v1/clusters/{c}/services/{s}/scaling-activities`, ... | autoscaling: see [`crate::autoscaling_api`] (DELETE of a service also deletes its autoscaling resources) |
+//! | `GET /v1/events/stream`, `GET /v1/whoami`, `POST /v1/stack-files/apply` | what the console reads and writes beside the rest: see [`crate::console_api`] |
 //!
 //! Errors are `{"__type": "<ECS error name>", "message": "..."}`.
 
@@ -100,6 +101,7 @@ pub fn router(state: ApiState) -> Router {
             state.db.clone(),
             state.data_plane.clone(),
         ))
+        .merge(crate::console_api::routes())
         .fallback(|| async {
             ApiError::new(
                 "UnknownOperationException",

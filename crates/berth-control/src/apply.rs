@@ -85,20 +85,55 @@ async fn apply_once(
     let mut changes = Vec::new();
 
     // Clusters.
-    let mut cluster_names: Vec<String> = db
-        .clusters()
-        .await?
-        .into_iter()
-        .map(|c| c.cluster_name)
+    let stored_clusters = db.clusters().await?;
+    let mut cluster_names: Vec<String> = stored_clusters
+        .iter()
+        .map(|c| c.cluster_name.clone())
+        .collect();
+    // Each cluster's serviceConnectDefaults namespace (by name), as it will be.
+    let mut default_namespaces: BTreeMap<String, String> = stored_clusters
+        .iter()
+        .filter_map(|c| {
+            let d = c.service_connect_defaults.as_ref()?;
+            Some((c.cluster_name.clone(), d.namespace_name().to_string()))
+        })
         .collect();
     for c in &stack.clusters {
         let key = db::cluster_key(&c.cluster_name);
+        let defaults = c.service_connect_defaults.as_ref().map(|d| {
+            berth_model::ecs::ClusterServiceConnectDefaults {
+                namespace: berth_model::servicediscovery::namespace_arn(d.namespace_name()),
+            }
+        });
+        match &defaults {
+            Some(d) => {
+                default_namespaces.insert(c.cluster_name.clone(), d.namespace_name().to_string());
+            }
+            None => {
+                default_namespaces.remove(&c.cluster_name);
+            }
+        }
         match db.get::<Cluster>(&key).await? {
-            Some(_) => changes.push(change("cluster", &c.cluster_name, "unchanged")),
+            Some(e) if e.value.service_connect_defaults == defaults => {
+                changes.push(change("cluster", &c.cluster_name, "unchanged"))
+            }
+            Some(e) => {
+                let stored = Cluster {
+                    service_connect_defaults: defaults,
+                    ..e.value.clone()
+                };
+                ops.push(Op::Put {
+                    key,
+                    value: encode(&stored),
+                    expect: Some(Expect::ModRevision(e.mod_revision)),
+                });
+                changes.push(change("cluster", &c.cluster_name, "updated"));
+            }
             None => {
                 let stored = Cluster {
                     cluster_arn: arn::cluster(&c.cluster_name),
                     status: "ACTIVE".into(),
+                    service_connect_defaults: defaults,
                     ..c.clone()
                 };
                 ops.push(Op::Put {
@@ -114,8 +149,14 @@ async fn apply_once(
 
     discovery::check_target_group_names(&stack.target_groups)?;
     // Namespaces.
-    let namespaces =
-        discovery::apply_namespaces(db, &stack.namespaces, now, &mut ops, &mut changes).await?;
+    let namespaces = discovery::apply_namespaces(
+        db,
+        &discovery::with_cluster_default_namespaces(db, &stack.namespaces, &stack.clusters).await?,
+        now,
+        &mut ops,
+        &mut changes,
+    )
+    .await?;
 
     // Task definitions: a new revision only when the content differs from the latest.
     let mut resolved_tds: BTreeMap<String, TaskDefinition> = BTreeMap::new();
@@ -297,6 +338,11 @@ async fn apply_once(
         let mut spec = s.spec();
         spec.cluster = cluster.clone();
         spec.task_definition = td.task_definition_arn.clone();
+        discovery::default_service_connect_namespace(
+            &at,
+            &mut spec,
+            default_namespaces.get(&cluster).map(String::as_str),
+        )?;
         for (j, lb) in spec.load_balancers.iter_mut().enumerate() {
             lb.target_group_arn = resolve_tg(
                 format!("{at}.loadBalancers[{j}].targetGroupName"),

@@ -32,6 +32,10 @@
 //!   actions and scaling activities.
 //! - [`discovery_api`]: the API of namespaces and a service's mesh and DNS endpoints.
 //! - [`instance_state`]: setting a container instance DRAINING or ACTIVE.
+//! - [`console_api`]: what the web console reads beside the rest of the API (the
+//!   store's changes as Server-Sent Events, whoami, stack files, metrics history).
+//! - [`run_task`]: standalone tasks (ECS's RunTask), placed as a service's are.
+//! - [`external_targets`]: addresses that are not tasks in `ip` target groups.
 //! - [`task_exec`]: the exec endpoint (a command in a running task's container);
 //!   [`task_exec_session`]: the same endpoint upgraded to an interactive session.
 //! - [`db`]: key layout and typed store access.
@@ -66,11 +70,13 @@ pub mod apply;
 pub mod autoscaler;
 pub mod autoscaling_api;
 pub mod capacity;
+pub mod console_api;
 pub mod data_plane;
 pub mod db;
 pub mod discovery;
 pub mod discovery_api;
 pub mod error;
+pub mod external_targets;
 pub mod iam_api;
 pub mod iam_auth;
 pub mod iam_native_actions;
@@ -85,6 +91,7 @@ pub mod metrics;
 pub mod node_join;
 pub mod proxy_feed;
 pub mod registration;
+pub mod run_task;
 pub mod scheduler;
 pub mod service_metrics;
 pub mod services;

@@ -11,11 +11,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
+use berth_model::arn;
 use berth_model::dataplane::{
     MeshGroupSettings, MeshTlsConfig, OutlierDetection, ProxyConfig, ProxyTarget, TargetGroupConfig,
 };
-use berth_model::ecs::Service;
+use berth_model::ecs::cluster_query::InstanceView;
+use berth_model::ecs::{ContainerInstance, Service};
 use berth_model::elb::{Target, TargetHealthState};
+use berth_model::elb_nodes;
 use berth_model::time;
 
 use crate::data_plane::DataPlane;
@@ -76,34 +79,25 @@ impl ProxyFeed {
     }
 
     /// Builds the proxy's configuration from the store and applies it: the load
-    /// balancers and target groups, and the mesh ([`crate::mesh`]): a target group per
+    /// balancers this node serves ([`elb_nodes`]: by default every one without
+    /// `berth.nodes`, as this is a server's node), every target group (so the node's
+    /// health checks cover targets of load balancers other nodes serve, and the
+    /// reconcilers see their health), and the mesh ([`crate::mesh`]): a target group per
     /// port a service offers in the mesh and a listener per client-alias port.
     pub async fn push_config(&self) -> Result<(), ControlError> {
-        let lbs = self.db.load_balancers().await?;
+        let mut lbs = self.db.load_balancers().await?;
+        if let Some(own) = self.mesh_tls.settings().node_instance_arn() {
+            let instances = self.db.instances(None).await?;
+            // Before this node's instance is registered, it serves what a server serves.
+            match instances.iter().find(|i| i.container_instance_arn == own) {
+                Some(inst) => lbs.retain(|lb| elb_nodes::serves_on(lb, &node_view(inst))),
+                None => lbs.retain(|lb| !lb.attributes.contains_key(elb_nodes::NODES_ATTRIBUTE)),
+            }
+        }
         let tgs = self.db.target_groups().await?;
         let targets = self.db.targets(None).await?;
         let ports = mesh_ports_of(&self.db).await?;
-        let proxy_targets = |arn: &str| -> Vec<ProxyTarget> {
-            let mut list = Vec::new();
-            for t in targets.iter().filter(|t| t.value.target_group_arn == arn) {
-                let t = &t.value;
-                if t.drained_at.is_some() {
-                    continue;
-                }
-                let Ok(addr) = t.endpoint().parse::<SocketAddr>() else {
-                    tracing::warn!(target = %t.endpoint(), "target address does not parse; skipped");
-                    continue;
-                };
-                list.push(ProxyTarget {
-                    id: t.id.clone(),
-                    port: t.port,
-                    addr,
-                    draining: t.deregistering_at.is_some(),
-                    mesh_hop: None,
-                });
-            }
-            list
-        };
+        let proxy_targets = |arn: &str| proxy_targets(&targets, arn);
         let mut groups = Vec::new();
         for tg in tgs {
             groups.push(TargetGroupConfig {
@@ -153,71 +147,39 @@ impl ProxyFeed {
                 group,
             });
         }
-        let mut listeners = mesh::mesh_listeners(&ports);
-        // A load balancer or mesh listener the data plane cannot serve (its port is
-        // taken, say) is left out and reported as failed; the others, and every target
-        // change, go on.
-        let mut lbs = lbs;
-        let mut failed = BTreeMap::new();
-        let mut failed_mesh = BTreeMap::new();
-        loop {
-            let cfg = ProxyConfig {
-                load_balancers: lbs.clone(),
-                target_groups: groups.clone(),
-                mesh_listeners: listeners.clone(),
-                mesh_tls: mesh_tls.clone(),
-            };
-            match self.data_plane.apply(cfg).await {
-                Ok(bound) => {
-                    let newly_failed: Vec<(u16, String)> = {
-                        let mut st = self.bound.write().expect("proxy state lock");
-                        for (name, why) in &failed {
-                            if st.failed.get(name) != Some(why) {
-                                tracing::warn!(load_balancer = %name, reason = %why, "load balancer failed");
-                            }
-                        }
-                        let newly = failed_mesh
-                            .iter()
-                            .filter(|(port, why)| st.failed_mesh_listeners.get(*port) != Some(*why))
-                            .map(|(p, w)| (*p, w.clone()))
-                            .collect();
-                        *st = ProxyState {
-                            bound,
-                            failed,
-                            failed_mesh_listeners: failed_mesh,
-                        };
-                        newly
-                    };
-                    for (port, why) in newly_failed {
-                        tracing::warn!(port, reason = %why, "mesh listener failed");
-                        self.record_mesh_listener_failure(&ports, port, &why)
-                            .await?;
-                    }
-                    return Ok(());
-                }
-                Err(refusal) => {
-                    if let Some(i) = refusal
-                        .mesh_listener_port
-                        .and_then(|port| listeners.iter().position(|l| l.port == port))
-                    {
-                        let l = listeners.remove(i);
-                        failed_mesh.insert(l.port, refusal.reason);
-                        continue;
-                    }
-                    match refusal
-                        .load_balancer_name
-                        .as_ref()
-                        .and_then(|name| lbs.iter().position(|lb| &lb.load_balancer_name == name))
-                    {
-                        Some(i) => {
-                            let lb = lbs.remove(i);
-                            failed.insert(lb.load_balancer_name, refusal.reason);
-                        }
-                        None => return Err(ControlError::DataPlaneRefused(refusal)),
-                    }
+        let listeners = mesh::mesh_listeners(&ports);
+        let applied = apply_leaving_out_refused(
+            self.data_plane.as_ref(),
+            ProxyConfig {
+                load_balancers: lbs,
+                target_groups: groups,
+                mesh_listeners: listeners,
+                mesh_tls,
+            },
+        )
+        .await?;
+        let newly_failed: Vec<(u16, String)> = {
+            let mut st = self.bound.write().expect("proxy state lock");
+            for (name, why) in &applied.failed {
+                if st.failed.get(name) != Some(why) {
+                    tracing::warn!(load_balancer = %name, reason = %why, "load balancer failed");
                 }
             }
+            let newly = applied
+                .failed_mesh_listeners
+                .iter()
+                .filter(|(port, why)| st.failed_mesh_listeners.get(*port) != Some(*why))
+                .map(|(p, w)| (*p, w.clone()))
+                .collect();
+            *st = applied;
+            newly
+        };
+        for (port, why) in newly_failed {
+            tracing::warn!(port, reason = %why, "mesh listener failed");
+            self.record_mesh_listener_failure(&ports, port, &why)
+                .await?;
         }
+        Ok(())
     }
 
     /// The mesh's mutual TLS for this node, and the plan it came from (for the targets'
@@ -336,9 +298,142 @@ impl ProxyFeed {
     }
 }
 
+/// The targets of target group `arn` as the data plane takes them: drained ones left
+/// out, deregistering ones draining.
+fn proxy_targets(targets: &[db::Versioned<Target>], arn: &str) -> Vec<ProxyTarget> {
+    let mut list = Vec::new();
+    for t in targets.iter().filter(|t| t.value.target_group_arn == arn) {
+        let t = &t.value;
+        if t.drained_at.is_some() {
+            continue;
+        }
+        let Ok(addr) = t.endpoint().parse::<SocketAddr>() else {
+            tracing::warn!(target = %t.endpoint(), "target address does not parse; skipped");
+            continue;
+        };
+        list.push(ProxyTarget {
+            id: t.id.clone(),
+            port: t.port,
+            addr,
+            draining: t.deregistering_at.is_some(),
+            mesh_hop: None,
+        });
+    }
+    list
+}
+
+/// `inst` as a load balancer's `berth.nodes` expression sees it: its attributes, ids,
+/// registration time and connection (not its tasks).
+fn node_view(inst: &ContainerInstance) -> InstanceView<'_> {
+    let id = arn::last_segment(&inst.container_instance_arn);
+    InstanceView {
+        instance_id: id,
+        ec2_instance_id: if inst.ec2_instance_id.is_empty() {
+            id
+        } else {
+            &inst.ec2_instance_id
+        },
+        attributes: &inst.attributes,
+        registered_at: inst.registered_at,
+        running_tasks_count: 0,
+        task_groups: Vec::new(),
+        agent_connected: inst.agent_connected,
+    }
+}
+
+/// The data plane configuration of the node of container instance `instance_arn` when
+/// that node is an agent's: the load balancers whose `berth.nodes` choose it
+/// ([`elb_nodes`]), the target groups they forward to with their targets. The mesh is
+/// not in it: agents' nodes do not serve the mesh. An instance not in the store serves
+/// nothing.
+pub async fn agent_node_config(db: &Db, instance_arn: &str) -> Result<ProxyConfig, ControlError> {
+    let instances = db.instances(None).await?;
+    let Some(inst) = instances
+        .iter()
+        .find(|i| i.container_instance_arn == instance_arn)
+    else {
+        return Ok(ProxyConfig::default());
+    };
+    let view = node_view(inst);
+    let lbs: Vec<_> = db
+        .load_balancers()
+        .await?
+        .into_iter()
+        .filter(|lb| elb_nodes::serves_on(lb, &view))
+        .collect();
+    let forwarded: BTreeSet<String> = lbs
+        .iter()
+        .flat_map(elb_nodes::forwarded_target_groups)
+        .collect();
+    let targets = db.targets(None).await?;
+    let target_groups = db
+        .target_groups()
+        .await?
+        .into_iter()
+        .filter(|tg| forwarded.contains(&tg.target_group_arn))
+        .map(|tg| TargetGroupConfig {
+            targets: proxy_targets(&targets, &tg.target_group_arn),
+            group: tg,
+            mesh: None,
+        })
+        .collect();
+    Ok(ProxyConfig {
+        load_balancers: lbs,
+        target_groups,
+        mesh_listeners: Vec::new(),
+        mesh_tls: None,
+    })
+}
+
+/// Applies `config` to `data_plane`, leaving out each load balancer or mesh listener
+/// it refuses (its port is taken, say) and applying the rest; every target change goes
+/// on. Returns what was bound and what was left out, and why.
+pub async fn apply_leaving_out_refused(
+    data_plane: &dyn DataPlane,
+    mut config: ProxyConfig,
+) -> Result<ProxyState, ControlError> {
+    let mut failed = BTreeMap::new();
+    let mut failed_mesh = BTreeMap::new();
+    loop {
+        match data_plane.apply(config.clone()).await {
+            Ok(bound) => {
+                return Ok(ProxyState {
+                    bound,
+                    failed,
+                    failed_mesh_listeners: failed_mesh,
+                })
+            }
+            Err(refusal) => {
+                if let Some(i) = refusal
+                    .mesh_listener_port
+                    .and_then(|port| config.mesh_listeners.iter().position(|l| l.port == port))
+                {
+                    let l = config.mesh_listeners.remove(i);
+                    failed_mesh.insert(l.port, refusal.reason);
+                    continue;
+                }
+                match refusal.load_balancer_name.as_ref().and_then(|name| {
+                    config
+                        .load_balancers
+                        .iter()
+                        .position(|lb| &lb.load_balancer_name == name)
+                }) {
+                    Some(i) => {
+                        let lb = config.load_balancers.remove(i);
+                        failed.insert(lb.load_balancer_name, refusal.reason);
+                    }
+                    None => return Err(ControlError::DataPlaneRefused(refusal)),
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod mesh_tests;
 #[cfg(test)]
 mod mesh_tls_tests;
+#[cfg(test)]
+mod node_tests;
 #[cfg(test)]
 mod tests;

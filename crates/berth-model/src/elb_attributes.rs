@@ -16,6 +16,9 @@ pub const DEFAULT_DEREGISTRATION_DELAY_SECONDS: u32 = 300;
 pub const DEFAULT_IDLE_TIMEOUT_SECONDS: u32 = 60;
 /// `stickiness.*.duration_seconds` when unset (ALB: one day).
 pub const DEFAULT_STICKINESS_DURATION_SECONDS: u32 = 86400;
+/// `berth.header_timeout_seconds` when unset: how long a client may take to send a
+/// request's head (a longer one is answered 408).
+pub const DEFAULT_HEADER_TIMEOUT_SECONDS: u32 = 60;
 /// `target_group_health.unhealthy_state_routing.minimum_healthy_targets.count` when
 /// unset (ALB: 1).
 pub const DEFAULT_MINIMUM_HEALTHY_TARGETS: u32 = 1;
@@ -28,6 +31,9 @@ pub const LOAD_BALANCER_ATTRIBUTES: &[&str] = &[
     "routing.http2.enabled",
     "deletion_protection.enabled",
     "berth.max_connections",
+    "berth.nodes",
+    "berth.max_connections_per_client",
+    "berth.header_timeout_seconds",
 ];
 
 /// Target group attributes berth understands, with their ranges.
@@ -71,6 +77,16 @@ pub struct LoadBalancerAttributes {
     /// berth's own `berth.max_connections`: open client connections per listener before
     /// new ones are refused (RejectedConnectionCount). `None`: the data plane's default.
     pub max_connections: Option<u32>,
+    /// berth's own `berth.nodes`: a cluster query expression choosing the container
+    /// instances whose nodes serve this load balancer's listeners
+    /// ([`crate::elb_nodes`]). `None`: the server nodes.
+    pub nodes: Option<String>,
+    /// berth's own `berth.max_connections_per_client`: open client connections per
+    /// listener from one client address. `None`: the data plane's default.
+    pub max_connections_per_client: Option<u32>,
+    /// berth's own `berth.header_timeout_seconds`, 1 to 3600: how long a client may take
+    /// to send a request's head before it is answered 408 and closed.
+    pub header_timeout_seconds: u32,
 }
 
 impl Default for LoadBalancerAttributes {
@@ -82,6 +98,9 @@ impl Default for LoadBalancerAttributes {
             http2_enabled: true,
             deletion_protection: false,
             max_connections: None,
+            nodes: None,
+            max_connections_per_client: None,
+            header_timeout_seconds: DEFAULT_HEADER_TIMEOUT_SECONDS,
         }
     }
 }
@@ -107,6 +126,20 @@ impl LoadBalancerAttributes {
                     check_range(&at, n, 1, 10_000_000)?;
                     out.max_connections = Some(n);
                 }
+                "berth.max_connections_per_client" => {
+                    let n: u32 = v.parse().map_err(|_| {
+                        ValidationError::new(&at, format!("must be a whole number, got {v:?}"))
+                    })?;
+                    check_range(&at, n, 1, 10_000_000)?;
+                    out.max_connections_per_client = Some(n);
+                }
+                "berth.header_timeout_seconds" => {
+                    let n: u32 = v.parse().map_err(|_| {
+                        ValidationError::new(&at, format!("must be a number of seconds, got {v:?}"))
+                    })?;
+                    check_range(&at, n, 1, 3600)?;
+                    out.header_timeout_seconds = n;
+                }
                 "routing.http.xff_header_processing.mode" => {
                     out.xff_header_processing = match v.as_str() {
                         "append" => XffHeaderProcessing::Append,
@@ -122,6 +155,10 @@ impl LoadBalancerAttributes {
                 }
                 "routing.http.drop_invalid_header_fields.enabled" => {
                     out.drop_invalid_header_fields = parse_bool(&at, v)?;
+                }
+                "berth.nodes" => {
+                    crate::ecs::cluster_query::check_member_of(&at, Some(v))?;
+                    out.nodes = Some(v.clone());
                 }
                 "routing.http2.enabled" => out.http2_enabled = parse_bool(&at, v)?,
                 "deletion_protection.enabled" => out.deletion_protection = parse_bool(&at, v)?,
@@ -371,6 +408,9 @@ mod tests {
             ("routing.http2.enabled", "false"),
             ("deletion_protection.enabled", "true"),
             ("berth.max_connections", "12"),
+            ("berth.nodes", "attribute:zone == edge"),
+            ("berth.max_connections_per_client", "3"),
+            ("berth.header_timeout_seconds", "5"),
         ]))
         .unwrap();
         assert_eq!(
@@ -382,6 +422,9 @@ mod tests {
                 http2_enabled: false,
                 deletion_protection: true,
                 max_connections: Some(12),
+                nodes: Some("attribute:zone == edge".into()),
+                max_connections_per_client: Some(3),
+                header_timeout_seconds: 5,
             }
         );
     }
@@ -394,6 +437,9 @@ mod tests {
             ("routing.http.xff_header_processing.mode", "drop"),
             ("routing.http2.enabled", "yes"),
             ("berth.max_connections", "0"),
+            ("berth.max_connections_per_client", "0"),
+            ("berth.header_timeout_seconds", "0"),
+            ("berth.header_timeout_seconds", "3601"),
             ("bogus", "1"),
         ] {
             let e = LoadBalancerAttributes::parse(&attrs(&[(k, v)])).unwrap_err();

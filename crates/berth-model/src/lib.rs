@@ -38,6 +38,7 @@ pub mod discovery;
 pub mod ecs;
 pub mod elb;
 pub mod elb_attributes;
+pub mod elb_nodes;
 pub mod error;
 pub mod exec_stream;
 pub mod mesh_identity;

@@ -38,6 +38,10 @@ pub mod paths {
     pub const TASK_DEFINITION: &str = "/node/v1/task-definition";
     /// POST TaskStateChange → Task as stored (404 when unknown).
     pub const TASK_STATE_CHANGES: &str = "/node/v1/task-state-changes";
+    /// GET `?containerInstanceArn=` → the node's
+    /// [`ProxyConfig`](crate::dataplane::ProxyConfig): the load balancers whose
+    /// `berth.nodes` choose the instance, and their target groups.
+    pub const PROXY_CONFIG: &str = "/node/v1/proxy-config";
     /// GET `?containerInstanceArn=` → a stream of [`ChangeNotice`](super::ChangeNotice)
     /// lines (newline-delimited JSON) for as long as the agent holds it.
     pub const CHANGES: &str = "/node/v1/changes";
@@ -52,6 +56,12 @@ pub mod node_paths {
     pub const LOGS: &str = "/node/v1/task/logs";
     /// POST [`NodeExecRequest`](super::NodeExecRequest) → the command's captured output.
     pub const EXEC: &str = "/node/v1/task/exec";
+    /// POST, a streaming body: one line of [`NodeExecSessionRequest`](super::NodeExecSessionRequest)
+    /// JSON, then [`InputFrame`](crate::exec_stream::InputFrame)s → a streaming body of
+    /// [`OutputFrame`](crate::exec_stream::OutputFrame)s, the container's name in the
+    /// [`EXEC_CONTAINER_HEADER`](super::EXEC_CONTAINER_HEADER) header. One HTTP/2 stream
+    /// carries both directions.
+    pub const EXEC_SESSION: &str = "/node/v1/task/exec-session";
 }
 
 /// A command the control plane asks a node to run in a task's container.
@@ -63,6 +73,26 @@ pub struct NodeExecRequest {
     pub container: Option<String>,
     pub command: Vec<String>,
     pub timeout_seconds: u64,
+}
+
+/// The response header naming the container an exec session runs in.
+pub const EXEC_CONTAINER_HEADER: &str = "berth-exec-container";
+
+/// An interactive command the control plane asks a node to start in a task's container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeExecSessionRequest {
+    pub task_arn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub stdin: bool,
+    /// The terminal's size at the start, as (rows, columns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<(u16, u16)>,
 }
 
 /// An agent asking to join a cluster.

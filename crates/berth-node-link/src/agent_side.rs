@@ -21,6 +21,7 @@ use async_trait::async_trait;
 use berth_agent::{AgentApi, AgentError};
 use berth_model::agent::TaskStateChange;
 use berth_model::arn;
+use berth_model::dataplane::ProxyConfig;
 use berth_model::ecs::{ContainerInstance, Task, TaskDefinition};
 use berth_model::node_link::{paths, ChangeNotice, JoinRequest, NodeCredentials};
 use bytes::Bytes;
@@ -173,6 +174,24 @@ impl RemoteControl {
             .expect("credentials lock")
             .authority_pem
             .clone()
+    }
+
+    /// The data plane configuration of this node: the load balancers whose
+    /// `berth.nodes` choose it, with their target groups.
+    pub async fn node_proxy_config(&self) -> Result<ProxyConfig, LinkError> {
+        Ok(self
+            .channel
+            .call::<(), ProxyConfig>(
+                Method::GET,
+                &format!(
+                    "{}?containerInstanceArn={}",
+                    paths::PROXY_CONFIG,
+                    self.instance_arn
+                ),
+                None,
+            )
+            .await?
+            .unwrap_or_default())
     }
 
     /// Follows the change stream and renews the certificate until `stop` turns true.

@@ -5,6 +5,7 @@
 //! What it does not do: retry a call (callers converge on their own timers) or decide
 //! what to trust (its TLS configuration comes from [`crate::tls`]).
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,8 +78,11 @@ pub fn server_addr(url: &str) -> Result<String, String> {
 pub struct ControlChannel {
     addr: String,
     tls: ArcSwap<ClientConfig>,
-    sender: Mutex<Option<SendRequest<Full<Bytes>>>>,
+    sender: Mutex<Option<SendRequest<ChannelBody>>>,
 }
+
+/// A request body on the channel: whole (a call) or streaming (an exec session's input).
+pub type ChannelBody = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
 
 impl ControlChannel {
     pub fn new(addr: String, tls: Arc<ClientConfig>) -> Self {
@@ -106,7 +110,7 @@ impl ControlChannel {
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, LinkError> {
+    async fn connect(&self) -> Result<SendRequest<ChannelBody>, LinkError> {
         let tls = self.tls.load_full();
         let connecting = async {
             let tcp = tokio::net::TcpStream::connect(&self.addr)
@@ -144,6 +148,14 @@ impl ControlChannel {
     pub async fn send(
         &self,
         req: Request<Full<Bytes>>,
+    ) -> Result<hyper::Response<Incoming>, LinkError> {
+        self.send_streaming(req.map(|b| b.boxed_unsync())).await
+    }
+
+    /// [`ControlChannel::send`] with a body that may still be streaming.
+    pub async fn send_streaming(
+        &self,
+        req: Request<ChannelBody>,
     ) -> Result<hyper::Response<Incoming>, LinkError> {
         let mut sender = {
             let mut slot = self.sender.lock().await;

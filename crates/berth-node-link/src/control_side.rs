@@ -208,6 +208,7 @@ fn routes(state: LinkState) -> Router {
         .route(paths::RENEW, post(renew))
         .route(paths::INSTANCES, post(register_instance))
         .route(paths::TASKS, get(assigned_tasks))
+        .route(paths::PROXY_CONFIG, get(node_proxy_config))
         .route(paths::TASK_DEFINITION, get(task_definition))
         .route(paths::TASK_STATE_CHANGES, post(task_state_change))
         .route(paths::CHANGES, get(changes))
@@ -358,6 +359,22 @@ async fn assigned_tasks(
     }
     match s.agents.assigned_tasks(&q.container_instance_arn).await {
         Ok(tasks) => Json(tasks).into_response(),
+        Err(e) => control_error(e),
+    }
+}
+
+async fn node_proxy_config(
+    State(s): State<LinkState>,
+    Extension(peer): Extension<Peer>,
+    Query(q): Query<InstanceQuery>,
+) -> Response {
+    match caller_instance(&peer) {
+        Ok(own) if own.owns(&q.container_instance_arn) => {}
+        Ok(_) => return not_yours(&q.container_instance_arn),
+        Err(r) => return r.into_response(),
+    }
+    match s.agents.node_proxy_config(&q.container_instance_arn).await {
+        Ok(config) => Json(config).into_response(),
         Err(e) => control_error(e),
     }
 }

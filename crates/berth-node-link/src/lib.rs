@@ -7,7 +7,8 @@
 //! with that certificate, and the control plane lets it speak only for its own
 //! container instance. Desired state reaches the agent as a stream of change notices
 //! it holds open; the agent then reads what it needs (the tasks placed on its instance
-//! and their task definitions) and reports task state changes. Either side may restart
+//! and their task definitions, and the configuration of the load balancers its node
+//! serves) and reports task state changes. Either side may restart
 //! or lose the connection at any moment: every call is idempotent, the agent re-reports
 //! what it runs on reconnect, and a dropped stream marks the instance disconnected only
 //! after [`control_side::DISCONNECT_AFTER`].

@@ -6,7 +6,10 @@
 //! instance attribute [`NODE_API_ATTRIBUTE`]; the control plane's
 //! [`crate::remote_nodes::RemoteTaskNodes`] calls it.
 //!
-//! What it does not do: interactive exec sessions (only captured commands cross it).
+//! An interactive exec session is one request whose body streams in (its JSON request
+//! line, then input frames) while the response body streams the output frames out.
+//!
+//! What it does not do: decide who may exec (the control plane checked before calling).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -20,7 +23,10 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use berth_agent::TaskQueries;
 use berth_control::ExecResult;
-use berth_model::node_link::{node_paths, NodeExecRequest};
+use berth_model::exec_stream::{Frame as _, FrameDecoder, InputFrame, WindowSize};
+use berth_model::node_link::{
+    node_paths, NodeExecRequest, NodeExecSessionRequest, EXEC_CONTAINER_HEADER,
+};
 use futures::StreamExt;
 use serde::Deserialize;
 use tokio::net::TcpListener;
@@ -48,6 +54,7 @@ pub fn serve_node_api(
         .route(node_paths::USAGE, get(usage))
         .route(node_paths::LOGS, get(logs))
         .route(node_paths::EXEC, post(exec))
+        .route(node_paths::EXEC_SESSION, post(exec_session))
         .with_state(queries);
     tokio::spawn(accept_loop(listener, tls, router, stop));
     Ok(())
@@ -151,4 +158,97 @@ async fn exec(
         .into_response(),
         Err(e) => failed(e),
     }
+}
+
+/// The longest request line of an exec session.
+const MAX_SESSION_REQUEST: usize = 64 * 1024;
+
+async fn exec_session(
+    State(q): State<TaskQueries>,
+    Extension(peer): Extension<Peer>,
+    body: Body,
+) -> Response {
+    if let Some(r) = refuse_unless_control(&peer) {
+        return r;
+    }
+    let mut body = body.into_data_stream();
+    let mut pending = Vec::new();
+    let line_end = loop {
+        if let Some(nl) = pending.iter().position(|b| *b == b'\n') {
+            break nl;
+        }
+        if pending.len() > MAX_SESSION_REQUEST {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "ClientException",
+                "the exec session's request line is too long",
+            );
+        }
+        match body.next().await {
+            Some(Ok(chunk)) => pending.extend_from_slice(&chunk),
+            _ => {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    "ClientException",
+                    "the exec session ended before its request line",
+                )
+            }
+        }
+    };
+    let req: NodeExecSessionRequest = match serde_json::from_slice(&pending[..line_end]) {
+        Ok(r) => r,
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "ClientException",
+                format!("the exec session's request: {e}"),
+            )
+        }
+    };
+    let request = berth_runtime::InteractiveExecRequest {
+        container: req.container.clone(),
+        command: req.command.clone(),
+        tty: req.tty,
+        stdin: req.stdin,
+        window: req.window.map(|(rows, cols)| WindowSize { rows, cols }),
+    };
+    let session = match q.exec_interactive(&req.task_arn, &request).await {
+        Ok(s) => s,
+        Err(e) => return failed(e),
+    };
+    // Input: the rest of the request body, decoded into frames for the command.
+    let mut decoder = FrameDecoder::<InputFrame>::new();
+    decoder.push(&pending[line_end + 1..]);
+    let input = session.input;
+    tokio::spawn(async move {
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) => {
+                    if input.send(frame).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "an exec session's input does not decode");
+                    return;
+                }
+            }
+            match body.next().await {
+                Some(Ok(chunk)) => decoder.push(&chunk),
+                // The caller went away: dropping `input` closes the command's stdin.
+                _ => return,
+            }
+        }
+    });
+    let output = futures::stream::unfold(session.output, |mut rx| async move {
+        let frame = rx.recv().await?;
+        Some((Ok::<_, Infallible>(bytes::Bytes::from(frame.encode())), rx))
+    });
+    Response::builder()
+        .header(http::header::CONTENT_TYPE, "application/octet-stream")
+        .header(EXEC_CONTAINER_HEADER, session.container)
+        .body(Body::from_stream(output))
+        .expect("a valid response")
 }

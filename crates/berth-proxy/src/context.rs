@@ -13,13 +13,10 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::clock::Clock;
 use crate::forwarded::{ForwardedValues, XffMode};
-use crate::framing::Conflict;
 use crate::mesh::{MeshConnection, MeshMetrics};
 use crate::metrics::ListenerMetrics;
 use crate::rules::RuleSet;
 
-/// How long a client may take to send a request's headers.
-pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// The most a request's line and headers may take together (ALB: 64 KiB).
 pub(crate) const MAX_HEADER_BYTES: usize = 64 * 1024;
 
@@ -36,6 +33,11 @@ pub(crate) struct Routes {
     pub(crate) stream_idle_timeout: Option<Duration>,
     /// Open client connections beyond which new ones are refused.
     pub(crate) max_connections: i64,
+    /// Open client connections from one client address beyond which its new ones are
+    /// refused.
+    pub(crate) max_connections_per_client: u32,
+    /// How long a client may take to send a request's head (answered 408 beyond).
+    pub(crate) header_timeout: Duration,
 }
 
 /// Whether a listener speaks HTTP (ALB) or forwards byte streams (NLB).
@@ -69,9 +71,6 @@ pub(crate) struct ConnCtx {
     /// target: those requests end with a 504. One connection-wide deadline instead of a
     /// timer per request.
     pub(crate) expired: tokio::sync::Notify,
-    /// Raised when a request head on this connection carried both Content-Length and
-    /// Transfer-Encoding (see [`crate::framing`]).
-    pub(crate) conflict: Conflict,
     /// The mesh endpoint this connection counts for: the one its first mesh request
     /// went to. Counted out when the connection ends.
     pub(crate) mesh_connection: OnceLock<MeshConnection>,
@@ -89,7 +88,6 @@ impl ConnCtx {
             forwarded: ForwardedValues::new(peer, shared.port, scheme),
             active: AtomicU64::new(0),
             expired: tokio::sync::Notify::new(),
-            conflict: Conflict::default(),
             mesh_connection: OnceLock::new(),
         })
     }

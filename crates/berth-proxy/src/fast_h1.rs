@@ -11,8 +11,10 @@
 //! [`MAX_BUFFERED_BODY`]), or when its action is not a forward to an HTTP/1.1 target
 //! group (neither HTTPS nor HTTP/2; a mesh hop's TLS is fine), [`serve`] returns the
 //! connection with every byte it has read and not answered, and hyper serves the rest of
-//! the connection from that request on. So every error answer for malformed input (400,
-//! 431) stays hyper's.
+//! the connection from that request on. So every error answer for malformed input (the
+//! statuses [`crate::edge`] chooses) comes from the edge gate hyper reads through
+//! ([`crate::framing`]); the fast path checks each head with [`crate::edge::check_head`]
+//! before it serves it.
 //!
 //! Mesh requests (a mesh listener's, see [`crate::mesh`]) take this path too: a mesh
 //! group adds its per-request deadline, its 503 retry and its metrics, behind one check
@@ -35,7 +37,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::attempt::{is_idempotent, Attempts, Failure, Verdict};
-use crate::context::{ConnCtx, ListenerShared, HEADER_READ_TIMEOUT, MAX_HEADER_BYTES};
+use crate::context::{ConnCtx, ListenerShared, MAX_HEADER_BYTES};
+use crate::edge;
 use crate::elb_error;
 use crate::forwarded;
 use crate::group::GroupRuntime;
@@ -92,10 +95,11 @@ where
         },
         peer: cx.peer.ip(),
     };
-    let head_timeout_ms = HEADER_READ_TIMEOUT.as_millis() as u64;
+    let header_timeout = cx.listener.routes.load().header_timeout;
     loop {
-        // When the first bytes of the request being read arrived.
-        let mut head_start: Option<u64> = None;
+        // When the first bytes of the request being read arrived: the head is due
+        // within the header timeout of it, however the client trickles it.
+        let mut head_due: Option<Instant> = None;
         let plan = loop {
             if !c.buf.is_empty() {
                 match prepare(&c.buf, cx, &mut c.out) {
@@ -114,15 +118,21 @@ where
             let r = if between_requests {
                 c.read_client_or_stop(stop).await
             } else {
-                c.read_client().await
+                let due = *head_due.get_or_insert_with(|| Instant::now() + header_timeout);
+                match tokio::time::timeout_at(due, c.read_client()).await {
+                    // The request did not arrive whole in time, or stopped arriving for
+                    // the idle timeout: 408, and the connection ends.
+                    Ok(Wait::Idle) | Err(_) => {
+                        c.request_timeout(cx).await;
+                        return Exit::Closed;
+                    }
+                    Ok(r) => r,
+                }
             };
             match r {
                 Wait::Done(Ok(n)) if n > 0 => {
-                    // A client trickling its head byte by byte gets the header read
-                    // timeout, however often it sends.
-                    let now = c.idle.last;
-                    if now - *head_start.get_or_insert(now) > head_timeout_ms {
-                        return Exit::Closed;
+                    if between_requests {
+                        head_due = Some(Instant::now() + header_timeout);
                     }
                 }
                 // End of stream, an error, the idle timeout or the listener stopping:
@@ -189,6 +199,10 @@ fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
         Err(_) => return Prep::Fallback,
     };
     if head_len > MAX_HEADER_BYTES || req.version != Some(1) {
+        return Prep::Fallback;
+    }
+    // A request the edge refuses goes to hyper, whose edge gate answers it.
+    if edge::check_head(&buf[..head_len]).is_err() {
         return Prep::Fallback;
     }
     let (Some(method), Some(target)) = (req.method, req.path) else {
@@ -370,6 +384,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             self.idle.touch();
         }
         r
+    }
+
+    /// Answers a request that did not arrive in time with 408 and closes the connection.
+    async fn request_timeout(&mut self, cx: &ConnCtx) {
+        elb_error::write(
+            &mut self.out,
+            StatusCode::REQUEST_TIMEOUT,
+            &cx.listener.metrics,
+            true,
+        );
+        // The idle timer may have run out already: the answer gets one more period.
+        self.idle.touch();
+        let _ = self.write_client().await;
+        let _ = self.io.shutdown().await;
     }
 
     /// Writes `out` to the client.

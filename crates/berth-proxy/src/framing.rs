@@ -1,244 +1,208 @@
-//! Request-smuggling guard for HTTP/1 client connections.
+//! The edge gate of HTTP/1 client connections served by hyper: every byte hyper reads
+//! from a client passes through [`Guarded`] first, which follows the request framing
+//! (head, then a fixed-length or chunked body, then the next head) and holds each request
+//! head back until it is complete and has passed [`crate::edge::check_head`]. A refused
+//! head never reaches hyper: the connection reads as ended after the requests before it,
+//! hyper answers those and shuts the connection down, and the gate writes the refusal's
+//! answer (the status [`crate::edge`] chose, with `connection: close`) just before the
+//! shutdown. So nothing of a refused request reaches a target, and hyper's own, more
+//! lenient, parse never sees it.
 //!
-//! hyper resolves a request carrying both `Content-Length` and `Transfer-Encoding` the
-//! way RFC 9112 §6.1 allows an intermediary to: it drops the length, reads the body as
-//! chunked and closes the connection afterwards, and it does not tell the handler that the
-//! length was there. An ALB in its strictest desync-mitigation mode refuses such requests,
-//! and so does berth: [`Guarded`] wraps the client stream and follows the request framing
-//! in the bytes hyper reads (head, then a fixed-length or chunked body, then the next
-//! head), and raises a flag when a head carries both headers. The handler answers 400 to
-//! any request read while the flag is up, before anything reaches a target.
+//! Chunked bodies are judged as they stream ([`crate::edge::chunked`]). A fault found in
+//! the same read as its request's head refuses the request as a refused head would; a
+//! fault found later (the head went on already) ends the connection without an answer,
+//! so the target sees an incomplete request, never a smuggled one.
 //!
-//! The scanner looks at header names only at line starts and skips body bytes in bulk, so
-//! it costs little next to hyper's own parse. After a CONNECT or an `Upgrade` request it
-//! stops looking (what follows may be another protocol); a head longer than hyper accepts
-//! also ends the scan (hyper refuses it with 431 anyway).
+//! After an HTTP/2 preface the gate stops looking. After a request asking for an upgrade
+//! it reads nothing more until the answer's status line goes out through it: a 101 means
+//! another protocol follows and the gate stops looking; any other final status means
+//! HTTP/1 goes on and so does the gate (an upgrade a target declines is no way around
+//! it).
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
+use std::time::Duration;
 
+use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
 
-/// Heads longer than this end the scan (hyper's own limit is lower).
-const MAX_HEAD: usize = 1 << 20;
+use crate::context::{ListenerShared, MAX_HEADER_BYTES};
+use crate::edge::chunked::ChunkedScan;
+use crate::edge::{check_head, BodyFraming, Rejection};
 
-/// Set once a request head on the connection carried both Content-Length and
-/// Transfer-Encoding.
-pub(crate) type Conflict = Arc<AtomicBool>;
+/// Bytes read from a client at a time.
+const READ_SIZE: usize = 8 * 1024;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum State {
     /// Collecting a request head until its empty line.
     Head,
-    /// Skipping this many body bytes.
+    /// Passing this many body bytes.
     Body(u64),
-    /// In a chunked body: reading a chunk-size line.
-    ChunkSize {
-        size: u64,
-        digits: bool,
-        ext: bool,
-    },
-    /// Skipping chunk data, then its CRLF.
-    ChunkData(u64),
-    ChunkDataEnd,
-    /// Reading trailer lines after the last chunk, until an empty one.
-    Trailers {
-        line_empty: bool,
-    },
-    /// No more framing to follow (an upgrade, or something unparseable).
+    Chunked(ChunkedScan),
+    /// An upgrade was asked for: bytes are held (in `head`) until the answer shows
+    /// whether the protocol switches.
+    AwaitUpgrade,
+    /// No more framing to follow (HTTP/2, or an upgrade).
     Opaque,
 }
 
-#[derive(Debug)]
-pub(crate) struct Scanner {
-    state: State,
-    head: Vec<u8>,
-    conflict: Conflict,
+/// A request the gate refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub rejection: Rejection,
+    /// No byte of the refused request went on, so the client can be answered.
+    pub answerable: bool,
 }
 
-impl Scanner {
-    pub(crate) fn new(conflict: Conflict) -> Self {
+/// Follows the request framing of one client connection.
+#[derive(Debug)]
+pub struct Scanner {
+    state: State,
+    /// The head being collected.
+    head: Vec<u8>,
+    /// Where in this feed's output the message being read begins, when it begins in it.
+    msg_start: Option<usize>,
+}
+
+impl Default for Scanner {
+    fn default() -> Self {
         Scanner {
             state: State::Head,
             head: Vec::new(),
-            conflict,
-        }
-    }
-
-    /// Follows `bytes`, the next bytes read from the client.
-    pub(crate) fn feed(&mut self, mut bytes: &[u8]) {
-        while !bytes.is_empty() {
-            match self.state.clone() {
-                State::Opaque => return,
-                State::Head => {
-                    // Find the end of the head, counting what is already collected.
-                    let start = self.head.len().saturating_sub(3);
-                    let take = match find_head_end(&self.head[start..], bytes) {
-                        Some(n) => n,
-                        None => {
-                            self.head.extend_from_slice(bytes);
-                            if self.head.len() > MAX_HEAD {
-                                self.state = State::Opaque;
-                            }
-                            return;
-                        }
-                    };
-                    self.head.extend_from_slice(&bytes[..take]);
-                    bytes = &bytes[take..];
-                    let head = std::mem::take(&mut self.head);
-                    self.state = self.after_head(&head);
-                }
-                State::Body(n) => {
-                    let k = (bytes.len() as u64).min(n);
-                    bytes = &bytes[k as usize..];
-                    self.state = if n == k {
-                        State::Head
-                    } else {
-                        State::Body(n - k)
-                    };
-                }
-                State::ChunkSize { size, digits, ext } => {
-                    let b = bytes[0];
-                    bytes = &bytes[1..];
-                    self.state = match b {
-                        b'\n' if digits => {
-                            if size == 0 {
-                                State::Trailers { line_empty: true }
-                            } else {
-                                State::ChunkData(size)
-                            }
-                        }
-                        b'\r' => State::ChunkSize { size, digits, ext },
-                        _ if ext => State::ChunkSize { size, digits, ext },
-                        b';' | b' ' | b'\t' if digits => State::ChunkSize {
-                            size,
-                            digits,
-                            ext: true,
-                        },
-                        _ => match (b as char).to_digit(16) {
-                            Some(d) if size <= u64::MAX >> 4 => State::ChunkSize {
-                                size: size * 16 + u64::from(d),
-                                digits: true,
-                                ext,
-                            },
-                            // Malformed: hyper refuses it; nothing more to follow.
-                            _ => State::Opaque,
-                        },
-                    };
-                }
-                State::ChunkData(n) => {
-                    let k = (bytes.len() as u64).min(n);
-                    bytes = &bytes[k as usize..];
-                    self.state = if n == k {
-                        State::ChunkDataEnd
-                    } else {
-                        State::ChunkData(n - k)
-                    };
-                }
-                State::ChunkDataEnd => {
-                    let b = bytes[0];
-                    bytes = &bytes[1..];
-                    self.state = match b {
-                        b'\r' => State::ChunkDataEnd,
-                        b'\n' => State::ChunkSize {
-                            size: 0,
-                            digits: false,
-                            ext: false,
-                        },
-                        _ => State::Opaque,
-                    };
-                }
-                State::Trailers { line_empty } => {
-                    let b = bytes[0];
-                    bytes = &bytes[1..];
-                    self.state = match b {
-                        b'\n' if line_empty => State::Head,
-                        b'\n' => State::Trailers { line_empty: true },
-                        b'\r' => State::Trailers { line_empty },
-                        _ => State::Trailers { line_empty: false },
-                    };
-                }
-            }
-        }
-    }
-
-    /// Inspects a complete head and returns the state for what follows it.
-    fn after_head(&mut self, head: &[u8]) -> State {
-        let mut lines = head.split(|b| *b == b'\n');
-        let request_line = lines.next().unwrap_or_default();
-        // CONNECT tunnels, and HTTP/2 (its preface looks like a head), carry no HTTP/1
-        // framing after this.
-        if request_line.starts_with(b"CONNECT ") || request_line.starts_with(b"PRI * HTTP/2") {
-            return State::Opaque;
-        }
-        let (mut length, mut te, mut chunked, mut upgrade) = (None::<u64>, false, false, false);
-        for line in lines {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let Some(colon) = line.iter().position(|b| *b == b':') else {
-                continue;
-            };
-            let (name, value) = (trim(&line[..colon]), trim(&line[colon + 1..]));
-            if name.eq_ignore_ascii_case(b"content-length") {
-                match std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()) {
-                    Some(n) => length = Some(n),
-                    None => return State::Opaque,
-                }
-            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                te = true;
-                let last = value
-                    .rsplit(|b| *b == b',')
-                    .next()
-                    .map(trim)
-                    .unwrap_or_default();
-                chunked = last.eq_ignore_ascii_case(b"chunked");
-            } else if name.eq_ignore_ascii_case(b"upgrade") {
-                upgrade = true;
-            }
-        }
-        if te && length.is_some() {
-            self.conflict.store(true, Ordering::Release);
-        }
-        if upgrade {
-            State::Opaque
-        } else if te {
-            if chunked {
-                State::ChunkSize {
-                    size: 0,
-                    digits: false,
-                    ext: false,
-                }
-            } else {
-                State::Opaque
-            }
-        } else {
-            match length {
-                Some(0) | None => State::Head,
-                Some(n) => State::Body(n),
-            }
+            msg_start: None,
         }
     }
 }
 
-fn trim(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &b[start..end]
+impl Scanner {
+    /// Follows `bytes`, the next bytes read from the client, appending to `out` those that
+    /// may go on. On a refusal `out` ends where the refused request began (or holds nothing
+    /// more of it than earlier feeds let through, when it is not answerable).
+    pub fn feed(&mut self, mut bytes: &[u8], out: &mut Vec<u8>) -> Result<(), Refusal> {
+        let feed_start = out.len();
+        self.msg_start = matches!(self.state, State::Head).then_some(feed_start);
+        if let Err(rejection) = self.feed_inner(&mut bytes, out) {
+            // A request that began in this feed has not gone on at all; one that began
+            // earlier loses what this feed added of it.
+            let answerable = self.msg_start.is_some();
+            out.truncate(self.msg_start.unwrap_or(feed_start));
+            self.state = State::Opaque;
+            return Err(Refusal {
+                rejection,
+                answerable,
+            });
+        }
+        Ok(())
+    }
+
+    /// An upgrade request awaits its answer: nothing more should be read meanwhile.
+    pub fn awaiting_upgrade(&self) -> bool {
+        matches!(self.state, State::AwaitUpgrade)
+    }
+
+    /// The answer to an upgrade request has this status: 101 lets the held bytes and
+    /// everything after them through unexamined; another final status resumes following
+    /// HTTP/1 from the held bytes on (appending to `out` what passes).
+    pub fn upgrade_answered(&mut self, status: u16, out: &mut Vec<u8>) -> Result<(), Refusal> {
+        if !self.awaiting_upgrade() || (100..200).contains(&status) && status != 101 {
+            return Ok(());
+        }
+        let held = std::mem::take(&mut self.head);
+        if status == 101 {
+            self.state = State::Opaque;
+            out.extend_from_slice(&held);
+            return Ok(());
+        }
+        self.state = State::Head;
+        self.feed(&held, out)
+    }
+
+    /// Some of a request head was read and it is not complete yet.
+    pub fn collecting_head(&self) -> bool {
+        matches!(self.state, State::Head) && !self.head.is_empty()
+    }
+
+    fn feed_inner(&mut self, bytes: &mut &[u8], out: &mut Vec<u8>) -> Result<(), Rejection> {
+        while !bytes.is_empty() {
+            match &mut self.state {
+                State::Opaque => {
+                    out.extend_from_slice(bytes);
+                    return Ok(());
+                }
+                State::AwaitUpgrade => {
+                    self.head.extend_from_slice(bytes);
+                    return Ok(());
+                }
+                State::Head => {
+                    let start = self.head.len().saturating_sub(3);
+                    let Some(take) = find_head_end(&self.head[start..], bytes) else {
+                        self.head.extend_from_slice(bytes);
+                        if self.head.len() > MAX_HEADER_BYTES {
+                            return Err(Rejection {
+                                status: 431,
+                                rule: "request head larger than the limit",
+                            });
+                        }
+                        return Ok(());
+                    };
+                    self.head.extend_from_slice(&bytes[..take]);
+                    *bytes = &bytes[take..];
+                    let head = std::mem::take(&mut self.head);
+                    self.msg_start = Some(out.len());
+                    self.state = if head.starts_with(b"PRI * HTTP/2.0\r\n") {
+                        State::Opaque
+                    } else {
+                        match check_head(&head)? {
+                            BodyFraming::None => State::Head,
+                            BodyFraming::Length(n) => State::Body(n),
+                            BodyFraming::Chunked => State::Chunked(ChunkedScan::default()),
+                            BodyFraming::Upgrade => State::AwaitUpgrade,
+                        }
+                    };
+                    out.extend_from_slice(&head);
+                    self.head = head;
+                    self.head.clear();
+                    if matches!(self.state, State::Head) {
+                        self.msg_start = Some(out.len());
+                    }
+                }
+                State::Body(n) => {
+                    let k = (bytes.len() as u64).min(*n) as usize;
+                    out.extend_from_slice(&bytes[..k]);
+                    *bytes = &bytes[k..];
+                    *n -= k as u64;
+                    if *n == 0 {
+                        self.state = State::Head;
+                        self.msg_start = Some(out.len());
+                    }
+                }
+                State::Chunked(scan) => match scan.feed(bytes)? {
+                    Some(k) => {
+                        out.extend_from_slice(&bytes[..k]);
+                        *bytes = &bytes[k..];
+                        self.state = State::Head;
+                        self.msg_start = Some(out.len());
+                    }
+                    None => {
+                        out.extend_from_slice(bytes);
+                        return Ok(());
+                    }
+                },
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How many bytes of `next` complete a head whose last collected bytes are `tail`
-/// (at most 3), if they do: the head ends at an empty line (`\r\n\r\n` or `\n\n`).
+/// (at most 3), if they do: the head ends at an empty line (`\r\n\r\n`, or `\n\n`, which
+/// the head check then refuses).
 fn find_head_end(tail: &[u8], next: &[u8]) -> Option<usize> {
-    // A leading empty line before a request line is allowed and skipped by hyper; treat
-    // it as part of the head (it only delays the end).
     let mut prev: [u8; 3] = [0; 3];
     for (i, b) in tail.iter().enumerate() {
         prev[3 - tail.len() + i] = *b;
@@ -252,17 +216,84 @@ fn find_head_end(tail: &[u8], next: &[u8]) -> Option<usize> {
     None
 }
 
-/// A client stream whose read bytes feed a [`Scanner`].
+/// A client connection whose read bytes pass the edge gate (see the module's text).
 pub(crate) struct Guarded<IO> {
     io: IO,
     scanner: Scanner,
+    scratch: Box<[u8]>,
+    /// Bytes that passed and hyper has not read yet, from `ready_pos` on.
+    ready: Vec<u8>,
+    ready_pos: usize,
+    /// A request was refused: the connection reads as ended after what passed before it.
+    refused: bool,
+    /// The answer to the refused request, written before the connection shuts down.
+    answer: Vec<u8>,
+    answer_pos: usize,
+    listener: Arc<ListenerShared>,
+    /// How long a request head may take from its first byte (408 beyond).
+    header_timeout: Duration,
+    /// Armed while a head is being collected.
+    head_timer: Option<Pin<Box<Sleep>>>,
+    /// The reader parked while an upgrade request awaits its answer.
+    parked: Option<Waker>,
 }
 
 impl<IO> Guarded<IO> {
-    pub(crate) fn new(io: IO, conflict: Conflict) -> Self {
+    pub(crate) fn new(io: IO, listener: Arc<ListenerShared>, header_timeout: Duration) -> Self {
         Guarded {
             io,
-            scanner: Scanner::new(conflict),
+            scanner: Scanner::default(),
+            scratch: vec![0; READ_SIZE].into_boxed_slice(),
+            ready: Vec::new(),
+            ready_pos: 0,
+            refused: false,
+            answer: Vec::new(),
+            answer_pos: 0,
+            listener,
+            header_timeout,
+            head_timer: None,
+            parked: None,
+        }
+    }
+
+    /// Sees the first bytes of a write: while an upgrade request awaits its answer, the
+    /// answer's status line decides what the gate does with what follows.
+    fn saw_write(&mut self, bytes: &[u8]) {
+        if !self.scanner.awaiting_upgrade() || bytes.len() < 12 || !bytes.starts_with(b"HTTP/1.") {
+            return;
+        }
+        let Some(status) = std::str::from_utf8(&bytes[9..12])
+            .ok()
+            .and_then(|s| s.parse::<u16>().ok())
+        else {
+            return;
+        };
+        if let Err(refusal) = self.scanner.upgrade_answered(status, &mut self.ready) {
+            self.refuse(refusal);
+        }
+        if !self.scanner.awaiting_upgrade() {
+            if let Some(w) = self.parked.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Refuses the request being read: the connection reads as ended after what passed,
+    /// and the answer (when owed) goes out before the shutdown.
+    fn refuse(&mut self, refusal: Refusal) {
+        self.refused = true;
+        self.head_timer = None;
+        let l = &self.listener;
+        l.metrics.requests.inc();
+        tracing::debug!(
+            status = refusal.rejection.status,
+            rule = refusal.rejection.rule,
+            "request refused at the edge"
+        );
+        if refusal.answerable {
+            let status =
+                StatusCode::from_u16(refusal.rejection.status).unwrap_or(StatusCode::BAD_REQUEST);
+            crate::elb_error::write(&mut self.answer, status, &l.metrics, true);
         }
     }
 }
@@ -273,13 +304,61 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
         let me = &mut *self;
-        let r = Pin::new(&mut me.io).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = r {
-            me.scanner.feed(&buf.filled()[before..]);
+        loop {
+            if me.ready_pos < me.ready.len() {
+                let n = (me.ready.len() - me.ready_pos).min(buf.remaining());
+                buf.put_slice(&me.ready[me.ready_pos..me.ready_pos + n]);
+                me.ready_pos += n;
+                if me.ready_pos == me.ready.len() {
+                    me.ready.clear();
+                    me.ready_pos = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if me.refused || buf.remaining() == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            if me.scanner.awaiting_upgrade() {
+                me.parked = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            let mut rb = ReadBuf::new(&mut me.scratch);
+            match Pin::new(&mut me.io).poll_read(cx, &mut rb) {
+                Poll::Pending => {
+                    let expired = me
+                        .head_timer
+                        .as_mut()
+                        .is_some_and(|t| t.as_mut().poll(cx).is_ready());
+                    if !expired {
+                        return Poll::Pending;
+                    }
+                    me.refuse(Refusal {
+                        rejection: Rejection {
+                            status: 408,
+                            rule: "request head not complete within the header timeout",
+                        },
+                        answerable: true,
+                    });
+                    continue;
+                }
+                Poll::Ready(r) => r?,
+            }
+            let n = rb.filled().len();
+            if n == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            if let Err(refusal) = me.scanner.feed(&me.scratch[..n], &mut me.ready) {
+                me.refuse(refusal);
+            } else if !me.scanner.collecting_head() {
+                me.head_timer = None;
+            } else if me.head_timer.is_none() {
+                // Armed at the head's first byte: trickling it does not move the deadline.
+                me.head_timer = Some(Box::pin(tokio::time::sleep_until(
+                    Instant::now() + me.header_timeout,
+                )));
+            }
         }
-        r
     }
 }
 
@@ -289,6 +368,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.saw_write(buf);
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
@@ -297,6 +377,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+            self.saw_write(first);
+        }
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 
@@ -309,89 +392,18 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        let me = &mut *self;
+        while me.answer_pos < me.answer.len() {
+            let n = ready!(Pin::new(&mut me.io).poll_write(cx, &me.answer[me.answer_pos..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            me.answer_pos += n;
+        }
+        ready!(Pin::new(&mut me.io).poll_flush(cx))?;
+        Pin::new(&mut me.io).poll_shutdown(cx)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn scan_in_pieces(input: &[u8], piece: usize) -> (bool, State) {
-        let flag = Conflict::default();
-        let mut s = Scanner::new(flag.clone());
-        for c in input.chunks(piece) {
-            s.feed(c);
-        }
-        (flag.load(Ordering::Acquire), s.state)
-    }
-
-    fn scan(input: &[u8]) -> bool {
-        // Every split of the input must give the same verdict.
-        let whole = scan_in_pieces(input, input.len().max(1));
-        for piece in 1..input.len().min(40) {
-            assert_eq!(scan_in_pieces(input, piece), whole, "piece size {piece}");
-        }
-        whole.0
-    }
-
-    #[test]
-    fn plain_requests_pass() {
-        assert!(!scan(
-            b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n"
-        ));
-        assert!(!scan(
-            b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n"
-        ));
-    }
-
-    #[test]
-    fn both_headers_raise_the_flag_in_either_order() {
-        assert!(scan(
-            b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
-        ));
-        assert!(scan(
-            b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\ncontent-length: 4\r\n\r\n0\r\n\r\n"
-        ));
-    }
-
-    #[test]
-    fn a_smuggled_head_inside_a_body_is_not_a_head() {
-        // The second "request" is body bytes of the first: no conflict.
-        let body = b"GET /x HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
-        let mut req =
-            format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
-        req.extend_from_slice(body);
-        assert!(!scan(&req));
-    }
-
-    #[test]
-    fn chunked_bodies_are_followed_to_the_next_head() {
-        let mut req = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
-        req.extend_from_slice(b"5;ext=1\r\nhello\r\na\r\n0123456789\r\n0\r\nX-Trailer: 1\r\n\r\n");
-        let (flag, state) = scan_in_pieces(&req, 3);
-        assert!(!flag);
-        assert_eq!(state, State::Head);
-        req.extend_from_slice(
-            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
-        );
-        assert!(scan(&req));
-    }
-
-    #[test]
-    fn http2_prior_knowledge_ends_the_scan() {
-        let (flag, state) = scan_in_pieces(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00", 5);
-        assert!(!flag);
-        assert_eq!(state, State::Opaque);
-    }
-
-    #[test]
-    fn upgrades_end_the_scan() {
-        let mut req =
-            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n".to_vec();
-        req.extend_from_slice(b"Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n");
-        let (flag, state) = scan_in_pieces(&req, 7);
-        assert!(!flag);
-        assert_eq!(state, State::Opaque);
-    }
-}
+mod tests;

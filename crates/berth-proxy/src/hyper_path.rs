@@ -34,7 +34,7 @@ use tokio::time::Instant;
 use crate::attempt::{is_idempotent, Attempts, Failure, Verdict};
 use crate::body::{ProxyBody, ResponseGuard};
 use crate::clock::Clock;
-use crate::context::{ConnCtx, HEADER_READ_TIMEOUT, MAX_HEADER_BYTES};
+use crate::context::{ConnCtx, MAX_HEADER_BYTES};
 use crate::elb_error;
 use crate::forwarded::{self, XffMode};
 use crate::framing::Guarded;
@@ -44,16 +44,43 @@ use crate::pool::{UpBody, CONNECT_TIMEOUT};
 use crate::rules::{source_ip, strip_port, CompiledAction, RequestView, ViewHeaders};
 use crate::sticky::{self, Affinity, TG_COOKIE};
 
-/// The hyper server settings every listener serves with.
+/// Concurrent streams a client may open on one HTTP/2 connection (ALB: 128).
+pub(crate) const H2_MAX_CONCURRENT_STREAMS: u32 = 128;
+/// The largest header list an HTTP/2 request may carry (decoded, as RFC 9113 counts it);
+/// CONTINUATION frames beyond it end the stream.
+pub(crate) const H2_MAX_HEADER_LIST_SIZE: u32 = MAX_HEADER_BYTES as u32;
+/// Streams a client may reset before the server accepted them (rapid reset), beyond
+/// which the connection ends with GOAWAY.
+pub(crate) const H2_MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
+/// Streams the server may reset for a client's protocol errors before it ends the
+/// connection.
+pub(crate) const H2_MAX_LOCAL_ERROR_RESET_STREAMS: usize = 256;
+/// How often an HTTP/2 connection is pinged, and how long the answer may take.
+pub(crate) const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+pub(crate) const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The hyper server settings every listener serves with. The time a client may take
+/// to send a request head is the edge gate's to enforce ([`crate::framing`]), with a 408.
 pub(crate) fn builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(None)
         .max_buf_size(MAX_HEADER_BYTES)
+        // A client that stops sending still gets the answers it is owed; so do the
+        // requests before one the edge gate refused (the gate then reads as ended).
+        .half_close(true)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(H2_MAX_HEADER_LIST_SIZE)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESET_STREAMS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESET_STREAMS)
+        .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT);
     builder
 }
 
@@ -71,7 +98,7 @@ pub(crate) async fn serve<T>(
     let idle = shared.routes.load().idle_timeout;
     let last = Arc::new(AtomicU64::new(shared.clock.now_ms()));
     let io = IdleIo {
-        inner: Guarded::new(io, cx.conflict.clone()),
+        inner: Guarded::new(io, shared.clone(), shared.routes.load().header_timeout),
         last: last.clone(),
         clock: shared.clock.clone(),
     };
@@ -208,14 +235,6 @@ fn request_host(req: &Request<Incoming>) -> &str {
 async fn handle(req: Request<Incoming>, cx: Arc<ConnCtx>) -> Response<ProxyBody> {
     let l = &cx.listener;
     l.metrics.requests.inc();
-    if cx.conflict.load(Ordering::Acquire) {
-        // Ambiguous framing (a request-smuggling attempt): refused, and the connection
-        // closes after the answer.
-        let mut r = elb_error::response(StatusCode::BAD_REQUEST, &l.metrics);
-        r.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return r;
-    }
     if let Some(n) = req
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -20,7 +20,12 @@
 //!   a retry budget of 20% of requests.
 //! - X-Forwarded-For (append/preserve/remove), -Proto and -Port; hop-by-hop headers
 //!   removed; idle timeout, header read timeout and header size limit; WebSocket upgrades;
-//!   ELB-generated 502/503/504; a per-listener connection limit (`berth.max_connections`).
+//!   ELB-generated 502/503/504; a per-listener connection limit (`berth.max_connections`)
+//!   and a per-client-address one (`berth.max_connections_per_client`).
+//! - The edge (see the `edge` and `framing` modules): every HTTP/1 request is checked
+//!   against RFC 9110/9112 before any byte of it reaches a target; a broken rule is
+//!   answered 400, 405, 408, 413, 414, 431, 501 or 505. HTTP/2 connections get limits on
+//!   concurrent streams, header list size, reset streams and keep-alive pings.
 //! - Prometheus metrics mirroring ALB's CloudWatch metrics (see the `metrics` module).
 //! - The service mesh's outbound side (see the `mesh` module): client-alias listeners
 //!   ([`ProxyConfig::mesh_listeners`]) bound on each of the node's mesh addresses
@@ -56,8 +61,9 @@
 //! - `sticky`: stickiness cookies and source-IP affinity; `elb_error`: responses the
 //!   load balancer generates.
 //! - `context`: what requests see of their listener and client connection.
-//! - `forwarded`: X-Forwarded-* and hop-by-hop headers; `framing`: the
-//!   request-smuggling guard.
+//! - `forwarded`: X-Forwarded-* and hop-by-hop headers; `framing`: the edge gate
+//!   hyper reads client bytes through; `edge`: the HTTP/1.1 rules a request must pass
+//!   (RFC 9110/9112) and the status each broken rule gets.
 //! - `rules`: rule conditions and actions compiled for matching.
 //! - `group`: target groups: targets, routable snapshot, algorithms.
 //! - `health`: active health checks.
@@ -77,11 +83,14 @@ mod body;
 mod clock;
 pub mod config;
 mod context;
+mod edge;
 mod elb_error;
 mod error;
 mod fast_h1;
 mod forwarded;
 mod framing;
+#[doc(hidden)]
+pub mod fuzzing;
 mod group;
 mod group_settings;
 mod h1_codec;
@@ -141,6 +150,13 @@ use crate::rules::RuleSet;
 
 /// Open client connections per listener when `berth.max_connections` is not set.
 pub const DEFAULT_MAX_CONNECTIONS: i64 = 100_000;
+/// Open client connections per listener from one client address when
+/// `berth.max_connections_per_client` is not set.
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: u32 = 1_000;
+/// How long a client may take to send a request's head when
+/// `berth.header_timeout_seconds` is not set.
+pub(crate) const DEFAULT_HEADER_TIMEOUT: Duration =
+    Duration::from_secs(berth_model::elb_attributes::DEFAULT_HEADER_TIMEOUT_SECONDS as u64);
 
 /// How the proxy is set up.
 pub struct ProxyOptions {
@@ -356,6 +372,10 @@ impl Proxy {
             let max_connections = attributes
                 .max_connections
                 .map_or(DEFAULT_MAX_CONNECTIONS, i64::from);
+            let max_connections_per_client = attributes
+                .max_connections_per_client
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT);
+            let header_timeout = Duration::from_secs(u64::from(attributes.header_timeout_seconds));
             for l in &lb.listeners {
                 if l.listener_arn.is_empty() {
                     return Err(ProxyError::config(
@@ -418,6 +438,8 @@ impl Proxy {
                         idle_timeout,
                         stream_idle_timeout: None,
                         max_connections,
+                        max_connections_per_client,
+                        header_timeout,
                     },
                 });
             }

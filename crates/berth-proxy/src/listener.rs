@@ -1,12 +1,14 @@
 //! Listeners: the accept loop of one bound socket, the per-listener connection limit
-//! (`berth.max_connections`), the count of open HTTP connections that closing a listener
+//! (`berth.max_connections`) and the per-client-address one
+//! (`berth.max_connections_per_client`), the TLS handshake timeout, the count of open HTTP connections that closing a listener
 //! waits for, and the dispatch of each accepted connection: TLS handshake, then by ALPN
 //! and listener mode to the HTTP/1.1 fast path (falling back to hyper), hyper (HTTP/2),
 //! or the NLB stream path.
 //!
 //! It does not parse or route requests; the paths it dispatches to do.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,17 +79,25 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let tracker = Arc::new(ConnTracker::default());
+    let clients = Arc::new(PerClient::default());
     let builder = Arc::new(hyper_path::builder());
     loop {
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
-                    if shared.metrics.active_connections.get() >= shared.routes.load().max_connections {
+                    let (max, per_client) = {
+                        let routes = shared.routes.load();
+                        (routes.max_connections, routes.max_connections_per_client)
+                    };
+                    let slot = (shared.metrics.active_connections.get() < max)
+                        .then(|| clients.enter(peer.ip(), per_client))
+                        .flatten();
+                    let Some(slot) = slot else {
                         shared.metrics.rejected_connections.inc();
                         drop(stream);
                         continue;
-                    }
-                    serve_connection(stream, peer, &shared, &builder, &stop, &tracker);
+                    };
+                    serve_connection(stream, peer, &shared, &builder, &stop, &tracker, slot);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -99,6 +109,38 @@ async fn accept_loop(
     }
     drop(listener);
     let _ = tokio::time::timeout(CLOSE_GRACE, tracker.wait_closed()).await;
+}
+
+/// A listener's open connections per client address.
+#[derive(Default)]
+struct PerClient(std::sync::Mutex<HashMap<IpAddr, u32>>);
+
+/// One open connection counted for its client address until it drops.
+struct ClientSlot(Arc<PerClient>, IpAddr);
+
+impl PerClient {
+    /// Counts a connection from `ip`, unless `ip` has `max` open already.
+    fn enter(self: &Arc<Self>, ip: IpAddr, max: u32) -> Option<ClientSlot> {
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot(self.clone(), ip))
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.0 .0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.1);
+            }
+        }
+    }
 }
 
 /// A listener's open HTTP connections, so that closing it can wait for them.
@@ -144,6 +186,7 @@ fn serve_connection(
     builder: &Arc<auto::Builder<TokioExecutor>>,
     stop: &watch::Receiver<bool>,
     tracker: &Arc<ConnTracker>,
+    slot: ClientSlot,
 ) {
     let _ = stream.set_nodelay(true);
     shared.metrics.new_connections.inc();
@@ -155,6 +198,7 @@ fn serve_connection(
     let guard = (shared.mode == Mode::Http).then(|| tracker.enter());
     tokio::spawn(async move {
         let _guard = guard;
+        let _slot = slot;
         match (tls, shared.mode) {
             (None, Mode::Http) => serve_http1(stream, peer, "http", &shared, &builder, stop).await,
             (None, Mode::Stream) => {
@@ -226,6 +270,31 @@ mod tests {
             .await
             .expect("the last connection closing wakes the waiter")
             .unwrap();
+    }
+
+    #[test]
+    fn each_client_address_gets_at_most_its_share_of_connections() {
+        let clients = Arc::new(PerClient::default());
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let first = clients.enter(a, 2).expect("first");
+        let second = clients.enter(a, 2).expect("second");
+        assert!(
+            clients.enter(a, 2).is_none(),
+            "a third from the same address"
+        );
+        let other = clients
+            .enter(b, 2)
+            .expect("another address is not affected");
+        drop(first);
+        let again = clients
+            .enter(a, 2)
+            .expect("a slot freed by a closed connection");
+        drop((second, other, again));
+        assert!(
+            clients.0.lock().unwrap().is_empty(),
+            "no entry left for closed clients"
+        );
     }
 
     #[tokio::test]

@@ -10,8 +10,9 @@
 //! A leader stops leading the moment it cannot be sure its lease still holds: when etcd
 //! says the lease is gone, or when no keep-alive was answered before the lease's TTL,
 //! counted from when the last answered keep-alive was sent (which is no later than when
-//! etcd renewed it, so the leader steps down no later than etcd expires the lease). It
-//! then campaigns again with a new lease.
+//! etcd renewed it) less a tenth of the TTL (timers fire late by up to a millisecond and
+//! the step-down itself takes a moment), so the leader has stepped down before etcd
+//! expires the lease. It then campaigns again with a new lease.
 //!
 //! What it does not do: fence the writes of a leader that stepped down (a reconcile
 //! pass cut short still made the writes it finished), or keep two elections apart
@@ -157,7 +158,7 @@ async fn term(
         .await
         .map_err(|_| etcd_client::Error::LeaseKeepAliveError("lease grant timed out".into()))??;
     let lease = grant.id();
-    let expires = asked + Duration::from_secs(grant.ttl().max(0) as u64);
+    let expires = asked + held_for(Duration::from_secs(grant.ttl().max(0) as u64));
     let keep = keep_alive(client.clone(), lease, expires);
     tokio::pin!(keep);
     let key = format!("{}{lease:016x}", config.prefix);
@@ -184,6 +185,13 @@ async fn term(
     };
     let _ = tokio::time::timeout(Duration::from_secs(2), client.lease_revoke(lease)).await;
     end
+}
+
+/// How long after sending a keep-alive that etcd answered with `ttl` this candidate
+/// counts the lease as held: the TTL less a tenth, the margin by which the leader steps
+/// down before etcd could expire the lease.
+fn held_for(ttl: Duration) -> Duration {
+    ttl - ttl / 10
 }
 
 /// Keeps `lease` alive until it is lost; returns why. `expires` is the earliest the
@@ -220,7 +228,7 @@ async fn keep_alive(mut client: Client, lease: i64, mut expires: Instant) -> Str
             }
             Ok(Ok(Some(resp))) => {
                 let ttl = Duration::from_secs(resp.ttl() as u64);
-                expires = sent + ttl;
+                expires = sent + held_for(ttl);
                 tokio::time::sleep_until(sent + ttl / 3).await;
             }
             Ok(Ok(None)) | Ok(Err(_)) => stream = None,

@@ -59,6 +59,18 @@ impl Agent {
         netns: &NetNs,
         server_url: &str,
     ) -> Result<Agent> {
+        Agent::start_in_with_args(server, data_dir, runtime, netns, server_url, &[]).await
+    }
+
+    /// [`Agent::start_in`] with more `berth agent` arguments (e.g. `--attribute N=V`).
+    pub async fn start_in_with_args(
+        server: &Server,
+        data_dir: &Path,
+        runtime: &str,
+        netns: &NetNs,
+        server_url: &str,
+        extra: &[&str],
+    ) -> Result<Agent> {
         Agent::start_with(
             server,
             data_dir,
@@ -66,7 +78,7 @@ impl Agent {
             true,
             Some(netns),
             server_url,
-            &[],
+            extra,
         )
         .await
     }

@@ -250,6 +250,40 @@ impl Server {
             .expect("running the berth CLI")
     }
 
+    /// Runs the CLI against this server with `input` as its stdin (then closed); panics
+    /// when it runs past `bound` (after killing it).
+    pub fn cli_with_stdin(&self, args: &[&str], input: &str, bound: Duration) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(bin("berth"))
+            .args(args)
+            .env("BERTH_ENDPOINT", &self.api)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running the berth CLI");
+        let mut stdin = child.stdin.take().expect("a piped stdin");
+        stdin
+            .write_all(input.as_bytes())
+            .expect("writing the CLI's stdin");
+        drop(stdin);
+        let pid = child.id();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(child.wait_with_output());
+        });
+        match finished.recv_timeout(bound) {
+            Ok(out) => out.expect("waiting for the berth CLI"),
+            Err(_) => {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                panic!("berth {args:?} still runs after {bound:?}");
+            }
+        }
+    }
+
     pub async fn get(&self, path: &str) -> Result<Value> {
         let r = self.http.get(format!("{}{path}", self.api)).send().await?;
         let status = r.status();

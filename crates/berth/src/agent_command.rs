@@ -6,8 +6,12 @@
 //! When the control plane is unreachable the agent keeps every task running as it is
 //! and retries; nothing is stopped for lack of a control plane.
 //!
-//! What it does not do yet: serve load balancer listeners, the mesh or DNS on this node
-//! (targets on it are reached by the servers' proxies at `--advertise-address`).
+//! The node serves the load balancers whose `berth.nodes` attribute chooses its
+//! instance (`node_proxy`), on `--listen-ip`, with the last configuration it read while
+//! the control plane is away.
+//!
+//! What it does not do yet: serve the mesh or DNS on this node (targets on it are reached
+//! by the servers' proxies and mesh at `--advertise-address`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,6 +22,7 @@ use berth_agent::{Agent, AgentConfig};
 use berth_node_link::{JoinToken, LinkSettings, RemoteControl};
 use tokio::sync::watch;
 
+use crate::data_plane::ProxyDataPlane;
 use crate::server::{instance_id, make_runtime, TaskDnsServers};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -47,6 +52,10 @@ pub struct AgentArgs {
     /// bound on every address.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:7072")]
     pub node_api_addr: std::net::SocketAddr,
+    /// IP the listeners of the load balancers this node serves bind to (those whose
+    /// `berth.nodes` attribute chooses this instance).
+    #[arg(long, env = "BERTH_LISTEN_IP", default_value = "0.0.0.0")]
+    pub listen_ip: std::net::IpAddr,
     /// A custom attribute of this container instance (repeatable), for memberOf
     /// placement constraints and spread strategies; as `berth server --attribute`.
     #[arg(long = "attribute", value_name = "NAME=VALUE", value_parser = crate::server::parse_attribute)]
@@ -61,6 +70,10 @@ pub struct AgentArgs {
 /// Runs the agent until SIGINT or SIGTERM; its tasks keep running after it stops.
 pub async fn run(args: AgentArgs) -> Result<()> {
     let mut attributes = crate::server::custom_attributes(&args.attributes)?;
+    attributes.insert(
+        berth_model::elb_nodes::NODE_ROLE_ATTRIBUTE.to_string(),
+        berth_model::elb_nodes::AGENT_ROLE.to_string(),
+    );
     if args.managed_capacity {
         attributes.insert(
             berth_control::scheduler::MANAGED_CAPACITY_ATTRIBUTE.to_string(),
@@ -127,6 +140,18 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         node_api,
         stop_rx.clone(),
     )?;
+    let proxy = berth_proxy::Proxy::new(berth_proxy::ProxyOptions {
+        bind_ip: args.listen_ip,
+        mesh_ips: Vec::new(),
+        registry: prometheus::Registry::new(),
+    });
+    let node_proxy = tokio::spawn(crate::node_proxy::follow(
+        remote.clone(),
+        ProxyDataPlane {
+            proxy: proxy.clone(),
+        },
+        stop_rx.clone(),
+    ));
     let link = tokio::spawn(remote.run(stop_rx.clone()));
     let agent_task = tokio::spawn(agent.clone().run(stop_rx));
     println!(
@@ -137,6 +162,8 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     tracing::info!("agent stopping; its tasks keep running and are adopted on restart");
     let _ = stop_tx.send(true);
     let _ = agent_task.await;
+    let _ = node_proxy.await;
+    proxy.shutdown().await;
     let _ = link.await;
     Ok(())
 }

@@ -47,6 +47,7 @@ mod instance_commands;
 mod local_terminal;
 mod node_discovery;
 mod node_link_server;
+mod node_proxy;
 mod server;
 mod store_choice;
 

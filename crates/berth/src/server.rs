@@ -202,7 +202,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     };
     args.store.validate()?;
     args.api_security.check(args.api_addr)?;
-    let attributes = custom_attributes(&args.attributes)?;
+    let mut attributes = custom_attributes(&args.attributes)?;
+    attributes.insert(
+        berth_model::elb_nodes::NODE_ROLE_ATTRIBUTE.to_string(),
+        berth_model::elb_nodes::SERVER_ROLE.to_string(),
+    );
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let store = args.store.open(&args.data_dir).await?;
@@ -291,7 +295,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let metrics_registry = registry.clone();
     // /metrics is added after the guard: Prometheus scrapes it unsigned.
     let app = crate::iam_server::secure(
-        control.router(),
+        berth_aws::with_front_door(control.router(), control.db.clone()).merge(
+            berth_console::router(&control.db, &registry, stop_rx.clone()),
+        ),
         &control.db,
         &args.data_dir,
         &args.api_security,

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use berth_model::ecs::{Service, TaskDefinition};
+use berth_model::ecs::{Cluster, Service, TaskDefinition};
 use berth_model::servicediscovery::{
     check_against_task_definition, namespace_arn, parse_discovery_service_arn, DiscoveryClaims,
     Namespace,
@@ -64,6 +64,73 @@ pub(super) async fn apply_namespaces(
         }
     }
     Ok(names)
+}
+
+/// The stack's namespaces plus one for each cluster of the stack whose
+/// `serviceConnectDefaults` name a namespace neither the stack nor the store has (ECS's
+/// CreateCluster creates it).
+pub(super) async fn with_cluster_default_namespaces(
+    db: &Db,
+    namespaces: &[Namespace],
+    clusters: &[Cluster],
+) -> Result<Vec<Namespace>, ControlError> {
+    let mut out = namespaces.to_vec();
+    for c in clusters {
+        let Some(d) = &c.service_connect_defaults else {
+            continue;
+        };
+        let name = d.namespace_name();
+        if out.iter().any(|n| n.name == name)
+            || db
+                .get::<Namespace>(&db::namespace_key(name))
+                .await?
+                .is_some()
+        {
+            continue;
+        }
+        out.push(Namespace {
+            name: name.to_string(),
+            description: Some(format!(
+                "created for the serviceConnectDefaults of cluster {}",
+                c.cluster_name
+            )),
+            dns_ttl_seconds: berth_model::discovery::DEFAULT_DNS_TTL_SECONDS,
+            arn: String::new(),
+            created_at: None,
+        });
+    }
+    Ok(out)
+}
+
+/// Gives a Service Connect service that names no namespace its cluster's default
+/// (`cluster_default`), or refuses it at `<at>.serviceConnectConfiguration.namespace`
+/// when the cluster has none.
+pub(super) fn default_service_connect_namespace(
+    at: &str,
+    service: &mut Service,
+    cluster_default: Option<&str>,
+) -> Result<(), ControlError> {
+    let Some(sc) = service
+        .service_connect_configuration
+        .as_mut()
+        .filter(|c| c.enabled && c.namespace.is_none())
+    else {
+        return Ok(());
+    };
+    match cluster_default {
+        Some(ns) => {
+            sc.namespace = Some(ns.to_string());
+            Ok(())
+        }
+        None => Err(ControlError::invalid(
+            format!("{at}.serviceConnectConfiguration.namespace"),
+            format!(
+                "is required when enabled is true and cluster {} has no serviceConnectDefaults: \
+                 name a namespace from the stack's namespaces, or give the cluster one",
+                service.cluster
+            ),
+        )),
+    }
 }
 
 /// One service of the stack as apply resolved it.

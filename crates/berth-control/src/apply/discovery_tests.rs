@@ -249,3 +249,86 @@ async fn the_mesh_example_applies_and_offers_the_backend_behind_its_alias() {
     assert_eq!(ports[0].aliases, [(9000, "backend".to_string())]);
     assert_eq!(ports[0].per_request_timeout_seconds, 10);
 }
+
+/// The Service Connect tutorial's shape: the service names no namespace; its cluster's
+/// `serviceConnectDefaults` does.
+const CLUSTER_DEFAULT: &str = r#"
+clusters:
+  - clusterName: tutorial
+    serviceConnectDefaults: {namespace: service-connect}
+taskDefinitions:
+  - family: backend
+    containerDefinitions:
+      - name: app
+        image: whoami
+        portMappings:
+          - {containerPort: 8080, name: http, appProtocol: http}
+services:
+  - serviceName: backend
+    cluster: tutorial
+    taskDefinition: backend
+    desiredCount: 1
+    serviceConnectConfiguration:
+      enabled: true
+      services:
+        - portName: http
+          clientAliases: [{port: 80}]
+"#;
+
+#[tokio::test]
+async fn a_service_without_a_namespace_takes_its_clusters_default_which_apply_creates() {
+    let db = db().await;
+    let out = run(&db, CLUSTER_DEFAULT).await.unwrap();
+    assert!(out
+        .iter()
+        .any(|c| c.kind == "namespace" && c.name == "service-connect" && c.action == "created"));
+    let s: berth_model::ecs::Service = db
+        .get(&db::service_key("tutorial", "backend"))
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    assert_eq!(
+        s.service_connect_configuration
+            .unwrap()
+            .namespace
+            .as_deref(),
+        Some("service-connect")
+    );
+    let c: berth_model::ecs::Cluster = db
+        .get(&db::cluster_key("tutorial"))
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    assert_eq!(
+        c.service_connect_defaults.unwrap().namespace,
+        berth_model::servicediscovery::namespace_arn("service-connect")
+    );
+    // Applied again: nothing changes.
+    let again = run(&db, CLUSTER_DEFAULT).await.unwrap();
+    assert!(again.iter().all(|c| c.action == "unchanged"), "{again:?}");
+    // The default removed from the cluster: the cluster is updated, and the service,
+    // which names no namespace, is refused.
+    let without = CLUSTER_DEFAULT.replace(
+        "    serviceConnectDefaults: {namespace: service-connect}\n",
+        "",
+    );
+    let e = refused(
+        &db,
+        &without,
+        "services[0].serviceConnectConfiguration.namespace",
+    )
+    .await;
+    assert!(
+        e.contains("cluster tutorial has no serviceConnectDefaults"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_default_namespace_is_refused_naming_the_cluster_field() {
+    let db = db().await;
+    let bad = CLUSTER_DEFAULT.replace("{namespace: service-connect}", "{namespace: Not_A_Name}");
+    refused(&db, &bad, "serviceConnectDefaults.namespace").await;
+}

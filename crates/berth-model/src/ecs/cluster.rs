@@ -25,11 +25,43 @@ pub struct Cluster {
     pub pending_tasks_count: u32,
     #[serde(default)]
     pub active_services_count: u32,
+    /// The namespace the cluster's Service Connect services use when their
+    /// `serviceConnectConfiguration` names none (ECS's `serviceConnectDefaults`). Apply
+    /// creates the namespace when it does not exist, as CreateCluster does, and stores
+    /// its ARN here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_connect_defaults: Option<ClusterServiceConnectDefaults>,
+}
+
+/// `serviceConnectDefaults` of a cluster (botocore's `ClusterServiceConnectDefaults`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterServiceConnectDefaults {
+    /// A namespace name, or its ARN.
+    pub namespace: String,
+}
+
+impl ClusterServiceConnectDefaults {
+    /// The namespace's name: the last segment when given as an ARN.
+    pub fn namespace_name(&self) -> &str {
+        crate::arn::last_segment(&self.namespace)
+    }
 }
 
 impl Cluster {
     pub fn validate(&self) -> Result<()> {
-        check_name("clusterName", &self.cluster_name, 255)
+        check_name("clusterName", &self.cluster_name, 255)?;
+        if let Some(d) = &self.service_connect_defaults {
+            let at = "serviceConnectDefaults.namespace";
+            crate::servicediscovery::check_dns_name(at, d.namespace_name())?;
+            if d.namespace_name() != d.namespace_name().to_ascii_lowercase() {
+                return Err(crate::error::ValidationError::new(
+                    at,
+                    format!("must be lowercase, got {:?}", d.namespace_name()),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -141,12 +141,9 @@ impl ServiceConnectConfiguration {
         if !self.enabled {
             return Ok(());
         }
-        match self.namespace_name() {
-            None => return Err(ValidationError::new(
-                "namespace",
-                "is required when enabled is true: name a namespace from the stack's namespaces",
-            )),
-            Some(ns) => crate::servicediscovery::check_dns_name("namespace", ns)?,
+        // Without a namespace, apply takes the cluster's serviceConnectDefaults.
+        if let Some(ns) = self.namespace_name() {
+            crate::servicediscovery::check_dns_name("namespace", ns)?;
         }
         for (i, s) in self.services.iter().enumerate() {
             s.validate()
@@ -299,7 +296,10 @@ mod tests {
     #[test]
     fn each_rule_names_its_field() {
         let cases = [
-            (json!({"enabled": true}), "namespace"),
+            (
+                json!({"enabled": true, "namespace": "Not A Name"}),
+                "namespace",
+            ),
             (
                 json!({"enabled": true, "namespace": "internal", "services": [{"portName": ""}]}),
                 "services[0].portName",

@@ -113,6 +113,9 @@ pub(crate) fn plan(
                     stream_idle_timeout: (mode == Mode::Stream && l.idle_timeout_seconds > 0)
                         .then_some(idle_timeout),
                     max_connections: DEFAULT_MAX_CONNECTIONS,
+                    // A task's connection pool is one client address.
+                    max_connections_per_client: u32::MAX,
+                    header_timeout: crate::DEFAULT_HEADER_TIMEOUT,
                 },
             });
         }

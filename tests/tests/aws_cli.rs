@@ -1,0 +1,476 @@
+//! End-to-end tests of the AWS front door through the real AWS CLI (botocore) against
+//! the real `berth` binary: ECS's getting-started flow (clusters, task definitions,
+//! services with waiters, deployments, scaling, tasks, container instances), bad input
+//! answered with AWS's error codes and changing nothing, one state shared with berth's
+//! own API and CLI. ELBv2's flow is in `aws_elbv2_cli.rs`.
+//!
+//! The CLI signs its requests with example keys; berth runs tasks as local processes
+//! and every listener binds port 0 on 127.0.0.1.
+
+#[path = "../aws/fixtures.rs"]
+mod fixtures;
+#[path = "../aws/venv.rs"]
+mod venv;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use berth_testkit::{wait_until, Server};
+use fixtures::{arns, task_definition_file};
+use serde_json::{json, Value};
+use venv::{aws, aws_fails};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecs_getting_started_flow_through_the_aws_cli() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(None).await?;
+    let ep = server.api.as_str();
+
+    // Clusters.
+    let c = aws(ep, &["ecs", "create-cluster", "--cluster-name", "demo"]);
+    assert_eq!(c["cluster"]["clusterName"], "demo");
+    assert_eq!(c["cluster"]["status"], "ACTIVE");
+    assert!(c["cluster"]["clusterArn"]
+        .as_str()
+        .unwrap()
+        .ends_with(":cluster/demo"));
+    let listed = aws(ep, &["ecs", "list-clusters"]);
+    assert_eq!(arns(&listed, "clusterArns").len(), 2, "{listed}");
+    let d = aws(
+        ep,
+        &["ecs", "describe-clusters", "--clusters", "demo", "nowhere"],
+    );
+    assert_eq!(d["clusters"][0]["clusterName"], "demo");
+    assert_eq!(d["failures"][0]["arn"], "nowhere");
+    assert_eq!(d["failures"][0]["reason"], "MISSING");
+
+    // Task definitions.
+    let td1 = aws(
+        ep,
+        &[
+            "ecs",
+            "register-task-definition",
+            "--cli-input-json",
+            &task_definition_file(dir.path(), "one"),
+        ],
+    );
+    assert_eq!(td1["taskDefinition"]["revision"], 1, "{td1}");
+    assert_eq!(td1["taskDefinition"]["status"], "ACTIVE");
+    let td1_arn = td1["taskDefinition"]["taskDefinitionArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // A service, and the waiter botocore ships.
+    let s = aws(
+        ep,
+        &[
+            "ecs",
+            "create-service",
+            "--service-name",
+            "web",
+            "--task-definition",
+            "whoami",
+            "--desired-count",
+            "2",
+            "--deployment-configuration",
+            "maximumPercent=200,minimumHealthyPercent=50",
+        ],
+    );
+    assert_eq!(s["service"]["serviceName"], "web");
+    assert_eq!(s["service"]["status"], "ACTIVE");
+    assert_eq!(s["service"]["taskDefinition"], td1_arn.as_str());
+    let again = aws_fails(
+        ep,
+        &[
+            "ecs",
+            "create-service",
+            "--service-name",
+            "web",
+            "--task-definition",
+            "whoami",
+        ],
+    );
+    assert!(again.contains("InvalidParameterException"), "{again}");
+    aws(ep, &["ecs", "wait", "services-stable", "--services", "web"]);
+    let d = aws(ep, &["ecs", "describe-services", "--services", "web"]);
+    let svc = &d["services"][0];
+    assert_eq!(svc["runningCount"], 2, "{svc}");
+    assert_eq!(svc["deployments"].as_array().unwrap().len(), 1);
+    assert_eq!(svc["deployments"][0]["status"], "PRIMARY");
+    assert!(svc["createdAt"].is_number(), "epoch seconds: {svc}");
+
+    // A new revision rolls out; the waiter waits for it.
+    let td2 = aws(
+        ep,
+        &[
+            "ecs",
+            "register-task-definition",
+            "--cli-input-json",
+            &task_definition_file(dir.path(), "two"),
+        ],
+    );
+    assert_eq!(td2["taskDefinition"]["revision"], 2);
+    let u = aws(
+        ep,
+        &[
+            "ecs",
+            "update-service",
+            "--service",
+            "web",
+            "--task-definition",
+            "whoami:2",
+        ],
+    );
+    assert!(u["service"]["taskDefinition"]
+        .as_str()
+        .unwrap()
+        .ends_with("whoami:2"));
+    aws(ep, &["ecs", "wait", "services-stable", "--services", "web"]);
+    let tasks = aws(ep, &["ecs", "list-tasks", "--service-name", "web"]);
+    let task_arns = arns(&tasks, "taskArns");
+    assert_eq!(task_arns.len(), 2, "{tasks}");
+    let mut args = vec!["ecs", "describe-tasks", "--tasks"];
+    args.extend(task_arns.iter().map(String::as_str));
+    let described = aws(ep, &args);
+    for t in described["tasks"].as_array().unwrap() {
+        assert_eq!(t["lastStatus"], "RUNNING", "{t}");
+        assert!(t["taskDefinitionArn"]
+            .as_str()
+            .unwrap()
+            .ends_with("whoami:2"));
+    }
+
+    // A forced deployment of the same definition is refused, saying why.
+    let forced = aws_fails(
+        ep,
+        &[
+            "ecs",
+            "update-service",
+            "--service",
+            "web",
+            "--force-new-deployment",
+        ],
+    );
+    assert!(forced.contains("UnsupportedFeatureException"), "{forced}");
+
+    // Scale out.
+    aws(
+        ep,
+        &[
+            "ecs",
+            "update-service",
+            "--service",
+            "web",
+            "--desired-count",
+            "3",
+        ],
+    );
+    aws(ep, &["ecs", "wait", "services-stable", "--services", "web"]);
+    let d = aws(ep, &["ecs", "describe-services", "--services", "web"]);
+    assert_eq!(d["services"][0]["runningCount"], 3);
+    assert_eq!(d["services"][0]["desiredCount"], 3);
+
+    // Pages of two.
+    let page = aws(
+        ep,
+        &[
+            "ecs",
+            "list-tasks",
+            "--service-name",
+            "web",
+            "--max-items",
+            "2",
+            "--page-size",
+            "2",
+        ],
+    );
+    assert_eq!(arns(&page, "taskArns").len(), 2, "{page}");
+    assert!(page["NextToken"].is_string(), "{page}");
+
+    // Stop a task: it stops, and the service replaces it.
+    let victim = arns(
+        &aws(ep, &["ecs", "list-tasks", "--service-name", "web"]),
+        "taskArns",
+    )[0]
+    .clone();
+    let stopped = aws(
+        ep,
+        &[
+            "ecs",
+            "stop-task",
+            "--task",
+            &victim,
+            "--reason",
+            "by the test",
+        ],
+    );
+    assert_eq!(stopped["task"]["desiredStatus"], "STOPPED");
+    wait_until(
+        "the stopped task to be replaced",
+        Duration::from_secs(60),
+        || {
+            let victim = victim.clone();
+            async move {
+                let t = aws(ep, &["ecs", "list-tasks", "--service-name", "web"]);
+                let now = arns(&t, "taskArns");
+                (now.len() == 3 && !now.contains(&victim)).then_some(())
+            }
+        },
+    )
+    .await?;
+    let d = aws(ep, &["ecs", "describe-tasks", "--tasks", &victim]);
+    assert_eq!(d["tasks"][0]["stoppedReason"], "by the test");
+
+    // Container instances: the server's own node.
+    let ci = aws(ep, &["ecs", "list-container-instances"]);
+    let ci_arns = arns(&ci, "containerInstanceArns");
+    assert_eq!(ci_arns.len(), 1, "{ci}");
+    let dci = aws(
+        ep,
+        &[
+            "ecs",
+            "describe-container-instances",
+            "--container-instances",
+            &ci_arns[0],
+        ],
+    );
+    assert_eq!(dci["containerInstances"][0]["status"], "ACTIVE");
+    assert!(dci["containerInstances"][0]["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["name"] == "ecs.os-type"));
+
+    // A standalone task: RunTask, the tasks-running waiter, StopTask.
+    let run = aws(
+        ep,
+        &[
+            "ecs",
+            "run-task",
+            "--task-definition",
+            "whoami:2",
+            "--started-by",
+            "the-test",
+        ],
+    );
+    assert_eq!(run["failures"], json!([]), "{run}");
+    let run_arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    assert_eq!(run["tasks"][0]["group"], "family:whoami");
+    aws(ep, &["ecs", "wait", "tasks-running", "--tasks", &run_arn]);
+    let by = aws(ep, &["ecs", "list-tasks", "--started-by", "the-test"]);
+    assert_eq!(arns(&by, "taskArns"), vec![run_arn.clone()]);
+    aws(ep, &["ecs", "stop-task", "--task", &run_arn]);
+    aws(ep, &["ecs", "wait", "tasks-stopped", "--tasks", &run_arn]);
+
+    // Task definitions listed and deregistered.
+    let l = aws(ep, &["ecs", "list-task-definitions", "--sort", "DESC"]);
+    let l = arns(&l, "taskDefinitionArns");
+    assert!(
+        l[0].ends_with("whoami:2") && l[1].ends_with("whoami:1"),
+        "{l:?}"
+    );
+    let dr = aws(
+        ep,
+        &[
+            "ecs",
+            "deregister-task-definition",
+            "--task-definition",
+            "whoami:1",
+        ],
+    );
+    assert_eq!(dr["taskDefinition"]["status"], "INACTIVE");
+    let l = aws(ep, &["ecs", "list-task-definitions"]);
+    assert_eq!(arns(&l, "taskDefinitionArns").len(), 1);
+
+    // Delete: refused while scaled above 0, unless forced.
+    let refused = aws_fails(ep, &["ecs", "delete-service", "--service", "web"]);
+    assert!(refused.contains("InvalidParameterException"), "{refused}");
+    let del = aws(
+        ep,
+        &["ecs", "delete-service", "--service", "web", "--force"],
+    );
+    assert_eq!(del["service"]["status"], "DRAINING");
+    wait_until(
+        "the service's tasks to stop",
+        Duration::from_secs(60),
+        || async {
+            let t = aws(ep, &["ecs", "list-tasks", "--service-name", "web"]);
+            arns(&t, "taskArns").is_empty().then_some(())
+        },
+    )
+    .await?;
+    let dc = aws(ep, &["ecs", "delete-cluster", "--cluster", "demo"]);
+    assert_eq!(dc["cluster"]["status"], "INACTIVE");
+    let d = aws(ep, &["ecs", "describe-clusters", "--clusters", "demo"]);
+    assert_eq!(d["failures"][0]["reason"], "MISSING");
+    let missing = aws_fails(ep, &["ecs", "list-services", "--cluster", "demo"]);
+    assert!(missing.contains("ClusterNotFoundException"), "{missing}");
+    Ok(())
+}
+
+/// Sends one ECS JSON 1.1 request as botocore would, unsigned.
+async fn ecs_raw(ep: &str, operation: &str, body: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{ep}/"))
+        .header(
+            "X-Amz-Target",
+            format!("AmazonEC2ContainerServiceV20141113.{operation}"),
+        )
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("POST /");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("a JSON answer"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_aws_codes_and_changes_nothing() -> Result<()> {
+    let server = Server::start(None).await?;
+    let ep = server.api.as_str();
+    let before = server.get("/v1/services").await?;
+
+    let (status, v) = ecs_raw(ep, "FrobnicateClusters", "{}").await;
+    assert_eq!(
+        (status, v["__type"].as_str()),
+        (400, Some("UnknownOperationException"))
+    );
+
+    let (status, v) = ecs_raw(ep, "CreateService", r#"{"taskDefinition":"x"}"#).await;
+    assert_eq!(status, 400);
+    assert_eq!(v["__type"], "InvalidParameterException");
+    assert!(
+        v["message"].as_str().unwrap().contains("serviceName"),
+        "{v}"
+    );
+
+    let (status, v) = ecs_raw(
+        ep,
+        "CreateService",
+        r#"{"serviceName":"s","taskDefinition":"x","desiredCount":"two"}"#,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(v["__type"], "SerializationException");
+    assert!(
+        v["message"].as_str().unwrap().contains("desiredCount"),
+        "{v}"
+    );
+
+    let (status, v) = ecs_raw(ep, "CreateCluster", "[]").await;
+    assert_eq!(
+        (status, v["__type"].as_str()),
+        (400, Some("SerializationException"))
+    );
+
+    // Through the CLI: botocore reads the codes from the answers.
+    let e = aws_fails(
+        ep,
+        &[
+            "ecs",
+            "create-service",
+            "--service-name",
+            "s",
+            "--task-definition",
+            "not-registered",
+        ],
+    );
+    assert!(e.contains("InvalidParameterException"), "{e}");
+    assert!(e.contains("taskDefinition"), "{e}");
+    let e = aws_fails(
+        ep,
+        &[
+            "ecs",
+            "describe-services",
+            "--cluster",
+            "nope",
+            "--services",
+            "s",
+        ],
+    );
+    assert!(e.contains("ClusterNotFoundException"), "{e}");
+    let e = aws_fails(
+        ep,
+        &[
+            "ecs",
+            "update-service",
+            "--service",
+            "nope",
+            "--desired-count",
+            "1",
+        ],
+    );
+    assert!(e.contains("ServiceNotFoundException"), "{e}");
+    let e = aws_fails(
+        ep,
+        &[
+            "ecs",
+            "describe-task-definition",
+            "--task-definition",
+            "nope:3",
+        ],
+    );
+    assert!(e.contains("ClientException"), "{e}");
+
+    // Nothing changed, as berth's own API sees it.
+    assert_eq!(server.get("/v1/services").await?, before);
+    assert_eq!(
+        server.get("/v1/task-definitions").await?,
+        json!([]),
+        "no task definition was registered"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_state_for_the_aws_cli_and_berths_own_cli() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(None).await?;
+    let ep = server.api.as_str();
+
+    // Created with the AWS CLI, seen by `berth get services`.
+    aws(
+        ep,
+        &[
+            "ecs",
+            "register-task-definition",
+            "--cli-input-json",
+            &task_definition_file(dir.path(), "one"),
+        ],
+    );
+    aws(
+        ep,
+        &[
+            "ecs",
+            "create-service",
+            "--service-name",
+            "from-aws",
+            "--task-definition",
+            "whoami",
+            "--desired-count",
+            "0",
+        ],
+    );
+    let out = server.cli(&["get", "services"]);
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout)?;
+    assert!(table.contains("from-aws"), "{table}");
+
+    // Applied with `berth apply`, listed by `aws ecs list-services`.
+    let stack = dir.path().join("stack.yaml");
+    std::fs::write(
+        &stack,
+        "services:\n  - serviceName: from-berth\n    cluster: default\n    taskDefinition: whoami\n    desiredCount: 0\n",
+    )?;
+    server.apply_ok(&stack);
+    let l = aws(ep, &["ecs", "list-services"]);
+    let names: Vec<String> = arns(&l, "serviceArns")
+        .iter()
+        .map(|a| a.rsplit('/').next().unwrap().to_string())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&"from-aws".to_string()) && names.contains(&"from-berth".to_string()));
+    Ok(())
+}
