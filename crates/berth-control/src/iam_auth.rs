@@ -14,6 +14,20 @@
 //! [`IamGuard::authorize`] with the [`Principal`] the guard put in the request's
 //! extensions.
 //!
+//! The web console proves who it is with a session cookie instead of a signature
+//! ([`crate::console_session`]): a request without an `Authorization` header whose
+//! `berth_session` cookie names a live session is the session's access key's, and is
+//! authorized by the same policies. Such a request that changes something (any method
+//! but `GET`, `HEAD`, `OPTIONS`) must carry `X-Berth-Console`, which a cross-site form
+//! cannot set. The console's page, its assets and the sign-in route itself are let
+//! through unauthenticated ([`crate::console_session::is_public`]).
+//!
+//! `X-Amz-Target` and a form's `Action` name the request's action only at `POST /`, the
+//! AWS front door; elsewhere the native route's actions apply whatever headers say. The
+//! front door's calls into the native router are in-process and not guarded again: the
+//! action checked here, one per AWS operation, is the whole authorization of an AWS
+//! request.
+//!
 //! Refusals are AWS's: HTTP 403 with `MissingAuthenticationToken`,
 //! `IncompleteSignature`, `InvalidClientTokenId`, `SignatureDoesNotMatch` or
 //! `AccessDeniedException`, as `{"__type", "message"}` with `x-amzn-ErrorType` (or, for a
@@ -31,8 +45,9 @@ use axum::Router;
 use berth_iam::policy::{access_denied_message, evaluate, Decision};
 use berth_iam::sigv4::{self, AuthError};
 
+use crate::console_session::{self, ConsoleSessions};
 use crate::error::ApiError;
-use crate::iam_store::{Iam, Principal};
+use crate::iam_store::{Iam, KeyForSigning, Principal};
 
 /// The largest request body the guard reads to hash it (a stack file of thousands of
 /// resources is a few MiB).
@@ -46,6 +61,7 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 pub struct IamGuard {
     pub iam: Iam,
     clock: Clock,
+    sessions: Option<ConsoleSessions>,
 }
 
 impl IamGuard {
@@ -53,7 +69,14 @@ impl IamGuard {
         Self {
             iam,
             clock: Arc::new(|| berth_model::time::now() as i64),
+            sessions: None,
         }
+    }
+
+    /// The guard accepting the console's session cookies.
+    pub fn with_console_sessions(mut self, sessions: ConsoleSessions) -> Self {
+        self.sessions = Some(sessions);
+        self
     }
 
     /// The guard with another clock (for tests of the skew window).
@@ -133,6 +156,9 @@ enum Refused {
 }
 
 async fn check(State(g): State<IamGuard>, req: Request, next: Next) -> Response {
+    if console_session::is_public(req.method().as_str(), req.uri().path()) {
+        return next.run(req).await;
+    }
     let (mut parts, body) = req.into_parts();
     let xml = is_query_protocol(&parts);
     let body = match axum::body::to_bytes(body, MAX_SIGNED_BODY_BYTES).await {
@@ -169,6 +195,77 @@ async fn check(State(g): State<IamGuard>, req: Request, next: Next) -> Response 
 }
 
 async fn authenticate_and_authorize(
+    g: &IamGuard,
+    parts: &axum::http::request::Parts,
+    body: &Bytes,
+) -> Result<Principal, Refused> {
+    let principal = match (
+        &g.sessions,
+        parts.headers.contains_key(header::AUTHORIZATION),
+    ) {
+        (Some(sessions), false) if console_session::token_of(&parts.headers).is_some() => {
+            session_principal(g, sessions, parts).await?
+        }
+        _ => signed_principal(g, parts, body).await?,
+    };
+    for (action, resource) in &needs(parts, body) {
+        IamGuard::authorize(&principal, action, resource).map_err(Refused::Denied)?;
+    }
+    Ok(principal)
+}
+
+/// What the request asks for: at `POST /` (the AWS front door) the action its
+/// `X-Amz-Target` or form names, on `*`; elsewhere the native route's.
+pub fn needs(parts: &axum::http::request::Parts, body: &[u8]) -> Vec<(String, String)> {
+    let front_door = parts.method == axum::http::Method::POST && parts.uri.path() == "/";
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    if front_door {
+        if let Some(target) = target {
+            return vec![(
+                berth_iam::actions::action_for_target(&target)
+                    .unwrap_or_else(|| "berth:UnknownTarget".into()),
+                "*".to_string(),
+            )];
+        }
+        if let Some(action) = berth_iam::actions::action_for_form(body) {
+            return vec![(action, "*".to_string())];
+        }
+    }
+    crate::iam_native_actions::native_needs(parts.method.as_str(), parts.uri.path(), body)
+}
+
+/// The principal of a console session cookie (the request has no `Authorization`).
+async fn session_principal(
+    g: &IamGuard,
+    sessions: &ConsoleSessions,
+    parts: &axum::http::request::Parts,
+) -> Result<Principal, Refused> {
+    let token = console_session::token_of(&parts.headers).unwrap_or_default();
+    let Some(id) = sessions.access_key_of(&token) else {
+        return Err(Refused::Auth(AuthError::MissingAuthenticationToken));
+    };
+    let safe = matches!(parts.method.as_str(), "GET" | "HEAD" | "OPTIONS");
+    if !safe && !parts.headers.contains_key(console_session::CONSOLE_HEADER) {
+        return Err(Refused::Denied(ApiError::new(
+            "AccessDeniedException",
+            403,
+            "A console session's request that changes something must carry the X-Berth-Console header.",
+        )));
+    }
+    match g.iam.authenticate(&id).await.map_err(Refused::Other)? {
+        Some(KeyForSigning { principal, .. }) => Ok(principal),
+        None => {
+            sessions.close(&token);
+            Err(Refused::Auth(AuthError::InvalidClientTokenId))
+        }
+    }
+}
+
+/// The principal of a SigV4-signed request.
+async fn signed_principal(
     g: &IamGuard,
     parts: &axum::http::request::Parts,
     body: &Bytes,
@@ -229,26 +326,11 @@ async fn authenticate_and_authorize(
         return Err(Refused::Auth(AuthError::InvalidClientTokenId));
     };
     sigv4::verify(&req, &auth, date, &key.secret, (g.clock)()).map_err(Refused::Auth)?;
-    let principal = key.principal;
-    let needs = if let Some(target) = header("x-amz-target") {
-        vec![(
-            berth_iam::actions::action_for_target(target)
-                .unwrap_or_else(|| "berth:UnknownTarget".into()),
-            "*".to_string(),
-        )]
-    } else if let Some(action) = (parts.uri.path() == "/")
-        .then(|| berth_iam::actions::action_for_form(body))
-        .flatten()
-    {
-        vec![(action, "*".to_string())]
-    } else {
-        crate::iam_native_actions::native_needs(parts.method.as_str(), parts.uri.path(), body)
-    };
-    for (action, resource) in &needs {
-        IamGuard::authorize(&principal, action, resource).map_err(Refused::Denied)?;
-    }
-    Ok(principal)
+    Ok(key.principal)
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod session_tests;

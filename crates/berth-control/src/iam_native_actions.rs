@@ -115,6 +115,25 @@ pub fn native_needs(method: &str, path: &str, body: &[u8]) -> Vec<Need> {
                 .map(|s| apply_needs(&s))
                 .unwrap_or_default();
         }
+        // The console's: who the caller is (any authenticated principal may ask), the
+        // change stream and a service's metrics history (reads), a stack file applied
+        // as written (as `POST /v1/apply`).
+        ["v1", "whoami"] if m == "GET" => vec![],
+        ["v1", "events", "stream"] if m == "GET" => vec![
+            any("ecs:DescribeClusters"),
+            any("ecs:DescribeServices"),
+            any("ecs:DescribeTasks"),
+        ],
+        ["v1", "clusters", c, "services", s, "metrics-history"] if m == "GET" => {
+            vec![need("ecs:DescribeServices", arn::service(c, s))]
+        }
+        ["v1", "stack-files", "apply"] if m == "POST" => {
+            return std::str::from_utf8(body)
+                .ok()
+                .and_then(|text| Stack::from_yaml(text).ok())
+                .map(|s| apply_needs(&s))
+                .unwrap_or_default();
+        }
         ["v1", "clusters"] => match m {
             "GET" => vec![any("ecs:ListClusters")],
             _ => vec![any("ecs:CreateCluster")],
@@ -337,5 +356,31 @@ mod tests {
             "arn:berth:ecs:local:000000000000:service/prod/web"
         );
         assert!(native_needs("POST", "/v1/apply", b"{not json").is_empty());
+        let yaml = "clusters:\n- clusterName: prod\nservices:\n- serviceName: web\n  cluster: prod\n  taskDefinition: web\n";
+        assert_eq!(
+            native_needs("POST", "/v1/stack-files/apply", yaml.as_bytes()),
+            needs,
+            "a stack file needs what the same stack through /v1/apply needs"
+        );
+    }
+
+    #[test]
+    fn the_consoles_routes_are_reads_or_apply() {
+        assert!(native_needs("GET", "/v1/whoami", b"").is_empty());
+        let stream = native_needs("GET", "/v1/events/stream", b"");
+        assert!(stream
+            .iter()
+            .all(|(a, r)| a.starts_with("ecs:Describe") && r == "*"));
+        assert_eq!(
+            native_needs("GET", "/v1/clusters/c/services/s/metrics-history", b""),
+            vec![need(
+                "ecs:DescribeServices",
+                "arn:berth:ecs:local:000000000000:service/c/s"
+            )]
+        );
+        assert_eq!(
+            native_needs("POST", "/v1/whoami", b""),
+            vec![any("berth:UnknownRoute")]
+        );
     }
 }

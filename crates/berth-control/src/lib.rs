@@ -71,6 +71,7 @@ pub mod autoscaler;
 pub mod autoscaling_api;
 pub mod capacity;
 pub mod console_api;
+pub mod console_session;
 pub mod data_plane;
 pub mod db;
 pub mod discovery;

@@ -38,15 +38,23 @@ pub fn action_for_query(action: &str, version: &str) -> Option<String> {
 }
 
 /// The `Action` and `Version` fields of a form body (`application/x-www-form-urlencoded`)
-/// and their IAM action; `None` when either is missing or unknown.
+/// and their IAM action; `None` when either is missing, unknown, or given more than once
+/// (the front door acts on the first `Action`; a body naming two could be authorized for
+/// one and act as the other). A percent-encoded field name or value is never a name of
+/// an operation, so it is no action here either.
 pub fn action_for_form(body: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(body).ok()?;
     let (mut action, mut version) = (None, None);
     for pair in text.split('&') {
-        match pair.split_once('=') {
-            Some(("Action", v)) => action = Some(v),
-            Some(("Version", v)) => version = Some(v),
-            _ => {}
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match name {
+            "Action" => &mut action,
+            "Version" => &mut version,
+            n if n.contains('%') || n.contains('+') => return None,
+            _ => continue,
+        };
+        if slot.replace(value).is_some() {
+            return None;
         }
     }
     action_for_query(action?, version?)
@@ -83,6 +91,20 @@ mod tests {
             None
         );
         assert_eq!(action_for_form(b"Version=2015-12-01"), None);
+        assert_eq!(
+            action_for_form(
+                b"Action=DeleteTargetGroup&Version=2015-12-01&Action=DescribeTargetGroups"
+            ),
+            None,
+            "two actions"
+        );
+        assert_eq!(
+            action_for_form(
+                b"Action=DescribeTargetGroups&Version=2015-12-01&Acti%6Fn=DeleteTargetGroup"
+            ),
+            None,
+            "an encoded field name"
+        );
         assert_eq!(action_for_query("Describe%20X", "2015-12-01"), None);
     }
 }

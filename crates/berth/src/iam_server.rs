@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
 use axum::Router;
+use berth_control::console_session::ConsoleSessions;
 use berth_control::iam_auth::{guard, IamGuard};
 use berth_control::iam_store::Iam;
 use berth_control::Db;
@@ -127,7 +128,8 @@ fn make_sealing_key(path: &Path) -> std::io::Result<[u8; SEALING_KEY_BYTES]> {
     Ok(key)
 }
 
-/// `router` with the `/v1/iam` routes, guarded unless `--insecure-loopback`. Makes the
+/// `router` with the `/v1/iam` routes and the console's sign-in
+/// (`/console/session`), guarded unless `--insecure-loopback`. Makes the
 /// admin on a store without one and writes its credentials file, printing its path.
 pub async fn secure(
     router: Router,
@@ -140,7 +142,13 @@ pub async fn secure(
         .clone()
         .unwrap_or_else(|| data_dir.join(SEALING_KEY_FILE));
     let iam = Iam::new(db.clone(), sealing_key(&key_path)?);
-    let router = router.merge(berth_control::iam_api::routes(iam.clone()));
+    let sessions = ConsoleSessions::new(args.tls());
+    let router = router
+        .merge(berth_control::iam_api::routes(iam.clone()))
+        .merge(berth_control::console_session::routes(
+            iam.clone(),
+            sessions.clone(),
+        ));
     let admin = iam
         .ensure_admin()
         .await
@@ -160,7 +168,10 @@ pub async fn secure(
         tracing::warn!("--insecure-loopback: the API answers unsigned requests from this machine");
         return Ok(router);
     }
-    Ok(guard(router, IamGuard::new(iam)))
+    Ok(guard(
+        router,
+        IamGuard::new(iam).with_console_sessions(sessions),
+    ))
 }
 
 #[cfg(test)]
