@@ -7,7 +7,8 @@
 //!   time); the answer sets the cookie `berth_session`: a random 256-bit token,
 //!   `HttpOnly`, `SameSite=Strict`, `Path=/`, `Secure` when the API is served over TLS,
 //!   expiring with the session ([`SESSION_LIFETIME`]). A wrong pair is refused with 403
-//!   and nothing is stored.
+//!   and nothing is stored. Only `Content-Type: application/json` is taken, which a
+//!   cross-site form cannot send.
 //! - `DELETE /console/session`: signs out (the session is forgotten, the cookie cleared).
 //!
 //! Sessions live in the server's memory only, keyed by the token; each holds the access
@@ -179,7 +180,23 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-async fn sign_in(State(st): State<SessionState>, body: axum::body::Bytes) -> Response {
+async fn sign_in(
+    State(st): State<SessionState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    // A cross-site form cannot send JSON, so it cannot sign a browser in either.
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "InvalidParameterException",
+            "sign-in: Content-Type must be application/json",
+        );
+    }
     let form: SignIn = match serde_json::from_slice(&body) {
         Ok(f) => f,
         Err(e) => {

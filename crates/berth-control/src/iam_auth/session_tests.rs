@@ -175,6 +175,7 @@ async fn a_wrong_secret_or_unknown_key_opens_no_session() {
     let bad = f
         .http
         .post(format!("{}/console/session", f.url))
+        .header("content-type", "application/json")
         .body("accessKeyId=x")
         .send()
         .await
@@ -185,6 +186,19 @@ async fn a_wrong_secret_or_unknown_key_opens_no_session() {
         .await
         .unwrap()
         .contains("accessKeyId and secretAccessKey"));
+    let form = f
+        .http
+        .post(format!("{}/console/session", f.url))
+        .header("content-type", "text/plain")
+        .body(
+            json!({"accessKeyId": f.admin.access_key_id, "secretAccessKey": f.admin.secret_access_key})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 415, "what a cross-site form could send");
+    assert!(form.headers().get("set-cookie").is_none());
 }
 
 #[test]
