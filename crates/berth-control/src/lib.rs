@@ -51,8 +51,9 @@
 //! - [`service_metrics`]: per-service windows of the metrics scaling policies track.
 //! - [`iam_store`]: IAM users, roles and access keys in the store (secrets sealed);
 //!   [`iam_api`]: their `/v1/iam` routes; [`iam_auth`]: the request guard (SigV4 and
-//!   policies) that wraps the whole router; [`iam_native_actions`]: the IAM action of
-//!   each native route.
+//!   policies, or a console session's cookie) that wraps the whole router;
+//!   [`iam_native_actions`]: the IAM action of each native route; [`console_session`]:
+//!   the console's sign-in and its sessions.
 //! - [`error`]: [`ControlError`], and the ECS-named API errors it becomes at the edge;
 //!   [`json_body`]: request bodies read naming the field.
 
