@@ -705,8 +705,27 @@ async fn with_authentication_on_the_console_signs_in_and_shows_what_policies_all
         .await?;
     assert_eq!(forged, 403, "the API refuses the reader's change");
 
+    // A session that ends behind the page's back (here: signed out by another tab)
+    // brings the sign-in form back at the next call, without a reload.
+    browser
+        .script(
+            "return fetch('/console/session', {method: 'DELETE'}).then(r => r.status);",
+            json!([]),
+        )
+        .await?;
+    browser
+        .script("location.hash = '#/tasks';", json!([]))
+        .await?;
+    browser
+        .wait_for(
+            "the sign-in form once the session ended",
+            PAGE,
+            "return !!document.getElementById('sign-in-form');",
+            json!([]),
+        )
+        .await?;
+
     // A wrong secret: refused on the form with a message, no session.
-    sign_out(&browser).await?;
     sign_in(&browser, &admin_id, "not-the-secret").await?;
     let message = browser
         .wait_for(

@@ -27,7 +27,15 @@ async function api(method, path, body, contentType) {
   const text = await r.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch (_) { data = { message: text }; }
-  if (!r.ok) throw new ApiFailure(r.status, data || {});
+  if (!r.ok) {
+    const failure = new ApiFailure(r.status, data || {});
+    // The session ended (expired, signed out elsewhere, the key deleted): sign in again.
+    if (r.status === 403 && AUTH_ERRORS.includes(failure.type) && path !== "/console/session" && signedIn) {
+      signedIn = false;
+      signInView();
+    }
+    throw failure;
+  }
   return data;
 }
 const get = (path) => api("GET", path);
@@ -82,11 +90,13 @@ function section(title, ...content) {
 // ---------- who may do what ----------
 
 let allowed = new Set();
+let signedIn = false;
 // The caller's identity and allowed actions; false when the API wants a sign-in.
 async function loadWhoami() {
   try {
     const w = await get("/v1/whoami");
     allowed = new Set(w.allowedActions || []);
+    signedIn = true;
     document.getElementById("principal").textContent = w.principal;
     document.getElementById("sign-out").hidden = !w.authenticated;
   } catch (e) {
@@ -126,6 +136,8 @@ function signInView() {
     h("label", { for: "secret-access-key" }, "Secret access key"), secret,
     h("button", { id: "sign-in", type: "submit" }, "Sign in"),
     error);
+  if (current && current.stop) current.stop();
+  current = null;
   document.title = "Sign in · berth";
   document.getElementById("view").replaceChildren(h("h1", {}, "Sign in"), form);
   id.focus();
