@@ -96,7 +96,7 @@ scalingPolicies:
       scaleInCooldown: 10
 YAML
 
-BERTH_DATA_DIR=$TMP "$BERTH" server --api-addr 127.0.0.1:0 --listen-ip 127.0.0.1 \
+BERTH_DATA_DIR=$TMP "$BERTH" server --api-addr 127.0.0.1:0 --insecure-loopback --listen-ip 127.0.0.1 \
     --runtime "$RUNTIME" --apply "$TMP/quickstart.yaml" >/dev/null 2>"$TMP/server.log" &
 SERVER_PID=$!
 wait_for '[[ -s $TMP/api.addr ]]' 30

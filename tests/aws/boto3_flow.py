@@ -3,7 +3,7 @@ definition, a service, paginators and waiters), then Application Auto Scaling (a
 scalable target, a target tracking policy, a scheduled action, read back).
 
 The endpoint comes from BERTH_ENDPOINT; credentials and region from the environment
-(any key: berth's test server does not check signatures). Every check is an assert,
+(the test gives the admin's access key of its server, which has authentication on). Every check is an assert,
 so a failure exits non-zero with the reason; the last line printed is a JSON summary.
 """
 

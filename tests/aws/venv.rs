@@ -2,8 +2,10 @@
 //! under the repository's `target/aws-venv` (made by `scripts/test`), or the one named by
 //! `BERTH_AWS_VENV`. A test fails with instructions when it is missing; it never skips.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Mutex;
 
 use serde_json::Value;
 
@@ -20,15 +22,53 @@ pub fn venv() -> PathBuf {
     dir
 }
 
-/// A command of the venv (`aws`, `python`) set up to talk to `endpoint` only: fixed
-/// example credentials, region us-east-1, no config or credentials files, no pager.
+/// The access key (id, secret) commands sign with, per endpoint ([`sign_with`]).
+static KEYS: Mutex<Option<HashMap<String, (String, String)>>> = Mutex::new(None);
+
+/// Commands for `endpoint` sign with this access key from now on (a server with
+/// authentication on); without it they sign with AWS's example key, which only a server
+/// with `--insecure-loopback` lets through.
+pub fn sign_with(endpoint: &str, access_key_id: &str, secret_access_key: &str) {
+    KEYS.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(
+            endpoint.to_string(),
+            (access_key_id.to_string(), secret_access_key.to_string()),
+        );
+}
+
+/// The admin's access key of a server's data directory (its `admin-credentials` file).
+pub fn admin_key(data_dir: &Path) -> (String, String) {
+    let text = std::fs::read_to_string(data_dir.join("admin-credentials"))
+        .expect("the admin credentials file");
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim_start_matches([' ', '=']).trim().to_string())
+            .unwrap_or_else(|| panic!("{name} in the admin credentials file"))
+    };
+    (field("aws_access_key_id"), field("aws_secret_access_key"))
+}
+
+/// A command of the venv (`aws`, `python`) set up to talk to `endpoint` only: the
+/// endpoint's access key ([`sign_with`]) or AWS's example key, region us-east-1, no
+/// config or credentials files, no pager.
 pub fn command(program: &str, endpoint: &str) -> Command {
+    let (id, secret) = KEYS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .and_then(|k| k.get(endpoint).cloned())
+        .unwrap_or_else(|| {
+            (
+                "AKIDEXAMPLE".into(),
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+            )
+        });
     let mut c = Command::new(venv().join("bin").join(program));
-    c.env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-        .env(
-            "AWS_SECRET_ACCESS_KEY",
-            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-        )
+    c.env("AWS_ACCESS_KEY_ID", id)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
         .env("AWS_DEFAULT_REGION", "us-east-1")
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")

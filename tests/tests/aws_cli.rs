@@ -4,8 +4,13 @@
 //! answered with AWS's error codes and changing nothing, one state shared with berth's
 //! own API and CLI. ELBv2's flow is in `aws_elbv2_cli.rs`.
 //!
-//! The CLI signs its requests with example keys; berth runs tasks as local processes
-//! and every listener binds port 0 on 127.0.0.1.
+//! The getting-started flow runs with authentication on (berth's default): the CLI signs
+//! with the admin's access key from the data directory's credentials file; an unsigned
+//! call is refused with `MissingAuthenticationToken`, and a user allowed only
+//! `ecs:Describe*`/`ecs:List*` gets `AccessDeniedException` from `create-service` and
+//! creates nothing. The other tests sign with example keys against a server with
+//! `--insecure-loopback`. berth runs tasks as local processes and every listener binds
+//! port 0 on 127.0.0.1.
 
 #[path = "../aws/fixtures.rs"]
 mod fixtures;
@@ -23,8 +28,12 @@ use venv::{aws, aws_fails};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ecs_getting_started_flow_through_the_aws_cli() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let server = Server::start(None).await?;
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data)?;
+    let server = Server::launch_guarded(&data, None, "process", &[]).await?;
     let ep = server.api.as_str();
+    let (admin_id, admin_secret) = venv::admin_key(&data);
+    venv::sign_with(ep, &admin_id, &admin_secret);
 
     // Clusters.
     let c = aws(ep, &["ecs", "create-cluster", "--cluster-name", "demo"]);
@@ -306,7 +315,91 @@ async fn ecs_getting_started_flow_through_the_aws_cli() -> Result<()> {
     assert_eq!(d["failures"][0]["reason"], "MISSING");
     let missing = aws_fails(ep, &["ecs", "list-services", "--cluster", "demo"]);
     assert!(missing.contains("ClusterNotFoundException"), "{missing}");
+    refusals_of_the_front_door(&server, dir.path());
     Ok(())
+}
+
+/// `berth <args> -o json` signed with the admin's key of `server`'s data directory.
+fn berth_admin(server: &Server, args: &[&str]) -> Value {
+    let out = std::process::Command::new(berth_testkit::bin("berth"))
+        .args(args)
+        .args(["-o", "json"])
+        .env("BERTH_ENDPOINT", &server.api)
+        .env("BERTH_DATA_DIR", &server.data_dir)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("BERTH_CREDENTIALS")
+        .output()
+        .expect("running the berth CLI");
+    assert!(
+        out.status.success(),
+        "berth {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// On a server with authentication on: an unsigned call, and a read-only user's
+/// create-service, are refused as AWS refuses them, and create nothing.
+fn refusals_of_the_front_door(server: &Server, tmp: &std::path::Path) {
+    let ep = server.api.as_str();
+    let unsigned = aws_fails(ep, &["ecs", "list-clusters", "--no-sign-request"]);
+    assert!(
+        unsigned.contains("MissingAuthenticationToken"),
+        "{unsigned}"
+    );
+
+    let policy = tmp.join("read-only.json");
+    std::fs::write(
+        &policy,
+        r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["ecs:Describe*", "ecs:List*"], "Resource": "*"}]}"#,
+    )
+    .unwrap();
+    berth_admin(server, &["iam", "create-user", "reader"]);
+    berth_admin(
+        server,
+        &[
+            "iam",
+            "put-user-policy",
+            "reader",
+            "read",
+            "--policy-document",
+            &policy.to_string_lossy(),
+        ],
+    );
+    let key = berth_admin(server, &["iam", "create-access-key", "reader"]);
+    let id = key["AccessKey"]["AccessKeyId"].as_str().unwrap();
+    let secret = key["AccessKey"]["SecretAccessKey"].as_str().unwrap();
+    let admin_view = aws(ep, &["ecs", "list-services", "--cluster", "default"]);
+
+    // The reader signs its own calls from here on.
+    venv::sign_with(ep, id, secret);
+    let listed = aws(ep, &["ecs", "list-clusters"]);
+    assert!(!arns(&listed, "clusterArns").is_empty(), "{listed}");
+    let denied = aws_fails(
+        ep,
+        &[
+            "ecs",
+            "create-service",
+            "--service-name",
+            "forbidden",
+            "--task-definition",
+            "whoami",
+            "--desired-count",
+            "1",
+        ],
+    );
+    assert!(denied.contains("AccessDeniedException"), "{denied}");
+    assert!(
+        denied.contains("User: arn:berth:iam::000000000000:user/reader is not authorized to perform: ecs:CreateService on resource: * because no identity-based policy allows the ecs:CreateService action"),
+        "{denied}"
+    );
+    assert_eq!(
+        aws(ep, &["ecs", "list-services", "--cluster", "default"]),
+        admin_view,
+        "nothing was created"
+    );
 }
 
 /// Sends one ECS JSON 1.1 request as botocore would, unsigned.

@@ -9,6 +9,7 @@
 #[allow(dead_code)]
 mod fixtures;
 #[path = "../aws/venv.rs"]
+#[allow(dead_code)]
 mod venv;
 
 use std::time::Duration;

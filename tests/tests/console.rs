@@ -6,6 +6,11 @@
 //! editor. Nothing is reloaded: a marker set in the page at the start must still be
 //! there at the end, so every change arrived through the change stream.
 //!
+//! With authentication on (berth's default) the console signs in: the admin signs in
+//! with the admin credentials file's key, scales from the service page and sees the
+//! targets come up; a user allowed only to describe and list signs in and sees no action
+//! button; a wrong secret is refused on the form with a message.
+//!
 //! With `BERTH_CONSOLE_SCREENSHOTS=1` the screenshots of the main pages are written to
 //! docs/console/ (the README shows two of them); otherwise to a temporary directory.
 
@@ -16,7 +21,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use berth_testkit::{quickstart, wait_until, Server};
+use berth_testkit::{bin, quickstart, wait_until, Server};
 use serde_json::{json, Value};
 use webdriver::Browser;
 
@@ -492,6 +497,255 @@ async fn a_bad_stack_file_shows_the_field_error_next_to_the_editor() -> Result<(
     assert_eq!(services, json!([]), "a refused file changes nothing");
     let defs = server.get("/v1/task-definitions").await?;
     assert_eq!(defs, json!([]), "a refused file changes nothing");
+    browser.quit().await?;
+    Ok(())
+}
+
+/// The `aws_access_key_id` and `aws_secret_access_key` of the admin credentials file.
+fn admin_key(data_dir: &std::path::Path) -> (String, String) {
+    let text = std::fs::read_to_string(data_dir.join("admin-credentials")).unwrap();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim_start_matches([' ', '=']).trim().to_string())
+            .unwrap()
+    };
+    (field("aws_access_key_id"), field("aws_secret_access_key"))
+}
+
+/// `berth <args> -o json` signed with the admin's credentials; must succeed.
+fn admin_cli(server: &Server, args: &[&str]) -> Value {
+    let out = std::process::Command::new(bin("berth"))
+        .args(args)
+        .args(["-o", "json"])
+        .env("BERTH_ENDPOINT", &server.api)
+        .env("BERTH_DATA_DIR", &server.data_dir)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("BERTH_CREDENTIALS")
+        .output()
+        .expect("running the berth CLI");
+    assert!(
+        out.status.success(),
+        "berth {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// Fills the sign-in form and submits it.
+async fn sign_in(browser: &Browser, id: &str, secret: &str) -> Result<()> {
+    let id_field = browser.wait_find("#access-key-id", PAGE).await?;
+    browser.clear(&id_field).await?;
+    browser.send_keys(&id_field, id).await?;
+    let secret_field = browser.find("#secret-access-key").await?;
+    browser.clear(&secret_field).await?;
+    browser.send_keys(&secret_field, secret).await?;
+    browser.click_css("#sign-in").await
+}
+
+/// Signs out with the header's button and waits for the sign-in form.
+async fn sign_out(browser: &Browser) -> Result<()> {
+    browser.click_css("#sign-out").await?;
+    browser
+        .wait_for(
+            "the sign-in form after signing out",
+            PAGE,
+            "return !!document.getElementById('sign-in-form');",
+            json!([]),
+        )
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_authentication_on_the_console_signs_in_and_shows_what_policies_allow() -> Result<()> {
+    webdriver::require_chromium();
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data)?;
+    let server =
+        Server::launch_guarded(&data, Some(&quickstart(dir.path(), 2)), "process", &[]).await?;
+    let (admin_id, admin_secret) = admin_key(&data);
+    let browser = Browser::start(1200, 820).await?;
+    browser
+        .navigate(&format!("{}/console/#/services/default/whoami", server.api))
+        .await?;
+
+    // Unsigned, the page asks to sign in; the admin signs in with its key.
+    browser.wait_find("#sign-in-form", PAGE).await?;
+    sign_in(&browser, &admin_id, &admin_secret).await?;
+    let principal = browser
+        .wait_for(
+            "the admin's name in the header",
+            PAGE,
+            TEXT_OF,
+            json!(["#principal"]),
+        )
+        .await?;
+    assert_eq!(principal, "arn:berth:iam::000000000000:user/admin");
+    let cookie = browser.script("return document.cookie;", json!([])).await?;
+    assert_eq!(cookie, "", "the session cookie is HttpOnly: {cookie}");
+    let stored = browser
+        .script(
+            "return JSON.stringify(localStorage) + JSON.stringify(sessionStorage);",
+            json!([]),
+        )
+        .await?;
+    assert_eq!(stored, "{}{}", "nothing of the key is kept in the page");
+    browser
+        .script("window.__berthConsoleTest = 'set';", json!([]))
+        .await?;
+
+    // Scale from the service page, then the target group page shows the new targets,
+    // all through the session.
+    browser
+        .wait_for(
+            "the desired count field to be filled",
+            SETTLE,
+            "const e = document.getElementById('desired-count'); return e && e.value === '2' && !e.closest('[data-action]').hidden;",
+            json!([]),
+        )
+        .await?;
+    let input = browser.find("#desired-count").await?;
+    browser.clear(&input).await?;
+    browser.send_keys(&input, "3").await?;
+    browser.click_css("#scale").await?;
+    let notice = browser
+        .wait_for("the scale notice", PAGE, TEXT_OF, json!(["#notice"]))
+        .await?;
+    assert_eq!(notice, "Scaled whoami to 3", "{notice}");
+    browser
+        .click_css("#service-load-balancers a[href='#/target-groups/whoami']")
+        .await?;
+    browser
+        .wait_for(
+            "3 healthy targets on the target group page",
+            SETTLE,
+            "const rows = document.querySelectorAll('#targets tr.target[data-state=\"healthy\"]'); return rows.length === 3 ? rows.length : null;",
+            json!([]),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", server.log()))?;
+    browser
+        .wait_for(
+            "the change stream to connect",
+            PAGE,
+            "return document.getElementById('live').textContent === 'live';",
+            json!([]),
+        )
+        .await?;
+    not_reloaded(&browser).await?;
+
+    // A read-only user: signs in, reads, and sees no action button.
+    let policy = dir.path().join("read-only.json");
+    std::fs::write(
+        &policy,
+        r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["ecs:Describe*", "ecs:List*", "elasticloadbalancing:Describe*"], "Resource": "*"}]}"#,
+    )?;
+    admin_cli(&server, &["iam", "create-user", "reader"]);
+    admin_cli(
+        &server,
+        &[
+            "iam",
+            "put-user-policy",
+            "reader",
+            "read",
+            "--policy-document",
+            &policy.to_string_lossy(),
+        ],
+    );
+    let key = admin_cli(&server, &["iam", "create-access-key", "reader"]);
+    let reader_id = key["AccessKey"]["AccessKeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reader_secret = key["AccessKey"]["SecretAccessKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sign_out(&browser).await?;
+    sign_in(&browser, &reader_id, &reader_secret).await?;
+    browser
+        .wait_for(
+            "the reader's name in the header",
+            PAGE,
+            "return document.getElementById('principal').textContent.endsWith('user/reader');",
+            json!([]),
+        )
+        .await?;
+    browser
+        .navigate(&format!("{}/console/#/services/default/whoami", server.api))
+        .await?;
+    browser
+        .wait_for(
+            "the reader to see the service's 3 tasks",
+            SETTLE,
+            "return document.querySelectorAll('#service-tasks tr[data-task]').length >= 3;",
+            json!([]),
+        )
+        .await?;
+    let shown = browser
+        .script(
+            "return [...document.querySelectorAll('[data-action]')].filter(e => !e.hidden && e.offsetParent !== null).map(e => e.dataset.action);",
+            json!([]),
+        )
+        .await?;
+    assert_eq!(shown, json!([]), "no action control is shown to the reader");
+    let whoami = browser
+        .script("return fetch('/v1/whoami').then(r => r.json());", json!([]))
+        .await?;
+    assert_eq!(whoami["allowedActions"], json!([]), "{whoami}");
+    let forged = browser
+        .script(
+            "return fetch('/v1/clusters/default/services/whoami', {method: 'PUT', headers: {'x-berth-console': '1', 'content-type': 'application/json'}, body: '{}'}).then(r => r.status);",
+            json!([]),
+        )
+        .await?;
+    assert_eq!(forged, 403, "the API refuses the reader's change");
+
+    // A session that ends behind the page's back (here: signed out by another tab)
+    // brings the sign-in form back at the next call, without a reload.
+    browser
+        .script(
+            "return fetch('/console/session', {method: 'DELETE'}).then(r => r.status);",
+            json!([]),
+        )
+        .await?;
+    browser
+        .script("location.hash = '#/tasks';", json!([]))
+        .await?;
+    browser
+        .wait_for(
+            "the sign-in form once the session ended",
+            PAGE,
+            "return !!document.getElementById('sign-in-form');",
+            json!([]),
+        )
+        .await?;
+
+    // A wrong secret: refused on the form with a message, no session.
+    sign_in(&browser, &admin_id, "not-the-secret").await?;
+    let message = browser
+        .wait_for(
+            "the sign-in error",
+            PAGE,
+            "const e = document.getElementById('sign-in-error'); return e && !e.hidden ? e.textContent : null;",
+            json!([]),
+        )
+        .await?;
+    assert!(
+        message
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("Sign-in failed"),
+        "{message}"
+    );
+    let status = browser
+        .script("return fetch('/v1/whoami').then(r => r.status);", json!([]))
+        .await?;
+    assert_eq!(status, 403, "no session after a wrong secret");
     browser.quit().await?;
     Ok(())
 }

@@ -10,8 +10,12 @@
 //!
 //! What it does not do: decide or store anything (every action is an API call the
 //! control plane checks), fetch anything from the internet (no CDN, no fonts, no
-//! build step), or enforce access control: the page asks `GET /v1/whoami` which actions
-//! are allowed and hides the buttons of the others; the API stays the authority.
+//! build step), or enforce access control: with authentication on, the page signs in
+//! with an access key id and secret (`POST /console/session`,
+//! [`berth_control::console_session`]) and every later call is authorized by the
+//! session's cookie, as the CLI's by its signature; the page asks `GET /v1/whoami`
+//! which actions are allowed and hides the buttons of the others; the API stays the
+//! authority.
 
 use std::sync::Arc;
 

@@ -49,6 +49,11 @@
 //!   other planes.
 //! - [`metrics`]: the control plane's Prometheus metrics.
 //! - [`service_metrics`]: per-service windows of the metrics scaling policies track.
+//! - [`iam_store`]: IAM users, roles and access keys in the store (secrets sealed);
+//!   [`iam_api`]: their `/v1/iam` routes; [`iam_auth`]: the request guard (SigV4 and
+//!   policies, or a console session's cookie) that wraps the whole router;
+//!   [`iam_native_actions`]: the IAM action of each native route; [`console_session`]:
+//!   the console's sign-in and its sessions.
 //! - [`error`]: [`ControlError`], and the ECS-named API errors it becomes at the edge;
 //!   [`json_body`]: request bodies read naming the field.
 
@@ -67,12 +72,17 @@ pub mod autoscaler;
 pub mod autoscaling_api;
 pub mod capacity;
 pub mod console_api;
+pub mod console_session;
 pub mod data_plane;
 pub mod db;
 pub mod discovery;
 pub mod discovery_api;
 pub mod error;
 pub mod external_targets;
+pub mod iam_api;
+pub mod iam_auth;
+pub mod iam_native_actions;
+pub mod iam_store;
 pub mod instance_state;
 pub mod json_body;
 pub mod lost_instances;

@@ -124,8 +124,24 @@ impl Server {
     }
 
     /// [`Server::launch`] with more `berth server` arguments. Without a `--dns-listen`
-    /// among them the server's DNS listens on 127.0.0.1, port chosen by the system.
+    /// among them the server's DNS listens on 127.0.0.1, port chosen by the system. The
+    /// API answers unsigned requests (`--insecure-loopback`, given explicitly), so tests
+    /// may speak raw HTTP to it.
     pub async fn launch_with(
+        data_dir: &Path,
+        apply: Option<&Path>,
+        runtime: &str,
+        extra: &[String],
+    ) -> Result<Server> {
+        let mut extra = extra.to_vec();
+        extra.push("--insecure-loopback".into());
+        Server::launch_guarded(data_dir, apply, runtime, &extra).await
+    }
+
+    /// [`Server::launch_with`] with the API's authentication on (berth's default): every
+    /// request must be signed; the admin's credentials are in
+    /// `<data_dir>/admin-credentials`.
+    pub async fn launch_guarded(
         data_dir: &Path,
         apply: Option<&Path>,
         runtime: &str,

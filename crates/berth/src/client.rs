@@ -12,6 +12,10 @@ use berth_model::stack::Stack;
 use futures::StreamExt;
 use serde_json::Value;
 
+use rustls_pki_types::pem::PemObject;
+
+use crate::iam_credentials::Credentials;
+
 /// A bad stack file: the binary exits with 64 on it.
 #[derive(Debug)]
 pub struct BadConfig(pub String);
@@ -39,6 +43,8 @@ pub fn read_stack(path: &Path) -> Result<Stack> {
 pub struct Client {
     pub endpoint: String,
     http: reqwest::Client,
+    /// Signs every request (SigV4) when set.
+    credentials: Option<Credentials>,
 }
 
 impl Client {
@@ -46,12 +52,64 @@ impl Client {
         Self {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
+            credentials: None,
         }
     }
 
-    /// Sends `req`; any answer is `Ok`.
+    /// The client for an `https://` endpoint, trusting the certificates of `ca_pem`
+    /// (else the data directory's API authority, `<BERTH_DATA_DIR>/api-tls/ca.pem`). A
+    /// plain `http://` endpoint is left as it is.
+    pub fn with_tls_roots(mut self, ca_pem: Option<&Path>) -> Result<Self> {
+        if !self.endpoint.starts_with("https://") {
+            return Ok(self);
+        }
+        let default = std::path::PathBuf::from(
+            std::env::var("BERTH_DATA_DIR").unwrap_or_else(|_| ".berth".into()),
+        )
+        .join("api-tls/ca.pem");
+        let path = match ca_pem {
+            Some(p) => p.to_path_buf(),
+            None if default.exists() => default,
+            None => bail!(
+                "{} is https: name the certificate authority to trust with --ca-cert FILE (or BERTH_CA_CERT)",
+                self.endpoint
+            ),
+        };
+        let pem = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .context("the client's TLS configuration")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        self.http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .build()
+            .context("the https client")?;
+        Ok(self)
+    }
+
+    /// The client signing its requests with `credentials`.
+    pub fn with_credentials(mut self, credentials: Option<Credentials>) -> Self {
+        self.credentials = credentials;
+        self
+    }
+
+    /// Sends `req`, signed when the client has credentials; any answer is `Ok`.
     async fn exchange(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        req.send().await.with_context(|| {
+        let mut request = req.build().context("building the request")?;
+        if let Some(c) = &self.credentials {
+            sign_request(&mut request, c)?;
+        }
+        self.http.execute(request).await.with_context(|| {
             format!(
                 "cannot reach the berth API at {} (is `berth server` running?)",
                 self.endpoint
@@ -105,6 +163,15 @@ impl Client {
             .await?)
     }
 
+    pub async fn put(&self, path: &str, body: &Value) -> Result<Value> {
+        let url = format!("{}{path}", self.endpoint);
+        Ok(self
+            .send(self.http.put(url).json(body))
+            .await?
+            .json()
+            .await?)
+    }
+
     pub async fn delete(&self, path: &str) -> Result<Value> {
         let url = format!("{}{path}", self.endpoint);
         Ok(self.send(self.http.delete(url)).await?.json().await?)
@@ -124,13 +191,55 @@ impl Client {
     }
 }
 
+/// Adds SigV4's headers to `request` (signed: host, the payload hash and the time).
+fn sign_request(request: &mut reqwest::Request, c: &Credentials) -> Result<()> {
+    let url = request.url();
+    let host = url.host_str().unwrap_or_default();
+    let host = match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    };
+    let body = request
+        .body()
+        .and_then(|b| b.as_bytes())
+        .unwrap_or_default();
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    let signed = berth_iam::sigv4::signing_headers(
+        request.method().as_str(),
+        url.path(),
+        url.query().unwrap_or(""),
+        &host,
+        &[],
+        body,
+        &berth_iam::sigv4::SigningParams {
+            access_key_id: &c.access_key_id,
+            secret_access_key: &c.secret_access_key,
+            region: berth_model::arn::REGION,
+            service: "ecs",
+            time,
+        },
+    );
+    for (name, value) in signed {
+        let value = reqwest::header::HeaderValue::from_str(&value)
+            .with_context(|| format!("the {name} header"))?;
+        request.headers_mut().insert(name, value);
+    }
+    Ok(())
+}
+
 /// The API's error answer `resp` as an error: a refused parameter is a [`BadConfig`].
 async fn api_error(resp: reqwest::Response) -> anyhow::Error {
     let status = resp.status();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     let kind = body["__type"].as_str().unwrap_or("Error");
     let msg = body["message"].as_str().unwrap_or("");
-    if kind == "InvalidParameterException" {
+    if matches!(
+        kind,
+        "InvalidParameterException" | "MalformedPolicyDocument" | "ValidationError"
+    ) {
         return BadConfig(format!("{kind}: {msg}")).into();
     }
     anyhow!("{kind} ({status}): {msg}")

@@ -21,6 +21,10 @@
 //! - `autoscaling_commands`: `get`, `describe` and `delete` of the autoscaling kinds.
 //! - `instance_commands`: `drain` and `activate` of a container instance.
 //! - `image`: `berth image build-demo`.
+//! - `iam_commands`: `berth iam ...` (users, policies, access keys);
+//!   `iam_credentials`: the credentials the CLI signs its requests with;
+//!   `iam_server`: `berth server`'s API authentication (`--insecure-loopback`) and the
+//!   admin's first credentials; `iam_tls`: the API over TLS.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +38,10 @@ mod client;
 mod data_plane;
 mod down_command;
 mod exec_command;
+mod iam_commands;
+mod iam_credentials;
+mod iam_server;
+mod iam_tls;
 mod image;
 mod instance_commands;
 mod local_terminal;
@@ -61,6 +69,15 @@ struct Cli {
     /// Output format.
     #[arg(short = 'o', long, global = true, default_value = "table", value_parser = ["table", "json"])]
     output: String,
+    /// A credentials file to sign requests with (the AWS CLI's format). Used when
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set; without either, the data
+    /// directory's admin-credentials file is used when it exists.
+    #[arg(long, global = true, env = "BERTH_CREDENTIALS", value_name = "FILE")]
+    credentials: Option<PathBuf>,
+    /// The certificate authority (PEM) an https endpoint's certificate chains to.
+    /// Default: the data directory's API authority, when it exists.
+    #[arg(long, global = true, env = "BERTH_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -166,6 +183,11 @@ enum Command {
     /// berth exec <task> [--container NAME] [-i] [-t] -- CMD ARGS...
     /// (-i and -t open a session that streams stdin and output while the command runs).
     Exec(exec_command::ExecArgs),
+    /// Users, their policies and access keys.
+    Iam {
+        #[command(subcommand)]
+        command: iam_commands::IamCommand,
+    },
     /// Build images locally (nothing can be pulled without a registry).
     Image {
         #[command(subcommand)]
@@ -238,7 +260,17 @@ fn main() -> ExitCode {
     };
     let outcome = match &cli.command {
         Command::Exec(args) => rt.block_on(exec_command::run(
-            &client::Client::new(&cli.endpoint),
+            &match iam_credentials::resolve(cli.credentials.as_deref()).and_then(|creds| {
+                client::Client::new(&cli.endpoint)
+                    .with_credentials(creds)
+                    .with_tls_roots(cli.ca_cert.as_deref())
+            }) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            },
             args,
             cli.output == "json",
         )),
@@ -260,6 +292,12 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let json = cli.output == "json";
     let c = client::Client::new(&cli.endpoint);
+    let c = match cli.command {
+        Command::Server(_) | Command::Agent(_) => c,
+        _ => c
+            .with_credentials(iam_credentials::resolve(cli.credentials.as_deref())?)
+            .with_tls_roots(cli.ca_cert.as_deref())?,
+    };
     match cli.command {
         Command::Server(args) => server::run(args).await,
         Command::Agent(args) => agent_command::run(args).await,
@@ -375,6 +413,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             c.stream_to_stdout(&format!("/v1/clusters/{cluster}/tasks/{task}/logs{qs}"))
                 .await
         }
+        Command::Iam { command } => iam_commands::run(&c, &command, json).await,
         Command::Image {
             command: ImageCommand::BuildDemo { binary, tag },
         } => image::build_demo(binary.as_deref(), &tag).await,

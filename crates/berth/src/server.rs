@@ -82,6 +82,9 @@ pub struct ServerArgs {
     pub agent_lost_after: u64,
     #[command(flatten)]
     pub store: Box<crate::store_choice::StoreArgs>,
+    /// The API's authentication and TLS.
+    #[command(flatten)]
+    pub api_security: crate::iam_server::ApiSecurityArgs,
 }
 
 /// The mesh's mutual TLS.
@@ -198,6 +201,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         None => None,
     };
     args.store.validate()?;
+    args.api_security.check(args.api_addr)?;
     let mut attributes = custom_attributes(&args.attributes)?;
     attributes.insert(
         berth_model::elb_nodes::NODE_ROLE_ATTRIBUTE.to_string(),
@@ -289,27 +293,44 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         .with_context(|| format!("binding the API to {}", args.api_addr))?;
     let api_addr = listener.local_addr()?;
     let metrics_registry = registry.clone();
-    let app = berth_aws::with_front_door(control.router(), control.db.clone())
-        .merge(berth_console::router(
-            &control.db,
-            &registry,
-            stop_rx.clone(),
-        ))
-        .route(
-            "/metrics",
-            axum::routing::get(move || {
-                let r = metrics_registry.clone();
-                async move { metrics_text(&r) }
-            }),
-        );
+    // /metrics is added after the guard: Prometheus scrapes it unsigned.
+    let app = crate::iam_server::secure(
+        berth_aws::with_front_door(control.router(), control.db.clone()).merge(
+            berth_console::router(&control.db, &registry, stop_rx.clone()),
+        ),
+        &control.db,
+        &args.data_dir,
+        &args.api_security,
+    )
+    .await?
+    .route(
+        "/metrics",
+        axum::routing::get(move || {
+            let r = metrics_registry.clone();
+            async move { metrics_text(&r) }
+        }),
+    );
+    let api_tls = crate::iam_tls::server_config(&args.api_security, &args.data_dir, api_addr)?;
+    let api_scheme = if api_tls.is_some() { "https" } else { "http" };
     let mut api_stop = stop_rx.clone();
-    let api = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = api_stop.wait_for(|s| *s).await;
+    let api_stopped = async move {
+        let _ = api_stop.wait_for(|s| *s).await;
+    };
+    let api = match api_tls {
+        Some(cfg) => {
+            let listener = crate::iam_tls::TlsListener::new(listener, cfg)?;
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(api_stopped)
+                    .await
             })
-            .await
-    });
+        }
+        None => tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(api_stopped)
+                .await
+        }),
+    };
 
     let agent = Arc::new(
         Agent::new(
@@ -356,8 +377,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             let _ = std::fs::remove_file(args.data_dir.join("dns.addr"));
         }
     }
-    std::fs::write(args.data_dir.join("api.addr"), format!("http://{api_addr}"))?;
-    println!("berth api listening on http://{api_addr}");
+    std::fs::write(
+        args.data_dir.join("api.addr"),
+        format!("{api_scheme}://{api_addr}"),
+    )?;
+    println!("berth api listening on {api_scheme}://{api_addr}");
 
     wait_for_signal().await;
     say_what_keeps_running(&control.db, &local_instance_arn).await;

@@ -15,8 +15,10 @@ class ApiFailure extends Error {
   }
 }
 
+// Every call carries X-Berth-Console: with a session cookie, the API refuses a change
+// without it, so a form posted from another site cannot act with the session.
 async function api(method, path, body, contentType) {
-  const init = { method, headers: {} };
+  const init = { method, headers: { "x-berth-console": "1" } };
   if (body !== undefined) {
     init.body = typeof body === "string" ? body : JSON.stringify(body);
     init.headers["content-type"] = contentType || "application/json";
@@ -25,7 +27,15 @@ async function api(method, path, body, contentType) {
   const text = await r.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch (_) { data = { message: text }; }
-  if (!r.ok) throw new ApiFailure(r.status, data || {});
+  if (!r.ok) {
+    const failure = new ApiFailure(r.status, data || {});
+    // The session ended (expired, signed out elsewhere, the key deleted): sign in again.
+    if (r.status === 403 && AUTH_ERRORS.includes(failure.type) && path !== "/console/session" && signedIn) {
+      signedIn = false;
+      signInView();
+    }
+    throw failure;
+  }
   return data;
 }
 const get = (path) => api("GET", path);
@@ -80,16 +90,63 @@ function section(title, ...content) {
 // ---------- who may do what ----------
 
 let allowed = new Set();
+let signedIn = false;
+// The caller's identity and allowed actions; false when the API wants a sign-in.
 async function loadWhoami() {
   try {
     const w = await get("/v1/whoami");
     allowed = new Set(w.allowedActions || []);
+    signedIn = true;
     document.getElementById("principal").textContent = w.principal;
-  } catch (_) {
+    document.getElementById("sign-out").hidden = !w.authenticated;
+  } catch (e) {
     allowed = new Set();
+    if (e.status === 403 && AUTH_ERRORS.includes(e.type)) return false;
   }
   applyPermissions(document);
+  return true;
 }
+const AUTH_ERRORS = ["MissingAuthenticationToken", "InvalidClientTokenId"];
+
+// ---------- sign-in ----------
+// The access key id and secret are sent once to POST /console/session, which answers
+// an HttpOnly session cookie; the page keeps neither.
+
+function signInView() {
+  const id = h("input", { id: "access-key-id", name: "accessKeyId", autocomplete: "username", required: true, spellcheck: "false" });
+  const secret = h("input", { id: "secret-access-key", name: "secretAccessKey", type: "password", autocomplete: "off", required: true });
+  const error = h("p", { id: "sign-in-error", class: "notice error", role: "alert", hidden: true });
+  const form = h("form", { id: "sign-in-form", class: "sign-in", onsubmit: async (e) => {
+    e.preventDefault();
+    error.hidden = true;
+    try {
+      await api("POST", "/console/session", { accessKeyId: id.value.trim(), secretAccessKey: secret.value });
+    } catch (err) {
+      secret.value = "";
+      error.textContent = err.message;
+      error.hidden = false;
+      secret.focus();
+      return;
+    }
+    secret.value = "";
+    start();
+  } },
+    h("p", {}, "Sign in with an access key of a berth IAM user (berth iam create-access-key, or the admin's credentials file)."),
+    h("label", { for: "access-key-id" }, "Access key ID"), id,
+    h("label", { for: "secret-access-key" }, "Secret access key"), secret,
+    h("button", { id: "sign-in", type: "submit" }, "Sign in"),
+    error);
+  if (current && current.stop) current.stop();
+  current = null;
+  document.title = "Sign in · berth";
+  document.getElementById("view").replaceChildren(h("h1", {}, "Sign in"), form);
+  id.focus();
+}
+
+async function signOut() {
+  try { await api("DELETE", "/console/session"); } finally { location.reload(); }
+}
+
 // Every control of an action carries data-action="<IAM action>"; the others are hidden.
 function applyPermissions(root) {
   for (const el of root.querySelectorAll("[data-action]")) el.hidden = !allowed.has(el.dataset.action);
@@ -650,7 +707,13 @@ function connect() {
   es.onerror = () => { live.textContent = "reconnecting"; live.className = "live off"; };
 }
 
-window.addEventListener("hashchange", show);
 // Charts and "ago" times move with the clock even when the store does not.
 setInterval(() => scheduleRefresh(0), 10000);
-loadWhoami().then(() => { show(); connect(); });
+document.getElementById("sign-out").addEventListener("click", signOut);
+let started = false;
+async function start() {
+  if (!(await loadWhoami())) { signInView(); return; }
+  show();
+  if (!started) { started = true; window.addEventListener("hashchange", show); connect(); }
+}
+start();

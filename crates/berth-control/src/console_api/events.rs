@@ -6,7 +6,8 @@
 //! the API. Values are not sent: the page reads them as the CLI would. When the watch
 //! ends (its history compacted, the store's watch cancelled) a `resync` event says that
 //! changes may have been missed and the stream continues from the store's current
-//! revision. Comments keep idle connections alive every 15 s.
+//! revision. Comments keep idle connections alive every 15 s. Writes under `/iam/` (users,
+//! roles, access keys) are not reported.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -88,6 +89,12 @@ pub async fn forward(
     }
 }
 
+/// Keys the stream does not report: IAM's users, roles and access keys (their names and
+/// key ids are IAM's to show, and the stream needs only ECS read actions).
+fn is_private(key: &str) -> bool {
+    key.starts_with("/iam/")
+}
+
 async fn forward_changes(store: DynStore, tx: mpsc::Sender<StreamItem>) {
     let mut rev = store.revision().await.unwrap_or(0);
     if tx.send(StreamItem::Hello { revision: rev }).await.is_err() {
@@ -100,6 +107,9 @@ async fn forward_changes(store: DynStore, tx: mpsc::Sender<StreamItem>) {
                     ev = w.recv() => match ev {
                         Some(ev) => {
                             rev = ev.revision();
+                            if is_private(ev.key()) {
+                                continue;
+                            }
                             if tx.send(StreamItem::Change(Change::of(&ev))).await.is_err() {
                                 return;
                             }
@@ -155,7 +165,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_stream_says_hello_then_each_change_in_order() {
+    async fn a_stream_says_hello_then_each_change_in_order_but_iams() {
         let store: DynStore = std::sync::Arc::new(berth_store::MemoryStore::new());
         store.put("/clusters/a", b"{}".to_vec()).await.unwrap();
         let (tx, mut rx) = mpsc::channel(16);
@@ -163,6 +173,10 @@ mod tests {
         let task = tokio::spawn(forward(store.clone(), tx, stop));
         let hello = rx.recv().await.unwrap();
         assert_eq!(hello, StreamItem::Hello { revision: 1 });
+        store
+            .put("/iam/accesskeys/AKIAEXAMPLE", b"{}".to_vec())
+            .await
+            .unwrap();
         store
             .put("/services/default/web", b"{}".to_vec())
             .await
@@ -174,7 +188,7 @@ mod tests {
             first,
             StreamItem::Change(Change {
                 key: "/services/default/web".into(),
-                revision: 2,
+                revision: 3,
                 kind: "put"
             })
         );
@@ -182,7 +196,7 @@ mod tests {
             second,
             StreamItem::Change(Change {
                 key: "/clusters/a".into(),
-                revision: 3,
+                revision: 4,
                 kind: "delete"
             })
         );
