@@ -292,6 +292,8 @@ pub(crate) fn tty_session_main(args: &[String]) -> ! {
     } else if let Err(e) = rustix::process::ioctl_tiocsctty(io::stdin()) {
         eprintln!("berth exec: cannot take the terminal: {e}");
     }
+    let _defaults = super::process_env::default_signals_on_exec()
+        .map_err(|e| eprintln!("berth exec: cannot reset signal dispositions: {e}"));
     let e = std::process::Command::new(&argv[0]).args(&argv[1..]).exec();
     eprintln!("berth exec: cannot run {:?}: {e}", argv[0]);
     std::process::exit(if e.kind() == io::ErrorKind::NotFound {

@@ -1,5 +1,5 @@
 //! What a container's process and the commands run beside it share: the environment it
-//! gets, and how its process group is signalled. Its own module so the supervisor and
+//! gets, the signal dispositions it starts with, and how its process group is signalled. Its own module so the supervisor and
 //! exec (captured and interactive) use them without importing each other.
 
 use nix::sys::signal::{kill, killpg, Signal};
@@ -36,4 +36,44 @@ pub(super) fn signal_group(pid: i32, sig: Signal) {
     if killpg(Pid::from_raw(pid), sig).is_err() {
         let _ = kill(Pid::from_raw(pid), sig);
     }
+}
+
+/// The signals a program a session shim execs must not inherit ignored: berth may itself
+/// have been started with them ignored (a background job of a non-interactive shell
+/// ignores SIGINT and SIGQUIT, `nohup` SIGHUP), and an ignored disposition survives exec,
+/// so Ctrl-C on the session's terminal would never reach the command. Docker starts
+/// containers with every disposition at its default. (The container shim handles these
+/// signals itself to forward them, which already resets them for its child.)
+const RESET_ON_EXEC: [Signal; 5] = [
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGHUP,
+    Signal::SIGTERM,
+    Signal::SIGTSTP,
+];
+
+/// Handlers for the signals of [`RESET_ON_EXEC`], held until this process execs: exec
+/// resets a handled signal to its default disposition (an ignored one stays ignored).
+pub(crate) struct DefaultSignalsOnExec {
+    _handlers: Vec<tokio::signal::unix::Signal>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+/// Installs the handlers of [`DefaultSignalsOnExec`].
+pub(crate) fn default_signals_on_exec() -> std::io::Result<DefaultSignalsOnExec> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let handlers = runtime.block_on(async {
+        RESET_ON_EXEC
+            .iter()
+            .map(|sig| {
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(*sig as i32))
+            })
+            .collect::<std::io::Result<Vec<_>>>()
+    })?;
+    Ok(DefaultSignalsOnExec {
+        _handlers: handlers,
+        _runtime: runtime,
+    })
 }
