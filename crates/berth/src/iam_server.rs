@@ -50,6 +50,19 @@ pub struct ApiSecurityArgs {
     /// (<data-dir>/api-tls/ca.pem, printed for clients to trust).
     #[arg(long)]
     pub tls_self_signed: bool,
+    #[command(flatten)]
+    pub self_signed: Box<SelfSignedArgs>,
+    /// The key access key secrets are sealed with in the store (made, 0600, when
+    /// missing). Servers sharing one store must use the same key. Default:
+    /// <data-dir>/iam-sealing.key.
+    #[arg(long, value_name = "FILE")]
+    pub iam_sealing_key: Option<PathBuf>,
+}
+
+/// Where `--tls-self-signed` issues from and for which names besides the usual ones
+/// (boxed in [`ApiSecurityArgs`], which the server's arguments hold).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SelfSignedArgs {
     /// The directory of the API authority --tls-self-signed issues from (made on first
     /// use; `ca.pem` is what clients trust). Servers behind one name, or sharing one
     /// store, can share one directory so that one ca.pem verifies them all. Default:
@@ -61,11 +74,6 @@ pub struct ApiSecurityArgs {
     /// (repeat it for several).
     #[arg(long = "tls-name", value_name = "NAME", requires = "tls_self_signed")]
     pub tls_names: Vec<String>,
-    /// The key access key secrets are sealed with in the store (made, 0600, when
-    /// missing). Servers sharing one store must use the same key. Default:
-    /// <data-dir>/iam-sealing.key.
-    #[arg(long, value_name = "FILE")]
-    pub iam_sealing_key: Option<PathBuf>,
 }
 
 impl ApiSecurityArgs {
@@ -86,6 +94,9 @@ impl ApiSecurityArgs {
             return Err(BadConfig(format!(
                 "--api-addr {api_addr} is not a loopback address: the API needs TLS there (--tls-cert and --tls-key, or --tls-self-signed)"
             )));
+        }
+        for name in &self.self_signed.tls_names {
+            crate::iam_tls::certificate_name(name).map_err(|e| BadConfig(e.to_string()))?;
         }
         Ok(())
     }
@@ -203,8 +214,7 @@ mod tests {
             tls_cert: None,
             tls_key: None,
             tls_self_signed: self_signed,
-            tls_authority: None,
-            tls_names: Vec::new(),
+            self_signed: Box::default(),
             iam_sealing_key: None,
         }
     }
@@ -221,6 +231,15 @@ mod tests {
         let e = args(false, false).check(any).unwrap_err();
         assert!(e.0.contains("needs TLS there"), "{e}");
         assert!(args(false, true).check(any).is_ok());
+        let mut named = args(false, true);
+        named.self_signed.tls_names = vec!["server-1".into(), "10.0.0.1".into()];
+        assert!(named.check(any).is_ok());
+        named.self_signed.tls_names.push("a b".into());
+        let e = named.check(any).unwrap_err();
+        assert!(
+            e.0.starts_with("--tls-name \"a b\": not a host name"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -77,12 +77,18 @@ pub fn server_config(
         return Ok(None);
     }
     let dir = args
+        .self_signed
         .tls_authority
         .clone()
         .unwrap_or_else(|| data_dir.join(API_TLS_DIR));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let (ca_cert, ca_key) = authority(&dir)?;
-    let (cert_pem, key_pem) = issue(&ca_cert, &ca_key, api_addr.ip(), &args.tls_names)?;
+    let (cert_pem, key_pem) = issue(
+        &ca_cert,
+        &ca_key,
+        api_addr.ip(),
+        &args.self_signed.tls_names,
+    )?;
     let mut chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow!("the API certificate: {e}"))?;
@@ -164,18 +170,10 @@ fn issue(
     }
     let mut extra_ips = Vec::new();
     for name in extra {
-        match name.parse::<IpAddr>() {
-            Ok(ip) => extra_ips.push(ip),
-            Err(_) if valid_dns_name(name) => {
-                if !names.contains(name) {
-                    names.push(name.clone());
-                }
-            }
-            Err(_) => {
-                return Err(anyhow!(
-                    "--tls-name {name:?}: not a host name (letters, digits, '-' and '.') or an IP address"
-                ))
-            }
+        match certificate_name(name)? {
+            SanType::IpAddress(ip) => extra_ips.push(ip),
+            _ if names.contains(name) => {}
+            _ => names.push(name.clone()),
         }
     }
     let mut params = CertificateParams::new(names)?;
@@ -199,6 +197,19 @@ fn issue(
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, ca, ca_key)?;
     Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// What a `--tls-name` puts in the certificate: an IP address, or a DNS name.
+pub fn certificate_name(name: &str) -> Result<SanType> {
+    if let Ok(ip) = name.parse::<IpAddr>() {
+        return Ok(SanType::IpAddress(ip));
+    }
+    if valid_dns_name(name) {
+        return Ok(SanType::DnsName(name.try_into()?));
+    }
+    Err(anyhow!(
+        "--tls-name {name:?}: not a host name (letters, digits, '-' and '.') or an IP address"
+    ))
 }
 
 /// Whether `name` is a DNS name a certificate can hold: dot-separated labels of ASCII
