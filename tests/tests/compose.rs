@@ -9,16 +9,25 @@
 //! and replaces a task stopped through that server's API. `down -v` and the removal of
 //! the test's image tags leave nothing behind, also when the test fails.
 //!
+//! The API is authenticated and served over https, as in production: the test reads the
+//! servers' shared authority (`ca.pem`) and the admin's credentials out of the cluster,
+//! verifies both servers' certificates against that one file and signs every request
+//! (SigV4); an unsigned request is refused. Prometheus scrapes both over https.
+//!
 //! It fails, never skips, without Docker or docker-compose.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use berth_iam::sigv4::{signing_headers, SigningParams};
 use berth_testkit::{repo_root, require_docker, wait_until, Load};
+use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The images docker-compose.yml runs.
 const IMAGES: [&str; 3] = ["berth/berth", "berth/etcd", "berth/prometheus"];
@@ -199,14 +208,130 @@ fn http() -> reqwest::Client {
         .expect("http client")
 }
 
-async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value> {
-    let r = http.get(url).send().await?;
-    let status = r.status();
-    let v: Value = r.json().await.with_context(|| format!("GET {url}"))?;
-    if !status.is_success() {
-        bail!("GET {url}: {status} {v}");
+/// The admin's access key, as the server that made the admin user wrote it.
+struct Creds {
+    id: String,
+    secret: String,
+}
+
+fn parse_creds(text: &str) -> Option<Creds> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .map(|v| v.trim_start_matches([' ', '=']).trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    Some(Creds {
+        id: field("aws_access_key_id")?,
+        secret: field("aws_secret_access_key")?,
+    })
+}
+
+/// A server's API, published on `addr` (127.0.0.1:port), over https: its certificate
+/// must verify against the cluster's one `ca.pem` as 127.0.0.1; each request is signed
+/// with the admin's key (unless asked not to) and sent as HTTP/1.0 on a connection of
+/// its own, so the answer ends where the connection does.
+#[derive(Clone)]
+struct Api {
+    addr: String,
+    tls: tokio_rustls::TlsConnector,
+    creds: Arc<Creds>,
+}
+
+impl Api {
+    fn new(addr: String, ca_pem: &[u8], creds: Arc<Creds>) -> Result<Api> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem) {
+            roots.add(cert?)?;
+        }
+        anyhow::ensure!(!roots.is_empty(), "no certificate in the cluster's ca.pem");
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Ok(Api {
+            addr,
+            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            creds,
+        })
     }
-    Ok(v)
+
+    /// `method path_and_query` with an empty body; the status and the body.
+    async fn send(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        signed: bool,
+    ) -> Result<(u16, String)> {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let mut head = format!(
+            "{method} {path_and_query} HTTP/1.0\r\nhost: {}\r\ncontent-length: 0\r\n",
+            self.addr
+        );
+        if signed {
+            let time = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs() as i64;
+            let params = SigningParams {
+                access_key_id: &self.creds.id,
+                secret_access_key: &self.creds.secret,
+                region: "local",
+                service: "ecs",
+                time,
+            };
+            for (name, value) in signing_headers(method, path, query, &self.addr, &[], b"", &params)
+            {
+                head.push_str(&format!("{name}: {value}\r\n"));
+            }
+        }
+        head.push_str("\r\n");
+        let exchange = async {
+            let tcp = tokio::net::TcpStream::connect(&self.addr).await?;
+            let name = rustls_pki_types::ServerName::try_from("127.0.0.1")?;
+            let mut tls = self.tls.connect(name, tcp).await?;
+            tls.write_all(head.as_bytes()).await?;
+            let mut answer = Vec::new();
+            match tls.read_to_end(&mut answer).await {
+                Ok(_) => {}
+                // A server closing without close_notify after a whole answer.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !answer.is_empty() => {}
+                Err(e) => return Err(anyhow::Error::from(e)),
+            }
+            Ok::<_, anyhow::Error>(answer)
+        };
+        let answer = tokio::time::timeout(Duration::from_secs(10), exchange)
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "{method} https://{}{path_and_query}: no answer in 10 s",
+                    self.addr
+                )
+            })?
+            .with_context(|| format!("{method} https://{}{path_and_query}", self.addr))?;
+        let text = String::from_utf8_lossy(&answer);
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .with_context(|| format!("{method} {path_and_query}: no HTTP answer: {text:?}"))?;
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("{method} {path_and_query}: no status in {head:?}"))?;
+        Ok((status, body.to_string()))
+    }
+
+    /// A signed GET's JSON answer; fails unless it succeeded.
+    async fn get_json(&self, path: &str) -> Result<Value> {
+        let (status, body) = self.send("GET", path, true).await?;
+        if !(200..300).contains(&status) {
+            bail!("GET https://{}{path}: {status} {body}", self.addr);
+        }
+        serde_json::from_str(&body).with_context(|| format!("GET {path}: not JSON: {body}"))
+    }
 }
 
 /// The `x-berth-task` of `n` GETs through `listener`, or None if one did not succeed.
@@ -224,12 +349,10 @@ async fn answering_tasks(http: &reqwest::Client, listener: &str, n: usize) -> Op
 
 /// The quickstart's tasks that should run, as (task id, container instance id, last
 /// status).
-async fn whoami_tasks(http: &reqwest::Client, api: &str) -> Result<Vec<(String, String, String)>> {
-    let v = get_json(
-        http,
-        &format!("http://{api}/v1/tasks?service=whoami&desiredStatus=RUNNING"),
-    )
-    .await?;
+async fn whoami_tasks(api: &Api) -> Result<Vec<(String, String, String)>> {
+    let v = api
+        .get_json("/v1/tasks?service=whoami&desiredStatus=RUNNING")
+        .await?;
     let tasks = v.as_array().cloned().unwrap_or_default();
     Ok(tasks
         .iter()
@@ -253,12 +376,8 @@ async fn whoami_tasks(http: &reqwest::Client, api: &str) -> Result<Vec<(String, 
 }
 
 /// How many of the quickstart target group's targets are healthy.
-async fn healthy_targets(http: &reqwest::Client, api: &str) -> Result<usize> {
-    let v = get_json(
-        http,
-        &format!("http://{api}/v1/target-groups/whoami/targets"),
-    )
-    .await?;
+async fn healthy_targets(api: &Api) -> Result<usize> {
+    let v = api.get_json("/v1/target-groups/whoami/targets").await?;
     Ok(v.as_array()
         .map(|ts| {
             ts.iter()
@@ -269,13 +388,9 @@ async fn healthy_targets(http: &reqwest::Client, api: &str) -> Result<usize> {
 }
 
 /// `berth_control_plane_leader` of a server's /metrics.
-async fn leads(http: &reqwest::Client, api: &str) -> Result<bool> {
-    let text = http
-        .get(format!("http://{api}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
+async fn leads(api: &Api) -> Result<bool> {
+    let (status, text) = api.send("GET", "/metrics", true).await?;
+    anyhow::ensure!(status == 200, "GET /metrics: {status}");
     let line = text
         .lines()
         .find(|l| l.starts_with("berth_control_plane_leader "))
@@ -283,14 +398,54 @@ async fn leads(http: &reqwest::Client, api: &str) -> Result<bool> {
     Ok(line.ends_with(" 1"))
 }
 
-async fn agent_connected(http: &reqwest::Client, api: &str, instance: &str) -> Option<bool> {
-    let v = get_json(http, &format!("http://{api}/v1/container-instances"))
-        .await
-        .ok()?;
+async fn agent_connected(api: &Api, instance: &str) -> Option<bool> {
+    let v = api.get_json("/v1/container-instances").await.ok()?;
     v.as_array()?
         .iter()
         .find(|i| i["ec2InstanceId"] == instance)?["agentConnected"]
         .as_bool()
+}
+
+/// The servers' APIs, once the shared authority's `ca.pem` and the admin's credentials
+/// are in the volume the servers share.
+async fn apis(project: &Project) -> Result<[Api; 2]> {
+    let (ca, creds) = wait_until(
+        "the API authority and the admin's credentials",
+        SETTLE,
+        || async {
+            let ca = project
+                .run(&[
+                    "exec",
+                    "-T",
+                    "server-1",
+                    "cat",
+                    "/var/lib/berth/api-tls/ca.pem",
+                ])
+                .ok()
+                .filter(|pem| pem.contains("END CERTIFICATE"))?;
+            let creds = project
+                .run(&[
+                    "exec",
+                    "-T",
+                    "server-1",
+                    "sh",
+                    "-c",
+                    "cat /var/lib/berth/*/admin-credentials",
+                ])
+                .ok()?;
+            Some((ca, parse_creds(&creds)?))
+        },
+    )
+    .await?;
+    let creds = Arc::new(creds);
+    Ok([
+        Api::new(
+            project.published("server-1", 7070)?,
+            ca.as_bytes(),
+            creds.clone(),
+        )?,
+        Api::new(project.published("server-2", 7070)?, ca.as_bytes(), creds)?,
+    ])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,10 +475,7 @@ async fn the_compose_cluster_serves_the_quickstart_and_survives_a_lost_server_an
 
 async fn exercise(project: &Project) -> Result<()> {
     let http = http();
-    let api = [
-        project.published("server-1", 7070)?,
-        project.published("server-2", 7070)?,
-    ];
+    let api = apis(project).await?;
     let listener = [
         project.published("server-1", 8080)?,
         project.published("server-2", 8080)?,
@@ -348,17 +500,23 @@ async fn exercise(project: &Project) -> Result<()> {
         started.elapsed()
     );
 
-    // Both APIs answer from the one store; exactly one server leads.
+    // Both APIs answer signed requests from the one store, over https with certificates
+    // the one ca.pem verifies; an unsigned request is refused. Exactly one server leads.
     let mut leaders = Vec::new();
     for (i, api) in api.iter().enumerate() {
-        let service = get_json(
-            &http,
-            &format!("http://{api}/v1/clusters/default/services/whoami"),
-        )
-        .await
-        .with_context(|| format!("server-{}'s API", i + 1))?;
+        let service = api
+            .get_json("/v1/clusters/default/services/whoami")
+            .await
+            .with_context(|| format!("server-{}'s API", i + 1))?;
         assert_eq!(service["desiredCount"], 3, "server-{}: {service}", i + 1);
-        if leads(&http, api).await? {
+        let (status, body) = api.send("GET", "/v1/clusters", false).await?;
+        assert_eq!(status, 403, "server-{}, unsigned: {body}", i + 1);
+        assert!(
+            body.contains("MissingAuthenticationToken"),
+            "server-{}: {body}",
+            i + 1
+        );
+        if leads(api).await? {
             leaders.push(i);
         }
     }
@@ -389,7 +547,7 @@ async fn exercise(project: &Project) -> Result<()> {
             .trim()
             .to_string(),
     ];
-    let tasks = whoami_tasks(&http, &api[0]).await?;
+    let tasks = whoami_tasks(&api[0]).await?;
     assert_eq!(tasks.len(), 3, "{tasks:?}");
     for agent in &agent_ids {
         assert!(
@@ -407,16 +565,20 @@ async fn exercise(project: &Project) -> Result<()> {
         "the listener reaches the 3 tasks"
     );
 
-    // Prometheus scrapes both servers: two leader gauges, one of them 1.
+    // Prometheus scrapes both servers over https: two leader gauges, one of them 1.
     wait_until("Prometheus to scrape both servers", SETTLE, || {
         let (http, prometheus) = (&http, &prometheus);
         async move {
-            let v = get_json(
-                http,
-                &format!("http://{prometheus}/api/v1/query?query=berth_control_plane_leader"),
-            )
-            .await
-            .ok()?;
+            let v: Value = http
+                .get(format!(
+                    "http://{prometheus}/api/v1/query?query=berth_control_plane_leader"
+                ))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
             let series = v["data"]["result"].as_array()?;
             let ones = series.iter().filter(|s| s["value"][1] == "1").count();
             (series.len() == 2 && ones == 1).then_some(())
@@ -446,8 +608,8 @@ async fn exercise(project: &Project) -> Result<()> {
     let lost_at = Instant::now();
     project.run(&["stop", "--timeout", "5", "agent-1"])?;
     wait_until("agent-1's instance to be disconnected", SETTLE, || {
-        let (http, api, id) = (&http, &api[survivor], &agent_ids[0]);
-        async move { (agent_connected(http, api, id).await == Some(false)).then_some(()) }
+        let (api, id) = (&api[survivor], &agent_ids[0]);
+        async move { (agent_connected(api, id).await == Some(false)).then_some(()) }
     })
     .await?;
     eprintln!(
@@ -471,14 +633,12 @@ async fn exercise(project: &Project) -> Result<()> {
         "agent-1's tasks to be replaced on agent-2",
         SETTLE,
         || async {
-            let tasks = whoami_tasks(&http, api).await.ok()?;
+            let tasks = whoami_tasks(api).await.ok()?;
             let running_on_agent_2 = tasks
                 .iter()
                 .filter(|(_, on, status)| *on == agent_ids[1] && status == "RUNNING")
                 .count();
-            (tasks.len() == 3
-                && running_on_agent_2 == 3
-                && healthy_targets(&http, api).await.ok()? == 3)
+            (tasks.len() == 3 && running_on_agent_2 == 3 && healthy_targets(api).await.ok()? == 3)
                 .then_some(tasks)
         },
     )
@@ -503,7 +663,7 @@ async fn exercise(project: &Project) -> Result<()> {
         report.failed <= 2,
         "at most one request per load loop outlasts the client's timeout: {report:?}"
     );
-    assert!(leads(&http, api).await?, "the surviving server leads");
+    assert!(leads(api).await?, "the surviving server leads");
 
     let now: BTreeSet<String> = replaced.iter().map(|(id, _, _)| id.clone()).collect();
     assert!(
@@ -522,29 +682,27 @@ async fn exercise(project: &Project) -> Result<()> {
     // agent-2 hears the surviving server, whichever server it was linked to: a task
     // stopped through that server's API is stopped on agent-2 and replaced there.
     let stopped = replaced[0].0.clone();
-    let r = http
-        .post(format!(
-            "http://{api}/v1/clusters/default/tasks/{stopped}/stop"
-        ))
-        .send()
+    let (status, body) = api
+        .send(
+            "POST",
+            &format!("/v1/clusters/default/tasks/{stopped}/stop"),
+            true,
+        )
         .await?;
     assert!(
-        r.status().is_success(),
-        "stopping task {stopped}: {}",
-        r.status()
+        (200..300).contains(&status),
+        "stopping task {stopped}: {status} {body}"
     );
     let stopped_at = Instant::now();
     wait_until(
         "agent-2 to stop the task and start its replacement",
         SETTLE,
         || async {
-            let t = get_json(
-                &http,
-                &format!("http://{api}/v1/clusters/default/tasks/{stopped}"),
-            )
-            .await
-            .ok()?;
-            let tasks = whoami_tasks(&http, api).await.ok()?;
+            let t = api
+                .get_json(&format!("/v1/clusters/default/tasks/{stopped}"))
+                .await
+                .ok()?;
+            let tasks = whoami_tasks(api).await.ok()?;
             let running_on_agent_2 = tasks
                 .iter()
                 .filter(|(id, on, status)| {
@@ -553,7 +711,7 @@ async fn exercise(project: &Project) -> Result<()> {
                 .count();
             (t["lastStatus"] == "STOPPED"
                 && running_on_agent_2 == 3
-                && healthy_targets(&http, api).await.ok()? == 3)
+                && healthy_targets(api).await.ok()? == 3)
                 .then_some(())
         },
     )
@@ -566,11 +724,9 @@ async fn exercise(project: &Project) -> Result<()> {
     // Stopped by whichever noticed first: the failed health checks (the service
     // scheduler) or the lost agent's timeout.
     for task in &lost {
-        let t = get_json(
-            &http,
-            &format!("http://{api}/v1/clusters/default/tasks/{task}"),
-        )
-        .await?;
+        let t = api
+            .get_json(&format!("/v1/clusters/default/tasks/{task}"))
+            .await?;
         assert_eq!(t["lastStatus"], "STOPPED", "{t}");
         assert!(
             t["stopCode"] == "InfrastructureHealth" || t["stopCode"] == "ServiceSchedulerInitiated",

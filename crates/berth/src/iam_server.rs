@@ -51,11 +51,30 @@ pub struct ApiSecurityArgs {
     /// (<data-dir>/api-tls/ca.pem, printed for clients to trust).
     #[arg(long)]
     pub tls_self_signed: bool,
+    #[command(flatten)]
+    pub self_signed: Box<SelfSignedArgs>,
     /// The key access key secrets are sealed with in the store (made, 0600, when
     /// missing). Servers sharing one store must use the same key. Default:
     /// <data-dir>/iam-sealing.key.
     #[arg(long, value_name = "FILE")]
     pub iam_sealing_key: Option<PathBuf>,
+}
+
+/// Where `--tls-self-signed` issues from and for which names besides the usual ones
+/// (boxed in [`ApiSecurityArgs`], which the server's arguments hold).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SelfSignedArgs {
+    /// The directory of the API authority --tls-self-signed issues from (made on first
+    /// use; `ca.pem` is what clients trust). Servers behind one name, or sharing one
+    /// store, can share one directory so that one ca.pem verifies them all. Default:
+    /// <data-dir>/api-tls.
+    #[arg(long, value_name = "DIR", requires = "tls_self_signed")]
+    pub tls_authority: Option<PathBuf>,
+    /// A host name or IP address the --tls-self-signed certificate is also valid for,
+    /// besides localhost, 127.0.0.1, ::1, the machine's host name and the --api-addr IP
+    /// (repeat it for several).
+    #[arg(long = "tls-name", value_name = "NAME", requires = "tls_self_signed")]
+    pub tls_names: Vec<String>,
 }
 
 impl ApiSecurityArgs {
@@ -76,6 +95,9 @@ impl ApiSecurityArgs {
             return Err(BadConfig(format!(
                 "--api-addr {api_addr} is not a loopback address: the API needs TLS there (--tls-cert and --tls-key, or --tls-self-signed)"
             )));
+        }
+        for name in &self.self_signed.tls_names {
+            crate::iam_tls::certificate_name(name).map_err(|e| BadConfig(e.to_string()))?;
         }
         Ok(())
     }
@@ -119,13 +141,32 @@ fn make_sealing_key(path: &Path) -> std::io::Result<[u8; SEALING_KEY_BYTES]> {
     ring::rand::SystemRandom::new()
         .fill(&mut key)
         .map_err(|_| std::io::Error::other("the system's random source failed"))?;
-    let mut f = std::fs::OpenOptions::new()
+    create_whole(path, &key, 0o600)?;
+    Ok(key)
+}
+
+/// Creates `path` (with permissions `mode`) holding `bytes`, appearing whole or not at
+/// all: written to a file of its own beside it, then linked to `path`, which fails with
+/// `AlreadyExists` when another process made `path` first. Readers never see a partly
+/// written file.
+pub fn create_whole(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    // A random name: processes of different machines (containers) sharing the
+    // directory may have the same process id.
+    let mut tag = [0u8; 8];
+    ring::rand::SystemRandom::new()
+        .fill(&mut tag)
+        .map_err(|_| std::io::Error::other("the system's random source failed"))?;
+    let partial = path.with_file_name(format!(".{name}.{}.partial", u64::from_le_bytes(tag)));
+    let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(&key)?;
-    Ok(key)
+        .mode(mode)
+        .open(&partial)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()));
+    let linked = written.and_then(|()| std::fs::hard_link(&partial, path));
+    let _ = std::fs::remove_file(&partial);
+    linked
 }
 
 /// `router` with the `/v1/iam` routes and the console's sign-in
@@ -184,6 +225,7 @@ mod tests {
             tls_cert: None,
             tls_key: None,
             tls_self_signed: self_signed,
+            self_signed: Box::default(),
             iam_sealing_key: None,
         }
     }
@@ -200,6 +242,15 @@ mod tests {
         let e = args(false, false).check(any).unwrap_err();
         assert!(e.0.contains("needs TLS there"), "{e}");
         assert!(args(false, true).check(any).is_ok());
+        let mut named = args(false, true);
+        named.self_signed.tls_names = vec!["server-1".into(), "10.0.0.1".into()];
+        assert!(named.check(any).is_ok());
+        named.self_signed.tls_names.push("a b".into());
+        let e = named.check(any).unwrap_err();
+        assert!(
+            e.0.starts_with("--tls-name \"a b\": not a host name"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -213,5 +264,21 @@ mod tests {
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         std::fs::write(&path, b"short").unwrap();
         assert!(sealing_key(&path).is_err());
+    }
+
+    #[test]
+    fn servers_starting_together_on_one_key_file_all_get_the_same_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SEALING_KEY_FILE);
+        let keys: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| sealing_key(&path))).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let first = keys[0].as_ref().unwrap();
+        for k in &keys {
+            assert_eq!(k.as_ref().unwrap(), first);
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "only the key file is left: {left:?}");
     }
 }
