@@ -97,7 +97,7 @@ impl ApiSecurityArgs {
             )));
         }
         for name in &self.self_signed.tls_names {
-            crate::iam_tls::certificate_name(name).map_err(|e| BadConfig(e.to_string()))?;
+            crate::tls_names::certificate_name(name).map_err(|e| BadConfig(e.to_string()))?;
         }
         Ok(())
     }

@@ -29,6 +29,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::iam_server::{create_whole, ApiSecurityArgs};
+use crate::tls_names::certificate_name;
 
 /// The API authority's directory under the data directory.
 pub const API_TLS_DIR: &str = "api-tls";
@@ -199,35 +200,6 @@ fn issue(
     Ok((cert.pem(), key.serialize_pem()))
 }
 
-/// What a `--tls-name` puts in the certificate: an IP address, or a DNS name.
-pub fn certificate_name(name: &str) -> Result<SanType> {
-    if let Ok(ip) = name.parse::<IpAddr>() {
-        return Ok(SanType::IpAddress(ip));
-    }
-    if valid_dns_name(name) {
-        return Ok(SanType::DnsName(name.try_into()?));
-    }
-    Err(anyhow!(
-        "--tls-name {name:?}: not a host name (letters, digits, '-' and '.') or an IP address"
-    ))
-}
-
-/// Whether `name` is a DNS name a certificate can hold: dot-separated labels of ASCII
-/// letters, digits and '-', none empty, none starting or ending with '-'.
-fn valid_dns_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-}
-
 /// A listener of TLS connections for `axum::serve`: handshakes run beside each other,
 /// and a client that never finishes one is dropped after [`HANDSHAKE_TIMEOUT`].
 pub struct TlsListener {
@@ -356,7 +328,5 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().starts_with("--tls-name \"a b\""), "{e}");
-        assert!(valid_dns_name("control-plane.berth"));
-        assert!(!valid_dns_name("-x") && !valid_dns_name("a..b") && !valid_dns_name(""));
     }
 }

@@ -50,6 +50,7 @@ mod node_link_server;
 mod node_proxy;
 mod server;
 mod store_choice;
+mod tls_names;
 
 #[derive(Parser)]
 #[command(
