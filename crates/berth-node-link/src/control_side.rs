@@ -274,6 +274,15 @@ fn caller_instance(peer: &Peer) -> Result<Caller, Forbidden> {
     })
 }
 
+/// The refusal when the peer is not the node of container instance `arn`.
+fn refuse_unless_owner(peer: &Peer, arn: &str) -> Option<Response> {
+    match caller_instance(peer) {
+        Ok(own) if own.owns(arn) => None,
+        Ok(_) => Some(not_yours(arn)),
+        Err(r) => Some(r.into_response()),
+    }
+}
+
 fn not_yours(arn: &str) -> Response {
     refuse(
         StatusCode::FORBIDDEN,
@@ -352,10 +361,8 @@ async fn assigned_tasks(
     Extension(peer): Extension<Peer>,
     Query(q): Query<InstanceQuery>,
 ) -> Response {
-    match caller_instance(&peer) {
-        Ok(own) if own.owns(&q.container_instance_arn) => {}
-        Ok(_) => return not_yours(&q.container_instance_arn),
-        Err(r) => return r.into_response(),
+    if let Some(r) = refuse_unless_owner(&peer, &q.container_instance_arn) {
+        return r;
     }
     match s.agents.assigned_tasks(&q.container_instance_arn).await {
         Ok(tasks) => Json(tasks).into_response(),
@@ -368,10 +375,8 @@ async fn node_proxy_config(
     Extension(peer): Extension<Peer>,
     Query(q): Query<InstanceQuery>,
 ) -> Response {
-    match caller_instance(&peer) {
-        Ok(own) if own.owns(&q.container_instance_arn) => {}
-        Ok(_) => return not_yours(&q.container_instance_arn),
-        Err(r) => return r.into_response(),
+    if let Some(r) = refuse_unless_owner(&peer, &q.container_instance_arn) {
+        return r;
     }
     match s.agents.node_proxy_config(&q.container_instance_arn).await {
         Ok(config) => Json(config).into_response(),
@@ -476,10 +481,8 @@ async fn changes(
     Extension(peer): Extension<Peer>,
     Query(q): Query<InstanceQuery>,
 ) -> Response {
-    match caller_instance(&peer) {
-        Ok(own) if own.owns(&q.container_instance_arn) => {}
-        Ok(_) => return not_yours(&q.container_instance_arn),
-        Err(r) => return r.into_response(),
+    if let Some(r) = refuse_unless_owner(&peer, &q.container_instance_arn) {
+        return r;
     }
     let generation = {
         let mut open = s.presence.open.lock().expect("presence lock");

@@ -94,20 +94,12 @@ pub async fn describe_targets(native: &Native, input: &Input) -> Result<Value, A
 pub async fn deregister_target(native: &Native, input: &Input) -> Result<Value, AwsError> {
     let (cluster, service) = service_of(input)?;
     input.req_str("ScalableDimension")?;
-    native
-        .delete(&service_path(&cluster, &service, "scalable-target"))
-        .await
-        .map_err(|e| {
-            if e.is_not_found() {
-                AwsError::new(
-                    "ObjectNotFoundException",
-                    format!("No scalable target registered for service namespace: ecs, resource ID: service/{cluster}/{service}, scalable dimension: ecs:service:DesiredCount"),
-                )
-            } else {
-                aas_error(e)
-            }
-        })?;
-    Ok(json!({}))
+    delete_or_not_found(
+        native,
+        &service_path(&cluster, &service, "scalable-target"),
+        || format!("No scalable target registered for service namespace: ecs, resource ID: service/{cluster}/{service}, scalable dimension: ecs:service:DesiredCount"),
+    )
+    .await
 }
 
 pub async fn put_policy(native: &Native, input: &Input) -> Result<Value, AwsError> {
@@ -159,20 +151,12 @@ pub async fn describe_policies(native: &Native, input: &Input) -> Result<Value, 
 pub async fn delete_policy(native: &Native, input: &Input) -> Result<Value, AwsError> {
     let (cluster, service) = service_of(input)?;
     let name = input.req_str("PolicyName")?;
-    native
-        .delete(&service_path(&cluster, &service, &format!("scaling-policies/{}", enc(&name))))
-        .await
-        .map_err(|e| {
-            if e.is_not_found() {
-                AwsError::new(
-                    "ObjectNotFoundException",
-                    format!("No scaling policy found for service namespace: ecs, resource ID: service/{cluster}/{service}, scalable dimension: ecs:service:DesiredCount, policy name: {name}"),
-                )
-            } else {
-                aas_error(e)
-            }
-        })?;
-    Ok(json!({}))
+    delete_or_not_found(
+        native,
+        &service_path(&cluster, &service, &format!("scaling-policies/{}", enc(&name))),
+        || format!("No scaling policy found for service namespace: ecs, resource ID: service/{cluster}/{service}, scalable dimension: ecs:service:DesiredCount, policy name: {name}"),
+    )
+    .await
 }
 
 pub async fn describe_activities(native: &Native, input: &Input) -> Result<Value, AwsError> {
@@ -282,22 +266,28 @@ pub async fn describe_scheduled(native: &Native, input: &Input) -> Result<Value,
 pub async fn delete_scheduled(native: &Native, input: &Input) -> Result<Value, AwsError> {
     let (cluster, service) = service_of(input)?;
     let name = input.req_str("ScheduledActionName")?;
-    native
-        .delete(&service_path(
+    delete_or_not_found(
+        native,
+        &service_path(
             &cluster,
             &service,
             &format!("scheduled-actions/{}", enc(&name)),
-        ))
-        .await
-        .map_err(|e| {
-            if e.is_not_found() {
-                AwsError::new(
-                    "ObjectNotFoundException",
-                    format!("No scheduled action found for service namespace: ecs, resource ID: service/{cluster}/{service}, scalable dimension: ecs:service:DesiredCount, scheduled action name: {name}"),
-                )
-            } else {
-                aas_error(e)
-            }
-        })?;
-    Ok(json!({}))
+        ),
+        || format!("No scheduled action found for service namespace: ecs, resource ID: service/{cluster}/{service}, scalable dimension: ecs:service:DesiredCount, scheduled action name: {name}"),
+    )
+    .await
+}
+
+/// Deletes the native resource at `path`; an absent one answers `ObjectNotFoundException`
+/// with `missing()`'s message, as Application Auto Scaling words it.
+async fn delete_or_not_found(
+    native: &Native,
+    path: &str,
+    missing: impl FnOnce() -> String,
+) -> Result<Value, AwsError> {
+    match native.delete(path).await {
+        Ok(_) => Ok(json!({})),
+        Err(e) if e.is_not_found() => Err(AwsError::new("ObjectNotFoundException", missing())),
+        Err(e) => Err(aas_error(e)),
+    }
 }

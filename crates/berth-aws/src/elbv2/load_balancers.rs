@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::form::Params;
-use super::target_groups::set_attributes;
+use super::target_groups::{set_attributes, write_attributes};
 use super::xml::{iso8601, Xml};
 use super::{elb_error, page_of};
 use crate::native::{enc, Native};
@@ -161,30 +161,14 @@ pub async fn delete(native: &Native, p: &Params) -> Result<String, AwsError> {
     }
 }
 
-fn write_attributes(lb: &Value) -> String {
-    let mut attrs: std::collections::BTreeMap<String, String> = DEFAULT_ATTRIBUTES
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    for (k, v) in lb["attributes"].as_object().into_iter().flatten() {
-        attrs.insert(k.clone(), v.as_str().unwrap_or("").to_string());
-    }
-    let mut x = Xml::new();
-    x.members("Attributes", &attrs, |x, (k, v)| {
-        x.el("Key", k);
-        x.el("Value", v);
-    });
-    x.finish()
-}
-
 pub async fn describe_attributes(native: &Native, p: &Params) -> Result<String, AwsError> {
     let lb = get(native, p.req("LoadBalancerArn")?).await?;
-    Ok(write_attributes(&lb))
+    Ok(write_attributes(DEFAULT_ATTRIBUTES, &lb))
 }
 
 pub async fn modify_attributes(native: &Native, p: &Params) -> Result<String, AwsError> {
     let mut lb = get(native, p.req("LoadBalancerArn")?).await?;
     set_attributes(p, &mut lb)?;
     let changed = put(native, &lb).await?;
-    Ok(write_attributes(&changed))
+    Ok(write_attributes(DEFAULT_ATTRIBUTES, &changed))
 }

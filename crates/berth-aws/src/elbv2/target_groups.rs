@@ -266,8 +266,10 @@ pub async fn modify(native: &Native, p: &Params) -> Result<String, AwsError> {
     Ok(answer(&[changed], None))
 }
 
-fn write_attributes(stored: &Value) -> String {
-    let mut attrs: std::collections::BTreeMap<String, String> = DEFAULT_ATTRIBUTES
+/// The `<Attributes>` answer of a load balancer or target group: `defaults` (ELBv2's, for
+/// keys the resource does not set) overlaid with the stored `attributes`.
+pub fn write_attributes(defaults: &[(&str, &str)], stored: &Value) -> String {
+    let mut attrs: std::collections::BTreeMap<String, String> = defaults
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
@@ -284,14 +286,14 @@ fn write_attributes(stored: &Value) -> String {
 
 pub async fn describe_attributes(native: &Native, p: &Params) -> Result<String, AwsError> {
     let tg = get(native, p.req("TargetGroupArn")?).await?;
-    Ok(write_attributes(&tg))
+    Ok(write_attributes(DEFAULT_ATTRIBUTES, &tg))
 }
 
 pub async fn modify_attributes(native: &Native, p: &Params) -> Result<String, AwsError> {
     let mut tg = get(native, p.req("TargetGroupArn")?).await?;
     set_attributes(p, &mut tg)?;
     let changed = put(native, &tg).await?;
-    Ok(write_attributes(&changed))
+    Ok(write_attributes(DEFAULT_ATTRIBUTES, &changed))
 }
 
 /// Sets `Attributes.member.N.{Key,Value}` on the model's `attributes` map of `doc`.
