@@ -19,6 +19,10 @@ use crate::ContainerStatus;
 /// How long to wait before reconnecting to a broken event stream.
 const EVENTS_RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
+/// How long after an unexplained SIGKILL exit the container is read again, for the
+/// engine's OOM flag to land.
+const OOM_SETTLE: Duration = Duration::from_millis(500);
+
 /// The container events that can change a container's state.
 fn changes_state(action: &str) -> bool {
     matches!(action, "start" | "die" | "oom" | "stop" | "kill")
@@ -35,15 +39,41 @@ impl Inner {
             .inspect_container(&id, None::<InspectContainerOptions>)
             .await;
         let previous = task.core.snapshot();
-        let cs = match inspected {
-            Ok(info) => container_state(
+        let stop_sent = task.stop_sent[idx].load(Ordering::SeqCst);
+        let read = |info: &bollard::models::ContainerInspectResponse| {
+            container_state(
                 task.core.def(),
                 idx,
-                &info,
+                info,
                 &previous,
-                task.stop_sent[idx].load(Ordering::SeqCst),
+                stop_sent,
                 &self.config.awsvpc_network,
-            ),
+            )
+        };
+        let cs = match inspected {
+            Ok(info) => {
+                let cs = read(&info);
+                // The engine records an OOM kill from an event of its own, which may land
+                // just after the exit: a SIGKILL berth did not send is read once more.
+                let killed_unexplained = cs.status == ContainerStatus::Stopped
+                    && previous.containers[idx].status != ContainerStatus::Stopped
+                    && cs.exit_code == Some(137)
+                    && !stop_sent
+                    && cs.reason.as_deref() != Some(super::OOM_REASON);
+                if killed_unexplained {
+                    tokio::time::sleep(OOM_SETTLE).await;
+                    match self
+                        .docker
+                        .inspect_container(&id, None::<InspectContainerOptions>)
+                        .await
+                    {
+                        Ok(again) => read(&again),
+                        Err(_) => cs,
+                    }
+                } else {
+                    cs
+                }
+            }
             Err(e) if is_not_found(&e) => {
                 let mut cs = previous.containers[idx].clone();
                 if cs.status != ContainerStatus::Stopped {
