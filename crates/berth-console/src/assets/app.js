@@ -30,7 +30,10 @@ async function api(method, path, body, contentType) {
   if (!r.ok) {
     const failure = new ApiFailure(r.status, data || {});
     // The session ended (expired, signed out elsewhere, the key deleted): sign in again.
-    if (r.status === 403 && AUTH_ERRORS.includes(failure.type) && path !== "/console/session" && signedIn) {
+    // Whichever call finds it first shows the form; a view that was shown meanwhile
+    // (a hash change) gives way to it at its next call.
+    if (r.status === 403 && AUTH_ERRORS.includes(failure.type) && path !== "/console/session"
+        && !document.getElementById("sign-in-form")) {
       signedIn = false;
       signInView();
     }
@@ -677,6 +680,8 @@ function scheduleRefresh(delay) {
 }
 
 function show() {
+  // Signed out: a hash change keeps the sign-in form.
+  if (!signedIn) { if (!document.getElementById("sign-in-form")) signInView(); return; }
   const path = (location.hash || "#/services").slice(1);
   if (current && current.stop) current.stop();
   let made = null;
