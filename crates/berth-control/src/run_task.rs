@@ -119,28 +119,8 @@ pub async fn run_task(db: &Db, req: &RunTaskRequest<'_>) -> Result<RunTaskOutcom
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_fixtures::db_with_default_cluster;
+    use crate::test_fixtures::{db_with_default_cluster, instance};
     use berth_model::arn;
-    use berth_model::ecs::{ContainerInstance, Resource};
-
-    /// An ACTIVE, connected instance with 4096 CPU units and 4096 MiB.
-    fn instance(id: &str) -> ContainerInstance {
-        ContainerInstance {
-            container_instance_arn: arn::container_instance("default", id),
-            cluster_arn: arn::cluster("default"),
-            status: "ACTIVE".into(),
-            agent_connected: true,
-            registered_resources: ["CPU", "MEMORY"]
-                .into_iter()
-                .map(|name| Resource {
-                    name: name.into(),
-                    integer_value: 4096,
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        }
-    }
 
     async fn db_with_definition() -> Db {
         let db = db_with_default_cluster().await;

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::form::Params;
 use super::target_groups::{set_attributes, write_attributes};
 use super::xml::{iso8601, Xml};
-use super::{elb_error, page_of};
+use super::{elb_error, get_native, list_native, native_path, page_of};
 use crate::native::{enc, Native};
 use crate::protocol::AwsError;
 
@@ -17,31 +17,21 @@ const DEFAULT_ATTRIBUTES: &[(&str, &str)] = &[
     ("routing.http2.enabled", "true"),
 ];
 
-fn name_of_arn(arn: &str) -> &str {
-    berth_model::arn::last_segment(arn)
-}
-
 /// Every load balancer (with its listeners' bound ports).
 pub async fn all(native: &Native) -> Result<Vec<Value>, AwsError> {
-    let v = native.get("/v1/load-balancers").await.map_err(elb_error)?;
-    Ok(v.as_array().cloned().unwrap_or_default())
+    list_native(native, "/v1/load-balancers").await
 }
 
 /// The load balancer an ARN names, or `LoadBalancerNotFound`.
 pub async fn get(native: &Native, arn: &str) -> Result<Value, AwsError> {
-    native
-        .get(&format!("/v1/load-balancers/{}", enc(name_of_arn(arn))))
-        .await
-        .map_err(|e| {
-            if e.is_not_found() {
-                AwsError::new(
-                    "LoadBalancerNotFound",
-                    format!("One or more load balancers not found: {arn}"),
-                )
-            } else {
-                elb_error(e)
-            }
-        })
+    get_native(
+        native,
+        "/v1/load-balancers",
+        arn,
+        "LoadBalancerNotFound",
+        "load balancers",
+    )
+    .await
 }
 
 /// Applies the whole load balancer document again (after a change to its listeners,
@@ -151,10 +141,7 @@ pub async fn describe(native: &Native, p: &Params) -> Result<String, AwsError> {
 pub async fn delete(native: &Native, p: &Params) -> Result<String, AwsError> {
     let arn = p.req("LoadBalancerArn")?;
     // Deleting a load balancer that is already gone succeeds, as in ELBv2.
-    match native
-        .delete(&format!("/v1/load-balancers/{}", enc(name_of_arn(arn))))
-        .await
-    {
+    match native.delete(&native_path("/v1/load-balancers", arn)).await {
         Ok(_) => Ok(String::new()),
         Err(e) if e.is_not_found() => Ok(String::new()),
         Err(e) => Err(elb_error(e)),

@@ -11,6 +11,8 @@
 
 use axum::response::Response;
 
+use serde_json::Value;
+
 use crate::native::{Native, NativeError};
 use crate::protocol::{xml_ok, AwsError};
 
@@ -121,6 +123,41 @@ async fn dispatch(
 }
 
 /// The native API's error under ELBv2's code.
+/// Every resource of the native collection at `collection` (`/v1/load-balancers`).
+pub async fn list_native(native: &Native, collection: &str) -> Result<Vec<Value>, AwsError> {
+    let v = native.get(collection).await.map_err(elb_error)?;
+    Ok(v.as_array().cloned().unwrap_or_default())
+}
+
+/// The resource of `collection` whose name ends the ARN `arn`; `not_found` (an ELBv2
+/// error code) with `One or more <noun> not found: <arn>` when there is none.
+pub async fn get_native(
+    native: &Native,
+    collection: &str,
+    arn: &str,
+    not_found: &str,
+    noun: &str,
+) -> Result<Value, AwsError> {
+    native
+        .get(&native_path(collection, arn))
+        .await
+        .map_err(|e| {
+            if e.is_not_found() {
+                AwsError::new(not_found, format!("One or more {noun} not found: {arn}"))
+            } else {
+                elb_error(e)
+            }
+        })
+}
+
+/// The native path of the resource of `collection` the ARN `arn` names.
+pub fn native_path(collection: &str, arn: &str) -> String {
+    format!(
+        "{collection}/{}",
+        crate::native::enc(berth_model::arn::last_segment(arn))
+    )
+}
+
 pub fn elb_error(e: NativeError) -> AwsError {
     let code = match e.code.as_str() {
         "TargetGroupNotFoundException" => "TargetGroupNotFound",

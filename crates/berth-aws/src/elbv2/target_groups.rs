@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 
 use super::form::Params;
 use super::xml::Xml;
-use super::{elb_error, page_of};
+use super::{elb_error, get_native, list_native, native_path, page_of};
 use crate::native::{enc, Native};
 use crate::protocol::AwsError;
 
@@ -72,31 +72,21 @@ fn set_settings(p: &Params, tg: &mut Map<String, Value>) -> Result<(), AwsError>
     Ok(())
 }
 
-fn name_of_arn(arn: &str) -> &str {
-    berth_model::arn::last_segment(arn)
-}
-
 /// Every target group (with the load balancers forwarding to it).
 pub async fn all(native: &Native) -> Result<Vec<Value>, AwsError> {
-    let v = native.get("/v1/target-groups").await.map_err(elb_error)?;
-    Ok(v.as_array().cloned().unwrap_or_default())
+    list_native(native, "/v1/target-groups").await
 }
 
 /// The target group an ARN names, or `TargetGroupNotFound`.
 pub async fn get(native: &Native, arn: &str) -> Result<Value, AwsError> {
-    native
-        .get(&format!("/v1/target-groups/{}", enc(name_of_arn(arn))))
-        .await
-        .map_err(|e| {
-            if e.is_not_found() {
-                AwsError::new(
-                    "TargetGroupNotFound",
-                    format!("One or more target groups not found: {arn}"),
-                )
-            } else {
-                elb_error(e)
-            }
-        })
+    get_native(
+        native,
+        "/v1/target-groups",
+        arn,
+        "TargetGroupNotFound",
+        "target groups",
+    )
+    .await
 }
 
 async fn put(native: &Native, tg: &Value) -> Result<Value, AwsError> {
@@ -244,7 +234,7 @@ pub async fn delete(native: &Native, p: &Params) -> Result<String, AwsError> {
     let arn = p.req("TargetGroupArn")?;
     get(native, arn).await?;
     native
-        .delete(&format!("/v1/target-groups/{}", enc(name_of_arn(arn))))
+        .delete(&native_path("/v1/target-groups", arn))
         .await
         .map_err(elb_error)?;
     Ok(String::new())

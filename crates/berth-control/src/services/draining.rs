@@ -48,7 +48,7 @@ impl<'a> DrainingInstances<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::services::fixtures::instance;
+    use crate::test_fixtures::instance;
     use berth_model::arn;
 
     #[test]

@@ -215,6 +215,4 @@ fn now_nanos() -> u64 {
 }
 
 #[cfg(test)]
-mod fixtures;
-#[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! The service reconciler end to end over a memory store: plan, batch, next pass.
 
-use super::fixtures::instance;
 use super::*;
+use crate::test_fixtures::instance;
 use berth_model::arn;
 use berth_model::ecs::{
     ContainerInstance, Deployment, DeploymentCircuitBreaker, DeploymentStatus, HealthStatus,

@@ -1,7 +1,7 @@
 //! The planner, branch by branch, with plain values and no store.
 
 use super::*;
-use crate::services::fixtures::instance;
+use crate::test_fixtures::instance;
 use berth_model::arn;
 use berth_model::ecs::{
     DeploymentCircuitBreaker, DeploymentStatus, HealthStatus, ServiceLoadBalancer,
