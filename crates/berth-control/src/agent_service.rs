@@ -10,7 +10,10 @@
 //! runs where (the scheduler does).
 
 use berth_model::agent::{ContainerStateChange, ReportedTaskStatus, TaskStateChange};
+use std::sync::Arc;
+
 use berth_model::dataplane::ProxyConfig;
+use berth_model::discovery::DiscoveryRecords;
 use berth_model::ecs::{ContainerInstance, Task, TaskDefinition, TaskStatus};
 use berth_model::{arn, time};
 use tokio::sync::watch;
@@ -24,13 +27,27 @@ use crate::proxy_feed;
 pub struct AgentService {
     db: Db,
     changes: watch::Receiver<u64>,
+    /// The mesh certificates of the agents' nodes.
+    node_mesh: Arc<proxy_feed::AgentNodesMesh>,
 }
 
 impl AgentService {
     /// `changes` bumps whenever the store changes (see
     /// [`ControlPlane::changes`](crate::ControlPlane::changes)).
     pub fn new(db: Db, changes: watch::Receiver<u64>) -> Self {
-        Self { db, changes }
+        Self {
+            db,
+            changes,
+            node_mesh: Arc::default(),
+        }
+    }
+
+    /// Issues the agents' nodes their mesh certificates from `node_mesh` (shared by every
+    /// copy of the control plane's service, so a node keeps its certificates between
+    /// calls) instead of a book of its own.
+    pub fn with_node_mesh(mut self, node_mesh: Arc<proxy_feed::AgentNodesMesh>) -> Self {
+        self.node_mesh = node_mesh;
+        self
     }
 
     /// Creates or refreshes an instance record; returns it as stored. A restart keeps
@@ -81,12 +98,21 @@ impl AgentService {
     }
 
     /// The data plane configuration of an agent's node: the load balancers that choose
-    /// it and their target groups ([`proxy_feed::agent_node_config`]).
+    /// it and their target groups, the mesh and the node's mutual TLS
+    /// ([`proxy_feed::agent_node_config`]).
     pub async fn node_proxy_config(
         &self,
         container_instance_arn: &str,
     ) -> Result<ProxyConfig, ControlError> {
-        proxy_feed::agent_node_config(&self.db, container_instance_arn).await
+        proxy_feed::agent_node_config(&self.db, &self.node_mesh, container_instance_arn).await
+    }
+
+    /// The DNS records an agent's node answers: the same for every node (a client alias
+    /// names "this node's mesh proxy", which each node's DNS server answers with its own
+    /// address), built from the store's view of target health
+    /// ([`discovery::read_input`](crate::discovery::read_input)).
+    pub async fn node_discovery_records(&self) -> Result<DiscoveryRecords, ControlError> {
+        Ok(crate::discovery::read_input(&self.db, &[]).await?.records())
     }
 
     /// A task definition by ARN or `family[:revision]`.

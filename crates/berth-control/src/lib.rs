@@ -127,6 +127,8 @@ pub struct ControlPlane {
     service_metrics: Arc<service_metrics::ServiceMetrics>,
     autoscaler: autoscaler::Autoscaler,
     discovery: discovery::Publisher,
+    /// The mesh certificates of agents' nodes, issued when they read their configuration.
+    agent_nodes_mesh: Arc<proxy_feed::AgentNodesMesh>,
     /// Milliseconds an instance may be disconnected before its tasks are given up.
     agent_lost_after_ms: std::sync::atomic::AtomicU64,
 }
@@ -156,6 +158,7 @@ impl ControlPlane {
             exec_commands: task_exec::ExecCounter::new(registry),
             service_metrics,
             discovery: discovery::Publisher::default(),
+            agent_nodes_mesh: Arc::default(),
             agent_lost_after_ms: std::sync::atomic::AtomicU64::new(
                 lost_instances::DEFAULT_AGENT_LOST_AFTER.as_millis() as u64,
             ),
@@ -172,6 +175,8 @@ impl ControlPlane {
     /// Runs the mesh's mutual TLS with `settings` (certificate validity, the node the
     /// data plane serves); without it, the defaults of [`mesh_tls::MeshTlsSettings`].
     pub fn with_mesh_tls(self: Arc<Self>, settings: mesh_tls::MeshTlsSettings) -> Arc<Self> {
+        self.agent_nodes_mesh
+            .set_certificate_validity(settings.certificate_validity);
         self.feed.mesh_tls.configure(settings);
         self
     }
@@ -199,6 +204,7 @@ impl ControlPlane {
     /// What the agents call: in-process for the local agent, or behind an HTTP API.
     pub fn agent_service(&self) -> AgentService {
         AgentService::new(self.db.clone(), self.changes())
+            .with_node_mesh(self.agent_nodes_mesh.clone())
     }
 
     pub fn router(&self) -> axum::Router {

@@ -97,56 +97,21 @@ impl ProxyFeed {
         let tgs = self.db.target_groups().await?;
         let targets = self.db.targets(None).await?;
         let ports = mesh_ports_of(&self.db).await?;
-        let proxy_targets = |arn: &str| proxy_targets(&targets, arn);
-        let mut groups = Vec::new();
-        for tg in tgs {
-            groups.push(TargetGroupConfig {
-                targets: proxy_targets(&tg.target_group_arn),
+        let mut groups: Vec<TargetGroupConfig> = tgs
+            .into_iter()
+            .map(|tg| TargetGroupConfig {
+                targets: proxy_targets(&targets, &tg.target_group_arn),
                 group: tg,
                 mesh: None,
-            });
-        }
-        let mut mesh_arns = BTreeSet::new();
-        for p in &ports {
-            let arn = p.target_group_arn();
-            if !mesh_arns.insert(arn.clone()) {
-                continue;
-            }
-            groups.push(TargetGroupConfig {
-                targets: proxy_targets(&arn),
-                group: p.target_group(),
-                mesh: Some(p.settings()),
-            });
-        }
+            })
+            .collect();
+        let mut mesh_groups = mesh_target_groups(&ports, &targets);
         let mesh_tls = self.mesh_tls_plan(&ports, &targets).await?;
         if let Some((_, plan)) = &mesh_tls {
-            for g in groups.iter_mut().filter(|g| g.mesh.is_some()) {
-                let arn = &g.group.target_group_arn;
-                for t in &mut g.targets {
-                    t.mesh_hop = plan.hops.get(&(arn.clone(), t.addr.to_string())).cloned();
-                }
-            }
+            attach_hops(&mut mesh_groups, plan);
         }
+        groups.extend(mesh_groups);
         let mesh_tls = mesh_tls.map(|(config, _)| config);
-        // Targets still draining from a group no service offers any more.
-        let leftovers: BTreeSet<&str> = targets
-            .iter()
-            .map(|t| t.value.target_group_arn.as_str())
-            .filter(|a| mesh::is_mesh_target_group(a) && !mesh_arns.contains(*a))
-            .collect();
-        for arn in leftovers {
-            let group = mesh::leftover_target_group(arn);
-            groups.push(TargetGroupConfig {
-                targets: proxy_targets(arn),
-                mesh: Some(MeshGroupSettings {
-                    namespace: String::new(),
-                    discovery_name: group.target_group_name.clone(),
-                    per_request_timeout_seconds: 0,
-                    outlier_detection: OutlierDetection::default(),
-                }),
-                group,
-            });
-        }
         let listeners = mesh::mesh_listeners(&ports);
         let applied = apply_leaving_out_refused(
             self.data_plane.as_ref(),
@@ -190,40 +155,18 @@ impl ProxyFeed {
         ports: &[mesh::MeshPort],
         targets: &[db::Versioned<Target>],
     ) -> Result<Option<(MeshTlsConfig, mesh_tls::MeshTlsPlan)>, ControlError> {
-        let services: Vec<Service> = self
-            .db
-            .services(None)
-            .await?
-            .into_iter()
-            .map(|s| s.value)
-            .collect();
-        if !services
-            .iter()
-            .any(|s| mesh_tls::service_identity(s).is_some())
-        {
-            return Ok(None);
-        }
-        let tasks: Vec<_> = self
-            .db
-            .tasks(None)
-            .await?
-            .into_iter()
-            .map(|t| t.value)
-            .collect();
-        let instances = self.db.instances(None).await?;
-        let targets: Vec<Target> = targets.iter().map(|t| t.value.clone()).collect();
         let settings = self.mesh_tls.settings();
-        let plan = mesh_tls::plan(
-            &mesh_tls::MeshTlsInput {
-                services: &services,
-                ports,
-                tasks: &tasks,
-                instances: &instances,
-                targets: &targets,
-            },
+        let Some(plan) = read_mesh_tls_plan(
+            &self.db,
+            ports,
+            targets,
             settings.node_instance_arn().as_deref(),
             settings.node_identity()?,
-        );
+        )
+        .await?
+        else {
+            return Ok(None);
+        };
         let (ca, state) = self
             .mesh_tls
             .refresh(&self.db, &plan.all_identities, time::now())
@@ -322,6 +265,95 @@ fn proxy_targets(targets: &[db::Versioned<Target>], arn: &str) -> Vec<ProxyTarge
     list
 }
 
+/// The mesh's target groups with their targets: one per port a service offers in the
+/// mesh ([`mesh::MeshPort`]), and one per mesh group no service offers any more whose
+/// targets still drain.
+fn mesh_target_groups(
+    ports: &[mesh::MeshPort],
+    targets: &[db::Versioned<Target>],
+) -> Vec<TargetGroupConfig> {
+    let mut groups = Vec::new();
+    let mut mesh_arns = BTreeSet::new();
+    for p in ports {
+        let arn = p.target_group_arn();
+        if !mesh_arns.insert(arn.clone()) {
+            continue;
+        }
+        groups.push(TargetGroupConfig {
+            targets: proxy_targets(targets, &arn),
+            group: p.target_group(),
+            mesh: Some(p.settings()),
+        });
+    }
+    let leftovers: BTreeSet<&str> = targets
+        .iter()
+        .map(|t| t.value.target_group_arn.as_str())
+        .filter(|a| mesh::is_mesh_target_group(a) && !mesh_arns.contains(*a))
+        .collect();
+    for arn in leftovers {
+        let group = mesh::leftover_target_group(arn);
+        groups.push(TargetGroupConfig {
+            targets: proxy_targets(targets, arn),
+            mesh: Some(MeshGroupSettings {
+                namespace: String::new(),
+                discovery_name: group.target_group_name.clone(),
+                per_request_timeout_seconds: 0,
+                outlier_detection: OutlierDetection::default(),
+            }),
+            group,
+        });
+    }
+    groups
+}
+
+/// Gives each mesh target the hop `plan` found for it (through its node's inbound
+/// listener).
+fn attach_hops(groups: &mut [TargetGroupConfig], plan: &mesh_tls::MeshTlsPlan) {
+    for g in groups.iter_mut().filter(|g| g.mesh.is_some()) {
+        let arn = &g.group.target_group_arn;
+        for t in &mut g.targets {
+            t.mesh_hop = plan.hops.get(&(arn.clone(), t.addr.to_string())).cloned();
+        }
+    }
+}
+
+/// The mutual TLS plan of the node of `node_instance_arn` ([`mesh_tls::plan`]), from the
+/// services, tasks and instances in the store; `None` while no service is in the mesh.
+async fn read_mesh_tls_plan(
+    db: &Db,
+    ports: &[mesh::MeshPort],
+    targets: &[db::Versioned<Target>],
+    node_instance_arn: Option<&str>,
+    node_identity: berth_model::mesh_identity::SpiffeId,
+) -> Result<Option<mesh_tls::MeshTlsPlan>, ControlError> {
+    let services: Vec<Service> = db
+        .services(None)
+        .await?
+        .into_iter()
+        .map(|s| s.value)
+        .collect();
+    if !services
+        .iter()
+        .any(|s| mesh_tls::service_identity(s).is_some())
+    {
+        return Ok(None);
+    }
+    let tasks: Vec<_> = db.tasks(None).await?.into_iter().map(|t| t.value).collect();
+    let instances = db.instances(None).await?;
+    let targets: Vec<Target> = targets.iter().map(|t| t.value.clone()).collect();
+    Ok(Some(mesh_tls::plan(
+        &mesh_tls::MeshTlsInput {
+            services: &services,
+            ports,
+            tasks: &tasks,
+            instances: &instances,
+            targets: &targets,
+        },
+        node_instance_arn,
+        node_identity,
+    )))
+}
+
 /// `inst` as a load balancer's `berth.nodes` expression sees it: its attributes, ids,
 /// registration time and connection (not its tasks).
 fn node_view(inst: &ContainerInstance) -> InstanceView<'_> {
@@ -339,50 +371,6 @@ fn node_view(inst: &ContainerInstance) -> InstanceView<'_> {
         task_groups: Vec::new(),
         agent_connected: inst.agent_connected,
     }
-}
-
-/// The data plane configuration of the node of container instance `instance_arn` when
-/// that node is an agent's: the load balancers whose `berth.nodes` choose it
-/// ([`elb_nodes`]), the target groups they forward to with their targets. The mesh is
-/// not in it: agents' nodes do not serve the mesh. An instance not in the store serves
-/// nothing.
-pub async fn agent_node_config(db: &Db, instance_arn: &str) -> Result<ProxyConfig, ControlError> {
-    let instances = db.instances(None).await?;
-    let Some(inst) = instances
-        .iter()
-        .find(|i| i.container_instance_arn == instance_arn)
-    else {
-        return Ok(ProxyConfig::default());
-    };
-    let view = node_view(inst);
-    let lbs: Vec<_> = db
-        .load_balancers()
-        .await?
-        .into_iter()
-        .filter(|lb| elb_nodes::serves_on(lb, &view))
-        .collect();
-    let forwarded: BTreeSet<String> = lbs
-        .iter()
-        .flat_map(elb_nodes::forwarded_target_groups)
-        .collect();
-    let targets = db.targets(None).await?;
-    let target_groups = db
-        .target_groups()
-        .await?
-        .into_iter()
-        .filter(|tg| forwarded.contains(&tg.target_group_arn))
-        .map(|tg| TargetGroupConfig {
-            targets: proxy_targets(&targets, &tg.target_group_arn),
-            group: tg,
-            mesh: None,
-        })
-        .collect();
-    Ok(ProxyConfig {
-        load_balancers: lbs,
-        target_groups,
-        mesh_listeners: Vec::new(),
-        mesh_tls: None,
-    })
 }
 
 /// Applies `config` to `data_plane`, leaving out each load balancer or mesh listener
@@ -429,6 +417,12 @@ pub async fn apply_leaving_out_refused(
     }
 }
 
+mod agent_node;
+
+pub use agent_node::{agent_node_config, AgentNodesMesh};
+
+#[cfg(test)]
+mod agent_node_tests;
 #[cfg(test)]
 mod mesh_tests;
 #[cfg(test)]

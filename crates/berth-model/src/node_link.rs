@@ -40,8 +40,14 @@ pub mod paths {
     pub const TASK_STATE_CHANGES: &str = "/node/v1/task-state-changes";
     /// GET `?containerInstanceArn=` → the node's
     /// [`ProxyConfig`](crate::dataplane::ProxyConfig): the load balancers whose
-    /// `berth.nodes` choose the instance, and their target groups.
+    /// `berth.nodes` choose the instance, and their target groups; the mesh's target
+    /// groups and client-alias listeners; the node's mutual TLS (its certificates and
+    /// keys, the trust, its inbound endpoints and callers).
     pub const PROXY_CONFIG: &str = "/node/v1/proxy-config";
+    /// GET `?containerInstanceArn=` → the
+    /// [`DiscoveryRecords`](crate::discovery::DiscoveryRecords) the node's DNS server
+    /// answers.
+    pub const DISCOVERY_RECORDS: &str = "/node/v1/discovery-records";
     /// GET `?containerInstanceArn=` → a stream of [`ChangeNotice`](super::ChangeNotice)
     /// lines (newline-delimited JSON) for as long as the agent holds it.
     pub const CHANGES: &str = "/node/v1/changes";

@@ -22,6 +22,7 @@ use berth_agent::{AgentApi, AgentError};
 use berth_model::agent::TaskStateChange;
 use berth_model::arn;
 use berth_model::dataplane::ProxyConfig;
+use berth_model::discovery::DiscoveryRecords;
 use berth_model::ecs::{ContainerInstance, Task, TaskDefinition};
 use berth_model::node_link::{paths, ChangeNotice, JoinRequest, NodeCredentials};
 use bytes::Bytes;
@@ -186,6 +187,23 @@ impl RemoteControl {
                 &format!(
                     "{}?containerInstanceArn={}",
                     paths::PROXY_CONFIG,
+                    self.instance_arn
+                ),
+                None,
+            )
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// The DNS records this node's DNS server answers.
+    pub async fn node_discovery_records(&self) -> Result<DiscoveryRecords, LinkError> {
+        Ok(self
+            .channel
+            .call::<(), DiscoveryRecords>(
+                Method::GET,
+                &format!(
+                    "{}?containerInstanceArn={}",
+                    paths::DISCOVERY_RECORDS,
                     self.instance_arn
                 ),
                 None,

@@ -209,6 +209,7 @@ fn routes(state: LinkState) -> Router {
         .route(paths::INSTANCES, post(register_instance))
         .route(paths::TASKS, get(assigned_tasks))
         .route(paths::PROXY_CONFIG, get(node_proxy_config))
+        .route(paths::DISCOVERY_RECORDS, get(node_discovery_records))
         .route(paths::TASK_DEFINITION, get(task_definition))
         .route(paths::TASK_STATE_CHANGES, post(task_state_change))
         .route(paths::CHANGES, get(changes))
@@ -380,6 +381,20 @@ async fn node_proxy_config(
     }
     match s.agents.node_proxy_config(&q.container_instance_arn).await {
         Ok(config) => Json(config).into_response(),
+        Err(e) => control_error(e),
+    }
+}
+
+async fn node_discovery_records(
+    State(s): State<LinkState>,
+    Extension(peer): Extension<Peer>,
+    Query(q): Query<InstanceQuery>,
+) -> Response {
+    if let Some(r) = refuse_unless_owner(&peer, &q.container_instance_arn) {
+        return r;
+    }
+    match s.agents.node_discovery_records().await {
+        Ok(records) => Json(records).into_response(),
         Err(e) => control_error(e),
     }
 }

@@ -111,8 +111,19 @@ impl Agent {
             .args(["--server", url])
             .args(["--runtime", runtime])
             .args(["--advertise-address", &advertise])
-            .args(["--node-api-addr", &node_api])
-            .args(extra)
+            .args(["--node-api-addr", &node_api]);
+        if netns.is_none() {
+            // Agents on the host share its ports with the test's server and each other:
+            // each takes a mesh inbound and DNS port of its own. In a namespace the
+            // defaults (every address, port 15443; 127.0.0.1:53) are the namespace's.
+            if !extra.contains(&"--mesh-inbound-addr") {
+                cmd.args(["--mesh-inbound-addr", "127.0.0.1:0"]);
+            }
+            if !extra.contains(&"--dns-listen") {
+                cmd.args(["--dns-listen", "127.0.0.1:0"]);
+            }
+        }
+        cmd.args(extra)
             .env("BERTH_DATA_DIR", data_dir)
             .env("BERTH_LOG", "info,berth=debug")
             .stdin(Stdio::null())

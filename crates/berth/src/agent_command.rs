@@ -6,12 +6,16 @@
 //! When the control plane is unreachable the agent keeps every task running as it is
 //! and retries; nothing is stopped for lack of a control plane.
 //!
-//! The node serves the load balancers whose `berth.nodes` attribute chooses its
-//! instance (`node_proxy`), on `--listen-ip`, with the last configuration it read while
-//! the control plane is away.
+//! The node serves what a server's node serves for its own tasks (`node_proxy`): the
+//! load balancers whose `berth.nodes` attribute chooses its instance, on `--listen-ip`;
+//! the mesh's client-alias listeners on `--mesh-ip`; a mesh inbound listener
+//! (`--mesh-inbound-addr`, registered as `berth.mesh-inbound`, so the other nodes'
+//! proxies reach its tasks over mutual TLS through it); and the discovery DNS server
+//! (`--dns-listen`), which its tasks are told about. Each keeps the last configuration
+//! it read while the control plane is away.
 //!
-//! What it does not do yet: serve the mesh or DNS on this node (targets on it are reached
-//! by the servers' proxies and mesh at `--advertise-address`).
+//! What it does not do: decide target health for the control plane (the servers' health
+//! checks do), or hold the mesh CA (its certificates come over the node link).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +27,7 @@ use berth_node_link::{JoinToken, LinkSettings, RemoteControl};
 use tokio::sync::watch;
 
 use crate::data_plane::ProxyDataPlane;
+use crate::node_discovery::{container_dns_server, start_dns, NodeAddresses};
 use crate::server::{instance_id, make_runtime, TaskDnsServers};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -65,6 +70,30 @@ pub struct AgentArgs {
     /// EC2 task. It registers the attribute `berth.capacity=managed`.
     #[arg(long)]
     pub managed_capacity: bool,
+    /// Where the discovery DNS server listens (repeatable; port 0 picks a free port; the
+    /// first address is written to <data-dir>/dns.addr). Default: 127.0.0.1:53 and, with
+    /// the Docker runtime, the Docker bridge's gateway on port 53, each skipped with a
+    /// warning when it cannot be bound. `none` serves no DNS.
+    #[arg(long = "dns-listen", value_name = "ADDR")]
+    pub dns_listen: Vec<String>,
+    /// Names outside berth's namespaces: `forward` them to the resolvers of
+    /// /etc/resolv.conf, or `refuse` them.
+    #[arg(long, default_value = "forward", value_parser = ["forward", "refuse"])]
+    pub dns_fallback: String,
+    /// An address the mesh's client-alias listeners bind on (repeatable). Default:
+    /// 127.0.0.1 and, with the Docker runtime, the Docker bridge's gateway.
+    #[arg(long = "mesh-ip", value_name = "IP")]
+    pub mesh_ip: Vec<std::net::IpAddr>,
+    /// Where the mesh's inbound listener (mutual TLS from the proxies of other nodes)
+    /// binds; port 0 picks a free port. Default: --listen-ip, port 15443. Other nodes
+    /// reach it on --advertise-address when it binds every address.
+    #[arg(long, value_name = "ADDR")]
+    pub mesh_inbound_addr: Option<std::net::SocketAddr>,
+    /// Where this node's Prometheus metrics (its proxy, mesh and DNS) are served at
+    /// `/metrics`, plain HTTP; off unless given. Port 0 picks a free port, written to
+    /// <data-dir>/metrics.addr.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Runs the agent until SIGINT or SIGTERM; its tasks keep running after it stops.
@@ -80,6 +109,13 @@ pub async fn run(args: AgentArgs) -> Result<()> {
             berth_control::scheduler::MANAGED_CAPACITY_VALUE.to_string(),
         );
     }
+    // Containers reach the node on the Docker bridge's gateway: DNS and the mesh serve
+    // there too when tasks may run on Docker. Checked before anything is joined or bound.
+    let gateway = match args.runtime.as_str() {
+        "process" => None,
+        _ => berth_runtime::docker::bridge_gateway().await,
+    };
+    let node = NodeAddresses::new(&args.dns_listen, &args.mesh_ip, gateway)?;
     let token = args
         .token
         .as_deref()
@@ -110,12 +146,40 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         berth_node_link::node_api::NODE_API_ATTRIBUTE.to_string(),
         node_api_addr.to_string(),
     );
+    let registry = prometheus::Registry::new();
+    let (dns, dns_addrs) = start_dns(&node, &args.dns_fallback, &registry).await?;
+    match dns_addrs.first() {
+        Some(a) => std::fs::write(args.data_dir.join("dns.addr"), a.to_string())?,
+        None => {
+            let _ = std::fs::remove_file(args.data_dir.join("dns.addr"));
+        }
+    }
+    let proxy = berth_proxy::Proxy::new(berth_proxy::ProxyOptions {
+        bind_ip: args.listen_ip,
+        mesh_ips: node.mesh_ips.clone(),
+        registry: registry.clone(),
+    });
+    // Bound before the agent registers its address (port 0 resolved).
+    let mesh_inbound = args.mesh_inbound_addr.unwrap_or(std::net::SocketAddr::new(
+        args.listen_ip,
+        berth_control::mesh_tls::DEFAULT_MESH_INBOUND_PORT,
+    ));
+    let mesh_inbound = proxy
+        .bind_mesh_inbound(mesh_inbound)
+        .await
+        .with_context(|| {
+            format!("binding the mesh inbound listener (--mesh-inbound-addr {mesh_inbound})")
+        })?;
+    tracing::info!(addr = %mesh_inbound, "mesh inbound listening");
     let runtime = make_runtime(
         &args.runtime,
         &args.data_dir,
         &args.cluster,
         &instance,
-        TaskDnsServers::default(),
+        TaskDnsServers {
+            docker: container_dns_server(&dns_addrs, gateway),
+            process: dns_addrs.first().copied(),
+        },
     )
     .await?;
     let agent = Arc::new(
@@ -126,7 +190,10 @@ pub async fn run(args: AgentArgs) -> Result<()> {
                 cluster: args.cluster.clone(),
                 instance_id: instance.clone(),
                 address: args.advertise_address.clone(),
-                mesh_inbound: None,
+                mesh_inbound: Some(berth_agent::advertised_mesh_inbound(
+                    mesh_inbound,
+                    &args.advertise_address,
+                )),
                 resync: Duration::from_secs(2),
             },
         )
@@ -140,16 +207,16 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         node_api,
         stop_rx.clone(),
     )?;
-    let proxy = berth_proxy::Proxy::new(berth_proxy::ProxyOptions {
-        bind_ip: args.listen_ip,
-        mesh_ips: Vec::new(),
-        registry: prometheus::Registry::new(),
-    });
+    if let Some(addr) = args.metrics_addr {
+        let bound = crate::server::serve_metrics(addr, registry.clone(), stop_rx.clone()).await?;
+        std::fs::write(args.data_dir.join("metrics.addr"), bound.to_string())?;
+    }
     let node_proxy = tokio::spawn(crate::node_proxy::follow(
         remote.clone(),
         ProxyDataPlane {
             proxy: proxy.clone(),
         },
+        dns.clone(),
         stop_rx.clone(),
     ));
     let link = tokio::spawn(remote.run(stop_rx.clone()));
@@ -164,6 +231,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     let _ = agent_task.await;
     let _ = node_proxy.await;
     proxy.shutdown().await;
+    dns.shutdown().await;
     let _ = link.await;
     Ok(())
 }

@@ -144,6 +144,34 @@ fn metrics_text(registry: &prometheus::Registry) -> String {
     buf
 }
 
+/// Serves `registry` at `/metrics` on `addr` (plain HTTP) until `stop` turns true;
+/// returns the bound address.
+pub(crate) async fn serve_metrics(
+    addr: SocketAddr,
+    registry: prometheus::Registry,
+    mut stop: watch::Receiver<bool>,
+) -> Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the metrics endpoint to {addr} (--metrics-addr)"))?;
+    let bound = listener.local_addr()?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let r = registry.clone();
+            async move { metrics_text(&r) }
+        }),
+    );
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    Ok(bound)
+}
+
 /// The runtime `--runtime` asks for: `auto` is Docker when the engine answers, else local
 /// processes.
 /// `dns_server` is the node's discovery DNS server for containers (`docker`) and for

@@ -113,21 +113,33 @@ async fn a_servers_node_serves_the_load_balancers_without_nodes_and_checks_every
 #[tokio::test]
 async fn an_agents_node_serves_the_load_balancers_its_instance_is_chosen_for() {
     let db = store().await;
-    let edge = agent_node_config(&db, &arn::container_instance("default", "i-edge"))
-        .await
-        .unwrap();
+    let edge = agent_node_config(
+        &db,
+        &AgentNodesMesh::default(),
+        &arn::container_instance("default", "i-edge"),
+    )
+    .await
+    .unwrap();
     assert_eq!(names(&edge), (vec!["edge".into()], vec!["edge-app".into()]));
     assert!(edge.mesh_listeners.is_empty() && edge.mesh_tls.is_none());
-    let plain = agent_node_config(&db, &arn::container_instance("default", "i-plain"))
-        .await
-        .unwrap();
+    let plain = agent_node_config(
+        &db,
+        &AgentNodesMesh::default(),
+        &arn::container_instance("default", "i-plain"),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         plain,
         ProxyConfig::default(),
         "no load balancer chooses i-plain"
     );
-    let unknown = agent_node_config(&db, &arn::container_instance("default", "i-gone"))
-        .await
-        .unwrap();
+    let unknown = agent_node_config(
+        &db,
+        &AgentNodesMesh::default(),
+        &arn::container_instance("default", "i-gone"),
+    )
+    .await
+    .unwrap();
     assert_eq!(unknown, ProxyConfig::default());
 }
