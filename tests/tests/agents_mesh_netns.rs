@@ -238,7 +238,7 @@ async fn a_task_on_the_agent_calls_a_service_on_the_servers_node_by_its_client_a
     let target = srv[0].split_whitespace().nth(3).unwrap().to_string();
     assert_eq!(
         nodes.dig_in_namespace("127.0.0.1", &target, "A"),
-        [nodes.ns.host_ip.clone()]
+        std::slice::from_ref(&nodes.ns.host_ip)
     );
 
     // The calls crossed into the server's node over mutual TLS, presenting the agent's
