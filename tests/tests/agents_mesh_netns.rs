@@ -4,7 +4,8 @@
 //! - A client task on the agent calls a service on the server's node by its client
 //!   alias: the agent's DNS server resolves the alias to the agent's mesh listener, whose
 //!   proxy crosses to the server's node over mutual TLS, presenting the agent's node
-//!   identity to the server's inbound listener.
+//!   identity to the server's inbound listener. With the control plane gone, the agent's
+//!   DNS server keeps answering.
 //! - A client task on the server's node calls a service whose task runs on the agent:
 //!   the server's proxy reaches it through the agent's inbound listener (mutual TLS,
 //!   presenting the server's node identity).
@@ -222,7 +223,7 @@ fn inbound_connections(metrics: &str, service: &str, caller: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_on_the_agent_calls_a_service_on_the_servers_node_by_its_client_alias() -> Result<()>
 {
-    let nodes = two_nodes(Side::Agent, Side::Server).await?;
+    let mut nodes = two_nodes(Side::Agent, Side::Server).await?;
     let backend = nodes.backend_task(Side::Server).await?;
     nodes.frontend_reaches(&backend).await?;
 
@@ -259,6 +260,30 @@ async fn a_task_on_the_agent_calls_a_service_on_the_servers_node_by_its_client_a
             .lines()
             .any(|l| l.starts_with("berth_mesh_requests_total{") && !l.ends_with(" 0")),
         "{agent_metrics}"
+    );
+
+    // With the control plane gone, the agent's DNS server keeps answering what it last
+    // read.
+    nodes.server.kill_everything();
+    wait_until(
+        "the agent to find the control plane gone",
+        SETTLE,
+        || async {
+            nodes
+                .agent
+                .log()
+                .contains("the DNS server keeps answering the last ones")
+                .then_some(())
+        },
+    )
+    .await?;
+    assert_eq!(
+        nodes.dig_in_namespace("127.0.0.1", "backend", "A"),
+        ["127.0.0.1"]
+    );
+    assert_eq!(
+        nodes.dig_in_namespace("127.0.0.1", "backend.internal", "SRV"),
+        srv
     );
     Ok(())
 }

@@ -135,6 +135,18 @@ async fn an_agent_joins_registers_reads_its_tasks_and_reports_their_state() {
         "an unknown task definition is None, not an error"
     );
 
+    // The node reads the discovery records its DNS server answers.
+    let ns = berth_model::servicediscovery::Namespace {
+        name: "internal".into(),
+        description: None,
+        dns_ttl_seconds: 5,
+        arn: String::new(),
+        created_at: None,
+    };
+    c.db.put(&db::namespace_key("internal"), &ns).await.unwrap();
+    let records = remote.node_discovery_records().await.unwrap();
+    assert_eq!(records.zones, ["internal"]);
+
     // A restarted agent needs no token: it has its credentials.
     let again = RemoteControl::connect(&settings(&c, dir.path(), INSTANCE, None))
         .await
