@@ -235,3 +235,40 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     let _ = link.await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        agent: AgentArgs,
+    }
+
+    #[tokio::test]
+    async fn node_addresses_are_checked_before_anything_is_joined_or_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("agent");
+        let args = Cli::parse_from([
+            "agent",
+            "--server",
+            "https://127.0.0.1:1",
+            "--runtime",
+            "process",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--dns-listen",
+            "0.0.0.0:53",
+        ])
+        .agent;
+        let e = run(args).await.unwrap_err();
+        assert!(
+            format!("{e:#}").contains("--dns-listen 0.0.0.0:53"),
+            "{e:#}"
+        );
+        assert!(!data_dir.exists(), "nothing was written");
+    }
+}
