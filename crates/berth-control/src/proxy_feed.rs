@@ -2,7 +2,9 @@
 //! and the mesh derived from the services ([`crate::mesh`]) with its mutual TLS
 //! ([`crate::mesh_tls`]: trust, identities, inbound endpoints, callers, and each mesh
 //! target's hop), into a [`ProxyConfig`] snapshot for a [`DataPlane`], and copies what the data plane
-//! observes (target health, draining finished) back into the target records.
+//! observes (target health, draining finished) back into the target records. An agent's
+//! node gets its configuration, mesh and mutual TLS included, from [`agent_node_config`]
+//! (`agent_node`), read over the node link.
 //!
 //! What it does not do: know the proxy. It speaks the contract types of
 //! [`berth_model::dataplane`] through the [`DataPlane`] trait.
