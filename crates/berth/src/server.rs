@@ -291,6 +291,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         .with_context(|| format!("binding the API to {}", args.api_addr))?;
     let api_addr = listener.local_addr()?;
     let metrics_registry = registry.clone();
+    let data_plane_metrics = data_plane.client.metrics();
     // /metrics is added after the guard: Prometheus scrapes it unsigned.
     let app = crate::iam_server::secure(
         berth_aws::with_front_door(control.router(), control.db.clone()).merge(
@@ -305,7 +306,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         "/metrics",
         axum::routing::get(move || {
             let r = metrics_registry.clone();
-            async move { metrics_text(&r) }
+            let data_plane_metrics = data_plane_metrics.clone();
+            async move {
+                data_plane_metrics.refresh().await;
+                metrics_text(&r)
+            }
         }),
     );
     let api_tls = crate::iam_tls::server_config(&args.api_security, &args.data_dir, api_addr)?;

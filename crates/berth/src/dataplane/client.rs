@@ -7,8 +7,9 @@
 //! - `target_statuses` answers a cache that a background task keeps fresh: a long poll
 //!   returning on every status change and at least every second (request counts grow
 //!   without a change notice); `subscribe` is bumped whenever the generation moves.
-//! - The proxy's metric families are fetched every second into a collector registered
-//!   in the server's registry ([`super::metric_families::BridgedFamilies`]).
+//! - The proxy's metric families are fetched every second, and on each scrape of the
+//!   server's `/metrics` ([`MetricsBridge::refresh`]), into a collector registered in
+//!   the server's registry ([`super::metric_families::BridgedFamilies`]).
 //! - `check_certificates` runs here: same machine, same files.
 //!
 //! What it does not do: start the data plane (see `launch`), or ever end the server:
@@ -48,6 +49,32 @@ pub struct RemoteDataPlane {
     apply_patience: Duration,
     cache: RwLock<Cache>,
     changes: watch::Sender<u64>,
+    metrics: MetricsBridge,
+}
+
+/// The data plane's metric families in the server's registry.
+#[derive(Clone)]
+pub struct MetricsBridge {
+    socket: PathBuf,
+    bridged: BridgedFamilies,
+}
+
+impl MetricsBridge {
+    /// Fetches the families now (a scrape of `/metrics` sees them as they are); on
+    /// failure the last ones fetched stay.
+    pub async fn refresh(&self) {
+        let answer: Result<Vec<Family>, _> = protocol::call_json(
+            &self.socket,
+            Method::GET,
+            "/v1/metrics",
+            None,
+            REQUEST_TIMEOUT,
+        )
+        .await;
+        if let Ok(families) = answer {
+            self.bridged.set(&families);
+        }
+    }
 }
 
 struct Cache {
@@ -72,9 +99,18 @@ impl RemoteDataPlane {
         registry: &prometheus::Registry,
         apply_patience: Duration,
     ) -> anyhow::Result<Arc<RemoteDataPlane>> {
+        let bridged = BridgedFamilies::default();
+        if let Err(e) = registry.register(Box::new(bridged.clone())) {
+            tracing::warn!(error = %e, "the data plane's metrics are not in this registry");
+        }
+        let metrics = MetricsBridge {
+            socket: socket.to_path_buf(),
+            bridged,
+        };
         let dp = Arc::new(RemoteDataPlane {
             socket: socket.to_path_buf(),
             apply_patience,
+            metrics: metrics.clone(),
             cache: RwLock::new(Cache {
                 generation: None,
                 statuses: Vec::new(),
@@ -84,12 +120,9 @@ impl RemoteDataPlane {
         let first: Statuses =
             protocol::call_json(socket, Method::GET, "/v1/statuses", None, REQUEST_TIMEOUT).await?;
         dp.take(first);
-        let bridged = BridgedFamilies::default();
-        if let Err(e) = registry.register(Box::new(bridged.clone())) {
-            tracing::warn!(error = %e, "the data plane's metrics are not in this registry");
-        }
+        metrics.refresh().await;
         tokio::spawn(follow_statuses(Arc::downgrade(&dp)));
-        tokio::spawn(follow_metrics(socket.to_path_buf(), bridged));
+        tokio::spawn(follow_metrics(metrics));
         Ok(dp)
     }
 
@@ -103,6 +136,11 @@ impl RemoteDataPlane {
         if moved {
             self.changes.send_modify(|v| *v = v.wrapping_add(1));
         }
+    }
+
+    /// The data plane's metric families as the server's registry shows them.
+    pub fn metrics(&self) -> MetricsBridge {
+        self.metrics.clone()
     }
 
     fn generation(&self) -> Option<u64> {
@@ -153,16 +191,12 @@ async fn follow_statuses(dp: std::sync::Weak<RemoteDataPlane>) {
     }
 }
 
-/// Fetches the data plane's metric families into `bridged` every second, for as long
-/// as the server runs.
-async fn follow_metrics(socket: PathBuf, bridged: BridgedFamilies) {
+/// Fetches the data plane's metric families every second, for as long as the server
+/// runs.
+async fn follow_metrics(metrics: MetricsBridge) {
     loop {
-        let answer: Result<Vec<Family>, _> =
-            protocol::call_json(&socket, Method::GET, "/v1/metrics", None, REQUEST_TIMEOUT).await;
-        if let Ok(families) = answer {
-            bridged.set(&families);
-        }
         tokio::time::sleep(METRICS_EVERY).await;
+        metrics.refresh().await;
     }
 }
 
