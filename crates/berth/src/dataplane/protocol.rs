@@ -163,3 +163,35 @@ pub async fn call_json<T: serde::de::DeserializeOwned>(
 pub async fn identity(socket: &Path, timeout: Duration) -> Result<Identity, CallError> {
     call_json(socket, Method::GET, "/v1/identity", None, timeout).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_of_older_and_newer_data_planes_parse() {
+        // An older data plane: no protocol version, no statuses with an apply's answer.
+        let identity: Identity = serde_json::from_str(
+            r#"{"pid": 7, "version": "0.0.9", "meshInbound": "127.0.0.1:15443",
+                "options": {"listenIp": "0.0.0.0", "meshInboundAddr": "0.0.0.0:15443"}}"#,
+        )
+        .unwrap();
+        assert_eq!(identity.protocol, 0);
+        assert!(identity.options.mesh_ips.is_empty());
+        let applied: Applied = serde_json::from_str(r#"{"bound": {}}"#).unwrap();
+        assert_eq!(applied.statuses, None);
+        // A newer one: fields this version does not know are ignored.
+        let identity: Identity = serde_json::from_str(
+            r#"{"protocol": 2, "pid": 7, "version": "9.0.0", "meshInbound": "127.0.0.1:1",
+                "options": {"listenIp": "127.0.0.1", "meshIps": [], "meshInboundAddr": "127.0.0.1:0",
+                            "somethingNew": true},
+                "handover": {"socket": "x"}}"#,
+        )
+        .unwrap();
+        assert_eq!(identity.protocol, 2);
+        let statuses: Statuses =
+            serde_json::from_str(r#"{"generation": 3, "statuses": [], "draining": false}"#)
+                .unwrap();
+        assert_eq!(statuses.generation, 3);
+    }
+}
