@@ -9,9 +9,11 @@
 //! - [`prometheus`]: a real Prometheus child process scraping a server, for tests of
 //!   customized metrics given as PromQL.
 //!
-//! Every task process a test server starts inherits `BERTH_DATA_DIR`, and every
-//! container carries the server's instance id, so [`Server::kill_everything`] (run on
-//! drop) finds and removes them even after the server itself was killed.
+//! Every task process a test server starts inherits `BERTH_DATA_DIR`, and so does its
+//! data plane process (marked `BERTH_DATA_PLANE=1`, which [`Server::task_processes`]
+//! leaves out); every container carries the server's instance id. So
+//! [`Server::kill_everything`] (run on drop) finds and removes them even after the
+//! server itself was killed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -147,9 +149,21 @@ impl Server {
         runtime: &str,
         extra: &[String],
     ) -> Result<Server> {
+        Server::launch_program(&bin("berth"), data_dir, apply, runtime, extra).await
+    }
+
+    /// [`Server::launch_guarded`] running the berth executable at `program` (a copy of
+    /// the built one, say).
+    pub async fn launch_program(
+        program: &Path,
+        data_dir: &Path,
+        apply: Option<&Path>,
+        runtime: &str,
+        extra: &[String],
+    ) -> Result<Server> {
         let addr_file = data_dir.join("api.addr");
         let _ = std::fs::remove_file(&addr_file);
-        let mut cmd = Command::new(bin("berth"));
+        let mut cmd = Command::new(program);
         cmd.arg("server")
             .args(["--api-addr", "127.0.0.1:0", "--listen-ip", "127.0.0.1"])
             .args(["--runtime", runtime])
@@ -384,9 +398,19 @@ impl Server {
     }
 
     /// Pids of every process started under this server's data dir (tasks and shims),
-    /// the server itself excluded.
+    /// the server itself and its data plane excluded.
     pub fn task_processes(&self) -> Vec<i32> {
         processes_of_data_dir(&self.data_dir, self.child.as_ref().map(|c| c.id() as i32))
+            .into_iter()
+            .filter(|pid| !is_data_plane(*pid))
+            .collect()
+    }
+
+    /// The pid of the data plane process serving this server's data dir, if one runs.
+    pub fn data_plane_pid(&self) -> Option<i32> {
+        processes_of_data_dir(&self.data_dir, None)
+            .into_iter()
+            .find(|pid| is_data_plane(*pid))
     }
 
     /// Kills the server and every process and container it started.
@@ -406,7 +430,8 @@ impl Server {
                 .args(&containers)
                 .output();
         }
-        for pid in self.task_processes() {
+        // The tasks, their shims and the data plane.
+        for pid in processes_of_data_dir(&self.data_dir, None) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
@@ -447,6 +472,14 @@ pub fn processes_of_data_dir(data_dir: &Path, except: Option<i32>) -> Vec<i32> {
         }
     }
     out
+}
+
+/// Whether `pid` is a data plane process (`berth dataplane` runs with
+/// `BERTH_DATA_PLANE=1`).
+pub fn is_data_plane(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .map(|env| env.split(|b| *b == 0).any(|kv| kv == b"BERTH_DATA_PLANE=1"))
+        .unwrap_or(false)
 }
 
 impl Drop for Server {

@@ -11,6 +11,8 @@
 //! - `store_choice`: `--store` (redb or etcd) and, on etcd, running the reconcilers
 //!   only while this server is the elected leader.
 //! - `data_plane`: the proxy behind the control plane's `DataPlane` seam.
+//! - `dataplane`: `berth dataplane`, the node's proxy in a process that outlives the
+//!   server, and the server's client of it.
 //! - `agent_command`: `berth agent`, this machine as a container instance of a remote
 //!   control plane, over the node link.
 //! - `node_link_server`: `berth server --node-listen`, where remote agents connect.
@@ -36,6 +38,7 @@ mod agent_link;
 mod autoscaling_commands;
 mod client;
 mod data_plane;
+mod dataplane;
 mod down_command;
 mod exec_command;
 mod iam_commands;
@@ -194,6 +197,10 @@ enum Command {
         #[command(subcommand)]
         command: ImageCommand,
     },
+    /// The node's data plane (load balancer and mesh listeners, health checks), started
+    /// by `berth server` and outliving it.
+    #[command(hide = true)]
+    Dataplane(dataplane::process::DataPlaneArgs),
     /// Supervises one task process (used by the process runtime).
     #[command(hide = true)]
     Shim {
@@ -294,7 +301,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let json = cli.output == "json";
     let c = client::Client::new(&cli.endpoint);
     let c = match cli.command {
-        Command::Server(_) | Command::Agent(_) => c,
+        Command::Server(_) | Command::Agent(_) | Command::Dataplane(_) => c,
         _ => c
             .with_credentials(iam_credentials::resolve(cli.credentials.as_deref())?)
             .with_tls_roots(cli.ca_cert.as_deref())?,
@@ -302,6 +309,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => server::run(args).await,
         Command::Agent(args) => agent_command::run(args).await,
+        Command::Dataplane(args) => dataplane::process::run(args).await,
         Command::Apply { file, dry_run } => client::apply(&c, &file, dry_run, json).await,
         Command::Validate { file } => {
             let stack = client::read_stack(&file)?;

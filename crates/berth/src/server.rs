@@ -1,6 +1,7 @@
-//! `berth server`: the control plane, a local agent, the proxy and the discovery DNS
-//! server in one process, with the embedded store under `--data-dir` or, shared with
-//! other servers, on etcd (`store_choice`).
+//! `berth server`: the control plane, a local agent and the discovery DNS server in one
+//! process, with the embedded store under `--data-dir` or, shared with other servers, on
+//! etcd (`store_choice`); the node's proxy runs beside it in `berth dataplane`
+//! (`dataplane`), which it starts or finds running and which outlives it.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -11,12 +12,10 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use berth_agent::{Agent, AgentConfig, TaskQueries};
 use berth_control::{ControlPlane, Db};
-use berth_proxy::{Proxy, ProxyOptions};
 use berth_runtime::DynRuntime;
 use tokio::sync::watch;
 
 use crate::agent_link::{LocalAgentApi, LocalTaskNodes};
-use crate::data_plane::ProxyDataPlane;
 use crate::node_discovery::{container_dns_server, start_dns, NodeAddresses};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -248,11 +247,6 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     };
     let node = NodeAddresses::new(&args.dns_listen, &args.mesh_ip, gateway)?;
     let (dns, dns_addrs) = start_dns(&node, &args.dns_fallback, &registry).await?;
-    let proxy = Proxy::new(ProxyOptions {
-        bind_ip: args.listen_ip,
-        mesh_ips: node.mesh_ips.clone(),
-        registry: registry.clone(),
-    });
     let instance = instance_id(&args.data_dir)?;
     let local_instance_arn = berth_model::arn::container_instance(&args.cluster, &instance);
     // The mesh inbound listener, bound before the agent advertises its address (port 0
@@ -261,12 +255,18 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         args.listen_ip,
         berth_control::mesh_tls::DEFAULT_MESH_INBOUND_PORT,
     ));
-    let mesh_inbound = proxy
-        .bind_mesh_inbound(mesh_inbound)
-        .await
-        .with_context(|| {
-            format!("binding the mesh inbound listener (--mesh-inbound-addr {mesh_inbound})")
-        })?;
+    // The node's data plane runs in a process of its own and outlives this server.
+    let data_plane = crate::dataplane::launch::start(
+        &args.data_dir,
+        &crate::dataplane::DataPlaneOptions {
+            listen_ip: args.listen_ip,
+            mesh_ips: node.mesh_ips.clone(),
+            mesh_inbound_addr: mesh_inbound,
+        },
+        &registry,
+    )
+    .await?;
+    let mesh_inbound = data_plane.identity.mesh_inbound;
     tracing::info!(addr = %mesh_inbound, "mesh inbound listening");
     let task_dns = TaskDnsServers {
         docker: container_dns_server(&dns_addrs, gateway),
@@ -293,9 +293,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let remote_nodes: Arc<std::sync::OnceLock<Arc<dyn berth_control::TaskNodes>>> = Arc::default();
     let control = ControlPlane::new(
         db,
-        Arc::new(ProxyDataPlane {
-            proxy: proxy.clone(),
-        }),
+        data_plane.client.clone(),
         Arc::new(LocalTaskNodes {
             queries: TaskQueries::new(runtime.clone()),
             instance_arn: berth_model::arn::container_instance(&args.cluster, &instance),
@@ -321,6 +319,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         .with_context(|| format!("binding the API to {}", args.api_addr))?;
     let api_addr = listener.local_addr()?;
     let metrics_registry = registry.clone();
+    let data_plane_metrics = data_plane.client.metrics();
     // /metrics is added after the guard: Prometheus scrapes it unsigned.
     let app = crate::iam_server::secure(
         berth_aws::with_front_door(control.router(), control.db.clone()).merge(
@@ -335,7 +334,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         "/metrics",
         axum::routing::get(move || {
             let r = metrics_registry.clone();
-            async move { metrics_text(&r) }
+            let data_plane_metrics = data_plane_metrics.clone();
+            async move {
+                data_plane_metrics.refresh().await;
+                metrics_text(&r)
+            }
         }),
     );
     let api_tls = crate::iam_tls::server_config(&args.api_security, &args.data_dir, api_addr)?;
@@ -412,19 +415,26 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     println!("berth api listening on {api_scheme}://{api_addr}");
 
     wait_for_signal().await;
-    say_what_keeps_running(&control.db, &local_instance_arn).await;
+    let tasks_keep_running = say_what_keeps_running(&control.db, &local_instance_arn).await;
     let _ = stop_tx.send(true);
     let _ = reconcilers.await;
     let _ = agent_task.await;
-    proxy.shutdown().await;
+    if tasks_keep_running {
+        tracing::info!(
+            pid = data_plane.identity.pid,
+            "the data plane keeps serving this node's load balancers and mesh for the tasks that keep running; to stop everything, run `berth down`, then stop the server"
+        );
+    } else if let Err(e) = data_plane.stop().await {
+        tracing::warn!(error = %e, "stopping the data plane");
+    }
     dns.shutdown().await;
     let _ = api.await;
     Ok(())
 }
 
 /// Says which of this node's tasks keep running after the server stops, and how to stop
-/// them.
-async fn say_what_keeps_running(db: &Db, instance_arn: &str) {
+/// them; answers whether any does.
+async fn say_what_keeps_running(db: &Db, instance_arn: &str) -> bool {
     let running: Vec<String> = db
         .tasks(None)
         .await
@@ -439,13 +449,14 @@ async fn say_what_keeps_running(db: &Db, instance_arn: &str) {
         .collect();
     if running.is_empty() {
         tracing::info!("shutting down; no task runs on this node");
-        return;
+        return false;
     }
     tracing::info!(
         tasks = %running.join(" "),
         "shutting down; {} task(s) keep running on this node and are adopted when berth server starts again; to stop them, run `berth down` before stopping the server",
         running.len()
     );
+    true
 }
 
 pub(crate) async fn wait_for_signal() {

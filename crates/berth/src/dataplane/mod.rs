@@ -1,0 +1,152 @@
+//! The node's data plane as a process of its own: `berth dataplane` hosts the proxy
+//! (load balancer listeners, mesh listeners, the mesh inbound listener and the health
+//! checks) and keeps serving its last configuration while `berth server` is stopped,
+//! restarted, killed or replaced by a new binary.
+//!
+//! - `process`: `berth dataplane` itself, answering on `<data-dir>/dataplane.sock`.
+//! - `protocol`: what crosses the socket (JSON over HTTP/1.1), and the socket client.
+//! - `client`: the server's side, [`client::RemoteDataPlane`], control's `DataPlane`
+//!   served by that process.
+//! - `launch`: finding the data plane of a data dir, or starting one (and replacing one
+//!   started with other options).
+//! - `metric_families`: the proxy's metric families carried over the socket and
+//!   collected into the server's registry.
+//!
+//! What it does not do: serve the discovery DNS (the server keeps it), or run on
+//! `berth agent` nodes (their proxy stays in the agent's process).
+
+pub mod client;
+pub mod launch;
+pub mod metric_families;
+pub mod process;
+pub mod protocol;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The environment variable marking the data plane process (so tools counting a data
+/// dir's task processes can leave it out).
+pub const DATA_PLANE_ENV: &str = "BERTH_DATA_PLANE";
+
+/// Where a data dir's data plane answers, writes its pid, holds its lock and logs.
+#[derive(Debug, Clone)]
+pub struct DataPlanePaths {
+    pub socket: PathBuf,
+    pub pid: PathBuf,
+    pub lock: PathBuf,
+    pub log: PathBuf,
+}
+
+impl DataPlanePaths {
+    pub fn of(data_dir: &Path) -> DataPlanePaths {
+        DataPlanePaths {
+            socket: data_dir.join("dataplane.sock"),
+            pid: data_dir.join("dataplane.pid"),
+            lock: data_dir.join("dataplane.lock"),
+            log: data_dir.join("dataplane.log"),
+        }
+    }
+}
+
+/// The options a data plane is started with. A server finding one started with other
+/// options replaces it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[serde(rename_all = "camelCase")]
+pub struct DataPlaneOptions {
+    /// IP the load balancer listeners bind to.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub listen_ip: IpAddr,
+    /// An address the mesh's client-alias listeners bind on (repeatable).
+    #[arg(long = "mesh-ip", value_name = "IP")]
+    #[serde(default)]
+    pub mesh_ips: Vec<IpAddr>,
+    /// Where the mesh's inbound listener binds (port 0: a free port).
+    #[arg(long, value_name = "ADDR")]
+    pub mesh_inbound_addr: SocketAddr,
+}
+
+impl DataPlaneOptions {
+    /// The command line arguments giving these options.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = vec!["--listen-ip".to_string(), self.listen_ip.to_string()];
+        for ip in &self.mesh_ips {
+            args.push("--mesh-ip".into());
+            args.push(ip.to_string());
+        }
+        args.push("--mesh-inbound-addr".into());
+        args.push(self.mesh_inbound_addr.to_string());
+        args
+    }
+
+    /// What differs from `other`, in words (empty when nothing does).
+    pub fn differences(&self, other: &DataPlaneOptions) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.listen_ip != other.listen_ip {
+            out.push(format!(
+                "--listen-ip {} instead of {}",
+                self.listen_ip, other.listen_ip
+            ));
+        }
+        if self.mesh_ips != other.mesh_ips {
+            out.push(format!(
+                "mesh addresses {:?} instead of {:?}",
+                self.mesh_ips, other.mesh_ips
+            ));
+        }
+        if self.mesh_inbound_addr != other.mesh_inbound_addr {
+            out.push(format!(
+                "--mesh-inbound-addr {} instead of {}",
+                self.mesh_inbound_addr, other.mesh_inbound_addr
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> DataPlaneOptions {
+        DataPlaneOptions {
+            listen_ip: "127.0.0.1".parse().unwrap(),
+            mesh_ips: vec!["127.0.0.1".parse().unwrap(), "172.17.0.1".parse().unwrap()],
+            mesh_inbound_addr: "127.0.0.1:0".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn options_round_trip_through_the_command_line() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            options: DataPlaneOptions,
+        }
+        let args = options().to_args();
+        let parsed = <Cli as clap::Parser>::try_parse_from(
+            std::iter::once("dataplane".to_string()).chain(args),
+        )
+        .unwrap();
+        assert_eq!(parsed.options, options());
+    }
+
+    #[test]
+    fn differences_name_each_option_that_changed() {
+        assert!(options().differences(&options()).is_empty());
+        let mut other = options();
+        other.listen_ip = "0.0.0.0".parse().unwrap();
+        other.mesh_inbound_addr = "127.0.0.1:15443".parse().unwrap();
+        let d = other.differences(&options());
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(
+            d[0].contains("--listen-ip 0.0.0.0 instead of 127.0.0.1"),
+            "{d:?}"
+        );
+        assert!(
+            d[1].contains("--mesh-inbound-addr 127.0.0.1:15443"),
+            "{d:?}"
+        );
+    }
+}
