@@ -191,8 +191,8 @@ async fn ecs_getting_started_flow_through_the_aws_cli() -> Result<()> {
         assert_eq!(t["startedBy"], forced_id.as_str(), "{t}");
     }
 
-    // Scale out.
-    aws(
+    // Scale out, with a new deployment in the same call.
+    let scaled = aws(
         ep,
         &[
             "ecs",
@@ -201,12 +201,17 @@ async fn ecs_getting_started_flow_through_the_aws_cli() -> Result<()> {
             "web",
             "--desired-count",
             "3",
+            "--force-new-deployment",
         ],
     );
+    let primary = &scaled["service"]["deployments"][0];
+    assert_ne!(primary["id"], forced_id.as_str(), "{scaled}");
+    assert_eq!(primary["desiredCount"], 3, "{scaled}");
     aws(ep, &["ecs", "wait", "services-stable", "--services", "web"]);
     let d = aws(ep, &["ecs", "describe-services", "--services", "web"]);
     assert_eq!(d["services"][0]["runningCount"], 3);
     assert_eq!(d["services"][0]["desiredCount"], 3);
+    assert_eq!(d["services"][0]["deployments"][0]["id"], primary["id"]);
 
     // Pages of two.
     let page = aws(

@@ -35,6 +35,7 @@ async fn a_forced_deployment_replaces_every_task_without_a_failed_request() -> R
 
     let addr = server.listener_addr("web").await?;
     let load = Load::start(&addr, 4);
+    let started = std::time::Instant::now();
     let out = server.cli(&["redeploy", "whoami"]);
     assert!(
         out.status.success(),
@@ -70,7 +71,12 @@ async fn a_forced_deployment_replaces_every_task_without_a_failed_request() -> R
     .await
     .map_err(|e| anyhow::anyhow!("{e}\nserver log:\n{}", server.log()))?;
     server.wait_healthy("whoami", "whoami", 3, SETTLE).await?;
+    let took = started.elapsed();
     let report = load.finish().await;
+    eprintln!(
+        "forced deployment of 3 tasks completed in {took:?}; load: {} ok, {} failed",
+        report.ok, report.failed
+    );
     assert_eq!(
         report.failed, 0,
         "no request failed during the forced deployment: {:?}",
