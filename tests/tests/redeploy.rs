@@ -3,7 +3,8 @@
 //! load through its listener, then `berth redeploy whoami`. Every task is replaced by a
 //! task of the new deployment (same task definition, new ids), no request fails, and the
 //! service returns to steady state with the new PRIMARY deployment COMPLETED. Forcing a
-//! deployment of a missing service is refused and changes nothing.
+//! deployment of a missing service, or with a body naming members, is refused and
+//! changes nothing.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -141,9 +142,26 @@ async fn a_forced_deployment_replaces_every_task_without_a_failed_request() -> R
     let out = server.cli(&["redeploy", "nope"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ServiceNotFoundException"), "{err}");
+    // A body with members: refused, naming the member; nothing changes.
+    let api = std::fs::read_to_string(server.data_dir.join("api.addr"))?;
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/clusters/default/services/whoami/deployments",
+            api.trim()
+        ))
+        .json(&serde_json::json!({"taskDefinition": "whoami:1"}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await?;
+    assert_eq!(v["__type"], "InvalidParameterException");
     assert!(
-        err.contains("ServiceNotFoundException") || err.contains("nope"),
-        "{err}"
+        v["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("taskDefinition: a forced deployment takes no members"),
+        "{v}"
     );
     let after = server.get("/v1/clusters/default/services/whoami").await?;
     assert_eq!(after["deployments"], service["deployments"]);

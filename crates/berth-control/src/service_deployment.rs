@@ -20,7 +20,6 @@ use axum::extract::{Path, State};
 use axum::Json;
 use berth_model::ecs::Service;
 use berth_model::time;
-use serde::Deserialize;
 
 use crate::api_state::ApiState;
 use crate::db::{self, Db};
@@ -28,10 +27,19 @@ use crate::error::{ApiError, ControlError};
 use crate::json_body::parse_body;
 use crate::services::deployments;
 
-/// The request body: no member yet (an empty body is the same).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ForceBody {}
+/// Checks the request body: empty, or a JSON object without members.
+fn check_body(body: &[u8]) -> Result<(), ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    let members: serde_json::Map<String, serde_json::Value> = parse_body(body)?;
+    match members.keys().next() {
+        None => Ok(()),
+        Some(k) => Err(ApiError::invalid(format!(
+            "{k}: a forced deployment takes no members (send an empty body or {{}}); change the service with PUT first"
+        ))),
+    }
+}
 
 /// `POST /v1/clusters/{cluster}/services/{name}/deployments`: the service after a new
 /// deployment was forced.
@@ -40,9 +48,7 @@ pub async fn force_new_deployment(
     Path((cluster, name)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<Service>, ApiError> {
-    if !body.iter().all(u8::is_ascii_whitespace) {
-        let _: ForceBody = parse_body(&body)?;
-    }
+    check_body(&body)?;
     Ok(Json(force(&s.db, &cluster, &name).await?))
 }
 
@@ -156,6 +162,22 @@ mod tests {
             .unwrap()
             .value;
         assert_eq!(stored.deployments, svc.deployments);
+    }
+
+    #[test]
+    fn the_body_is_empty_or_an_object_without_members() {
+        assert!(check_body(b"").is_ok());
+        assert!(check_body(b" {} ").is_ok());
+        let err = check_body(br#"{"taskDefinition": "web:2"}"#).unwrap_err();
+        assert_eq!(err.code, "InvalidParameterException");
+        assert!(
+            err.message
+                .starts_with("taskDefinition: a forced deployment takes no members"),
+            "{}",
+            err.message
+        );
+        let err = check_body(b"[1]").unwrap_err();
+        assert!(err.message.starts_with("request body:"), "{}", err.message);
     }
 
     #[tokio::test]
