@@ -7,7 +7,7 @@
 //! 1. tasks the load balancer (or their container health check) finds unhealthy past the
 //!    grace period are replaced;
 //! 2. a deployment that lost too many tasks trips the circuit breaker (and the pass ends);
-//! 3. surplus tasks of the current definition are stopped, the healthy and newest kept;
+//! 3. surplus tasks of the current deployment are stopped, the healthy and newest kept;
 //! 4. tasks of the current deployment are started up to `desiredCount`, within
 //!    `maximumPercent` (rounded down) of it counting every task not yet STOPPED, unless
 //!    the deployment failed or recent tasks never started (throttle);
@@ -148,16 +148,16 @@ pub fn plan_service(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> String) -
 
     let wanted = pass.wanted(&deployment_id);
 
-    // 3. Scale in surplus tasks of the current definition.
+    // 3. Scale in surplus tasks of the current deployment.
     let mut stopped_now = pass.scale_in_surplus(&wanted.current, &mut plan);
 
-    // 4. Start tasks of the current definition. A deployment the circuit breaker
+    // 4. Start tasks of the current deployment. A deployment the circuit breaker
     // failed (without rollback) starts nothing more.
     if !pass.deleting && !rollout_failed {
         pass.start_missing(wanted.current.len(), &deployment_id, &mut plan, new_id);
     }
 
-    // 5. Stop old-definition tasks and tasks on draining instances while enough
+    // 5. Stop older deployments' tasks and tasks on draining instances while enough
     // healthy ones remain.
     stopped_now += pass.stop_replaced(&wanted, &mut plan);
 
@@ -396,7 +396,7 @@ impl<'a> Pass<'a> {
         ))
     }
 
-    /// Stops tasks of the current definition beyond `desired`, keeping the healthy
+    /// Stops tasks of the current deployment beyond `desired`, keeping the healthy
     /// ones, newest first. Returns how many.
     fn scale_in_surplus(&self, new: &[&Task], plan: &mut ServicePlan) -> usize {
         if new.len() <= self.desired {
@@ -413,7 +413,7 @@ impl<'a> Pass<'a> {
         plan.scale_in(self.svc, &victims)
     }
 
-    /// Starts tasks of the current definition up to `desired`, within maximumPercent
+    /// Starts tasks of the current deployment up to `desired`, within maximumPercent
     /// (counting every task not yet STOPPED), unless recent starts failed.
     fn start_missing(
         &self,
