@@ -1,6 +1,7 @@
 //! End-to-end tests of the AWS front door through the real AWS CLI (botocore) against
 //! the real `berth` binary: ECS's getting-started flow (clusters, task definitions,
-//! services with waiters, deployments, scaling, tasks, container instances), bad input
+//! services with waiters, deployments (a new task definition and a forced new
+//! deployment), scaling, tasks, container instances), bad input
 //! answered with AWS's error codes and changing nothing, one state shared with berth's
 //! own API and CLI. ELBv2's flow is in `aws_elbv2_cli.rs`.
 //!
@@ -150,8 +151,8 @@ async fn ecs_getting_started_flow_through_the_aws_cli() -> Result<()> {
             .ends_with("whoami:2"));
     }
 
-    // A forced deployment of the same definition is refused, saying why.
-    let forced = aws_fails(
+    // A forced deployment of the same definition replaces every task.
+    let forced = aws(
         ep,
         &[
             "ecs",
@@ -161,10 +162,37 @@ async fn ecs_getting_started_flow_through_the_aws_cli() -> Result<()> {
             "--force-new-deployment",
         ],
     );
-    assert!(forced.contains("UnsupportedFeatureException"), "{forced}");
+    let deployments = forced["service"]["deployments"].as_array().unwrap();
+    assert_eq!(deployments.len(), 2, "{forced}");
+    assert_eq!(deployments[0]["status"], "PRIMARY");
+    assert_eq!(deployments[0]["rolloutState"], "IN_PROGRESS");
+    assert!(deployments[0]["taskDefinition"]
+        .as_str()
+        .unwrap()
+        .ends_with("whoami:2"));
+    assert_eq!(deployments[1]["status"], "ACTIVE");
+    let forced_id = deployments[0]["id"].as_str().unwrap().to_string();
+    aws(ep, &["ecs", "wait", "services-stable", "--services", "web"]);
+    let d = aws(ep, &["ecs", "describe-services", "--services", "web"]);
+    let after = &d["services"][0]["deployments"];
+    assert_eq!(after.as_array().map(Vec::len), Some(1), "{d}");
+    assert_eq!(after[0]["id"], forced_id.as_str());
+    assert_eq!(after[0]["rolloutState"], "COMPLETED");
+    let tasks = aws(ep, &["ecs", "list-tasks", "--service-name", "web"]);
+    let replaced = arns(&tasks, "taskArns");
+    assert_eq!(replaced.len(), 2, "{tasks}");
+    assert!(
+        replaced.iter().all(|t| !task_arns.contains(t)),
+        "every task replaced: {task_arns:?} then {replaced:?}"
+    );
+    let mut args = vec!["ecs", "describe-tasks", "--tasks"];
+    args.extend(replaced.iter().map(String::as_str));
+    for t in aws(ep, &args)["tasks"].as_array().unwrap() {
+        assert_eq!(t["startedBy"], forced_id.as_str(), "{t}");
+    }
 
-    // Scale out.
-    aws(
+    // Scale out, with a new deployment in the same call.
+    let scaled = aws(
         ep,
         &[
             "ecs",
@@ -173,12 +201,17 @@ async fn ecs_getting_started_flow_through_the_aws_cli() -> Result<()> {
             "web",
             "--desired-count",
             "3",
+            "--force-new-deployment",
         ],
     );
+    let primary = &scaled["service"]["deployments"][0];
+    assert_ne!(primary["id"], forced_id.as_str(), "{scaled}");
+    assert_eq!(primary["desiredCount"], 3, "{scaled}");
     aws(ep, &["ecs", "wait", "services-stable", "--services", "web"]);
     let d = aws(ep, &["ecs", "describe-services", "--services", "web"]);
     assert_eq!(d["services"][0]["runningCount"], 3);
     assert_eq!(d["services"][0]["desiredCount"], 3);
+    assert_eq!(d["services"][0]["deployments"][0]["id"], primary["id"]);
 
     // Pages of two.
     let page = aws(

@@ -2,14 +2,15 @@
 //! `tests/common/webdriver.rs`) against a real `berth server` running the quickstart:
 //! the services page lists `whoami` 3/3; scaling it to 5 from the service page brings 5
 //! healthy targets onto the target group page; stopping a task from the page shows the
-//! replacement and its event; a bad stack file shows the field error next to the
+//! replacement and its event; "Force new deployment" shows the new PRIMARY deployment
+//! and its completion; a bad stack file shows the field error next to the
 //! editor. Nothing is reloaded: a marker set in the page at the start must still be
 //! there at the end, so every change arrived through the change stream.
 //!
 //! With authentication on (berth's default) the console signs in: the admin signs in
 //! with the admin credentials file's key, scales from the service page and sees the
 //! targets come up; a user allowed only to describe and list signs in and sees no action
-//! button; a wrong secret is refused on the form with a message.
+//! button (no "Force new deployment" either, and the API refuses it); a wrong secret is refused on the form with a message.
 //!
 //! With `BERTH_CONSOLE_SCREENSHOTS=1` the screenshots of the main pages are written to
 //! docs/console/ (the README shows two of them); otherwise to a temporary directory.
@@ -348,6 +349,38 @@ async fn the_console_shows_scales_and_replaces_the_quickstart_live() -> Result<(
             json!([]),
         )
         .await?;
+
+    // Force a new deployment: it shows as the PRIMARY deployment and completes, live.
+    let before = server.get("/v1/clusters/default/services/whoami").await?;
+    let old_primary = before["deployments"][0]["id"].clone();
+    browser.click_css("#force-new-deployment").await?;
+    browser
+        .wait_for(
+            "the forced deployment notice",
+            PAGE,
+            "const e = document.querySelector('#notice'); return e && e.textContent === arguments[0] ? e.textContent : null;",
+            json!(["Started a new deployment of whoami"]),
+        )
+        .await?;
+    let forced = browser
+        .wait_for(
+            "the forced deployment on the page",
+            PAGE,
+            "const r = [...document.querySelectorAll('#deployments tr[data-deployment]')].find(r => r.dataset.deployment !== arguments[0] && r.textContent.includes('PRIMARY') && r.textContent.includes('whoami:1')); return r ? r.dataset.deployment : null;",
+            json!([old_primary]),
+        )
+        .await?;
+    let stored = server.get("/v1/clusters/default/services/whoami").await?;
+    assert_eq!(stored["deployments"][0]["id"], forced, "{stored}");
+    browser
+        .wait_for(
+            "the forced deployment to complete on the page",
+            SETTLE,
+            "const rows = [...document.querySelectorAll('#deployments tr[data-deployment]')]; return rows.length === 1 && rows[0].dataset.deployment === arguments[0] && rows[0].textContent.includes('COMPLETED');",
+            json!([forced]),
+        )
+        .await?;
+    not_reloaded(&browser).await?;
 
     // The other main pages render what the API has.
     for (hash, css, name) in [
@@ -693,6 +726,26 @@ async fn with_authentication_on_the_console_signs_in_and_shows_what_policies_all
         )
         .await?;
     assert_eq!(shown, json!([]), "no action control is shown to the reader");
+    let redeploy_hidden = browser
+        .script(
+            "const e = document.getElementById('force-new-deployment'); return e !== null && (e.hidden || e.offsetParent === null);",
+            json!([]),
+        )
+        .await?;
+    assert_eq!(
+        redeploy_hidden, true,
+        "the reader has no Force new deployment button"
+    );
+    let forged_redeploy = browser
+        .script(
+            "return fetch('/v1/clusters/default/services/whoami/deployments', {method: 'POST', headers: {'x-berth-console': '1', 'content-type': 'application/json'}, body: '{}'}).then(r => r.status);",
+            json!([]),
+        )
+        .await?;
+    assert_eq!(
+        forged_redeploy, 403,
+        "the API refuses the reader's redeploy"
+    );
     let whoami = browser
         .script("return fetch('/v1/whoami').then(r => r.json());", json!([]))
         .await?;

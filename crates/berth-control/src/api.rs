@@ -6,6 +6,7 @@
 //! | `GET/POST /v1/clusters`, `GET/DELETE /v1/clusters/{name}` | clusters |
 //! | `GET/POST /v1/task-definitions`, `GET/DELETE /v1/task-definitions/{family[:rev]}` | task definitions (DELETE deregisters) |
 //! | `GET /v1/services[?cluster=]`, `GET/PUT/DELETE /v1/clusters/{c}/services/{name}` | services |
+//! | `POST /v1/clusters/{c}/services/{name}/deployments` | force a new deployment (empty body or `{}`): see [`crate::service_deployment`] |
 //! | `GET /v1/tasks[?cluster=&service=&desiredStatus=]`, `GET /v1/clusters/{c}/tasks/{id}` | tasks |
 //! | `POST /v1/clusters/{c}/tasks/{id}/stop` | stop a task (`{"reason": ...}`) |
 //! | `GET /v1/clusters/{c}/tasks/{id}/logs[?container=&follow=true]` | a task's output |
@@ -64,6 +65,10 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/v1/clusters/{cluster}/services/{name}",
             get(get_service).put(put_service).delete(delete_service),
+        )
+        .route(
+            "/v1/clusters/{cluster}/services/{name}/deployments",
+            post(crate::service_deployment::force_new_deployment),
         )
         .route("/v1/tasks", get(list_tasks))
         .route("/v1/clusters/{cluster}/tasks/{id}", get(get_task))

@@ -162,6 +162,9 @@ pub fn native_needs(method: &str, path: &str, body: &[u8]) -> Vec<Need> {
                 ],
             }
         }
+        ["v1", "clusters", c, "services", s, "deployments"] => {
+            vec![need("ecs:UpdateService", arn::service(c, s))]
+        }
         ["v1", "tasks"] => vec![any("ecs:ListTasks")],
         ["v1", "clusters", c, "tasks", t] => vec![need("ecs:DescribeTasks", arn::task(c, t))],
         ["v1", "clusters", c, "tasks", t, "stop"] => vec![need("ecs:StopTask", arn::task(c, t))],
@@ -308,6 +311,10 @@ mod tests {
                 need("ecs:CreateService", svc),
                 need("ecs:UpdateService", svc)
             ]
+        );
+        assert_eq!(
+            native_needs("POST", "/v1/clusters/default/services/web/deployments", b""),
+            vec![need("ecs:UpdateService", svc)]
         );
         assert_eq!(
             native_needs("GET", "/v1/services", b""),

@@ -34,6 +34,7 @@
 //! - [`instance_state`]: setting a container instance DRAINING or ACTIVE.
 //! - [`console_api`]: what the web console reads beside the rest of the API (the
 //!   store's changes as Server-Sent Events, whoami, stack files, metrics history).
+//! - [`service_deployment`]: forcing a new deployment of a service.
 //! - [`run_task`]: standalone tasks (ECS's RunTask), placed as a service's are.
 //! - [`external_targets`]: addresses that are not tasks in `ip` target groups.
 //! - [`task_exec`]: the exec endpoint (a command in a running task's container);
@@ -95,6 +96,7 @@ pub mod proxy_feed;
 pub mod registration;
 pub mod run_task;
 pub mod scheduler;
+pub mod service_deployment;
 pub mod service_metrics;
 pub mod services;
 pub mod task_exec;

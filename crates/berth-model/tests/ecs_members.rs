@@ -96,7 +96,7 @@ const UPDATE_SERVICE_ONLY: &[(&str, &str)] = &[
     ),
     (
         "forceNewDeployment",
-        "not taken: apply is declarative, and a service rolls out a new deployment when its task definition changes (a new revision); to roll the same definition out again, change the task definition, or `berth stop` its tasks and the service replaces them",
+        "not taken: apply is declarative, and a service rolls out a new deployment when its task definition changes (a new revision); to roll the same definition out again, `berth redeploy <service>` (UpdateService with `forceNewDeployment: true` through the AWS front door, alone or with other changes: a call that also changes the task definition starts that one deployment)",
     ),
 ];
 

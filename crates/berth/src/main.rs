@@ -22,6 +22,7 @@
 //! - `client`: the API client behind the other subcommands.
 //! - `autoscaling_commands`: `get`, `describe` and `delete` of the autoscaling kinds.
 //! - `instance_commands`: `drain` and `activate` of a container instance.
+//! - `redeploy_command`: `berth redeploy`, a forced new deployment of a service.
 //! - `image`: `berth image build-demo`.
 //! - `iam_commands`: `berth iam ...` (users, policies, access keys);
 //!   `iam_credentials`: the credentials the CLI signs its requests with;
@@ -51,6 +52,7 @@ mod local_terminal;
 mod node_discovery;
 mod node_link_server;
 mod node_proxy;
+mod redeploy_command;
 mod server;
 mod store_choice;
 mod tls_names;
@@ -151,6 +153,16 @@ enum Command {
         /// Seconds to wait for every task to stop.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
+    },
+    /// Force a new deployment of a service with its current task definition: every task
+    /// is replaced under the service's rolling rules (maximumPercent,
+    /// minimumHealthyPercent, health checks, drain first, the circuit breaker), as
+    /// UpdateService with forceNewDeployment does; e.g. to pick up a new image behind
+    /// the same tag.
+    Redeploy {
+        service: String,
+        #[arg(short = 'c', long, default_value = "default")]
+        cluster: String,
     },
     /// Set a container instance DRAINING: nothing new is placed on it, and its service
     /// tasks are replaced on other instances (replacements first, within the service's
@@ -394,6 +406,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Down { cluster, timeout } => {
             down_command::run(&c, &cluster, std::time::Duration::from_secs(timeout)).await
+        }
+        Command::Redeploy { service, cluster } => {
+            redeploy_command::run(&c, &service, &cluster, json).await
         }
         Command::Drain { instance, cluster } => {
             instance_commands::set_status(&c, &instance, &cluster, "DRAINING", json).await

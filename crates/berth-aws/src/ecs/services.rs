@@ -2,7 +2,8 @@
 //!
 //! berth's Service takes every member of ECS's CreateService under the same names, so
 //! a create hands the request on as the service, and an update sets the members it
-//! names on the stored service and applies it again.
+//! names on the stored service and applies it again; with `forceNewDeployment` it then
+//! forces a new deployment (`POST .../deployments`) unless the task definition changed.
 
 use serde_json::{json, Value};
 
@@ -87,20 +88,24 @@ pub async fn update(native: &Native, input: &Input) -> Result<Value, AwsError> {
             "Service was not ACTIVE.",
         ));
     }
-    if input.opt_bool("forceNewDeployment")? == Some(true) {
-        let new_definition = match input.opt_str("taskDefinition")? {
+    // forceNewDeployment starts a new deployment unless the same call changes the task
+    // definition, which starts one anyway.
+    let force = match input.opt_bool("forceNewDeployment")? {
+        Some(true) => match input.opt_str("taskDefinition")? {
             Some(r) => {
-                Some(super::task_definitions::get(native, &r).await?["taskDefinitionArn"].clone())
+                let new_definition =
+                    super::task_definitions::get(native, &r).await?["taskDefinitionArn"].clone();
+                let stored = svc["taskDefinition"].as_str().unwrap_or_default();
+                let old_definition = super::task_definitions::get(native, stored)
+                    .await
+                    .ok()
+                    .map(|d| d["taskDefinitionArn"].clone());
+                old_definition == Some(new_definition)
             }
-            None => None,
-        };
-        if new_definition.is_none_or(|d| d == svc["taskDefinition"]) {
-            return Err(AwsError::new(
-                "UnsupportedFeatureException",
-                "forceNewDeployment: berth starts a new deployment when the service's task definition changes; register a new revision and pass it as taskDefinition to replace the tasks",
-            ));
-        }
-    }
+            None => true,
+        },
+        _ => false,
+    };
     for (k, v) in input.members() {
         if UPDATE_ONLY.contains(&k.as_str()) || v.is_null() {
             continue;
@@ -119,10 +124,19 @@ pub async fn update(native: &Native, input: &Input) -> Result<Value, AwsError> {
         }
         svc[k] = v.clone();
     }
-    let s = native
+    let mut s = native
         .put(&path(&cluster, &name), &svc)
         .await
         .map_err(ecs_error)?;
+    if force {
+        s = native
+            .post(
+                &format!("{}/deployments", path(&cluster, &name)),
+                &json!({}),
+            )
+            .await
+            .map_err(ecs_error)?;
+    }
     Ok(json!({ "service": described(s) }))
 }
 

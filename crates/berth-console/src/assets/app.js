@@ -223,6 +223,8 @@ route(/^\/services\/([^/]+)\/([^/]+)$/, (cluster, name) => {
       svc.taskDefinition = previous;
       await api("PUT", base, svc);
     }) }, "Roll back to the previous task definition");
+  const redeploy = h("button", { id: "force-new-deployment", type: "button", "data-action": "ecs:UpdateService", onclick: () =>
+    act(`Started a new deployment of ${name}`, () => api("POST", `${base}/deployments`, {})) }, "Force new deployment");
   const summary = liveRegion("service-summary");
   const charts = liveRegion("charts");
   const deployments = liveRegion("deployments-region");
@@ -240,7 +242,7 @@ route(/^\/services\/([^/]+)\/([^/]+)$/, (cluster, name) => {
       h("dt", {}, "Task definition"), h("dd", {}, link(`#/task-definitions/${family(s.taskDefinition)}`, last(s.taskDefinition))),
       h("dt", {}, "Launch type"), h("dd", {}, s.launchType)));
     fill(deployments, table("deployments", "Deployments", ["Id", "Status", "Task definition", "Desired", "Running", "Pending", "Rollout", "Updated"],
-      (s.deployments || []).map((d) => h("tr", {},
+      (s.deployments || []).map((d) => h("tr", { "data-deployment": d.id },
         h("td", {}, d.id), h("td", {}, badge(d.status)), h("td", {}, last(d.taskDefinition)),
         h("td", {}, d.desiredCount), h("td", {}, d.runningCount), h("td", {}, d.pendingCount),
         h("td", {}, badge(d.rolloutState), d.rolloutStateReason ? h("div", { class: "reason" }, d.rolloutStateReason) : ""),
@@ -270,7 +272,7 @@ route(/^\/services\/([^/]+)\/([^/]+)$/, (cluster, name) => {
     fill(charts, chartsOf(history.points));
   };
   const node = h("div", {},
-    h("div", { class: "actions" }, scaleForm, rollback),
+    h("div", { class: "actions" }, scaleForm, rollback, redeploy),
     summary,
     section("Traffic, last hour", charts),
     section("Deployments", deployments),

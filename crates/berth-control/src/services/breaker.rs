@@ -1,10 +1,12 @@
 //! The deployment circuit breaker: counts a deployment's failed tasks and, past ECS's
-//! threshold, fails the deployment and (with `rollback`) points the service back at the
-//! last completed deployment's task definition.
+//! threshold, fails the deployment and (with `rollback`) makes the last completed
+//! deployment PRIMARY again and points the service back at its task definition.
 //!
 //! Pure: it decides from the service and tasks it is given; the executor writes.
 
-use berth_model::ecs::{Deployment, RolloutState, Service, StopCode, Task, TaskStatus};
+use berth_model::ecs::{
+    Deployment, DeploymentStatus, RolloutState, Service, StopCode, Task, TaskStatus,
+};
 use berth_model::time::Timestamp;
 
 use super::plan_output::{PlannedEvent, ServiceUpdate};
@@ -73,7 +75,7 @@ pub fn trip(
         .iter()
         .filter(|d| d.id != failed_id && d.rollout_state == RolloutState::Completed)
         .max_by(|a, b| a.created_at.total_cmp(&b.created_at))
-        .map(|d| d.task_definition.clone());
+        .map(|d| (d.id.clone(), d.task_definition.clone()));
     let mut deployments = svc.deployments.clone();
     for d in deployments.iter_mut().filter(|d| d.id == failed_id) {
         d.rollout_state = RolloutState::Failed;
@@ -87,10 +89,20 @@ pub fn trip(
     ))];
     let mut task_definition = svc.task_definition.clone();
     if rollback {
-        if let Some(td) = last_completed {
+        if let Some((id, td)) = last_completed {
             events.push(PlannedEvent::always(format!(
                 "(service {name}) rolling back to {td}."
             )));
+            // The completed deployment is PRIMARY again, so the next pass wants its
+            // tasks also when the failed one ran the same task definition (a forced
+            // deployment).
+            for d in deployments.iter_mut() {
+                if d.id == id {
+                    d.status = DeploymentStatus::Primary;
+                } else if d.status == DeploymentStatus::Primary {
+                    d.status = DeploymentStatus::Active;
+                }
+            }
             task_definition = td;
         }
     }

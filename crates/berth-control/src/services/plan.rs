@@ -7,15 +7,21 @@
 //! 1. tasks the load balancer (or their container health check) finds unhealthy past the
 //!    grace period are replaced;
 //! 2. a deployment that lost too many tasks trips the circuit breaker (and the pass ends);
-//! 3. surplus tasks of the current definition are stopped, the healthy and newest kept;
-//! 4. tasks of the current definition are started up to `desiredCount`, within
+//! 3. surplus tasks of the current deployment are stopped, the healthy and newest kept;
+//! 4. tasks of the current deployment are started up to `desiredCount`, within
 //!    `maximumPercent` (rounded down) of it counting every task not yet STOPPED, unless
 //!    the deployment failed or recent tasks never started (throttle);
-//! 5. tasks of older definitions, and tasks on DRAINING container instances (whose
+//! 5. tasks of older deployments, and tasks on DRAINING container instances (whose
 //!    replacements step 4 starts elsewhere, see [`super::draining`]), are stopped while
 //!    `minimumHealthyPercent` (rounded up) of `desiredCount` stays healthy; unhealthy
 //!    ones (a PENDING one among them) go first and always;
 //! 6. counts and deployments are recorded, with an event at steady state.
+//!
+//! A task belongs to the deployment its `startedBy` names when the service lists that
+//! deployment; otherwise (a task started before deployments were told apart this way,
+//! or by someone else) to the current deployment when it runs the current task
+//! definition, and to an older one when not. So a forced deployment, a new PRIMARY
+//! deployment of the same task definition, replaces every task like a new definition.
 
 use std::collections::BTreeMap;
 
@@ -27,7 +33,7 @@ use berth_model::elb::Target;
 use berth_model::time::Timestamp;
 
 use super::breaker;
-use super::deployments::{self, RolloutProgress};
+use super::deployments::{self, OlderTasks, RolloutProgress};
 use super::draining::{DrainingInstances, INSTANCE_DRAINING_REASON};
 use super::health::{self, TaskHealth};
 pub use super::plan_output::{PlannedEvent, ServicePlan, ServiceRecord, ServiceUpdate, TaskStop};
@@ -127,12 +133,9 @@ pub fn plan_service(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> String) -
     // 1. Replace tasks the load balancer finds unhealthy.
     pass.replace_unhealthy(&mut plan);
 
-    // 2. The deployment of the current task definition (its id marks the tasks it
-    // starts) and the circuit breaker.
-    let current = svc
-        .deployments
-        .iter()
-        .find(|d| d.task_definition == td.task_definition_arn);
+    // 2. The current deployment (its id marks the tasks it starts) and the circuit
+    // breaker.
+    let current = deployments::current(&svc.deployments, &td.task_definition_arn);
     if let Some((update, events)) = current.and_then(|d| pass.breaker_trip(d)) {
         plan.events.extend(events);
         plan.record = ServiceRecord::Update(update);
@@ -143,18 +146,18 @@ pub fn plan_service(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> String) -
         .unwrap_or_else(|| format!("ecs-svc/{}", short(new_id())));
     let rollout_failed = current.is_some_and(|d| d.rollout_state == RolloutState::Failed);
 
-    let wanted = pass.wanted();
+    let wanted = pass.wanted(&deployment_id);
 
-    // 3. Scale in surplus tasks of the current definition.
+    // 3. Scale in surplus tasks of the current deployment.
     let mut stopped_now = pass.scale_in_surplus(&wanted.current, &mut plan);
 
-    // 4. Start tasks of the current definition. A deployment the circuit breaker
+    // 4. Start tasks of the current deployment. A deployment the circuit breaker
     // failed (without rollback) starts nothing more.
     if !pass.deleting && !rollout_failed {
         pass.start_missing(wanted.current.len(), &deployment_id, &mut plan, new_id);
     }
 
-    // 5. Stop old-definition tasks and tasks on draining instances while enough
+    // 5. Stop older deployments' tasks and tasks on draining instances while enough
     // healthy ones remain.
     stopped_now += pass.stop_replaced(&wanted, &mut plan);
 
@@ -180,16 +183,16 @@ pub fn plan_service(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> String) -
 /// The service's tasks wanted RUNNING, as they stood when the pass began.
 struct WantedTasks<'a> {
     all: Vec<&'a Task>,
-    /// Those of the current task definition that stay: not on a DRAINING instance.
+    /// Those of the current deployment that stay: not on a DRAINING instance.
     current: Vec<&'a Task>,
-    /// Those of older definitions.
+    /// Those of older deployments.
     older: Vec<&'a Task>,
-    /// Those of the current task definition on a DRAINING instance: to be replaced.
+    /// Those of the current deployment on a DRAINING instance: to be replaced.
     displaced: Vec<&'a Task>,
 }
 
 impl<'a> WantedTasks<'a> {
-    /// The tasks to replace: of older definitions, then on draining instances.
+    /// The tasks to replace: of older deployments, then on draining instances.
     fn replaced(&self) -> Vec<&'a Task> {
         self.older
             .iter()
@@ -198,8 +201,8 @@ impl<'a> WantedTasks<'a> {
             .collect()
     }
 
-    /// The tasks of the current definition, wherever they stand.
-    fn of_current_definition(&self) -> Vec<&'a Task> {
+    /// The tasks of the current deployment, wherever they stand.
+    fn of_current_deployment(&self) -> Vec<&'a Task> {
         self.current
             .iter()
             .chain(self.displaced.iter())
@@ -292,7 +295,28 @@ impl<'a> Pass<'a> {
         }
     }
 
-    fn wanted(&self) -> WantedTasks<'a> {
+    /// The deployment `t` belongs to: the listed deployment its `startedBy` names, if
+    /// any.
+    fn listed_deployment_of(&self, t: &Task) -> Option<&'a str> {
+        let id = t.started_by.as_deref()?;
+        self.svc
+            .deployments
+            .iter()
+            .find(|d| d.id == id)
+            .map(|d| d.id.as_str())
+    }
+
+    /// Whether `t` is a task of the current deployment `deployment_id`: the one its
+    /// `startedBy` names, or, when that names no listed deployment, the current task
+    /// definition.
+    fn is_of_deployment(&self, t: &Task, deployment_id: &str) -> bool {
+        match self.listed_deployment_of(t) {
+            Some(id) => id == deployment_id,
+            None => t.task_definition_arn == self.td.task_definition_arn,
+        }
+    }
+
+    fn wanted(&self, deployment_id: &str) -> WantedTasks<'a> {
         let all: Vec<&Task> = self
             .tasks
             .iter()
@@ -301,7 +325,7 @@ impl<'a> Pass<'a> {
             .collect();
         let (of_current, older): (Vec<&Task>, Vec<&Task>) = all
             .iter()
-            .partition(|t| t.task_definition_arn == self.td.task_definition_arn);
+            .partition(|t| self.is_of_deployment(t, deployment_id));
         let (displaced, current) = of_current.into_iter().partition(|t| self.draining.holds(t));
         WantedTasks {
             all,
@@ -372,7 +396,7 @@ impl<'a> Pass<'a> {
         ))
     }
 
-    /// Stops tasks of the current definition beyond `desired`, keeping the healthy
+    /// Stops tasks of the current deployment beyond `desired`, keeping the healthy
     /// ones, newest first. Returns how many.
     fn scale_in_surplus(&self, new: &[&Task], plan: &mut ServicePlan) -> usize {
         if new.len() <= self.desired {
@@ -389,7 +413,7 @@ impl<'a> Pass<'a> {
         plan.scale_in(self.svc, &victims)
     }
 
-    /// Starts tasks of the current definition up to `desired`, within maximumPercent
+    /// Starts tasks of the current deployment up to `desired`, within maximumPercent
     /// (counting every task not yet STOPPED), unless recent starts failed.
     fn start_missing(
         &self,
@@ -444,7 +468,7 @@ impl<'a> Pass<'a> {
         plan.starts = placed;
     }
 
-    /// Stops tasks of older definitions and tasks on draining instances: the unhealthy
+    /// Stops tasks of older deployments and tasks on draining instances: the unhealthy
     /// ones always, healthy ones while more than minimumHealthyPercent of the wanted
     /// tasks stay healthy (not counting those this pass already stops). Returns how many.
     fn stop_replaced(&self, wanted: &WantedTasks<'_>, plan: &mut ServicePlan) -> usize {
@@ -502,16 +526,26 @@ impl<'a> Pass<'a> {
                 .filter(|t| t.last_status < TaskStatus::Running)
                 .count() as u32
         };
-        let mut older: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+        let mut older: BTreeMap<(Option<&str>, &str), (u32, u32)> = BTreeMap::new();
         for t in &wanted.older {
-            let e = older.entry(t.task_definition_arn.clone()).or_default();
+            let key = (self.listed_deployment_of(t), t.task_definition_arn.as_str());
+            let e = older.entry(key).or_default();
             if t.last_status == TaskStatus::Running {
                 e.0 += 1;
             } else {
                 e.1 += 1;
             }
         }
-        let of_current = wanted.of_current_definition();
+        let older = older
+            .into_iter()
+            .map(|((id, def), (running, pending))| OlderTasks {
+                deployment_id: id.map(str::to_string),
+                task_definition: def.to_string(),
+                running,
+                pending,
+            })
+            .collect();
+        let of_current = wanted.of_current_deployment();
         let progress = RolloutProgress {
             task_definition: &self.td.task_definition_arn,
             deployment_id,

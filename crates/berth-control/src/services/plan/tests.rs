@@ -9,6 +9,7 @@ use berth_model::ecs::{
 use berth_model::elb::{TargetHealth, TargetHealthState};
 
 mod drain;
+mod forced;
 
 const NOW: f64 = 10_000.0;
 
