@@ -18,6 +18,7 @@ use berth_model::agent::TaskStateChange;
 use berth_model::ecs::{
     instance_attributes, ContainerInstance, Resource, StopCode, Task, TaskStatus,
 };
+use berth_model::task_secrets::TaskSecrets;
 use berth_model::{arn, time};
 use berth_runtime::{DynRuntime, RuntimeError, TaskSpec, TaskState};
 use tokio::sync::watch;
@@ -398,10 +399,33 @@ async fn start_task(api: &dyn AgentApi, rt: &DynRuntime, task: &Task) -> Result<
     if proceed.is_none_or(|t| t.desired_status != TaskStatus::Running) {
         return Ok(());
     }
+    let has_secrets = td
+        .container_definitions
+        .iter()
+        .any(|c| !c.secrets.is_empty());
+    let secrets = if has_secrets {
+        match api.task_secrets(&task.task_arn).await? {
+            TaskSecrets::Resolved { variables } => variables,
+            TaskSecrets::Refused { reason } => {
+                tracing::warn!(task = %task.task_arn, %reason, "task cannot start");
+                let change = TaskStateChange::stopped(
+                    &task.task_arn,
+                    StopCode::TaskFailedToStart,
+                    reason,
+                    time::now(),
+                );
+                api.submit_task_state_change(change).await?;
+                return Ok(());
+            }
+        }
+    } else {
+        Vec::new()
+    };
     let spec = TaskSpec {
         task_arn: task.task_arn.clone(),
         cluster: task.cluster_name().to_string(),
         task_definition: td,
+        secrets,
     };
     let st = rt.start(&spec).await?;
     api.submit_task_state_change(report::running(&st, Some(time::now())))

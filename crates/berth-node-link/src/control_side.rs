@@ -4,7 +4,8 @@
 //!
 //! Every call but the join must come with a node certificate, and a node speaks only for
 //! its own container instance: it registers, lists the tasks of, streams the changes for
-//! and reports the task states of that instance alone (403 otherwise). An agent is
+//! and reports the task states of that instance alone, and reads the secret values of
+//! the tasks placed on it alone (403 otherwise). An agent is
 //! connected while it holds its change stream open; once it has held none for
 //! [`DISCONNECT_AFTER`], its instance is marked `agentConnected: false`.
 //!
@@ -210,6 +211,7 @@ fn routes(state: LinkState) -> Router {
         .route(paths::TASKS, get(assigned_tasks))
         .route(paths::PROXY_CONFIG, get(node_proxy_config))
         .route(paths::TASK_DEFINITION, get(task_definition))
+        .route(paths::TASK_SECRETS, get(task_secrets))
         .route(paths::TASK_STATE_CHANGES, post(task_state_change))
         .route(paths::CHANGES, get(changes))
         .with_state(state)
@@ -406,6 +408,44 @@ async fn task_definition(
             format!("Unable to describe task definition {}", q.task_definition),
         ),
         Err(e) => control_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TaskQuery {
+    task_arn: String,
+}
+
+/// A task's secret values, for the node it is placed on only (they travel on this
+/// mutual TLS connection and nowhere else).
+async fn task_secrets(
+    State(s): State<LinkState>,
+    Extension(peer): Extension<Peer>,
+    Query(q): Query<TaskQuery>,
+) -> Response {
+    if let Err(r) = placed_on_caller(&s, &peer, &q.task_arn).await {
+        return r;
+    }
+    match s.agents.task_secrets(&q.task_arn).await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(e) => control_error(e),
+    }
+}
+
+/// Refuses unless task `task_arn` is placed on the caller's container instance.
+async fn placed_on_caller(s: &LinkState, peer: &Peer, task_arn: &str) -> Result<(), Response> {
+    let own = caller_instance(peer).map_err(IntoResponse::into_response)?;
+    let task_cluster = arn::task_parts(task_arn)
+        .map(|(c, _)| c.to_string())
+        .unwrap_or_default();
+    let Some(own) = own.instance_in(&task_cluster) else {
+        return Err(not_yours(task_arn));
+    };
+    match s.agents.assigned_tasks(&own).await {
+        Ok(tasks) if tasks.iter().any(|t| t.task_arn == task_arn) => Ok(()),
+        Ok(_) => Err(not_yours(task_arn)),
+        Err(e) => Err(control_error(e)),
     }
 }
 

@@ -313,6 +313,7 @@ impl TaskDefinition {
                 ));
             }
         }
+        super::secrets::validate_secrets(self)?;
         if !self.container_definitions.iter().any(|c| c.essential) {
             return Err(ValidationError::new(
                 "containerDefinitions",
@@ -528,12 +529,6 @@ impl TaskDefinition {
             "taskRoleArn",
             TD,
             "taskRoleArn",
-        );
-        n.note(
-            self.execution_role_arn.is_some(),
-            "executionRoleArn",
-            TD,
-            "executionRoleArn",
         );
         n.note(
             self.proxy_configuration.is_some(),

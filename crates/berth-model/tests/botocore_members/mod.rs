@@ -52,12 +52,14 @@ pub const APPLIED: &[(&str, &[&str])] = &[
             "ipcMode",
             "volumes",
             "placementConstraints",
+            "executionRoleArn",
         ],
     ),
     (
         "ContainerDefinition",
         &[
             "name",
+            "secrets",
             "image",
             "cpu",
             "memory",
