@@ -530,6 +530,17 @@ impl TaskDefinition {
             TD,
             "taskRoleArn",
         );
+        // The execution role authorizes reading the containers' secrets, and nothing else.
+        let has_secrets = self
+            .container_definitions
+            .iter()
+            .any(|c| !c.secrets.is_empty());
+        n.note(
+            self.execution_role_arn.is_some() && !has_secrets,
+            "executionRoleArn",
+            TD,
+            "executionRoleArn",
+        );
         n.note(
             self.proxy_configuration.is_some(),
             "proxyConfiguration",

@@ -52,7 +52,6 @@ pub const APPLIED: &[(&str, &[&str])] = &[
             "ipcMode",
             "volumes",
             "placementConstraints",
-            "executionRoleArn",
         ],
     ),
     (
