@@ -4,7 +4,9 @@
 //! reports what it did or saw as [`TaskStateChange`]s: start what should run, adopt what
 //! already runs, mark STOPPED what the runtime lost, stop a task once the control plane
 //! moved it to STOPPING (after its targets drained), and stop and remove what the runtime
-//! runs that no task owns.
+//! runs that no task owns. A task whose containers have `secrets` starts only with
+//! their values from the control plane ([`AgentApi::task_secrets`]); a refusal is
+//! reported as the task STOPPED with the control plane's reason.
 //!
 //! What it does not do: decide task states itself beyond what it observes; the control
 //! plane applies each report with the contract's rules.
