@@ -225,6 +225,36 @@ mod tests {
         assert!(check_secret_name("n", "a/b").is_ok());
     }
 
+    fn definition(role: Option<&str>, secrets: serde_json::Value) -> TaskDefinition {
+        let mut td = serde_json::json!({"family": "app", "containerDefinitions": [
+            {"name": "app", "image": "x", "secrets": secrets,
+             "environment": [{"name": "MODE", "value": "blue"}]}]});
+        if let Some(r) = role {
+            td["executionRoleArn"] = r.into();
+        }
+        serde_json::from_value(td).unwrap()
+    }
+
+    #[test]
+    fn registration_refuses_secrets_without_a_role_twice_set_names_and_bad_value_froms() {
+        let role = Some("arn:aws:iam::1:role/exec");
+        let one = serde_json::json!([{"name": "PW", "valueFrom": "db"}]);
+        assert!(definition(role, one.clone()).validate().is_ok());
+        let e = definition(None, one).validate().unwrap_err();
+        assert_eq!(e.field, "executionRoleArn");
+        assert!(
+            e.message
+                .starts_with("When you are specifying container secrets"),
+            "{e}"
+        );
+        let twice = serde_json::json!([{"name": "PW", "valueFrom": "a"}, {"name": "MODE", "valueFrom": "b"}]);
+        let e = definition(role, twice).validate().unwrap_err();
+        assert_eq!(e.field, "containerDefinitions[0].secrets[1].name");
+        let bad = serde_json::json!([{"name": "PW", "valueFrom": "arn:aws:s3:::b/k"}]);
+        let e = definition(role, bad).validate().unwrap_err();
+        assert_eq!(e.field, "containerDefinitions[0].secrets[0].valueFrom");
+    }
+
     #[test]
     fn role_names_come_from_role_arns_only() {
         assert_eq!(
