@@ -454,21 +454,9 @@ async fn task_state_change(
     Extension(peer): Extension<Peer>,
     Json(change): Json<TaskStateChange>,
 ) -> Response {
-    let own = match caller_instance(&peer) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
-    };
     // A node reports only the tasks placed on it.
-    let task_cluster = arn::task_parts(&change.task_arn)
-        .map(|(c, _)| c.to_string())
-        .unwrap_or_default();
-    let Some(own) = own.instance_in(&task_cluster) else {
-        return not_yours(&change.task_arn);
-    };
-    match s.agents.assigned_tasks(&own).await {
-        Ok(tasks) if tasks.iter().any(|t| t.task_arn == change.task_arn) => {}
-        Ok(_) => return not_yours(&change.task_arn),
-        Err(e) => return control_error(e),
+    if let Err(r) = placed_on_caller(&s, &peer, &change.task_arn).await {
+        return r;
     }
     match s.agents.submit_task_state_change(change).await {
         Ok(Some(task)) => Json(task).into_response(),
