@@ -4,6 +4,11 @@
 //! then requests through the listener reach the app (and a rule's fixed response);
 //! rules change and go; ELBv2's error codes for duplicates, unknown names and a target
 //! group in use; everything torn down in ELBv2's order.
+//!
+//! The server runs with authentication on (berth's default): the CLI signs its
+//! query-protocol requests (form bodies) with SigV4 and the admin's access key from the
+//! data directory's credentials file; a user allowed only `elasticloadbalancing:Describe*`
+//! is refused `create-target-group` with ELBv2's `AccessDenied` and creates nothing.
 
 #[path = "../aws/fixtures.rs"]
 #[allow(dead_code)]
@@ -12,6 +17,7 @@ mod fixtures;
 #[allow(dead_code)]
 mod venv;
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -29,10 +35,21 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A server with authentication on, its data directory under `dir`; the AWS CLI signs
+/// for it with the admin's access key.
+async fn guarded_server(dir: &Path) -> Result<Server> {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data)?;
+    let server = Server::launch_guarded(&data, None, "process", &[]).await?;
+    let (id, secret) = venv::admin_key(&data);
+    venv::sign_with(&server.api, &id, &secret);
+    Ok(server)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elbv2_flow_serves_the_app_through_a_listener() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let server = Server::start(None).await?;
+    let server = guarded_server(dir.path()).await?;
     let ep = server.api.as_str();
 
     let tg = aws(
@@ -429,7 +446,8 @@ async fn elbv2_flow_serves_the_app_through_a_listener() -> Result<()> {
     );
     let lbs = aws(ep, &["elbv2", "describe-load-balancers"]);
     assert_eq!(lbs["LoadBalancers"], json!([]));
-    assert_eq!(server.get("/v1/target-groups").await?, json!([]));
+    let tgs = aws(ep, &["elbv2", "describe-target-groups"]);
+    assert_eq!(tgs["TargetGroups"], json!([]));
     Ok(())
 }
 
@@ -472,7 +490,8 @@ async fn outside_server(body: &'static str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ip_targets_outside_berth_register_serve_and_drain() -> Result<()> {
-    let server = Server::start(None).await?;
+    let dir = tempfile::tempdir()?;
+    let server = guarded_server(dir.path()).await?;
     let ep = server.api.as_str();
     let outside = outside_server("served from outside berth").await;
 
@@ -619,5 +638,88 @@ async fn ip_targets_outside_berth_register_serve_and_drain() -> Result<()> {
     })
     .await?;
     assert_eq!(status, 503, "no target left behind the listener");
+    Ok(())
+}
+
+/// `berth <args> -o json` signed with the admin's key of `server`'s data directory.
+fn berth_admin(server: &Server, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(berth_testkit::bin("berth"))
+        .args(args)
+        .args(["-o", "json"])
+        .env("BERTH_ENDPOINT", &server.api)
+        .env("BERTH_DATA_DIR", &server.data_dir)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("BERTH_CREDENTIALS")
+        .output()
+        .expect("running the berth CLI");
+    assert!(
+        out.status.success(),
+        "berth {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_describe_only_user_is_refused_create_target_group() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = guarded_server(dir.path()).await?;
+    let ep = server.api.as_str();
+    let unsigned = aws_fails(
+        ep,
+        &["elbv2", "describe-target-groups", "--no-sign-request"],
+    );
+    assert!(
+        unsigned.contains("MissingAuthenticationToken"),
+        "{unsigned}"
+    );
+
+    let policy = dir.path().join("describe-only.json");
+    std::fs::write(
+        &policy,
+        r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "elasticloadbalancing:Describe*", "Resource": "*"}]}"#,
+    )?;
+    berth_admin(&server, &["iam", "create-user", "viewer"]);
+    berth_admin(
+        &server,
+        &[
+            "iam",
+            "put-user-policy",
+            "viewer",
+            "describe",
+            "--policy-document",
+            &policy.to_string_lossy(),
+        ],
+    );
+    let key = berth_admin(&server, &["iam", "create-access-key", "viewer"]);
+    let id = key["AccessKey"]["AccessKeyId"].as_str().unwrap();
+    let secret = key["AccessKey"]["SecretAccessKey"].as_str().unwrap();
+
+    venv::sign_with(ep, id, secret);
+    let seen = aws(ep, &["elbv2", "describe-target-groups"]);
+    assert_eq!(seen["TargetGroups"], json!([]), "{seen}");
+    let denied = aws_fails(
+        ep,
+        &[
+            "elbv2",
+            "create-target-group",
+            "--name",
+            "forbidden",
+            "--protocol",
+            "HTTP",
+            "--port",
+            "8080",
+        ],
+    );
+    assert!(
+        denied.contains("(AccessDenied) when calling the CreateTargetGroup operation: User: arn:berth:iam::000000000000:user/viewer is not authorized to perform: elasticloadbalancing:CreateTargetGroup on resource: *"),
+        "{denied}"
+    );
+    let (admin_id, admin_secret) = venv::admin_key(&server.data_dir);
+    venv::sign_with(ep, &admin_id, &admin_secret);
+    let tgs = aws(ep, &["elbv2", "describe-target-groups"]);
+    assert_eq!(tgs["TargetGroups"], json!([]), "nothing was created: {tgs}");
     Ok(())
 }

@@ -51,10 +51,7 @@ const EXPECTED: &[(&str, Outcome)] = &[
         "ecs-exec-task",
         Accepted(&["taskRoleArn", "executionRoleArn"]),
     ),
-    (
-        "ecs-secrets-tutorial",
-        Refused("containerDefinitions[0].secrets", "no secret store"),
-    ),
+    ("ecs-secrets-tutorial", Accepted(&[])),
     (
         "example-ecs-gpu",
         Refused(

@@ -4,7 +4,9 @@
 //! reports what it did or saw as [`TaskStateChange`]s: start what should run, adopt what
 //! already runs, mark STOPPED what the runtime lost, stop a task once the control plane
 //! moved it to STOPPING (after its targets drained), and stop and remove what the runtime
-//! runs that no task owns.
+//! runs that no task owns. A task whose containers have `secrets` starts only with
+//! their values from the control plane ([`AgentApi::task_secrets`]); a refusal is
+//! reported as the task STOPPED with the control plane's reason.
 //!
 //! What it does not do: decide task states itself beyond what it observes; the control
 //! plane applies each report with the contract's rules.
@@ -18,6 +20,7 @@ use berth_model::agent::TaskStateChange;
 use berth_model::ecs::{
     instance_attributes, ContainerInstance, Resource, StopCode, Task, TaskStatus,
 };
+use berth_model::task_secrets::TaskSecrets;
 use berth_model::{arn, time};
 use berth_runtime::{DynRuntime, RuntimeError, TaskSpec, TaskState};
 use tokio::sync::watch;
@@ -398,10 +401,33 @@ async fn start_task(api: &dyn AgentApi, rt: &DynRuntime, task: &Task) -> Result<
     if proceed.is_none_or(|t| t.desired_status != TaskStatus::Running) {
         return Ok(());
     }
+    let has_secrets = td
+        .container_definitions
+        .iter()
+        .any(|c| !c.secrets.is_empty());
+    let secrets = if has_secrets {
+        match api.task_secrets(&task.task_arn).await? {
+            TaskSecrets::Resolved { variables } => variables,
+            TaskSecrets::Refused { reason } => {
+                tracing::warn!(task = %task.task_arn, %reason, "task cannot start");
+                let change = TaskStateChange::stopped(
+                    &task.task_arn,
+                    StopCode::TaskFailedToStart,
+                    reason,
+                    time::now(),
+                );
+                api.submit_task_state_change(change).await?;
+                return Ok(());
+            }
+        }
+    } else {
+        Vec::new()
+    };
     let spec = TaskSpec {
         task_arn: task.task_arn.clone(),
         cluster: task.cluster_name().to_string(),
         task_definition: td,
+        secrets,
     };
     let st = rt.start(&spec).await?;
     api.submit_task_state_change(report::running(&st, Some(time::now())))

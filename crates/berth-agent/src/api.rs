@@ -8,6 +8,7 @@
 use async_trait::async_trait;
 use berth_model::agent::TaskStateChange;
 use berth_model::ecs::{ContainerInstance, Task, TaskDefinition};
+use berth_model::task_secrets::TaskSecrets;
 use berth_runtime::RuntimeError;
 use tokio::sync::watch;
 
@@ -31,6 +32,15 @@ pub trait AgentApi: Send + Sync + 'static {
     /// Every task placed on the instance, stopped ones included until they are forgotten.
     async fn assigned_tasks(&self, container_instance_arn: &str) -> Result<Vec<Task>>;
     async fn task_definition(&self, arn: &str) -> Result<Option<TaskDefinition>>;
+    /// The values of a task's container `secrets`, resolved by the control plane, or why
+    /// the task must not start. Asked only for tasks whose definition has secrets; a
+    /// control plane without a secret store refuses.
+    async fn task_secrets(&self, task_arn: &str) -> Result<TaskSecrets> {
+        let _ = task_arn;
+        Ok(TaskSecrets::refused(
+            "this control plane has no secret store",
+        ))
+    }
     /// Reports a change in a task's state; the control plane applies it atomically with
     /// the rules written on [`TaskStateChange`]. Returns the task as stored afterwards,
     /// `None` when there is no such task.

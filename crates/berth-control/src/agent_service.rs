@@ -1,5 +1,5 @@
 //! The control plane's side of the agent contract: registers container instances, lists
-//! the tasks placed on an instance, and applies the agents' task state changes
+//! the tasks placed on an instance, resolves a starting task's secrets, and applies the agents' task state changes
 //! ([`TaskStateChange`]) to the task records with the rules the contract states.
 //!
 //! Every method takes and returns contract types (model resources and
@@ -15,12 +15,15 @@ use std::sync::Arc;
 use berth_model::dataplane::ProxyConfig;
 use berth_model::discovery::DiscoveryRecords;
 use berth_model::ecs::{ContainerInstance, Task, TaskDefinition, TaskStatus};
+use berth_model::task_secrets::TaskSecrets;
 use berth_model::{arn, time};
 use tokio::sync::watch;
 
 use crate::db::{self, Db};
 use crate::error::ControlError;
 use crate::proxy_feed;
+use crate::secret_store::SecretStore;
+use crate::task_secrets;
 
 /// What the agents call. Cheap to clone.
 #[derive(Clone)]
@@ -29,6 +32,7 @@ pub struct AgentService {
     changes: watch::Receiver<u64>,
     /// The mesh certificates of the agents' nodes.
     node_mesh: Arc<proxy_feed::AgentNodesMesh>,
+    secrets: Option<SecretStore>,
 }
 
 impl AgentService {
@@ -39,6 +43,7 @@ impl AgentService {
             db,
             changes,
             node_mesh: Arc::default(),
+            secrets: None,
         }
     }
 
@@ -48,6 +53,31 @@ impl AgentService {
     pub fn with_node_mesh(mut self, node_mesh: Arc<proxy_feed::AgentNodesMesh>) -> Self {
         self.node_mesh = node_mesh;
         self
+    }
+
+    /// The service resolving tasks' secrets from `store` (without it, every task with
+    /// secrets is refused).
+    pub fn with_secrets(mut self, store: Option<SecretStore>) -> Self {
+        self.secrets = store;
+        self
+    }
+
+    /// The values of the secrets of task `task_arn`'s containers, or why it must not
+    /// start ([`task_secrets::resolve`]). The caller (the node link) checks the task is
+    /// placed on the asking agent's instance.
+    pub async fn task_secrets(&self, task_arn: &str) -> Result<TaskSecrets, ControlError> {
+        let Some((cluster, id)) = arn::task_parts(task_arn) else {
+            return Err(ControlError::invalid(
+                "taskArn",
+                format!("not a task ARN: {task_arn}"),
+            ));
+        };
+        let Some(task) = self.db.get::<Task>(&db::task_key(cluster, id)).await? else {
+            return Ok(TaskSecrets::refused(format!(
+                "task {task_arn} does not exist"
+            )));
+        };
+        task_secrets::resolve(&self.db, self.secrets.as_ref(), &task.value).await
     }
 
     /// Creates or refreshes an instance record; returns it as stored. A restart keeps

@@ -31,7 +31,8 @@
 //! Refusals are AWS's: HTTP 403 with `MissingAuthenticationToken`,
 //! `IncompleteSignature`, `InvalidClientTokenId`, `SignatureDoesNotMatch` or
 //! `AccessDeniedException`, as `{"__type", "message"}` with `x-amzn-ErrorType` (or, for a
-//! query-protocol request, ELBv2's `<ErrorResponse>` XML). Nothing a refused request
+//! query-protocol request, ELBv2's `<ErrorResponse>` XML, where a policy's refusal is
+//! `AccessDenied` as ELBv2 names it). Nothing a refused request
 //! asked for is done: the guard answers before any handler runs.
 
 use std::sync::Arc;
@@ -113,6 +114,11 @@ fn is_query_protocol(req: &axum::http::request::Parts) -> bool {
 }
 
 fn refusal(code: &str, message: &str, xml: bool) -> Response {
+    // The query protocol's services (ELBv2) name a policy's refusal `AccessDenied`.
+    let code = match code {
+        "AccessDeniedException" if xml => "AccessDenied",
+        other => other,
+    };
     let request_id = uuid::Uuid::new_v4().to_string();
     let mut resp = if xml {
         let body = format!(

@@ -1,7 +1,8 @@
 //! The IAM action and resource ARN of each native `/v1` route, for the request guard
 //! ([`crate::iam_auth`]).
 //!
-//! Reads are ECS's, ELBv2's, Application Auto Scaling's and Cloud Map's `Describe*`,
+//! Reads are ECS's, ELBv2's, Application Auto Scaling's, Cloud Map's and Secrets
+//! Manager's `Describe*`,
 //! `List*` and `Get*` actions; writes their `Create*`, `Update*`/`Modify*`/`Put*`,
 //! `Delete*`. A `PUT` of a named resource and `POST /v1/apply` create or update, and
 //! which one is only known inside apply's batch, so they need both the create and the
@@ -282,6 +283,18 @@ pub fn native_needs(method: &str, path: &str, body: &[u8]) -> Vec<Need> {
             "DELETE" => vec![need("iam:DeleteRolePolicy", role(r))],
             _ => vec![need("iam:PutRolePolicy", role(r))],
         },
+        ["v1", "secrets"] if m == "GET" => vec![any("secretsmanager:ListSecrets")],
+        ["v1", "secrets", name @ ..] if !name.is_empty() => {
+            let a = arn::secret(&name.join("/"));
+            match m {
+                "GET" => vec![need("secretsmanager:GetSecretValue", a)],
+                "DELETE" => vec![need("secretsmanager:DeleteSecret", a)],
+                _ => vec![
+                    need("secretsmanager:CreateSecret", a.clone()),
+                    need("secretsmanager:PutSecretValue", a),
+                ],
+            }
+        }
         _ => vec![any("berth:UnknownRoute")],
     };
     v
@@ -340,6 +353,34 @@ mod tests {
         );
         assert_eq!(
             native_needs("GET", "/v1/nothing/here", b""),
+            vec![any("berth:UnknownRoute")]
+        );
+    }
+
+    #[test]
+    fn secret_routes_need_secrets_managers_actions_on_the_secrets_arn() {
+        let arn = "arn:berth:secretsmanager:local:000000000000:secret:prod/db";
+        assert_eq!(
+            native_needs("GET", "/v1/secrets/prod/db", b""),
+            vec![need("secretsmanager:GetSecretValue", arn)]
+        );
+        assert_eq!(
+            native_needs("PUT", "/v1/secrets/prod/db", b""),
+            vec![
+                need("secretsmanager:CreateSecret", arn),
+                need("secretsmanager:PutSecretValue", arn)
+            ]
+        );
+        assert_eq!(
+            native_needs("DELETE", "/v1/secrets/prod/db", b""),
+            vec![need("secretsmanager:DeleteSecret", arn)]
+        );
+        assert_eq!(
+            native_needs("GET", "/v1/secrets", b""),
+            vec![any("secretsmanager:ListSecrets")]
+        );
+        assert_eq!(
+            native_needs("POST", "/v1/secrets", b""),
             vec![any("berth:UnknownRoute")]
         );
     }

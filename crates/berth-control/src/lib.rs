@@ -55,6 +55,9 @@
 //!   policies, or a console session's cookie) that wraps the whole router;
 //!   [`iam_native_actions`]: the IAM action of each native route; [`console_session`]:
 //!   the console's sign-in and its sessions.
+//! - [`secret_store`]: secrets in the store, sealed; [`secrets_api`]: their
+//!   `/v1/secrets` routes; [`task_secrets`]: resolving a starting task's container
+//!   `secrets` (the execution role's policies, then the store) for its agent.
 //! - [`error`]: [`ControlError`], and the ECS-named API errors it becomes at the edge;
 //!   [`json_body`]: request bodies read naming the field.
 
@@ -97,11 +100,14 @@ pub mod registration;
 pub mod run_task;
 pub mod scheduler;
 pub mod service_deployment;
+pub mod secret_store;
+pub mod secrets_api;
 pub mod service_metrics;
 pub mod services;
 pub mod task_exec;
 pub mod task_exec_session;
 pub mod task_nodes;
+pub mod task_secrets;
 #[cfg(test)]
 mod test_fixtures;
 
@@ -133,6 +139,8 @@ pub struct ControlPlane {
     agent_nodes_mesh: Arc<proxy_feed::AgentNodesMesh>,
     /// Milliseconds an instance may be disconnected before its tasks are given up.
     agent_lost_after_ms: std::sync::atomic::AtomicU64,
+    /// The secret store, once [`ControlPlane::with_secrets`] gave one.
+    secrets: std::sync::OnceLock<secret_store::SecretStore>,
 }
 
 impl ControlPlane {
@@ -164,6 +172,7 @@ impl ControlPlane {
             agent_lost_after_ms: std::sync::atomic::AtomicU64::new(
                 lost_instances::DEFAULT_AGENT_LOST_AFTER.as_millis() as u64,
             ),
+            secrets: std::sync::OnceLock::new(),
         })
     }
 
@@ -193,6 +202,14 @@ impl ControlPlane {
         self
     }
 
+    /// Keeps secrets in `store`: the router serves `/v1/secrets` ([`secrets_api`]) and
+    /// the agent service resolves tasks' `secrets` from it. Without it there are no
+    /// such routes, and a task with secrets is refused its start.
+    pub fn with_secrets(self: Arc<Self>, store: secret_store::SecretStore) -> Arc<Self> {
+        let _ = self.secrets.set(store);
+        self
+    }
+
     /// The sampled metrics of every service, which the autoscaler reads.
     pub fn service_metrics(&self) -> &Arc<service_metrics::ServiceMetrics> {
         &self.service_metrics
@@ -207,16 +224,21 @@ impl ControlPlane {
     pub fn agent_service(&self) -> AgentService {
         AgentService::new(self.db.clone(), self.changes())
             .with_node_mesh(self.agent_nodes_mesh.clone())
+            .with_secrets(self.secrets.get().cloned())
     }
 
     pub fn router(&self) -> axum::Router {
-        api::router(api::ApiState {
+        let router = api::router(api::ApiState {
             db: self.db.clone(),
             data_plane: self.data_plane.clone(),
             nodes: self.nodes.clone(),
             bound: self.feed.bound_listeners(),
             exec_commands: self.exec_commands.clone(),
-        })
+        });
+        match self.secrets.get() {
+            Some(store) => router.merge(secrets_api::routes(store.clone())),
+            None => router,
+        }
     }
 
     /// Creates the `default` cluster if it is missing (ECS has one implicitly).

@@ -56,6 +56,12 @@ pub fn target_group(name: &str) -> String {
     elb(&format!("targetgroup/{name}"))
 }
 
+/// A secret of berth's secret store, in Secrets Manager's form (without the random
+/// suffix AWS adds: a name is unique in berth's one store).
+pub fn secret(name: &str) -> String {
+    format!("arn:berth:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}")
+}
+
 /// The last path segment of an ARN (a task's id, a cluster's name, ...).
 pub fn last_segment(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap_or(arn)

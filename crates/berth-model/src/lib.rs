@@ -26,6 +26,8 @@
 //!   and allow lists.
 //! - [`node_link`]: how an agent on another machine joins a cluster and the change
 //!   notices its control plane streams to it.
+//! - [`task_secrets`]: a task's secret values as the control plane hands them to its
+//!   agent, or why the task cannot start.
 //! - [`servicediscovery`]: Cloud Map namespaces, discovery service ARNs, DNS name
 //!   rules, and the checks between services' discovery configurations.
 //! - [`stack`]: the YAML stack file that `berth apply` reads.
@@ -45,6 +47,7 @@ pub mod mesh_identity;
 pub mod node_link;
 pub mod servicediscovery;
 pub mod stack;
+pub mod task_secrets;
 pub mod time;
 
 pub use error::ValidationError;

@@ -36,6 +36,9 @@ pub mod paths {
     pub const TASKS: &str = "/node/v1/tasks";
     /// GET `?taskDefinition=` → the task definition (404 when unknown).
     pub const TASK_DEFINITION: &str = "/node/v1/task-definition";
+    /// GET `?taskArn=` → the task's `TaskSecrets` (a task placed on the caller's
+    /// instance only).
+    pub const TASK_SECRETS: &str = "/node/v1/task-secrets";
     /// POST TaskStateChange → Task as stored (404 when unknown).
     pub const TASK_STATE_CHANGES: &str = "/node/v1/task-state-changes";
     /// GET `?containerInstanceArn=` → the node's

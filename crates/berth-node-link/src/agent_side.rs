@@ -25,6 +25,7 @@ use berth_model::dataplane::ProxyConfig;
 use berth_model::discovery::DiscoveryRecords;
 use berth_model::ecs::{ContainerInstance, Task, TaskDefinition};
 use berth_model::node_link::{paths, ChangeNotice, JoinRequest, NodeCredentials};
+use berth_model::task_secrets::TaskSecrets;
 use bytes::Bytes;
 use futures::StreamExt;
 use http::{Method, Request};
@@ -357,6 +358,19 @@ impl AgentApi for RemoteControl {
             )
             .await
             .map_err(control_error)
+    }
+
+    async fn task_secrets(&self, task_arn: &str) -> Result<TaskSecrets, AgentError> {
+        let q = encode_query_value(task_arn);
+        self.channel
+            .call::<(), TaskSecrets>(
+                Method::GET,
+                &format!("{}?taskArn={q}", paths::TASK_SECRETS),
+                None,
+            )
+            .await
+            .map_err(control_error)?
+            .ok_or_else(|| control_error(LinkError::Decode("no task secrets came back".into())))
     }
 
     async fn submit_task_state_change(

@@ -4,7 +4,8 @@
 //!
 //! Every call but the join must come with a node certificate, and a node speaks only for
 //! its own container instance: it registers, lists the tasks of, streams the changes for
-//! and reports the task states of that instance alone (403 otherwise). An agent is
+//! and reports the task states of that instance alone, and reads the secret values of
+//! the tasks placed on it alone (403 otherwise). An agent is
 //! connected while it holds its change stream open; once it has held none for
 //! [`DISCONNECT_AFTER`], its instance is marked `agentConnected: false`.
 //!
@@ -211,6 +212,7 @@ fn routes(state: LinkState) -> Router {
         .route(paths::PROXY_CONFIG, get(node_proxy_config))
         .route(paths::DISCOVERY_RECORDS, get(node_discovery_records))
         .route(paths::TASK_DEFINITION, get(task_definition))
+        .route(paths::TASK_SECRETS, get(task_secrets))
         .route(paths::TASK_STATE_CHANGES, post(task_state_change))
         .route(paths::CHANGES, get(changes))
         .with_state(state)
@@ -424,26 +426,52 @@ async fn task_definition(
     }
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TaskQuery {
+    task_arn: String,
+}
+
+/// A task's secret values, for the node it is placed on only (they travel on this
+/// mutual TLS connection and nowhere else).
+async fn task_secrets(
+    State(s): State<LinkState>,
+    Extension(peer): Extension<Peer>,
+    Query(q): Query<TaskQuery>,
+) -> Response {
+    if let Err(r) = placed_on_caller(&s, &peer, &q.task_arn).await {
+        return r;
+    }
+    match s.agents.task_secrets(&q.task_arn).await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(e) => control_error(e),
+    }
+}
+
+/// Refuses unless task `task_arn` is placed on the caller's container instance.
+async fn placed_on_caller(s: &LinkState, peer: &Peer, task_arn: &str) -> Result<(), Response> {
+    let own = caller_instance(peer).map_err(IntoResponse::into_response)?;
+    let task_cluster = arn::task_parts(task_arn)
+        .map(|(c, _)| c.to_string())
+        .unwrap_or_default();
+    let Some(own) = own.instance_in(&task_cluster) else {
+        return Err(not_yours(task_arn));
+    };
+    match s.agents.assigned_tasks(&own).await {
+        Ok(tasks) if tasks.iter().any(|t| t.task_arn == task_arn) => Ok(()),
+        Ok(_) => Err(not_yours(task_arn)),
+        Err(e) => Err(control_error(e)),
+    }
+}
+
 async fn task_state_change(
     State(s): State<LinkState>,
     Extension(peer): Extension<Peer>,
     Json(change): Json<TaskStateChange>,
 ) -> Response {
-    let own = match caller_instance(&peer) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
-    };
     // A node reports only the tasks placed on it.
-    let task_cluster = arn::task_parts(&change.task_arn)
-        .map(|(c, _)| c.to_string())
-        .unwrap_or_default();
-    let Some(own) = own.instance_in(&task_cluster) else {
-        return not_yours(&change.task_arn);
-    };
-    match s.agents.assigned_tasks(&own).await {
-        Ok(tasks) if tasks.iter().any(|t| t.task_arn == change.task_arn) => {}
-        Ok(_) => return not_yours(&change.task_arn),
-        Err(e) => return control_error(e),
+    if let Err(r) = placed_on_caller(&s, &peer, &change.task_arn).await {
+        return r;
     }
     match s.agents.submit_task_state_change(change).await {
         Ok(Some(task)) => Json(task).into_response(),

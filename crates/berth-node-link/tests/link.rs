@@ -1,5 +1,6 @@
 //! The node link end to end on loopback: join with a token, calls with the node's
-//! certificate, the change stream, and what the control plane refuses.
+//! certificate, the change stream, a task's secret values for the node it is placed on,
+//! and what the control plane refuses.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,7 +34,8 @@ async fn control(disconnect_after: Duration) -> Control {
     let secret = join.ensure_secret().await.unwrap().expect("a new secret");
     let token = JoinToken::new(&join.authority_pem().await.unwrap(), &secret).unwrap();
     let (changes, rx) = watch::channel(0);
-    let agents = AgentService::new(db.clone(), rx);
+    let secrets = berth_control::secret_store::SecretStore::new(db.clone(), [7; 32]);
+    let agents = AgentService::new(db.clone(), rx).with_secrets(Some(secrets));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://{}", listener.local_addr().unwrap());
     let (stop, stop_rx) = watch::channel(false);
@@ -174,6 +176,8 @@ async fn a_node_speaks_only_for_its_own_instance() {
         .await
         .unwrap_err();
     assert!(refused_status(&e).contains("403"), "{e}");
+    let e = remote.task_secrets(&theirs.task_arn).await.unwrap_err();
+    assert!(refused_status(&e).contains("403"), "{e}");
     let stored: Task =
         c.db.get(&db::task_key("default", "t9"))
             .await
@@ -184,6 +188,53 @@ async fn a_node_speaks_only_for_its_own_instance() {
         stored.last_status,
         TaskStatus::Provisioning,
         "nothing changed"
+    );
+}
+
+#[tokio::test]
+async fn a_tasks_secret_values_reach_the_node_it_is_placed_on() {
+    use berth_control::iam_store::{EntityKind, Iam};
+    use berth_model::ecs::TaskDefinition;
+    use berth_model::task_secrets::TaskSecrets;
+    let c = control(Duration::from_secs(15)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let remote = RemoteControl::connect(&settings(&c, dir.path(), INSTANCE, Some(c.token.clone())))
+        .await
+        .unwrap();
+    remote.register_instance(instance(INSTANCE)).await.unwrap();
+    let mut td: TaskDefinition = serde_json::from_value(serde_json::json!({
+        "family": "app", "executionRoleArn": "arn:aws:iam::1:role/exec",
+        "containerDefinitions": [{"name": "app", "image": "x",
+            "secrets": [{"name": "TOKEN", "valueFrom": "token"}]}]
+    }))
+    .unwrap();
+    td.revision = 1;
+    td.task_definition_arn = arn::task_definition("app", 1);
+    c.db.put(&db::taskdef_key("app", 1), &td).await.unwrap();
+    berth_control::secret_store::SecretStore::new(c.db.clone(), [7; 32])
+        .put("token", "t0ken")
+        .await
+        .unwrap();
+    let iam = Iam::new(c.db.clone(), [7; 32]);
+    iam.create(EntityKind::Role, "exec").await.unwrap();
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]});
+    iam.put_policy(EntityKind::Role, "exec", "read", &policy)
+        .await
+        .unwrap();
+    let mut task = put_task(&c.db, "t1", INSTANCE).await;
+    task.task_definition_arn = td.task_definition_arn.clone();
+    c.db.put(&db::task_key("default", "t1"), &task)
+        .await
+        .unwrap();
+
+    let TaskSecrets::Resolved { variables } = remote.task_secrets(&task.task_arn).await.unwrap()
+    else {
+        panic!("resolved");
+    };
+    assert_eq!(
+        (variables[0].name.as_str(), variables[0].value.as_str()),
+        ("TOKEN", "t0ken")
     );
 }
 

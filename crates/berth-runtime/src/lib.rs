@@ -51,6 +51,10 @@ pub struct TaskSpec {
     pub task_arn: String,
     pub cluster: String,
     pub task_definition: TaskDefinition,
+    /// The values of the containers' `secrets`, set in their environment. Never written
+    /// to the runtime's own state (the process runtime's task file, Docker's labels): a
+    /// task adopted after a restart keeps them only in its processes' environment.
+    pub secrets: Vec<berth_model::task_secrets::SecretVariable>,
 }
 
 impl TaskSpec {

@@ -1,5 +1,5 @@
 //! The environment of a task's container, the same on both runtimes: the container's
-//! `environment`, then what berth adds: `BERTH_TASK_ARN`, `BERTH_TASK_ID`,
+//! `environment` and its resolved `secrets`, then what berth adds: `BERTH_TASK_ARN`, `BERTH_TASK_ID`,
 //! `BERTH_CLUSTER`, `BERTH_CONTAINER_NAME`, `PORT` (the first port mapping's listen port)
 //! and `PORT_<NAME>` for each named mapping (name upper-cased, other than letters and
 //! digits → `_`), and `BERTH_DNS_SERVER` (`ip:port` of the node's discovery DNS server)
@@ -28,7 +28,7 @@ pub(crate) fn port_env_name(name: &str) -> String {
 }
 
 /// The environment of container `idx` of `spec`, in the order a program sees later
-/// entries win: the container's own `environment` first. `listen_ports[i]` is the listen
+/// entries win: the container's own `environment` and secrets first. `listen_ports[i]` is the listen
 /// port of the container's `i`-th port mapping; mappings without one get no variable.
 /// `dns_server` is the node's discovery DNS server, if it runs one.
 pub(crate) fn container_environment(
@@ -43,6 +43,12 @@ pub(crate) fn container_environment(
         .iter()
         .map(|kv| (kv.name.clone(), kv.value.clone()))
         .collect();
+    env.extend(
+        spec.secrets
+            .iter()
+            .filter(|s| s.container_name == def.name)
+            .map(|s| (s.name.clone(), s.value.clone())),
+    );
     env.push(("BERTH_TASK_ARN".into(), spec.task_arn.clone()));
     env.push(("BERTH_TASK_ID".into(), spec.task_id().to_string()));
     env.push(("BERTH_CLUSTER".into(), spec.cluster.clone()));
@@ -117,6 +123,26 @@ mod tests {
                 ("PORT_ADMIN_API", "32770"),
             ]
         );
+    }
+
+    #[test]
+    fn a_containers_secrets_follow_its_environment_and_no_other_container_gets_them() {
+        use berth_model::task_secrets::SecretVariable;
+        let mut spec = spec();
+        let var = |container: &str, name: &str, value: &str| SecretVariable {
+            container_name: container.into(),
+            name: name.into(),
+            value: value.into(),
+        };
+        spec.secrets = vec![var("web", "DB_PASSWORD", "s3cret"), var("other", "X", "no")];
+        let env = container_environment(&spec, 0, &[], None);
+        let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            &names[..4],
+            ["MODE", "PORT", "DB_PASSWORD", "BERTH_TASK_ARN"]
+        );
+        assert_eq!(env[2].1, "s3cret");
+        assert!(!names.contains(&"X"), "{names:?}");
     }
 
     #[test]

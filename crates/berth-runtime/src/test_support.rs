@@ -30,6 +30,7 @@ pub(crate) fn task_spec(id: &str, td: TaskDefinition) -> TaskSpec {
         task_arn: berth_model::arn::task("default", id),
         cluster: "default".into(),
         task_definition: td,
+        secrets: Vec::new(),
     }
 }
 

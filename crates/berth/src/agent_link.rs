@@ -14,6 +14,7 @@ use berth_control::{
 };
 use berth_model::agent::{TaskStateChange, TaskUsage};
 use berth_model::ecs::{ContainerInstance, Task, TaskDefinition};
+use berth_model::task_secrets::TaskSecrets;
 use tokio::sync::watch;
 
 /// The local agent's view of the control plane.
@@ -48,6 +49,13 @@ impl AgentApi for LocalAgentApi {
 
     async fn task_definition(&self, arn: &str) -> Result<Option<TaskDefinition>, AgentError> {
         self.service.task_definition(arn).await.map_err(control_err)
+    }
+
+    async fn task_secrets(&self, task_arn: &str) -> Result<TaskSecrets, AgentError> {
+        self.service
+            .task_secrets(task_arn)
+            .await
+            .map_err(control_err)
     }
 
     async fn submit_task_state_change(

@@ -4,7 +4,7 @@
 //!
 //! Files in the data directory, each readable by its owner only:
 //! - `iam-sealing.key` (or `--iam-sealing-key FILE`): the 32-byte AES-256-GCM key the
-//!   access keys' secrets are sealed with in the store. Servers sharing one store
+//!   access keys' secrets and the secret store's values are sealed with in the store. Servers sharing one store
 //!   (etcd) need the same key.
 //! - `admin-credentials`: the `admin` user's first access key, written when a start
 //!   finds no `admin` user in the store (AWS shared-credentials format).
@@ -53,8 +53,8 @@ pub struct ApiSecurityArgs {
     pub tls_self_signed: bool,
     #[command(flatten)]
     pub self_signed: Box<SelfSignedArgs>,
-    /// The key access key secrets are sealed with in the store (made, 0600, when
-    /// missing). Servers sharing one store must use the same key. Default:
+    /// The key access key secrets and secret values are sealed with in the store (made,
+    /// 0600, when missing). Servers sharing one store must use the same key. Default:
     /// <data-dir>/iam-sealing.key.
     #[arg(long, value_name = "FILE")]
     pub iam_sealing_key: Option<PathBuf>,
@@ -78,6 +78,13 @@ pub struct SelfSignedArgs {
 }
 
 impl ApiSecurityArgs {
+    /// Where the sealing key of access keys' secrets and of the secret store is.
+    pub fn sealing_key_path(&self, data_dir: &Path) -> PathBuf {
+        self.iam_sealing_key
+            .clone()
+            .unwrap_or_else(|| data_dir.join(SEALING_KEY_FILE))
+    }
+
     pub fn tls(&self) -> bool {
         self.tls_cert.is_some() || self.tls_self_signed
     }
@@ -178,11 +185,7 @@ pub async fn secure(
     data_dir: &Path,
     args: &ApiSecurityArgs,
 ) -> Result<Router> {
-    let key_path = args
-        .iam_sealing_key
-        .clone()
-        .unwrap_or_else(|| data_dir.join(SEALING_KEY_FILE));
-    let iam = Iam::new(db.clone(), sealing_key(&key_path)?);
+    let iam = Iam::new(db.clone(), sealing_key(&args.sealing_key_path(data_dir))?);
     let sessions = ConsoleSessions::new(args.tls());
     let router = router
         .merge(berth_control::iam_api::routes(iam.clone()))

@@ -53,6 +53,7 @@ mod node_discovery;
 mod node_link_server;
 mod node_proxy;
 mod redeploy_command;
+mod secrets_commands;
 mod server;
 mod store_choice;
 mod tls_names;
@@ -203,6 +204,11 @@ enum Command {
     Iam {
         #[command(subcommand)]
         command: iam_commands::IamCommand,
+    },
+    /// Secrets that task definitions' `secrets` set in containers' environment.
+    Secrets {
+        #[command(subcommand)]
+        command: secrets_commands::SecretsCommand,
     },
     /// Build images locally (nothing can be pulled without a registry).
     Image {
@@ -438,6 +444,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
         }
         Command::Iam { command } => iam_commands::run(&c, &command, json).await,
+        Command::Secrets { command } => secrets_commands::run(&c, &command, json).await,
         Command::Image {
             command: ImageCommand::BuildDemo { binary, tag },
         } => image::build_demo(binary.as_deref(), &tag).await,

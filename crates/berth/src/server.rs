@@ -311,6 +311,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             instance_id: instance.clone(),
         }),
     });
+    // Secret values are sealed under the same key as access keys' secrets.
+    let sealing =
+        crate::iam_server::sealing_key(&args.api_security.sealing_key_path(&args.data_dir))?;
+    let secrets = berth_control::secret_store::SecretStore::new(control.db.clone(), sealing);
+    let control = control.with_secrets(secrets);
     control.ensure_default_cluster().await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -7,7 +7,7 @@
 //! ends (its history compacted, the store's watch cancelled) a `resync` event says that
 //! changes may have been missed and the stream continues from the store's current
 //! revision. Comments keep idle connections alive every 15 s. Writes under `/iam/` (users,
-//! roles, access keys) are not reported.
+//! roles, access keys) and `/secrets/` are not reported.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -89,10 +89,11 @@ pub async fn forward(
     }
 }
 
-/// Keys the stream does not report: IAM's users, roles and access keys (their names and
-/// key ids are IAM's to show, and the stream needs only ECS read actions).
+/// Keys the stream does not report: IAM's users, roles and access keys, and secrets
+/// (their names and key ids are IAM's and Secrets Manager's to show, and the stream
+/// needs only ECS read actions).
 fn is_private(key: &str) -> bool {
-    key.starts_with("/iam/")
+    key.starts_with("/iam/") || key.starts_with("/secrets/")
 }
 
 async fn forward_changes(store: DynStore, tx: mpsc::Sender<StreamItem>) {
@@ -165,7 +166,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_stream_says_hello_then_each_change_in_order_but_iams() {
+    async fn a_stream_says_hello_then_each_change_in_order_but_iams_and_secrets() {
         let store: DynStore = std::sync::Arc::new(berth_store::MemoryStore::new());
         store.put("/clusters/a", b"{}".to_vec()).await.unwrap();
         let (tx, mut rx) = mpsc::channel(16);
@@ -177,6 +178,7 @@ mod tests {
             .put("/iam/accesskeys/AKIAEXAMPLE", b"{}".to_vec())
             .await
             .unwrap();
+        store.put("/secrets/db", b"{}".to_vec()).await.unwrap();
         store
             .put("/services/default/web", b"{}".to_vec())
             .await
@@ -188,7 +190,7 @@ mod tests {
             first,
             StreamItem::Change(Change {
                 key: "/services/default/web".into(),
-                revision: 3,
+                revision: 4,
                 kind: "put"
             })
         );
@@ -196,7 +198,7 @@ mod tests {
             second,
             StreamItem::Change(Change {
                 key: "/clusters/a".into(),
-                revision: 4,
+                revision: 5,
                 kind: "delete"
             })
         );

@@ -233,13 +233,10 @@ async fn front_door_requests_are_judged_by_target_and_form_action() {
     )];
     c.body = b"Action=DescribeTargetGroups&Version=2015-12-01";
     let (status, body, kind) = f.send(c).await;
-    assert_eq!(
-        (status, kind.as_deref()),
-        (403, Some("AccessDeniedException"))
-    );
+    assert_eq!((status, kind.as_deref()), (403, Some("AccessDenied")));
     let xml = body.as_str().unwrap();
     assert!(
-        xml.contains("<Code>AccessDeniedException</Code>")
+        xml.contains("<Code>AccessDenied</Code>")
             && xml.contains("elasticloadbalancing:DescribeTargetGroups"),
         "{xml}"
     );

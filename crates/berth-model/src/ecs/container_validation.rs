@@ -251,9 +251,6 @@ fn refuse_container_members(c: &ContainerDefinition) -> Result<()> {
     if !c.environment_files.is_empty() {
         return Err(refuse("environmentFiles", SHAPE, "environmentFiles"));
     }
-    if !c.secrets.is_empty() {
-        return Err(refuse("secrets", SHAPE, "secrets"));
-    }
     if !c.resource_requirements.is_empty() {
         return Err(refuse(
             "resourceRequirements",

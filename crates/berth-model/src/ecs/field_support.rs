@@ -74,7 +74,7 @@ const SVC: &str = "CreateServiceRequest";
 pub const UNSUPPORTED: &[UnsupportedField] = &[
     // ---- RegisterTaskDefinitionRequest ----
     row(TD, "taskRoleArn", "any", NotApplied, "berth hands tasks no AWS role credentials"),
-    row(TD, "executionRoleArn", "any", NotApplied, "berth starts containers and keeps their logs itself; it assumes no execution role"),
+    row(TD, "executionRoleArn", "any", NotApplied, "berth assumes it only to authorize reading the containers' secrets (so it is not applied without secrets); it pulls no images and sends no logs with it"),
     row(TD, "proxyConfiguration", "any", NotApplied, "berth sends no task traffic through an App Mesh proxy; the proxy container runs like any other"),
     row(TD, "inferenceAccelerators", "any", Refused, "ECS allowed Elastic Inference accelerators; berth has no accelerators to attach"),
     row(TD, "ephemeralStorage", "any", NotApplied, "berth does not size or limit a task's writable layer"),
@@ -89,7 +89,6 @@ pub const UNSUPPORTED: &[UnsupportedField] = &[
     row(CD, "repositoryCredentials", "any", NotApplied, "berth pulls no images from private registries yet; the image must be on the node"),
     row(CD, "restartPolicy", "enabled: true", NotApplied, "berth does not restart a container in place; an essential container's exit stops the task and its service replaces it"),
     row(CD, "environmentFiles", "any", Refused, "ECS reads environment files from Amazon S3; berth cannot reach S3: list the variables in environment"),
-    row(CD, "secrets", "any", Refused, "ECS resolves secrets from Secrets Manager or Parameter Store; berth has no secret store yet and will not start a container without its secrets: pass the values in environment"),
     row(CD, "versionConsistency", "enabled", NotApplied, "berth runs the image as tagged on the node; it does not pin the tag to a digest"),
     row(CD, "logConfiguration", "logDriver awslogs", NotApplied, "kept in berth's own log store as stream {awslogs-stream-prefix}/{container name}/{task id} in its awslogs-group, which berth logs and the API read; nothing goes to CloudWatch Logs and awslogs-region is not used"),
     row(CD, "resourceRequirements", "any", Refused, "ECS allows GPU, InferenceAccelerator and NeuronDevice; berth schedules no GPUs or accelerators (no container instance registers any)"),
@@ -97,7 +96,7 @@ pub const UNSUPPORTED: &[UnsupportedField] = &[
     row(CD, "credentialSpecs", "any", Refused, "ECS allows Active Directory credential specs (gMSA); berth joins no directory"),
     row("PortMapping", "containerPortRange", "any", Refused, "ECS allows port ranges; berth maps single ports: list each port"),
     row("LogConfiguration", "logDriver", "awsfirelens, splunk", Refused, "ECS routes awsfirelens to a FireLens container and splunk to a Splunk endpoint; berth runs no FireLens and does not pass splunk on: use json-file, awslogs, syslog, fluentd, gelf, journald or none"),
-    row("LogConfiguration", "secretOptions", "any", Refused, "ECS resolves secret options from Secrets Manager or Parameter Store; berth has no secret store yet: pass them in options"),
+    row("LogConfiguration", "secretOptions", "any", Refused, "ECS resolves secret options from Secrets Manager or Parameter Store; berth resolves secrets into a container's environment only: pass them in options"),
     // ---- CreateServiceRequest ----
     row(SVC, "availabilityZoneRebalancing", "ENABLED", NotApplied, "berth's container instances have no availability zones"),
     row(SVC, "clientToken", "any", NotApplied, "not needed: apply is idempotent by content"),

@@ -132,7 +132,7 @@ mod tests {
         });
         let e = validate_log_configuration(&with_secret).unwrap_err();
         assert_eq!(e.field, format!("{F}.secretOptions"));
-        assert!(e.message.contains("secret store"), "{e}");
+        assert!(e.message.contains("environment only"), "{e}");
     }
 
     #[test]

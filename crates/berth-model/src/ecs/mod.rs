@@ -20,6 +20,8 @@
 //! - [`task`]: Task, Container, statuses.
 //! - [`service`]: Service, its deployment configuration, deployments and events.
 //! - [`placement`]: validation of placement strategies and constraints.
+//! - [`secrets`]: what a container secret's `valueFrom` names; secret names; the
+//!   registration checks of secrets.
 //! - [`capacity_provider`]: a service's launch type and capacity provider strategy.
 //! - [`service_connect`]: the service's `serviceConnectConfiguration` (the mesh).
 //! - [`field_support`]: the table of members not applied or refused, and the warnings.
@@ -28,7 +30,7 @@
 //! The modules import one way: `cluster_query`, `instance_attributes`, `defaults`, `field_support`, `network_mode`
 //! and `tags` import no other module here; `container` imports those; `log_configuration` imports `container`; `placement` imports
 //! `cluster_query` and the two constraint types; `task_definition` imports
-//! `container` and `log_configuration`; `service_connect` imports `container`; `task` and `service` import
+//! `container`, `log_configuration` and `secrets` (which imports `task_definition`); `service_connect` imports `container`; `task` and `service` import
 //! what they name; `capacity_provider` imports `service` and `task_definition`.
 
 pub mod capacity_provider;
@@ -42,6 +44,7 @@ pub mod instance_attributes;
 pub mod log_configuration;
 pub mod network_mode;
 pub mod placement;
+pub mod secrets;
 pub mod service;
 pub mod service_connect;
 pub mod tags;

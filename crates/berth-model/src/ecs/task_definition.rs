@@ -313,6 +313,7 @@ impl TaskDefinition {
                 ));
             }
         }
+        super::secrets::validate_secrets(self)?;
         if !self.container_definitions.iter().any(|c| c.essential) {
             return Err(ValidationError::new(
                 "containerDefinitions",
@@ -529,8 +530,13 @@ impl TaskDefinition {
             TD,
             "taskRoleArn",
         );
+        // The execution role authorizes reading the containers' secrets, and nothing else.
+        let has_secrets = self
+            .container_definitions
+            .iter()
+            .any(|c| !c.secrets.is_empty());
         n.note(
-            self.execution_role_arn.is_some(),
+            self.execution_role_arn.is_some() && !has_secrets,
             "executionRoleArn",
             TD,
             "executionRoleArn",

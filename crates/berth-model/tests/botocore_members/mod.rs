@@ -58,6 +58,7 @@ pub const APPLIED: &[(&str, &[&str])] = &[
         "ContainerDefinition",
         &[
             "name",
+            "secrets",
             "image",
             "cpu",
             "memory",

@@ -62,6 +62,7 @@ impl From<SpecLabel> for TaskSpec {
             task_arn: l.task_arn,
             cluster: l.cluster,
             task_definition: l.task_definition,
+            secrets: Vec::new(),
         }
     }
 }

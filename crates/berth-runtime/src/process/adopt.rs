@@ -44,6 +44,7 @@ impl Inner {
             task_arn: rec.task_arn,
             cluster: rec.cluster,
             task_definition: rec.task_definition,
+            secrets: Vec::new(),
         };
         let task = Task::new(spec, dir, rec.state, rec.procs.clone());
         let mut running = Vec::new();

@@ -43,6 +43,7 @@ pub fn spec_with(id: &str, mut td: serde_json::Value) -> TaskSpec {
         task_arn: berth_model::arn::task("default", id),
         cluster: "default".into(),
         task_definition: serde_json::from_value(td).expect("valid task definition"),
+        secrets: Vec::new(),
     }
 }
 
