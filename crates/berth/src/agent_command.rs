@@ -65,6 +65,10 @@ pub struct AgentArgs {
     /// EC2 task. It registers the attribute `berth.capacity=managed`.
     #[arg(long)]
     pub managed_capacity: bool,
+    /// Stop and remove the orphaned tasks of this cluster found at start (as `berth
+    /// server --remove-orphans`); without it they are only reported.
+    #[arg(long)]
+    pub remove_orphans: bool,
 }
 
 /// Runs the agent until SIGINT or SIGTERM; its tasks keep running after it stops.
@@ -130,7 +134,15 @@ pub async fn run(args: AgentArgs) -> Result<()> {
                 resync: Duration::from_secs(2),
             },
         )
-        .with_attributes(attributes),
+        .with_attributes(attributes)
+        .with_orphan_check(
+            berth_agent::OrphanSettings {
+                live: crate::live_nodes::live_owners(),
+                remove: args.remove_orphans,
+                remove_hint: "berth agent --remove-orphans".into(),
+            },
+            &prometheus::Registry::new(),
+        ),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     berth_node_link::node_api::serve_node_api(
