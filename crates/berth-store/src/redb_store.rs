@@ -3,9 +3,13 @@
 //! Tables:
 //! - `kv`: key → create revision (u64 LE), mod revision (u64 LE), then the value bytes.
 //! - `log`: revision → the events of that revision (see `encode_events`); the last
-//!   `history` revisions are kept, older ones are removed by the write that passes them.
-//! - `meta`: `revision` (the store-wide counter) and `compacted` (the newest revision
-//!   removed from `log`).
+//!   `history` revisions are kept, and no more than `history_bytes` of them (the newest
+//!   revision always), older ones are removed by the write that passes either bound.
+//! - `meta`: `revision` (the store-wide counter), `compacted` (the newest revision
+//!   removed from `log`) and `log_bytes` (the size of what `log` holds).
+//!
+//! Both bounds keep the file from growing with the number of writes: redb reuses the
+//! pages compaction frees (the file never shrinks, but stops growing).
 //!
 //! Each write is one redb write transaction committed with redb's default durability
 //! (fsync before `commit` returns), so an acknowledged write survives `kill -9` and power
@@ -20,13 +24,17 @@ use redb::{Database, ReadableTable, TableDefinition};
 
 use crate::plan::{plan, KeyRevisions};
 use crate::watch::{self, Commit, CommitReceiver, CommitSender, History};
-use crate::{Entry, Event, Op, Result, Revision, Store, StoreError, Watch, DEFAULT_HISTORY};
+use crate::{
+    Entry, Event, Op, Result, Revision, Store, StoreError, Watch, DEFAULT_HISTORY,
+    DEFAULT_HISTORY_BYTES,
+};
 
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const META_REVISION: &str = "revision";
 const META_COMPACTED: &str = "compacted";
+const META_LOG_BYTES: &str = "log_bytes";
 
 /// A [`Store`] in one redb file. Cloning gives another handle to the same store; the file
 /// closes when the last handle is dropped.
@@ -44,6 +52,8 @@ struct Inner {
     write_lock: Mutex<()>,
     /// How many revisions the `log` table keeps.
     history: u64,
+    /// How many bytes of events the `log` table keeps at most.
+    history_bytes: u64,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -51,6 +61,7 @@ impl std::fmt::Debug for RedbStore {
         f.debug_struct("RedbStore")
             .field("path", &self.inner.path)
             .field("history", &self.inner.history)
+            .field("history_bytes", &self.inner.history_bytes)
             .finish()
     }
 }
@@ -80,6 +91,12 @@ impl RedbStore {
 
     /// [`RedbStore::open`] keeping the last `revisions` revisions (at least 1) for watches.
     pub fn open_with_history(path: &Path, revisions: u64) -> Result<Self> {
+        Self::open_with_history_limits(path, revisions, DEFAULT_HISTORY_BYTES)
+    }
+
+    /// [`RedbStore::open`] keeping the last `revisions` revisions (at least 1), and of
+    /// them no more than `bytes` of events (the newest revision always), for watches.
+    pub fn open_with_history_limits(path: &Path, revisions: u64, bytes: u64) -> Result<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
                 StoreError::Backend(format!("creating directory {}: {e}", parent.display()))
@@ -90,8 +107,17 @@ impl RedbStore {
         let txn = db.begin_write().or_backend(&context)?;
         {
             txn.open_table(KV).or_backend(&context)?;
-            txn.open_table(LOG).or_backend(&context)?;
-            txn.open_table(META).or_backend(&context)?;
+            let log = txn.open_table(LOG).or_backend(&context)?;
+            let mut meta = txn.open_table(META).or_backend(&context)?;
+            // A store written before the log's size was kept: measure it once.
+            if meta.get(META_LOG_BYTES).or_backend(&context)?.is_none() {
+                let mut total = 0u64;
+                for item in log.iter().or_backend(&context)? {
+                    let (_, bytes) = item.or_backend(&context)?;
+                    total += bytes.value().len() as u64;
+                }
+                meta.insert(META_LOG_BYTES, total).or_backend(&context)?;
+            }
         }
         txn.commit().or_backend(&context)?;
         Ok(Self {
@@ -101,6 +127,7 @@ impl RedbStore {
                 commits: watch::commit_channel(),
                 write_lock: Mutex::new(()),
                 history: revisions.max(1),
+                history_bytes: bytes,
             }),
         })
     }
@@ -169,26 +196,47 @@ impl Inner {
                     }
                 }
             }
-            log.insert(next, encode_events(&events).as_slice())
+            let encoded = encode_events(&events);
+            log.insert(next, encoded.as_slice())
                 .or_backend("writing the event log")?;
             meta.insert(META_REVISION, next)
                 .or_backend("writing the revision")?;
-            if next > self.history {
-                let cutoff = next - self.history;
-                loop {
-                    let oldest = log
-                        .first()
-                        .or_backend("reading the event log")?
-                        .map(|(k, _)| k.value());
-                    match oldest {
-                        Some(revision) if revision <= cutoff => {
-                            log.remove(revision)
-                                .or_backend("compacting the event log")?;
-                        }
-                        _ => break,
+            let mut log_bytes = meta
+                .get(META_LOG_BYTES)
+                .or_backend("reading the log size")?
+                .map(|g| g.value())
+                .unwrap_or(0)
+                + encoded.len() as u64;
+            let by_count = next.saturating_sub(self.history);
+            let mut compacted = None;
+            loop {
+                let oldest = log
+                    .first()
+                    .or_backend("reading the event log")?
+                    .map(|(k, v)| (k.value(), v.value().len() as u64));
+                match oldest {
+                    Some((revision, len))
+                        if revision < next
+                            && (revision <= by_count || log_bytes > self.history_bytes) =>
+                    {
+                        log.remove(revision)
+                            .or_backend("compacting the event log")?;
+                        log_bytes = log_bytes.saturating_sub(len);
+                        compacted = Some(revision);
                     }
+                    _ => break,
                 }
-                meta.insert(META_COMPACTED, cutoff)
+            }
+            meta.insert(META_LOG_BYTES, log_bytes)
+                .or_backend("writing the log size")?;
+            let before = meta
+                .get(META_COMPACTED)
+                .or_backend("reading the compacted revision")?
+                .map(|g| g.value())
+                .unwrap_or(0);
+            let compacted = compacted.unwrap_or(0).max(by_count).max(before);
+            if compacted > before {
+                meta.insert(META_COMPACTED, compacted)
                     .or_backend("writing the compacted revision")?;
             }
             Commit {
