@@ -15,9 +15,15 @@
 //! (fsync before `commit` returns), so an acknowledged write survives `kill -9` and power
 //! loss. redb calls block, so they run on tokio's blocking pool; a write whose future is
 //! dropped after it started still completes (or fails) as a whole.
+//!
+//! A write redb fails (a full filesystem: the error then says so) stores nothing, and
+//! redb refuses every later write until the file is opened again: the next write does
+//! that first, so writes succeed again as soon as space returns. Reads keep using the
+//! file as open.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use async_trait::async_trait;
 use redb::{Database, ReadableTable, TableDefinition};
@@ -44,7 +50,11 @@ pub struct RedbStore {
 }
 
 struct Inner {
-    db: Database,
+    /// The open file; `None` after a reopen failed (the next operation tries again).
+    db: RwLock<Option<Database>>,
+    /// Set when a write failed in redb: redb refuses every later write ("Previous I/O
+    /// error occurred") until the file is opened again, which the next write does.
+    needs_reopen: AtomicBool,
     path: PathBuf,
     commits: CommitSender,
     /// Held from the start of a write transaction until its commit is broadcast, so
@@ -122,7 +132,8 @@ impl RedbStore {
         txn.commit().or_backend(&context)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                db,
+                db: RwLock::new(Some(db)),
+                needs_reopen: AtomicBool::new(false),
                 path: path.to_path_buf(),
                 commits: watch::commit_channel(),
                 write_lock: Mutex::new(()),
@@ -150,14 +161,67 @@ impl RedbStore {
 }
 
 impl Inner {
+    /// The open database, opened again first when a write failed or a reopen did
+    /// (`after_failed_write`: only then for a write; a read keeps using the file as
+    /// open, which still answers).
+    fn database(&self, after_failed_write: bool) -> Result<RwLockReadGuard<'_, Option<Database>>> {
+        let reopen = |guard: &Option<Database>| {
+            guard.is_none() || (after_failed_write && self.needs_reopen.load(Ordering::SeqCst))
+        };
+        {
+            let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+            if !reopen(&guard) {
+                return Ok(guard);
+            }
+        }
+        {
+            let mut guard = self.db.write().unwrap_or_else(|p| p.into_inner());
+            if reopen(&guard) {
+                // Closes the file first: redb holds a lock on it while open.
+                *guard = None;
+                let db = Database::create(&self.path)
+                    .or_backend(&format!("opening {} again", self.path.display()))
+                    .map_err(|e| self.explain(e))?;
+                *guard = Some(db);
+                self.needs_reopen.store(false, Ordering::SeqCst);
+                tracing::info!(path = %self.path.display(), "store opened again after a failed write");
+            }
+        }
+        Ok(self.db.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Says what a full filesystem means for the store (the I/O error alone reads as
+    /// "No space left on device (os error 28)").
+    fn explain(&self, e: StoreError) -> StoreError {
+        match e {
+            StoreError::Backend(m) if m.contains("No space left on device") => {
+                StoreError::Backend(format!(
+                    "no space left on the filesystem of {}: the write was not stored, and writes fail until space is freed ({m})",
+                    self.path.display()
+                ))
+            }
+            other => other,
+        }
+    }
+
     /// Applies `ops` in one write transaction; returns the revision and whether anything
-    /// changed.
+    /// changed. A write redb fails makes the next one open the file again.
     fn apply(&self, ops: Vec<Op>) -> Result<(Revision, bool)> {
         let _writing = self
             .write_lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let txn = self.db.begin_write().or_backend("starting a write")?;
+        let guard = self.database(true)?;
+        let db = guard.as_ref().expect("database() returns an open file");
+        let result = self.apply_in(db, ops);
+        if let Err(StoreError::Backend(_)) = &result {
+            self.needs_reopen.store(true, Ordering::SeqCst);
+        }
+        result.map_err(|e| self.explain(e))
+    }
+
+    fn apply_in(&self, db: &Database, ops: Vec<Op>) -> Result<(Revision, bool)> {
+        let txn = db.begin_write().or_backend("starting a write")?;
         let commit = {
             let mut kv = txn.open_table(KV).or_backend("opening kv")?;
             let mut log = txn.open_table(LOG).or_backend("opening log")?;
@@ -252,14 +316,18 @@ impl Inner {
     }
 
     fn get(&self, key: &str) -> Result<Option<Entry>> {
-        let txn = self.db.begin_read().or_backend("starting a read")?;
+        let guard = self.database(false)?;
+        let db = guard.as_ref().expect("database() returns an open file");
+        let txn = db.begin_read().or_backend("starting a read")?;
         let kv = txn.open_table(KV).or_backend("opening kv")?;
         let stored = kv.get(key).or_backend("reading a key")?;
         stored.map(|g| entry(key, g.value())).transpose()
     }
 
     fn list_with_revision(&self, prefix: &str) -> Result<(Vec<Entry>, Revision)> {
-        let txn = self.db.begin_read().or_backend("starting a read")?;
+        let guard = self.database(false)?;
+        let db = guard.as_ref().expect("database() returns an open file");
+        let txn = db.begin_read().or_backend("starting a read")?;
         let kv = txn.open_table(KV).or_backend("opening kv")?;
         let meta = txn.open_table(META).or_backend("opening meta")?;
         let mut entries = Vec::new();
@@ -280,7 +348,9 @@ impl Inner {
     }
 
     fn revision(&self) -> Result<Revision> {
-        let txn = self.db.begin_read().or_backend("starting a read")?;
+        let guard = self.database(false)?;
+        let db = guard.as_ref().expect("database() returns an open file");
+        let txn = db.begin_read().or_backend("starting a read")?;
         let meta = txn.open_table(META).or_backend("opening meta")?;
         let revision = meta
             .get(META_REVISION)
@@ -297,7 +367,9 @@ impl History for Inner {
     }
 
     fn read_history(&self, prefix: &str, after: Revision) -> Result<(Vec<Event>, Revision)> {
-        let txn = self.db.begin_read().or_backend("starting a read")?;
+        let guard = self.database(false)?;
+        let db = guard.as_ref().expect("database() returns an open file");
+        let txn = db.begin_read().or_backend("starting a read")?;
         let log = txn.open_table(LOG).or_backend("opening log")?;
         let meta = txn.open_table(META).or_backend("opening meta")?;
         let read = |name: &str| -> Result<Revision> {
@@ -568,7 +640,8 @@ mod tests {
         }
         let inner = store.inner.clone();
         let kept: Vec<u64> = tokio::task::spawn_blocking(move || {
-            let txn = inner.db.begin_read().unwrap();
+            let guard = inner.db.read().unwrap();
+            let txn = guard.as_ref().unwrap().begin_read().unwrap();
             let log = txn.open_table(LOG).unwrap();
             log.iter()
                 .unwrap()
