@@ -26,6 +26,7 @@ use berth_runtime::{DynRuntime, RuntimeError, TaskSpec, TaskState};
 use tokio::sync::watch;
 
 use crate::api::{AgentApi, AgentError, Result};
+use crate::orphans::{check_orphans, orphan_gauge, OrphanSettings};
 use crate::queries::TaskQueries;
 use crate::report;
 
@@ -72,6 +73,8 @@ pub struct Agent {
     /// Custom attributes registered with the instance (see [`Agent::with_attributes`]).
     custom_attributes: BTreeMap<String, String>,
     busy: Arc<Mutex<BTreeSet<String>>>,
+    /// The orphan check run at start (see [`Agent::with_orphan_check`]).
+    orphans: Option<(OrphanSettings, prometheus::IntGaugeVec)>,
 }
 
 /// Total memory in MiB from /proc/meminfo (0 when unknown).
@@ -106,7 +109,20 @@ impl Agent {
             instance_arn,
             custom_attributes: BTreeMap::new(),
             busy: Arc::default(),
+            orphans: None,
         }
+    }
+
+    /// At start, looks for orphaned tasks on this node, reports them (log and the gauge
+    /// `berth_orphaned_tasks` in `registry`) and removes them when `settings.remove` says
+    /// so; see [`crate::orphans`].
+    pub fn with_orphan_check(
+        mut self,
+        settings: OrphanSettings,
+        registry: &prometheus::Registry,
+    ) -> Self {
+        self.orphans = Some((settings, orphan_gauge(registry)));
+        self
     }
 
     /// Registers `attributes` with the instance besides berth's own (which win over a
@@ -176,6 +192,13 @@ impl Agent {
     /// Until the control plane takes the registration, the agent retries every second
     /// and touches nothing: tasks already running keep running.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        if let Some((settings, gauge)) = self.orphans.clone() {
+            let runtime = self.runtime.clone();
+            let cluster = self.cfg.cluster.clone();
+            tokio::spawn(async move {
+                check_orphans(&runtime, &cluster, &settings, &gauge).await;
+            });
+        }
         let mut warned = false;
         while let Err(e) = self.register().await {
             if !warned {

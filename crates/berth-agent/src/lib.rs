@@ -6,7 +6,8 @@
 //! what the runtime reports (started, exited, health, exit codes) goes back to the control
 //! plane as task state changes. On start it adopts what the runtime already runs, so a
 //! restart neither loses nor duplicates tasks; whatever the runtime runs that no task
-//! owns is stopped and removed. It also answers for its tasks' logs and resource use, and runs commands in their
+//! owns is stopped and removed; tasks another node that is gone left on this machine are
+//! reported (and removed when asked). It also answers for its tasks' logs and resource use, and runs commands in their
 //! containers (exec).
 //!
 //! What it does not do: decide what runs where (the control plane's scheduler does),
@@ -20,9 +21,12 @@
 //! - [`agent`]: [`Agent`], the convergence loop.
 //! - [`report`]: a runtime's task state turned into the contract's task state changes.
 //! - [`queries`]: [`TaskQueries`], logs, resource use and exec for the node's tasks.
+//! - [`orphans`]: at start, tasks berth started here for a node that is gone: reported,
+//!   counted, and removed when asked.
 
 pub mod agent;
 pub mod api;
+pub mod orphans;
 pub mod queries;
 pub mod report;
 
@@ -31,6 +35,7 @@ pub use agent::{
     MESH_INBOUND_ATTRIBUTE,
 };
 pub use api::{AgentApi, AgentError, Result};
+pub use orphans::{check_orphans, OrphanReport, OrphanSettings};
 pub use queries::TaskQueries;
 
 #[cfg(test)]

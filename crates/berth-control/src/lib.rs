@@ -408,8 +408,5 @@ impl ControlPlane {
 
 /// Seconds since the Unix epoch, the timestamps of the metric samples.
 fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    berth_model::time::now()
 }

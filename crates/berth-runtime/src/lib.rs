@@ -13,7 +13,8 @@
 //! - [`Runtime`], [`TaskSpec`], [`TaskState`], [`ContainerState`]: the interface;
 //!   [`exec`]: what an exec asks ([`ExecRequest`]) and gives ([`ExecOutput`]);
 //!   [`exec_interactive`]: a command whose stdin and output stream while it runs
-//!   ([`InteractiveExecRequest`], [`ExecSession`]).
+//!   ([`InteractiveExecRequest`], [`ExecSession`]); [`orphans`]: tasks berth started
+//!   here for a node that is gone ([`OrphanTask`]).
 //! - [`process`]: the embedded default; a container's `entryPoint` + `command` runs as a
 //!   local process under a small supervisor ([`process::shim_main`]) that outlives berth.
 //! - [`docker`]: containers on the local Docker engine (bollard), with ECS's
@@ -34,6 +35,7 @@ mod dependencies;
 pub mod docker;
 pub mod exec;
 pub mod exec_interactive;
+pub mod orphans;
 pub mod process;
 mod task_core;
 mod task_env;
@@ -44,6 +46,7 @@ mod test_support;
 
 pub use exec::{ExecOutput, ExecRequest};
 pub use exec_interactive::{ExecSession, InteractiveExecRequest};
+pub use orphans::{LiveOwners, OrphanOwner, OrphanTask};
 
 /// What the agent asks a runtime to run.
 #[derive(Debug, Clone)]
@@ -238,6 +241,23 @@ pub trait Runtime: Send + Sync + 'static {
         Err(RuntimeError::Other(format!(
             "the {} runtime does not run interactive commands",
             self.kind()
+        )))
+    }
+
+    /// Tasks berth started on this node for another owner (container instance or state
+    /// directory) that is not in `live`, so no running node adopts them; see [`orphans`].
+    /// Runtimes that cannot tell keep the default: none.
+    async fn orphans(&self, live: &LiveOwners) -> Result<Vec<OrphanTask>> {
+        let _ = live;
+        Ok(Vec::new())
+    }
+
+    /// Stops and removes an orphan that [`Runtime::orphans`] found.
+    async fn remove_orphan(&self, orphan: &OrphanTask) -> Result<()> {
+        Err(RuntimeError::Other(format!(
+            "the {} runtime cannot remove orphaned task {}",
+            self.kind(),
+            orphan.task_arn
         )))
     }
 }

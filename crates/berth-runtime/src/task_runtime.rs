@@ -15,6 +15,7 @@ use berth_model::ecs::TaskDefinition;
 use tokio::sync::broadcast;
 
 use crate::exec::exec_target;
+use crate::orphans::{LiveOwners, OrphanTask};
 use crate::task_table::{RuntimeTask, TaskTable};
 use crate::{
     ExecOutput, ExecRequest, ExecSession, InteractiveExecRequest, LogStream, Result, RuntimeError,
@@ -65,6 +66,23 @@ pub(crate) trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<LogStream>> + Send;
 
     fn task_stats(&self, task: &Arc<Self::Task>) -> impl Future<Output = TaskStats> + Send;
+
+    /// Tasks berth started on this node for another owner that is not in `live`.
+    /// Backends that cannot tell keep the default: none.
+    fn orphans(&self, live: &LiveOwners) -> impl Future<Output = Result<Vec<OrphanTask>>> + Send {
+        let _ = live;
+        async { Ok(Vec::new()) }
+    }
+
+    /// Stops and removes an orphan [`Backend::orphans`] found.
+    fn remove_orphan(&self, orphan: &OrphanTask) -> impl Future<Output = Result<()>> + Send {
+        let arn = orphan.task_arn.clone();
+        async move {
+            Err(RuntimeError::Other(format!(
+                "this runtime cannot remove orphaned task {arn}"
+            )))
+        }
+    }
 
     /// Runs `request.command` in container `idx`, which runs.
     fn exec_in(
@@ -227,6 +245,20 @@ macro_rules! impl_runtime {
                 request: &$crate::InteractiveExecRequest,
             ) -> $crate::Result<$crate::ExecSession> {
                 $crate::task_runtime::exec_interactive(&self.$backend, task_arn, request).await
+            }
+
+            async fn orphans(
+                &self,
+                live: &$crate::orphans::LiveOwners,
+            ) -> $crate::Result<Vec<$crate::orphans::OrphanTask>> {
+                $crate::task_runtime::Backend::orphans(&*self.$backend, live).await
+            }
+
+            async fn remove_orphan(
+                &self,
+                orphan: &$crate::orphans::OrphanTask,
+            ) -> $crate::Result<()> {
+                $crate::task_runtime::Backend::remove_orphan(&*self.$backend, orphan).await
             }
         }
     };

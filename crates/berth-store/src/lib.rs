@@ -49,6 +49,12 @@ pub type Revision = u64;
 /// How many revisions of history backends keep for watches unless told otherwise.
 pub const DEFAULT_HISTORY: u64 = 10_000;
 
+/// How many bytes of history (events with their values) the redb backend keeps unless
+/// told otherwise: revisions beyond it are compacted even when fewer than
+/// [`DEFAULT_HISTORY`], so a store whose values are large does not hold ten thousand of
+/// them.
+pub const DEFAULT_HISTORY_BYTES: u64 = 8 << 20;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub key: String,

@@ -3,30 +3,44 @@
 //! Tables:
 //! - `kv`: key → create revision (u64 LE), mod revision (u64 LE), then the value bytes.
 //! - `log`: revision → the events of that revision (see `encode_events`); the last
-//!   `history` revisions are kept, older ones are removed by the write that passes them.
-//! - `meta`: `revision` (the store-wide counter) and `compacted` (the newest revision
-//!   removed from `log`).
+//!   `history` revisions are kept, and no more than `history_bytes` of them (the newest
+//!   revision always), older ones are removed by the write that passes either bound.
+//! - `meta`: `revision` (the store-wide counter), `compacted` (the newest revision
+//!   removed from `log`) and `log_bytes` (the size of what `log` holds).
+//!
+//! Both bounds keep the file from growing with the number of writes: redb reuses the
+//! pages compaction frees (the file never shrinks, but stops growing).
 //!
 //! Each write is one redb write transaction committed with redb's default durability
 //! (fsync before `commit` returns), so an acknowledged write survives `kill -9` and power
 //! loss. redb calls block, so they run on tokio's blocking pool; a write whose future is
 //! dropped after it started still completes (or fails) as a whole.
+//!
+//! A write redb fails (a full filesystem: the error then says so) stores nothing, and
+//! redb refuses every later write until the file is opened again: the next write does
+//! that first, so writes succeed again as soon as space returns. Reads keep using the
+//! file as open.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use async_trait::async_trait;
 use redb::{Database, ReadableTable, TableDefinition};
 
 use crate::plan::{plan, KeyRevisions};
 use crate::watch::{self, Commit, CommitReceiver, CommitSender, History};
-use crate::{Entry, Event, Op, Result, Revision, Store, StoreError, Watch, DEFAULT_HISTORY};
+use crate::{
+    Entry, Event, Op, Result, Revision, Store, StoreError, Watch, DEFAULT_HISTORY,
+    DEFAULT_HISTORY_BYTES,
+};
 
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const META_REVISION: &str = "revision";
 const META_COMPACTED: &str = "compacted";
+const META_LOG_BYTES: &str = "log_bytes";
 
 /// A [`Store`] in one redb file. Cloning gives another handle to the same store; the file
 /// closes when the last handle is dropped.
@@ -36,7 +50,11 @@ pub struct RedbStore {
 }
 
 struct Inner {
-    db: Database,
+    /// The open file; `None` after a reopen failed (the next operation tries again).
+    db: RwLock<Option<Database>>,
+    /// Set when a write failed in redb: redb refuses every later write ("Previous I/O
+    /// error occurred") until the file is opened again, which the next write does.
+    needs_reopen: AtomicBool,
     path: PathBuf,
     commits: CommitSender,
     /// Held from the start of a write transaction until its commit is broadcast, so
@@ -44,6 +62,8 @@ struct Inner {
     write_lock: Mutex<()>,
     /// How many revisions the `log` table keeps.
     history: u64,
+    /// How many bytes of events the `log` table keeps at most.
+    history_bytes: u64,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -51,6 +71,7 @@ impl std::fmt::Debug for RedbStore {
         f.debug_struct("RedbStore")
             .field("path", &self.inner.path)
             .field("history", &self.inner.history)
+            .field("history_bytes", &self.inner.history_bytes)
             .finish()
     }
 }
@@ -80,6 +101,12 @@ impl RedbStore {
 
     /// [`RedbStore::open`] keeping the last `revisions` revisions (at least 1) for watches.
     pub fn open_with_history(path: &Path, revisions: u64) -> Result<Self> {
+        Self::open_with_history_limits(path, revisions, DEFAULT_HISTORY_BYTES)
+    }
+
+    /// [`RedbStore::open`] keeping the last `revisions` revisions (at least 1), and of
+    /// them no more than `bytes` of events (the newest revision always), for watches.
+    pub fn open_with_history_limits(path: &Path, revisions: u64, bytes: u64) -> Result<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
                 StoreError::Backend(format!("creating directory {}: {e}", parent.display()))
@@ -90,17 +117,28 @@ impl RedbStore {
         let txn = db.begin_write().or_backend(&context)?;
         {
             txn.open_table(KV).or_backend(&context)?;
-            txn.open_table(LOG).or_backend(&context)?;
-            txn.open_table(META).or_backend(&context)?;
+            let log = txn.open_table(LOG).or_backend(&context)?;
+            let mut meta = txn.open_table(META).or_backend(&context)?;
+            // A store written before the log's size was kept: measure it once.
+            if meta.get(META_LOG_BYTES).or_backend(&context)?.is_none() {
+                let mut total = 0u64;
+                for item in log.iter().or_backend(&context)? {
+                    let (_, bytes) = item.or_backend(&context)?;
+                    total += bytes.value().len() as u64;
+                }
+                meta.insert(META_LOG_BYTES, total).or_backend(&context)?;
+            }
         }
         txn.commit().or_backend(&context)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                db,
+                db: RwLock::new(Some(db)),
+                needs_reopen: AtomicBool::new(false),
                 path: path.to_path_buf(),
                 commits: watch::commit_channel(),
                 write_lock: Mutex::new(()),
                 history: revisions.max(1),
+                history_bytes: bytes,
             }),
         })
     }
@@ -123,14 +161,67 @@ impl RedbStore {
 }
 
 impl Inner {
+    /// The open database, opened again first when a write failed or a reopen did
+    /// (`after_failed_write`: only then for a write; a read keeps using the file as
+    /// open, which still answers).
+    fn database(&self, after_failed_write: bool) -> Result<RwLockReadGuard<'_, Option<Database>>> {
+        let reopen = |guard: &Option<Database>| {
+            guard.is_none() || (after_failed_write && self.needs_reopen.load(Ordering::SeqCst))
+        };
+        {
+            let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+            if !reopen(&guard) {
+                return Ok(guard);
+            }
+        }
+        {
+            let mut guard = self.db.write().unwrap_or_else(|p| p.into_inner());
+            if reopen(&guard) {
+                // Closes the file first: redb holds a lock on it while open.
+                *guard = None;
+                let db = Database::create(&self.path)
+                    .or_backend(&format!("opening {} again", self.path.display()))
+                    .map_err(|e| self.explain(e))?;
+                *guard = Some(db);
+                self.needs_reopen.store(false, Ordering::SeqCst);
+                tracing::info!(path = %self.path.display(), "store opened again after a failed write");
+            }
+        }
+        Ok(self.db.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Says what a full filesystem means for the store (the I/O error alone reads as
+    /// "No space left on device (os error 28)").
+    fn explain(&self, e: StoreError) -> StoreError {
+        match e {
+            StoreError::Backend(m) if m.contains("No space left on device") => {
+                StoreError::Backend(format!(
+                    "no space left on the filesystem of {}: the write was not stored, and writes fail until space is freed ({m})",
+                    self.path.display()
+                ))
+            }
+            other => other,
+        }
+    }
+
     /// Applies `ops` in one write transaction; returns the revision and whether anything
-    /// changed.
+    /// changed. A write redb fails makes the next one open the file again.
     fn apply(&self, ops: Vec<Op>) -> Result<(Revision, bool)> {
         let _writing = self
             .write_lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let txn = self.db.begin_write().or_backend("starting a write")?;
+        let guard = self.database(true)?;
+        let db = guard.as_ref().expect("database() returns an open file");
+        let result = self.apply_in(db, ops);
+        if let Err(StoreError::Backend(_)) = &result {
+            self.needs_reopen.store(true, Ordering::SeqCst);
+        }
+        result.map_err(|e| self.explain(e))
+    }
+
+    fn apply_in(&self, db: &Database, ops: Vec<Op>) -> Result<(Revision, bool)> {
+        let txn = db.begin_write().or_backend("starting a write")?;
         let commit = {
             let mut kv = txn.open_table(KV).or_backend("opening kv")?;
             let mut log = txn.open_table(LOG).or_backend("opening log")?;
@@ -169,26 +260,47 @@ impl Inner {
                     }
                 }
             }
-            log.insert(next, encode_events(&events).as_slice())
+            let encoded = encode_events(&events);
+            log.insert(next, encoded.as_slice())
                 .or_backend("writing the event log")?;
             meta.insert(META_REVISION, next)
                 .or_backend("writing the revision")?;
-            if next > self.history {
-                let cutoff = next - self.history;
-                loop {
-                    let oldest = log
-                        .first()
-                        .or_backend("reading the event log")?
-                        .map(|(k, _)| k.value());
-                    match oldest {
-                        Some(revision) if revision <= cutoff => {
-                            log.remove(revision)
-                                .or_backend("compacting the event log")?;
-                        }
-                        _ => break,
+            let mut log_bytes = meta
+                .get(META_LOG_BYTES)
+                .or_backend("reading the log size")?
+                .map(|g| g.value())
+                .unwrap_or(0)
+                + encoded.len() as u64;
+            let by_count = next.saturating_sub(self.history);
+            let mut compacted = None;
+            loop {
+                let oldest = log
+                    .first()
+                    .or_backend("reading the event log")?
+                    .map(|(k, v)| (k.value(), v.value().len() as u64));
+                match oldest {
+                    Some((revision, len))
+                        if revision < next
+                            && (revision <= by_count || log_bytes > self.history_bytes) =>
+                    {
+                        log.remove(revision)
+                            .or_backend("compacting the event log")?;
+                        log_bytes = log_bytes.saturating_sub(len);
+                        compacted = Some(revision);
                     }
+                    _ => break,
                 }
-                meta.insert(META_COMPACTED, cutoff)
+            }
+            meta.insert(META_LOG_BYTES, log_bytes)
+                .or_backend("writing the log size")?;
+            let before = meta
+                .get(META_COMPACTED)
+                .or_backend("reading the compacted revision")?
+                .map(|g| g.value())
+                .unwrap_or(0);
+            let compacted = compacted.unwrap_or(0).max(by_count).max(before);
+            if compacted > before {
+                meta.insert(META_COMPACTED, compacted)
                     .or_backend("writing the compacted revision")?;
             }
             Commit {
@@ -204,14 +316,18 @@ impl Inner {
     }
 
     fn get(&self, key: &str) -> Result<Option<Entry>> {
-        let txn = self.db.begin_read().or_backend("starting a read")?;
+        let guard = self.database(false)?;
+        let db = guard.as_ref().expect("database() returns an open file");
+        let txn = db.begin_read().or_backend("starting a read")?;
         let kv = txn.open_table(KV).or_backend("opening kv")?;
         let stored = kv.get(key).or_backend("reading a key")?;
         stored.map(|g| entry(key, g.value())).transpose()
     }
 
     fn list_with_revision(&self, prefix: &str) -> Result<(Vec<Entry>, Revision)> {
-        let txn = self.db.begin_read().or_backend("starting a read")?;
+        let guard = self.database(false)?;
+        let db = guard.as_ref().expect("database() returns an open file");
+        let txn = db.begin_read().or_backend("starting a read")?;
         let kv = txn.open_table(KV).or_backend("opening kv")?;
         let meta = txn.open_table(META).or_backend("opening meta")?;
         let mut entries = Vec::new();
@@ -232,7 +348,9 @@ impl Inner {
     }
 
     fn revision(&self) -> Result<Revision> {
-        let txn = self.db.begin_read().or_backend("starting a read")?;
+        let guard = self.database(false)?;
+        let db = guard.as_ref().expect("database() returns an open file");
+        let txn = db.begin_read().or_backend("starting a read")?;
         let meta = txn.open_table(META).or_backend("opening meta")?;
         let revision = meta
             .get(META_REVISION)
@@ -249,7 +367,9 @@ impl History for Inner {
     }
 
     fn read_history(&self, prefix: &str, after: Revision) -> Result<(Vec<Event>, Revision)> {
-        let txn = self.db.begin_read().or_backend("starting a read")?;
+        let guard = self.database(false)?;
+        let db = guard.as_ref().expect("database() returns an open file");
+        let txn = db.begin_read().or_backend("starting a read")?;
         let log = txn.open_table(LOG).or_backend("opening log")?;
         let meta = txn.open_table(META).or_backend("opening meta")?;
         let read = |name: &str| -> Result<Revision> {
@@ -445,90 +565,5 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn events_round_trip() {
-        let events = vec![
-            Event::Put(Entry {
-                key: "a/1".into(),
-                value: b"one".to_vec(),
-                create_revision: 3,
-                mod_revision: 7,
-            }),
-            Event::Delete {
-                key: "a/2".into(),
-                mod_revision: 7,
-            },
-            Event::Put(Entry {
-                key: "".into(),
-                value: Vec::new(),
-                create_revision: 7,
-                mod_revision: 7,
-            }),
-        ];
-        assert_eq!(decode_events(7, &encode_events(&events)).unwrap(), events);
-    }
-
-    #[test]
-    fn truncated_records_are_errors_not_panics() {
-        let events = vec![Event::Put(Entry {
-            key: "k".into(),
-            value: b"value".to_vec(),
-            create_revision: 1,
-            mod_revision: 1,
-        })];
-        let bytes = encode_events(&events);
-        for len in 1..bytes.len() {
-            assert!(
-                decode_events(1, &bytes[..len]).is_err(),
-                "prefix of {len} bytes decoded"
-            );
-        }
-        assert!(decode_stored(&[0; 15]).is_err());
-    }
-
-    #[test]
-    fn stored_entry_round_trips() {
-        let revisions = KeyRevisions {
-            create_revision: 4,
-            mod_revision: 9,
-        };
-        let bytes = encode_stored(revisions, b"v");
-        let (decoded, value) = decode_stored(&bytes).unwrap();
-        assert_eq!(decoded, revisions);
-        assert_eq!(value, b"v");
-    }
-
-    #[tokio::test]
-    async fn open_creates_missing_directories() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a/b/state.redb");
-        let store = RedbStore::open(&path).unwrap();
-        assert_eq!(store.put("k", b"v".to_vec()).await.unwrap(), 1);
-        assert!(path.exists());
-        assert_eq!(store.path(), path);
-    }
-
-    #[tokio::test]
-    async fn history_is_trimmed_in_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = RedbStore::open_with_history(&dir.path().join("s.redb"), 3).unwrap();
-        for i in 0..10 {
-            store.put("k", vec![i]).await.unwrap();
-        }
-        let inner = store.inner.clone();
-        let kept: Vec<u64> = tokio::task::spawn_blocking(move || {
-            let txn = inner.db.begin_read().unwrap();
-            let log = txn.open_table(LOG).unwrap();
-            log.iter()
-                .unwrap()
-                .map(|item| item.unwrap().0.value())
-                .collect()
-        })
-        .await
-        .unwrap();
-        assert_eq!(kept, vec![8, 9, 10]);
-    }
-}
+#[path = "redb_store_tests.rs"]
+mod tests;

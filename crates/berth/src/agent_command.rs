@@ -94,6 +94,10 @@ pub struct AgentArgs {
     /// <data-dir>/metrics.addr.
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Stop and remove the orphaned tasks of this cluster found at start (as `berth
+    /// server --remove-orphans`); without it they are only reported.
+    #[arg(long)]
+    pub remove_orphans: bool,
 }
 
 /// Runs the agent until SIGINT or SIGTERM; its tasks keep running after it stops.
@@ -197,7 +201,15 @@ pub async fn run(args: AgentArgs) -> Result<()> {
                 resync: Duration::from_secs(2),
             },
         )
-        .with_attributes(attributes),
+        .with_attributes(attributes)
+        .with_orphan_check(
+            berth_agent::OrphanSettings {
+                live: crate::live_nodes::live_owners(),
+                remove: args.remove_orphans,
+                remove_hint: "berth agent --remove-orphans".into(),
+            },
+            &registry,
+        ),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     berth_node_link::node_api::serve_node_api(

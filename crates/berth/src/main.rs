@@ -16,6 +16,8 @@
 //! - `agent_command`: `berth agent`, this machine as a container instance of a remote
 //!   control plane, over the node link.
 //! - `node_link_server`: `berth server --node-listen`, where remote agents connect.
+//! - `live_nodes`: the berth nodes running on this machine (whose tasks are not
+//!   orphans).
 //! - `agent_link`: the local agent behind control's `AgentService`, and the agent's task
 //!   queries behind control's `TaskNodes`.
 //! - `down_command`: `berth down`, the cluster's services deleted and tasks stopped.
@@ -48,6 +50,7 @@ mod iam_server;
 mod iam_tls;
 mod image;
 mod instance_commands;
+mod live_nodes;
 mod local_terminal;
 mod node_discovery;
 mod node_link_server;

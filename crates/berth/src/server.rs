@@ -79,6 +79,12 @@ pub struct ServerArgs {
     /// recorded STOPPED and its services' tasks replaced on other instances.
     #[arg(long, value_name = "SECS", default_value_t = berth_control::lost_instances::DEFAULT_AGENT_LOST_AFTER.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub agent_lost_after: u64,
+    /// Stop and remove the orphaned tasks of this cluster found at start: tasks berth
+    /// started on this machine for another data directory or container instance whose
+    /// node no longer runs. Without it they are only reported (log and
+    /// `berth_orphaned_tasks`).
+    #[arg(long)]
+    pub remove_orphans: bool,
     #[command(flatten)]
     pub store: Box<crate::store_choice::StoreArgs>,
     /// The API's authentication and TLS.
@@ -376,7 +382,15 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             runtime,
             agent_config,
         )
-        .with_attributes(attributes),
+        .with_attributes(attributes)
+        .with_orphan_check(
+            berth_agent::OrphanSettings {
+                live: crate::live_nodes::live_owners(),
+                remove: args.remove_orphans,
+                remove_hint: "berth server --remove-orphans".into(),
+            },
+            &registry,
+        ),
     );
     let agent_task = tokio::spawn(agent.clone().run(stop_rx.clone()));
     if let Some(addr) = args.node_listen {

@@ -90,8 +90,26 @@ impl StoreArgs {
     pub async fn open(&self, data_dir: &Path) -> Result<OpenStore> {
         match self.etcd_config()? {
             None => {
-                let store = RedbStore::open(&data_dir.join("berth.redb"))
-                    .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+                let path = data_dir.join("berth.redb");
+                // A server killed while it was starting a process leaves the file locked
+                // for as long as that child takes to exec (the lock goes with the
+                // descriptor the child holds until then): wait a little for it.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                let store = loop {
+                    match RedbStore::open(&path) {
+                        Err(e)
+                            if e.to_string().contains("already open")
+                                && std::time::Instant::now() < deadline =>
+                        {
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                        other => {
+                            break other.with_context(|| {
+                                format!("opening the store in {}", data_dir.display())
+                            })?
+                        }
+                    }
+                };
                 Ok(OpenStore::Redb(store))
             }
             Some(config) => {

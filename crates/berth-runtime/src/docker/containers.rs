@@ -18,6 +18,7 @@ use futures::StreamExt;
 use super::container_spec::{container_create_body, container_name, NodeContext};
 use super::{docker_message, err, is_not_found, Inner, Task};
 use crate::dependencies::start_order;
+use crate::orphans::{LiveOwners, OrphanTask};
 use crate::task_core::{check_startable, start_in_dependency_order};
 use crate::task_runtime::Backend;
 use crate::task_table::TaskTable;
@@ -238,6 +239,14 @@ impl Backend for Inner {
 
     async fn task_stats(&self, task: &Arc<Task>) -> TaskStats {
         self.measure(task).await
+    }
+
+    async fn orphans(&self, live: &LiveOwners) -> Result<Vec<OrphanTask>> {
+        self.find_orphans(live).await
+    }
+
+    async fn remove_orphan(&self, orphan: &OrphanTask) -> Result<()> {
+        self.remove_orphan_containers(orphan).await
     }
 
     async fn exec_in(

@@ -40,7 +40,8 @@
 //! `container_state` (inspect output → [`crate::ContainerState`], also pure),
 //! `containers` (the backend: create, start, stop, remove and read logs on the engine),
 //! `exec` (a command in a running container, through the engine's exec API),
-//! `network` (the awsvpc network), `volumes` (a task's Docker volumes), `adopt` (rebuilding tasks from labels), `state_sync`
+//! `network` (the awsvpc network), `volumes` (a task's Docker volumes), `adopt` (rebuilding tasks from labels), `orphans` (other
+//! instances' containers whose node is gone), `state_sync`
 //! (events and resync), `stats`, `image` (building images). Starting and stopping in
 //! `dependsOn` order, the environment and the [`crate::Runtime`] methods are shared with
 //! the process runtime.
@@ -53,6 +54,7 @@ mod exec;
 mod image;
 mod log_config;
 mod network;
+mod orphans;
 mod state_sync;
 mod stats;
 mod volumes;

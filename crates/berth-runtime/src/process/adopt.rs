@@ -1,15 +1,37 @@
 //! Reading the state directory back when the runtime opens: a task whose shims still
 //! run (checked by pid, start time and command line) is adopted and watched again; a
 //! container whose shim ended while berth was away is reported stopped with the exit
-//! code the shim recorded. It starts no process.
+//! code the shim recorded. A container whose shim started but whose pid berth had not
+//! yet recorded (berth died in between) is found by its shim's command line and adopted
+//! too, so its process is neither lost nor left running unowned. It starts no process.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::supervise::exit_outcome;
-use super::{procfs, Inner, Task, TaskRecord, TASK_FILE};
+use super::{procfs, Inner, ProcRecord, Task, TaskRecord, TASK_FILE};
 use crate::task_runtime::Backend;
 use crate::{ContainerStatus, Result, RuntimeError, TaskSpec};
+
+/// The running shim of the container directory `cdir` and its process, when berth died
+/// between starting it and recording it.
+fn unrecorded_shim(cdir: &std::path::Path) -> Option<ProcRecord> {
+    let (shim_pid, stat) = procfs::processes_with_arg(cdir).into_iter().next()?;
+    let Some(pid) = procfs::children(shim_pid).into_iter().next() else {
+        // Caught before it started the process: it must not start it unowned.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(shim_pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        return None;
+    };
+    tracing::info!(shim = shim_pid, pid, dir = %cdir.display(), "found a container process started just before berth stopped");
+    Some(ProcRecord {
+        shim_pid,
+        shim_start_time: stat.start_time,
+        pid,
+    })
+}
 
 impl Inner {
     pub(super) fn adopt_all(self: &Arc<Self>) -> Result<()> {
@@ -53,7 +75,8 @@ impl Inner {
             if status == ContainerStatus::Stopped {
                 continue;
             }
-            let Some(p) = rec.procs[idx] else {
+            let Some(p) = rec.procs[idx].or_else(|| unrecorded_shim(&task.container_dir(idx)))
+            else {
                 task.core.state.send_modify(|s| {
                     let c = &mut s.containers[idx];
                     c.status = ContainerStatus::Stopped;
@@ -66,6 +89,12 @@ impl Inner {
             if procfs::alive(p.shim_pid, p.shim_start_time)
                 && procfs::cmdline_has_arg(p.shim_pid, &cdir)
             {
+                task.procs.lock().expect("procs lock")[idx] = Some(p);
+                task.core.state.send_modify(|s| {
+                    let c = &mut s.containers[idx];
+                    c.status = ContainerStatus::Running;
+                    c.runtime_id = Some(p.pid.to_string());
+                });
                 running.push(idx);
             } else {
                 let (code, reason) = exit_outcome(&cdir, &task.marks[idx]);

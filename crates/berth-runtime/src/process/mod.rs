@@ -43,6 +43,7 @@
 //!
 //! Layout: `supervise` (the backend: spawning a container under its shim, watching it
 //! end, stopping it), `exec` (a command beside a container), `adopt` (reading the state directory back), `ports` (choosing host ports),
+//! `orphans` (other state directories' shims whose node is gone),
 //! `health` (running health-check commands), `volumes` (volume directories and mount
 //! point links), `logs`, `stats` and `procfs` (reading
 //! `/proc`), `shim` (the supervisor itself). The environment, `dependsOn`, the start and
@@ -53,6 +54,7 @@ mod exec;
 mod exec_interactive;
 mod health;
 mod logs;
+mod orphans;
 mod ports;
 mod process_env;
 mod procfs;

@@ -7,6 +7,7 @@ use std::path::Path;
 pub(crate) struct ProcStat {
     /// R, S, D, Z (zombie), X (dead), ...
     pub state: char,
+    pub ppid: i32,
     pub pgrp: i32,
     /// User + system CPU time in clock ticks.
     pub cpu_ticks: u64,
@@ -23,6 +24,7 @@ pub(crate) fn parse_stat(text: &str) -> Option<ProcStat> {
     let num = |i: usize| f.get(i).and_then(|s| s.parse::<u64>().ok());
     Some(ProcStat {
         state: f.first()?.chars().next()?,
+        ppid: f.get(1)?.parse().ok()?,
         pgrp: f.get(2)?.parse().ok()?,
         cpu_ticks: num(11)? + num(12)?,
         start_time: num(19)?,
@@ -46,6 +48,33 @@ pub(crate) fn cmdline_has_arg(pid: i32, needle: &Path) -> bool {
     };
     let needle = needle.as_os_str().as_encoded_bytes();
     bytes.split(|b| *b == 0).any(|arg| arg == needle)
+}
+
+/// The live processes whose command line has `needle` as an argument (a container's
+/// shim names its container directory).
+pub(crate) fn processes_with_arg(needle: &Path) -> Vec<(i32, ProcStat)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| cmdline_has_arg(*pid, needle))
+        .filter_map(|pid| Some((pid, stat(pid)?)))
+        .filter(|(_, s)| !matches!(s.state, 'Z' | 'X'))
+        .collect()
+}
+
+/// The live children of `parent`.
+pub(crate) fn children(parent: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| stat(*pid).is_some_and(|s| s.ppid == parent && !matches!(s.state, 'Z' | 'X')))
+        .collect()
 }
 
 /// CPU ticks and resident pages summed over the processes of process group `pgrp`.
@@ -108,6 +137,7 @@ mod tests {
                     5555 1000000 250 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0";
         let s = parse_stat(line).unwrap();
         assert_eq!(s.state, 'S');
+        assert_eq!(s.ppid, 1);
         assert_eq!(s.pgrp, 1234);
         assert_eq!(s.cpu_ticks, 10);
         assert_eq!(s.start_time, 5555);

@@ -15,6 +15,7 @@ use tokio::io::AsyncBufReadExt;
 
 use super::process_env::{container_env, signal_group};
 use super::{logs, procfs, shim, volumes, Inner, ProcRecord, StopMarks, Task, LOG_FILE};
+use crate::orphans::{LiveOwners, OrphanTask};
 use crate::task_core::{
     check_startable, pending_state, start_in_dependency_order, stopped_during_start,
 };
@@ -282,6 +283,14 @@ impl Backend for Inner {
 
     async fn task_stats(&self, task: &Arc<Task>) -> TaskStats {
         self.measure(task)
+    }
+
+    async fn orphans(&self, live: &LiveOwners) -> Result<Vec<OrphanTask>> {
+        Ok(super::orphans::scan(&self.tasks_dir, live))
+    }
+
+    async fn remove_orphan(&self, orphan: &OrphanTask) -> Result<()> {
+        super::orphans::stop(orphan).await
     }
 
     async fn exec_in(
