@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use crate::api::{AgentApi, AgentError, Result};
 use crate::queries::TaskQueries;
 use crate::report;
+use crate::task_endpoint::TaskEndpoint;
 
 /// How often the agent tells the control plane it is alive.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
@@ -69,6 +70,8 @@ pub struct Agent {
     /// Custom attributes registered with the instance (see [`Agent::with_attributes`]).
     custom_attributes: BTreeMap<String, String>,
     busy: Arc<Mutex<BTreeSet<String>>>,
+    /// The node's task endpoint (credentials and metadata), when it runs one.
+    task_endpoint: Option<Arc<TaskEndpoint>>,
 }
 
 /// Total memory in MiB from /proc/meminfo (0 when unknown).
@@ -103,7 +106,17 @@ impl Agent {
             instance_arn,
             custom_attributes: BTreeMap::new(),
             busy: Arc::default(),
+            task_endpoint: None,
         }
+    }
+
+    /// Gives the tasks this agent starts the node's task endpoint: the metadata URIs in
+    /// every container's environment, and role credentials for tasks whose definition
+    /// names a `taskRoleArn` (fetched before the task starts: a role the control plane
+    /// refuses fails the start, naming `taskRoleArn`).
+    pub fn with_task_endpoint(mut self, endpoint: Arc<TaskEndpoint>) -> Self {
+        self.task_endpoint = Some(endpoint);
+        self
     }
 
     /// Registers `attributes` with the instance besides berth's own (which win over a
@@ -335,9 +348,10 @@ impl Agent {
 
     fn spawn_start(&self, task: Task) {
         let (api, rt, busy) = (self.api.clone(), self.runtime.clone(), self.busy.clone());
+        let endpoint = self.task_endpoint.clone();
         tokio::spawn(async move {
             let arn = task.task_arn.clone();
-            let result = start_task(&*api, &rt, &task).await;
+            let result = start_task(&*api, &rt, endpoint.as_deref(), &task).await;
             if let Err(e) = result {
                 tracing::warn!(task = %arn, error = %e, "task failed to start");
                 let reason = format!("Task failed to start: {e}");
@@ -358,9 +372,13 @@ impl Agent {
     /// interrupted start.
     fn spawn_stop(&self, task: Task, failed_start: bool) {
         let (api, rt, busy) = (self.api.clone(), self.runtime.clone(), self.busy.clone());
+        let endpoint = self.task_endpoint.clone();
         tokio::spawn(async move {
             let arn = task.task_arn.clone();
             let result = rt.stop(&arn).await;
+            if let Some(endpoint) = &endpoint {
+                endpoint.forget(&arn).await;
+            }
             let change = match result {
                 Ok(st) => report::stopped(&task, &st, failed_start, time::now()),
                 Err(RuntimeError::UnknownTask(_)) => TaskStateChange::stopped(
@@ -381,8 +399,13 @@ impl Agent {
     }
 }
 
-async fn start_task(api: &dyn AgentApi, rt: &DynRuntime, task: &Task) -> Result<()> {
-    let td = api
+async fn start_task(
+    api: &dyn AgentApi,
+    rt: &DynRuntime,
+    endpoint: Option<&TaskEndpoint>,
+    task: &Task,
+) -> Result<()> {
+    let mut td = api
         .task_definition(&task.task_definition_arn)
         .await?
         .ok_or_else(|| {
@@ -397,6 +420,27 @@ async fn start_task(api: &dyn AgentApi, rt: &DynRuntime, task: &Task) -> Result<
         .await?;
     if proceed.is_none_or(|t| t.desired_status != TaskStatus::Running) {
         return Ok(());
+    }
+    if let Some(endpoint) = endpoint {
+        if let Some(role) = td.task_role_arn.clone() {
+            endpoint.credentials(&task.task_arn).await.map_err(|e| {
+                AgentError::Runtime(RuntimeError::StartFailed(format!(
+                    "taskRoleArn {role}: no credentials for the task's role: {e}"
+                )))
+            })?;
+        }
+        // Later entries win: the node's variables follow the container's own.
+        let env: Vec<_> = td
+            .container_definitions
+            .iter()
+            .map(|c| endpoint.environment(&task.task_arn, &td, &c.name))
+            .collect();
+        for (c, vars) in td.container_definitions.iter_mut().zip(env) {
+            for (name, value) in vars {
+                c.environment
+                    .push(berth_model::ecs::KeyValuePair { name, value });
+            }
+        }
     }
     let spec = TaskSpec {
         task_arn: task.task_arn.clone(),

@@ -20,11 +20,14 @@
 //! - [`agent`]: [`Agent`], the convergence loop.
 //! - [`report`]: a runtime's task state turned into the contract's task state changes.
 //! - [`queries`]: [`TaskQueries`], logs, resource use and exec for the node's tasks.
+//! - [`task_endpoint`]: [`TaskEndpoint`], what a task reads from its node: its role's
+//!   credentials and its metadata (ECS's task metadata v4).
 
 pub mod agent;
 pub mod api;
 pub mod queries;
 pub mod report;
+pub mod task_endpoint;
 
 pub use agent::{
     advertised_mesh_inbound, Agent, AgentConfig, ADDRESS_ATTRIBUTE, HEARTBEAT_INTERVAL,
@@ -32,6 +35,7 @@ pub use agent::{
 };
 pub use api::{AgentApi, AgentError, Result};
 pub use queries::TaskQueries;
+pub use task_endpoint::{TaskEndpoint, TaskEndpointConfig};
 
 #[cfg(test)]
 mod tests;

@@ -19,18 +19,33 @@ use crate::db::{self, Db};
 use crate::error::ControlError;
 use crate::proxy_feed;
 
+mod task_credentials;
+pub use task_credentials::TaskRoles;
+
 /// What the agents call. Cheap to clone.
 #[derive(Clone)]
 pub struct AgentService {
     db: Db,
     changes: watch::Receiver<u64>,
+    task_roles: Option<TaskRoles>,
 }
 
 impl AgentService {
     /// `changes` bumps whenever the store changes (see
     /// [`ControlPlane::changes`](crate::ControlPlane::changes)).
     pub fn new(db: Db, changes: watch::Receiver<u64>) -> Self {
-        Self { db, changes }
+        Self {
+            db,
+            changes,
+            task_roles: None,
+        }
+    }
+
+    /// The service minting tasks' role credentials with `roles`; without it, a task
+    /// naming a role gets none.
+    pub fn with_task_roles(mut self, roles: Option<TaskRoles>) -> Self {
+        self.task_roles = roles;
+        self
     }
 
     /// Creates or refreshes an instance record; returns it as stored. A restart keeps

@@ -82,6 +82,7 @@ pub mod external_targets;
 pub mod iam_api;
 pub mod iam_auth;
 pub mod iam_native_actions;
+pub mod iam_sessions;
 pub mod iam_store;
 pub mod instance_state;
 pub mod json_body;
@@ -129,6 +130,8 @@ pub struct ControlPlane {
     discovery: discovery::Publisher,
     /// Milliseconds an instance may be disconnected before its tasks are given up.
     agent_lost_after_ms: std::sync::atomic::AtomicU64,
+    /// How tasks' role credentials are minted (see [`ControlPlane::with_task_roles`]).
+    task_roles: std::sync::OnceLock<agent_service::TaskRoles>,
 }
 
 impl ControlPlane {
@@ -159,6 +162,7 @@ impl ControlPlane {
             agent_lost_after_ms: std::sync::atomic::AtomicU64::new(
                 lost_instances::DEFAULT_AGENT_LOST_AFTER.as_millis() as u64,
             ),
+            task_roles: std::sync::OnceLock::new(),
         })
     }
 
@@ -196,9 +200,18 @@ impl ControlPlane {
         self.changes.subscribe()
     }
 
+    /// Mints the role credentials of tasks whose definition names a `taskRoleArn` with
+    /// `roles` (the IAM store and how long they are valid); without it, the agents get
+    /// none and such tasks fail to start.
+    pub fn with_task_roles(self: Arc<Self>, roles: agent_service::TaskRoles) -> Arc<Self> {
+        let _ = self.task_roles.set(roles);
+        self
+    }
+
     /// What the agents call: in-process for the local agent, or behind an HTTP API.
     pub fn agent_service(&self) -> AgentService {
         AgentService::new(self.db.clone(), self.changes())
+            .with_task_roles(self.task_roles.get().cloned())
     }
 
     pub fn router(&self) -> axum::Router {

@@ -28,7 +28,7 @@ use berth_model::agent::TaskStateChange;
 use berth_model::arn;
 use berth_model::ecs::ContainerInstance;
 use berth_model::mesh_identity::SpiffeId;
-use berth_model::node_link::{paths, ChangeNotice, JoinRequest};
+use berth_model::node_link::{paths, ChangeNotice, JoinRequest, TaskCredentialsRequest};
 use bytes::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
@@ -212,6 +212,7 @@ fn routes(state: LinkState) -> Router {
         .route(paths::TASK_DEFINITION, get(task_definition))
         .route(paths::TASK_STATE_CHANGES, post(task_state_change))
         .route(paths::CHANGES, get(changes))
+        .route(paths::TASK_CREDENTIALS, post(task_credentials))
         .with_state(state)
 }
 
@@ -406,6 +407,24 @@ async fn task_definition(
             format!("Unable to describe task definition {}", q.task_definition),
         ),
         Err(e) => control_error(e),
+    }
+}
+
+async fn task_credentials(
+    State(s): State<LinkState>,
+    Extension(peer): Extension<Peer>,
+    Json(req): Json<TaskCredentialsRequest>,
+) -> Response {
+    if let Some(r) = refuse_unless_owner(&peer, &req.container_instance_arn) {
+        return r;
+    }
+    match s
+        .agents
+        .task_role_credentials(&req.container_instance_arn, &req.task_arn)
+        .await
+    {
+        Ok(credentials) => Json(credentials).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 

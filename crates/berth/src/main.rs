@@ -22,9 +22,12 @@
 //! - `instance_commands`: `drain` and `activate` of a container instance.
 //! - `image`: `berth image build-demo`.
 //! - `iam_commands`: `berth iam ...` (users, policies, access keys);
-//!   `iam_credentials`: the credentials the CLI signs its requests with;
+//!   `iam_credentials`: the credentials the CLI signs its requests with
+//!   (`container_credentials`: from a task's container credential endpoint);
 //!   `iam_server`: `berth server`'s API authentication (`--insecure-loopback`) and the
 //!   admin's first credentials; `iam_tls`: the API over TLS.
+//! - `task_endpoint_setup`: the node's task endpoint (role credentials and task
+//!   metadata for its tasks) for `server` and `agent`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +38,7 @@ mod agent_command;
 mod agent_link;
 mod autoscaling_commands;
 mod client;
+mod container_credentials;
 mod data_plane;
 mod down_command;
 mod exec_command;
@@ -50,6 +54,7 @@ mod node_link_server;
 mod node_proxy;
 mod server;
 mod store_choice;
+mod task_endpoint_setup;
 mod tls_names;
 
 #[derive(Parser)]

@@ -73,7 +73,6 @@ const SVC: &str = "CreateServiceRequest";
 /// Every member berth accepts but does not apply, or refuses.
 pub const UNSUPPORTED: &[UnsupportedField] = &[
     // ---- RegisterTaskDefinitionRequest ----
-    row(TD, "taskRoleArn", "any", NotApplied, "berth hands tasks no AWS role credentials"),
     row(TD, "executionRoleArn", "any", NotApplied, "berth starts containers and keeps their logs itself; it assumes no execution role"),
     row(TD, "proxyConfiguration", "any", NotApplied, "berth sends no task traffic through an App Mesh proxy; the proxy container runs like any other"),
     row(TD, "inferenceAccelerators", "any", Refused, "ECS allowed Elastic Inference accelerators; berth has no accelerators to attach"),

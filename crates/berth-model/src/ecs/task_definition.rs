@@ -524,12 +524,6 @@ impl TaskDefinition {
         const TD: &str = "RegisterTaskDefinitionRequest";
         let mut n = NotAppliedList::default();
         n.note(
-            self.task_role_arn.is_some(),
-            "taskRoleArn",
-            TD,
-            "taskRoleArn",
-        );
-        n.note(
             self.execution_role_arn.is_some(),
             "executionRoleArn",
             TD,
