@@ -283,11 +283,12 @@ async fn a_changed_body_does_not_verify() {
     );
 }
 
-/// A role session's key with its session token header, expiring at `expiration`.
-fn session(f: &Fixture, expiration: i64) -> (NewAccessKey, String) {
+/// A role session's key (its id made of `seed`) with its session token, expiring at
+/// `expiration`.
+fn session(f: &Fixture, seed: u8, expiration: i64) -> (NewAccessKey, String) {
     let c = berth_iam::session::mint(
         &f.iam.session_key(),
-        &[7; berth_iam::keys::KEY_ID_RANDOM_BYTES],
+        &[seed; berth_iam::keys::KEY_ID_RANDOM_BYTES],
         "task-reader",
         "task-1",
         expiration,
@@ -306,7 +307,7 @@ fn session(f: &Fixture, expiration: i64) -> (NewAccessKey, String) {
 async fn role_sessions_need_their_token_and_are_refused_once_expired() {
     let f = start().await;
     let path = "/v1/clusters/default/services/web";
-    let (key, token) = session(&f, NOW + 60);
+    let (key, token) = session(&f, 1, NOW + 60);
     let mut good = f.call("GET", path, &key);
     good.extra = vec![("x-amz-security-token", &token)];
     let (status, body, _) = f.send(good).await;
@@ -331,7 +332,7 @@ async fn role_sessions_need_their_token_and_are_refused_once_expired() {
         body["message"],
         "The security token included in the request is invalid."
     );
-    let (_, other_token) = session(&f, NOW + 120);
+    let (_, other_token) = session(&f, 2, NOW + 120);
     let mut wrong = f.call("GET", path, &key);
     wrong.extra = vec![("x-amz-security-token", &other_token)];
     let (status, body, _) = f.send(wrong).await;
@@ -340,7 +341,7 @@ async fn role_sessions_need_their_token_and_are_refused_once_expired() {
         (403, Some("InvalidClientTokenId"))
     );
 
-    let (expired_key, expired_token) = session(&f, NOW);
+    let (expired_key, expired_token) = session(&f, 3, NOW);
     let mut expired = f.call("GET", path, &expired_key);
     expired.extra = vec![("x-amz-security-token", &expired_token)];
     let (status, body, kind) = f.send(expired).await;
