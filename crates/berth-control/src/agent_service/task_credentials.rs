@@ -118,3 +118,108 @@ impl AgentService {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use berth_model::ecs::TaskDefinition;
+    use serde_json::json;
+
+    use super::*;
+    use crate::db::Db;
+    use crate::iam_store::EntityKind;
+
+    const INSTANCE: &str = "arn:berth:ecs:local:000000000000:container-instance/default/i-1";
+
+    async fn fixture(role: Option<&str>, last: TaskStatus) -> (AgentService, Iam) {
+        let db = Db::new(Arc::new(berth_store::MemoryStore::new()));
+        let iam = Iam::new(db.clone(), [5; 32]);
+        iam.create(EntityKind::Role, "reader").await.unwrap();
+        let mut td = json!({
+            "family": "app", "revision": 1, "status": "ACTIVE",
+            "taskDefinitionArn": "arn:berth:ecs:local:000000000000:task-definition/app:1",
+            "containerDefinitions": [{"name": "app", "image": "x"}]
+        });
+        if let Some(role) = role {
+            td["taskRoleArn"] = json!(role);
+        }
+        let td: TaskDefinition = serde_json::from_value(td).unwrap();
+        db.put(&db::taskdef_key("app", 1), &td).await.unwrap();
+        let task = Task {
+            task_arn: arn::task("default", "t1"),
+            cluster_arn: arn::cluster("default"),
+            task_definition_arn: td.task_definition_arn.clone(),
+            container_instance_arn: Some(INSTANCE.into()),
+            last_status: last,
+            desired_status: TaskStatus::Running,
+            ..Default::default()
+        };
+        db.put(&db::task_key("default", "t1"), &task).await.unwrap();
+        let svc = AgentService::new(db, tokio::sync::watch::channel(0).1).with_task_roles(Some(
+            TaskRoles {
+                iam: iam.clone(),
+                validity: Duration::from_secs(120),
+            },
+        ));
+        (svc, iam)
+    }
+
+    #[tokio::test]
+    async fn a_running_task_of_the_asking_node_gets_its_roles_session() {
+        let (svc, iam) = fixture(
+            Some("arn:berth:iam::000000000000:role/reader"),
+            TaskStatus::Running,
+        )
+        .await;
+        let c = svc
+            .task_role_credentials(INSTANCE, &arn::task("default", "t1"))
+            .await
+            .unwrap();
+        assert_eq!(c.role_arn, "arn:berth:iam::000000000000:role/reader");
+        let now = berth_model::time::now() as i64;
+        let key = iam
+            .authenticate_session(&c.access_key_id, Some(&c.session_token), now)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            key.principal.arn,
+            "arn:berth:sts::000000000000:assumed-role/reader/t1"
+        );
+    }
+
+    #[tokio::test]
+    async fn refusals_name_why() {
+        let t1 = arn::task("default", "t1");
+        let (svc, _) = fixture(Some("reader"), TaskStatus::Running).await;
+        let other = "arn:berth:ecs:local:000000000000:container-instance/default/i-2";
+        let e = svc.task_role_credentials(other, &t1).await.unwrap_err();
+        assert_eq!((e.code, e.status), ("AccessDeniedException", 403));
+        let e = svc
+            .task_role_credentials(INSTANCE, &arn::task("default", "nope"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "AccessDeniedException");
+
+        let (svc, _) = fixture(Some("reader"), TaskStatus::Stopped).await;
+        let e = svc.task_role_credentials(INSTANCE, &t1).await.unwrap_err();
+        assert!(e.message.contains("is STOPPED"), "{}", e.message);
+
+        let (svc, _) = fixture(None, TaskStatus::Running).await;
+        let e = svc.task_role_credentials(INSTANCE, &t1).await.unwrap_err();
+        assert!(e.message.contains("names no taskRoleArn"), "{}", e.message);
+
+        let (svc, _) = fixture(Some("arn:aws:iam::1:role/ghost"), TaskStatus::Running).await;
+        let e = svc.task_role_credentials(INSTANCE, &t1).await.unwrap_err();
+        assert_eq!(e.code, "ClientException");
+        assert_eq!(
+            e.message,
+            "taskRoleArn arn:aws:iam::1:role/ghost: no role named ghost exists"
+        );
+
+        let (svc, _) = fixture(Some("arn:aws:s3:::bucket"), TaskStatus::Running).await;
+        let e = svc.task_role_credentials(INSTANCE, &t1).await.unwrap_err();
+        assert!(e.message.starts_with("taskRoleArn: "), "{}", e.message);
+    }
+}
