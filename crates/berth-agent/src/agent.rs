@@ -29,6 +29,7 @@ use crate::api::{AgentApi, AgentError, Result};
 use crate::orphans::{check_orphans, orphan_gauge, OrphanSettings};
 use crate::queries::TaskQueries;
 use crate::report;
+use crate::task_endpoint::TaskEndpoint;
 
 /// How often the agent tells the control plane it is alive.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
@@ -75,6 +76,8 @@ pub struct Agent {
     busy: Arc<Mutex<BTreeSet<String>>>,
     /// The orphan check run at start (see [`Agent::with_orphan_check`]).
     orphans: Option<(OrphanSettings, prometheus::IntGaugeVec)>,
+    /// The node's task endpoint (credentials and metadata), when it runs one.
+    task_endpoint: Option<Arc<TaskEndpoint>>,
 }
 
 /// Total memory in MiB from /proc/meminfo (0 when unknown).
@@ -110,6 +113,7 @@ impl Agent {
             custom_attributes: BTreeMap::new(),
             busy: Arc::default(),
             orphans: None,
+            task_endpoint: None,
         }
     }
 
@@ -122,6 +126,15 @@ impl Agent {
         registry: &prometheus::Registry,
     ) -> Self {
         self.orphans = Some((settings, orphan_gauge(registry)));
+        self
+    }
+
+    /// Gives the tasks this agent starts the node's task endpoint: the metadata URIs in
+    /// every container's environment, and role credentials for tasks whose definition
+    /// names a `taskRoleArn` (fetched before the task starts: a role the control plane
+    /// refuses fails the start, naming `taskRoleArn`).
+    pub fn with_task_endpoint(mut self, endpoint: Arc<TaskEndpoint>) -> Self {
+        self.task_endpoint = Some(endpoint);
         self
     }
 
@@ -361,9 +374,10 @@ impl Agent {
 
     fn spawn_start(&self, task: Task) {
         let (api, rt, busy) = (self.api.clone(), self.runtime.clone(), self.busy.clone());
+        let endpoint = self.task_endpoint.clone();
         tokio::spawn(async move {
             let arn = task.task_arn.clone();
-            let result = start_task(&*api, &rt, &task).await;
+            let result = start_task(&*api, &rt, endpoint.as_deref(), &task).await;
             if let Err(e) = result {
                 tracing::warn!(task = %arn, error = %e, "task failed to start");
                 let reason = format!("Task failed to start: {e}");
@@ -384,9 +398,13 @@ impl Agent {
     /// interrupted start.
     fn spawn_stop(&self, task: Task, failed_start: bool) {
         let (api, rt, busy) = (self.api.clone(), self.runtime.clone(), self.busy.clone());
+        let endpoint = self.task_endpoint.clone();
         tokio::spawn(async move {
             let arn = task.task_arn.clone();
             let result = rt.stop(&arn).await;
+            if let Some(endpoint) = &endpoint {
+                endpoint.forget(&arn).await;
+            }
             let change = match result {
                 Ok(st) => report::stopped(&task, &st, failed_start, time::now()),
                 Err(RuntimeError::UnknownTask(_)) => TaskStateChange::stopped(
@@ -407,8 +425,13 @@ impl Agent {
     }
 }
 
-async fn start_task(api: &dyn AgentApi, rt: &DynRuntime, task: &Task) -> Result<()> {
-    let td = api
+async fn start_task(
+    api: &dyn AgentApi,
+    rt: &DynRuntime,
+    endpoint: Option<&TaskEndpoint>,
+    task: &Task,
+) -> Result<()> {
+    let mut td = api
         .task_definition(&task.task_definition_arn)
         .await?
         .ok_or_else(|| {
@@ -446,6 +469,27 @@ async fn start_task(api: &dyn AgentApi, rt: &DynRuntime, task: &Task) -> Result<
     } else {
         Vec::new()
     };
+    if let Some(endpoint) = endpoint {
+        if let Some(role) = td.task_role_arn.clone() {
+            endpoint.credentials(&task.task_arn).await.map_err(|e| {
+                AgentError::Runtime(RuntimeError::StartFailed(format!(
+                    "taskRoleArn {role}: no credentials for the task's role: {e}"
+                )))
+            })?;
+        }
+        // Later entries win: the node's variables follow the container's own.
+        let env: Vec<_> = td
+            .container_definitions
+            .iter()
+            .map(|c| endpoint.environment(&task.task_arn, &td, &c.name))
+            .collect();
+        for (c, vars) in td.container_definitions.iter_mut().zip(env) {
+            for (name, value) in vars {
+                c.environment
+                    .push(berth_model::ecs::KeyValuePair { name, value });
+            }
+        }
+    }
     let spec = TaskSpec {
         task_arn: task.task_arn.clone(),
         cluster: task.cluster_name().to_string(),

@@ -6,7 +6,7 @@
 //! binary connects the two).
 
 use async_trait::async_trait;
-use berth_model::agent::TaskStateChange;
+use berth_model::agent::{TaskRoleCredentials, TaskStateChange};
 use berth_model::ecs::{ContainerInstance, Task, TaskDefinition};
 use berth_model::task_secrets::TaskSecrets;
 use berth_runtime::RuntimeError;
@@ -51,6 +51,20 @@ pub trait AgentApi: Send + Sync + 'static {
     async fn heartbeat(&self, container_instance_arn: &str) -> Result<()> {
         let _ = container_instance_arn;
         Ok(())
+    }
+
+    /// Fresh credentials of the role that task `task_arn` (placed on
+    /// `container_instance_arn`) names as its `taskRoleArn`. The default refuses: a
+    /// control plane that mints none.
+    async fn task_role_credentials(
+        &self,
+        container_instance_arn: &str,
+        task_arn: &str,
+    ) -> Result<TaskRoleCredentials> {
+        let _ = (container_instance_arn, task_arn);
+        Err(AgentError::ControlPlane {
+            message: "this control plane hands out no task role credentials".into(),
+        })
     }
 
     /// Bumps whenever something the agent may care about changed. A hint only (the

@@ -23,12 +23,15 @@
 //! - [`queries`]: [`TaskQueries`], logs, resource use and exec for the node's tasks.
 //! - [`orphans`]: at start, tasks berth started here for a node that is gone: reported,
 //!   counted, and removed when asked.
+//! - [`task_endpoint`]: [`TaskEndpoint`], what a task reads from its node: its role's
+//!   credentials and its metadata (ECS's task metadata v4).
 
 pub mod agent;
 pub mod api;
 pub mod orphans;
 pub mod queries;
 pub mod report;
+pub mod task_endpoint;
 
 pub use agent::{
     advertised_mesh_inbound, Agent, AgentConfig, ADDRESS_ATTRIBUTE, HEARTBEAT_INTERVAL,
@@ -37,6 +40,7 @@ pub use agent::{
 pub use api::{AgentApi, AgentError, Result};
 pub use orphans::{check_orphans, OrphanReport, OrphanSettings};
 pub use queries::TaskQueries;
+pub use task_endpoint::{TaskEndpoint, TaskEndpointConfig};
 
 #[cfg(test)]
 mod tests;

@@ -25,6 +25,9 @@ use crate::proxy_feed;
 use crate::secret_store::SecretStore;
 use crate::task_secrets;
 
+mod task_credentials;
+pub use task_credentials::TaskRoles;
+
 /// What the agents call. Cheap to clone.
 #[derive(Clone)]
 pub struct AgentService {
@@ -33,6 +36,7 @@ pub struct AgentService {
     /// The mesh certificates of the agents' nodes.
     node_mesh: Arc<proxy_feed::AgentNodesMesh>,
     secrets: Option<SecretStore>,
+    task_roles: Option<TaskRoles>,
 }
 
 impl AgentService {
@@ -44,6 +48,7 @@ impl AgentService {
             changes,
             node_mesh: Arc::default(),
             secrets: None,
+            task_roles: None,
         }
     }
 
@@ -78,6 +83,13 @@ impl AgentService {
             )));
         };
         task_secrets::resolve(&self.db, self.secrets.as_ref(), &task.value).await
+    }
+
+    /// The service minting tasks' role credentials with `roles`; without it, a task
+    /// naming a role gets none.
+    pub fn with_task_roles(mut self, roles: Option<TaskRoles>) -> Self {
+        self.task_roles = roles;
+        self
     }
 
     /// Creates or refreshes an instance record; returns it as stored. A restart keeps

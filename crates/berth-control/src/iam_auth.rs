@@ -28,6 +28,11 @@
 //! action checked here, one per AWS operation, is the whole authorization of an AWS
 //! request.
 //!
+//! A request signed with a role session's `ASIA...` key must carry its session token in
+//! `X-Amz-Security-Token` ([`crate::iam_sessions`]); a missing or wrong token is
+//! `InvalidClientTokenId`, an expired one `ExpiredTokenException` (HTTP 400; the query
+//! protocol's `ExpiredToken`, 403), as AWS answers.
+//!
 //! Refusals are AWS's: HTTP 403 with `MissingAuthenticationToken`,
 //! `IncompleteSignature`, `InvalidClientTokenId`, `SignatureDoesNotMatch` or
 //! `AccessDeniedException`, as `{"__type", "message"}` with `x-amzn-ErrorType` (or, for a
@@ -48,6 +53,7 @@ use berth_iam::sigv4::{self, AuthError};
 
 use crate::console_session::{self, ConsoleSessions};
 use crate::error::ApiError;
+use crate::iam_sessions::SessionRefusal;
 use crate::iam_store::{Iam, KeyForSigning, Principal};
 
 /// The largest request body the guard reads to hash it (a stack file of thousands of
@@ -114,6 +120,10 @@ fn is_query_protocol(req: &axum::http::request::Parts) -> bool {
 }
 
 fn refusal(code: &str, message: &str, xml: bool) -> Response {
+    refusal_with_status(StatusCode::FORBIDDEN, code, message, xml)
+}
+
+fn refusal_with_status(status: StatusCode, code: &str, message: &str, xml: bool) -> Response {
     // The query protocol's services (ELBv2) name a policy's refusal `AccessDenied`.
     let code = match code {
         "AccessDeniedException" if xml => "AccessDenied",
@@ -125,15 +135,10 @@ fn refusal(code: &str, message: &str, xml: bool) -> Response {
             "<ErrorResponse xmlns=\"http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
             xml_escape(message)
         );
-        (
-            StatusCode::FORBIDDEN,
-            [(header::CONTENT_TYPE, "text/xml")],
-            body,
-        )
-            .into_response()
+        (status, [(header::CONTENT_TYPE, "text/xml")], body).into_response()
     } else {
         (
-            StatusCode::FORBIDDEN,
+            status,
             axum::Json(serde_json::json!({"__type": code, "message": message})),
         )
             .into_response()
@@ -190,7 +195,13 @@ async fn check(State(g): State<IamGuard>, req: Request, next: Next) -> Response 
                 code = e.code(),
                 "request refused: not authenticated"
             );
-            refusal(e.code(), &e.message(), xml)
+            let (code, status) = if xml {
+                (e.query_code(), e.query_status())
+            } else {
+                (e.code(), e.status())
+            };
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+            refusal_with_status(status, code, &e.message(), xml)
         }
         Err(Refused::Denied(e)) => {
             tracing::info!(method = %parts.method, path = parts.uri.path(), "{}", e.message);
@@ -323,13 +334,31 @@ async fn signed_principal(
         payload_hash: &payload_hash,
     };
     let date = sigv4::request_date(&req, auth_header).map_err(Refused::Auth)?;
-    let Some(key) = g
-        .iam
-        .authenticate(&auth.access_key_id)
-        .await
-        .map_err(Refused::Other)?
-    else {
-        return Err(Refused::Auth(AuthError::InvalidClientTokenId));
+    let key = if auth.access_key_id.starts_with("ASIA") {
+        // A role session: its token (`X-Amz-Security-Token`) says who it is.
+        let token = header("x-amz-security-token");
+        match g
+            .iam
+            .authenticate_session(&auth.access_key_id, token, (g.clock)())
+            .await
+            .map_err(Refused::Other)?
+        {
+            Ok(key) => key,
+            Err(SessionRefusal::Expired) => return Err(Refused::Auth(AuthError::ExpiredToken)),
+            Err(SessionRefusal::Invalid) => {
+                return Err(Refused::Auth(AuthError::InvalidClientTokenId))
+            }
+        }
+    } else {
+        let Some(key) = g
+            .iam
+            .authenticate(&auth.access_key_id)
+            .await
+            .map_err(Refused::Other)?
+        else {
+            return Err(Refused::Auth(AuthError::InvalidClientTokenId));
+        };
+        key
     };
     sigv4::verify(&req, &auth, date, &key.secret, (g.clock)()).map_err(Refused::Auth)?;
     Ok(key.principal)

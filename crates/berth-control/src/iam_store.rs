@@ -184,7 +184,7 @@ impl std::fmt::Debug for Iam {
     }
 }
 
-fn random<const N: usize>() -> Result<[u8; N], ApiError> {
+pub(crate) fn random<const N: usize>() -> Result<[u8; N], ApiError> {
     let mut b = [0u8; N];
     SystemRandom::new()
         .fill(&mut b)
@@ -195,6 +195,11 @@ fn random<const N: usize>() -> Result<[u8; N], ApiError> {
 impl Iam {
     pub fn new(db: Db, sealing_key: [u8; SEALING_KEY_BYTES]) -> Self {
         Self { db, sealing_key }
+    }
+
+    /// The key role session tokens are signed with ([`crate::iam_sessions`]).
+    pub(crate) fn session_key(&self) -> ring::hmac::Key {
+        berth_iam::session::session_key(&self.sealing_key)
     }
 
     pub async fn entity(&self, kind: EntityKind, name: &str) -> Result<Option<Entity>, ApiError> {

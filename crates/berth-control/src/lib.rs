@@ -86,6 +86,7 @@ pub mod external_targets;
 pub mod iam_api;
 pub mod iam_auth;
 pub mod iam_native_actions;
+pub mod iam_sessions;
 pub mod iam_store;
 pub mod instance_state;
 pub mod json_body;
@@ -141,6 +142,8 @@ pub struct ControlPlane {
     agent_lost_after_ms: std::sync::atomic::AtomicU64,
     /// The secret store, once [`ControlPlane::with_secrets`] gave one.
     secrets: std::sync::OnceLock<secret_store::SecretStore>,
+    /// How tasks' role credentials are minted (see [`ControlPlane::with_task_roles`]).
+    task_roles: std::sync::OnceLock<agent_service::TaskRoles>,
 }
 
 impl ControlPlane {
@@ -173,6 +176,7 @@ impl ControlPlane {
                 lost_instances::DEFAULT_AGENT_LOST_AFTER.as_millis() as u64,
             ),
             secrets: std::sync::OnceLock::new(),
+            task_roles: std::sync::OnceLock::new(),
         })
     }
 
@@ -220,11 +224,20 @@ impl ControlPlane {
         self.changes.subscribe()
     }
 
+    /// Mints the role credentials of tasks whose definition names a `taskRoleArn` with
+    /// `roles` (the IAM store and how long they are valid); without it, the agents get
+    /// none and such tasks fail to start.
+    pub fn with_task_roles(self: Arc<Self>, roles: agent_service::TaskRoles) -> Arc<Self> {
+        let _ = self.task_roles.set(roles);
+        self
+    }
+
     /// What the agents call: in-process for the local agent, or behind an HTTP API.
     pub fn agent_service(&self) -> AgentService {
         AgentService::new(self.db.clone(), self.changes())
             .with_node_mesh(self.agent_nodes_mesh.clone())
             .with_secrets(self.secrets.get().cloned())
+            .with_task_roles(self.task_roles.get().cloned())
     }
 
     pub fn router(&self) -> axum::Router {

@@ -13,6 +13,8 @@
 //!   guard and the AWS front door.
 //! - [`keys`]: the shape of access key ids and secrets, and sealing a secret with
 //!   AES-256-GCM under a key kept outside the store.
+//! - [`session`]: a role session's temporary credentials (`ASIA...` with a session
+//!   token), self-verifying under a key derived from the sealing key.
 //! - [`time`]: the `X-Amz-Date` format to and from Unix seconds.
 //!
 //! What it does not do: any I/O. It reads no clock (the caller passes the time), draws no
@@ -23,6 +25,7 @@ pub mod actions;
 pub mod hex;
 pub mod keys;
 pub mod policy;
+pub mod session;
 pub mod sigv4;
 pub mod time;
 

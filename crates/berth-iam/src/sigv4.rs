@@ -24,8 +24,8 @@ pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
 /// The SHA-256 of the empty body.
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-/// Why a request is not authenticated. Every variant is an HTTP 403 with AWS's code
-/// ([`AuthError::code`]) and message text ([`AuthError::message`]).
+/// Why a request is not authenticated, with AWS's code ([`AuthError::code`]), message
+/// text ([`AuthError::message`]) and HTTP status ([`AuthError::status`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// No Authorization header at all.
@@ -40,6 +40,9 @@ pub enum AuthError {
     /// The signature is wrong, or the request's time is outside the window.
     #[error("{0}")]
     SignatureDoesNotMatch(String),
+    /// A role session's temporary credentials past their expiration.
+    #[error("The security token included in the request is expired")]
+    ExpiredToken,
 }
 
 /// AWS's message for a signature that does not verify.
@@ -53,6 +56,16 @@ impl AuthError {
             AuthError::IncompleteSignature(_) => "IncompleteSignature",
             AuthError::InvalidClientTokenId => "InvalidClientTokenId",
             AuthError::SignatureDoesNotMatch(_) => "SignatureDoesNotMatch",
+            AuthError::ExpiredToken => "ExpiredTokenException",
+        }
+    }
+
+    /// The code a query-protocol service (ELBv2, IAM) answers: `ExpiredToken` where the
+    /// JSON services say `ExpiredTokenException`; the others are the same.
+    pub fn query_code(&self) -> &'static str {
+        match self {
+            AuthError::ExpiredToken => "ExpiredToken",
+            other => other.code(),
         }
     }
 
@@ -61,8 +74,17 @@ impl AuthError {
         self.to_string()
     }
 
-    /// The HTTP status: 403 for all of them.
+    /// The HTTP status: 403, but 400 for an expired session token as AWS's JSON services
+    /// answer it ([`AuthError::query_status`] for the query protocol's).
     pub fn status(&self) -> u16 {
+        match self {
+            AuthError::ExpiredToken => 400,
+            _ => 403,
+        }
+    }
+
+    /// The HTTP status a query-protocol service answers: 403 for all of them.
+    pub fn query_status(&self) -> u16 {
         403
     }
 }

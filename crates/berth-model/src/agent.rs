@@ -158,6 +158,21 @@ pub struct TaskUsage {
     pub memory_bytes: u64,
 }
 
+/// Temporary credentials of a task's role (its definition's `taskRoleArn`), as the
+/// control plane mints them for the node that runs the task. The node hands them to the
+/// task's containers in ECS's container credentials shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskRoleCredentials {
+    /// `ASIA...`.
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+    /// Unix seconds.
+    pub expiration: i64,
+    pub role_arn: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

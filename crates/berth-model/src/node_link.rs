@@ -54,6 +54,18 @@ pub mod paths {
     /// GET `?containerInstanceArn=` → a stream of [`ChangeNotice`](super::ChangeNotice)
     /// lines (newline-delimited JSON) for as long as the agent holds it.
     pub const CHANGES: &str = "/node/v1/changes";
+    /// POST [`TaskCredentialsRequest`](super::TaskCredentialsRequest) →
+    /// [`TaskRoleCredentials`](crate::agent::TaskRoleCredentials) of a task on the
+    /// calling node whose definition names a `taskRoleArn`.
+    pub const TASK_CREDENTIALS: &str = "/node/v1/task-credentials";
+}
+
+/// Which task's role credentials a node asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskCredentialsRequest {
+    pub container_instance_arn: String,
+    pub task_arn: String,
 }
 
 /// The paths of a node's API, which the control plane calls (with its own certificate)

@@ -27,3 +27,50 @@ pub fn advance(seconds: f64) {
     let ms = (seconds.max(0.0) * 1000.0).round() as u64;
     ADVANCED_MS.fetch_add(ms, Ordering::Relaxed);
 }
+
+/// `ts` as RFC 3339 in UTC with nanoseconds (`2020-10-02T00:43:06.202617438Z`), as ECS's
+/// task metadata writes times; `whole_seconds` leaves the fraction out
+/// (`2020-10-02T00:43:06Z`), as credential expirations are written.
+pub fn rfc3339(ts: Timestamp, whole_seconds: bool) -> String {
+    let secs = ts.floor() as i64;
+    let nanos = (((ts - ts.floor()) * 1e9).round() as i64).clamp(0, 999_999_999);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let (h, mi, s) = (rem / 3600, (rem / 60) % 60, rem % 60);
+    if whole_seconds {
+        format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+    } else {
+        format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{nanos:09}Z")
+    }
+}
+
+/// The proleptic Gregorian date of day `z` since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_of_known_instants() {
+        assert_eq!(rfc3339(0.0, true), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(1_601_599_386.5, false),
+            "2020-10-02T00:43:06.500000000Z"
+        );
+        assert_eq!(rfc3339(951_782_400.0, true), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_798_761_599.0, true), "2026-12-31T23:59:59Z");
+    }
+}

@@ -19,12 +19,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_agent::{AgentApi, AgentError};
-use berth_model::agent::TaskStateChange;
+use berth_model::agent::{TaskRoleCredentials, TaskStateChange};
 use berth_model::arn;
 use berth_model::dataplane::ProxyConfig;
 use berth_model::discovery::DiscoveryRecords;
 use berth_model::ecs::{ContainerInstance, Task, TaskDefinition};
-use berth_model::node_link::{paths, ChangeNotice, JoinRequest, NodeCredentials};
+use berth_model::node_link::{
+    paths, ChangeNotice, JoinRequest, NodeCredentials, TaskCredentialsRequest,
+};
 use berth_model::task_secrets::TaskSecrets;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -381,6 +383,24 @@ impl AgentApi for RemoteControl {
             .call(Method::POST, paths::TASK_STATE_CHANGES, Some(&change))
             .await
             .map_err(control_error)
+    }
+
+    async fn task_role_credentials(
+        &self,
+        container_instance_arn: &str,
+        task_arn: &str,
+    ) -> Result<TaskRoleCredentials, AgentError> {
+        let req = TaskCredentialsRequest {
+            container_instance_arn: container_instance_arn.to_string(),
+            task_arn: task_arn.to_string(),
+        };
+        self.channel
+            .call(Method::POST, paths::TASK_CREDENTIALS, Some(&req))
+            .await
+            .map_err(control_error)?
+            .ok_or_else(|| {
+                control_error(LinkError::Decode(format!("no credentials for {task_arn}")))
+            })
     }
 
     fn changes(&self) -> watch::Receiver<u64> {

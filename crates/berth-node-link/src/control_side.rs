@@ -29,7 +29,7 @@ use berth_model::agent::TaskStateChange;
 use berth_model::arn;
 use berth_model::ecs::ContainerInstance;
 use berth_model::mesh_identity::SpiffeId;
-use berth_model::node_link::{paths, ChangeNotice, JoinRequest};
+use berth_model::node_link::{paths, ChangeNotice, JoinRequest, TaskCredentialsRequest};
 use bytes::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
@@ -215,6 +215,7 @@ fn routes(state: LinkState) -> Router {
         .route(paths::TASK_SECRETS, get(task_secrets))
         .route(paths::TASK_STATE_CHANGES, post(task_state_change))
         .route(paths::CHANGES, get(changes))
+        .route(paths::TASK_CREDENTIALS, post(task_credentials))
         .with_state(state)
 }
 
@@ -461,6 +462,24 @@ async fn placed_on_caller(s: &LinkState, peer: &Peer, task_arn: &str) -> Result<
         Ok(tasks) if tasks.iter().any(|t| t.task_arn == task_arn) => Ok(()),
         Ok(_) => Err(not_yours(task_arn)),
         Err(e) => Err(control_error(e)),
+    }
+}
+
+async fn task_credentials(
+    State(s): State<LinkState>,
+    Extension(peer): Extension<Peer>,
+    Json(req): Json<TaskCredentialsRequest>,
+) -> Response {
+    if let Some(r) = refuse_unless_owner(&peer, &req.container_instance_arn) {
+        return r;
+    }
+    match s
+        .agents
+        .task_role_credentials(&req.container_instance_arn, &req.task_arn)
+        .await
+    {
+        Ok(credentials) => Json(credentials).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 

@@ -35,7 +35,13 @@ async fn control(disconnect_after: Duration) -> Control {
     let token = JoinToken::new(&join.authority_pem().await.unwrap(), &secret).unwrap();
     let (changes, rx) = watch::channel(0);
     let secrets = berth_control::secret_store::SecretStore::new(db.clone(), [7; 32]);
-    let agents = AgentService::new(db.clone(), rx).with_secrets(Some(secrets));
+    let iam = berth_control::iam_store::Iam::new(db.clone(), [4; 32]);
+    let agents = AgentService::new(db.clone(), rx)
+        .with_secrets(Some(secrets))
+        .with_task_roles(Some(berth_control::agent_service::TaskRoles {
+            iam,
+            validity: Duration::from_secs(60),
+        }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://{}", listener.local_addr().unwrap());
     let (stop, stop_rx) = watch::channel(false);
@@ -329,4 +335,51 @@ async fn a_cluster_named_with_capitals_joins_and_speaks_for_its_instance() {
     other.cluster_arn = arn::cluster("OtherCluster");
     let e = remote.register_instance(other).await.unwrap_err();
     assert!(e.to_string().contains("403"), "{e}");
+}
+
+#[tokio::test]
+async fn a_node_gets_role_credentials_for_its_own_tasks_only() {
+    let c = control(Duration::from_secs(15)).await;
+    let iam = berth_control::iam_store::Iam::new(c.db.clone(), [4; 32]);
+    iam.create(berth_control::iam_store::EntityKind::Role, "reader")
+        .await
+        .unwrap();
+    let td: berth_model::ecs::TaskDefinition = serde_json::from_value(serde_json::json!({
+        "family": "app", "revision": 1, "status": "ACTIVE",
+        "taskDefinitionArn": "arn:berth:ecs:local:000000000000:task-definition/app:1",
+        "taskRoleArn": "reader",
+        "containerDefinitions": [{"name": "app", "image": "x"}]
+    }))
+    .unwrap();
+    c.db.put(&db::taskdef_key("app", 1), &td).await.unwrap();
+    for (id, on) in [("mine", INSTANCE), ("theirs", OTHER)] {
+        let mut t = put_task(&c.db, id, on).await;
+        t.task_definition_arn = td.task_definition_arn.clone();
+        c.db.put(&db::task_key("default", id), &t).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let remote = RemoteControl::connect(&settings(&c, dir.path(), INSTANCE, Some(c.token.clone())))
+        .await
+        .unwrap();
+    let own = arn::container_instance("default", INSTANCE);
+    let creds = remote
+        .task_role_credentials(&own, &arn::task("default", "mine"))
+        .await
+        .unwrap();
+    assert!(creds.access_key_id.starts_with("ASIA"));
+    assert_eq!(creds.role_arn, "arn:berth:iam::000000000000:role/reader");
+    // Another node's task, asked for as this node's or as the other node.
+    let e = remote
+        .task_role_credentials(&own, &arn::task("default", "theirs"))
+        .await
+        .unwrap_err();
+    assert!(refused_status(&e).contains("403"), "{e}");
+    let e = remote
+        .task_role_credentials(
+            &arn::container_instance("default", OTHER),
+            &arn::task("default", "theirs"),
+        )
+        .await
+        .unwrap_err();
+    assert!(refused_status(&e).contains("403"), "{e}");
 }

@@ -186,6 +186,15 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         },
     )
     .await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task_endpoint = crate::task_endpoint_setup::start(
+        &args.data_dir,
+        remote.clone(),
+        runtime.clone(),
+        berth_model::arn::container_instance(&args.cluster, &instance),
+        stop_rx.clone(),
+    )
+    .await?;
     let agent = Arc::new(
         Agent::new(
             remote.clone(),
@@ -209,9 +218,9 @@ pub async fn run(args: AgentArgs) -> Result<()> {
                 remove_hint: "berth agent --remove-orphans".into(),
             },
             &registry,
-        ),
+        )
+        .with_task_endpoint(task_endpoint),
     );
-    let (stop_tx, stop_rx) = watch::channel(false);
     berth_node_link::node_api::serve_node_api(
         agent.queries(),
         remote.node_key(),

@@ -12,7 +12,7 @@ use berth_control::{
     AgentService, ApiError, ControlError, ExecCommand, ExecResult, ExecSession, ExecSessionCommand,
     NodeError, TaskNodes,
 };
-use berth_model::agent::{TaskStateChange, TaskUsage};
+use berth_model::agent::{TaskRoleCredentials, TaskStateChange, TaskUsage};
 use berth_model::ecs::{ContainerInstance, Task, TaskDefinition};
 use berth_model::task_secrets::TaskSecrets;
 use tokio::sync::watch;
@@ -74,6 +74,19 @@ impl AgentApi for LocalAgentApi {
             .await
             .map(|_| ())
             .map_err(control_err)
+    }
+
+    async fn task_role_credentials(
+        &self,
+        container_instance_arn: &str,
+        task_arn: &str,
+    ) -> Result<TaskRoleCredentials, AgentError> {
+        self.service
+            .task_role_credentials(container_instance_arn, task_arn)
+            .await
+            .map_err(|e| AgentError::ControlPlane {
+                message: e.to_string(),
+            })
     }
 
     fn changes(&self) -> watch::Receiver<u64> {

@@ -207,12 +207,18 @@ fn sign_request(request: &mut reqwest::Request, c: &Credentials) -> Result<()> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default();
+    let token: Vec<(&str, &str)> = c
+        .session_token
+        .as_deref()
+        .map(|t| ("x-amz-security-token", t))
+        .into_iter()
+        .collect();
     let signed = berth_iam::sigv4::signing_headers(
         request.method().as_str(),
         url.path(),
         url.query().unwrap_or(""),
         &host,
-        &[],
+        &token,
         body,
         &berth_iam::sigv4::SigningParams {
             access_key_id: &c.access_key_id,
@@ -222,7 +228,8 @@ fn sign_request(request: &mut reqwest::Request, c: &Credentials) -> Result<()> {
             time,
         },
     );
-    for (name, value) in signed {
+    let token = token.iter().map(|(n, v)| (*n, v.to_string()));
+    for (name, value) in signed.into_iter().chain(token) {
         let value = reqwest::header::HeaderValue::from_str(&value)
             .with_context(|| format!("the {name} header"))?;
         request.headers_mut().insert(name, value);

@@ -1,4 +1,5 @@
-//! `berth iam ...`: users, their inline policies and access keys, through `/v1/iam`.
+//! `berth iam ...`: users, roles, their inline policies and users' access keys, through
+//! `/v1/iam`.
 
 use std::path::PathBuf;
 
@@ -34,6 +35,17 @@ pub enum IamCommand {
     },
     /// Remove a user's inline policy.
     DeleteUserPolicy { name: String, policy_name: String },
+    /// Create a role: tasks whose definition names it as `taskRoleArn` get its
+    /// credentials.
+    CreateRole { name: String },
+    /// Set a role's inline policy from an IAM policy document (JSON).
+    PutRolePolicy {
+        name: String,
+        policy_name: String,
+        /// The policy document: a JSON file (`file://` prefix allowed, as the AWS CLI's).
+        #[arg(long)]
+        policy_document: PathBuf,
+    },
 }
 
 fn read_policy(path: &std::path::Path) -> Result<Value> {
@@ -129,13 +141,30 @@ pub async fn run(c: &Client, cmd: &IamCommand, json_out: bool) -> Result<()> {
             c.delete(&format!("/v1/iam/users/{name}/policies/{policy_name}"))
                 .await?
         }
+        IamCommand::CreateRole { name } => {
+            c.post("/v1/iam/roles", &json!({ "roleName": name }))
+                .await?
+        }
+        IamCommand::PutRolePolicy {
+            name,
+            policy_name,
+            policy_document,
+        } => {
+            let doc = read_policy(policy_document)?;
+            c.put(
+                &format!("/v1/iam/roles/{name}/policies/{policy_name}"),
+                &doc,
+            )
+            .await?
+        }
     };
     if json_out {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else if let Some(deleted) = out.get("deleted") {
         println!("deleted {}", s(deleted));
     } else {
-        println!("{} {}", s(&out["UserName"]), s(&out["Arn"]));
+        let name = out.get("RoleName").unwrap_or(&out["UserName"]);
+        println!("{} {}", s(name), s(&out["Arn"]));
     }
     Ok(())
 }

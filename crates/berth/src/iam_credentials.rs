@@ -1,7 +1,12 @@
 //! The CLI's credentials: where they come from and the file they are kept in.
 //!
-//! In order: `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`; else `--credentials FILE`
-//! (or `BERTH_CREDENTIALS`); else the data directory's admin credentials file
+//! In order: `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (with `AWS_SESSION_TOKEN`
+//! when set); else `--credentials FILE` (or `BERTH_CREDENTIALS`); else, inside a task
+//! whose definition names a `taskRoleArn`, the container credential endpoint
+//! (`AWS_CONTAINER_CREDENTIALS_FULL_URI`, or `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` on
+//! 169.254.170.2, with the token of `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` or
+//! `AWS_CONTAINER_AUTHORIZATION_TOKEN`, as the AWS SDKs' chain reads it;
+//! [`crate::container_credentials`]); else the data directory's admin credentials file
 //! (`$BERTH_DATA_DIR`, default `.berth`, then [`ADMIN_CREDENTIALS_FILE`]) when it exists;
 //! else none, and requests go unsigned (which only a server started with
 //! `--insecure-loopback` answers).
@@ -28,6 +33,8 @@ pub const ADMIN_CREDENTIALS_FILE: &str = "admin-credentials";
 pub struct Credentials {
     pub access_key_id: String,
     pub secret_access_key: String,
+    /// A role session's token, sent as `X-Amz-Security-Token`.
+    pub session_token: Option<String>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -70,6 +77,7 @@ fn parse(text: &str) -> Result<Credentials> {
         (Some(access_key_id), Some(secret_access_key)) => Ok(Credentials {
             access_key_id,
             secret_access_key,
+            session_token: None,
         }),
         _ => bail!("no aws_access_key_id and aws_secret_access_key in its [default] profile"),
     }
@@ -106,10 +114,14 @@ pub fn resolve(file: Option<&Path>) -> Result<Option<Credentials>> {
         return Ok(Some(Credentials {
             access_key_id,
             secret_access_key,
+            session_token: env("AWS_SESSION_TOKEN"),
         }));
     }
     if let Some(path) = file {
         return read_file(path).map(Some);
+    }
+    if let Some(creds) = crate::container_credentials::from_environment()? {
+        return Ok(Some(creds));
     }
     let data_dir = env("BERTH_DATA_DIR").unwrap_or_else(|| ".berth".into());
     let admin = PathBuf::from(data_dir).join(ADMIN_CREDENTIALS_FILE);
@@ -141,6 +153,7 @@ mod tests {
         let c = Credentials {
             access_key_id: "AKIAA".into(),
             secret_access_key: "s".into(),
+            session_token: None,
         };
         write_file(&path, &c).unwrap();
         write_file(&path, &c).unwrap();

@@ -176,16 +176,24 @@ pub fn create_whole(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
     linked
 }
 
+/// The IAM store over `db`, its secrets sealed with the key of `--iam-sealing-key` (or
+/// `<data-dir>/iam-sealing.key`, made on first use).
+pub fn open_iam(db: &Db, data_dir: &Path, args: &ApiSecurityArgs) -> Result<Iam> {
+    Ok(Iam::new(
+        db.clone(),
+        sealing_key(&args.sealing_key_path(data_dir))?,
+    ))
+}
+
 /// `router` with the `/v1/iam` routes and the console's sign-in
 /// (`/console/session`), guarded unless `--insecure-loopback`. Makes the
 /// admin on a store without one and writes its credentials file, printing its path.
 pub async fn secure(
     router: Router,
-    db: &Db,
+    iam: Iam,
     data_dir: &Path,
     args: &ApiSecurityArgs,
 ) -> Result<Router> {
-    let iam = Iam::new(db.clone(), sealing_key(&args.sealing_key_path(data_dir))?);
     let sessions = ConsoleSessions::new(args.tls());
     let router = router
         .merge(berth_control::iam_api::routes(iam.clone()))
@@ -204,6 +212,7 @@ pub async fn secure(
             &Credentials {
                 access_key_id: key.access_key_id,
                 secret_access_key: key.secret_access_key,
+                session_token: None,
             },
         )?;
         println!("berth admin credentials written to {}", path.display());

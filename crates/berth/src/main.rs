@@ -27,9 +27,12 @@
 //! - `redeploy_command`: `berth redeploy`, a forced new deployment of a service.
 //! - `image`: `berth image build-demo`.
 //! - `iam_commands`: `berth iam ...` (users, policies, access keys);
-//!   `iam_credentials`: the credentials the CLI signs its requests with;
+//!   `iam_credentials`: the credentials the CLI signs its requests with
+//!   (`container_credentials`: from a task's container credential endpoint);
 //!   `iam_server`: `berth server`'s API authentication (`--insecure-loopback`) and the
 //!   admin's first credentials; `iam_tls`: the API over TLS.
+//! - `task_endpoint_setup`: the node's task endpoint (role credentials and task
+//!   metadata for its tasks) for `server` and `agent`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +43,7 @@ mod agent_command;
 mod agent_link;
 mod autoscaling_commands;
 mod client;
+mod container_credentials;
 mod data_plane;
 mod dataplane;
 mod down_command;
@@ -59,6 +63,7 @@ mod redeploy_command;
 mod secrets_commands;
 mod server;
 mod store_choice;
+mod task_endpoint_setup;
 mod tls_names;
 
 #[derive(Parser)]

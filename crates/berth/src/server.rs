@@ -85,6 +85,10 @@ pub struct ServerArgs {
     /// `berth_orphaned_tasks`).
     #[arg(long)]
     pub remove_orphans: bool,
+    /// Seconds the role credentials handed to tasks (their definition's `taskRoleArn`)
+    /// are valid; nodes fetch new ones once half of that has passed. 5 to 43200.
+    #[arg(long, value_name = "SECS", default_value_t = berth_control::iam_sessions::DEFAULT_TASK_CREDENTIALS_VALIDITY.as_secs(), value_parser = clap::value_parser!(u64).range(5..=43_200))]
+    pub task_credentials_validity: u64,
     #[command(flatten)]
     pub store: Box<crate::store_choice::StoreArgs>,
     /// The API's authentication and TLS.
@@ -322,6 +326,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         crate::iam_server::sealing_key(&args.api_security.sealing_key_path(&args.data_dir))?;
     let secrets = berth_control::secret_store::SecretStore::new(control.db.clone(), sealing);
     let control = control.with_secrets(secrets);
+    let iam = crate::iam_server::open_iam(&control.db, &args.data_dir, &args.api_security)?;
+    let control = control.with_task_roles(berth_control::agent_service::TaskRoles {
+        iam: iam.clone(),
+        validity: Duration::from_secs(args.task_credentials_validity),
+    });
     control.ensure_default_cluster().await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -336,7 +345,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         berth_aws::with_front_door(control.router(), control.db.clone()).merge(
             berth_console::router(&control.db, &registry, stop_rx.clone()),
         ),
-        &control.db,
+        iam,
         &args.data_dir,
         &args.api_security,
     )
@@ -374,23 +383,29 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         }),
     };
 
+    let agent_api: Arc<dyn berth_agent::AgentApi> = Arc::new(LocalAgentApi {
+        service: control.agent_service(),
+    });
+    let task_endpoint = crate::task_endpoint_setup::start(
+        &args.data_dir,
+        agent_api.clone(),
+        runtime.clone(),
+        local_instance_arn.clone(),
+        stop_rx.clone(),
+    )
+    .await?;
     let agent = Arc::new(
-        Agent::new(
-            Arc::new(LocalAgentApi {
-                service: control.agent_service(),
-            }),
-            runtime,
-            agent_config,
-        )
-        .with_attributes(attributes)
-        .with_orphan_check(
-            berth_agent::OrphanSettings {
-                live: crate::live_nodes::live_owners(),
-                remove: args.remove_orphans,
-                remove_hint: "berth server --remove-orphans".into(),
-            },
-            &registry,
-        ),
+        Agent::new(agent_api, runtime, agent_config)
+            .with_attributes(attributes)
+            .with_orphan_check(
+                berth_agent::OrphanSettings {
+                    live: crate::live_nodes::live_owners(),
+                    remove: args.remove_orphans,
+                    remove_hint: "berth server --remove-orphans".into(),
+                },
+                &registry,
+            )
+            .with_task_endpoint(task_endpoint),
     );
     let agent_task = tokio::spawn(agent.clone().run(stop_rx.clone()));
     if let Some(addr) = args.node_listen {

@@ -19,6 +19,7 @@ struct Fixture {
     host: String,
     admin: NewAccessKey,
     reader: NewAccessKey,
+    iam: Iam,
 }
 
 async fn start() -> Fixture {
@@ -30,11 +31,15 @@ async fn start() -> Fixture {
         .await
         .unwrap();
     let reader = iam.create_access_key("reader").await.unwrap();
+    iam.create(EntityKind::Role, "task-reader").await.unwrap();
+    iam.put_policy(EntityKind::Role, "task-reader", "read", &read_only)
+        .await
+        .unwrap();
     let who = |Extension(p): Extension<Principal>| async move { p.name };
     let app = Router::new()
         .route("/v1/clusters/{c}/services/{s}", get(who).put(who))
         .route("/", post(who));
-    let app = guard(app, IamGuard::new(iam).with_clock(Arc::new(|| NOW)));
+    let app = guard(app, IamGuard::new(iam.clone()).with_clock(Arc::new(|| NOW)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -43,6 +48,7 @@ async fn start() -> Fixture {
         host: addr.to_string(),
         admin,
         reader,
+        iam,
     }
 }
 
@@ -271,5 +277,95 @@ async fn a_changed_body_does_not_verify() {
     assert_eq!(
         (status, body["__type"].as_str()),
         (403, Some("SignatureDoesNotMatch"))
+    );
+}
+
+/// A role session's key (its id made of `seed`) with its session token, expiring at
+/// `expiration`.
+fn session(f: &Fixture, seed: u8, expiration: i64) -> (NewAccessKey, String) {
+    let c = berth_iam::session::mint(
+        &f.iam.session_key(),
+        &[seed; berth_iam::keys::KEY_ID_RANDOM_BYTES],
+        "task-reader",
+        "task-1",
+        expiration,
+    );
+    let key = NewAccessKey {
+        access_key_id: c.access_key_id,
+        secret_access_key: c.secret_access_key,
+        user_name: String::new(),
+        status: "Active".into(),
+        create_date: 0.0,
+    };
+    (key, c.session_token)
+}
+
+#[tokio::test]
+async fn role_sessions_need_their_token_and_are_refused_once_expired() {
+    let f = start().await;
+    let path = "/v1/clusters/default/services/web";
+    let (key, token) = session(&f, 1, NOW + 60);
+    let mut good = f.call("GET", path, &key);
+    good.extra = vec![("x-amz-security-token", &token)];
+    let (status, body, _) = f.send(good).await;
+    assert_eq!((status, body), (200, Value::String("task-reader".into())));
+
+    let mut denied = f.call("PUT", path, &key);
+    denied.extra = vec![("x-amz-security-token", &token)];
+    let (status, body, _) = f.send(denied).await;
+    assert_eq!(status, 403);
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("User: arn:berth:sts::000000000000:assumed-role/task-reader/task-1 is not authorized to perform: ecs:CreateService"),
+        "{message}"
+    );
+
+    let (status, body, kind) = f.send(f.call("GET", path, &key)).await;
+    assert_eq!(
+        (status, kind.as_deref()),
+        (403, Some("InvalidClientTokenId"))
+    );
+    assert_eq!(
+        body["message"],
+        "The security token included in the request is invalid."
+    );
+    let (_, other_token) = session(&f, 2, NOW + 120);
+    let mut wrong = f.call("GET", path, &key);
+    wrong.extra = vec![("x-amz-security-token", &other_token)];
+    let (status, body, _) = f.send(wrong).await;
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (403, Some("InvalidClientTokenId"))
+    );
+
+    let (expired_key, expired_token) = session(&f, 3, NOW);
+    let mut expired = f.call("GET", path, &expired_key);
+    expired.extra = vec![("x-amz-security-token", &expired_token)];
+    let (status, body, kind) = f.send(expired).await;
+    assert_eq!(
+        (status, kind.as_deref()),
+        (400, Some("ExpiredTokenException"))
+    );
+    assert_eq!(
+        body["message"],
+        "The security token included in the request is expired"
+    );
+
+    // The query protocol's code and status.
+    let form = b"Action=DescribeLoadBalancers&Version=2015-12-01";
+    let mut query = f.call("POST", "/", &expired_key);
+    query.body = form;
+    query.extra = vec![
+        ("x-amz-security-token", &expired_token),
+        (
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        ),
+    ];
+    let (status, body, kind) = f.send(query).await;
+    assert_eq!((status, kind.as_deref()), (403, Some("ExpiredToken")));
+    assert!(
+        body.as_str().unwrap().contains("<Code>ExpiredToken</Code>"),
+        "{body}"
     );
 }

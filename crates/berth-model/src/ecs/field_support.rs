@@ -73,7 +73,6 @@ const SVC: &str = "CreateServiceRequest";
 /// Every member berth accepts but does not apply, or refuses.
 pub const UNSUPPORTED: &[UnsupportedField] = &[
     // ---- RegisterTaskDefinitionRequest ----
-    row(TD, "taskRoleArn", "any", NotApplied, "berth hands tasks no AWS role credentials"),
     row(TD, "executionRoleArn", "any", NotApplied, "berth assumes it only to authorize reading the containers' secrets (so it is not applied without secrets); it pulls no images and sends no logs with it"),
     row(TD, "proxyConfiguration", "any", NotApplied, "berth sends no task traffic through an App Mesh proxy; the proxy container runs like any other"),
     row(TD, "inferenceAccelerators", "any", Refused, "ECS allowed Elastic Inference accelerators; berth has no accelerators to attach"),

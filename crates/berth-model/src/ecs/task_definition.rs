@@ -524,12 +524,6 @@ impl TaskDefinition {
     pub fn not_applied(&self) -> Vec<FieldNotApplied> {
         const TD: &str = "RegisterTaskDefinitionRequest";
         let mut n = NotAppliedList::default();
-        n.note(
-            self.task_role_arn.is_some(),
-            "taskRoleArn",
-            TD,
-            "taskRoleArn",
-        );
         // The execution role authorizes reading the containers' secrets, and nothing else.
         let has_secrets = self
             .container_definitions

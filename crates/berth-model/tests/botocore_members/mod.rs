@@ -52,6 +52,7 @@ pub const APPLIED: &[(&str, &[&str])] = &[
             "ipcMode",
             "volumes",
             "placementConstraints",
+            "taskRoleArn",
         ],
     ),
     (
