@@ -47,10 +47,7 @@ const EXPECTED: &[(&str, Outcome)] = &[
         ]),
     ),
     ("console-sample-app-volumes", Accepted(&[])),
-    (
-        "ecs-exec-task",
-        Accepted(&["taskRoleArn", "executionRoleArn"]),
-    ),
+    ("ecs-exec-task", Accepted(&["executionRoleArn"])),
     ("ecs-secrets-tutorial", Accepted(&[])),
     (
         "example-ecs-gpu",
@@ -67,7 +64,7 @@ const EXPECTED: &[(&str, Outcome)] = &[
         ]),
     ),
     ("example_task_2", Accepted(&[])),
-    ("example_task_3", Accepted(&["taskRoleArn"])),
+    ("example_task_3", Accepted(&[])),
     (
         "fargate-task-definition",
         Accepted(&[
@@ -98,7 +95,6 @@ const EXPECTED: &[(&str, Outcome)] = &[
     (
         "otel-using-xray",
         Accepted(&[
-            "taskRoleArn",
             "executionRoleArn",
             "containerDefinitions[0].logConfiguration",
             "containerDefinitions[1].logConfiguration",

@@ -6,15 +6,15 @@
 //! sees its credentials refreshed (`--task-credentials-validity 6`) and reads its own
 //! task metadata (v4). The credentials it first had are refused by the API once they
 //! expired. A definition naming a role that does not exist fails its task's start with
-//! a stopped reason naming `taskRoleArn`. With Docker, the static berth binary in a
-//! `FROM scratch` image lists services from inside its container with the role's
+//! a stopped reason naming `taskRoleArn`. With Docker, the berth binary (with its shared
+//! libraries) in a `FROM scratch` image lists services from inside its container with the role's
 //! credentials.
 
 #[path = "../aws/venv.rs"]
 #[allow(dead_code)]
 mod venv;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -341,49 +341,61 @@ async fn a_process_task_uses_its_role_through_boto3_and_reads_its_metadata() -> 
     Ok(())
 }
 
-/// Builds the berth binary statically (for a `FROM scratch` image) with the cargo
-/// running the tests, and returns its path.
-fn static_berth() -> PathBuf {
-    let root = berth_testkit::repo_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let triple = "x86_64-unknown-linux-gnu";
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "-p", "berth", "--bin", "berth"])
-        .args(["--target", triple])
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .current_dir(&root)
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "building a static berth failed");
-    let bin = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join(triple)
-        .join("debug")
-        .join("berth");
-    assert!(bin.is_file(), "{} was not built", bin.display());
-    bin
+/// Builds `tag`: `FROM scratch` with the berth binary the tests run at `/usr/bin/berth`
+/// and every shared library `ldd` lists for it at its own path (as
+/// `scripts/build-images` stages the compose cluster's images), so no second, static
+/// build of berth is needed.
+fn berth_cli_image(tag: &str) {
+    let binary = berth_testkit::bin("berth");
+    let context = tempfile::tempdir().expect("a build context");
+    let rootfs = context.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("usr/bin")).unwrap();
+    std::fs::copy(&binary, rootfs.join("usr/bin/berth")).unwrap();
+    let ldd = Command::new("ldd").arg(&binary).output().expect("run ldd");
+    let listing = String::from_utf8_lossy(&ldd.stdout).into_owned();
+    let libraries: Vec<&str> = listing
+        .lines()
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            match fields.as_slice() {
+                [_, "=>", path, ..] if path.starts_with('/') => Some(*path),
+                [path, ..] if path.starts_with('/') => Some(*path),
+                _ => None,
+            }
+        })
+        .collect();
+    assert!(
+        libraries.iter().any(|l| l.contains("libc.so")),
+        "ldd listed no libc for {}: {listing}",
+        binary.display()
+    );
+    for lib in libraries {
+        let to = rootfs.join(lib.trim_start_matches('/'));
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        // Follows symbolic links: the image gets the library's contents at this path.
+        std::fs::copy(lib, &to).unwrap_or_else(|e| panic!("copying {lib}: {e}"));
+    }
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "FROM scratch\nCOPY rootfs/ /\nENV PATH=/usr/bin\n",
+    )
+    .unwrap();
+    let out = Command::new("docker")
+        .args(["build", "--quiet", "--tag", tag])
+        .arg(context.path())
+        .output()
+        .expect("run docker build");
+    assert!(
+        out.status.success(),
+        "building {tag}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_berth_cli_in_a_container_uses_its_tasks_role() -> Result<()> {
     berth_testkit::require_docker();
-    let binary = static_berth();
-    let out = Command::new(berth_testkit::bin("berth"))
-        .args([
-            "image",
-            "build-demo",
-            "--tag",
-            "berth-cli-task:latest",
-            "--binary",
-        ])
-        .arg(&binary)
-        .output()?;
-    assert!(
-        out.status.success(),
-        "building the image: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    berth_cli_image("berth-cli-task:latest");
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data)?;

@@ -470,7 +470,7 @@ async fn start_task(
         Vec::new()
     };
     if let Some(endpoint) = endpoint {
-        if let Some(role) = td.task_role_arn.clone() {
+        if let Some(role) = td.task_role_arn.clone().filter(|r| !r.is_empty()) {
             endpoint.credentials(&task.task_arn).await.map_err(|e| {
                 AgentError::Runtime(RuntimeError::StartFailed(format!(
                     "taskRoleArn {role}: no credentials for the task's role: {e}"

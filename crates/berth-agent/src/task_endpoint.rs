@@ -299,7 +299,7 @@ impl TaskEndpoint {
                 format!("{base}/v3/{}", self.metadata_id(task_arn, container)),
             ),
         ];
-        if td.task_role_arn.is_some() {
+        if td.task_role_arn.as_deref().is_some_and(|r| !r.is_empty()) {
             env.push((
                 "AWS_CONTAINER_CREDENTIALS_FULL_URI".to_string(),
                 format!("{base}/v2/credentials/{}", self.credentials_id(task_arn)),

@@ -167,6 +167,16 @@ mod tests {
             .stdin(std::process::Stdio::piped())
             .spawn()
             .unwrap();
+        // The child shows as `berth server` once it has exec'd the shell.
+        let cmdline = format!("/proc/{}/cmdline", child.id());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !std::fs::read(&cmdline).is_ok_and(|c| c.starts_with(b"berth\0server\0")) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the child never exec'd"
+            );
+            std::thread::yield_now();
+        }
         let live = live_owners();
         let _ = child.kill();
         let _ = child.wait();

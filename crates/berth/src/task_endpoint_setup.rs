@@ -30,7 +30,12 @@ async fn link_local_on_bridge() -> Option<IpAddr> {
         .await;
     match out {
         Ok(o) if o.status.success() => Some(IpAddr::V4(LINK_LOCAL_ADDRESS)),
-        Ok(o) if String::from_utf8_lossy(&o.stderr).contains("File exists") => {
+        // iproute2 says "File exists" or "Address already assigned", by version.
+        Ok(o)
+            if ["File exists", "already assigned"]
+                .iter()
+                .any(|m| String::from_utf8_lossy(&o.stderr).contains(m)) =>
+        {
             Some(IpAddr::V4(LINK_LOCAL_ADDRESS))
         }
         Ok(o) => {

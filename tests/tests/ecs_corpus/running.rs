@@ -179,6 +179,15 @@ pub async fn run_on_docker() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let volumes = TaskVolumes::default();
     let server = Server::start_with("docker", None).await?;
+    // As on ECS, a task role must exist for its task to start: the corpus's roles.
+    for role in ["ecsTaskRole", "AmazonECS_OpenTelemetryXrayRole"] {
+        let out = server.cli(&["iam", "create-role", role]);
+        ensure!(
+            out.status.success(),
+            "berth iam create-role {role}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     server.apply_ok(&write_stack(dir.path(), "first", &stack(FIRST)));
 
     fargate_web_server_serves_its_page_and_logs_to_its_stream(&server).await?;

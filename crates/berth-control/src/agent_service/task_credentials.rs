@@ -90,7 +90,7 @@ impl AgentService {
                     ),
                 )
             })?;
-        let Some(role_arn) = td.task_role_arn.as_deref() else {
+        let Some(role_arn) = td.task_role_arn.as_deref().filter(|r| !r.is_empty()) else {
             return Err(refused(
                 "ClientException",
                 400,
