@@ -19,7 +19,24 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::iam_credentials::Credentials;
+/// A role session's credentials, as the endpoint answers them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Sent as `X-Amz-Security-Token`.
+    pub session_token: String,
+}
+
+impl std::fmt::Debug for SessionCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SessionCredentials({}, <secret hidden>)",
+            self.access_key_id
+        )
+    }
+}
 
 /// The address the relative URI is read from, as the SDKs do.
 const RELATIVE_BASE: &str = "http://169.254.170.2";
@@ -32,7 +49,7 @@ fn env(name: &str) -> Option<String> {
 
 /// The credentials of the container credential endpoint the environment names; `None`
 /// when it names none.
-pub fn from_environment() -> Result<Option<Credentials>> {
+pub fn from_environment() -> Result<Option<SessionCredentials>> {
     let (uri, variable) = match (
         env("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
         env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"),
@@ -82,7 +99,7 @@ fn split_http_uri(uri: &str) -> Result<(String, String)> {
 }
 
 /// Reads the credentials at `uri` with `token` as its `Authorization`.
-pub fn fetch(uri: &str, token: Option<&str>) -> Result<Credentials> {
+pub fn fetch(uri: &str, token: Option<&str>) -> Result<SessionCredentials> {
     let (authority, path) = split_http_uri(uri)?;
     let addr = std::net::ToSocketAddrs::to_socket_addrs(&authority)
         .with_context(|| format!("resolving {authority}"))?
@@ -124,10 +141,10 @@ pub fn fetch(uri: &str, token: Option<&str>) -> Result<Credentials> {
             .map(str::to_string)
             .with_context(|| format!("the endpoint's answer has no {name}"))
     };
-    Ok(Credentials {
+    Ok(SessionCredentials {
         access_key_id: field("AccessKeyId")?,
         secret_access_key: field("SecretAccessKey")?,
-        session_token: Some(field("Token")?),
+        session_token: field("Token")?,
     })
 }
 
@@ -167,7 +184,7 @@ mod tests {
         );
         let c = fetch(&url, Some("tok")).unwrap();
         assert_eq!(c.access_key_id, "ASIAX");
-        assert_eq!(c.session_token.as_deref(), Some("t"));
+        assert_eq!(c.session_token, "t");
         let request = server.join().unwrap();
         assert!(
             request.starts_with("GET /v2/credentials/abc HTTP/1.1\r\n"),

@@ -120,8 +120,12 @@ pub fn resolve(file: Option<&Path>) -> Result<Option<Credentials>> {
     if let Some(path) = file {
         return read_file(path).map(Some);
     }
-    if let Some(creds) = crate::container_credentials::from_environment()? {
-        return Ok(Some(creds));
+    if let Some(session) = crate::container_credentials::from_environment()? {
+        return Ok(Some(Credentials {
+            access_key_id: session.access_key_id,
+            secret_access_key: session.secret_access_key,
+            session_token: Some(session.session_token),
+        }));
     }
     let data_dir = env("BERTH_DATA_DIR").unwrap_or_else(|| ".berth".into());
     let admin = PathBuf::from(data_dir).join(ADMIN_CREDENTIALS_FILE);

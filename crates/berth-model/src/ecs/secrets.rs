@@ -24,7 +24,7 @@
 
 use crate::error::{Result, ValidationError};
 
-use super::task_definition::TaskDefinition;
+use super::container::ContainerDefinition;
 
 /// Longest secret name, as Secrets Manager's.
 pub const MAX_SECRET_NAME: usize = 512;
@@ -131,9 +131,12 @@ fn secrets_manager_reference(field: &str, tail: &str) -> Result<SecretReference>
 /// The checks of registration: each secret has a name used once in its container (not
 /// also in `environment`) and a `valueFrom` of a form above, and a definition with
 /// secrets names an `executionRoleArn`.
-pub(super) fn validate_secrets(td: &TaskDefinition) -> Result<()> {
+pub(super) fn validate_secrets(
+    containers: &[ContainerDefinition],
+    execution_role_arn: Option<&str>,
+) -> Result<()> {
     let mut any = false;
-    for (i, c) in td.container_definitions.iter().enumerate() {
+    for (i, c) in containers.iter().enumerate() {
         let mut seen = std::collections::BTreeSet::new();
         for (j, s) in c.secrets.iter().enumerate() {
             let at = format!("containerDefinitions[{i}].secrets[{j}]");
@@ -156,7 +159,7 @@ pub(super) fn validate_secrets(td: &TaskDefinition) -> Result<()> {
             parse_value_from(&format!("{at}.valueFrom"), &s.value_from)?;
         }
     }
-    if any && td.execution_role_arn.as_deref().unwrap_or("").is_empty() {
+    if any && execution_role_arn.unwrap_or("").is_empty() {
         return Err(ValidationError::new(
             "executionRoleArn",
             "When you are specifying container secrets, you must also specify a value for 'executionRoleArn'.",
@@ -225,22 +228,22 @@ mod tests {
         assert!(check_secret_name("n", "a/b").is_ok());
     }
 
-    fn definition(role: Option<&str>, secrets: serde_json::Value) -> TaskDefinition {
-        let mut td = serde_json::json!({"family": "app", "containerDefinitions": [
+    /// The registration check of one container with `secrets` beside an environment
+    /// variable `MODE`, under the execution role `role`.
+    fn check(role: Option<&str>, secrets: serde_json::Value) -> Result<()> {
+        let containers: Vec<ContainerDefinition> = serde_json::from_value(serde_json::json!([
             {"name": "app", "image": "x", "secrets": secrets,
-             "environment": [{"name": "MODE", "value": "blue"}]}]});
-        if let Some(r) = role {
-            td["executionRoleArn"] = r.into();
-        }
-        serde_json::from_value(td).unwrap()
+             "environment": [{"name": "MODE", "value": "blue"}]}]))
+        .unwrap();
+        validate_secrets(&containers, role)
     }
 
     #[test]
     fn registration_refuses_secrets_without_a_role_twice_set_names_and_bad_value_froms() {
         let role = Some("arn:aws:iam::1:role/exec");
         let one = serde_json::json!([{"name": "PW", "valueFrom": "db"}]);
-        assert!(definition(role, one.clone()).validate().is_ok());
-        let e = definition(None, one).validate().unwrap_err();
+        assert!(check(role, one.clone()).is_ok());
+        let e = check(None, one).unwrap_err();
         assert_eq!(e.field, "executionRoleArn");
         assert!(
             e.message
@@ -248,10 +251,10 @@ mod tests {
             "{e}"
         );
         let twice = serde_json::json!([{"name": "PW", "valueFrom": "a"}, {"name": "MODE", "valueFrom": "b"}]);
-        let e = definition(role, twice).validate().unwrap_err();
+        let e = check(role, twice).unwrap_err();
         assert_eq!(e.field, "containerDefinitions[0].secrets[1].name");
         let bad = serde_json::json!([{"name": "PW", "valueFrom": "arn:aws:s3:::b/k"}]);
-        let e = definition(role, bad).validate().unwrap_err();
+        let e = check(role, bad).unwrap_err();
         assert_eq!(e.field, "containerDefinitions[0].secrets[0].valueFrom");
     }
 

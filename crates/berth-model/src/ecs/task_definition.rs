@@ -313,7 +313,10 @@ impl TaskDefinition {
                 ));
             }
         }
-        super::secrets::validate_secrets(self)?;
+        super::secrets::validate_secrets(
+            &self.container_definitions,
+            self.execution_role_arn.as_deref(),
+        )?;
         if !self.container_definitions.iter().any(|c| c.essential) {
             return Err(ValidationError::new(
                 "containerDefinitions",
