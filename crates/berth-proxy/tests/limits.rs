@@ -341,7 +341,10 @@ const H2_PREFACE_AND_SETTINGS: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\
 /// server answers, until a write fails. Returns the bytes the connection took and
 /// whether a write failed (the server closed the connection) within `within`.
 async fn flood(addr: SocketAddr, frame: &'static [u8], within: Duration) -> (usize, bool) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
+    // A small receive buffer: the ACKs the flooder leaves unread fill it sooner.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
     s.write_all(H2_PREFACE_AND_SETTINGS).await.unwrap();
     let burst: Vec<u8> = frame.repeat(4096);
     let mut sent = 0usize;
@@ -366,7 +369,9 @@ async fn flood(addr: SocketAddr, frame: &'static [u8], within: Duration) -> (usi
 /// and a connection where nothing moves ends at the idle timeout.
 async fn flood_is_cut_off_and_others_are_served(frame: &'static [u8]) {
     let (p, addr, web) = setup(json!({"idle_timeout.timeout_seconds": "2"})).await;
-    let flooder = tokio::spawn(flood(addr, frame, DEADLINE));
+    // Without the idle timeout the stalled connection would stay open for good; the
+    // bound is generous for a loaded machine, where filling the buffers takes a while.
+    let flooder = tokio::spawn(flood(addr, frame, Duration::from_secs(60)));
     // The flooder has filled the buffers well before this: the server stopped reading.
     let (send, _c) = h2c(addr).await;
     for _ in 0..5 {
