@@ -19,7 +19,8 @@
 //! | `/v1/scalable-targets`, `/v1/scaling-policies`, `/v1/scheduled-actions`, `/v1/clusters/{c}/services/{s}/scaling-activities`, ... | autoscaling: see [`crate::autoscaling_api`] (DELETE of a service also deletes its autoscaling resources) |
 //! | `GET /v1/events/stream`, `GET /v1/whoami`, `POST /v1/stack-files/apply` | what the console reads and writes beside the rest: see [`crate::console_api`] |
 //!
-//! Errors are `{"__type": "<ECS error name>", "message": "..."}`.
+//! Errors are `{"__type": "<ECS error name>", "message": "..."}`. A request body over
+//! [`MAX_BODY_BYTES`] is refused with 413 and `ClientException`.
 
 use std::sync::Arc;
 
@@ -47,6 +48,25 @@ use crate::task_nodes::NodeError;
 pub use crate::api_state::ApiState;
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// The largest request body the API reads (2 MiB, axum's default, made explicit).
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// Gives axum's 413 for a body over [`MAX_BODY_BYTES`] (plain text) the API's error body.
+async fn body_limit_as_api_error(resp: Response) -> Response {
+    if resp.status() != axum::http::StatusCode::PAYLOAD_TOO_LARGE
+        || resp.headers().get(axum::http::header::CONTENT_TYPE)
+            == Some(&axum::http::HeaderValue::from_static("application/json"))
+    {
+        return resp;
+    }
+    ApiError::new(
+        "ClientException",
+        413,
+        format!("request body: larger than the limit of {MAX_BODY_BYTES} bytes"),
+    )
+    .into_response()
+}
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
@@ -114,6 +134,8 @@ pub fn router(state: ApiState) -> Router {
                 "no such API path; see GET /v1/clusters, /v1/services, /v1/tasks, /v1/target-groups, /v1/load-balancers",
             )
         })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(body_limit_as_api_error))
         .with_state(Arc::new(state))
 }
 

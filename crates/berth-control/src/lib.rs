@@ -70,6 +70,8 @@ use tokio::sync::watch;
 
 pub mod agent_service;
 pub mod api;
+#[cfg(test)]
+mod api_bounds_tests;
 pub mod api_state;
 pub mod apply;
 pub mod autoscaler;

@@ -1,6 +1,7 @@
 //! Bounded resources at the edge, each through real sockets, with an honest client
 //! served while a hostile one is held off: slow request heads (408), connections per
-//! client address, and HTTP/2's stream, header list and reset limits.
+//! client address, and HTTP/2's stream, header list and reset limits and its SETTINGS
+//! and PING floods.
 
 mod common;
 
@@ -331,4 +332,80 @@ async fn a_body_that_stops_arriving_ends_with_408_and_never_reaches_the_target()
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert_eq!(web.count(), 1, "only the honest request reached the target");
     p.shutdown().await;
+}
+
+/// The HTTP/2 client preface and an empty SETTINGS frame.
+const H2_PREFACE_AND_SETTINGS: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+
+/// Sends `frame` over and over on a fresh h2c connection without ever reading what the
+/// server answers, until a write fails. Returns the bytes the connection took and
+/// whether a write failed (the server closed the connection) within `within`.
+async fn flood(addr: SocketAddr, frame: &'static [u8], within: Duration) -> (usize, bool) {
+    // A small receive buffer: the ACKs the flooder leaves unread fill it sooner.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    s.write_all(H2_PREFACE_AND_SETTINGS).await.unwrap();
+    let burst: Vec<u8> = frame.repeat(4096);
+    let mut sent = 0usize;
+    let cut_off = tokio::time::timeout(within, async {
+        loop {
+            // Whole bursts, so that the flood stays well framed.
+            if s.write_all(&burst).await.is_err() {
+                return;
+            }
+            sent += burst.len();
+        }
+    })
+    .await
+    .is_ok();
+    (sent, cut_off)
+}
+
+/// A flood of `frame` is cut off within the idle timeout, the server takes no more of
+/// it than socket buffers hold, and an honest HTTP/2 client is served meanwhile. The
+/// server answers each frame with an ACK before it reads the next (h2 keeps at most one
+/// ACK pending), so a flooder that does not read its ACKs stalls its own connection,
+/// and a connection where nothing moves ends at the idle timeout.
+async fn flood_is_cut_off_and_others_are_served(frame: &'static [u8]) {
+    let (p, addr, web) = setup(json!({"idle_timeout.timeout_seconds": "2"})).await;
+    // Without the idle timeout the stalled connection would stay open for good; the
+    // bound is generous for a loaded machine, where filling the buffers takes a while.
+    let flooder = tokio::spawn(flood(addr, frame, Duration::from_secs(60)));
+    // The flooder has filled the buffers well before this: the server stopped reading.
+    let (send, _c) = h2c(addr).await;
+    for _ in 0..5 {
+        let mut send = send.clone().ready().await.unwrap();
+        let (resp, _) = send.send_request(h2_get("/"), true).unwrap();
+        let resp = tokio::time::timeout(DEADLINE, resp)
+            .await
+            .expect("the honest client is answered in time")
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let (sent, cut_off) = flooder.await.unwrap();
+    assert!(
+        cut_off,
+        "the flooding connection is closed (took {sent} bytes)"
+    );
+    // Each frame is answered with an ACK of the same size that the flooder never reads:
+    // once the socket buffers are full the server waits, and reads no more of the flood.
+    assert!(
+        sent < 64 << 20,
+        "the server stopped reading the flood: it took {sent} bytes"
+    );
+    assert_eq!(web.count(), 5);
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_http2_ping_flood_is_cut_off_and_others_are_served() {
+    // PING, no flags, stream 0, 8 bytes of payload.
+    flood_is_cut_off_and_others_are_served(b"\0\0\x08\x06\0\0\0\0\0berth-pi").await;
+}
+
+#[tokio::test]
+async fn an_http2_settings_flood_is_cut_off_and_others_are_served() {
+    // SETTINGS, no flags, stream 0, one setting: INITIAL_WINDOW_SIZE 65535.
+    flood_is_cut_off_and_others_are_served(b"\0\0\x06\x04\0\0\0\0\0\0\x04\0\0\xff\xff").await;
 }
