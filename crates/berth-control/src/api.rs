@@ -68,8 +68,16 @@ async fn body_limit_as_api_error(resp: Response) -> Response {
     .into_response()
 }
 
+/// `router` reading bodies up to [`MAX_BODY_BYTES`] and refusing larger ones with the
+/// API's error body (every `/v1` router the API merges goes through it).
+pub(crate) fn with_body_limit<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    router
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(body_limit_as_api_error))
+}
+
 pub fn router(state: ApiState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/v1/apply", post(apply_stack))
         .route("/v1/clusters", get(list_clusters).post(create_cluster))
         .route("/v1/clusters/{name}", get(get_cluster).delete(delete_cluster))
@@ -133,10 +141,8 @@ pub fn router(state: ApiState) -> Router {
                 404,
                 "no such API path; see GET /v1/clusters, /v1/services, /v1/tasks, /v1/target-groups, /v1/load-balancers",
             )
-        })
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::map_response(body_limit_as_api_error))
-        .with_state(Arc::new(state))
+        });
+    with_body_limit(routes).with_state(Arc::new(state))
 }
 
 type St = State<Arc<ApiState>>;

@@ -105,6 +105,23 @@ async fn a_body_over_the_limit_is_refused_with_413_and_an_ecs_error() {
         .await;
         assert!(m.contains(&MAX_BODY_BYTES.to_string()), "{m}");
     }
+    // The secret routes, merged beside the API's, are bounded the same way.
+    let secrets = crate::secrets_api::routes::<()>(crate::secret_store::SecretStore::new(
+        db.clone(),
+        [7; 32],
+    ));
+    let big = format!(r#"{{"secretString": "{}"}}"#, "x".repeat(MAX_BODY_BYTES));
+    let m = refused(
+        &secrets,
+        &db,
+        "PUT",
+        "/v1/secrets/db",
+        big,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "ClientException",
+    )
+    .await;
+    assert!(m.contains(&MAX_BODY_BYTES.to_string()), "{m}");
 }
 
 #[tokio::test]

@@ -26,13 +26,11 @@ type ApiResult = Result<Json<Value>, ApiError>;
 
 /// The routes above, to merge into the API's router.
 pub fn routes<S: Clone + Send + Sync + 'static>(store: SecretStore) -> Router<S> {
-    Router::new()
-        .route("/v1/secrets", get(list))
-        .route(
-            "/v1/secrets/{*name}",
-            get(get_value).put(put_value).delete(delete),
-        )
-        .with_state(store)
+    let routes = Router::new().route("/v1/secrets", get(list)).route(
+        "/v1/secrets/{*name}",
+        get(get_value).put(put_value).delete(delete),
+    );
+    crate::api::with_body_limit(routes).with_state(store)
 }
 
 #[derive(Deserialize)]
