@@ -3,55 +3,14 @@
 //! filesystem full, an apply is answered 500 naming the cause and changes nothing; once
 //! space is freed the next apply succeeds and the service converges to it.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
+use berth_testkit::small_fs::SmallFs;
 use berth_testkit::{quickstart, Server};
 
 const SETTLE: Duration = Duration::from_secs(90);
-
-/// A tmpfs mounted on a fresh directory, unmounted when dropped.
-struct SmallFs {
-    dir: tempfile::TempDir,
-}
-
-impl SmallFs {
-    fn mount(size: &str) -> SmallFs {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .expect("running mount");
-        assert!(
-            out.status.success(),
-            "this test mounts a tmpfs and needs root: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        SmallFs { dir }
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("--lazy")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
-/// Fills the filesystem of `dir` with a file, leaving nothing free.
-fn fill(dir: &Path) -> PathBuf {
-    let path = dir.join("filler");
-    let mut f = std::fs::File::create(&path).unwrap();
-    let chunk = vec![7u8; 64 * 1024];
-    while f.write_all(&chunk).is_ok() {}
-    path
-}
 
 async fn apply_json(
     server: &Server,
@@ -90,10 +49,10 @@ async fn a_full_data_directory_fails_writes_clearly_and_berth_recovers() -> Resu
     let work = tempfile::tempdir()?;
     let two = quickstart(work.path(), 2);
     let three = quickstart(work.path(), 3);
-    let mut server = Server::launch_with(fs.dir.path(), Some(&two), "process", &[]).await?;
+    let mut server = Server::launch_with(fs.path(), Some(&two), "process", &[]).await?;
     server.wait_healthy("whoami", "whoami", 2, SETTLE).await?;
 
-    let filler = fill(fs.dir.path());
+    let filler = fs.fill();
     // The store file has room of its own; new revisions use it up, then one fails.
     let mut failed = None;
     for n in 0..1000 {

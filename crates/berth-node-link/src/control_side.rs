@@ -470,7 +470,12 @@ async fn task_credentials(
     Extension(peer): Extension<Peer>,
     Json(req): Json<TaskCredentialsRequest>,
 ) -> Response {
+    // The same placement check as a task's secrets and state changes, besides the
+    // instance the request names being the caller's own.
     if let Some(r) = refuse_unless_owner(&peer, &req.container_instance_arn) {
+        return r;
+    }
+    if let Err(r) = placed_on_caller(&s, &peer, &req.task_arn).await {
         return r;
     }
     match s

@@ -3,53 +3,8 @@
 //! naming the cause, nothing stored before is lost or changed, and once space returns
 //! the next write succeeds without reopening the store.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use berth_store::{RedbStore, Store, StoreError};
-
-/// A tmpfs of `size` mounted on a fresh directory, unmounted when dropped.
-struct SmallFs {
-    dir: tempfile::TempDir,
-}
-
-impl SmallFs {
-    fn mount(size: &str) -> SmallFs {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .expect("running mount");
-        assert!(
-            out.status.success(),
-            "this test mounts a tmpfs and needs root: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        SmallFs { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
-
-/// Fills the filesystem of `dir` with a file (returned), leaving nothing free.
-fn fill(dir: &Path) -> PathBuf {
-    use std::io::Write;
-    let path = dir.join("filler");
-    let mut f = std::fs::File::create(&path).unwrap();
-    let chunk = vec![7u8; 64 * 1024];
-    while f.write_all(&chunk).is_ok() {}
-    let _ = f.flush();
-    path
-}
+use berth_testkit::small_fs::SmallFs;
 
 #[tokio::test]
 async fn a_full_disk_fails_writes_clearly_and_loses_nothing() {
@@ -62,7 +17,7 @@ async fn a_full_disk_fails_writes_clearly_and_loses_nothing() {
             .await
             .unwrap();
     }
-    let filler = fill(fs.path());
+    let filler = fs.fill();
     // Writes until one fails for lack of space.
     let mut failed = None;
     for i in 0..2000u32 {

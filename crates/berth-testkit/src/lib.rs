@@ -27,6 +27,7 @@ pub mod etcd;
 pub mod mesh;
 pub mod netns;
 pub mod prometheus;
+pub mod small_fs;
 
 pub use etcd::{require_etcd, Etcd, EtcdPorts};
 pub use mesh::{called_tasks, mesh_stack, running_task_ids, unique_loopback, MeshStack};
