@@ -1,0 +1,155 @@
+//! Large bodies on the fast path: the rest of a request body streamed from the client to
+//! the target ([`upload`]), and the read buffer sizing that lets a large body move in
+//! fewer, larger reads ([`read_body`], [`release`]).
+//!
+//! A request body over [`super::MAX_BUFFERED_BODY`] is not gathered before the request
+//! goes out: the head and the body bytes already read go first, then [`upload`] copies
+//! the rest as it arrives, exactly its Content-Length. Such a request cannot be replayed
+//! (its body is not kept), so the caller starts its attempts as not replayable and every
+//! failure after the first streamed byte answers the client instead of trying again.
+//!
+//! What it does not do: parse heads, choose targets, or frame chunked request bodies
+//! (those go to hyper); it never reads past the body, so a pipelined request that
+//! follows stays in the client buffer.
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use super::idle::{read_idle, Expired, Idle, READ_CHUNK};
+use crate::attempt::Failure;
+
+/// The read buffer a body streams through once at least this much of it is still to
+/// come: a large body moves in reads of up to [`BODY_CHUNK`] instead of [`READ_CHUNK`].
+const LARGE_BODY: u64 = 4 * READ_CHUNK as u64;
+/// Free space kept in a buffer a large body streams through.
+pub(super) const BODY_CHUNK: usize = 256 * 1024;
+
+/// Reads more of a body into `buf`, with room for up to [`BODY_CHUNK`] bytes when at
+/// least [`LARGE_BODY`] bytes of it are still to come (`None` when nothing moved for
+/// the idle timeout).
+pub(super) async fn read_body<T: AsyncRead + Unpin>(
+    io: &mut T,
+    buf: &mut BytesMut,
+    idle: &mut Idle,
+    remaining: u64,
+) -> Option<std::io::Result<usize>> {
+    if remaining >= LARGE_BODY && buf.capacity() - buf.len() < BODY_CHUNK / 2 {
+        buf.reserve(BODY_CHUNK);
+    }
+    read_idle(io, buf, idle).await
+}
+
+/// Gives back the room a large body grew `buf` to, keeping what it holds.
+pub(super) fn release(buf: &mut BytesMut) {
+    if buf.capacity() > 2 * READ_CHUNK && buf.len() <= READ_CHUNK {
+        let mut small = BytesMut::with_capacity(READ_CHUNK);
+        small.extend_from_slice(buf);
+        *buf = small;
+    }
+}
+
+/// Copies the next `*pending` body bytes from the client to the target: first what is
+/// in `buf`, then what arrives. `*pending` counts down as bytes go out, and bytes past
+/// the body stay in `buf`.
+///
+/// The failure says whose side broke: [`Failure::ClientGone`] when the client closed or
+/// failed before its body was whole, [`Failure::NoResponse`] when the target stopped
+/// taking it, [`Failure::Timeout`] when nothing moved for the idle timeout.
+pub(super) async fn upload<C, U>(
+    client: &mut C,
+    buf: &mut BytesMut,
+    up: &mut U,
+    pending: &mut u64,
+    idle: &mut Idle,
+) -> Result<(), Failure>
+where
+    C: AsyncRead + Unpin,
+    U: AsyncWrite + Unpin,
+{
+    let result = async {
+        while *pending > 0 {
+            if buf.is_empty() {
+                match read_body(client, buf, idle, *pending).await {
+                    None => return Err(Failure::Timeout),
+                    Some(Ok(n)) if n > 0 => {}
+                    Some(_) => return Err(Failure::ClientGone),
+                }
+            }
+            let take = (buf.len() as u64).min(*pending) as usize;
+            let written = tokio::select! {
+                biased;
+                r = up.write_all(&buf[..take]) => r.map_err(|_| Failure::NoResponse),
+                _ = Expired(idle) => Err(Failure::Timeout),
+            };
+            written?;
+            idle.touch();
+            buf.advance(take);
+            *pending -= take as u64;
+        }
+        // A mesh hop's TLS layer may hold the last record back until flushed.
+        tokio::select! {
+            biased;
+            r = up.flush() => r.map_err(|_| Failure::NoResponse),
+            _ = Expired(idle) => Err(Failure::Timeout),
+        }
+    }
+    .await;
+    release(buf);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+    use std::time::Duration;
+
+    fn idle() -> Idle {
+        let clock = Clock::new();
+        Idle {
+            sleep: Box::pin(tokio::time::sleep(Duration::from_secs(60))),
+            last: clock.now_ms(),
+            idle_ms: 60_000,
+            clock,
+        }
+    }
+
+    #[tokio::test]
+    async fn upload_copies_exactly_the_body_and_keeps_what_follows() {
+        let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let mut wire = body[1000..].to_vec();
+        wire.extend_from_slice(b"GET /next HTTP/1.1\r\n");
+        let mut client = &wire[..];
+        let mut buf = BytesMut::new();
+        let mut up = Vec::new();
+        let mut pending = (body.len() - 1000) as u64;
+        upload(&mut client, &mut buf, &mut up, &mut pending, &mut idle())
+            .await
+            .expect("upload completes");
+        assert_eq!(pending, 0);
+        assert_eq!(up, &body[1000..]);
+        let rest = [&buf[..], client].concat();
+        assert_eq!(rest, b"GET /next HTTP/1.1\r\n");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_short_is_the_clients_failure() {
+        let mut client = &[7u8; 1000][..];
+        let mut buf = BytesMut::new();
+        let mut up = Vec::new();
+        let mut pending = 5000;
+        let r = upload(&mut client, &mut buf, &mut up, &mut pending, &mut idle()).await;
+        assert_eq!(r, Err(Failure::ClientGone));
+        assert_eq!(up.len(), 1000);
+        assert_eq!(pending, 4000);
+    }
+
+    #[test]
+    fn release_shrinks_a_grown_buffer_and_keeps_its_bytes() {
+        let mut buf = BytesMut::with_capacity(BODY_CHUNK);
+        buf.extend_from_slice(b"pipelined");
+        release(&mut buf);
+        assert!(buf.capacity() < BODY_CHUNK);
+        assert_eq!(&buf[..], b"pipelined");
+    }
+}
