@@ -6,7 +6,7 @@
 //!
 //! It serves the common case only and hands anything else to hyper: when a request is
 //! not plain HTTP/1.1 with a Content-Length body or none (HTTP/1.0, `Transfer-Encoding`,
-//! `Expect`, `Upgrade`, a `Connection` header naming other headers, an absolute-form
+//! an `Expect` other than `100-continue` on a body, `Upgrade`, a `Connection` header naming other headers, an absolute-form
 //! target, an h2c preface, a parse error, a head over the size limit), or when its action is not a forward to an HTTP/1.1 target
 //! group (neither HTTPS nor HTTP/2; a mesh hop's TLS is fine), [`serve`] returns the
 //! connection with every byte it has read and not answered, and hyper serves the rest of
@@ -17,7 +17,9 @@
 //!
 //! A body up to [`MAX_BUFFERED_BODY`] is read whole before the request goes out, so the
 //! request can go again after a failure; a larger one streams to the target as it
-//! arrives ([`body_stream`]) and its request is never sent twice. Response bodies of any
+//! arrives ([`body_stream`]) and its request is never sent twice. A client that sent
+//! `Expect: 100-continue` gets `100 Continue` from the proxy when its body is wanted, as
+//! nginx does; the header still goes to the target, whose own interim answer is dropped. Response bodies of any
 //! size stream back, in larger reads once a body is large.
 //!
 //! Mesh requests (a mesh listener's, see [`crate::mesh`]) take this path too: a mesh
@@ -171,6 +173,8 @@ struct Plan {
     body_len: usize,
     /// Body bytes still to come from the client after `len`: a large body streams.
     body_pending: u64,
+    /// The client waits for `100 Continue` before it sends its body.
+    expect_continue: bool,
 }
 
 /// How a request's attempts ended: with a target's response head (at the start of the
@@ -225,6 +229,7 @@ fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
     let mut body_len: Option<usize> = None;
     let mut host: Option<&str> = None;
     let mut close = false;
+    let mut expect_continue = false;
     for h in headers {
         let n = h.name.as_bytes();
         if n.eq_ignore_ascii_case(b"content-length") {
@@ -252,9 +257,12 @@ fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
                     return Prep::Fallback;
                 }
             }
-        } else if n.eq_ignore_ascii_case(b"transfer-encoding")
-            || n.eq_ignore_ascii_case(b"expect")
-            || n.eq_ignore_ascii_case(b"upgrade")
+        } else if n.eq_ignore_ascii_case(b"expect") {
+            if expect_continue || !h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
+                return Prep::Fallback;
+            }
+            expect_continue = true;
+        } else if n.eq_ignore_ascii_case(b"transfer-encoding") || n.eq_ignore_ascii_case(b"upgrade")
         {
             return Prep::Fallback;
         }
@@ -263,8 +271,12 @@ fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
         return Prep::Fallback;
     };
     let body_len = body_len.unwrap_or(0);
-    // A large body streams: the request goes out with the part in hand.
-    let in_hand = if body_len > MAX_BUFFERED_BODY {
+    if expect_continue && body_len == 0 {
+        return Prep::Fallback;
+    }
+    // A large body, or one the client holds back until it is wanted, streams: the
+    // request goes out with the part in hand.
+    let in_hand = if body_len > MAX_BUFFERED_BODY || expect_continue {
         body_len.min(buf.len() - head_len)
     } else {
         body_len
@@ -343,6 +355,8 @@ fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
         close,
         body_len,
         body_pending: (body_len - in_hand) as u64,
+        // A client that did not wait needs no go-ahead.
+        expect_continue: expect_continue && in_hand == 0,
     })
 }
 
@@ -428,7 +442,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         // A streamed body is not kept: its request cannot go again once it went out.
         let replayable = plan.idempotent && plan.body_pending == 0;
         let mut attempts = Attempts::start(group, plan.affinity.preferred, replayable);
-        let mut pending = plan.body_pending;
+        let mut pending = body_stream::Upload {
+            pending: plan.body_pending,
+            continue_owed: plan.expect_continue,
+        };
         let outcome = match &group.mesh {
             None => self.attempt(&mut attempts, &mut pending).await,
             Some(mesh) => {
@@ -460,14 +477,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         };
         // Nothing was written to the client yet: it gets an error response. A body left
         // partly unread ends the connection.
-        let close = plan.close || pending > 0 || *stop.borrow();
+        let close = plan.close || pending.pending > 0 || *stop.borrow();
         elb_error::write(&mut self.out, status, &l.metrics, close);
         self.write_client().await.is_ok() && !close
     }
 
     /// Tries targets until one answers with a response head, or the request engine
     /// gives up.
-    async fn attempt(&mut self, attempts: &mut Attempts<'_>, pending: &mut u64) -> Outcome {
+    async fn attempt(
+        &mut self,
+        attempts: &mut Attempts<'_>,
+        pending: &mut body_stream::Upload,
+    ) -> Outcome {
         loop {
             let in_flight = match attempts.next() {
                 Ok(f) => f,
@@ -518,7 +539,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
     async fn exchange_head(
         &mut self,
         up: &mut UpConn,
-        pending: &mut u64,
+        pending: &mut body_stream::Upload,
     ) -> Result<RespHead, Failure> {
         let w = tokio::select! {
             biased;
@@ -534,7 +555,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             Some(Err(_)) => return Err(Failure::Unsent),
             Some(Ok(())) => {}
         }
-        if *pending > 0 {
+        if pending.pending > 0 {
             body_stream::upload(&mut self.io, &mut self.buf, up, pending, &mut self.idle).await?;
         }
         self.up.clear();
@@ -677,7 +698,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
                 break;
             }
             // A body of unknown length counts as large once that much of it went out.
-            let left = if remaining == u64::MAX { sent } else { remaining };
+            let left = if remaining == u64::MAX {
+                sent
+            } else {
+                remaining
+            };
             match body_stream::read_body(&mut up, &mut self.up, &mut self.idle, left).await {
                 Some(Ok(n)) if n > 0 => {}
                 Some(Ok(_)) if framing == Framing::Close => break,

@@ -133,11 +133,16 @@ async fn serve_target(mut s: TcpStream, drops: Arc<AtomicU64>, seen: mpsc::Unbou
         }
         let _ = seen.send(Seen::Whole(got, digest.0));
         if path == "/health" {
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await;
             continue;
         }
         let answer = format!("{got} {}", digest.0);
-        let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{answer}", answer.len());
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{answer}",
+            answer.len()
+        );
         if s.write_all(resp.as_bytes()).await.is_err() {
             return;
         }
@@ -172,7 +177,10 @@ fn content_length(head: &str) -> u64 {
 async fn head_in(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, usize)> {
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            return Some((String::from_utf8_lossy(&buf[..end + 4]).into_owned(), end + 4));
+            return Some((
+                String::from_utf8_lossy(&buf[..end + 4]).into_owned(),
+                end + 4,
+            ));
         }
         let mut chunk = [0u8; 4096];
         let n = s.read(&mut chunk).await.ok()?;
@@ -214,7 +222,12 @@ async fn closed(s: &mut TcpStream) -> bool {
 async fn setup() -> (Arc<berth_proxy::Proxy>, SocketAddr, Target) {
     let t = Target::start().await;
     let (p, _) = proxy();
-    let addr = serve_group(&p, target_group(TG, "web", serde_json::json!({})), vec![target(t.addr)]).await;
+    let addr = serve_group(
+        &p,
+        target_group(TG, "web", serde_json::json!({})),
+        vec![target(t.addr)],
+    )
+    .await;
     wait_for(&p, |s| all_healthy(s, 1)).await;
     (p, addr, t)
 }
@@ -283,7 +296,10 @@ async fn a_request_pipelined_after_a_streamed_upload_is_answered_next() {
     c.write_all(&wire).await.unwrap();
     let mut buf = Vec::new();
     let (_, answer, _) = response_in(&mut c, &mut buf).await;
-    assert_eq!(String::from_utf8_lossy(&answer), format!("{len} {}", digest_of(&body)));
+    assert_eq!(
+        String::from_utf8_lossy(&answer),
+        format!("{len} {}", digest_of(&body))
+    );
     let (head, second, _) = response_in(&mut c, &mut buf).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(second, body_of(5));
@@ -294,7 +310,9 @@ async fn a_client_stopping_mid_upload_gets_a_502_and_the_target_an_incomplete_bo
     let (_p, addr, mut t) = setup().await;
     let mut c = TcpStream::connect(addr).await.unwrap();
     let declared = 1 << 20;
-    c.write_all(&upload_head("/upload", declared)).await.unwrap();
+    c.write_all(&upload_head("/upload", declared))
+        .await
+        .unwrap();
     c.write_all(&body_of(200 * 1024)).await.unwrap();
     c.shutdown().await.unwrap();
     let mut buf = Vec::new();
@@ -334,7 +352,9 @@ async fn a_target_closing_mid_response_closes_the_client_without_a_whole_body() 
 /// pooled connection to the target: a failure on that one would be replayed as stale.
 async fn warm_client(addr: SocketAddr, buf: &mut Vec<u8>) -> TcpStream {
     let mut c = TcpStream::connect(addr).await.unwrap();
-    c.write_all(b"GET /download/1 HTTP/1.1\r\nHost: web\r\n\r\n").await.unwrap();
+    c.write_all(b"GET /download/1 HTTP/1.1\r\nHost: web\r\n\r\n")
+        .await
+        .unwrap();
     let (head, _, _) = response_in(&mut c, buf).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     c
@@ -350,7 +370,10 @@ async fn a_buffered_upload_the_target_dropped_is_sent_again() {
     let (head, _, _) = response_in(&mut c, &mut buf).await;
     assert!(head.starts_with("HTTP/1.1 502"), "{head}");
     let sends = t.drops.load(Ordering::SeqCst);
-    assert!(sends > 1, "a buffered idempotent upload is replayed ({sends} sends)");
+    assert!(
+        sends > 1,
+        "a buffered idempotent upload is replayed ({sends} sends)"
+    );
 }
 
 #[tokio::test]
@@ -367,7 +390,10 @@ async fn a_streamed_upload_the_target_dropped_is_not_sent_again() {
         wr
     });
     let mut answer = Vec::new();
-    let read = tokio::time::timeout(std::time::Duration::from_secs(60), rd.read_to_end(&mut answer));
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        rd.read_to_end(&mut answer),
+    );
     assert!(read.await.is_ok(), "the proxy ends the client connection");
     let answer = String::from_utf8_lossy(&answer);
     assert!(
@@ -375,5 +401,34 @@ async fn a_streamed_upload_the_target_dropped_is_not_sent_again() {
         "a 502 or a bare close: {answer}"
     );
     drop(writer.await.unwrap());
-    assert_eq!(t.drops.load(Ordering::SeqCst), 1, "the streamed upload is sent once");
+    assert_eq!(
+        t.drops.load(Ordering::SeqCst),
+        1,
+        "the streamed upload is sent once"
+    );
+}
+
+#[tokio::test]
+async fn a_client_expecting_100_continue_is_told_to_go_on_and_its_body_arrives() {
+    let (_p, addr, _t) = setup().await;
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    let mut buf = Vec::new();
+    for len in [10, 3 << 20] {
+        let head = format!(
+            "POST /upload HTTP/1.1\r\nHost: web\r\nExpect: 100-continue\r\nContent-Length: {len}\r\n\r\n"
+        );
+        c.write_all(head.as_bytes()).await.unwrap();
+        let (interim, _) = head_in(&mut c, &mut buf).await.expect("an interim answer");
+        assert_eq!(interim, "HTTP/1.1 100 Continue\r\n\r\n", "{len} bytes");
+        buf.drain(..interim.len());
+        let body = body_of(len);
+        c.write_all(&body).await.unwrap();
+        let (head, answer, ended) = response_in(&mut c, &mut buf).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{len} bytes: {head}");
+        assert!(!ended, "{len} bytes: the connection stays open");
+        assert_eq!(
+            String::from_utf8_lossy(&answer),
+            format!("{len} {}", digest_of(&body))
+        );
+    }
 }

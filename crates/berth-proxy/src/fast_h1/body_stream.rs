@@ -15,7 +15,7 @@
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::idle::{read_idle, Expired, Idle, READ_CHUNK};
+use super::idle::{read_idle, write_idle, Expired, Idle, READ_CHUNK};
 use crate::attempt::Failure;
 
 /// The read buffer a body streams through once at least this much of it is still to
@@ -48,9 +48,20 @@ pub(super) fn release(buf: &mut BytesMut) {
     }
 }
 
-/// Copies the next `*pending` body bytes from the client to the target: first what is
-/// in `buf`, then what arrives. `*pending` counts down as bytes go out, and bytes past
-/// the body stay in `buf`.
+/// A request body still to come from the client.
+pub(super) struct Upload {
+    /// Body bytes not yet read from the client.
+    pub(super) pending: u64,
+    /// The client sent `Expect: 100-continue` and was not yet told to go on.
+    pub(super) continue_owed: bool,
+}
+
+/// The interim answer to `Expect: 100-continue`.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Copies the next `pending` body bytes from the client to the target: first what is in
+/// `buf`, then what arrives, after telling a client that waits for it to go on.
+/// `pending` counts down as bytes go out, and bytes past the body stay in `buf`.
 ///
 /// The failure says whose side broke: [`Failure::ClientGone`] when the client closed or
 /// failed before its body was whole, [`Failure::NoResponse`] when the target stopped
@@ -59,13 +70,19 @@ pub(super) async fn upload<C, U>(
     client: &mut C,
     buf: &mut BytesMut,
     up: &mut U,
-    pending: &mut u64,
+    body: &mut Upload,
     idle: &mut Idle,
 ) -> Result<(), Failure>
 where
-    C: AsyncRead + Unpin,
+    C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncWrite + Unpin,
 {
+    if std::mem::take(&mut body.continue_owed) {
+        write_idle(client, CONTINUE, idle)
+            .await
+            .map_err(|()| Failure::ClientGone)?;
+    }
+    let pending = &mut body.pending;
     let result = async {
         while *pending > 0 {
             if buf.is_empty() {
@@ -103,6 +120,7 @@ mod tests {
     use super::*;
     use crate::clock::Clock;
     use std::time::Duration;
+    use tokio::io::AsyncReadExt;
 
     fn idle() -> Idle {
         let clock = Clock::new();
@@ -119,29 +137,63 @@ mod tests {
         let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let mut wire = body[1000..].to_vec();
         wire.extend_from_slice(b"GET /next HTTP/1.1\r\n");
-        let mut client = &wire[..];
+        let mut client = tokio::io::join(&wire[..], tokio::io::sink());
         let mut buf = BytesMut::new();
         let mut up = Vec::new();
-        let mut pending = (body.len() - 1000) as u64;
+        let mut pending = Upload {
+            pending: (body.len() - 1000) as u64,
+            continue_owed: false,
+        };
         upload(&mut client, &mut buf, &mut up, &mut pending, &mut idle())
             .await
             .expect("upload completes");
-        assert_eq!(pending, 0);
+        assert_eq!(pending.pending, 0);
         assert_eq!(up, &body[1000..]);
-        let rest = [&buf[..], client].concat();
+        let rest = [&buf[..], client.into_inner().0].concat();
         assert_eq!(rest, b"GET /next HTTP/1.1\r\n");
     }
 
     #[tokio::test]
     async fn a_client_that_stops_short_is_the_clients_failure() {
-        let mut client = &[7u8; 1000][..];
+        let mut client = tokio::io::join(&[7u8; 1000][..], tokio::io::sink());
         let mut buf = BytesMut::new();
         let mut up = Vec::new();
-        let mut pending = 5000;
+        let mut pending = Upload {
+            pending: 5000,
+            continue_owed: false,
+        };
         let r = upload(&mut client, &mut buf, &mut up, &mut pending, &mut idle()).await;
         assert_eq!(r, Err(Failure::ClientGone));
         assert_eq!(up.len(), 1000);
-        assert_eq!(pending, 4000);
+        assert_eq!(pending.pending, 4000);
+    }
+
+    #[tokio::test]
+    async fn a_client_waiting_to_send_is_told_to_go_on_once() {
+        let (mut client, mut peer) = tokio::io::duplex(1024);
+        let mut up = Vec::new();
+        let mut body = Upload {
+            pending: 3,
+            continue_owed: true,
+        };
+        let sender = tokio::spawn(async move {
+            let mut interim = [0u8; CONTINUE.len()];
+            peer.read_exact(&mut interim).await.unwrap();
+            peer.write_all(b"abc").await.unwrap();
+            interim
+        });
+        upload(
+            &mut client,
+            &mut BytesMut::new(),
+            &mut up,
+            &mut body,
+            &mut idle(),
+        )
+        .await
+        .expect("upload completes");
+        assert_eq!(&sender.await.unwrap(), CONTINUE);
+        assert_eq!(up, b"abc");
+        assert!(!body.continue_owed);
     }
 
     #[test]
