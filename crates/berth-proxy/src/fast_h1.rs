@@ -6,8 +6,9 @@
 //!
 //! It serves the common case only and hands anything else to hyper: when a request is
 //! not plain HTTP/1.1 with a Content-Length body or none (HTTP/1.0, `Transfer-Encoding`,
-//! an `Expect` other than `100-continue` on a body, `Upgrade`, a `Connection` header naming other headers, an absolute-form
-//! target, an h2c preface, a parse error, a head over the size limit), or when its action is not a forward to an HTTP/1.1 target
+//! an `Expect` other than `100-continue` on a body, `Upgrade`, a `Connection` header
+//! naming other headers, an absolute-form target, an h2c preface, a parse error, a head
+//! over the size limit), or when its action is not a forward to an HTTP/1.1 target
 //! group (neither HTTPS nor HTTP/2; a mesh hop's TLS is fine), [`serve`] returns the
 //! connection with every byte it has read and not answered, and hyper serves the rest of
 //! the connection from that request on. So every error answer for malformed input (the
@@ -19,8 +20,8 @@
 //! request can go again after a failure; a larger one streams to the target as it
 //! arrives ([`body_stream`]) and its request is never sent twice. A client that sent
 //! `Expect: 100-continue` gets `100 Continue` from the proxy when its body is wanted, as
-//! nginx does; the header still goes to the target, whose own interim answer is dropped. Response bodies of any
-//! size stream back, in larger reads once a body is large.
+//! nginx does; the header still goes to the target, whose own interim answer is dropped.
+//! Response bodies of any size stream back, in larger reads once a body is large.
 //!
 //! Mesh requests (a mesh listener's, see [`crate::mesh`]) take this path too: a mesh
 //! group adds its per-request deadline, its 503 retry and its metrics, behind one check
@@ -442,19 +443,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         // A streamed body is not kept: its request cannot go again once it went out.
         let replayable = plan.idempotent && plan.body_pending == 0;
         let mut attempts = Attempts::start(group, plan.affinity.preferred, replayable);
-        let mut pending = body_stream::Upload {
+        let mut upload = body_stream::Upload {
             pending: plan.body_pending,
             continue_owed: plan.expect_continue,
         };
         let outcome = match &group.mesh {
-            None => self.attempt(&mut attempts, &mut pending).await,
+            None => self.attempt(&mut attempts, &mut upload).await,
             Some(mesh) => {
                 cx.count_mesh_connection(&mesh.metrics);
                 mesh.metrics.processed_bytes.inc_by(plan.body_len as u64);
                 match mesh.deadline(Instant::now()) {
-                    None => self.attempt(&mut attempts, &mut pending).await,
+                    None => self.attempt(&mut attempts, &mut upload).await,
                     Some(d) => {
-                        let attempt = self.attempt(&mut attempts, &mut pending);
+                        let attempt = self.attempt(&mut attempts, &mut upload);
                         match tokio::time::timeout_at(d, attempt).await {
                             Ok(o) => o,
                             Err(_) => {
@@ -477,7 +478,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         };
         // Nothing was written to the client yet: it gets an error response. A body left
         // partly unread ends the connection.
-        let close = plan.close || pending.pending > 0 || *stop.borrow();
+        let close = plan.close || upload.pending > 0 || *stop.borrow();
         elb_error::write(&mut self.out, status, &l.metrics, close);
         self.write_client().await.is_ok() && !close
     }
@@ -487,7 +488,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
     async fn attempt(
         &mut self,
         attempts: &mut Attempts<'_>,
-        pending: &mut body_stream::Upload,
+        upload: &mut body_stream::Upload,
     ) -> Outcome {
         loop {
             let in_flight = match attempts.next() {
@@ -510,7 +511,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             };
             attempts.connected(target);
             let start = Instant::now();
-            match self.exchange_head(&mut up, pending).await {
+            match self.exchange_head(&mut up, upload).await {
                 Ok(head) => {
                     attempts.responded(target, head.status, start.elapsed());
                     if head.status == 503
@@ -533,13 +534,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         }
     }
 
-    /// Writes the request in `out` to the target, streams the `pending` rest of its body
+    /// Writes the request in `out` to the target, streams the rest of its body (`upload`)
     /// from the client, and reads the response head into `up`, skipping interim (1xx)
     /// responses.
     async fn exchange_head(
         &mut self,
         up: &mut UpConn,
-        pending: &mut body_stream::Upload,
+        upload: &mut body_stream::Upload,
     ) -> Result<RespHead, Failure> {
         let w = tokio::select! {
             biased;
@@ -555,8 +556,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             Some(Err(_)) => return Err(Failure::Unsent),
             Some(Ok(())) => {}
         }
-        if pending.pending > 0 {
-            body_stream::upload(&mut self.io, &mut self.buf, up, pending, &mut self.idle).await?;
+        if upload.pending > 0 {
+            body_stream::upload(&mut self.io, &mut self.buf, up, upload, &mut self.idle).await?;
         }
         self.up.clear();
         loop {
