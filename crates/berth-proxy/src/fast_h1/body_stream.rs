@@ -8,6 +8,10 @@
 //! (its body is not kept), so the caller starts its attempts as not replayable and every
 //! failure after the first streamed byte answers the client instead of trying again.
 //!
+//! The target's answer is read once the whole body went out: a target that answers
+//! early (a 413, say) and stops reading leaves the upload waiting until the idle
+//! timeout, and one that answers and closes gets the client a 502.
+//!
 //! What it does not do: parse heads, choose targets, or frame chunked request bodies
 //! (those go to hyper); it never reads past the body, so a pipelined request that
 //! follows stays in the client buffer.
