@@ -50,7 +50,7 @@ use crate::elb_error;
 use crate::forwarded;
 use crate::group::GroupRuntime;
 use crate::h1_codec::{
-    parse_len, parse_response, put_header, write_status, ChunkedEnd, Framing, Parsed, RespHead,
+    parse_len, parse_response, put_header, write_status, Framing, Parsed, RespHead,
     MAX_RESPONSE_HEADERS,
 };
 use crate::mesh::hop::UpConn;
@@ -653,64 +653,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         self.up.advance(head.len);
 
         // The body: what is already here goes out with the head.
-        let mut reusable = head.keep_alive;
-        let mut sent: u64 = 0;
-        let mut chunks = ChunkedEnd::default();
-        let mut remaining = match framing {
-            Framing::Empty => 0,
-            Framing::Length(n) => n,
-            Framing::Chunked | Framing::Close => u64::MAX,
-        };
-        loop {
-            let take = match framing {
-                Framing::Empty => 0,
-                Framing::Length(_) => (self.up.len() as u64).min(remaining) as usize,
-                Framing::Chunked => match chunks.feed(&self.up) {
-                    Ok(Some(n)) => {
-                        remaining = 0;
-                        n
-                    }
-                    Ok(None) => self.up.len(),
-                    Err(()) => {
-                        reusable = false;
-                        remaining = 0;
-                        self.up.len()
-                    }
-                },
-                Framing::Close => self.up.len(),
-            };
-            if let Framing::Length(_) = framing {
-                remaining -= take as u64;
-            }
-            if self.out.is_empty() {
-                // The head is out: body bytes go straight from the target's buffer.
-                if take > 0 {
-                    write_idle(&mut self.io, &self.up[..take], &mut self.idle).await?;
-                }
-            } else {
-                // The head and the first body bytes in one write.
-                self.out.extend_from_slice(&self.up[..take]);
-                self.write_client().await?;
-                self.out.clear();
-            }
-            self.up.advance(take);
-            sent += take as u64;
-            if remaining == 0 {
-                break;
-            }
-            // A body of unknown length counts as large once that much of it went out.
-            let left = if remaining == u64::MAX {
-                sent
-            } else {
-                remaining
-            };
-            match body_stream::read_body(&mut up, &mut self.up, &mut self.idle, left).await {
-                Some(Ok(n)) if n > 0 => {}
-                Some(Ok(_)) if framing == Framing::Close => break,
-                // The target went away mid-body, or nothing moved for the idle timeout.
-                _ => return Err(()),
-            }
-        }
+        let sent = body_stream::response(
+            &mut self.io,
+            &mut up,
+            &mut self.up,
+            &mut self.out,
+            &mut self.idle,
+            framing,
+        )
+        .await?;
+        let reusable = head.keep_alive && sent.framed;
+        let sent = sent.bytes;
         if sent > 0 {
             l.metrics.processed_bytes.inc_by(sent);
             if let Some(mesh) = &plan.group.mesh {

@@ -1,6 +1,7 @@
-//! Large bodies on the fast path: the rest of a request body streamed from the client to
-//! the target ([`upload`]), and the read buffer sizing that lets a large body move in
-//! fewer, larger reads ([`read_body`], [`release`]).
+//! Bodies on the fast path: a response body streamed from the target to the client as
+//! its framing delimits it ([`response`]), the rest of a large request body streamed
+//! from the client to the target ([`upload`]), and the read buffer sizing that lets a
+//! large body move in fewer, larger reads ([`read_body`], [`release`]).
 //!
 //! A request body over [`super::MAX_BUFFERED_BODY`] is not gathered before the request
 //! goes out: the head and the body bytes already read go first, then [`upload`] copies
@@ -12,8 +13,8 @@
 //! early (a 413, say) and stops reading leaves the upload waiting until the idle
 //! timeout, and one that answers and closes gets the client a 502.
 //!
-//! What it does not do: parse heads, choose targets, or frame chunked request bodies
-//! (those go to hyper); it never reads past the body, so a pipelined request that
+//! What it does not do: parse or write heads, choose targets, or frame chunked request
+//! bodies (those go to hyper); it never reads past the body, so a pipelined request that
 //! follows stays in the client buffer.
 
 use bytes::{Buf, BytesMut};
@@ -21,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::idle::{read_idle, write_idle, Expired, Idle, READ_CHUNK};
 use crate::attempt::Failure;
+use crate::h1_codec::{ChunkedEnd, Framing};
 
 /// The read buffer a body streams through once at least this much of it is still to
 /// come: a large body moves in reads of up to [`BODY_CHUNK`] instead of [`READ_CHUNK`].
@@ -50,6 +52,94 @@ pub(super) fn release(buf: &mut BytesMut) {
         small.extend_from_slice(buf);
         *buf = small;
     }
+}
+
+/// How a response body went to the client.
+pub(super) struct Sent {
+    /// Body bytes written.
+    pub(super) bytes: u64,
+    /// The body ended where its framing says (a malformed chunked body did not).
+    pub(super) framed: bool,
+}
+
+/// Writes the response head in `out` with the body bytes already in `up`, then streams
+/// the rest of the body from the target as `framing` delimits it, leaving any bytes
+/// past its end in `up`. `Err(())` when either side failed or nothing moved for the idle
+/// timeout: the client connection must close.
+pub(super) async fn response<C, U>(
+    client: &mut C,
+    target: &mut U,
+    up: &mut BytesMut,
+    out: &mut Vec<u8>,
+    idle: &mut Idle,
+    framing: Framing,
+) -> Result<Sent, ()>
+where
+    C: AsyncWrite + Unpin,
+    U: AsyncRead + Unpin,
+{
+    let mut framed = true;
+    let mut sent: u64 = 0;
+    let mut chunks = ChunkedEnd::default();
+    let mut remaining = match framing {
+        Framing::Empty => 0,
+        Framing::Length(n) => n,
+        Framing::Chunked | Framing::Close => u64::MAX,
+    };
+    loop {
+        let take = match framing {
+            Framing::Empty => 0,
+            Framing::Length(_) => (up.len() as u64).min(remaining) as usize,
+            Framing::Chunked => match chunks.feed(up) {
+                Ok(Some(n)) => {
+                    remaining = 0;
+                    n
+                }
+                Ok(None) => up.len(),
+                Err(()) => {
+                    framed = false;
+                    remaining = 0;
+                    up.len()
+                }
+            },
+            Framing::Close => up.len(),
+        };
+        if let Framing::Length(_) = framing {
+            remaining -= take as u64;
+        }
+        if out.is_empty() {
+            // The head is out: body bytes go straight from the target's buffer.
+            if take > 0 {
+                write_idle(client, &up[..take], idle).await?;
+            }
+        } else {
+            // The head and the first body bytes in one write.
+            out.extend_from_slice(&up[..take]);
+            write_idle(client, out, idle).await?;
+            out.clear();
+        }
+        up.advance(take);
+        sent += take as u64;
+        if remaining == 0 {
+            break;
+        }
+        // A body of unknown length counts as large once that much of it went out.
+        let left = if remaining == u64::MAX {
+            sent
+        } else {
+            remaining
+        };
+        match read_body(target, up, idle, left).await {
+            Some(Ok(n)) if n > 0 => {}
+            Some(Ok(_)) if framing == Framing::Close => break,
+            // The target went away mid-body, or nothing moved for the idle timeout.
+            _ => return Err(()),
+        }
+    }
+    Ok(Sent {
+        bytes: sent,
+        framed,
+    })
 }
 
 /// A request body still to come from the client.
