@@ -5,16 +5,23 @@
 //! one write per direction for small messages.
 //!
 //! It serves the common case only and hands anything else to hyper: when a request is
-//! not plain HTTP/1.1 with its whole body in hand (HTTP/1.0, `Transfer-Encoding`,
-//! `Expect`, `Upgrade`, a `Connection` header naming other headers, an absolute-form
-//! target, an h2c preface, a parse error, a head over the size limit, a body over
-//! [`MAX_BUFFERED_BODY`]), or when its action is not a forward to an HTTP/1.1 target
+//! not plain HTTP/1.1 with a Content-Length body or none (HTTP/1.0, `Transfer-Encoding`,
+//! an `Expect` other than `100-continue` on a body, `Upgrade`, a `Connection` header
+//! naming other headers, an absolute-form target, an h2c preface, a parse error, a head
+//! over the size limit), or when its action is not a forward to an HTTP/1.1 target
 //! group (neither HTTPS nor HTTP/2; a mesh hop's TLS is fine), [`serve`] returns the
 //! connection with every byte it has read and not answered, and hyper serves the rest of
 //! the connection from that request on. So every error answer for malformed input (the
 //! statuses [`crate::edge`] chooses) comes from the edge gate hyper reads through
 //! ([`crate::framing`]); the fast path checks each head with [`crate::edge::check_head`]
 //! before it serves it.
+//!
+//! A body up to [`MAX_BUFFERED_BODY`] is read whole before the request goes out, so the
+//! request can go again after a failure; a larger one streams to the target as it
+//! arrives ([`body_stream`]) and its request is never sent twice. A client that sent
+//! `Expect: 100-continue` gets `100 Continue` from the proxy when its body is wanted, as
+//! nginx does; the header still goes to the target, whose own interim answer is dropped.
+//! Response bodies of any size stream back, in larger reads once a body is large.
 //!
 //! Mesh requests (a mesh listener's, see [`crate::mesh`]) take this path too: a mesh
 //! group adds its per-request deadline, its 503 retry and its metrics, behind one check
@@ -43,7 +50,7 @@ use crate::elb_error;
 use crate::forwarded;
 use crate::group::GroupRuntime;
 use crate::h1_codec::{
-    parse_len, parse_response, put_header, write_status, ChunkedEnd, Framing, Parsed, RespHead,
+    parse_len, parse_response, put_header, write_status, Framing, Parsed, RespHead,
     MAX_RESPONSE_HEADERS,
 };
 use crate::mesh::hop::UpConn;
@@ -52,6 +59,7 @@ use crate::rules::{source_ip, strip_port, CompiledAction, RequestView, ViewHeade
 use crate::sticky::{self, Affinity, TG_COOKIE};
 use crate::target::InFlight;
 
+mod body_stream;
 mod idle;
 mod prefixed;
 use idle::{read_idle, reserve, write_idle, Expired, Idle, READ_CHUNK};
@@ -59,7 +67,8 @@ pub(crate) use prefixed::Prefixed;
 
 /// Request headers the fast path parses; a request with more goes to hyper.
 const MAX_REQUEST_HEADERS: usize = 64;
-/// Requests whose body is larger than this go to hyper, which streams them.
+/// Request bodies up to this size are read whole before the request goes out; larger
+/// ones stream to the target as they arrive.
 pub(crate) const MAX_BUFFERED_BODY: usize = 64 * 1024;
 
 /// How a connection left the fast path.
@@ -151,7 +160,7 @@ where
 
 /// A request ready to forward; its upstream form is in the connection's `out` buffer.
 struct Plan {
-    /// Bytes of the client buffer the request takes (head and body).
+    /// Bytes of the client buffer the request takes (head and the body bytes in hand).
     len: usize,
     group: Arc<GroupRuntime>,
     affinity: Affinity,
@@ -163,6 +172,10 @@ struct Plan {
     close: bool,
     /// The request body's length.
     body_len: usize,
+    /// Body bytes still to come from the client after `len`: a large body streams.
+    body_pending: u64,
+    /// The client waits for `100 Continue` before it sends its body.
+    expect_continue: bool,
 }
 
 /// How a request's attempts ended: with a target's response head (at the start of the
@@ -217,6 +230,7 @@ fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
     let mut body_len: Option<usize> = None;
     let mut host: Option<&str> = None;
     let mut close = false;
+    let mut expect_continue = false;
     for h in headers {
         let n = h.name.as_bytes();
         if n.eq_ignore_ascii_case(b"content-length") {
@@ -224,8 +238,8 @@ fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
                 return Prep::Fallback;
             }
             match parse_len(h.value) {
-                Some(v) if v <= MAX_BUFFERED_BODY => body_len = Some(v),
-                _ => return Prep::Fallback,
+                Some(v) => body_len = Some(v),
+                None => return Prep::Fallback,
             }
         } else if n.eq_ignore_ascii_case(b"host") {
             if host.is_some() {
@@ -244,9 +258,12 @@ fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
                     return Prep::Fallback;
                 }
             }
-        } else if n.eq_ignore_ascii_case(b"transfer-encoding")
-            || n.eq_ignore_ascii_case(b"expect")
-            || n.eq_ignore_ascii_case(b"upgrade")
+        } else if n.eq_ignore_ascii_case(b"expect") {
+            if expect_continue || !h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
+                return Prep::Fallback;
+            }
+            expect_continue = true;
+        } else if n.eq_ignore_ascii_case(b"transfer-encoding") || n.eq_ignore_ascii_case(b"upgrade")
         {
             return Prep::Fallback;
         }
@@ -255,7 +272,17 @@ fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
         return Prep::Fallback;
     };
     let body_len = body_len.unwrap_or(0);
-    let len = head_len + body_len;
+    if expect_continue && body_len == 0 {
+        return Prep::Fallback;
+    }
+    // A large body, or one the client holds back until it is wanted, streams: the
+    // request goes out with the part in hand.
+    let in_hand = if body_len > MAX_BUFFERED_BODY || expect_continue {
+        body_len.min(buf.len() - head_len)
+    } else {
+        body_len
+    };
+    let len = head_len + in_hand;
     if buf.len() < len {
         return Prep::More;
     }
@@ -328,6 +355,9 @@ fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
         idempotent: is_idempotent(&method),
         close,
         body_len,
+        body_pending: (body_len - in_hand) as u64,
+        // A client that did not wait needs no go-ahead.
+        expect_continue: expect_continue && in_hand == 0,
     })
 }
 
@@ -410,16 +440,23 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
     async fn forward(&mut self, plan: Plan, cx: &ConnCtx, stop: &watch::Receiver<bool>) -> bool {
         let l = &cx.listener;
         let group = &plan.group;
-        let mut attempts = Attempts::start(group, plan.affinity.preferred, plan.idempotent);
+        // A streamed body is not kept: its request cannot go again once it went out.
+        let replayable = plan.idempotent && plan.body_pending == 0;
+        let mut attempts = Attempts::start(group, plan.affinity.preferred, replayable);
+        let mut upload = body_stream::Upload {
+            pending: plan.body_pending,
+            continue_owed: plan.expect_continue,
+        };
         let outcome = match &group.mesh {
-            None => self.attempt(&mut attempts).await,
+            None => self.attempt(&mut attempts, &mut upload).await,
             Some(mesh) => {
                 cx.count_mesh_connection(&mesh.metrics);
                 mesh.metrics.processed_bytes.inc_by(plan.body_len as u64);
                 match mesh.deadline(Instant::now()) {
-                    None => self.attempt(&mut attempts).await,
+                    None => self.attempt(&mut attempts, &mut upload).await,
                     Some(d) => {
-                        match tokio::time::timeout_at(d, self.attempt(&mut attempts)).await {
+                        let attempt = self.attempt(&mut attempts, &mut upload);
+                        match tokio::time::timeout_at(d, attempt).await {
                             Ok(o) => o,
                             Err(_) => {
                                 mesh.metrics.request_timeouts.inc();
@@ -439,15 +476,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             }
             Outcome::Error(status) => status,
         };
-        // Nothing was written to the client yet: it gets an error response.
-        let close = plan.close || *stop.borrow();
+        // Nothing was written to the client yet: it gets an error response. A body left
+        // partly unread ends the connection.
+        let close = plan.close || upload.pending > 0 || *stop.borrow();
         elb_error::write(&mut self.out, status, &l.metrics, close);
         self.write_client().await.is_ok() && !close
     }
 
     /// Tries targets until one answers with a response head, or the request engine
     /// gives up.
-    async fn attempt(&mut self, attempts: &mut Attempts<'_>) -> Outcome {
+    async fn attempt(
+        &mut self,
+        attempts: &mut Attempts<'_>,
+        upload: &mut body_stream::Upload,
+    ) -> Outcome {
         loop {
             let in_flight = match attempts.next() {
                 Ok(f) => f,
@@ -469,7 +511,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             };
             attempts.connected(target);
             let start = Instant::now();
-            match self.exchange_head(&mut up).await {
+            match self.exchange_head(&mut up, upload).await {
                 Ok(head) => {
                     attempts.responded(target, head.status, start.elapsed());
                     if head.status == 503
@@ -492,9 +534,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         }
     }
 
-    /// Writes the request in `out` to the target and reads the response head into `up`,
-    /// skipping interim (1xx) responses.
-    async fn exchange_head(&mut self, up: &mut UpConn) -> Result<RespHead, Failure> {
+    /// Writes the request in `out` to the target, streams the rest of its body (`upload`)
+    /// from the client, and reads the response head into `up`, skipping interim (1xx)
+    /// responses.
+    async fn exchange_head(
+        &mut self,
+        up: &mut UpConn,
+        upload: &mut body_stream::Upload,
+    ) -> Result<RespHead, Failure> {
         let w = tokio::select! {
             biased;
             // The flush sends what a mesh hop's TLS layer holds back.
@@ -508,6 +555,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             None => return Err(Failure::Timeout),
             Some(Err(_)) => return Err(Failure::Unsent),
             Some(Ok(())) => {}
+        }
+        if upload.pending > 0 {
+            body_stream::upload(&mut self.io, &mut self.buf, up, upload, &mut self.idle).await?;
         }
         self.up.clear();
         loop {
@@ -603,58 +653,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         self.up.advance(head.len);
 
         // The body: what is already here goes out with the head.
-        let mut reusable = head.keep_alive;
-        let mut sent: u64 = 0;
-        let mut chunks = ChunkedEnd::default();
-        let mut remaining = match framing {
-            Framing::Empty => 0,
-            Framing::Length(n) => n,
-            Framing::Chunked | Framing::Close => u64::MAX,
-        };
-        loop {
-            let take = match framing {
-                Framing::Empty => 0,
-                Framing::Length(_) => (self.up.len() as u64).min(remaining) as usize,
-                Framing::Chunked => match chunks.feed(&self.up) {
-                    Ok(Some(n)) => {
-                        remaining = 0;
-                        n
-                    }
-                    Ok(None) => self.up.len(),
-                    Err(()) => {
-                        reusable = false;
-                        remaining = 0;
-                        self.up.len()
-                    }
-                },
-                Framing::Close => self.up.len(),
-            };
-            if let Framing::Length(_) = framing {
-                remaining -= take as u64;
-            }
-            if self.out.is_empty() {
-                // The head is out: body bytes go straight from the target's buffer.
-                if take > 0 {
-                    write_idle(&mut self.io, &self.up[..take], &mut self.idle).await?;
-                }
-            } else {
-                // The head and the first body bytes in one write.
-                self.out.extend_from_slice(&self.up[..take]);
-                self.write_client().await?;
-                self.out.clear();
-            }
-            self.up.advance(take);
-            sent += take as u64;
-            if remaining == 0 {
-                break;
-            }
-            match read_idle(&mut up, &mut self.up, &mut self.idle).await {
-                Some(Ok(n)) if n > 0 => {}
-                Some(Ok(_)) if framing == Framing::Close => break,
-                // The target went away mid-body, or nothing moved for the idle timeout.
-                _ => return Err(()),
-            }
-        }
+        let sent = body_stream::response(
+            &mut self.io,
+            &mut up,
+            &mut self.up,
+            &mut self.out,
+            &mut self.idle,
+            framing,
+        )
+        .await?;
+        let reusable = head.keep_alive && sent.framed;
+        let sent = sent.bytes;
         if sent > 0 {
             l.metrics.processed_bytes.inc_by(sent);
             if let Some(mesh) = &plan.group.mesh {
@@ -664,6 +673,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         if reusable && framing != Framing::Close && self.up.is_empty() {
             target.pool.checkin_raw(up);
         }
+        body_stream::release(&mut self.up);
         drop(in_flight);
         Ok(!close)
     }

@@ -1,0 +1,301 @@
+//! Bodies on the fast path: a response body streamed from the target to the client as
+//! its framing delimits it ([`response`]), the rest of a large request body streamed
+//! from the client to the target ([`upload`]), and the read buffer sizing that lets a
+//! large body move in fewer, larger reads ([`read_body`], [`release`]).
+//!
+//! A request body over [`super::MAX_BUFFERED_BODY`] is not gathered before the request
+//! goes out: the head and the body bytes already read go first, then [`upload`] copies
+//! the rest as it arrives, exactly its Content-Length. Such a request cannot be replayed
+//! (its body is not kept), so the caller starts its attempts as not replayable and every
+//! failure after the first streamed byte answers the client instead of trying again.
+//!
+//! The target's answer is read once the whole body went out: a target that answers
+//! early (a 413, say) and stops reading leaves the upload waiting until the idle
+//! timeout, and one that answers and closes gets the client a 502.
+//!
+//! What it does not do: parse or write heads, choose targets, or frame chunked request
+//! bodies (those go to hyper); it never reads past the body, so a pipelined request that
+//! follows stays in the client buffer.
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use super::idle::{read_idle, write_idle, Expired, Idle, READ_CHUNK};
+use crate::attempt::Failure;
+use crate::h1_codec::{ChunkedEnd, Framing};
+
+/// The read buffer a body streams through once at least this much of it is still to
+/// come: a large body moves in reads of up to [`BODY_CHUNK`] instead of [`READ_CHUNK`].
+const LARGE_BODY: u64 = 4 * READ_CHUNK as u64;
+/// Free space kept in a buffer a large body streams through.
+pub(super) const BODY_CHUNK: usize = 256 * 1024;
+
+/// Reads more of a body into `buf`, with room for up to [`BODY_CHUNK`] bytes when at
+/// least [`LARGE_BODY`] bytes of it are still to come (`None` when nothing moved for
+/// the idle timeout).
+pub(super) async fn read_body<T: AsyncRead + Unpin>(
+    io: &mut T,
+    buf: &mut BytesMut,
+    idle: &mut Idle,
+    remaining: u64,
+) -> Option<std::io::Result<usize>> {
+    if remaining >= LARGE_BODY && buf.capacity() - buf.len() < BODY_CHUNK / 2 {
+        buf.reserve(BODY_CHUNK);
+    }
+    read_idle(io, buf, idle).await
+}
+
+/// Gives back the room a large body grew `buf` to, keeping what it holds.
+pub(super) fn release(buf: &mut BytesMut) {
+    if buf.capacity() > 2 * READ_CHUNK && buf.len() <= READ_CHUNK {
+        let mut small = BytesMut::with_capacity(READ_CHUNK);
+        small.extend_from_slice(buf);
+        *buf = small;
+    }
+}
+
+/// How a response body went to the client.
+pub(super) struct Sent {
+    /// Body bytes written.
+    pub(super) bytes: u64,
+    /// The body ended where its framing says (a malformed chunked body did not).
+    pub(super) framed: bool,
+}
+
+/// Writes the response head in `out` with the body bytes already in `up`, then streams
+/// the rest of the body from the target as `framing` delimits it, leaving any bytes
+/// past its end in `up`. `Err(())` when either side failed or nothing moved for the idle
+/// timeout: the client connection must close.
+pub(super) async fn response<C, U>(
+    client: &mut C,
+    target: &mut U,
+    up: &mut BytesMut,
+    out: &mut Vec<u8>,
+    idle: &mut Idle,
+    framing: Framing,
+) -> Result<Sent, ()>
+where
+    C: AsyncWrite + Unpin,
+    U: AsyncRead + Unpin,
+{
+    let mut framed = true;
+    let mut sent: u64 = 0;
+    let mut chunks = ChunkedEnd::default();
+    let mut remaining = match framing {
+        Framing::Empty => 0,
+        Framing::Length(n) => n,
+        Framing::Chunked | Framing::Close => u64::MAX,
+    };
+    loop {
+        let take = match framing {
+            Framing::Empty => 0,
+            Framing::Length(_) => (up.len() as u64).min(remaining) as usize,
+            Framing::Chunked => match chunks.feed(up) {
+                Ok(Some(n)) => {
+                    remaining = 0;
+                    n
+                }
+                Ok(None) => up.len(),
+                Err(()) => {
+                    framed = false;
+                    remaining = 0;
+                    up.len()
+                }
+            },
+            Framing::Close => up.len(),
+        };
+        if let Framing::Length(_) = framing {
+            remaining -= take as u64;
+        }
+        if out.is_empty() {
+            // The head is out: body bytes go straight from the target's buffer.
+            if take > 0 {
+                write_idle(client, &up[..take], idle).await?;
+            }
+        } else {
+            // The head and the first body bytes in one write.
+            out.extend_from_slice(&up[..take]);
+            write_idle(client, out, idle).await?;
+            out.clear();
+        }
+        up.advance(take);
+        sent += take as u64;
+        if remaining == 0 {
+            break;
+        }
+        // A body of unknown length counts as large once that much of it went out.
+        let left = if remaining == u64::MAX {
+            sent
+        } else {
+            remaining
+        };
+        match read_body(target, up, idle, left).await {
+            Some(Ok(n)) if n > 0 => {}
+            Some(Ok(_)) if framing == Framing::Close => break,
+            // The target went away mid-body, or nothing moved for the idle timeout.
+            _ => return Err(()),
+        }
+    }
+    Ok(Sent {
+        bytes: sent,
+        framed,
+    })
+}
+
+/// A request body still to come from the client.
+pub(super) struct Upload {
+    /// Body bytes not yet read from the client.
+    pub(super) pending: u64,
+    /// The client sent `Expect: 100-continue` and was not yet told to go on.
+    pub(super) continue_owed: bool,
+}
+
+/// The interim answer to `Expect: 100-continue`.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Copies the next `pending` body bytes from the client to the target: first what is in
+/// `buf`, then what arrives, after telling a client that waits for it to go on.
+/// `pending` counts down as bytes go out, and bytes past the body stay in `buf`.
+///
+/// The failure says whose side broke: [`Failure::ClientGone`] when the client closed or
+/// failed before its body was whole, [`Failure::NoResponse`] when the target stopped
+/// taking it, [`Failure::Timeout`] when nothing moved for the idle timeout.
+pub(super) async fn upload<C, U>(
+    client: &mut C,
+    buf: &mut BytesMut,
+    up: &mut U,
+    body: &mut Upload,
+    idle: &mut Idle,
+) -> Result<(), Failure>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncWrite + Unpin,
+{
+    if std::mem::take(&mut body.continue_owed) {
+        write_idle(client, CONTINUE, idle)
+            .await
+            .map_err(|()| Failure::ClientGone)?;
+    }
+    let pending = &mut body.pending;
+    let result = async {
+        while *pending > 0 {
+            if buf.is_empty() {
+                match read_body(client, buf, idle, *pending).await {
+                    None => return Err(Failure::Timeout),
+                    Some(Ok(n)) if n > 0 => {}
+                    Some(_) => return Err(Failure::ClientGone),
+                }
+            }
+            let take = (buf.len() as u64).min(*pending) as usize;
+            let written = tokio::select! {
+                biased;
+                r = up.write_all(&buf[..take]) => r.map_err(|_| Failure::NoResponse),
+                _ = Expired(idle) => Err(Failure::Timeout),
+            };
+            written?;
+            idle.touch();
+            buf.advance(take);
+            *pending -= take as u64;
+        }
+        // A mesh hop's TLS layer may hold the last record back until flushed.
+        tokio::select! {
+            biased;
+            r = up.flush() => r.map_err(|_| Failure::NoResponse),
+            _ = Expired(idle) => Err(Failure::Timeout),
+        }
+    }
+    .await;
+    release(buf);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+
+    fn idle() -> Idle {
+        let clock = Clock::new();
+        Idle {
+            sleep: Box::pin(tokio::time::sleep(Duration::from_secs(60))),
+            last: clock.now_ms(),
+            idle_ms: 60_000,
+            clock,
+        }
+    }
+
+    #[tokio::test]
+    async fn upload_copies_exactly_the_body_and_keeps_what_follows() {
+        let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let mut wire = body[1000..].to_vec();
+        wire.extend_from_slice(b"GET /next HTTP/1.1\r\n");
+        let mut client = tokio::io::join(&wire[..], tokio::io::sink());
+        let mut buf = BytesMut::new();
+        let mut up = Vec::new();
+        let mut pending = Upload {
+            pending: (body.len() - 1000) as u64,
+            continue_owed: false,
+        };
+        upload(&mut client, &mut buf, &mut up, &mut pending, &mut idle())
+            .await
+            .expect("upload completes");
+        assert_eq!(pending.pending, 0);
+        assert_eq!(up, &body[1000..]);
+        let rest = [&buf[..], client.into_inner().0].concat();
+        assert_eq!(rest, b"GET /next HTTP/1.1\r\n");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_short_is_the_clients_failure() {
+        let mut client = tokio::io::join(&[7u8; 1000][..], tokio::io::sink());
+        let mut buf = BytesMut::new();
+        let mut up = Vec::new();
+        let mut pending = Upload {
+            pending: 5000,
+            continue_owed: false,
+        };
+        let r = upload(&mut client, &mut buf, &mut up, &mut pending, &mut idle()).await;
+        assert_eq!(r, Err(Failure::ClientGone));
+        assert_eq!(up.len(), 1000);
+        assert_eq!(pending.pending, 4000);
+    }
+
+    #[tokio::test]
+    async fn a_client_waiting_to_send_is_told_to_go_on_once() {
+        let (mut client, mut peer) = tokio::io::duplex(1024);
+        let mut up = Vec::new();
+        let mut body = Upload {
+            pending: 3,
+            continue_owed: true,
+        };
+        let sender = tokio::spawn(async move {
+            let mut interim = [0u8; CONTINUE.len()];
+            peer.read_exact(&mut interim).await.unwrap();
+            peer.write_all(b"abc").await.unwrap();
+            interim
+        });
+        upload(
+            &mut client,
+            &mut BytesMut::new(),
+            &mut up,
+            &mut body,
+            &mut idle(),
+        )
+        .await
+        .expect("upload completes");
+        assert_eq!(&sender.await.unwrap(), CONTINUE);
+        assert_eq!(up, b"abc");
+        assert!(!body.continue_owed);
+    }
+
+    #[test]
+    fn release_shrinks_a_grown_buffer_and_keeps_its_bytes() {
+        let mut buf = BytesMut::with_capacity(BODY_CHUNK);
+        buf.extend_from_slice(b"pipelined");
+        release(&mut buf);
+        assert!(buf.capacity() < BODY_CHUNK);
+        assert_eq!(&buf[..], b"pipelined");
+    }
+}
