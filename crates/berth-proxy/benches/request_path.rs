@@ -102,7 +102,11 @@ fn listener(kind: &str, n: usize) -> Listener {
 }
 
 fn request_heads(c: &mut Criterion) {
-    let heads = [("curl_get", CURL_GET), ("browser_get", BROWSER_GET), ("post", POST)];
+    let heads = [
+        ("curl_get", CURL_GET),
+        ("browser_get", BROWSER_GET),
+        ("post", POST),
+    ];
     let writer = RequestWriter::new("198.51.100.20:51000".parse().unwrap(), 80);
     let mut out = Vec::with_capacity(4096);
     for (name, head) in heads {
@@ -118,7 +122,14 @@ fn request_heads(c: &mut Criterion) {
     for (name, sticky) in [("plain", false), ("sticky_cookie", true)] {
         assert!(rewrite_response_head(RESPONSE, target, sticky, &mut out).is_some());
         c.bench_function(&format!("response_head/{name}"), |b| {
-            b.iter(|| black_box(rewrite_response_head(black_box(RESPONSE), target, sticky, &mut out)))
+            b.iter(|| {
+                black_box(rewrite_response_head(
+                    black_box(RESPONSE),
+                    target,
+                    sticky,
+                    &mut out,
+                ))
+            })
         });
     }
 }
@@ -156,8 +167,15 @@ fn selection(c: &mut Criterion) {
         .build()
         .unwrap();
     let _guard = rt.enter();
-    let cookie = format!("session=6f1c2a9e; {}", Targets::sticky_cookie(Targets::addr(0)));
-    for alg in ["round_robin", "least_outstanding_requests", "weighted_random"] {
+    let cookie = format!(
+        "session=6f1c2a9e; {}",
+        Targets::sticky_cookie(Targets::addr(0))
+    );
+    for alg in [
+        "round_robin",
+        "least_outstanding_requests",
+        "weighted_random",
+    ] {
         for n in [1u16, 10, 1000] {
             let t = Targets::new(&group(alg), n).unwrap();
             c.bench_function(&format!("pick/{alg}/{n}"), |b| {
@@ -191,7 +209,11 @@ fn whole_request(c: &mut Criterion) {
     let writer = RequestWriter::new("198.51.100.20:51000".parse().unwrap(), 80);
     let src: IpAddr = "198.51.100.20".parse().unwrap();
     let mut out = Vec::with_capacity(4096);
-    for alg in ["round_robin", "least_outstanding_requests", "weighted_random"] {
+    for alg in [
+        "round_robin",
+        "least_outstanding_requests",
+        "weighted_random",
+    ] {
         for n in [1u16, 1000] {
             let r = Rules::new(&listener("mixed", n.into()), &[group(alg)]).unwrap();
             let t = Targets::new(&group(alg), n).unwrap();

@@ -139,7 +139,9 @@ fn literal(p: &Pattern) -> Option<Literal<'_>> {
     } else if pre.len() >= suf.len() {
         Some(Literal::Prefix(&pre[..pre.len().min(MAX_AFFIX)]))
     } else {
-        Some(Literal::Suffix(&suf[suf.len() - suf.len().min(MAX_AFFIX)..]))
+        Some(Literal::Suffix(
+            &suf[suf.len() - suf.len().min(MAX_AFFIX)..],
+        ))
     }
 }
 
@@ -201,8 +203,7 @@ impl FieldIndex {
         for p in pats {
             match literal(p) {
                 Some(Literal::Whole(b)) => {
-                    self.whole
-                        .add(b, hash(b.iter().copied(), fold), fold, rule)
+                    self.whole.add(b, hash(b.iter().copied(), fold), fold, rule)
                 }
                 Some(Literal::Prefix(b)) => {
                     self.prefix
@@ -289,7 +290,8 @@ impl RuleIndex {
         }
         ix.host.finish();
         ix.path.finish();
-        for (_, f) in ix.headers.iter_mut().chain(ix.query.iter_mut()) {
+        let fields = ix.headers.iter_mut().map(|(_, f)| f);
+        for f in fields.chain(ix.query.iter_mut().map(|(_, f)| f)) {
             f.finish();
         }
         ix
@@ -297,17 +299,21 @@ impl RuleIndex {
 
     /// Indexes rule `i` by the first condition that allows it; false when none does.
     fn add(&mut self, conditions: &[Condition], i: u32) -> bool {
-        let find = |want: fn(&Condition) -> bool| conditions.iter().find(|c| want(c));
-        if let Some(Condition::Host(p)) = find(|c| matches!(c, Condition::Host(p) if FieldIndex::can_index(p))) {
+        let find = |want: &dyn Fn(&Condition) -> bool| conditions.iter().find(|c| want(c));
+        if let Some(Condition::Host(p)) =
+            find(&|c| matches!(c, Condition::Host(p) if FieldIndex::can_index(p)))
+        {
             self.host.add(p, i);
             return true;
         }
-        if let Some(Condition::Path(p)) = find(|c| matches!(c, Condition::Path(p) if FieldIndex::can_index(p))) {
+        if let Some(Condition::Path(p)) =
+            find(&|c| matches!(c, Condition::Path(p) if FieldIndex::can_index(p)))
+        {
             self.path.add(p, i);
             return true;
         }
         if let Some(Condition::Header(name, p)) =
-            find(|c| matches!(c, Condition::Header(_, p) if FieldIndex::can_index(p)))
+            find(&|c| matches!(c, Condition::Header(_, p) if FieldIndex::can_index(p)))
         {
             let at = match self.headers.iter().position(|(n, _)| n == name) {
                 Some(at) => at,
@@ -321,11 +327,12 @@ impl RuleIndex {
         }
         let query_indexable = |pairs: &[(Option<Pattern>, Pattern)]| {
             pairs.iter().all(|(k, v)| {
-                matches!(k, Some(Pattern::Exact(_))) && FieldIndex::can_index(std::slice::from_ref(v))
+                matches!(k, Some(Pattern::Exact(_)))
+                    && FieldIndex::can_index(std::slice::from_ref(v))
             })
         };
         if let Some(Condition::Query(pairs)) =
-            find(|c| matches!(c, Condition::Query(p) if query_indexable(p)))
+            find(&|c| matches!(c, Condition::Query(p) if query_indexable(p)))
         {
             for (k, v) in pairs {
                 let Some(Pattern::Exact(key)) = k else {

@@ -234,21 +234,61 @@ fn index_agrees_with_evaluating_every_rule_on_mixed_conditions() {
     use rand::{Rng, SeedableRng};
 
     let host_pats = [
-        "api.example.com", "*.example.com", "*example.com", "api.*", "*", "a?i.*", "*.b.*",
+        "api.example.com",
+        "*.example.com",
+        "*example.com",
+        "api.*",
+        "*",
+        "a?i.*",
+        "*.b.*",
         "",
     ];
     let path_pats = [
-        "/api/*", "/api/v1/*", "/API/*", "*.js", "*.JS", "/static/*.css", "/exact", "/",
-        "*", "/a?i/*", "?api*", "*/v1/*", "/api",
+        "/api/*",
+        "/api/v1/*",
+        "/API/*",
+        "*.js",
+        "*.JS",
+        "/static/*.css",
+        "/exact",
+        "/",
+        "*",
+        "/a?i/*",
+        "?api*",
+        "*/v1/*",
+        "/api",
     ];
-    let value_pats = ["gold", "GOLD", "gold*", "*-beta", "*", "g?ld", "", "1", "2*"];
-    let hosts = ["api.example.com", "API.EXAMPLE.COM", "www.example.com", "api.other", "x"];
+    let value_pats = [
+        "gold", "GOLD", "gold*", "*-beta", "*", "g?ld", "", "1", "2*",
+    ];
+    let hosts = [
+        "api.example.com",
+        "API.EXAMPLE.COM",
+        "www.example.com",
+        "api.other",
+        "x",
+    ];
     let paths = [
-        "/api/v1/users", "/API/x", "/api", "/app.js", "/app.JS", "/static/a.css", "/exact",
-        "/", "", "/aPi/v1/", "/v1/x",
+        "/api/v1/users",
+        "/API/x",
+        "/api",
+        "/app.js",
+        "/app.JS",
+        "/static/a.css",
+        "/exact",
+        "/",
+        "",
+        "/aPi/v1/",
+        "/v1/x",
     ];
     let values = ["gold", "Gold", "golden", "x-beta", "silver", "", "1", "20"];
-    let queries = [None, Some(""), Some("tier=gold"), Some("a=1&TIER=x-beta"), Some("tier")];
+    let queries = [
+        None,
+        Some(""),
+        Some("tier=gold"),
+        Some("a=1&TIER=x-beta"),
+        Some("tier"),
+    ];
     let fixed = |i: u32| CompiledAction::Fixed {
         status: StatusCode::OK,
         content_type: None,
@@ -331,7 +371,10 @@ fn index_agrees_with_evaluating_every_rule_on_mixed_conditions() {
         }
         indexed += set.rules.len() - set.index.always_len();
     }
-    assert!(matched > 10_000, "too few requests matched a rule: {matched}");
+    assert!(
+        matched > 10_000,
+        "too few requests matched a rule: {matched}"
+    );
     assert!(indexed > 1000, "too few rules were indexed: {indexed}");
 }
 
@@ -348,9 +391,14 @@ fn the_index_finds_no_candidates_among_rules_that_cannot_match() {
     let rules: Vec<CompiledRule> = (0..1000u32)
         .map(|i| {
             let conditions = match i % 4 {
-                0 => vec![Condition::Host(vec![Pattern::new(&format!("svc{i}.example.com"))])],
+                0 => vec![Condition::Host(vec![Pattern::new(&format!(
+                    "svc{i}.example.com"
+                ))])],
                 1 => vec![Condition::Path(vec![Pattern::new(&format!("/svc{i}/*"))])],
-                2 => vec![Condition::Header(tier.clone(), vec![Pattern::new(&format!("t{i}"))])],
+                2 => vec![Condition::Header(
+                    tier.clone(),
+                    vec![Pattern::new(&format!("t{i}"))],
+                )],
                 _ => vec![Condition::Query(vec![(
                     Some(Pattern::new("version")),
                     Pattern::new(&format!("{i}")),
@@ -376,7 +424,9 @@ fn the_index_finds_no_candidates_among_rules_that_cannot_match() {
         source: IpAddr::from([10, 0, 0, 1]),
     };
     let mut lists = index::Lists::new();
-    assert!(set.index.candidates(&view("/static/app.js", Some("version=x")), &mut lists));
+    assert!(set
+        .index
+        .candidates(&view("/static/app.js", Some("version=x")), &mut lists));
     assert_eq!(lists.n, 0, "no candidate list");
     // Rule 902 (`/svc901/*`, index 901) is found and wins.
     let (a, n) = set.select(&view("/svc901/x", None));
