@@ -82,8 +82,8 @@ fn conditions(kind: &str, i: usize) -> Value {
         "header_query" => json!([
             {"field": "http-header", "httpHeaderConfig": {
                 "httpHeaderName": "x-tenant", "values": [format!("tenant-{i}")]}},
-            {"field": "query-string", "queryStringConfig": {
-                "values": [{"key": "version", "value": format!("{i}")}]}}]),
+            {"field": "query-string", "queryStringConfig": [
+                {"key": "version", "value": format!("{i}")}]}]),
         // A mix of every kind above, plus suffix paths and methods.
         "mixed" => match i % 5 {
             0 => conditions("host", i),
