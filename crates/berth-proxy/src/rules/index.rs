@@ -50,9 +50,22 @@ struct KeyTable {
     /// Bit n set when a key of length n is stored (bit 63: 63 or longer), so most
     /// misses cost no hashing.
     lengths: u64,
+    /// The bytes prefix keys end with and suffix keys start with (lowercased when
+    /// folded), as a bit set: a lookup at a length whose inner end byte is none of them
+    /// costs no hashing (`.` for `*.example.com`, `/` for `/api/*`).
+    inner: [u64; 4],
 }
 
 impl KeyTable {
+    fn add_inner(&mut self, c: u8) {
+        self.inner[usize::from(c >> 6)] |= 1 << (c & 63);
+    }
+
+    #[inline]
+    fn has_inner(&self, c: u8) -> bool {
+        self.inner[usize::from(c >> 6)] & (1 << (c & 63)) != 0
+    }
+
     fn add(&mut self, key: &[u8], h: u64, fold: bool, rule: u32) {
         let same = |k: &[u8]| {
             if fold {
@@ -206,10 +219,22 @@ impl FieldIndex {
                     self.whole.add(b, hash(b.iter().copied(), fold), fold, rule)
                 }
                 Some(Literal::Prefix(b)) => {
+                    let last = b[b.len() - 1];
+                    self.prefix.add_inner(if fold {
+                        last.to_ascii_lowercase()
+                    } else {
+                        last
+                    });
                     self.prefix
                         .add(b, hash(b.iter().copied(), fold), fold, rule)
                 }
                 Some(Literal::Suffix(b)) => {
+                    let first = b[0];
+                    self.suffix.add_inner(if fold {
+                        first.to_ascii_lowercase()
+                    } else {
+                        first
+                    });
                     self.suffix
                         .add(b, hash(b.iter().rev().copied(), fold), fold, rule)
                 }
@@ -241,7 +266,11 @@ impl FieldIndex {
             let mut h = FNV_SEED;
             for (i, &c) in v.iter().take(longest).enumerate() {
                 h = step(h, c, fold);
-                if p.lengths & (1 << (i + 1)) != 0 && !out.push(p.get(h, &v[..=i], fold)) {
+                let c = if fold { c.to_ascii_lowercase() } else { c };
+                if p.lengths & (1 << (i + 1)) != 0
+                    && p.has_inner(c)
+                    && !out.push(p.get(h, &v[..=i], fold))
+                {
                     return false;
                 }
             }
@@ -252,7 +281,9 @@ impl FieldIndex {
             let mut h = FNV_SEED;
             for (i, &c) in v.iter().rev().take(longest).enumerate() {
                 h = step(h, c, fold);
+                let c = if fold { c.to_ascii_lowercase() } else { c };
                 if s.lengths & (1 << (i + 1)) != 0
+                    && s.has_inner(c)
                     && !out.push(s.get(h, &v[v.len() - i - 1..], fold))
                 {
                     return false;
