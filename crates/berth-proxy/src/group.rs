@@ -31,6 +31,58 @@ pub(crate) struct Routable {
     pub(crate) fail_open: bool,
     pub(crate) algorithm: Algorithm,
     pub(crate) slow_start_ms: u64,
+    /// Until when (clock millis) some target is still in its slow start; before then
+    /// targets may weigh less than 1, after it all weigh 1.
+    pub(crate) ramp_until_ms: u64,
+    /// The targets' addresses with their positions, sorted by address: the sticky
+    /// target of a request is found by a binary search.
+    by_addr: Vec<(SocketAddr, u32)>,
+}
+
+impl Routable {
+    /// Beyond this many targets a sticky target is found by binary search, not a scan.
+    const SCAN_LIMIT: usize = 16;
+
+    fn new(targets: Vec<Arc<TargetState>>, fail_open: bool, settings: &GroupSettings) -> Routable {
+        let slow_start_ms = settings.slow_start.as_millis() as u64;
+        let ramp_until_ms = if slow_start_ms == 0 {
+            0
+        } else {
+            targets
+                .iter()
+                .map(|t| t.healthy_since_ms())
+                .filter(|&since| since != 0)
+                .max()
+                .map_or(0, |since| since.saturating_add(slow_start_ms))
+        };
+        let mut by_addr = Vec::new();
+        if targets.len() > Routable::SCAN_LIMIT {
+            by_addr = targets
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.addr, i as u32))
+                .collect();
+            by_addr.sort_unstable();
+        }
+        Routable {
+            targets,
+            fail_open,
+            algorithm: settings.algorithm,
+            slow_start_ms,
+            ramp_until_ms,
+            by_addr,
+        }
+    }
+
+    /// The routable target at `addr`.
+    #[inline]
+    fn find(&self, addr: SocketAddr) -> Option<&Arc<TargetState>> {
+        if self.targets.len() <= Routable::SCAN_LIMIT {
+            return self.targets.iter().find(|t| t.addr == addr);
+        }
+        let at = self.by_addr.binary_search_by(|e| e.0.cmp(&addr)).ok()?;
+        Some(&self.targets[self.by_addr[at].1 as usize])
+    }
 }
 
 #[derive(Default)]
@@ -82,12 +134,7 @@ impl GroupRuntime {
         if let Some(m) = &mesh {
             gm.retries = m.metrics.retries.clone();
         }
-        let routable = Routable {
-            targets: Vec::new(),
-            fail_open: false,
-            algorithm: settings.algorithm,
-            slow_start_ms: settings.slow_start.as_millis() as u64,
-        };
+        let routable = Routable::new(Vec::new(), false, &settings);
         Arc::new(GroupRuntime {
             arn: arn.into(),
             settings: ArcSwap::from_pointee(settings),
@@ -313,12 +360,8 @@ impl GroupRuntime {
         } else {
             (live, true)
         };
-        self.routable.store(Arc::new(Routable {
-            targets,
-            fail_open,
-            algorithm: settings.algorithm,
-            slow_start_ms: settings.slow_start.as_millis() as u64,
-        }));
+        self.routable
+            .store(Arc::new(Routable::new(targets, fail_open, &settings)));
     }
 
     pub(crate) fn statuses(&self, out: &mut Vec<TargetStatus>) {
@@ -351,7 +394,7 @@ impl GroupRuntime {
             self.metrics.unhealthy_routing.inc();
         }
         if let Some(p) = preferred {
-            if let Some(t) = r.targets.iter().find(|t| t.addr == p) {
+            if let Some(t) = r.find(p) {
                 if !exclude.contains(&t.addr) && !t.is_ejected() {
                     if let Some(g) = t.try_acquire() {
                         return Some(g);
@@ -367,8 +410,10 @@ impl GroupRuntime {
         } else {
             0
         };
+        // Whether some target may still weigh less than 1 (in its slow start).
+        let ramping = r.slow_start_ms > 0 && now < r.ramp_until_ms;
         let weight = |t: &TargetState| -> f64 {
-            if r.slow_start_ms == 0 {
+            if !ramping {
                 return 1.0;
             }
             let since = t.healthy_since_ms();
@@ -393,7 +438,7 @@ impl GroupRuntime {
                         if !usable(t, pass) {
                             continue;
                         }
-                        if r.slow_start_ms > 0 {
+                        if ramping {
                             let w = weight(t);
                             if w < 1.0 && rand::rng().random::<f64>() >= w {
                                 fallback.get_or_insert(t);
@@ -409,22 +454,40 @@ impl GroupRuntime {
                     }
                 }
                 Algorithm::LeastOutstandingRequests => {
+                    // The scan starts at a rotating position, so ties go round; a target
+                    // with nothing in flight has the fewest possible and ends it.
                     let start = self.rr.fetch_add(1, Ordering::Relaxed);
-                    let mut best: Option<&Arc<TargetState>> = None;
+                    let mut best: Option<(&Arc<TargetState>, u64)> = None;
                     for i in 0..n {
                         let t = &r.targets[(start + i) % n];
                         if !usable(t, pass) {
                             continue;
                         }
-                        if best.is_none_or(|b| t.in_flight() < b.in_flight()) {
-                            best = Some(t);
+                        let in_flight = t.in_flight();
+                        if best.is_none_or(|(_, b)| in_flight < b) {
+                            best = Some((t, in_flight));
+                            if in_flight == 0 {
+                                break;
+                            }
                         }
                     }
+                    let best = best.map(|(t, _)| t);
                     if let Some(g) = best.and_then(|t| t.try_acquire()) {
                         return Some(g);
                     }
                 }
                 Algorithm::WeightedRandom => {
+                    if !ramping {
+                        // Every weight is 1: a uniform draw. An unusable draw falls
+                        // through to the weighted pass over the usable targets, so each
+                        // usable target is still chosen with probability 1/usable.
+                        let t = &r.targets[rand::rng().random_range(0..n)];
+                        if usable(t, pass) {
+                            if let Some(g) = t.try_acquire() {
+                                return Some(g);
+                            }
+                        }
+                    }
                     // Two passes over the snapshot instead of collecting candidates: no
                     // allocation on the request path.
                     let total: f64 = r
@@ -509,73 +572,4 @@ impl GroupRuntime {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::group_settings::Stickiness;
-    use berth_model::elb::TargetGroup;
-    use std::time::Duration;
-
-    fn group(attrs: serde_json::Value) -> Arc<GroupRuntime> {
-        let tg: TargetGroup = serde_json::from_value(serde_json::json!({
-            "targetGroupName": "web", "targetGroupArn": "arn:tg", "attributes": attrs
-        }))
-        .unwrap();
-        GroupRuntime::new(
-            "arn:tg",
-            GroupSettings::from_model(&tg, &tg.validate().unwrap()).unwrap(),
-            &Metrics::new(&prometheus::Registry::new()),
-            Notifier::new(),
-            Clock::new(),
-            None,
-        )
-    }
-
-    #[test]
-    fn settings_follow_the_model() {
-        let g = group(serde_json::json!({
-            "load_balancing.algorithm.type": "peak_ewma",
-            "stickiness.enabled": "true",
-            "stickiness.type": "app_cookie",
-            "stickiness.app_cookie.cookie_name": "sid",
-            "deregistration_delay.timeout_seconds": "7",
-        }));
-        let s = g.settings.load();
-        assert_eq!(s.algorithm, Algorithm::PeakEwma);
-        assert_eq!(s.deregistration_delay, Duration::from_secs(7));
-        assert!(matches!(&s.stickiness, Some(Stickiness::AppCookie { name, .. }) if name == "sid"));
-        assert_eq!(s.health.interval, Duration::from_secs(30));
-        assert!(s.health.matches(200) && !s.health.matches(204));
-    }
-
-    #[tokio::test]
-    async fn routable_excludes_initial_and_draining_targets_until_fail_open() {
-        let g = group(serde_json::json!({}));
-        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
-        let pt = |addr, draining| ProxyTarget {
-            id: "127.0.0.1".into(),
-            port: addr_port(addr),
-            addr,
-            draining,
-            mesh_hop: None,
-        };
-        fn addr_port(a: SocketAddr) -> u32 {
-            a.port() as u32
-        }
-        let settings = g.settings.load_full();
-        g.update((*settings).clone(), &[pt(a, false), pt(b, false)]);
-        // Both initial: fail open to both.
-        assert!(g.routable.load().fail_open);
-        let ta = g.targets.load()[0].clone();
-        ta.set_health(Health::Healthy, 0);
-        g.recompute();
-        let r = g.routable.load();
-        assert!(!r.fail_open);
-        assert_eq!(r.targets.len(), 1);
-        assert_eq!(g.pick(&[], None).unwrap().target().addr, a);
-        // a drains: b (initial) is all there is, so the group fails open to it.
-        g.update((*settings).clone(), &[pt(a, true), pt(b, false)]);
-        assert_eq!(g.pick(&[], None).unwrap().target().addr, b);
-        assert_eq!(g.pick(&[b], None).map(|f| f.target().addr), None);
-    }
-}
+mod tests;

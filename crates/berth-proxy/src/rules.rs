@@ -9,12 +9,21 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_model::elb::{parse_cidr, Action, ActionType, Rule};
+use berth_model::elb::{Action, Rule};
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 
 use crate::error::ProxyError;
 use crate::group::GroupRuntime;
+
+mod compile;
+mod index;
+
+use compile::{compile_action, compile_condition};
+use index::{Lists, RuleIndex};
+
+/// Up to this many rules, evaluating each is cheaper than the index's lookups.
+const MIN_INDEXED_RULES: usize = 4;
 
 /// What a request needs to be matched, borrowed from it.
 pub(crate) struct RequestView<'a> {
@@ -298,162 +307,8 @@ pub(crate) struct CompiledRule {
 pub(crate) struct RuleSet {
     pub(crate) rules: Vec<CompiledRule>,
     pub(crate) default: CompiledAction,
-    /// Which rules a request's host can reach at all.
-    hosts: HostIndex,
-}
-
-/// FNV-1a over ASCII-lowercased bytes: host lookups are case-insensitive.
-#[inline]
-fn host_hash(b: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for &c in b {
-        h ^= c.to_ascii_lowercase() as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h
-}
-
-/// Host names (or `.suffix`es) to the rules they can reach, sorted by hash for a binary
-/// search. Only configured names are stored, so a client cannot grow or skew it.
-#[derive(Default)]
-struct HostTable {
-    /// (hash, lowercased name, rule indices in priority order)
-    entries: Vec<(u64, Box<[u8]>, Vec<u32>)>,
-    /// Bit n set when a name of length n is stored (bit 63: 63 or longer), so most
-    /// misses cost no hashing.
-    lengths: u64,
-}
-
-#[inline]
-fn length_bit(n: usize) -> u64 {
-    1 << n.min(63)
-}
-
-impl HostTable {
-    fn add(&mut self, name: &[u8], rule: u32) {
-        let h = host_hash(name);
-        match self
-            .entries
-            .iter_mut()
-            .find(|(eh, n, _)| *eh == h && n.eq_ignore_ascii_case(name))
-        {
-            Some((_, _, rules)) => {
-                if rules.last() != Some(&rule) {
-                    rules.push(rule);
-                }
-            }
-            None => {
-                self.entries
-                    .push((h, name.to_ascii_lowercase().into(), vec![rule]));
-                self.lengths |= length_bit(name.len());
-            }
-        }
-    }
-
-    fn finish(&mut self) {
-        self.entries.sort_by_key(|e| e.0);
-    }
-
-    #[inline]
-    fn get(&self, name: &[u8]) -> &[u32] {
-        if self.lengths & length_bit(name.len()) == 0 {
-            return &[];
-        }
-        let h = host_hash(name);
-        let start = self.entries.partition_point(|e| e.0 < h);
-        self.entries[start..]
-            .iter()
-            .take_while(|e| e.0 == h)
-            .find(|e| e.1.eq_ignore_ascii_case(name))
-            .map_or(&[], |e| &e.2)
-    }
-}
-
-/// The host-header pre-filter. A rule whose host condition lists only exact names
-/// (`api.example.com`) or dot suffixes (`*.example.com`) can only match a request whose
-/// host is one of those names or ends with one of those suffixes; such rules are found
-/// by lookups instead of being evaluated one by one. Every other rule (no host
-/// condition, or a host pattern of another shape) is always a candidate. Candidates are
-/// still evaluated in full and in priority order, so the result is the same as
-/// evaluating every rule.
-#[derive(Default)]
-struct HostIndex {
-    exact: HostTable,
-    /// `*.example.com` stored as `.example.com`.
-    suffix: HostTable,
-    /// Rules the index cannot rule out, in priority order.
-    always: Vec<u32>,
-}
-
-/// Beyond this many candidate lists (a host with very many dots), all rules are evaluated.
-const MAX_HOST_LISTS: usize = 16;
-/// Up to this many rules, evaluating each is cheaper than the lookups.
-const MIN_INDEXED_RULES: usize = 4;
-
-impl HostIndex {
-    fn build(rules: &[CompiledRule]) -> HostIndex {
-        let mut ix = HostIndex::default();
-        for (i, rule) in rules.iter().enumerate() {
-            let i = i as u32;
-            let host = rule.conditions.iter().find_map(|c| match c {
-                Condition::Host(p) => Some(p),
-                _ => None,
-            });
-            let indexable = host.is_some_and(|pats| {
-                pats.iter().all(|p| match p {
-                    Pattern::Exact(_) => true,
-                    Pattern::Suffix(s) => s.first() == Some(&b'.'),
-                    _ => false,
-                })
-            });
-            match host {
-                Some(pats) if indexable => {
-                    for p in pats {
-                        match p {
-                            Pattern::Exact(b) => ix.exact.add(b, i),
-                            Pattern::Suffix(s) => ix.suffix.add(s, i),
-                            _ => unreachable!("only exact names and dot suffixes are indexed"),
-                        }
-                    }
-                }
-                _ => ix.always.push(i),
-            }
-        }
-        ix.exact.finish();
-        ix.suffix.finish();
-        ix
-    }
-
-    /// The candidate lists for a host (each in priority order), or None when every rule
-    /// has to be evaluated.
-    #[inline]
-    fn candidates<'a>(
-        &'a self,
-        host: &[u8],
-        out: &mut [&'a [u32]; MAX_HOST_LISTS],
-    ) -> Option<usize> {
-        let mut n = 0;
-        out[n] = &self.always;
-        n += 1;
-        let exact = self.exact.get(host);
-        if !exact.is_empty() {
-            out[n] = exact;
-            n += 1;
-        }
-        if self.suffix.lengths != 0 {
-            for (i, _) in host.iter().enumerate().filter(|(_, &c)| c == b'.') {
-                let l = self.suffix.get(&host[i..]);
-                if !l.is_empty() {
-                    if n == MAX_HOST_LISTS {
-                        return None;
-                    }
-                    out[n] = l;
-                    n += 1;
-                }
-            }
-        }
-        Some(n)
-    }
+    /// Which rules a request can match at all.
+    index: RuleIndex,
 }
 
 impl RuleSet {
@@ -465,11 +320,11 @@ impl RuleSet {
             return self.select_all(r);
         }
         let word = path_word(r.path.as_bytes());
-        let mut lists: [&[u32]; MAX_HOST_LISTS] = [&[]; MAX_HOST_LISTS];
-        let Some(n) = self.hosts.candidates(r.host.as_bytes(), &mut lists) else {
+        let mut lists = Lists::new();
+        if !self.index.candidates(r, &mut lists) {
             return self.select_all(r);
-        };
-        let lists = &mut lists[..n];
+        }
+        let lists = &mut lists.lists[..lists.n];
         // Merge the sorted candidate lists, lowest rule index (priority) first.
         loop {
             let mut next = u32::MAX;
@@ -494,7 +349,7 @@ impl RuleSet {
         (&self.default, self.rules.len())
     }
 
-    /// `select` without the host pre-filter: every rule in priority order.
+    /// `select` without the index: every rule in priority order.
     fn select_all(&self, r: &RequestView<'_>) -> (&CompiledAction, usize) {
         let word = path_word(r.path.as_bytes());
         for (i, rule) in self.rules.iter().enumerate() {
@@ -570,143 +425,13 @@ impl RuleSet {
 
     fn new(mut rules: Vec<CompiledRule>, default: CompiledAction) -> RuleSet {
         rules.sort_by_key(|r| r.priority);
-        let hosts = HostIndex::build(&rules);
+        let index = RuleIndex::build(&rules);
         RuleSet {
             rules,
             default,
-            hosts,
+            index,
         }
     }
-}
-
-fn pats(values: &[String]) -> Vec<Pattern> {
-    values.iter().map(|v| Pattern::new(v)).collect()
-}
-
-fn compile_condition(c: &berth_model::elb::RuleCondition) -> Result<Condition, ProxyError> {
-    let bad = |m: String| ProxyError::config(format!("condition {}", c.field), m);
-    Ok(match c.field.as_str() {
-        "host-header" => Condition::Host(pats(&c.values)),
-        "path-pattern" => Condition::Path(pats(&c.values)),
-        "http-header" => {
-            let h = c
-                .http_header_config
-                .as_ref()
-                .ok_or_else(|| bad("needs httpHeaderConfig".into()))?;
-            let name = http::HeaderName::from_bytes(h.http_header_name.as_bytes())
-                .map_err(|_| bad(format!("bad header name {:?}", h.http_header_name)))?;
-            Condition::Header(name, pats(&h.values))
-        }
-        "http-request-method" => Condition::Method(
-            c.values
-                .iter()
-                .map(|m| {
-                    Method::from_bytes(m.as_bytes()).map_err(|_| bad(format!("bad method {m:?}")))
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-        "query-string" => Condition::Query(
-            c.query_string_config
-                .as_ref()
-                .ok_or_else(|| bad("needs queryStringConfig".into()))?
-                .iter()
-                .map(|kv| (kv.key.as_deref().map(Pattern::new), Pattern::new(&kv.value)))
-                .collect(),
-        ),
-        "source-ip" => Condition::SourceIp(
-            c.values
-                .iter()
-                .map(|v| parse_cidr(v).map_err(bad))
-                .collect::<Result<_, _>>()?,
-        ),
-        other => return Err(bad(format!("unknown condition field {other:?}"))),
-    })
-}
-
-fn compile_action(
-    a: &Action,
-    group: &dyn Fn(&str) -> Option<Arc<GroupRuntime>>,
-) -> Result<CompiledAction, ProxyError> {
-    Ok(match a.kind {
-        ActionType::Forward => {
-            let mut groups = Vec::new();
-            let lookup = |arn: &str| {
-                group(arn).ok_or_else(|| {
-                    ProxyError::config(
-                        "forward action",
-                        format!("target group {arn:?} is not in the configuration"),
-                    )
-                })
-            };
-            if let Some(f) = &a.forward_config {
-                for t in &f.target_groups {
-                    groups.push(WeightedGroup {
-                        group: lookup(&t.target_group_arn)?,
-                        weight: t.weight,
-                    });
-                }
-            } else {
-                groups.push(WeightedGroup {
-                    group: lookup(&a.target_group_arn)?,
-                    weight: 1,
-                });
-            }
-            let total_weight = groups.iter().map(|g| g.weight).sum();
-            let group_stickiness = a
-                .forward_config
-                .as_ref()
-                .and_then(|f| f.target_group_stickiness_config.as_ref())
-                .filter(|s| s.enabled)
-                .map(|s| Duration::from_secs(s.duration_seconds.unwrap_or(3600) as u64));
-            CompiledAction::Forward(Forward {
-                groups,
-                total_weight,
-                group_stickiness,
-            })
-        }
-        ActionType::Redirect => {
-            let r = a
-                .redirect_config
-                .as_ref()
-                .ok_or_else(|| ProxyError::config("redirect action", "needs redirectConfig"))?;
-            CompiledAction::Redirect(Redirect {
-                protocol: r.protocol.clone(),
-                host: r.host.clone(),
-                port: r.port.clone(),
-                path: r.path.clone(),
-                query: r.query.clone(),
-                status: if r.status_code == "HTTP_301" {
-                    StatusCode::MOVED_PERMANENTLY
-                } else {
-                    StatusCode::FOUND
-                },
-            })
-        }
-        ActionType::FixedResponse => {
-            let f = a.fixed_response_config.as_ref().ok_or_else(|| {
-                ProxyError::config("fixed-response action", "needs fixedResponseConfig")
-            })?;
-            let status = f
-                .status_code
-                .parse::<u16>()
-                .ok()
-                .and_then(|s| StatusCode::from_u16(s).ok())
-                .ok_or_else(|| {
-                    ProxyError::config(
-                        "fixed-response action",
-                        format!("bad status {:?}", f.status_code),
-                    )
-                })?;
-            CompiledAction::Fixed {
-                status,
-                content_type: f
-                    .content_type
-                    .as_ref()
-                    .and_then(|c| http::HeaderValue::from_str(c).ok()),
-                body: Bytes::from(f.message_body.clone().unwrap_or_default()),
-            }
-        }
-    })
 }
 
 impl CompiledAction {

@@ -95,16 +95,19 @@ pub(crate) fn encode_target(addr: SocketAddr) -> String {
     String::from_utf8(out).expect("hex is ASCII")
 }
 
-/// The target a cookie value names, if it is one the proxy wrote.
+/// The target a cookie value names, if it is one the proxy wrote. Decodes on the stack:
+/// no allocation on the request path.
 pub(crate) fn decode_target(v: &str) -> Option<SocketAddr> {
+    let v = v.as_bytes();
     if v.len() % 2 != 0 || v.len() > 128 {
         return None;
     }
-    let bytes: Option<Vec<u8>> = (0..v.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(v.get(i..i + 2)?, 16).ok())
-        .collect();
-    String::from_utf8(bytes?).ok()?.parse().ok()
+    let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut text = [0u8; 64];
+    for (out, pair) in text.iter_mut().zip(v.chunks_exact(2)) {
+        *out = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    std::str::from_utf8(&text[..v.len() / 2]).ok()?.parse().ok()
 }
 
 /// A request's target stickiness: its group's setting and the target its cookie names.

@@ -223,3 +223,213 @@ fn redirect_placeholders() {
         "http://other:8080/p"
     );
 }
+
+/// The index must pick the same rule as evaluating every rule in priority order, on
+/// random rule sets of every indexed kind (host, path prefixes and suffixes, headers,
+/// query strings) mixed with conditions it cannot index, and requests that hit, miss
+/// and nearly hit them in any case.
+#[test]
+fn index_agrees_with_evaluating_every_rule_on_mixed_conditions() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    let host_pats = [
+        "api.example.com",
+        "*.example.com",
+        "*example.com",
+        "api.*",
+        "*",
+        "a?i.*",
+        "*.b.*",
+        "",
+    ];
+    let path_pats = [
+        "/api/*",
+        "/api/v1/*",
+        "/API/*",
+        "*.js",
+        "*.JS",
+        "/static/*.css",
+        "/exact",
+        "/",
+        "*",
+        "/a?i/*",
+        "?api*",
+        "*/v1/*",
+        "/api",
+    ];
+    let value_pats = [
+        "gold", "GOLD", "gold*", "*-beta", "*", "g?ld", "", "1", "2*",
+    ];
+    let hosts = [
+        "api.example.com",
+        "API.EXAMPLE.COM",
+        "www.example.com",
+        "api.other",
+        "x",
+    ];
+    let paths = [
+        "/api/v1/users",
+        "/API/x",
+        "/api",
+        "/app.js",
+        "/app.JS",
+        "/static/a.css",
+        "/exact",
+        "/",
+        "",
+        "/aPi/v1/",
+        "/v1/x",
+    ];
+    let values = ["gold", "Gold", "golden", "x-beta", "silver", "", "1", "20"];
+    let queries = [
+        None,
+        Some(""),
+        Some("tier=gold"),
+        Some("a=1&TIER=x-beta"),
+        Some("tier"),
+    ];
+    let fixed = |i: u32| CompiledAction::Fixed {
+        status: StatusCode::OK,
+        content_type: None,
+        body: Bytes::from(i.to_string()),
+    };
+    let tier = http::HeaderName::from_static("x-tier");
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut matched = 0;
+    let mut indexed = 0;
+    for round in 0..200 {
+        let n = rng.random_range(0..60u32);
+        let pick = |pats: &[&str], rng: &mut StdRng| -> Vec<Pattern> {
+            (0..rng.random_range(1..3))
+                .map(|_| Pattern::new(pats[rng.random_range(0..pats.len())]))
+                .collect()
+        };
+        let rules: Vec<CompiledRule> = (0..n)
+            .map(|i| {
+                let mut conditions = Vec::new();
+                if rng.random_bool(0.3) {
+                    conditions.push(Condition::Host(pick(&host_pats, &mut rng)));
+                }
+                if rng.random_bool(0.4) {
+                    conditions.push(Condition::Path(pick(&path_pats, &mut rng)));
+                }
+                if rng.random_bool(0.3) {
+                    conditions.push(Condition::Header(tier.clone(), pick(&value_pats, &mut rng)));
+                }
+                if rng.random_bool(0.3) {
+                    let key = ["tier", "TIER", "t*", "a"][rng.random_range(0..4)];
+                    let pairs = pick(&value_pats, &mut rng)
+                        .into_iter()
+                        .map(|v| (rng.random_bool(0.9).then(|| Pattern::new(key)), v))
+                        .collect();
+                    conditions.push(Condition::Query(pairs));
+                }
+                if rng.random_bool(0.1) {
+                    conditions.push(Condition::Method(vec![Method::POST]));
+                }
+                conditions.sort_by_key(Condition::cost);
+                CompiledRule {
+                    quick: quick_filter(&conditions),
+                    priority: (i * 7919) % 1000 + 1,
+                    conditions,
+                    action: fixed(i),
+                }
+            })
+            .collect();
+        let set = RuleSet::new(rules, fixed(u32::MAX));
+        for host in hosts {
+            for path in paths {
+                for value in values {
+                    let mut map = HeaderMap::new();
+                    map.insert(&tier, http::HeaderValue::from_str(value).unwrap());
+                    let raw = [httparse::Header {
+                        name: "X-Tier",
+                        value: value.as_bytes(),
+                    }];
+                    for query in queries {
+                        for headers in [ViewHeaders::Map(&map), ViewHeaders::Raw(&raw)] {
+                            let view = RequestView {
+                                host,
+                                path,
+                                query,
+                                method: &Method::GET,
+                                headers,
+                                source: IpAddr::from([10, 0, 0, 1]),
+                            };
+                            let (a, n1) = set.select(&view);
+                            let (b, n2) = set.select_all(&view);
+                            assert!(
+                                std::ptr::eq(a, b) && n1 == n2,
+                                "round {round}: {host} {path} {value} {query:?}"
+                            );
+                            matched += usize::from(!std::ptr::eq(a, &set.default));
+                        }
+                    }
+                }
+            }
+        }
+        indexed += set.rules.len() - set.index.always_len();
+    }
+    assert!(
+        matched > 10_000,
+        "too few requests matched a rule: {matched}"
+    );
+    assert!(indexed > 1000, "too few rules were indexed: {indexed}");
+}
+
+/// With 1,000 rules none of which can match, the index leaves every one out: the
+/// request reaches the default action without a rule being evaluated in full.
+#[test]
+fn the_index_finds_no_candidates_among_rules_that_cannot_match() {
+    let fixed = |i: u32| CompiledAction::Fixed {
+        status: StatusCode::OK,
+        content_type: None,
+        body: Bytes::from(i.to_string()),
+    };
+    let tier = http::HeaderName::from_static("x-tier");
+    let rules: Vec<CompiledRule> = (0..1000u32)
+        .map(|i| {
+            let conditions = match i % 4 {
+                0 => vec![Condition::Host(vec![Pattern::new(&format!(
+                    "svc{i}.example.com"
+                ))])],
+                1 => vec![Condition::Path(vec![Pattern::new(&format!("/svc{i}/*"))])],
+                2 => vec![Condition::Header(
+                    tier.clone(),
+                    vec![Pattern::new(&format!("t{i}"))],
+                )],
+                _ => vec![Condition::Query(vec![(
+                    Some(Pattern::new("version")),
+                    Pattern::new(&format!("{i}")),
+                )])],
+            };
+            CompiledRule {
+                quick: quick_filter(&conditions),
+                priority: i + 1,
+                conditions,
+                action: fixed(i),
+            }
+        })
+        .collect();
+    let set = RuleSet::new(rules, fixed(u32::MAX));
+    assert_eq!(set.index.always_len(), 0);
+    let headers = HeaderMap::new();
+    let view = |path, query| RequestView {
+        host: "www.example.com",
+        path,
+        query,
+        method: &Method::GET,
+        headers: ViewHeaders::Map(&headers),
+        source: IpAddr::from([10, 0, 0, 1]),
+    };
+    let mut lists = index::Lists::new();
+    assert!(set
+        .index
+        .candidates(&view("/static/app.js", Some("version=x")), &mut lists));
+    assert_eq!(lists.n, 0, "no candidate list");
+    // Rule 902 (`/svc901/*`, index 901) is found and wins.
+    let (a, n) = set.select(&view("/svc901/x", None));
+    assert!(matches!(a, CompiledAction::Fixed { body, .. } if body == "901"));
+    assert_eq!(n, 902);
+}
