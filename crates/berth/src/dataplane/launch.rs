@@ -3,8 +3,9 @@
 //!
 //! A data plane answering on `<data-dir>/dataplane.sock` is used as it is when it was
 //! started with the same options (its listeners, connections and health states are
-//! kept); one started with other options is stopped and replaced (its listeners close:
-//! the log says why). One of another berth version is kept: the socket protocol is
+//! kept); one started with other options, or too old to serve the discovery DNS
+//! (`dns::missing_from`), is stopped and replaced (its listeners close: the log says
+//! why). One of another berth version is kept: the socket protocol is
 //! tolerant both ways. A pid file or socket left by a data plane that died is stale when
 //! nobody holds `<data-dir>/dataplane.lock`, and is removed. A new data plane is the
 //! same executable, `berth dataplane`, in a process group of its own (so a terminal's
@@ -61,7 +62,8 @@ pub async fn start(
     let ours = env!("CARGO_PKG_VERSION");
     let identity = match find(&paths).await? {
         Found::Running(identity) => {
-            let differences = options.differences(&identity.options);
+            let mut differences = options.differences(&identity.options);
+            differences.extend(super::dns::missing_from(&identity));
             if !differences.is_empty() {
                 tracing::warn!(
                     pid = identity.pid,
