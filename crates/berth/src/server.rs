@@ -45,7 +45,8 @@ pub struct ServerArgs {
     #[arg(long)]
     pub apply: Option<PathBuf>,
     /// Where the discovery DNS server listens (repeatable; port 0 picks a free port; the
-    /// first address is written to <data-dir>/dns.addr). Default: 127.0.0.1:53 and, with
+    /// first address is written to <data-dir>/dns.addr). The node's data plane serves it,
+    /// and keeps answering while the server is away. Default: 127.0.0.1:53 and, with
     /// the Docker runtime, the Docker bridge's gateway on port 53 (the resolver of
     /// containers), each skipped with a warning when it cannot be bound. `none` serves no
     /// DNS.
