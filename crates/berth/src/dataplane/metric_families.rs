@@ -1,7 +1,7 @@
 //! The data plane's metric families (the proxy's and the DNS server's) across its
 //! socket: a serde copy of prometheus' `MetricFamily` (floats as their bits, so NaN and
-//! infinities survive JSON), and [`BridgedFamilies`], a collector for the server's registry answering the
-//! families last fetched from the data plane.
+//! infinities survive JSON), and [`BridgedFamilies`], a collector for the server's
+//! registry answering the families last fetched from the data plane.
 //!
 //! What it does not do: fetch them (the client refreshes the cache every second), or
 //! check that the data plane's families do not collide with the server's (the proxy's
