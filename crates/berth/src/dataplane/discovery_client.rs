@@ -89,7 +89,11 @@ async fn send_latest(socket: PathBuf, mut latest: watch::Receiver<Option<Arc<Dis
                     }
                     // A newer set replaces this one; either way, try again.
                     tokio::select! {
-                        changed = latest.changed() => if changed.is_err() { return },
+                        changed = latest.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                        }
                         _ = tokio::time::sleep(RETRY_EVERY) => {}
                     }
                 }

@@ -199,7 +199,7 @@ async fn the_addresses_follow_the_rules_and_messages_of_the_server() {
     // An address given explicitly must bind: one taken already stops the data plane.
     let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let e = serve(&loopback_options(&[&addr]), &registry)
+    let e = serve(&loopback_options(&[addr.as_str()]), &registry)
         .await
         .err()
         .expect("a taken address is an error");
