@@ -290,6 +290,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     for a in &dns_addrs {
         tracing::info!(addr = %a, "discovery DNS listening (in the data plane)");
     }
+    if dns_addrs.is_empty() && !node.dns.is_empty() {
+        tracing::warn!(
+            "the data plane serves no discovery DNS: none of its addresses could be bound (see dataplane.log)"
+        );
+    }
     let discovery =
         RemoteDiscovery::start(&crate::dataplane::DataPlanePaths::of(&args.data_dir).socket);
     let task_dns = TaskDnsServers {
