@@ -100,9 +100,16 @@ async fn names_answer_while_the_server_is_killed_and_changes_reach_dns_after_its
     assert_eq!(dig(&dns, "backend.internal", "SRV"), srv, "the same records");
     let target = srv[0].split_whitespace().nth(3).unwrap().to_string();
     assert_eq!(dig(&dns, &target, "A"), vec!["127.0.0.1".to_string()]);
-    // A request through the alias's listener, at the address the alias answers.
-    let alias = dig(&dns, "backend", "A")[0].clone();
-    let answer = reqwest::get(format!("http://{alias}:{}/", stack.alias_port)).await?;
+    // A call by the alias, sent to the address DNS answers for it: the alias's listener
+    // (HTTP aliases are told apart by the Host header) forwards it to a backend.
+    let alias: std::net::IpAddr = dig(&dns, "backend", "A")[0].parse()?;
+    let by_alias = reqwest::Client::builder()
+        .resolve("backend", SocketAddr::new(alias, stack.alias_port))
+        .build()?;
+    let answer = by_alias
+        .get(format!("http://backend:{}/", stack.alias_port))
+        .send()
+        .await?;
     ensure!(answer.status().is_success(), "{}", answer.status());
     let task = answer
         .headers()
