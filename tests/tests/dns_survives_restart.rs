@@ -97,7 +97,11 @@ async fn names_answer_while_the_server_is_killed_and_changes_reach_dns_after_its
         "the data plane outlives the server"
     );
     assert_eq!(dig(&dns, "backend", "A"), vec![ip.to_string()]);
-    assert_eq!(dig(&dns, "backend.internal", "SRV"), srv, "the same records");
+    assert_eq!(
+        dig(&dns, "backend.internal", "SRV"),
+        srv,
+        "the same records"
+    );
     let target = srv[0].split_whitespace().nth(3).unwrap().to_string();
     assert_eq!(dig(&dns, &target, "A"), vec!["127.0.0.1".to_string()]);
     // A call by the alias, sent to the address DNS answers for it: the alias's listener
@@ -132,7 +136,10 @@ async fn names_answer_while_the_server_is_killed_and_changes_reach_dns_after_its
     // A change after the restart reaches DNS: a third backend.
     let text = std::fs::read_to_string(&stack.path)?;
     ensure!(text.contains("desiredCount: 2"), "{text}");
-    std::fs::write(&stack.path, text.replace("desiredCount: 2", "desiredCount: 3"))?;
+    std::fs::write(
+        &stack.path,
+        text.replace("desiredCount: 2", "desiredCount: 3"),
+    )?;
     second.apply_ok(&stack.path);
     let three = srv_records(&dns, 3)
         .await

@@ -138,10 +138,7 @@ async fn published_records_answer_and_a_body_that_does_not_parse_is_refused() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(query_a(bound[0], "orders.internal").await, vec![ip]);
     // The client alias answers with the mesh address the query arrived on.
-    assert_eq!(
-        query_a(bound[0], "orders").await,
-        vec![Ipv4Addr::LOCALHOST]
-    );
+    assert_eq!(query_a(bound[0], "orders").await, vec![Ipv4Addr::LOCALHOST]);
 
     let (status, answer) = protocol::call(
         &socket,
@@ -203,7 +200,10 @@ async fn the_addresses_follow_the_rules_and_messages_of_the_server() {
         .await
         .err()
         .expect("a taken address is an error");
-    assert!(format!("{e:#}").contains(&format!("--dns-listen {addr}")), "{e:#}");
+    assert!(
+        format!("{e:#}").contains(&format!("--dns-listen {addr}")),
+        "{e:#}"
+    );
 }
 
 #[test]

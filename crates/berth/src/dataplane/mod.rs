@@ -156,12 +156,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(parsed.options, defaults);
-        let none = ["dataplane", "--mesh-inbound-addr", "127.0.0.1:0", "--dns-listen", "none"];
+        let none = [
+            "dataplane",
+            "--mesh-inbound-addr",
+            "127.0.0.1:0",
+            "--dns-listen",
+            "none",
+        ];
         let parsed = <Cli as clap::Parser>::try_parse_from(none).unwrap();
         assert_eq!(parsed.options.dns.listen, vec!["none".to_string()]);
         assert_eq!(parsed.options.dns.fallback, "forward");
-        let bad = ["dataplane", "--mesh-inbound-addr", "127.0.0.1:0", "--dns-fallback", "x"];
-        let e = <Cli as clap::Parser>::try_parse_from(bad).unwrap_err().to_string();
+        let bad = [
+            "dataplane",
+            "--mesh-inbound-addr",
+            "127.0.0.1:0",
+            "--dns-fallback",
+            "x",
+        ];
+        let e = <Cli as clap::Parser>::try_parse_from(bad)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--dns-fallback"), "{e}");
     }
 

@@ -187,7 +187,10 @@ mod tests {
         assert_eq!(identity.protocol, 0);
         assert!(identity.options.mesh_ips.is_empty());
         assert!(identity.dns_addrs.is_empty());
-        assert_eq!(identity.options.dns, super::super::dns::DataPlaneDnsOptions::default());
+        assert_eq!(
+            identity.options.dns,
+            super::super::dns::DataPlaneDnsOptions::default()
+        );
         assert!(super::super::dns::missing_from(&identity).is_some());
         let applied: Applied = serde_json::from_str(r#"{"bound": {}}"#).unwrap();
         assert_eq!(applied.statuses, None);
