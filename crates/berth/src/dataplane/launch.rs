@@ -46,7 +46,7 @@ pub struct NodeDataPlane {
 /// What answers for a data dir now.
 #[derive(Debug)]
 pub enum Found {
-    Running(Identity),
+    Running(Box<Identity>),
     /// Nothing runs; stale files were removed.
     Nothing,
 }
@@ -85,7 +85,7 @@ pub async fn start(
                     pid = identity.pid,
                     "using the running data plane: its listeners, connections and target health carry on"
                 );
-                identity
+                *identity
             }
         }
         Found::Nothing => spawn(data_dir, &paths, options).await?,
@@ -111,7 +111,7 @@ pub async fn find(paths: &DataPlanePaths) -> Result<Found> {
     let started = Instant::now();
     loop {
         if let Ok(identity) = protocol::identity(&paths.socket, Duration::from_secs(2)).await {
-            return Ok(Found::Running(identity));
+            return Ok(Found::Running(Box::new(identity)));
         }
         match DataPlaneLock::try_take(&paths.lock)? {
             Some(_free) => {

@@ -137,7 +137,7 @@ mod tests {
 
     #[test]
     fn options_round_trip_through_the_command_line() {
-        #[derive(clap::Parser)]
+        #[derive(Debug, clap::Parser)]
         struct Cli {
             #[command(flatten)]
             options: DataPlaneOptions,
