@@ -1,6 +1,11 @@
-//! `berth server`'s discovery DNS server and mesh addresses: where the node serves its
-//! DNS and its mesh proxy (loopback for local processes, the Docker bridge's gateway for
-//! containers), served by [`berth_dns::DnsServer`].
+//! A node's discovery DNS server and mesh addresses: where the node serves its DNS and
+//! its mesh proxy (loopback for local processes, the Docker bridge's gateway for
+//! containers), served by [`berth_dns::DnsServer`]. `berth server` checks the addresses
+//! and its data plane process binds them (`dataplane::dns`); `berth agent` binds them in
+//! its own process.
+//!
+//! What it does not do: decide what the server answers (the control plane publishes
+//! records).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;

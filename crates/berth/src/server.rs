@@ -1,6 +1,6 @@
-//! `berth server`: the control plane, a local agent and the discovery DNS server in one
-//! process, with the embedded store under `--data-dir` or, shared with other servers, on
-//! etcd (`store_choice`); the node's proxy runs beside it in `berth dataplane`
+//! `berth server`: the control plane and a local agent in one process, with the embedded
+//! store under `--data-dir` or, shared with other servers, on etcd (`store_choice`); the
+//! node's proxy and discovery DNS server run beside it in `berth dataplane`
 //! (`dataplane`), which it starts or finds running and which outlives it.
 
 use std::collections::BTreeMap;
@@ -16,7 +16,8 @@ use berth_runtime::DynRuntime;
 use tokio::sync::watch;
 
 use crate::agent_link::{LocalAgentApi, LocalTaskNodes};
-use crate::node_discovery::{container_dns_server, start_dns, NodeAddresses};
+use crate::dataplane::discovery_client::RemoteDiscovery;
+use crate::node_discovery::{container_dns_server, NodeAddresses};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
@@ -44,7 +45,8 @@ pub struct ServerArgs {
     #[arg(long)]
     pub apply: Option<PathBuf>,
     /// Where the discovery DNS server listens (repeatable; port 0 picks a free port; the
-    /// first address is written to <data-dir>/dns.addr). Default: 127.0.0.1:53 and, with
+    /// first address is written to <data-dir>/dns.addr). The node's data plane serves it,
+    /// and keeps answering while the server is away. Default: 127.0.0.1:53 and, with
     /// the Docker runtime, the Docker bridge's gateway on port 53 (the resolver of
     /// containers), each skipped with a warning when it cannot be bound. `none` serves no
     /// DNS.
@@ -255,8 +257,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         "process" => None,
         _ => berth_runtime::docker::bridge_gateway().await,
     };
+    // Checked here, before the data plane that serves them starts.
     let node = NodeAddresses::new(&args.dns_listen, &args.mesh_ip, gateway)?;
-    let (dns, dns_addrs) = start_dns(&node, &args.dns_fallback, &registry).await?;
     let instance = instance_id(&args.data_dir)?;
     let local_instance_arn = berth_model::arn::container_instance(&args.cluster, &instance);
     // The mesh inbound listener, bound before the agent advertises its address (port 0
@@ -272,12 +274,29 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             listen_ip: args.listen_ip,
             mesh_ips: node.mesh_ips.clone(),
             mesh_inbound_addr: mesh_inbound,
+            dns: crate::dataplane::dns::DataPlaneDnsOptions {
+                listen: args.dns_listen.clone(),
+                fallback: args.dns_fallback.clone(),
+                gateway,
+            },
         },
         &registry,
     )
     .await?;
     let mesh_inbound = data_plane.identity.mesh_inbound;
     tracing::info!(addr = %mesh_inbound, "mesh inbound listening");
+    // The discovery DNS answers in the data plane, from the records sent to it.
+    let dns_addrs = data_plane.identity.dns_addrs.clone();
+    for a in &dns_addrs {
+        tracing::info!(addr = %a, "discovery DNS listening (in the data plane)");
+    }
+    if dns_addrs.is_empty() && !node.dns.is_empty() {
+        tracing::warn!(
+            "the data plane serves no discovery DNS: none of its addresses could be bound (see dataplane.log)"
+        );
+    }
+    let discovery =
+        RemoteDiscovery::start(&crate::dataplane::DataPlanePaths::of(&args.data_dir).socket);
     let task_dns = TaskDnsServers {
         docker: container_dns_server(&dns_addrs, gateway),
         process: dns_addrs.first().copied(),
@@ -311,9 +330,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         }),
         &registry,
     );
-    let published = dns.clone();
     let control = control.with_agent_lost_after(Duration::from_secs(args.agent_lost_after));
-    let control = control.with_discovery(Arc::new(move |records| published.publish(records)));
+    let control = control.with_discovery(discovery);
     let control = control.with_mesh_tls(berth_control::mesh_tls::MeshTlsSettings {
         certificate_validity: Duration::from_secs(args.mesh_tls.mesh_certificate_validity),
         node: Some(berth_control::mesh_tls::MeshNode {
@@ -461,7 +479,6 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     } else if let Err(e) = data_plane.stop().await {
         tracing::warn!(error = %e, "stopping the data plane");
     }
-    dns.shutdown().await;
     let _ = api.await;
     Ok(())
 }

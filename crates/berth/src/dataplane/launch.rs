@@ -3,8 +3,9 @@
 //!
 //! A data plane answering on `<data-dir>/dataplane.sock` is used as it is when it was
 //! started with the same options (its listeners, connections and health states are
-//! kept); one started with other options is stopped and replaced (its listeners close:
-//! the log says why). One of another berth version is kept: the socket protocol is
+//! kept); one started with other options, or too old to serve the discovery DNS
+//! (`dns::missing_from`), is stopped and replaced (its listeners close: the log says
+//! why). One of another berth version is kept: the socket protocol is
 //! tolerant both ways. A pid file or socket left by a data plane that died is stale when
 //! nobody holds `<data-dir>/dataplane.lock`, and is removed. A new data plane is the
 //! same executable, `berth dataplane`, in a process group of its own (so a terminal's
@@ -45,7 +46,7 @@ pub struct NodeDataPlane {
 /// What answers for a data dir now.
 #[derive(Debug)]
 pub enum Found {
-    Running(Identity),
+    Running(Box<Identity>),
     /// Nothing runs; stale files were removed.
     Nothing,
 }
@@ -61,7 +62,8 @@ pub async fn start(
     let ours = env!("CARGO_PKG_VERSION");
     let identity = match find(&paths).await? {
         Found::Running(identity) => {
-            let differences = options.differences(&identity.options);
+            let mut differences = options.differences(&identity.options);
+            differences.extend(super::dns::missing_from(&identity));
             if !differences.is_empty() {
                 tracing::warn!(
                     pid = identity.pid,
@@ -83,7 +85,7 @@ pub async fn start(
                     pid = identity.pid,
                     "using the running data plane: its listeners, connections and target health carry on"
                 );
-                identity
+                *identity
             }
         }
         Found::Nothing => spawn(data_dir, &paths, options).await?,
@@ -109,7 +111,7 @@ pub async fn find(paths: &DataPlanePaths) -> Result<Found> {
     let started = Instant::now();
     loop {
         if let Ok(identity) = protocol::identity(&paths.socket, Duration::from_secs(2)).await {
-            return Ok(Found::Running(identity));
+            return Ok(Found::Running(Box::new(identity)));
         }
         match DataPlaneLock::try_take(&paths.lock)? {
             Some(_free) => {

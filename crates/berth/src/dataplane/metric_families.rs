@@ -1,11 +1,12 @@
-//! The proxy's metric families across the data plane's socket: a serde copy of
-//! prometheus' `MetricFamily` (floats as their bits, so NaN and infinities survive
-//! JSON), and [`BridgedFamilies`], a collector for the server's registry answering the
-//! families last fetched from the data plane.
+//! The data plane's metric families (the proxy's and the DNS server's) across its
+//! socket: a serde copy of prometheus' `MetricFamily` (floats as their bits, so NaN and
+//! infinities survive JSON), and [`BridgedFamilies`], a collector for the server's
+//! registry answering the families last fetched from the data plane.
 //!
 //! What it does not do: fetch them (the client refreshes the cache every second), or
 //! check that the data plane's families do not collide with the server's (the proxy's
-//! names are its own: `berth_lb_*`, `berth_target_*`, `berth_mesh_*`).
+//! names are its own: `berth_lb_*`, `berth_target_*`, `berth_mesh_*`, and so are the
+//! DNS server's, `berth_dns_*`, which the server does not register itself).
 
 use std::sync::{Arc, Mutex};
 

@@ -1,7 +1,8 @@
 //! The node's data plane as a process of its own: `berth dataplane` hosts the proxy
 //! (load balancer listeners, mesh listeners, the mesh inbound listener and the health
-//! checks) and keeps serving its last configuration while `berth server` is stopped,
-//! restarted, killed or replaced by a new binary.
+//! checks) and the node's discovery DNS, and keeps serving its last configuration and
+//! records while `berth server` is stopped, restarted, killed or replaced by a new
+//! binary.
 //!
 //! - `process`: `berth dataplane` itself, answering on `<data-dir>/dataplane.sock`.
 //! - `protocol`: what crosses the socket (JSON over HTTP/1.1), and the socket client.
@@ -10,12 +11,18 @@
 //! - `launch`: finding the data plane of a data dir, or starting one (and replacing one
 //!   started with other options).
 //! - `metric_families`: the proxy's metric families carried over the socket and
-//!   collected into the server's registry.
+//!   collected into the server's registry (the DNS server's `berth_dns_*` among them).
+//! - `dns`: the node's discovery DNS, served by the data plane from the last records
+//!   the server sent (`PUT /v1/discovery-records`), so names resolve while the server is
+//!   away; `discovery_client`: the server's side, [`discovery_client::RemoteDiscovery`],
+//!   control's `Discovery` served by that process.
 //!
-//! What it does not do: serve the discovery DNS (the server keeps it), or run on
-//! `berth agent` nodes (their proxy stays in the agent's process).
+//! What it does not do: run on `berth agent` nodes (their proxy and DNS stay in the
+//! agent's process).
 
 pub mod client;
+pub mod discovery_client;
+pub mod dns;
 pub mod launch;
 pub mod metric_families;
 pub mod process;
@@ -65,6 +72,10 @@ pub struct DataPlaneOptions {
     /// Where the mesh's inbound listener binds (port 0: a free port).
     #[arg(long, value_name = "ADDR")]
     pub mesh_inbound_addr: SocketAddr,
+    /// The discovery DNS (absent from an older data plane's identity: defaults).
+    #[command(flatten)]
+    #[serde(default)]
+    pub dns: dns::DataPlaneDnsOptions,
 }
 
 impl DataPlaneOptions {
@@ -77,6 +88,7 @@ impl DataPlaneOptions {
         }
         args.push("--mesh-inbound-addr".into());
         args.push(self.mesh_inbound_addr.to_string());
+        args.extend(self.dns.to_args());
         args
     }
 
@@ -101,6 +113,7 @@ impl DataPlaneOptions {
                 self.mesh_inbound_addr, other.mesh_inbound_addr
             ));
         }
+        out.extend(self.dns.differences(&other.dns));
         out
     }
 }
@@ -114,12 +127,17 @@ mod tests {
             listen_ip: "127.0.0.1".parse().unwrap(),
             mesh_ips: vec!["127.0.0.1".parse().unwrap(), "172.17.0.1".parse().unwrap()],
             mesh_inbound_addr: "127.0.0.1:0".parse().unwrap(),
+            dns: dns::DataPlaneDnsOptions {
+                listen: vec!["127.0.0.1:0".into(), "172.17.0.1:53".into()],
+                fallback: "refuse".into(),
+                gateway: Some("172.17.0.1".parse().unwrap()),
+            },
         }
     }
 
     #[test]
     fn options_round_trip_through_the_command_line() {
-        #[derive(clap::Parser)]
+        #[derive(Debug, clap::Parser)]
         struct Cli {
             #[command(flatten)]
             options: DataPlaneOptions,
@@ -130,6 +148,35 @@ mod tests {
         )
         .unwrap();
         assert_eq!(parsed.options, options());
+        // The defaults round-trip too: no address, forwarding, no gateway.
+        let mut defaults = options();
+        defaults.dns = dns::DataPlaneDnsOptions::default();
+        let parsed = <Cli as clap::Parser>::try_parse_from(
+            std::iter::once("dataplane".to_string()).chain(defaults.to_args()),
+        )
+        .unwrap();
+        assert_eq!(parsed.options, defaults);
+        let none = [
+            "dataplane",
+            "--mesh-inbound-addr",
+            "127.0.0.1:0",
+            "--dns-listen",
+            "none",
+        ];
+        let parsed = <Cli as clap::Parser>::try_parse_from(none).unwrap();
+        assert_eq!(parsed.options.dns.listen, vec!["none".to_string()]);
+        assert_eq!(parsed.options.dns.fallback, "forward");
+        let bad = [
+            "dataplane",
+            "--mesh-inbound-addr",
+            "127.0.0.1:0",
+            "--dns-fallback",
+            "x",
+        ];
+        let e = <Cli as clap::Parser>::try_parse_from(bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--dns-fallback"), "{e}");
     }
 
     #[test]
@@ -147,6 +194,19 @@ mod tests {
         assert!(
             d[1].contains("--mesh-inbound-addr 127.0.0.1:15443"),
             "{d:?}"
+        );
+        let mut other = options();
+        other.dns.listen = vec!["127.0.0.1:5353".into()];
+        other.dns.fallback = "forward".into();
+        other.dns.gateway = None;
+        let d = other.differences(&options());
+        assert_eq!(
+            d,
+            vec![
+                r#"--dns-listen ["127.0.0.1:5353"] instead of ["127.0.0.1:0", "172.17.0.1:53"]"#,
+                "--dns-fallback forward instead of refuse",
+                "--dns-gateway none instead of 172.17.0.1",
+            ],
         );
     }
 }

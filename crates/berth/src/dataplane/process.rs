@@ -4,7 +4,8 @@
 //! It holds an exclusive lock on `<data-dir>/dataplane.lock` for as long as it runs (the
 //! kernel drops it when the process dies, however it dies, so a leftover pid file or
 //! socket is known stale when the lock is free), writes its pid to
-//! `<data-dir>/dataplane.pid`, binds the mesh inbound listener, and serves the socket
+//! `<data-dir>/dataplane.pid`, binds the mesh inbound listener and the discovery DNS
+//! ([`super::dns`]), and serves the socket
 //! (0600) until SIGTERM, SIGINT or a stop request; then it closes the listeners, lets
 //! in-flight requests finish (bounded, as `Proxy::shutdown` does), removes its pid file
 //! and socket, and exits. SIGHUP is ignored: a closed terminal does not stop it.
@@ -105,6 +106,7 @@ pub async fn run(args: DataPlaneArgs) -> Result<()> {
     let mesh_inbound = proxy.bind_mesh_inbound(inbound).await.with_context(|| {
         format!("binding the mesh inbound listener (--mesh-inbound-addr {inbound})")
     })?;
+    let (dns, dns_addrs) = super::dns::serve(&args.options, &registry).await?;
     let _ = std::fs::remove_file(&paths.socket);
     let socket = tokio::net::UnixListener::bind(&paths.socket)
         .with_context(|| format!("binding {}", paths.socket.display()))?;
@@ -131,11 +133,13 @@ pub async fn run(args: DataPlaneArgs) -> Result<()> {
             version: env!("CARGO_PKG_VERSION").to_string(),
             options: args.options.clone(),
             mesh_inbound,
+            dns_addrs,
         },
         stop: stop.clone(),
     });
+    let routes = router(shared).merge(super::dns::routes(dns.clone()));
     let serving = tokio::spawn(async move {
-        axum::serve(socket, router(shared))
+        axum::serve(socket, routes)
             .with_graceful_shutdown(async move {
                 let _ = stopped.wait_for(|s| *s).await;
             })
@@ -145,6 +149,7 @@ pub async fn run(args: DataPlaneArgs) -> Result<()> {
     tracing::info!("data plane stopping ({why}): closing listeners, draining connections");
     let _ = stop.send(true);
     proxy.shutdown().await;
+    dns.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), serving).await;
     remove_if_ours(&paths, pid);
     tracing::info!("data plane stopped");
@@ -294,8 +299,10 @@ pub(crate) mod tests_support {
                     listen_ip: "127.0.0.1".parse().unwrap(),
                     mesh_ips: Vec::new(),
                     mesh_inbound_addr: "127.0.0.1:0".parse().unwrap(),
+                    dns: Default::default(),
                 },
                 mesh_inbound: "127.0.0.1:1".parse().unwrap(),
+                dns_addrs: Vec::new(),
             },
             stop: stop.clone(),
         });

@@ -8,7 +8,10 @@
 //!   does not parse
 //! - `GET /v1/statuses?after=G&waitMs=N` → [`Statuses`], answered once the status
 //!   generation differs from `G` or after `N` ms (at most 30 s), whichever comes first
-//! - `GET /v1/metrics` → the proxy's metric families ([`super::metric_families`])
+//! - `GET /v1/metrics` → the proxy's and the DNS server's metric families
+//!   ([`super::metric_families`])
+//! - `PUT /v1/discovery-records` with `DiscoveryRecords` → 204 once they answer, 400 on
+//!   a body that does not parse (from protocol 2: [`super::dns`])
 //! - `POST /v1/stop` → 202; the process stops accepting, drains and exits
 //!
 //! Versioning: [`PROTOCOL_VERSION`] is reported in the identity; fields added later get
@@ -34,7 +37,8 @@ use serde::{Deserialize, Serialize};
 use super::DataPlaneOptions;
 
 /// The socket protocol's version; a data plane answers every version up to its own.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: the discovery DNS ([`super::dns::DNS_PROTOCOL`]).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Who answers on the socket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +52,10 @@ pub struct Identity {
     pub options: DataPlaneOptions,
     /// The bound address of the mesh inbound listener (its port resolved).
     pub mesh_inbound: SocketAddr,
+    /// The addresses the discovery DNS answers on (ports resolved; empty before
+    /// protocol 2, or when none could be bound).
+    #[serde(default)]
+    pub dns_addrs: Vec<SocketAddr>,
 }
 
 /// The answer to an applied configuration.
@@ -178,6 +186,12 @@ mod tests {
         .unwrap();
         assert_eq!(identity.protocol, 0);
         assert!(identity.options.mesh_ips.is_empty());
+        assert!(identity.dns_addrs.is_empty());
+        assert_eq!(
+            identity.options.dns,
+            super::super::dns::DataPlaneDnsOptions::default()
+        );
+        assert!(super::super::dns::missing_from(&identity).is_some());
         let applied: Applied = serde_json::from_str(r#"{"bound": {}}"#).unwrap();
         assert_eq!(applied.statuses, None);
         // A newer one: fields this version does not know are ignored.
@@ -189,6 +203,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(identity.protocol, 2);
+        assert!(super::super::dns::missing_from(&identity).is_none());
         let statuses: Statuses =
             serde_json::from_str(r#"{"generation": 3, "statuses": [], "draining": false}"#)
                 .unwrap();
