@@ -10,6 +10,10 @@
 //!   generation differs from `G` or after `N` ms (at most 30 s), whichever comes first
 //! - `GET /v1/metrics` → the proxy's metric families ([`super::metric_families`])
 //! - `POST /v1/stop` → 202; the process stops accepting, drains and exits
+//! - `POST /v1/handover` with a `HandoverRequest` → 200 `HandedOver` once the process
+//!   listening on the request's socket serves this data plane's listeners (see
+//!   [`super::handover`]); this one then drains and exits. 500 when the handover
+//!   failed (this one serves on), 409 while it is stopping. Protocol 2 and later.
 //!
 //! Versioning: [`PROTOCOL_VERSION`] is reported in the identity; fields added later get
 //! serde defaults and unknown fields are ignored, so a server and a data plane of
@@ -34,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use super::DataPlaneOptions;
 
 /// The socket protocol's version; a data plane answers every version up to its own.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Who answers on the socket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +52,10 @@ pub struct Identity {
     pub options: DataPlaneOptions,
     /// The bound address of the mesh inbound listener (its port resolved).
     pub mesh_inbound: SocketAddr,
+    /// The fingerprint of the data plane's executable ([`super::executable`]); absent
+    /// from data planes before protocol 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executable: Option<String>,
 }
 
 /// The answer to an applied configuration.
@@ -177,6 +185,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(identity.protocol, 0);
+        assert_eq!(identity.executable, None);
         assert!(identity.options.mesh_ips.is_empty());
         let applied: Applied = serde_json::from_str(r#"{"bound": {}}"#).unwrap();
         assert_eq!(applied.statuses, None);
