@@ -125,9 +125,9 @@ pub fn send_state(stream: &mut UnixStream, state: &HandoverState, fds: &[Borrowe
     stream.write_all(&(body.len() as u64).to_be_bytes())?;
     stream.write_all(&body)?;
     for fd in fds {
+        let fds = [*fd];
         let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
         let mut control = SendAncillaryBuffer::new(&mut space);
-        let fds = [*fd];
         ensure!(
             control.push(SendAncillaryMessage::ScmRights(&fds)),
             "no room for a descriptor"

@@ -156,10 +156,14 @@ pub async fn run(args: DataPlaneArgs) -> Result<()> {
         "data plane serving"
     );
     if let Some(taken) = taken {
-        tracing::info!(old_pid = taken.from_pid, "took over from the old data plane");
+        tracing::info!(
+            old_pid = taken.from_pid,
+            inherited_health = taken.inherited_health,
+            "took over from the old data plane"
+        );
         taken.confirm().await;
     }
-    let (stop, mut stopped) = watch::channel(false);
+    let stop = watch::Sender::new(false);
     let shared = Arc::new(Shared {
         data_plane: ProxyDataPlane {
             proxy: proxy.clone(),
