@@ -1,4 +1,4 @@
-//! `berth dataplane`'s command line: with no subcommand, the data plane process itself
+//! `berth dataplane`'s command line: `berth dataplane run`, the data plane process itself
 //! (started by `berth server`); `berth dataplane upgrade`, replacing the running data
 //! plane of a data dir by one of the current executable without refusing a connection.
 //!
@@ -13,16 +13,16 @@ use super::process::DataPlaneArgs;
 use super::DataPlanePaths;
 
 #[derive(Debug, Clone, clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct DataPlaneCommand {
     #[command(subcommand)]
-    pub action: Option<DataPlaneAction>,
-    #[command(flatten)]
-    pub run: Option<DataPlaneArgs>,
+    pub action: DataPlaneAction,
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum DataPlaneAction {
+    /// The data plane process itself (`berth server` starts it).
+    #[command(hide = true)]
+    Run(DataPlaneArgs),
     /// Replace the running data plane by one started from this executable (run it after
     /// installing a new berth binary): the new one takes the listening sockets, the
     /// configuration and the target health over, and the old one drains and exits. No
@@ -36,10 +36,9 @@ pub enum DataPlaneAction {
 
 /// Runs `berth dataplane [upgrade]`.
 pub async fn run(command: DataPlaneCommand) -> Result<()> {
-    match (command.action, command.run) {
-        (Some(DataPlaneAction::Upgrade { data_dir }), _) => upgrade(&data_dir).await,
-        (None, Some(args)) => super::process::run(args).await,
-        (None, None) => bail!("berth dataplane: --mesh-inbound-addr is required (or: berth dataplane upgrade)"),
+    match command.action {
+        DataPlaneAction::Run(args) => super::process::run(args).await,
+        DataPlaneAction::Upgrade { data_dir } => upgrade(&data_dir).await,
     }
 }
 
@@ -75,10 +74,11 @@ mod tests {
         let cli = Cli::try_parse_from(["dataplane", "upgrade", "--data-dir", "/d"]).unwrap();
         assert!(matches!(
             cli.command.action,
-            Some(DataPlaneAction::Upgrade { ref data_dir }) if data_dir == std::path::Path::new("/d")
+            DataPlaneAction::Upgrade { ref data_dir } if data_dir == std::path::Path::new("/d")
         ));
         let cli = Cli::try_parse_from([
             "dataplane",
+            "run",
             "--data-dir",
             "/d",
             "--mesh-inbound-addr",
@@ -86,8 +86,9 @@ mod tests {
             "--take-over",
         ])
         .unwrap();
-        assert!(cli.command.action.is_none());
-        let run = cli.command.run.expect("the process's arguments");
+        let DataPlaneAction::Run(run) = cli.command.action else {
+            panic!("the process's arguments parse as run");
+        };
         assert!(run.take_over);
         assert_eq!(run.options.mesh_inbound_addr, "127.0.0.1:0".parse().unwrap());
     }

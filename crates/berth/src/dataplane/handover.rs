@@ -3,7 +3,7 @@
 //! so the kernel's sockets, their ports and their accept queues never close.
 //!
 //! The exchange, `old` the running data plane, `new` the one taking over
-//! (`berth dataplane --take-over`):
+//! (`berth dataplane run --take-over`):
 //! 1. `new` finds the lock held, listens on `<data-dir>/dataplane.handover.<pid>.sock`
 //!    and asks `old` (`POST /v1/handover`) to hand over to that socket.
 //! 2. `old` stops applying configurations (until the handover ends), connects, and sends

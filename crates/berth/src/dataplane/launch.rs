@@ -12,7 +12,7 @@
 //! started (its listeners close: the log says why). A data plane from before protocol 2
 //! cannot hand over and is kept unless its options differ. A pid file or socket left by a data plane that died is stale when
 //! nobody holds `<data-dir>/dataplane.lock`, and is removed. A new data plane is the
-//! same executable, `berth dataplane`, in a process group of its own (so a terminal's
+//! same executable, `berth dataplane run`, in a process group of its own (so a terminal's
 //! SIGINT to the server's group does not reach it, and SIGKILL of the server leaves it
 //! running), logging to `<data-dir>/dataplane.log`, with `BERTH_DATA_DIR` and
 //! `BERTH_DATA_PLANE=1` in its environment.
@@ -278,7 +278,7 @@ async fn spawn(
         .open(&paths.log)
         .with_context(|| format!("opening {}", paths.log.display()))?;
     let mut child = Command::new(&exe)
-        .arg("dataplane")
+        .args(["dataplane", "run"])
         .arg("--data-dir")
         .arg(data_dir)
         .args(options.to_args())
