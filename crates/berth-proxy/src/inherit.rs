@@ -99,7 +99,12 @@ impl Proxy {
                 });
             }
         }
-        for l in self.inbound_tasks.lock().expect("inbound tasks lock").iter() {
+        for l in self
+            .inbound_tasks
+            .lock()
+            .expect("inbound tasks lock")
+            .iter()
+        {
             out.push(ListeningSocket {
                 role: SocketRole::MeshInbound,
                 addr: l.addr,

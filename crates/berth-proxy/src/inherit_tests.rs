@@ -98,8 +98,11 @@ async fn a_handed_over_listener_serves_connections_queued_while_nobody_accepted(
         .unwrap();
 
     let new = proxy();
-    new.adopt_listeners(HashMap::from([(LISTENER.to_string(), std_listener(handed))]))
-        .await;
+    new.adopt_listeners(HashMap::from([(
+        LISTENER.to_string(),
+        std_listener(handed),
+    )]))
+    .await;
     let bound = new.apply(fixed_config(0)).await.unwrap();
     assert_eq!(bound[LISTENER], addr, "the listener kept its port");
     let mut answer = String::new();
@@ -175,7 +178,11 @@ async fn targets_in_their_initial_state_take_the_health_handed_over() {
     unknown.target_group_arn = "arn:targetgroup/gone".into();
     assert_eq!(p.inherit_health(&[unknown, seen[0].clone()]), 1);
     let after = p.target_statuses();
-    assert_eq!(after[0].health.state, TargetHealthState::Healthy, "{after:?}");
+    assert_eq!(
+        after[0].health.state,
+        TargetHealthState::Healthy,
+        "{after:?}"
+    );
     // Taken once: a target no longer initial keeps what its own checks decide.
     seen[0].health.state = TargetHealthState::Unhealthy;
     assert_eq!(p.inherit_health(&seen), 0);

@@ -90,6 +90,9 @@ mod tests {
             panic!("the process's arguments parse as run");
         };
         assert!(run.take_over);
-        assert_eq!(run.options.mesh_inbound_addr, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(
+            run.options.mesh_inbound_addr,
+            "127.0.0.1:0".parse().unwrap()
+        );
     }
 }

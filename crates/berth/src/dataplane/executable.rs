@@ -60,7 +60,11 @@ mod tests {
         std::fs::write(&copy, b"\x7fELF same bytes\n").unwrap();
         assert_ne!(of_file(&a).unwrap(), of_file(&copy).unwrap());
         assert!(of_file(&a).unwrap().starts_with("sha256:"));
-        assert_eq!(fingerprint(), fingerprint(), "read once, the same each time");
+        assert_eq!(
+            fingerprint(),
+            fingerprint(),
+            "read once, the same each time"
+        );
         assert!(fingerprint().is_some());
     }
 }

@@ -114,7 +114,11 @@ struct Ready {
 }
 
 /// Sends `state` and then each descriptor of `fds` (as many as `state.sockets`).
-pub fn send_state(stream: &mut UnixStream, state: &HandoverState, fds: &[BorrowedFd]) -> Result<()> {
+pub fn send_state(
+    stream: &mut UnixStream,
+    state: &HandoverState,
+    fds: &[BorrowedFd],
+) -> Result<()> {
     ensure!(
         fds.len() == state.sockets.len(),
         "{} descriptors for {} sockets",

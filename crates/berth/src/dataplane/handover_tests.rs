@@ -91,7 +91,10 @@ fn a_state_without_all_its_descriptors_is_an_error() {
     old.write_all(&body).unwrap();
     drop(old);
     let e = receive_state(&mut new).unwrap_err();
-    assert!(format!("{e:#}").contains("ended before the descriptor"), "{e:#}");
+    assert!(
+        format!("{e:#}").contains("ended before the descriptor"),
+        "{e:#}"
+    );
 }
 
 #[test]

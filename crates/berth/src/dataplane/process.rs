@@ -34,8 +34,8 @@ use berth_model::dataplane::ProxyConfig;
 use berth_proxy::{Proxy, ProxyOptions};
 use tokio::sync::watch;
 
-use super::metric_families::from_prometheus;
 use super::handover::{HandedOver, HandoverRequest};
+use super::metric_families::from_prometheus;
 use super::protocol::{Applied, ErrorBody, Identity, Statuses, PROTOCOL_VERSION};
 use super::{DataPlaneOptions, DataPlanePaths};
 use crate::data_plane::ProxyDataPlane;
@@ -232,22 +232,28 @@ fn write_pid(paths: &DataPlanePaths) -> Result<()> {
     let beside = paths.pid.with_extension(format!("pid.{pid}"));
     std::fs::write(&beside, pid.to_string())
         .with_context(|| format!("writing {}", beside.display()))?;
-    std::fs::rename(&beside, &paths.pid)
-        .with_context(|| format!("writing {}", paths.pid.display()))
+    std::fs::rename(&beside, &paths.pid).with_context(|| format!("writing {}", paths.pid.display()))
 }
 
 /// `POST /v1/handover`: hands this data plane over to the process listening on the
 /// body's socket, then stops. Configurations wait until the handover ends.
 async fn handover(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
-    let fail = |status: StatusCode, error: String| (status, Json(ErrorBody { error })).into_response();
+    let fail =
+        |status: StatusCode, error: String| (status, Json(ErrorBody { error })).into_response();
     let request: HandoverRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
-            return fail(StatusCode::BAD_REQUEST, format!("the handover request does not parse: {e}"))
+            return fail(
+                StatusCode::BAD_REQUEST,
+                format!("the handover request does not parse: {e}"),
+            )
         }
     };
     let Some((paths, lock)) = &s.handover else {
-        return fail(StatusCode::CONFLICT, "this data plane cannot hand over".into());
+        return fail(
+            StatusCode::CONFLICT,
+            "this data plane cannot hand over".into(),
+        );
     };
     let config = s.last_config.lock().await;
     if s.handed_to.lock().expect("handed_to lock").is_some() || *s.stop.borrow() {
@@ -270,7 +276,10 @@ async fn handover(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Resp
                 );
             }
             take_back(paths, &s).await;
-            fail(StatusCode::INTERNAL_SERVER_ERROR, format!("the handover failed: {e:#}"))
+            fail(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the handover failed: {e:#}"),
+            )
         }
     }
 }
@@ -286,7 +295,9 @@ async fn take_back(paths: &DataPlanePaths, s: &Arc<Shared>) {
             Ok(socket) => {
                 tokio::spawn(serve_socket(socket, s.clone()));
             }
-            Err(e) => tracing::error!(error = %format!("{e:#}"), "taking the data plane socket back"),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "taking the data plane socket back")
+            }
         }
     }
     if let Err(e) = write_pid(paths) {

@@ -20,8 +20,8 @@ use berth_proxy::{Proxy, SocketRole};
 use hyper::Method;
 
 use super::handover::{
-    receive_state, send_ready, send_state, wait_ready, HandedOver, HandedSocket,
-    HandoverRequest, HandoverState, SocketKind, HANDOVER_PATIENCE,
+    receive_state, send_ready, send_state, wait_ready, HandedOver, HandedSocket, HandoverRequest,
+    HandoverState, SocketKind, HANDOVER_PATIENCE,
 };
 use super::process::DataPlaneLock;
 use super::protocol;
@@ -105,8 +105,7 @@ impl Taken {
             ..
         } = self;
         let sent =
-            tokio::task::spawn_blocking(move || send_ready(&mut stream, std::process::id()))
-                .await;
+            tokio::task::spawn_blocking(move || send_ready(&mut stream, std::process::id())).await;
         if !matches!(sent, Ok(Ok(()))) {
             tracing::warn!(
                 old_pid = from_pid,
