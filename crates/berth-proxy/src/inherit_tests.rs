@@ -224,3 +224,93 @@ fn unhealthy_reasons_map_back_to_their_health() {
     assert_eq!(checked_health(&status(Initial, None, None)), None);
     assert_eq!(checked_health(&status(Draining, None, None)), None);
 }
+
+/// Reads one response of `fixed_config`'s listener (its body is `handed`).
+async fn read_response(c: &mut tokio::net::TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !out.ends_with(b"handed") {
+        let n = tokio::time::timeout(Duration::from_secs(10), c.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&out));
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// A keep-alive HTTP/1.1 target answering every request 200 `handed`.
+async fn answering_target() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nhanded";
+                        if c.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                    match c.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_answers_one_more_request_once_its_listener_closed() {
+    let p = proxy();
+    let target = answering_target().await;
+    let addr = p.apply(forward_config(target)).await.unwrap()[LISTENER];
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let first = read_response(&mut c).await;
+    assert!(
+        !first.to_ascii_lowercase().contains("connection: close"),
+        "{first}"
+    );
+    // The listener closes (as an old data plane's does after a handover) while the
+    // connection sits between requests.
+    let closing = tokio::spawn({
+        let p = p.clone();
+        async move { p.shutdown().await }
+    });
+    for _ in 0..1000 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the listener closed"
+    );
+    // The client had not seen the close yet: its next request still gets an answer,
+    // which closes the connection.
+    c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let second = read_response(&mut c).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    assert!(
+        second.to_ascii_lowercase().contains("connection: close"),
+        "{second}"
+    );
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty(), "nothing after the last answer");
+    closing.await.unwrap();
+}
