@@ -6,7 +6,8 @@
 //! options: its listeners, connections and health states are kept. One running another
 //! executable is upgraded: a data plane of the server's executable takes its listening
 //! sockets, configuration and health over ([`super::handover`]), and no connection is
-//! refused ([`upgrade`]; `berth dataplane upgrade` does the same on demand). One started
+//! refused ([`upgrade`]; `berth dataplane upgrade` does the same on demand); when that
+//! fails, the log says why and the running one serves on. One started
 //! with other options is replaced the same way; when the new options' addresses do not
 //! allow it (a listener's address taken by the old sockets), it is stopped and a new one
 //! started (its listeners close: the log says why). A data plane from before protocol 2
@@ -102,7 +103,17 @@ pub async fn start(
                     version = ours,
                     "upgrading the running data plane: its executable differs from this server's; the new one takes its listening sockets over"
                 );
-                upgrade(data_dir, &paths, &identity, options).await?
+                match upgrade(data_dir, &paths, &identity, options).await {
+                    Ok(new) => new,
+                    Err(e) => {
+                        tracing::warn!(
+                            pid = identity.pid,
+                            error = %format!("{e:#}"),
+                            "upgrading the data plane failed; the running one serves on"
+                        );
+                        identity
+                    }
+                }
             } else {
                 if identity.version != ours {
                     tracing::info!(
