@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What clients see while the proxy's control side is restarted or upgraded: berth's
-# server stopped (SIGTERM) and started again, replaced by another copy of the binary, and
-# killed (SIGKILL) and started again, against `nginx -s reload` and HAProxy's seamless
+# server stopped (SIGTERM) and started again, replaced by another copy of the binary,
+# killed (SIGKILL) and started again, and its data plane upgraded in place (`berth
+# dataplane upgrade`: the listening sockets handed to a new process), against `nginx -s reload` and HAProxy's seamless
 # reload (`-x` with `expose-fd listeners`, `-sf`). Each runs under continuous keep-alive
 # load (benches/restart_load.py); prints one markdown table per proxy: requests and
 # failed requests in each switch's window (the switch plus one second), the longest gap a
@@ -94,7 +95,7 @@ cp "$BERTH" "$TMP/upgrade/berth"
 ln -sf "$WHOAMI" "$TMP/upgrade/berth-whoami"
 MARKS="$TMP/berth.marks"
 : >"$MARKS"
-python3 "$LOAD" "http://127.0.0.1:$BASE_PORT/" 16 "$CONCURRENCY" "$MARKS" >"$TMP/berth.table" &
+python3 "$LOAD" "http://127.0.0.1:$BASE_PORT/" 20 "$CONCURRENCY" "$MARKS" >"$TMP/berth.table" &
 LOAD_PID=$!
 sleep 3
 t=$(now); kill -TERM "$SERVER_PID"; wait "$SERVER_PID" || true; start_server "$BERTH"; mark "berth:SIGTERM+start" "$t"
@@ -102,6 +103,9 @@ sleep 4
 t=$(now); kill -TERM "$SERVER_PID"; wait "$SERVER_PID" || true; start_server "$TMP/upgrade/berth"; mark "berth:new-binary" "$t"
 sleep 4
 t=$(now); kill -KILL "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; start_server "$BERTH"; mark "berth:SIGKILL+start" "$t"
+sleep 4
+# The data plane itself replaced: a new process takes its listening sockets over.
+t=$(now); BERTH_DATA_DIR=$DATA "$BERTH" dataplane upgrade >>"$TMP/server.log" 2>&1; mark "berth:dataplane-upgrade" "$t"
 wait "$LOAD_PID"
 stop_berth
 

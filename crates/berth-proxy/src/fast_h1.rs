@@ -67,6 +67,9 @@ pub(crate) use prefixed::Prefixed;
 
 /// Request headers the fast path parses; a request with more goes to hyper.
 const MAX_REQUEST_HEADERS: usize = 64;
+/// How long a connection between requests stays open once its listener closes, for a
+/// request the client sent before it could see the connection close.
+const STOP_LINGER: Duration = Duration::from_millis(500);
 /// Request bodies up to this size are read whole before the request goes out; larger
 /// ones stream to the target as they arrive.
 pub(crate) const MAX_BUFFERED_BODY: usize = 64 * 1024;
@@ -121,10 +124,15 @@ where
                 }
             }
             let between_requests = c.buf.is_empty();
-            if between_requests && *stop.borrow() {
-                return Exit::Closed;
-            }
-            let r = if between_requests {
+            let r = if between_requests && *stop.borrow() {
+                // The listener is closing: a request already on its way (a keep-alive
+                // client sends its next one as soon as it has an answer) still gets
+                // its answer, with `Connection: close`; a quiet connection closes.
+                match tokio::time::timeout(STOP_LINGER, c.read_client()).await {
+                    Ok(r) => r,
+                    Err(_) => return Exit::Closed,
+                }
+            } else if between_requests {
                 c.read_client_or_stop(stop).await
             } else {
                 let due = *head_due.get_or_insert_with(|| Instant::now() + header_timeout);
@@ -144,6 +152,8 @@ where
                         head_due = Some(Instant::now() + header_timeout);
                     }
                 }
+                // The listener began closing while this connection waited: see above.
+                Wait::Stop => {}
                 // End of stream, an error, the idle timeout or the listener stopping:
                 // nothing is owed to the client.
                 _ => return Exit::Closed,

@@ -561,6 +561,24 @@ impl HealthChecked for GroupRuntime {
 }
 
 impl GroupRuntime {
+    /// Sets the health of the target at `addr` to what a previous process serving it
+    /// saw, when the target is still in its initial state (a check that already ran
+    /// here wins); the routable set follows. Answers whether it changed.
+    pub(crate) fn inherit_health(&self, addr: SocketAddr, health: Health, status: u16) -> bool {
+        let targets = self.targets.load();
+        let Some(t) = targets.iter().find(|t| t.addr == addr) else {
+            return false;
+        };
+        if t.health() != Health::Initial || t.is_draining() {
+            return false;
+        }
+        let changed = t.set_health(health, status);
+        if changed {
+            self.recompute();
+        }
+        changed
+    }
+
     /// The routable target a hash maps to (source-IP stickiness).
     pub(crate) fn target_by_hash(&self, h: u64) -> Option<SocketAddr> {
         let r = self.routable.load();

@@ -96,6 +96,7 @@ mod group_settings;
 mod h1_codec;
 mod health;
 mod hyper_path;
+mod inherit;
 mod listener;
 mod mesh;
 pub mod mesh_tls;
@@ -132,6 +133,7 @@ pub fn check_certificates(listener: &berth_model::elb::Listener) -> Result<(), P
     Ok(())
 }
 pub use crate::error::ProxyError;
+pub use crate::inherit::{ListeningSocket, SocketRole};
 pub use crate::mesh::listeners::mesh_listener_key;
 
 use crate::clock::Clock;
@@ -186,8 +188,8 @@ pub struct Proxy {
     mesh_identities: Arc<MeshIdentities>,
     mesh_outbound: Arc<MeshOutbound>,
     mesh_inbound: Arc<InboundShared>,
-    /// The accept loops of the inbound mesh listeners.
-    inbound_tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The inbound mesh listeners: their accept loops and a descriptor of each socket.
+    inbound_tasks: std::sync::Mutex<Vec<inherit::InboundListener>>,
 }
 
 #[derive(Default)]
@@ -195,6 +197,9 @@ struct State {
     listeners: HashMap<String, ListenerEntry>,
     groups: HashMap<String, Arc<GroupRuntime>>,
     closing: Vec<tokio::task::JoinHandle<()>>,
+    /// Listening sockets handed over by another process, by listener key, for the next
+    /// [`Proxy::apply`] to serve instead of binding ([`Proxy::adopt_listeners`]).
+    adopted: HashMap<String, std::net::TcpListener>,
 }
 
 struct ListenerEntry {
@@ -265,13 +270,7 @@ impl Proxy {
         }
         let bind_err = |source| ProxyError::MeshInboundBind { addr, source };
         let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
-        let bound = listener.local_addr().map_err(bind_err)?;
-        let task = mesh::inbound::spawn(listener, self.mesh_inbound.clone());
-        self.inbound_tasks
-            .lock()
-            .expect("inbound tasks lock")
-            .push(task);
-        Ok(bound)
+        self.serve_mesh_inbound(listener).map_err(bind_err)
     }
 
     /// Reconciles to `cfg`: binds listeners that are new, closes removed ones (after
@@ -474,9 +473,11 @@ impl Proxy {
                 continue;
             }
             let addr = SocketAddr::new(p.ip, p.port as u16);
-            let l = match p.mesh_port {
-                None => listener::bind(&p.arn, addr).await?,
-                Some(port) => TcpListener::bind(addr)
+            let handed = state.adopted.remove(&p.arn);
+            let l = match (handed.filter(|s| inherit::fits(s, addr)), p.mesh_port) {
+                (Some(socket), _) => listener::adopt(&p.arn, socket)?,
+                (None, None) => listener::bind(&p.arn, addr).await?,
+                (None, Some(port)) => TcpListener::bind(addr)
                     .await
                     .map_err(|source| ProxyError::MeshBind { port, addr, source })?,
             };
@@ -570,6 +571,8 @@ impl Proxy {
             }
         }
         state.closing.retain(|h| !h.is_finished());
+        // Handed-over sockets this configuration does not serve close.
+        state.adopted.clear();
         self.groups_view
             .store(Arc::new(state.groups.values().cloned().collect()));
         self.notifier.notify();
@@ -599,9 +602,10 @@ impl Proxy {
             .expect("inbound tasks lock")
             .drain(..)
         {
-            t.abort();
+            t.task.abort();
         }
         let mut state = self.state.lock().await;
+        state.adopted.clear();
         let mut handles: Vec<_> = state.closing.drain(..).collect();
         for (arn, e) in state.listeners.drain() {
             self.metrics.remove_listener(&e.lb_name, &arn);

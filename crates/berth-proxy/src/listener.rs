@@ -33,8 +33,30 @@ const CLOSE_GRACE: Duration = Duration::from_secs(30);
 pub(crate) struct RunningListener {
     pub(crate) shared: Arc<ListenerShared>,
     pub(crate) addr: SocketAddr,
+    /// The bound socket, shared with the accept loop, so a copy of it can be handed to
+    /// another process ([`RunningListener::socket_copy`]).
+    socket: Arc<TcpListener>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+}
+
+/// Turns a listening socket bound by another process (handed over) into a listener
+/// served here.
+pub(crate) fn adopt(
+    listener_arn: &str,
+    socket: std::net::TcpListener,
+) -> Result<TcpListener, ProxyError> {
+    let addr = socket
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let adopted = socket
+        .set_nonblocking(true)
+        .and_then(|()| TcpListener::from_std(socket));
+    adopted.map_err(|source| ProxyError::Bind {
+        listener_arn: listener_arn.to_string(),
+        addr,
+        source,
+    })
 }
 
 /// Binds a listener's socket, before anything about the listener is committed (a
@@ -56,17 +78,27 @@ impl RunningListener {
             .local_addr()
             .expect("bound listener has an address");
         let (stop, rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, shared.clone(), rx));
+        let socket = Arc::new(listener);
+        let task = tokio::spawn(accept_loop(socket.clone(), shared.clone(), rx));
         RunningListener {
             shared,
             addr,
+            socket,
             stop,
             task,
         }
     }
 
-    /// Stops accepting at once; connections finish their requests in the background.
-    /// The returned handle ends when they have (or the grace period ran out).
+    /// A new descriptor of the listening socket (for another process to accept on).
+    pub(crate) fn socket_copy(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd;
+        self.socket.as_fd().try_clone_to_owned()
+    }
+
+    /// Stops accepting at once (this process's descriptors of the socket close; a copy
+    /// handed to another process keeps it open there); connections finish their
+    /// requests in the background. The returned handle ends when they have (or the grace
+    /// period ran out).
     pub(crate) fn close(self) -> JoinHandle<()> {
         let _ = self.stop.send(true);
         self.task
@@ -74,7 +106,7 @@ impl RunningListener {
 }
 
 async fn accept_loop(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     shared: Arc<ListenerShared>,
     mut stop: watch::Receiver<bool>,
 ) {

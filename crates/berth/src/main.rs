@@ -224,9 +224,9 @@ enum Command {
         command: ImageCommand,
     },
     /// The node's data plane (load balancer and mesh listeners, health checks), started
-    /// by `berth server` and outliving it.
-    #[command(hide = true)]
-    Dataplane(dataplane::process::DataPlaneArgs),
+    /// by `berth server` and outliving it; `berth dataplane upgrade` replaces it by one of
+    /// the current executable without refusing a connection.
+    Dataplane(dataplane::command::DataPlaneCommand),
     /// Supervises one task process (used by the process runtime).
     #[command(hide = true)]
     Shim {
@@ -335,7 +335,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => server::run(args).await,
         Command::Agent(args) => agent_command::run(args).await,
-        Command::Dataplane(args) => dataplane::process::run(args).await,
+        Command::Dataplane(args) => dataplane::command::run(args).await,
         Command::Apply { file, dry_run } => client::apply(&c, &file, dry_run, json).await,
         Command::Validate { file } => {
             let stack = client::read_stack(&file)?;

@@ -1,20 +1,26 @@
 //! Finding a data dir's data plane, or starting one: what `berth server` does before
 //! anything else of the node starts.
 //!
-//! A data plane answering on `<data-dir>/dataplane.sock` is used as it is when it was
-//! started with the same options (its listeners, connections and health states are
-//! kept); one started with other options, or too old to serve the discovery DNS
-//! (`dns::missing_from`), is stopped and replaced (its listeners close: the log says
-//! why). One of another berth version is kept: the socket protocol is
-//! tolerant both ways. A pid file or socket left by a data plane that died is stale when
+//! A data plane answering on `<data-dir>/dataplane.sock` is used as it is when it runs
+//! the server's own executable (same fingerprint, [`super::executable`]) with the same
+//! options: its listeners, connections and health states are kept. One running another
+//! executable is upgraded: a data plane of the server's executable takes its listening
+//! sockets (the discovery DNS's among them), configuration and health over
+//! ([`super::handover`]), and no connection is refused ([`upgrade`]; `berth dataplane
+//! upgrade` does the same on demand); when that fails, the log says why and the running
+//! one serves on. One started with other options is replaced the same way; when the new
+//! options' addresses do not allow it (a listener's address taken by the old sockets), it
+//! is stopped and a new one started (its listeners close: the log says why). A data plane
+//! from before protocol 2 serves no DNS and cannot hand over: it is stopped and replaced
+//! (`dns::missing_from`). A pid file or socket left by a data plane that died is stale when
 //! nobody holds `<data-dir>/dataplane.lock`, and is removed. A new data plane is the
-//! same executable, `berth dataplane`, in a process group of its own (so a terminal's
+//! same executable, `berth dataplane run`, in a process group of its own (so a terminal's
 //! SIGINT to the server's group does not reach it, and SIGKILL of the server leaves it
 //! running), logging to `<data-dir>/dataplane.log`, with `BERTH_DATA_DIR` and
 //! `BERTH_DATA_PLANE=1` in its environment.
 //!
-//! What it does not do: hand listening sockets from an old data plane to a new one; a
-//! replaced data plane's listeners close before the new one binds.
+//! What it does not do: move open client connections (they finish in the old data
+//! plane), or upgrade a data plane of another data dir.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -60,18 +66,56 @@ pub async fn start(
 ) -> Result<NodeDataPlane> {
     let paths = DataPlanePaths::of(data_dir);
     let ours = env!("CARGO_PKG_VERSION");
+    let executable = super::executable::fingerprint();
     let identity = match find(&paths).await? {
         Found::Running(identity) => {
             let mut differences = options.differences(&identity.options);
             differences.extend(super::dns::missing_from(&identity));
+            let can_hand_over = identity.protocol >= 2;
             if !differences.is_empty() {
                 tracing::warn!(
                     pid = identity.pid,
-                    "replacing the running data plane: it was started with {}; its listeners close and open again",
+                    "replacing the running data plane: it was started with {}",
                     differences.join(", ")
                 );
-                stop_and_wait(&paths, identity.pid).await?;
-                spawn(data_dir, &paths, options).await?
+                let handed = if can_hand_over {
+                    upgrade(data_dir, &paths, &identity, options)
+                        .await
+                        .map_err(|e| {
+                            tracing::warn!(
+                                error = %format!("{e:#}"),
+                                "the new options do not allow a handover; its listeners close and open again"
+                            )
+                        })
+                        .ok()
+                } else {
+                    None
+                };
+                match handed {
+                    Some(identity) => identity,
+                    None => {
+                        stop_and_wait(&paths, identity.pid).await?;
+                        spawn(data_dir, &paths, options, false).await?
+                    }
+                }
+            } else if can_hand_over && executable.is_some() && identity.executable != executable {
+                tracing::info!(
+                    pid = identity.pid,
+                    data_plane_version = %identity.version,
+                    version = ours,
+                    "upgrading the running data plane: its executable differs from this server's; the new one takes its listening sockets over"
+                );
+                match upgrade(data_dir, &paths, &identity, options).await {
+                    Ok(new) => new,
+                    Err(e) => {
+                        tracing::warn!(
+                            pid = identity.pid,
+                            error = %format!("{e:#}"),
+                            "upgrading the data plane failed; the running one serves on"
+                        );
+                        *identity
+                    }
+                }
             } else {
                 if identity.version != ours {
                     tracing::info!(
@@ -88,7 +132,7 @@ pub async fn start(
                 *identity
             }
         }
-        Found::Nothing => spawn(data_dir, &paths, options).await?,
+        Found::Nothing => spawn(data_dir, &paths, options, false).await?,
     };
     let client = RemoteDataPlane::connect(&paths.socket, registry).await?;
     Ok(NodeDataPlane {
@@ -183,11 +227,62 @@ pub async fn stop_and_wait(paths: &DataPlanePaths, pid: u32) -> Result<()> {
     wait_for_exit(paths, Some(pid as i32)).await
 }
 
-/// Starts `berth dataplane` for `data_dir` and waits until it answers.
+/// Replaces the data plane `old` answering on `paths` by one of this executable started
+/// with `options`, which takes its listening sockets, configuration and health over.
+/// Returns once the new one answers on the socket and the old one exited (or, still
+/// draining long connections, after [`STOP_PATIENCE`]). On failure the old one serves
+/// on.
+pub async fn upgrade(
+    data_dir: &Path,
+    paths: &DataPlanePaths,
+    old: &Identity,
+    options: &DataPlaneOptions,
+) -> Result<Identity> {
+    if old.protocol < 2 {
+        bail!(
+            "the running data plane (pid {}, berth {}) cannot hand its sockets over; stop the server, stop it (kill {}) and start the server again",
+            old.pid,
+            old.version,
+            old.pid
+        );
+    }
+    let new = spawn(data_dir, paths, options, true).await?;
+    let started = Instant::now();
+    while process_runs(old.pid) && started.elapsed() < STOP_PATIENCE {
+        tokio::time::sleep(POLL).await;
+    }
+    if process_runs(old.pid) {
+        tracing::warn!(
+            pid = old.pid,
+            "the old data plane is still draining connections"
+        );
+    }
+    tracing::info!(
+        old_pid = old.pid,
+        new_pid = new.pid,
+        "data plane upgraded: the new one serves the same listening sockets"
+    );
+    Ok(new)
+}
+
+/// Whether `pid` names a process that has not exited (a zombie has).
+fn process_runs(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Starts `berth dataplane` for `data_dir` (with `--take-over` when `take_over`) and
+/// waits until it answers.
 async fn spawn(
     data_dir: &Path,
     paths: &DataPlanePaths,
     options: &DataPlaneOptions,
+    take_over: bool,
 ) -> Result<Identity> {
     let exe = std::env::current_exe().context("locating the berth executable")?;
     let log = std::fs::OpenOptions::new()
@@ -196,10 +291,11 @@ async fn spawn(
         .open(&paths.log)
         .with_context(|| format!("opening {}", paths.log.display()))?;
     let mut child = Command::new(&exe)
-        .arg("dataplane")
+        .args(["dataplane", "run"])
         .arg("--data-dir")
         .arg(data_dir)
         .args(options.to_args())
+        .args(take_over.then_some("--take-over"))
         .env("BERTH_DATA_DIR", data_dir)
         .env(DATA_PLANE_ENV, "1")
         .stdin(Stdio::null())

@@ -4,12 +4,17 @@
 //! records while `berth server` is stopped, restarted, killed or replaced by a new
 //! binary.
 //!
+//! - `command`: `berth dataplane`'s command line (the process, or `upgrade`).
 //! - `process`: `berth dataplane` itself, answering on `<data-dir>/dataplane.sock`.
 //! - `protocol`: what crosses the socket (JSON over HTTP/1.1), and the socket client.
 //! - `client`: the server's side, [`client::RemoteDataPlane`], control's `DataPlane`
 //!   served by that process.
-//! - `launch`: finding the data plane of a data dir, or starting one (and replacing one
-//!   started with other options).
+//! - `launch`: finding the data plane of a data dir, or starting one (and upgrading one
+//!   of another executable, or started with other options).
+//! - `handover`: what crosses from a running data plane to the one taking over: the
+//!   listening sockets (SCM_RIGHTS), the configuration and the target health;
+//!   `upgrade`: both processes' sides of it; `executable`: the fingerprint telling
+//!   whether a data plane runs the server's own binary.
 //! - `metric_families`: the proxy's metric families carried over the socket and
 //!   collected into the server's registry (the DNS server's `berth_dns_*` among them).
 //! - `dns`: the node's discovery DNS, served by the data plane from the last records
@@ -23,10 +28,14 @@
 pub mod client;
 pub mod discovery_client;
 pub mod dns;
+pub mod command;
+pub mod executable;
+pub mod handover;
 pub mod launch;
 pub mod metric_families;
 pub mod process;
 pub mod protocol;
+pub mod upgrade;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};

@@ -10,6 +10,10 @@
 //! in-flight requests finish (bounded, as `Proxy::shutdown` does), removes its pid file
 //! and socket, and exits. SIGHUP is ignored: a closed terminal does not stop it.
 //!
+//! Started with `--take-over` while another data plane holds the lock, it takes that one's
+//! listening sockets, configuration and health over instead ([`super::upgrade`]); a
+//! data plane asked to hand over (`POST /v1/handover`) stops once the new one serves.
+//!
 //! What it does not do: decide what to serve (the server applies configurations), or
 //! watch the server: it serves its last configuration for as long as it runs.
 
@@ -31,6 +35,7 @@ use berth_model::dataplane::ProxyConfig;
 use berth_proxy::{Proxy, ProxyOptions};
 use tokio::sync::watch;
 
+use super::handover::{HandedOver, HandoverRequest};
 use super::metric_families::from_prometheus;
 use super::protocol::{Applied, ErrorBody, Identity, Statuses, PROTOCOL_VERSION};
 use super::{DataPlaneOptions, DataPlanePaths};
@@ -49,6 +54,10 @@ pub struct DataPlaneArgs {
     pub data_dir: PathBuf,
     #[command(flatten)]
     pub options: DataPlaneOptions,
+    /// When a data plane already runs for the data dir: take its listening sockets,
+    /// configuration and health over (it stops once this one serves).
+    #[arg(long, hide = true)]
+    pub take_over: bool,
 }
 
 /// An exclusive `flock` on a data dir's lock file, held while the file stays open.
@@ -74,6 +83,19 @@ impl DataPlaneLock {
             Err(e) => Err(e).with_context(|| format!("locking {}", path.display())),
         }
     }
+
+    /// The lock as another data plane handed it over: its open lock file, whose flock
+    /// is shared with that process until it closes its own.
+    pub fn from_descriptor(fd: std::os::fd::OwnedFd) -> DataPlaneLock {
+        DataPlaneLock {
+            _file: std::fs::File::from(fd),
+        }
+    }
+
+    /// Another descriptor of the open lock file (holding the same flock).
+    pub fn descriptor(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        self._file.as_fd().try_clone_to_owned()
+    }
 }
 
 struct Shared {
@@ -81,6 +103,13 @@ struct Shared {
     registry: prometheus::Registry,
     identity: Identity,
     stop: watch::Sender<bool>,
+    /// The last configuration applied; held while one applies or a handover runs.
+    last_config: tokio::sync::Mutex<Option<ProxyConfig>>,
+    /// Where this data plane answers, and a descriptor of its lock (a handover sends it);
+    /// `None` in tests serving a bare socket.
+    handover: Option<(DataPlanePaths, std::os::fd::OwnedFd)>,
+    /// Set once this data plane handed over: the new one's pid.
+    handed_to: std::sync::Mutex<Option<u32>>,
 }
 
 /// Runs the data plane until it is told to stop.
@@ -88,40 +117,55 @@ pub async fn run(args: DataPlaneArgs) -> Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let paths = DataPlanePaths::of(&args.data_dir);
-    let Some(_lock) = DataPlaneLock::try_take(&paths.lock)? else {
-        let pid = std::fs::read_to_string(&paths.pid).unwrap_or_default();
-        bail!(
-            "a data plane already runs for {} (pid {})",
-            args.data_dir.display(),
-            pid.trim()
-        );
-    };
     let registry = prometheus::Registry::new();
     let proxy = Proxy::new(ProxyOptions {
         bind_ip: args.options.listen_ip,
         mesh_ips: args.options.mesh_ips.clone(),
         registry: registry.clone(),
     });
-    let inbound = args.options.mesh_inbound_addr;
-    let mesh_inbound = proxy.bind_mesh_inbound(inbound).await.with_context(|| {
-        format!("binding the mesh inbound listener (--mesh-inbound-addr {inbound})")
-    })?;
+    let (lock, mesh_inbound, config, taken) = match DataPlaneLock::try_take(&paths.lock)? {
+        Some(lock) => {
+            let inbound = args.options.mesh_inbound_addr;
+            let mesh_inbound = proxy.bind_mesh_inbound(inbound).await.with_context(|| {
+                format!("binding the mesh inbound listener (--mesh-inbound-addr {inbound})")
+            })?;
+            (lock, mesh_inbound, None, None)
+        }
+        None if args.take_over => {
+            let mut taken = super::upgrade::take(&paths, &proxy, &args.options)
+                .await
+                .context("taking over from the running data plane")?;
+            let lock = taken.lock.take().context("the handover carried no lock")?;
+            (lock, taken.mesh_inbound, taken.config.take(), Some(taken))
+        }
+        None => {
+            let pid = std::fs::read_to_string(&paths.pid).unwrap_or_default();
+            bail!(
+                "a data plane already runs for {} (pid {})",
+                args.data_dir.display(),
+                pid.trim()
+            );
+        }
+    };
     let (dns, dns_addrs) = super::dns::serve(&args.options, &registry).await?;
-    let _ = std::fs::remove_file(&paths.socket);
-    let socket = tokio::net::UnixListener::bind(&paths.socket)
-        .with_context(|| format!("binding {}", paths.socket.display()))?;
-    std::fs::set_permissions(&paths.socket, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("restricting {}", paths.socket.display()))?;
+    let socket = bind_socket(&paths)?;
     let pid = std::process::id();
-    std::fs::write(&paths.pid, pid.to_string())
-        .with_context(|| format!("writing {}", paths.pid.display()))?;
+    write_pid(&paths)?;
     tracing::info!(
         pid,
         socket = %paths.socket.display(),
         mesh_inbound = %mesh_inbound,
         "data plane serving"
     );
-    let (stop, mut stopped) = watch::channel(false);
+    if let Some(taken) = taken {
+        tracing::info!(
+            old_pid = taken.from_pid,
+            inherited_health = taken.inherited_health,
+            "took over from the old data plane"
+        );
+        taken.confirm().await;
+    }
+    let stop = watch::Sender::new(false);
     let shared = Arc::new(Shared {
         data_plane: ProxyDataPlane {
             proxy: proxy.clone(),
@@ -134,26 +178,140 @@ pub async fn run(args: DataPlaneArgs) -> Result<()> {
             options: args.options.clone(),
             mesh_inbound,
             dns_addrs,
+            executable: super::executable::fingerprint(),
         },
         stop: stop.clone(),
+        last_config: tokio::sync::Mutex::new(config),
+        handover: Some((paths.clone(), lock.descriptor()?)),
+        handed_to: std::sync::Mutex::new(None),
     });
-    let routes = router(shared).merge(super::dns::routes(dns.clone()));
-    let serving = tokio::spawn(async move {
-        axum::serve(socket, routes)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let serving = tokio::spawn(serve_socket(socket, shared.clone(), dns.clone()));
     let why = wait_for_stop(stop.subscribe()).await;
+    let why = match *shared.handed_to.lock().expect("handed_to lock") {
+        Some(new_pid) => format!("handed over to pid {new_pid}"),
+        None => why.to_string(),
+    };
     tracing::info!("data plane stopping ({why}): closing listeners, draining connections");
     let _ = stop.send(true);
     proxy.shutdown().await;
     dns.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), serving).await;
     remove_if_ours(&paths, pid);
+    drop(lock);
     tracing::info!("data plane stopped");
     Ok(())
+}
+
+/// Serves the control socket until the data plane stops.
+async fn serve_socket(
+    socket: tokio::net::UnixListener,
+    shared: Arc<Shared>,
+    dns: Arc<berth_dns::DnsServer>,
+) {
+    let mut stopped = shared.stop.subscribe();
+    let routes = router(shared).merge(super::dns::routes(dns));
+    let served = axum::serve(socket, routes)
+        .with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
+        .await;
+    if let Err(e) = served {
+        tracing::warn!(error = %e, "serving the data plane socket");
+    }
+}
+
+/// Binds the control socket beside its path and renames it over the path, so the path
+/// always reaches a data plane: the one before until the rename, this one after.
+fn bind_socket(paths: &DataPlanePaths) -> Result<tokio::net::UnixListener> {
+    let pid = std::process::id();
+    let beside = paths.socket.with_extension(format!("sock.{pid}"));
+    let _ = std::fs::remove_file(&beside);
+    let socket = tokio::net::UnixListener::bind(&beside)
+        .with_context(|| format!("binding {}", beside.display()))?;
+    std::fs::set_permissions(&beside, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restricting {}", beside.display()))?;
+    std::fs::rename(&beside, &paths.socket)
+        .with_context(|| format!("moving {} to {}", beside.display(), paths.socket.display()))?;
+    Ok(socket)
+}
+
+/// Writes this process's pid to the pid file (beside it, then renamed over it).
+fn write_pid(paths: &DataPlanePaths) -> Result<()> {
+    let pid = std::process::id();
+    let beside = paths.pid.with_extension(format!("pid.{pid}"));
+    std::fs::write(&beside, pid.to_string())
+        .with_context(|| format!("writing {}", beside.display()))?;
+    std::fs::rename(&beside, &paths.pid).with_context(|| format!("writing {}", paths.pid.display()))
+}
+
+/// `POST /v1/handover`: hands this data plane over to the process listening on the
+/// body's socket, then stops. Configurations wait until the handover ends.
+async fn handover(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    let fail =
+        |status: StatusCode, error: String| (status, Json(ErrorBody { error })).into_response();
+    let request: HandoverRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                format!("the handover request does not parse: {e}"),
+            )
+        }
+    };
+    let Some((paths, lock)) = &s.handover else {
+        return fail(
+            StatusCode::CONFLICT,
+            "this data plane cannot hand over".into(),
+        );
+    };
+    let config = s.last_config.lock().await;
+    if s.handed_to.lock().expect("handed_to lock").is_some() || *s.stop.borrow() {
+        return fail(StatusCode::CONFLICT, "this data plane is stopping".into());
+    }
+    let old_pid = std::process::id();
+    tracing::info!(new_pid = request.pid, "handing the data plane over");
+    match super::upgrade::give(&s.data_plane.proxy, config.clone(), lock, &request).await {
+        Ok(new_pid) => {
+            *s.handed_to.lock().expect("handed_to lock") = Some(new_pid);
+            let _ = s.stop.send(true);
+            Json(HandedOver { old_pid, new_pid }).into_response()
+        }
+        Err(e) => {
+            tracing::warn!(new_pid = request.pid, error = %format!("{e:#}"), "the handover failed; serving on");
+            if request.pid != old_pid {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(request.pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            take_back(paths, &s).await;
+            fail(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the handover failed: {e:#}"),
+            )
+        }
+    }
+}
+
+/// After a failed handover: the socket path and the pid file are this process's again
+/// (the new process may have moved them before it failed).
+async fn take_back(paths: &DataPlanePaths, s: &Arc<Shared>) {
+    let ours = super::protocol::identity(&paths.socket, Duration::from_secs(2))
+        .await
+        .is_ok_and(|i| i.pid == std::process::id());
+    if !ours {
+        match bind_socket(paths) {
+            Ok(socket) => {
+                tokio::spawn(serve_socket(socket, s.clone()));
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "taking the data plane socket back")
+            }
+        }
+    }
+    if let Err(e) = write_pid(paths) {
+        tracing::error!(error = %format!("{e:#}"), "taking the pid file back");
+    }
 }
 
 /// Waits for SIGTERM, SIGINT or a stop request; SIGHUP is caught and ignored.
@@ -188,6 +346,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/statuses", get(statuses))
         .route("/v1/metrics", get(metrics))
         .route("/v1/stop", post(stop))
+        .route("/v1/handover", post(handover))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(shared)
 }
@@ -219,7 +378,22 @@ async fn apply(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Respons
                 .into_response()
         }
     };
-    match s.data_plane.apply(config).await {
+    let mut last = s.last_config.lock().await;
+    if let Some(new_pid) = *s.handed_to.lock().expect("handed_to lock") {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(ErrorBody {
+                error: format!("this data plane handed over to pid {new_pid}"),
+            }),
+        )
+            .into_response();
+    }
+    let applied = s.data_plane.apply(config.clone()).await;
+    if applied.is_ok() {
+        *last = Some(config);
+    }
+    drop(last);
+    match applied {
         Ok(bound) => Json(Applied {
             bound,
             statuses: Some(current(&s)),
@@ -303,8 +477,12 @@ pub(crate) mod tests_support {
                 },
                 mesh_inbound: "127.0.0.1:1".parse().unwrap(),
                 dns_addrs: Vec::new(),
+                executable: None,
             },
             stop: stop.clone(),
+            last_config: tokio::sync::Mutex::new(None),
+            handover: None,
+            handed_to: std::sync::Mutex::new(None),
         });
         tokio::spawn(async move {
             axum::serve(socket, router(shared))

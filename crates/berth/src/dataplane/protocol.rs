@@ -13,6 +13,10 @@
 //! - `PUT /v1/discovery-records` with `DiscoveryRecords` → 204 once they answer, 400 on
 //!   a body that does not parse (from protocol 2: [`super::dns`])
 //! - `POST /v1/stop` → 202; the process stops accepting, drains and exits
+//! - `POST /v1/handover` with a `HandoverRequest` → 200 `HandedOver` once the process
+//!   listening on the request's socket serves this data plane's listeners (see
+//!   [`super::handover`]); this one then drains and exits. 500 when the handover
+//!   failed (this one serves on), 409 while it is stopping. Protocol 2 and later.
 //!
 //! Versioning: [`PROTOCOL_VERSION`] is reported in the identity; fields added later get
 //! serde defaults and unknown fields are ignored, so a server and a data plane of
@@ -37,7 +41,8 @@ use serde::{Deserialize, Serialize};
 use super::DataPlaneOptions;
 
 /// The socket protocol's version; a data plane answers every version up to its own.
-/// 2: the discovery DNS ([`super::dns::DNS_PROTOCOL`]).
+/// 2: the discovery DNS ([`super::dns::DNS_PROTOCOL`]) and the handover
+/// (`POST /v1/handover`).
 pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Who answers on the socket.
@@ -56,6 +61,10 @@ pub struct Identity {
     /// protocol 2, or when none could be bound).
     #[serde(default)]
     pub dns_addrs: Vec<SocketAddr>,
+    /// The fingerprint of the data plane's executable ([`super::executable`]); absent
+    /// from data planes before protocol 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executable: Option<String>,
 }
 
 /// The answer to an applied configuration.
@@ -185,6 +194,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(identity.protocol, 0);
+        assert_eq!(identity.executable, None);
         assert!(identity.options.mesh_ips.is_empty());
         assert!(identity.dns_addrs.is_empty());
         assert_eq!(
