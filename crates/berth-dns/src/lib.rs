@@ -48,7 +48,7 @@ use std::path::PathBuf;
 
 pub use berth_model::discovery::DiscoveryRecords;
 pub use options::{DnsOptions, Fallback};
-pub use server::DnsServer;
+pub use server::{DnsServer, DnsSockets};
 
 /// What can go wrong running a DNS server.
 #[derive(Debug, thiserror::Error)]

@@ -3,6 +3,7 @@
 //! It does not answer queries itself (the `handler` module does).
 
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -35,6 +36,33 @@ pub struct DnsServer {
     shutdown: watch::Sender<bool>,
     /// Taken only by bind and shutdown, never by a query.
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Copies of the served sockets, for [`sockets`](DnsServer::sockets); emptied by
+    /// shutdown.
+    copies: Mutex<Vec<DnsSockets>>,
+}
+
+/// One served address's UDP socket and TCP listener, as another process can take them
+/// over (their descriptors passed over a unix socket) and serve them with
+/// [`DnsServer::serve_sockets`]: datagrams and connections queued meanwhile are kept.
+#[derive(Debug)]
+pub struct DnsSockets {
+    pub udp: std::net::UdpSocket,
+    pub tcp: std::net::TcpListener,
+}
+
+impl DnsSockets {
+    /// The address served (the UDP socket's; the TCP listener's is the same).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.udp.local_addr()
+    }
+
+    /// New descriptors of the same sockets.
+    pub fn try_clone(&self) -> std::io::Result<DnsSockets> {
+        Ok(DnsSockets {
+            udp: self.udp.try_clone()?,
+            tcp: self.tcp.try_clone()?,
+        })
+    }
 }
 
 impl DnsServer {
@@ -54,6 +82,7 @@ impl DnsServer {
             serial: AtomicU32::new(1),
             shutdown: watch::Sender::new(false),
             tasks: Mutex::new(Vec::new()),
+            copies: Mutex::new(Vec::new()),
         })
     }
 
@@ -73,11 +102,78 @@ impl DnsServer {
             return Err(DnsError::ShutDown);
         }
         let (udp, tcp) = bind_udp_and_tcp(addr).await?;
+        self.serve(addr, udp, tcp)
+    }
+
+    /// Serves sockets bound elsewhere (another process's, handed over) until shutdown,
+    /// and returns their address.
+    pub fn serve_sockets(&self, sockets: DnsSockets) -> Result<SocketAddr, DnsError> {
+        if *self.shutdown.borrow() {
+            return Err(DnsError::ShutDown);
+        }
+        let addr = sockets.local_addr().map_err(|source| DnsError::Bind {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            protocol: "udp",
+            source,
+        })?;
+        let udp_error = |source| DnsError::Bind {
+            addr,
+            protocol: "udp",
+            source,
+        };
+        let tcp_error = |source| DnsError::Bind {
+            addr,
+            protocol: "tcp",
+            source,
+        };
+        sockets.udp.set_nonblocking(true).map_err(udp_error)?;
+        sockets.tcp.set_nonblocking(true).map_err(tcp_error)?;
+        let udp = UdpSocket::from_std(sockets.udp).map_err(udp_error)?;
+        let tcp = TcpListener::from_std(sockets.tcp).map_err(tcp_error)?;
+        self.serve(addr, udp, tcp)
+    }
+
+    /// New descriptors of every address's sockets served, to hand to another process.
+    pub fn sockets(&self) -> std::io::Result<Vec<DnsSockets>> {
+        self.copies
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .map(DnsSockets::try_clone)
+            .collect()
+    }
+
+    fn serve(
+        &self,
+        addr: SocketAddr,
+        udp: UdpSocket,
+        tcp: TcpListener,
+    ) -> Result<SocketAddr, DnsError> {
         let bound = udp.local_addr().map_err(|source| DnsError::Bind {
             addr,
             protocol: "udp",
             source,
         })?;
+        let copy = udp
+            .as_fd()
+            .try_clone_to_owned()
+            .map(std::net::UdpSocket::from)
+            .and_then(|udp| {
+                let tcp = tcp.as_fd().try_clone_to_owned()?;
+                Ok(DnsSockets {
+                    udp,
+                    tcp: std::net::TcpListener::from(tcp),
+                })
+            })
+            .map_err(|source| DnsError::Bind {
+                addr,
+                protocol: "udp",
+                source,
+            })?;
+        self.copies
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(copy);
         let mut server = ServerFuture::new(QueryHandler {
             shared: self.shared.clone(),
             local_ip: bound.ip(),
@@ -120,6 +216,10 @@ impl DnsServer {
     /// (in-flight queries are dropped). Later binds fail with [`DnsError::ShutDown`].
     pub async fn shutdown(&self) {
         self.shutdown.send_replace(true);
+        self.copies
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
         let tasks = std::mem::take(
             &mut *self
                 .tasks

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use berth_dns::{DnsOptions, DnsServer, Fallback};
+use berth_dns::{DnsOptions, DnsServer, DnsSockets, Fallback};
 
 /// The port Docker's containers send DNS queries to (a container's resolver is an
 /// address only).
@@ -83,6 +83,18 @@ pub async fn start_dns(
     fallback: &str,
     registry: &prometheus::Registry,
 ) -> Result<(Arc<DnsServer>, Vec<SocketAddr>)> {
+    start_dns_with(addrs, fallback, registry, Vec::new()).await
+}
+
+/// [`start_dns`], serving an address on sockets `handed` over by another process when
+/// one of them fits it (same IP, and the same port unless the address asks for port 0)
+/// instead of binding it; handed sockets that fit no address are closed.
+pub async fn start_dns_with(
+    addrs: &NodeAddresses,
+    fallback: &str,
+    registry: &prometheus::Registry,
+    mut handed: Vec<DnsSockets>,
+) -> Result<(Arc<DnsServer>, Vec<SocketAddr>)> {
     let fallback = match fallback {
         "refuse" => Fallback::Refuse,
         _ => Fallback::from_resolv_conf(Path::new("/etc/resolv.conf"))
@@ -103,6 +115,18 @@ pub async fn start_dns(
     let server = DnsServer::new(options, registry);
     let mut bound = Vec::new();
     for (addr, required) in &addrs.dns {
+        let fits = |s: &DnsSockets| {
+            s.local_addr()
+                .is_ok_and(|a| a.ip() == addr.ip() && (addr.port() == 0 || a.port() == addr.port()))
+        };
+        if let Some(i) = handed.iter().position(fits) {
+            let served = server
+                .serve_sockets(handed.swap_remove(i))
+                .with_context(|| format!("serving the handed DNS sockets of {addr}"))?;
+            tracing::info!(addr = %served, "discovery DNS listening (sockets handed over)");
+            bound.push(served);
+            continue;
+        }
         match server.bind(*addr).await {
             Ok(a) => {
                 tracing::info!(addr = %a, "discovery DNS listening");

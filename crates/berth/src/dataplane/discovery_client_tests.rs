@@ -31,7 +31,7 @@ async fn wait_for_answer(server: std::net::SocketAddr, name: &str, want: Vec<Ipv
 async fn published_records_reach_the_data_plane() {
     let dir = tempfile::tempdir().unwrap();
     let registry = prometheus::Registry::new();
-    let (dns, bound) = serve(&loopback_options(&["127.0.0.1:0"]), &registry)
+    let (dns, bound) = serve(&loopback_options(&["127.0.0.1:0"]), &registry, Vec::new())
         .await
         .unwrap();
     let _stop = serve_routes(dir.path(), dns.clone());
@@ -42,14 +42,14 @@ async fn published_records_reach_the_data_plane() {
     let second = Ipv4Addr::new(10, 0, 0, 2);
     client.publish(records(second));
     wait_for_answer(bound[0], "orders.internal", vec![second]).await;
-    dns.shutdown().await;
+    dns.server.shutdown().await;
 }
 
 #[tokio::test]
 async fn the_latest_records_reach_a_data_plane_that_answers_late() {
     let dir = tempfile::tempdir().unwrap();
     let registry = prometheus::Registry::new();
-    let (dns, bound) = serve(&loopback_options(&["127.0.0.1:0"]), &registry)
+    let (dns, bound) = serve(&loopback_options(&["127.0.0.1:0"]), &registry, Vec::new())
         .await
         .unwrap();
     // Nothing answers on the socket yet: both sets wait, the newer replacing the older.
@@ -67,5 +67,5 @@ async fn the_latest_records_reach_a_data_plane_that_answers_late() {
         vec![Ipv4Addr::new(10, 0, 0, 2)],
     )
     .await;
-    dns.shutdown().await;
+    dns.server.shutdown().await;
 }

@@ -10,9 +10,12 @@
 //! replaces it ([`missing_from`] names why), as it replaces one started with other
 //! options.
 //!
+//! A handover to a new data plane ([`super::upgrade`]) passes the DNS sockets and the
+//! last records on ([`NodeDns::last_records`]), so names answer throughout.
+//!
 //! What it does not do: build the records (the control plane does, and the server sends
 //! them: `super::discovery_client`), or keep them across a restart of the data plane
-//! itself: a new data plane answers nothing until the server publishes again.
+//! itself: a data plane started anew answers nothing until the server publishes again.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -23,13 +26,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::put;
 use axum::{Json, Router};
-use berth_dns::DnsServer;
+use berth_dns::{DnsServer, DnsSockets};
 use berth_model::discovery::DiscoveryRecords;
 use serde::{Deserialize, Serialize};
 
 use super::protocol::{ErrorBody, Identity};
 use super::DataPlaneOptions;
-use crate::node_discovery::{start_dns, NodeAddresses};
+use crate::node_discovery::{start_dns_with, NodeAddresses};
 
 /// The first socket protocol version whose data plane serves the discovery DNS (and
 /// answers `PUT /v1/discovery-records`).
@@ -139,20 +142,48 @@ pub fn addresses(options: &DataPlaneOptions) -> Result<NodeAddresses> {
     NodeAddresses::new(&options.dns.listen, &options.mesh_ips, options.dns.gateway)
 }
 
-/// Starts the DNS server `options` ask for, its metrics in `registry`; returns it with
-/// the addresses it serves on. It answers nothing until records are published.
+/// The node's DNS server in the data plane, with the last records it was given (a
+/// handover passes them on, with the sockets, so names answer throughout).
+pub struct NodeDns {
+    pub server: Arc<DnsServer>,
+    last: std::sync::Mutex<Option<DiscoveryRecords>>,
+}
+
+impl NodeDns {
+    /// Answers `records` from now on.
+    pub fn publish(&self, records: DiscoveryRecords) {
+        *self.last.lock().expect("records lock") = Some(records.clone());
+        self.server.publish(records);
+    }
+
+    /// The records answered, if any were published.
+    pub fn last_records(&self) -> Option<DiscoveryRecords> {
+        self.last.lock().expect("records lock").clone()
+    }
+}
+
+/// Starts the DNS server `options` ask for, its metrics in `registry`, on the sockets
+/// `handed` over where they fit (see `start_dns_with`) and on sockets of its own
+/// elsewhere; returns it with the addresses it serves on. It answers nothing until
+/// records are published.
 pub async fn serve(
     options: &DataPlaneOptions,
     registry: &prometheus::Registry,
-) -> Result<(Arc<DnsServer>, Vec<SocketAddr>)> {
+    handed: Vec<DnsSockets>,
+) -> Result<(Arc<NodeDns>, Vec<SocketAddr>)> {
     let mut addrs = addresses(options)?;
     // The client aliases answer with the mesh addresses the data plane was given.
     addrs.mesh_ips = options.mesh_ips.clone();
-    start_dns(&addrs, &options.dns.fallback, registry).await
+    let (server, bound) = start_dns_with(&addrs, &options.dns.fallback, registry, handed).await?;
+    let dns = NodeDns {
+        server,
+        last: std::sync::Mutex::new(None),
+    };
+    Ok((Arc::new(dns), bound))
 }
 
 /// The records route, answering from `dns`.
-pub fn routes(dns: Arc<DnsServer>) -> Router {
+pub fn routes(dns: Arc<NodeDns>) -> Router {
     Router::new()
         .route(RECORDS_ROUTE, put(publish))
         .layer(DefaultBodyLimit::max(RECORDS_LIMIT))
@@ -161,7 +192,7 @@ pub fn routes(dns: Arc<DnsServer>) -> Router {
 
 /// `PUT /v1/discovery-records`: 204 once the records answer, 400 on a body that does
 /// not parse (the previous records keep answering).
-async fn publish(State(dns): State<Arc<DnsServer>>, body: axum::body::Bytes) -> Response {
+async fn publish(State(dns): State<Arc<NodeDns>>, body: axum::body::Bytes) -> Response {
     match serde_json::from_slice::<DiscoveryRecords>(&body) {
         Ok(records) => {
             dns.publish(records);

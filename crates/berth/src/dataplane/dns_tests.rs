@@ -49,7 +49,7 @@ pub(crate) fn records(ip: Ipv4Addr) -> DiscoveryRecords {
 }
 
 /// Serves `routes(dns)` on `<dir>/dataplane.sock` until the returned sender turns true.
-pub(crate) fn serve_routes(dir: &Path, dns: Arc<DnsServer>) -> tokio::sync::watch::Sender<bool> {
+pub(crate) fn serve_routes(dir: &Path, dns: Arc<NodeDns>) -> tokio::sync::watch::Sender<bool> {
     let socket = tokio::net::UnixListener::bind(dir.join("dataplane.sock")).unwrap();
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -116,7 +116,7 @@ pub(crate) async fn query_a(server: SocketAddr, name: &str) -> Vec<Ipv4Addr> {
 async fn published_records_answer_and_a_body_that_does_not_parse_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let registry = prometheus::Registry::new();
-    let (dns, bound) = serve(&loopback_options(&["127.0.0.1:0"]), &registry)
+    let (dns, bound) = serve(&loopback_options(&["127.0.0.1:0"]), &registry, Vec::new())
         .await
         .unwrap();
     assert_eq!(bound.len(), 1, "{bound:?}");
@@ -167,13 +167,13 @@ async fn published_records_answer_and_a_body_that_does_not_parse_is_refused() {
     let names: Vec<&str> = families.iter().map(|f| f.name.as_str()).collect();
     assert!(names.contains(&"berth_dns_records"), "{names:?}");
     assert!(names.contains(&"berth_dns_queries_total"), "{names:?}");
-    dns.shutdown().await;
+    dns.server.shutdown().await;
 }
 
 #[tokio::test]
 async fn the_addresses_follow_the_rules_and_messages_of_the_server() {
     let registry = prometheus::Registry::new();
-    let e = serve(&loopback_options(&["0.0.0.0:53"]), &registry)
+    let e = serve(&loopback_options(&["0.0.0.0:53"]), &registry, Vec::new())
         .await
         .err()
         .expect("an unspecified address is refused");
@@ -181,7 +181,7 @@ async fn the_addresses_follow_the_rules_and_messages_of_the_server() {
         format!("{e:#}").contains("--dns-listen 0.0.0.0:53: give a specific address"),
         "{e:#}"
     );
-    let e = serve(&loopback_options(&["localhost"]), &registry)
+    let e = serve(&loopback_options(&["localhost"]), &registry, Vec::new())
         .await
         .err()
         .expect("a name is refused");
@@ -189,14 +189,14 @@ async fn the_addresses_follow_the_rules_and_messages_of_the_server() {
         format!("{e:#}").contains("--dns-listen \"localhost\": expected IP:PORT or none"),
         "{e:#}"
     );
-    let (_, bound) = serve(&loopback_options(&["none"]), &registry)
+    let (_, bound) = serve(&loopback_options(&["none"]), &registry, Vec::new())
         .await
         .unwrap();
     assert!(bound.is_empty(), "{bound:?}");
     // An address given explicitly must bind: one taken already stops the data plane.
     let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let e = serve(&loopback_options(&[addr.as_str()]), &registry)
+    let e = serve(&loopback_options(&[addr.as_str()]), &registry, Vec::new())
         .await
         .err()
         .expect("a taken address is an error");
@@ -215,6 +215,7 @@ fn a_data_plane_of_protocol_1_is_missing_the_dns() {
         options: loopback_options(&[]),
         mesh_inbound: "127.0.0.1:1".parse().unwrap(),
         dns_addrs: Vec::new(),
+        executable: None,
     };
     let why = missing_from(&identity(1)).expect("protocol 1 serves no DNS");
     assert_eq!(why, "no discovery DNS (protocol 1, DNS from protocol 2)");

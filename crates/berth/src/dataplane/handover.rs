@@ -67,6 +67,10 @@ pub enum SocketKind {
     MeshInbound,
     /// The open `dataplane.lock` file, whose flock it carries.
     Lock,
+    /// The discovery DNS's UDP socket on `address`.
+    DnsUdp,
+    /// The discovery DNS's TCP listener on `address`.
+    DnsTcp,
 }
 
 /// One descriptor of the handover, in the order they follow the state.
@@ -89,6 +93,9 @@ pub struct HandoverState {
     /// The last configuration applied (none before the first).
     pub config: Option<ProxyConfig>,
     pub statuses: Vec<TargetStatus>,
+    /// The discovery records the DNS answers (none before the first publish).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery_records: Option<berth_model::discovery::DiscoveryRecords>,
 }
 
 /// `POST /v1/handover`'s body: where the new data plane listens for the handover.

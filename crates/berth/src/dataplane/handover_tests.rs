@@ -22,6 +22,7 @@ fn state(sockets: Vec<HandedSocket>) -> HandoverState {
         sockets,
         config: None,
         statuses: Vec::new(),
+        discovery_records: None,
     }
 }
 
@@ -170,7 +171,7 @@ async fn a_new_process_dying_mid_handover_leaves_the_old_one_serving() {
         socket: path,
         pid: 0,
     };
-    let e = give(&old, Some(fixed_config()), &lock, &request)
+    let e = give(&old, None, Some(fixed_config()), &lock, &request)
         .await
         .unwrap_err();
     assert!(format!("{e:#}").contains("before it was ready"), "{e:#}");
@@ -225,7 +226,7 @@ async fn a_completed_handover_moves_the_listener_to_the_new_proxy() {
         socket: path,
         pid: 4242,
     };
-    let new_pid = give(&old, Some(fixed_config()), &lock, &request)
+    let new_pid = give(&old, None, Some(fixed_config()), &lock, &request)
         .await
         .unwrap();
     assert_eq!(new_pid, 4242);
@@ -235,4 +236,82 @@ async fn a_completed_handover_moves_the_listener_to_the_new_proxy() {
         assert!(served(addr).await, "the new proxy serves the port");
     }
     new.shutdown().await;
+}
+
+/// The discovery DNS's sockets and records travel with the listeners: the new side
+/// answers the same names on the same address, before and after the old one stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dns_sockets_and_records_move_to_the_new_process() {
+    use crate::dataplane::dns::tests::{loopback_options, query_a, records};
+    use crate::dataplane::dns::{serve as serve_dns, NodeDns};
+    use std::net::Ipv4Addr;
+
+    let dir = tempfile::tempdir().unwrap();
+    let old = proxy();
+    let (old_dns, bound) = serve_dns(
+        &loopback_options(&["127.0.0.1:0"]),
+        &prometheus::Registry::new(),
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    let dns_addr = bound[0];
+    let ip = Ipv4Addr::new(10, 0, 0, 9);
+    old_dns.publish(records(ip));
+    let lock = std::fs::File::create(dir.path().join("lock")).unwrap();
+    let lock = lock.as_fd().try_clone_to_owned().unwrap();
+    let path = dir.path().join("handover.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let receiving = tokio::spawn(async move {
+        let (mut stream, _) = tokio::task::spawn_blocking(move || listener.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        let (state, fds, mut stream) = tokio::task::spawn_blocking(move || {
+            let (s, f) = receive_state(&mut stream).unwrap();
+            (s, f, stream)
+        })
+        .await
+        .unwrap();
+        let mut udp = None;
+        let mut tcp = None;
+        for (s, fd) in state.sockets.iter().zip(fds) {
+            match s.what {
+                SocketKind::DnsUdp => udp = Some(std::net::UdpSocket::from(fd)),
+                SocketKind::DnsTcp => tcp = Some(std::net::TcpListener::from(fd)),
+                _ => {}
+            }
+        }
+        let handed = vec![berth_dns::DnsSockets {
+            udp: udp.expect("the DNS UDP socket"),
+            tcp: tcp.expect("the DNS TCP listener"),
+        }];
+        let listen = dns_addr.to_string();
+        let (new_dns, bound) = serve_dns(
+            &loopback_options(&[listen.as_str()]),
+            &prometheus::Registry::new(),
+            handed,
+        )
+        .await
+        .unwrap();
+        new_dns.publish(state.discovery_records.expect("the records travel"));
+        send_ready(&mut stream, 4343).unwrap();
+        (new_dns, bound)
+    });
+    let request = HandoverRequest {
+        socket: path,
+        pid: 4343,
+    };
+    let new_pid = give(&old, Some(&old_dns), None, &lock, &request)
+        .await
+        .unwrap();
+    assert_eq!(new_pid, 4343);
+    let (new_dns, new_bound): (Arc<NodeDns>, _) = receiving.await.unwrap();
+    assert_eq!(new_bound, vec![dns_addr], "served on the handed sockets");
+    old_dns.server.shutdown().await;
+    old.shutdown().await;
+    for _ in 0..5 {
+        assert_eq!(query_a(dns_addr, "orders.internal").await, vec![ip]);
+    }
+    new_dns.server.shutdown().await;
 }

@@ -26,9 +26,9 @@
 //! agent's process).
 
 pub mod client;
+pub mod command;
 pub mod discovery_client;
 pub mod dns;
-pub mod command;
 pub mod executable;
 pub mod handover;
 pub mod launch;

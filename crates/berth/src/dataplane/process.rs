@@ -35,6 +35,7 @@ use berth_model::dataplane::ProxyConfig;
 use berth_proxy::{Proxy, ProxyOptions};
 use tokio::sync::watch;
 
+use super::dns::NodeDns;
 use super::handover::{HandedOver, HandoverRequest};
 use super::metric_families::from_prometheus;
 use super::protocol::{Applied, ErrorBody, Identity, Statuses, PROTOCOL_VERSION};
@@ -110,6 +111,8 @@ struct Shared {
     handover: Option<(DataPlanePaths, std::os::fd::OwnedFd)>,
     /// Set once this data plane handed over: the new one's pid.
     handed_to: std::sync::Mutex<Option<u32>>,
+    /// The node's discovery DNS (`None` in tests serving a bare socket).
+    dns: Option<Arc<NodeDns>>,
 }
 
 /// Runs the data plane until it is told to stop.
@@ -123,7 +126,7 @@ pub async fn run(args: DataPlaneArgs) -> Result<()> {
         mesh_ips: args.options.mesh_ips.clone(),
         registry: registry.clone(),
     });
-    let (lock, mesh_inbound, config, taken) = match DataPlaneLock::try_take(&paths.lock)? {
+    let (lock, mesh_inbound, config, mut taken) = match DataPlaneLock::try_take(&paths.lock)? {
         Some(lock) => {
             let inbound = args.options.mesh_inbound_addr;
             let mesh_inbound = proxy.bind_mesh_inbound(inbound).await.with_context(|| {
@@ -147,7 +150,14 @@ pub async fn run(args: DataPlaneArgs) -> Result<()> {
             );
         }
     };
-    let (dns, dns_addrs) = super::dns::serve(&args.options, &registry).await?;
+    let handed_dns = taken
+        .as_mut()
+        .map(|t| std::mem::take(&mut t.dns_sockets))
+        .unwrap_or_default();
+    let (dns, dns_addrs) = super::dns::serve(&args.options, &registry, handed_dns).await?;
+    if let Some(records) = taken.as_mut().and_then(|t| t.discovery_records.take()) {
+        dns.publish(records);
+    }
     let socket = bind_socket(&paths)?;
     let pid = std::process::id();
     write_pid(&paths)?;
@@ -184,8 +194,9 @@ pub async fn run(args: DataPlaneArgs) -> Result<()> {
         last_config: tokio::sync::Mutex::new(config),
         handover: Some((paths.clone(), lock.descriptor()?)),
         handed_to: std::sync::Mutex::new(None),
+        dns: Some(dns.clone()),
     });
-    let serving = tokio::spawn(serve_socket(socket, shared.clone(), dns.clone()));
+    let serving = tokio::spawn(serve_socket(socket, shared.clone()));
     let why = wait_for_stop(stop.subscribe()).await;
     let why = match *shared.handed_to.lock().expect("handed_to lock") {
         Some(new_pid) => format!("handed over to pid {new_pid}"),
@@ -193,8 +204,10 @@ pub async fn run(args: DataPlaneArgs) -> Result<()> {
     };
     tracing::info!("data plane stopping ({why}): closing listeners, draining connections");
     let _ = stop.send(true);
+    // The DNS first: after a handover the new process answers on the same sockets, with
+    // records the server may already have updated there.
+    dns.server.shutdown().await;
     proxy.shutdown().await;
-    dns.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), serving).await;
     remove_if_ours(&paths, pid);
     drop(lock);
@@ -203,13 +216,12 @@ pub async fn run(args: DataPlaneArgs) -> Result<()> {
 }
 
 /// Serves the control socket until the data plane stops.
-async fn serve_socket(
-    socket: tokio::net::UnixListener,
-    shared: Arc<Shared>,
-    dns: Arc<berth_dns::DnsServer>,
-) {
+async fn serve_socket(socket: tokio::net::UnixListener, shared: Arc<Shared>) {
     let mut stopped = shared.stop.subscribe();
-    let routes = router(shared).merge(super::dns::routes(dns));
+    let mut routes = router(shared.clone());
+    if let Some(dns) = shared.dns.clone() {
+        routes = routes.merge(super::dns::routes(dns));
+    }
     let served = axum::serve(socket, routes)
         .with_graceful_shutdown(async move {
             let _ = stopped.wait_for(|s| *s).await;
@@ -270,7 +282,8 @@ async fn handover(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Resp
     }
     let old_pid = std::process::id();
     tracing::info!(new_pid = request.pid, "handing the data plane over");
-    match super::upgrade::give(&s.data_plane.proxy, config.clone(), lock, &request).await {
+    let dns = s.dns.as_deref();
+    match super::upgrade::give(&s.data_plane.proxy, dns, config.clone(), lock, &request).await {
         Ok(new_pid) => {
             *s.handed_to.lock().expect("handed_to lock") = Some(new_pid);
             let _ = s.stop.send(true);
@@ -483,6 +496,7 @@ pub(crate) mod tests_support {
             last_config: tokio::sync::Mutex::new(None),
             handover: None,
             handed_to: std::sync::Mutex::new(None),
+            dns: None,
         });
         tokio::spawn(async move {
             axum::serve(socket, router(shared))

@@ -1,5 +1,6 @@
 //! The two sides of a handover ([`super::handover`]) as the data plane processes run
-//! them: [`give`], the running data plane sending its sockets, configuration and health
+//! them: [`give`], the running data plane sending its sockets (the DNS's too),
+//! configuration, health and DNS records
 //! to the process taking over; [`take`], that process receiving them and serving on
 //! them before it answers `ready` ([`Taken::confirm`]).
 //!
@@ -15,10 +16,13 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
+use berth_dns::DnsSockets;
 use berth_model::dataplane::ProxyConfig;
+use berth_model::discovery::DiscoveryRecords;
 use berth_proxy::{Proxy, SocketRole};
 use hyper::Method;
 
+use super::dns::NodeDns;
 use super::handover::{
     receive_state, send_ready, send_state, wait_ready, HandedOver, HandedSocket, HandoverRequest,
     HandoverState, SocketKind, HANDOVER_PATIENCE,
@@ -33,6 +37,7 @@ use super::{DataPlaneOptions, DataPlanePaths};
 /// caller keeps serving.
 pub async fn give(
     proxy: &Proxy,
+    dns: Option<&NodeDns>,
     config: Option<ProxyConfig>,
     lock: &OwnedFd,
     to: &HandoverRequest,
@@ -55,6 +60,23 @@ pub async fn give(
         });
         fds.push(s.fd);
     }
+    if let Some(dns) = dns {
+        let sockets = dns.server.sockets().context("copying the DNS sockets")?;
+        for s in sockets {
+            let address = Some(s.local_addr()?);
+            for (what, fd) in [
+                (SocketKind::DnsUdp, OwnedFd::from(s.udp)),
+                (SocketKind::DnsTcp, OwnedFd::from(s.tcp)),
+            ] {
+                handed.push(HandedSocket {
+                    what,
+                    key: None,
+                    address,
+                });
+                fds.push(fd);
+            }
+        }
+    }
     handed.push(HandedSocket {
         what: SocketKind::Lock,
         key: None,
@@ -66,6 +88,7 @@ pub async fn give(
         sockets: handed,
         config,
         statuses: proxy.target_statuses(),
+        discovery_records: dns.and_then(NodeDns::last_records),
     };
     let path = to.socket.clone();
     tokio::task::spawn_blocking(move || -> Result<u32> {
@@ -93,6 +116,10 @@ pub struct Taken {
     pub from_pid: u32,
     /// Targets that took the health the old process saw.
     pub inherited_health: usize,
+    /// The discovery DNS's sockets, for the DNS server to serve on.
+    pub dns_sockets: Vec<DnsSockets>,
+    /// The records the old process's DNS answered.
+    pub discovery_records: Option<DiscoveryRecords>,
     stream: UnixStream,
 }
 
@@ -177,6 +204,8 @@ pub async fn take(
     let mut listeners = HashMap::new();
     let mut inbound = None;
     let mut lock = None;
+    let mut dns_udp = HashMap::new();
+    let mut dns_tcp = HashMap::new();
     for (s, fd) in state.sockets.iter().zip(fds) {
         match s.what {
             SocketKind::Listener => {
@@ -185,8 +214,29 @@ pub async fn take(
             }
             SocketKind::MeshInbound => inbound = Some(std::net::TcpListener::from(fd)),
             SocketKind::Lock => lock = Some(DataPlaneLock::from_descriptor(fd)),
+            SocketKind::DnsUdp => {
+                let at = s
+                    .address
+                    .context("a handed DNS socket without its address")?;
+                dns_udp.insert(at, std::net::UdpSocket::from(fd));
+            }
+            SocketKind::DnsTcp => {
+                let at = s
+                    .address
+                    .context("a handed DNS socket without its address")?;
+                dns_tcp.insert(at, std::net::TcpListener::from(fd));
+            }
         }
     }
+    let dns_sockets: Vec<DnsSockets> = dns_udp
+        .into_iter()
+        .filter_map(|(at, udp)| {
+            Some(DnsSockets {
+                udp,
+                tcp: dns_tcp.remove(&at)?,
+            })
+        })
+        .collect();
     let lock = lock.context("the handover carried no lock")?;
     let wanted = options.mesh_inbound_addr;
     let fits = |l: &std::net::TcpListener| {
@@ -221,6 +271,8 @@ pub async fn take(
         config: state.config,
         from_pid: state.from_pid,
         inherited_health,
+        dns_sockets,
+        discovery_records: state.discovery_records,
         stream,
     })
 }
