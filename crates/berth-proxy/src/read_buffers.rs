@@ -10,12 +10,12 @@
 //! ([`crate::splice`]) use it.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The capacity of a pooled buffer.
 pub(crate) const CHUNK: usize = 16 * 1024;
@@ -106,18 +106,9 @@ fn poll_read_into<T: AsyncRead + Unpin + ?Sized>(
     cx: &mut Context<'_>,
     buf: &mut BytesMut,
 ) -> Poll<io::Result<usize>> {
-    let spare = buf.spare_capacity_mut();
-    let mut rb = ReadBuf::uninit(spare);
-    match Pin::new(io).poll_read(cx, &mut rb) {
-        Poll::Ready(Ok(())) => {
-            let n = rb.filled().len();
-            // SAFETY: `poll_read` initialised the first `n` bytes of the spare capacity.
-            unsafe { buf.set_len(buf.len() + n) };
-            Poll::Ready(Ok(n))
-        }
-        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-        Poll::Pending => Poll::Pending,
-    }
+    // `read_buf`'s future holds nothing but its two borrows: polled once, then dropped.
+    let read = std::pin::pin!(io.read_buf(buf));
+    read.poll(cx)
 }
 
 /// Buffers in this thread's pool, for tests.

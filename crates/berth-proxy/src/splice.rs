@@ -56,7 +56,12 @@ struct Direction {
 }
 
 impl Direction {
-    fn poll_copy<R, W>(&mut self, cx: &mut Context<'_>, src: &mut R, dst: &mut W) -> Poll<io::Result<u64>>
+    fn poll_copy<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: &mut R,
+        dst: &mut W,
+    ) -> Poll<io::Result<u64>>
     where
         R: AsyncRead + Unpin + ?Sized,
         W: AsyncWrite + Unpin + ?Sized,
