@@ -119,6 +119,9 @@ pub struct BenchConfig {
     pub tls: Option<(String, String)>,
     /// The target group's health check interval (ALB allows 5–300 s).
     pub health_interval_seconds: u32,
+    /// A network load balancer's TCP listener (bytes forwarded as they are) instead of an
+    /// application load balancer's HTTP one.
+    pub tcp: bool,
 }
 
 impl BenchConfig {
@@ -129,6 +132,7 @@ impl BenchConfig {
             rules: 0,
             tls: None,
             health_interval_seconds: 5,
+            tcp: false,
         }
     }
 }
@@ -145,19 +149,27 @@ pub fn proxy_config(c: &BenchConfig) -> Result<ProxyConfig> {
     let lb_arn = arn::load_balancer("app", LB_NAME);
     let port = c.listen_port as u32;
 
-    let mut group: TargetGroup = serde_json::from_value(json!({
+    let (lb_type, group_protocol, check) = if c.tcp {
+        ("network", "TCP", json!({ "healthCheckProtocol": "TCP" }))
+    } else {
+        ("application", "HTTP", json!({ "healthCheckPath": "/" }))
+    };
+    let mut group = json!({
         "targetGroupName": TG_NAME,
-        "protocol": "HTTP",
+        "protocol": group_protocol,
         "port": c.backend.port(),
         "targetType": "ip",
-        "healthCheckPath": "/",
         "healthCheckIntervalSeconds": c.health_interval_seconds,
         "healthCheckTimeoutSeconds": 2,
         "healthyThresholdCount": 2,
         "unhealthyThresholdCount": 2,
         "attributes": { "deregistration_delay.timeout_seconds": "0" },
-    }))
-    .context("building the target group")?;
+    });
+    if let (Some(g), Some(c)) = (group.as_object_mut(), check.as_object()) {
+        g.extend(c.clone());
+    }
+    let mut group: TargetGroup =
+        serde_json::from_value(group).context("building the target group")?;
     group.target_group_arn = tg_arn.clone();
     group.load_balancer_arns = vec![lb_arn.clone()];
 
@@ -172,6 +184,7 @@ pub fn proxy_config(c: &BenchConfig) -> Result<ProxyConfig> {
         })
         .collect();
     let (protocol, certificates) = match &c.tls {
+        _ if c.tcp => ("TCP", json!([])),
         Some((cert, key)) => (
             "HTTPS",
             json!([{ "certificateFile": cert, "privateKeyFile": key }]),
@@ -180,7 +193,7 @@ pub fn proxy_config(c: &BenchConfig) -> Result<ProxyConfig> {
     };
     let mut lb: LoadBalancer = serde_json::from_value(json!({
         "loadBalancerName": LB_NAME,
-        "type": "application",
+        "type": lb_type,
         "scheme": "internal",
         "listeners": [{
             "port": port,

@@ -39,6 +39,9 @@ struct Args {
     /// Serve HTTPS with this PEM certificate chain and private key.
     #[arg(long, num_args = 2, value_names = ["CERT", "KEY"])]
     tls: Option<Vec<String>>,
+    /// A network load balancer's TCP listener instead of an HTTP one.
+    #[arg(long, conflicts_with = "tls")]
+    tcp: bool,
     /// Health check interval of the target group, in seconds (5–300).
     #[arg(long, default_value_t = 5)]
     health_interval: u32,
@@ -71,6 +74,7 @@ async fn run(args: Args) -> Result<()> {
     let mut cfg = BenchConfig::new(args.listen, args.backend);
     cfg.rules = args.rules;
     cfg.health_interval_seconds = args.health_interval;
+    cfg.tcp = args.tcp;
     cfg.tls = args.tls.map(|v| (v[0].clone(), v[1].clone()));
 
     let proxy = Proxy::new(ProxyOptions {

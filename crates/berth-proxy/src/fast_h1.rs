@@ -39,7 +39,7 @@ use std::time::Duration;
 use berth_model::elb::Protocol;
 use bytes::{Buf, BytesMut};
 use http::{Method, StatusCode};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -55,6 +55,7 @@ use crate::h1_codec::{
 };
 use crate::mesh::hop::UpConn;
 use crate::pool::CONNECT_TIMEOUT;
+use crate::read_buffers;
 use crate::rules::{source_ip, strip_port, CompiledAction, RequestView, ViewHeaders};
 use crate::sticky::{self, Affinity, TG_COOKIE};
 use crate::target::InFlight;
@@ -62,7 +63,9 @@ use crate::target::InFlight;
 mod body_stream;
 mod idle;
 mod prefixed;
-use idle::{read_idle, reserve, write_idle, Expired, Idle, READ_CHUNK};
+#[cfg(test)]
+mod tests;
+use idle::{read_idle, write_idle, Expired, Idle};
 pub(crate) use prefixed::Prefixed;
 
 /// Request headers the fast path parses; a request with more goes to hyper.
@@ -94,11 +97,13 @@ where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let clock = cx.listener.clock.clone();
+    // No buffer yet: each comes from the thread's pool when bytes arrive, and goes back
+    // when the connection waits for its next request.
     let mut c = Conn {
         io,
-        buf: BytesMut::with_capacity(READ_CHUNK),
-        out: Vec::with_capacity(1024),
-        up: BytesMut::with_capacity(READ_CHUNK),
+        buf: BytesMut::new(),
+        out: Vec::new(),
+        up: BytesMut::new(),
         idle: Idle {
             sleep: Box::pin(tokio::time::sleep(idle_timeout)),
             last: clock.now_ms(),
@@ -114,6 +119,9 @@ where
         let mut head_due: Option<Instant> = None;
         let plan = loop {
             if !c.buf.is_empty() {
+                if c.out.capacity() == 0 {
+                    c.out = read_buffers::take_vec();
+                }
                 match prepare(&c.buf, cx, &mut c.out) {
                     Prep::Forward(p) => break p,
                     Prep::Fallback => return Exit::Fallback(Prefixed::new(c.buf, c.io)),
@@ -136,7 +144,8 @@ where
                 c.read_client_or_stop(stop).await
             } else {
                 let due = *head_due.get_or_insert_with(|| Instant::now() + header_timeout);
-                match tokio::time::timeout_at(due, c.read_client()).await {
+                // Boxed: a timer is large, and most heads arrive in one read.
+                match Box::pin(tokio::time::timeout_at(due, c.read_client())).await {
                     // The request did not arrive whole in time, or stopped arriving for
                     // the idle timeout: 408, and the connection ends.
                     Ok(Wait::Idle) | Err(_) => {
@@ -160,11 +169,14 @@ where
             }
         };
         c.buf.advance(plan.len);
-        let keep_open = c.forward(plan, cx, stop).await;
+        // Boxed: forwarding's state is most of the connection's, and a connection
+        // waiting for its next request holds none of it.
+        let keep_open = Box::pin(c.forward(plan, cx, stop)).await;
         if !keep_open {
             let _ = c.io.shutdown().await;
             return Exit::Closed;
         }
+        c.release_buffers();
     }
 }
 
@@ -413,10 +425,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         &mut self,
         stop: &mut watch::Receiver<bool>,
     ) -> Wait<io::Result<usize>> {
-        reserve(&mut self.buf);
+        // The read borrows a buffer only while bytes are there to take.
+        let (io, buf) = (&mut self.io, &mut self.buf);
         let r = tokio::select! {
             biased;
-            r = self.io.read_buf(&mut self.buf) => Wait::Done(r),
+            r = std::future::poll_fn(|cx| read_buffers::poll_read_pooled(io, cx, buf)) => Wait::Done(r),
             _ = Expired(&mut self.idle) => Wait::Idle,
             _ = stop.changed() => Wait::Stop,
         };
@@ -424,6 +437,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             self.idle.touch();
         }
         r
+    }
+
+    /// Gives the buffers back to the thread's pool once a response is out: a connection
+    /// waiting for its next request holds none (the client's buffer stays when it holds
+    /// the start of the next request).
+    fn release_buffers(&mut self) {
+        read_buffers::give_vec(&mut self.out);
+        read_buffers::give(&mut self.up);
+        if self.buf.is_empty() {
+            read_buffers::give(&mut self.buf);
+        }
     }
 
     /// Answers a request that did not arrive in time with 408 and closes the connection.

@@ -42,6 +42,7 @@ use crate::group::GroupRuntime;
 use crate::mesh::MeshGroup;
 use crate::pool::{UpBody, CONNECT_TIMEOUT};
 use crate::rules::{source_ip, strip_port, CompiledAction, RequestView, ViewHeaders};
+use crate::splice::splice;
 use crate::sticky::{self, Affinity, TG_COOKIE};
 
 /// Concurrent streams a client may open on one HTTP/2 connection (ALB: 128).
@@ -615,8 +616,7 @@ fn respond(
             let _in_flight = in_flight;
             let _sender = sender;
             if let (Ok(c), Ok(t)) = (client_upgrade.await, target_upgrade.await) {
-                let _ =
-                    tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(t)).await;
+                let _ = splice(&mut TokioIo::new(c), &mut TokioIo::new(t)).await;
             }
         });
         return Response::from_parts(parts, ProxyBody::empty());

@@ -56,6 +56,8 @@
 //! - `fast_h1`: the HTTP/1.1 fast path (its own codec, one task per connection);
 //!   `hyper_path`: every other HTTP request (HTTP/2, upgrades, streamed bodies, fixed
 //!   responses, redirects); `stream`: NLB listeners, byte streams, proxy protocol v2.
+//! - `splice`: the two-way copy of upgraded and TCP connections; `read_buffers`: the
+//!   per-thread pool of read buffers that quiet connections give back.
 //! - `attempt`: the request engine the three paths share: excluded targets, attempt
 //!   count, retry budget, failure classification.
 //! - `sticky`: stickiness cookies and source-IP affinity; `elb_error`: responses the
@@ -103,8 +105,10 @@ pub mod mesh_tls;
 mod metrics;
 mod notify;
 mod pool;
+mod read_buffers;
 mod retry_budget;
 mod rules;
+mod splice;
 mod sticky;
 mod stream;
 mod target;

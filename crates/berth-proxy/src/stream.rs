@@ -25,6 +25,7 @@ use crate::group::GroupRuntime;
 use crate::hyper_path::IdleIo;
 use crate::pool::CONNECT_TIMEOUT;
 use crate::rules::CompiledAction;
+use crate::splice::splice;
 use crate::sticky::Affinity;
 
 /// The proxy protocol v2 header for a TCP connection from `src` to `dst`.
@@ -116,7 +117,7 @@ pub(crate) async fn forward<C>(
             return;
         }
         let copied = match shared.routes.load().stream_idle_timeout {
-            None => tokio::io::copy_bidirectional(&mut client, &mut upstream).await,
+            None => splice(&mut client, &mut upstream).await,
             Some(idle) => copy_until_idle(&mut client, &mut upstream, idle, &shared.clock).await,
         };
         if let Ok((up, down)) = copied {
@@ -130,7 +131,7 @@ pub(crate) async fn forward<C>(
     }
 }
 
-/// Copies both ways like `copy_bidirectional` until either side ends or no byte moved
+/// Copies both ways ([`splice`]) until either side ends or no byte moved
 /// in either direction for `idle`; returns the bytes read from `a` and from `b`.
 async fn copy_until_idle<A, B>(
     a: &mut A,
@@ -148,7 +149,7 @@ where
     let idle_ms = idle.as_millis() as u64;
     let mut deadline = Instant::now() + idle;
     {
-        let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
+        let copy = splice(&mut a, &mut b);
         tokio::pin!(copy);
         loop {
             tokio::select! {

@@ -411,3 +411,42 @@ async fn a_client_asking_to_close_gets_its_answer_then_the_close() {
     );
     p.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_keep_alive_connection_borrowing_buffers_per_request_keeps_every_byte() {
+    // Between requests the connection gives its buffers back; each request takes them
+    // again. Bodies larger than one buffer, a head in two pieces and a quiet spell
+    // all come through whole on the one connection.
+    let (p, addr, t) = setup(json!({})).await;
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    let mut buf = Vec::new();
+    for round in 0..3u8 {
+        let body: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8 ^ round).collect();
+        let mut req = format!(
+            "POST /big{round} HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(&body);
+        c.write_all(&req).await.unwrap();
+        let (head, echoed) = response_in(&mut c, &mut buf, false).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(
+            echoed.ends_with(&body),
+            "round {round}: the body came back whole"
+        );
+
+        c.write_all(b"GET /split HTTP/1.1\r\nHo").await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        c.write_all(b"st: a\r\n\r\n").await.unwrap();
+        let (head, echoed) = response_in(&mut c, &mut buf, false).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(String::from_utf8_lossy(&echoed).starts_with("GET /split "));
+    }
+    assert_eq!(
+        t.requests.lock().unwrap().len(),
+        6,
+        "every request reached the target"
+    );
+    p.shutdown().await;
+}

@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 
 use crate::clock::Clock;
+use crate::read_buffers;
 
 /// Free space below which a read buffer grows before the next read.
 const MIN_READ_SPACE: usize = 4096;
@@ -91,8 +92,12 @@ pub(super) async fn write_idle<T: AsyncWrite + Unpin>(
     r
 }
 
+/// Makes room for a read: a buffer from the thread's pool when `buf` has none (the
+/// connection gave its buffers back while it waited), more space when little is left.
 pub(super) fn reserve(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() < MIN_READ_SPACE {
+    if buf.capacity() == 0 {
+        *buf = read_buffers::take();
+    } else if buf.capacity() - buf.len() < MIN_READ_SPACE {
         buf.reserve(READ_CHUNK);
     }
 }

@@ -8,6 +8,8 @@ use std::task::{Context, Poll};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::read_buffers;
+
 /// A connection whose first bytes were already read: they are read again first.
 pub(crate) struct Prefixed<T> {
     prefix: BytesMut,
@@ -31,6 +33,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
             let n = me.prefix.len().min(buf.remaining());
             buf.put_slice(&me.prefix[..n]);
             me.prefix.advance(n);
+            if me.prefix.is_empty() {
+                // Read again whole: its memory is not kept for the connection's life.
+                read_buffers::give(&mut me.prefix);
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut me.inner).poll_read(cx, buf)

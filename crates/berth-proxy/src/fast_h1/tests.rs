@@ -1,0 +1,97 @@
+//! The fast path's connection state: which buffers a connection holds, and when.
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncWriteExt, DuplexStream};
+use tokio::sync::watch;
+
+use super::{Conn, Idle, Wait};
+use crate::clock::Clock;
+
+fn conn(io: DuplexStream) -> Conn<DuplexStream> {
+    let clock = Clock::new();
+    Conn {
+        io,
+        buf: BytesMut::new(),
+        out: Vec::new(),
+        up: BytesMut::new(),
+        idle: Idle {
+            sleep: Box::pin(tokio::time::sleep(Duration::from_secs(60))),
+            last: clock.now_ms(),
+            idle_ms: 60_000,
+            clock,
+        },
+        peer: "127.0.0.1".parse().unwrap(),
+    }
+}
+
+fn capacity(c: &Conn<DuplexStream>) -> usize {
+    c.buf.capacity() + c.out.capacity() + c.up.capacity()
+}
+
+#[tokio::test]
+async fn a_connection_waiting_for_a_request_holds_no_buffer() {
+    let (mut client, server) = tokio::io::duplex(4096);
+    let mut c = conn(server);
+    let (_stop_tx, mut stop) = watch::channel(false);
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    {
+        let wait = pin!(c.read_client_or_stop(&mut stop));
+        assert!(wait.poll(&mut cx).is_pending(), "no request yet");
+    }
+    assert_eq!(capacity(&c), 0, "a new connection holds no buffer");
+
+    client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    match c.read_client_or_stop(&mut stop).await {
+        Wait::Done(Ok(16)) => {}
+        _ => panic!("the request's first bytes are read"),
+    }
+    assert_eq!(&c.buf[..], b"GET / HTTP/1.1\r\n");
+    assert!(c.buf.capacity() > 0);
+
+    // A request served: the response went out and the target's bytes were read.
+    c.buf.clear();
+    c.out
+        .extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+    c.up.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    c.release_buffers();
+    assert_eq!(
+        capacity(&c),
+        0,
+        "between requests the connection holds nothing"
+    );
+}
+
+#[tokio::test]
+async fn the_start_of_a_pipelined_request_is_kept_between_requests() {
+    let (_client, server) = tokio::io::duplex(4096);
+    let mut c = conn(server);
+    c.buf.extend_from_slice(b"GET /next HTTP/1.1\r\n");
+    c.out.extend_from_slice(b"HTTP/1.1 200 OK\r\n\r\n");
+    c.release_buffers();
+    assert_eq!(&c.buf[..], b"GET /next HTTP/1.1\r\n");
+    assert_eq!(c.out.capacity(), 0);
+}
+
+#[tokio::test]
+async fn the_listener_stopping_ends_the_wait_without_a_buffer() {
+    let (_client, server) = tokio::io::duplex(4096);
+    let mut c = conn(server);
+    let (stop_tx, mut stop) = watch::channel(false);
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    let mut wait = Box::pin(c.read_client_or_stop(&mut stop));
+    assert!(wait.as_mut().poll(&mut cx).is_pending());
+    stop_tx.send(true).unwrap();
+    match wait.as_mut().poll(&mut cx) {
+        Poll::Ready(Wait::Stop) => {}
+        _ => panic!("the stop ends the wait"),
+    }
+    drop(wait);
+    assert_eq!(capacity(&c), 0);
+}
