@@ -90,7 +90,7 @@ measure_wrk() {
     *) die "measure_wrk: unknown mode '$mode'" ;;
     esac
     echo "$rate $p50 $p99 $rss $cpu $errors -" >>"$TMP/results/$table/$run"
-    log "  round $ROUND ${LABEL_OF[$run]}: $rate ${mode%% *}/s-unit, p50 $p50 µs, p99 $p99 µs, CPU $cpu, core use $(core_use $((after - before))), errors $errors"
+    log "  round $ROUND $table ${LABEL_OF[$run]}: rate $rate, p50 $p50 µs, p99 $p99 µs, CPU $cpu, core use $(core_use $((after - before))), errors $errors"
 }
 
 # measure_h2load TABLE RUN URL PIN H2LOAD_ARGS...: a warm-up and a measured h2load run.
