@@ -30,8 +30,10 @@
 #   CONNECTIONS [50] wrk connections  PROXY_CORE [0]  LOAD_CORE [1]  BASE_PORT [19100]
 #   PROFILE [release] (debug: build and use debug binaries, to check the script quickly)
 #   HANDSHAKE_CONCURRENCY [16]  H2_CONNECTIONS [10]  BODY_CONNECTIONS [4]
+#   LARGE_DURATION [DURATION, at least 10] seconds per 100 MiB body run
 #   IDLE_KEEPALIVE [10000, QUICK 1000]  IDLE_WEBSOCKETS [1000, QUICK 200]
 #   RULES_MANY [1000]  TARGETS_MANY [1000]  KEEP_TMP=1 keeps configs and tool outputs.
+#   BUILD=0 uses the binaries already built (in $CARGO_TARGET_DIR or target/).
 #
 # Needs: wrk, h2load, nginx, haproxy, taskset, curl, openssl, cargo. On Debian/Ubuntu:
 #   apt-get install -y wrk nginx-light haproxy nghttp2-client openssl util-linux curl
@@ -55,6 +57,7 @@ else
     IDLE_WEBSOCKETS=${IDLE_WEBSOCKETS:-1000}
 fi
 CONNECTIONS=${CONNECTIONS:-50}
+LARGE_DURATION=${LARGE_DURATION:-$((DURATION < 10 ? 10 : DURATION))}
 PROXY_CORE=${PROXY_CORE:-0}
 LOAD_CORE=${LOAD_CORE:-1}
 BASE_PORT=${BASE_PORT:-19100}
@@ -89,6 +92,7 @@ wants() { [[ -n ${WANT[$1]:-} ]]; }
 
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, got '$ROUNDS'"
 [[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a positive integer, got '$DURATION'"
+[[ $LARGE_DURATION =~ ^[1-9][0-9]*$ ]] || die "LARGE_DURATION must be a positive integer, got '$LARGE_DURATION'"
 [[ $WARMUP =~ ^[0-9]+$ ]] || die "WARMUP must be a whole number of seconds, got '$WARMUP'"
 [[ $PROFILE == release || $PROFILE == debug ]] || die "PROFILE must be release or debug, got '$PROFILE'"
 
@@ -119,10 +123,12 @@ fi
 
 # ---- build -----------------------------------------------------------------------------
 
-log "building the bench binaries ($PROFILE)..."
 profile_flag=()
 [[ $PROFILE == release ]] && profile_flag=(--release)
-(cd "$ROOT" && cargo build "${profile_flag[@]}" --quiet -p berth-benches --bins) || die "cargo build failed"
+if [[ ${BUILD:-1} == 1 ]]; then
+    log "building the bench binaries ($PROFILE)..."
+    (cd "$ROOT" && cargo build "${profile_flag[@]}" --quiet -p berth-benches --bins) || die "cargo build failed"
+fi
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE
 for b in berth-bench-proxy berth-bench-backend berth-bench-handshake berth-bench-idle; do
     [[ -x $BIN/$b ]] || die "$b not found in $BIN"
@@ -185,7 +191,7 @@ source "$ROOT/benches/workloads_groups.sh"
 
 # ---- run -------------------------------------------------------------------------------------
 
-log "groups: ${!WANT[*]}; $ROUNDS round(s) × ${DURATION} s (+${WARMUP} s warm-up); proxies pinned to core $PROXY_CORE where pinned, load and backend on core $LOAD_CORE"
+log "groups: $(for g in "${ALL_GROUPS[@]}"; do wants "$g" && printf "%s " "$g"; done); $ROUNDS round(s) × ${DURATION} s (+${WARMUP} s warm-up); proxies pinned to core $PROXY_CORE where pinned, load and backend on core $LOAD_CORE"
 echo "## berth workloads ($(date -u +%Y-%m-%d), $PROFILE build, median of $ROUNDS × ${DURATION} s)"
 for g in "${ALL_GROUPS[@]}"; do
     if wants "$g"; then

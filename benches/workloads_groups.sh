@@ -214,7 +214,7 @@ group_h2() {
 
 # 5: large bodies, both ways.
 group_bodies() {
-    local size name run lua kind
+    local size run kind duration
     start_trio bodies 1 1
     check_trio bodies
     for size in 1048576 104857600; do
@@ -226,22 +226,26 @@ group_bodies() {
         for kind in down-1m down-100m up-1m up-100m; do
             size=1048576
             [[ $kind == *100m ]] && size=104857600
+            # Only finished uploads count (wrk reports no bytes sent), so 100 MiB runs last
+            # LARGE_DURATION for a few dozen of them at least.
+            duration=$DURATION
+            [[ $kind == *100m ]] && duration=$LARGE_DURATION
             for run in $(rotate "$ROUND" $(trio bodies)); do
                 if [[ $kind == down-* ]]; then
-                    measure_wrk "$kind" "$run" "${URL_OF[$run]}/bytes/$size" 1 "download $size" \
-                        -t1 -c"$BODY_CONNECTIONS" --timeout 60s
+                    DURATION=$duration measure_wrk "$kind" "$run" "${URL_OF[$run]}/bytes/$size" 1 \
+                        "download $size" -t1 -c"$BODY_CONNECTIONS" --timeout 60s
                 else
-                    measure_wrk "$kind" "$run" "${URL_OF[$run]}/upload" 1 "upload $size" \
-                        -t1 -c"$BODY_CONNECTIONS" --timeout 60s -s "$TMP/upload-$size.lua"
+                    DURATION=$duration measure_wrk "$kind" "$run" "${URL_OF[$run]}/upload" 1 \
+                        "upload $size" -t1 -c"$BODY_CONNECTIONS" --timeout 60s -s "$TMP/upload-$size.lua"
                 fi
             done
         done
     done
     local cols="rate:MiB/s,p50,p99,cpu:CPU ms/GiB (min–max),cpuvs,ratevs,rss,errors"
     print_table down-1m "5a. 1 MiB responses (wrk -t1 -c$BODY_CONNECTIONS GET /bytes/1048576), one proxy thread pinned" "$cols" $(trio bodies)
-    print_table down-100m "5b. 100 MiB responses (GET /bytes/104857600)" "$cols" $(trio bodies)
+    print_table down-100m "5b. 100 MiB responses (GET /bytes/104857600, runs of $LARGE_DURATION s)" "$cols" $(trio bodies)
     print_table up-1m "5c. 1 MiB uploads (POST, the backend reads and discards the body)" "$cols" $(trio bodies)
-    print_table up-100m "5d. 100 MiB uploads" "$cols" $(trio bodies)
+    print_table up-100m "5d. 100 MiB uploads (runs of $LARGE_DURATION s)" "$cols" $(trio bodies)
     echo
     echo "MiB/s: body bytes moved ÷ run time (downloads: bytes wrk read; uploads: requests × size). CPU ms/GiB: the proxy's CPU time per GiB of body. nginx streams both ways (proxy_request_buffering off, proxy_max_temp_file_size 0, client_body_buffer_size 64k)."
     stop_runs $(trio bodies)

@@ -204,6 +204,7 @@ best_peer() {
 # and for idle runs rss0 rss1 perconn dropped.
 print_table() {
     local table=$1 title=$2 columns=$3 run col f cell best_cpu best_rate header="|" rule="|"
+    local -a cols
     shift 3
     IFS=, read -ra cols <<<"$columns"
     best_cpu=$(best_peer "$table" 5 1 "$@")

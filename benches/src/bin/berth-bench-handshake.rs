@@ -172,7 +172,8 @@ async fn run(args: Args) -> Result<()> {
     if !(args.duration > 0.0) {
         bail!("--duration must be positive, got {}", args.duration);
     }
-    let connector = TlsConnector::from(Arc::new(client_config(&args)?));
+    let shared = Arc::new(client_config(&args)?);
+    let connector = TlsConnector::from(shared.clone());
     let name = ServerName::try_from(args.server_name.clone())
         .with_context(|| format!("--server-name {:?}", args.server_name))?;
     // One connection first, so that a server that is not there fails loudly.
@@ -185,7 +186,13 @@ async fn run(args: Args) -> Result<()> {
     let end = start + Duration::from_secs_f64(args.duration);
     let mut loops = tokio::task::JoinSet::new();
     for _ in 0..args.concurrency {
-        let (connector, name, counts) = (connector.clone(), name.clone(), counts.clone());
+        // Resuming loops keep their own sessions: one shared store holds a few tickets per
+        // server, and loops starting together would find it empty.
+        let connector = match args.resume {
+            Resume::None => TlsConnector::from(shared.clone()),
+            Resume::Tickets => TlsConnector::from(Arc::new(client_config(&args)?)),
+        };
+        let (name, counts) = (name.clone(), counts.clone());
         let addr = args.connect;
         loops.spawn(async move {
             let mut last_error = None;
