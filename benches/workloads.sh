@@ -117,7 +117,7 @@ CLK_TCK=$(getconf CLK_TCK)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 NOFILE=$(ulimit -n)
 [[ $NOFILE == unlimited ]] && NOFILE=1048576
-if wants idle && ((NOFILE < IDLE_KEEPALIVE * 2 + 1000)); then
+if wants idle && ((NOFILE < IDLE_KEEPALIVE + 1000)); then
     die "open-file limit $NOFILE is too low for IDLE_KEEPALIVE=$IDLE_KEEPALIVE (raise ulimit -Hn or lower IDLE_KEEPALIVE)"
 fi
 

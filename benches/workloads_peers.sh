@@ -4,7 +4,8 @@
 # no access log), and stopping them again. It writes configurations into $TMP and records
 # each started proxy in PID_OF[run]; it measures nothing.
 #
-# Expects: BIN, TMP, BACKEND_PORT, NOFILE, ON_PROXY_CORE (common.sh), PIDS, PID_OF, die.
+# Expects: BIN, TMP, BACKEND_PORT, NOFILE, IDLE_KEEPALIVE, ON_PROXY_CORE (common.sh), PIDS,
+# PID_OF, die.
 
 # pin_prefix PIN: the command prefix that pins to the proxy core when PIN is 1.
 pin_prefix() {
@@ -102,11 +103,17 @@ nginx_start() {
 # haproxy_start RUN THREADS PIN PORT FRONTEND BACKEND: HAProxy with nbthread THREADS, the
 # given frontend lines (binds, rules) and backend lines (servers); waits until PORT accepts.
 haproxy_start() {
-    local run=$1 threads=$2 pin=$3 port=$4 frontend=$5 backend=$6 prefix pid
+    local run=$1 threads=$2 pin=$3 port=$4 frontend=$5 backend=$6 prefix pid maxconn
+    # HAProxy reserves a second descriptor per connection (for its server side), so the
+    # idle group's clients may need a maxconn above half the open-file limit: idle
+    # keep-alive clients hold no server connection, and "no strict-limits" lets it start.
+    maxconn=$((NOFILE / 2 - 100))
+    ((maxconn < ${IDLE_KEEPALIVE:-0} + 1000)) && maxconn=$((IDLE_KEEPALIVE + 1000))
     cat >"$TMP/$run.cfg" <<EOF
 global
     nbthread $threads
-    maxconn $((NOFILE / 2 - 100))
+    maxconn $maxconn
+    no strict-limits
     ssl-default-bind-options ssl-min-ver TLSv1.2
 
 defaults
