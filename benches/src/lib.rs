@@ -6,8 +6,8 @@
 //! and berth's models, so the benchmarks measure exactly what the control plane would
 //! configure.
 //!
-//! What it does not do: it does not install or start nginx, HAProxy or wrk; `run.sh` and
-//! `mesh.sh` check for them and drive every run.
+//! What it does not do: it does not install or start nginx, HAProxy, wrk or h2load;
+//! `run.sh`, `mesh.sh` and `workloads.sh` check for them and drive every run.
 //!
 //! Layout:
 //! - `src/lib.rs`: [`BenchConfig`], [`proxy_config`] and the backend ([`serve_backend`]).
@@ -26,6 +26,9 @@
 //!   <addr>` once a request has crossed the hop.
 //! - `run.sh`: the peer comparison (direct, berth, nginx, HAProxy), one markdown table.
 //! - `mesh.sh`: the mesh hop against nginx doing the same two hops, one markdown table.
+//! - `workloads.sh`: berth against nginx and HAProxy on seven workload groups (new
+//!   connections, TLS handshakes, HTTP/2, large bodies, idle connections, many rules and
+//!   targets), one markdown table per group.
 //! - `src/placement.rs` and `src/bin/berth-bench-placement.rs`: the scheduler placing
 //!   10,000 tasks on 1,000 instances through the service reconciler's placement path;
 //!   `placement.sh` builds it in release and prints its table.
