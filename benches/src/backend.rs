@@ -90,7 +90,9 @@ pub fn bytes_path_len(path: &str) -> Result<Option<u64>, String> {
         .parse()
         .map_err(|_| format!("/bytes/<n>: n must be a byte count, got {n:?}"))?;
     if len > MAX_BYTES {
-        return Err(format!("/bytes/<n>: n must be at most {MAX_BYTES}, got {len}"));
+        return Err(format!(
+            "/bytes/<n>: n must be at most {MAX_BYTES}, got {len}"
+        ));
     }
     Ok(Some(len))
 }
@@ -105,8 +107,7 @@ pub fn websocket_accept(key: &[u8]) -> String {
 
 /// Standard base64 with padding.
 fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
         let b = [

@@ -49,7 +49,12 @@ struct Args {
 
 /// The loopback source address of connection `i`: 127.2.x.y, y in 1..=254.
 fn source_ip(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(127, 2 + (i / (254 * 256)) as u8, (i / 254 % 256) as u8, (i % 254 + 1) as u8)
+    Ipv4Addr::new(
+        127,
+        2 + (i / (254 * 256)) as u8,
+        (i / 254 % 256) as u8,
+        (i % 254 + 1) as u8,
+    )
 }
 
 const KEEPALIVE_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
