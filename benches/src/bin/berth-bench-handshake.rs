@@ -169,7 +169,7 @@ async fn run(args: Args) -> Result<()> {
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
-    if !(args.duration > 0.0) {
+    if !args.duration.is_finite() || args.duration <= 0.0 {
         bail!("--duration must be positive, got {}", args.duration);
     }
     let shared = Arc::new(client_config(&args)?);
