@@ -130,7 +130,10 @@ if [[ ${BUILD:-1} == 1 ]]; then
     (cd "$ROOT" && cargo build "${profile_flag[@]}" --quiet -p berth-benches --bins) || die "cargo build failed"
 fi
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE
-for b in berth-bench-proxy berth-bench-backend berth-bench-handshake berth-bench-idle; do
+bins=(berth-bench-proxy berth-bench-backend)
+wants tls && bins+=(berth-bench-handshake)
+wants idle && bins+=(berth-bench-idle)
+for b in "${bins[@]}"; do
     [[ -x $BIN/$b ]] || die "$b not found in $BIN"
 done
 
