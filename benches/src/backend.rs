@@ -227,7 +227,7 @@ mod tests {
     fn websocket_accept_matches_rfc_6455_example() {
         assert_eq!(
             websocket_accept(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaMu9H7TiJ6hwWONRc="
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
 
@@ -298,7 +298,7 @@ mod tests {
         let n = s.read(&mut buf).await.unwrap();
         let head = String::from_utf8_lossy(&buf[..n]);
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        assert!(head.contains("s3pPLMBiTxaMu9H7TiJ6hwWONRc="), "{head}");
+        assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
         // Held open: bytes sent are swallowed and nothing comes back.
         s.write_all(b"ping").await.unwrap();
         let more =
