@@ -74,3 +74,61 @@ http {
     keepalive_timeout 60s;
 EOF
 }
+
+# ---- measurement helpers (used by workloads.sh; run.sh keeps its own copies) ----------
+
+# proc_tree PID: the pid and its children (nginx's master and workers).
+proc_tree() {
+    local pid=$1
+    echo "$pid"
+    pgrep -P "$pid" 2>/dev/null || true
+}
+
+# cpu_ticks PID...: CPU ticks (utime + stime) summed over the given pids.
+cpu_ticks() {
+    local total=0 pid t
+    for pid in "$@"; do
+        # Fields after "pid (comm) ": utime and stime are the 12th and 13th.
+        t=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}')
+        total=$((total + ${t:-0}))
+    done
+    echo "$total"
+}
+
+# rss_kib PID...: resident set size in KiB summed over the given pids.
+rss_kib() {
+    local total=0 pid r
+    for pid in "$@"; do
+        r=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null)
+        total=$((total + ${r:-0}))
+    done
+    echo "$total"
+}
+
+# to_us VALUE: a wrk latency such as 585.00us, 1.20ms or 1.02s, in microseconds.
+to_us() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "us") m = 1; else if (u == "ms") m = 1000; else if (u == "s") m = 1000000
+        else if (u == "m") m = 60000000; else m = 1
+        printf "%.1f", n * m
+    }'
+}
+
+# median_of FILE COLUMN: the median of one column of FILE ("-" when empty or "-").
+median_of() {
+    awk -v c="$2" '{print $c}' "$1" 2>/dev/null | sort -g | awk '
+        {a[NR] = $1}
+        END {
+            if (NR == 0 || a[1] == "-") { print "-"; exit }
+            if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2
+        }'
+}
+
+# range_of FILE COLUMN FORMAT: " (min–max)" of one column printed with FORMAT ("" for one
+# value or "-").
+range_of() {
+    awk -v c="$2" '{print $c}' "$1" 2>/dev/null | sort -g | awk -v f="$3" '
+        NR == 1 {lo = $1} {hi = $1}
+        END {if (lo == "-" || NR < 2) print ""; else printf " (" f "–" f ")", lo, hi}'
+}

@@ -6,8 +6,8 @@
 //! and berth's models, so the benchmarks measure exactly what the control plane would
 //! configure.
 //!
-//! What it does not do: it does not install or start nginx, HAProxy or wrk; `run.sh` and
-//! `mesh.sh` check for them and drive every run.
+//! What it does not do: it does not install or start nginx, HAProxy, wrk or h2load;
+//! `run.sh`, `mesh.sh` and `workloads.sh` check for them and drive every run.
 //!
 //! Layout:
 //! - `src/lib.rs`: [`BenchConfig`], [`proxy_config`] and the backend ([`serve_backend`]).
@@ -15,19 +15,29 @@
 //!   runtime with a chosen number of worker threads; prints `ready <addr>` once the
 //!   listener is bound and the target is healthy.
 //! - `src/bin/berth-bench-backend.rs`: the backend every run uses (HTTP/1.1 keep-alive,
-//!   a small fixed response, one thread).
+//!   a small fixed response, one thread); `src/backend.rs`: what it answers (also
+//!   `/bytes/<n>`, uploads and WebSocket upgrades for `workloads.sh`).
+//! - `src/bin/berth-bench-handshake.rs`, `src/bin/berth-bench-idle.rs`: the load tools
+//!   `workloads.sh` needs beyond wrk and h2load (TLS handshakes per second; many idle
+//!   keep-alive connections or WebSockets held open).
 //! - `src/mesh.rs`: the mesh hop's configuration and certificates.
 //! - `src/bin/berth-bench-mesh.rs`: one node's proxy serving both ends of a mesh hop (mesh
 //!   listener → mutual TLS → its own inbound listener → the backend); prints `ready
 //!   <addr>` once a request has crossed the hop.
 //! - `run.sh`: the peer comparison (direct, berth, nginx, HAProxy), one markdown table.
 //! - `mesh.sh`: the mesh hop against nginx doing the same two hops, one markdown table.
+//! - `workloads.sh`: berth against nginx and HAProxy on seven workload groups (new
+//!   connections, TLS handshakes, HTTP/2, large bodies, idle connections, many rules and
+//!   targets), one markdown table per group.
 //! - `src/placement.rs` and `src/bin/berth-bench-placement.rs`: the scheduler placing
 //!   10,000 tasks on 1,000 instances through the service reconciler's placement path;
 //!   `placement.sh` builds it in release and prints its table.
 
+pub mod backend;
 pub mod mesh;
 pub mod placement;
+
+pub use backend::serve_backend;
 
 /// The tokio runtime a bench proxy runs on: `threads` worker threads, or one
 /// current-thread runtime for 1 (or 0), as the peers run single-threaded.
@@ -44,61 +54,17 @@ pub fn bench_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime>
     }
 }
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
 use berth_model::arn;
 use berth_model::elb::{LoadBalancer, TargetGroup};
 use berth_proxy::{ProxyConfig, ProxyTarget, TargetGroupConfig};
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::json;
-use tokio::net::TcpListener;
 
 /// The backend's response body: 100 bytes, a typical small API response.
 pub const BACKEND_BODY: &[u8] =
     b"{\"service\":\"berth-bench-backend\",\"status\":\"ok\",\"padding\":\"0123456789abcdef0123456789abcdef0123456\"}\n";
-
-/// Serves [`BACKEND_BODY`] to every request on `listener` over HTTP/1.1 with keep-alive,
-/// on whatever runtime it is polled on (the backend binary uses one thread). Runs until
-/// dropped.
-pub async fn serve_backend(listener: TcpListener) {
-    let body = Bytes::from_static(BACKEND_BODY);
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                eprintln!("accept: {e}");
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let body = body.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |_req: Request<Incoming>| {
-                let body = body.clone();
-                async move {
-                    Ok::<_, Infallible>(
-                        Response::builder()
-                            .header("content-type", "application/json")
-                            .body(Full::new(body))
-                            .expect("static response"),
-                    )
-                }
-            });
-            let _ = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
-}
 
 /// The load balancer's name in every benchmark configuration.
 pub const LB_NAME: &str = "bench";
@@ -110,8 +76,12 @@ pub const TG_NAME: &str = "bench-backend";
 pub struct BenchConfig {
     /// The listener's port (0 for one chosen by the system).
     pub listen_port: u16,
-    /// The one target every request is forwarded to.
+    /// The target every request is forwarded to (the first of [`BenchConfig::targets`]).
     pub backend: SocketAddr,
+    /// Targets in the target group: 1 is `backend` alone; more are `backend`'s port on
+    /// distinct loopback addresses ([`target_addrs`]), which reach a backend bound to
+    /// 0.0.0.0.
+    pub targets: usize,
     /// Path-pattern rules placed before the default action that never match a benchmark
     /// request, so every request is evaluated against all of them first.
     pub rules: usize,
@@ -130,11 +100,32 @@ impl BenchConfig {
             listen_port,
             backend,
             rules: 0,
+            targets: 1,
             tls: None,
             health_interval_seconds: 5,
             tcp: false,
         }
     }
+}
+
+/// The addresses of `n` targets at `backend`'s port: `backend` itself first, then
+/// 127.0.x.y (y in 1..=254, skipping `backend`'s own address). At most 254 × 256 − 1.
+pub fn target_addrs(backend: SocketAddr, n: usize) -> Result<Vec<SocketAddr>> {
+    const MAX: usize = 254 * 256 - 1;
+    if n == 0 || n > MAX {
+        anyhow::bail!("targets: must be 1 to {MAX}, got {n}");
+    }
+    let mut out = vec![backend];
+    let mut i = 0usize;
+    while out.len() < n {
+        let ip = std::net::Ipv4Addr::new(127, 0, (i / 254) as u8, (i % 254 + 1) as u8);
+        i += 1;
+        let addr = SocketAddr::new(ip.into(), backend.port());
+        if addr != backend {
+            out.push(addr);
+        }
+    }
+    Ok(out)
 }
 
 /// The ARN of the benchmark listener.
@@ -143,7 +134,8 @@ pub fn listener_arn(port: u16) -> String {
 }
 
 /// One application load balancer with one listener whose default action forwards to one
-/// target group holding `c.backend`, preceded by `c.rules` non-matching path-pattern rules.
+/// target group holding `c.targets` targets (`c.backend` first), preceded by `c.rules`
+/// non-matching path-pattern rules.
 pub fn proxy_config(c: &BenchConfig) -> Result<ProxyConfig> {
     let tg_arn = arn::target_group(TG_NAME);
     let lb_arn = arn::load_balancer("app", LB_NAME);
@@ -216,13 +208,16 @@ pub fn proxy_config(c: &BenchConfig) -> Result<ProxyConfig> {
         load_balancers: vec![lb],
         target_groups: vec![TargetGroupConfig {
             group,
-            targets: vec![ProxyTarget {
-                id: c.backend.ip().to_string(),
-                port: c.backend.port() as u32,
-                addr: c.backend,
-                draining: false,
-                mesh_hop: None,
-            }],
+            targets: target_addrs(c.backend, c.targets)?
+                .into_iter()
+                .map(|addr| ProxyTarget {
+                    id: addr.ip().to_string(),
+                    port: addr.port() as u32,
+                    addr,
+                    draining: false,
+                    mesh_hop: None,
+                })
+                .collect(),
             mesh: None,
         }],
         mesh_listeners: vec![],
@@ -233,6 +228,7 @@ pub fn proxy_config(c: &BenchConfig) -> Result<ProxyConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::net::TcpListener;
 
     #[test]
     fn config_validates_with_100_rules() {
@@ -252,6 +248,26 @@ mod tests {
             l.default_actions[0].target_group_arn,
             cfg.target_groups[0].group.target_group_arn
         );
+    }
+
+    #[test]
+    fn a_thousand_distinct_loopback_targets() {
+        let backend: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let addrs = target_addrs(backend, 1000).unwrap();
+        assert_eq!(addrs.len(), 1000);
+        assert_eq!(addrs[0], backend);
+        let distinct: std::collections::HashSet<_> = addrs.iter().collect();
+        assert_eq!(distinct.len(), 1000);
+        assert!(addrs.iter().all(|a| a.port() == 9 && a.ip().is_loopback()));
+        let e = target_addrs(backend, 0).unwrap_err().to_string();
+        assert!(e.contains("targets"), "{e}");
+
+        let mut c = BenchConfig::new(0, backend);
+        c.targets = 1000;
+        c.rules = 1000;
+        let cfg = proxy_config(&c).unwrap();
+        assert_eq!(cfg.target_groups[0].targets.len(), 1000);
+        assert_eq!(cfg.load_balancers[0].listeners[0].rules.len(), 1000);
     }
 
     #[test]

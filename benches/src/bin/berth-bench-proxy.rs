@@ -1,5 +1,5 @@
 //! berth's load balancer on its own, for benchmarks: one application load balancer with
-//! one listener forwarding to one target, configured through `berth-proxy`'s public API
+//! one listener forwarding to one target (or `--targets N`), configured through `berth-proxy`'s public API
 //! exactly as the control plane would, on a runtime with a chosen number of worker threads.
 //!
 //! Prints `ready <listener address>` once the listener is bound and the target has passed
@@ -30,6 +30,10 @@ struct Args {
     /// The target every request is forwarded to.
     #[arg(long)]
     backend: SocketAddr,
+    /// Targets in the target group: 1 is --backend alone; N > 1 adds --backend's port on
+    /// N − 1 other loopback addresses (127.0.x.y), for a backend bound to 0.0.0.0.
+    #[arg(long, default_value_t = 1)]
+    targets: usize,
     /// Non-matching path-pattern rules evaluated before the default forward action.
     #[arg(long, default_value_t = 0)]
     rules: usize,
@@ -73,6 +77,7 @@ fn main() {
 async fn run(args: Args) -> Result<()> {
     let mut cfg = BenchConfig::new(args.listen, args.backend);
     cfg.rules = args.rules;
+    cfg.targets = args.targets;
     cfg.health_interval_seconds = args.health_interval;
     cfg.tcp = args.tcp;
     cfg.tls = args.tls.map(|v| (v[0].clone(), v[1].clone()));
