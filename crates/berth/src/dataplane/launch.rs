@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::client::RemoteDataPlane;
-use super::process::DataPlaneLock;
+use super::lock::DataPlaneLock;
 use super::protocol::{self, Identity};
 use super::{DataPlaneOptions, DataPlanePaths, DATA_PLANE_ENV};
 

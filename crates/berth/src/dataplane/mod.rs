@@ -5,7 +5,8 @@
 //! binary.
 //!
 //! - `command`: `berth dataplane`'s command line (the process, or `upgrade`).
-//! - `process`: `berth dataplane` itself, answering on `<data-dir>/dataplane.sock`.
+//! - `process`: `berth dataplane` itself, answering on `<data-dir>/dataplane.sock`;
+//!   `lock`: the data dir's lock it holds.
 //! - `protocol`: what crosses the socket (JSON over HTTP/1.1), and the socket client.
 //! - `client`: the server's side, [`client::RemoteDataPlane`], control's `DataPlane`
 //!   served by that process.
@@ -32,6 +33,7 @@ pub mod dns;
 pub mod executable;
 pub mod handover;
 pub mod launch;
+pub mod lock;
 pub mod metric_families;
 pub mod process;
 pub mod protocol;

@@ -39,6 +39,7 @@ use super::dns::NodeDns;
 use super::handover::{HandedOver, HandoverRequest};
 use super::metric_families::from_prometheus;
 use super::protocol::{Applied, ErrorBody, Identity, Statuses, PROTOCOL_VERSION};
+use super::lock::DataPlaneLock;
 use super::{DataPlaneOptions, DataPlanePaths};
 use crate::data_plane::ProxyDataPlane;
 
@@ -59,44 +60,6 @@ pub struct DataPlaneArgs {
     /// configuration and health over (it stops once this one serves).
     #[arg(long, hide = true)]
     pub take_over: bool,
-}
-
-/// An exclusive `flock` on a data dir's lock file, held while the file stays open.
-pub struct DataPlaneLock {
-    _file: std::fs::File,
-}
-
-impl DataPlaneLock {
-    /// Takes the lock, or answers `None` when another process holds it.
-    pub fn try_take(path: &Path) -> Result<Option<DataPlaneLock>> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        match rustix::fs::flock(
-            file.as_fd(),
-            rustix::fs::FlockOperation::NonBlockingLockExclusive,
-        ) {
-            Ok(()) => Ok(Some(DataPlaneLock { _file: file })),
-            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("locking {}", path.display())),
-        }
-    }
-
-    /// The lock as another data plane handed it over: its open lock file, whose flock
-    /// is shared with that process until it closes its own.
-    pub fn from_descriptor(fd: std::os::fd::OwnedFd) -> DataPlaneLock {
-        DataPlaneLock {
-            _file: std::fs::File::from(fd),
-        }
-    }
-
-    /// Another descriptor of the open lock file (holding the same flock).
-    pub fn descriptor(&self) -> std::io::Result<std::os::fd::OwnedFd> {
-        self._file.as_fd().try_clone_to_owned()
-    }
 }
 
 struct Shared {

@@ -27,7 +27,7 @@ use super::handover::{
     receive_state, send_ready, send_state, wait_ready, HandedOver, HandedSocket, HandoverRequest,
     HandoverState, SocketKind, HANDOVER_PATIENCE,
 };
-use super::process::DataPlaneLock;
+use super::lock::DataPlaneLock;
 use super::protocol;
 use super::{DataPlaneOptions, DataPlanePaths};
 
