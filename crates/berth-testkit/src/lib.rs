@@ -197,7 +197,7 @@ impl Server {
         if let Some(p) = apply {
             cmd.arg("--apply").arg(p);
         }
-        let mut child = cmd.spawn().context("spawning berth server")?;
+        let mut child = spawn_retrying_busy_text(&mut cmd).context("spawning berth server")?;
         let api = wait_until(
             "the server to write api.addr",
             Duration::from_secs(30),
@@ -689,4 +689,22 @@ pub fn quickstart(dir: &Path, desired: u32) -> PathBuf {
     let p = dir.join(format!("quickstart-{desired}.yaml"));
     std::fs::write(&p, text).expect("write the stack");
     p
+}
+
+/// Spawns `cmd`, again while the executable is "busy" (ETXTBSY): a test that has just
+/// written a copy of a binary can find the copy's write descriptor still open in a child
+/// another test thread forked meanwhile and has not yet exec'd (the descriptor closes at
+/// that exec). Bounded: about 2 s.
+pub fn spawn_retrying_busy_text(cmd: &mut Command) -> std::io::Result<Child> {
+    const ETXTBSY: i32 = 26;
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(ETXTBSY) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
 }
