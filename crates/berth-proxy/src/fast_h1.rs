@@ -666,8 +666,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         } else {
             head.framing
         };
-        let close =
-            plan.close || unfinished_upload || framing == Framing::Close || *stop.borrow();
+        let close = plan.close || unfinished_upload || framing == Framing::Close || *stop.borrow();
         self.out.clear();
         {
             let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];

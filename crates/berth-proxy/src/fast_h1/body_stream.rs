@@ -330,7 +330,10 @@ mod tests {
     use tokio::io::AsyncReadExt;
 
     /// A target that takes the body into a `Vec` and answers only what its peer sends.
-    fn target() -> (tokio::io::Join<tokio::io::DuplexStream, Vec<u8>>, tokio::io::DuplexStream) {
+    fn target() -> (
+        tokio::io::Join<tokio::io::DuplexStream, Vec<u8>>,
+        tokio::io::DuplexStream,
+    ) {
         let (answers, peer) = tokio::io::duplex(1024);
         (tokio::io::join(answers, Vec::new()), peer)
     }
@@ -358,9 +361,16 @@ mod tests {
             continue_owed: false,
         };
         let mut answer = BytesMut::new();
-        upload(&mut client, &mut buf, &mut up, &mut answer, &mut pending, &mut idle())
-            .await
-            .expect("upload completes");
+        upload(
+            &mut client,
+            &mut buf,
+            &mut up,
+            &mut answer,
+            &mut pending,
+            &mut idle(),
+        )
+        .await
+        .expect("upload completes");
         assert_eq!(pending.pending, 0);
         assert_eq!(up.into_inner().1, &body[1000..]);
         let rest = [&buf[..], client.into_inner().0].concat();
@@ -377,7 +387,15 @@ mod tests {
             continue_owed: false,
         };
         let mut answer = BytesMut::new();
-        let r = upload(&mut client, &mut buf, &mut up, &mut answer, &mut pending, &mut idle()).await;
+        let r = upload(
+            &mut client,
+            &mut buf,
+            &mut up,
+            &mut answer,
+            &mut pending,
+            &mut idle(),
+        )
+        .await;
         assert_eq!(r, Err(Failure::ClientGone));
         assert_eq!(up.into_inner().1.len(), 1000);
         assert_eq!(pending.pending, 4000);
@@ -427,9 +445,16 @@ mod tests {
             continue_owed: false,
         };
         let mut answer = BytesMut::new();
-        upload(&mut client, &mut buf, &mut up, &mut answer, &mut body, &mut idle())
-            .await
-            .expect("upload stops without failing");
+        upload(
+            &mut client,
+            &mut buf,
+            &mut up,
+            &mut answer,
+            &mut body,
+            &mut idle(),
+        )
+        .await
+        .expect("upload stops without failing");
         assert_eq!(body.pending, 500);
         assert!(answer.starts_with(b"HTTP/1.1 413 "));
     }
@@ -444,7 +469,15 @@ mod tests {
             continue_owed: false,
         };
         let mut answer = BytesMut::new();
-        let r = upload(&mut client, &mut BytesMut::new(), &mut up, &mut answer, &mut body, &mut idle()).await;
+        let r = upload(
+            &mut client,
+            &mut BytesMut::new(),
+            &mut up,
+            &mut answer,
+            &mut body,
+            &mut idle(),
+        )
+        .await;
         assert_eq!(r, Ok(()));
         assert_eq!(body.pending, 1000);
         assert!(answer.is_empty());
