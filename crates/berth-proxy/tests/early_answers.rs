@@ -77,7 +77,6 @@ async fn serve_target(mut s: TcpStream, after: usize, early: Early) {
         match early {
             Early::AnswerAndStall(..) => {
                 // Holds the connection, reading nothing more, until the proxy drops it.
-                let _ = s.readable().await;
                 std::future::pending::<()>().await;
             }
             _ => return,
