@@ -503,10 +503,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         };
         let status = match outcome {
             Outcome::Head(head, up, in_flight) => {
-                return self
-                    .respond(head, up, &plan, in_flight, l, stop)
+                // A target that answered before the body was whole: the connection ends
+                // after its answer, once the client had a moment to read it.
+                let unfinished = upload.pending > 0;
+                let open = self
+                    .respond(head, up, &plan, in_flight, l, stop, unfinished)
                     .await
-                    .unwrap_or(false)
+                    .unwrap_or(false);
+                if unfinished {
+                    body_stream::linger(&mut self.io, &mut self.buf, upload.pending).await;
+                }
+                return open;
             }
             Outcome::Error(status) => status,
         };
@@ -590,10 +597,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             Some(Err(_)) => return Err(Failure::Unsent),
             Some(Ok(())) => {}
         }
-        if upload.pending > 0 {
-            body_stream::upload(&mut self.io, &mut self.buf, up, upload, &mut self.idle).await?;
-        }
         self.up.clear();
+        if upload.pending > 0 {
+            // Stops early, with the target's answer in `self.up`, when it answers first.
+            let (io, buf, answer) = (&mut self.io, &mut self.buf, &mut self.up);
+            body_stream::upload(io, buf, up, answer, upload, &mut self.idle).await?;
+            match parse_response(&self.up) {
+                Parsed::Head(h) => return Ok(h),
+                Parsed::Bad => return Err(Failure::BadResponse),
+                Parsed::More if self.up.len() > MAX_HEADER_BYTES => {
+                    return Err(Failure::BadResponse)
+                }
+                // Interim answers were dropped during the upload.
+                Parsed::More | Parsed::Interim(_) => {}
+            }
+        }
         loop {
             match read_idle(up, &mut self.up, &mut self.idle).await {
                 None => return Err(Failure::Timeout),
@@ -625,7 +643,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
     }
 
     /// Writes the response whose head is at the start of `up` and streams its body.
-    /// `Err(())` when the connection must close.
+    /// `unfinished_upload`: the target answered before the request body was whole, so
+    /// neither connection is used again. `Err(())` when the connection must close.
+    #[allow(clippy::too_many_arguments)]
     async fn respond(
         &mut self,
         head: RespHead,
@@ -634,6 +654,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         in_flight: InFlight,
         l: &ListenerShared,
         stop: &watch::Receiver<bool>,
+        unfinished_upload: bool,
     ) -> Result<bool, ()> {
         let target = in_flight.target();
         let framing = if plan.head
@@ -645,7 +666,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         } else {
             head.framing
         };
-        let close = plan.close || framing == Framing::Close || *stop.borrow();
+        let close = plan.close || unfinished_upload || framing == Framing::Close || *stop.borrow();
         self.out.clear();
         {
             let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
@@ -696,7 +717,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             framing,
         )
         .await?;
-        let reusable = head.keep_alive && sent.framed;
+        let reusable = head.keep_alive && sent.framed && !unfinished_upload;
         let sent = sent.bytes;
         if sent > 0 {
             l.metrics.processed_bytes.inc_by(sent);

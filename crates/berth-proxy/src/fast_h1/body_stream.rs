@@ -9,20 +9,31 @@
 //! (its body is not kept), so the caller starts its attempts as not replayable and every
 //! failure after the first streamed byte answers the client instead of trying again.
 //!
-//! The target's answer is read once the whole body went out: a target that answers
-//! early (a 413, say) and stops reading leaves the upload waiting until the idle
-//! timeout, and one that answers and closes gets the client a 502.
+//! While the body streams, [`upload`] also reads what the target sends: a target that
+//! answers before the body is whole (a 413 or a 401, say) stops the upload, whether it
+//! then stops reading or closes. Its answer goes to the client as any other, with
+//! `Connection: close`; the target connection is not reused, and [`linger`] reads and
+//! drops a bounded part of the client's remaining body before the connection closes, so
+//! the client sees the answer rather than a reset. A target that closes without an
+//! answer still gets the client a 502.
 //!
 //! What it does not do: parse or write heads, choose targets, or frame chunked request
 //! bodies (those go to hyper); it never reads past the body, so a pipelined request that
 //! follows stays in the client buffer.
 
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::idle::{read_idle, write_idle, Expired, Idle, READ_CHUNK};
 use crate::attempt::Failure;
-use crate::h1_codec::{ChunkedEnd, Framing};
+use crate::context::MAX_HEADER_BYTES;
+use crate::h1_codec::{parse_response, ChunkedEnd, Framing, Parsed};
+use crate::read_buffers;
 
 /// The read buffer a body streams through once at least this much of it is still to
 /// come: a large body moves in reads of up to [`BODY_CHUNK`] instead of [`READ_CHUNK`].
@@ -157,19 +168,26 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// `buf`, then what arrives, after telling a client that waits for it to go on.
 /// `pending` counts down as bytes go out, and bytes past the body stay in `buf`.
 ///
+/// Meanwhile it reads what the target sends into `answer`, dropping interim (1xx)
+/// responses, and stops early, with part of the body still pending, once `answer`
+/// holds a final head (or bytes that cannot start one), the target closed its side, or
+/// the target stopped taking the body with an error: the caller then reads the answer
+/// from `answer` and the target, and a target that answered neither way fails there.
+///
 /// The failure says whose side broke: [`Failure::ClientGone`] when the client closed or
-/// failed before its body was whole, [`Failure::NoResponse`] when the target stopped
-/// taking it, [`Failure::Timeout`] when nothing moved for the idle timeout.
+/// failed before its body was whole, [`Failure::NoResponse`] when the target failed a
+/// flush of the whole body, [`Failure::Timeout`] when nothing moved for the idle timeout.
 pub(super) async fn upload<C, U>(
     client: &mut C,
     buf: &mut BytesMut,
     up: &mut U,
+    answer: &mut BytesMut,
     body: &mut Upload,
     idle: &mut Idle,
 ) -> Result<(), Failure>
 where
     C: AsyncRead + AsyncWrite + Unpin,
-    U: AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
 {
     if std::mem::take(&mut body.continue_owed) {
         write_idle(client, CONTINUE, idle)
@@ -180,22 +198,43 @@ where
     let result = async {
         while *pending > 0 {
             if buf.is_empty() {
-                match read_body(client, buf, idle, *pending).await {
+                let read = tokio::select! {
+                    biased;
+                    r = poll_fn(|cx| read_buffers::poll_read_pooled(up, cx, answer)) => {
+                        if target_said_enough(r, answer, idle) {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                    r = read_body(client, buf, idle, *pending) => r,
+                };
+                match read {
                     None => return Err(Failure::Timeout),
                     Some(Ok(n)) if n > 0 => {}
                     Some(_) => return Err(Failure::ClientGone),
                 }
             }
             let take = (buf.len() as u64).min(*pending) as usize;
-            let written = tokio::select! {
+            let step = tokio::select! {
                 biased;
-                r = up.write_all(&buf[..take]) => r.map_err(|_| Failure::NoResponse),
-                _ = Expired(idle) => Err(Failure::Timeout),
+                s = poll_fn(|cx| poll_step(cx, up, &buf[..take], answer)) => Some(s),
+                _ = Expired(idle) => None,
             };
-            written?;
-            idle.touch();
-            buf.advance(take);
-            *pending -= take as u64;
+            match step {
+                None => return Err(Failure::Timeout),
+                Some(Step::Wrote(Ok(n))) if n > 0 => {
+                    idle.touch();
+                    buf.advance(n);
+                    *pending -= n as u64;
+                }
+                // The target stopped taking the body: what it answered is read next.
+                Some(Step::Wrote(_)) => return Ok(()),
+                Some(Step::Answer(r)) => {
+                    if target_said_enough(r, answer, idle) {
+                        return Ok(());
+                    }
+                }
+            }
         }
         // A mesh hop's TLS layer may hold the last record back until flushed.
         tokio::select! {
@@ -209,12 +248,95 @@ where
     result
 }
 
+/// What moved first on the target connection while a body piece was due.
+enum Step {
+    /// Bytes the target sent, read into the answer buffer.
+    Answer(std::io::Result<usize>),
+    /// Body bytes written to the target.
+    Wrote(std::io::Result<usize>),
+}
+
+/// Reads what the target sent, else writes (part of) `piece` to it: the target's answer
+/// is looked at first so that one arriving while the body stalls is seen.
+fn poll_step<U: AsyncRead + AsyncWrite + Unpin>(
+    cx: &mut Context<'_>,
+    up: &mut U,
+    piece: &[u8],
+    answer: &mut BytesMut,
+) -> Poll<Step> {
+    if let Poll::Ready(r) = read_buffers::poll_read_pooled(up, cx, answer) {
+        return Poll::Ready(Step::Answer(r));
+    }
+    Pin::new(up).poll_write(cx, piece).map(Step::Wrote)
+}
+
+/// Whether what the target sent during the upload ends it: a final head (or bytes that
+/// cannot start one) in `answer`, or the target closing or failing. Interim responses
+/// are dropped from `answer`.
+fn target_said_enough(
+    read: std::io::Result<usize>,
+    answer: &mut BytesMut,
+    idle: &mut Idle,
+) -> bool {
+    match read {
+        Ok(n) if n > 0 => idle.touch(),
+        _ => return true,
+    }
+    loop {
+        match parse_response(answer) {
+            Parsed::Interim(n) => answer.advance(n),
+            Parsed::More => return answer.len() > MAX_HEADER_BYTES,
+            Parsed::Head(_) | Parsed::Bad => return true,
+        }
+    }
+}
+
+/// After an answer that went out before the client's body was whole: how much more of
+/// the body is read and dropped, and for how long, before the connection closes. Closing
+/// with unread bytes would reset the connection and could destroy the answer in flight.
+const LINGER_BYTES: u64 = 1024 * 1024;
+const LINGER_TIME: Duration = Duration::from_secs(1);
+
+/// Ends the client's side of a connection whose answer went out before its body was
+/// whole (`pending` bytes still to come): shuts its write side, then reads and drops up
+/// to [`LINGER_BYTES`] of the rest for up to [`LINGER_TIME`], as nginx's lingering
+/// close does.
+pub(super) async fn linger<C: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut C,
+    buf: &mut BytesMut,
+    pending: u64,
+) {
+    let _ = tokio::time::timeout(LINGER_TIME, async {
+        let _ = client.shutdown().await;
+        let mut left = pending.min(LINGER_BYTES);
+        let mut scratch = [0u8; 8192];
+        left = left.saturating_sub(buf.len() as u64);
+        buf.clear();
+        while left > 0 {
+            match client.read(&mut scratch).await {
+                Ok(n) if n > 0 => left = left.saturating_sub(n as u64),
+                _ => break,
+            }
+        }
+    })
+    .await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::clock::Clock;
     use std::time::Duration;
     use tokio::io::AsyncReadExt;
+
+    /// A target that takes the body into a `Vec` and answers only what its peer sends.
+    fn target() -> (
+        tokio::io::Join<tokio::io::DuplexStream, Vec<u8>>,
+        tokio::io::DuplexStream,
+    ) {
+        let (answers, peer) = tokio::io::duplex(1024);
+        (tokio::io::join(answers, Vec::new()), peer)
+    }
 
     fn idle() -> Idle {
         let clock = Clock::new();
@@ -233,16 +355,24 @@ mod tests {
         wire.extend_from_slice(b"GET /next HTTP/1.1\r\n");
         let mut client = tokio::io::join(&wire[..], tokio::io::sink());
         let mut buf = BytesMut::new();
-        let mut up = Vec::new();
+        let (mut up, _peer) = target();
         let mut pending = Upload {
             pending: (body.len() - 1000) as u64,
             continue_owed: false,
         };
-        upload(&mut client, &mut buf, &mut up, &mut pending, &mut idle())
-            .await
-            .expect("upload completes");
+        let mut answer = BytesMut::new();
+        upload(
+            &mut client,
+            &mut buf,
+            &mut up,
+            &mut answer,
+            &mut pending,
+            &mut idle(),
+        )
+        .await
+        .expect("upload completes");
         assert_eq!(pending.pending, 0);
-        assert_eq!(up, &body[1000..]);
+        assert_eq!(up.into_inner().1, &body[1000..]);
         let rest = [&buf[..], client.into_inner().0].concat();
         assert_eq!(rest, b"GET /next HTTP/1.1\r\n");
     }
@@ -251,21 +381,30 @@ mod tests {
     async fn a_client_that_stops_short_is_the_clients_failure() {
         let mut client = tokio::io::join(&[7u8; 1000][..], tokio::io::sink());
         let mut buf = BytesMut::new();
-        let mut up = Vec::new();
+        let (mut up, _peer) = target();
         let mut pending = Upload {
             pending: 5000,
             continue_owed: false,
         };
-        let r = upload(&mut client, &mut buf, &mut up, &mut pending, &mut idle()).await;
+        let mut answer = BytesMut::new();
+        let r = upload(
+            &mut client,
+            &mut buf,
+            &mut up,
+            &mut answer,
+            &mut pending,
+            &mut idle(),
+        )
+        .await;
         assert_eq!(r, Err(Failure::ClientGone));
-        assert_eq!(up.len(), 1000);
+        assert_eq!(up.into_inner().1.len(), 1000);
         assert_eq!(pending.pending, 4000);
     }
 
     #[tokio::test]
     async fn a_client_waiting_to_send_is_told_to_go_on_once() {
         let (mut client, mut peer) = tokio::io::duplex(1024);
-        let mut up = Vec::new();
+        let (mut up, _peer) = target();
         let mut body = Upload {
             pending: 3,
             continue_owed: true,
@@ -280,14 +419,70 @@ mod tests {
             &mut client,
             &mut BytesMut::new(),
             &mut up,
+            &mut BytesMut::new(),
             &mut body,
             &mut idle(),
         )
         .await
         .expect("upload completes");
         assert_eq!(&sender.await.unwrap(), CONTINUE);
-        assert_eq!(up, b"abc");
+        assert_eq!(up.into_inner().1, b"abc");
         assert!(!body.continue_owed);
+    }
+
+    #[tokio::test]
+    async fn an_answer_before_the_body_is_whole_stops_the_upload() {
+        // The client sends half its body, then waits; the target answers, after an
+        // interim response that is dropped.
+        let (mut client, _client_peer) = tokio::io::duplex(1024);
+        let mut buf = BytesMut::from(&[1u8; 500][..]);
+        let (mut up, mut peer) = target();
+        peer.write_all(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        let mut body = Upload {
+            pending: 1000,
+            continue_owed: false,
+        };
+        let mut answer = BytesMut::new();
+        upload(
+            &mut client,
+            &mut buf,
+            &mut up,
+            &mut answer,
+            &mut body,
+            &mut idle(),
+        )
+        .await
+        .expect("upload stops without failing");
+        assert!(answer.starts_with(b"HTTP/1.1 413 "));
+        // Stopped short: what went out and what is pending make the body.
+        assert!(body.pending >= 500);
+        assert_eq!(up.into_inner().1.len() as u64, 1000 - body.pending);
+    }
+
+    #[tokio::test]
+    async fn a_target_closing_mid_body_stops_the_upload() {
+        let (mut client, _client_peer) = tokio::io::duplex(1024);
+        let (mut up, peer) = target();
+        drop(peer);
+        let mut body = Upload {
+            pending: 1000,
+            continue_owed: false,
+        };
+        let mut answer = BytesMut::new();
+        let r = upload(
+            &mut client,
+            &mut BytesMut::new(),
+            &mut up,
+            &mut answer,
+            &mut body,
+            &mut idle(),
+        )
+        .await;
+        assert_eq!(r, Ok(()));
+        assert_eq!(body.pending, 1000);
+        assert!(answer.is_empty());
     }
 
     #[test]
