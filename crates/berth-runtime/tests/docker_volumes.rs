@@ -79,6 +79,23 @@ async fn logs(rt: &DockerRuntime, arn: &str, container: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Waits (up to 20 s) until `container` of task `arn` has said it listens: its signal
+/// handlers are installed by then, so a SIGTERM is recorded rather than fatal.
+async fn wait_listening(rt: &DockerRuntime, arn: &str, container: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = logs(rt, arn, container).await;
+        if text.contains("listening on") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{container} never said it listens: {text:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_shared_volume_outlives_the_task_that_wrote_it() {
     let cluster = task_id("volumes_shared");
@@ -114,6 +131,7 @@ async fn a_shared_volume_outlives_the_task_that_wrote_it() {
     let s = rt.start(&first).await.unwrap();
     assert_eq!(s.containers[0].status, ContainerStatus::Running);
     assert!(volume_exists(&volume), "autoprovisioned");
+    wait_listening(&rt, &first.task_arn, "writer").await;
     rt.stop(&first.task_arn).await.unwrap();
     rt.remove(&first.task_arn).await.unwrap();
     assert!(volume_exists(&volume), "a shared volume outlives its task");
@@ -207,6 +225,8 @@ async fn a_task_scoped_volume_goes_with_its_task_and_read_only_mounts_refuse_wri
         .iter()
         .all(|c| c.status == ContainerStatus::Running));
     assert!(volume_exists(&volume), "created for the task");
+    wait_listening(&rt, &spec.task_arn, "writer").await;
+    wait_listening(&rt, &spec.task_arn, "reader").await;
     rt.stop(&spec.task_arn).await.unwrap();
 
     let writer = format!("berth-{}-writer", spec.task_id());
@@ -251,6 +271,7 @@ async fn a_host_source_path_is_bind_mounted() {
         volumes: vec![],
     };
     rt.start(&spec).await.unwrap();
+    wait_listening(&rt, &spec.task_arn, "c").await;
     rt.stop(&spec.task_arn).await.unwrap();
     rt.remove(&spec.task_arn).await.unwrap();
     let written = std::fs::read_to_string(dir.join("signals")).expect("written on the host");

@@ -18,9 +18,8 @@
 //! watch the server: it serves its last configuration for as long as it runs.
 
 use std::collections::HashMap;
-use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,9 +36,9 @@ use tokio::sync::watch;
 
 use super::dns::NodeDns;
 use super::handover::{HandedOver, HandoverRequest};
+use super::lock::DataPlaneLock;
 use super::metric_families::from_prometheus;
 use super::protocol::{Applied, ErrorBody, Identity, Statuses, PROTOCOL_VERSION};
-use super::lock::DataPlaneLock;
 use super::{DataPlaneOptions, DataPlanePaths};
 use crate::data_plane::ProxyDataPlane;
 
@@ -423,6 +422,7 @@ async fn stop(State(s): State<Arc<Shared>>) -> StatusCode {
 pub(crate) mod tests_support {
     //! A data plane served on a socket of a temporary directory, for the client's tests.
     use super::*;
+    use std::path::Path;
 
     /// Serves a fresh proxy (listeners on 127.0.0.1) on `<dir>/dataplane.sock` until
     /// the returned sender turns true.

@@ -1,0 +1,228 @@
+//! Planning one request on the fast path: parsing the head at the start of the client
+//! buffer, deciding whether the fast path serves it (or hands the connection to hyper),
+//! choosing the rule, target group and stickiness, and writing the request's upstream
+//! form (hop-by-hop headers removed, X-Forwarded-* added).
+//!
+//! What it does not do: talk to a target or the client (the connection in
+//! [`super`] does).
+
+use std::sync::Arc;
+
+use berth_model::elb::Protocol;
+use http::Method;
+
+use super::{MAX_BUFFERED_BODY, MAX_REQUEST_HEADERS};
+use crate::attempt::is_idempotent;
+use crate::context::{ConnCtx, MAX_HEADER_BYTES};
+use crate::group::GroupRuntime;
+use crate::h1_codec::parse_len;
+use crate::rules::{source_ip, strip_port, CompiledAction, RequestView, ViewHeaders};
+use crate::sticky::{self, Affinity, TG_COOKIE};
+use crate::{edge, forwarded};
+
+/// A request ready to forward; its upstream form is in the connection's `out` buffer.
+pub(super) struct Plan {
+    /// Bytes of the client buffer the request takes (head and the body bytes in hand).
+    pub(super) len: usize,
+    pub(super) group: Arc<GroupRuntime>,
+    pub(super) affinity: Affinity,
+    /// `AWSALBTG` to set, after a weighted choice with target-group stickiness.
+    pub(super) tg_cookie: Option<String>,
+    pub(super) head: bool,
+    pub(super) idempotent: bool,
+    /// The client asked to close after this response.
+    pub(super) close: bool,
+    /// The request body's length.
+    pub(super) body_len: usize,
+    /// Body bytes still to come from the client after `len`: a large body streams.
+    pub(super) body_pending: u64,
+    /// The client waits for `100 Continue` before it sends its body.
+    pub(super) expect_continue: bool,
+}
+
+pub(super) enum Prep {
+    More,
+    Fallback,
+    Forward(Plan),
+}
+
+/// Parses the request at the start of `buf` and, when it is whole and the fast path
+/// serves it, routes it and writes its upstream form into `out`.
+pub(super) fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
+    if buf.starts_with(b"PRI ") {
+        // The HTTP/2 connection preface (h2c with prior knowledge).
+        return Prep::Fallback;
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_REQUEST_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            return if buf.len() > MAX_HEADER_BYTES {
+                Prep::Fallback
+            } else {
+                Prep::More
+            };
+        }
+        Err(_) => return Prep::Fallback,
+    };
+    if head_len > MAX_HEADER_BYTES || req.version != Some(1) {
+        return Prep::Fallback;
+    }
+    // A request the edge refuses goes to hyper, whose edge gate answers it.
+    if edge::check_head(&buf[..head_len]).is_err() {
+        return Prep::Fallback;
+    }
+    let (Some(method), Some(target)) = (req.method, req.path) else {
+        return Prep::Fallback;
+    };
+    if !target.starts_with('/') {
+        return Prep::Fallback;
+    }
+    let headers: &[httparse::Header<'_>] = req.headers;
+
+    // Framing and hop-by-hop headers: anything unusual goes to hyper.
+    let mut body_len: Option<usize> = None;
+    let mut host: Option<&str> = None;
+    let mut close = false;
+    let mut expect_continue = false;
+    for h in headers {
+        let n = h.name.as_bytes();
+        if n.eq_ignore_ascii_case(b"content-length") {
+            if body_len.is_some() {
+                return Prep::Fallback;
+            }
+            match parse_len(h.value) {
+                Some(v) => body_len = Some(v),
+                None => return Prep::Fallback,
+            }
+        } else if n.eq_ignore_ascii_case(b"host") {
+            if host.is_some() {
+                return Prep::Fallback;
+            }
+            match std::str::from_utf8(h.value) {
+                Ok(v) => host = Some(v),
+                Err(_) => return Prep::Fallback,
+            }
+        } else if n.eq_ignore_ascii_case(b"connection") {
+            for t in h.value.split(|&b| b == b',') {
+                let t = t.trim_ascii();
+                if t.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if !t.eq_ignore_ascii_case(b"keep-alive") && !t.is_empty() {
+                    return Prep::Fallback;
+                }
+            }
+        } else if n.eq_ignore_ascii_case(b"expect") {
+            if expect_continue || !h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
+                return Prep::Fallback;
+            }
+            expect_continue = true;
+        } else if n.eq_ignore_ascii_case(b"transfer-encoding") || n.eq_ignore_ascii_case(b"upgrade")
+        {
+            return Prep::Fallback;
+        }
+    }
+    let Some(host_full) = host else {
+        return Prep::Fallback;
+    };
+    let body_len = body_len.unwrap_or(0);
+    if expect_continue && body_len == 0 {
+        return Prep::Fallback;
+    }
+    // A large body, or one the client holds back until it is wanted, streams: the
+    // request goes out with the part in hand.
+    let in_hand = if body_len > MAX_BUFFERED_BODY || expect_continue {
+        body_len.min(buf.len() - head_len)
+    } else {
+        body_len
+    };
+    let len = head_len + in_hand;
+    if buf.len() < len {
+        return Prep::More;
+    }
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return Prep::Fallback;
+    };
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+
+    let l = &cx.listener;
+    let routes = l.routes.load();
+    let host = strip_port(host_full);
+    let view = RequestView {
+        host,
+        path,
+        query,
+        method: &method,
+        headers: ViewHeaders::Raw(headers),
+        source: source_ip(cx.peer),
+    };
+    let (action, evaluated) = routes.rules.select(&view);
+    let CompiledAction::Forward(f) = action else {
+        return Prep::Fallback;
+    };
+    let Some((group, tg_cookie)) = sticky::choose_group(f, || raw_cookie(headers, TG_COOKIE))
+    else {
+        return Prep::Fallback;
+    };
+    let settings = group.settings.load();
+    if settings.h2 || settings.protocol == Protocol::Https {
+        return Prep::Fallback;
+    }
+    let stickiness = settings.stickiness.clone();
+    drop(settings);
+
+    // From here on the fast path serves the request.
+    l.metrics.requests.inc();
+    if evaluated > 0 {
+        l.metrics.rule_evaluations.inc_by(evaluated as u64);
+    }
+    if body_len > 0 {
+        l.metrics.processed_bytes.inc_by(body_len as u64);
+    }
+    let affinity = Affinity::of_request(stickiness, |name| raw_cookie(headers, name));
+
+    // The request as the target gets it.
+    out.clear();
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    forwarded::write_request_headers(
+        out,
+        headers,
+        routes.xff,
+        routes.drop_invalid_headers,
+        &cx.forwarded,
+    );
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&buf[head_len..len]);
+
+    Prep::Forward(Plan {
+        len,
+        group,
+        affinity,
+        tg_cookie,
+        head: method == Method::HEAD,
+        idempotent: is_idempotent(&method),
+        close,
+        body_len,
+        body_pending: (body_len - in_hand) as u64,
+        // A client that did not wait needs no go-ahead.
+        expect_continue: expect_continue && in_hand == 0,
+    })
+}
+
+/// The value of cookie `name` in the request's Cookie headers.
+fn raw_cookie<'a>(headers: &'a [httparse::Header<'_>], name: &str) -> Option<&'a str> {
+    sticky::cookie(
+        headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
+            .map(|h| h.value),
+        name,
+    )
+}
