@@ -75,7 +75,7 @@ http {
 EOF
 }
 
-# ---- measurement helpers (used by workloads.sh; run.sh keeps its own copies) ----------
+# ---- measurement helpers (run.sh, mesh.sh, workloads.sh) ------------------------------
 
 # proc_tree PID: the pid and its children (nginx's master and workers).
 proc_tree() {

@@ -263,45 +263,7 @@ for run in "${RUNS[@]}"; do
     wait_http "${URL_OF[$run]}" "${extra[@]}" || die "$run does not forward to the backend"
 done
 
-# ---- measurement ---------------------------------------------------------------------
-
-# The proxy's processes: the pid and its children (nginx's master and worker).
-proc_tree() {
-    local pid=$1
-    echo "$pid"
-    pgrep -P "$pid" 2>/dev/null || true
-}
-
-# CPU ticks (utime + stime) summed over the given pids.
-cpu_ticks() {
-    local total=0 pid t
-    for pid in "$@"; do
-        # Fields after "pid (comm) ": utime and stime are the 12th and 13th.
-        t=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}')
-        total=$((total + ${t:-0}))
-    done
-    echo "$total"
-}
-
-# Resident set size in KiB summed over the given pids.
-rss_kib() {
-    local total=0 pid r
-    for pid in "$@"; do
-        r=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null)
-        total=$((total + ${r:-0}))
-    done
-    echo "$total"
-}
-
-# A wrk latency such as 585.00us, 1.20ms or 1.02s, in microseconds.
-to_us() {
-    awk -v v="$1" 'BEGIN {
-        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-        if (u == "us") m = 1; else if (u == "ms") m = 1000; else if (u == "s") m = 1000000
-        else if (u == "m") m = 60000000; else m = 1
-        printf "%.1f", n * m
-    }'
-}
+# ---- measurement (proc_tree, cpu_ticks, rss_kib, to_us: common.sh) -------------------
 
 mkdir -p "$TMP/results"
 
