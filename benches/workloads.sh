@@ -28,7 +28,8 @@
 # Environment (defaults in brackets):
 #   ROUNDS [3, QUICK 1]  DURATION [10, QUICK 3] seconds  WARMUP [2, QUICK 1] seconds
 #   CONNECTIONS [50] wrk connections  PROXY_CORE [0]  LOAD_CORE [1]  BASE_PORT [19100]
-#   PROFILE [release] (debug: build and use debug binaries, to check the script quickly)
+#   PROFILE [release] (debug: build and use debug binaries, to check the script quickly;
+#     bench-fast: release code without fat LTO, for quick before/after comparisons)
 #   HANDSHAKE_CONCURRENCY [16]  H2_CONNECTIONS [10]  BODY_CONNECTIONS [4]
 #   LARGE_DURATION [DURATION, at least 10] seconds per 100 MiB body run
 #   IDLE_KEEPALIVE [10000, QUICK 1000]  IDLE_WEBSOCKETS [1000, QUICK 200]
@@ -94,7 +95,8 @@ wants() { [[ -n ${WANT[$1]:-} ]]; }
 [[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a positive integer, got '$DURATION'"
 [[ $LARGE_DURATION =~ ^[1-9][0-9]*$ ]] || die "LARGE_DURATION must be a positive integer, got '$LARGE_DURATION'"
 [[ $WARMUP =~ ^[0-9]+$ ]] || die "WARMUP must be a whole number of seconds, got '$WARMUP'"
-[[ $PROFILE == release || $PROFILE == debug ]] || die "PROFILE must be release or debug, got '$PROFILE'"
+[[ $PROFILE == release || $PROFILE == debug || $PROFILE == bench-fast ]] ||
+    die "PROFILE must be release, bench-fast or debug, got '$PROFILE'"
 
 # ---- prerequisites -------------------------------------------------------------------
 
@@ -125,6 +127,7 @@ fi
 
 profile_flag=()
 [[ $PROFILE == release ]] && profile_flag=(--release)
+[[ $PROFILE == bench-fast ]] && profile_flag=(--profile bench-fast)
 if [[ ${BUILD:-1} == 1 ]]; then
     log "building the bench binaries ($PROFILE)..."
     (cd "$ROOT" && cargo build "${profile_flag[@]}" --quiet -p berth-benches --bins) || die "cargo build failed"
