@@ -1,1 +1,1 @@
-//! End-to-end tests for berth; see tests/tests/.
+//! End-to-end tests for berth; see tests/tests/e2e/ (one test binary) and tests/tests/scaling_speed.rs.
