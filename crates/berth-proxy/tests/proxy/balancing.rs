@@ -1,10 +1,9 @@
 //! Balancing algorithms, slow start, stickiness and WebSocket upgrades, end to end.
 
-
 use std::time::Duration;
 
-use berth_proxy::{ProxyConfig, TargetGroupConfig};
 use crate::common::*;
+use berth_proxy::{ProxyConfig, TargetGroupConfig};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

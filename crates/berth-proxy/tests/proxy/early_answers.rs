@@ -4,7 +4,6 @@
 //! connection ends after it; a target that closes without answering still gets the
 //! client a 502.
 
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,12 +4,11 @@
 //! thing on a fresh connection (the HTTP/1.1 fast path reads it first) and after a
 //! chunked request moved the connection to hyper (the hyper path reads it).
 
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use berth_proxy::{ProxyConfig, TargetGroupConfig};
 use crate::common::*;
+use berth_proxy::{ProxyConfig, TargetGroupConfig};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -2,7 +2,6 @@
 //! (length, chunked, close-delimited, interim 1xx), hop-by-hop headers both ways,
 //! pipelining, connection reuse, and the hand-over to hyper in the middle of a connection.
 
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 

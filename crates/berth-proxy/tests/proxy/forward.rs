@@ -1,12 +1,11 @@
 //! HTTP forwarding, health gating, draining, retries and reconfiguration, end to end
 //! through real sockets.
 
-
 use std::time::Duration;
 
+use crate::common::*;
 use berth_model::elb::TargetHealthState;
 use berth_proxy::{ProxyConfig, ProxyError};
-use crate::common::*;
 use serde_json::json;
 
 #[tokio::test]

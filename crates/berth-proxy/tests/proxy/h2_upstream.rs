@@ -1,8 +1,7 @@
 //! HTTP/2 to targets (`protocolVersion` HTTP2 / GRPC) with trailers passed end to end.
 
-
-use bytes::Bytes;
 use crate::common::*;
+use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;

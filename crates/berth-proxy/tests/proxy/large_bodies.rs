@@ -3,7 +3,6 @@
 //! or a target that stops mid-body ends the exchange without a well-formed end, and a
 //! streamed upload is never sent twice.
 
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -3,13 +3,12 @@
 //! client address, and HTTP/2's stream, header list and reset limits and its SETTINGS
 //! and PING floods.
 
-
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
 use crate::common::*;
+use bytes::Bytes;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};

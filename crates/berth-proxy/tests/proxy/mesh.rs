@@ -2,10 +2,10 @@
 //! the node's mesh addresses, host routing, TCP, the per-request timeout, the retry after
 //! a 503, outlier ejection and the mesh metrics.
 
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::common::*;
 use berth_model::dataplane::{
     MeshGroupSettings, MeshListener, MeshProtocol, MeshRoute, OutlierDetection,
 };
@@ -13,7 +13,6 @@ use berth_proxy::{
     mesh_listener_key, Proxy, ProxyConfig, ProxyError, ProxyTarget, TargetGroupConfig,
 };
 use bytes::Bytes;
-use crate::common::*;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};

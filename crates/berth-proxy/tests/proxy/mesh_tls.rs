@@ -4,12 +4,13 @@
 //! trust, denies callers off the allow list with 403, keeps serving through an identity
 //! rotation, and carries TCP mesh listeners.
 
-
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::mesh_ca::TestCa;
+use crate::common::*;
 use berth_model::dataplane::{
     MeshCaller, MeshGroupSettings, MeshHop, MeshInboundEndpoint, MeshListener, MeshProtocol,
     MeshRoute, MeshTlsConfig, OutlierDetection,
@@ -17,8 +18,6 @@ use berth_model::dataplane::{
 use berth_model::mesh_identity::{AllowedCallers, MeshCertificate, SpiffeId};
 use berth_proxy::{mesh_listener_key, Proxy, ProxyConfig, ProxyTarget, TargetGroupConfig};
 use bytes::Bytes;
-use crate::common::mesh_ca::TestCa;
-use crate::common::*;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};

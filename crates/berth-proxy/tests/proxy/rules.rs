@@ -1,11 +1,10 @@
 //! Rules, actions, headers and protocol handling, end to end through real sockets.
 
-
 use std::time::Duration;
 
+use crate::common::*;
 use berth_proxy::{ProxyConfig, TargetGroupConfig};
 use bytes::Bytes;
-use crate::common::*;
 use http_body_util::{BodyExt, Full};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

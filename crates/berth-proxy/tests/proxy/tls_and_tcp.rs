@@ -1,14 +1,13 @@
 //! HTTPS listeners (SNI, ALPN h2/http1.1) and NLB TCP/TLS listeners with proxy protocol
 //! v2, end to end through real sockets.
 
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::common::*;
 use berth_model::elb::LoadBalancer;
 use berth_proxy::{ProxyConfig, TargetGroupConfig};
 use bytes::Bytes;
-use crate::common::*;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName};

@@ -2,16 +2,15 @@
 //! scratch` image by the test itself. These tests fail (they do not skip) when the engine
 //! is unreachable: berth's CI runs them on machines that have one.
 
-
 use std::time::{Duration, Instant};
 
+use crate::support::docker_engine::*;
+use crate::support::*;
 use berth_model::ecs::HealthStatus;
 use berth_runtime::docker::{DockerRuntime, DockerRuntimeConfig, OOM_REASON};
 use berth_runtime::{ContainerStatus, Runtime};
 use futures::StreamExt;
 use serde_json::json;
-use crate::support::docker_engine::*;
-use crate::support::*;
 
 /// A task spec in the test's own cluster.
 fn dspec(cluster: &str, id: &str, td: serde_json::Value) -> berth_runtime::TaskSpec {

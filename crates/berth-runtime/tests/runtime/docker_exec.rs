@@ -2,13 +2,12 @@
 //! container (the demo image is `FROM scratch`, so the command is the demo binary
 //! itself). Fails, does not skip, when the engine is unreachable.
 
-
 use std::time::Duration;
 
-use berth_runtime::{ExecRequest, Runtime, RuntimeError};
-use serde_json::json;
 use crate::support::docker_engine::*;
 use crate::support::*;
+use berth_runtime::{ExecRequest, Runtime, RuntimeError};
+use serde_json::json;
 
 const WHOAMI: &str = "/usr/local/bin/berth-whoami";
 

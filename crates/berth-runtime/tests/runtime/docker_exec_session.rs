@@ -5,16 +5,15 @@
 //! code. Fails, does not skip, when the engine is unreachable or busybox-static is not
 //! installed.
 
-
 use std::path::Path;
 
+use crate::support::docker_engine::*;
+use crate::support::exec_session::*;
+use crate::support::*;
 use berth_model::exec_stream::{InputFrame, OutputFrame, WindowSize};
 use berth_runtime::docker;
 use berth_runtime::{InteractiveExecRequest, Runtime};
 use serde_json::json;
-use crate::support::docker_engine::*;
-use crate::support::exec_session::*;
-use crate::support::*;
 
 /// The image: `FROM scratch` plus `/usr/local/bin/busybox` (its shell runs busybox's
 /// applets without a PATH lookup).

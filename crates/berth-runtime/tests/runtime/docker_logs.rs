@@ -3,13 +3,12 @@
 //! being kept with json-file in berth's own log store) can be read like any other. Like
 //! `docker.rs`, these tests fail (they do not skip) when the engine is unreachable.
 
-
+use crate::support::docker_engine::*;
+use crate::support::*;
 use berth_runtime::docker::{DockerRuntime, LABEL_AWSLOGS_STREAM};
 use berth_runtime::Runtime;
 use futures::StreamExt;
 use serde_json::{json, Value};
-use crate::support::docker_engine::*;
-use crate::support::*;
 
 fn app(name: &str, log_configuration: Value) -> Value {
     json!({

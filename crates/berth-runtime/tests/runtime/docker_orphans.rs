@@ -3,15 +3,14 @@
 //! node is alive, and removed on request; a container without berth's instance label is
 //! never one. Fails (does not skip) without a Docker engine.
 
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::docker_engine::*;
+use crate::support::*;
 use berth_runtime::docker::{DockerRuntime, DockerRuntimeConfig};
 use berth_runtime::{LiveOwners, OrphanOwner, OrphanTask, Runtime};
 use serde_json::json;
-use crate::support::docker_engine::*;
-use crate::support::*;
 
 async fn node(cluster: &str, instance: &str) -> Arc<DockerRuntime> {
     DockerRuntime::connect(DockerRuntimeConfig {

@@ -3,12 +3,11 @@
 //! would pass them. Like `docker.rs`, these tests fail (they do not skip) when the engine
 //! is unreachable.
 
-
+use crate::support::docker_engine::*;
+use crate::support::*;
 use berth_runtime::docker::LABEL_CONTAINER;
 use berth_runtime::Runtime;
 use serde_json::{json, Value};
-use crate::support::docker_engine::*;
-use crate::support::*;
 
 /// The engine's record of the task's container named `name`.
 fn inspect(task_arn: &str, name: &str) -> Value {

@@ -5,13 +5,12 @@
 //! `docker cp` or on the host. Like `docker.rs`, these tests fail (they do not skip) when
 //! the engine is unreachable.
 
-
+use crate::support::docker_engine::*;
+use crate::support::*;
 use berth_runtime::docker::{DockerRuntime, LABEL_TASK_ARN};
 use berth_runtime::{ContainerStatus, Runtime};
 use futures::StreamExt;
 use serde_json::{json, Value};
-use crate::support::docker_engine::*;
-use crate::support::*;
 
 /// Removes a task's containers, and the named volumes, however the test ends.
 struct CleanupWithVolumes {

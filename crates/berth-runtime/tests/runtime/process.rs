@@ -1,16 +1,15 @@
 //! The process runtime against real processes: the `whoami` demo app under the shim.
 
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use berth_model::ecs::HealthStatus;
 use berth_runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
 use berth_runtime::{ContainerStatus, Runtime, RuntimeError, TaskSpec, TaskState};
 use futures::StreamExt;
 use serde_json::json;
-use crate::support::*;
 
 struct Fixture {
     dir: tempfile::TempDir,

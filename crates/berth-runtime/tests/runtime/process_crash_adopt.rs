@@ -2,14 +2,13 @@
 //! the next runtime on the same state directory finds the shim by its command line and
 //! adopts the running process instead of leaving it unowned.
 
-
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::support::*;
 use berth_runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
 use berth_runtime::{ContainerStatus, Runtime};
 use serde_json::json;
-use crate::support::*;
 
 fn runtime_at(dir: &Path) -> Arc<ProcessRuntime> {
     ProcessRuntime::new(ProcessRuntimeConfig {

@@ -2,13 +2,12 @@
 //! container's environment and working directory, and gives back its output and exit
 //! code; one running past its timeout is killed.
 
-
 use std::time::Duration;
 
+use crate::support::*;
 use berth_runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
 use berth_runtime::{ExecRequest, Runtime, RuntimeError};
 use serde_json::json;
-use crate::support::*;
 
 fn request(container: Option<&str>, command: &[&str], timeout: Duration) -> ExecRequest {
     ExecRequest {

@@ -4,14 +4,13 @@
 //! and the session ends with the command's exit code; a session whose caller leaves
 //! kills its command.
 
-
+use crate::support::exec_session::*;
+use crate::support::*;
 use berth_model::exec_stream::{InputFrame, OutputFrame, WindowSize};
 use berth_runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
 use berth_runtime::{InteractiveExecRequest, Runtime, RuntimeError, TaskSpec};
 use serde_json::json;
 use std::time::Duration;
-use crate::support::exec_session::*;
-use crate::support::*;
 
 fn runtime(dir: &std::path::Path) -> std::sync::Arc<ProcessRuntime> {
     ProcessRuntime::new(ProcessRuntimeConfig {

@@ -2,12 +2,11 @@
 //! process's output is kept in berth's own log file and read back through the logs API
 //! whatever the driver says, `none` included.
 
-
+use crate::support::*;
 use berth_runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
 use berth_runtime::Runtime;
 use futures::StreamExt;
 use serde_json::json;
-use crate::support::*;
 
 #[tokio::test]
 async fn process_output_is_kept_whatever_the_log_driver() {

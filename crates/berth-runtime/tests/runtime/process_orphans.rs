@@ -2,15 +2,14 @@
 //! found by a runtime on a new state directory, ignored while their owner is alive, and
 //! stopped on request.
 
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use berth_runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
 use berth_runtime::{LiveOwners, OrphanOwner, OrphanTask, Runtime};
 use serde_json::json;
-use crate::support::*;
 
 fn runtime_at(dir: &Path) -> Arc<ProcessRuntime> {
     ProcessRuntime::new(ProcessRuntimeConfig {

@@ -3,15 +3,14 @@
 //! `workingDirectory`; `BERTH_MOUNTS_DIR` names it), shared volumes outlive their tasks,
 //! task volumes go with theirs, and a bind mount reaches the node's path.
 
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use berth_runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
 use berth_runtime::{ExecRequest, Runtime, TaskSpec};
 use serde_json::json;
-use crate::support::*;
 
 fn runtime(state_dir: &Path) -> Arc<ProcessRuntime> {
     ProcessRuntime::new(ProcessRuntimeConfig {
