@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::berth_copies::{all_answer, copied_binary};
 use anyhow::{ensure, Context, Result};
 use berth_testkit::{bin, demo_image, quickstart, wait_until, Load, Server};
 use nix::sys::signal::Signal;
@@ -20,25 +21,6 @@ enum Restart {
     Sigterm,
     Upgrade,
     Sigkill,
-}
-
-/// A copy of the built `berth` in a directory of its own, with `berth-whoami` beside it
-/// (the process runtime finds the demo app next to the executable).
-fn copied_binary(dir: &Path) -> Result<PathBuf> {
-    let copy = dir.join("berth");
-    std::fs::copy(bin("berth"), &copy).context("copying berth")?;
-    std::os::unix::fs::symlink(bin("berth-whoami"), dir.join("berth-whoami"))?;
-    Ok(copy)
-}
-
-/// `n` requests through `addr`, each of which must succeed: the listener serves.
-async fn all_answer(addr: &str, n: usize) -> Result<()> {
-    let client = reqwest::Client::new();
-    for i in 0..n {
-        let r = client.get(format!("http://{addr}/")).send().await?;
-        ensure!(r.status().is_success(), "request {i}: {}", r.status());
-    }
-    Ok(())
 }
 
 async fn restart_under_load(runtime: &str, how: Restart) -> Result<()> {

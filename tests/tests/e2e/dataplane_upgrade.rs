@@ -13,32 +13,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::berth_copies::{all_answer, altered_binary};
 use anyhow::{ensure, Context, Result};
 use berth_testkit::{bin, demo_image, quickstart, Load, Server};
 use nix::sys::signal::Signal;
 
 const SETTLE: Duration = Duration::from_secs(90);
-
-/// A copy of the built `berth` with bytes appended (it runs the same, and its
-/// fingerprint differs), with `berth-whoami` beside it.
-fn altered_binary(dir: &Path) -> Result<PathBuf> {
-    let copy = dir.join("berth");
-    std::fs::copy(bin("berth"), &copy).context("copying berth")?;
-    let mut f = std::fs::OpenOptions::new().append(true).open(&copy)?;
-    std::io::Write::write_all(&mut f, b"\nanother build\n")?;
-    std::os::unix::fs::symlink(bin("berth-whoami"), dir.join("berth-whoami"))?;
-    Ok(copy)
-}
-
-/// `n` requests through `addr`, each of which must succeed: the listener serves.
-async fn all_answer(addr: &str, n: usize) -> Result<()> {
-    let client = reqwest::Client::new();
-    for i in 0..n {
-        let r = client.get(format!("http://{addr}/")).send().await?;
-        ensure!(r.status().is_success(), "request {i}: {}", r.status());
-    }
-    Ok(())
-}
 
 /// Every target of `service`'s group reads `healthy` through the API now.
 async fn all_healthy_now(server: &Server) -> Result<()> {

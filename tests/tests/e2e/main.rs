@@ -20,6 +20,7 @@ mod autoscaling_prometheus;
 mod aws_boto3;
 mod aws_cli;
 mod aws_elbv2_cli;
+mod berth_copies;
 mod compose;
 mod console;
 mod crash_moments;
