@@ -5,12 +5,12 @@
 //! tasks are adopted; target health read through the API right after the restart is
 //! still `healthy` (the data plane kept checking while the server was away).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::berth_copies::{all_answer, copied_binary};
 use anyhow::{ensure, Context, Result};
-use berth_testkit::{bin, demo_image, quickstart, wait_until, Load, Server};
+use berth_testkit::{demo_image, quickstart, wait_until, Load, Server};
 use nix::sys::signal::Signal;
 
 const SETTLE: Duration = Duration::from_secs(90);

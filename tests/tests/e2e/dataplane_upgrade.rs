@@ -9,7 +9,7 @@
 //!   its fingerprint differs): the server upgrades the data plane by itself;
 //! - the first case on the Docker runtime.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
