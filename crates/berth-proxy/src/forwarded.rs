@@ -37,25 +37,58 @@ impl From<XffHeaderProcessing> for XffMode {
     }
 }
 
-/// A client connection's X-Forwarded-* values, formatted once per connection.
+/// A client connection's X-Forwarded-* values, formatted once per connection into the
+/// connection's own memory (no allocation per connection).
 pub(crate) struct ForwardedValues {
-    /// The client's address, as X-Forwarded-For carries it.
-    pub(crate) client_ip: HeaderValue,
-    /// The listener's port, as X-Forwarded-Port carries it.
-    pub(crate) port: HeaderValue,
+    /// The client's address as X-Forwarded-For carries it: `client[..client_len]`.
+    client: [u8; MAX_IP_TEXT],
+    client_len: u8,
+    /// The listener's port as X-Forwarded-Port carries it: `port[..port_len]`.
+    port: [u8; 5],
+    port_len: u8,
     /// `http` or `https`, for X-Forwarded-Proto and redirects.
     pub(crate) scheme: &'static str,
 }
 
+/// The longest text of an IP address (an IPv6 address ending in an IPv4 one).
+const MAX_IP_TEXT: usize = 45;
+
 impl ForwardedValues {
     pub(crate) fn new(peer: SocketAddr, port: u16, scheme: &'static str) -> ForwardedValues {
+        use std::io::Write;
+        let mut client = [0; MAX_IP_TEXT];
+        let mut w = &mut client[..];
+        let _ = write!(w, "{}", source_ip(peer));
+        let client_len = (MAX_IP_TEXT - w.len()) as u8;
+        let mut b = itoa::Buffer::new();
+        let p = b.format(port).as_bytes();
+        let mut port_text = [0; 5];
+        port_text[..p.len()].copy_from_slice(p);
         ForwardedValues {
-            client_ip: HeaderValue::from_str(&source_ip(peer).to_string())
-                .expect("an IP address is a valid header value"),
-            port: HeaderValue::from(port),
+            client,
+            client_len,
+            port: port_text,
+            port_len: p.len() as u8,
             scheme,
         }
     }
+
+    /// The client's address, as X-Forwarded-For carries it.
+    #[inline]
+    pub(crate) fn client_ip(&self) -> &[u8] {
+        &self.client[..self.client_len as usize]
+    }
+
+    /// The listener's port, as X-Forwarded-Port carries it.
+    #[inline]
+    pub(crate) fn port(&self) -> &[u8] {
+        &self.port[..self.port_len as usize]
+    }
+}
+
+/// A header value of bytes known to be valid (an address or a port number).
+fn value(b: &[u8]) -> HeaderValue {
+    HeaderValue::from_bytes(b).expect("an address or a port is a valid header value")
 }
 
 /// Headers that belong to one hop, as hyper's names.
@@ -179,10 +212,10 @@ pub(crate) fn set_forwarded(h: &mut HeaderMap, mode: XffMode, v: &ForwardedValue
     match mode {
         XffMode::Append => {
             let xff = match h.get(&XFF) {
-                None => Some(v.client_ip.clone()),
+                None => Some(value(v.client_ip())),
                 Some(prev) => {
                     let prev = prev.as_bytes();
-                    let client = v.client_ip.as_bytes();
+                    let client = v.client_ip();
                     let mut joined = Vec::with_capacity(prev.len() + 2 + client.len());
                     append_client(&mut joined, prev, client);
                     HeaderValue::from_maybe_shared(Bytes::from(joined)).ok()
@@ -198,7 +231,7 @@ pub(crate) fn set_forwarded(h: &mut HeaderMap, mode: XffMode, v: &ForwardedValue
         }
     }
     h.insert(XFP, HeaderValue::from_static(v.scheme));
-    h.insert(XFPORT, v.port.clone());
+    h.insert(XFPORT, value(v.port()));
 }
 
 /// Writes a request's header lines as the target gets them, for the fast path:
@@ -245,15 +278,15 @@ fn write_forwarded(out: &mut Vec<u8>, mode: XffMode, prev_xff: Option<&[u8]>, v:
     if mode == XffMode::Append {
         out.extend_from_slice(b"x-forwarded-for: ");
         match prev_xff {
-            Some(p) => append_client(out, p, v.client_ip.as_bytes()),
-            None => out.extend_from_slice(v.client_ip.as_bytes()),
+            Some(p) => append_client(out, p, v.client_ip()),
+            None => out.extend_from_slice(v.client_ip()),
         }
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"x-forwarded-proto: ");
     out.extend_from_slice(v.scheme.as_bytes());
     out.extend_from_slice(b"\r\nx-forwarded-port: ");
-    out.extend_from_slice(v.port.as_bytes());
+    out.extend_from_slice(v.port());
     out.extend_from_slice(b"\r\n");
 }
 
@@ -263,6 +296,28 @@ mod tests {
 
     fn values() -> ForwardedValues {
         ForwardedValues::new("10.0.0.9:4000".parse().unwrap(), 8080, "https")
+    }
+
+    #[test]
+    fn forwarded_values_hold_the_longest_addresses_and_ports() {
+        let v = ForwardedValues::new(
+            "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:1"
+                .parse()
+                .unwrap(),
+            65535,
+            "http",
+        );
+        assert_eq!(v.client_ip(), b"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+        assert_eq!(v.port(), b"65535");
+        let mapped = ForwardedValues::new("[::ffff:10.1.2.3]:1".parse().unwrap(), 80, "http");
+        assert_eq!(
+            mapped.client_ip(),
+            b"10.1.2.3",
+            "an IPv4-mapped client is shown as IPv4"
+        );
+        assert_eq!(mapped.port(), b"80");
+        // No allocation of its own: a connection's context holds it inline.
+        assert!(std::mem::size_of::<ForwardedValues>() <= 72);
     }
 
     #[test]

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
@@ -33,9 +34,7 @@ use tokio::time::{Instant, Sleep};
 use crate::context::{ListenerShared, MAX_HEADER_BYTES};
 use crate::edge::chunked::ChunkedScan;
 use crate::edge::{check_head, BodyFraming, Rejection};
-
-/// Bytes read from a client at a time.
-const READ_SIZE: usize = 8 * 1024;
+use crate::read_buffers;
 
 #[derive(Debug, Clone)]
 enum State {
@@ -98,6 +97,12 @@ impl Scanner {
             });
         }
         Ok(())
+    }
+
+    /// No framing is followed any more (HTTP/2, or an upgrade the target accepted):
+    /// every byte passes as it is.
+    pub fn opaque(&self) -> bool {
+        matches!(self.state, State::Opaque)
     }
 
     /// An upgrade request awaits its answer: nothing more should be read meanwhile.
@@ -220,8 +225,8 @@ fn find_head_end(tail: &[u8], next: &[u8]) -> Option<usize> {
 pub(crate) struct Guarded<IO> {
     io: IO,
     scanner: Scanner,
-    scratch: Box<[u8]>,
-    /// Bytes that passed and hyper has not read yet, from `ready_pos` on.
+    /// Bytes that passed and hyper has not read yet, from `ready_pos` on. No capacity
+    /// while there are none (a quiet connection holds no buffer).
     ready: Vec<u8>,
     ready_pos: usize,
     /// A request was refused: the connection reads as ended after what passed before it.
@@ -243,7 +248,6 @@ impl<IO> Guarded<IO> {
         Guarded {
             io,
             scanner: Scanner::default(),
-            scratch: vec![0; READ_SIZE].into_boxed_slice(),
             ready: Vec::new(),
             ready_pos: 0,
             refused: false,
@@ -311,7 +315,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
                 buf.put_slice(&me.ready[me.ready_pos..me.ready_pos + n]);
                 me.ready_pos += n;
                 if me.ready_pos == me.ready.len() {
-                    me.ready.clear();
+                    read_buffers::give_vec(&mut me.ready);
                     me.ready_pos = 0;
                 }
                 return Poll::Ready(Ok(()));
@@ -323,8 +327,14 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
                 me.parked = Some(cx.waker().clone());
                 return Poll::Pending;
             }
-            let mut rb = ReadBuf::new(&mut me.scratch);
-            match Pin::new(&mut me.io).poll_read(cx, &mut rb) {
+            if me.scanner.opaque() {
+                // Nothing left to follow (HTTP/2, an upgraded protocol): bytes go
+                // straight to the reader, without a copy or a buffer of the gate's.
+                return Pin::new(&mut me.io).poll_read(cx, buf);
+            }
+            // The read borrows a pooled buffer, given back once its bytes are fed.
+            let mut scratch = BytesMut::new();
+            match read_buffers::poll_read_pooled(&mut me.io, cx, &mut scratch) {
                 Poll::Pending => {
                     let expired = me
                         .head_timer
@@ -343,12 +353,16 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
                     continue;
                 }
                 Poll::Ready(r) => r?,
-            }
-            let n = rb.filled().len();
-            if n == 0 {
+            };
+            if scratch.is_empty() {
                 return Poll::Ready(Ok(()));
             }
-            if let Err(refusal) = me.scanner.feed(&me.scratch[..n], &mut me.ready) {
+            if me.ready.capacity() == 0 {
+                me.ready = read_buffers::take_vec();
+            }
+            let fed = me.scanner.feed(&scratch, &mut me.ready);
+            read_buffers::give(&mut scratch);
+            if let Err(refusal) = fed {
                 me.refuse(refusal);
             } else if !me.scanner.collecting_head() {
                 me.head_timer = None;
