@@ -306,9 +306,13 @@ async fn handle(req: Request<Incoming>, cx: Arc<ConnCtx>) -> Response<ProxyBody>
             let xff = routes.xff;
             let drop_invalid = routes.drop_invalid_headers;
             drop(routes);
+            // Boxed: forwarding's state is most of the request's, and hyper moves the
+            // request's future (into its stream task) before it first runs.
             let mut resp = match &group.mesh {
-                None => forward(req, &group, &cx, xff, drop_invalid).await,
-                Some(mesh) => forward_mesh(req, &group, mesh, &cx, xff, drop_invalid).await,
+                None => Box::pin(forward(req, &group, &cx, xff, drop_invalid)).await,
+                Some(mesh) => {
+                    Box::pin(forward_mesh(req, &group, mesh, &cx, xff, drop_invalid)).await
+                }
             };
             if let Some(c) = set_tg_cookie {
                 resp.headers_mut().append(header::SET_COOKIE, c);
