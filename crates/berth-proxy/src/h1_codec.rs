@@ -351,7 +351,7 @@ mod tests {
         let mut d = ChunkedDecoder::default();
         let mut data = Vec::new();
         let mut pending: Vec<u8> = Vec::new();
-        for part in parts {
+        for (i, part) in parts.iter().enumerate() {
             pending.extend_from_slice(part);
             loop {
                 match d.step(&pending)? {
@@ -364,7 +364,11 @@ mod tests {
                         data.extend_from_slice(&pending[skip..skip + len]);
                         pending.drain(..skip + len);
                     }
-                    Chunk::Last(n) => return Ok((data, pending[n..].to_vec())),
+                    Chunk::Last(n) => {
+                        let mut rest = pending[n..].to_vec();
+                        rest.extend(parts[i + 1..].iter().copied().flatten());
+                        return Ok((data, rest));
+                    }
                 }
             }
         }
