@@ -33,10 +33,17 @@ async fn h2c_requests_reach_http11_targets() {
 
     // A chunked response (the backend streams /trailers; its trailers need `te`, which
     // does not go to an HTTP/1.1 target) arrives decoded.
-    let resp = send.clone().send_request(get("GET", "/trailers")).await.unwrap();
+    let resp = send
+        .clone()
+        .send_request(get("GET", "/trailers"))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert!(resp.headers().get("transfer-encoding").is_none());
-    assert_eq!(&resp.into_body().collect().await.unwrap().to_bytes()[..], b"web");
+    assert_eq!(
+        &resp.into_body().collect().await.unwrap().to_bytes()[..],
+        b"web"
+    );
     let h = backend.last_headers.lock().unwrap().clone();
     assert!(h.contains("version: HTTP/1.1\n"), "{h}");
     assert!(h.contains("host: example.com\n"), "{h}");
@@ -45,7 +52,13 @@ async fn h2c_requests_reach_http11_targets() {
 
     let resp = send.clone().send_request(get("HEAD", "/")).await.unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.into_body().collect().await.unwrap().to_bytes().is_empty());
+    assert!(resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .is_empty());
 
     // Many streams at once, each on its own target connection.
     let before = backend.count();
