@@ -1,5 +1,6 @@
-//! The response body the proxy sends to clients: a body it made itself, or a target's
-//! body streamed through. A target's body carries the request's in-flight guard and its
+//! The response body the proxy sends to clients: a body it made itself, a target's
+//! body streamed through hyper's client, or one read from a target's HTTP/1.1
+//! connection directly ([`crate::hyper_path`]'s plain HTTP/1.1 exchange). A target's body carries the request's in-flight guard and its
 //! pooled connection: the connection goes back to the pool when the body ends, and the
 //! request is counted out of the target when the body ends or is dropped.
 
@@ -11,6 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use prometheus::IntCounter;
 
+use crate::hyper_path::RawBody;
 use crate::pool::UpSender;
 use crate::target::InFlight;
 
@@ -38,7 +40,11 @@ pub enum ProxyBody {
         /// A mesh group's processed bytes, counted as well.
         mesh_bytes: Option<IntCounter>,
     },
+    Raw(Box<RawBody>),
 }
+
+/// Why a response body broke off.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 impl ProxyBody {
     pub(crate) fn full(b: impl Into<Bytes>) -> ProxyBody {
@@ -76,14 +82,15 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            ProxyBody::Raw(b) => b.poll_frame(cx).map_err(|e| e.into()),
             ProxyBody::Upstream {
                 inner,
                 guard,
@@ -116,7 +123,7 @@ impl Body for ProxyBody {
                     }
                     Poll::Pending => {}
                 }
-                r
+                r.map_err(|e| e.into())
             }
         }
     }
@@ -125,6 +132,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Full(b) => b.is_none(),
             ProxyBody::Upstream { inner, .. } => inner.is_end_stream(),
+            ProxyBody::Raw(b) => b.is_end_stream(),
         }
     }
 
@@ -132,6 +140,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             ProxyBody::Upstream { inner, .. } => inner.size_hint(),
+            ProxyBody::Raw(b) => b.size_hint(),
         }
     }
 }

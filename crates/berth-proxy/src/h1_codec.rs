@@ -1,6 +1,7 @@
-//! HTTP/1.1 at the byte level, as the fast path speaks it to targets and clients:
-//! Content-Length values, response heads and their body framing, where a chunked body
-//! ends, and status and header lines written into a buffer.
+//! HTTP/1.1 at the byte level, as the fast path speaks it to targets and clients (and
+//! the hyper path to plain HTTP/1.1 targets for HTTP/2 clients): Content-Length values,
+//! response heads and their body framing, where a chunked body ends, the data of a
+//! chunked body, and status and header lines written into a buffer.
 //!
 //! Pure functions over byte slices: no I/O, no routing, no headers policy (which headers
 //! the proxy adds or drops is [`crate::forwarded`]'s).
@@ -227,6 +228,91 @@ impl ChunkedEnd {
     }
 }
 
+/// What [`ChunkedDecoder::step`] found at the start of the bytes it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Chunk {
+    /// All the bytes were framing (sizes, extensions, line ends): drop them and read
+    /// more.
+    More,
+    /// `skip` bytes of framing, then `len` bytes of chunk data.
+    Data { skip: usize, len: usize },
+    /// The last chunk (size 0) ended after this many bytes; the trailer section (or the
+    /// empty line that ends the body) follows.
+    Last(usize),
+}
+
+/// Decodes a chunked body: finds the chunk data among the framing. Trailers are not its
+/// business: after [`Chunk::Last`] the caller reads the trailer section as header lines.
+#[derive(Debug, Default)]
+pub(crate) struct ChunkedDecoder {
+    state: DecodeState,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+enum DecodeState {
+    #[default]
+    Size,
+    SizeDigits(u64),
+    Ext(u64),
+    SizeLf(u64),
+    Data(u64),
+    DataCr,
+    DataLf,
+}
+
+impl ChunkedDecoder {
+    /// Follows `bytes`, the body's next bytes, up to the first chunk data or the end of
+    /// the last chunk's size line. `Err` for a malformed body.
+    pub(crate) fn step(&mut self, bytes: &[u8]) -> Result<Chunk, ()> {
+        use DecodeState::*;
+        for (i, &b) in bytes.iter().enumerate() {
+            self.state = match self.state {
+                Data(n) => {
+                    let len = ((bytes.len() - i) as u64).min(n);
+                    self.state = if len == n { DataCr } else { Data(n - len) };
+                    return Ok(Chunk::Data {
+                        skip: i,
+                        len: len as usize,
+                    });
+                }
+                Size => match hex(b) {
+                    Some(d) => SizeDigits(d),
+                    None => return Err(()),
+                },
+                SizeDigits(n) => match (hex(b), b) {
+                    (Some(d), _) if n <= u64::MAX >> 4 => SizeDigits(n * 16 + d),
+                    (Some(_), _) => return Err(()),
+                    (None, b'\r') => SizeLf(n),
+                    (None, b';' | b' ' | b'\t') => Ext(n),
+                    _ => return Err(()),
+                },
+                Ext(n) => match b {
+                    b'\r' => SizeLf(n),
+                    b'\n' => return Err(()),
+                    _ => Ext(n),
+                },
+                SizeLf(n) => match (b, n) {
+                    (b'\n', 0) => {
+                        self.state = Size;
+                        return Ok(Chunk::Last(i + 1));
+                    }
+                    (b'\n', n) => Data(n),
+                    _ => return Err(()),
+                },
+                DataCr => match b {
+                    b'\r' => DataLf,
+                    _ => return Err(()),
+                },
+                DataLf => match b {
+                    b'\n' => Size,
+                    _ => return Err(()),
+                },
+            };
+        }
+        Ok(Chunk::More)
+    }
+}
+
 fn hex(b: u8) -> Option<u64> {
     (b as char).to_digit(16).map(u64::from)
 }
@@ -257,6 +343,65 @@ mod tests {
         }
         assert_eq!(end_of(&[b"0\r\n\r\n"]), Ok(Some(5)));
         assert_eq!(end_of(&[b"5\r\nhel"]), Ok(None));
+    }
+
+    /// Decodes `parts` (the body's bytes as they arrive) to its data and the bytes
+    /// after the last chunk's size line.
+    fn decode(parts: &[&[u8]]) -> Result<(Vec<u8>, Vec<u8>), ()> {
+        let mut d = ChunkedDecoder::default();
+        let mut data = Vec::new();
+        let mut pending: Vec<u8> = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            pending.extend_from_slice(part);
+            loop {
+                match d.step(&pending)? {
+                    Chunk::More => {
+                        pending.clear();
+                        break;
+                    }
+                    Chunk::Data { skip, len } => {
+                        assert!(len > 0);
+                        data.extend_from_slice(&pending[skip..skip + len]);
+                        pending.drain(..skip + len);
+                    }
+                    Chunk::Last(n) => {
+                        let mut rest = pending[n..].to_vec();
+                        rest.extend(parts[i + 1..].iter().copied().flatten());
+                        return Ok((data, rest));
+                    }
+                }
+            }
+        }
+        Err(())
+    }
+
+    #[test]
+    fn chunked_data_is_decoded_across_reads() {
+        let body = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-trailer: 1\r\n\r\n";
+        let want = (b"hello world".to_vec(), b"x-trailer: 1\r\n\r\n".to_vec());
+        assert_eq!(decode(&[body]), Ok(want.clone()));
+        for cut in 1..body.len() {
+            let (a, b) = body.split_at(cut);
+            assert_eq!(decode(&[a, b]), Ok(want.clone()), "cut at {cut}");
+        }
+        let bytes: Vec<&[u8]> = body.chunks(1).collect();
+        assert_eq!(decode(&bytes), Ok(want));
+        assert_eq!(decode(&[b"0\r\n\r\n"]), Ok((vec![], b"\r\n".to_vec())));
+        assert_eq!(
+            decode(&[b"A\r\n0123456789\r\n0\r\n"]),
+            Ok((b"0123456789".to_vec(), vec![]))
+        );
+    }
+
+    #[test]
+    fn malformed_chunked_data_is_refused() {
+        assert_eq!(decode(&[b"zz\r\n"]), Err(()));
+        assert_eq!(decode(&[b"5\r\nhelloXX"]), Err(()));
+        assert_eq!(decode(&[b"5\n"]), Err(()));
+        assert_eq!(decode(&[b"5;x\n"]), Err(()));
+        assert_eq!(decode(&[b"fffffffffffffffff\r\n"]), Err(()));
+        // Not malformed, only unfinished.
+        assert_eq!(decode(&[b"5\r\nhel"]), Err(()));
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //!
 //! It routes with the listener's rules and forwards through the shared request engine
 //! ([`crate::attempt`]), stickiness ([`crate::sticky`]) and forwarded headers
-//! ([`crate::forwarded`]). It does not accept connections ([`crate::listener`] does).
+//! ([`crate::forwarded`]). A bodyless HTTP/2 request to a plain HTTP/1.1 target group
+//! skips hyper's client: [`raw_h1`] speaks HTTP/1.1 on a pooled connection from the
+//! request's own task. It does not accept connections ([`crate::listener`] does).
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -44,6 +46,9 @@ use crate::pool::{UpBody, CONNECT_TIMEOUT};
 use crate::rules::{source_ip, strip_port, CompiledAction, RequestView, ViewHeaders};
 use crate::splice::splice;
 use crate::sticky::{self, Affinity, TG_COOKIE};
+
+mod raw_h1;
+pub(crate) use raw_h1::RawBody;
 
 /// Concurrent streams a client may open on one HTTP/2 connection (ALB: 128).
 pub(crate) const H2_MAX_CONCURRENT_STREAMS: u32 = 128;
@@ -301,9 +306,13 @@ async fn handle(req: Request<Incoming>, cx: Arc<ConnCtx>) -> Response<ProxyBody>
             let xff = routes.xff;
             let drop_invalid = routes.drop_invalid_headers;
             drop(routes);
+            // Boxed: forwarding's state is most of the request's, and hyper moves the
+            // request's future (into its stream task) before it first runs.
             let mut resp = match &group.mesh {
-                None => forward(req, &group, &cx, xff, drop_invalid).await,
-                Some(mesh) => forward_mesh(req, &group, mesh, &cx, xff, drop_invalid).await,
+                None => Box::pin(forward(req, &group, &cx, xff, drop_invalid)).await,
+                Some(mesh) => {
+                    Box::pin(forward_mesh(req, &group, mesh, &cx, xff, drop_invalid)).await
+                }
             };
             if let Some(c) = set_tg_cookie {
                 resp.headers_mut().append(header::SET_COOKIE, c);
@@ -475,8 +484,13 @@ async fn forward(
         .headers()
         .get(header::TE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    let from_h2 = req.version() == Version::HTTP_2;
     let (mut parts, body) = req.into_parts();
     prepare(&mut parts, cx, xff, drop_invalid, upgrade);
+    if from_h2 && body.is_end_stream() && is_plain_h1(group) {
+        let idempotent = is_idempotent(&parts.method);
+        return raw_h1::forward(&parts, group, cx, &affinity, idempotent).await;
+    }
     // A request can fail after it was written: a kept-alive connection the target closed
     // at the wrong moment, or a target that died mid-request. A bodyless idempotent
     // request can safely go again (as nginx's `proxy_next_upstream error` does for
@@ -564,6 +578,13 @@ async fn forward(
         }
     };
     elb_error::response(status, &l.metrics)
+}
+
+/// Whether `group`'s targets speak plain HTTP/1.1 (neither HTTP/2 nor HTTPS; a mesh
+/// hop's TLS is fine).
+fn is_plain_h1(group: &GroupRuntime) -> bool {
+    let s = group.settings.load();
+    !s.h2 && s.protocol != berth_model::elb::Protocol::Https
 }
 
 /// What a request that went out and got no response ran into. The client's body breaking

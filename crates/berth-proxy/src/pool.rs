@@ -11,13 +11,13 @@
 //! kinds of connections per caller identity, in the hop's lanes, instead.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 
-use crossbeam_queue::ArrayQueue;
+use crossbeam_queue::{ArrayQueue, SegQueue};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2, TrySendError};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -58,6 +58,41 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Idle connections kept per target; more are closed when returned.
 const MAX_IDLE_PER_TARGET: usize = 256;
+/// Idle fast-path connections kept per target. An HTTP/2 client's concurrent streams
+/// each hold one while they wait for the target (100 streams on each of 10 connections
+/// is 1000), so fewer would close and reopen connections under steady load.
+const MAX_RAW_IDLE_PER_TARGET: usize = 1024;
+
+/// A bounded queue of idle connections that allocates as it fills (in small blocks),
+/// so a target that never has many idle connections costs little memory.
+struct RawIdle {
+    queue: SegQueue<TcpStream>,
+    len: AtomicUsize,
+}
+
+impl RawIdle {
+    fn new() -> RawIdle {
+        RawIdle {
+            queue: SegQueue::new(),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    /// Keeps `s`, or closes it when the queue is full.
+    fn push(&self, s: TcpStream) {
+        if self.len.fetch_add(1, Ordering::AcqRel) < MAX_RAW_IDLE_PER_TARGET {
+            self.queue.push(s);
+        } else {
+            self.len.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    fn pop(&self) -> Option<TcpStream> {
+        let s = self.queue.pop()?;
+        self.len.fetch_sub(1, Ordering::AcqRel);
+        Some(s)
+    }
+}
 
 /// Why no connection to the target could be had.
 #[derive(Debug)]
@@ -86,7 +121,7 @@ pub(crate) struct Pool {
     idle: ArrayQueue<http1::SendRequest<UpBody>>,
     /// Idle plain HTTP/1.1 connections of the fast path ([`crate::fast_h1`]), which speaks
     /// HTTP/1.1 on the socket itself.
-    raw: ArrayQueue<TcpStream>,
+    raw: RawIdle,
     /// Speak HTTP/2 to the target.
     h2: AtomicBool,
     /// Speak TLS to the target (HTTPS target groups).
@@ -101,7 +136,7 @@ impl Pool {
         Pool {
             addr,
             idle: ArrayQueue::new(MAX_IDLE_PER_TARGET),
-            raw: ArrayQueue::new(MAX_IDLE_PER_TARGET),
+            raw: RawIdle::new(),
             h2: AtomicBool::new(false),
             tls: AtomicBool::new(false),
             h2_conn: ArcSwapOption::empty(),
@@ -325,7 +360,7 @@ impl Pool {
     pub(crate) fn checkin_raw(&self, s: UpConn) {
         match s {
             UpConn::Plain(s) if self.is_plain_h1() && !self.has_hop() => {
-                let _ = self.raw.push(s);
+                self.raw.push(s);
             }
             UpConn::Mesh(s, lane) => {
                 let _ = lane.raw.push(*s);

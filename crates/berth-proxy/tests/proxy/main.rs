@@ -10,6 +10,7 @@ mod early_answers;
 mod edge;
 mod fast_path;
 mod forward;
+mod h2_client;
 mod h2_upstream;
 mod large_bodies;
 mod limits;
