@@ -307,7 +307,7 @@ mod uring {
                 msg: 0,
                 linked: false,
             });
-            self.recv(i, RECV_CLIENT, false);
+            self.recv(i, RECV_CLIENT);
         }
 
         fn close(&mut self, i: usize) {
@@ -348,7 +348,7 @@ mod uring {
             e.user_data((i as u64) << 2 | op)
         }
 
-        fn recv(&mut self, i: usize, op: u64, _linked: bool) {
+        fn recv(&mut self, i: usize, op: u64) {
             let e = self.recv_entry(i, op);
             self.push(e);
         }
@@ -372,7 +372,7 @@ mod uring {
                 Target::Fixed(fd) => opcode::Send::new(fd, ptr, n),
             };
             let e = e
-                .flags(if link { libc_msg_waitall() } else { 0 })
+                .flags(if link { MSG_WAITALL } else { 0 })
                 .build()
                 .user_data((i as u64) << 2 | op);
             if link {
@@ -419,7 +419,7 @@ mod uring {
                             self.send(i, send);
                         }
                         None if *len == BUF => self.close(i),
-                        None => self.recv(i, op, false),
+                        None => self.recv(i, op),
                     }
                 }
                 _ => {
@@ -445,14 +445,14 @@ mod uring {
                         return;
                     }
                     if op == SEND_BACKEND {
-                        self.recv(i, RECV_BACKEND, false);
+                        self.recv(i, RECV_BACKEND);
                     } else if let Some(m) = message_len(&c.req[..c.req_len]) {
                         // A next request is already here.
                         c.msg = m;
                         c.sent = 0;
                         self.send(i, SEND_BACKEND);
                     } else {
-                        self.recv(i, RECV_CLIENT, false);
+                        self.recv(i, RECV_CLIENT);
                     }
                 }
             }
@@ -464,8 +464,6 @@ mod uring {
         Fixed(types::Fixed),
     }
 
-    /// MSG_WAITALL on Linux.
-    fn libc_msg_waitall() -> i32 {
-        0x100
-    }
+    /// MSG_WAITALL on Linux: a linked send must send everything or fail.
+    const MSG_WAITALL: i32 = 0x100;
 }
