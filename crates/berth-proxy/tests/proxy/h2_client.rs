@@ -2,9 +2,8 @@
 //! pooled connections, with forwarded headers, chunked responses decoded, HEAD answered
 //! without a body, and many concurrent streams each answered.
 
-
-use bytes::Bytes;
 use crate::common::*;
+use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
