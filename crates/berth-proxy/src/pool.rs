@@ -4,7 +4,8 @@
 //!
 //! An HTTP/1.1 connection is taken out for one request and put back once the response
 //! body has been read to its end, so a pooled connection is always idle. The idle set is a
-//! lock-free queue; a connection the target closed is noticed and dropped at checkout.
+//! queue that grows with what it holds ([`idle`]); a connection the target closed is
+//! noticed and dropped at checkout.
 //! The HTTP/2 connection is multiplexed and published with arc-swap.
 //!
 //! A mesh target reached through a mutual TLS hop ([`crate::mesh::hop`]) keeps the same
@@ -17,13 +18,15 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 
-use crossbeam_queue::ArrayQueue;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2, TrySendError};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 use crate::mesh::hop::{HopDialer, HopError, Lane, MeshOutbound, UpConn};
+
+mod idle;
+use idle::IdleQueue;
 
 pub(crate) use crate::up_body::UpBody;
 
@@ -83,10 +86,10 @@ impl std::fmt::Display for ConnectError {
 
 pub(crate) struct Pool {
     addr: SocketAddr,
-    idle: ArrayQueue<http1::SendRequest<UpBody>>,
+    idle: IdleQueue<http1::SendRequest<UpBody>>,
     /// Idle plain HTTP/1.1 connections of the fast path ([`crate::fast_h1`]), which speaks
     /// HTTP/1.1 on the socket itself.
-    raw: ArrayQueue<TcpStream>,
+    raw: IdleQueue<TcpStream>,
     /// Speak HTTP/2 to the target.
     h2: AtomicBool,
     /// Speak TLS to the target (HTTPS target groups).
@@ -100,8 +103,8 @@ impl Pool {
     pub(crate) fn new(addr: SocketAddr) -> Pool {
         Pool {
             addr,
-            idle: ArrayQueue::new(MAX_IDLE_PER_TARGET),
-            raw: ArrayQueue::new(MAX_IDLE_PER_TARGET),
+            idle: IdleQueue::new(MAX_IDLE_PER_TARGET),
+            raw: IdleQueue::new(MAX_IDLE_PER_TARGET),
             h2: AtomicBool::new(false),
             tls: AtomicBool::new(false),
             h2_conn: ArcSwapOption::empty(),
