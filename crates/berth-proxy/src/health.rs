@@ -12,7 +12,7 @@
 //! starter is not judged sooner than the interval says; a passing recheck makes it healthy.
 //!
 //! What a group of many targets costs: each check task sleeps holding only its counters
-//! (the probe's state is boxed while it runs); the second check comes a random part of
+//! (the probe's state is boxed while it runs, and a plain HTTP probe's is small); the second check comes a random part of
 //! half an interval late, so targets registered together are not all probed in the same
 //! instant ever after; an HTTP check writes its request and reads the response head
 //! itself instead of building an HTTP client connection; and a probe's socket is closed
@@ -215,20 +215,31 @@ async fn probe_inner(s: &HealthSettings, addr: SocketAddr) -> Outcome {
     match (&s.protocol, &s.grpc) {
         (HealthProtocol::Tcp, _) => Outcome::Pass,
         (HealthProtocol::Http, None) => http_check(s, addr, stream).await,
-        (HealthProtocol::Http, Some(codes)) => grpc_check(s, codes, addr, stream).await,
+        // Boxed, as the HTTPS check: the HTTP/2 and TLS states are kilobytes, and a plain
+        // HTTP or TCP probe need not carry room for them.
+        (HealthProtocol::Http, Some(codes)) => Box::pin(grpc_check(s, codes, addr, stream)).await,
         (HealthProtocol::Https, grpc) => {
-            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
-            match crate::tls::target_connector(grpc.is_some())
-                .connect(name, stream)
-                .await
-            {
-                Ok(tls) => match grpc {
-                    None => http_check(s, addr, tls).await,
-                    Some(codes) => grpc_check(s, codes, addr, tls).await,
-                },
-                Err(_) => Outcome::Failed,
-            }
+            Box::pin(https_check(s, grpc.as_deref(), addr, stream)).await
         }
+    }
+}
+
+async fn https_check(
+    s: &HealthSettings,
+    grpc: Option<&[(u16, u16)]>,
+    addr: SocketAddr,
+    stream: TcpStream,
+) -> Outcome {
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    match crate::tls::target_connector(grpc.is_some())
+        .connect(name, stream)
+        .await
+    {
+        Ok(tls) => match grpc {
+            None => http_check(s, addr, tls).await,
+            Some(codes) => grpc_check(s, codes, addr, tls).await,
+        },
+        Err(_) => Outcome::Failed,
     }
 }
 
