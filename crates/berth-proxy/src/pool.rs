@@ -4,26 +4,29 @@
 //!
 //! An HTTP/1.1 connection is taken out for one request and put back once the response
 //! body has been read to its end, so a pooled connection is always idle. The idle set is a
-//! lock-free queue; a connection the target closed is noticed and dropped at checkout.
+//! queue that grows with what it holds ([`idle`]); a connection the target closed is
+//! noticed and dropped at checkout.
 //! The HTTP/2 connection is multiplexed and published with arc-swap.
 //!
 //! A mesh target reached through a mutual TLS hop ([`crate::mesh::hop`]) keeps the same
 //! kinds of connections per caller identity, in the hop's lanes, instead.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 
-use crossbeam_queue::{ArrayQueue, SegQueue};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2, TrySendError};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 use crate::mesh::hop::{HopDialer, HopError, Lane, MeshOutbound, UpConn};
+
+mod idle;
+use idle::IdleQueue;
 
 pub(crate) use crate::up_body::UpBody;
 
@@ -63,37 +66,6 @@ const MAX_IDLE_PER_TARGET: usize = 256;
 /// is 1000), so fewer would close and reopen connections under steady load.
 const MAX_RAW_IDLE_PER_TARGET: usize = 1024;
 
-/// A bounded queue of idle connections that allocates as it fills (in small blocks),
-/// so a target that never has many idle connections costs little memory.
-struct RawIdle {
-    queue: SegQueue<TcpStream>,
-    len: AtomicUsize,
-}
-
-impl RawIdle {
-    fn new() -> RawIdle {
-        RawIdle {
-            queue: SegQueue::new(),
-            len: AtomicUsize::new(0),
-        }
-    }
-
-    /// Keeps `s`, or closes it when the queue is full.
-    fn push(&self, s: TcpStream) {
-        if self.len.fetch_add(1, Ordering::AcqRel) < MAX_RAW_IDLE_PER_TARGET {
-            self.queue.push(s);
-        } else {
-            self.len.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-
-    fn pop(&self) -> Option<TcpStream> {
-        let s = self.queue.pop()?;
-        self.len.fetch_sub(1, Ordering::AcqRel);
-        Some(s)
-    }
-}
-
 /// Why no connection to the target could be had.
 #[derive(Debug)]
 pub(crate) enum ConnectError {
@@ -118,10 +90,10 @@ impl std::fmt::Display for ConnectError {
 
 pub(crate) struct Pool {
     addr: SocketAddr,
-    idle: ArrayQueue<http1::SendRequest<UpBody>>,
+    idle: IdleQueue<http1::SendRequest<UpBody>>,
     /// Idle plain HTTP/1.1 connections of the fast path ([`crate::fast_h1`]), which speaks
     /// HTTP/1.1 on the socket itself.
-    raw: RawIdle,
+    raw: IdleQueue<TcpStream>,
     /// Speak HTTP/2 to the target.
     h2: AtomicBool,
     /// Speak TLS to the target (HTTPS target groups).
@@ -135,8 +107,8 @@ impl Pool {
     pub(crate) fn new(addr: SocketAddr) -> Pool {
         Pool {
             addr,
-            idle: ArrayQueue::new(MAX_IDLE_PER_TARGET),
-            raw: RawIdle::new(),
+            idle: IdleQueue::new(MAX_IDLE_PER_TARGET),
+            raw: IdleQueue::new(MAX_RAW_IDLE_PER_TARGET),
             h2: AtomicBool::new(false),
             tls: AtomicBool::new(false),
             h2_conn: ArcSwapOption::empty(),
@@ -360,7 +332,7 @@ impl Pool {
     pub(crate) fn checkin_raw(&self, s: UpConn) {
         match s {
             UpConn::Plain(s) if self.is_plain_h1() && !self.has_hop() => {
-                self.raw.push(s);
+                let _ = self.raw.push(s);
             }
             UpConn::Mesh(s, lane) => {
                 let _ = lane.raw.push(*s);
