@@ -143,7 +143,7 @@ pub(crate) struct ChunkedEnd {
     state: ChunkState,
 }
 
-#[derive(Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy)]
 enum ChunkState {
     /// Reading a chunk-size line.
     #[default]
@@ -162,66 +162,84 @@ enum ChunkState {
     TrailerLf {
         empty: bool,
     },
+    /// The empty line after the trailers: the body has ended.
+    End,
+}
+
+impl ChunkState {
+    /// The state after byte `b` of the framing: a chunk-size line, the line end after a
+    /// chunk's data, trailer lines. `Data` is each caller's own (it moves in runs of bytes),
+    /// as is what follows `End`.
+    fn after_framing_byte(self, b: u8) -> Result<ChunkState, ()> {
+        use ChunkState::*;
+        Ok(match self {
+            Size => match hex(b) {
+                Some(d) => SizeDigits(d),
+                None => return Err(()),
+            },
+            SizeDigits(n) => match (hex(b), b) {
+                (Some(d), _) if n <= u64::MAX >> 4 => SizeDigits(n * 16 + d),
+                (Some(_), _) => return Err(()),
+                (None, b'\r') => SizeLf(n),
+                (None, b';' | b' ' | b'\t') => Ext(n),
+                _ => return Err(()),
+            },
+            Ext(n) => match b {
+                b'\r' => SizeLf(n),
+                b'\n' => return Err(()),
+                _ => Ext(n),
+            },
+            SizeLf(n) => match (b, n) {
+                (b'\n', 0) => TrailerLineStart,
+                (b'\n', n) => Data(n),
+                _ => return Err(()),
+            },
+            DataCr => match b {
+                b'\r' => DataLf,
+                _ => return Err(()),
+            },
+            DataLf => match b {
+                b'\n' => Size,
+                _ => return Err(()),
+            },
+            TrailerLineStart => match b {
+                b'\r' => TrailerLf { empty: true },
+                _ => TrailerLine,
+            },
+            TrailerLine => match b {
+                b'\r' => TrailerLf { empty: false },
+                _ => TrailerLine,
+            },
+            TrailerLf { empty } => match b {
+                b'\n' if empty => End,
+                b'\n' => TrailerLineStart,
+                _ => return Err(()),
+            },
+            Data(_) | End => return Err(()),
+        })
+    }
 }
 
 impl ChunkedEnd {
     /// Follows `bytes`, the next bytes of the body. `Ok(Some(n))` when the body ends
     /// after `n` of them; `Err` for a malformed body.
     pub(crate) fn feed(&mut self, bytes: &[u8]) -> Result<Option<usize>, ()> {
-        use ChunkState::*;
         let mut i = 0;
         while i < bytes.len() {
-            let b = bytes[i];
-            self.state = match self.state {
-                Size => match hex(b) {
-                    Some(d) => SizeDigits(d),
-                    None => return Err(()),
-                },
-                SizeDigits(n) => match (hex(b), b) {
-                    (Some(d), _) if n <= u64::MAX >> 4 => SizeDigits(n * 16 + d),
-                    (Some(_), _) => return Err(()),
-                    (None, b'\r') => SizeLf(n),
-                    (None, b';' | b' ' | b'\t') => Ext(n),
-                    _ => return Err(()),
-                },
-                Ext(n) => match b {
-                    b'\r' => SizeLf(n),
-                    b'\n' => return Err(()),
-                    _ => Ext(n),
-                },
-                SizeLf(n) => match (b, n) {
-                    (b'\n', 0) => TrailerLineStart,
-                    (b'\n', n) => Data(n),
-                    _ => return Err(()),
-                },
-                Data(n) => {
-                    let k = ((bytes.len() - i) as u64).min(n);
-                    i += k as usize;
-                    self.state = if k == n { DataCr } else { Data(n - k) };
-                    continue;
-                }
-                DataCr => match b {
-                    b'\r' => DataLf,
-                    _ => return Err(()),
-                },
-                DataLf => match b {
-                    b'\n' => Size,
-                    _ => return Err(()),
-                },
-                TrailerLineStart => match b {
-                    b'\r' => TrailerLf { empty: true },
-                    _ => TrailerLine,
-                },
-                TrailerLine => match b {
-                    b'\r' => TrailerLf { empty: false },
-                    _ => TrailerLine,
-                },
-                TrailerLf { empty } => match b {
-                    b'\n' if empty => return Ok(Some(i + 1)),
-                    b'\n' => TrailerLineStart,
-                    _ => return Err(()),
-                },
-            };
+            if let ChunkState::Data(n) = self.state {
+                let k = ((bytes.len() - i) as u64).min(n);
+                i += k as usize;
+                self.state = if k == n {
+                    ChunkState::DataCr
+                } else {
+                    ChunkState::Data(n - k)
+                };
+                continue;
+            }
+            self.state = self.state.after_framing_byte(bytes[i])?;
+            if let ChunkState::End = self.state {
+                return Ok(Some(i + 1));
+            }
             i += 1;
         }
         Ok(None)
@@ -245,69 +263,33 @@ pub(crate) enum Chunk {
 /// business: after [`Chunk::Last`] the caller reads the trailer section as header lines.
 #[derive(Debug, Default)]
 pub(crate) struct ChunkedDecoder {
-    state: DecodeState,
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-enum DecodeState {
-    #[default]
-    Size,
-    SizeDigits(u64),
-    Ext(u64),
-    SizeLf(u64),
-    Data(u64),
-    DataCr,
-    DataLf,
+    /// Never in the trailer states: the decoder stops at the end of the last chunk's size
+    /// line.
+    state: ChunkState,
 }
 
 impl ChunkedDecoder {
     /// Follows `bytes`, the body's next bytes, up to the first chunk data or the end of
     /// the last chunk's size line. `Err` for a malformed body.
     pub(crate) fn step(&mut self, bytes: &[u8]) -> Result<Chunk, ()> {
-        use DecodeState::*;
         for (i, &b) in bytes.iter().enumerate() {
-            self.state = match self.state {
-                Data(n) => {
-                    let len = ((bytes.len() - i) as u64).min(n);
-                    self.state = if len == n { DataCr } else { Data(n - len) };
-                    return Ok(Chunk::Data {
-                        skip: i,
-                        len: len as usize,
-                    });
-                }
-                Size => match hex(b) {
-                    Some(d) => SizeDigits(d),
-                    None => return Err(()),
-                },
-                SizeDigits(n) => match (hex(b), b) {
-                    (Some(d), _) if n <= u64::MAX >> 4 => SizeDigits(n * 16 + d),
-                    (Some(_), _) => return Err(()),
-                    (None, b'\r') => SizeLf(n),
-                    (None, b';' | b' ' | b'\t') => Ext(n),
-                    _ => return Err(()),
-                },
-                Ext(n) => match b {
-                    b'\r' => SizeLf(n),
-                    b'\n' => return Err(()),
-                    _ => Ext(n),
-                },
-                SizeLf(n) => match (b, n) {
-                    (b'\n', 0) => {
-                        self.state = Size;
-                        return Ok(Chunk::Last(i + 1));
-                    }
-                    (b'\n', n) => Data(n),
-                    _ => return Err(()),
-                },
-                DataCr => match b {
-                    b'\r' => DataLf,
-                    _ => return Err(()),
-                },
-                DataLf => match b {
-                    b'\n' => Size,
-                    _ => return Err(()),
-                },
-            };
+            if let ChunkState::Data(n) = self.state {
+                let len = ((bytes.len() - i) as u64).min(n);
+                self.state = if len == n {
+                    ChunkState::DataCr
+                } else {
+                    ChunkState::Data(n - len)
+                };
+                return Ok(Chunk::Data {
+                    skip: i,
+                    len: len as usize,
+                });
+            }
+            self.state = self.state.after_framing_byte(b)?;
+            if let ChunkState::TrailerLineStart = self.state {
+                self.state = ChunkState::Size;
+                return Ok(Chunk::Last(i + 1));
+            }
         }
         Ok(Chunk::More)
     }

@@ -204,9 +204,13 @@ impl Server {
             || {
                 let f = addr_file.clone();
                 let exited = child.try_wait().ok().flatten();
+                let log = data_dir.join("server.log");
                 async move {
                     if exited.is_some() {
-                        return Some(Err(anyhow!("berth server exited early: {exited:?}")));
+                        let log = std::fs::read_to_string(&log).unwrap_or_default();
+                        return Some(Err(anyhow!(
+                            "berth server exited early: {exited:?}; its log:\n{log}"
+                        )));
                     }
                     std::fs::read_to_string(f).ok().map(Ok)
                 }

@@ -287,9 +287,11 @@ async fn health_state_transitions_follow_thresholds() {
         Some("Target.ResponseCodeMismatch")
     );
     assert!(s[0].health.description.as_deref().unwrap().contains("503"));
-    // Two failures, 5 s apart.
+    // Two failures, 5 s apart; the target's second check comes up to half an interval
+    // late (checks of targets registered together are spread).
     assert!(
-        t1.elapsed() >= Duration::from_secs(5) && t1.elapsed() <= Duration::from_secs(10),
+        t1.elapsed() >= Duration::from_secs(5)
+            && t1.elapsed() < Duration::from_secs(10) + Duration::from_millis(2500),
         "{:?}",
         t1.elapsed()
     );
