@@ -92,7 +92,8 @@ async fn restart_under_load(runtime: &str, how: Restart) -> Result<()> {
     assert_eq!(
         second.data_plane_pid(),
         Some(data_plane),
-        "the same data plane serves"
+        "the same data plane serves; the second server's log:\n{}",
+        second.log()
     );
     assert!(
         second.log().contains("using the running data plane"),
