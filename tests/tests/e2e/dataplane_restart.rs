@@ -28,7 +28,30 @@ async fn restart_under_load(runtime: &str, how: Restart) -> Result<()> {
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data)?;
     let stack = quickstart(dir.path(), 3);
-    let mut first = Server::launch(&data, Some(&stack), runtime).await?;
+    // The upgrade starts a second copy of the binary; both copies are made now, so they
+    // hold the same bytes even if the build output changes while the test runs (a copy
+    // of other bytes would rightly upgrade the data plane instead of keeping it).
+    let (first_dir, second_dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let programs = match how {
+        Restart::Upgrade => Some((
+            copied_binary(first_dir.path())?,
+            copied_binary(second_dir.path())?,
+        )),
+        Restart::Sigterm | Restart::Sigkill => None,
+    };
+    let mut first = match &programs {
+        Some((program, _)) => {
+            Server::launch_program(
+                program,
+                &data,
+                Some(&stack),
+                runtime,
+                &["--insecure-loopback".to_string()],
+            )
+            .await?
+        }
+        None => Server::launch(&data, Some(&stack), runtime).await?,
+    };
     let before = first
         .wait_healthy("whoami", "whoami", 3, SETTLE)
         .await
@@ -55,12 +78,10 @@ async fn restart_under_load(runtime: &str, how: Restart) -> Result<()> {
     // No server: the data plane serves on.
     all_answer(&addr, 50).await?;
 
-    let upgrade_dir = tempfile::tempdir()?;
-    let second = match how {
-        Restart::Upgrade => {
-            let program = copied_binary(upgrade_dir.path())?;
+    let second = match &programs {
+        Some((_, program)) => {
             Server::launch_program(
-                &program,
+                program,
                 &data,
                 None,
                 runtime,
@@ -68,7 +89,7 @@ async fn restart_under_load(runtime: &str, how: Restart) -> Result<()> {
             )
             .await?
         }
-        Restart::Sigterm | Restart::Sigkill => Server::launch(&data, None, runtime).await?,
+        None => Server::launch(&data, None, runtime).await?,
     };
     // Right after the start: health as the data plane kept it, never back to initial.
     let targets = second.targets("whoami").await?;
@@ -127,6 +148,18 @@ async fn a_new_binary_takes_over_without_losing_a_request() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_and_start_again_loses_no_request() -> Result<()> {
     restart_under_load("process", Restart::Sigkill).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_sigterm_and_start_again_loses_no_request() -> Result<()> {
+    demo_image();
+    restart_under_load("docker", Restart::Sigterm).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_a_new_binary_takes_over_without_losing_a_request() -> Result<()> {
+    demo_image();
+    restart_under_load("docker", Restart::Upgrade).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
