@@ -25,7 +25,7 @@ use tokio::net::TcpStream;
 
 use crate::mesh::hop::{HopDialer, HopError, Lane, MeshOutbound, UpConn};
 
-mod idle;
+pub(crate) mod idle;
 use idle::IdleQueue;
 
 pub(crate) use crate::up_body::UpBody;

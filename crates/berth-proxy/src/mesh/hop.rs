@@ -25,10 +25,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::pool::idle::IdleQueue;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use berth_model::dataplane::{MeshHop, MeshTlsConfig};
 use berth_model::mesh_identity::{MeshTrust, SpiffeId};
-use crossbeam_queue::ArrayQueue;
 use hyper::client::conn::{http1, http2};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -126,8 +126,8 @@ pub(crate) struct Lane {
     trust_generation: u64,
     connector: TlsConnector,
     /// Idle connections of the fast path and hyper's idle HTTP/1.1 senders.
-    pub(crate) raw: ArrayQueue<TlsStream<TcpStream>>,
-    pub(crate) idle: ArrayQueue<http1::SendRequest<UpBody>>,
+    pub(crate) raw: IdleQueue<TlsStream<TcpStream>>,
+    pub(crate) idle: IdleQueue<http1::SendRequest<UpBody>>,
     pub(crate) h2_conn: ArcSwapOption<http2::SendRequest<UpBody>>,
 }
 
@@ -192,8 +192,8 @@ impl HopDialer {
         let lane = Arc::new(Lane {
             trust_generation: state.trust_generation,
             connector: TlsConnector::from(Arc::new(cfg)),
-            raw: ArrayQueue::new(MAX_IDLE_PER_LANE),
-            idle: ArrayQueue::new(MAX_IDLE_PER_LANE),
+            raw: IdleQueue::new(MAX_IDLE_PER_LANE),
+            idle: IdleQueue::new(MAX_IDLE_PER_LANE),
             h2_conn: ArcSwapOption::empty(),
         });
         self.lanes.rcu(|m| {
