@@ -39,6 +39,20 @@ pub mod placement;
 
 pub use backend::serve_backend;
 
+/// Logs as `berth` itself does (a `tracing` subscriber on stderr, `BERTH_LOG` or
+/// `info`): without a subscriber, `tracing` hands every span it creates to the `log`
+/// crate instead, which costs the HTTP/2 library's per-frame spans work that `berth`
+/// never does, so a bench proxy without one would measure code that does not run.
+pub fn log_as_berth_does() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 /// The tokio runtime a bench proxy runs on: `threads` worker threads, or one
 /// current-thread runtime for 1 (or 0), as the peers run single-threaded.
 pub fn bench_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {

@@ -55,6 +55,7 @@ struct Args {
 }
 
 fn main() {
+    berth_benches::log_as_berth_does();
     let args = Args::parse();
     let runtime = match berth_benches::bench_runtime(args.threads) {
         Ok(r) => r,

@@ -328,7 +328,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             let target = in_flight.target();
             let (mut up, reused) = match target.pool.checkout_raw(self.peer) {
                 Some(s) => (s, true),
-                None => match target.pool.connect_raw(CONNECT_TIMEOUT, self.peer).await {
+                // Boxed: a connect's state is larger than the rest of the request's.
+                None => match Box::pin(target.pool.connect_raw(CONNECT_TIMEOUT, self.peer)).await {
                     Ok(s) => (s, false),
                     Err(e) => {
                         tracing::debug!(target = %target.addr, error = %e, "target connection failed");

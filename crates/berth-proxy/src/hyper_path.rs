@@ -475,7 +475,6 @@ async fn forward(
     xff: XffMode,
     drop_invalid: bool,
 ) -> Response<ProxyBody> {
-    let l = &cx.listener;
     let stickiness = group.settings.load().stickiness.clone();
     let affinity = Affinity::of_request(stickiness, |name| request_cookie(&req, name));
     let upgrade = is_upgrade(&req);
@@ -491,6 +490,32 @@ async fn forward(
         let idempotent = is_idempotent(&parts.method);
         return raw_h1::forward(&parts, group, cx, &affinity, idempotent).await;
     }
+    // Boxed apart: hyper's client and a connect make this state many times larger than
+    // the direct route's, and it would otherwise be moved whole into every request's box.
+    Box::pin(forward_through_client(
+        parts,
+        body,
+        group,
+        cx,
+        affinity,
+        client_upgrade,
+        wants_trailers,
+    ))
+    .await
+}
+
+/// [`forward`] for what the direct route does not take: through hyper's client, over a
+/// pooled connection of the target's protocol.
+async fn forward_through_client(
+    parts: http::request::Parts,
+    body: Incoming,
+    group: &GroupRuntime,
+    cx: &ConnCtx,
+    affinity: Affinity,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    wants_trailers: bool,
+) -> Response<ProxyBody> {
+    let l = &cx.listener;
     // A request can fail after it was written: a kept-alive connection the target closed
     // at the wrong moment, or a target that died mid-request. A bodyless idempotent
     // request can safely go again (as nginx's `proxy_next_upstream error` does for

@@ -65,7 +65,8 @@ pub(super) async fn forward(
         let target = in_flight.target();
         let (mut conn, reused) = match target.pool.checkout_raw(peer) {
             Some(c) => (c, true),
-            None => match target.pool.connect_raw(CONNECT_TIMEOUT, peer).await {
+            // Boxed: a connect's state is larger than the rest of the request's.
+            None => match Box::pin(target.pool.connect_raw(CONNECT_TIMEOUT, peer)).await {
                 Ok(c) => (c, false),
                 Err(e) => {
                     tracing::debug!(target = %target.addr, error = %e, "target connection failed");
