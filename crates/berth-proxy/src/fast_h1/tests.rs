@@ -23,6 +23,7 @@ fn conn(io: DuplexStream) -> Conn<DuplexStream> {
             sleep: Box::pin(tokio::time::sleep(Duration::from_secs(60))),
             last: clock.now_ms(),
             idle_ms: 60_000,
+            park_ms: u64::MAX,
             clock,
         },
         peer: "127.0.0.1".parse().unwrap(),
