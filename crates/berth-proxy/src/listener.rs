@@ -461,9 +461,11 @@ mod tests {
         // Every open connection holds its task's state, idle or not: hyper's and TLS
         // state, and a request's forwarding, are boxed or in another kind of task.
         // (Debug build: 3,032 bytes with forwarding inline, then about 1,000 with one task
-        // type for every connection and the stream held at three levels; 824 now.)
+        // type for every connection and the stream held at three levels; 824, then 864
+        // with the idle set's handle and the parking exit: a connection quiet for
+        // `idle_set::PARK_AFTER` holds no task at all.)
         let size = future_size(plain_http);
-        assert!(size <= 840, "a plain connection's task takes {size} bytes");
+        assert!(size <= 880, "a plain connection's task takes {size} bytes");
     }
 
     #[test]
