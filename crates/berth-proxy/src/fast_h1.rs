@@ -108,7 +108,9 @@ where
         out: Vec::new(),
         up: BytesMut::new(),
         idle: Idle {
-            sleep: Box::pin(tokio::time::sleep(idle_timeout.min(park_after.unwrap_or(idle_timeout)))),
+            sleep: Box::pin(tokio::time::sleep(
+                idle_timeout.min(park_after.unwrap_or(idle_timeout)),
+            )),
             last: clock.now_ms(),
             idle_ms: idle_timeout.as_millis() as u64,
             park_ms,
@@ -171,7 +173,10 @@ where
                     let quiet = c.idle.clock.now_ms().saturating_sub(c.idle.last);
                     let idle_left = Duration::from_millis(c.idle.idle_ms.saturating_sub(quiet));
                     c.release_buffers();
-                    return Exit::Park { io: c.io, idle_left };
+                    return Exit::Park {
+                        io: c.io,
+                        idle_left,
+                    };
                 }
                 // End of stream, an error, the idle timeout or the listener stopping:
                 // nothing is owed to the client.

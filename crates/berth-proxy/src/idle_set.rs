@@ -184,9 +184,7 @@ impl<P: Parked> IdleSet<P> {
         state.free.push(slot);
         // Its deadline entry stays until due, or until compaction.
         state.stale += 1;
-        let _ = self
-            .registry
-            .deregister(&mut SourceFd(&stream.as_raw_fd()));
+        let _ = self.registry.deregister(&mut SourceFd(&stream.as_raw_fd()));
         self.gauge.dec();
         Some((stream, conn))
     }
@@ -331,7 +329,10 @@ mod tests {
     use tokio::sync::mpsc;
 
     /// Reports what the idle set did with each connection.
-    struct Probe(&'static str, mpsc::UnboundedSender<(&'static str, bool, TcpStream)>);
+    struct Probe(
+        &'static str,
+        mpsc::UnboundedSender<(&'static str, bool, TcpStream)>,
+    );
 
     impl Parked for Probe {
         fn resume(self, stream: TcpStream) {

@@ -55,7 +55,9 @@ impl Future for Expired<'_> {
                 return Poll::Ready(());
             }
             let wait = (idle.idle_ms - quiet).min(idle.park_ms);
-            idle.sleep.as_mut().reset(Instant::now() + Duration::from_millis(wait));
+            idle.sleep
+                .as_mut()
+                .reset(Instant::now() + Duration::from_millis(wait));
         }
     }
 }
@@ -89,7 +91,9 @@ impl Future for Quiet<'_> {
                 return Poll::Ready(Lull::Park);
             }
             let wait = (idle.idle_ms - quiet).min(idle.park_ms - quiet);
-            idle.sleep.as_mut().reset(Instant::now() + Duration::from_millis(wait));
+            idle.sleep
+                .as_mut()
+                .reset(Instant::now() + Duration::from_millis(wait));
         }
     }
 }

@@ -16,7 +16,12 @@ const DEADLINE: Duration = Duration::from_secs(10);
 
 async fn setup(
     attrs: serde_json::Value,
-) -> (Arc<berth_proxy::Proxy>, prometheus::Registry, SocketAddr, Backend) {
+) -> (
+    Arc<berth_proxy::Proxy>,
+    prometheus::Registry,
+    SocketAddr,
+    Backend,
+) {
     let web = Backend::start("web").await;
     let (p, registry) = proxy();
     let mut cfg = simple_config(
@@ -50,7 +55,9 @@ async fn eventually(mut f: impl FnMut() -> bool) {
 
 /// Sends a GET on `s` and reads one whole response (head and Content-Length body).
 async fn get_on(s: &mut TcpStream) -> String {
-    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
     tokio::time::timeout(DEADLINE, read_response(s))
         .await
         .expect("answered in time")
@@ -144,7 +151,9 @@ async fn parked_connections_are_answered_during_a_drain() {
     // The listener's metrics go just before it stops: from then on the drain is on.
     eventually(|| parked(&r) == 0.0).await;
     for s in &mut clients {
-        s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
     }
     for s in &mut clients {
         let answer = tokio::time::timeout(DEADLINE, read_response(s))
