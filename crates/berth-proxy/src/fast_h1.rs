@@ -61,7 +61,7 @@ use plan::{prepare, Plan, Prep};
 mod prefixed;
 #[cfg(test)]
 mod tests;
-use idle::{read_idle, write_idle, Expired, Idle};
+use idle::{read_idle, write_idle, Expired, Idle, Lull, Quiet};
 pub(crate) use prefixed::Prefixed;
 
 /// Request headers the fast path parses; a request with more goes to hyper.
@@ -80,19 +80,26 @@ pub(crate) enum Exit<T> {
     /// Hyper serves the rest: the connection, reading first the bytes read from it and
     /// not yet served, starting with the request the fast path declined.
     Fallback(Prefixed<T>),
+    /// Quiet between requests for the park delay, with nothing read and nothing owed:
+    /// the connection may wait without a task ([`crate::idle_set`]) for what is left of
+    /// its idle timeout.
+    Park { io: T, idle_left: Duration },
 }
 
-/// Serves HTTP/1.1 requests on `io` until the connection ends or a request needs hyper.
+/// Serves HTTP/1.1 requests on `io` until the connection ends, a request needs hyper,
+/// or (with `park_after`) the connection was quiet that long between requests.
 pub(crate) async fn serve<T>(
     io: T,
     cx: &ConnCtx,
     stop: &mut watch::Receiver<bool>,
     idle_timeout: Duration,
+    park_after: Option<Duration>,
 ) -> Exit<T>
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let clock = cx.listener.clock.clone();
+    let park_ms = park_after.map_or(u64::MAX, |d| d.as_millis() as u64);
     // No buffer yet: each comes from the thread's pool when bytes arrive, and goes back
     // when the connection waits for its next request.
     let mut c = Conn {
@@ -101,9 +108,12 @@ where
         out: Vec::new(),
         up: BytesMut::new(),
         idle: Idle {
-            sleep: Box::pin(tokio::time::sleep(idle_timeout)),
+            sleep: Box::pin(tokio::time::sleep(
+                idle_timeout.min(park_after.unwrap_or(idle_timeout)),
+            )),
             last: clock.now_ms(),
             idle_ms: idle_timeout.as_millis() as u64,
+            park_ms,
             clock,
         },
         peer: cx.peer.ip(),
@@ -159,6 +169,15 @@ where
                 }
                 // The listener began closing while this connection waited: see above.
                 Wait::Stop => {}
+                Wait::Park => {
+                    let quiet = c.idle.clock.now_ms().saturating_sub(c.idle.last);
+                    let idle_left = Duration::from_millis(c.idle.idle_ms.saturating_sub(quiet));
+                    c.release_buffers();
+                    return Exit::Park {
+                        io: c.io,
+                        idle_left,
+                    };
+                }
                 // End of stream, an error, the idle timeout or the listener stopping:
                 // nothing is owed to the client.
                 _ => return Exit::Closed,
@@ -187,6 +206,8 @@ enum Wait<R> {
     Done(R),
     Idle,
     Stop,
+    /// Quiet between requests for the park delay.
+    Park,
 }
 
 struct Conn<T> {
@@ -219,7 +240,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         let r = tokio::select! {
             biased;
             r = std::future::poll_fn(|cx| read_buffers::poll_read_pooled(io, cx, buf)) => Wait::Done(r),
-            _ = Expired(&mut self.idle) => Wait::Idle,
+            lull = Quiet(&mut self.idle) => match lull {
+                Lull::Park => Wait::Park,
+                Lull::Expired => Wait::Idle,
+            },
             _ = stop.changed() => Wait::Stop,
         };
         if matches!(r, Wait::Done(Ok(n)) if n > 0) {

@@ -98,6 +98,7 @@ mod group_settings;
 mod h1_codec;
 mod health;
 mod hyper_path;
+mod idle_set;
 mod inherit;
 mod listener;
 mod mesh;

@@ -5,6 +5,12 @@
 //! and listener mode to the HTTP/1.1 fast path (falling back to hyper), hyper (HTTP/2),
 //! or the NLB stream path.
 //!
+//! A plain HTTP/1.1 connection quiet between requests for
+//! [`idle_set::PARK_AFTER`] leaves its task and waits in the listener's idle set
+//! ([`crate::idle_set`]), still counted (open, per client, for closing); it is served
+//! by a new task when its client sends again, closed when its idle timeout runs out,
+//! and served again like any quiet connection when the listener stops.
+//!
 //! It does not parse or route requests; the paths it dispatches to do.
 
 use std::collections::HashMap;
@@ -23,6 +29,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::context::{ConnCtx, ListenerShared, Mode};
 use crate::error::ProxyError;
+use crate::idle_set::{self, IdleSet, Parked};
 use crate::{fast_h1, hyper_path, stream};
 
 /// How long a client may take to complete a TLS handshake.
@@ -130,6 +137,14 @@ async fn accept_loop(
     let tracker = Arc::new(ConnTracker::default());
     let clients = Arc::new(PerClient::default());
     let builder = Arc::new(hyper_path::builder());
+    // Quiet plain HTTP connections wait here; without it (no epoll instance could be
+    // made) they wait in their tasks.
+    let idle = match shared.mode {
+        Mode::Http => IdleSet::start(shared.metrics.idle_parked_connections.clone(), stop.clone())
+            .map_err(|e| tracing::warn!(error = %e, "idle connections will keep their tasks"))
+            .ok(),
+        Mode::Stream => None,
+    };
     // Whether accepted connections need TCP_NODELAY set (see `nodelay_inherited`):
     // learnt from the first one.
     let mut set_nodelay: Option<bool> = None;
@@ -154,7 +169,14 @@ async fn accept_loop(
                     if nodelay {
                         let _ = stream.set_nodelay(true);
                     }
-                    serve_connection(stream, peer, &shared, &builder, &stop, &tracker, slot);
+                    let dispatch = Dispatch {
+                        shared: &shared,
+                        builder: &builder,
+                        stop: &stop,
+                        tracker: &tracker,
+                        idle: &idle,
+                    };
+                    serve_connection(stream, peer, &dispatch, slot);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -236,15 +258,23 @@ impl Drop for ConnGuard {
     }
 }
 
-fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    shared: &Arc<ListenerShared>,
-    builder: &Arc<auto::Builder<TokioExecutor>>,
-    stop: &watch::Receiver<bool>,
-    tracker: &Arc<ConnTracker>,
-    slot: ClientSlot,
-) {
+/// What the accept loop hands every connection it accepts.
+struct Dispatch<'a> {
+    shared: &'a Arc<ListenerShared>,
+    builder: &'a Arc<auto::Builder<TokioExecutor>>,
+    stop: &'a watch::Receiver<bool>,
+    tracker: &'a Arc<ConnTracker>,
+    idle: &'a Option<Arc<IdleSet<Accepted>>>,
+}
+
+fn serve_connection(stream: TcpStream, peer: SocketAddr, d: &Dispatch<'_>, slot: ClientSlot) {
+    let Dispatch {
+        shared,
+        builder,
+        stop,
+        tracker,
+        idle,
+    } = *d;
     shared.metrics.new_connections.inc();
     shared.metrics.active_connections.inc();
     let guard = (shared.mode == Mode::Http).then(|| tracker.enter());
@@ -254,6 +284,7 @@ fn serve_connection(
         cx: ConnCtx::new(shared, peer, scheme),
         builder: builder.clone(),
         stop: stop.clone(),
+        idle: idle.clone(),
         _counted: (guard, slot),
     };
     // Two kinds of task: a plain HTTP connection's state stays small (it lives as long
@@ -278,7 +309,31 @@ struct Accepted {
     cx: Arc<ConnCtx>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     stop: watch::Receiver<bool>,
+    /// The listener's idle set, for a plain HTTP connection quiet between requests.
+    idle: Option<Arc<IdleSet<Accepted>>>,
     _counted: Counted,
+}
+
+/// A parked plain HTTP connection: everything of its task but the task, the stream's
+/// registration and the fast path's state (its timer and buffers).
+impl Parked for Accepted {
+    fn resume(self, stream: std::net::TcpStream) {
+        match TcpStream::from_std(stream) {
+            Ok(stream) => {
+                tokio::spawn(plain_http(stream, self));
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "a parked connection could not be resumed");
+                self.cx.listener.metrics.active_connections.dec();
+            }
+        }
+    }
+
+    fn expire(self, stream: std::net::TcpStream) {
+        // As the fast path ends a connection idle for its timeout: closed, nothing sent.
+        drop(stream);
+        self.cx.listener.metrics.active_connections.dec();
+    }
 }
 
 /// The task of a plain HTTP connection: the fast path, hyper's connection state boxed
@@ -286,8 +341,10 @@ struct Accepted {
 async fn plain_http(stream: TcpStream, mut a: Accepted) {
     // `serve_http1`'s body, written out: a nested call would hold the stream twice.
     let idle = a.cx.listener.routes.load().idle_timeout;
-    match fast_h1::serve(stream, &a.cx, &mut a.stop, idle).await {
+    let park_after = a.idle.is_some().then_some(idle_set::PARK_AFTER);
+    match fast_h1::serve(stream, &a.cx, &mut a.stop, idle, park_after).await {
         fast_h1::Exit::Closed => {}
+        fast_h1::Exit::Park { io, idle_left } => return park(io, a, idle_left),
         fast_h1::Exit::Fallback(rest) => {
             Box::pin(hyper_path::serve(
                 rest,
@@ -299,6 +356,25 @@ async fn plain_http(stream: TcpStream, mut a: Accepted) {
         }
     }
     a.cx.listener.metrics.active_connections.dec();
+}
+
+/// Moves a quiet plain HTTP connection into its listener's idle set; where it cannot
+/// park (the listener stopped meanwhile), a new task serves it on.
+fn park(stream: TcpStream, a: Accepted, idle_left: std::time::Duration) {
+    let Some(set) = a.idle.clone() else {
+        return a.cx.listener.metrics.active_connections.dec();
+    };
+    match stream.into_std() {
+        Ok(stream) => {
+            if let Err((stream, a)) = set.park(stream, a, idle_left) {
+                a.resume(stream);
+            }
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "a quiet connection could not be parked");
+            a.cx.listener.metrics.active_connections.dec();
+        }
+    }
 }
 
 /// The task of a TLS or stream connection.
@@ -329,8 +405,9 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let idle = a.cx.listener.routes.load().idle_timeout;
-    match fast_h1::serve(io, &a.cx, &mut a.stop, idle).await {
-        fast_h1::Exit::Closed => {}
+    // A TLS connection keeps its task (its session state is in it).
+    match fast_h1::serve(io, &a.cx, &mut a.stop, idle, None).await {
+        fast_h1::Exit::Closed | fast_h1::Exit::Park { .. } => {}
         // Boxed: hyper's connection state is large and most connections never need it.
         fast_h1::Exit::Fallback(rest) => {
             Box::pin(hyper_path::serve(
@@ -384,9 +461,11 @@ mod tests {
         // Every open connection holds its task's state, idle or not: hyper's and TLS
         // state, and a request's forwarding, are boxed or in another kind of task.
         // (Debug build: 3,032 bytes with forwarding inline, then about 1,000 with one task
-        // type for every connection and the stream held at three levels; 824 now.)
+        // type for every connection and the stream held at three levels; 824, then 864
+        // with the idle set's handle and the parking exit: a connection quiet for
+        // `idle_set::PARK_AFTER` holds no task at all.)
         let size = future_size(plain_http);
-        assert!(size <= 840, "a plain connection's task takes {size} bytes");
+        assert!(size <= 880, "a plain connection's task takes {size} bytes");
     }
 
     #[test]

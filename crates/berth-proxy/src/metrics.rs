@@ -8,6 +8,7 @@
 //! | `berth_lb_redirects_total` | load_balancer, listener | HTTP_Redirect_Count |
 //! | `berth_lb_rule_evaluations_total` | load_balancer, listener | RuleEvaluations |
 //! | `berth_lb_active_connections` | load_balancer, listener | ActiveConnectionCount |
+//! | `berth_lb_idle_parked_connections` | load_balancer, listener | (none: open connections quiet between requests, waiting without a task) |
 //! | `berth_lb_new_connections_total` | load_balancer, listener | NewConnectionCount |
 //! | `berth_lb_rejected_connections_total` | load_balancer, listener | RejectedConnectionCount |
 //! | `berth_lb_processed_bytes_total` | load_balancer, listener | ProcessedBytes |
@@ -41,6 +42,7 @@ pub(crate) struct Metrics {
     redirects: IntCounterVec,
     rule_evaluations: IntCounterVec,
     active_connections: IntGaugeVec,
+    idle_parked_connections: IntGaugeVec,
     new_connections: IntCounterVec,
     rejected_connections: IntCounterVec,
     processed_bytes: IntCounterVec,
@@ -103,6 +105,7 @@ impl Metrics {
             redirects: counter(r, "berth_lb_redirects_total", "Redirect actions taken (HTTP_Redirect_Count).", LB),
             rule_evaluations: counter(r, "berth_lb_rule_evaluations_total", "Listener rules evaluated (RuleEvaluations).", LB),
             active_connections: gauge(r, "berth_lb_active_connections", "Open client connections (ActiveConnectionCount).", LB),
+            idle_parked_connections: gauge(r, "berth_lb_idle_parked_connections", "Open HTTP/1.1 client connections quiet between requests, waiting without a task of their own (part of berth_lb_active_connections).", LB),
             new_connections: counter(r, "berth_lb_new_connections_total", "Client connections accepted (NewConnectionCount).", LB),
             rejected_connections: counter(r, "berth_lb_rejected_connections_total", "Client connections refused because the listener had berth.max_connections open (RejectedConnectionCount).", LB),
             processed_bytes: counter(r, "berth_lb_processed_bytes_total", "Request and response body bytes passed through (ProcessedBytes).", LB),
@@ -136,6 +139,7 @@ impl Metrics {
             redirects: self.redirects.with_label_values(&l),
             rule_evaluations: self.rule_evaluations.with_label_values(&l),
             active_connections: self.active_connections.with_label_values(&l),
+            idle_parked_connections: self.idle_parked_connections.with_label_values(&l),
             new_connections: self.new_connections.with_label_values(&l),
             rejected_connections: self.rejected_connections.with_label_values(&l),
             processed_bytes: self.processed_bytes.with_label_values(&l),
@@ -156,6 +160,7 @@ impl Metrics {
             let _ = v.remove_label_values(&l);
         }
         let _ = self.active_connections.remove_label_values(&l);
+        let _ = self.idle_parked_connections.remove_label_values(&l);
         for c in ["4xx", "5xx", "502", "503", "504"] {
             let _ = self.elb_responses.remove_label_values(&[lb, listener, c]);
         }
@@ -232,6 +237,7 @@ pub(crate) struct ListenerMetrics {
     pub(crate) redirects: IntCounter,
     pub(crate) rule_evaluations: IntCounter,
     pub(crate) active_connections: IntGauge,
+    pub(crate) idle_parked_connections: IntGauge,
     pub(crate) new_connections: IntCounter,
     pub(crate) rejected_connections: IntCounter,
     pub(crate) processed_bytes: IntCounter,

@@ -346,6 +346,7 @@ mod tests {
             sleep: Box::pin(tokio::time::sleep(Duration::from_secs(60))),
             last: clock.now_ms(),
             idle_ms: 60_000,
+            park_ms: u64::MAX,
             clock,
         }
     }

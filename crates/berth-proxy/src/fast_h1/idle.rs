@@ -1,5 +1,6 @@
-//! The fast path's connection-wide idle timeout ([`Idle`], [`Expired`]) and the reads
-//! and writes that honour it. It routes and parses nothing.
+//! The fast path's connection-wide idle timeout ([`Idle`], [`Expired`]), the wait
+//! between requests that also says when a quiet connection may park ([`Quiet`]), and the
+//! reads and writes that honour the timeout. It routes and parses nothing.
 
 use std::future::Future;
 use std::io;
@@ -24,6 +25,10 @@ pub(super) struct Idle {
     /// When bytes last moved (clock millis).
     pub(super) last: u64,
     pub(super) idle_ms: u64,
+    /// Quiet time after which a connection between requests parks
+    /// ([`crate::idle_set`]); `u64::MAX` where it never parks. The timer never runs
+    /// further ahead than this, so the wait between requests sees the moment.
+    pub(super) park_ms: u64,
     pub(super) clock: Clock,
 }
 
@@ -49,8 +54,46 @@ impl Future for Expired<'_> {
             if quiet >= idle.idle_ms {
                 return Poll::Ready(());
             }
-            let next = Instant::now() + Duration::from_millis(idle.idle_ms - quiet);
-            idle.sleep.as_mut().reset(next);
+            let wait = (idle.idle_ms - quiet).min(idle.park_ms);
+            idle.sleep
+                .as_mut()
+                .reset(Instant::now() + Duration::from_millis(wait));
+        }
+    }
+}
+
+/// What ended a quiet wait between requests.
+pub(super) enum Lull {
+    /// Quiet for the park delay: the connection may leave its task.
+    Park,
+    /// Quiet for the idle timeout: the connection closes.
+    Expired,
+}
+
+/// Resolves once nothing moved on the connection for the park delay or the idle
+/// timeout, whichever is shorter. The same timer as [`Expired`].
+pub(super) struct Quiet<'a>(pub(super) &'a mut Idle);
+
+impl Future for Quiet<'_> {
+    type Output = Lull;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Lull> {
+        let idle = &mut *self.get_mut().0;
+        loop {
+            if idle.sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let quiet = idle.clock.now_ms().saturating_sub(idle.last);
+            if quiet >= idle.idle_ms {
+                return Poll::Ready(Lull::Expired);
+            }
+            if quiet >= idle.park_ms {
+                return Poll::Ready(Lull::Park);
+            }
+            let wait = (idle.idle_ms - quiet).min(idle.park_ms - quiet);
+            idle.sleep
+                .as_mut()
+                .reset(Instant::now() + Duration::from_millis(wait));
         }
     }
 }

@@ -23,6 +23,7 @@ fn conn(io: DuplexStream) -> Conn<DuplexStream> {
             sleep: Box::pin(tokio::time::sleep(Duration::from_secs(60))),
             last: clock.now_ms(),
             idle_ms: 60_000,
+            park_ms: u64::MAX,
             clock,
         },
         peer: "127.0.0.1".parse().unwrap(),
@@ -117,4 +118,39 @@ fn a_requests_forwarding_state_is_small() {
         size <= 2048,
         "a request's forwarding state takes {size} bytes"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quiet_wait_between_requests_ends_at_the_park_delay_when_parking() {
+    let (_client, server) = tokio::io::duplex(4096);
+    let mut c = conn(server);
+    // As `serve` sets it up when the connection may park: the timer never runs
+    // further ahead than the park delay.
+    c.idle.park_ms = 1_000;
+    c.idle.sleep = Box::pin(tokio::time::sleep(Duration::from_secs(1)));
+    let (_stop_tx, mut stop) = watch::channel(false);
+    let start = tokio::time::Instant::now();
+    match c.read_client_or_stop(&mut stop).await {
+        Wait::Park => {}
+        _ => panic!("a quiet connection that may park parks"),
+    }
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_secs(60),
+        "parked after {waited:?}"
+    );
+    assert_eq!(capacity(&c), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quiet_wait_between_requests_ends_at_the_idle_timeout_without_parking() {
+    let (_client, server) = tokio::io::duplex(4096);
+    let mut c = conn(server);
+    let (_stop_tx, mut stop) = watch::channel(false);
+    let start = tokio::time::Instant::now();
+    match c.read_client_or_stop(&mut stop).await {
+        Wait::Idle => {}
+        _ => panic!("the idle timeout ends the wait"),
+    }
+    assert!(start.elapsed() >= Duration::from_secs(60));
 }

@@ -12,6 +12,7 @@ mod fast_path;
 mod forward;
 mod h2_client;
 mod h2_upstream;
+mod idle_parking;
 mod large_bodies;
 mod limits;
 mod mesh;
