@@ -60,9 +60,9 @@ mod idle;
 mod plan;
 use plan::{prepare, Plan, Prep};
 mod prefixed;
-mod upgrade;
 #[cfg(test)]
 mod tests;
+mod upgrade;
 use idle::{read_idle, write_idle, Expired, Idle};
 pub(crate) use prefixed::Prefixed;
 

@@ -206,9 +206,7 @@ where
                 return Ok(Answer::Switch(len));
             }
             match parse_response(&c.up) {
-                Parsed::More if c.up.len() > MAX_HEADER_BYTES => {
-                    return Err(Failure::BadResponse)
-                }
+                Parsed::More if c.up.len() > MAX_HEADER_BYTES => return Err(Failure::BadResponse),
                 Parsed::More => break,
                 Parsed::Bad => return Err(Failure::BadResponse),
                 Parsed::Interim(n) => bytes::Buf::advance(&mut c.up, n),

@@ -18,3 +18,4 @@ mod mesh;
 mod mesh_tls;
 mod rules;
 mod tls_and_tcp;
+mod websocket_fast;
