@@ -100,7 +100,6 @@ where
             }
         }
     };
-    drop(attempts);
 
     let head_len = match answer {
         Answer::Switch(len) => len,
