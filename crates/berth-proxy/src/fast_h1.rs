@@ -6,7 +6,8 @@
 //!
 //! It serves the common case only and hands anything else to hyper: when a request is
 //! not plain HTTP/1.1 with a Content-Length body or none (HTTP/1.0, `Transfer-Encoding`,
-//! an `Expect` other than `100-continue` on a body, `Upgrade`, a `Connection` header
+//! an `Expect` other than `100-continue` on a body, an `Upgrade` over TLS, to a mesh group
+//! or with a body (a plain one is served by [`upgrade`]), a `Connection` header
 //! naming other headers, an absolute-form target, an h2c preface, a parse error, a head
 //! over the size limit), or when its action is not a forward to an HTTP/1.1 target
 //! group (neither HTTPS nor HTTP/2; a mesh hop's TLS is fine), [`serve`] returns the
@@ -61,6 +62,7 @@ use plan::{prepare, Plan, Prep};
 mod prefixed;
 #[cfg(test)]
 mod tests;
+mod upgrade;
 use idle::{read_idle, write_idle, Expired, Idle, Lull, Quiet};
 pub(crate) use prefixed::Prefixed;
 
@@ -186,7 +188,12 @@ where
         c.buf.advance(plan.len);
         // Boxed: forwarding's state is most of the connection's, and a connection
         // waiting for its next request holds none of it.
-        let keep_open = Box::pin(c.forward(plan, cx, stop)).await;
+        let keep_open = if plan.upgrade {
+            // Boxed on its own: an upgraded connection keeps this state for its life.
+            Box::pin(upgrade::serve(&mut c, plan, cx, stop)).await
+        } else {
+            Box::pin(c.forward(plan, cx, stop)).await
+        };
         if !keep_open {
             let _ = c.io.shutdown().await;
             return Exit::Closed;

@@ -6,7 +6,9 @@
 //!
 //! The end of one side's stream shuts the other side's write half down (half-close);
 //! the first error in either direction ends the copy. It applies no timeout: callers
-//! that need one wrap it ([`crate::stream`]).
+//! that need one wrap it ([`crate::stream`]), or poll a [`Splice`] themselves and ask it
+//! whether bytes moved ([`Splice::take_moved`], as the fast path's upgraded connections
+//! do).
 
 use std::future::Future;
 use std::io;
@@ -25,20 +27,37 @@ where
     A: AsyncRead + AsyncWrite + Unpin + ?Sized,
     B: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
-    Splice {
-        a,
-        b,
-        a_to_b: Direction::default(),
-        b_to_a: Direction::default(),
-    }
-    .await
+    Splice::new(a, b).await
 }
 
-struct Splice<'a, A: ?Sized, B: ?Sized> {
+/// The two-way copy as a future: resolves to the bytes copied from `a` to `b` and from
+/// `b` to `a` once both directions ended.
+pub(crate) struct Splice<'a, A: ?Sized, B: ?Sized> {
     a: &'a mut A,
     b: &'a mut B,
     a_to_b: Direction,
     b_to_a: Direction,
+}
+
+impl<'a, A: ?Sized, B: ?Sized> Splice<'a, A, B> {
+    pub(crate) fn new(a: &'a mut A, b: &'a mut B) -> Self {
+        Splice {
+            a,
+            b,
+            a_to_b: Direction::default(),
+            b_to_a: Direction::default(),
+        }
+    }
+
+    /// The bytes copied so far from `a` to `b` and from `b` to `a`.
+    pub(crate) fn copied(&self) -> (u64, u64) {
+        (self.a_to_b.copied, self.b_to_a.copied)
+    }
+
+    /// Whether any byte was read or written since the last call.
+    pub(crate) fn take_moved(&mut self) -> bool {
+        std::mem::take(&mut self.a_to_b.moved) | std::mem::take(&mut self.b_to_a.moved)
+    }
 }
 
 /// One direction of the copy.
@@ -53,6 +72,8 @@ struct Direction {
     /// The destination's write half is shut down: this direction is over.
     done: bool,
     copied: u64,
+    /// Bytes were read or written since [`Splice::take_moved`] last looked.
+    moved: bool,
 }
 
 impl Direction {
@@ -78,6 +99,7 @@ impl Direction {
                 self.buf.advance(n);
                 self.copied += n as u64;
                 self.unflushed = true;
+                self.moved = true;
             }
             // Everything read is written: the buffer goes back until bytes come again.
             read_buffers::give(&mut self.buf);
@@ -88,7 +110,7 @@ impl Direction {
             }
             match poll_read_pooled(src, cx, &mut self.buf) {
                 Poll::Ready(Ok(0)) => self.read_done = true,
-                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Ok(_)) => self.moved = true,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => {
                     if self.unflushed {

@@ -3,6 +3,12 @@
 //! choosing the rule, target group and stickiness, and writing the request's upstream
 //! form (hop-by-hop headers removed, X-Forwarded-* added).
 //!
+//! An upgrade request (`Upgrade` with `Connection: upgrade`, no body) on a plain HTTP
+//! connection, bound for a group that is not a mesh group, is planned too, marked
+//! [`Plan::upgrade`], with its `Upgrade` header and `Connection: upgrade` kept as the
+//! hyper path keeps them; [`super::upgrade`] serves it. Any other upgrade (over TLS, to a
+//! mesh group, with a body, alongside `Connection: close`) goes to hyper.
+//!
 //! What it does not do: talk to a target or the client (the connection in
 //! [`super`] does).
 
@@ -15,7 +21,7 @@ use super::{MAX_BUFFERED_BODY, MAX_REQUEST_HEADERS};
 use crate::attempt::is_idempotent;
 use crate::context::{ConnCtx, MAX_HEADER_BYTES};
 use crate::group::GroupRuntime;
-use crate::h1_codec::parse_len;
+use crate::h1_codec::{parse_len, put_header};
 use crate::rules::{source_ip, strip_port, CompiledAction, RequestView, ViewHeaders};
 use crate::sticky::{self, Affinity, TG_COOKIE};
 use crate::{edge, forwarded};
@@ -38,6 +44,9 @@ pub(super) struct Plan {
     pub(super) body_pending: u64,
     /// The client waits for `100 Continue` before it sends its body.
     pub(super) expect_continue: bool,
+    /// The request asks to switch protocols (a WebSocket, say): served by
+    /// [`super::upgrade`] on a connection of its own to the target.
+    pub(super) upgrade: bool,
 }
 
 pub(super) enum Prep {
@@ -86,6 +95,9 @@ pub(super) fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
     let mut host: Option<&str> = None;
     let mut close = false;
     let mut expect_continue = false;
+    // The `Upgrade` header's value, and whether `Connection` names it.
+    let mut upgrade: Option<&[u8]> = None;
+    let mut connection_upgrade = false;
     for h in headers {
         let n = h.name.as_bytes();
         if n.eq_ignore_ascii_case(b"content-length") {
@@ -109,6 +121,8 @@ pub(super) fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
                 let t = t.trim_ascii();
                 if t.eq_ignore_ascii_case(b"close") {
                     close = true;
+                } else if t.eq_ignore_ascii_case(b"upgrade") {
+                    connection_upgrade = true;
                 } else if !t.eq_ignore_ascii_case(b"keep-alive") && !t.is_empty() {
                     return Prep::Fallback;
                 }
@@ -118,10 +132,26 @@ pub(super) fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
                 return Prep::Fallback;
             }
             expect_continue = true;
-        } else if n.eq_ignore_ascii_case(b"transfer-encoding") || n.eq_ignore_ascii_case(b"upgrade")
-        {
+        } else if n.eq_ignore_ascii_case(b"upgrade") {
+            if upgrade.is_some() {
+                return Prep::Fallback;
+            }
+            upgrade = Some(h.value);
+        } else if n.eq_ignore_ascii_case(b"transfer-encoding") {
             return Prep::Fallback;
         }
+    }
+    // An upgrade is served here only in its plain form: both headers, no body, over a
+    // plain HTTP connection (TLS listeners keep hyper's upgrade handling).
+    if (upgrade.is_some() || connection_upgrade)
+        && !(upgrade.is_some()
+            && connection_upgrade
+            && !close
+            && !expect_continue
+            && body_len.unwrap_or(0) == 0
+            && cx.scheme() == "http")
+    {
+        return Prep::Fallback;
     }
     let Some(host_full) = host else {
         return Prep::Fallback;
@@ -172,6 +202,10 @@ pub(super) fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
     if settings.h2 || settings.protocol == Protocol::Https {
         return Prep::Fallback;
     }
+    // A mesh group's upgrades keep hyper's path (its per-request deadline and metrics).
+    if upgrade.is_some() && group.mesh.is_some() {
+        return Prep::Fallback;
+    }
     let stickiness = settings.stickiness.clone();
     drop(settings);
 
@@ -198,6 +232,10 @@ pub(super) fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
         routes.drop_invalid_headers,
         &cx.forwarded,
     );
+    if let Some(protocol) = upgrade {
+        put_header(out, b"upgrade", protocol);
+        out.extend_from_slice(b"connection: upgrade\r\n");
+    }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(&buf[head_len..len]);
 
@@ -213,6 +251,7 @@ pub(super) fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
         body_pending: (body_len - in_hand) as u64,
         // A client that did not wait needs no go-ahead.
         expect_continue: expect_continue && in_hand == 0,
+        upgrade: upgrade.is_some(),
     })
 }
 

@@ -19,3 +19,4 @@ mod mesh;
 mod mesh_tls;
 mod rules;
 mod tls_and_tcp;
+mod websocket_fast;
