@@ -300,7 +300,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
                     .await
                     .unwrap_or(false);
                 if unfinished {
-                    body_stream::linger(&mut self.io, &mut self.buf, upload.pending).await;
+                    // Boxed: its 8 KiB scratch buffer would otherwise be part of every
+                    // request's forwarding state, copied into place once per request.
+                    Box::pin(body_stream::linger(
+                        &mut self.io,
+                        &mut self.buf,
+                        upload.pending,
+                    ))
+                    .await;
                 }
                 return open;
             }
