@@ -1,6 +1,7 @@
 //! TLS termination with rustls: certificates loaded from PEM files, chosen by SNI among
 //! a listener's certificates (the first is the default, as on an ALB), ALPN h2 and
-//! http/1.1, TLS 1.2 and 1.3.
+//! http/1.1, TLS 1.2 and 1.3. RSA keys sign with aws-lc-rs ([`rsa_signing`]); everything
+//! else, including the rustls provider, is ring.
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,6 +15,8 @@ use rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
 use crate::error::ProxyError;
+
+mod rsa_signing;
 
 /// Picks the certificate whose names cover the SNI name; the first otherwise.
 pub(crate) struct SniResolver {
@@ -62,10 +65,15 @@ pub(crate) fn load(c: &Certificate, listener_arn: &str) -> Result<Arc<CertifiedK
             c.certificate_file
         )));
     }
-    let key = PrivateKeyDer::from_pem_file(&c.private_key_file)
-        .map_err(|e| bad(format!("{}: {e}", c.private_key_file)))?;
-    let signer = rustls::crypto::ring::sign::any_supported_type(&key)
-        .map_err(|e| bad(format!("{}: {e}", c.private_key_file)))?;
+    let bad_key = |e: String| {
+        bad(format!(
+            "{} (the key of {}): {e}",
+            c.private_key_file, c.certificate_file
+        ))
+    };
+    let key =
+        PrivateKeyDer::from_pem_file(&c.private_key_file).map_err(|e| bad_key(e.to_string()))?;
+    let signer = rsa_signing::signing_key(&key).map_err(|e| bad_key(e.to_string()))?;
     let ck = CertifiedKey::new(certs, signer);
     ck.keys_match()
         .map_err(|e| bad(format!("the key does not match the certificate: {e}")))?;
