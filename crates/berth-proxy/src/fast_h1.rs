@@ -399,12 +399,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
     /// Writes the request in `out` to the target, streams the rest of its body (`upload`)
     /// from the client, and reads the response head into `up`, skipping interim (1xx)
     /// responses.
-    async fn exchange_head(
-        &mut self,
-        up: &mut UpConn,
-        upload: &mut body_stream::Upload,
-    ) -> Result<RespHead, Failure> {
-        let w = tokio::select! {
+    /// Writes `self.out` to the target, unless nothing moves for the idle timeout
+    /// (`None`).
+    async fn send_out(&mut self, up: &mut UpConn) -> Option<io::Result<()>> {
+        tokio::select! {
             biased;
             // The flush sends what a mesh hop's TLS layer holds back.
             r = async {
@@ -412,8 +410,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
                 up.flush().await
             } => Some(r),
             _ = Expired(&mut self.idle) => None,
-        };
-        match w {
+        }
+    }
+
+    async fn exchange_head(
+        &mut self,
+        up: &mut UpConn,
+        upload: &mut body_stream::Upload,
+    ) -> Result<RespHead, Failure> {
+        match self.send_out(up).await {
             None => return Err(Failure::Timeout),
             Some(Err(_)) => return Err(Failure::Unsent),
             Some(Ok(())) => {}

@@ -45,20 +45,7 @@ impl Future for Expired<'_> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let idle = &mut *self.get_mut().0;
-        loop {
-            if idle.sleep.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            let quiet = idle.clock.now_ms().saturating_sub(idle.last);
-            if quiet >= idle.idle_ms {
-                return Poll::Ready(());
-            }
-            let wait = (idle.idle_ms - quiet).min(idle.park_ms);
-            idle.sleep
-                .as_mut()
-                .reset(Instant::now() + Duration::from_millis(wait));
-        }
+        poll_quiet(self.get_mut().0, cx, false).map(|_| ())
     }
 }
 
@@ -78,23 +65,33 @@ impl Future for Quiet<'_> {
     type Output = Lull;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Lull> {
-        let idle = &mut *self.get_mut().0;
-        loop {
-            if idle.sleep.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            let quiet = idle.clock.now_ms().saturating_sub(idle.last);
-            if quiet >= idle.idle_ms {
-                return Poll::Ready(Lull::Expired);
-            }
+        poll_quiet(self.get_mut().0, cx, true)
+    }
+}
+
+/// The connection's one timer: ready once nothing moved for the idle timeout, or, when
+/// `park` is set, for the park delay if that comes first. The timer never runs further
+/// ahead than the park delay.
+fn poll_quiet(idle: &mut Idle, cx: &mut Context<'_>, park: bool) -> Poll<Lull> {
+    loop {
+        if idle.sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let quiet = idle.clock.now_ms().saturating_sub(idle.last);
+        if quiet >= idle.idle_ms {
+            return Poll::Ready(Lull::Expired);
+        }
+        let wait = if park {
             if quiet >= idle.park_ms {
                 return Poll::Ready(Lull::Park);
             }
-            let wait = (idle.idle_ms - quiet).min(idle.park_ms - quiet);
-            idle.sleep
-                .as_mut()
-                .reset(Instant::now() + Duration::from_millis(wait));
-        }
+            (idle.idle_ms - quiet).min(idle.park_ms - quiet)
+        } else {
+            (idle.idle_ms - quiet).min(idle.park_ms)
+        };
+        idle.sleep
+            .as_mut()
+            .reset(Instant::now() + Duration::from_millis(wait));
     }
 }
 

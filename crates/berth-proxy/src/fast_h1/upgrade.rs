@@ -23,7 +23,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -172,15 +172,7 @@ async fn exchange_head<T>(c: &mut Conn<T>, up: &mut UpConn) -> Result<Answer, Fa
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
-    let written = tokio::select! {
-        biased;
-        r = async {
-            up.write_all(&c.out).await?;
-            up.flush().await
-        } => Some(r),
-        _ = Expired(&mut c.idle) => None,
-    };
-    match written {
+    match c.send_out(up).await {
         None => return Err(Failure::Timeout),
         // Part of the request may have reached the target: it does not go again.
         Some(Err(_)) => return Err(Failure::NoResponse),
