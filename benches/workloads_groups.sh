@@ -275,13 +275,13 @@ group_idle() {
     done
     LABEL_OF[idle-ka-berth]=berth LABEL_OF[idle-ka-nginx]=nginx LABEL_OF[idle-ka-haproxy]=HAProxy
     LABEL_OF[idle-ws-berth]=berth LABEL_OF[idle-ws-nginx]=nginx LABEL_OF[idle-ws-haproxy]=HAProxy
-    local cols="rss0,rss1,perconn,rate:req/s meanwhile,$CPU_REQ,ratevs,errors,dropped"
+    local cols="rss0,rss1,perconn,peropen,rate:req/s meanwhile,$CPU_REQ,ratevs,errors,dropped"
     print_table idle-ka "6a. $IDLE_KEEPALIVE idle keep-alive connections (one request each, then idle) held open, wrk -c$CONNECTIONS meanwhile; one proxy thread pinned" \
         "$cols" $(trio idle-ka)
     print_table idle-ws "6b. $IDLE_WEBSOCKETS idle WebSockets (upgraded, then idle) held open, wrk -c$CONNECTIONS meanwhile" \
         "$cols" $(trio idle-ws)
     echo
-    echo "RSS before: after a warm-up, before the idle connections; RSS held: with them open (for nginx, master + worker). KiB per connection = (held − before) ÷ connections. Each connection comes from its own loopback address (127.2.x.y). \"dropped\": idle connections the proxy closed during the run (should be 0)."
+    echo "RSS before: after a warm-up, before the idle connections; RSS held: with them still open after the wrk run, $DURATION s after they opened (for nginx, master + worker). KiB per connection = (held − before) ÷ connections; \"at open\": the same right after the last one was served. Each connection comes from its own loopback address (127.2.x.y). \"dropped\": idle connections the proxy closed during the run (should be 0)."
 }
 
 # 7: many rules and targets.

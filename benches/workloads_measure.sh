@@ -147,7 +147,7 @@ measure_handshakes() {
 # then the connections closed. Appends "active_req/s rss_before_kib rss_held_kib
 # kib_per_connection active_cpu_us_per_req wrk_errors dropped".
 measure_idle() {
-    local table=$1 run=$2 url=$3 mode=$4 count=$5 pids idle_pid rss0 rss1 per out before after requests rps errors dropped
+    local table=$1 run=$2 url=$3 mode=$4 count=$5 pids idle_pid rss0 rss_open rss1 per per_open out before after requests rps errors dropped
     local port=${url##*:}
     port=${port%%/*}
     mapfile -t pids < <(proxy_pids "$run")
@@ -162,11 +162,14 @@ measure_idle() {
     PIDS+=("$idle_pid")
     wait_ready_line "$out" "$idle_pid" || die "berth-bench-idle failed against $run: $(cat "$out.err")"
     mapfile -t pids < <(proxy_pids "$run")
-    rss1=$(rss_kib "${pids[@]}")
+    rss_open=$(rss_kib "${pids[@]}")
     before=$(cpu_ticks "${pids[@]}")
     "${ON_LOAD_CORE[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" "$url" >"$out.wrk" 2>&1 ||
         die "wrk failed against $run: $(cat "$out.wrk")"
     after=$(cpu_ticks "${pids[@]}")
+    # Held: still open after the wrk run, DURATION seconds after they opened (berth parks
+    # a keep-alive connection quiet for a second).
+    rss1=$(rss_kib "${pids[@]}")
     kill "$idle_pid"
     wait "$idle_pid" 2>/dev/null || true
     dropped=$(awk '$1 == "dropped" {print $2}' "$out")
@@ -176,9 +179,10 @@ measure_idle() {
         /Socket errors:/ {gsub(/,/, ""); e += $4 + $6 + $8 + $10}
         END {print e + 0}' "$out.wrk")
     per=$(awk -v a="$rss0" -v b="$rss1" -v n="$count" 'BEGIN {printf "%.2f", (b - a) / n}')
-    echo "$rps $rss0 $rss1 $per $(cpu_us $((after - before)) "$requests") $errors ${dropped:--}" \
+    per_open=$(awk -v a="$rss0" -v b="$rss_open" -v n="$count" 'BEGIN {printf "%.2f", (b - a) / n}')
+    echo "$rps $rss0 $rss1 $per $(cpu_us $((after - before)) "$requests") $errors ${dropped:--} $per_open" \
         >>"$TMP/results/$table/$run"
-    log "  round $ROUND ${LABEL_OF[$run]}: $count idle $mode: RSS $rss0 -> $rss1 KiB ($per KiB each), wrk meanwhile $rps req/s, dropped ${dropped:-?}"
+    log "  round $ROUND ${LABEL_OF[$run]}: $count idle $mode: RSS $rss0 -> $rss_open at open -> $rss1 KiB held ($per KiB each), wrk meanwhile $rps req/s, dropped ${dropped:-?}"
 }
 
 # ---- tables ----------------------------------------------------------------------------
@@ -201,7 +205,7 @@ best_peer() {
 
 # print_table TABLE TITLE COLUMNS RUN...: one markdown table. COLUMNS, comma-separated,
 # from: rate:<title> p50 p99 mean resumed rss cpu:<title> cpuvs ratevs errors previous,
-# and for idle runs rss0 rss1 perconn dropped.
+# and for idle runs rss0 rss1 perconn peropen dropped.
 print_table() {
     local table=$1 title=$2 columns=$3 run col f cell best_cpu best_rate header="|" rule="|"
     local -a cols
@@ -224,6 +228,7 @@ print_table() {
         rss0) header+=" RSS before |" ;;
         rss1) header+=" RSS held |" ;;
         perconn) header+=" KiB per connection (min–max) |" ;;
+        peropen) header+=" KiB per connection at open |" ;;
         dropped) header+=" dropped |" ;;
         *) die "print_table: unknown column $col" ;;
         esac
@@ -253,6 +258,7 @@ print_table() {
             rss1) cell=$(fmt_mib "$(median_of "$f" 3)") ;;
             perconn) cell=$(awk -v v="$(median_of "$f" 4)" 'BEGIN {printf "%.2f", v}')$(range_of "$f" 4 "%.2f") ;;
             dropped) cell=$(awk '$7 != "-" {d += $7} END {print d + 0}' "$f") ;;
+            peropen) cell=$(awk -v v="$(median_of "$f" 8)" 'BEGIN {printf "%.2f", v}') ;;
             esac
             printf ' %s |' "$cell"
         done

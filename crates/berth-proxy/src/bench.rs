@@ -18,7 +18,7 @@ use crate::error::ProxyError;
 use crate::forwarded::{self, ForwardedValues, XffMode};
 use crate::group::GroupRuntime;
 use crate::group_settings::GroupSettings;
-use crate::h1_codec::{self, parse_len, put_header, write_status, Parsed};
+use crate::h1_codec::{self, parse_len, Parsed};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::rules::{RequestView, RuleSet, ViewHeaders};
@@ -199,24 +199,8 @@ pub fn rewrite_response_head(
     let Parsed::Head(head) = h1_codec::parse_response(buf) else {
         return None;
     };
-    let mut headers = [httparse::EMPTY_HEADER; h1_codec::MAX_RESPONSE_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    let Ok(httparse::Status::Complete(_)) = resp.parse(buf) else {
-        return None;
-    };
     out.clear();
-    write_status(out, head.status, resp.reason.unwrap_or(""));
-    let named = forwarded::connection_tokens(resp.headers);
-    for h in resp.headers.iter() {
-        let n = h.name.as_bytes();
-        // As the fast path: hop-by-hop headers but Transfer-Encoding are dropped.
-        if (forwarded::is_hop_by_hop(n) && !n.eq_ignore_ascii_case(b"transfer-encoding"))
-            || named.iter().any(|t| t.eq_ignore_ascii_case(n))
-        {
-            continue;
-        }
-        put_header(out, n, h.value);
-    }
+    crate::fast_h1::response_head::write_for_client(out, buf, &head, None)?;
     if sticky {
         let affinity = Affinity::of_request(
             Some(crate::group_settings::Stickiness::LbCookie {

@@ -45,14 +45,10 @@ use tokio::time::Instant;
 use crate::attempt::{Attempts, Failure, Verdict};
 use crate::context::{ConnCtx, ListenerShared, MAX_HEADER_BYTES};
 use crate::elb_error;
-use crate::forwarded;
-use crate::h1_codec::{
-    parse_response, put_header, write_status, Framing, Parsed, RespHead, MAX_RESPONSE_HEADERS,
-};
+use crate::h1_codec::{parse_response, Framing, Parsed, RespHead};
 use crate::mesh::hop::UpConn;
 use crate::pool::CONNECT_TIMEOUT;
 use crate::read_buffers;
-use crate::sticky;
 use crate::target::InFlight;
 
 mod body_stream;
@@ -60,6 +56,7 @@ mod idle;
 mod plan;
 use plan::{prepare, Plan, Prep};
 mod prefixed;
+pub(crate) mod response_head;
 #[cfg(test)]
 mod tests;
 mod upgrade;
@@ -495,27 +492,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         let close = plan.close || unfinished_upload || framing == Framing::Close || *stop.borrow();
         self.out.clear();
         {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-            let mut resp = httparse::Response::new(&mut headers);
-            if !matches!(resp.parse(&self.up), Ok(httparse::Status::Complete(_))) {
-                return Err(());
-            }
-            write_status(&mut self.out, head.status, resp.reason.unwrap_or(""));
-            let named = forwarded::connection_tokens(resp.headers);
             let app_cookie = plan.affinity.app_cookie();
-            let mut sets_app_cookie = false;
-            for h in resp.headers.iter() {
-                let n = h.name.as_bytes();
-                if skip_response_header(n) || named.iter().any(|t| t.eq_ignore_ascii_case(n)) {
-                    continue;
-                }
-                if let Some(name) = app_cookie {
-                    if n.eq_ignore_ascii_case(b"set-cookie") {
-                        sets_app_cookie |= sticky::sets_cookie(h.value, name);
-                    }
-                }
-                put_header(&mut self.out, n, h.value);
-            }
+            let Some(sets_app_cookie) =
+                response_head::write_for_client(&mut self.out, &self.up, &head, app_cookie)
+            else {
+                return Err(());
+            };
             if let Some(c) = plan.affinity.response_cookie(target.addr, sets_app_cookie) {
                 self.out.extend_from_slice(b"set-cookie: ");
                 c.write_value(&mut self.out);
@@ -558,11 +540,4 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         drop(in_flight);
         Ok(!close)
     }
-}
-
-/// Hop-by-hop response headers but Transfer-Encoding, which stays: the body passes
-/// through as the target framed it.
-#[inline]
-fn skip_response_header(n: &[u8]) -> bool {
-    forwarded::is_hop_by_hop(n) && !n.eq_ignore_ascii_case(b"transfer-encoding")
 }

@@ -12,6 +12,7 @@ use berth_model::elb_attributes::XffHeaderProcessing;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+pub(crate) use crate::h1_codec::is_hop_by_hop;
 use crate::h1_codec::put_header;
 use crate::rules::source_ip;
 
@@ -101,20 +102,6 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
-
-/// Whether `n` (any case) is one of [`HOP_BY_HOP`]: a switch on the length first, as the
-/// fast path asks it of every header.
-#[inline]
-pub(crate) fn is_hop_by_hop(n: &[u8]) -> bool {
-    match n.len() {
-        2 => n.eq_ignore_ascii_case(b"te"),
-        7 => n.eq_ignore_ascii_case(b"trailer") || n.eq_ignore_ascii_case(b"upgrade"),
-        10 => n.eq_ignore_ascii_case(b"connection") || n.eq_ignore_ascii_case(b"keep-alive"),
-        16 => n.eq_ignore_ascii_case(b"proxy-connection"),
-        17 => n.eq_ignore_ascii_case(b"transfer-encoding"),
-        _ => false,
-    }
-}
 
 /// Whether the proxy sets `n` itself on every request (so a client's value is dropped).
 #[inline]

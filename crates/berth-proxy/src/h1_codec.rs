@@ -6,6 +6,8 @@
 //! Pure functions over byte slices: no I/O, no routing, no headers policy (which headers
 //! the proxy adds or drops is [`crate::forwarded`]'s).
 
+use std::mem::MaybeUninit;
+
 use http::StatusCode;
 
 /// Response headers accepted from a target.
@@ -21,6 +23,21 @@ pub(crate) fn parse_len(v: &[u8]) -> Option<usize> {
         v.iter()
             .fold(0usize, |n, &d| n * 10 + usize::from(d - b'0')),
     )
+}
+
+/// Whether `n` (any case) names a hop-by-hop field (Connection, Keep-Alive,
+/// Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade): a switch on the length
+/// first, as the fast path asks it of every header.
+#[inline]
+pub(crate) fn is_hop_by_hop(n: &[u8]) -> bool {
+    match n.len() {
+        2 => n.eq_ignore_ascii_case(b"te"),
+        7 => n.eq_ignore_ascii_case(b"trailer") || n.eq_ignore_ascii_case(b"upgrade"),
+        10 => n.eq_ignore_ascii_case(b"connection") || n.eq_ignore_ascii_case(b"keep-alive"),
+        16 => n.eq_ignore_ascii_case(b"proxy-connection"),
+        17 => n.eq_ignore_ascii_case(b"transfer-encoding"),
+        _ => false,
+    }
 }
 
 /// Writes one `name: value` header line.
@@ -48,6 +65,44 @@ pub(crate) struct RespHead {
     pub(crate) framing: Framing,
     /// The target keeps the connection open after this response.
     pub(crate) keep_alive: bool,
+    /// Set when the head can go to the client as it is, less its hop-by-hop lines.
+    pub(crate) copy: Option<HeadCopy>,
+    /// A `Set-Cookie` field is present.
+    pub(crate) sets_cookie: bool,
+}
+
+/// Hop-by-hop field lines a canonical head may carry and still be copied.
+const MAX_HOP_LINES: usize = 4;
+
+/// A head that is byte for byte what [`write_status`] and [`put_header`] write from its
+/// status, reason and fields (an `HTTP/1.1` status line with a reason phrase, each field
+/// as `name: value` with no other whitespace, every line ended by CRLF), whose
+/// Connection field names no field but `close` and `keep-alive`, with where its
+/// hop-by-hop lines are (Transfer-Encoding is not counted: the body passes through as
+/// the target framed it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeadCopy {
+    hop_lines: [(u32, u32); MAX_HOP_LINES],
+    count: u8,
+}
+
+impl HeadCopy {
+    /// The byte ranges of the hop-by-hop field lines, CRLF included, in order.
+    pub(crate) fn hop_lines(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        self.hop_lines[..usize::from(self.count)]
+            .iter()
+            .map(|&(s, e)| s as usize..e as usize)
+    }
+
+    /// Adds a line; false when there are too many to keep.
+    fn push(&mut self, line: std::ops::Range<usize>) -> bool {
+        let Some(slot) = self.hop_lines.get_mut(usize::from(self.count)) else {
+            return false;
+        };
+        *slot = (line.start as u32, line.end as u32);
+        self.count += 1;
+        true
+    }
 }
 
 /// What [`parse_response`] found at the start of a buffer.
@@ -61,9 +116,15 @@ pub(crate) enum Parsed {
 
 /// Parses a response head at the start of `buf`.
 pub(crate) fn parse_response(buf: &[u8]) -> Parsed {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    let len = match resp.parse(buf) {
+    // Left uninitialized: httparse writes the fields it finds (no 4 KiB to zero per head).
+    let mut headers =
+        [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        buf,
+        &mut headers,
+    ) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Parsed::More,
         Err(_) => return Parsed::Bad,
@@ -81,8 +142,17 @@ pub(crate) fn parse_response(buf: &[u8]) -> Parsed {
     let mut keep_alive = resp.version == Some(1);
     let mut length: Option<u64> = None;
     let mut chunked = None;
+    let mut sets_cookie = false;
+    let mut copy = Some(HeadCopy {
+        hop_lines: [(0, 0); MAX_HOP_LINES],
+        count: 0,
+    });
+    // Where the next line starts while the head is canonical so far.
+    let mut line = canonical_status_line(buf, &resp);
     for h in resp.headers.iter() {
         let n = h.name.as_bytes();
+        let start = line;
+        line = line.and_then(|at| canonical_field(buf, at, h));
         if n.eq_ignore_ascii_case(b"content-length") {
             let Some(v) = parse_len(h.value) else {
                 return Parsed::Bad;
@@ -91,19 +161,39 @@ pub(crate) fn parse_response(buf: &[u8]) -> Parsed {
                 return Parsed::Bad;
             }
             length = Some(v as u64);
+            continue;
         } else if n.eq_ignore_ascii_case(b"transfer-encoding") {
             let last = h.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
             chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            continue;
+        } else if n.eq_ignore_ascii_case(b"set-cookie") {
+            sets_cookie = true;
+            continue;
         } else if n.eq_ignore_ascii_case(b"connection") {
             for t in h.value.split(|&b| b == b',') {
                 let t = t.trim_ascii();
                 if t.eq_ignore_ascii_case(b"close") {
                     keep_alive = false;
-                } else if t.eq_ignore_ascii_case(b"keep-alive") && resp.version == Some(0) {
-                    keep_alive = true;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive |= resp.version == Some(0);
+                } else if !t.is_empty() {
+                    // It names a field to drop: the head is written field by field.
+                    copy = None;
                 }
             }
+        } else if !is_hop_by_hop(n) {
+            continue;
         }
+        // A hop-by-hop line: the copy leaves it out.
+        if let (Some(c), Some(s), Some(e)) = (copy.as_mut(), start, line) {
+            if !c.push(s..e) {
+                copy = None;
+            }
+        }
+    }
+    // The blank line ends the head right where the last field's line ended.
+    if !line.is_some_and(|at| at + 2 == len && buf.get(at..len) == Some(b"\r\n")) {
+        copy = None;
     }
     let framing = match (chunked, length) {
         (Some(true), _) => Framing::Chunked,
@@ -116,7 +206,41 @@ pub(crate) fn parse_response(buf: &[u8]) -> Parsed {
         status,
         framing,
         keep_alive,
+        copy,
+        sets_cookie,
     })
+}
+
+/// Where a slice of `buf` starts in it (httparse's slices point into the buffer).
+fn offset_in(buf: &[u8], part: &[u8]) -> usize {
+    (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize)
+}
+
+/// The offset of the first field line when the status line is `HTTP/1.1 NNN reason\r\n`
+/// with a non-empty reason, as [`write_status`] writes it.
+fn canonical_status_line(buf: &[u8], resp: &httparse::Response<'_, '_>) -> Option<usize> {
+    const PREFIX: usize = b"HTTP/1.1 200 ".len();
+    let reason = resp.reason.filter(|r| !r.is_empty())?;
+    if !buf.starts_with(b"HTTP/1.1 ") || offset_in(buf, reason.as_bytes()) != PREFIX {
+        return None;
+    }
+    let end = PREFIX + reason.len();
+    (buf.get(end..end + 2) == Some(b"\r\n")).then_some(end + 2)
+}
+
+/// The offset of the next line when the field line at `at` is `name: value\r\n` with a
+/// non-empty value, as [`put_header`] writes it.
+fn canonical_field(buf: &[u8], at: usize, h: &httparse::Header<'_>) -> Option<usize> {
+    let name = h.name.len();
+    if h.value.is_empty()
+        || offset_in(buf, h.name.as_bytes()) != at
+        || buf.get(at + name..at + name + 2) != Some(b": ")
+        || offset_in(buf, h.value) != at + name + 2
+    {
+        return None;
+    }
+    let end = at + name + 2 + h.value.len();
+    (buf.get(end..end + 2) == Some(b"\r\n")).then_some(end + 2)
 }
 
 /// Writes an HTTP/1.1 status line; an empty `reason` is replaced by the canonical one.

@@ -372,26 +372,45 @@ impl Server {
         n: usize,
         timeout: Duration,
     ) -> Result<Vec<String>> {
-        wait_until(
-            &format!("{n} healthy tasks of {service} in {tg}"),
-            timeout,
-            || async move {
-                let tasks = self.service_tasks(service).await.ok()?;
-                let running: Vec<String> = tasks
+        let start = Instant::now();
+        loop {
+            let tasks = self.service_tasks(service).await.unwrap_or_default();
+            let targets = self.targets(tg).await.unwrap_or_default();
+            let running: Vec<String> = tasks
+                .iter()
+                .filter(|t| t["lastStatus"] == "RUNNING")
+                .map(|t| t["taskArn"].as_str().unwrap_or("").to_string())
+                .collect();
+            let healthy = targets
+                .iter()
+                .filter(|t| t["targetHealth"]["state"] == "healthy")
+                .count();
+            if running.len() == n && tasks.len() == n && targets.len() == n && healthy == n {
+                return Ok(running);
+            }
+            if start.elapsed() > timeout {
+                // What was seen last, so that a failure says which part never came.
+                let tasks: Vec<String> = tasks
                     .iter()
-                    .filter(|t| t["lastStatus"] == "RUNNING")
-                    .map(|t| t["taskArn"].as_str().unwrap_or("").to_string())
+                    .map(|t| format!("{} {}", t["lastStatus"], t["stoppedReason"]))
                     .collect();
-                let targets = self.targets(tg).await.ok()?;
-                let healthy = targets
+                let targets: Vec<String> = targets
                     .iter()
-                    .filter(|t| t["targetHealth"]["state"] == "healthy")
-                    .count();
-                (running.len() == n && tasks.len() == n && targets.len() == n && healthy == n)
-                    .then_some(running)
-            },
-        )
-        .await
+                    .map(|t| {
+                        let h = &t["targetHealth"];
+                        format!(
+                            "{}:{} {} {} {}",
+                            t["id"], t["port"], h["state"], h["reason"], h["description"]
+                        )
+                    })
+                    .collect();
+                bail!(
+                    "timed out after {timeout:?} waiting for {n} healthy tasks of {service} \
+                     in {tg}; last seen: tasks {tasks:?}, targets {targets:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Sends `signal` to the server process and waits for it to exit.

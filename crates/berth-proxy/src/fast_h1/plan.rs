@@ -12,6 +12,7 @@
 //! What it does not do: talk to a target or the client (the connection in
 //! [`super`] does).
 
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 use berth_model::elb::Protocol;
@@ -62,9 +63,15 @@ pub(super) fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
         // The HTTP/2 connection preface (h2c with prior knowledge).
         return Prep::Fallback;
     }
-    let mut headers = [httparse::EMPTY_HEADER; MAX_REQUEST_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let head_len = match req.parse(buf) {
+    // Left uninitialized: httparse writes the fields it finds.
+    let mut headers =
+        [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_REQUEST_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut req,
+        buf,
+        &mut headers,
+    ) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             return if buf.len() > MAX_HEADER_BYTES {

@@ -1,0 +1,185 @@
+//! A target's response head as the client gets it from the fast path: the status line
+//! and every field but the hop-by-hop ones (Transfer-Encoding stays: the body passes
+//! through as the target framed it) and those its Connection field names. It writes no
+//! blank line and adds nothing (stickiness cookies and `connection: close` are the
+//! caller's), and it reads nothing from a socket.
+//!
+//! Most targets write heads the way the proxy would write them again, so a head that
+//! [`crate::h1_codec::parse_response`] found canonical ([`crate::h1_codec::HeadCopy`]) is
+//! copied as it is, less its hop-by-hop lines, without parsing it a second time.
+
+use std::mem::MaybeUninit;
+
+use crate::forwarded;
+use crate::h1_codec::{put_header, write_status, RespHead, MAX_RESPONSE_HEADERS};
+use crate::sticky;
+
+/// Writes the head at the start of `up` (parsed as `head`) into `out` without its blank
+/// line. Returns whether a `Set-Cookie` field sets the application cookie `app_cookie`,
+/// or `None` when the head does not parse.
+pub(crate) fn write_for_client(
+    out: &mut Vec<u8>,
+    up: &[u8],
+    head: &RespHead,
+    app_cookie: Option<&str>,
+) -> Option<bool> {
+    match head.copy {
+        // Byte for byte what `rewrite` writes, without a second parse.
+        Some(copy) if !(app_cookie.is_some() && head.sets_cookie) => {
+            let mut at = 0;
+            for line in copy.hop_lines() {
+                out.extend_from_slice(&up[at..line.start]);
+                at = line.end;
+            }
+            out.extend_from_slice(&up[at..head.len - 2]);
+            Some(false)
+        }
+        _ => rewrite(out, up, head, app_cookie),
+    }
+}
+
+/// Parses the head again and writes it field by field.
+fn rewrite(
+    out: &mut Vec<u8>,
+    up: &[u8],
+    head: &RespHead,
+    app_cookie: Option<&str>,
+) -> Option<bool> {
+    let mut headers =
+        [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    if !matches!(
+        httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut resp,
+            up,
+            &mut headers
+        ),
+        Ok(httparse::Status::Complete(_))
+    ) {
+        return None;
+    }
+    write_status(out, head.status, resp.reason.unwrap_or(""));
+    let named = forwarded::connection_tokens(resp.headers);
+    let mut sets_app_cookie = false;
+    for h in resp.headers.iter() {
+        let n = h.name.as_bytes();
+        if (forwarded::is_hop_by_hop(n) && !n.eq_ignore_ascii_case(b"transfer-encoding"))
+            || named.iter().any(|t| t.eq_ignore_ascii_case(n))
+        {
+            continue;
+        }
+        if let Some(name) = app_cookie {
+            if n.eq_ignore_ascii_case(b"set-cookie") {
+                sets_app_cookie |= sticky::sets_cookie(h.value, name);
+            }
+        }
+        put_header(out, n, h.value);
+    }
+    Some(sets_app_cookie)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::h1_codec::{parse_response, Parsed};
+
+    fn head(raw: &[u8]) -> RespHead {
+        match parse_response(raw) {
+            Parsed::Head(h) => h,
+            _ => panic!("not a final head: {:?}", String::from_utf8_lossy(raw)),
+        }
+    }
+
+    fn written(raw: &[u8], app_cookie: Option<&str>) -> (String, Option<bool>) {
+        let mut out = Vec::new();
+        let r = write_for_client(&mut out, raw, &head(raw), app_cookie);
+        (String::from_utf8(out).unwrap(), r)
+    }
+
+    fn rewritten(raw: &[u8], app_cookie: Option<&str>) -> (String, Option<bool>) {
+        let mut out = Vec::new();
+        let r = rewrite(&mut out, raw, &head(raw), app_cookie);
+        (String::from_utf8(out).unwrap(), r)
+    }
+
+    #[test]
+    fn a_canonical_head_is_copied_as_the_rewrite_would_write_it() {
+        let heads: [&[u8]; 6] = [
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi",
+            b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nX-A: b, c\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nset-cookie: a=b\r\n\r\n",
+            b"HTTP/1.1 503 Service Unavailable\r\n\r\n",
+            // Hop-by-hop lines first, between others and last, as Node.js and nginx write.
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nDate: x\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nServer: s\r\nConnection: close\r\nX-B: 1\r\nProxy-Connection: x\r\nTE: y\r\nTrailer: z\r\n\r\n",
+        ];
+        for raw in heads {
+            let h = head(raw);
+            assert!(h.copy.is_some(), "{:?}", String::from_utf8_lossy(raw));
+            let copied = written(raw, None);
+            assert_eq!(copied, rewritten(raw, None));
+            let dropped: usize = h.copy.unwrap().hop_lines().map(|l| l.len()).sum();
+            assert_eq!(copied.0.len(), h.len - 2 - dropped);
+        }
+    }
+
+    #[test]
+    fn a_head_written_otherwise_is_rewritten() {
+        let heads: [&[u8]; 8] = [
+            // No space after the colon, two spaces, trailing whitespace.
+            b"HTTP/1.1 200 OK\r\ncontent-length:0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length:  0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0 \r\n\r\n",
+            // Bare LF line ends.
+            b"HTTP/1.1 200 OK\ncontent-length: 0\n\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\n\r\n",
+            // No reason phrase, HTTP/1.0, an empty value.
+            b"HTTP/1.1 200 \r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nx-empty: \r\ncontent-length: 0\r\n\r\n",
+        ];
+        for raw in heads {
+            assert!(
+                head(raw).copy.is_none(),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+            let (out, r) = written(raw, None);
+            assert_eq!(r, Some(false));
+            assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out:?}");
+            assert!(out.contains("content-length: 0\r\n"), "{out:?}");
+            assert!(!out.replace("\r\n", "").contains('\n'), "{out:?}");
+        }
+    }
+
+    #[test]
+    fn fields_the_connection_field_names_are_dropped_too() {
+        let raw = b"HTTP/1.1 200 OK\r\nconnection: x-secret\r\nkeep-alive: timeout=5\r\nx-secret: 1\r\nx-kept: 2\r\ntransfer-encoding: chunked\r\n\r\n";
+        assert!(head(raw).copy.is_none());
+        assert_eq!(
+            written(raw, None).0,
+            "HTTP/1.1 200 OK\r\nx-kept: 2\r\ntransfer-encoding: chunked\r\n"
+        );
+    }
+
+    #[test]
+    fn more_hop_by_hop_lines_than_a_copy_keeps_are_rewritten() {
+        let raw = b"HTTP/1.1 200 OK\r\nupgrade: a\r\nupgrade: b\r\nte: c\r\ntrailer: d\r\nkeep-alive: e\r\ncontent-length: 0\r\n\r\n";
+        assert!(head(raw).copy.is_none());
+        assert_eq!(
+            written(raw, None).0,
+            "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n"
+        );
+    }
+
+    #[test]
+    fn the_application_cookie_is_seen_through_a_canonical_head() {
+        let raw = b"HTTP/1.1 200 OK\r\nset-cookie: app=1; Path=/\r\ncontent-length: 0\r\n\r\n";
+        let h = head(raw);
+        assert!(h.copy.is_some() && h.sets_cookie);
+        assert_eq!(written(raw, Some("app")).1, Some(true));
+        assert_eq!(written(raw, Some("other")).1, Some(false));
+        // Without stickiness on the application cookie the head is copied.
+        assert_eq!(written(raw, None), rewritten(raw, None));
+    }
+}
