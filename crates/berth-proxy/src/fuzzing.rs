@@ -45,9 +45,15 @@ pub fn gate_in_pieces(input: &[u8], cuts: &[u8]) {
     );
 }
 
-/// Parses a target's response head as the fast path does, and follows a chunked body.
+/// Parses a target's response head as the fast path does, checks that copying it for
+/// the client writes what rewriting it field by field writes, and follows a chunked body.
 pub fn response(input: &[u8]) {
-    let _ = crate::h1_codec::parse_response(input);
+    if let crate::h1_codec::Parsed::Head(head) = crate::h1_codec::parse_response(input) {
+        assert!(
+            crate::fast_h1::response_head::copy_agrees_with_rewrite(input, &head),
+            "the copied head differs from the rewritten one"
+        );
+    }
     let mut c = crate::h1_codec::ChunkedEnd::default();
     if let Ok(Some(n)) = c.feed(input) {
         assert!(n <= input.len());

@@ -220,6 +220,8 @@ fn offset_in(buf: &[u8], part: &[u8]) -> usize {
 /// with a non-empty reason, as [`write_status`] writes it.
 fn canonical_status_line(buf: &[u8], resp: &httparse::Response<'_, '_>) -> Option<usize> {
     const PREFIX: usize = b"HTTP/1.1 200 ".len();
+    // Three digits as written (a code below 100 would be written without its zero).
+    resp.code.filter(|&c| c >= 100)?;
     let reason = resp.reason.filter(|r| !r.is_empty())?;
     if !buf.starts_with(b"HTTP/1.1 ") || offset_in(buf, reason.as_bytes()) != PREFIX {
         return None;

@@ -78,6 +78,15 @@ fn rewrite(
     Some(sets_app_cookie)
 }
 
+/// Whether the copy, where `head` allows one, writes exactly what the field-by-field
+/// rewrite writes (for the fuzz target).
+pub(crate) fn copy_agrees_with_rewrite(up: &[u8], head: &RespHead) -> bool {
+    let (mut copied, mut rewritten) = (Vec::new(), Vec::new());
+    let a = write_for_client(&mut copied, up, head, None);
+    let b = rewrite(&mut rewritten, up, head, None);
+    a == b && copied == rewritten
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,11 +129,14 @@ mod tests {
             assert_eq!(copied, rewritten(raw, None));
             let dropped: usize = h.copy.unwrap().hop_lines().map(|l| l.len()).sum();
             assert_eq!(copied.0.len(), h.len - 2 - dropped);
+            assert!(copy_agrees_with_rewrite(raw, &h));
         }
     }
 
     #[test]
     fn a_head_written_otherwise_is_rewritten() {
+        // A status code below 100 written with its zero.
+        assert!(head(b"HTTP/1.1 099 OK\r\n\r\n").copy.is_none());
         let heads: [&[u8]; 8] = [
             // No space after the colon, two spaces, trailing whitespace.
             b"HTTP/1.1 200 OK\r\ncontent-length:0\r\n\r\n",
@@ -181,5 +193,52 @@ mod tests {
         assert_eq!(written(raw, Some("other")).1, Some(false));
         // Without stickiness on the application cookie the head is copied.
         assert_eq!(written(raw, None), rewritten(raw, None));
+    }
+
+    #[test]
+    fn copies_agree_with_rewrites_for_mutated_heads() {
+        let seeds: [&[u8]; 3] = [
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Type: text/html\r\ncontent-length: 5\r\n\r\nhello",
+            b"HTTP/1.1 302 Found\r\nLocation: /x\r\nSet-Cookie: a=b\r\nTE: t\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 404 Not Found\r\nUpgrade: h2c\r\nConnection: upgrade, close\r\nX: y\r\n\r\n",
+        ];
+        // A fixed xorshift: the same mutations on every run.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet = b" \t\r\n:,-aAzZ09\x00\x7f\x80";
+        let (mut copied, mut parsed) = (0, 0);
+        for i in 0..20_000 {
+            let mut raw = seeds[i % seeds.len()].to_vec();
+            for _ in 0..(next() % 4 + 1) {
+                let at = (next() as usize) % raw.len();
+                let b = alphabet[(next() as usize) % alphabet.len()];
+                match next() % 3 {
+                    0 => raw[at] = b,
+                    1 => raw.insert(at, b),
+                    _ => {
+                        raw.remove(at);
+                    }
+                }
+            }
+            if let Parsed::Head(h) = parse_response(&raw) {
+                parsed += 1;
+                copied += usize::from(h.copy.is_some());
+                assert!(
+                    copy_agrees_with_rewrite(&raw, &h),
+                    "{:?}",
+                    String::from_utf8_lossy(&raw)
+                );
+            }
+        }
+        // The mutations leave both kinds of head.
+        assert!(
+            copied > 1_000 && parsed - copied > 1_000,
+            "{copied} of {parsed}"
+        );
     }
 }
