@@ -95,6 +95,16 @@ cpu_ticks() {
     echo "$total"
 }
 
+# sys_ticks PID...: the kernel part of cpu_ticks (stime).
+sys_ticks() {
+    local total=0 pid t
+    for pid in "$@"; do
+        t=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $13}')
+        total=$((total + ${t:-0}))
+    done
+    echo "$total"
+}
+
 # rss_kib PID...: resident set size in KiB summed over the given pids.
 rss_kib() {
     local total=0 pid r

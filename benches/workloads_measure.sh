@@ -50,7 +50,7 @@ wrk_bytes() {
 measure_wrk() {
     local table=$1 run=$2 url=$3 pin=$4 mode=$5
     shift 5
-    local prefix pids out before after requests rps p50 p99 rss errors cpu rate read bytes
+    local prefix pids out before after sys_before sys_after requests rps p50 p99 rss errors cpu rate read bytes kernel
     mapfile -t prefix < <(load_prefix "$pin")
     mapfile -t pids < <(proxy_pids "$run")
     if ((WARMUP > 0)); then
@@ -58,9 +58,14 @@ measure_wrk() {
     fi
     out="$TMP/results/$table/$run.wrk.$ROUND"
     before=$(cpu_ticks "${pids[@]}")
+    sys_before=$(sys_ticks "${pids[@]}")
     "${prefix[@]}" wrk "$@" -d"${DURATION}s" --latency "$url" >"$out" 2>&1 ||
         die "wrk failed against $run: $(cat "$out")"
     after=$(cpu_ticks "${pids[@]}")
+    sys_after=$(sys_ticks "${pids[@]}")
+    # The kernel's share of the proxy's CPU during the run, in %.
+    kernel=$(awk -v s=$((sys_after - sys_before)) -v t=$((after - before)) \
+        'BEGIN {if (t > 0) printf "%.0f", s * 100 / t; else print "-"}')
     rss=$(rss_kib "${pids[@]}")
     requests=$(awk '/ requests in / {print $1}' "$out")
     read=$(awk '/ requests in / {sub(/,$/, "", $4); print $5}' "$out")
@@ -89,8 +94,8 @@ measure_wrk() {
         ;;
     *) die "measure_wrk: unknown mode '$mode'" ;;
     esac
-    echo "$rate $p50 $p99 $rss $cpu $errors -" >>"$TMP/results/$table/$run"
-    log "  round $ROUND $table ${LABEL_OF[$run]}: rate $rate, p50 $p50 µs, p99 $p99 µs, CPU $cpu, core use $(core_use $((after - before))), errors $errors"
+    echo "$rate $p50 $p99 $rss $cpu $errors - $kernel" >>"$TMP/results/$table/$run"
+    log "  round $ROUND $table ${LABEL_OF[$run]}: rate $rate, p50 $p50 µs, p99 $p99 µs, CPU $cpu ($kernel % kernel), core use $(core_use $((after - before))), errors $errors"
 }
 
 # measure_h2load TABLE RUN URL PIN H2LOAD_ARGS...: a warm-up and a measured h2load run.
@@ -205,7 +210,7 @@ best_peer() {
 
 # print_table TABLE TITLE COLUMNS RUN...: one markdown table. COLUMNS, comma-separated,
 # from: rate:<title> p50 p99 mean resumed rss cpu:<title> cpuvs ratevs errors previous,
-# and for idle runs rss0 rss1 perconn peropen dropped.
+# kernel (wrk runs), and for idle runs rss0 rss1 perconn peropen dropped.
 print_table() {
     local table=$1 title=$2 columns=$3 run col f cell best_cpu best_rate header="|" rule="|"
     local -a cols
@@ -229,6 +234,7 @@ print_table() {
         rss1) header+=" RSS held |" ;;
         perconn) header+=" KiB per connection (min–max) |" ;;
         peropen) header+=" KiB per connection at open |" ;;
+        kernel) header+=" kernel share of CPU |" ;;
         dropped) header+=" dropped |" ;;
         *) die "print_table: unknown column $col" ;;
         esac
@@ -259,6 +265,7 @@ print_table() {
             perconn) cell=$(awk -v v="$(median_of "$f" 4)" 'BEGIN {printf "%.2f", v}')$(range_of "$f" 4 "%.2f") ;;
             dropped) cell=$(awk '$7 != "-" {d += $7} END {print d + 0}' "$f") ;;
             peropen) cell=$(awk -v v="$(median_of "$f" 8)" 'BEGIN {printf "%.2f", v}') ;;
+            kernel) cell="$(median_of "$f" 8) %" ;;
             esac
             printf ' %s |' "$cell"
         done

@@ -18,6 +18,10 @@ use berth_model::elb::TargetHealthState;
 use berth_proxy::{Proxy, ProxyError, ProxyOptions};
 use clap::Parser;
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(about = "berth's load balancer with one listener and one target, for benchmarks")]
 struct Args {
