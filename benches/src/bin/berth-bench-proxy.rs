@@ -18,7 +18,7 @@ use berth_model::elb::TargetHealthState;
 use berth_proxy::{Proxy, ProxyError, ProxyOptions};
 use clap::Parser;
 
-#[cfg(feature = "mimalloc")]
+/// The allocator berth runs on.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -80,26 +80,28 @@ fn is_field_value_byte(b: u8) -> bool {
 }
 
 /// Splits a head into its lines, refusing a bare CR or LF. The lines exclude their CRLF.
-fn lines(head: &[u8]) -> Result<impl Iterator<Item = &[u8]>, Rejection> {
-    // Every CR begins a CRLF and every LF ends one; memchr jumps from line end to line end.
-    for at in memchr::memchr2_iter(b'\r', b'\n', head) {
-        if head[at] == b'\r' {
-            if head.get(at + 1) != Some(&b'\n') {
-                return Err(reject(400, "bare CR in the request head"));
+fn lines(head: &[u8]) -> Result<Vec<&[u8]>, Rejection> {
+    let mut out = Vec::with_capacity(16);
+    let mut start = 0;
+    let mut i = 0;
+    while i < head.len() {
+        match head[i] {
+            b'\r' => {
+                if head.get(i + 1) != Some(&b'\n') {
+                    return Err(reject(400, "bare CR in the request head"));
+                }
+                out.push(&head[start..i]);
+                i += 2;
+                start = i;
             }
-        } else if at == 0 || head[at - 1] != b'\r' {
-            return Err(reject(400, "bare LF in the request head (CRLF required)"));
+            b'\n' => return Err(reject(400, "bare LF in the request head (CRLF required)")),
+            _ => i += 1,
         }
     }
-    if !head.is_empty() && !head.ends_with(b"\r\n") {
+    if start != head.len() {
         return Err(reject(400, "request head does not end with CRLF"));
     }
-    // Each CR ends a line; each line after the first starts with the LF of the one before.
-    let body = head.strip_suffix(b"\r\n").unwrap_or_default();
-    Ok(body
-        .split(|&b| b == b'\r')
-        .enumerate()
-        .map(|(i, line)| if i == 0 { line } else { &line[1..] }))
+    Ok(out)
 }
 
 /// One header (or trailer) field line checked: its name and trimmed value.
@@ -233,7 +235,8 @@ pub fn check_head(head: &[u8]) -> Result<BodyFraming, Rejection> {
     if head.len() > MAX_HEADER_BYTES {
         return Err(reject(431, "request head larger than the limit"));
     }
-    let mut it = lines(head)?.skip_while(|l| l.is_empty());
+    let all = lines(head)?;
+    let mut it = all.into_iter().skip_while(|l| l.is_empty());
     let Some(request_line) = it.next() else {
         return Err(reject(400, "no request line"));
     };

@@ -66,6 +66,12 @@ mod store_choice;
 mod task_endpoint_setup;
 mod tls_names;
 
+/// mimalloc, not the system allocator: memory freed by connections that went quiet (an
+/// idle keep-alive connection leaves its task) goes back to the system instead of staying
+/// in the process (docs/architecture.md, "berth runs on mimalloc").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "berth",
