@@ -12,8 +12,8 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use prometheus::IntCounter;
 
-use crate::hyper_path::RawBody;
 use crate::pool::UpSender;
+use crate::raw_body::RawBody;
 use crate::target::InFlight;
 
 /// Holds a target's in-flight count (and the connection) while its response streams.

@@ -48,7 +48,6 @@ use crate::splice::splice;
 use crate::sticky::{self, Affinity, TG_COOKIE};
 
 mod raw_h1;
-pub(crate) use raw_h1::RawBody;
 
 /// Concurrent streams a client may open on one HTTP/2 connection (ALB: 128).
 pub(crate) const H2_MAX_CONCURRENT_STREAMS: u32 = 128;

@@ -71,7 +71,8 @@
 //! - `health`: active health checks.
 //! - `group_settings`: a group's settings compiled from the model; `retry_budget`: a
 //!   group's retry tokens.
-//! - `body`: the response body streamed back to clients.
+//! - `body`: the response body streamed back to clients; `raw_body`: a target's HTTP/1.1
+//!   response body read from its raw pooled connection.
 //! - `target`: one target's atomics: health, draining gate, in-flight, ejection, latency.
 //! - `pool`: upstream connections; `up_body`: the body of a request sent to a target.
 //! - [`mesh_tls`]: mutual TLS between mesh proxies: certificates by SNI, SPIFFE checks.
@@ -106,6 +107,7 @@ pub mod mesh_tls;
 mod metrics;
 mod notify;
 mod pool;
+mod raw_body;
 mod read_buffers;
 mod retry_budget;
 mod rules;

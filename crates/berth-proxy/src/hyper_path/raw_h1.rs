@@ -6,21 +6,17 @@
 //! as one buffer, its connection back to the pool at once. Hyper's client would spend a
 //! connection task, a channel hand-off each way and a header map per request instead.
 //!
-//! A larger response streams ([`RawBody`]): by Content-Length, chunked (decoded, its
-//! trailers passed on as HTTP/2 trailers) or until the target closes.
+//! A larger response streams ([`RawBody`], [`crate::raw_body`]): by Content-Length,
+//! chunked (decoded, its trailers passed on as HTTP/2 trailers) or until the target
+//! closes.
 //!
 //! Targets are tried through the shared request engine ([`crate::attempt`]), with the
 //! hyper path's stickiness and forwarded headers already applied to the request; what
 //! is not bodyless HTTP/2 to a plain HTTP/1.1 target group stays with hyper's client.
 
-use std::io;
-use std::task::{Context, Poll};
-
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue};
-use http::{HeaderMap, Response, StatusCode};
-use http_body::{Frame, SizeHint};
-use prometheus::IntCounter;
+use http::{Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -30,16 +26,14 @@ use crate::context::{ConnCtx, MAX_HEADER_BYTES};
 use crate::elb_error;
 use crate::forwarded;
 use crate::group::GroupRuntime;
-use crate::h1_codec::{parse_response, Chunk, ChunkedDecoder, Framing, Parsed, RespHead};
+use crate::h1_codec::{parse_response, Framing, Parsed, RespHead};
 use crate::h1_codec::{put_header, MAX_RESPONSE_HEADERS};
 use crate::mesh::hop::UpConn;
 use crate::pool::CONNECT_TIMEOUT;
+use crate::raw_body::RawBody;
 use crate::read_buffers;
 use crate::sticky::{self, Affinity};
 use crate::target::InFlight;
-
-/// Trailer fields accepted at the end of a chunked response.
-const MAX_TRAILERS: usize = 64;
 
 /// Forwards the prepared bodyless request (`parts`, in its upstream form: origin-form
 /// URI, Host, X-Forwarded-*, no hop-by-hop headers) to `group`, whose targets speak
@@ -264,213 +258,16 @@ fn respond(
         *resp.body_mut() = ProxyBody::full(body);
         return Ok(resp);
     }
-    let state = match framing {
-        Framing::Length(n) => State::Length(n),
-        Framing::Chunked => State::Chunked(ChunkedDecoder::default()),
-        _ => State::Close,
-    };
-    *resp.body_mut() = ProxyBody::Raw(Box::new(RawBody {
-        conn: Some(conn),
-        buf: up,
-        state,
-        keep_alive: head.keep_alive,
-        in_flight: Some(in_flight),
-        bytes: l.metrics.processed_bytes.clone(),
-        mesh_bytes: mesh_bytes.cloned(),
-    }));
+    *resp.body_mut() = ProxyBody::Raw(Box::new(RawBody::new(
+        conn,
+        up,
+        framing,
+        head.keep_alive,
+        in_flight,
+        l.metrics.processed_bytes.clone(),
+        mesh_bytes.cloned(),
+    )));
     Ok(resp)
-}
-
-/// Where a streamed response body is.
-enum State {
-    /// This many bytes still to come.
-    Length(u64),
-    Chunked(ChunkedDecoder),
-    /// After the last chunk: the trailer section (or the empty line ending the body).
-    Trailers,
-    /// Until the target closes the connection.
-    Close,
-    Done,
-}
-
-/// A target's response body read from its connection as the client takes it. The
-/// connection goes back to the pool when the body ended cleanly; the request is counted
-/// out of the target when the body ends or is dropped.
-pub(crate) struct RawBody {
-    conn: Option<UpConn>,
-    /// Bytes read from the target and not yet passed on.
-    buf: BytesMut,
-    state: State,
-    keep_alive: bool,
-    in_flight: Option<InFlight>,
-    bytes: IntCounter,
-    /// A mesh group's processed bytes, counted as well.
-    mesh_bytes: Option<IntCounter>,
-}
-
-/// Why a streamed response body broke off.
-#[derive(Debug)]
-pub(crate) enum RawBodyError {
-    Io(io::Error),
-    /// The target closed the connection before the body was whole.
-    Truncated,
-    /// Chunked framing or trailers that do not parse.
-    Malformed,
-}
-
-impl std::fmt::Display for RawBodyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RawBodyError::Io(e) => write!(f, "target response body: {e}"),
-            RawBodyError::Truncated => write!(f, "target closed before the response body ended"),
-            RawBodyError::Malformed => write!(f, "malformed target response body"),
-        }
-    }
-}
-
-impl std::error::Error for RawBodyError {}
-
-impl RawBody {
-    /// The body ended: the connection is idle again if nothing else came with it.
-    fn finish(&mut self, reusable: bool) {
-        self.state = State::Done;
-        let conn = self.conn.take();
-        let in_flight = self.in_flight.take();
-        if let (Some(conn), Some(f)) = (conn, &in_flight) {
-            if reusable && self.keep_alive && self.buf.is_empty() {
-                f.target().pool.checkin_raw(conn);
-            }
-        }
-        read_buffers::give(&mut self.buf);
-    }
-
-    fn fail(&mut self, e: RawBodyError) -> Poll<Option<Result<Frame<Bytes>, RawBodyError>>> {
-        self.finish(false);
-        Poll::Ready(Some(Err(e)))
-    }
-
-    fn data(&mut self, n: usize) -> Frame<Bytes> {
-        let d = self.buf.split_to(n).freeze();
-        self.bytes.inc_by(n as u64);
-        if let Some(m) = &self.mesh_bytes {
-            m.inc_by(n as u64);
-        }
-        Frame::data(d)
-    }
-
-    /// Reads more from the target: `Ok(0)` at its end.
-    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        match self.conn.as_mut() {
-            Some(c) => read_buffers::poll_read_pooled(c, cx, &mut self.buf),
-            None => Poll::Ready(Ok(0)),
-        }
-    }
-
-    pub(crate) fn poll_frame(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, RawBodyError>>> {
-        loop {
-            match &mut self.state {
-                State::Done => return Poll::Ready(None),
-                State::Length(rest) => {
-                    if !self.buf.is_empty() {
-                        let n = (self.buf.len() as u64).min(*rest) as usize;
-                        *rest -= n as u64;
-                        let done = *rest == 0;
-                        let f = self.data(n);
-                        if done {
-                            self.finish(true);
-                        }
-                        return Poll::Ready(Some(Ok(f)));
-                    }
-                }
-                State::Close => {
-                    if !self.buf.is_empty() {
-                        let n = self.buf.len();
-                        return Poll::Ready(Some(Ok(self.data(n))));
-                    }
-                }
-                State::Chunked(d) => {
-                    if !self.buf.is_empty() {
-                        match d.step(&self.buf) {
-                            Err(()) => return self.fail(RawBodyError::Malformed),
-                            Ok(Chunk::More) => self.buf.clear(),
-                            Ok(Chunk::Data { skip, len }) => {
-                                self.buf.advance(skip);
-                                return Poll::Ready(Some(Ok(self.data(len))));
-                            }
-                            Ok(Chunk::Last(n)) => {
-                                self.buf.advance(n);
-                                self.state = State::Trailers;
-                                continue;
-                            }
-                        }
-                    }
-                }
-                State::Trailers => {
-                    let mut fields = [httparse::EMPTY_HEADER; MAX_TRAILERS];
-                    match httparse::parse_headers(&self.buf, &mut fields) {
-                        Ok(httparse::Status::Complete((n, fields))) => {
-                            let Some(trailers) = trailer_map(fields) else {
-                                return self.fail(RawBodyError::Malformed);
-                            };
-                            self.buf.advance(n);
-                            self.finish(true);
-                            return Poll::Ready(
-                                (!trailers.is_empty()).then(|| Ok(Frame::trailers(trailers))),
-                            );
-                        }
-                        Ok(httparse::Status::Partial) if self.buf.len() <= MAX_HEADER_BYTES => {}
-                        _ => return self.fail(RawBodyError::Malformed),
-                    }
-                }
-            }
-            match self.poll_fill(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(e)) => return self.fail(RawBodyError::Io(e)),
-                Poll::Ready(Ok(0)) => {
-                    if matches!(self.state, State::Close) {
-                        self.finish(false);
-                        return Poll::Ready(None);
-                    }
-                    return self.fail(RawBodyError::Truncated);
-                }
-                Poll::Ready(Ok(_)) => {}
-            }
-        }
-    }
-
-    pub(crate) fn is_end_stream(&self) -> bool {
-        matches!(self.state, State::Done)
-    }
-
-    pub(crate) fn size_hint(&self) -> SizeHint {
-        match self.state {
-            State::Length(n) => SizeHint::with_exact(n),
-            State::Done => SizeHint::with_exact(0),
-            _ => SizeHint::default(),
-        }
-    }
-}
-
-/// The trailer fields an HTTP/2 client may get: hop-by-hop and framing fields dropped.
-/// `None` when a field does not make an HTTP/2 header.
-fn trailer_map(fields: &[httparse::Header<'_>]) -> Option<HeaderMap> {
-    let mut map = HeaderMap::new();
-    for f in fields {
-        let n = f.name.as_bytes();
-        if forwarded::is_hop_by_hop(n)
-            || n.eq_ignore_ascii_case(b"content-length")
-            || n.eq_ignore_ascii_case(b"host")
-        {
-            continue;
-        }
-        let name = HeaderName::from_bytes(n).ok()?;
-        let value = HeaderValue::from_bytes(f.value).ok()?;
-        map.append(name, value);
-    }
-    Some(map)
 }
 
 #[cfg(test)]
