@@ -84,26 +84,23 @@ proc_tree() {
     pgrep -P "$pid" 2>/dev/null || true
 }
 
-# cpu_ticks PID...: CPU ticks (utime + stime) summed over the given pids.
-cpu_ticks() {
-    local total=0 pid t
+# stat_ticks AWK_EXPR PID...: a sum of /proc/PID/stat fields over the given pids, the
+# fields numbered after "pid (comm) " (utime is $12, stime $13).
+stat_ticks() {
+    local expr=$1 total=0 pid t
+    shift
     for pid in "$@"; do
-        # Fields after "pid (comm) ": utime and stime are the 12th and 13th.
-        t=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}')
+        t=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk "{print $expr}")
         total=$((total + ${t:-0}))
     done
     echo "$total"
 }
 
+# cpu_ticks PID...: CPU ticks (utime + stime) summed over the given pids.
+cpu_ticks() { stat_ticks '$12 + $13' "$@"; }
+
 # sys_ticks PID...: the kernel part of cpu_ticks (stime).
-sys_ticks() {
-    local total=0 pid t
-    for pid in "$@"; do
-        t=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $13}')
-        total=$((total + ${t:-0}))
-    done
-    echo "$total"
-}
+sys_ticks() { stat_ticks '$13' "$@"; }
 
 # rss_kib PID...: resident set size in KiB summed over the given pids.
 rss_kib() {

@@ -372,45 +372,31 @@ impl Server {
         n: usize,
         timeout: Duration,
     ) -> Result<Vec<String>> {
-        let start = Instant::now();
-        loop {
-            let tasks = self.service_tasks(service).await.unwrap_or_default();
-            let targets = self.targets(tg).await.unwrap_or_default();
-            let running: Vec<String> = tasks
-                .iter()
-                .filter(|t| t["lastStatus"] == "RUNNING")
-                .map(|t| t["taskArn"].as_str().unwrap_or("").to_string())
-                .collect();
-            let healthy = targets
-                .iter()
-                .filter(|t| t["targetHealth"]["state"] == "healthy")
-                .count();
-            if running.len() == n && tasks.len() == n && targets.len() == n && healthy == n {
-                return Ok(running);
-            }
-            if start.elapsed() > timeout {
-                // What was seen last, so that a failure says which part never came.
-                let tasks: Vec<String> = tasks
+        // What was seen last, so that a timeout says which part never came.
+        let last = std::sync::Mutex::new(String::new());
+        let last_seen = &last;
+        wait_until(
+            &format!("{n} healthy tasks of {service} in {tg}"),
+            timeout,
+            || async move {
+                let tasks = self.service_tasks(service).await.ok()?;
+                let targets = self.targets(tg).await.ok()?;
+                let running: Vec<String> = tasks
                     .iter()
-                    .map(|t| format!("{} {}", t["lastStatus"], t["stoppedReason"]))
+                    .filter(|t| t["lastStatus"] == "RUNNING")
+                    .map(|t| t["taskArn"].as_str().unwrap_or("").to_string())
                     .collect();
-                let targets: Vec<String> = targets
+                let healthy = targets
                     .iter()
-                    .map(|t| {
-                        let h = &t["targetHealth"];
-                        format!(
-                            "{}:{} {} {} {}",
-                            t["id"], t["port"], h["state"], h["reason"], h["description"]
-                        )
-                    })
-                    .collect();
-                bail!(
-                    "timed out after {timeout:?} waiting for {n} healthy tasks of {service} \
-                     in {tg}; last seen: tasks {tasks:?}, targets {targets:?}"
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+                    .filter(|t| t["targetHealth"]["state"] == "healthy")
+                    .count();
+                *last_seen.lock().unwrap() = describe_tasks_and_targets(&tasks, &targets);
+                (running.len() == n && tasks.len() == n && targets.len() == n && healthy == n)
+                    .then_some(running)
+            },
+        )
+        .await
+        .map_err(|e| anyhow!("{e}; last seen: {}", last.lock().unwrap()))
     }
 
     /// Sends `signal` to the server process and waits for it to exit.
@@ -730,4 +716,23 @@ pub fn spawn_retrying_busy_text(cmd: &mut Command) -> std::io::Result<Child> {
             other => return other,
         }
     }
+}
+
+/// Tasks (status, stopped reason) and targets (address, health) for a failure message.
+fn describe_tasks_and_targets(tasks: &[Value], targets: &[Value]) -> String {
+    let tasks: Vec<String> = tasks
+        .iter()
+        .map(|t| format!("{} {}", t["lastStatus"], t["stoppedReason"]))
+        .collect();
+    let targets: Vec<String> = targets
+        .iter()
+        .map(|t| {
+            let h = &t["targetHealth"];
+            format!(
+                "{}:{} {} {} {}",
+                t["id"], t["port"], h["state"], h["reason"], h["description"]
+            )
+        })
+        .collect();
+    format!("tasks {tasks:?}, targets {targets:?}")
 }
