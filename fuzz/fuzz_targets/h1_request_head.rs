@@ -1,11 +1,13 @@
 //! The edge's request-head check (what the fast path and the edge gate judge every head
-//! with): it never panics, and a head it accepts is one httparse parses whole.
+//! with): it never panics, a head its one pass accepts is one its full walk accepts
+//! framed alike, and a head it accepts is one httparse parses whole.
 #![no_main]
 
-use berth_proxy::fuzzing::check_head;
+use berth_proxy::fuzzing::{check_head, head_checks_agree};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    head_checks_agree(data);
     if check_head(data).is_ok() {
         let mut headers = [httparse_header(); 128];
         let mut req = httparse::Request::new(&mut headers);

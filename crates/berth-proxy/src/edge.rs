@@ -32,6 +32,7 @@
 //! - 505: an HTTP version other than 1.0 and 1.1.
 
 pub(crate) mod chunked;
+mod plain_head;
 
 use crate::context::MAX_HEADER_BYTES;
 
@@ -68,15 +69,13 @@ pub enum BodyFraming {
 /// RFC 9110 §5.6.2 `tchar`.
 #[inline]
 pub(crate) fn is_tchar(b: u8) -> bool {
-    matches!(b,
-        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
-        | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
+    plain_head::CLASS[usize::from(b)] & plain_head::TCHAR != 0
 }
 
 /// A field value's bytes: HTAB, SP, VCHAR and obs-text; no CTL.
 #[inline]
 fn is_field_value_byte(b: u8) -> bool {
-    b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80
+    plain_head::CLASS[usize::from(b)] & plain_head::VALUE != 0
 }
 
 /// Splits a head into its lines, refusing a bare CR or LF. The lines exclude their CRLF.
@@ -230,8 +229,24 @@ fn same_authority(host: &[u8], authority: &[u8], https: bool) -> bool {
 
 /// Judges a complete request head: everything up to and including the empty line that ends
 /// it (leading empty lines allowed, as RFC 9112 §2.2 asks). Returns how its body is
-/// framed.
+/// framed. A plain head is accepted in one pass ([`plain_head`]); any other is walked
+/// rule by rule, which names the first rule it breaks.
 pub fn check_head(head: &[u8]) -> Result<BodyFraming, Rejection> {
+    match plain_head::accept(head) {
+        Some(framing) => Ok(framing),
+        None => judge_head(head),
+    }
+}
+
+/// Whether the one pass, where it accepts `head`, frames it as the full walk does (the
+/// `h1_request_head` fuzz target's property).
+pub(crate) fn one_pass_agrees(head: &[u8]) -> bool {
+    plain_head::accept(head).is_none_or(|framing| judge_head(head) == Ok(framing))
+}
+
+/// [`check_head`]'s full walk: the head's lines first (a bare CR or LF anywhere is
+/// refused before anything else), then the request line, then each field in turn.
+fn judge_head(head: &[u8]) -> Result<BodyFraming, Rejection> {
     if head.len() > MAX_HEADER_BYTES {
         return Err(reject(431, "request head larger than the limit"));
     }

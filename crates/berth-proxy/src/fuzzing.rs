@@ -1,6 +1,7 @@
 //! Entry points for the fuzz targets under `fuzz/` (not part of berth's API): the edge's
-//! head check and chunked-body scan, the edge gate fed in pieces, the HTTP/1.1 codec the
-//! fast path reads targets' responses with, and rule compilation and matching.
+//! head check (its one pass against its full walk) and chunked-body scan, the edge gate
+//! fed in pieces, the HTTP/1.1 codec the fast path reads targets' responses with, and
+//! rule compilation and matching.
 
 pub use crate::edge::chunked::ChunkedScan;
 pub use crate::edge::{check_head, BodyFraming, Rejection};
@@ -42,6 +43,15 @@ pub fn gate_in_pieces(input: &[u8], cuts: &[u8]) {
         refused.map(|r| r.status),
         whole.1.err().map(|r| r.status),
         "refused alike whole and in pieces"
+    );
+}
+
+/// Checks that a request head accepted in the edge's one pass is one its full walk
+/// accepts, framed alike.
+pub fn head_checks_agree(input: &[u8]) {
+    assert!(
+        crate::edge::one_pass_agrees(input),
+        "accepted in one pass, judged otherwise by the full walk"
     );
 }
 
