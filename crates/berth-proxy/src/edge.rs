@@ -67,15 +67,49 @@ pub enum BodyFraming {
 }
 
 /// RFC 9110 §5.6.2 `tchar`.
+const TCHAR: u8 = 1;
+/// A field value's bytes: HTAB, SP, VCHAR and obs-text.
+const VALUE: u8 = 2;
+/// VCHAR without `#`: a request-target's bytes (no fragment).
+const TARGET: u8 = 4;
+
+/// Each byte's classes, for the walk's checks and [`plain_head`]'s one pass.
+static CLASS: [u8; 256] = classes();
+
+const fn classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let mut c = 0;
+        if matches!(b,
+            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
+            | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
+        {
+            c |= TCHAR;
+        }
+        if b == b'\t' || b == b' ' || (b >= 0x21 && b <= 0x7e) || b >= 0x80 {
+            c |= VALUE;
+        }
+        if b >= 0x21 && b <= 0x7e && b != b'#' {
+            c |= TARGET;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+}
+
+/// RFC 9110 §5.6.2 `tchar`.
 #[inline]
 pub(crate) fn is_tchar(b: u8) -> bool {
-    plain_head::CLASS[usize::from(b)] & plain_head::TCHAR != 0
+    CLASS[usize::from(b)] & TCHAR != 0
 }
 
 /// A field value's bytes: HTAB, SP, VCHAR and obs-text; no CTL.
 #[inline]
 fn is_field_value_byte(b: u8) -> bool {
-    plain_head::CLASS[usize::from(b)] & plain_head::VALUE != 0
+    CLASS[usize::from(b)] & VALUE != 0
 }
 
 /// Splits a head into its lines, refusing a bare CR or LF. The lines exclude their CRLF.

@@ -1,6 +1,6 @@
-//! One pass that accepts the common request head outright: an origin-form GET-like
-//! request line, token field names, clean values, one valid Host, at most one
-//! Content-Length, no Transfer-Encoding. It answers only "accepted, framed so" or "not
+//! One pass that accepts the common request head outright: a request line with an
+//! origin-form target and `HTTP/1.x`, token field names, clean values, one valid Host,
+//! at most one Content-Length, no Transfer-Encoding. It answers only "accepted, framed so" or "not
 //! sure"; a head it is not sure of is judged by [`super::judge_head`], the full walk
 //! that names the broken rule. It never accepts a head the full walk refuses, nor frames
 //! one differently (`tests.rs` holds it to that over mutated heads, and the
@@ -10,42 +10,11 @@
 //! its name and its value: three or four reads of every byte and a vector of lines. This
 //! pass reads each byte once, through a table of byte classes.
 
-use super::{content_length, valid_authority, BodyFraming, MAX_HEADER_FIELDS, MAX_REQUEST_TARGET};
+use super::{
+    content_length, valid_authority, BodyFraming, CLASS, MAX_HEADER_FIELDS, MAX_REQUEST_TARGET,
+    TARGET, TCHAR, VALUE,
+};
 use crate::context::MAX_HEADER_BYTES;
-
-/// RFC 9110 §5.6.2 `tchar`.
-pub(super) const TCHAR: u8 = 1;
-/// A field value's bytes: HTAB, SP, VCHAR and obs-text.
-pub(super) const VALUE: u8 = 2;
-/// VCHAR without `#`: a request-target's bytes (no fragment).
-const TARGET: u8 = 4;
-
-/// Each byte's classes.
-pub(super) static CLASS: [u8; 256] = classes();
-
-const fn classes() -> [u8; 256] {
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        let mut c = 0;
-        if matches!(b,
-            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
-            | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
-        {
-            c |= TCHAR;
-        }
-        if b == b'\t' || b == b' ' || (b >= 0x21 && b <= 0x7e) || b >= 0x80 {
-            c |= VALUE;
-        }
-        if b >= 0x21 && b <= 0x7e && b != b'#' {
-            c |= TARGET;
-        }
-        t[i] = c;
-        i += 1;
-    }
-    t
-}
 
 /// The length of the run at the start of `bytes` whose bytes are all of `class`.
 #[inline]
