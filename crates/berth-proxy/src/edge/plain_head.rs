@@ -1,8 +1,8 @@
 //! One pass that accepts the common request head outright: a request line with an
 //! origin-form target and `HTTP/1.x`, token field names, clean values, one valid Host,
-//! at most one Content-Length, no Transfer-Encoding. It answers only "accepted, framed so" or "not
-//! sure"; a head it is not sure of is judged by [`super::judge_head`], the full walk
-//! that names the broken rule. It never accepts a head the full walk refuses, nor frames
+//! at most one Content-Length, no Transfer-Encoding. It answers only "accepted, framed
+//! so" or "not sure"; a head it is not sure of is judged by [`super::judge_head`], the
+//! full walk that names the broken rule. It never accepts a head the full walk refuses, nor frames
 //! one differently (`tests.rs` holds it to that over mutated heads, and the
 //! `h1_request_head` fuzz target does too).
 //!
