@@ -305,7 +305,9 @@ mod tests {
             bind_ip: "127.0.0.1".parse().unwrap(),
             mesh_ips: vec![],
             registry: prometheus::Registry::new(),
-        });
+            data_plane_threads: 0,
+        })
+        .unwrap();
         let bound = proxy.apply(proxy_config(&c).unwrap()).await.unwrap();
         let addr = bound[&listener_arn(0)];
 
@@ -345,7 +347,9 @@ mod tests {
             bind_ip: "127.0.0.1".parse().unwrap(),
             mesh_ips: vec![],
             registry: prometheus::Registry::new(),
-        });
+            data_plane_threads: 0,
+        })
+        .unwrap();
         let bound = proxy.apply(proxy_config(&c).unwrap()).await.unwrap();
         assert_eq!(bound.len(), 1);
         assert!(bound.contains_key(&listener_arn(0)));

@@ -304,7 +304,9 @@ mod tests {
             bind_ip: "127.0.0.1".parse().unwrap(),
             mesh_ips: vec!["127.0.0.1".parse().unwrap()],
             registry: registry.clone(),
-        });
+            data_plane_threads: 0,
+        })
+        .unwrap();
         let inbound = proxy
             .bind_mesh_inbound("127.0.0.1:0".parse().unwrap())
             .await

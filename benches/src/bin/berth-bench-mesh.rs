@@ -81,7 +81,8 @@ async fn run(args: Args) -> Result<()> {
         bind_ip: args.bind,
         mesh_ips: vec![args.bind],
         registry: prometheus::Registry::new(),
-    });
+        data_plane_threads: 0,
+    })?;
     let inbound = proxy.bind_mesh_inbound(args.inbound).await?;
     eprintln!("berth-bench-mesh: inbound mesh listener on {inbound}");
     let ca = MeshBenchCa::new()?;

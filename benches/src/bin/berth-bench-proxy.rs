@@ -44,6 +44,10 @@ struct Args {
     /// Tokio worker threads; 1 runs everything on one thread (current_thread runtime).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Data plane threads, each serving connections on its own single-threaded runtime
+    /// (as `berth server --data-plane-threads`); 0 serves them on the runtime above.
+    #[arg(long, default_value_t = 0)]
+    data_plane_threads: usize,
     /// Serve HTTPS with this PEM certificate chain and private key.
     #[arg(long, num_args = 2, value_names = ["CERT", "KEY"])]
     tls: Option<Vec<String>>,
@@ -91,7 +95,8 @@ async fn run(args: Args) -> Result<()> {
         bind_ip: args.bind,
         mesh_ips: vec![],
         registry: prometheus::Registry::new(),
-    });
+        data_plane_threads: args.data_plane_threads,
+    })?;
     let bound = proxy.apply(proxy_config(&cfg)?).await?;
     let addr = *bound
         .get(&listener_arn(args.listen))

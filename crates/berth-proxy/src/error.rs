@@ -19,6 +19,10 @@ pub enum ProxyError {
     /// names a target group that is not in the configuration.
     #[error("{what}: {message}")]
     Config { what: String, message: String },
+    /// The data plane's worker threads could not start
+    /// ([`crate::ProxyOptions::data_plane_threads`]).
+    #[error("data plane threads could not start: {0}")]
+    Workers(#[source] std::io::Error),
     /// A listener's port could not be bound.
     #[error("listener {listener_arn} could not bind {addr}: {source}")]
     Bind {

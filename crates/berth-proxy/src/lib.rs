@@ -117,6 +117,7 @@ mod stream;
 mod target;
 mod tls;
 mod up_body;
+mod workers;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -156,6 +157,7 @@ use crate::mesh_tls::MeshIdentities;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::rules::RuleSet;
+use crate::workers::Workers;
 
 /// Open client connections per listener when `berth.max_connections` is not set.
 pub const DEFAULT_MAX_CONNECTIONS: i64 = 100_000;
@@ -177,6 +179,23 @@ pub struct ProxyOptions {
     pub mesh_ips: Vec<IpAddr>,
     /// Where the proxy registers its metrics.
     pub registry: prometheus::Registry,
+    /// Threads that serve the listeners' connections, each on its own single-threaded
+    /// runtime (see the `workers` module); 0 serves them on the runtime that applies the
+    /// configuration. [`ProxyOptions::new`] sets 0.
+    pub data_plane_threads: usize,
+}
+
+impl ProxyOptions {
+    /// Listeners on `bind_ip`, no mesh addresses, connections served on the runtime
+    /// that applies the configuration.
+    pub fn new(bind_ip: IpAddr, registry: prometheus::Registry) -> ProxyOptions {
+        ProxyOptions {
+            bind_ip,
+            mesh_ips: Vec::new(),
+            registry,
+            data_plane_threads: 0,
+        }
+    }
 }
 
 /// The data plane. Cheap to share as `Arc<Proxy>`.
@@ -197,6 +216,8 @@ pub struct Proxy {
     mesh_inbound: Arc<InboundShared>,
     /// The inbound mesh listeners: their accept loops and a descriptor of each socket.
     inbound_tasks: std::sync::Mutex<Vec<inherit::InboundListener>>,
+    /// The threads serving the listeners' connections (none: the applying runtime).
+    workers: Workers,
 }
 
 #[derive(Default)]
@@ -233,14 +254,16 @@ pub(crate) struct PlannedListener {
 }
 
 impl Proxy {
-    pub fn new(opts: ProxyOptions) -> Arc<Proxy> {
+    /// A proxy serving nothing yet. Fails only when its worker threads cannot start.
+    pub fn new(opts: ProxyOptions) -> Result<Arc<Proxy>, ProxyError> {
+        let workers = Workers::start(opts.data_plane_threads).map_err(ProxyError::Workers)?;
         let mesh_identities = Arc::new(MeshIdentities::new());
         let tls_metrics = MeshTlsMetrics::new(&opts.registry);
         let mesh_outbound = Arc::new(MeshOutbound::new(
             mesh_identities.clone(),
             tls_metrics.outbound_handshake_failures(),
         ));
-        Arc::new(Proxy {
+        Ok(Arc::new(Proxy {
             bind_ip: opts.bind_ip,
             mesh_ips: {
                 // Each address once: a listener binds its port on each.
@@ -263,7 +286,8 @@ impl Proxy {
                 metrics: tls_metrics,
             }),
             inbound_tasks: std::sync::Mutex::new(Vec::new()),
-        })
+            workers,
+        }))
     }
 
     /// Binds the node's inbound mesh listener on `addr` (port 0: an ephemeral port) and
@@ -560,7 +584,7 @@ impl Proxy {
                     port,
                     clock: self.clock.clone(),
                 });
-                let running = RunningListener::start(listener, shared);
+                let running = RunningListener::start(listener, shared, self.workers.handles());
                 out.insert(p.arn.clone(), running.addr);
                 state.listeners.insert(
                     p.arn,

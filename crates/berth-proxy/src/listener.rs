@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,7 @@ use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
@@ -41,9 +43,9 @@ const CLOSE_GRACE: Duration = Duration::from_secs(30);
 pub(crate) struct RunningListener {
     pub(crate) shared: Arc<ListenerShared>,
     pub(crate) addr: SocketAddr,
-    /// The bound socket, shared with the accept loop, so a copy of it can be handed to
-    /// another process ([`RunningListener::socket_copy`]).
-    socket: Arc<TcpListener>,
+    /// A descriptor of the bound socket, so a copy of it can be handed to another
+    /// process ([`RunningListener::socket_copy`]).
+    socket: OwnedFd,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -85,7 +87,6 @@ pub(crate) async fn bind(listener_arn: &str, addr: SocketAddr) -> Result<TcpList
 /// socket accepts, which saves a system call per connection. Where it could not be set,
 /// each accepted connection sets it ([`serve_connection`] checks).
 fn nodelay_inherited(listener: std::net::TcpListener) -> std::net::TcpListener {
-    use std::os::fd::OwnedFd;
     // The option is a socket option like any other: std sets it through a stream's
     // handle to the same descriptor.
     let socket = std::net::TcpStream::from(OwnedFd::from(listener));
@@ -96,14 +97,60 @@ fn nodelay_inherited(listener: std::net::TcpListener) -> std::net::TcpListener {
 }
 
 impl RunningListener {
-    /// Serves a bound socket until [`RunningListener::close`].
-    pub(crate) fn start(listener: TcpListener, shared: Arc<ListenerShared>) -> RunningListener {
+    /// Serves a bound socket until [`RunningListener::close`]: on each worker's runtime,
+    /// each accepting on its own descriptor of the socket (see [`crate::workers`]), or on
+    /// the calling runtime without `workers` (or when the process is out of
+    /// descriptors). Open connections, the per-client counts and the connection limit
+    /// are the listener's, across workers.
+    pub(crate) fn start(
+        listener: TcpListener,
+        shared: Arc<ListenerShared>,
+        workers: &[Handle],
+    ) -> RunningListener {
         let addr = listener
             .local_addr()
             .expect("bound listener has an address");
         let (stop, rx) = watch::channel(false);
-        let socket = Arc::new(listener);
-        let task = tokio::spawn(accept_loop(socket.clone(), shared.clone(), rx));
+        let counts = Counts::default();
+        let copies = (!workers.is_empty())
+            .then(|| copies(&listener, workers.len()))
+            .and_then(|r| {
+                r.map_err(|e| tracing::warn!(error = %e, "listener served without workers"))
+                    .ok()
+            });
+        let Some((socket, copies)) = copies else {
+            let socket = listener.as_fd().try_clone_to_owned();
+            let socket = socket.expect("descriptor for the listener's handover");
+            let task = tokio::spawn(accept_loop(listener, shared.clone(), rx, counts));
+            return RunningListener {
+                shared,
+                addr,
+                socket,
+                stop,
+                task,
+            };
+        };
+        // `listener` is dropped unregistered: this runtime does not wake for the
+        // workers' connections.
+        drop(listener);
+        let loops: Vec<_> = workers
+            .iter()
+            .zip(copies)
+            .map(|(worker, own)| {
+                let (shared, rx, counts) = (shared.clone(), rx.clone(), counts.clone());
+                worker.spawn(async move {
+                    match TcpListener::from_std(own) {
+                        Ok(own) => accept_loop(own, shared, rx, counts).await,
+                        Err(e) => tracing::warn!(error = %e, "a worker cannot accept"),
+                    }
+                })
+            })
+            .collect();
+        let task = tokio::spawn(async move {
+            for l in loops {
+                let _ = l.await;
+            }
+        });
         RunningListener {
             shared,
             addr,
@@ -114,9 +161,8 @@ impl RunningListener {
     }
 
     /// A new descriptor of the listening socket (for another process to accept on).
-    pub(crate) fn socket_copy(&self) -> std::io::Result<std::os::fd::OwnedFd> {
-        use std::os::fd::AsFd;
-        self.socket.as_fd().try_clone_to_owned()
+    pub(crate) fn socket_copy(&self) -> std::io::Result<OwnedFd> {
+        self.socket.try_clone()
     }
 
     /// Stops accepting at once (this process's descriptors of the socket close; a copy
@@ -129,13 +175,33 @@ impl RunningListener {
     }
 }
 
+/// A descriptor of `listener` kept for handover, and one for each of `n` workers.
+fn copies(
+    listener: &TcpListener,
+    n: usize,
+) -> std::io::Result<(OwnedFd, Vec<std::net::TcpListener>)> {
+    let socket = listener.as_fd().try_clone_to_owned()?;
+    let own = (0..n)
+        .map(|_| socket.try_clone().map(std::net::TcpListener::from))
+        .collect::<std::io::Result<_>>()?;
+    Ok((socket, own))
+}
+
+/// What a listener counts across its accept loops: its open HTTP connections (for
+/// closing) and its connections per client address.
+#[derive(Clone, Default)]
+struct Counts {
+    tracker: Arc<ConnTracker>,
+    clients: Arc<PerClient>,
+}
+
 async fn accept_loop(
-    listener: Arc<TcpListener>,
+    listener: TcpListener,
     shared: Arc<ListenerShared>,
     mut stop: watch::Receiver<bool>,
+    counts: Counts,
 ) {
-    let tracker = Arc::new(ConnTracker::default());
-    let clients = Arc::new(PerClient::default());
+    let Counts { tracker, clients } = counts;
     let builder = Arc::new(hyper_path::builder());
     // Quiet plain HTTP connections wait here; without it (no epoll instance could be
     // made) they wait in their tasks.

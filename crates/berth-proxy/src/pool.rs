@@ -24,6 +24,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 use crate::mesh::hop::{HopDialer, HopError, Lane, MeshOutbound, UpConn};
+use crate::workers;
 
 pub(crate) mod idle;
 use idle::IdleQueue;
@@ -92,8 +93,10 @@ pub(crate) struct Pool {
     addr: SocketAddr,
     idle: IdleQueue<http1::SendRequest<UpBody>>,
     /// Idle plain HTTP/1.1 connections of the fast path ([`crate::fast_h1`]), which speaks
-    /// HTTP/1.1 on the socket itself.
-    raw: IdleQueue<TcpStream>,
+    /// HTTP/1.1 on the socket itself: one queue per data plane worker
+    /// ([`workers::current_slot`]), since a connection is registered with the runtime
+    /// that opened it and is served best there.
+    raw: Box<[IdleQueue<TcpStream>]>,
     /// Speak HTTP/2 to the target.
     h2: AtomicBool,
     /// Speak TLS to the target (HTTPS target groups).
@@ -108,7 +111,9 @@ impl Pool {
         Pool {
             addr,
             idle: IdleQueue::new(MAX_IDLE_PER_TARGET),
-            raw: IdleQueue::new(MAX_RAW_IDLE_PER_TARGET),
+            raw: (0..workers::slots())
+                .map(|_| IdleQueue::new(MAX_RAW_IDLE_PER_TARGET))
+                .collect(),
             h2: AtomicBool::new(false),
             tls: AtomicBool::new(false),
             h2_conn: ArcSwapOption::empty(),
@@ -301,7 +306,7 @@ impl Pool {
             }
             return None;
         }
-        while let Some(s) = self.raw.pop() {
+        while let Some(s) = self.raw_here().pop() {
             let c = UpConn::Plain(s);
             if !c.is_stale() {
                 return Some(c);
@@ -328,11 +333,18 @@ impl Pool {
         Ok(UpConn::Plain(self.tcp(connect_timeout).await?))
     }
 
+    /// The idle fast-path connections of this thread's worker.
+    #[inline]
+    fn raw_here(&self) -> &IdleQueue<TcpStream> {
+        let slot = workers::current_slot().min(self.raw.len() - 1);
+        &self.raw[slot]
+    }
+
     /// Returns an idle fast-path connection.
     pub(crate) fn checkin_raw(&self, s: UpConn) {
         match s {
             UpConn::Plain(s) if self.is_plain_h1() && !self.has_hop() => {
-                let _ = self.raw.push(s);
+                let _ = self.raw_here().push(s);
             }
             UpConn::Mesh(s, lane) => {
                 let _ = lane.raw.push(*s);
@@ -344,7 +356,9 @@ impl Pool {
     /// Closes every idle connection (and forgets the HTTP/2 one).
     pub(crate) fn clear(&self) {
         while self.idle.pop().is_some() {}
-        while self.raw.pop().is_some() {}
+        for raw in self.raw.iter() {
+            while raw.pop().is_some() {}
+        }
         self.h2_conn.store(None);
         if let Some(hop) = self.hop.load().as_ref() {
             hop.clear();

@@ -61,6 +61,11 @@ pub struct AgentArgs {
     /// `berth.nodes` attribute chooses this instance).
     #[arg(long, env = "BERTH_LISTEN_IP", default_value = "0.0.0.0")]
     pub listen_ip: std::net::IpAddr,
+    /// Threads serving the connections of the load balancers and the mesh, each on its
+    /// own single-threaded runtime; 0 serves them on the data plane's shared runtime.
+    /// Default: one per CPU core.
+    #[arg(long, env = "BERTH_DATA_PLANE_THREADS", value_name = "N", value_parser = clap::value_parser!(u16).range(0..=1024))]
+    pub data_plane_threads: Option<u16>,
     /// A custom attribute of this container instance (repeatable), for memberOf
     /// placement constraints and spread strategies; as `berth server --attribute`.
     #[arg(long = "attribute", value_name = "NAME=VALUE", value_parser = crate::server::parse_attribute)]
@@ -162,7 +167,8 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         bind_ip: args.listen_ip,
         mesh_ips: node.mesh_ips.clone(),
         registry: registry.clone(),
-    });
+        data_plane_threads: crate::dataplane::threads_or_default(args.data_plane_threads),
+    })?;
     // Bound before the agent registers its address (port 0 resolved).
     let mesh_inbound = args.mesh_inbound_addr.unwrap_or(std::net::SocketAddr::new(
         args.listen_ip,

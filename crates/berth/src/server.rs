@@ -31,6 +31,11 @@ pub struct ServerArgs {
     /// IP the load balancer listeners bind to.
     #[arg(long, env = "BERTH_LISTEN_IP", default_value = "0.0.0.0")]
     pub listen_ip: IpAddr,
+    /// Threads serving the connections of the load balancers and the mesh, each on its
+    /// own single-threaded runtime; 0 serves them on the data plane's shared runtime.
+    /// Default: one per CPU core.
+    #[arg(long, env = "BERTH_DATA_PLANE_THREADS", value_name = "N", value_parser = clap::value_parser!(u16).range(0..=1024))]
+    pub data_plane_threads: Option<u16>,
     /// The cluster this node's agent joins.
     #[arg(long, default_value = "default")]
     pub cluster: String,
@@ -274,6 +279,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             listen_ip: args.listen_ip,
             mesh_ips: node.mesh_ips.clone(),
             mesh_inbound_addr: mesh_inbound,
+            data_plane_threads: crate::dataplane::threads_or_default(args.data_plane_threads),
             dns: crate::dataplane::dns::DataPlaneDnsOptions {
                 listen: args.dns_listen.clone(),
                 fallback: args.dns_fallback.clone(),

@@ -20,3 +20,4 @@ mod mesh_tls;
 mod rules;
 mod tls_and_tcp;
 mod websocket_fast;
+mod workers;

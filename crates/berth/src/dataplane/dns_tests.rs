@@ -17,6 +17,7 @@ pub(crate) fn loopback_options(listen: &[&str]) -> DataPlaneOptions {
         listen_ip: "127.0.0.1".parse().unwrap(),
         mesh_ips: vec!["127.0.0.1".parse().unwrap()],
         mesh_inbound_addr: "127.0.0.1:0".parse().unwrap(),
+        data_plane_threads: 0,
         dns: DataPlaneDnsOptions {
             listen: listen.iter().map(|l| l.to_string()).collect(),
             fallback: "refuse".into(),

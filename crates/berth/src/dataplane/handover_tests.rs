@@ -114,7 +114,9 @@ fn proxy() -> Arc<Proxy> {
         bind_ip: "127.0.0.1".parse().unwrap(),
         mesh_ips: Vec::new(),
         registry: prometheus::Registry::new(),
+        data_plane_threads: 0,
     })
+    .unwrap()
 }
 
 fn fixed_config() -> ProxyConfig {

@@ -68,6 +68,15 @@ impl DataPlanePaths {
     }
 }
 
+/// The data plane threads to start: as given, else one per CPU core.
+pub fn threads_or_default(given: Option<u16>) -> usize {
+    given.map(usize::from).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    })
+}
+
 /// The options a data plane is started with. A server finding one started with other
 /// options replaces it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
@@ -83,6 +92,12 @@ pub struct DataPlaneOptions {
     /// Where the mesh's inbound listener binds (port 0: a free port).
     #[arg(long, value_name = "ADDR")]
     pub mesh_inbound_addr: SocketAddr,
+    /// Threads serving the listeners' connections, each on its own single-threaded
+    /// runtime; 0 serves them on the data plane's shared runtime (absent from an older
+    /// data plane's identity: 0).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[serde(default)]
+    pub data_plane_threads: usize,
     /// The discovery DNS (absent from an older data plane's identity: defaults).
     #[command(flatten)]
     #[serde(default)]
@@ -99,6 +114,8 @@ impl DataPlaneOptions {
         }
         args.push("--mesh-inbound-addr".into());
         args.push(self.mesh_inbound_addr.to_string());
+        args.push("--data-plane-threads".into());
+        args.push(self.data_plane_threads.to_string());
         args.extend(self.dns.to_args());
         args
     }
@@ -124,6 +141,12 @@ impl DataPlaneOptions {
                 self.mesh_inbound_addr, other.mesh_inbound_addr
             ));
         }
+        if self.data_plane_threads != other.data_plane_threads {
+            out.push(format!(
+                "--data-plane-threads {} instead of {}",
+                self.data_plane_threads, other.data_plane_threads
+            ));
+        }
         out.extend(self.dns.differences(&other.dns));
         out
     }
@@ -138,6 +161,7 @@ mod tests {
             listen_ip: "127.0.0.1".parse().unwrap(),
             mesh_ips: vec!["127.0.0.1".parse().unwrap(), "172.17.0.1".parse().unwrap()],
             mesh_inbound_addr: "127.0.0.1:0".parse().unwrap(),
+            data_plane_threads: 2,
             dns: dns::DataPlaneDnsOptions {
                 listen: vec!["127.0.0.1:0".into(), "172.17.0.1:53".into()],
                 fallback: "refuse".into(),
@@ -175,6 +199,7 @@ mod tests {
             "none",
         ];
         let parsed = <Cli as clap::Parser>::try_parse_from(none).unwrap();
+        assert_eq!(parsed.options.data_plane_threads, 0);
         assert_eq!(parsed.options.dns.listen, vec!["none".to_string()]);
         assert_eq!(parsed.options.dns.fallback, "forward");
         let bad = [
@@ -205,6 +230,12 @@ mod tests {
         assert!(
             d[1].contains("--mesh-inbound-addr 127.0.0.1:15443"),
             "{d:?}"
+        );
+        let mut other = options();
+        other.data_plane_threads = 0;
+        assert_eq!(
+            other.differences(&options()),
+            vec!["--data-plane-threads 0 instead of 2".to_string()]
         );
         let mut other = options();
         other.dns.listen = vec!["127.0.0.1:5353".into()];

@@ -87,7 +87,8 @@ pub async fn run(args: DataPlaneArgs) -> Result<()> {
         bind_ip: args.options.listen_ip,
         mesh_ips: args.options.mesh_ips.clone(),
         registry: registry.clone(),
-    });
+        data_plane_threads: args.options.data_plane_threads,
+    })?;
     let (lock, mesh_inbound, config, mut taken) = match DataPlaneLock::try_take(&paths.lock)? {
         Some(lock) => {
             let inbound = args.options.mesh_inbound_addr;
@@ -432,7 +433,9 @@ pub(crate) mod tests_support {
             bind_ip: "127.0.0.1".parse().unwrap(),
             mesh_ips: Vec::new(),
             registry: registry.clone(),
-        });
+            data_plane_threads: 0,
+        })
+        .unwrap();
         let paths = DataPlanePaths::of(dir);
         let socket = tokio::net::UnixListener::bind(&paths.socket).unwrap();
         let (stop, mut stopped) = watch::channel(false);
@@ -449,6 +452,7 @@ pub(crate) mod tests_support {
                     listen_ip: "127.0.0.1".parse().unwrap(),
                     mesh_ips: Vec::new(),
                     mesh_inbound_addr: "127.0.0.1:0".parse().unwrap(),
+                    data_plane_threads: 0,
                     dns: Default::default(),
                 },
                 mesh_inbound: "127.0.0.1:1".parse().unwrap(),

@@ -183,8 +183,18 @@ pub fn mesh_proxy(mesh_ips: &[&str]) -> (Arc<Proxy>, prometheus::Registry) {
         bind_ip: "127.0.0.1".parse().unwrap(),
         mesh_ips: mesh_ips.iter().map(|ip| ip.parse().unwrap()).collect(),
         registry: registry.clone(),
-    });
+        data_plane_threads: 0,
+    })
+    .unwrap();
     (p, registry)
+}
+
+/// A proxy whose listeners' connections are served on `threads` worker threads.
+pub fn proxy_on_workers(threads: usize) -> (Arc<Proxy>, prometheus::Registry) {
+    let registry = prometheus::Registry::new();
+    let mut options = ProxyOptions::new("127.0.0.1".parse().unwrap(), registry.clone());
+    options.data_plane_threads = threads;
+    (Proxy::new(options).unwrap(), registry)
 }
 
 pub fn proxy() -> (Arc<Proxy>, prometheus::Registry) {
@@ -193,7 +203,9 @@ pub fn proxy() -> (Arc<Proxy>, prometheus::Registry) {
         bind_ip: "127.0.0.1".parse().unwrap(),
         mesh_ips: vec![],
         registry: registry.clone(),
-    });
+        data_plane_threads: 0,
+    })
+    .unwrap();
     (p, registry)
 }
 
