@@ -37,7 +37,10 @@ start_trio() {
     done
 
     take_port
-    berth_start "$prefix-berth" "$PORT" "$pin" --threads "$threads" "${TRIO_BERTH_ARGS[@]}" \
+    # As `berth server` runs it: connections on THREADS data plane threads, each its own
+    # single-threaded runtime; health checks and the rest on one more.
+    berth_start "$prefix-berth" "$PORT" "$pin" --threads 1 --data-plane-threads "$threads" \
+        "${TRIO_BERTH_ARGS[@]}" \
         ${TRIO_TLS:+--tls $TRIO_TLS}
     URL_OF[$prefix-berth]="$scheme://127.0.0.1:$PORT"
 
@@ -100,10 +103,16 @@ group_keepalive() {
     mkdir -p "$TMP/results/ka1" "$TMP/results/ka2"
     start_trio ka1 1 1
     start_trio ka2 2 0
+    # berth as it ran before its data plane threads: one work-stealing runtime, 2 threads.
+    take_port
+    berth_start ka2-berth-shared "$PORT" 0 --threads 2
+    URL_OF[ka2-berth-shared]="http://127.0.0.1:$PORT"
+    LABEL_OF[ka2-berth-shared]="berth, one shared runtime"
     check_trio ka1
     check_trio ka2
+    check_url "${URL_OF[ka2-berth-shared]}/"
     local runs run
-    read -ra runs <<<"$(trio ka1) $(trio ka2)"
+    read -ra runs <<<"$(trio ka1) $(trio ka2) ka2-berth-shared"
     for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
         for run in $(rotate "$ROUND" "${runs[@]}"); do
             if [[ $run == ka1-* ]]; then
@@ -115,11 +124,11 @@ group_keepalive() {
     done
     print_table ka1 "1a. Small keep-alive GETs, one proxy thread pinned to core $PROXY_CORE (wrk -t1 -c$CONNECTIONS on core $LOAD_CORE)" \
         "rate:req/s,p50,p99,$CPU_REQ,cpuvs,ratevs,kernel,rss,errors,previous" $(trio ka1)
-    print_table ka2 "1b. Small keep-alive GETs, two proxy threads unpinned (berth --threads 2, nginx 2 workers, HAProxy nbthread 2; wrk -t2 -c$((CONNECTIONS * 2)) unpinned)" \
-        "rate:req/s,p50,p99,$CPU_REQ,cpuvs,ratevs,kernel,rss,errors" $(trio ka2)
+    print_table ka2 "1b. Small keep-alive GETs, two proxy threads unpinned (berth 2 data plane threads, nginx 2 workers, HAProxy nbthread 2; wrk -t2 -c$((CONNECTIONS * 2)) unpinned)" \
+        "rate:req/s,p50,p99,$CPU_REQ,cpuvs,ratevs,kernel,rss,errors" $(trio ka2) ka2-berth-shared
     echo
     echo "The backend stays on core $LOAD_CORE (one thread) in 1b too. The previous figures are berth's pinned row of the README's tables (CPU µs/req, req/s, p99)."
-    stop_runs $(trio ka1) $(trio ka2)
+    stop_runs $(trio ka1) $(trio ka2) ka2-berth-shared
 }
 
 # 2: a new connection per request.

@@ -256,7 +256,8 @@ pub(crate) struct PlannedListener {
 impl Proxy {
     /// A proxy serving nothing yet. Fails only when its worker threads cannot start.
     pub fn new(opts: ProxyOptions) -> Result<Arc<Proxy>, ProxyError> {
-        let workers = Workers::start(opts.data_plane_threads).map_err(ProxyError::Workers)?;
+        let workers =
+            Workers::start(opts.data_plane_threads, &opts.registry).map_err(ProxyError::Workers)?;
         let mesh_identities = Arc::new(MeshIdentities::new());
         let tls_metrics = MeshTlsMetrics::new(&opts.registry);
         let mesh_outbound = Arc::new(MeshOutbound::new(
@@ -584,7 +585,7 @@ impl Proxy {
                     port,
                     clock: self.clock.clone(),
                 });
-                let running = RunningListener::start(listener, shared, self.workers.handles());
+                let running = RunningListener::start(listener, shared, &self.workers);
                 out.insert(p.arn.clone(), running.addr);
                 state.listeners.insert(
                     p.arn,

@@ -24,14 +24,14 @@ use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::runtime::Handle;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::context::{ConnCtx, ListenerShared, Mode};
 use crate::error::ProxyError;
 use crate::idle_set::{self, IdleSet, Parked};
+use crate::workers::{LoadGuard, Loads, Workers};
 use crate::{fast_h1, hyper_path, stream};
 
 /// How long a client may take to complete a TLS handshake.
@@ -105,15 +105,16 @@ impl RunningListener {
     pub(crate) fn start(
         listener: TcpListener,
         shared: Arc<ListenerShared>,
-        workers: &[Handle],
+        workers: &Workers,
     ) -> RunningListener {
+        let handles = workers.handles();
         let addr = listener
             .local_addr()
             .expect("bound listener has an address");
         let (stop, rx) = watch::channel(false);
         let counts = Counts::default();
-        let copies = (!workers.is_empty())
-            .then(|| copies(&listener, workers.len()))
+        let copies = (!handles.is_empty())
+            .then(|| copies(&listener, handles.len()))
             .and_then(|r| {
                 r.map_err(|e| tracing::warn!(error = %e, "listener served without workers"))
                     .ok()
@@ -121,7 +122,7 @@ impl RunningListener {
         let Some((socket, copies)) = copies else {
             let socket = listener.as_fd().try_clone_to_owned();
             let socket = socket.expect("descriptor for the listener's handover");
-            let task = tokio::spawn(accept_loop(listener, shared.clone(), rx, counts));
+            let task = tokio::spawn(accept_loop(listener, shared.clone(), rx, counts, None));
             return RunningListener {
                 shared,
                 addr,
@@ -133,14 +134,25 @@ impl RunningListener {
         // `listener` is dropped unregistered: this runtime does not wake for the
         // workers' connections.
         drop(listener);
-        let loops: Vec<_> = workers
+        let (to, from): (Vec<_>, Vec<_>) =
+            handles.iter().map(|_| mpsc::unbounded_channel()).unzip();
+        let to: Arc<[mpsc::UnboundedSender<Handed>]> = to.into();
+        let loops: Vec<_> = handles
             .iter()
             .zip(copies)
-            .map(|(worker, own)| {
+            .zip(from)
+            .enumerate()
+            .map(|(index, ((worker, own), from))| {
                 let (shared, rx, counts) = (shared.clone(), rx.clone(), counts.clone());
+                let handoff = Handoff {
+                    index,
+                    loads: workers.loads().clone(),
+                    to: to.clone(),
+                    from,
+                };
                 worker.spawn(async move {
                     match TcpListener::from_std(own) {
-                        Ok(own) => accept_loop(own, shared, rx, counts).await,
+                        Ok(own) => accept_loop(own, shared, rx, counts, Some(handoff)).await,
                         Err(e) => tracing::warn!(error = %e, "a worker cannot accept"),
                     }
                 })
@@ -195,13 +207,98 @@ struct Counts {
     clients: Arc<PerClient>,
 }
 
+/// A connection one worker accepted for another to serve.
+struct Handed {
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    slot: ClientSlot,
+    /// Counted for the worker it is handed to from the moment it is handed.
+    load: LoadGuard,
+}
+
+/// What a worker's accept loop needs to balance connections between workers
+/// ([`Loads::pick`]).
+struct Handoff {
+    /// This worker's index in `loads` and `to`.
+    index: usize,
+    loads: Arc<Loads>,
+    /// Every worker's accept loop of this listener.
+    to: Arc<[mpsc::UnboundedSender<Handed>]>,
+    /// Connections other workers hand to this one.
+    from: mpsc::UnboundedReceiver<Handed>,
+}
+
+/// Where a worker's accept loop sends the connections it hands over.
+struct Route {
+    /// This worker's index in `loads` and `to`.
+    index: usize,
+    loads: Arc<Loads>,
+    to: Arc<[mpsc::UnboundedSender<Handed>]>,
+}
+
+/// A connection this worker accepted, to be served here (counted for this worker);
+/// or `None` when a less loaded worker was handed it ([`Loads::pick`]).
+fn keep_or_hand_over(
+    route: &Option<Route>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    slot: ClientSlot,
+) -> Option<Kept> {
+    let Some(route) = route else {
+        return Some((stream, peer, slot, None));
+    };
+    let pick = route.loads.pick(route.index);
+    let load = route.loads.enter(pick);
+    if pick == route.index {
+        return Some((stream, peer, slot, Some(load)));
+    }
+    // Registered with the other worker's runtime instead.
+    match stream.into_std() {
+        Ok(stream) => {
+            let handed = Handed {
+                stream,
+                peer,
+                slot,
+                load,
+            };
+            let _ = route.to[pick].send(handed);
+        }
+        Err(e) => tracing::debug!(error = %e, "a connection could not be handed over"),
+    }
+    None
+}
+
+/// A connection to serve here: its stream, client, slot and worker's count.
+type Kept = (TcpStream, SocketAddr, ClientSlot, Option<LoadGuard>);
+
+/// The next connection handed to this worker; never, without workers.
+async fn next_handed(from: &mut Option<mpsc::UnboundedReceiver<Handed>>) -> Handed {
+    match from {
+        Some(from) => match from.recv().await {
+            Some(h) => h,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<ListenerShared>,
     mut stop: watch::Receiver<bool>,
     counts: Counts,
+    handoff: Option<Handoff>,
 ) {
     let Counts { tracker, clients } = counts;
+    let (route, mut from) = match handoff {
+        Some(Handoff {
+            index,
+            loads,
+            to,
+            from,
+        }) => (Some(Route { index, loads, to }), Some(from)),
+        None => (None, None),
+    };
     let builder = Arc::new(hyper_path::builder());
     // Quiet plain HTTP connections wait here; without it (no epoll instance could be
     // made) they wait in their tasks.
@@ -215,7 +312,7 @@ async fn accept_loop(
     // learnt from the first one.
     let mut set_nodelay: Option<bool> = None;
     loop {
-        tokio::select! {
+        let (stream, peer, slot, load) = tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
                     let (max, per_client) = {
@@ -235,22 +332,34 @@ async fn accept_loop(
                     if nodelay {
                         let _ = stream.set_nodelay(true);
                     }
-                    let dispatch = Dispatch {
-                        shared: &shared,
-                        builder: &builder,
-                        stop: &stop,
-                        tracker: &tracker,
-                        idle: &idle,
-                    };
-                    serve_connection(stream, peer, &dispatch, slot);
+                    match keep_or_hand_over(&route, stream, peer, slot) {
+                        Some(kept) => kept,
+                        None => continue,
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            h = next_handed(&mut from) => match TcpStream::from_std(h.stream) {
+                Ok(stream) => (stream, h.peer, h.slot, Some(h.load)),
+                Err(e) => {
+                    tracing::debug!(error = %e, "a handed connection could not be served");
+                    continue;
                 }
             },
             _ = stop.changed() => break,
-        }
+        };
+        let dispatch = Dispatch {
+            shared: &shared,
+            builder: &builder,
+            stop: &stop,
+            tracker: &tracker,
+            idle: &idle,
+        };
+        serve_connection(stream, peer, &dispatch, (slot, load));
     }
     drop(listener);
     let _ = tokio::time::timeout(CLOSE_GRACE, tracker.wait_closed()).await;
@@ -333,7 +442,14 @@ struct Dispatch<'a> {
     idle: &'a Option<Arc<IdleSet<Accepted>>>,
 }
 
-fn serve_connection(stream: TcpStream, peer: SocketAddr, d: &Dispatch<'_>, slot: ClientSlot) {
+/// Serves an accepted connection, counted for its client address and (with workers) its
+/// worker until it closes.
+fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    d: &Dispatch<'_>,
+    (slot, load): (ClientSlot, Option<LoadGuard>),
+) {
     let Dispatch {
         shared,
         builder,
@@ -351,7 +467,7 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, d: &Dispatch<'_>, slot:
         builder: builder.clone(),
         stop: stop.clone(),
         idle: idle.clone(),
-        _counted: (guard, slot),
+        _counted: (guard, slot, load),
     };
     // Two kinds of task: a plain HTTP connection's state stays small (it lives as long
     // as the connection, idle or not); TLS and streams take what they need.
@@ -366,7 +482,7 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, d: &Dispatch<'_>, slot:
 }
 
 /// Keeps a connection counted (for closing and per client) while it is served.
-type Counted = (Option<ConnGuard>, ClientSlot);
+type Counted = (Option<ConnGuard>, ClientSlot, Option<LoadGuard>);
 
 /// What the task of an accepted connection holds besides its stream, for the
 /// connection's life.

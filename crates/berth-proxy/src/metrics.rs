@@ -9,6 +9,7 @@
 //! | `berth_lb_rule_evaluations_total` | load_balancer, listener | RuleEvaluations |
 //! | `berth_lb_active_connections` | load_balancer, listener | ActiveConnectionCount |
 //! | `berth_lb_idle_parked_connections` | load_balancer, listener | (none: open connections quiet between requests, waiting without a task) |
+//! | `berth_lb_thread_connections` | thread | (none: open client connections of every listener each data plane thread serves; with `--data-plane-threads`) |
 //! | `berth_lb_new_connections_total` | load_balancer, listener | NewConnectionCount |
 //! | `berth_lb_rejected_connections_total` | load_balancer, listener | RejectedConnectionCount |
 //! | `berth_lb_processed_bytes_total` | load_balancer, listener | ProcessedBytes |

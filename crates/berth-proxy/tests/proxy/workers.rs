@@ -168,3 +168,27 @@ fn closing_a_listener_stops_every_workers_accept_loop_after_its_requests() {
     }
     applying.block_on(p.shutdown());
 }
+
+#[test]
+fn connections_are_spread_over_the_workers() {
+    let backend_rt = backend_runtime();
+    let web = backend_rt.block_on(Backend::start("web"));
+    let (p, registry) = proxy_on_workers(2);
+    let applying = applying_runtime();
+    let addr = applying
+        .block_on(p.apply(config(web.addr, json!({}))))
+        .unwrap()[LISTENER];
+    // A burst: all queued before any is accepted, so one worker could take them all.
+    let mut conns: Vec<TcpStream> = (0..20).map(|_| connect(addr)).collect();
+    for c in &mut conns {
+        assert_eq!(get_on(c).0, "HTTP/1.1 200 OK");
+    }
+    let per_thread = |t: &str| metric(&registry, "berth_lb_thread_connections", &[("thread", t)]);
+    let (one, two) = (per_thread("1"), per_thread("2"));
+    assert_eq!(one + two, 20.0);
+    // Whichever worker wakes first, neither serves more than two over the other.
+    assert!((one - two).abs() <= 2.0, "thread 1: {one}, thread 2: {two}");
+    drop(conns);
+    applying.block_on(p.shutdown());
+    assert_eq!((per_thread("1"), per_thread("2")), (0.0, 0.0));
+}
