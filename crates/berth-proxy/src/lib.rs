@@ -43,7 +43,8 @@
 //!
 //! The request path takes no lock: listeners route on an arc-swap snapshot of their rules,
 //! target groups publish their routable targets as an arc-swap snapshot, per-target
-//! counters are atomics and idle upstream connections sit in a lock-free queue.
+//! counters are atomics and idle upstream connections sit in a short mutex-guarded queue
+//! per target and data plane thread.
 //!
 //! Layout, from the top down (a module uses only modules on lines below its own):
 //! - [`config`]: [`ProxyConfig`] in, [`TargetStatus`] out; this file applies it.
@@ -52,7 +53,8 @@
 //!   listener), used by this file; `outlier` (used by `attempt`); `endpoint` and
 //!   `metrics` (what a mesh group carries, used by `group` and below); `hop` (connections
 //!   through a target's node's inbound listener, used by `pool`).
-//! - `listener`: bind, accept, connection limit and tracking, TLS and ALPN dispatch.
+//! - `listener`: bind, accept, connection limit and tracking, TLS and ALPN dispatch,
+//!   connections handed between data plane threads.
 //! - `fast_h1`: the HTTP/1.1 fast path (its own codec, one task per connection);
 //!   `hyper_path`: every other HTTP request (HTTP/2, upgrades, streamed bodies, fixed
 //!   responses, redirects); `stream`: NLB listeners, byte streams, proxy protocol v2.
@@ -78,6 +80,8 @@
 //! - [`mesh_tls`]: mutual TLS between mesh proxies: certificates by SNI, SPIFFE checks.
 //! - `tls`: certificates, SNI selection, ALPN; `metrics`: Prometheus metrics and their
 //!   ALB counterparts; `h1_codec`: HTTP/1.1 at the byte level; `clock`, `notify`, `error`.
+//! - `workers`: the data plane threads ([`ProxyOptions::data_plane_threads`]), each a
+//!   single-threaded runtime, and their connection counts.
 
 mod attempt;
 #[doc(hidden)]

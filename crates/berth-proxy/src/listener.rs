@@ -43,11 +43,20 @@ const CLOSE_GRACE: Duration = Duration::from_secs(30);
 pub(crate) struct RunningListener {
     pub(crate) shared: Arc<ListenerShared>,
     pub(crate) addr: SocketAddr,
-    /// A descriptor of the bound socket, so a copy of it can be handed to another
-    /// process ([`RunningListener::socket_copy`]).
-    socket: OwnedFd,
+    /// The bound socket, so a copy of it can be handed to another process
+    /// ([`RunningListener::socket_copy`]).
+    socket: Socket,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+}
+
+/// How a running listener keeps its socket.
+enum Socket {
+    /// Shared with the one accept loop, on the runtime that started the listener.
+    Accepting(Arc<TcpListener>),
+    /// A descriptor of its own, not registered with any runtime: the workers accept on
+    /// descriptors of theirs.
+    Kept(OwnedFd),
 }
 
 /// Turns a listening socket bound by another process (handed over) into a listener
@@ -120,19 +129,24 @@ impl RunningListener {
                     .ok()
             });
         let Some((socket, copies)) = copies else {
-            let socket = listener.as_fd().try_clone_to_owned();
-            let socket = socket.expect("descriptor for the listener's handover");
-            let task = tokio::spawn(accept_loop(listener, shared.clone(), rx, counts, None));
+            let listener = Arc::new(listener);
+            let task = tokio::spawn(accept_loop(
+                listener.clone(),
+                shared.clone(),
+                rx,
+                counts,
+                None,
+            ));
             return RunningListener {
                 shared,
                 addr,
-                socket,
+                socket: Socket::Accepting(listener),
                 stop,
                 task,
             };
         };
-        // `listener` is dropped unregistered: this runtime does not wake for the
-        // workers' connections.
+        // Dropping it takes it out of this runtime's epoll: this runtime does not wake
+        // for the workers' connections.
         drop(listener);
         let (to, from): (Vec<_>, Vec<_>) =
             handles.iter().map(|_| mpsc::unbounded_channel()).unzip();
@@ -152,7 +166,9 @@ impl RunningListener {
                 };
                 worker.spawn(async move {
                     match TcpListener::from_std(own) {
-                        Ok(own) => accept_loop(own, shared, rx, counts, Some(handoff)).await,
+                        Ok(own) => {
+                            accept_loop(Arc::new(own), shared, rx, counts, Some(handoff)).await
+                        }
                         Err(e) => tracing::warn!(error = %e, "a worker cannot accept"),
                     }
                 })
@@ -166,7 +182,7 @@ impl RunningListener {
         RunningListener {
             shared,
             addr,
-            socket,
+            socket: Socket::Kept(socket),
             stop,
             task,
         }
@@ -174,7 +190,10 @@ impl RunningListener {
 
     /// A new descriptor of the listening socket (for another process to accept on).
     pub(crate) fn socket_copy(&self) -> std::io::Result<OwnedFd> {
-        self.socket.try_clone()
+        match &self.socket {
+            Socket::Accepting(listener) => listener.as_fd().try_clone_to_owned(),
+            Socket::Kept(fd) => fd.try_clone(),
+        }
     }
 
     /// Stops accepting at once (this process's descriptors of the socket close; a copy
@@ -283,7 +302,7 @@ async fn next_handed(from: &mut Option<mpsc::UnboundedReceiver<Handed>>) -> Hand
 }
 
 async fn accept_loop(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     shared: Arc<ListenerShared>,
     mut stop: watch::Receiver<bool>,
     counts: Counts,
