@@ -212,7 +212,9 @@ impl Server {
                             "berth server exited early: {exited:?}; its log:\n{log}"
                         )));
                     }
-                    std::fs::read_to_string(f).ok().map(Ok)
+                    // An empty read is a file created but not written yet.
+                    let text = std::fs::read_to_string(f).ok();
+                    text.filter(|t| !t.trim().is_empty()).map(Ok)
                 }
             },
         )
