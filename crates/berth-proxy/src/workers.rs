@@ -1,10 +1,11 @@
 //! The data plane's worker threads ([`ProxyOptions::data_plane_threads`]): one
 //! single-threaded tokio runtime per thread. Each listener accepts on every worker with
-//! its own descriptor of the listening socket ([`crate::listener`]); a connection a
-//! worker accepted is served on that worker from its first byte to its last, with the
-//! upstream connections that worker opened ([`current_slot`], [`crate::pool`]). Nothing
-//! moves a task between threads, so a request wakes no other thread and takes no lock
-//! another thread is holding.
+//! its own descriptor of the listening socket ([`crate::listener`]); a connection is
+//! served on one worker from its first byte to its last, and the fast path's idle
+//! upstream connections are kept per worker ([`current_slot`], [`crate::pool`]).
+//! Nothing moves a task between threads, so a fast-path request wakes no other thread.
+//! The hyper path's pooled senders and HTTP/2 upstream connections stay shared: a
+//! request there may wake the thread that drives the connection.
 //!
 //! Without workers (0, the default) listeners accept on the runtime that applies the
 //! configuration, as before; the proxy's own tests run that way on a paused clock.
