@@ -158,16 +158,16 @@ impl RunningListener {
             .enumerate()
             .map(|(index, ((worker, own), from))| {
                 let (shared, rx, counts) = (shared.clone(), rx.clone(), counts.clone());
-                let handoff = Handoff {
+                let route = Route {
                     index,
                     loads: workers.loads().clone(),
                     to: to.clone(),
-                    from,
                 };
                 worker.spawn(async move {
                     match TcpListener::from_std(own) {
                         Ok(own) => {
-                            accept_loop(Arc::new(own), shared, rx, counts, Some(handoff)).await
+                            accept_loop(Arc::new(own), shared, rx, counts, Some((route, from)))
+                                .await
                         }
                         Err(e) => tracing::warn!(error = %e, "a worker cannot accept"),
                     }
@@ -235,25 +235,19 @@ struct Handed {
     load: LoadGuard,
 }
 
-/// What a worker's accept loop needs to balance connections between workers
+/// Where a worker's accept loop sends the connections it hands over
 /// ([`Loads::pick`]).
-struct Handoff {
+struct Route {
     /// This worker's index in `loads` and `to`.
     index: usize,
     loads: Arc<Loads>,
     /// Every worker's accept loop of this listener.
     to: Arc<[mpsc::UnboundedSender<Handed>]>,
-    /// Connections other workers hand to this one.
-    from: mpsc::UnboundedReceiver<Handed>,
 }
 
-/// Where a worker's accept loop sends the connections it hands over.
-struct Route {
-    /// This worker's index in `loads` and `to`.
-    index: usize,
-    loads: Arc<Loads>,
-    to: Arc<[mpsc::UnboundedSender<Handed>]>,
-}
+/// A worker's side of a listener's handovers: where it sends connections, and the
+/// connections other workers hand to it.
+type Handoff = (Route, mpsc::UnboundedReceiver<Handed>);
 
 /// A connection this worker accepted, to be served here (counted for this worker);
 /// or `None` when a less loaded worker was handed it ([`Loads::pick`]).
@@ -309,15 +303,7 @@ async fn accept_loop(
     handoff: Option<Handoff>,
 ) {
     let Counts { tracker, clients } = counts;
-    let (route, mut from) = match handoff {
-        Some(Handoff {
-            index,
-            loads,
-            to,
-            from,
-        }) => (Some(Route { index, loads, to }), Some(from)),
-        None => (None, None),
-    };
+    let (route, mut from) = handoff.unzip();
     let builder = Arc::new(hyper_path::builder());
     // Quiet plain HTTP connections wait here; without it (no epoll instance could be
     // made) they wait in their tasks.

@@ -105,26 +105,27 @@ impl Workers {
     /// Starts `n` worker threads (none for 0), their connection gauges registered in
     /// `registry`.
     pub(crate) fn start(n: usize, registry: &Registry) -> std::io::Result<Workers> {
-        let gauges = if n > 0 {
-            let family = IntGaugeVec::new(
-                Opts::new(
-                    "berth_lb_thread_connections",
-                    "Open client connections each data plane thread serves.",
-                ),
-                &["thread"],
-            )
-            .expect("valid metric");
-            // Already registered by another proxy on the same registry: counted apart.
-            let _ = registry.register(Box::new(family.clone()));
-            (1..=n)
-                .map(|t| family.with_label_values(&[&t.to_string()]))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        if n > 0 {
-            SLOTS.fetch_max(n + 1, Ordering::AcqRel);
+        if n == 0 {
+            return Ok(Workers {
+                handles: Vec::new(),
+                loads: Arc::new(Loads::new(Vec::new())),
+                _stop: Vec::new(),
+            });
         }
+        let family = IntGaugeVec::new(
+            Opts::new(
+                "berth_lb_thread_connections",
+                "Open client connections each data plane thread serves.",
+            ),
+            &["thread"],
+        )
+        .expect("valid metric");
+        // Already registered by another proxy on the same registry: counted apart.
+        let _ = registry.register(Box::new(family.clone()));
+        let gauges = (1..=n)
+            .map(|t| family.with_label_values(&[&t.to_string()]))
+            .collect();
+        SLOTS.fetch_max(n + 1, Ordering::AcqRel);
         let mut handles = Vec::with_capacity(n);
         let mut stop = Vec::with_capacity(n);
         for slot in 1..=n {

@@ -39,6 +39,36 @@ fn config(web: SocketAddr, attributes: serde_json::Value) -> berth_proxy::ProxyC
     cfg
 }
 
+/// A proxy on two workers forwarding to a backend of its own runtime, configured on a
+/// runtime that nothing drives afterwards.
+struct Served {
+    web: Backend,
+    p: std::sync::Arc<berth_proxy::Proxy>,
+    registry: prometheus::Registry,
+    /// Where the configuration was applied (and shutdown runs).
+    applying: tokio::runtime::Runtime,
+    addr: SocketAddr,
+    _backend_rt: tokio::runtime::Runtime,
+}
+
+fn serve_on_workers(attributes: serde_json::Value) -> Served {
+    let backend_rt = backend_runtime();
+    let web = backend_rt.block_on(Backend::start("web"));
+    let (p, registry) = proxy_on_workers(2);
+    let applying = applying_runtime();
+    let addr = applying
+        .block_on(p.apply(config(web.addr, attributes)))
+        .unwrap()[LISTENER];
+    Served {
+        web,
+        p,
+        registry,
+        applying,
+        addr,
+        _backend_rt: backend_rt,
+    }
+}
+
 fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
@@ -85,15 +115,9 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 #[test]
 fn every_connection_is_served_by_the_workers() {
-    let backend_rt = backend_runtime();
-    let web = backend_rt.block_on(Backend::start("web"));
-    let (p, registry) = proxy_on_workers(2);
-    let applying = applying_runtime();
-    let addr = applying
-        .block_on(p.apply(config(web.addr, json!({}))))
-        .unwrap()[LISTENER];
-    // `applying` is not driven from here on.
-    let mut conns: Vec<TcpStream> = (0..16).map(|_| connect(addr)).collect();
+    let s = serve_on_workers(json!({}));
+    // `s.applying` is not driven from here on (but for shutdown).
+    let mut conns: Vec<TcpStream> = (0..16).map(|_| connect(s.addr)).collect();
     for round in 0..3 {
         for (i, c) in conns.iter_mut().enumerate() {
             let (status, body) = get_on(c);
@@ -101,30 +125,24 @@ fn every_connection_is_served_by_the_workers() {
             assert_eq!(body, "web");
         }
     }
-    assert_eq!(web.requests.load(std::sync::atomic::Ordering::SeqCst), 48);
+    assert_eq!(s.web.requests.load(std::sync::atomic::Ordering::SeqCst), 48);
     let labels = [("load_balancer", "web")];
     assert_eq!(
-        metric(&registry, "berth_lb_new_connections_total", &labels),
+        metric(&s.registry, "berth_lb_new_connections_total", &labels),
         16.0
     );
     drop(conns);
-    applying.block_on(p.shutdown());
+    s.applying.block_on(s.p.shutdown());
     // Every worker's descriptor of the socket is closed: nothing accepts any more.
-    let refused = TcpStream::connect(addr);
+    let refused = TcpStream::connect(s.addr);
     assert!(refused.is_err(), "a connection was accepted after shutdown");
 }
 
 #[test]
 fn the_per_client_limit_holds_across_workers() {
-    let backend_rt = backend_runtime();
-    let web = backend_rt.block_on(Backend::start("web"));
-    let (p, _registry) = proxy_on_workers(2);
-    let applying = applying_runtime();
     let attributes = json!({"berth.max_connections_per_client": "3"});
-    let addr = applying
-        .block_on(p.apply(config(web.addr, attributes)))
-        .unwrap()[LISTENER];
-    let mut conns: Vec<TcpStream> = (0..8).map(|_| connect(addr)).collect();
+    let s = serve_on_workers(attributes);
+    let mut conns: Vec<TcpStream> = (0..8).map(|_| connect(s.addr)).collect();
     let served = conns
         .iter_mut()
         .map(|c| get_on(c).0)
@@ -133,24 +151,18 @@ fn the_per_client_limit_holds_across_workers() {
     // Whichever worker accepted each connection, the address gets three.
     assert_eq!(served, 3);
     drop(conns);
-    applying.block_on(p.shutdown());
+    s.applying.block_on(s.p.shutdown());
 }
 
 #[test]
 fn closing_a_listener_stops_every_workers_accept_loop_after_its_requests() {
-    let backend_rt = backend_runtime();
-    let web = backend_rt.block_on(Backend::start("web"));
-    let (p, _registry) = proxy_on_workers(2);
-    let applying = applying_runtime();
-    let addr = applying
-        .block_on(p.apply(config(web.addr, json!({}))))
-        .unwrap()[LISTENER];
-    let mut open = connect(addr);
+    let s = serve_on_workers(json!({}));
+    let mut open = connect(s.addr);
     assert_eq!(get_on(&mut open).0, "HTTP/1.1 200 OK");
     // A configuration without the load balancer closes its listener.
-    let mut empty = config(web.addr, json!({}));
+    let mut empty = config(s.web.addr, json!({}));
     empty.load_balancers.clear();
-    applying.block_on(p.apply(empty)).unwrap();
+    s.applying.block_on(s.p.apply(empty)).unwrap();
     // The connection open before is answered once more, then closed.
     let (status, _) = get_on(&mut open);
     assert_eq!(status, "HTTP/1.1 200 OK");
@@ -159,36 +171,30 @@ fn closing_a_listener_stops_every_workers_accept_loop_after_its_requests() {
     assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
     // Each worker drops its descriptor of the socket as it sees the stop.
     let deadline = std::time::Instant::now() + READ_TIMEOUT;
-    while TcpStream::connect(addr).is_ok() {
+    while TcpStream::connect(s.addr).is_ok() {
         assert!(
             std::time::Instant::now() < deadline,
             "the closed listener still accepts"
         );
         std::thread::yield_now();
     }
-    applying.block_on(p.shutdown());
+    s.applying.block_on(s.p.shutdown());
 }
 
 #[test]
 fn connections_are_spread_over_the_workers() {
-    let backend_rt = backend_runtime();
-    let web = backend_rt.block_on(Backend::start("web"));
-    let (p, registry) = proxy_on_workers(2);
-    let applying = applying_runtime();
-    let addr = applying
-        .block_on(p.apply(config(web.addr, json!({}))))
-        .unwrap()[LISTENER];
+    let s = serve_on_workers(json!({}));
     // A burst: all queued before any is accepted, so one worker could take them all.
-    let mut conns: Vec<TcpStream> = (0..20).map(|_| connect(addr)).collect();
+    let mut conns: Vec<TcpStream> = (0..20).map(|_| connect(s.addr)).collect();
     for c in &mut conns {
         assert_eq!(get_on(c).0, "HTTP/1.1 200 OK");
     }
-    let per_thread = |t: &str| metric(&registry, "berth_lb_thread_connections", &[("thread", t)]);
+    let per_thread = |t: &str| metric(&s.registry, "berth_lb_thread_connections", &[("thread", t)]);
     let (one, two) = (per_thread("1"), per_thread("2"));
     assert_eq!(one + two, 20.0);
     // Whichever worker wakes first, neither serves more than two over the other.
     assert!((one - two).abs() <= 2.0, "thread 1: {one}, thread 2: {two}");
     drop(conns);
-    applying.block_on(p.shutdown());
+    s.applying.block_on(s.p.shutdown());
     assert_eq!((per_thread("1"), per_thread("2")), (0.0, 0.0));
 }
