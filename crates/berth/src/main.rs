@@ -33,6 +33,8 @@
 //!   admin's first credentials; `iam_tls`: the API over TLS.
 //! - `task_endpoint_setup`: the node's task endpoint (role credentials and task
 //!   metadata for its tasks) for `server` and `agent`.
+//! - `whole_file`: files other processes poll (`api.addr`, the data plane's pid file),
+//!   written whole.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +67,7 @@ mod server;
 mod store_choice;
 mod task_endpoint_setup;
 mod tls_names;
+mod whole_file;
 
 /// mimalloc, not the system allocator: memory freed by connections that went quiet (an
 /// idle keep-alive connection leaves its task) goes back to the system instead of staying

@@ -116,14 +116,6 @@ pub struct MeshTlsArgs {
     pub mesh_certificate_validity: u64,
 }
 
-/// Writes `text` to `path` whole: a reader sees the old file or the new one, never an
-/// empty or half-written one (scripts and tests poll `api.addr` while the server starts).
-fn write_whole(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    let partial = path.with_extension("partial");
-    std::fs::write(&partial, text)?;
-    std::fs::rename(&partial, path)
-}
-
 /// `--attribute NAME=VALUE`, checked as ECS's PutAttributes checks it.
 pub(crate) fn parse_attribute(text: &str) -> std::result::Result<(String, String), String> {
     berth_model::ecs::instance_attributes::parse_custom_attribute(text).map_err(|e| e.to_string())
@@ -469,12 +461,12 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         }
     }
     match dns_addrs.first() {
-        Some(a) => write_whole(&args.data_dir.join("dns.addr"), &a.to_string())?,
+        Some(a) => crate::whole_file::write_whole(&args.data_dir.join("dns.addr"), &a.to_string())?,
         None => {
             let _ = std::fs::remove_file(args.data_dir.join("dns.addr"));
         }
     }
-    write_whole(
+    crate::whole_file::write_whole(
         &args.data_dir.join("api.addr"),
         &format!("{api_scheme}://{api_addr}"),
     )?;

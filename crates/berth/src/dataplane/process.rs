@@ -210,13 +210,10 @@ fn bind_socket(paths: &DataPlanePaths) -> Result<tokio::net::UnixListener> {
     Ok(socket)
 }
 
-/// Writes this process's pid to the pid file (beside it, then renamed over it).
+/// Writes this process's pid to the pid file, whole.
 fn write_pid(paths: &DataPlanePaths) -> Result<()> {
-    let pid = std::process::id();
-    let beside = paths.pid.with_extension(format!("pid.{pid}"));
-    std::fs::write(&beside, pid.to_string())
-        .with_context(|| format!("writing {}", beside.display()))?;
-    std::fs::rename(&beside, &paths.pid).with_context(|| format!("writing {}", paths.pid.display()))
+    crate::whole_file::write_whole(&paths.pid, &std::process::id().to_string())
+        .with_context(|| format!("writing {}", paths.pid.display()))
 }
 
 /// `POST /v1/handover`: hands this data plane over to the process listening on the
