@@ -272,6 +272,7 @@ impl ControlPlane {
 
     /// One pass of every reconciler, in order.
     pub async fn reconcile_once(&self) {
+        self.metrics.count_pass();
         let lost_after = Duration::from_millis(
             self.agent_lost_after_ms
                 .load(std::sync::atomic::Ordering::Relaxed),

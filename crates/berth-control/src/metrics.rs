@@ -18,6 +18,7 @@
 //! | `berth_autoscaling_max_capacity_tasks{cluster,service}` | MaxCapacity |
 //! | `berth_autoscaling_activities_total{cluster,service,status_code}` | scaling activities by StatusCode |
 //! | `berth_exec_commands_total{cluster,service,outcome}` | ExecuteCommand calls (CloudTrail); counted by [`crate::task_exec`] |
+//! | `berth_control_passes_total` | (none: passes of the reconcilers) |
 //!
 //! Utilization and request count per target are the latest samples of
 //! [`crate::service_metrics`] (what target tracking sees), published after each sample;
@@ -33,7 +34,7 @@
 use std::collections::BTreeSet;
 
 use berth_model::ecs::{Service, Task, TaskStatus};
-use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use crate::autoscaler::PassReport;
 use crate::service_metrics::{MetricKey, ServiceKey, ServiceMetrics};
@@ -53,6 +54,7 @@ pub struct ControlMetrics {
     min_capacity: IntGaugeVec,
     max_capacity: IntGaugeVec,
     activities: IntCounterVec,
+    passes: IntCounter,
     /// Tasks already counted as stopped, so a pass counts each once.
     counted: std::sync::Mutex<BTreeSet<String>>,
 }
@@ -168,8 +170,21 @@ impl ControlMetrics {
             ),
             request_count_per_target,
             stopped,
+            passes: registered(
+                r,
+                IntCounter::new(
+                    "berth_control_passes_total",
+                    "Passes of the reconcilers: one per store change, target status change, and second",
+                )
+                .expect("valid metric"),
+            ),
             counted: Default::default(),
         }
+    }
+
+    /// Counts one pass of the reconcilers.
+    pub fn count_pass(&self) {
+        self.passes.inc();
     }
 
     /// Sets the per-service gauges from one reconcile pass.

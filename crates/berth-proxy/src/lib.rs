@@ -551,6 +551,9 @@ impl Proxy {
             .filter(|k| !groups.contains_key(*k))
             .cloned()
             .collect();
+        // Statuses change when a group comes or goes; a target's own changes (added,
+        // removed, draining, health) notify from its group.
+        let groups_changed = !removed_groups.is_empty() || groups.values().any(|g| g.2);
         for arn in removed_groups {
             if let Some(g) = state.groups.remove(&arn) {
                 g.stop();
@@ -611,7 +614,11 @@ impl Proxy {
         state.adopted.clear();
         self.groups_view
             .store(Arc::new(state.groups.values().cloned().collect()));
-        self.notifier.notify();
+        // Not on every apply: the control plane applies on every pass and runs a pass on
+        // every notification, so an unconditional one keeps it passing without end.
+        if groups_changed {
+            self.notifier.notify();
+        }
         Ok(out)
     }
 

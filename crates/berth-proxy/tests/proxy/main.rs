@@ -18,6 +18,7 @@ mod limits;
 mod mesh;
 mod mesh_tls;
 mod rules;
+mod status_changes;
 mod tls_and_tcp;
 mod websocket_fast;
 mod workers;
