@@ -186,11 +186,14 @@ fn require_docker_compose() {
     );
 }
 
-/// Builds the images with `scripts/build-images --tag TAG`.
+/// Builds the images with `scripts/build-images --tag TAG` from the binaries the suite
+/// built (a `cargo build` here would relink binaries other tests are running).
 fn build_images(tag: &str) {
     let out = Command::new("bash")
         .arg(repo_root().join("scripts/build-images"))
         .args(["--tag", tag])
+        .arg("--binaries")
+        .arg(berth_testkit::bin_dir())
         .output()
         .expect("run scripts/build-images");
     assert!(
