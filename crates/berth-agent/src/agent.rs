@@ -233,8 +233,9 @@ impl Agent {
                 tracing::warn!(error = %e, "agent pass failed");
             }
             tokio::select! {
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() { return Ok(()); }
+                // A sender gone is a shutdown too (else `changed` returns at once forever).
+                r = shutdown.changed() => {
+                    if r.is_err() || *shutdown.borrow() { return Ok(()); }
                 }
                 r = changes.changed() => {
                     if r.is_err() { return Ok(()); }

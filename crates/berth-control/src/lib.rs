@@ -99,6 +99,8 @@ pub mod mesh_tls;
 pub mod metrics;
 pub mod node_join;
 pub mod proxy_feed;
+#[cfg(test)]
+mod reconcile_loop_tests;
 pub mod registration;
 pub mod run_task;
 pub mod scheduler;
@@ -410,8 +412,9 @@ impl ControlPlane {
         loop {
             self.reconcile_once().await;
             tokio::select! {
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() { break; }
+                // A sender gone is a shutdown too (else `changed` returns at once forever).
+                r = shutdown.changed() => {
+                    if r.is_err() || *shutdown.borrow() { break; }
                 }
                 _ = changes.changed() => {}
                 _ = health.changed() => {}

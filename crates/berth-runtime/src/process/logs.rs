@@ -72,7 +72,12 @@ pub(super) async fn container_log(task: &Task, idx: usize, follow: bool) -> Resu
             }
             tokio::select! {
                 _ = tokio::time::sleep(FOLLOW_POLL) => {}
-                _ = st.rx.changed() => {}
+                r = st.rx.changed() => {
+                    // The task's state is no longer kept: read what is left, then end.
+                    if r.is_err() {
+                        st.finishing = true;
+                    }
+                }
             }
         }
     });
