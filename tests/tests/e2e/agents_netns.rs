@@ -113,13 +113,20 @@ async fn an_agent_in_its_own_network_namespace_serves_its_share_at_its_own_addre
     Ok(())
 }
 
-/// The listener port the agent's node serves in its namespace (a namespace has every
-/// port to itself).
-const EDGE_PORT: u16 = 18080;
+/// A port for the listener the agent's node serves in its namespace (a namespace has
+/// every port to itself): one free on the host when the test starts, so that the check
+/// that nothing on the host serves it is not fooled by another program.
+fn edge_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port on the host")
+        .port()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_balancer_chosen_by_attribute_is_served_by_the_agents_node_even_without_the_control_plane(
 ) -> Result<()> {
+    let edge_port = edge_port();
     let ns = NetNs::create()?;
     let dir = tempfile::tempdir()?;
     let mut server = Server::launch_with(
@@ -155,7 +162,7 @@ async fn a_load_balancer_chosen_by_attribute_is_served_by_the_agents_node_even_w
     let text = std::fs::read_to_string(quickstart(dir.path(), 2))?
         .replace(
             "      - port: 0\n        protocol: HTTP",
-            &format!("      - port: {EDGE_PORT}\n        protocol: HTTP"),
+            &format!("      - port: {edge_port}\n        protocol: HTTP"),
         )
         .replace(
             "    type: application\n",
@@ -175,7 +182,7 @@ async fn a_load_balancer_chosen_by_attribute_is_served_by_the_agents_node_even_w
     server.wait_healthy("whoami", "whoami", 2, SETTLE).await?;
 
     // The agent's node serves the listener at the namespace's address ...
-    let edge = format!("{}:{EDGE_PORT}", ns.ns_ip);
+    let edge = format!("{}:{edge_port}", ns.ns_ip);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()?;
@@ -205,7 +212,7 @@ async fn a_load_balancer_chosen_by_attribute_is_served_by_the_agents_node_even_w
         "the server's node bound the edge listener: {lb}"
     );
     assert!(
-        std::net::TcpStream::connect(("127.0.0.1", EDGE_PORT)).is_err(),
+        std::net::TcpStream::connect(("127.0.0.1", edge_port)).is_err(),
         "something on the host serves the edge port"
     );
 
