@@ -315,6 +315,36 @@ impl Server {
         Ok(v)
     }
 
+    /// The server's `berth_control_passes_total`: passes of its reconcilers.
+    pub async fn control_passes(&self) -> Result<u64> {
+        let metrics = self
+            .http
+            .get(format!("{}/metrics", self.api))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with("berth_control_passes_total "))
+            .ok_or_else(|| anyhow::anyhow!("no berth_control_passes_total in {metrics}"))?;
+        Ok(line.rsplit(' ').next().unwrap_or("").parse()?)
+    }
+
+    /// Asserts the server's reconcilers pass about once a second over `window` (they pass
+    /// on each store change, status change and second; a settled cluster changes nothing).
+    pub async fn assert_settled_passes(&self, window: Duration) -> Result<()> {
+        let before = self.control_passes().await?;
+        tokio::time::sleep(window).await;
+        let passes = self.control_passes().await? - before;
+        let most = 3 * window.as_secs() + 2;
+        anyhow::ensure!(
+            passes <= most,
+            "{passes} reconciler passes in {window:?} of a settled server (at most {most})"
+        );
+        Ok(())
+    }
+
     /// The desired count of `service` in the `default` cluster, None when it cannot be read.
     pub async fn desired_count(&self, service: &str) -> Option<i64> {
         self.get(&format!("/v1/clusters/default/services/{service}"))

@@ -205,6 +205,9 @@ async fn a_load_balancer_chosen_by_attribute_is_served_by_the_agents_node_even_w
         2,
         "both tasks answer through the agent's node: {seen:?}"
     );
+    // A settled cluster with an agent passes about once a second too: the agent's
+    // reports change nothing.
+    server.assert_settled_passes(Duration::from_secs(3)).await?;
     // ... and the server's node does not bind it.
     let lb = server.get("/v1/load-balancers/web").await?;
     assert!(

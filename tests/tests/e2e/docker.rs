@@ -56,6 +56,8 @@ async fn quickstart_runs_as_three_containers() -> Result<()> {
         ]);
         assert_eq!(found.len(), 1, "container of {arn}");
     }
+    // Settled, the reconcilers pass about once a second with containers too.
+    server.assert_settled_passes(Duration::from_secs(3)).await?;
     Ok(())
 }
 

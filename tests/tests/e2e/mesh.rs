@@ -146,6 +146,9 @@ async fn frontend_calls_backend_by_its_alias_and_dns_answers() -> Result<()> {
     for id in &backends {
         assert!(text.contains(id.as_str()), "{id} in {text}");
     }
+    // Settled, the reconcilers pass about once a second with the mesh too (its
+    // certificates are issued once, not on every pass).
+    server.assert_settled_passes(Duration::from_secs(3)).await?;
     Ok(())
 }
 

@@ -89,28 +89,8 @@ async fn quickstart_is_served_by_three_tasks() -> Result<()> {
 
     // Settled, the reconcilers pass about once a second (each applying the data plane's
     // configuration, which changes no target status and so starts no other pass).
-    let window = Duration::from_secs(3);
-    let before = control_passes(&server).await?;
-    tokio::time::sleep(window).await;
-    let passes = control_passes(&server).await? - before;
-    assert!(
-        passes <= 3 * window.as_secs() + 2,
-        "{passes} reconciler passes in {window:?} of a settled server"
-    );
+    server.assert_settled_passes(Duration::from_secs(3)).await?;
     Ok(())
-}
-
-/// The server's `berth_control_passes_total`.
-async fn control_passes(server: &Server) -> Result<u64> {
-    let metrics = reqwest::get(format!("{}/metrics", server.api))
-        .await?
-        .text()
-        .await?;
-    let line = metrics
-        .lines()
-        .find(|l| l.starts_with("berth_control_passes_total "))
-        .ok_or_else(|| anyhow::anyhow!("no berth_control_passes_total in {metrics}"))?;
-    Ok(line.rsplit(' ').next().unwrap_or("").parse()?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
