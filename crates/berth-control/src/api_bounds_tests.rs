@@ -5,34 +5,15 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use berth_model::agent::TaskUsage;
-use berth_model::ecs::Task;
 use serde_json::Value;
 use tower::ServiceExt;
 
 use crate::api::{router, ApiState, MAX_BODY_BYTES};
 use crate::data_plane::fake::FakeDataPlane;
 use crate::db::Db;
-use crate::task_nodes::{LogStream, NodeError, TaskNodes};
-
-struct NoNodes;
-
-#[async_trait]
-impl TaskNodes for NoNodes {
-    async fn logs(&self, t: &Task, _: Option<&str>, _: bool) -> Result<LogStream, NodeError> {
-        Err(NodeError::Unreachable {
-            task_arn: t.task_arn.clone(),
-        })
-    }
-    async fn usage(&self, t: &Task) -> Result<TaskUsage, NodeError> {
-        Err(NodeError::Unreachable {
-            task_arn: t.task_arn.clone(),
-        })
-    }
-}
+use crate::test_fixtures::NoNodes;
 
 async fn api() -> (axum::Router, Db) {
     let db = crate::test_fixtures::db_with_default_cluster().await;

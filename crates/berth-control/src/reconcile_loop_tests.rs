@@ -5,30 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use berth_model::agent::TaskUsage;
-use berth_model::ecs::Task;
 use tokio::sync::watch;
 
 use crate::data_plane::fake::FakeDataPlane;
-use crate::task_nodes::LogStream;
-use crate::{ControlPlane, NodeError, TaskNodes};
-
-struct NoNodes;
-
-#[async_trait]
-impl TaskNodes for NoNodes {
-    async fn logs(&self, t: &Task, _: Option<&str>, _: bool) -> Result<LogStream, NodeError> {
-        Err(NodeError::Unreachable {
-            task_arn: t.task_arn.clone(),
-        })
-    }
-    async fn usage(&self, t: &Task) -> Result<TaskUsage, NodeError> {
-        Err(NodeError::Unreachable {
-            task_arn: t.task_arn.clone(),
-        })
-    }
-}
+use crate::test_fixtures::NoNodes;
+use crate::ControlPlane;
 
 fn passes(registry: &prometheus::Registry) -> u64 {
     registry

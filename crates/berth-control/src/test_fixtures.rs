@@ -2,10 +2,30 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use berth_model::agent::TaskUsage;
 use berth_model::arn;
-use berth_model::ecs::{Cluster, ContainerInstance, Resource};
+use berth_model::ecs::{Cluster, ContainerInstance, Resource, Task};
 
 use crate::db::{self, Db};
+use crate::task_nodes::{LogStream, NodeError, TaskNodes};
+
+/// Nodes that answer nothing: every task's node is unreachable.
+pub(crate) struct NoNodes;
+
+#[async_trait]
+impl TaskNodes for NoNodes {
+    async fn logs(&self, t: &Task, _: Option<&str>, _: bool) -> Result<LogStream, NodeError> {
+        Err(NodeError::Unreachable {
+            task_arn: t.task_arn.clone(),
+        })
+    }
+    async fn usage(&self, t: &Task) -> Result<TaskUsage, NodeError> {
+        Err(NodeError::Unreachable {
+            task_arn: t.task_arn.clone(),
+        })
+    }
+}
 
 /// An in-memory store holding the ACTIVE `default` cluster.
 pub(crate) async fn db_with_default_cluster() -> Db {

@@ -3,11 +3,9 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use berth_model::agent::TaskUsage;
 use berth_model::autoscaling::activity::MAX_ACTIVITIES_PER_SERVICE;
 use berth_model::autoscaling::{ScalingActivity, ScalingActivityStatusCode};
-use berth_model::ecs::{Service, Task};
+use berth_model::ecs::Service;
 use berth_model::stack::Stack;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,23 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::api::{router, ApiState};
 use crate::data_plane::fake::FakeDataPlane;
 use crate::db::{self, Db};
-use crate::task_nodes::{LogStream, NodeError, TaskNodes};
-
-struct NoNodes;
-
-#[async_trait]
-impl TaskNodes for NoNodes {
-    async fn logs(&self, t: &Task, _: Option<&str>, _: bool) -> Result<LogStream, NodeError> {
-        Err(NodeError::Unreachable {
-            task_arn: t.task_arn.clone(),
-        })
-    }
-    async fn usage(&self, t: &Task) -> Result<TaskUsage, NodeError> {
-        Err(NodeError::Unreachable {
-            task_arn: t.task_arn.clone(),
-        })
-    }
-}
+use crate::test_fixtures::NoNodes;
 
 const STACK: &str = r#"
 taskDefinitions:

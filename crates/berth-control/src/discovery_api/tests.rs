@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use berth_model::agent::TaskUsage;
 use berth_model::arn;
 use berth_model::dataplane::TargetStatus;
 use berth_model::ecs::{Container, NetworkBinding, Task, TaskStatus};
@@ -17,23 +15,7 @@ use crate::api::{router, ApiState};
 use crate::data_plane::fake::FakeDataPlane;
 use crate::db::{self, Db};
 use crate::registration::RegistrationReconciler;
-use crate::task_nodes::{LogStream, NodeError, TaskNodes};
-
-struct NoNodes;
-
-#[async_trait]
-impl TaskNodes for NoNodes {
-    async fn logs(&self, t: &Task, _: Option<&str>, _: bool) -> Result<LogStream, NodeError> {
-        Err(NodeError::Unreachable {
-            task_arn: t.task_arn.clone(),
-        })
-    }
-    async fn usage(&self, t: &Task) -> Result<TaskUsage, NodeError> {
-        Err(NodeError::Unreachable {
-            task_arn: t.task_arn.clone(),
-        })
-    }
-}
+use crate::test_fixtures::NoNodes;
 
 const STACK: &str = r#"
 namespaces:
