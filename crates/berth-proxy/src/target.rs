@@ -214,7 +214,10 @@ impl TargetState {
     pub(crate) fn stop_draining(&self, initial: Health) {
         self.gate.fetch_and(COUNT, Ordering::AcqRel);
         self.draining_since.store(0, Ordering::Release);
-        self.set_health(initial, 0);
+        // No longer draining is a status change even where the health stays.
+        if !self.set_health(initial, 0) {
+            self.notifier.notify();
+        }
     }
 
     // ---- active health ----

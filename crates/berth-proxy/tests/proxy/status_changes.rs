@@ -45,6 +45,15 @@ async fn applying_the_same_configuration_again_notifies_nobody() {
     assert!(changes.has_changed().unwrap(), "a target draining");
     changes.mark_unchanged();
 
+    p.apply(simple_config(unchecked_group(), vec![target(a), target(b)]))
+        .await
+        .unwrap();
+    assert!(
+        changes.has_changed().unwrap(),
+        "a target no longer draining"
+    );
+    changes.mark_unchanged();
+
     let mut none = simple_config(unchecked_group(), vec![]);
     none.load_balancers.clear();
     none.target_groups.clear();
