@@ -498,7 +498,7 @@ impl Proxy {
         };
 
         // 2. Bind what is new or moved; a failure here still changes nothing.
-        let mut bound: HashMap<String, TcpListener> = HashMap::new();
+        let mut bound: HashMap<String, listener::Acceptor> = HashMap::new();
         for p in &planned {
             // A listener keeps its socket unless its port changed.
             if state
@@ -515,6 +515,8 @@ impl Proxy {
                 (None, None) => listener::bind(&p.arn, addr).await?,
                 (None, Some(port)) => TcpListener::bind(addr)
                     .await
+                    .and_then(|l| l.into_std())
+                    .and_then(listener::Acceptor::new)
                     .map_err(|source| ProxyError::MeshBind { port, addr, source })?,
             };
             bound.insert(p.arn.clone(), l);

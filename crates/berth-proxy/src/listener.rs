@@ -11,6 +11,14 @@
 //! by a new task when its client sends again, closed when its idle timeout runs out,
 //! and served again like any quiet connection when the listener stops.
 //!
+//! Connections are accepted without registering them with the runtime's reactor
+//! ([`acceptor`]) and registered by the thread that serves them, with no readiness
+//! assumed: the first read waits for the reactor to report the request's bytes instead
+//! of trying the socket before they arrived (tokio's own listener assumes a new
+//! connection readable, which costs a failed read whenever the client's first bytes
+//! come after its handshake). A connection handed to another data plane thread has no
+//! registration to undo.
+//!
 //! It does not parse or route requests; the paths it dispatches to do.
 
 use std::collections::HashMap;
@@ -24,6 +32,9 @@ use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+
+mod acceptor;
+pub(crate) use acceptor::Acceptor;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
@@ -53,7 +64,7 @@ pub(crate) struct RunningListener {
 /// How a running listener keeps its socket.
 enum Socket {
     /// Shared with the one accept loop, on the runtime that started the listener.
-    Accepting(Arc<TcpListener>),
+    Accepting(Arc<Acceptor>),
     /// A descriptor of its own, not registered with any runtime: the workers accept on
     /// descriptors of theirs.
     Kept(OwnedFd),
@@ -64,13 +75,13 @@ enum Socket {
 pub(crate) fn adopt(
     listener_arn: &str,
     socket: std::net::TcpListener,
-) -> Result<TcpListener, ProxyError> {
+) -> Result<Acceptor, ProxyError> {
     let addr = socket
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let adopted = socket
         .set_nonblocking(true)
-        .and_then(|()| TcpListener::from_std(nodelay_inherited(socket)));
+        .and_then(|()| Acceptor::new(nodelay_inherited(socket)));
     adopted.map_err(|source| ProxyError::Bind {
         listener_arn: listener_arn.to_string(),
         addr,
@@ -80,11 +91,11 @@ pub(crate) fn adopt(
 
 /// Binds a listener's socket, before anything about the listener is committed (a
 /// failure leaves the proxy as it was).
-pub(crate) async fn bind(listener_arn: &str, addr: SocketAddr) -> Result<TcpListener, ProxyError> {
+pub(crate) async fn bind(listener_arn: &str, addr: SocketAddr) -> Result<Acceptor, ProxyError> {
     TcpListener::bind(addr)
         .await
         .and_then(|l| l.into_std())
-        .and_then(|l| TcpListener::from_std(nodelay_inherited(l)))
+        .and_then(|l| Acceptor::new(nodelay_inherited(l)))
         .map_err(|source| ProxyError::Bind {
             listener_arn: listener_arn.to_string(),
             addr,
@@ -112,7 +123,7 @@ impl RunningListener {
     /// descriptors). Open connections, the per-client counts and the connection limit
     /// are the listener's, across workers.
     pub(crate) fn start(
-        listener: TcpListener,
+        listener: Acceptor,
         shared: Arc<ListenerShared>,
         workers: &Workers,
     ) -> RunningListener {
@@ -164,7 +175,7 @@ impl RunningListener {
                     to: to.clone(),
                 };
                 worker.spawn(async move {
-                    match TcpListener::from_std(own) {
+                    match Acceptor::new(own) {
                         Ok(own) => {
                             accept_loop(Arc::new(own), shared, rx, counts, Some((route, from)))
                                 .await
@@ -207,10 +218,7 @@ impl RunningListener {
 }
 
 /// A descriptor of `listener` kept for handover, and one for each of `n` workers.
-fn copies(
-    listener: &TcpListener,
-    n: usize,
-) -> std::io::Result<(OwnedFd, Vec<std::net::TcpListener>)> {
+fn copies(listener: &Acceptor, n: usize) -> std::io::Result<(OwnedFd, Vec<std::net::TcpListener>)> {
     let socket = listener.as_fd().try_clone_to_owned()?;
     let own = (0..n)
         .map(|_| socket.try_clone().map(std::net::TcpListener::from))
@@ -253,7 +261,7 @@ type Handoff = (Route, mpsc::UnboundedReceiver<Handed>);
 /// or `None` when a less loaded worker was handed it ([`Loads::pick`]).
 fn keep_or_hand_over(
     route: &Option<Route>,
-    stream: TcpStream,
+    stream: std::net::TcpStream,
     peer: SocketAddr,
     slot: ClientSlot,
 ) -> Option<Kept> {
@@ -265,24 +273,24 @@ fn keep_or_hand_over(
     if pick == route.index {
         return Some((stream, peer, slot, Some(load)));
     }
-    // Registered with the other worker's runtime instead.
-    match stream.into_std() {
-        Ok(stream) => {
-            let handed = Handed {
-                stream,
-                peer,
-                slot,
-                load,
-            };
-            let _ = route.to[pick].send(handed);
-        }
-        Err(e) => tracing::debug!(error = %e, "a connection could not be handed over"),
-    }
+    // Not registered with any runtime yet: the other worker's serves it.
+    let handed = Handed {
+        stream,
+        peer,
+        slot,
+        load,
+    };
+    let _ = route.to[pick].send(handed);
     None
 }
 
 /// A connection to serve here: its stream, client, slot and worker's count.
-type Kept = (TcpStream, SocketAddr, ClientSlot, Option<LoadGuard>);
+type Kept = (
+    std::net::TcpStream,
+    SocketAddr,
+    ClientSlot,
+    Option<LoadGuard>,
+);
 
 /// The next connection handed to this worker; never, without workers.
 async fn next_handed(from: &mut Option<mpsc::UnboundedReceiver<Handed>>) -> Handed {
@@ -296,7 +304,7 @@ async fn next_handed(from: &mut Option<mpsc::UnboundedReceiver<Handed>>) -> Hand
 }
 
 async fn accept_loop(
-    listener: Arc<TcpListener>,
+    listener: Arc<Acceptor>,
     shared: Arc<ListenerShared>,
     mut stop: watch::Receiver<bool>,
     counts: Counts,
@@ -348,13 +356,7 @@ async fn accept_loop(
                     continue;
                 }
             },
-            h = next_handed(&mut from) => match TcpStream::from_std(h.stream) {
-                Ok(stream) => (stream, h.peer, h.slot, Some(h.load)),
-                Err(e) => {
-                    tracing::debug!(error = %e, "a handed connection could not be served");
-                    continue;
-                }
-            },
+            h = next_handed(&mut from) => (h.stream, h.peer, h.slot, Some(h.load)),
             _ = stop.changed() => break,
         };
         let dispatch = Dispatch {
@@ -450,7 +452,7 @@ struct Dispatch<'a> {
 /// Serves an accepted connection, counted for its client address and (with workers) its
 /// worker until it closes.
 fn serve_connection(
-    stream: TcpStream,
+    stream: std::net::TcpStream,
     peer: SocketAddr,
     d: &Dispatch<'_>,
     (slot, load): (ClientSlot, Option<LoadGuard>),
@@ -462,6 +464,12 @@ fn serve_connection(
         tracker,
         idle,
     } = *d;
+    let stream = match acceptor::register(stream) {
+        Ok(stream) => stream,
+        Err(e) => {
+            return tracing::debug!(error = %e, "an accepted connection could not be registered")
+        }
+    };
     shared.metrics.new_connections.inc();
     shared.metrics.active_connections.inc();
     let guard = (shared.mode == Mode::Http).then(|| tracker.enter());
@@ -505,7 +513,7 @@ struct Accepted {
 /// registration and the fast path's state (its timer and buffers).
 impl Parked for Accepted {
     fn resume(self, stream: std::net::TcpStream) {
-        match TcpStream::from_std(stream) {
+        match acceptor::register(stream) {
             Ok(stream) => {
                 tokio::spawn(plain_http(stream, self));
             }
@@ -681,7 +689,7 @@ mod tests {
     }
 
     /// Accepts one connection on `listener` and says whether it has TCP_NODELAY.
-    async fn accepted_nodelay(listener: TcpListener) -> bool {
+    async fn accepted_nodelay(listener: Acceptor) -> bool {
         let addr = listener.local_addr().unwrap();
         let _client = TcpStream::connect(addr).await.unwrap();
         let (accepted, _) = listener.accept().await.unwrap();
@@ -696,7 +704,9 @@ mod tests {
         let adopted = adopt("arn:b", std).unwrap();
         assert!(accepted_nodelay(adopted).await, "adopted listener");
         // Without it (the accept loop then sets it per connection).
-        let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        plain.set_nonblocking(true).unwrap();
+        let plain = Acceptor::new(plain).unwrap();
         assert!(!accepted_nodelay(plain).await, "a listener left as it was");
     }
 
