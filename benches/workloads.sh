@@ -167,8 +167,9 @@ declare -A PID_OF=() URL_OF=() LABEL_OF=() PREVIOUS=()
 mkdir -p "$TMP/results"
 nginx_proxy_include "$TMP/proxy.inc"
 
-# The README's earlier figures for berth's rows, printed beside this run's (no workload
-# may get worse). From benches/README.md "Results": 2026-11-24 (5 × 10 s) and
+# Earlier figures for berth's rows, printed beside this run's (no workload may get worse)
+# after the figures of the same row in the README's tables of this script
+# (`readme_figures`). From benches/README.md "Results": 2026-11-24 (5 × 10 s) and
 # 2026-11-30 (3 × 10 s), berth's single-threaded pinned rows.
 PREVIOUS[ka1/ka1-berth]="15.5 µs, 59352 req/s, p99 1.15 ms (2026-11-24); 19.9 µs, 45118 req/s, p99 3.23 ms (2026-11-30)"
 PREVIOUS[tls-ka/tls-ec-berth]="18.8 µs, 44623 req/s (2026-11-24); 21.6 µs, 40175 req/s (2026-11-30)"

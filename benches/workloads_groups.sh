@@ -127,7 +127,7 @@ group_keepalive() {
     print_table ka2 "1b. Small keep-alive GETs, two proxy threads unpinned (berth 2 data plane threads, nginx 2 workers, HAProxy nbthread 2; wrk -t2 -c$((CONNECTIONS * 2)) unpinned)" \
         "rate:req/s,p50,p99,$CPU_REQ,cpuvs,ratevs,kernel,rss,errors" $(trio ka2) ka2-berth-shared
     echo
-    echo "The backend stays on core $LOAD_CORE (one thread) in 1b too. The previous figures are berth's pinned row of the README's tables (CPU µs/req, req/s, p99)."
+    echo "The backend stays on core $LOAD_CORE (one thread) in 1b too. \"berth before\": berth's row of the same table in benches/README.md; in 1a also its pinned rows of the README's earlier tables (CPU µs/req, req/s, p99)."
     stop_runs $(trio ka1) $(trio ka2) ka2-berth-shared
 }
 
@@ -340,6 +340,6 @@ group_rules() {
             'BEGIN {printf "%+.2f µs", a - b}'
     }
     echo
-    echo "Added CPU per request, $RULES_MANY rules + $TARGETS_MANY targets against 1 + 1: berth $(added rules-rt-berth rules-1-berth) (goal < 1 µs; rules alone $(added rules-r-berth rules-1-berth), targets alone $(added rules-t-berth rules-1-berth), targets checked every 300 s instead of 5 $(added rules-tq-berth rules-1-berth)), nginx $(added rules-rt-nginx rules-1-nginx), HAProxy $(added rules-rt-haproxy rules-1-haproxy). Targets are 127.0.x.y at the backend's port (the backend listens on each); round robin everywhere. berth health-checks every target every 5 s (its CPU is in berth's figures); nginx and HAProxy do no health checks. nginx's rules are prefix locations, HAProxy's are path_beg use_backend lines. The previous figures are the README's \"1 rule\" and \"100 rules\" rows."
+    echo "Added CPU per request, $RULES_MANY rules + $TARGETS_MANY targets against 1 + 1: berth $(added rules-rt-berth rules-1-berth) (goal < 1 µs; rules alone $(added rules-r-berth rules-1-berth), targets alone $(added rules-t-berth rules-1-berth), targets checked every 300 s instead of 5 $(added rules-tq-berth rules-1-berth)), nginx $(added rules-rt-nginx rules-1-nginx), HAProxy $(added rules-rt-haproxy rules-1-haproxy). Targets are 127.0.x.y at the backend's port (the backend listens on each); round robin everywhere. berth health-checks every target every 5 s (its CPU is in berth's figures); nginx and HAProxy do no health checks. nginx's rules are prefix locations, HAProxy's are path_beg use_backend lines. \"berth before\": berth's rows of the same table in benches/README.md, and the \"1 rule\" and \"100 rules\" rows of its earlier tables."
     stop_runs "${runs[@]}"
 }

@@ -208,13 +208,40 @@ best_peer() {
         END {if (seen) print b; else print "-"}'
 }
 
+# readme_figures NUM LABEL: row LABEL of the table for workload NUM ("2", "3a") in
+# benches/README.md, the figures this script printed there last time: its CPU and its
+# rate (for the idle groups, its KiB per connection), as "16.7 µs/req, 55436 req/s";
+# nothing when the README has no such row.
+readme_figures() {
+    awk -v num="$1" -v label="$2" '
+        function trim(s) { gsub(/^ +| +$/, "", s); return s }
+        $0 ~ ("^#+ " num "\\. ") { on = 1; next }
+        on && /^#/ { exit }
+        on && /^\| run \|/ { nh = split($0, h, "|"); for (i = 1; i <= nh; i++) h[i] = trim(h[i]); next }
+        on && nh && index($0, "| " label " |") == 1 {
+            split($0, c, "|")
+            for (i = 3; i < nh; i++) {
+                v = trim(c[i]); sub(/ .*/, "", v)
+                u = h[i]; sub(/ \(min–max\)$/, "", u)
+                if (u ~ /^CPU / && u !~ / vs /) { sub(/^CPU /, "", u); cpu = v " " u }
+                else if (u == "KiB per connection") main = v " KiB per connection"
+            }
+            if (main == "") main = trim(c[3]) " " h[3]
+            print (cpu == "" ? main : cpu ", " main)
+            exit
+        }' "$ROOT/benches/README.md"
+}
+
 # print_table TABLE TITLE COLUMNS RUN...: one markdown table. COLUMNS, comma-separated,
 # from: rate:<title> p50 p99 mean resumed rss cpu:<title> cpuvs ratevs errors previous,
-# kernel (wrk runs), and for idle runs rss0 rss1 perconn peropen dropped.
+# kernel (wrk runs), and for idle runs rss0 rss1 perconn peropen dropped. Every table
+# ends with "previous": berth's rows show their figures from the README's same table
+# (no workload may get worse), and any earlier figures PREVIOUS holds for them.
 print_table() {
-    local table=$1 title=$2 columns=$3 run col f cell best_cpu best_rate header="|" rule="|"
+    local table=$1 title=$2 columns=$3 run col f cell best_cpu best_rate readme header="|" rule="|"
     local -a cols
     shift 3
+    [[ ,$columns, == *,previous,* ]] || columns+=",previous"
     IFS=, read -ra cols <<<"$columns"
     best_cpu=$(best_peer "$table" 5 1 "$@")
     best_rate=$(best_peer "$table" 1 0 "$@")
@@ -259,7 +286,13 @@ print_table() {
             cpuvs) cell=$(ratio "$(median_of "$f" 5)" "$best_cpu") ;;
             ratevs) cell=$(ratio "$(median_of "$f" 1)" "$best_rate") ;;
             errors) cell=$(awk '{e += $6} END {print e + 0}' "$f") ;;
-            previous) cell=${PREVIOUS[$table/$run]:-} ;;
+            previous)
+                cell=${PREVIOUS[$table/$run]:-}
+                if [[ ${LABEL_OF[$run]} == berth* ]]; then
+                    readme=$(readme_figures "${title%%. *}" "${LABEL_OF[$run]}")
+                    [[ -z $readme ]] || cell="$readme${cell:+; earlier: $cell}"
+                fi
+                ;;
             rss0) cell=$(fmt_mib "$(median_of "$f" 2)") ;;
             rss1) cell=$(fmt_mib "$(median_of "$f" 3)") ;;
             perconn) cell=$(awk -v v="$(median_of "$f" 4)" 'BEGIN {printf "%.2f", v}')$(range_of "$f" 4 "%.2f") ;;
