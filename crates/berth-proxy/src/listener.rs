@@ -32,9 +32,6 @@ use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-
-mod acceptor;
-pub(crate) use acceptor::Acceptor;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
@@ -44,6 +41,9 @@ use crate::error::ProxyError;
 use crate::idle_set::{self, IdleSet, Parked};
 use crate::workers::{LoadGuard, Loads, Workers};
 use crate::{fast_h1, hyper_path, stream};
+
+mod acceptor;
+pub(crate) use acceptor::Acceptor;
 
 /// How long a client may take to complete a TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
