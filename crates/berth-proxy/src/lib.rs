@@ -513,10 +513,8 @@ impl Proxy {
             let l = match (handed.filter(|s| inherit::fits(s, addr)), p.mesh_port) {
                 (Some(socket), _) => listener::adopt(&p.arn, socket)?,
                 (None, None) => listener::bind(&p.arn, addr).await?,
-                (None, Some(port)) => TcpListener::bind(addr)
+                (None, Some(port)) => listener::bind_socket(addr)
                     .await
-                    .and_then(|l| l.into_std())
-                    .and_then(listener::Acceptor::new)
                     .map_err(|source| ProxyError::MeshBind { port, addr, source })?,
             };
             bound.insert(p.arn.clone(), l);

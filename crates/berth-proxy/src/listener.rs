@@ -92,15 +92,17 @@ pub(crate) fn adopt(
 /// Binds a listener's socket, before anything about the listener is committed (a
 /// failure leaves the proxy as it was).
 pub(crate) async fn bind(listener_arn: &str, addr: SocketAddr) -> Result<Acceptor, ProxyError> {
-    TcpListener::bind(addr)
-        .await
-        .and_then(|l| l.into_std())
-        .and_then(|l| Acceptor::new(nodelay_inherited(l)))
-        .map_err(|source| ProxyError::Bind {
-            listener_arn: listener_arn.to_string(),
-            addr,
-            source,
-        })
+    bind_socket(addr).await.map_err(|source| ProxyError::Bind {
+        listener_arn: listener_arn.to_string(),
+        addr,
+        source,
+    })
+}
+
+/// Binds a listening socket on `addr`, its connections inheriting `TCP_NODELAY`.
+pub(crate) async fn bind_socket(addr: SocketAddr) -> std::io::Result<Acceptor> {
+    let listener = TcpListener::bind(addr).await?.into_std()?;
+    Acceptor::new(nodelay_inherited(listener))
 }
 
 /// Sets `TCP_NODELAY` on a listening socket: Linux copies it to every connection the
