@@ -282,8 +282,20 @@ fn keep_or_hand_over(
         slot,
         load,
     };
-    let _ = route.to[pick].send(handed);
-    None
+    match route.to[pick].send(handed) {
+        Ok(()) => None,
+        // That worker's accept loop has stopped taking connections (its listener is
+        // closing): served here instead of dropped.
+        Err(mpsc::error::SendError(h)) => {
+            drop(h.load);
+            Some((
+                h.stream,
+                h.peer,
+                h.slot,
+                Some(route.loads.enter(route.index)),
+            ))
+        }
+    }
 }
 
 /// A connection to serve here: its stream, client, slot and worker's count.
@@ -369,6 +381,21 @@ async fn accept_loop(
             idle: &idle,
         };
         serve_connection(stream, peer, &dispatch, (slot, load));
+    }
+    // Connections other workers accepted and handed here before it stopped are served
+    // (closing waits for them) rather than dropped; from now on they keep their own.
+    if let Some(from) = from.as_mut() {
+        from.close();
+        let dispatch = Dispatch {
+            shared: &shared,
+            builder: &builder,
+            stop: &stop,
+            tracker: &tracker,
+            idle: &idle,
+        };
+        while let Ok(h) = from.try_recv() {
+            serve_connection(h.stream, h.peer, &dispatch, (h.slot, Some(h.load)));
+        }
     }
     drop(listener);
     let _ = tokio::time::timeout(CLOSE_GRACE, tracker.wait_closed()).await;
@@ -688,6 +715,49 @@ mod tests {
             clients.0.lock().unwrap().is_empty(),
             "no entry left for closed clients"
         );
+    }
+
+    #[test]
+    fn a_connection_for_a_worker_that_stopped_taking_them_is_served_where_it_was_accepted() {
+        let gauges: Vec<prometheus::IntGauge> = (0..2)
+            .map(|i| prometheus::IntGauge::new(format!("w{i}"), "w").unwrap())
+            .collect();
+        let loads = Arc::new(Loads::new(gauges.clone()));
+        // Worker 0 serves two more than worker 1: what it accepts goes to worker 1.
+        let _held = [loads.enter(0), loads.enter(0)];
+        let (to0, _from0) = mpsc::unbounded_channel();
+        let (to1, mut from1) = mpsc::unbounded_channel();
+        let route = Some(Route {
+            index: 0,
+            loads: loads.clone(),
+            to: Arc::from(vec![to0, to1]),
+        });
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let clients = Arc::new(PerClient::default());
+        let accept = || {
+            let client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            let (stream, peer) = l.accept().unwrap();
+            let slot = clients.enter(peer.ip(), 10).unwrap();
+            (stream, peer, slot, client)
+        };
+
+        let (stream, peer, slot, _c1) = accept();
+        assert!(keep_or_hand_over(&route, stream, peer, slot).is_none());
+        let handed = from1.try_recv().expect("handed to worker 1");
+        assert_eq!(gauges[1].get(), 1, "counted for worker 1 while handed");
+        drop(handed);
+
+        // Worker 1's accept loop stopped taking connections (its listener closing).
+        from1.close();
+        let (stream, peer, slot, _c2) = accept();
+        let kept = keep_or_hand_over(&route, stream, peer, slot).expect("served here");
+        assert!(kept.3.is_some());
+        assert_eq!(
+            gauges[0].get(),
+            3,
+            "counted for the worker that accepted it"
+        );
+        assert_eq!(gauges[1].get(), 0);
     }
 
     /// Accepts one connection on `listener` and says whether it has TCP_NODELAY.

@@ -56,7 +56,7 @@ pub(crate) struct Loads(Box<[IntGauge]>);
 pub(crate) struct LoadGuard(IntGauge);
 
 impl Loads {
-    fn new(gauges: Vec<IntGauge>) -> Loads {
+    pub(crate) fn new(gauges: Vec<IntGauge>) -> Loads {
         Loads(gauges.into())
     }
 
