@@ -338,6 +338,16 @@ async fn accept_loop(
     // Whether accepted connections need TCP_NODELAY set (see `nodelay_inherited`):
     // learnt from the first one.
     let mut set_nodelay: Option<bool> = None;
+    // What each connection's task watches: a copy of `stop`, taken before the loop waits
+    // on it (it only ever changes once, to stopping, which ends the loop).
+    let conn_stop = stop.clone();
+    let dispatch = Dispatch {
+        shared: &shared,
+        builder: &builder,
+        stop: &conn_stop,
+        tracker: &tracker,
+        idle: &idle,
+    };
     loop {
         let (stream, peer, slot, load) = tokio::select! {
             r = listener.accept() => match r {
@@ -373,26 +383,12 @@ async fn accept_loop(
             h = next_handed(&mut from) => (h.stream, h.peer, h.slot, Some(h.load)),
             _ = stop.changed() => break,
         };
-        let dispatch = Dispatch {
-            shared: &shared,
-            builder: &builder,
-            stop: &stop,
-            tracker: &tracker,
-            idle: &idle,
-        };
         serve_connection(stream, peer, &dispatch, (slot, load));
     }
     // Connections other workers accepted and handed here before it stopped are served
     // (closing waits for them) rather than dropped; from now on they keep their own.
     if let Some(from) = from.as_mut() {
         from.close();
-        let dispatch = Dispatch {
-            shared: &shared,
-            builder: &builder,
-            stop: &stop,
-            tracker: &tracker,
-            idle: &idle,
-        };
         while let Ok(h) = from.try_recv() {
             serve_connection(h.stream, h.peer, &dispatch, (h.slot, Some(h.load)));
         }
