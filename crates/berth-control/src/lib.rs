@@ -125,7 +125,8 @@ pub use task_nodes::{
     ExecCommand, ExecResult, ExecSession, ExecSessionCommand, NodeError, TaskNodes,
 };
 
-/// How often the reconcilers run with no change to prompt them.
+/// How often the reconcilers run with no change to prompt them: a fixed cadence, a pass
+/// every second however long the passes take (up to a second).
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Everything the control plane needs to run.
@@ -409,6 +410,12 @@ impl ControlPlane {
         };
         let mut changes = self.changes();
         let mut health = self.data_plane.subscribe();
+        // A fixed cadence, not a pause after each pass: the metric windows the
+        // autoscaler reads are sampled on these passes, and a pass that takes a while
+        // (a loaded machine) must not stretch the time between samples.
+        let mut resync = tokio::time::interval(RESYNC_INTERVAL);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        resync.tick().await;
         loop {
             self.reconcile_once().await;
             tokio::select! {
@@ -418,7 +425,7 @@ impl ControlPlane {
                 }
                 _ = changes.changed() => {}
                 _ = health.changed() => {}
-                _ = tokio::time::sleep(RESYNC_INTERVAL) => {}
+                _ = resync.tick() => {}
             }
         }
         watcher.abort();

@@ -4,9 +4,11 @@
 //! [`ScalableTarget`] gives the bounds and suspension flags.
 //!
 //! The mapping of berth's `evaluation` seconds onto the engine's windows: a window of
-//! `S` seconds needs `max(min(3, S), ceil(S ÷ 10))` samples to have data (the sampler
-//! takes about one a second), so 5 s and 10 s need 3, 60 s needs 6, matching the
-//! engine's defaults; fewer is missing data.
+//! `S` seconds needs `max(1, min(3, S − 1), ceil(S ÷ 10))` samples to have data, so 5 s
+//! and 10 s need 3, 60 s needs 6, matching the engine's defaults; fewer is missing data.
+//! The sampler takes one a second, and the newest is still being taken when a pass
+//! evaluates, so a window of `S` seconds reliably holds `S − 1`: asking a 3 s window
+//! for 3 samples would find it missing data under a steady load.
 //!
 //! What it does not do: read the store or the sampler, or decide anything.
 
@@ -66,7 +68,7 @@ pub struct CompiledPolicy {
 /// The samples a window of `seconds` needs to have data (see the module docs).
 pub fn min_samples(seconds: u64) -> usize {
     let seconds = seconds.max(1) as usize;
-    seconds.min(3).max(seconds.div_ceil(10))
+    (seconds - 1).min(3).max(seconds.div_ceil(10)).max(1)
 }
 
 fn window(seconds: i64) -> Window {
@@ -297,11 +299,30 @@ mod tests {
     #[test]
     fn evaluation_seconds_map_to_windows_with_enough_samples() {
         assert_eq!(min_samples(1), 1);
-        assert_eq!(min_samples(2), 2);
+        assert_eq!(min_samples(2), 1);
+        assert_eq!(min_samples(3), 2);
+        assert_eq!(min_samples(4), 3);
         assert_eq!(min_samples(5), 3);
         assert_eq!(min_samples(10), 3);
         assert_eq!(min_samples(60), 6);
         assert_eq!(min_samples(300), 30);
+    }
+
+    /// Samples once a second, the one of this instant still being taken: the window
+    /// `(now − S, now]` holds those of 1 … S − 1 seconds ago (and of S seconds ago only
+    /// when it lands a moment late), and that is enough for every length.
+    #[test]
+    fn a_window_sampled_once_a_second_has_data_while_its_newest_sample_is_taken() {
+        for seconds in 2..=3600u64 {
+            let window = window(seconds as i64);
+            let now = 10_000.0;
+            let held = (1..=seconds)
+                .map(|ago| now - ago as f64)
+                .filter(|at| *at > now - window.length.as_secs_f64())
+                .count();
+            assert!(held >= window.min_samples, "{seconds} s: {held} samples");
+        }
+        assert_eq!(window(1).min_samples, 1);
     }
 
     #[test]
