@@ -19,9 +19,12 @@ use crate::ContainerStatus;
 /// How long to wait before reconnecting to a broken event stream.
 const EVENTS_RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
-/// How long after an unexplained SIGKILL exit the container is read again, for the
-/// engine's OOM flag to land.
-const OOM_SETTLE: Duration = Duration::from_millis(500);
+/// After an unexplained SIGKILL exit the container is read again every
+/// [`OOM_SETTLE_STEP`], for up to [`OOM_SETTLE`], for the engine's OOM flag to land: the
+/// engine learns of the kill from an event of its own, which on a loaded machine can
+/// come more than half a second after the exit.
+const OOM_SETTLE: Duration = Duration::from_secs(3);
+const OOM_SETTLE_STEP: Duration = Duration::from_millis(250);
 
 /// The container events that can change a container's state.
 fn changes_state(action: &str) -> bool {
@@ -60,19 +63,23 @@ impl Inner {
                     && cs.exit_code == Some(137)
                     && !stop_sent
                     && cs.reason.as_deref() != Some(super::OOM_REASON);
+                let mut cs = cs;
                 if killed_unexplained {
-                    tokio::time::sleep(OOM_SETTLE).await;
-                    match self
-                        .docker
-                        .inspect_container(&id, None::<InspectContainerOptions>)
-                        .await
-                    {
-                        Ok(again) => read(&again),
-                        Err(_) => cs,
+                    let mut waited = Duration::ZERO;
+                    while waited < OOM_SETTLE && cs.reason.as_deref() != Some(super::OOM_REASON) {
+                        tokio::time::sleep(OOM_SETTLE_STEP).await;
+                        waited += OOM_SETTLE_STEP;
+                        match self
+                            .docker
+                            .inspect_container(&id, None::<InspectContainerOptions>)
+                            .await
+                        {
+                            Ok(again) => cs = read(&again),
+                            Err(_) => break,
+                        }
                     }
-                } else {
-                    cs
                 }
+                cs
             }
             Err(e) if is_not_found(&e) => {
                 let mut cs = previous.containers[idx].clone();
