@@ -232,9 +232,27 @@ pub(crate) fn write_request_headers(
     drop_invalid: bool,
     v: &ForwardedValues,
 ) {
+    write_request_fields(
+        out,
+        headers.iter().map(|h| (h.name.as_bytes(), h.value)),
+        mode,
+        drop_invalid,
+        v,
+    );
+}
+
+/// [`write_request_headers`] over `(name, value)` pairs from anywhere: a parsed head's
+/// fields or a header map's.
+#[inline]
+pub(crate) fn write_request_fields<'a>(
+    out: &mut Vec<u8>,
+    fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    mode: XffMode,
+    drop_invalid: bool,
+    v: &ForwardedValues,
+) {
     let mut prev_xff: Option<&[u8]> = None;
-    for h in headers {
-        let n = h.name.as_bytes();
+    for (n, value) in fields {
         if is_hop_by_hop(n) || is_set_by_proxy(n) {
             continue;
         }
@@ -243,7 +261,7 @@ pub(crate) fn write_request_headers(
                 XffMode::Preserve => {}
                 XffMode::Append => {
                     if prev_xff.is_none() {
-                        prev_xff = Some(h.value);
+                        prev_xff = Some(value);
                     }
                     continue;
                 }
@@ -253,7 +271,7 @@ pub(crate) fn write_request_headers(
         if drop_invalid && !is_valid_name(n) {
             continue;
         }
-        put_header(out, n, h.value);
+        put_header(out, n, value);
     }
     write_forwarded(out, mode, prev_xff, v);
 }
@@ -261,6 +279,7 @@ pub(crate) fn write_request_headers(
 /// Writes X-Forwarded-For (by `mode`), -Proto and -Port header lines. `prev_xff` is the
 /// client's first X-Forwarded-For value; under [`XffMode::Append`] the client's
 /// X-Forwarded-For lines were left out, under `Preserve` they were kept.
+#[inline]
 fn write_forwarded(out: &mut Vec<u8>, mode: XffMode, prev_xff: Option<&[u8]>, v: &ForwardedValues) {
     if mode == XffMode::Append {
         out.extend_from_slice(b"x-forwarded-for: ");

@@ -41,6 +41,7 @@ pub(crate) fn is_hop_by_hop(n: &[u8]) -> bool {
 }
 
 /// Writes one `name: value` header line.
+#[inline]
 pub(crate) fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");

@@ -108,12 +108,15 @@ pub(crate) async fn serve<T>(
         clock: shared.clock.clone(),
     };
     let svc_cx = cx.clone();
+    // Each request's future is boxed where it is made: hyper moves it (into an HTTP/2
+    // stream's task, and that task around the runtime) before it first runs, and a box
+    // is a pointer to move where the request's whole state is a kilobyte and more.
     let svc = service_fn(move |req| {
         let cx = svc_cx.clone();
-        async move {
+        Box::pin(async move {
             let _active = cx.request_started();
             Ok::<_, Infallible>(handle(req, cx.clone()).await)
-        }
+        })
     });
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(io), svc)
@@ -305,13 +308,11 @@ async fn handle(req: Request<Incoming>, cx: Arc<ConnCtx>) -> Response<ProxyBody>
             let xff = routes.xff;
             let drop_invalid = routes.drop_invalid_headers;
             drop(routes);
-            // Boxed: forwarding's state is most of the request's, and hyper moves the
-            // request's future (into its stream task) before it first runs.
+            // Not boxed apart: the request's future is boxed whole before hyper moves it
+            // (see `serve`).
             let mut resp = match &group.mesh {
-                None => Box::pin(forward(req, &group, &cx, xff, drop_invalid)).await,
-                Some(mesh) => {
-                    Box::pin(forward_mesh(req, &group, mesh, &cx, xff, drop_invalid)).await
-                }
+                None => forward(req, &group, &cx, xff, drop_invalid).await,
+                Some(mesh) => forward_mesh(req, &group, mesh, &cx, xff, drop_invalid).await,
             };
             if let Some(c) = set_tg_cookie {
                 resp.headers_mut().append(header::SET_COOKIE, c);
@@ -394,7 +395,7 @@ impl Replay {
 /// no hop-by-hop headers.
 fn prepare(
     parts: &mut http::request::Parts,
-    cx: &ConnCtx,
+    forwarded_values: &forwarded::ForwardedValues,
     xff: XffMode,
     drop_invalid: bool,
     upgrade: bool,
@@ -420,7 +421,7 @@ fn prepare(
     }
     parts.version = Version::HTTP_11;
     forwarded::strip_hop_by_hop(&mut parts.headers, upgrade);
-    forwarded::set_forwarded(&mut parts.headers, xff, &cx.forwarded);
+    forwarded::set_forwarded(&mut parts.headers, xff, forwarded_values);
 }
 
 /// The value of cookie `name` in the request.
@@ -484,11 +485,13 @@ async fn forward(
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     let from_h2 = req.version() == Version::HTTP_2;
     let (mut parts, body) = req.into_parts();
-    prepare(&mut parts, cx, xff, drop_invalid, upgrade);
     if from_h2 && body.is_end_stream() && is_plain_h1(group) {
+        // The target's head is written straight from the client's request: no header
+        // map to rewrite.
         let idempotent = is_idempotent(&parts.method);
-        return raw_h1::forward(&parts, group, cx, &affinity, idempotent).await;
+        return raw_h1::forward(&parts, group, cx, &affinity, idempotent, xff, drop_invalid).await;
     }
+    prepare(&mut parts, &cx.forwarded, xff, drop_invalid, upgrade);
     // Boxed apart: hyper's client and a connect make this state many times larger than
     // the direct route's, and it would otherwise be moved whole into every request's box.
     Box::pin(forward_through_client(

@@ -24,7 +24,7 @@ use crate::attempt::{Attempts, Failure, Verdict};
 use crate::body::ProxyBody;
 use crate::context::{ConnCtx, MAX_HEADER_BYTES};
 use crate::elb_error;
-use crate::forwarded;
+use crate::forwarded::{self, ForwardedValues, XffMode};
 use crate::group::GroupRuntime;
 use crate::h1_codec::{parse_response, Framing, Parsed, RespHead};
 use crate::h1_codec::{put_header, MAX_RESPONSE_HEADERS};
@@ -35,19 +35,22 @@ use crate::read_buffers;
 use crate::sticky::{self, Affinity};
 use crate::target::InFlight;
 
-/// Forwards the prepared bodyless request (`parts`, in its upstream form: origin-form
-/// URI, Host, X-Forwarded-*, no hop-by-hop headers) to `group`, whose targets speak
-/// plain HTTP/1.1 (a mesh hop's TLS is fine).
+/// Forwards the bodyless HTTP/2 request `parts` (as the client sent it) to `group`,
+/// whose targets speak plain HTTP/1.1 (a mesh hop's TLS is fine): its head is written
+/// for the target straight from `parts` ([`write_request`]), with X-Forwarded-For by
+/// `xff` and invalid names dropped when `drop_invalid`.
 pub(super) async fn forward(
     parts: &http::request::Parts,
     group: &GroupRuntime,
     cx: &ConnCtx,
     affinity: &Affinity,
     replayable: bool,
+    xff: XffMode,
+    drop_invalid: bool,
 ) -> Response<ProxyBody> {
     let head_request = parts.method == http::Method::HEAD;
     let mut out = read_buffers::take_vec();
-    write_request(&mut out, parts);
+    write_request(&mut out, parts, xff, drop_invalid, &cx.forwarded);
     let mut up = BytesMut::new();
     let mut attempts = Attempts::start(group, affinity.preferred, replayable);
     let peer = cx.peer.ip();
@@ -111,17 +114,39 @@ pub(super) async fn forward(
     elb_error::response(status, &cx.listener.metrics)
 }
 
-/// The request line and headers of `parts` as HTTP/1.1.
-fn write_request(out: &mut Vec<u8>, parts: &http::request::Parts) {
+/// The HTTP/1.1 request head a target gets for the client's request `parts`, written
+/// without touching `parts`: the origin-form target, Host from the URI's authority (an
+/// HTTP/2 request's `:authority`) unless the client sent a Host field, then the client's
+/// fields less hop-by-hop ones and the proxy's X-Forwarded-* ([`forwarded::write_request_fields`]:
+/// X-Forwarded-For by `xff`, invalid names dropped when `drop_invalid`).
+fn write_request(
+    out: &mut Vec<u8>,
+    parts: &http::request::Parts,
+    xff: XffMode,
+    drop_invalid: bool,
+    values: &ForwardedValues,
+) {
     out.clear();
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
     let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     out.extend_from_slice(pq.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (n, v) in &parts.headers {
-        put_header(out, n.as_str().as_bytes(), v.as_bytes());
+    if !parts.headers.contains_key(http::header::HOST) {
+        if let Some(authority) = parts.uri.authority() {
+            put_header(out, b"host", authority.as_str().as_bytes());
+        }
     }
+    forwarded::write_request_fields(
+        out,
+        parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
+        xff,
+        drop_invalid,
+        values,
+    );
     out.extend_from_slice(b"\r\n");
 }
 
@@ -204,34 +229,31 @@ fn respond(
     let mut resp = Response::new(ProxyBody::empty());
     *resp.status_mut() = status;
     {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-        let mut parsed = httparse::Response::new(&mut headers);
-        if !matches!(parsed.parse(&msg), Ok(httparse::Status::Complete(_))) {
-            return Err(());
-        }
-        let named = forwarded::connection_tokens(parsed.headers);
         let app_cookie = affinity.app_cookie();
-        let mut sets_app_cookie = false;
         let map = resp.headers_mut();
-        map.reserve(parsed.headers.len() + 1);
-        for h in parsed.headers.iter() {
-            let n = h.name.as_bytes();
-            if forwarded::is_hop_by_hop(n) || named.iter().any(|t| t.eq_ignore_ascii_case(n)) {
-                continue;
-            }
-            if let Some(name) = app_cookie {
-                if n.eq_ignore_ascii_case(b"set-cookie") {
-                    sets_app_cookie |= sticky::sets_cookie(h.value, name);
-                }
-            }
-            let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(n),
-                HeaderValue::from_maybe_shared(msg.slice_ref(h.value)),
-            ) else {
+        let sets_app_cookie = if head.copy.is_some() {
+            // A canonical head (see `RespHead::copy`): its lines are split where they
+            // are, with no second parse, and its Connection field names no other field.
+            let lines = memchr::memchr_iter(b'\n', &msg[..head.len]).count();
+            map.reserve(lines);
+            copy_fields(
+                map,
+                canonical_fields(&msg[..head.len]),
+                &[],
+                &msg,
+                app_cookie,
+            )?
+        } else {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+            let mut parsed = httparse::Response::new(&mut headers);
+            if !matches!(parsed.parse(&msg), Ok(httparse::Status::Complete(_))) {
                 return Err(());
-            };
-            map.append(name, value);
-        }
+            }
+            let named = forwarded::connection_tokens(parsed.headers);
+            map.reserve(parsed.headers.len() + 1);
+            let fields = parsed.headers.iter().map(|h| (h.name.as_bytes(), h.value));
+            copy_fields(map, fields, &named, &msg, app_cookie)?
+        };
         if let Some(v) = affinity
             .response_cookie(in_flight.target().addr, sets_app_cookie)
             .and_then(|c| c.header_value())
@@ -268,6 +290,55 @@ fn respond(
         mesh_bytes.cloned(),
     )));
     Ok(resp)
+}
+
+/// The `(name, value)` fields of a head [`parse_response`] found canonical: after the
+/// status line, each line is `name: value` ended by CRLF, and the head ends with an
+/// empty line. Names hold no `:` and values no CR or LF (httparse checked them).
+fn canonical_fields(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+    let fields_at = memchr::memchr(b'\n', head).map_or(head.len(), |i| i + 1);
+    let mut rest = head
+        .get(fields_at..head.len().saturating_sub(2))
+        .unwrap_or_default();
+    std::iter::from_fn(move || {
+        let end = memchr::memchr(b'\n', rest)?;
+        let line = &rest[..end.saturating_sub(1)];
+        rest = &rest[end + 1..];
+        let colon = memchr::memchr(b':', line)?;
+        Some((&line[..colon], line.get(colon + 2..).unwrap_or_default()))
+    })
+}
+
+/// Appends the response `fields` (slices of `msg`) to `map` as the client gets them:
+/// hop-by-hop fields and those the Connection field `named` left out. Whether a
+/// `Set-Cookie` sets the application cookie `app_cookie`; `Err` for a field that is
+/// not a valid HTTP/2 field.
+fn copy_fields<'m>(
+    map: &mut http::HeaderMap,
+    fields: impl Iterator<Item = (&'m [u8], &'m [u8])>,
+    named: &[&[u8]],
+    msg: &Bytes,
+    app_cookie: Option<&str>,
+) -> Result<bool, ()> {
+    let mut sets_app_cookie = false;
+    for (n, value) in fields {
+        if forwarded::is_hop_by_hop(n) || named.iter().any(|t| t.eq_ignore_ascii_case(n)) {
+            continue;
+        }
+        if let Some(name) = app_cookie {
+            if n.eq_ignore_ascii_case(b"set-cookie") {
+                sets_app_cookie |= sticky::sets_cookie(value, name);
+            }
+        }
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(n),
+            HeaderValue::from_maybe_shared(msg.slice_ref(value)),
+        ) else {
+            return Err(());
+        };
+        map.append(name, value);
+    }
+    Ok(sets_app_cookie)
 }
 
 #[cfg(test)]
