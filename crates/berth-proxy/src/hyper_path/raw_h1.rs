@@ -17,7 +17,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue};
 use http::{Response, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
 use crate::attempt::{Attempts, Failure, Verdict};
@@ -165,14 +165,11 @@ async fn exchange_head(
     if w.await.is_err() {
         return Err(Failure::Unsent);
     }
-    if up.capacity() == 0 {
-        *up = read_buffers::take();
-    }
     loop {
-        if up.capacity() - up.len() < 1024 {
-            up.reserve(read_buffers::CHUNK);
-        }
-        match conn.read_buf(up).await {
+        // A request waiting for its target holds no read buffer: one is taken from the
+        // thread's pool when bytes are there (many streams of one client connection
+        // wait at once, more than the pool keeps).
+        match std::future::poll_fn(|cx| read_buffers::poll_read_pooled(conn, cx, up)).await {
             Ok(0) | Err(_) => {
                 return Err(if up.is_empty() {
                     Failure::NoResponse

@@ -147,3 +147,41 @@ fn response_fields_leave_out_hop_by_hop_and_connection_named_ones() {
     assert_eq!(map["set-cookie"], "sid=9");
     assert_eq!(map["x-kept"], "2");
 }
+
+/// Many HTTP/2 streams wait for their targets at once: while a target has not answered,
+/// its request holds no read buffer; the head is read into a pooled one when it comes.
+#[tokio::test]
+async fn a_request_waiting_for_its_target_holds_no_read_buffer() {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut target, _) = listener.accept().await.unwrap();
+    let mut conn = UpConn::Plain(client);
+    let mut up = BytesMut::new();
+    let request = b"GET / HTTP/1.1\r\nhost: t\r\n\r\n";
+    {
+        let exchange = exchange_head(&mut conn, request, &mut up);
+        tokio::pin!(exchange);
+        let mut got = [0u8; 64];
+        // The request goes out; the response has not come.
+        let sent = tokio::select! {
+            _ = &mut exchange => panic!("no response was sent"),
+            n = target.read(&mut got) => n.unwrap(),
+        };
+        assert_eq!(&got[..sent], request);
+        assert!(
+            futures::poll!(exchange.as_mut()).is_pending(),
+            "still waiting for the target"
+        );
+    }
+    assert_eq!(up.capacity(), 0, "a waiting request holds no buffer");
+    let exchange = exchange_head(&mut conn, b"", &mut up);
+    target
+        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi")
+        .await
+        .unwrap();
+    let head = exchange.await.expect("a response head");
+    assert_eq!(head.status, 200);
+    assert_eq!(&up[head.len..], b"hi");
+}
