@@ -6,7 +6,8 @@
 //! The pool is bounded ([`POOL_MAX`] buffers per thread), so its memory depends on the
 //! number of threads, not of connections; a buffer that grew past twice [`CHUNK`] is
 //! freed rather than kept. It knows nothing of protocols: the HTTP/1.1 fast path
-//! ([`crate::fast_h1`]) and the splice of upgraded and TCP connections
+//! ([`crate::fast_h1`]), HTTP/2 streams waiting for their HTTP/1.1 targets
+//! (`hyper_path/raw_h1.rs`) and the splice of upgraded and TCP connections
 //! ([`crate::splice`]) use it.
 
 use std::cell::RefCell;
