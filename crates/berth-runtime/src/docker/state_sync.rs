@@ -55,7 +55,7 @@ impl Inner {
         };
         let cs = match inspected {
             Ok(info) => {
-                let cs = read(&info);
+                let mut cs = read(&info);
                 // The engine records an OOM kill from an event of its own, which may land
                 // just after the exit: a SIGKILL berth did not send is read once more.
                 let killed_unexplained = cs.status == ContainerStatus::Stopped
@@ -63,7 +63,6 @@ impl Inner {
                     && cs.exit_code == Some(137)
                     && !stop_sent
                     && cs.reason.as_deref() != Some(super::OOM_REASON);
-                let mut cs = cs;
                 if killed_unexplained {
                     let mut waited = Duration::ZERO;
                     while waited < OOM_SETTLE && cs.reason.as_deref() != Some(super::OOM_REASON) {
