@@ -5,8 +5,9 @@
 //! one write per direction for small messages.
 //!
 //! It serves the common case only and hands anything else to hyper: when a request is
-//! not plain HTTP/1.1 with a Content-Length body or none (HTTP/1.0, `Transfer-Encoding`,
-//! an `Expect` other than `100-continue` on a body, an `Upgrade` over TLS, to a mesh group
+//! not plain HTTP/1.1 or HTTP/1.0 with a Content-Length body or none (`Transfer-Encoding`,
+//! an `Expect` other than `100-continue` on a body, `Expect` or `Upgrade` from HTTP/1.0,
+//! an HTTP/1.0 request without Host, an `Upgrade` over TLS, to a mesh group
 //! or with a body (a plain one is served by [`upgrade`]), a `Connection` header
 //! naming other headers, an absolute-form target, an h2c preface, a parse error, a head
 //! over the size limit), or when its action is not a forward to an HTTP/1.1 target
@@ -335,8 +336,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             Outcome::Error(status) => status,
         };
         // Nothing was written to the client yet: it gets an error response. A body left
-        // partly unread ends the connection.
-        let close = plan.close || upload.pending > 0 || *stop.borrow();
+        // partly unread ends the connection, and so does an error to an HTTP/1.0 client.
+        let close = plan.close || plan.client_http10 || upload.pending > 0 || *stop.borrow();
         elb_error::write(&mut self.out, status, &l.metrics, close);
         self.write_client().await.is_ok() && !close
     }
@@ -489,13 +490,28 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         } else {
             head.framing
         };
-        let close = plan.close || unfinished_upload || framing == Framing::Close || *stop.borrow();
+        // An HTTP/1.0 client cannot read chunked framing: it gets the data, and the
+        // connection's close ends the body.
+        let unchunk = plan.client_http10 && framing == Framing::Chunked;
+        let close = plan.close
+            || unfinished_upload
+            || unchunk
+            || framing == Framing::Close
+            || *stop.borrow();
         self.out.clear();
         {
             let app_cookie = plan.affinity.app_cookie();
-            let Some(sets_app_cookie) =
+            let written = if unchunk {
+                response_head::write_unchunked_for_client(
+                    &mut self.out,
+                    &self.up,
+                    &head,
+                    app_cookie,
+                )
+            } else {
                 response_head::write_for_client(&mut self.out, &self.up, &head, app_cookie)
-            else {
+            };
+            let Some(sets_app_cookie) = written else {
                 return Err(());
             };
             if let Some(c) = plan.affinity.response_cookie(target.addr, sets_app_cookie) {
@@ -510,6 +526,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             }
             if close {
                 self.out.extend_from_slice(b"connection: close\r\n");
+            } else if plan.client_http10 {
+                self.out.extend_from_slice(b"connection: keep-alive\r\n");
             }
             self.out.extend_from_slice(b"\r\n");
         }
@@ -523,6 +541,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             &mut self.out,
             &mut self.idle,
             framing,
+            unchunk,
         )
         .await?;
         let reusable = head.keep_alive && sent.framed && !unfinished_upload;

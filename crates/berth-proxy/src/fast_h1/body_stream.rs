@@ -1,5 +1,6 @@
 //! Bodies on the fast path: a response body streamed from the target to the client as
-//! its framing delimits it ([`response`]), the rest of a large request body streamed
+//! its framing delimits it ([`response`]; a chunked one as bare data for an HTTP/1.0
+//! client, [`Unchunk`]), the rest of a large request body streamed
 //! from the client to the target ([`upload`]), and the read buffer sizing that lets a
 //! large body move in fewer, larger reads ([`read_body`], [`release`]).
 //!
@@ -32,7 +33,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::idle::{read_idle, write_idle, Expired, Idle, READ_CHUNK};
 use crate::attempt::Failure;
 use crate::context::MAX_HEADER_BYTES;
-use crate::h1_codec::{parse_response, ChunkedEnd, Framing, Parsed};
+use crate::h1_codec::{parse_response, Chunk, ChunkedDecoder, ChunkedEnd, Framing, Parsed};
 use crate::read_buffers;
 
 /// The read buffer a body streams through once at least this much of it is still to
@@ -73,9 +74,38 @@ pub(super) struct Sent {
     pub(super) framed: bool,
 }
 
+/// A chunked body's data without its framing, for a client that cannot read chunked
+/// framing (HTTP/1.0, RFC 9112 §6.1): chunk sizes, extensions and line ends are
+/// dropped, and so is the trailer section.
+#[derive(Debug, Default)]
+pub(super) struct Unchunk {
+    decoder: ChunkedDecoder,
+    /// The last chunk was seen: what follows is the trailer section.
+    ended: bool,
+}
+
+impl Unchunk {
+    /// Appends the chunk data in `bytes`, the body's next bytes (none past its end), to
+    /// `out`. `Err` for malformed framing.
+    pub(super) fn data_into(&mut self, mut bytes: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
+        while !self.ended && !bytes.is_empty() {
+            match self.decoder.step(bytes)? {
+                Chunk::More => break,
+                Chunk::Data { skip, len } => {
+                    out.extend_from_slice(&bytes[skip..skip + len]);
+                    bytes = &bytes[skip + len..];
+                }
+                Chunk::Last(_) => self.ended = true,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Writes the response head in `out` with the body bytes already in `up`, then streams
 /// the rest of the body from the target as `framing` delimits it, leaving any bytes
-/// past its end in `up`. `Err(())` when either side failed or nothing moved for the idle
+/// past its end in `up`. With `unchunk`, a chunked body goes out as its data alone
+/// ([`Unchunk`]). `Err(())` when either side failed or nothing moved for the idle
 /// timeout: the client connection must close.
 pub(super) async fn response<C, U>(
     client: &mut C,
@@ -84,6 +114,7 @@ pub(super) async fn response<C, U>(
     out: &mut Vec<u8>,
     idle: &mut Idle,
     framing: Framing,
+    unchunk: bool,
 ) -> Result<Sent, ()>
 where
     C: AsyncWrite + Unpin,
@@ -92,6 +123,7 @@ where
     let mut framed = true;
     let mut sent: u64 = 0;
     let mut chunks = ChunkedEnd::default();
+    let mut unchunk = (unchunk && framing == Framing::Chunked).then(Unchunk::default);
     let mut remaining = match framing {
         Framing::Empty => 0,
         Framing::Length(n) => n,
@@ -118,7 +150,19 @@ where
         if let Framing::Length(_) = framing {
             remaining -= take as u64;
         }
-        if out.is_empty() {
+        if let Some(unchunk) = unchunk.as_mut() {
+            // The data goes out through `out`, after the head while it is there.
+            let head = out.len();
+            if unchunk.data_into(&up[..take], out).is_err() {
+                framed = false;
+                remaining = 0;
+            }
+            sent += (out.len() - head) as u64;
+            if !out.is_empty() {
+                write_idle(client, out, idle).await?;
+                out.clear();
+            }
+        } else if out.is_empty() {
             // The head is out: body bytes go straight from the target's buffer.
             if take > 0 {
                 write_idle(client, &up[..take], idle).await?;
@@ -129,8 +173,10 @@ where
             write_idle(client, out, idle).await?;
             out.clear();
         }
+        if unchunk.is_none() {
+            sent += take as u64;
+        }
         up.advance(take);
-        sent += take as u64;
         if remaining == 0 {
             break;
         }
@@ -495,5 +541,40 @@ mod tests {
         release(&mut buf);
         assert!(buf.capacity() < BODY_CHUNK);
         assert_eq!(&buf[..], b"pipelined");
+    }
+
+    /// The data `Unchunk` takes out of `body` fed in pieces of `step` bytes.
+    fn unchunked(body: &[u8], step: usize) -> Result<Vec<u8>, ()> {
+        let mut u = Unchunk::default();
+        let mut out = Vec::new();
+        for piece in body.chunks(step) {
+            u.data_into(piece, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn a_chunked_body_becomes_its_data_however_it_arrives() {
+        let body = b"5;ext=1\r\nhello\r\n6\r\n world\r\nA\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\n";
+        for step in 1..=body.len() {
+            assert_eq!(
+                unchunked(body, step).as_deref(),
+                Ok(&b"hello world0123456789"[..]),
+                "pieces of {step}"
+            );
+        }
+        assert_eq!(unchunked(b"0\r\n\r\n", 1), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn malformed_chunk_framing_is_an_error() {
+        for body in [&b"z\r\nhello\r\n0\r\n\r\n"[..], b"5\r\nhelloXX0\r\n\r\n"] {
+            assert_eq!(
+                unchunked(body, 64),
+                Err(()),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 }

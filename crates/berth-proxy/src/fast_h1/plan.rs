@@ -9,6 +9,12 @@
 //! hyper path keeps them; [`super::upgrade`] serves it. Any other upgrade (over TLS, to a
 //! mesh group, with a body, alongside `Connection: close`) goes to hyper.
 //!
+//! An HTTP/1.0 request is planned as well (with a Host field, and neither `Upgrade` nor
+//! `Expect`, which are HTTP/1.1's): it goes to the target as HTTP/1.1, as every request
+//! does, and its connection stays open only when the client asked for that with
+//! `Connection: keep-alive` ([`Plan::client_http10`] tells the response what it owes such
+//! a client).
+//!
 //! What it does not do: talk to a target or the client (the connection in
 //! [`super`] does).
 
@@ -37,8 +43,12 @@ pub(super) struct Plan {
     pub(super) tg_cookie: Option<String>,
     pub(super) head: bool,
     pub(super) idempotent: bool,
-    /// The client asked to close after this response.
+    /// The client asked to close after this response (an HTTP/1.0 client, by not asking
+    /// to keep the connection open).
     pub(super) close: bool,
+    /// The client speaks HTTP/1.0: it cannot read a chunked body, and an open
+    /// connection is announced to it with `Connection: keep-alive`.
+    pub(super) client_http10: bool,
     /// The request body's length.
     pub(super) body_len: usize,
     /// Body bytes still to come from the client after `len`: a large body streams.
@@ -82,9 +92,14 @@ pub(super) fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
         }
         Err(_) => return Prep::Fallback,
     };
-    if head_len > MAX_HEADER_BYTES || req.version != Some(1) {
+    if head_len > MAX_HEADER_BYTES {
         return Prep::Fallback;
     }
+    let client_http10 = match req.version {
+        Some(1) => false,
+        Some(0) => true,
+        _ => return Prep::Fallback,
+    };
     // A request the edge refuses goes to hyper, whose edge gate answers it.
     if edge::check_head(&buf[..head_len]).is_err() {
         return Prep::Fallback;
@@ -101,6 +116,7 @@ pub(super) fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
     let mut body_len: Option<usize> = None;
     let mut host: Option<&str> = None;
     let mut close = false;
+    let mut keep_alive = false;
     let mut expect_continue = false;
     // The `Upgrade` header's value, and whether `Connection` names it.
     let mut upgrade: Option<&[u8]> = None;
@@ -130,7 +146,9 @@ pub(super) fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
                     close = true;
                 } else if t.eq_ignore_ascii_case(b"upgrade") {
                     connection_upgrade = true;
-                } else if !t.eq_ignore_ascii_case(b"keep-alive") && !t.is_empty() {
+                } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive = true;
+                } else if !t.is_empty() {
                     return Prep::Fallback;
                 }
             }
@@ -147,6 +165,14 @@ pub(super) fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
         } else if n.eq_ignore_ascii_case(b"transfer-encoding") {
             return Prep::Fallback;
         }
+    }
+    if client_http10 {
+        // Upgrade and Expect are HTTP/1.1's: hyper answers them from a 1.0 client.
+        if upgrade.is_some() || connection_upgrade || expect_continue {
+            return Prep::Fallback;
+        }
+        // An HTTP/1.0 connection is persistent only when the client asks for it.
+        close |= !keep_alive;
     }
     // An upgrade is served here only in its plain form: both headers, no body, over a
     // plain HTTP connection (TLS listeners keep hyper's upgrade handling).
@@ -254,6 +280,7 @@ pub(super) fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
         head: method == Method::HEAD,
         idempotent: is_idempotent(&method),
         close,
+        client_http10,
         body_len,
         body_pending: (body_len - in_hand) as u64,
         // A client that did not wait needs no go-ahead.

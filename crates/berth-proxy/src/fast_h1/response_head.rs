@@ -2,7 +2,9 @@
 //! and every field but the hop-by-hop ones (Transfer-Encoding stays: the body passes
 //! through as the target framed it) and those its Connection field names. It writes no
 //! blank line and adds nothing (stickiness cookies and `connection: close` are the
-//! caller's), and it reads nothing from a socket.
+//! caller's), and it reads nothing from a socket. For a client that cannot read chunked
+//! framing (HTTP/1.0), [`write_unchunked_for_client`] leaves out Transfer-Encoding too:
+//! the body then goes to it as bare data, ended by the connection's close.
 //!
 //! Most targets write heads the way the proxy would write them again, so a head that
 //! [`crate::h1_codec::parse_response`] found canonical ([`crate::h1_codec::HeadCopy`]) is
@@ -34,16 +36,29 @@ pub(crate) fn write_for_client(
             out.extend_from_slice(&up[at..head.len - 2]);
             Some(false)
         }
-        _ => rewrite(out, up, head, app_cookie),
+        _ => rewrite(out, up, head, app_cookie, true),
     }
 }
 
-/// Parses the head again and writes it field by field.
+/// [`write_for_client`] without the Transfer-Encoding field, for a chunked body whose
+/// data the client gets without its framing.
+pub(crate) fn write_unchunked_for_client(
+    out: &mut Vec<u8>,
+    up: &[u8],
+    head: &RespHead,
+    app_cookie: Option<&str>,
+) -> Option<bool> {
+    rewrite(out, up, head, app_cookie, false)
+}
+
+/// Parses the head again and writes it field by field, Transfer-Encoding only when
+/// `keep_transfer_encoding`.
 fn rewrite(
     out: &mut Vec<u8>,
     up: &[u8],
     head: &RespHead,
     app_cookie: Option<&str>,
+    keep_transfer_encoding: bool,
 ) -> Option<bool> {
     let mut headers =
         [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
@@ -63,7 +78,8 @@ fn rewrite(
     let mut sets_app_cookie = false;
     for h in resp.headers.iter() {
         let n = h.name.as_bytes();
-        if (forwarded::is_hop_by_hop(n) && !n.eq_ignore_ascii_case(b"transfer-encoding"))
+        if (forwarded::is_hop_by_hop(n)
+            && !(keep_transfer_encoding && n.eq_ignore_ascii_case(b"transfer-encoding")))
             || named.iter().any(|t| t.eq_ignore_ascii_case(n))
         {
             continue;
@@ -83,7 +99,7 @@ fn rewrite(
 pub(crate) fn copy_agrees_with_rewrite(up: &[u8], head: &RespHead) -> bool {
     let (mut copied, mut rewritten) = (Vec::new(), Vec::new());
     let a = write_for_client(&mut copied, up, head, None);
-    let b = rewrite(&mut rewritten, up, head, None);
+    let b = rewrite(&mut rewritten, up, head, None, true);
     a == b && copied == rewritten
 }
 
@@ -107,7 +123,7 @@ mod tests {
 
     fn rewritten(raw: &[u8], app_cookie: Option<&str>) -> (String, Option<bool>) {
         let mut out = Vec::new();
-        let r = rewrite(&mut out, raw, &head(raw), app_cookie);
+        let r = rewrite(&mut out, raw, &head(raw), app_cookie, true);
         (String::from_utf8(out).unwrap(), r)
     }
 
@@ -172,6 +188,22 @@ mod tests {
             written(raw, None).0,
             "HTTP/1.1 200 OK\r\nx-kept: 2\r\ntransfer-encoding: chunked\r\n"
         );
+    }
+
+    #[test]
+    fn an_unchunked_head_has_no_transfer_encoding_and_keeps_the_rest() {
+        for raw in [
+            &b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-kept: 1\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nX-Kept: 1\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n",
+        ] {
+            let h = head(raw);
+            let mut out = Vec::new();
+            assert_eq!(write_unchunked_for_client(&mut out, raw, &h, None), Some(false));
+            let text = String::from_utf8(out).unwrap().to_ascii_lowercase();
+            assert_eq!(text, "http/1.1 200 ok\r\nx-kept: 1\r\n");
+            // The ordinary write keeps it.
+            assert!(written(raw, None).0.to_ascii_lowercase().contains("transfer-encoding: chunked"));
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The HTTP/1.1 fast path byte for byte: what a target receives, response framings
 //! (length, chunked, close-delimited, interim 1xx), hop-by-hop headers both ways,
-//! pipelining, connection reuse, and the hand-over to hyper in the middle of a connection.
+//! pipelining, connection reuse, HTTP/1.0 clients, and the hand-over to hyper in the middle
+//! of a connection.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -446,5 +447,92 @@ async fn a_keep_alive_connection_borrowing_buffers_per_request_keeps_every_byte(
         6,
         "every request reached the target"
     );
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_http10_client_asking_for_keep_alive_keeps_its_connection() {
+    let (p, addr, t) = setup(json!({})).await;
+    let before = *t.connections.lock().unwrap();
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    let mut buf = Vec::new();
+    for path in ["/one", "/two"] {
+        c.write_all(
+            format!("GET {path} HTTP/1.0\r\nHost: a\r\nConnection: Keep-Alive\r\nX-App: a\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let (head, body) = response_in(&mut c, &mut buf, false).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(header(&head, "connection"), ["keep-alive"], "{head}");
+        let seen = String::from_utf8_lossy(&body).into_owned();
+        assert_eq!(seen, t.last_request());
+        // The target gets HTTP/1.1 (its connection is pooled), without the client's
+        // hop-by-hop field, and the field names as the client wrote them (the fast path
+        // copies them; hyper's client would lower-case them).
+        assert!(
+            seen.starts_with(&format!("GET {path} HTTP/1.1\r\n")),
+            "{seen}"
+        );
+        assert!(header(&seen, "connection").is_empty(), "{seen}");
+        assert!(seen.contains("\r\nX-App: a\r\n"), "{seen}");
+    }
+    let requests_conns = *t.connections.lock().unwrap() - before;
+    assert!(requests_conns <= 1, "{requests_conns} new connections");
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_http10_client_that_does_not_ask_for_keep_alive_gets_its_answer_then_the_close() {
+    let (p, addr, t) = setup(json!({})).await;
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(b"POST /bye HTTP/1.0\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    c.read_to_end(&mut all).await.unwrap();
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(header(&text, "connection"), ["close"]);
+    let seen = t.last_request();
+    assert!(seen.starts_with("POST /bye HTTP/1.1\r\n"), "{seen}");
+    assert!(seen.ends_with("\r\n\r\nabc"), "{seen}");
+    assert!(text.ends_with(&seen), "{text}");
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_http10_client_gets_a_chunked_body_as_its_data_then_the_close() {
+    let (p, addr, t) = setup(json!({})).await;
+    let before = *t.connections.lock().unwrap();
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(b"GET /chunked HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n")
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    c.read_to_end(&mut all).await.unwrap();
+    let text = String::from_utf8_lossy(&all);
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(header(head, "transfer-encoding").is_empty(), "{head}");
+    assert_eq!(header(head, "connection"), ["close"]);
+    assert_eq!(header(head, "x-kept"), ["k"]);
+    assert_eq!(body, "hello world");
+    // The whole chunked body was read from the target: its connection serves the next
+    // request.
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(b"GET /chunked HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let (head, body) = response_in(&mut c, &mut buf, false).await;
+    assert_eq!(header(&head, "transfer-encoding"), ["chunked"]);
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "5\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\n"
+    );
+    let requests_conns = *t.connections.lock().unwrap() - before;
+    assert!(requests_conns <= 1, "{requests_conns} new connections");
     p.shutdown().await;
 }
