@@ -492,8 +492,9 @@ async fn forward(
         return raw_h1::forward(&parts, group, cx, &affinity, idempotent, xff, drop_invalid).await;
     }
     prepare(&mut parts, &cx.forwarded, xff, drop_invalid, upgrade);
-    // Boxed apart: hyper's client and a connect make this state many times larger than
-    // the direct route's, and it would otherwise be moved whole into every request's box.
+    // Boxed apart: hyper's client makes this state larger than the direct route's, and
+    // it would otherwise be moved whole into every request's box (a new connection's
+    // state is boxed apart again, in `Pool::checkout`).
     Box::pin(forward_through_client(
         parts,
         body,

@@ -166,18 +166,50 @@ impl Pool {
         connect_timeout: Duration,
         peer: IpAddr,
     ) -> Result<(UpSender, bool), ConnectError> {
+        if self.hop.load().is_none() {
+            if let Some(sender) = self.reuse().await {
+                return Ok((sender, true));
+            }
+        }
+        // Boxed apart: a new connection's state (the connect, TLS, the HTTP/2 handshake)
+        // is kilobytes, and would otherwise be part of every request's future, copied
+        // whole into the request's box even when a pooled connection serves it.
+        Box::pin(self.checkout_new(connect_timeout, peer)).await
+    }
+
+    /// A pooled connection ready for a request: the target's HTTP/2 connection, or an
+    /// idle HTTP/1.1 one (closed ones are dropped on the way).
+    async fn reuse(&self) -> Option<UpSender> {
+        if self.h2.load(Ordering::Acquire) {
+            let s = self.h2_conn.load_full()?;
+            if s.is_closed() {
+                return None;
+            }
+            let mut s = (*s).clone();
+            return s.ready().await.is_ok().then_some(UpSender::H2(s));
+        }
+        while let Some(mut s) = self.idle.pop() {
+            if s.is_closed() {
+                continue;
+            }
+            if s.ready().await.is_ok() {
+                return Some(UpSender::H1(s));
+            }
+        }
+        None
+    }
+
+    /// [`Self::checkout`] when no pooled connection serves: a new one (through the mesh
+    /// hop, which keeps its own pools per lane, when the target is behind one).
+    async fn checkout_new(
+        &self,
+        connect_timeout: Duration,
+        peer: IpAddr,
+    ) -> Result<(UpSender, bool), ConnectError> {
         if let Some(hop) = self.hop.load_full() {
             return self.checkout_hop(&hop, connect_timeout, peer).await;
         }
         if self.h2.load(Ordering::Acquire) {
-            if let Some(s) = self.h2_conn.load_full() {
-                if !s.is_closed() {
-                    let mut s = (*s).clone();
-                    if s.ready().await.is_ok() {
-                        return Ok((UpSender::H2(s), true));
-                    }
-                }
-            }
             let stream = self.tcp(connect_timeout).await?;
             let sender = if self.tls.load(Ordering::Acquire) {
                 h2_over(self.tls_over(stream, true).await?).await?
@@ -186,14 +218,6 @@ impl Pool {
             };
             self.h2_conn.store(Some(Arc::new(sender.clone())));
             return Ok((UpSender::H2(sender), false));
-        }
-        while let Some(mut s) = self.idle.pop() {
-            if s.is_closed() {
-                continue;
-            }
-            if s.ready().await.is_ok() {
-                return Ok((UpSender::H1(s), true));
-            }
         }
         Ok((UpSender::H1(self.connect(connect_timeout).await?), false))
     }
@@ -398,4 +422,21 @@ where
     });
     sender.ready().await.map_err(ConnectError::Handshake)?;
     Ok(sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkout_is_small_when_a_pooled_connection_serves_it() {
+        // The hyper path's request future holds a checkout inline and is boxed per
+        // request: a new connection's state (connect, TLS, the HTTP/2 handshake) is
+        // boxed apart so that it is not copied into every request's box. (Debug build: 7,712
+        // bytes with it inline, 184 without.)
+        let pool = Pool::new("127.0.0.1:1".parse().unwrap());
+        let checkout = pool.checkout(Duration::from_secs(1), "127.0.0.1".parse().unwrap());
+        let size = std::mem::size_of_val(&checkout);
+        assert!(size <= 512, "a checkout takes {size} bytes");
+    }
 }
