@@ -20,6 +20,7 @@
 #   6 idle       10,000 idle keep-alive connections and 1,000 idle WebSockets held open
 #                while wrk runs
 #   7 rules      1,000 non-matching rules + 1,000 targets against 1 rule + 1 target
+#   8 http10     HTTP/1.0 clients (ab's requests): keep-alive, and a connection per request
 #
 # Usage:
 #   benches/workloads.sh                    # every group, ROUNDS rounds (release build)
@@ -74,16 +75,16 @@ die() { log "workloads.sh: $*"; exit 1; }
 
 # ---- which groups ------------------------------------------------------------------------
 
-ALL_GROUPS=(keepalive close tls h2 bodies idle rules)
+ALL_GROUPS=(keepalive close tls h2 bodies idle rules http10)
 declare -A WANT=()
 if [[ -n ${ONLY:-} ]]; then
     IFS=, read -ra asked <<<"$ONLY"
     for g in "${asked[@]}"; do
-        if [[ $g =~ ^[1-7]$ ]]; then
+        if [[ $g =~ ^[1-8]$ ]]; then
             g=${ALL_GROUPS[$((g - 1))]}
         fi
         [[ " ${ALL_GROUPS[*]} " == *" $g "* ]] ||
-            die "ONLY: unknown group '$g' (groups: ${ALL_GROUPS[*]}, or 1-7)"
+            die "ONLY: unknown group '$g' (groups: ${ALL_GROUPS[*]}, or 1-8)"
         WANT[$g]=1
     done
 else

@@ -1,4 +1,4 @@
-# Sourced by benches/workloads.sh, not run: the seven workload groups. Each starts its
+# Sourced by benches/workloads.sh, not run: the workload groups. Each starts its
 # proxies (berth, nginx, HAProxy), measures them round by round in a rotating order, prints
 # its tables and stops them again. It installs nothing and builds nothing.
 #
@@ -145,6 +145,36 @@ group_close() {
     print_table close "2. A new connection per request (wrk -t1 -c$CONNECTIONS, Connection: close), one proxy thread pinned" \
         "rate:connections/s,p50,p99,cpu:CPU µs/connection (min–max),cpuvs,ratevs,rss,errors" $(trio close)
     stop_runs $(trio close)
+}
+
+# 8: HTTP/1.0 clients (the requests `ab -k` and `ab` send), through wrk with a script:
+# keep-alive asked for with `Connection: keep-alive`, and a new connection per request.
+group_http10() {
+    mkdir -p "$TMP/results/h10ka" "$TMP/results/h10close"
+    cat >"$TMP/http10-keepalive.lua" <<'LUA'
+local req = "GET / HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n"
+request = function() return req end
+LUA
+    cat >"$TMP/http10-close.lua" <<'LUA'
+local req = "GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
+request = function() return req end
+LUA
+    start_trio h10 1 1
+    check_trio h10
+    local run
+    for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+        for run in $(rotate "$ROUND" $(trio h10)); do
+            measure_wrk h10ka "$run" "${URL_OF[$run]}/" 1 requests -t1 -c"$CONNECTIONS" -s "$TMP/http10-keepalive.lua"
+        done
+        for run in $(rotate "$ROUND" $(trio h10)); do
+            measure_wrk h10close "$run" "${URL_OF[$run]}/" 1 requests -t1 -c"$CONNECTIONS" -s "$TMP/http10-close.lua"
+        done
+    done
+    print_table h10ka "8a. HTTP/1.0 keep-alive GETs (Connection: keep-alive, as ab -k sends them; wrk -t1 -c$CONNECTIONS with a request script), one proxy thread pinned" \
+        "rate:req/s,p50,p99,$CPU_REQ,cpuvs,ratevs,kernel,rss,errors" $(trio h10)
+    print_table h10close "8b. HTTP/1.0 GETs, a new connection per request (as ab sends them; wrk -t1 -c$CONNECTIONS with a request script), one proxy thread pinned" \
+        "rate:connections/s,p50,p99,cpu:CPU µs/connection (min–max),cpuvs,ratevs,rss,errors" $(trio h10)
+    stop_runs $(trio h10)
 }
 
 # make_cert NAME KIND: a self-signed certificate for localhost (KIND ec or rsa) in
