@@ -485,11 +485,16 @@ async fn forward(
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     let from_h2 = req.version() == Version::HTTP_2;
     let (mut parts, body) = req.into_parts();
-    if from_h2 && body.is_end_stream() && is_plain_h1(group) {
-        // The target's head is written straight from the client's request: no header
-        // map to rewrite.
-        let idempotent = is_idempotent(&parts.method);
-        return raw_h1::forward(&parts, group, cx, &affinity, idempotent, xff, drop_invalid).await;
+    if from_h2 && is_plain_h1(group) {
+        // The target's head is written straight from the client's request (no header
+        // map to rewrite), a small body of known length behind it.
+        if body.is_end_stream() {
+            return raw_h1::forward(&parts, None, group, cx, &affinity, xff, drop_invalid).await;
+        }
+        if let Some(len) = buffered_length(&parts.headers) {
+            let body = Some((body, len));
+            return raw_h1::forward(&parts, body, group, cx, &affinity, xff, drop_invalid).await;
+        }
     }
     prepare(&mut parts, &cx.forwarded, xff, drop_invalid, upgrade);
     // Boxed apart: hyper's client makes this state larger than the direct route's, and
@@ -606,6 +611,14 @@ async fn forward_through_client(
         }
     };
     elb_error::response(status, &l.metrics)
+}
+
+/// The Content-Length of a request body small enough to read whole before the request
+/// goes out ([`raw_h1::MAX_BUFFERED_BODY`]).
+fn buffered_length(headers: &http::HeaderMap) -> Option<usize> {
+    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
+    let len = crate::h1_codec::parse_len(values.next()?.as_bytes())?;
+    (values.next().is_none() && len <= raw_h1::MAX_BUFFERED_BODY).then_some(len)
 }
 
 /// Whether `group`'s targets speak plain HTTP/1.1 (neither HTTP/2 nor HTTPS; a mesh

@@ -1,6 +1,7 @@
-//! HTTP/1.1 to a plain target for the hyper path's bodyless HTTP/2 requests, spoken on
-//! the socket itself from the request's own task: the request head is written in one
-//! write on a pooled connection (the same idle connections the HTTP/1.1 fast path uses,
+//! HTTP/1.1 to a plain target for the hyper path's HTTP/2 requests that are bodyless or
+//! carry a small body of known length, spoken on the socket itself from the request's own
+//! task: the request head (and the body, read whole first, as the HTTP/1.1 fast path reads
+//! a small body) is written in one write on a pooled connection (the same idle connections the HTTP/1.1 fast path uses,
 //! [`crate::pool::Pool::checkout_raw`]), the response head is parsed in place
 //! ([`crate::h1_codec`]) and a small response that arrived whole goes back to the client
 //! as one buffer, its connection back to the pool at once. Hyper's client would spend a
@@ -12,18 +13,22 @@
 //!
 //! Targets are tried through the shared request engine ([`crate::attempt`]), with the
 //! hyper path's stickiness and forwarded headers already applied to the request; what
-//! is not bodyless HTTP/2 to a plain HTTP/1.1 target group stays with hyper's client.
+//! is not such an HTTP/2 request to a plain HTTP/1.1 target group stays with hyper's
+//! client (a body over [`MAX_BUFFERED_BODY`] or of unknown length streams there).
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue};
 use http::{Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
-use crate::attempt::{Attempts, Failure, Verdict};
+use crate::attempt::{is_idempotent, Attempts, Failure, Verdict};
 use crate::body::ProxyBody;
 use crate::context::{ConnCtx, MAX_HEADER_BYTES};
 use crate::elb_error;
+pub(crate) use crate::fast_h1::MAX_BUFFERED_BODY;
 use crate::forwarded::{self, ForwardedValues, XffMode};
 use crate::group::GroupRuntime;
 use crate::h1_codec::{parse_response, Framing, Parsed, RespHead};
@@ -35,22 +40,37 @@ use crate::read_buffers;
 use crate::sticky::{self, Affinity};
 use crate::target::InFlight;
 
-/// Forwards the bodyless HTTP/2 request `parts` (as the client sent it) to `group`,
-/// whose targets speak plain HTTP/1.1 (a mesh hop's TLS is fine): its head is written
-/// for the target straight from `parts` ([`write_request`]), with X-Forwarded-For by
-/// `xff` and invalid names dropped when `drop_invalid`.
+/// Forwards the HTTP/2 request `parts` (as the client sent it), with `body` when it has
+/// one of the given length (at most [`MAX_BUFFERED_BODY`]), to `group`, whose targets
+/// speak plain HTTP/1.1 (a mesh hop's TLS is fine): its head is written for the target
+/// straight from `parts` ([`write_request`]), with X-Forwarded-For by `xff` and invalid
+/// names dropped when `drop_invalid`, and the body is read whole behind it, so an
+/// idempotent request can go again after a failure.
 pub(super) async fn forward(
     parts: &http::request::Parts,
+    body: Option<(Incoming, usize)>,
     group: &GroupRuntime,
     cx: &ConnCtx,
     affinity: &Affinity,
-    replayable: bool,
     xff: XffMode,
     drop_invalid: bool,
 ) -> Response<ProxyBody> {
     let head_request = parts.method == http::Method::HEAD;
+    let replayable = is_idempotent(&parts.method);
     let mut out = read_buffers::take_vec();
     write_request(&mut out, parts, xff, drop_invalid, &cx.forwarded);
+    if let Some((mut body, len)) = body {
+        // The idle timeout is watched per client connection, which wakes `expired`.
+        let read = tokio::select! {
+            biased;
+            r = read_whole(&mut body, len, &mut out) => r.map_err(|()| StatusCode::BAD_REQUEST),
+            _ = cx.expired.notified() => Err(StatusCode::REQUEST_TIMEOUT),
+        };
+        if let Err(status) = read {
+            read_buffers::give_vec(&mut out);
+            return elb_error::response(status, &cx.listener.metrics);
+        }
+    }
     let mut up = BytesMut::new();
     let mut attempts = Attempts::start(group, affinity.preferred, replayable);
     let peer = cx.peer.ip();
@@ -112,6 +132,27 @@ pub(super) async fn forward(
     read_buffers::give_vec(&mut out);
     read_buffers::give(&mut up);
     elb_error::response(status, &cx.listener.metrics)
+}
+
+/// Appends the request body, `len` bytes, to `out` as it arrives; `Err` when the
+/// client's stream breaks off or its data does not add up to `len` (a trailer section,
+/// which a Content-Length body cannot carry to an HTTP/1.1 target, is dropped).
+async fn read_whole(body: &mut Incoming, len: usize, out: &mut Vec<u8>) -> Result<(), ()> {
+    let end = out.len() + len;
+    out.reserve(len);
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.map_err(|_| ())?.into_data() {
+            if out.len() + data.len() > end {
+                return Err(());
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    if out.len() == end {
+        Ok(())
+    } else {
+        Err(())
+    }
 }
 
 /// The HTTP/1.1 request head a target gets for the client's request `parts`, written
