@@ -106,6 +106,9 @@ pub struct BenchConfig {
     /// A network load balancer's TCP listener (bytes forwarded as they are) instead of an
     /// application load balancer's HTTP one.
     pub tcp: bool,
+    /// The targets speak HTTPS (an HTTPS target group; the proxy does not verify their
+    /// certificates, as an ALB does not).
+    pub backend_https: bool,
 }
 
 impl BenchConfig {
@@ -118,6 +121,7 @@ impl BenchConfig {
             tls: None,
             health_interval_seconds: 5,
             tcp: false,
+            backend_https: false,
         }
     }
 }
@@ -157,6 +161,8 @@ pub fn proxy_config(c: &BenchConfig) -> Result<ProxyConfig> {
 
     let (lb_type, group_protocol, check) = if c.tcp {
         ("network", "TCP", json!({ "healthCheckProtocol": "TCP" }))
+    } else if c.backend_https {
+        ("application", "HTTPS", json!({ "healthCheckPath": "/" }))
     } else {
         ("application", "HTTP", json!({ "healthCheckPath": "/" }))
     };

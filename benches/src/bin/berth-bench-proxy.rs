@@ -54,6 +54,10 @@ struct Args {
     /// A network load balancer's TCP listener instead of an HTTP one.
     #[arg(long, conflicts_with = "tls")]
     tcp: bool,
+    /// The target group is HTTPS: the backend is reached over TLS (its certificate is not
+    /// verified, as an ALB does not verify its targets').
+    #[arg(long, conflicts_with = "tcp")]
+    backend_https: bool,
     /// Health check interval of the target group, in seconds (5–300).
     #[arg(long, default_value_t = 5)]
     health_interval: u32,
@@ -89,6 +93,7 @@ async fn run(args: Args) -> Result<()> {
     cfg.targets = args.targets;
     cfg.health_interval_seconds = args.health_interval;
     cfg.tcp = args.tcp;
+    cfg.backend_https = args.backend_https;
     cfg.tls = args.tls.map(|v| (v[0].clone(), v[1].clone()));
 
     let proxy = Proxy::new(ProxyOptions {

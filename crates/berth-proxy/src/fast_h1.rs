@@ -1,6 +1,6 @@
 //! The HTTP/1.1 fast path: one task per client connection that parses requests itself,
-//! writes them on a pooled connection to the target (plain TCP, or mutual TLS through a
-//! mesh hop, see [`crate::mesh::hop`]) and copies the response back, with no
+//! writes them on a pooled connection to the target (plain TCP, TLS to the targets of an
+//! HTTPS target group, or mutual TLS through a mesh hop, see [`crate::mesh::hop`]) and copies the response back, with no
 //! per-request allocation of header maps, no hand-off to a separate connection task and
 //! one write per direction for small messages.
 //!
@@ -11,7 +11,7 @@
 //! or with a body (a plain one is served by [`upgrade`]), a `Connection` header
 //! naming other headers, an absolute-form target, an h2c preface, a parse error, a head
 //! over the size limit), or when its action is not a forward to an HTTP/1.1 target
-//! group (neither HTTPS nor HTTP/2; a mesh hop's TLS is fine), [`serve`] returns the
+//! group (HTTP or HTTPS, not HTTP/2), [`serve`] returns the
 //! connection with every byte it has read and not answered, and hyper serves the rest of
 //! the connection from that request on. So every error answer for malformed input (the
 //! statuses [`crate::edge`] chooses) comes from the edge gate hyper reads through

@@ -485,7 +485,7 @@ async fn forward(
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     let from_h2 = req.version() == Version::HTTP_2;
     let (mut parts, body) = req.into_parts();
-    if from_h2 && is_plain_h1(group) {
+    if from_h2 && is_h1(group) {
         // The target's head is written straight from the client's request (no header
         // map to rewrite), a small body of known length behind it.
         if body.is_end_stream() {
@@ -621,11 +621,10 @@ fn buffered_length(headers: &http::HeaderMap) -> Option<usize> {
     (values.next().is_none() && len <= raw_h1::MAX_BUFFERED_BODY).then_some(len)
 }
 
-/// Whether `group`'s targets speak plain HTTP/1.1 (neither HTTP/2 nor HTTPS; a mesh
-/// hop's TLS is fine).
-fn is_plain_h1(group: &GroupRuntime) -> bool {
-    let s = group.settings.load();
-    !s.h2 && s.protocol != berth_model::elb::Protocol::Https
+/// Whether `group`'s targets speak HTTP/1.1 (plain, over TLS for an HTTPS target group,
+/// or through a mesh hop's TLS), which the direct route serves.
+fn is_h1(group: &GroupRuntime) -> bool {
+    !group.settings.load().h2
 }
 
 /// What a request that went out and got no response ran into. The client's body breaking

@@ -89,14 +89,20 @@ impl std::fmt::Display for ConnectError {
     }
 }
 
+/// An idle connection of the fast path to a target reached directly.
+enum RawIdle {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
 pub(crate) struct Pool {
     addr: SocketAddr,
     idle: IdleQueue<http1::SendRequest<UpBody>>,
-    /// Idle plain HTTP/1.1 connections of the fast path ([`crate::fast_h1`]), which speaks
-    /// HTTP/1.1 on the socket itself: one queue per data plane worker
-    /// ([`workers::current_slot`]), since a connection is registered with the runtime
-    /// that opened it and is served best there.
-    raw: Box<[IdleQueue<TcpStream>]>,
+    /// Idle HTTP/1.1 connections of the fast path ([`crate::fast_h1`]), which speaks
+    /// HTTP/1.1 on the socket itself (plain, or over TLS for an HTTPS target group): one
+    /// queue per data plane worker ([`workers::current_slot`]), since a connection is
+    /// registered with the runtime that opened it and is served best there.
+    raw: Box<[IdleQueue<RawIdle>]>,
     /// Speak HTTP/2 to the target.
     h2: AtomicBool,
     /// Speak TLS to the target (HTTPS target groups).
@@ -310,7 +316,12 @@ impl Pool {
         }
     }
 
-    /// Whether the target speaks plain HTTP/1.1, which the fast path serves.
+    /// Whether the target speaks HTTP/1.1 (plain or over TLS), which the fast path serves.
+    pub(crate) fn is_h1(&self) -> bool {
+        !self.h2.load(Ordering::Acquire)
+    }
+
+    /// Whether the target speaks plain HTTP/1.1.
     pub(crate) fn is_plain_h1(&self) -> bool {
         !self.h2.load(Ordering::Acquire) && !self.tls.load(Ordering::Acquire)
     }
@@ -331,7 +342,10 @@ impl Pool {
             return None;
         }
         while let Some(s) = self.raw_here().pop() {
-            let c = UpConn::Plain(s);
+            let c = match s {
+                RawIdle::Plain(s) => UpConn::Plain(s),
+                RawIdle::Tls(s) => UpConn::Tls(s),
+            };
             if !c.is_stale() {
                 return Some(c);
             }
@@ -340,7 +354,8 @@ impl Pool {
     }
 
     /// A new raw connection for the fast path and stream listeners: plain TCP to the
-    /// target, or mutual TLS through its mesh hop for the caller of `peer`.
+    /// target, TLS to the target of an HTTPS target group, or mutual TLS through its
+    /// mesh hop for the caller of `peer`.
     pub(crate) async fn connect_raw(
         &self,
         connect_timeout: Duration,
@@ -354,12 +369,21 @@ impl Pool {
                 .map_err(ConnectError::Hop)?;
             return Ok(UpConn::Mesh(Box::new(s), lane));
         }
-        Ok(UpConn::Plain(self.tcp(connect_timeout).await?))
+        let stream = self.tcp(connect_timeout).await?;
+        if self.tls.load(Ordering::Acquire) {
+            // The handshake is part of connecting: a target that accepts and never
+            // answers it times out as one that never accepts.
+            let tls = tokio::time::timeout(connect_timeout, self.tls_over(stream, false))
+                .await
+                .map_err(|_| ConnectError::Timeout)??;
+            return Ok(UpConn::Tls(Box::new(tls)));
+        }
+        Ok(UpConn::Plain(stream))
     }
 
     /// The idle fast-path connections of this thread's worker.
     #[inline]
-    fn raw_here(&self) -> &IdleQueue<TcpStream> {
+    fn raw_here(&self) -> &IdleQueue<RawIdle> {
         let slot = workers::current_slot().min(self.raw.len() - 1);
         &self.raw[slot]
     }
@@ -368,7 +392,12 @@ impl Pool {
     pub(crate) fn checkin_raw(&self, s: UpConn) {
         match s {
             UpConn::Plain(s) if self.is_plain_h1() && !self.has_hop() => {
-                let _ = self.raw_here().push(s);
+                let _ = self.raw_here().push(RawIdle::Plain(s));
+            }
+            UpConn::Tls(s)
+                if self.is_h1() && self.tls.load(Ordering::Acquire) && !self.has_hop() =>
+            {
+                let _ = self.raw_here().push(RawIdle::Tls(s));
             }
             UpConn::Mesh(s, lane) => {
                 let _ = lane.raw.push(*s);

@@ -21,7 +21,6 @@
 use std::mem::MaybeUninit;
 use std::sync::Arc;
 
-use berth_model::elb::Protocol;
 use http::Method;
 
 use super::{MAX_BUFFERED_BODY, MAX_REQUEST_HEADERS};
@@ -232,7 +231,7 @@ pub(super) fn prepare(buf: &[u8], cx: &ConnCtx, out: &mut Vec<u8>) -> Prep {
         return Prep::Fallback;
     };
     let settings = group.settings.load();
-    if settings.h2 || settings.protocol == Protocol::Https {
+    if settings.h2 {
         return Prep::Fallback;
     }
     // A mesh group's upgrades keep hyper's path (its per-request deadline and metrics).

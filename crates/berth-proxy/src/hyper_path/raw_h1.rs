@@ -1,4 +1,4 @@
-//! HTTP/1.1 to a plain target for the hyper path's HTTP/2 requests that are bodyless or
+//! HTTP/1.1 to a target (plain or HTTPS) for the hyper path's HTTP/2 requests that are bodyless or
 //! carry a small body of known length, spoken on the socket itself from the request's own
 //! task: the request head (and the body, read whole first, as the HTTP/1.1 fast path reads
 //! a small body) is written in one write on a pooled connection (the same idle connections the HTTP/1.1 fast path uses,
@@ -13,7 +13,7 @@
 //!
 //! Targets are tried through the shared request engine ([`crate::attempt`]), with the
 //! hyper path's stickiness and forwarded headers already applied to the request; what
-//! is not such an HTTP/2 request to a plain HTTP/1.1 target group stays with hyper's
+//! is not such an HTTP/2 request to an HTTP/1.1 target group stays with hyper's
 //! client (a body over [`MAX_BUFFERED_BODY`] or of unknown length streams there).
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -42,7 +42,7 @@ use crate::target::InFlight;
 
 /// Forwards the HTTP/2 request `parts` (as the client sent it), with `body` when it has
 /// one of the given length (at most [`MAX_BUFFERED_BODY`]), to `group`, whose targets
-/// speak plain HTTP/1.1 (a mesh hop's TLS is fine): its head is written for the target
+/// speak HTTP/1.1 (plain, over TLS to an HTTPS target group, or through a mesh hop's TLS): its head is written for the target
 /// straight from `parts` ([`write_request`]), with X-Forwarded-For by `xff` and invalid
 /// names dropped when `drop_invalid`, and the body is read whole behind it, so an
 /// idempotent request can go again after a failure.

@@ -10,8 +10,8 @@
 //!   for, so it is only reused for that caller. A lane remembers the trust it was built
 //!   with and is rebuilt when the trust changes; new identities need no rebuild (the
 //!   client certificate is read at each handshake).
-//! - [`UpConn`]: a raw upstream connection, plain or over the hop, for the HTTP/1.1 fast
-//!   path and the stream path.
+//! - [`UpConn`]: a raw upstream connection, plain, over TLS to an HTTPS target or over
+//!   the hop, for the HTTP/1.1 fast path and the stream path.
 //!
 //! What it does not do: choose targets, speak HTTP, or serve the inbound side
 //! ([`super::inbound`]).
@@ -230,10 +230,11 @@ impl HopDialer {
     }
 }
 
-/// A raw connection to a target: plain, or over a mesh hop (with the lane it goes back
-/// to when idle).
+/// A raw connection to a target: plain, over TLS to a target of an HTTPS target group,
+/// or over a mesh hop (with the lane it goes back to when idle).
 pub(crate) enum UpConn {
     Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
     Mesh(Box<TlsStream<TcpStream>>, Arc<Lane>),
 }
 
@@ -243,7 +244,7 @@ impl UpConn {
     pub(crate) fn is_stale(&self) -> bool {
         let tcp = match self {
             UpConn::Plain(s) => s,
-            UpConn::Mesh(s, _) => s.get_ref().0,
+            UpConn::Tls(s) | UpConn::Mesh(s, _) => s.get_ref().0,
         };
         let mut b = [0u8; 1];
         !matches!(tcp.try_read(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
@@ -258,7 +259,7 @@ impl AsyncRead for UpConn {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             UpConn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            UpConn::Mesh(s, _) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            UpConn::Tls(s) | UpConn::Mesh(s, _) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -271,21 +272,21 @@ impl AsyncWrite for UpConn {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             UpConn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            UpConn::Mesh(s, _) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            UpConn::Tls(s) | UpConn::Mesh(s, _) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             UpConn::Plain(s) => Pin::new(s).poll_flush(cx),
-            UpConn::Mesh(s, _) => Pin::new(s.as_mut()).poll_flush(cx),
+            UpConn::Tls(s) | UpConn::Mesh(s, _) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             UpConn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            UpConn::Mesh(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            UpConn::Tls(s) | UpConn::Mesh(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
