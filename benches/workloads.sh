@@ -21,6 +21,7 @@
 #                while wrk runs
 #   7 rules      1,000 non-matching rules + 1,000 targets against 1 rule + 1 target
 #   8 http10     HTTP/1.0 clients (ab's requests): keep-alive, and a connection per request
+#   9 https-targets  keep-alive GETs to an HTTPS target group (TLS to the backend)
 #
 # Usage:
 #   benches/workloads.sh                    # every group, ROUNDS rounds (release build)
@@ -75,16 +76,16 @@ die() { log "workloads.sh: $*"; exit 1; }
 
 # ---- which groups ------------------------------------------------------------------------
 
-ALL_GROUPS=(keepalive close tls h2 bodies idle rules http10)
+ALL_GROUPS=(keepalive close tls h2 bodies idle rules http10 https-targets)
 declare -A WANT=()
 if [[ -n ${ONLY:-} ]]; then
     IFS=, read -ra asked <<<"$ONLY"
     for g in "${asked[@]}"; do
-        if [[ $g =~ ^[1-8]$ ]]; then
+        if [[ $g =~ ^[1-9]$ ]]; then
             g=${ALL_GROUPS[$((g - 1))]}
         fi
         [[ " ${ALL_GROUPS[*]} " == *" $g "* ]] ||
-            die "ONLY: unknown group '$g' (groups: ${ALL_GROUPS[*]}, or 1-8)"
+            die "ONLY: unknown group '$g' (groups: ${ALL_GROUPS[*]}, or 1-9)"
         WANT[$g]=1
     done
 else
@@ -103,6 +104,7 @@ wants() { [[ -n ${WANT[$1]:-} ]]; }
 
 need=(wrk nginx haproxy taskset curl cargo awk)
 wants tls && need+=(openssl)
+wants https-targets && need+=(openssl)
 wants h2 && need+=(h2load)
 missing=()
 for tool in "${need[@]}"; do

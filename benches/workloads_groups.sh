@@ -14,9 +14,12 @@
 #   TRIO_BERTH_ARGS=(...)    more berth-bench-proxy flags (--rules, --targets)
 #   TRIO_RULES=N             N non-matching path rules in nginx and HAProxy too
 #   TRIO_TARGETS=N           N backend addresses (loopback_targets) in nginx and HAProxy
+#   TRIO_UPSTREAM_TLS=1      the backend speaks HTTPS (an HTTPS target group; certificates
+#                            not verified, as an ALB does not verify its targets')
 trio_reset() {
     TRIO_TLS=""
     TRIO_H2C=0
+    TRIO_UPSTREAM_TLS=0
     TRIO_BERTH_ARGS=()
     TRIO_RULES=0
     TRIO_TARGETS=1
@@ -25,11 +28,16 @@ trio_reset
 
 start_trio() {
     local prefix=$1 threads=$2 pin=$3 scheme=http listen_extra="" ssl_lines="" bind_extra=""
-    local targets servers="" locations="" acls="" i cert key
+    local targets servers="" locations="" acls="" i cert key upstream=http server_tls="" berth_tls=()
     [[ -n $TRIO_TLS ]] && scheme=https
+    if ((TRIO_UPSTREAM_TLS)); then
+        upstream=https
+        server_tls=" ssl verify none"
+        berth_tls=(--backend-https)
+    fi
     mapfile -t targets < <(loopback_targets "$TRIO_TARGETS")
     for ((i = 0; i < ${#targets[@]}; i++)); do
-        servers+="    server s$i ${targets[$i]}"$'\n'
+        servers+="    server s$i ${targets[$i]}$server_tls"$'\n'
     done
     for ((i = 0; i < TRIO_RULES; i++)); do
         locations+="        location /svc$i/ { return 404; }"$'\n'
@@ -40,7 +48,7 @@ start_trio() {
     # As `berth server` runs it: connections on THREADS data plane threads, each its own
     # single-threaded runtime; health checks and the rest on one more.
     berth_start "$prefix-berth" "$PORT" "$pin" --threads 1 --data-plane-threads "$threads" \
-        "${TRIO_BERTH_ARGS[@]}" \
+        "${TRIO_BERTH_ARGS[@]}" "${berth_tls[@]}" \
         ${TRIO_TLS:+--tls $TRIO_TLS}
     URL_OF[$prefix-berth]="$scheme://127.0.0.1:$PORT"
 
@@ -62,7 +70,7 @@ start_trio() {
         listen 127.0.0.1:$PORT$listen_extra;
 $ssl_lines
 $locations        location / {
-            proxy_pass http://backend;
+            proxy_pass $upstream://backend;
             include $TMP/proxy.inc;
         }
     }"
@@ -175,6 +183,56 @@ LUA
     print_table h10close "8b. HTTP/1.0 GETs, a new connection per request (as ab sends them; wrk -t1 -c$CONNECTIONS with a request script), one proxy thread pinned" \
         "rate:connections/s,p50,p99,cpu:CPU µs/connection (min–max),cpuvs,ratevs,rss,errors" $(trio h10)
     stop_runs $(trio h10)
+}
+
+# 9: keep-alive GETs to an HTTPS target group (TLS from the proxy to the backend, which is
+# nginx serving the backend's body over TLS on the load core).
+group_https-targets() {
+    mkdir -p "$TMP/results/tls-up" "$TMP/nginx-tls-backend"/{body,proxy,fastcgi,uwsgi,scgi}
+    make_cert tls-up ec
+    local plain_port=$BACKEND_PORT dir=$TMP/nginx-tls-backend pid run body
+    body=$(curl -fsS "http://127.0.0.1:$plain_port/") || die "the backend did not answer"
+    take_port
+    local tls_port=$PORT
+    {
+        nginx_preamble | sed -e "s#$TMP/nginx/#$dir/#g"
+        cat <<EOF
+    server {
+        listen 127.0.0.1:$tls_port ssl;
+        ssl_certificate $TMP/tls-up.cert.pem;
+        ssl_certificate_key $TMP/tls-up.key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / {
+            default_type application/json;
+            return 200 '$body';
+        }
+    }
+}
+EOF
+    } >"$dir/nginx.conf"
+    chmod -R 777 "$dir"
+    "${ON_LOAD_CORE[@]}" nginx -p "$dir" -c "$dir/nginx.conf" >"$TMP/tls-backend.out" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_port "$tls_port" "$pid" || die "the TLS backend did not start: $(cat "$TMP/tls-backend.out")"
+    check_url "https://127.0.0.1:$tls_port/" -k
+    # The trio forwards to the TLS backend.
+    BACKEND_PORT=$tls_port
+    TRIO_UPSTREAM_TLS=1
+    start_trio tls-up 1 1
+    BACKEND_PORT=$plain_port
+    check_trio tls-up
+    for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+        for run in $(rotate "$ROUND" $(trio tls-up)); do
+            measure_wrk tls-up "$run" "${URL_OF[$run]}/" 1 requests -t1 -c"$CONNECTIONS"
+        done
+    done
+    print_table tls-up "9. Keep-alive GETs to an HTTPS target group (TLS to the backend; wrk -t1 -c$CONNECTIONS), one proxy thread pinned" \
+        "rate:req/s,p50,p99,$CPU_REQ,cpuvs,ratevs,kernel,rss,errors" $(trio tls-up)
+    echo
+    echo "The backend is nginx serving the backend's body over TLS (ECDSA P-256) on core $LOAD_CORE. berth: rustls (ring) to the target; nginx: proxy_pass https with keepalive (proxy_ssl_session_reuse on by default); HAProxy: ssl verify none, http-reuse always."
+    stop_runs $(trio tls-up)
+    kill "$pid" 2>/dev/null || true
 }
 
 # make_cert NAME KIND: a self-signed certificate for localhost (KIND ec or rsa) in
