@@ -1,19 +1,19 @@
 //! The HTTP/1.1 fast path: one task per client connection that parses requests itself,
 //! writes them on a pooled connection to the target (plain TCP, TLS to the targets of an
-//! HTTPS target group, or mutual TLS through a mesh hop, see [`crate::mesh::hop`]) and copies the response back, with no
-//! per-request allocation of header maps, no hand-off to a separate connection task and
-//! one write per direction for small messages.
+//! HTTPS target group, or mutual TLS through a mesh hop, see [`crate::mesh::hop`]) and
+//! copies the response back, with no per-request allocation of header maps, no hand-off
+//! to a separate connection task and one write per direction for small messages.
 //!
 //! It serves the common case only and hands anything else to hyper: when a request is
-//! not plain HTTP/1.1 or HTTP/1.0 with a Content-Length body or none (`Transfer-Encoding`,
-//! an `Expect` other than `100-continue` on a body, `Expect` or `Upgrade` from HTTP/1.0,
-//! an HTTP/1.0 request without Host, an `Upgrade` over TLS, to a mesh group
-//! or with a body (a plain one is served by [`upgrade`]), a `Connection` header
-//! naming other headers, an absolute-form target, an h2c preface, a parse error, a head
-//! over the size limit), or when its action is not a forward to an HTTP/1.1 target
-//! group (HTTP or HTTPS, not HTTP/2), [`serve`] returns the
-//! connection with every byte it has read and not answered, and hyper serves the rest of
-//! the connection from that request on. So every error answer for malformed input (the
+//! not plain HTTP/1.1 or HTTP/1.0 with a Content-Length body or none
+//! (`Transfer-Encoding`, an `Expect` other than `100-continue` on a body, `Expect` or
+//! `Upgrade` from HTTP/1.0, an HTTP/1.0 request without Host, an `Upgrade` over TLS, to a
+//! mesh group or with a body (a plain one is served by [`upgrade`]), a `Connection`
+//! header naming other headers, an absolute-form target, an h2c preface, a parse error,
+//! a head over the size limit), or when its action is not a forward to an HTTP/1.1
+//! target group (HTTP or HTTPS, not HTTP/2), [`serve`] returns the connection with every
+//! byte it has read and not answered, and hyper serves the rest of the connection from
+//! that request on. So every error answer for malformed input (the
 //! statuses [`crate::edge`] chooses) comes from the edge gate hyper reads through
 //! ([`crate::framing`]); the fast path checks each head with [`crate::edge::check_head`]
 //! before it serves it.

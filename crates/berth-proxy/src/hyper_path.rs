@@ -614,11 +614,11 @@ async fn forward_through_client(
 }
 
 /// The Content-Length of a request body small enough to read whole before the request
-/// goes out ([`raw_h1::MAX_BUFFERED_BODY`]).
+/// goes out ([`crate::fast_h1::MAX_BUFFERED_BODY`], as the fast path reads one).
 fn buffered_length(headers: &http::HeaderMap) -> Option<usize> {
     let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
     let len = crate::h1_codec::parse_len(values.next()?.as_bytes())?;
-    (values.next().is_none() && len <= raw_h1::MAX_BUFFERED_BODY).then_some(len)
+    (values.next().is_none() && len <= crate::fast_h1::MAX_BUFFERED_BODY).then_some(len)
 }
 
 /// Whether `group`'s targets speak HTTP/1.1 (plain, over TLS for an HTTPS target group,

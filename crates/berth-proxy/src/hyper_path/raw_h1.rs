@@ -1,7 +1,8 @@
-//! HTTP/1.1 to a target (plain or HTTPS) for the hyper path's HTTP/2 requests that are bodyless or
-//! carry a small body of known length, spoken on the socket itself from the request's own
-//! task: the request head (and the body, read whole first, as the HTTP/1.1 fast path reads
-//! a small body) is written in one write on a pooled connection (the same idle connections the HTTP/1.1 fast path uses,
+//! HTTP/1.1 to a target (plain or HTTPS) for the hyper path's HTTP/2 requests that are
+//! bodyless or carry a small body of known length, spoken on the socket itself from the
+//! request's own task: the request head (and the body, read whole first, as the HTTP/1.1
+//! fast path reads a small body) is written in one write on a pooled connection (the
+//! same idle connections the HTTP/1.1 fast path uses,
 //! [`crate::pool::Pool::checkout_raw`]), the response head is parsed in place
 //! ([`crate::h1_codec`]) and a small response that arrived whole goes back to the client
 //! as one buffer, its connection back to the pool at once. Hyper's client would spend a
@@ -14,7 +15,8 @@
 //! Targets are tried through the shared request engine ([`crate::attempt`]), with the
 //! hyper path's stickiness and forwarded headers already applied to the request; what
 //! is not such an HTTP/2 request to an HTTP/1.1 target group stays with hyper's
-//! client (a body over [`MAX_BUFFERED_BODY`] or of unknown length streams there).
+//! client (a body over [`crate::fast_h1::MAX_BUFFERED_BODY`] or of unknown length streams
+//! there).
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue};
@@ -28,7 +30,6 @@ use crate::attempt::{is_idempotent, Attempts, Failure, Verdict};
 use crate::body::ProxyBody;
 use crate::context::{ConnCtx, MAX_HEADER_BYTES};
 use crate::elb_error;
-pub(crate) use crate::fast_h1::MAX_BUFFERED_BODY;
 use crate::forwarded::{self, ForwardedValues, XffMode};
 use crate::group::GroupRuntime;
 use crate::h1_codec::{parse_response, Framing, Parsed, RespHead};
@@ -41,11 +42,12 @@ use crate::sticky::{self, Affinity};
 use crate::target::InFlight;
 
 /// Forwards the HTTP/2 request `parts` (as the client sent it), with `body` when it has
-/// one of the given length (at most [`MAX_BUFFERED_BODY`]), to `group`, whose targets
-/// speak HTTP/1.1 (plain, over TLS to an HTTPS target group, or through a mesh hop's TLS): its head is written for the target
-/// straight from `parts` ([`write_request`]), with X-Forwarded-For by `xff` and invalid
-/// names dropped when `drop_invalid`, and the body is read whole behind it, so an
-/// idempotent request can go again after a failure.
+/// one of the given length (at most [`crate::fast_h1::MAX_BUFFERED_BODY`]), to `group`,
+/// whose targets speak HTTP/1.1 (plain, over TLS to an HTTPS target group, or through a
+/// mesh hop's TLS): its head is written for the target straight from `parts`
+/// ([`write_request`]), with X-Forwarded-For by `xff` and invalid names dropped when
+/// `drop_invalid`, and the body is read whole behind it, so an idempotent request can go
+/// again after a failure.
 pub(super) async fn forward(
     parts: &http::request::Parts,
     body: Option<(Incoming, usize)>,
