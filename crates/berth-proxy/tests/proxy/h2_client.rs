@@ -6,7 +6,6 @@
 use crate::common::*;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 
 #[tokio::test]
@@ -16,12 +15,7 @@ async fn h2c_requests_reach_http11_targets() {
     let tg = target_group(TG, "web", json!({"healthCheckEnabled": false}));
     let addr = serve_group(&p, tg, vec![target(backend.addr)]).await;
 
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let send = h2c_client(addr).await;
     let get = |method: &str, path: &str| {
         hyper::Request::builder()
             .method(method)
@@ -79,19 +73,6 @@ async fn h2c_requests_reach_http11_targets() {
     p.shutdown().await;
 }
 
-/// An HTTP/2 client connection to `addr`.
-async fn h2_client(
-    addr: std::net::SocketAddr,
-) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    send
-}
-
 fn with_body(method: &str, path: &str, body: Vec<u8>, length: bool) -> hyper::Request<Full<Bytes>> {
     let mut b = hyper::Request::builder()
         .method(method)
@@ -108,7 +89,7 @@ async fn h2c_requests_with_bodies_reach_http11_targets() {
     let (p, _) = proxy();
     let tg = target_group(TG, "web", json!({"healthCheckEnabled": false}));
     let addr = serve_group(&p, tg, vec![target(backend.addr)]).await;
-    let mut send = h2_client(addr).await;
+    let mut send = h2c_client(addr).await;
 
     // A small body of known length, a large one, and one of unknown length.
     let large = vec![b'x'; 70_000];
@@ -159,7 +140,7 @@ async fn an_idempotent_h2_request_with_a_body_goes_again_after_a_target_closes_w
     let (p, _) = proxy();
     let tg = target_group(TG, "web", json!({"healthCheckEnabled": false}));
     let addr = serve_group(&p, tg, vec![target(closer_addr), target(backend.addr)]).await;
-    let mut send = h2_client(addr).await;
+    let mut send = h2c_client(addr).await;
 
     for i in 0..4 {
         let body = format!("put {i}").into_bytes();

@@ -3,7 +3,6 @@
 use crate::common::*;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 
 #[tokio::test]
@@ -17,12 +16,7 @@ async fn grpc_target_group_speaks_h2_and_passes_trailers() {
     );
     let addr = serve_group(&p, tg, vec![target(backend.addr)]).await;
 
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut send = h2c_client(addr).await;
     for _ in 0..3 {
         let req = hyper::Request::post(format!("http://{addr}/trailers"))
             .header("content-type", "application/grpc")

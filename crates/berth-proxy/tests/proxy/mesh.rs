@@ -15,7 +15,6 @@ use berth_proxy::{
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -113,12 +112,7 @@ async fn get_host(c: &HttpClient, addr: SocketAddr, host: &str, path: &str) -> (
 
 /// GETs `path` over h2c (prior knowledge) with `authority` as the :authority.
 async fn h2_get(addr: SocketAddr, authority: &str, path: &str) -> (u16, String) {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut send = h2c_client(addr).await;
     let req = Request::get(format!("http://{authority}{path}"))
         .body(Full::new(Bytes::new()))
         .unwrap();

@@ -20,7 +20,6 @@ use berth_proxy::{mesh_listener_key, Proxy, ProxyConfig, ProxyTarget, TargetGrou
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::json;
@@ -171,12 +170,7 @@ async fn get_orders(c: &HttpClient, addr: SocketAddr) -> (u16, String) {
 
 /// GETs `/` over h2c (prior knowledge): the hyper path.
 async fn h2_get_orders(addr: SocketAddr) -> (u16, String) {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut send = h2c_client(addr).await;
     let req = Request::get("http://orders/")
         .body(Full::new(Bytes::new()))
         .unwrap();

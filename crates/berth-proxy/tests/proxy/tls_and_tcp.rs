@@ -460,12 +460,7 @@ async fn keep_alive_requests_to_an_https_target_group_share_one_tls_connection_a
         );
     }
     // An HTTP/2 client's request (h2c) to the same group.
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut send = h2c_client(addr).await;
     let resp = send
         .send_request(
             hyper::Request::get("http://a/h2")

@@ -274,6 +274,23 @@ pub fn simple_config(group: TargetGroup, targets: Vec<ProxyTarget>) -> ProxyConf
 
 /// Serves `group` with `targets` behind the listener of [`simple_config`]; returns the
 /// listener's address.
+/// An HTTP/2 client connection to `addr` over h2c (prior knowledge), its connection
+/// driven by a task of its own.
+pub async fn h2c_client<B>(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: hyper::body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
 pub async fn serve_group(p: &Proxy, group: TargetGroup, targets: Vec<ProxyTarget>) -> SocketAddr {
     p.apply(simple_config(group, targets)).await.unwrap()[LISTENER]
 }
