@@ -303,13 +303,9 @@ async fn nlb_tls_listener_terminates_tls_and_forwards_bytes() {
     p.shutdown().await;
 }
 
-/// A backend serving HTTP/1.1 and h2 over TLS with a self-signed certificate.
-async fn tls_backend(c: &Certs) -> SocketAddr {
-    use hyper::service::service_fn;
+/// A TLS acceptor for a target with the first certificate of `c`, offering `alpn`.
+fn target_acceptor(c: &Certs, alpn: &[&[u8]]) -> tokio_rustls::TlsAcceptor {
     use rustls::pki_types::pem::PemObject;
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let cert = c.ders[0].clone();
     let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&c.files[0].1).unwrap();
     let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -317,10 +313,18 @@ async fn tls_backend(c: &Certs) -> SocketAddr {
     .with_safe_default_protocol_versions()
     .unwrap()
     .with_no_client_auth()
-    .with_single_cert(vec![cert], key)
+    .with_single_cert(vec![c.ders[0].clone()], key)
     .unwrap();
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
+}
+
+/// A backend serving HTTP/1.1 and h2 over TLS with a self-signed certificate.
+async fn tls_backend(c: &Certs) -> SocketAddr {
+    use hyper::service::service_fn;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let acceptor = target_acceptor(c, &[b"h2", b"http/1.1"]);
     tokio::spawn(async move {
         loop {
             let (s, _) = l.accept().await.unwrap();
@@ -373,20 +377,9 @@ struct RawTlsTarget {
 }
 
 async fn raw_tls_target(c: &Certs) -> RawTlsTarget {
-    use rustls::pki_types::pem::PemObject;
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&c.files[0].1).unwrap();
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![c.ders[0].clone()], key)
-    .unwrap();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let acceptor = target_acceptor(c, &[b"http/1.1"]);
     let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
     let connections = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let (h, n) = (heads.clone(), connections.clone());
