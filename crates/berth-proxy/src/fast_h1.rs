@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use http::StatusCode;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -54,6 +54,8 @@ use crate::target::InFlight;
 
 mod body_stream;
 mod idle;
+mod last_write;
+pub(crate) use last_write::ClientIo;
 mod plan;
 use plan::{prepare, Plan, Prep};
 mod prefixed;
@@ -96,7 +98,7 @@ pub(crate) async fn serve<T>(
     park_after: Option<Duration>,
 ) -> Exit<T>
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: ClientIo,
 {
     let clock = cx.listener.clock.clone();
     let park_ms = park_after.map_or(u64::MAX, |d| d.as_millis() as u64);
@@ -228,7 +230,7 @@ struct Conn<T> {
     peer: std::net::IpAddr,
 }
 
-impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
+impl<T: ClientIo> Conn<T> {
     async fn read_client(&mut self) -> Wait<io::Result<usize>> {
         match read_idle(&mut self.io, &mut self.buf, &mut self.idle).await {
             Some(r) => Wait::Done(r),
@@ -278,13 +280,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         );
         // The idle timer may have run out already: the answer gets one more period.
         self.idle.touch();
-        let _ = self.write_client().await;
+        let _ = self.write_client_last().await;
         let _ = self.io.shutdown().await;
     }
 
     /// Writes `out` to the client.
     async fn write_client(&mut self) -> Result<(), ()> {
         write_idle(&mut self.io, &self.out, &mut self.idle).await
+    }
+
+    /// Writes `out` to the client as the connection's last bytes: its shutdown comes
+    /// next, and the FIN leaves with them.
+    async fn write_client_last(&mut self) -> Result<(), ()> {
+        last_write::write_last_idle(&mut self.io, &self.out, &mut self.idle).await
     }
 
     /// Forwards the planned request and writes the response. Returns whether the client
@@ -339,7 +347,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         // partly unread ends the connection, and so does an error to an HTTP/1.0 client.
         let close = plan.close || plan.client_http10 || upload.pending > 0 || *stop.borrow();
         elb_error::write(&mut self.out, status, &l.metrics, close);
-        self.write_client().await.is_ok() && !close
+        if close {
+            let _ = self.write_client_last().await;
+            return false;
+        }
+        self.write_client().await.is_ok()
     }
 
     /// Tries targets until one answers with a response head, or the request engine
@@ -534,14 +546,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         self.up.advance(head.len);
 
         // The body: what is already here goes out with the head.
+        // The client connection shuts down right after this response, unless the
+        // client's unread body is drained first (`body_stream::linger`).
+        let how = body_stream::Delivery {
+            framing,
+            unchunk,
+            then_close: close && !unfinished_upload,
+        };
         let sent = body_stream::response(
             &mut self.io,
             &mut up,
             &mut self.up,
             &mut self.out,
             &mut self.idle,
-            framing,
-            unchunk,
+            how,
         )
         .await?;
         let reusable = head.keep_alive && sent.framed && !unfinished_upload;

@@ -30,7 +30,6 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -622,7 +621,7 @@ async fn other(stream: TcpStream, tls: Option<Arc<TlsAcceptor>>, mut a: Accepted
 /// Serves an HTTP/1 connection: the fast path first, hyper for whatever it declines.
 async fn serve_http1<T>(io: T, a: &mut Accepted)
 where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: fast_h1::ClientIo + Send + 'static,
 {
     let idle = a.cx.listener.routes.load().idle_timeout;
     // A TLS connection keeps its task (its session state is in it).

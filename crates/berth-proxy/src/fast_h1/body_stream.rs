@@ -31,6 +31,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::idle::{read_idle, write_idle, Expired, Idle, READ_CHUNK};
+use super::last_write::{write_last_idle, ClientIo};
 use crate::attempt::Failure;
 use crate::context::MAX_HEADER_BYTES;
 use crate::h1_codec::{parse_response, Chunk, ChunkedDecoder, ChunkedEnd, Framing, Parsed};
@@ -102,10 +103,19 @@ impl Unchunk {
     }
 }
 
+/// How a response body goes to the client.
+pub(super) struct Delivery {
+    pub(super) framing: Framing,
+    /// A chunked body goes out as its data alone ([`Unchunk`], for an HTTP/1.0 client).
+    pub(super) unchunk: bool,
+    /// The client connection shuts down right after the body: its last bytes are
+    /// written as such ([`write_last_idle`]), to leave with the FIN.
+    pub(super) then_close: bool,
+}
+
 /// Writes the response head in `out` with the body bytes already in `up`, then streams
-/// the rest of the body from the target as `framing` delimits it, leaving any bytes
-/// past its end in `up`. With `unchunk`, a chunked body goes out as its data alone
-/// ([`Unchunk`]). `Err(())` when either side failed or nothing moved for the idle
+/// the rest of the body from the target as its framing delimits it, leaving any bytes
+/// past its end in `up`. `Err(())` when either side failed or nothing moved for the idle
 /// timeout: the client connection must close.
 pub(super) async fn response<C, U>(
     client: &mut C,
@@ -113,13 +123,17 @@ pub(super) async fn response<C, U>(
     up: &mut BytesMut,
     out: &mut Vec<u8>,
     idle: &mut Idle,
-    framing: Framing,
-    unchunk: bool,
+    how: Delivery,
 ) -> Result<Sent, ()>
 where
-    C: AsyncWrite + Unpin,
+    C: ClientIo,
     U: AsyncRead + Unpin,
 {
+    let Delivery {
+        framing,
+        unchunk,
+        then_close,
+    } = how;
     let mut framed = true;
     let mut sent: u64 = 0;
     let mut chunks = ChunkedEnd::default();
@@ -150,6 +164,8 @@ where
         if let Framing::Length(_) = framing {
             remaining -= take as u64;
         }
+        // The body ends with this write: on a closing connection, its bytes go last.
+        let last = then_close && remaining == 0;
         if let Some(unchunk) = unchunk.as_mut() {
             // The data goes out through `out`, after the head while it is there.
             let head = out.len();
@@ -159,18 +175,18 @@ where
             }
             sent += (out.len() - head) as u64;
             if !out.is_empty() {
-                write_idle(client, out, idle).await?;
+                write_client(client, out, idle, last).await?;
                 out.clear();
             }
         } else if out.is_empty() {
             // The head is out: body bytes go straight from the target's buffer.
             if take > 0 {
-                write_idle(client, &up[..take], idle).await?;
+                write_client(client, &up[..take], idle, last).await?;
             }
         } else {
             // The head and the first body bytes in one write.
             out.extend_from_slice(&up[..take]);
-            write_idle(client, out, idle).await?;
+            write_client(client, out, idle, last).await?;
             out.clear();
         }
         if unchunk.is_none() {
@@ -197,6 +213,20 @@ where
         bytes: sent,
         framed,
     })
+}
+
+/// Writes `data` to the client; `last`: the connection shuts down next.
+async fn write_client<C: ClientIo>(
+    client: &mut C,
+    data: &[u8],
+    idle: &mut Idle,
+    last: bool,
+) -> Result<(), ()> {
+    if last {
+        write_last_idle(client, data, idle).await
+    } else {
+        write_idle(client, data, idle).await
+    }
 }
 
 /// A request body still to come from the client.

@@ -23,7 +23,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use super::ClientIo;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -58,7 +58,7 @@ pub(super) async fn serve<T>(
     stop: &watch::Receiver<bool>,
 ) -> bool
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: ClientIo,
 {
     let l = &cx.listener;
     let group = plan.group.clone();
@@ -159,7 +159,7 @@ async fn answer_error<T>(
     stop: &watch::Receiver<bool>,
 ) -> bool
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: ClientIo,
 {
     let close = *stop.borrow();
     elb_error::write(&mut c.out, status, &cx.listener.metrics, close);
@@ -170,7 +170,7 @@ where
 /// head into `c.up`, skipping interim answers other than 101.
 async fn exchange_head<T>(c: &mut Conn<T>, up: &mut UpConn) -> Result<Answer, Failure>
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: ClientIo,
 {
     match c.send_out(up).await {
         None => return Err(Failure::Timeout),
@@ -221,7 +221,7 @@ fn switch_len(buf: &[u8]) -> Option<usize> {
 /// or no byte moved for the idle timeout; returns the bytes copied both ways.
 async fn splice_until_idle<T>(c: &mut Conn<T>, up: &mut UpConn) -> u64
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: ClientIo,
 {
     let idle = &mut c.idle;
     let mut copy = Splice::new(&mut c.io, up);

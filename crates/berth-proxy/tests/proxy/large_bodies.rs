@@ -283,6 +283,27 @@ async fn downloads_arrive_byte_exact_and_the_connection_is_reused() {
 }
 
 #[tokio::test]
+async fn downloads_to_a_client_asking_to_close_arrive_byte_exact_then_the_close() {
+    let (_p, addr, _t) = setup().await;
+    for len in SIZES {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(
+            format!("GET /download/{len} HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut buf = Vec::new();
+        let (head, body, _) = response_in(&mut c, &mut buf).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{len} bytes: {head}");
+        assert_eq!(body.len(), len);
+        assert_eq!(digest_of(&body), digest_of(&body_of(len)), "{len} bytes");
+        assert!(buf.is_empty(), "{len} bytes: nothing past the body");
+        assert!(closed(&mut c).await, "{len} bytes: the connection ends");
+    }
+}
+
+#[tokio::test]
 async fn a_request_pipelined_after_a_streamed_upload_is_answered_next() {
     let (_p, addr, _t) = setup().await;
     let mut c = TcpStream::connect(addr).await.unwrap();
