@@ -119,6 +119,7 @@ where
             clock,
         },
         peer: cx.peer.ip(),
+        acking: false,
     };
     let header_timeout = cx.listener.routes.load().header_timeout;
     loop {
@@ -132,10 +133,19 @@ where
                 }
                 match prepare(&c.buf, cx, &mut c.out) {
                     Prep::Forward(p) => break p,
-                    Prep::Fallback => return Exit::Fallback(Prefixed::new(c.buf, c.io)),
+                    Prep::Fallback => {
+                        // hyper reads what is left of the request as it comes.
+                        c.io.ack_quickly();
+                        return Exit::Fallback(Prefixed::new(c.buf, c.io));
+                    }
+                    Prep::More if !c.acking => {
+                        c.io.ack_quickly();
+                        c.acking = true;
+                    }
                     Prep::More => {}
                 }
                 if c.buf.len() >= MAX_HEADER_BYTES + MAX_BUFFERED_BODY {
+                    c.io.ack_quickly();
                     return Exit::Fallback(Prefixed::new(c.buf, c.io));
                 }
             }
@@ -198,6 +208,7 @@ where
             let _ = c.io.shutdown().await;
             return Exit::Closed;
         }
+        c.acking = false;
         c.release_buffers();
     }
 }
@@ -228,6 +239,10 @@ struct Conn<T> {
     idle: Idle,
     /// The client's address: over a mesh hop it picks the caller's identity.
     peer: std::net::IpAddr,
+    /// The client was asked for quick acknowledgements while this request arrives in
+    /// parts ([`ClientIo::ack_quickly`]). Asked again for the next request: the kernel
+    /// delays acknowledgements again once the connection answers promptly.
+    acking: bool,
 }
 
 impl<T: ClientIo> Conn<T> {
@@ -307,6 +322,10 @@ impl<T: ClientIo> Conn<T> {
             pending: plan.body_pending,
             continue_owed: plan.expect_continue,
         };
+        if upload.pending > 0 {
+            // The rest of the body streams in while the target reads it.
+            self.io.ack_quickly();
+        }
         let outcome = match &group.mesh {
             None => self.attempt(&mut attempts, &mut upload).await,
             Some(mesh) => {

@@ -134,6 +134,12 @@ impl RunningListener {
             .expect("bound listener has an address");
         let (stop, rx) = watch::channel(false);
         let counts = Counts::default();
+        // A socket option: the workers' descriptors below share it.
+        if shared.mode == Mode::Http {
+            if let Err(e) = listener.delay_first_ack() {
+                tracing::debug!(error = %e, "TCP_QUICKACK on the listening socket");
+            }
+        }
         let copies = (!handles.is_empty())
             .then(|| copies(&listener, handles.len()))
             .and_then(|r| {

@@ -4,6 +4,9 @@
 //! tail). The client then gets one segment instead of two, and sends one ACK for both.
 //! Other streams (TLS, in-memory) write as usual. It decides nothing about when a
 //! connection closes; the caller writes last only when its `shutdown` comes next.
+//!
+//! [`ClientIo::ack_quickly`] is the other socket-level hint the fast path gives: the
+//! client's bytes are acknowledged at once while a request is still arriving.
 
 use std::io;
 use std::pin::Pin;
@@ -16,6 +19,11 @@ use super::idle::{Expired, Idle};
 
 /// A client connection the fast path serves.
 pub(crate) trait ClientIo: AsyncRead + AsyncWrite + Unpin {
+    /// The server waits for more of a request: the client's bytes are acknowledged at
+    /// once again (`TCP_QUICKACK`), undoing an HTTP listener's delayed first
+    /// acknowledgement (`Acceptor::delay_first_ack` in the listener).
+    fn ack_quickly(&self) {}
+
     /// Writes part of `buf`, the connection's last bytes before its shutdown.
     fn poll_write_last(
         self: Pin<&mut Self>,
@@ -27,6 +35,10 @@ pub(crate) trait ClientIo: AsyncRead + AsyncWrite + Unpin {
 }
 
 impl ClientIo for TcpStream {
+    fn ack_quickly(&self) {
+        let _ = self.set_quickack(true);
+    }
+
     fn poll_write_last(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -46,7 +58,11 @@ impl ClientIo for TcpStream {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> ClientIo for tokio_rustls::server::TlsStream<S> {}
+impl ClientIo for tokio_rustls::server::TlsStream<TcpStream> {
+    fn ack_quickly(&self) {
+        self.get_ref().0.ack_quickly();
+    }
+}
 
 impl ClientIo for tokio::io::DuplexStream {}
 

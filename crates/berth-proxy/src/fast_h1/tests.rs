@@ -27,6 +27,7 @@ fn conn(io: DuplexStream) -> Conn<DuplexStream> {
             clock,
         },
         peer: "127.0.0.1".parse().unwrap(),
+        acking: false,
     }
 }
 

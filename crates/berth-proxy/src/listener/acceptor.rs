@@ -40,6 +40,17 @@ impl Acceptor {
         }
     }
 
+    /// Delays the acknowledgement of a connection's first bytes (`TCP_QUICKACK` off on
+    /// the listening socket; Linux copies the mode to every connection it accepts), as
+    /// HAProxy does on its HTTP listeners: an HTTP client speaks first, and the answer
+    /// that follows its request carries the acknowledgement, one segment fewer per
+    /// connection. Where the server waits for more of a request, it asks for quick
+    /// acknowledgements again ([`crate::fast_h1::ClientIo::ack_quickly`]), so a client
+    /// holding back its next bytes for an acknowledgement (Nagle) is not kept waiting.
+    pub(crate) fn delay_first_ack(&self) -> io::Result<()> {
+        socket2::SockRef::from(self.0.get_ref()).set_tcp_quickack(false)
+    }
+
     pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
         self.0.get_ref().local_addr()
     }
@@ -62,6 +73,7 @@ impl AsFd for Acceptor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fast_h1::ClientIo;
     use std::io::{Read, Write};
 
     #[tokio::test]
@@ -99,5 +111,40 @@ mod tests {
         stream.readable().await.unwrap();
         let n = stream.try_read(&mut b).unwrap();
         assert_eq!(&b[..n], b"GET / HTTP/1.1\r\n\r\n");
+    }
+
+    /// A connection to `acceptor`, with its client (kept open: a client's close puts
+    /// the connection in delayed-acknowledgement mode by itself).
+    async fn accepted(acceptor: &Acceptor) -> (tokio::net::TcpStream, std::net::TcpStream) {
+        let addr = acceptor.local_addr().unwrap();
+        let client = std::net::TcpStream::connect(addr).unwrap();
+        let (stream, _) = acceptor.accept().await.unwrap();
+        (register(stream).unwrap(), client)
+    }
+
+    fn listening() -> Acceptor {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        Acceptor::new(l).unwrap()
+    }
+
+    #[tokio::test]
+    async fn connections_of_an_http_listener_start_with_delayed_acks_until_asked() {
+        let plain = listening();
+        let (stream, _client) = accepted(&plain).await;
+        assert!(
+            stream.quickack().unwrap(),
+            "a connection starts acknowledging at once by default"
+        );
+
+        let http = listening();
+        http.delay_first_ack().unwrap();
+        let (stream, _client) = accepted(&http).await;
+        assert!(
+            !stream.quickack().unwrap(),
+            "the listening socket's delayed acknowledgements carry over"
+        );
+        stream.ack_quickly();
+        assert!(stream.quickack().unwrap(), "asked to acknowledge at once");
     }
 }
