@@ -24,6 +24,9 @@
 //! `Expect: 100-continue` gets `100 Continue` from the proxy when its body is wanted, as
 //! nginx does; the header still goes to the target, whose own interim answer is dropped.
 //! Response bodies of any size stream back, in larger reads once a body is large.
+//! On a connection that closes after its response, the last bytes go out with the FIN in
+//! one segment, and while a request arrives in parts the client's bytes are acknowledged
+//! at once ([`last_write`], [`ClientIo`]).
 //!
 //! Mesh requests (a mesh listener's, see [`crate::mesh`]) take this path too: a mesh
 //! group adds its per-request deadline, its 503 retry and its metrics, behind one check
