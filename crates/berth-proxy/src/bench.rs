@@ -187,7 +187,7 @@ impl RequestWriter {
 }
 
 /// A target's response head as the fast path handles it: parsed for its framing
-/// ([`h1_codec::parse_response`]), then written for the client without hop-by-hop
+/// (`h1_codec::parse_response`), then written for the client without hop-by-hop
 /// headers, with an `AWSALB` stickiness cookie naming `target` when `sticky`. The
 /// response head's length, or None when it is not a whole final response head.
 pub fn rewrite_response_head(

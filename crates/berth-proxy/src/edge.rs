@@ -263,7 +263,7 @@ fn same_authority(host: &[u8], authority: &[u8], https: bool) -> bool {
 
 /// Judges a complete request head: everything up to and including the empty line that ends
 /// it (leading empty lines allowed, as RFC 9112 §2.2 asks). Returns how its body is
-/// framed. A plain head is accepted in one pass ([`plain_head`]); any other is walked
+/// framed. A plain head is accepted in one pass (`plain_head`); any other is walked
 /// rule by rule, which names the first rule it breaks.
 pub fn check_head(head: &[u8]) -> Result<BodyFraming, Rejection> {
     match plain_head::accept(head) {
