@@ -310,7 +310,12 @@ impl<T: ClientIo> Conn<T> {
     /// Writes `out` to the client as the connection's last bytes: its shutdown comes
     /// next, and the FIN leaves with them.
     async fn write_client_last(&mut self) -> Result<(), ()> {
-        last_write::write_last_idle(&mut self.io, &self.out, &mut self.idle).await
+        write_idle(
+            &mut last_write::Last(&mut self.io),
+            &self.out,
+            &mut self.idle,
+        )
+        .await
     }
 
     /// Forwards the planned request and writes the response. Returns whether the client

@@ -31,7 +31,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::idle::{read_idle, write_idle, Expired, Idle, READ_CHUNK};
-use super::last_write::{write_last_idle, ClientIo};
+use super::last_write::{ClientIo, Last};
 use crate::attempt::Failure;
 use crate::context::MAX_HEADER_BYTES;
 use crate::h1_codec::{parse_response, Chunk, ChunkedDecoder, ChunkedEnd, Framing, Parsed};
@@ -109,7 +109,7 @@ pub(super) struct Delivery {
     /// A chunked body goes out as its data alone ([`Unchunk`], for an HTTP/1.0 client).
     pub(super) unchunk: bool,
     /// The client connection shuts down right after the body: its last bytes are
-    /// written as such ([`write_last_idle`]), to leave with the FIN.
+    /// written as such ([`Last`]), to leave with the FIN.
     pub(super) then_close: bool,
 }
 
@@ -223,7 +223,7 @@ async fn write_client<C: ClientIo>(
     last: bool,
 ) -> Result<(), ()> {
     if last {
-        write_last_idle(client, data, idle).await
+        write_idle(&mut Last(client), data, idle).await
     } else {
         write_idle(client, data, idle).await
     }

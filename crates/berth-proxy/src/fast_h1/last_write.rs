@@ -15,8 +15,6 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, Interest};
 use tokio::net::TcpStream;
 
-use super::idle::{Expired, Idle};
-
 /// A client connection the fast path serves.
 pub(crate) trait ClientIo: AsyncRead + AsyncWrite + Unpin {
     /// The server waits for more of a request: the client's bytes are acknowledged at
@@ -66,29 +64,27 @@ impl ClientIo for tokio_rustls::server::TlsStream<TcpStream> {
 
 impl ClientIo for tokio::io::DuplexStream {}
 
-/// Writes `data` whole as the connection's last bytes, unless nothing moves for the
-/// idle timeout; the caller shuts the connection down next.
-pub(super) async fn write_last_idle<T: ClientIo>(
-    io: &mut T,
-    mut data: &[u8],
-    idle: &mut Idle,
-) -> Result<(), ()> {
-    let r = tokio::select! {
-        biased;
-        r = std::future::poll_fn(|cx| {
-            while !data.is_empty() {
-                match ready!(Pin::new(&mut *io).poll_write_last(cx, data)) {
-                    Ok(0) => return Poll::Ready(Err(())),
-                    Ok(n) => data = &data[n..],
-                    Err(_) => return Poll::Ready(Err(())),
-                }
-            }
-            Poll::Ready(Ok(()))
-        }) => r,
-        _ = Expired(idle) => Err(()),
-    };
-    idle.touch();
-    r
+/// `io` writing the connection's last bytes: each write goes through
+/// [`ClientIo::poll_write_last`], so `write_idle(&mut Last(io), ..)` writes them whole
+/// under the idle timeout as any other write.
+pub(super) struct Last<'a, T>(pub(super) &'a mut T);
+
+impl<T: ClientIo> AsyncWrite for Last<'_, T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.get_mut().0).poll_write_last(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().0).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]
