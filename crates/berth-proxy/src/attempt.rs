@@ -249,7 +249,7 @@ impl<'g> Attempts<'g> {
     /// `target` answered with `status` after `elapsed`.
     #[inline]
     pub(crate) fn responded(&self, target: &TargetState, status: u16, elapsed: Duration) {
-        target.observe_latency(elapsed.as_nanos() as f64);
+        target.observe_latency(elapsed.as_nanos() as f64, self.group.clock.now_us());
         target.metrics.response(status, elapsed.as_secs_f64());
         if let Some(mesh) = &self.group.mesh {
             crate::mesh::outlier::observe(self.group, mesh, target, status >= 500);

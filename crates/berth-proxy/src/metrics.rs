@@ -272,13 +272,15 @@ pub(crate) struct GroupMetrics {
     response_time: Histogram,
 }
 
+/// `repr(C)`: what every request counts comes first (see [`crate::target::TargetState`]).
 #[derive(Clone)]
+#[repr(C)]
 pub(crate) struct TargetMetrics {
     pub(crate) requests: IntCounter,
     /// 2xx, 3xx, 4xx, 5xx.
     pub(crate) responses: [IntCounter; 4],
-    pub(crate) connection_errors: IntCounter,
     pub(crate) response_time: Histogram,
+    pub(crate) connection_errors: IntCounter,
 }
 
 impl TargetMetrics {

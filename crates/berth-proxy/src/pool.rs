@@ -95,24 +95,33 @@ enum RawIdle {
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
+/// `repr(C)`: the fields a fast-path request reads come first, beside the target's own
+/// (see [`crate::target::TargetState`]).
+#[repr(C)]
 pub(crate) struct Pool {
-    addr: SocketAddr,
-    idle: IdleQueue<http1::SendRequest<UpBody>>,
+    /// Speak HTTP/2 to the target.
+    h2: AtomicBool,
+    /// Speak TLS to the target (HTTPS target groups).
+    tls: AtomicBool,
+    /// Set for a mesh target reached over mutual TLS: every connection goes through it.
+    hop: ArcSwapOption<HopDialer>,
     /// Idle HTTP/1.1 connections of the fast path ([`crate::fast_h1`]), which speaks
     /// HTTP/1.1 on the socket itself (plain, or over TLS for an HTTPS target group): one
     /// queue per data plane worker ([`workers::current_slot`]), since a connection is
     /// registered with the runtime that opened it and is served best there.
     raw: Box<[IdleQueue<RawIdle>]>,
-    /// Speak HTTP/2 to the target.
-    h2: AtomicBool,
-    /// Speak TLS to the target (HTTPS target groups).
-    tls: AtomicBool,
+    addr: SocketAddr,
+    idle: IdleQueue<http1::SendRequest<UpBody>>,
     h2_conn: ArcSwapOption<http2::SendRequest<UpBody>>,
-    /// Set for a mesh target reached over mutual TLS: every connection goes through it.
-    hop: ArcSwapOption<HopDialer>,
 }
 
 impl Pool {
+    /// How far into a pool the fields a fast-path request reads reach (`h2`, `tls`,
+    /// `hop`, `raw`).
+    #[cfg(test)]
+    pub(crate) const REQUEST_PATH_BYTES: usize =
+        std::mem::offset_of!(Pool, raw) + std::mem::size_of::<Box<[IdleQueue<RawIdle>]>>();
+
     pub(crate) fn new(addr: SocketAddr) -> Pool {
         Pool {
             addr,

@@ -60,19 +60,32 @@ impl Health {
     }
 }
 
+/// The fields every request touches come first, in the allocation's first two cache
+/// lines: in a group of a thousand targets, round robin comes back to a target once in
+/// a thousand requests, when its state has left the cache, and each further line it
+/// touches is another miss (`repr(C)` keeps the order; the alignment keeps the lines;
+/// a test holds the request path's fields to the first 128 bytes).
+#[repr(C, align(64))]
 pub(crate) struct TargetState {
+    /// In-flight request count in the low bits, [`DRAINING`] and [`DRAINED`] above.
+    gate: AtomicU64,
+    /// Until when (clock millis) passive health keeps the target out of rotation.
+    ejected_until: AtomicU64,
+    /// Peak-EWMA latency estimate in nanoseconds (f64 bits) and its last update (micros).
+    ewma_ns: AtomicU64,
+    ewma_at_us: AtomicU64,
+    /// Consecutive connection failures, for the ejection backoff.
+    conn_failures: AtomicU32,
+    health: AtomicU8,
+    removed: AtomicBool,
+    pub(crate) metrics: TargetMetrics,
+    pub(crate) pool: Pool,
+    // Below: touched by health checks, draining and the mesh's outlier detection.
     pub(crate) addr: SocketAddr,
     /// `ip:port`, the metrics label and the health-check Host header.
     pub(crate) label: String,
-    /// In-flight request count in the low bits, [`DRAINING`] and [`DRAINED`] above.
-    gate: AtomicU64,
-    health: AtomicU8,
     /// The status code of the last failed check, for the description.
     last_status: AtomicU32,
-    /// Until when (clock millis) passive health keeps the target out of rotation.
-    ejected_until: AtomicU64,
-    /// Consecutive connection failures, for the ejection backoff.
-    conn_failures: AtomicU32,
     /// Mesh outlier detection: 5xx responses and connection failures in a row, how
     /// often the target was ejected, and until when (clock millis) the last ejection
     /// lasts. Only mesh target groups touch them.
@@ -83,14 +96,8 @@ pub(crate) struct TargetState {
     healthy_since: AtomicU64,
     /// When (clock millis) draining began, 0 if not draining.
     draining_since: AtomicU64,
-    /// Peak-EWMA latency estimate in nanoseconds (f64 bits) and its last update (micros).
-    ewma_ns: AtomicU64,
-    ewma_at_us: AtomicU64,
-    pub(crate) pool: Pool,
-    pub(crate) metrics: TargetMetrics,
-    notifier: Notifier,
     clock: Clock,
-    removed: AtomicBool,
+    notifier: Notifier,
 }
 
 impl std::fmt::Debug for TargetState {
@@ -360,9 +367,9 @@ impl TargetState {
     // ---- latency (peak EWMA) ----
 
     /// Folds one observed response latency into the peak-EWMA estimate: a slower sample
-    /// replaces the estimate at once, a faster one decays it.
-    pub(crate) fn observe_latency(&self, rtt_ns: f64) {
-        let now_us = self.clock.now_us();
+    /// replaces the estimate at once, a faster one decays it. `now_us` is the proxy's
+    /// clock ([`Clock::now_us`]), read by the caller.
+    pub(crate) fn observe_latency(&self, rtt_ns: f64, now_us: u64) {
         let prev_at = self.ewma_at_us.swap(now_us, Ordering::AcqRel);
         let prev = f64::from_bits(self.ewma_ns.load(Ordering::Acquire));
         let next = if rtt_ns > prev {
@@ -469,10 +476,33 @@ mod tests {
         }
     }
 
+    /// What a request touches stays in the state's first two cache lines.
+    #[test]
+    fn the_request_path_fields_share_two_cache_lines() {
+        use std::mem::offset_of;
+        let pool = offset_of!(TargetState, pool);
+        let metrics = offset_of!(TargetState, metrics);
+        let ends = [
+            offset_of!(TargetState, gate) + 8,
+            offset_of!(TargetState, ejected_until) + 8,
+            offset_of!(TargetState, ewma_ns) + 8,
+            offset_of!(TargetState, ewma_at_us) + 8,
+            offset_of!(TargetState, conn_failures) + 4,
+            metrics + offset_of!(TargetMetrics, requests) + 8,
+            metrics + offset_of!(TargetMetrics, responses) + 32,
+            metrics + offset_of!(TargetMetrics, response_time) + 8,
+            pool + Pool::REQUEST_PATH_BYTES,
+        ];
+        for end in ends {
+            assert!(end <= 128, "a request-path field ends at byte {end}");
+        }
+        assert_eq!(std::mem::align_of::<TargetState>(), 64);
+    }
+
     #[test]
     fn peak_ewma_jumps_to_peaks() {
         let t = target();
-        t.observe_latency(100e6);
+        t.observe_latency(100e6, t.clock.now_us());
         assert!((t.ewma_cost() - 100e6).abs() < 1.0);
         let g = t.try_acquire().unwrap();
         assert!(t.ewma_cost() > 150e6);
