@@ -27,4 +27,36 @@ impl Clock {
     pub(crate) fn now_us(&self) -> u64 {
         self.epoch.elapsed().as_micros() as u64
     }
+
+    /// [`Clock::now_us`] of an instant already read, so one reading serves two uses.
+    #[inline]
+    pub(crate) fn us_at(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(*self.epoch).as_micros() as u64
+    }
+
+    /// The instant of a [`Clock::now_ms`] reading (to the millisecond, never later).
+    #[inline]
+    pub(crate) fn instant_at_ms(&self, ms: u64) -> Instant {
+        *self.epoch + std::time::Duration::from_millis(ms.saturating_sub(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Clock;
+
+    #[tokio::test(start_paused = true)]
+    async fn readings_convert_both_ways() {
+        let clock = Clock::new();
+        tokio::time::advance(Duration::from_micros(2_500_700)).await;
+        let now = tokio::time::Instant::now();
+        assert_eq!(clock.us_at(now), 2_500_700);
+        assert_eq!(clock.us_at(now), clock.now_us());
+        let ms = clock.now_ms();
+        assert_eq!(ms, 2_501, "milliseconds since the epoch, plus one");
+        let at = clock.instant_at_ms(ms);
+        assert!(at <= now && now - at < Duration::from_millis(1));
+    }
 }

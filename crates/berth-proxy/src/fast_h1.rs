@@ -126,9 +126,11 @@ where
     };
     let header_timeout = cx.listener.routes.load().header_timeout;
     loop {
-        // When the first bytes of the request being read arrived: the head is due
-        // within the header timeout of it, however the client trickles it.
-        let mut head_due: Option<Instant> = None;
+        // When the first bytes of the request being read arrived (clock millis): the
+        // head is due within the header timeout of it, however the client trickles it.
+        // Most heads arrive whole; the idle timer's touch after the read that brought
+        // the first bytes already read the clock.
+        let mut head_from_ms: Option<u64> = None;
         let plan = loop {
             if !c.buf.is_empty() {
                 if c.out.capacity() == 0 {
@@ -164,7 +166,8 @@ where
             } else if between_requests {
                 c.read_client_or_stop(stop).await
             } else {
-                let due = *head_due.get_or_insert_with(|| Instant::now() + header_timeout);
+                let from = *head_from_ms.get_or_insert_with(|| c.idle.clock.now_ms());
+                let due = c.idle.clock.instant_at_ms(from) + header_timeout;
                 // Boxed: a timer is large, and most heads arrive in one read.
                 match Box::pin(tokio::time::timeout_at(due, c.read_client())).await {
                     // The request did not arrive whole in time, or stopped arriving for
@@ -179,7 +182,7 @@ where
             match r {
                 Wait::Done(Ok(n)) if n > 0 => {
                     if between_requests {
-                        head_due = Some(Instant::now() + header_timeout);
+                        head_from_ms = Some(c.idle.last);
                     }
                 }
                 // The listener began closing while this connection waited: see above.
@@ -412,7 +415,7 @@ impl<T: ClientIo> Conn<T> {
             let start = Instant::now();
             match self.exchange_head(&mut up, upload).await {
                 Ok(head) => {
-                    attempts.responded(target, head.status, start.elapsed());
+                    attempts.responded_since(target, head.status, start);
                     if head.status == 503
                         && attempts.is_mesh()
                         && attempts.failed(target, reused, Failure::Unavailable) == Verdict::Retry
