@@ -26,7 +26,6 @@
 //! choose among targets (the group's algorithm does, in [`GroupRuntime::pick`]).
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use http::{Method, StatusCode};
 use tokio::time::Instant;
@@ -247,23 +246,13 @@ impl<'g> Attempts<'g> {
         target.metrics.requests.inc();
     }
 
-    /// `target` answered with `status` after `elapsed`.
-    #[inline]
-    pub(crate) fn responded(&self, target: &TargetState, status: u16, elapsed: Duration) {
-        self.record_response(target, status, elapsed, self.group.clock.now_us());
-    }
-
     /// `target` answered with `status` now, to a request sent at `sent`: one clock
     /// reading times the response and ages the latency estimate.
     #[inline]
-    pub(crate) fn responded_since(&self, target: &TargetState, status: u16, sent: Instant) {
+    pub(crate) fn responded(&self, target: &TargetState, status: u16, sent: Instant) {
         let now = Instant::now();
         let elapsed = now.saturating_duration_since(sent);
-        self.record_response(target, status, elapsed, self.group.clock.us_at(now));
-    }
-
-    #[inline]
-    fn record_response(&self, target: &TargetState, status: u16, elapsed: Duration, now_us: u64) {
+        let now_us = self.group.clock.us_at(now);
         target.observe_latency(elapsed.as_nanos() as f64, now_us);
         target.metrics.response(status, elapsed.as_secs_f64());
         if let Some(mesh) = &self.group.mesh {

@@ -23,12 +23,8 @@ impl Clock {
         self.epoch.elapsed().as_millis() as u64 + 1
     }
 
-    #[inline]
-    pub(crate) fn now_us(&self) -> u64 {
-        self.epoch.elapsed().as_micros() as u64
-    }
-
-    /// [`Clock::now_us`] of an instant already read, so one reading serves two uses.
+    /// Microseconds since the epoch at an instant the caller read, so one reading of
+    /// the clock serves two uses.
     #[inline]
     pub(crate) fn us_at(&self, at: Instant) -> u64 {
         at.saturating_duration_since(*self.epoch).as_micros() as u64
@@ -53,7 +49,6 @@ mod tests {
         tokio::time::advance(Duration::from_micros(2_500_700)).await;
         let now = tokio::time::Instant::now();
         assert_eq!(clock.us_at(now), 2_500_700);
-        assert_eq!(clock.us_at(now), clock.now_us());
         let ms = clock.now_ms();
         assert_eq!(ms, 2_501, "milliseconds since the epoch, plus one");
         let at = clock.instant_at_ms(ms);

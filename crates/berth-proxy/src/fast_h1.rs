@@ -415,7 +415,7 @@ impl<T: ClientIo> Conn<T> {
             let start = Instant::now();
             match self.exchange_head(&mut up, upload).await {
                 Ok(head) => {
-                    attempts.responded_since(target, head.status, start);
+                    attempts.responded(target, head.status, start);
                     if head.status == 503
                         && attempts.is_mesh()
                         && attempts.failed(target, reused, Failure::Unavailable) == Verdict::Retry

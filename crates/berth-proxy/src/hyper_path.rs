@@ -563,7 +563,7 @@ async fn forward_through_client(
         let failure = match sent {
             Ok(Ok(resp)) => {
                 let status = resp.status().as_u16();
-                attempts.responded(&target, status, start.elapsed());
+                attempts.responded(&target, status, start);
                 if status == 503
                     && attempts.is_mesh()
                     && attempts.failed(&target, reused, Failure::Unavailable) == Verdict::Retry

@@ -368,7 +368,7 @@ impl TargetState {
 
     /// Folds one observed response latency into the peak-EWMA estimate: a slower sample
     /// replaces the estimate at once, a faster one decays it. `now_us` is the proxy's
-    /// clock ([`Clock::now_us`]), read by the caller.
+    /// clock ([`Clock::us_at`]), read by the caller.
     pub(crate) fn observe_latency(&self, rtt_ns: f64, now_us: u64) {
         let prev_at = self.ewma_at_us.swap(now_us, Ordering::AcqRel);
         let prev = f64::from_bits(self.ewma_ns.load(Ordering::Acquire));
@@ -502,7 +502,7 @@ mod tests {
     #[test]
     fn peak_ewma_jumps_to_peaks() {
         let t = target();
-        t.observe_latency(100e6, t.clock.now_us());
+        t.observe_latency(100e6, t.clock.us_at(tokio::time::Instant::now()));
         assert!((t.ewma_cost() - 100e6).abs() < 1.0);
         let g = t.try_acquire().unwrap();
         assert!(t.ewma_cost() > 150e6);

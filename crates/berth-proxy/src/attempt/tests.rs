@@ -378,7 +378,8 @@ async fn a_run_of_failures_ejects_for_longer_each_time_within_the_cap() {
         max_ejection_percent: 50,
     };
     let (g, addrs) = mesh_group(4, outlier);
-    let ms = Duration::from_millis(1);
+    // Sent just now: what these tests count is the status, not the time.
+    let sent = tokio::time::Instant::now;
     let target = |i: usize| {
         let mut a = Attempts::start(&g, Some(addrs[i]), false);
         let t = a.next().unwrap().target().clone();
@@ -388,11 +389,11 @@ async fn a_run_of_failures_ejects_for_longer_each_time_within_the_cap() {
     let a = Attempts::start(&g, None, false);
     let t0 = target(0);
     // A success in between breaks the run.
-    a.responded(&t0, 500, ms);
-    a.responded(&t0, 200, ms);
-    a.responded(&t0, 502, ms);
+    a.responded(&t0, 500, sent());
+    a.responded(&t0, 200, sent());
+    a.responded(&t0, 502, sent());
     assert!(!t0.is_outlier_ejected());
-    a.responded(&t0, 503, ms);
+    a.responded(&t0, 503, sent());
     assert!(t0.is_outlier_ejected() && t0.is_ejected());
     // Connection failures count too.
     let t1 = target(1);
@@ -403,7 +404,7 @@ async fn a_run_of_failures_ejects_for_longer_each_time_within_the_cap() {
     // Half of four targets are out: the third is not ejected.
     let t2 = target(2);
     for _ in 0..5 {
-        a.responded(&t2, 500, ms);
+        a.responded(&t2, 500, sent());
     }
     assert!(!t2.is_outlier_ejected());
     let mesh = g.mesh.as_ref().unwrap();
@@ -415,8 +416,8 @@ async fn a_run_of_failures_ejects_for_longer_each_time_within_the_cap() {
     // Back after 10 s; ejected again, it stays out 20 s.
     tokio::time::advance(Duration::from_secs(11)).await;
     assert!(!t0.is_outlier_ejected() && !t0.is_ejected());
-    a.responded(&t0, 500, ms);
-    a.responded(&t0, 500, ms);
+    a.responded(&t0, 500, sent());
+    a.responded(&t0, 500, sent());
     assert!(t0.is_outlier_ejected());
     tokio::time::advance(Duration::from_secs(15)).await;
     assert!(t0.is_outlier_ejected());
@@ -431,7 +432,7 @@ fn load_balancer_groups_pass_5xx_on_and_never_eject_for_them() {
     assert!(!a.is_mesh());
     let t = g.pick(&[], None).unwrap().target().clone();
     for _ in 0..10 {
-        a.responded(&t, 500, Duration::from_millis(1));
+        a.responded(&t, 500, tokio::time::Instant::now());
     }
     assert!(!t.is_ejected());
 }

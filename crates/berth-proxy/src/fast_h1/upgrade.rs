@@ -88,7 +88,7 @@ where
                     Answer::Switch(_) => 101,
                     Answer::Declined(h) => h.status,
                 };
-                attempts.responded_since(target, status, start);
+                attempts.responded(target, status, start);
                 break (answer, up, in_flight);
             }
             Err(failure) => {

@@ -106,7 +106,7 @@ pub(super) async fn forward(
         };
         match r {
             Ok(head) => {
-                attempts.responded(target, head.status, start.elapsed());
+                attempts.responded(target, head.status, start);
                 if head.status == 503
                     && attempts.is_mesh()
                     && attempts.failed(target, reused, Failure::Unavailable) == Verdict::Retry
