@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
+use berth_runtime::docker::{DockerRuntimeConfig, LABEL_MANAGED};
 use berth_testkit::{demo_image, docker_ids, quickstart, wait_until, Server};
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -219,17 +220,18 @@ async fn bad_images_memory_and_network_modes_leave_nothing_behind() -> Result<()
     let server = docker_server(None).await?;
     // Networks berth manages, but for the one network awsvpc tasks share: other tests
     // running at the same time may create that one (or networks of their own).
+    let shared = DockerRuntimeConfig::default().awsvpc_network;
     let managed_networks = || {
         docker_ids(&[
             "network",
             "ls",
             "--filter",
-            "label=berth.managed",
+            &format!("label={LABEL_MANAGED}"),
             "--format",
             "{{.Name}}",
         ])
         .into_iter()
-        .filter(|n| n != "berth-awsvpc")
+        .filter(|n| *n != shared)
         .collect::<Vec<_>>()
     };
     let networks_before = managed_networks();
